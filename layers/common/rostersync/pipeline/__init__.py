@@ -1,0 +1,1 @@
+"""The sync pipeline: fetch → normalize → match → stage → commit."""

@@ -1,0 +1,1 @@
+"""Everything that touches AWS: S3 objects, DynamoDB items, EventBridge events."""

@@ -1,0 +1,120 @@
+"""The S3 key layout, and the validation of every id that goes into a key.
+
+```
+inbox/{tenant}/...                       SFTP drop box
+raw/{tenant}/{run}/...                   a bundle as fetched
+runs/{tenant}/{run}/normalized/...       canonical records per entity, issues, summary
+runs/{tenant}/{run}/matched/...          records with their link decisions
+runs/{tenant}/{run}/changes/...          the change set
+runs/{tenant}/{run}/report/...           the run report, issues.csv, actions.csv
+state/{tenant}/current.json              which committed snapshot is the baseline
+state/{tenant}/{run}/{entity}.jsonl      the snapshot committed by that run
+```
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from secrets import token_hex
+
+from rostersync.errors import InvalidKey
+from rostersync.models import Entity
+
+_TENANT = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_RUN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+_FILE_PART = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+
+
+def check_tenant(tenant: str) -> str:
+    """Return ``tenant`` if it is a valid tenant id (lowercase, digits, dashes)."""
+    if not isinstance(tenant, str) or not _TENANT.match(tenant):
+        raise InvalidKey(f"invalid tenant id {tenant!r}: use 1-63 of a-z, 0-9 and '-'")
+    return tenant
+
+
+def check_run_id(run_id: str) -> str:
+    """Return ``run_id`` if it has the shape ``new_run_id`` makes."""
+    if not isinstance(run_id, str) or not _RUN.match(run_id):
+        raise InvalidKey(f"invalid run id {run_id!r}")
+    return run_id
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """A sortable, unique run id: ``20261123T103200Z-1a2b3c4d``."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return f"{moment:%Y%m%dT%H%M%SZ}-{token_hex(4)}"
+
+
+def check_file_name(name: str) -> str:
+    """A single path segment with no traversal and no odd characters."""
+    if not _FILE_PART.match(name) or name in {".", ".."}:
+        raise InvalidKey(f"invalid file name {name!r}")
+    return name
+
+
+def inbox_prefix(tenant: str) -> str:
+    return f"inbox/{check_tenant(tenant)}/"
+
+
+def raw_prefix(tenant: str, run_id: str) -> str:
+    return f"raw/{check_tenant(tenant)}/{check_run_id(run_id)}/"
+
+
+def run_prefix(tenant: str, run_id: str) -> str:
+    return f"runs/{check_tenant(tenant)}/{check_run_id(run_id)}/"
+
+
+def normalized_key(tenant: str, run_id: str, entity: Entity) -> str:
+    return f"{run_prefix(tenant, run_id)}normalized/{Entity(entity).value}.jsonl"
+
+
+def normalized_summary_key(tenant: str, run_id: str) -> str:
+    return f"{run_prefix(tenant, run_id)}normalized/summary.json"
+
+
+def issues_key(tenant: str, run_id: str) -> str:
+    return f"{run_prefix(tenant, run_id)}normalized/issues.jsonl"
+
+
+def matched_key(tenant: str, run_id: str, entity: Entity) -> str:
+    return f"{run_prefix(tenant, run_id)}matched/{Entity(entity).value}.jsonl"
+
+
+def match_summary_key(tenant: str, run_id: str) -> str:
+    return f"{run_prefix(tenant, run_id)}matched/summary.json"
+
+
+def changes_key(tenant: str, run_id: str, entity: Entity) -> str:
+    return f"{run_prefix(tenant, run_id)}changes/{Entity(entity).value}.jsonl"
+
+
+def change_summary_key(tenant: str, run_id: str) -> str:
+    return f"{run_prefix(tenant, run_id)}changes/summary.json"
+
+
+def commit_progress_key(tenant: str, run_id: str) -> str:
+    return f"{run_prefix(tenant, run_id)}commit/progress.json"
+
+
+def report_key(tenant: str, run_id: str, name: str = "report.json") -> str:
+    return f"{run_prefix(tenant, run_id)}report/{check_file_name(name)}"
+
+
+def state_pointer_key(tenant: str) -> str:
+    return f"state/{check_tenant(tenant)}/current.json"
+
+
+def state_key(tenant: str, run_id: str, entity: Entity) -> str:
+    return f"state/{check_tenant(tenant)}/{check_run_id(run_id)}/{Entity(entity).value}.jsonl"
+
+
+def tenant_of_inbox_key(key: str) -> tuple[str, str]:
+    """Split ``inbox/{tenant}/{rest}`` into ``(tenant, rest)``, refusing anything else."""
+    parts = key.split("/", 2)
+    if len(parts) != 3 or parts[0] != "inbox" or not parts[2]:
+        raise InvalidKey(f"key {key!r} is not under inbox/{{tenant}}/")
+    rest = parts[2]
+    if any(seg in {"", ".", ".."} for seg in rest.split("/")):
+        raise InvalidKey(f"key {key!r} has an empty or relative path segment")
+    return check_tenant(parts[1]), rest
