@@ -2,6 +2,7 @@
 
 ```
 inbox/{tenant}/...                       SFTP drop box
+uploads/{tenant}/{run}/...               a bundle handed over by the CLI or the API
 raw/{tenant}/{run}/...                   a bundle as fetched
 runs/{tenant}/{run}/normalized/...       canonical records per entity, issues, summary
 runs/{tenant}/{run}/matched/...          records with their link decisions
@@ -55,6 +56,18 @@ def check_file_name(name: str) -> str:
 
 def inbox_prefix(tenant: str) -> str:
     return f"inbox/{check_tenant(tenant)}/"
+
+
+def uploads_prefix(tenant: str, run_id: str) -> str:
+    return f"uploads/{check_tenant(tenant)}/{check_run_id(run_id)}/"
+
+
+def check_source_key(tenant: str, key: str) -> str:
+    """A source key must sit under the tenant's own inbox or uploads prefix."""
+    allowed = (f"inbox/{check_tenant(tenant)}/", f"uploads/{tenant}/")
+    if not key.startswith(allowed) or any(seg in {".", ".."} for seg in key.split("/")):
+        raise InvalidKey(f"source key {key!r} is outside tenant {tenant}'s prefixes")
+    return key
 
 
 def raw_prefix(tenant: str, run_id: str) -> str:

@@ -1,0 +1,87 @@
+"""``rostersync demo``: a generated district synced on day 1, then its next day."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, TextIO
+
+from rostersync.cli import local_stack, print_counts, run_sync
+from rostersync.generator import generate_district, mutate_next_day
+from rostersync.models import ENTITY_ORDER
+from rostersync.pipeline.deps import Deps
+from rostersync.service import default_state_dir
+from rostersync.storage import keys
+
+TENANT = "demo-district"
+SHOWN_PER_KIND = 4
+
+
+def _describe(action: dict[str, Any]) -> str:
+    record = action.get("record") or {}
+    name = record.get("title") or record.get("name")
+    if record.get("given_name"):
+        name = f"{record['given_name']} {record['family_name']}"
+    label = f"{action['entity']} {action['source_id']}" + (f" ({name})" if name else "")
+    if action["action"] == "update":
+        diffs = ", ".join(
+            f"{field}: {before!r} → {after!r}"
+            for field, (before, after) in action["changes"].items()
+        )
+        return f"{label}: {diffs}"
+    return label
+
+
+def show_changes(deps: Deps, run_id: str, out: TextIO) -> None:
+    """A few of each kind of action the run committed, with field diffs for updates."""
+    for kind in ("add", "update", "archive", "reactivate"):
+        shown = total = 0
+        lines = []
+        for entity in ENTITY_ORDER:
+            for action in deps.store.iter_jsonl(keys.changes_key(TENANT, run_id, entity)):
+                if action["action"] != kind or not action["included"]:
+                    continue
+                total += 1
+                if shown < SHOWN_PER_KIND:
+                    lines.append(f"    {_describe(action)}")
+                    shown += 1
+        if total:
+            out.write(f"  {kind} ({total}):\n" + "\n".join(lines) + "\n")
+            if total > shown:
+                out.write(f"    … and {total - shown} more (all in actions.csv)\n")
+
+
+def run_demo(*, state: Path | None, students: int, out: TextIO) -> int:
+    """Generate, sync day 1, sync day 2, show day 2's changes. Returns an exit code."""
+    state_dir = state or default_state_dir() / "demo"
+    # The demo starts from an empty directory each time so day 1 always shows its adds.
+    shutil.rmtree(state_dir, ignore_errors=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="rostersync-demo-") as tmp:
+        work = Path(tmp)
+        day1, day2 = work / "day1", work / "day2"
+        stats = generate_district(day1, students=students, seed=1)
+        summary = mutate_next_day(day1, day2, seed=2)
+        out.write(f"Generated a district of {students} students: {stats}\n")
+        out.write(f"Next day: {summary}\n\n")
+        with local_stack(state_dir) as (cloud, deps):
+            out.write("Day 1: first sync\n")
+            first, report1 = run_sync(cloud, deps, TENANT, day1, state_dir, out=out)
+            if first.status != "committed":
+                out.write(f"day 1 failed: {first.error}\n")
+                return 1
+            print_counts(first.counts, out)
+            out.write("\nDay 2: the next day's bundle\n")
+            second, report2 = run_sync(cloud, deps, TENANT, day2, state_dir, out=out)
+            if second.status != "committed":
+                out.write(f"day 2 failed: {second.error}\n")
+                return 1
+            print_counts(second.counts, out)
+            out.write("\nDay 2's changes:\n")
+            show_changes(deps, second.run_id, out)
+            out.write(f"\nReports: {report1.parent} and {report2.parent}\n")
+            out.write(
+                f"Directory: rostersync directory export --tenant {TENANT} --state {state_dir}\n"
+            )
+    return 0

@@ -1,0 +1,57 @@
+"""The clients and repositories a step needs, built once per process from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import boto3
+
+from rostersync.config import StackSettings, stack_settings
+from rostersync.storage.events import EventPublisher
+from rostersync.storage.objects import ObjectStore
+from rostersync.storage.tables import (
+    DirectoryRepository,
+    LinksRepository,
+    RunsRepository,
+    TenantsRepository,
+)
+
+
+@dataclass(frozen=True)
+class Deps:
+    """Everything a pipeline step touches outside itself."""
+
+    settings: StackSettings
+    store: ObjectStore
+    runs: RunsRepository
+    directory: DirectoryRepository
+    links: LinksRepository
+    tenants: TenantsRepository
+    events: EventPublisher
+
+
+def build_deps(settings: StackSettings) -> Deps:
+    """Fresh clients for ``settings`` (tests and the local runtime call this directly)."""
+    dynamodb = boto3.resource("dynamodb")
+    return Deps(
+        settings=settings,
+        store=ObjectStore(boto3.client("s3"), settings.bucket),
+        runs=RunsRepository(dynamodb, settings.runs_table),
+        directory=DirectoryRepository(dynamodb, settings.directory_table),
+        links=LinksRepository(dynamodb, settings.links_table),
+        tenants=TenantsRepository(dynamodb, settings.tenants_table),
+        events=EventPublisher(boto3.client("events"), settings.event_bus),
+    )
+
+
+@lru_cache(maxsize=1)
+def default_deps() -> Deps:
+    """The process-wide dependencies, from the environment's settings."""
+    return build_deps(stack_settings())
+
+
+def reset_default_deps() -> None:
+    """Forget cached clients and settings (the local runtime calls it on start)."""
+    default_deps.cache_clear()
+    stack_settings.cache_clear()

@@ -1,0 +1,99 @@
+"""match: give every normalized record its app identity (a target id) and say how.
+
+The step streams each entity's records through a ``Matcher`` and writes one compact
+decision per record: ``[source_system, source_id, target_id, tier, score]``. The default
+matcher links by the identities already known (the committed snapshot's links) and
+treats the rest as new; a richer matcher plugs in through the same protocol.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from rostersync.models import ENTITY_ORDER, Entity, Tier
+from rostersync.pipeline.contracts import RunState
+from rostersync.pipeline.deps import Deps
+from rostersync.pipeline.snapshot import current_baseline, load_baseline_index
+from rostersync.storage import keys
+
+_TARGET_NAMESPACE = uuid.UUID("5b0e7c1e-8f51-4bd4-9a0a-3f0b1c7d2e61")
+
+
+def new_target_id(tenant: str, entity: Entity, source_system: str, source_id: str) -> str:
+    """The app id a new record gets: deterministic, so a retried step yields the same id."""
+    return str(
+        uuid.uuid5(_TARGET_NAMESPACE, f"{tenant}/{entity.value}/{source_system}/{source_id}")
+    )
+
+
+@dataclass(frozen=True)
+class MatchDecision:
+    source_system: str
+    source_id: str
+    target_id: str | None
+    tier: Tier
+    score: float | None = None
+
+    def to_line(self) -> list[Any]:
+        return [self.source_system, self.source_id, self.target_id, self.tier.value, self.score]
+
+    @classmethod
+    def from_line(cls, line: list[Any]) -> MatchDecision:
+        return cls(line[0], line[1], line[2], Tier(line[3]), line[4])
+
+
+class Matcher(Protocol):
+    """Decides the app identity of each record of one entity."""
+
+    def decide(self, entity: Entity, records: Iterable[dict[str, Any]]) -> Iterator[MatchDecision]:
+        """One decision per record, in order."""
+        ...
+
+
+class KnownLinkMatcher:
+    """Links by the identity links of the last committed state; everything else is new."""
+
+    def __init__(self, deps: Deps, tenant: str) -> None:
+        self.deps = deps
+        self.tenant = tenant
+        self.baseline = current_baseline(deps.store, tenant)
+
+    def decide(self, entity: Entity, records: Iterable[dict[str, Any]]) -> Iterator[MatchDecision]:
+        index = load_baseline_index(self.deps.store, self.tenant, self.baseline, entity)
+        for record in records:
+            system, source_id = record["source_system"], record["source_id"]
+            known = index.get((system, source_id))
+            if known is not None:
+                yield MatchDecision(system, source_id, known.target_id, Tier.LINKED)
+            else:
+                target = new_target_id(self.tenant, entity, system, source_id)
+                yield MatchDecision(system, source_id, target, Tier.UNMATCHED)
+
+
+def match(state: RunState, deps: Deps, matcher: Matcher | None = None) -> RunState:
+    """Write the decisions for every entity and count them by tier."""
+    chosen = matcher or KnownLinkMatcher(deps, state.tenant)
+    tiers: dict[str, int] = {}
+    per_entity: dict[str, dict[str, int]] = {}
+    for entity in ENTITY_ORDER:
+        records = deps.store.iter_jsonl(keys.normalized_key(state.tenant, state.run_id, entity))
+        entity_tiers: dict[str, int] = {}
+
+        def lines(decisions: Iterator[MatchDecision], counter: dict[str, int]) -> Iterator[Any]:
+            for decision in decisions:
+                counter[decision.tier.value] = counter.get(decision.tier.value, 0) + 1
+                yield decision.to_line()
+
+        deps.store.write_jsonl(
+            keys.matched_key(state.tenant, state.run_id, entity),
+            lines(chosen.decide(entity, records), entity_tiers),
+        )
+        per_entity[entity.value] = entity_tiers
+        for tier, count in entity_tiers.items():
+            tiers[tier] = tiers.get(tier, 0) + count
+    deps.store.put_json(keys.match_summary_key(state.tenant, state.run_id), per_entity)
+    state.counts["match"] = tiers
+    return state

@@ -1,0 +1,108 @@
+"""The run report: what a run found and did, for admins (never logged: it names people).
+
+``report.json`` plus two CSV files beside it: every row issue, every action.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from rostersync.models import ENTITY_ORDER
+from rostersync.pipeline.contracts import RunState
+from rostersync.pipeline.deps import Deps
+from rostersync.storage import keys
+
+ISSUE_COLUMNS = ("file", "line", "column", "value", "message", "action", "entity", "source_id")
+ACTION_COLUMNS = (
+    "id",
+    "entity",
+    "action",
+    "included",
+    "reason",
+    "source_system",
+    "source_id",
+    "target_id",
+    "tier",
+    "changes",
+)
+SAMPLE_SIZE = 20
+
+
+def _csv_object(deps: Deps, key: str, columns: tuple[str, ...], rows: Any) -> int:
+    count = 0
+    with deps.store.writer(key) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+            count += 1
+        text.flush()
+        text.detach()
+    return count
+
+
+def _action_row(action: dict[str, Any]) -> dict[str, Any]:
+    changes = action.get("changes") or {}
+    def show(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    return {
+        **action,
+        "changes": "; ".join(
+            f"{name}: {show(before)} → {show(after)}" for name, (before, after) in changes.items()
+        ),
+    }
+
+
+def build_report(deps: Deps, state: RunState, *, status: str) -> dict[str, Any]:
+    """Write report.json, issues.csv and actions.csv for the run; return the report."""
+    tenant, run_id = state.tenant, state.run_id
+    normalized = deps.store.get_json(keys.normalized_summary_key(tenant, run_id)) or {}
+    changes = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
+    sample: list[dict[str, Any]] = []
+
+    def issues() -> Any:
+        for issue in deps.store.iter_jsonl(keys.issues_key(tenant, run_id)):
+            if len(sample) < SAMPLE_SIZE:
+                sample.append(issue)
+            yield issue
+
+    issues_total = _csv_object(
+        deps, keys.report_key(tenant, run_id, "issues.csv"), ISSUE_COLUMNS, issues()
+    )
+
+    def actions() -> Any:
+        for entity in ENTITY_ORDER:
+            for action in deps.store.iter_jsonl(keys.changes_key(tenant, run_id, entity)):
+                yield _action_row(action)
+
+    _csv_object(deps, keys.report_key(tenant, run_id, "actions.csv"), ACTION_COLUMNS, actions())
+    files = {
+        name: {k: v for k, v in summary.items() if k != "skipped_ids"}
+        | {"skipped": len(summary.get("skipped_ids", []))}
+        for name, summary in normalized.get("entities", {}).items()
+    }
+    report = {
+        "tenant": tenant,
+        "run_id": run_id,
+        "status": status,
+        "mode": state.mode,
+        "trigger": state.trigger,
+        "requested_by": state.requested_by,
+        "baseline_run_id": changes.get("baseline_run_id"),
+        "counts": changes.get("counts", {}),
+        "refused": changes.get("refused", {}),
+        "match": state.counts.get("match", {}),
+        "files": files,
+        "issues_total": issues_total,
+        "issues_sample": sample,
+        "timings_ms": state.counts.get("timings_ms", {}),
+        "issues_csv": keys.report_key(tenant, run_id, "issues.csv"),
+        "actions_csv": keys.report_key(tenant, run_id, "actions.csv"),
+    }
+    deps.store.put_json(keys.report_key(tenant, run_id), report)
+    return report

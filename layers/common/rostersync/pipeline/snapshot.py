@@ -1,0 +1,69 @@
+"""The committed state of a tenant: the baseline every run is diffed against.
+
+A snapshot is one JSON-lines object per entity under ``state/{tenant}/{run}/``; the
+pointer ``state/{tenant}/current.json`` names the run whose snapshot is current. Each
+line is ``{source_system, source_id, target_id, status, hash, record}`` where ``status``
+is ``active`` or ``archived`` and ``hash`` covers the record's content (not its metadata).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from rostersync.models import META_FIELDS, Entity
+from rostersync.storage import keys
+from rostersync.storage.objects import ObjectStore
+
+ACTIVE = "active"
+ARCHIVED = "archived"
+
+
+def content_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a record that make up its content (what a change is about)."""
+    return {k: v for k, v in record.items() if k not in META_FIELDS}
+
+
+def content_hash(record: dict[str, Any]) -> str:
+    """A stable digest of a record's content."""
+    encoded = json.dumps(
+        content_of(record), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    ).encode()
+    return hashlib.blake2b(encoded, digest_size=12).hexdigest()
+
+
+@dataclass(frozen=True)
+class BaselineEntry:
+    target_id: str
+    status: str
+    hash: str
+
+
+def current_baseline(store: ObjectStore, tenant: str) -> str | None:
+    """The run id of the tenant's current committed snapshot, if any."""
+    pointer = store.get_json(keys.state_pointer_key(tenant))
+    return None if pointer is None else str(pointer["run_id"])
+
+
+def iter_snapshot(
+    store: ObjectStore, tenant: str, baseline_run: str | None, entity: Entity
+) -> Iterator[dict[str, Any]]:
+    """Lines of an entity's snapshot (nothing before the first commit)."""
+    if baseline_run is None:
+        return iter(())
+    return store.iter_jsonl(keys.state_key(tenant, baseline_run, entity))
+
+
+def load_baseline_index(
+    store: ObjectStore, tenant: str, baseline_run: str | None, entity: Entity
+) -> dict[tuple[str, str], BaselineEntry]:
+    """(source system, source id) → target, status and hash; ids only, no bodies."""
+    index: dict[tuple[str, str], BaselineEntry] = {}
+    for line in iter_snapshot(store, tenant, baseline_run, entity):
+        index[(line["source_system"], line["source_id"])] = BaselineEntry(
+            line["target_id"], line["status"], line["hash"]
+        )
+    return index

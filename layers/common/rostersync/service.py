@@ -1,0 +1,161 @@
+"""Operations behind the CLI and the API: start a sync, read its outcome, export the
+directory. Typed inputs and outputs; no printing."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from rostersync.errors import RostersyncError
+from rostersync.models import ENTITY_ORDER, SyncMode
+from rostersync.pipeline.contracts import RunState, SourceSpec, Trigger
+from rostersync.pipeline.deps import Deps
+from rostersync.pipeline.stage import ACTIONS
+from rostersync.storage import keys
+
+
+class UnknownTenant(RostersyncError):
+    """The tenant does not exist (and may not be created here)."""
+
+
+class ExecutionOutcome(Protocol):
+    status: str
+    error: str | None
+    cause: str | None
+    states: list[str]
+
+
+class RunStarter(Protocol):
+    """Starts the state machine for one run (the local runtime or Step Functions)."""
+
+    def start_run(self, run_input: dict[str, Any], *, name: str) -> ExecutionOutcome: ...
+
+
+@dataclass
+class SyncOutcome:
+    run_id: str
+    status: str
+    report: dict[str, Any] | None
+    error: str | None = None
+    states: list[str] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{entity: {add, update, archive, reactivate}}`` for every entity."""
+        found = (self.report or {}).get("counts", {})
+        return {
+            entity.value: {a: int(found.get(entity.value, {}).get(a, 0)) for a in ACTIONS}
+            for entity in ENTITY_ORDER
+        }
+
+    @property
+    def exit_code(self) -> int:
+        """0 clean, 2 completed with row issues or refused archives, 1 failed."""
+        if self.status not in {"committed", "prepared"}:
+            return 1
+        report = self.report or {}
+        return 2 if report.get("issues_total") or report.get("refused") else 0
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def ensure_tenant(deps: Deps, tenant: str, *, create: bool) -> bool:
+    """True if the tenant was created now; raises UnknownTenant if absent and not created."""
+    keys.check_tenant(tenant)
+    if deps.tenants.get_meta(tenant) is not None:
+        return False
+    if not create:
+        raise UnknownTenant(f"unknown tenant {tenant!r}")
+    deps.tenants.put_meta(tenant, {"created_at": _now(), "status": "active"})
+    return True
+
+
+def upload_bundle(deps: Deps, tenant: str, run_id: str, path: Path) -> str:
+    """Put a local bundle (zip or folder) under ``uploads/{tenant}/{run}/``; return the
+    source key the fetch step reads."""
+    prefix = keys.uploads_prefix(tenant, run_id)
+    if path.is_file():
+        key = prefix + "bundle.zip"
+        deps.store.upload_file(path, key)
+        return key
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is neither a zip file nor a folder")
+    for child in sorted(path.iterdir()):
+        if child.is_file() and not child.name.startswith("."):
+            deps.store.upload_file(child, prefix + keys.check_file_name(child.name))
+    return prefix
+
+
+def start_sync(
+    starter: RunStarter,
+    deps: Deps,
+    tenant: str,
+    source_key: str,
+    run_id: str,
+    *,
+    mode: SyncMode = "full",
+    review: bool = False,
+    trigger: Trigger = "cli",
+    requested_by: str | None = None,
+) -> SyncOutcome:
+    """Record the run, execute the state machine, return its outcome and report."""
+    state = RunState(
+        tenant=tenant,
+        run_id=run_id,
+        trigger=trigger,
+        mode=mode,
+        source=SourceSpec(key=source_key),
+        requested_by=requested_by,
+        review=review,
+    )
+    deps.runs.put(
+        tenant,
+        run_id,
+        {
+            "status": "running",
+            "trigger": trigger,
+            "mode": mode,
+            "requested_by": requested_by,
+            "started_at": _now(),
+            "source_key": source_key,
+        },
+    )
+    execution = starter.start_run(state.model_dump(mode="json"), name=run_id)
+    run = deps.runs.get(tenant, run_id)
+    report = deps.store.get_json(keys.report_key(tenant, run_id))
+    status = str(run.get("status", "failed"))
+    error = None
+    if execution.status != "SUCCEEDED" or status == "failed":
+        status = "failed"
+        error = str(run.get("reason") or execution.cause or execution.error or "unknown error")
+    return SyncOutcome(run_id, status, report, error, list(execution.states))
+
+
+def export_directory(deps: Deps, tenant: str) -> dict[str, list[dict[str, Any]]]:
+    """The committed roster: ``{entity: [{source_id, target_id, status, ...fields}]}``."""
+    keys.check_tenant(tenant)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for entity in ENTITY_ORDER:
+        items = []
+        for item in deps.directory.iter_entity(tenant, entity.value):
+            item.pop("pk", None)
+            item.pop("sk", None)
+            items.append(item)
+        items.sort(key=lambda i: (i.get("source_system", ""), i.get("source_id", "")))
+        out[entity.value] = items
+    return out
+
+
+def default_state_dir() -> Path:
+    """Where local state lives unless ``--state`` says otherwise: ``$ROSTERSYNC_STATE``,
+    else ``$XDG_DATA_HOME/rostersync``, else ``~/.local/share/rostersync``."""
+    explicit = os.environ.get("ROSTERSYNC_STATE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "rostersync"

@@ -1,0 +1,175 @@
+"""S3 objects: the bulk state of runs and snapshots.
+
+The only module that calls S3. Bodies are streamed: JSONL is written through a temporary
+file and read line by line, so no step holds a whole entity in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from rostersync.errors import FatalError, StorageUnavailable
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+T = TypeVar("T")
+
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestTimeout",
+        "Throttling",
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "TransactionConflictException",
+    }
+)
+
+
+def translate_aws_error(exc: Exception, what: str) -> Exception:
+    """Map a botocore error to rostersync's own: transient ones can be retried."""
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in _TRANSIENT_CODES or code.startswith("5"):
+            return StorageUnavailable(f"{what}: {code}")
+        return FatalError(f"{what}: {code}")
+    if isinstance(exc, BotoCoreError):
+        return StorageUnavailable(f"{what}: {type(exc).__name__}")
+    return exc
+
+
+def _guard(what: str, call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except (ClientError, BotoCoreError) as exc:
+        raise translate_aws_error(exc, what) from exc
+
+
+class ObjectStore:
+    """One bucket, addressed by key."""
+
+    def __init__(self, client: S3Client, bucket: str) -> None:
+        self.client = client
+        self.bucket = bucket
+
+    def put_bytes(
+        self, key: str, body: bytes, content_type: str = "application/octet-stream"
+    ) -> None:
+        _guard(
+            f"put {key}",
+            lambda: self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType=content_type
+            ),
+        )
+
+    def put_json(self, key: str, value: Any) -> None:
+        body = json.dumps(value, separators=(",", ":"), default=str).encode()
+        self.put_bytes(key, body, "application/json")
+
+    def get_bytes(self, key: str) -> bytes | None:
+        """The object's body, or None if there is no such key."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            return response["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                return None
+            raise translate_aws_error(exc, f"get {key}") from exc
+        except BotoCoreError as exc:
+            raise translate_aws_error(exc, f"get {key}") from exc
+
+    def get_json(self, key: str) -> Any | None:
+        body = self.get_bytes(key)
+        return None if body is None else json.loads(body)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
+                return False
+            raise translate_aws_error(exc, f"head {key}") from exc
+
+    def list_keys(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+
+        def _list() -> None:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                keys.extend(obj["Key"] for obj in page.get("Contents", []))
+
+        _guard(f"list {prefix}", _list)
+        return keys
+
+    def copy(self, source_key: str, dest_key: str) -> None:
+        _guard(
+            f"copy {source_key}",
+            lambda: self.client.copy_object(
+                Bucket=self.bucket,
+                Key=dest_key,
+                CopySource={"Bucket": self.bucket, "Key": source_key},
+            ),
+        )
+
+    def upload_file(self, path: Path, key: str) -> None:
+        _guard(f"upload {key}", lambda: self.client.upload_file(str(path), self.bucket, key))
+
+    def download_file(self, key: str, path: Path) -> None:
+        _guard(f"download {key}", lambda: self.client.download_file(self.bucket, key, str(path)))
+
+    @contextmanager
+    def open_stream(self, key: str) -> Iterator[IO[bytes]]:
+        """A binary stream of the object's body (not buffered whole)."""
+        response = _guard(f"get {key}", lambda: self.client.get_object(Bucket=self.bucket, Key=key))
+        body = response["Body"]
+        try:
+            yield body  # type: ignore[misc]
+        finally:
+            body.close()
+
+    @contextmanager
+    def writer(self, key: str) -> Iterator[IO[bytes]]:
+        """Write a large object through a temporary file, uploaded on success only."""
+        fd, name = tempfile.mkstemp(prefix="rostersync-", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                yield fh
+            self.upload_file(Path(name), key)
+        finally:
+            Path(name).unlink(missing_ok=True)
+
+    def write_jsonl(self, key: str, rows: Iterable[Any]) -> int:
+        """Write rows as JSON lines; return how many."""
+        count = 0
+        with self.writer(key) as fh:
+            for row in rows:
+                fh.write(dumps_line(row))
+                count += 1
+        return count
+
+    def iter_jsonl(self, key: str) -> Iterator[Any]:
+        """Rows of a JSON-lines object; nothing if the object does not exist."""
+        if not self.exists(key):
+            return
+        with self.open_stream(key) as body:
+            for line in body.iter_lines(chunk_size=1 << 20):  # type: ignore[attr-defined]
+                if line:
+                    yield json.loads(line)
+
+
+def dumps_line(row: Any) -> bytes:
+    """One JSON line, compact, with a newline."""
+    return json.dumps(row, separators=(",", ":"), ensure_ascii=False, default=str).encode() + b"\n"

@@ -1,0 +1,211 @@
+"""DynamoDB items: runs (history), the directory, identity links.
+
+The only module that calls DynamoDB. Items are explicit mappings from the domain models;
+bulk writes go through ``batch_writer`` (point lookups and history belong here, bulk
+roster state lives in S3 snapshots).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import BotoCoreError, ClientError
+
+from rostersync.errors import RunNotFound
+from rostersync.storage.keys import check_run_id, check_tenant
+from rostersync.storage.objects import translate_aws_error
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource, Table
+
+
+def to_dynamo(value: Any) -> Any:
+    """Floats become Decimals (DynamoDB's number type); empty strings stay strings."""
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: to_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_dynamo(v) for v in value]
+    return value
+
+
+def from_dynamo(value: Any) -> Any:
+    """Decimals back to int or float."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_dynamo(v) for v in value]
+    return value
+
+
+class _TableBase:
+    def __init__(self, resource: DynamoDBServiceResource, table_name: str) -> None:
+        self.table: Table = resource.Table(table_name)
+
+    def _query_all(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        try:
+            while True:
+                page = self.table.query(**kwargs)
+                for item in page.get("Items", []):
+                    yield from_dynamo(item)
+                last = page.get("LastEvaluatedKey")
+                if not last:
+                    return
+                kwargs["ExclusiveStartKey"] = last
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_aws_error(exc, f"query {self.table.name}") from exc
+
+    def _batch_put(self, items: Iterable[dict[str, Any]]) -> int:
+        count = 0
+        try:
+            with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+                for item in items:
+                    batch.put_item(Item=to_dynamo(item))
+                    count += 1
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_aws_error(exc, f"batch write {self.table.name}") from exc
+        return count
+
+
+class RunsRepository(_TableBase):
+    """Sync history: one item per run, keyed by tenant and run id."""
+
+    def put(self, tenant: str, run_id: str, attributes: dict[str, Any]) -> None:
+        item = {"pk": check_tenant(tenant), "sk": check_run_id(run_id), **attributes}
+        try:
+            self.table.put_item(Item=to_dynamo(item))
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_aws_error(exc, "put run") from exc
+
+    def update(self, tenant: str, run_id: str, attributes: dict[str, Any]) -> None:
+        """Set the given attributes on an existing run."""
+        names = {f"#a{i}": name for i, name in enumerate(attributes)}
+        values = {f":v{i}": to_dynamo(value) for i, value in enumerate(attributes.values())}
+        expression = "SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(attributes)))
+        try:
+            self.table.update_item(
+                Key={"pk": check_tenant(tenant), "sk": check_run_id(run_id)},
+                UpdateExpression=expression,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ConditionExpression="attribute_exists(pk)",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                raise RunNotFound(f"no run {run_id} for tenant {tenant}") from exc
+            raise translate_aws_error(exc, "update run") from exc
+        except BotoCoreError as exc:
+            raise translate_aws_error(exc, "update run") from exc
+
+    def get(self, tenant: str, run_id: str) -> dict[str, Any]:
+        try:
+            response = self.table.get_item(
+                Key={"pk": check_tenant(tenant), "sk": check_run_id(run_id)}, ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_aws_error(exc, "get run") from exc
+        item = response.get("Item")
+        if item is None:
+            raise RunNotFound(f"no run {run_id} for tenant {tenant}")
+        return dict(from_dynamo(item))
+
+    def list(self, tenant: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The tenant's runs, newest first."""
+        items = self._query_all(
+            KeyConditionExpression=Key("pk").eq(check_tenant(tenant)), ScanIndexForward=False
+        )
+        out: list[dict[str, Any]] = []
+        for item in items:
+            out.append(item)
+            if len(out) >= limit:
+                break
+        return out
+
+
+def entity_partition(tenant: str, entity: str) -> str:
+    return f"{check_tenant(tenant)}#{entity}"
+
+
+class DirectoryRepository(_TableBase):
+    """The committed roster the app reads: one item per record, keyed by target id."""
+
+    def put_many(self, tenant: str, entity: str, items: Iterable[dict[str, Any]]) -> int:
+        partition = entity_partition(tenant, entity)
+        return self._batch_put({"pk": partition, "sk": item["target_id"], **item} for item in items)
+
+    def get(self, tenant: str, entity: str, target_id: str) -> dict[str, Any] | None:
+        try:
+            response = self.table.get_item(
+                Key={"pk": entity_partition(tenant, entity), "sk": target_id}
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_aws_error(exc, "get directory item") from exc
+        item = response.get("Item")
+        return None if item is None else dict(from_dynamo(item))
+
+    def iter_entity(self, tenant: str, entity: str) -> Iterator[dict[str, Any]]:
+        return self._query_all(
+            KeyConditionExpression=Key("pk").eq(entity_partition(tenant, entity))
+        )
+
+
+class LinksRepository(_TableBase):
+    """Identity links: (tenant, entity, source system, source id) → target id, with
+    provenance. The ``by_target`` index answers "which source records point at this app
+    record"."""
+
+    def put_many(self, tenant: str, entity: str, links: Iterable[dict[str, Any]]) -> int:
+        partition = entity_partition(tenant, entity)
+        return self._batch_put(
+            {
+                "pk": partition,
+                "sk": f"{link['source_system']}#{link['source_id']}",
+                "gpk": partition,
+                "gsk": link["target_id"],
+                **link,
+            }
+            for link in links
+        )
+
+    def get(
+        self, tenant: str, entity: str, source_system: str, source_id: str
+    ) -> dict[str, Any] | None:
+        try:
+            response = self.table.get_item(
+                Key={"pk": entity_partition(tenant, entity), "sk": f"{source_system}#{source_id}"}
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_aws_error(exc, "get link") from exc
+        item = response.get("Item")
+        return None if item is None else dict(from_dynamo(item))
+
+    def iter_entity(self, tenant: str, entity: str) -> Iterator[dict[str, Any]]:
+        return self._query_all(
+            KeyConditionExpression=Key("pk").eq(entity_partition(tenant, entity))
+        )
+
+
+class TenantsRepository(_TableBase):
+    """Tenants, with their settings and the history of settings changes."""
+
+    def get_meta(self, tenant: str) -> dict[str, Any] | None:
+        try:
+            response = self.table.get_item(Key={"pk": check_tenant(tenant), "sk": "meta"})
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_aws_error(exc, "get tenant") from exc
+        item = response.get("Item")
+        return None if item is None else dict(from_dynamo(item))
+
+    def put_meta(self, tenant: str, attributes: dict[str, Any]) -> None:
+        try:
+            self.table.put_item(
+                Item=to_dynamo({"pk": check_tenant(tenant), "sk": "meta", **attributes})
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_aws_error(exc, "put tenant") from exc

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from rostersync.models import Entity
+from rostersync.pipeline.snapshot import content_hash
+from rostersync.pipeline.stage import _archive_refusal, action_id, field_changes
+
+
+def test_field_changes_list_before_and_after_of_changed_fields_only():
+    before = {"source_id": "u1", "given_name": "Ann", "family_name": "Lee", "grades": ["3"]}
+    after = {"source_id": "u1", "given_name": "Ann", "family_name": "Li", "grades": ["4"]}
+    assert field_changes(before, after) == {"family_name": ["Lee", "Li"], "grades": [["3"], ["4"]]}
+
+
+def test_metadata_alone_is_not_a_change():
+    a = {"source_id": "u1", "given_name": "Ann", "date_last_modified": "2026-01-01T00:00:00Z"}
+    b = {**a, "date_last_modified": "2026-02-01T00:00:00Z"}
+    assert content_hash(a) == content_hash(b)
+    assert content_hash(a) != content_hash({**a, "given_name": "Anne"})
+
+
+def test_action_ids_are_stable_and_distinct():
+    assert action_id(Entity.USERS, "oneroster", "u1", "add") == action_id(
+        Entity.USERS, "oneroster", "u1", "add"
+    )
+    assert action_id(Entity.USERS, "oneroster", "u1", "add") != action_id(
+        Entity.USERS, "oneroster", "u1", "archive"
+    )
+
+
+def test_archive_refusal_rules():
+    ok = {"file": "users.csv", "rows": 100}
+    assert _archive_refusal(Entity.USERS, ok, 10, 100, 0.10) is None
+    assert "above the 10% limit" in (_archive_refusal(Entity.USERS, ok, 11, 100, 0.10) or "")
+    empty = {"file": "users.csv", "rows": 0}
+    assert "has no rows" in (_archive_refusal(Entity.USERS, empty, 100, 100, 0.10) or "")
+    unreadable = {"file": "users.csv", "rows": 100, "unreadable_rows": 1}
+    assert "could not be read" in (_archive_refusal(Entity.USERS, unreadable, 1, 100, 0.10) or "")
+    missing = {"file": "users.csv", "missing": True}
+    assert "missing" in (_archive_refusal(Entity.USERS, missing, 1, 100, 0.10) or "")
