@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ from typing import Any, TextIO
 
 from rostersync.config import stack_settings
 from rostersync.errors import RostersyncError
+from rostersync.models import ENTITY_ORDER
 from rostersync.pipeline.deps import Deps, build_deps
 from rostersync.pipeline.stage import ACTIONS
 from rostersync.service import (
@@ -184,6 +186,174 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def _emit(args: argparse.Namespace, value: Any, human: str) -> None:
+    if getattr(args, "json", False):
+        json.dump(value, sys.stdout, indent=2, ensure_ascii=False, default=str)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(human if human.endswith("\n") else human + "\n")
+
+
+def _who(args: argparse.Namespace) -> str:
+    return str(getattr(args, "who", None) or os.environ.get("USER") or "cli")
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from rostersync.settings import SettingsError, apply_assignments
+    from rostersync.tenants import load_tenant_settings, save_tenant_settings
+
+    with local_stack(_state_dir(args)) as (_cloud, deps):
+        ensure_tenant(deps, args.tenant, create=True)
+        current = load_tenant_settings(deps, args.tenant)
+        if args.settings_command == "set":
+            try:
+                updated = apply_assignments(current, args.assignments)
+            except SettingsError as exc:
+                for error in exc.errors:
+                    sys.stderr.write(
+                        f"rostersync: invalid setting {error['field']}: {error['message']}\n"
+                    )
+                return 1
+            save_tenant_settings(deps, args.tenant, updated, who=_who(args))
+            current = updated
+        if args.settings_command == "history":
+            history = deps.tenants.settings_history(args.tenant)
+            lines = [
+                f"{h['changed_at']} {h['changed_by']}: {', '.join(h['changed'])}" for h in history
+            ]
+            _emit(args, history, "\n".join(lines) or "no changes")
+            return 0
+    dump = current.model_dump(mode="json")
+    _emit(args, dump, json.dumps(dump, indent=2))
+    return 0
+
+
+def _describe_action(action: dict[str, Any]) -> str:
+    flag = "[x]" if action["included"] else ("[h]" if action.get("held") else "[ ]")
+    diff = ", ".join(
+        f"{name}: {before!r} → {after!r}"
+        for name, (before, after) in (action.get("changes") or {}).items()
+    )
+    reason = f"  ({action['reason']})" if action.get("reason") else ""
+    return f"{flag} {action['id']}  {action['action']:<10} {action['source_id']}  {diff}{reason}"
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from rostersync.review import ActionFilter, list_actions
+
+    with local_stack(_state_dir(args)) as (_cloud, deps):
+        page = list_actions(
+            deps,
+            args.tenant,
+            args.run,
+            ActionFilter(
+                entity=args.entity, action=args.action, offset=args.offset, limit=args.limit
+            ),
+        )
+    lines = [_describe_action(a) for a in page.actions]
+    lines.append(f"{page.offset + 1}-{page.offset + len(page.actions)} of {page.total} actions")
+    _emit(args, page.model_dump(mode="json"), "\n".join(lines))
+    return 0
+
+
+def _selection(args: argparse.Namespace) -> Any:
+    from rostersync.review import Selection
+
+    all_of = []
+    for item in args.all_of or []:
+        entity, _, action = item.partition(":")
+        all_of.append((entity, action))
+    return Selection(action_ids=args.action_ids, all_of=all_of)
+
+
+def cmd_include(args: argparse.Namespace) -> int:
+    from rostersync.review import set_included
+
+    included = args.command == "include"
+    with local_stack(_state_dir(args)) as (_cloud, deps):
+        changed = set_included(deps, args.tenant, args.run, _selection(args), included, _who(args))
+    verb = "included" if included else "excluded"
+    _emit(args, {"changed": changed}, f"{changed} actions {verb}")
+    return 0
+
+
+def cmd_commit(args: argparse.Namespace) -> int:
+    from rostersync.review import commit_run
+
+    with local_stack(_state_dir(args)) as (_cloud, deps):
+        report = commit_run(deps, args.tenant, args.run, _who(args))
+    if args.json:
+        _emit(args, report, "")
+    else:
+        sys.stdout.write(f"Run {args.run}: {report.get('status')}\n")
+        print_counts(report.get("counts", {}), sys.stdout)
+    return 0
+
+
+def cmd_discard(args: argparse.Namespace) -> int:
+    from rostersync.review import discard_run
+
+    with local_stack(_state_dir(args)) as (_cloud, deps):
+        discard_run(deps, args.tenant, args.run, _who(args))
+    _emit(args, {"run_id": args.run, "status": "discarded"}, f"Run {args.run} discarded")
+    return 0
+
+
+def cmd_derived(args: argparse.Namespace) -> int:
+    from rostersync.review import approve_held, undo_run
+
+    make = undo_run if args.command == "undo" else approve_held
+    with local_stack(_state_dir(args)) as (_cloud, deps):
+        derived = make(deps, args.tenant, args.run, _who(args))
+    if args.json:
+        _emit(args, {"run_id": derived.run_id, "report": derived.report}, "")
+    else:
+        sys.stdout.write(f"Prepared run {derived.run_id} ({args.command} of {args.run}):\n")
+        print_counts(derived.report.get("counts", {}), sys.stdout)
+        sys.stdout.write(f"Review it with: rostersync review {derived.run_id}; then commit it.\n")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from rostersync.review import list_runs
+
+    with local_stack(_state_dir(args)) as (_cloud, deps):
+        runs = list_runs(deps, args.tenant, args.limit)
+    lines = []
+    for run in runs:
+        totals = {
+            a: sum(int(c.get(a, 0)) for c in (run.get("counts") or {}).values()) for a in ACTIONS
+        }
+        took = sum((run.get("timings_ms") or {}).values()) / 1000
+        lines.append(
+            f"{run['run_id']}  {run.get('status', '?'):<10} {run.get('trigger', '?'):<8} "
+            f"{run.get('mode', '?'):<5} by {run.get('requested_by') or '-':<10} "
+            + " ".join(f"{a}={n}" for a, n in totals.items())
+            + f"  {took:.1f}s"
+        )
+    _emit(args, runs, "\n".join(lines) or "no runs")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from rostersync.review import show_run
+
+    with local_stack(_state_dir(args)) as (_cloud, deps):
+        shown = show_run(deps, args.tenant, args.run)
+    report = shown["report"] or {}
+    human = [f"Run {args.run}: {shown['run'].get('status')} ({shown['run'].get('trigger')})"]
+    if shown["run"].get("reason"):
+        human.append(f"  reason: {shown['run']['reason']}")
+    for trip in report.get("hold", []):
+        human.append(f"  hold: {trip['message']}")
+    for entity, row in (report.get("counts") or {}).items():
+        if any(row.values()):
+            human.append(f"  {entity}: " + ", ".join(f"{a} {n}" for a, n in row.items() if n))
+    human.append(f"  row issues: {report.get('issues_total', 0)}")
+    _emit(args, shown, "\n".join(human))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rostersync", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -205,6 +375,55 @@ def build_parser() -> argparse.ArgumentParser:
     export = dsub.add_parser("export", help="print the committed roster")
     common(export)
     export.set_defaults(func=cmd_directory_export)
+
+    settings = sub.add_parser("settings", help="show or change the tenant's settings")
+    ssub = settings.add_subparsers(dest="settings_command", required=True)
+    show_settings = ssub.add_parser("show", help="print the settings")
+    common(show_settings)
+    set_settings = ssub.add_parser("set", help="set field=value (dotted names, JSON values)")
+    set_settings.add_argument("assignments", nargs="+", metavar="FIELD=VALUE")
+    set_settings.add_argument("--who", help="who makes the change (default: $USER)")
+    common(set_settings)
+    history = ssub.add_parser("history", help="every settings change, who and when")
+    common(history)
+    for p in (show_settings, set_settings, history):
+        p.set_defaults(func=cmd_settings)
+
+    review = sub.add_parser("review", help="list a prepared run's actions with their diffs")
+    review.add_argument("run")
+    review.add_argument("--entity", choices=[e.value for e in ENTITY_ORDER])
+    review.add_argument("--action", choices=list(ACTIONS))
+    review.add_argument("--offset", type=int, default=0)
+    review.add_argument("--limit", type=int, default=50)
+    common(review)
+    review.set_defaults(func=cmd_review)
+
+    for name, text in (("exclude", "untick actions"), ("include", "tick actions")):
+        p = sub.add_parser(name, help=f"{text} of a prepared run")
+        p.add_argument("run")
+        p.add_argument("action_ids", nargs="*", metavar="ACTION_ID")
+        p.add_argument("--all-of", action="append", metavar="ENTITY:ACTION")
+        p.add_argument("--who")
+        common(p)
+        p.set_defaults(func=cmd_include)
+
+    for name, text, func in (
+        ("commit", "apply a prepared run's included actions", cmd_commit),
+        ("discard", "drop a prepared run", cmd_discard),
+        ("undo", "prepare a run reversing a committed one", cmd_derived),
+        ("approve", "prepare a run applying a held run's held actions", cmd_derived),
+        ("show", "a run's report", cmd_show),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("run")
+        p.add_argument("--who")
+        common(p)
+        p.set_defaults(func=func)
+
+    runs = sub.add_parser("runs", help="the tenant's sync history")
+    runs.add_argument("--limit", type=int, default=50)
+    common(runs)
+    runs.set_defaults(func=cmd_runs)
 
     demo = sub.add_parser("demo", help="generate a district and its next day; sync both")
     demo.add_argument("--state", help="state directory (default: a fresh temporary one)")

@@ -54,10 +54,11 @@ class SyncOutcome:
     @property
     def exit_code(self) -> int:
         """0 clean, 2 completed with row issues or refused archives, 1 failed."""
-        if self.status not in {"committed", "prepared"}:
+        if self.status not in {"committed", "prepared", "held"}:
             return 1
         report = self.report or {}
-        return 2 if report.get("issues_total") or report.get("refused") else 0
+        attention = report.get("issues_total") or report.get("refused") or report.get("hold")
+        return 2 if attention else 0
 
 
 def _now() -> str:

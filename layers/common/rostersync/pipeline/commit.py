@@ -182,7 +182,7 @@ def commit(state: RunState, deps: Deps) -> RunState:
     """Apply the change set (see the module docstring for the order of writes)."""
     started = time.monotonic()
     run = deps.runs.get(state.tenant, state.run_id)
-    if run.get("status") == "committed":
+    if run.get("status") in {"committed", "held"}:
         return state
     if run.get("status") in {"discarded", "failed"}:
         raise RunStateError(f"run {state.run_id} is {run['status']}; it cannot be committed")
@@ -201,16 +201,20 @@ def commit(state: RunState, deps: Deps) -> RunState:
         state.counts.setdefault("commit", {})["events"] = events
     timings = state.counts.setdefault("timings_ms", {})
     timings["commit"] = int((time.monotonic() - started) * 1000)
-    report = build_report(deps, state, status="committed")
+    # A held run is committed for its safe part; its held actions wait for approval.
+    status = "held" if summary.get("held") else "committed"
+    report = build_report(deps, state, status=status)
     if pointer != state.run_id:
         deps.store.put_json(
-            keys.state_pointer_key(state.tenant), {"run_id": state.run_id, "committed_at": _now()}
+            keys.state_pointer_key(state.tenant),
+            {"run_id": state.run_id, "committed_at": _now(), "rows": summary.get("rows")},
         )
     deps.runs.update(
         state.tenant,
         state.run_id,
         {
-            "status": "committed",
+            "status": status,
+            "hold": summary.get("hold", []),
             "finished_at": _now(),
             "counts": report["counts"],
             "refused": report["refused"],
@@ -219,5 +223,5 @@ def commit(state: RunState, deps: Deps) -> RunState:
             "report_key": keys.report_key(state.tenant, state.run_id),
         },
     )
-    state.status = "committed"
+    state.status = status
     return state

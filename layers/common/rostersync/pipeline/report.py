@@ -47,6 +47,7 @@ def _csv_object(deps: Deps, key: str, columns: tuple[str, ...], rows: Any) -> in
 
 def _action_row(action: dict[str, Any]) -> dict[str, Any]:
     changes = action.get("changes") or {}
+
     def show(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
 
@@ -96,6 +97,9 @@ def build_report(deps: Deps, state: RunState, *, status: str) -> dict[str, Any]:
         "baseline_run_id": changes.get("baseline_run_id"),
         "counts": changes.get("counts", {}),
         "refused": changes.get("refused", {}),
+        "excluded": changes.get("excluded", {}),
+        "hold": changes.get("hold", []),
+        "held": changes.get("held", {}),
         "match": state.counts.get("match", {}),
         "files": files,
         "issues_total": issues_total,

@@ -10,12 +10,16 @@ Semantics:
   is archived in bulk and delta files alike.
 - A record whose row failed validation is *unknown*: never archived.
 - If an entity had rows with no readable id, none of its absences can be trusted, so
-  its implicit archives are refused.
-- A file the manifest lists but which is missing or empty archives nothing.
+  its implicit archives are refused; so are those of a listed-but-missing or empty file.
 - Quick runs apply only what the bundle carries: absences archive nothing.
-- Archiving more than ``max_archive_share`` of an entity's active records is refused.
+- Field rules from the tenant's settings: blank source values may erase nothing; class
+  renames may be ignored after the first sync; contact details edited in the app are
+  kept unless the sync may overwrite them.
+- Hold: thresholds on archives and changes per entity, a bundle much smaller than the
+  last one, a required file missing or empty. A held run's archives wait for an admin;
+  its adds and updates go through if the settings allow, otherwise everything waits.
 
-Refused actions stay in the change set, ``included: false`` with the reason.
+Refused and held actions stay in the change set, ``included: false``, with the reason.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.match import MatchDecision
 from rostersync.pipeline.report import build_report
+from rostersync.pipeline.scope import Scope
 from rostersync.pipeline.snapshot import (
     ACTIVE,
     ARCHIVED,
@@ -40,10 +45,13 @@ from rostersync.pipeline.snapshot import (
     iter_snapshot,
     load_baseline_index,
 )
+from rostersync.settings import CONTACT_FIELDS, HoldThresholds, TenantSettings
 from rostersync.storage import keys
 from rostersync.storage.objects import ObjectStore, dumps_line
 
 ACTIONS = ("add", "update", "archive", "reactivate")
+#: Which ``changes_to_sync`` setting governs each action.
+SETTING_OF_ACTION = {"add": "add", "reactivate": "add", "update": "update", "archive": "archive"}
 
 
 def action_id(entity: Entity, source_system: str, source_id: str, action: str) -> str:
@@ -84,10 +92,37 @@ def make_action(
         "target_id": target_id,
         "tier": tier,
         "included": True,
+        "held": False,
         "reason": None,
         "changes": changes or {},
         "record": record,
     }
+
+
+def _blank(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def apply_field_rules(
+    entity: Entity,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    settings: TenantSettings,
+    app_values: dict[str, Any],
+) -> dict[str, Any]:
+    """The record to commit once the tenant's field rules are applied.
+
+    ``app_values`` holds the contact fields the app edited (name → the app's value)."""
+    result = dict(after)
+    if settings.blank_values == "ignore":
+        for name, value in after.items():
+            if _blank(value) and not _blank(before.get(name)):
+                result[name] = before[name]
+    if entity == Entity.CLASSES and settings.ignore_class_renames and "title" in before:
+        result["title"] = before["title"]
+    if not settings.overwrite_app_contact_edits:
+        result.update(app_values)
+    return result
 
 
 @dataclass
@@ -98,6 +133,8 @@ class EntityStage:
     refused: int = 0
     refused_reason: str | None = None
     unchanged: int = 0
+    active_before: int = 0
+    merged: int = 0
 
 
 def _archive_refusal(
@@ -122,159 +159,369 @@ def _archive_refusal(
     return None
 
 
-def stage_entity(
-    store: ObjectStore,
-    state: RunState,
-    entity: Entity,
-    summary: dict[str, Any],
-    baseline_run: str | None,
-    max_share: float,
-) -> EntityStage:
-    """Write the entity's actions; return its counts."""
-    tenant, run_id = state.tenant, state.run_id
-    index = load_baseline_index(store, tenant, baseline_run, entity)
-    mode = summary.get("mode", "absent")
-    result = EntityStage()
-    pending: dict[tuple[str, str], tuple[str, dict[str, Any], str, str]] = {}
-    explicit_archives: list[dict[str, Any]] = []
-    seen: set[tuple[str, str]] = set()
+class EntityStager:
+    """Stages one entity of one run."""
 
-    records = store.iter_jsonl(keys.normalized_key(tenant, run_id, entity))
-    decisions = (
-        MatchDecision.from_line(line)
-        for line in store.iter_jsonl(keys.matched_key(tenant, run_id, entity))
-    )
+    def __init__(
+        self,
+        deps: Deps,
+        state: RunState,
+        entity: Entity,
+        summary: dict[str, Any],
+        baseline_run: str | None,
+        settings: TenantSettings,
+        scope: Scope,
+    ) -> None:
+        self.deps = deps
+        self.store: ObjectStore = deps.store
+        self.state = state
+        self.entity = entity
+        self.summary = summary
+        self.baseline_run = baseline_run
+        self.settings = settings
+        self.scope = scope
+        self.result = EntityStage()
+        self.index = load_baseline_index(self.store, state.tenant, baseline_run, entity)
+        self.pending: dict[tuple[str, str], tuple[str, dict[str, Any], str, str]] = {}
+        self.explicit_archives: list[dict[str, Any]] = []
+        self.seen: set[tuple[str, str]] = set()
+        self.targets: set[str] = set()
 
-    def direct_actions() -> Iterator[dict[str, Any]]:
-        for record, decision in zip(records, decisions, strict=True):
-            key = (record["source_system"], record["source_id"])
-            seen.add(key)
+    def _direct_actions(self) -> Iterator[dict[str, Any]]:
+        tenant, run_id, entity = self.state.tenant, self.state.run_id, self.entity
+        records = self.store.iter_jsonl(keys.normalized_key(tenant, run_id, entity))
+        decisions = (
+            MatchDecision.from_line(line)
+            for line in self.store.iter_jsonl(keys.matched_key(tenant, run_id, entity))
+        )
+        for raw, decision in zip(records, decisions, strict=True):
+            key = (raw["source_system"], raw["source_id"])
+            record = self.scope.admit(entity, raw)
+            if record is None:
+                continue  # out of scope: as if not sent
+            self.seen.add(key)
             if decision.target_id is None:
                 continue  # held for an admin's decision: no change this run
-            base = index.get(key)
+            if decision.target_id in self.targets:
+                self.result.merged += 1  # a second source record for one app record
+                continue
+            self.targets.add(decision.target_id)
+            base = self.index.get(key)
             deleted = record.get("status") == SourceStatus.TOBEDELETED.value
+            tier = decision.tier.value
             if base is None:
                 if not deleted:
-                    result.counts["add"] += 1
+                    self.result.counts["add"] += 1
                     yield make_action(
-                        entity,
-                        "add",
-                        *key,
-                        decision.target_id,
-                        tier=decision.tier.value,
-                        record=record,
+                        entity, "add", *key, decision.target_id, tier=tier, record=record
                     )
             elif base.status == ARCHIVED:
                 if not deleted:
-                    pending[key] = ("reactivate", record, base.target_id, decision.tier.value)
+                    self.pending[key] = ("reactivate", record, base.target_id, tier)
             elif deleted:
-                explicit_archives.append(
-                    make_action(entity, "archive", *key, base.target_id, tier=decision.tier.value)
+                self.explicit_archives.append(
+                    make_action(entity, "archive", *key, base.target_id, tier=tier)
                 )
             elif content_hash(record) != base.hash:
-                pending[key] = ("update", record, base.target_id, decision.tier.value)
+                self.pending[key] = ("update", record, base.target_id, tier)
             else:
-                result.unchanged += 1
+                self.result.unchanged += 1
 
-    with store.writer(keys.changes_key(tenant, run_id, entity)) as out:
-        for action in direct_actions():
-            out.write(dumps_line(action))
+    def _absent(self, protected: set[str]) -> Iterator[tuple[tuple[str, str], BaselineEntry]]:
+        explicit = {(a["source_system"], a["source_id"]) for a in self.explicit_archives}
+        for key, base in self.index.items():
+            absent = base.status == ACTIVE and key not in self.seen and key not in explicit
+            if absent and key[1] not in protected:
+                yield key, base
 
-        archives = explicit_archives
-        if mode == "bulk" and state.mode == "full":
-            protected = set(summary.get("skipped_ids", []))
-            explicit = {(a["source_system"], a["source_id"]) for a in explicit_archives}
-            archives = archives + [
-                make_action(entity, "archive", *key, base.target_id)
-                for key, base in _absent(index, seen, protected, explicit)
-            ]
-        active = sum(1 for entry in index.values() if entry.status == ACTIVE)
-        reason = _archive_refusal(entity, summary, len(archives), active, max_share)
-        if mode == "absent" or not archives:
-            reason = None
-        for action in archives:
-            if reason is not None:
-                action["included"] = False
-                action["reason"] = reason
-                result.refused += 1
-            else:
-                result.counts["archive"] += 1
-            out.write(dumps_line(action))
-        result.refused_reason = reason if result.refused else None
+    def _app_contact_values(self, target_id: str) -> dict[str, Any]:
+        if self.entity != Entity.USERS or self.settings.overwrite_app_contact_edits:
+            return {}
+        item = self.deps.directory.get(self.state.tenant, self.entity.value, target_id)
+        if not item:
+            return {}
+        edited = item.get("app_edited") or []
+        return {name: item.get(name) for name in CONTACT_FIELDS if name in edited}
 
-        if pending:
-            for line in iter_snapshot(store, tenant, baseline_run, entity):
-                key = (line["source_system"], line["source_id"])
-                found = pending.pop(key, None)
-                if found is None:
-                    continue
-                kind, record, target_id, tier = found
-                changes = field_changes(line.get("record") or {}, record)
-                result.counts[kind] += 1
-                out.write(
-                    dumps_line(
-                        make_action(
-                            entity,
-                            kind,
-                            *key,
-                            target_id,
-                            tier=tier,
-                            record=record,
-                            changes=changes,
+    def run(self) -> EntityStage:
+        tenant, run_id, entity = self.state.tenant, self.state.run_id, self.entity
+        result = self.result
+        with self.store.writer(keys.changes_key(tenant, run_id, entity)) as out:
+            for action in self._direct_actions():
+                out.write(dumps_line(action))
+
+            archives = self.explicit_archives
+            mode = self.summary.get("mode", "absent")
+            if mode == "bulk" and self.state.mode == "full":
+                protected = set(self.summary.get("skipped_ids", []))
+                archives = archives + [
+                    make_action(entity, "archive", *key, base.target_id)
+                    for key, base in self._absent(protected)
+                ]
+            active = sum(1 for entry in self.index.values() if entry.status == ACTIVE)
+            result.active_before = active
+            # The share limit is a hold threshold (below); these refusals are about
+            # whether absences can be trusted at all.
+            reason = _archive_refusal(entity, self.summary, len(archives), active, 1.0)
+            if mode == "absent" or not archives:
+                reason = None
+            for action in archives:
+                if reason is not None:
+                    action["included"] = False
+                    action["reason"] = reason
+                    result.refused += 1
+                else:
+                    result.counts["archive"] += 1
+                out.write(dumps_line(action))
+            result.refused_reason = reason if result.refused else None
+
+            if self.pending:
+                for line in iter_snapshot(self.store, tenant, self.baseline_run, entity):
+                    key = (line["source_system"], line["source_id"])
+                    found = self.pending.pop(key, None)
+                    if found is None:
+                        continue
+                    kind, record, target_id, tier = found
+                    before = line.get("record") or {}
+                    record = apply_field_rules(
+                        entity, before, record, self.settings, self._app_contact_values(target_id)
+                    )
+                    changes = field_changes(before, record)
+                    if not changes and kind == "update":
+                        result.unchanged += 1
+                        continue
+                    result.counts[kind] += 1
+                    out.write(
+                        dumps_line(
+                            make_action(
+                                entity,
+                                kind,
+                                *key,
+                                target_id,
+                                tier=tier,
+                                record=record,
+                                changes=changes,
+                            )
                         )
                     )
+        return result
+
+
+def hold_checks(
+    thresholds: HoldThresholds,
+    outcomes: dict[Entity, EntityStage],
+    normalized: dict[str, Any],
+    last_rows: int | None,
+) -> list[dict[str, Any]]:
+    """Every hold threshold the run trips, with what was measured."""
+    tripped: list[dict[str, Any]] = []
+    entities = normalized.get("entities", {})
+    for entity, outcome in outcomes.items():
+        active = outcome.active_before
+        archives = outcome.counts["archive"]
+        changes = archives + outcome.counts["update"] + outcome.counts["reactivate"]
+        if active and archives > thresholds.archive_share * active:
+            tripped.append(
+                _trip(
+                    "archive_share",
+                    entity,
+                    archives / active,
+                    thresholds.archive_share,
+                    f"{archives} of {active} active {entity.value} would be archived "
+                    f"({archives / active:.0%}, limit {thresholds.archive_share:.0%})",
                 )
-    return result
+            )
+        if thresholds.archive_count is not None and archives > thresholds.archive_count:
+            tripped.append(
+                _trip(
+                    "archive_count",
+                    entity,
+                    archives,
+                    thresholds.archive_count,
+                    f"{archives} {entity.value} would be archived "
+                    f"(limit {thresholds.archive_count})",
+                )
+            )
+        if (
+            thresholds.change_share is not None
+            and active
+            and changes > thresholds.change_share * active
+        ):
+            tripped.append(
+                _trip(
+                    "change_share",
+                    entity,
+                    changes / active,
+                    thresholds.change_share,
+                    f"{changes} of {active} {entity.value} would change "
+                    f"({changes / active:.0%}, limit {thresholds.change_share:.0%})",
+                )
+            )
+        if thresholds.change_count is not None and changes > thresholds.change_count:
+            tripped.append(
+                _trip(
+                    "change_count",
+                    entity,
+                    changes,
+                    thresholds.change_count,
+                    f"{changes} {entity.value} would change (limit {thresholds.change_count})",
+                )
+            )
+    for entity in thresholds.required_files:
+        summary = entities.get(entity.value, {})
+        if summary.get("mode") == "delta":
+            continue
+        if summary.get("missing") or summary.get("mode", "absent") == "absent":
+            tripped.append(
+                _trip(
+                    "required_file",
+                    entity,
+                    0,
+                    1,
+                    f"the {entity.value} file is required but missing",
+                )
+            )
+        elif summary.get("rows", 0) == 0:
+            tripped.append(
+                _trip(
+                    "required_file", entity, 0, 1, f"the {entity.value} file is required but empty"
+                )
+            )
+    rows = sum(int(s.get("rows", 0)) for s in entities.values())
+    if last_rows and rows < thresholds.min_bundle_ratio * last_rows:
+        tripped.append(
+            _trip(
+                "bundle_size",
+                None,
+                rows / last_rows,
+                thresholds.min_bundle_ratio,
+                f"the bundle has {rows} rows, {rows / last_rows:.0%} of the last "
+                f"committed one ({last_rows}); limit {thresholds.min_bundle_ratio:.0%}",
+            )
+        )
+    return tripped
 
 
-def _absent(
-    index: dict[tuple[str, str], BaselineEntry],
-    seen: set[tuple[str, str]],
-    protected: set[str],
-    explicit: set[tuple[str, str]],
-) -> Iterator[tuple[tuple[str, str], BaselineEntry]]:
-    for key, base in index.items():
-        absent = base.status == ACTIVE and key not in seen and key not in explicit
-        if absent and key[1] not in protected:
-            yield key, base
+def _trip(
+    check: str, entity: Entity | None, measured: float, threshold: float, message: str
+) -> dict[str, Any]:
+    return {
+        "check": check,
+        "entity": entity.value if entity else None,
+        "measured": round(measured, 4),
+        "threshold": threshold,
+        "message": message,
+    }
+
+
+def _apply_hold_and_settings(
+    deps: Deps, state: RunState, settings: TenantSettings, held: bool
+) -> dict[str, dict[str, int]]:
+    """Untick what the settings do not sync and what a hold keeps back; recount."""
+    counts = {e.value: dict.fromkeys(ACTIONS, 0) for e in ENTITY_ORDER}
+    allowed = set(settings.changes_to_sync)
+    hold_all = held and not settings.hold.apply_safe_changes
+    for entity in ENTITY_ORDER:
+        key = keys.changes_key(state.tenant, state.run_id, entity)
+        actions = list(deps.store.iter_jsonl(key))
+        dirty = False
+        for action in actions:
+            if not action["included"]:
+                continue
+            if SETTING_OF_ACTION[action["action"]] not in allowed:
+                action["included"] = False
+                action["reason"] = (
+                    f"{SETTING_OF_ACTION[action['action']]} changes are not synced (settings)"
+                )
+                dirty = True
+            elif held and (hold_all or action["action"] == "archive"):
+                action["included"] = False
+                action["held"] = True
+                action["reason"] = "held: the run tripped a hold threshold"
+                dirty = True
+            else:
+                counts[entity.value][action["action"]] += 1
+        if dirty:
+            deps.store.write_jsonl(key, actions)
+    return counts
+
+
+def load_settings(deps: Deps, tenant: str) -> TenantSettings:
+    """The tenant's settings (defaults until the admin changes them)."""
+    stored = deps.tenants.get_settings(tenant)
+    return TenantSettings() if stored is None else TenantSettings.model_validate(stored)
 
 
 def stage(state: RunState, deps: Deps) -> RunState:
-    """Stage every entity; write the change-set summary; decide commit or prepared."""
-    normalized = deps.store.get_json(keys.normalized_summary_key(state.tenant, state.run_id)) or {}
-    baseline_run = current_baseline(deps.store, state.tenant)
-    counts: dict[str, dict[str, int]] = {}
+    """Stage every entity; apply hold checks and settings; decide commit or prepared."""
+    tenant, run_id = state.tenant, state.run_id
+    normalized = deps.store.get_json(keys.normalized_summary_key(tenant, run_id)) or {}
+    baseline_run = current_baseline(deps.store, tenant)
+    settings = load_settings(deps, tenant)
+    thresholds = settings.hold.model_copy(
+        update={"archive_share": min(settings.hold.archive_share, deps.settings.max_archive_share)}
+    )
+    scope = Scope(settings)
+    outcomes: dict[Entity, EntityStage] = {}
     refused: dict[str, dict[str, Any]] = {}
-    totals = dict.fromkeys((*ACTIONS, "refused", "unchanged"), 0)
     for entity in ENTITY_ORDER:
         summary = normalized.get("entities", {}).get(entity.value, {})
-        outcome = stage_entity(
-            deps.store, state, entity, summary, baseline_run, deps.settings.max_archive_share
-        )
-        counts[entity.value] = outcome.counts
-        for action, count in outcome.counts.items():
-            totals[action] += count
-        totals["unchanged"] += outcome.unchanged
+        if entity not in settings.items_to_sync:
+            deps.store.write_jsonl(keys.changes_key(tenant, run_id, entity), [])
+            continue
+        outcome = EntityStager(deps, state, entity, summary, baseline_run, settings, scope).run()
+        outcomes[entity] = outcome
         if outcome.refused:
-            totals["refused"] += outcome.refused
             refused[entity.value] = {"archive": outcome.refused, "reason": outcome.refused_reason}
+
+    last = deps.store.get_json(keys.state_pointer_key(tenant)) or {}
+    hold = hold_checks(thresholds, outcomes, normalized, last.get("rows"))
+    # Empty or missing files already refuse their archives; they hold the run only when
+    # there was a committed state to lose.
+    if baseline_run is None:
+        hold = [h for h in hold if h["check"] != "required_file"]
+    counts = _apply_hold_and_settings(deps, state, settings, bool(hold))
+    held_counts: dict[str, int] = {}
+    for entity in ENTITY_ORDER:
+        for action in deps.store.iter_jsonl(keys.changes_key(tenant, run_id, entity)):
+            if action.get("held"):
+                held_counts[entity.value] = held_counts.get(entity.value, 0) + 1
+    rows = sum(int(s.get("rows", 0)) for s in normalized.get("entities", {}).values())
     deps.store.put_json(
-        keys.change_summary_key(state.tenant, state.run_id),
-        {"baseline_run_id": baseline_run, "counts": counts, "refused": refused},
+        keys.change_summary_key(tenant, run_id),
+        {
+            "baseline_run_id": baseline_run,
+            "counts": counts,
+            "refused": refused,
+            "hold": hold,
+            "held": held_counts,
+            "rows": rows,
+            "unchanged": {e.value: o.unchanged for e, o in outcomes.items()},
+            "out_of_scope": scope.dropped,
+        },
     )
+    totals = dict.fromkeys((*ACTIONS, "refused", "held", "unchanged"), 0)
+    for row in counts.values():
+        for action, n in row.items():
+            totals[action] += n
+    totals["refused"] = sum(int(r["archive"]) for r in refused.values())
+    totals["held"] = sum(held_counts.values())
+    totals["unchanged"] = sum(o.unchanged for o in outcomes.values())
     state.counts["stage"] = totals
-    state.next = "prepared" if state.review else "commit"
+    waits = bool(hold) and not settings.hold.apply_safe_changes
+    state.next = "prepared" if (state.review or waits or not settings.auto_commit) else "commit"
     if state.next == "prepared":
         report = build_report(deps, state, status="prepared")
         deps.runs.update(
-            state.tenant,
-            state.run_id,
+            tenant,
+            run_id,
             {
                 "status": "prepared",
                 "counts": report["counts"],
                 "refused": report["refused"],
+                "hold": hold,
                 "issue_count": report["issues_total"],
-                "report_key": keys.report_key(state.tenant, state.run_id),
+                "report_key": keys.report_key(tenant, run_id),
             },
         )
         state.status = "prepared"

@@ -209,3 +209,36 @@ class TenantsRepository(_TableBase):
             )
         except (ClientError, BotoCoreError) as exc:
             raise translate_aws_error(exc, "put tenant") from exc
+
+    def get_settings(self, tenant: str) -> dict[str, Any] | None:
+        """The tenant's current settings document, if any was saved."""
+        try:
+            response = self.table.get_item(Key={"pk": check_tenant(tenant), "sk": "settings"})
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_aws_error(exc, "get settings") from exc
+        item = response.get("Item")
+        return None if item is None else dict(from_dynamo(item["settings"]))
+
+    def put_settings(
+        self, tenant: str, settings: dict[str, Any], *, who: str, at: str, changed: list[str]
+    ) -> None:
+        """Save the settings and keep the change in the tenant's settings history."""
+        tenant = check_tenant(tenant)
+        record = {"settings": settings, "changed_by": who, "changed_at": at, "changed": changed}
+        try:
+            with self.table.batch_writer() as batch:
+                batch.put_item(Item=to_dynamo({"pk": tenant, "sk": "settings", **record}))
+                batch.put_item(
+                    Item=to_dynamo({"pk": tenant, "sk": f"settings#{at}#{who}", **record})
+                )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_aws_error(exc, "put settings") from exc
+
+    def settings_history(self, tenant: str) -> list[dict[str, Any]]:
+        """Every settings change, oldest first."""
+        return list(
+            self._query_all(
+                KeyConditionExpression=Key("pk").eq(check_tenant(tenant))
+                & Key("sk").begins_with("settings#")
+            )
+        )
