@@ -11,6 +11,7 @@ from rostersync.config import StackSettings, stack_settings
 from rostersync.storage.events import EventPublisher
 from rostersync.storage.objects import ObjectStore
 from rostersync.storage.tables import (
+    AppEditsRepository,
     DirectoryRepository,
     LinksRepository,
     RunsRepository,
@@ -29,6 +30,7 @@ class Deps:
     links: LinksRepository
     tenants: TenantsRepository
     events: EventPublisher
+    app_edits: AppEditsRepository
 
 
 def build_deps(settings: StackSettings) -> Deps:
@@ -42,6 +44,7 @@ def build_deps(settings: StackSettings) -> Deps:
         links=LinksRepository(dynamodb, settings.links_table),
         tenants=TenantsRepository(dynamodb, settings.tenants_table),
         events=EventPublisher(boto3.client("events"), settings.event_bus),
+        app_edits=AppEditsRepository(dynamodb, settings.directory_table),
     )
 
 

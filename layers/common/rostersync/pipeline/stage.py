@@ -237,11 +237,8 @@ class EntityStager:
     def _app_contact_values(self, target_id: str) -> dict[str, Any]:
         if self.entity != Entity.USERS or self.settings.overwrite_app_contact_edits:
             return {}
-        item = self.deps.directory.get(self.state.tenant, self.entity.value, target_id)
-        if not item:
-            return {}
-        edited = item.get("app_edited") or []
-        return {name: item.get(name) for name in CONTACT_FIELDS if name in edited}
+        edits = self.deps.app_edits.get(self.state.tenant, self.entity.value, target_id) or {}
+        return {name: value for name, value in edits.items() if name in CONTACT_FIELDS}
 
     def run(self) -> EntityStage:
         tenant, run_id, entity = self.state.tenant, self.state.run_id, self.entity

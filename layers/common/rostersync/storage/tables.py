@@ -154,6 +154,25 @@ class DirectoryRepository(_TableBase):
             KeyConditionExpression=Key("pk").eq(entity_partition(tenant, entity))
         )
 
+    def set_fields(self, tenant: str, entity: str, target_id: str, fields: dict[str, Any]) -> None:
+        """Change fields of an existing directory record (an edit made in the app)."""
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        values = {f":v{i}": to_dynamo(value) for i, value in enumerate(fields.values())}
+        try:
+            self.table.update_item(
+                Key={"pk": entity_partition(tenant, entity), "sk": target_id},
+                UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ConditionExpression="attribute_exists(pk)",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                raise KeyError(f"no {entity} record {target_id}") from exc
+            raise translate_aws_error(exc, "update directory item") from exc
+        except BotoCoreError as exc:
+            raise translate_aws_error(exc, "update directory item") from exc
+
 
 class LinksRepository(_TableBase):
     """Identity links: (tenant, entity, source system, source id) → target id, with
@@ -242,3 +261,38 @@ class TenantsRepository(_TableBase):
                 & Key("sk").begins_with("settings#")
             )
         )
+
+
+class AppEditsRepository(_TableBase):
+    """Fields the app edited on a directory record, kept beside the directory (same
+    table, own partition) so that commits rewriting the record never lose them."""
+
+    def put(
+        self, tenant: str, entity: str, target_id: str, fields: dict[str, Any], who: str, at: str
+    ) -> None:
+        partition = f"{check_tenant(tenant)}#app_edits#{entity}"
+        existing = self.get(tenant, entity, target_id)
+        merged = {**(existing or {}), **fields}
+        try:
+            self.table.put_item(
+                Item=to_dynamo(
+                    {
+                        "pk": partition,
+                        "sk": target_id,
+                        "fields": merged,
+                        "edited_by": who,
+                        "edited_at": at,
+                    }
+                )
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_aws_error(exc, "put app edit") from exc
+
+    def get(self, tenant: str, entity: str, target_id: str) -> dict[str, Any] | None:
+        partition = f"{check_tenant(tenant)}#app_edits#{entity}"
+        try:
+            response = self.table.get_item(Key={"pk": partition, "sk": target_id})
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_aws_error(exc, "get app edit") from exc
+        item = response.get("Item")
+        return None if item is None else dict(from_dynamo(item["fields"]))

@@ -1,0 +1,280 @@
+"""The admin's side: review, untick, commit, hold, undo, history, settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rostersync.errors import RunStateError, StaleBaseline
+from rostersync.models import Entity
+from rostersync.review import (
+    ActionFilter,
+    Selection,
+    approve_held,
+    commit_run,
+    discard_run,
+    list_actions,
+    list_runs,
+    set_included,
+    show_run,
+    undo_run,
+)
+from rostersync.service import export_directory
+from rostersync.settings import SettingsError, TenantSettings, apply_assignments
+from rostersync.tenants import load_tenant_settings, save_tenant_settings
+from tests.bundles import ONEROSTER, Row, copy_bundle, edit_rows
+from tests.integration.test_pipeline import sync
+
+LEPO = ONEROSTER / "lepo-en-1.1"
+
+
+def set_settings(cloud: tuple[Any, Any], *assignments: str) -> TenantSettings:
+    deps = cloud[1]
+    from rostersync.service import ensure_tenant
+
+    ensure_tenant(deps, "t1", create=True)
+    updated = apply_assignments(load_tenant_settings(deps, "t1"), list(assignments))
+    save_tenant_settings(deps, "t1", updated, who="admin@district")
+    return updated
+
+
+def comparable(directory: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The directory without the bookkeeping of which run last wrote each item."""
+    return {
+        entity: sorted(
+            ({k: v for k, v in item.items() if k != "run_id"} for item in items),
+            key=lambda i: i["target_id"],
+        )
+        for entity, items in directory.items()
+    }
+
+
+def renamed_copy(tmp_path: Path, name: str, changes: dict[str, dict[str, str]]) -> Path:
+    day = copy_bundle(LEPO, tmp_path / name)
+
+    def change(rows: list[Row]) -> list[Row]:
+        for row in rows:
+            row.update(changes.get(row["sourcedId"], {}))
+        return rows
+
+    edit_rows(day / "users.csv", change)
+    return day
+
+
+def test_unticked_actions_are_not_applied_and_stay_in_the_report(cloud, tmp_path):
+    sync(cloud, LEPO, tmp_path)
+    day2 = renamed_copy(
+        tmp_path, "day2", {"us0003": {"familyName": "Three"}, "us0004": {"familyName": "Four"}}
+    )
+    prepared = sync(cloud, day2, tmp_path, review=True)
+    assert prepared.status == "prepared"
+    deps = cloud[1]
+    page = list_actions(deps, "t1", prepared.run_id, ActionFilter(entity=Entity.USERS))
+    assert page.total == 2
+    skip = next(a for a in page.actions if a["source_id"] == "us0004")
+
+    set_included(deps, "t1", prepared.run_id, Selection(action_ids=[skip["id"]]), False, "admin")
+    report = commit_run(deps, "t1", prepared.run_id, "admin")
+
+    users = {u["source_id"]: u for u in export_directory(deps, "t1")["users"]}
+    assert users["us0003"]["family_name"] == "Three"
+    assert users["us0004"]["family_name"] == "FN 04"
+    assert report["counts"]["users"]["update"] == 1
+    assert report["excluded"]["users"]["update"] == 1
+    excluded = list_actions(deps, "t1", prepared.run_id, ActionFilter(included=False)).actions
+    assert [a["id"] for a in excluded] == [skip["id"]]
+    assert excluded[0]["reason"] == "excluded by admin"
+
+
+def test_unknown_action_ids_are_an_error(cloud, tmp_path):
+    sync(cloud, LEPO, tmp_path)
+    prepared = sync(cloud, renamed_copy(tmp_path, "d2", {"us0003": {"familyName": "X"}}), tmp_path, review=True)
+    with pytest.raises(RunStateError, match="no such action"):
+        set_included(cloud[1], "t1", prepared.run_id, Selection(action_ids=["users-update-0"]), False, "a")
+
+
+def test_a_held_run_applies_adds_and_updates_and_archives_nothing_until_approved(cloud, tmp_path):
+    sync(cloud, LEPO, tmp_path)
+    day2 = copy_bundle(LEPO, tmp_path / "day2")
+
+    def half_gone(rows: list[Row]) -> list[Row]:
+        kept = rows[:10]
+        kept[0]["familyName"] = "Updated"
+        kept.append({**rows[0], "sourcedId": "us0500", "givenName": "Newcomer"})
+        return kept
+
+    edit_rows(day2 / "users.csv", half_gone)
+    held = sync(cloud, day2, tmp_path)
+
+    assert held.status == "held"
+    assert held.exit_code == 2
+    assert any(t["check"] == "archive_share" and t["entity"] == "users" for t in held.report["hold"])
+    assert held.counts["users"] == {"add": 1, "update": 1, "archive": 0, "reactivate": 0}
+    assert held.report["held"]["users"] == 10
+    deps = cloud[1]
+    users = {u["source_id"]: u for u in export_directory(deps, "t1")["users"]}
+    assert users["us0500"]["status"] == "active"
+    assert users["us0001"]["family_name"] == "Updated"
+    assert sum(u["status"] == "archived" for u in users.values()) == 0
+
+    approval = approve_held(deps, "t1", held.run_id, "admin")
+    commit_run(deps, "t1", approval.run_id, "admin")
+
+    users = {u["source_id"]: u for u in export_directory(deps, "t1")["users"]}
+    assert sum(u["status"] == "archived" for u in users.values()) == 10
+    assert show_run(deps, "t1", held.run_id)["run"]["status"] == "approved"
+
+
+def test_a_missing_required_file_holds_the_run(cloud, tmp_path):
+    sync(cloud, LEPO, tmp_path)
+    day2 = copy_bundle(LEPO, tmp_path / "day2")
+    (day2 / "enrollments.csv").unlink()
+    outcome = sync(cloud, day2, tmp_path)
+    assert outcome.status in {"held", "committed"}
+    assert any(t["check"] == "required_file" and t["entity"] == "enrollments" for t in outcome.report["hold"])
+    enrollments = export_directory(cloud[1], "t1")["enrollments"]
+    assert {e["status"] for e in enrollments} == {"active"}
+
+
+def test_apply_safe_changes_off_holds_everything(cloud, tmp_path):
+    set_settings(cloud, "hold.apply_safe_changes=false")
+    sync(cloud, LEPO, tmp_path)
+    day2 = copy_bundle(LEPO, tmp_path / "day2")
+    edit_rows(day2 / "users.csv", lambda rows: [{**rows[0], "familyName": "Changed"}, *rows[1:8]])
+    outcome = sync(cloud, day2, tmp_path)
+    assert outcome.status == "prepared"
+    users = {u["source_id"]: u for u in export_directory(cloud[1], "t1")["users"]}
+    assert users["us0001"]["family_name"] == "FN 01"
+
+
+def test_undo_restores_the_directory(cloud, tmp_path):
+    sync(cloud, LEPO, tmp_path)
+    deps = cloud[1]
+    before = comparable(export_directory(deps, "t1"))
+    day2 = copy_bundle(LEPO, tmp_path / "day2")
+
+    def change(rows: list[Row]) -> list[Row]:
+        rows = [r for r in rows if r["sourcedId"] != "us0020"]
+        rows[2]["familyName"] = "Renamed"
+        rows.append({**rows[0], "sourcedId": "us0700", "givenName": "Added"})
+        return rows
+
+    edit_rows(day2 / "users.csv", change)
+    second = sync(cloud, day2, tmp_path)
+    assert second.status == "committed"
+
+    undo = undo_run(deps, "t1", second.run_id, "admin")
+    assert undo.report["counts"]["users"] == {"add": 0, "update": 1, "archive": 1, "reactivate": 1}
+    commit_run(deps, "t1", undo.run_id, "admin")
+
+    after = comparable(export_directory(deps, "t1"))
+    added = [u for u in after["users"] if u["source_id"] == "us0700"]
+    assert [u["status"] for u in added] == ["archived"]
+    after["users"] = [u for u in after["users"] if u["source_id"] != "us0700"]
+    assert after == before
+
+
+def test_blank_values_are_ignored_when_the_setting_says_so(cloud, tmp_path):
+    set_settings(cloud, "blank_values=ignore")
+    sync(cloud, LEPO, tmp_path)
+    day2 = renamed_copy(tmp_path, "d2", {"us0003": {"email": "", "familyName": "New"}})
+    sync(cloud, day2, tmp_path)
+    users = {u["source_id"]: u for u in export_directory(cloud[1], "t1")["users"]}
+    assert users["us0003"]["email"] == "user03@sample-u.ac.jp"
+    assert users["us0003"]["family_name"] == "New"
+
+
+def test_blank_values_replace_by_default(cloud, tmp_path):
+    sync(cloud, LEPO, tmp_path)
+    sync(cloud, renamed_copy(tmp_path, "d2", {"us0003": {"email": ""}}), tmp_path)
+    users = {u["source_id"]: u for u in export_directory(cloud[1], "t1")["users"]}
+    assert users["us0003"].get("email") is None
+
+
+def test_contact_details_edited_in_the_app_are_kept(cloud, tmp_path):
+    from rostersync.directory_edits import record_app_edit
+
+    sync(cloud, LEPO, tmp_path)
+    deps = cloud[1]
+    target = next(u for u in export_directory(deps, "t1")["users"] if u["source_id"] == "us0003")
+    record_app_edit(deps, "t1", "users", target["target_id"], {"email": "app@school.example"}, "app")
+
+    sync(cloud, renamed_copy(tmp_path, "d2", {"us0003": {"email": "sis@x.example", "familyName": "N"}}), tmp_path)
+
+    users = {u["source_id"]: u for u in export_directory(deps, "t1")["users"]}
+    assert users["us0003"]["email"] == "app@school.example"
+    assert users["us0003"]["family_name"] == "N"
+
+
+def test_class_renames_are_ignored_after_the_first_sync(cloud, tmp_path):
+    set_settings(cloud, "ignore_class_renames=true")
+    sync(cloud, LEPO, tmp_path)
+    day2 = copy_bundle(LEPO, tmp_path / "day2")
+
+    def rename(rows: list[Row]) -> list[Row]:
+        rows[0]["title"] = "A new title"
+        rows[0]["location"] = "Room 9"
+        return rows
+
+    edit_rows(day2 / "classes.csv", rename)
+    outcome = sync(cloud, day2, tmp_path)
+    classes = {c["source_id"]: c for c in export_directory(cloud[1], "t1")["classes"]}
+    assert classes["cl0001"]["title"] == "Introduction to Information Processing"
+    assert classes["cl0001"]["location"] == "Room 9"
+    assert outcome.counts["classes"]["update"] == 1
+
+
+def test_two_prepared_runs_the_second_is_refused_after_the_first_commits(cloud, tmp_path):
+    sync(cloud, LEPO, tmp_path)
+    deps = cloud[1]
+    a = sync(cloud, renamed_copy(tmp_path, "a", {"us0003": {"familyName": "A"}}), tmp_path, review=True)
+    b = sync(cloud, renamed_copy(tmp_path, "b", {"us0004": {"familyName": "B"}}), tmp_path, review=True)
+    commit_run(deps, "t1", a.run_id, "admin")
+    with pytest.raises(StaleBaseline, match="stage it again"):
+        commit_run(deps, "t1", b.run_id, "admin")
+    users = {u["source_id"]: u for u in export_directory(deps, "t1")["users"]}
+    assert users["us0004"]["family_name"] == "FN 04"
+
+
+def test_discarded_runs_apply_nothing_and_show_in_history(cloud, tmp_path):
+    sync(cloud, LEPO, tmp_path)
+    deps = cloud[1]
+    prepared = sync(cloud, renamed_copy(tmp_path, "d", {"us0003": {"familyName": "D"}}), tmp_path, review=True)
+    discard_run(deps, "t1", prepared.run_id, "admin")
+    with pytest.raises(RunStateError):
+        commit_run(deps, "t1", prepared.run_id, "admin")
+    runs = list_runs(deps, "t1")
+    assert [r["status"] for r in runs] == ["discarded", "committed"]
+    assert runs[1]["counts"]["users"]["add"] == 20
+    assert runs[1]["trigger"] == "cli"
+
+
+def test_settings_validation_names_the_field():
+    with pytest.raises(SettingsError) as info:
+        apply_assignments(TenantSettings(), ["hold.archive_share=1.5"])
+    assert info.value.errors[0]["field"] == "hold.archive_share"
+    with pytest.raises(SettingsError) as info:
+        apply_assignments(TenantSettings(), ["no_such_option=1"])
+    assert info.value.errors[0]["field"] == "no_such_option"
+    with pytest.raises(SettingsError) as info:
+        apply_assignments(TenantSettings(), ["schedule.time=25:00"])
+    assert info.value.errors[0]["field"] == "schedule.time"
+    ok = apply_assignments(TenantSettings(), ["schedule.time=06:30", "auto_commit=false"])
+    assert ok.schedule is not None and ok.schedule.time == "06:30" and not ok.auto_commit
+
+
+def test_settings_changes_are_kept_with_who_and_when(cloud):
+    set_settings(cloud, "auto_commit=false")
+    set_settings(cloud, "blank_values=ignore")
+    history = cloud[1].tenants.settings_history("t1")
+    assert [h["changed"] for h in history] == [["auto_commit"], ["blank_values"]]
+    assert {h["changed_by"] for h in history} == {"admin@district"}
+
+
+def test_auto_commit_off_prepares_the_run(cloud, tmp_path):
+    set_settings(cloud, "auto_commit=false")
+    outcome = sync(cloud, LEPO, tmp_path)
+    assert outcome.status == "prepared"
+    assert export_directory(cloud[1], "t1")["users"] == []
