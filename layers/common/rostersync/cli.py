@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from rostersync.config import stack_settings
 from rostersync.errors import RostersyncError
 from rostersync.models import ENTITY_ORDER
+from rostersync.observability import logger
 from rostersync.pipeline.deps import Deps, build_deps
 from rostersync.pipeline.stage import ACTIONS
 from rostersync.service import (
@@ -35,6 +36,8 @@ def local_stack(state_dir: Path | None) -> Iterator[tuple[Any, Deps]]:
     from rostersync.local.runtime import LocalCloud  # imports moto: only when needed
 
     with LocalCloud(state_dir) as cloud:
+        # Step logs are for operators; the command prints its own progress and report.
+        logger().setLevel(os.environ.get("ROSTERSYNC_LOG_LEVEL", "WARNING"))
         yield cloud, build_deps(stack_settings())
 
 

@@ -309,6 +309,8 @@ def hold_checks(
     outcomes: dict[Entity, EntityStage],
     normalized: dict[str, Any],
     last_rows: int | None,
+    *,
+    full: bool = True,
 ) -> list[dict[str, Any]]:
     """Every hold threshold the run trips, with what was measured."""
     tripped: list[dict[str, Any]] = []
@@ -364,10 +366,11 @@ def hold_checks(
                     f"{changes} {entity.value} would change (limit {thresholds.change_count})",
                 )
             )
+    if any(s.get("mode") == "delta" for s in entities.values()) or not full:
+        # A delta bundle or a quick run carries only changes: small and partial by design.
+        return tripped
     for entity in thresholds.required_files:
         summary = entities.get(entity.value, {})
-        if summary.get("mode") == "delta":
-            continue
         if summary.get("missing") or summary.get("mode", "absent") == "absent":
             tripped.append(
                 _trip(
@@ -472,7 +475,9 @@ def stage(state: RunState, deps: Deps) -> RunState:
             refused[entity.value] = {"archive": outcome.refused, "reason": outcome.refused_reason}
 
     last = deps.store.get_json(keys.state_pointer_key(tenant)) or {}
-    hold = hold_checks(thresholds, outcomes, normalized, last.get("rows"))
+    hold = hold_checks(
+        thresholds, outcomes, normalized, last.get("rows"), full=state.mode == "full"
+    )
     # Empty or missing files already refuse their archives; they hold the run only when
     # there was a committed state to lose.
     if baseline_run is None:
