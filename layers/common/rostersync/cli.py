@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from rostersync.config import stack_settings
 from rostersync.errors import RostersyncError
-from rostersync.models import ENTITY_ORDER
+from rostersync.models import ENTITY_ORDER, SyncMode
 from rostersync.observability import logger
 from rostersync.pipeline.deps import Deps, build_deps
 from rostersync.pipeline.stage import ACTIONS
@@ -71,16 +71,22 @@ def print_counts(counts: dict[str, dict[str, int]], out: TextIO) -> None:
         out.write(f"  {entity:<20}" + "".join(f"{row.get(a, 0):>12}" for a in ACTIONS) + "\n")
 
 
-def print_outcome(
-    outcome: SyncOutcome, report_path: Path, issues: list[dict[str, Any]], out: TextIO
-) -> None:
-    report = outcome.report or {}
-    timings = report.get("timings_ms", {})
+def print_steps(outcome: SyncOutcome, out: TextIO) -> None:
+    """One line per step the execution went through, with its time."""
+    timings = (outcome.report or {}).get("timings_ms", {})
     for step in STEP_NAMES:
         if step in outcome.states:
             ms = timings.get(step.lower())
             took = f"{ms / 1000:6.2f} s" if isinstance(ms, int) else ""
             out.write(f"  ✓ {step:<10} {took}\n")
+    if "RecordFailure" in outcome.states:
+        out.write("  ✗ failed\n")
+
+
+def print_outcome(
+    outcome: SyncOutcome, report_path: Path, issues: list[dict[str, Any]], out: TextIO
+) -> None:
+    report = outcome.report or {}
     if outcome.status == "failed":
         out.write(f"Run {outcome.run_id} FAILED: {outcome.error}\n")
         return
@@ -105,7 +111,7 @@ def run_sync(
     path: Path,
     state_dir: Path,
     *,
-    mode: str = "full",
+    mode: SyncMode = "full",
     review: bool = False,
     out: TextIO | None = None,
 ) -> tuple[SyncOutcome, Path]:
@@ -123,9 +129,11 @@ def run_sync(
         source_key,
         run_id,
         mode=mode,
-        review=review,  # type: ignore[arg-type]
+        review=review,
         trigger="cli",
     )
+    if out is not None:
+        print_steps(outcome, out)
     return outcome, _save_report_files(deps, outcome, tenant, state_dir)
 
 

@@ -8,9 +8,17 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rostersync.cli import local_stack, print_counts, run_sync
-from rostersync.generator import generate_district, mutate_next_day
-from rostersync.models import ENTITY_ORDER
+from rostersync.generator import MutationSummary, generate_district, mutate_next_day
+from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.pipeline.deps import Deps
+from rostersync.review import (
+    ActionFilter,
+    Selection,
+    commit_run,
+    list_actions,
+    list_runs,
+    set_included,
+)
 from rostersync.service import default_state_dir
 from rostersync.storage import keys
 
@@ -52,8 +60,17 @@ def show_changes(deps: Deps, run_id: str, out: TextIO) -> None:
                 out.write(f"    … and {total - shown} more (all in actions.csv)\n")
 
 
+def _mutation_line(summary: MutationSummary) -> str:
+    return (
+        f"{len(summary.renamed)} renamed, {len(summary.added)} new students, "
+        f"{len(summary.removed)} leavers, {len(summary.moved_enrollments)} moved enrollments, "
+        f"{len(summary.guardian_changed)} changed guardians"
+    )
+
+
 def run_demo(*, state: Path | None, students: int, out: TextIO) -> int:
-    """Generate, sync day 1, sync day 2, show day 2's changes. Returns an exit code."""
+    """Generate, sync day 1, prepare day 2 for review, untick one action, commit it,
+    show the history. Returns an exit code."""
     state_dir = state or default_state_dir() / "demo"
     # The demo starts from an empty directory each time so day 1 always shows its adds.
     shutil.rmtree(state_dir, ignore_errors=True)
@@ -63,23 +80,61 @@ def run_demo(*, state: Path | None, students: int, out: TextIO) -> int:
         day1, day2 = work / "day1", work / "day2"
         stats = generate_district(day1, students=students, seed=1)
         summary = mutate_next_day(day1, day2, seed=2)
-        out.write(f"Generated a district of {students} students: {stats}\n")
-        out.write(f"Next day: {summary}\n\n")
+        out.write(
+            f"Generated a district: {stats.schools} schools, {stats.students} students, "
+            f"{stats.teachers} teachers, {stats.guardians} guardians, "
+            f"{stats.rows.get('classes.csv', 0)} classes, "
+            f"{stats.rows.get('enrollments.csv', 0)} enrollments\n"
+        )
+        out.write(f"Its next day: {_mutation_line(summary)}\n\n")
         with local_stack(state_dir) as (cloud, deps):
-            out.write("Day 1: first sync\n")
+            out.write("== Day 1: the first sync, committed at once\n")
             first, report1 = run_sync(cloud, deps, TENANT, day1, state_dir, out=out)
             if first.status != "committed":
                 out.write(f"day 1 failed: {first.error}\n")
                 return 1
             print_counts(first.counts, out)
-            out.write("\nDay 2: the next day's bundle\n")
-            second, report2 = run_sync(cloud, deps, TENANT, day2, state_dir, out=out)
-            if second.status != "committed":
+
+            out.write("\n== Day 2: the next day's bundle, prepared for review\n")
+            second, report2 = run_sync(cloud, deps, TENANT, day2, state_dir, review=True, out=out)
+            if second.status != "prepared":
                 out.write(f"day 2 failed: {second.error}\n")
                 return 1
             print_counts(second.counts, out)
             out.write("\nDay 2's changes:\n")
             show_changes(deps, second.run_id, out)
+
+            updates = list_actions(
+                deps, TENANT, second.run_id, ActionFilter(entity=Entity.USERS, action="update")
+            ).actions
+            if updates:
+                skipped = updates[0]
+                out.write(
+                    f"\nThe admin unticks one action: {skipped['id']} ({_describe(skipped)})\n"
+                )
+                set_included(
+                    deps,
+                    TENANT,
+                    second.run_id,
+                    Selection(action_ids=[skipped["id"]]),
+                    False,
+                    "demo-admin",
+                )
+            report = commit_run(deps, TENANT, second.run_id, "demo-admin")
+            out.write(f"Committed run {second.run_id}: {report['status']}\n")
+            print_counts(report["counts"], out)
+
+            out.write("\n== History\n")
+            for run in list_runs(deps, TENANT):
+                totals = {
+                    a: sum(int(c.get(a, 0)) for c in (run.get("counts") or {}).values())
+                    for a in ("add", "update", "archive", "reactivate")
+                }
+                out.write(
+                    f"  {run['run_id']}  {run.get('status'):<10} {run.get('trigger')}  "
+                    + "  ".join(f"{a} {n}" for a, n in totals.items())
+                    + "\n"
+                )
             out.write(f"\nReports: {report1.parent} and {report2.parent}\n")
             out.write(
                 f"Directory: rostersync directory export --tenant {TENANT} --state {state_dir}\n"
