@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 STEPS = ("fetch", "normalize", "match", "stage", "commit")
 TENANT = "t1"
 
-STAND_IN_HANDLER = '''"""Stand-in {step} handler: does what the input's "script" says for this step."""
+STAND_IN_HANDLER = '''"""Stand-in {step} handler: does what the input's "script" says."""
 
 import json
 import os
@@ -52,6 +52,8 @@ def handler(event, context):
             raise TransientError("source briefly unavailable")
     if STEP == "stage":
         event["next"] = event.get("decision", "commit")
+        if event["next"] == "absent":
+            del event["next"]
     if STEP == "commit":
         boto3.client("events").put_events(
             Entries=[
@@ -83,9 +85,12 @@ def mini_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def mini_cloud(mini_project: Path, tmp_path: Path) -> Iterator[LocalCloud]:
-    with LocalCloud(tmp_path / "state", mini_project) as cloud:
+@pytest.fixture(scope="class")
+def mini_cloud(
+    mini_project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalCloud]:
+    """One runtime for the tests that only run executions (each with its own run id)."""
+    with LocalCloud(tmp_path_factory.mktemp("state"), mini_project) as cloud:
         yield cloud
 
 
@@ -123,132 +128,138 @@ def get_run(cloud: LocalCloud, run_id: str) -> dict[str, Any]:
 # ----------------------------------------------------------------- the state machine
 
 
-def test_a_run_goes_through_every_step_and_commits(mini_cloud: LocalCloud) -> None:
-    result = mini_cloud.start_run(run_input("r-commit"), name="r-commit")
+class TestStateMachine:
+    """Executions of the real ASL; they share one runtime (each uses its own run id)."""
 
-    assert result.status == "SUCCEEDED", result.cause
-    assert result.states == [
-        "Fetch",
-        "Normalize",
-        "Match",
-        "Stage",
-        "CommitOrStop",
-        "Commit",
-        "Committed",
-    ]
-    assert result.output is not None
-    assert result.output["steps"] == list(STEPS)
-    assert result.output["functions"] == [
-        mini_cloud.names.functions[f"{step.capitalize()}Function"] for step in STEPS
-    ]
+    def test_a_run_goes_through_every_step_and_commits(self, mini_cloud: LocalCloud) -> None:
+        result = mini_cloud.start_run(run_input("r-commit"), name="r-commit")
 
+        assert result.status == "SUCCEEDED", result.cause
+        assert result.states == [
+            "Fetch",
+            "Normalize",
+            "Match",
+            "Stage",
+            "CommitOrStop",
+            "Commit",
+            "Committed",
+        ]
+        assert result.output is not None
+        assert result.output["steps"] == list(STEPS)
+        assert result.output["functions"] == [
+            mini_cloud.names.functions[f"{step.capitalize()}Function"] for step in STEPS
+        ]
 
-def test_a_prepared_run_stops_before_commit(mini_cloud: LocalCloud) -> None:
-    result = mini_cloud.start_run(run_input("r-prep", decision="prepared"), name="r-prep")
+    def test_a_prepared_run_stops_before_commit(self, mini_cloud: LocalCloud) -> None:
+        result = mini_cloud.start_run(run_input("r-prep", decision="prepared"), name="r-prep")
 
-    assert result.status == "SUCCEEDED"
-    assert result.states[-2:] == ["CommitOrStop", "Prepared"]
-    assert attempts(mini_cloud, "r-prep", "commit") == 0
+        assert result.status == "SUCCEEDED"
+        assert result.states[-2:] == ["CommitOrStop", "Prepared"]
+        assert attempts(mini_cloud, "r-prep", "commit") == 0
 
+    def test_a_transient_error_is_retried_at_once(self, mini_cloud: LocalCloud) -> None:
+        started = time.monotonic()
+        result = mini_cloud.start_run(
+            run_input("r-retry", script={"match": "transient_once"}), name="r-retry"
+        )
 
-def test_a_transient_error_is_retried_at_once(mini_cloud: LocalCloud) -> None:
-    started = time.monotonic()
-    result = mini_cloud.start_run(
-        run_input("r-retry", script={"match": "transient_once"}), name="r-retry"
-    )
+        assert result.status == "SUCCEEDED", result.cause
+        assert attempts(mini_cloud, "r-retry", "match") == 2
+        assert result.failed_state is None
+        # IntervalSeconds is 2: only the instant-retry patch makes this fast.
+        assert time.monotonic() - started < 1.8
 
-    assert result.status == "SUCCEEDED", result.cause
-    assert attempts(mini_cloud, "r-retry", "match") == 2
-    assert result.failed_state is None
-    # IntervalSeconds is 2: only the instant-retry patch makes this fast.
-    assert time.monotonic() - started < 1.8
+    def test_a_fatal_error_records_the_failure_and_fails_the_execution(
+        self, mini_cloud: LocalCloud
+    ) -> None:
+        put_run(mini_cloud, "r-fatal")
 
+        result = mini_cloud.start_run(
+            run_input("r-fatal", script={"match": "fatal"}), name="r-fatal"
+        )
 
-def test_a_fatal_error_records_the_failure_and_fails_the_execution(
-    mini_cloud: LocalCloud,
-) -> None:
-    put_run(mini_cloud, "r-fatal")
+        assert result.status == "FAILED"
+        assert result.error == "BundleError"
+        assert result.states[-4:] == ["Normalize", "Match", "RecordFailure", "Failed"]
+        assert result.failed_state == "Match"
+        assert attempts(mini_cloud, "r-fatal", "match") == 1  # fatal errors are not retried
+        assert attempts(mini_cloud, "r-fatal", "stage") == 0
+        run = get_run(mini_cloud, "r-fatal")
+        assert run["status"] == "failed"
+        assert run["error"] == "BundleError"
+        cause = json.loads(run["reason"])
+        assert cause["errorType"] == "BundleError"
+        assert cause["errorMessage"] == "bundle is not a zip"
+        assert run["finished_at"]
+        assert run["trigger"] == "cli"  # an update, not a put: the record keeps its fields
 
-    result = mini_cloud.start_run(run_input("r-fatal", script={"match": "fatal"}), name="r-fatal")
+    @pytest.mark.parametrize("decision", ["maybe", None, "absent"])
+    def test_an_unknown_decision_fails_the_run(
+        self, mini_cloud: LocalCloud, decision: str | None
+    ) -> None:
+        run_id = f"r-odd-{decision}"
+        put_run(mini_cloud, run_id)
 
-    assert result.status == "FAILED"
-    assert result.error == "BundleError"
-    assert result.states[-4:] == ["Normalize", "Match", "RecordFailure", "Failed"]
-    assert result.failed_state == "Match"
-    assert attempts(mini_cloud, "r-fatal", "match") == 1  # fatal errors are not retried
-    assert attempts(mini_cloud, "r-fatal", "stage") == 0
-    run = get_run(mini_cloud, "r-fatal")
-    assert run["status"] == "failed"
-    assert run["error"] == "BundleError"
-    cause = json.loads(run["reason"])
-    assert cause["errorType"] == "BundleError"
-    assert cause["errorMessage"] == "bundle is not a zip"
-    assert run["finished_at"]
-    assert run["trigger"] == "cli"  # an update, not a put: the record keeps its fields
+        result = mini_cloud.start_run(run_input(run_id, decision=decision), name=run_id)
 
+        assert result.status == "FAILED"
+        assert result.error == "InvalidDecision"
+        assert result.states[-3:] == ["NoDecision", "RecordFailure", "Failed"]
+        assert get_run(mini_cloud, run_id)["status"] == "failed"
 
-def test_an_unknown_decision_fails_the_run(mini_cloud: LocalCloud) -> None:
-    put_run(mini_cloud, "r-odd")
+    def test_events_put_on_the_stack_bus_are_captured(self, mini_cloud: LocalCloud) -> None:
+        mini_cloud.start_run(run_input("r-events"), name="r-events")
 
-    result = mini_cloud.start_run(run_input("r-odd", decision="maybe"), name="r-odd")
+        events = [e for e in mini_cloud.published_events() if e["detail"].get("run") == "r-events"]
 
-    assert result.status == "FAILED"
-    assert result.error == "InvalidDecision"
-    assert get_run(mini_cloud, "r-odd")["status"] == "failed"
+        assert [(e["source"], e["detail-type"]) for e in events] == [
+            ("rostersync", "run.committed")
+        ]
+        assert events[0]["detail"] == {"tenant": TENANT, "run": "r-events"}
+        assert events[0]["account"] == mini_cloud.names.account_id
+        assert all(e["source"] == "rostersync" for e in mini_cloud.published_events())
 
+    def test_functions_can_be_invoked_directly(self, mini_cloud: LocalCloud) -> None:
+        client = mini_cloud.client("lambda")
+        name = mini_cloud.names.functions["FetchFunction"]
 
-def test_events_put_on_the_stack_bus_are_captured(mini_cloud: LocalCloud) -> None:
-    mini_cloud.start_run(run_input("r-events"), name="r-events")
+        ok = client.invoke(FunctionName=name, Payload=json.dumps(run_input("r-direct")))
+        failed = client.invoke(
+            FunctionName=name, Payload=json.dumps(run_input("r-direct", script={"fetch": "fatal"}))
+        )
 
-    events = mini_cloud.published_events()
+        assert json.loads(ok["Payload"].read())["steps"] == ["fetch"]
+        assert "FunctionError" in failed
+        assert json.loads(failed["Payload"].read())["errorType"] == "BundleError"
 
-    assert [(e["source"], e["detail-type"]) for e in events] == [("rostersync", "run.committed")]
-    assert events[0]["detail"] == {"tenant": TENANT, "run": "r-events"}
-    assert events[0]["account"] == mini_cloud.names.account_id
+    def test_every_table_of_the_template_exists_with_its_keys(self, mini_cloud: LocalCloud) -> None:
+        template = load_template(REPO / "template.yaml")
+        declared = {
+            logical: resource["Properties"]
+            for logical, resource in template["Resources"].items()
+            if resource["Type"] == "AWS::DynamoDB::Table"
+        }
+        client = mini_cloud.client("dynamodb")
 
-
-def test_functions_can_be_invoked_directly(mini_cloud: LocalCloud) -> None:
-    client = mini_cloud.client("lambda")
-    name = mini_cloud.names.functions["FetchFunction"]
-
-    ok = client.invoke(FunctionName=name, Payload=json.dumps(run_input("r-direct")))
-    failed = client.invoke(
-        FunctionName=name, Payload=json.dumps(run_input("r-direct", script={"fetch": "fatal"}))
-    )
-
-    assert json.loads(ok["Payload"].read())["steps"] == ["fetch"]
-    assert "FunctionError" in failed
-    assert json.loads(failed["Payload"].read())["errorType"] == "BundleError"
+        assert set(mini_cloud.names.tables) == set(declared)
+        for logical, props in declared.items():
+            name = mini_cloud.names.tables[logical]
+            table = client.describe_table(TableName=name)["Table"]
+            assert table["KeySchema"] == props["KeySchema"], logical
+            assert sorted(table["AttributeDefinitions"], key=str) == sorted(
+                props["AttributeDefinitions"], key=str
+            )
+            indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", [])}
+            for index in props.get("GlobalSecondaryIndexes", []):
+                assert indexes[index["IndexName"]]["KeySchema"] == index["KeySchema"]
+                assert indexes[index["IndexName"]]["Projection"] == index["Projection"]
+            ttl = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+            if "TimeToLiveSpecification" in props:
+                assert ttl["AttributeName"] == props["TimeToLiveSpecification"]["AttributeName"]
+                assert ttl["TimeToLiveStatus"] == "ENABLED"
 
 
 # ------------------------------------------------------------- resources and settings
-
-
-def test_every_table_of_the_template_exists_with_its_keys(mini_cloud: LocalCloud) -> None:
-    template = load_template(REPO / "template.yaml")
-    declared = {
-        logical: resource["Properties"]
-        for logical, resource in template["Resources"].items()
-        if resource["Type"] == "AWS::DynamoDB::Table"
-    }
-    client = mini_cloud.client("dynamodb")
-
-    assert set(mini_cloud.names.tables) == set(declared)
-    for logical, props in declared.items():
-        name = mini_cloud.names.tables[logical]
-        table = client.describe_table(TableName=name)["Table"]
-        assert table["KeySchema"] == props["KeySchema"], logical
-        assert sorted(table["AttributeDefinitions"], key=str) == sorted(
-            props["AttributeDefinitions"], key=str
-        )
-        indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", [])}
-        for index in props.get("GlobalSecondaryIndexes", []):
-            assert indexes[index["IndexName"]]["KeySchema"] == index["KeySchema"]
-            assert indexes[index["IndexName"]]["Projection"] == index["Projection"]
-        ttl = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
-        if "TimeToLiveSpecification" in props:
-            assert ttl["AttributeName"] == props["TimeToLiveSpecification"]["AttributeName"]
-            assert ttl["TimeToLiveStatus"] == "ENABLED"
 
 
 def test_the_environment_is_set_inside_and_restored_after(
@@ -466,6 +477,23 @@ def test_a_state_dir_serves_one_runtime_at_a_time(tmp_path: Path) -> None:
     finally:
         first.release()
     StateDir(tmp_path).acquire()
+
+
+def test_a_runtime_that_cannot_start_leaves_nothing_behind(
+    mini_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BUCKET_NAME", raising=False)
+    holder = StateDir(tmp_path / "state")
+    holder.acquire()
+    try:
+        with pytest.raises(StateDirError), LocalCloud(tmp_path / "state", mini_project):
+            pass
+    finally:
+        holder.release()
+
+    assert "BUCKET_NAME" not in os.environ
+    with LocalCloud(tmp_path / "state", mini_project) as cloud:
+        assert cloud.client("s3").list_objects_v2(Bucket=cloud.names.bucket)["KeyCount"] == 0
 
 
 def test_binary_attributes_are_saved_as_base64(mini_project: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ directory. Typed inputs and outputs; no printing."""
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -133,8 +134,22 @@ def start_sync(
     error = None
     if execution.status != "SUCCEEDED" or status == "failed":
         status = "failed"
-        error = str(run.get("reason") or execution.cause or execution.error or "unknown error")
+        error = failure_reason(run.get("reason") or execution.cause or execution.error)
     return SyncOutcome(run_id, status, report, error, list(execution.states))
+
+
+def failure_reason(raw: Any) -> str:
+    """The readable part of a failure: Lambda's error JSON carries ``errorMessage``."""
+    if not raw:
+        return "unknown error"
+    try:
+        parsed = json.loads(raw)
+    except (TypeError, ValueError):
+        return str(raw)
+    if isinstance(parsed, dict) and parsed.get("errorMessage"):
+        kind = parsed.get("errorType")
+        return f"{kind}: {parsed['errorMessage']}" if kind else str(parsed["errorMessage"])
+    return str(raw)
 
 
 def export_directory(deps: Deps, tenant: str) -> dict[str, list[dict[str, Any]]]:

@@ -171,8 +171,10 @@ class EntityStager:
         baseline_run: str | None,
         settings: TenantSettings,
         scope: Scope,
+        source_system: str = "oneroster",
     ) -> None:
         self.deps = deps
+        self.source_system = source_system
         self.store: ObjectStore = deps.store
         self.state = state
         self.entity = entity
@@ -247,6 +249,19 @@ class EntityStager:
             for action in self._direct_actions():
                 out.write(dumps_line(action))
 
+            # Deletions given only as an id and a status (too bare to be records).
+            system = self.source_system
+            for source_id in self.summary.get("deleted_ids", []):
+                base = self.index.get((system, source_id))
+                if (
+                    base is not None
+                    and base.status == ACTIVE
+                    and (system, source_id) not in self.seen
+                ):
+                    self.seen.add((system, source_id))
+                    self.explicit_archives.append(
+                        make_action(entity, "archive", system, source_id, base.target_id)
+                    )
             archives = self.explicit_archives
             mode = self.summary.get("mode", "absent")
             if mode == "bulk" and self.state.mode == "full":
@@ -469,7 +484,16 @@ def stage(state: RunState, deps: Deps) -> RunState:
         if entity not in settings.items_to_sync:
             deps.store.write_jsonl(keys.changes_key(tenant, run_id, entity), [])
             continue
-        outcome = EntityStager(deps, state, entity, summary, baseline_run, settings, scope).run()
+        outcome = EntityStager(
+            deps,
+            state,
+            entity,
+            summary,
+            baseline_run,
+            settings,
+            scope,
+            normalized.get("source_system", "oneroster"),
+        ).run()
         outcomes[entity] = outcome
         if outcome.refused:
             refused[entity.value] = {"archive": outcome.refused, "reason": outcome.refused_reason}

@@ -1,0 +1,482 @@
+"""Every place the local runtime reaches into moto's internals, in one module.
+
+moto emulates S3, DynamoDB, EventBridge and Step Functions (with a real ASL interpreter),
+but it runs Lambda code only in Docker, keeps no record of the events put on a bus, makes
+Retry intervals and Wait states really sleep, and its public API is slow for bulk state
+(~350 S3 puts/s). The runtime therefore patches or reads these internals. They are not
+moto's public API: the project pins moto exactly (``MOTO_VERSION``) and
+``check_moto_seams`` fails loudly, naming the version, if any of them has moved.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib
+import importlib.util
+import json
+import logging
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from rostersync.local.template import FunctionSpec
+
+#: The moto release these seams were written and tested against.
+MOTO_VERSION = "5.2.5"
+
+_LOG = logging.getLogger("rostersync.local")
+
+
+class MotoSeamMissing(RuntimeError):
+    """The installed moto lacks an internal the local runtime patches or reads."""
+
+
+@dataclass(frozen=True)
+class Seam:
+    module: str
+    attribute: str  # dotted inside the module: "Class.method"
+    why: str
+
+
+SEAMS: tuple[Seam, ...] = (
+    Seam(
+        "moto.awslambda.models",
+        "LambdaFunction._invoke_lambda",
+        "replaced: runs the function's handler in this process instead of Docker",
+    ),
+    Seam(
+        "moto.awslambda.models",
+        "LambdaBackend.invoke",
+        "used: the Docker backend's invoke, which calls _invoke_lambda",
+    ),
+    Seam(
+        "moto.awslambda_simple.models",
+        "LambdaSimpleBackend.invoke",
+        "replaced: without Docker it echoes the payload instead of running code",
+    ),
+    Seam(
+        "moto.events.models",
+        "EventsBackend.put_events",
+        "wrapped: moto does not keep the events put on a bus",
+    ),
+    Seam(
+        "moto.stepfunctions.parser.asl.component.common.retry.retrier_decl",
+        "time",
+        "replaced: Retry intervals call time.sleep",
+    ),
+    Seam(
+        "moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function",
+        "WaitFunction._wait_interval",
+        "replaced: Wait states block for their full duration",
+    ),
+    Seam("moto.s3.models", "s3_backends", "read: bulk save and restore of objects"),
+    Seam("moto.s3.models", "S3Backend.put_object", "used: restore objects without HTTP"),
+    Seam("moto.s3.models", "S3Backend.get_bucket", "used: list a bucket's objects"),
+    Seam("moto.s3.models", "FakeKey.set_metadata", "used: restore object metadata"),
+    Seam("moto.dynamodb.models", "dynamodb_backends", "read: bulk save and restore of items"),
+    Seam("moto.dynamodb.models", "DynamoDBBackend.put_item", "used: restore items"),
+    Seam("moto.dynamodb.models", "DynamoDBBackend.get_table", "used: read a table's items"),
+    Seam("moto.dynamodb.models.table", "Table.all_items", "used: read a table's items"),
+)
+
+
+def installed_moto_version() -> str:
+    try:
+        module = importlib.import_module("moto")
+    except ImportError:
+        return "(not installed)"
+    return str(getattr(module, "__version__", "(unknown)"))
+
+
+def _lookup(seam: Seam) -> Any:
+    target: Any = importlib.import_module(seam.module)
+    for part in seam.attribute.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def check_moto_seams() -> None:
+    """Raise ``MotoSeamMissing`` unless every internal in ``SEAMS`` exists."""
+    missing: list[str] = []
+    for seam in SEAMS:
+        try:
+            _lookup(seam)
+        except (ImportError, AttributeError):
+            missing.append(f"{seam.module}.{seam.attribute} ({seam.why})")
+    if missing:
+        raise MotoSeamMissing(
+            f"moto {installed_moto_version()} lacks what the local runtime needs: "
+            + "; ".join(missing)
+            + f". The runtime is written against moto=={MOTO_VERSION}; install that version."
+        )
+
+
+# ------------------------------------------------------------------ in-process Lambda
+
+
+@dataclass
+class LocalLambdaContext:
+    """The attributes of Lambda's context object that handlers and Powertools read."""
+
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int
+    aws_request_id: str
+    log_group_name: str
+    log_stream_name: str
+    deadline: float
+    function_version: str = "$LATEST"
+    identity: Any = None
+    client_context: Any = None
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+Handler = Callable[[Any, Any], Any]
+
+
+class _HandlerCache:
+    """One module per handler file, imported once, shared by every thread (Map states)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._modules: dict[Path, ModuleType] = {}
+
+    def handler(self, function: FunctionSpec) -> Handler:
+        module_path, _, attribute = function.handler.rpartition(".")
+        source = function.code_dir / (module_path.replace(".", "/") + ".py")
+        with self._lock:
+            module = self._modules.get(source)
+            if module is None:
+                module = self._import(source)
+                self._modules[source] = module
+        handler = getattr(module, attribute, None)
+        if not callable(handler):
+            raise AttributeError(f"{source} has no callable {attribute!r}")
+        return handler  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _import(source: Path) -> ModuleType:
+        # Each function's app.py gets a unique module name: every function has one.
+        digest = hashlib.sha1(str(source).encode(), usedforsecurity=False).hexdigest()[:12]
+        name = f"_rostersync_function_{digest}_{source.stem}"
+        spec = importlib.util.spec_from_file_location(name, source)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot import {source}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+        return module
+
+
+_HANDLERS = _HandlerCache()
+
+
+def _error_payload(error_type: str, message: str, request_id: str, trace: list[str]) -> str:
+    # The shape Lambda's Python runtime returns for an unhandled exception; Step Functions
+    # takes the error name from errorType, so Retry/Catch match our own exception names.
+    return json.dumps(
+        {
+            "errorMessage": message,
+            "errorType": error_type,
+            "requestId": request_id,
+            "stackTrace": trace,
+        }
+    )
+
+
+class InProcessFunctions:
+    """Runs the stack's Lambda functions' handlers in this process."""
+
+    def __init__(self, functions: Iterable[FunctionSpec]) -> None:
+        self._by_name = {function.name: function for function in functions}
+
+    def invoke(self, function_name: str, event: Any) -> tuple[str, bool]:
+        """Call the handler; return (response body, whether it is a function error)."""
+        function = self._by_name.get(function_name)
+        request_id = str(uuid.uuid4())
+        if function is None:
+            message = f"no local code for function {function_name!r} (not in template.yaml)"
+            return _error_payload("Runtime.HandlerNotFound", message, request_id, []), True
+        try:
+            handler = _HANDLERS.handler(function)
+        except Exception as exc:
+            message = f"Unable to import module '{function.handler}': {exc}"
+            _LOG.warning("cannot load %s: %s", function.logical_id, exc)
+            trace = traceback.format_exception(exc)
+            return _error_payload("Runtime.ImportModuleError", message, request_id, trace), True
+        if isinstance(event, bytes | str):
+            event = json.loads(event or "{}")
+        context = LocalLambdaContext(
+            function_name=function.name,
+            invoked_function_arn=function.arn,
+            memory_limit_in_mb=function.memory_size,
+            aws_request_id=request_id,
+            log_group_name=f"/aws/lambda/{function.name}",
+            log_stream_name=f"local/{request_id}",
+            deadline=time.monotonic() + function.timeout,
+        )
+        try:
+            result = handler(event, context)
+        except Exception as exc:
+            # INFO, not WARNING: retried transient errors are expected; the execution's
+            # error and the run record carry what a user needs.
+            _LOG.info("%s raised %s", function.logical_id, type(exc).__name__, exc_info=True)
+            # Lambda's trace starts in the handler: drop this function's own frame.
+            trace = traceback.format_list(traceback.extract_tb(exc.__traceback__)[1:])
+            return _error_payload(type(exc).__name__, str(exc), request_id, trace), True
+        try:
+            return json.dumps(result), False
+        except (TypeError, ValueError) as exc:
+            message = f"Unable to marshal response: {exc}"
+            return _error_payload("Runtime.MarshalError", message, request_id, []), True
+
+
+# ------------------------------------------------------------------------- patching
+
+
+CapturedEvents = Callable[[list[tuple[str, dict[str, Any]]]], None]
+
+
+class _InstantClock:
+    """``time`` for the Step Functions retrier, with ``sleep`` a no-op."""
+
+    @staticmethod
+    def sleep(_seconds: float) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def _event_time(value: Any) -> str:
+    if isinstance(value, int | float):
+        moment = datetime.fromtimestamp(float(value), UTC)
+    elif isinstance(value, datetime):
+        moment = value.astimezone(UTC)
+    elif isinstance(value, str) and value:
+        return value
+    else:
+        moment = datetime.now(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def delivered_event(
+    request: dict[str, Any], event_id: str, account_id: str, region: str
+) -> dict[str, Any]:
+    """A PutEvents entry in the shape a rule's target receives it."""
+    return {
+        "version": "0",
+        "id": event_id,
+        "detail-type": request.get("DetailType"),
+        "source": request.get("Source"),
+        "account": account_id,
+        "time": _event_time(request.get("Time")),
+        "region": region,
+        "resources": list(request.get("Resources") or []),
+        "detail": json.loads(request.get("Detail") or "{}"),
+    }
+
+
+def bus_name_of(value: str | None) -> str:
+    """A bus name from the name or ARN PutEvents accepts (default bus when absent)."""
+    if not value:
+        return "default"
+    return value.rsplit("/", 1)[-1] if value.startswith("arn:") else value
+
+
+_PATCH_LOCK = threading.Lock()
+_installed: MotoPatches | None = None
+
+
+class MotoPatches:
+    """Installs the runtime's replacements into moto; ``remove`` puts moto back."""
+
+    def __init__(
+        self, *, functions: InProcessFunctions, on_events: CapturedEvents, instant_waits: bool
+    ) -> None:
+        self._functions = functions
+        self._on_events = on_events
+        self._instant_waits = instant_waits
+        self._originals: list[tuple[Any, str, Any]] = []
+
+    def install(self) -> None:
+        global _installed
+        check_moto_seams()
+        from moto.awslambda import models as lambda_models
+        from moto.awslambda_simple import models as lambda_simple_models
+        from moto.events import models as events_models
+        from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function import (
+            wait_function,
+        )
+
+        with _PATCH_LOCK:
+            if _installed is not None:
+                raise RuntimeError("another local runtime is active in this process")
+            functions = self._functions
+
+            def invoke_lambda(fn: Any, event: Any = None) -> tuple[str, bool, str]:
+                body, errored = functions.invoke(fn.function_name, event)
+                return body, errored, ""
+
+            original_put_events = events_models.EventsBackend.put_events
+            on_events = self._on_events
+
+            def put_events(backend: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                entries: list[dict[str, Any]] = original_put_events(backend, events)
+                accepted = [
+                    (
+                        bus_name_of(request.get("EventBusName")),
+                        delivered_event(
+                            request, result["EventId"], backend.account_id, backend.region_name
+                        ),
+                    )
+                    for request, result in zip(events, entries, strict=False)
+                    if "EventId" in result
+                ]
+                if accepted:
+                    on_events(accepted)
+                return entries
+
+            self._set(lambda_models.LambdaFunction, "_invoke_lambda", invoke_lambda)
+            # Without Docker moto answers every invoke with its payload; the Docker
+            # backend's invoke is what calls _invoke_lambda.
+            self._set(
+                lambda_simple_models.LambdaSimpleBackend,
+                "invoke",
+                lambda_models.LambdaBackend.invoke,
+            )
+            self._set(events_models.EventsBackend, "put_events", put_events)
+            if self._instant_waits:
+                self._set(retrier_decl, "time", _InstantClock())
+
+                def no_wait(_self: Any, env: Any, wait_seconds: int) -> None:
+                    return None
+
+                self._set(wait_function.WaitFunction, "_wait_interval", no_wait)
+            # The interpreter logs every failure it handles at ERROR; with no handler
+            # configured Python would print them to stderr although Catch handles them.
+            logging.getLogger("moto.stepfunctions.parser").addHandler(logging.NullHandler())
+            _installed = self
+
+    def _set(self, owner: Any, name: str, value: Any) -> None:
+        self._originals.append((owner, name, owner.__dict__[name]))
+        setattr(owner, name, value)
+
+    def remove(self) -> None:
+        global _installed
+        with _PATCH_LOCK:
+            while self._originals:
+                owner, name, original = self._originals.pop()
+                setattr(owner, name, original)
+            if _installed is self:
+                _installed = None
+
+
+# --------------------------------------------------------------- bulk state access
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object as moto holds it; ``token`` is identical while the object is unchanged."""
+
+    key: str
+    token: object
+    metadata: dict[str, str]
+    last_modified: datetime
+    size: int
+    read: Callable[[], bytes]
+
+
+def iter_objects(account_id: str, bucket_name: str) -> Iterator[StoredObject]:
+    """Every current object of the bucket (delete markers skipped)."""
+    from moto.s3.models import FakeKey, s3_backends
+
+    bucket = s3_backends[account_id]["aws"].get_bucket(bucket_name)
+    for key_name, key in bucket.keys.items():
+        if not isinstance(key, FakeKey):
+            continue
+        yield StoredObject(
+            key=key_name,
+            token=key,
+            metadata={str(k): str(v) for k, v in dict(key.metadata).items()},
+            last_modified=key.last_modified,
+            size=int(key.size),
+            read=_reader(key),
+        )
+
+
+def _reader(key: Any) -> Callable[[], bytes]:
+    return lambda: bytes(key.value)
+
+
+def put_object(
+    account_id: str,
+    bucket_name: str,
+    key: str,
+    body: bytes,
+    metadata: dict[str, str] | None,
+    last_modified: datetime | None,
+) -> object:
+    """Store an object without an HTTP round trip or notifications; return its token."""
+    from moto.s3.models import s3_backends
+
+    stored = s3_backends[account_id]["aws"].put_object(
+        bucket_name, key, body, disable_notification=True
+    )
+    if metadata:
+        stored.set_metadata(dict(metadata), replace=True)
+    if last_modified is not None:
+        stored.last_modified = last_modified
+    return stored
+
+
+def _wire(value: Any) -> dict[str, Any]:
+    """A moto DynamoType in DynamoDB's JSON wire format (binary as base64)."""
+    kind = value.type
+    if kind == "M":
+        return {"M": {name: _wire(item) for name, item in value.value.items()}}
+    if kind == "L":
+        return {"L": [_wire(item) for item in value.value]}
+    if kind == "B":
+        raw = value.value
+        return {"B": base64.b64encode(raw).decode() if isinstance(raw, bytes) else raw}
+    if kind == "BS":
+        return {
+            "BS": [
+                base64.b64encode(item).decode() if isinstance(item, bytes) else item
+                for item in value.value
+            ]
+        }
+    return {kind: value.value}
+
+
+def iter_items(account_id: str, region: str, table_name: str) -> Iterator[dict[str, Any]]:
+    """Every item of the table, in DynamoDB's JSON wire format."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    table = dynamodb_backends[account_id][region].get_table(table_name)
+    for item in table.all_items():
+        yield {name: _wire(value) for name, value in item.attrs.items()}
+
+
+def put_item(account_id: str, region: str, table_name: str, item: dict[str, Any]) -> None:
+    """Store an item given in wire format, without an HTTP round trip."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    dynamodb_backends[account_id][region].put_item(table_name, item)

@@ -1,0 +1,689 @@
+"""The embedded stack: template.yaml's resources under moto, with in-process handlers.
+
+``LocalCloud`` starts moto, creates every table, bucket, bus, topic, function and state
+machine that ``template.yaml`` declares (same key schemas, same environment, the same ASL
+with its ``DefinitionSubstitutions`` resolved), runs each function's ``app.handler`` in
+this process when Step Functions (or anyone) invokes it, records the events put on the
+stack's bus, and keeps S3 objects, DynamoDB items and events in a state directory between
+sessions. See docs/local-runtime.md.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import boto3
+
+from rostersync.config import stack_settings
+from rostersync.local import moto_seams
+from rostersync.local.moto_seams import InProcessFunctions, MotoPatches, check_moto_seams
+from rostersync.local.state_dir import ObjectToSave, StateDir
+from rostersync.local.template import StackSpec, TemplateError, describe_stack, load_template
+
+__all__ = [
+    "ExecutionResult",
+    "LocalCloud",
+    "StackNames",
+    "TemplateError",
+    "find_project_root",
+]
+
+_LOG = logging.getLogger("rostersync.local")
+
+PROJECT_ROOT_ENV = "ROSTERSYNC_PROJECT_ROOT"
+TEMPLATE_FILE = "template.yaml"
+#: Step Functions' limit on a state's size; moto does not enforce it.
+STATE_SIZE_LIMIT = 256 * 1024
+_DEFAULT_CONTENT_TYPE = {"content-type": "binary/octet-stream"}
+_FINISHED = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+
+def find_project_root(explicit: Path | None = None) -> Path:
+    """The folder holding template.yaml: ``explicit``, else ``$ROSTERSYNC_PROJECT_ROOT``,
+    else the nearest one above this package (a checkout with an editable install)."""
+    candidates: list[Path]
+    if explicit is not None:
+        candidates = [Path(explicit)]
+    elif os.environ.get(PROJECT_ROOT_ENV):
+        candidates = [Path(os.environ[PROJECT_ROOT_ENV])]
+    else:
+        candidates = list(Path(__file__).resolve().parents)
+    for folder in candidates:
+        if (folder / TEMPLATE_FILE).is_file():
+            return folder.resolve()
+    where = candidates[0] if len(candidates) == 1 else f"any folder above {Path(__file__).parent}"
+    raise TemplateError(
+        f"no {TEMPLATE_FILE} in {where}; pass project_root or set {PROJECT_ROOT_ENV}"
+    )
+
+
+@dataclass(frozen=True)
+class StackNames:
+    """The physical names of the local stack's resources, by logical id."""
+
+    stack_name: str
+    region: str
+    account_id: str
+    buckets: Mapping[str, str]
+    tables: Mapping[str, str]
+    event_buses: Mapping[str, str]
+    topics: Mapping[str, str]  # ARNs
+    functions: Mapping[str, str]
+    state_machines: Mapping[str, str]  # ARNs
+
+    @property
+    def bucket(self) -> str:
+        return _only(self.buckets, "bucket")
+
+    @property
+    def event_bus(self) -> str:
+        return _only(self.event_buses, "event bus")
+
+    @property
+    def state_machine_arn(self) -> str:
+        return _only(self.state_machines, "state machine")
+
+
+def _only(named: Mapping[str, str], what: str) -> str:
+    if len(named) != 1:
+        raise LookupError(f"the template has {len(named)} {what}s; pick one by logical id")
+    return next(iter(named.values()))
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """How one state machine execution ended."""
+
+    execution_arn: str
+    name: str
+    status: str  # SUCCEEDED, FAILED, TIMED_OUT or ABORTED
+    output: dict[str, Any] | None
+    error: str | None
+    cause: str | None
+    #: Names of the states entered, in order (a retried state appears once per entry).
+    states: list[str] = field(default_factory=list)
+    #: The first state left because its task failed (None if none did).
+    failed_state: str | None = None
+    #: The largest state output, in bytes (Step Functions refuses more than 256 KiB).
+    largest_state_bytes: int = 0
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "SUCCEEDED"
+
+
+@dataclass
+class _Restored:
+    token: object
+    path: Path
+
+
+class _Environment:
+    """Sets process environment variables and puts the previous values back."""
+
+    def __init__(self) -> None:
+        self._saved: dict[str, str | None] = {}
+
+    def set(self, values: Mapping[str, str]) -> None:
+        for name, value in values.items():
+            self._saved.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+
+    def restore(self) -> None:
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved.clear()
+
+
+def _upper_snake(logical_id: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", logical_id).upper()
+
+
+def _placeholder_zip() -> bytes:
+    # moto requires code; the handler runs from the project folder instead.
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("README.txt", "rostersync local runtime: code runs in-process\n")
+    return buffer.getvalue()
+
+
+class LocalCloud:
+    """template.yaml's stack under moto, with the handlers running in this process.
+
+    ``state_dir`` keeps objects, items and events between sessions (None: nothing is
+    kept). ``instant_retries`` makes Retry intervals and Wait states take no time.
+    One LocalCloud may be active per process (moto's state is process-wide).
+    """
+
+    def __init__(
+        self,
+        state_dir: Path | None,
+        project_root: Path | None = None,
+        *,
+        instant_retries: bool = True,
+        region: str = "us-east-1",
+        stack_name: str = "local",
+        parameters: Mapping[str, str] | None = None,
+    ) -> None:
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self._project_root_arg = project_root
+        self.instant_retries = instant_retries
+        self.region = region
+        self.stack_name = stack_name
+        self.parameters = dict(parameters or {})
+        self.project_root: Path | None = None
+        self.environment: dict[str, str] = {}
+        self._names: StackNames | None = None
+        self._spec: StackSpec | None = None
+        self._store: StateDir | None = None
+        self._exit: ExitStack | None = None
+        self._restored: dict[tuple[str, str], _Restored] = {}
+        self._events_lock = threading.Lock()
+        self._session_events: list[dict[str, Any]] = []
+        self._executions: set[str] = set()
+
+    # ------------------------------------------------------------------ lifetime
+
+    def __enter__(self) -> LocalCloud:
+        if self._exit is not None:
+            raise RuntimeError("this LocalCloud is already running")
+        check_moto_seams()
+        with _ACTIVE_LOCK:
+            # moto's backends and the patches are process-wide: one stack per process.
+            if _ACTIVE:
+                raise RuntimeError("another LocalCloud is running in this process")
+            _ACTIVE.append(self)
+        try:
+            return self._start()
+        except BaseException:
+            self._store = None
+            with _ACTIVE_LOCK:
+                _ACTIVE.remove(self)
+            raise
+
+    def _start(self) -> LocalCloud:
+        from moto import mock_aws
+
+        self._restored.clear()
+        with self._events_lock:
+            self._session_events.clear()
+
+        root = find_project_root(self._project_root_arg)
+        template = load_template(root / TEMPLATE_FILE)
+        with ExitStack() as stack:
+            if self.state_dir is not None:
+                store = StateDir(self.state_dir)
+                store.acquire()
+                stack.callback(store.release)
+                self._store = store
+            environment = _Environment()
+            stack.callback(environment.restore)
+            # Handlers build boto3 clients from the environment, as on Lambda.
+            environment.set({"AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region})
+            mock = mock_aws(
+                config={
+                    "stepfunctions": {"execute_state_machine": True},
+                    "lambda": {"use_docker": False},
+                }
+            )
+            mock.start()
+            stack.callback(mock.stop)
+            account_id = self.client("sts").get_caller_identity()["Account"]
+            spec = describe_stack(
+                template,
+                root,
+                stack_name=self.stack_name,
+                region=self.region,
+                account_id=account_id,
+                parameters=self.parameters,
+            )
+            patches = MotoPatches(
+                functions=InProcessFunctions(spec.functions),
+                on_events=self._capture_events,
+                instant_waits=self.instant_retries,
+            )
+            patches.install()
+            stack.callback(patches.remove)
+            stack.callback(self._drain_executions)
+            self._spec = spec
+            self._names = _names_of(spec)
+            self._create_resources(spec)
+            self._restore()
+            self.environment = _process_environment(spec, self._names)
+            environment.set(self.environment)
+            stack.callback(self._remove_layer_paths, self._add_layer_paths(spec.layer_dirs))
+            stack_settings.cache_clear()
+            stack.callback(stack_settings.cache_clear)
+            self.project_root = root
+            self._exit = stack.pop_all()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        exit_stack, self._exit = self._exit, None
+        if exit_stack is None:
+            return
+        try:
+            self._drain_executions()
+            if self._store is not None:
+                self._save(self._store)
+        finally:
+            try:
+                exit_stack.close()
+            finally:
+                self._store = None
+                with _ACTIVE_LOCK:
+                    _ACTIVE.remove(self)
+
+    @property
+    def names(self) -> StackNames:
+        if self._names is None:
+            raise RuntimeError("LocalCloud is not running: use it as a context manager")
+        return self._names
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for the local stack's region (use it while the runtime runs)."""
+        return _client(service, self.region)
+
+    # ---------------------------------------------------------------- resources
+
+    def _create_resources(self, spec: StackSpec) -> None:
+        iam = self.client("iam")
+        trust = json.dumps({"Version": "2012-10-17", "Statement": []})
+        role_arn = iam.create_role(
+            RoleName=f"{spec.stack_name}-local-role", AssumeRolePolicyDocument=trust
+        )["Role"]["Arn"]
+
+        dynamodb = self.client("dynamodb")
+        for table in spec.tables:
+            request: dict[str, Any] = {
+                "TableName": table.name,
+                "KeySchema": table.key_schema,
+                "AttributeDefinitions": table.attribute_definitions,
+                "BillingMode": "PAY_PER_REQUEST",
+            }
+            if table.global_secondary_indexes:
+                request["GlobalSecondaryIndexes"] = [
+                    {k: index[k] for k in ("IndexName", "KeySchema", "Projection")}
+                    for index in table.global_secondary_indexes
+                ]
+            if table.local_secondary_indexes:
+                request["LocalSecondaryIndexes"] = [
+                    {k: index[k] for k in ("IndexName", "KeySchema", "Projection")}
+                    for index in table.local_secondary_indexes
+                ]
+            dynamodb.create_table(**request)
+            if table.ttl_attribute:
+                dynamodb.update_time_to_live(
+                    TableName=table.name,
+                    TimeToLiveSpecification={
+                        "Enabled": True,
+                        "AttributeName": table.ttl_attribute,
+                    },
+                )
+
+        s3 = self.client("s3")
+        for bucket in spec.buckets:
+            if self.region == "us-east-1":
+                s3.create_bucket(Bucket=bucket.name)
+            else:
+                s3.create_bucket(
+                    Bucket=bucket.name,
+                    CreateBucketConfiguration={"LocationConstraint": self.region},
+                )
+            if bucket.eventbridge_notifications:
+                s3.put_bucket_notification_configuration(
+                    Bucket=bucket.name,
+                    NotificationConfiguration={"EventBridgeConfiguration": {}},
+                )
+
+        events = self.client("events")
+        for bus in spec.event_buses:
+            if bus.name != "default":
+                events.create_event_bus(Name=bus.name)
+        sns = self.client("sns")
+        for topic in spec.topics:
+            sns.create_topic(Name=topic.name)
+
+        lambdas = self.client("lambda")
+        code = _placeholder_zip()
+        for function in spec.functions:
+            created = lambdas.create_function(
+                FunctionName=function.name,
+                Runtime=function.runtime,
+                Role=role_arn,
+                Handler=function.handler,
+                Code={"ZipFile": code},
+                Timeout=function.timeout,
+                MemorySize=function.memory_size,
+                Environment={"Variables": function.environment},
+            )
+            _expect_same(created["FunctionArn"], function.arn, function.logical_id)
+
+        states = self.client("stepfunctions")
+        for machine in spec.state_machines:
+            created = states.create_state_machine(
+                name=machine.name, definition=machine.definition, roleArn=role_arn
+            )
+            _expect_same(created["stateMachineArn"], machine.arn, machine.logical_id)
+
+    # --------------------------------------------------------------- persistence
+
+    def _restore(self) -> None:
+        store, spec = self._store, self._spec
+        if store is None or spec is None:
+            return
+        account = spec.account_id
+        for bucket in spec.buckets:
+            part = StateDir.bucket_part(bucket.logical_id, len(spec.buckets))
+            metadata = store.object_metadata(part)
+            for stored in store.object_files(part):
+                token = moto_seams.put_object(
+                    account,
+                    bucket.name,
+                    stored.key,
+                    stored.path.read_bytes(),
+                    metadata.get(stored.key),
+                    datetime.fromtimestamp(stored.mtime, UTC).replace(tzinfo=None),
+                )
+                self._restored[(bucket.name, stored.key)] = _Restored(token, stored.path)
+        known = {table.logical_id: table.name for table in spec.tables}
+        for logical_id in store.table_ids():
+            if logical_id not in known:
+                _LOG.warning(
+                    "%s holds items of %s, which template.yaml no longer declares; "
+                    "they are kept but not loaded",
+                    store.root,
+                    logical_id,
+                )
+                continue
+            for item in store.items(logical_id):
+                moto_seams.put_item(account, spec.region, known[logical_id], item)
+
+    def _save(self, store: StateDir) -> None:
+        spec = self._spec
+        if spec is None:
+            return
+        buckets = {
+            StateDir.bucket_part(bucket.logical_id, len(spec.buckets)): self._objects_to_save(
+                spec.account_id, bucket.name
+            )
+            for bucket in spec.buckets
+        }
+        tables = {
+            table.logical_id: moto_seams.iter_items(spec.account_id, spec.region, table.name)
+            for table in spec.tables
+        }
+        with self._events_lock:
+            new_events = list(self._session_events)
+        store.save(buckets, tables, new_events)
+
+    def _objects_to_save(self, account_id: str, bucket: str) -> Iterator[ObjectToSave]:
+        for stored in moto_seams.iter_objects(account_id, bucket):
+            previous = self._restored.get((bucket, stored.key))
+            unchanged = previous.path if previous and previous.token is stored.token else None
+            lowered = {k.lower(): v for k, v in stored.metadata.items()}
+            modified = stored.last_modified
+            if modified.tzinfo is None:
+                modified = modified.replace(tzinfo=UTC)  # moto keeps naive UTC times
+            yield ObjectToSave(
+                key=stored.key,
+                metadata={} if lowered == _DEFAULT_CONTENT_TYPE else stored.metadata,
+                mtime=modified.timestamp(),
+                unchanged_file=unchanged,
+                read=stored.read,
+            )
+
+    # -------------------------------------------------------------------- events
+
+    def _capture_events(self, accepted: list[tuple[str, dict[str, Any]]]) -> None:
+        buses = set(self.names.event_buses.values())
+        mine = [event for bus, event in accepted if bus in buses]
+        if mine:
+            with self._events_lock:
+                self._session_events.extend(mine)
+
+    def published_events(self) -> list[dict[str, Any]]:
+        """Every event put on the stack's bus (earlier sessions' first), as a rule's target
+        receives it: ``{"id", "source", "detail-type", "time", "detail", ...}``."""
+        earlier = self._store.events() if self._store is not None else []
+        with self._events_lock:
+            return earlier + [dict(event) for event in self._session_events]
+
+    # ---------------------------------------------------------------- executions
+
+    def start_execution(
+        self, run_input: dict[str, Any], *, name: str, state_machine: str | None = None
+    ) -> str:
+        """Start an execution named ``name`` and return its ARN without waiting."""
+        arn = (
+            self.names.state_machines[state_machine]
+            if state_machine is not None
+            else self.names.state_machine_arn
+        )
+        response = self.client("stepfunctions").start_execution(
+            stateMachineArn=arn, name=name, input=json.dumps(run_input)
+        )
+        execution_arn = str(response["executionArn"])
+        self._executions.add(execution_arn)
+        return execution_arn
+
+    def start_run(
+        self,
+        run_input: dict[str, Any],
+        *,
+        name: str,
+        timeout: float | None = None,
+        on_state: Callable[[str], None] | None = None,
+    ) -> ExecutionResult:
+        """Run the state machine on ``run_input`` and wait for the end.
+
+        Executions must be named (moto refuses a second unnamed one); the run id is a good
+        name. ``on_state`` is called with each state's name as the execution enters it.
+        """
+        execution_arn = self.start_execution(run_input, name=name)
+        return self.wait_for(execution_arn, timeout=timeout, on_state=on_state)
+
+    def wait_for(
+        self,
+        execution_arn: str,
+        *,
+        timeout: float | None = None,
+        on_state: Callable[[str], None] | None = None,
+    ) -> ExecutionResult:
+        """Wait for an execution to finish (moto runs it in a thread) and describe it."""
+        client = self.client("stepfunctions")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.01
+        reported = 0
+        while True:
+            described = client.describe_execution(executionArn=execution_arn)
+            if on_state is not None:
+                entered = _history(client, execution_arn).states
+                for state in entered[reported:]:
+                    on_state(state)
+                reported = len(entered)
+            if described["status"] in _FINISHED:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{execution_arn} still running after {timeout} s")
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.2)
+        history = _history(client, execution_arn)
+        if on_state is not None:
+            for state in history.states[reported:]:
+                on_state(state)
+        if history.largest > STATE_SIZE_LIMIT:
+            _LOG.warning(
+                "%s: a state of %d bytes exceeds Step Functions' 256 KiB limit; on AWS this "
+                "execution would fail with States.DataLimitExceeded",
+                described["name"],
+                history.largest,
+            )
+        output = described.get("output")
+        self._executions.discard(execution_arn)
+        return ExecutionResult(
+            execution_arn=execution_arn,
+            name=str(described["name"]),
+            status=str(described["status"]),
+            output=json.loads(output) if output else None,
+            error=described.get("error"),
+            cause=described.get("cause"),
+            states=history.states,
+            failed_state=history.failed_state,
+            largest_state_bytes=history.largest,
+        )
+
+    def _drain_executions(self, timeout: float = 60.0) -> None:
+        """Let executions started here finish before moto and the patches go away."""
+        if not self._executions:
+            return
+        client = self.client("stepfunctions")
+        deadline = time.monotonic() + timeout
+        for execution_arn in sorted(self._executions):
+            while time.monotonic() < deadline:
+                status = client.describe_execution(executionArn=execution_arn)["status"]
+                if status in _FINISHED:
+                    break
+                time.sleep(0.05)
+            else:
+                _LOG.warning("%s still running when the local runtime stopped", execution_arn)
+        self._executions.clear()
+
+    # ------------------------------------------------------------------- helpers
+
+    @staticmethod
+    def _add_layer_paths(layer_dirs: Iterable[Path]) -> list[str]:
+        # As on Lambda, layer code is importable; an installed package still comes first.
+        added = [
+            str(folder) for folder in layer_dirs if folder.is_dir() and str(folder) not in sys.path
+        ]
+        sys.path.extend(added)
+        return added
+
+    @staticmethod
+    def _remove_layer_paths(added: list[str]) -> None:
+        for folder in added:
+            if folder in sys.path:
+                sys.path.remove(folder)
+
+
+_ACTIVE_LOCK = threading.Lock()
+_ACTIVE: list[LocalCloud] = []
+_CLIENTS_LOCK = threading.Lock()
+_CLIENTS: dict[tuple[str, str], Any] = {}
+_SESSION: list[boto3.session.Session] = []
+
+
+def _client(service: str, region: str) -> Any:
+    # Making a client loads its service model (tens of ms); the runtime's own clients are
+    # kept for the process. moto intercepts every botocore client while it is active.
+    with _CLIENTS_LOCK:
+        key = (service, region)
+        if key not in _CLIENTS:
+            if not _SESSION:
+                _SESSION.append(boto3.session.Session())
+            _CLIENTS[key] = _SESSION[0].client(service, region_name=region)  # type: ignore[call-overload]
+        return _CLIENTS[key]
+
+
+def _expect_same(actual: str, predicted: str, logical_id: str) -> None:
+    if actual != predicted:
+        raise TemplateError(f"{logical_id}: moto named it {actual}, the template {predicted}")
+
+
+def _names_of(spec: StackSpec) -> StackNames:
+    return StackNames(
+        stack_name=spec.stack_name,
+        region=spec.region,
+        account_id=spec.account_id,
+        buckets={b.logical_id: b.name for b in spec.buckets},
+        tables={t.logical_id: t.name for t in spec.tables},
+        event_buses={b.logical_id: b.name for b in spec.event_buses},
+        topics={t.logical_id: t.arn for t in spec.topics},
+        functions={f.logical_id: f.name for f in spec.functions},
+        state_machines={m.logical_id: m.arn for m in spec.state_machines},
+    )
+
+
+def _process_environment(spec: StackSpec, names: StackNames) -> dict[str, str]:
+    """What the functions see, for code running in this process (handlers, CLI, API).
+
+    The functions' variables come first; every other resource is added under its logical
+    id in UPPER_SNAKE (``LocksTable`` -> ``LOCKS_TABLE``, ``NotificationsTopic`` ->
+    ``NOTIFICATIONS_TOPIC_ARN``), plus ``STATE_MACHINE_ARN`` when there is one machine.
+    """
+    environment: dict[str, str] = {}
+    for function in spec.functions:
+        for name, value in function.environment.items():
+            if environment.setdefault(name, value) != value:
+                _LOG.warning(
+                    "%s sets %s differently from another function; in-process code sees %r",
+                    function.logical_id,
+                    name,
+                    environment[name],
+                )
+    extra: dict[str, str] = {}
+    for group in (names.tables, names.buckets, names.event_buses):
+        extra.update({_upper_snake(logical): name for logical, name in group.items()})
+    for group in (names.topics, names.state_machines):
+        extra.update({_upper_snake(logical) + "_ARN": arn for logical, arn in group.items()})
+    if len(names.state_machines) == 1:
+        extra["STATE_MACHINE_ARN"] = names.state_machine_arn
+    for name, value in extra.items():
+        environment.setdefault(name, value)
+    return environment
+
+
+@dataclass
+class _History:
+    states: list[str]
+    failed_state: str | None
+    largest: int
+
+
+def _history(client: Any, execution_arn: str) -> _History:
+    states: list[str] = []
+    failed_state: str | None = None
+    current: str | None = None
+    current_failed = False
+    largest = 0
+    for page in client.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
+        for event in page["events"]:
+            kind = str(event["type"])
+            entered = event.get("stateEnteredEventDetails")
+            exited = event.get("stateExitedEventDetails")
+            if entered is not None:
+                if current_failed and failed_state is None:
+                    failed_state = current
+                current, current_failed = str(entered["name"]), False
+                states.append(current)
+            elif exited is not None:
+                largest = max(largest, len(str(exited.get("output") or "").encode()))
+            elif kind.endswith("Failed") and kind != "ExecutionFailed":
+                current_failed = True
+            elif kind.endswith("Succeeded") and kind != "ExecutionSucceeded":
+                current_failed = False
+    return _History(states, failed_state, largest)

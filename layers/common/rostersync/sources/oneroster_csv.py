@@ -1,0 +1,1931 @@
+"""Reads a OneRoster CSV bundle (1.0, 1.1 or 1.2) into canonical record dicts.
+
+Records stream out one at a time, each a dict shaped exactly like
+``Model.model_dump(mode="json")`` for its entity; rows are never collected. Between files
+the reader keeps only the id sets of orgs, academic sessions, courses, classes and users
+(to check references), and within a file the ids seen so far (to catch duplicates).
+
+Every problem goes to the issue sink as a ``RowIssue`` carrying the file, the physical line
+where the row starts (the header is line 1; quoted cells spanning lines are counted), the
+column as written in the header, the offending value and what was done. How the reader
+treats the input where OneRoster leaves room or the files break its rules:
+
+* Headers are matched case-insensitively, ignoring surrounding whitespace, spaces,
+  underscores and dashes; OneRoster 1.0 names (``userId``, ``agents``, ``grade``,
+  ``schoolYearId``, ``userSourcedId`` in demographics) and misspellings seen in real
+  exports (``dataLastModified``, ``prefferedGivenName``) are accepted. ``ext_*`` and
+  ``metadata.*`` columns are kept verbatim in ``extensions`` (blank values omitted). Any
+  other unknown column is reported once per file and column, not per row. OneRoster
+  columns the canonical model has no place for (1.2's ``preferredMiddleName``,
+  ``pronouns``, ``userMasterIdentifier``, ``resourceSourcedIds``) are deliberately not
+  read: the data is children's and is not kept where the app has no use for it.
+* A column whose name contains "password", "passwd" or "secret" is never read into a
+  record, an issue or a log; one NOTED issue per file says such a column was discarded.
+  In such a file a row with the wrong number of cells is skipped, because shifted cells
+  could carry a password into a kept field.
+* Issues that would repeat on row after row are summarized once per file and column with
+  a count and the first line: blank status (read as ``active``), blank fields OneRoster
+  requires but the model does not (``username``, ``enabledUser``, ``orgSourcedIds``,
+  session dates, a class's ``courseSourcedId`` / ``classType`` / ``termSourcedIds``,
+  ...), and blank ``dateLastModified`` in delta files (in bulk files a blank one is normal
+  and silent).
+* A row is skipped, with its id in ``skipped_ids`` (unknown this run, so never archived),
+  when its status is not ``active`` / ``tobedeleted`` / 1.0's ``inactive``, a field the
+  model requires is blank, a required enumeration cannot be mapped (org type, session
+  type, role -- an org of a type OneRoster does not define is skipped too rather than
+  guessed at), a required reference points outside a bulk file of this bundle (a class's
+  school, an enrollment's class or user, demographics of a user), or it has more cells
+  than the header with data in them (cells may sit under the wrong column). Optional
+  values that cannot be read (dates, class type, booleans, ``userIds``) are reported and
+  left at their default instead.
+* A row with fewer cells than the header reads its missing cells as blank. A row without
+  a sourcedId counts in ``unreadable_rows``; a file that cannot be parsed to its end
+  counts one more, so no archive of that entity is trusted. A file without even a header
+  is treated as absent (a header-only file is a valid, empty bulk file). Blank lines and
+  rows of blank cells are passed over.
+* A row repeating an earlier sourcedId of the same file is skipped; the first one wins.
+* References are checked only against files read as bulk in this bundle, and only for
+  ``active`` rows (a row being deleted is archived whatever it points at). A row whose id
+  was readable counts as existing even if the row itself was skipped: it is still at the
+  source, only unknown this run. Optional references to missing records are dropped with
+  an issue. References within one file (an org's parent, a session's parent, a user's
+  agents) are checked against the ids read so far and, the first time one points further
+  down, against an id-only pre-pass over the file that streams like the main pass and
+  keeps nothing but the id set. That keeps the records exact (dangling agents dropped)
+  without holding rows back.
+* A ``tobedeleted`` row is yielded as a record with that status when it carries what a
+  record needs. Delta files often carry little more than the id for deletions; such rows
+  go to ``deleted_ids`` (with one summary issue per file) so the deletion is not lost.
+* Dates: ISO dates, ISO datetimes (``Z``, an offset, or none), ``YYYY-MM-DD HH:MM:SS``
+  and US ``M/D/YYYY``. ``dateLastModified`` becomes a UTC datetime; one without an offset
+  is taken as UTC and a bare date as midnight UTC. For date fields given a datetime, the
+  date as written is kept.
+* Manifest: no manifest means every roster file present is read as bulk (one issue). A
+  present file the manifest does not list is read as bulk; one it marks ``absent`` is
+  ignored; one with a mode other than bulk/delta/absent is read as delta so that nothing
+  is archived on an uncertain footing; one it lists but that is not there is reported
+  with ``missing`` set in its summary. Unknown manifest properties (typos such as
+  ``fiel.demographics``) are reported.
+* OneRoster 1.2 users.csv has no role column: when it is absent, each user's role and
+  orgs come from roles.csv (the ``primary`` role wins, its org first, then the orgs of the
+  other roles), held as a user id -> (role, orgs) lookup while users.csv is read. 1.2's
+  administrator variants become ``administrator`` with ``source_role`` kept; a
+  ``primaryOrgSourcedId`` leads the user's orgs.
+* Bytes that are not UTF-8 are read as Windows-1252 (the usual encoding of exports that
+  are not UTF-8) instead of failing the file, with one issue per file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import itertools
+import re
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import IO, TYPE_CHECKING, Any, Final
+
+from pydantic import BaseModel, Field
+
+from rostersync.errors import BundleError
+from rostersync.models import (
+    ENTITY_ORDER,
+    ENTITY_SINGULAR,
+    ClassType,
+    Entity,
+    IssueAction,
+    OrgType,
+    Role,
+    RowIssue,
+    SessionType,
+)
+from rostersync.sources.bundle import BundleFiles
+
+if TYPE_CHECKING:
+    from _csv import Reader as CsvReader
+
+__all__ = [
+    "FILE_NAMES",
+    "EntityReadSummary",
+    "FileMode",
+    "OneRosterBundle",
+]
+
+Record = dict[str, Any]
+IssueSink = Callable[[RowIssue], None]
+#: Builds the record of ``row`` (given its sourcedId, status and line), or returns None
+#: when the row is skipped (the converter has then recorded the skip).
+_Converter = Callable[[list[str], str, str, int], Record | None]
+
+
+class FileMode(StrEnum):
+    """How a file is to be read: a full copy, changes only, or not given."""
+
+    BULK = "bulk"
+    DELTA = "delta"
+    ABSENT = "absent"
+
+
+class EntityReadSummary(BaseModel):
+    """What reading one entity's file gave, known once its records have all been read."""
+
+    entity: Entity
+    file: str | None
+    mode: FileMode
+    #: Data rows in the file (blank lines not counted).
+    rows: int = 0
+    #: Records yielded.
+    records: int = 0
+    #: Ids of rows skipped for invalid content: unknown this run, never to be archived.
+    skipped_ids: list[str] = Field(default_factory=list)
+    #: Rows skipped with no usable sourcedId, plus one if the file could not be read to its
+    #: end; when non-zero no archive of this entity may be trusted.
+    unreadable_rows: int = 0
+    #: The manifest lists the file but the bundle does not have it.
+    missing: bool = False
+    #: Ids of ``tobedeleted`` rows too incomplete to yield as records: to be archived by id.
+    deleted_ids: list[str] = Field(default_factory=list)
+
+
+FILE_NAMES: Final[dict[Entity, str]] = {
+    Entity.ORGS: "orgs.csv",
+    Entity.ACADEMIC_SESSIONS: "academicSessions.csv",
+    Entity.COURSES: "courses.csv",
+    Entity.CLASSES: "classes.csv",
+    Entity.USERS: "users.csv",
+    Entity.ENROLLMENTS: "enrollments.csv",
+    Entity.DEMOGRAPHICS: "demographics.csv",
+}
+_MANIFEST = "manifest.csv"
+_ROLES_FILE = "roles.csv"
+
+#: Other OneRoster 1.1/1.2 files a manifest may list (roles.csv is read only for users).
+_OTHER_ONEROSTER_FILES: Final = frozenset(
+    name.lower()
+    for name in (
+        "categories",
+        "classResources",
+        "courseResources",
+        "lineItems",
+        "lineItemLearningObjectiveIds",
+        "lineItemScoreScales",
+        "resources",
+        "results",
+        "resultLearningObjectiveIds",
+        "resultScoreScales",
+        "roles",
+        "scoreScales",
+        "userProfiles",
+        "userResources",
+    )
+)
+_MANIFEST_PROPERTIES: Final = frozenset(
+    {"manifest.version", "oneroster.version", "source.systemname", "source.systemcode"}
+)
+_VERSIONS: Final = ("1.0", "1.1", "1.2")
+
+_ACTIVE: Final = "active"
+_TOBEDELETED: Final = "tobedeleted"
+_STATUS: Final[dict[str, str]] = {_ACTIVE: _ACTIVE, _TOBEDELETED: _TOBEDELETED}
+
+_SECRET_WORDS: Final = ("password", "passwd", "secret")
+_EXTENSION_PREFIXES: Final = ("ext_", "ext.", "metadata.")
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+
+
+def _both_cases(pairs: dict[str, Any]) -> dict[str, Any]:
+    """A lookup keyed by each word as spelled and in lower case (exact hits skip .lower())."""
+    out = {key.lower(): value for key, value in pairs.items()}
+    out.update(pairs)
+    return out
+
+
+_BOOLS: Final[dict[str, bool]] = _both_cases(
+    {
+        "true": True,
+        "TRUE": True,
+        "True": True,
+        "false": False,
+        "FALSE": False,
+        "False": False,
+        "1": True,
+        "0": False,
+        "yes": True,
+        "no": False,
+    }
+)
+_ORG_TYPES: Final[dict[str, str]] = _both_cases({t.value: t.value for t in OrgType})
+_SESSION_TYPES: Final[dict[str, str]] = _both_cases({t.value: t.value for t in SessionType})
+_CLASS_TYPES: Final[dict[str, str]] = _both_cases({t.value: t.value for t in ClassType})
+#: Role word -> (canonical role, source_role).
+_ROLES: Final[dict[str, tuple[str, str | None]]] = _both_cases(
+    {
+        **{r.value: (r.value, None) for r in Role},
+        **{
+            word: (Role.ADMINISTRATOR.value, word)
+            for word in (
+                "districtAdministrator",
+                "siteAdministrator",
+                "systemAdministrator",
+                "principal",
+            )
+        },
+    }
+)
+
+_COMMON_KEYS: Final = ("sourcedId", "status", "dateLastModified")
+_COMMON_ALIASES: Final = {"datalastmodified": "dateLastModified"}
+
+#: The OneRoster columns read for each entity, by their spelling in OneRoster 1.1/1.2.
+_COLUMNS: Final[dict[Entity, tuple[str, ...]]] = {
+    Entity.ORGS: ("name", "type", "identifier", "parentSourcedId"),
+    Entity.ACADEMIC_SESSIONS: (
+        "title",
+        "type",
+        "startDate",
+        "endDate",
+        "parentSourcedId",
+        "schoolYear",
+    ),
+    Entity.COURSES: (
+        "title",
+        "schoolYearSourcedId",
+        "courseCode",
+        "grades",
+        "orgSourcedId",
+        "subjects",
+        "subjectCodes",
+    ),
+    Entity.CLASSES: (
+        "title",
+        "grades",
+        "courseSourcedId",
+        "classCode",
+        "classType",
+        "location",
+        "schoolSourcedId",
+        "termSourcedIds",
+        "subjects",
+        "subjectCodes",
+        "periods",
+    ),
+    Entity.USERS: (
+        "enabledUser",
+        "orgSourcedIds",
+        "primaryOrgSourcedId",
+        "role",
+        "username",
+        "userIds",
+        "givenName",
+        "familyName",
+        "middleName",
+        "preferredGivenName",
+        "preferredFamilyName",
+        "identifier",
+        "email",
+        "sms",
+        "phone",
+        "agentSourcedIds",
+        "grades",
+    ),
+    Entity.ENROLLMENTS: (
+        "classSourcedId",
+        "schoolSourcedId",
+        "userSourcedId",
+        "role",
+        "primary",
+        "beginDate",
+        "endDate",
+    ),
+    Entity.DEMOGRAPHICS: (
+        "birthDate",
+        "sex",
+        "americanIndianOrAlaskaNative",
+        "asian",
+        "blackOrAfricanAmerican",
+        "nativeHawaiianOrOtherPacificIslander",
+        "white",
+        "demographicRaceTwoOrMoreRaces",
+        "hispanicOrLatinoEthnicity",
+        "countryOfBirthCode",
+        "stateOfBirthAbbreviation",
+        "cityOfBirth",
+        "publicSchoolResidenceStatus",
+    ),
+}
+#: OneRoster columns deliberately not read (no place in the model).
+_IGNORED: Final[dict[Entity, tuple[str, ...]]] = {
+    Entity.USERS: ("preferredMiddleName", "userMasterIdentifier", "resourceSourcedIds", "pronouns"),
+}
+#: Other spellings of columns: normalized header -> column key.
+_ALIASES: Final[dict[Entity, dict[str, str]]] = {
+    Entity.ORGS: {},
+    Entity.ACADEMIC_SESSIONS: {},
+    Entity.COURSES: {
+        "schoolyearid": "schoolYearSourcedId",
+        "grade": "grades",
+        "subjectcode": "subjectCodes",
+    },
+    Entity.CLASSES: {
+        "grade": "grades",
+        "termsourcedid": "termSourcedIds",
+        "subjectcode": "subjectCodes",
+        "period": "periods",
+    },
+    Entity.USERS: {
+        "userid": "userIds",
+        "agents": "agentSourcedIds",
+        "agentsourcedid": "agentSourcedIds",
+        "orgsourcedid": "orgSourcedIds",
+        "enabled": "enabledUser",
+        "grade": "grades",
+        "gradelevel": "grades",
+        "gradelevels": "grades",
+        "prefferedgivenname": "preferredGivenName",
+        "preferedgivenname": "preferredGivenName",
+        "preferredfirstname": "preferredGivenName",
+        "prefferedfamilyname": "preferredFamilyName",
+        "preferedfamilyname": "preferredFamilyName",
+        "preferredlastname": "preferredFamilyName",
+        "prefferedmiddlename": "preferredMiddleName",
+    },
+    Entity.ENROLLMENTS: {},
+    Entity.DEMOGRAPHICS: {
+        "usersourcedid": "sourcedId",
+        "twoormoreraces": "demographicRaceTwoOrMoreRaces",
+        "hispanicorlatino": "hispanicOrLatinoEthnicity",
+    },
+}
+#: Columns without which no row of the file can become a record.
+_REQUIRED_COLUMNS: Final[dict[Entity, tuple[str, ...]]] = {
+    Entity.ORGS: ("name", "type"),
+    Entity.ACADEMIC_SESSIONS: ("title", "type"),
+    Entity.COURSES: ("title",),
+    Entity.CLASSES: ("title", "schoolSourcedId"),
+    Entity.USERS: ("givenName", "familyName", "role"),
+    Entity.ENROLLMENTS: ("classSourcedId", "userSourcedId", "role"),
+    Entity.DEMOGRAPHICS: (),
+}
+
+
+def _norm(name: str) -> str:
+    return _NOT_ALNUM.sub("", name.lower())
+
+
+def _header_lookup(entity: Entity) -> dict[str, str]:
+    keys = (*_COMMON_KEYS, *_COLUMNS[entity], *_IGNORED.get(entity, ()))
+    lookup = {_norm(key): key for key in keys}
+    lookup.update(_COMMON_ALIASES)
+    lookup.update(_ALIASES[entity])
+    return lookup
+
+
+_HEADER_LOOKUP: Final[dict[Entity, dict[str, str]]] = {e: _header_lookup(e) for e in Entity}
+
+
+# --- text decoding ---------------------------------------------------------------------
+
+_FALLBACK_ERRORS: Final = "rostersync-cp1252-fallback"
+_fallback_state = threading.local()
+#: Bytes Windows-1252 leaves undefined; they are read as Latin-1.
+_CP1252_HOLES: Final = frozenset({0x81, 0x8D, 0x8F, 0x90, 0x9D})
+
+
+def _cp1252_fallback(exc: UnicodeError) -> tuple[str, int]:
+    """Decode bytes that are not UTF-8 as Windows-1252 and count them for an issue."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    bad = exc.object[exc.start : exc.end]
+    _fallback_state.count = _fallback_count() + len(bad)
+    text = "".join(chr(b) if b in _CP1252_HOLES else bytes((b,)).decode("cp1252") for b in bad)
+    return text, exc.end
+
+
+def _fallback_count() -> int:
+    count: int = getattr(_fallback_state, "count", 0)
+    return count
+
+
+codecs.register_error(_FALLBACK_ERRORS, _cp1252_fallback)
+
+
+def _text(raw: IO[bytes]) -> io.TextIOWrapper:
+    # utf-8-sig drops a BOM; newline="" lets csv see quoted line breaks as they are.
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors=_FALLBACK_ERRORS, newline="")
+
+
+# --- value parsing ---------------------------------------------------------------------
+
+_US_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
+_USER_ID = re.compile(r"\{\s*([^{}:]+?)\s*:\s*([^{}]*?)\s*\}")
+_CACHE_LIMIT: Final = 50_000
+
+
+def _parse_datetime(text: str) -> str | None:
+    """A datetime string as pydantic dumps a UTC datetime, or None if unreadable."""
+    s = text.strip()
+    try:
+        parsed = datetime.fromisoformat(s)
+    except ValueError:
+        us = _US_DATE.fullmatch(s)
+        if us is None:
+            return None
+        try:
+            parsed = datetime(int(us[3]), int(us[1]), int(us[2]))
+        except ValueError:
+            return None
+    try:
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        return None
+    return parsed.isoformat() + "Z"
+
+
+def _parse_date(text: str) -> str | None:
+    """An ISO date string, or None if unreadable."""
+    s = text.strip()
+    try:
+        return date.fromisoformat(s).isoformat()
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(s).date().isoformat()
+    except ValueError:
+        pass
+    us = _US_DATE.fullmatch(s)
+    if us is None:
+        return None
+    try:
+        return date(int(us[3]), int(us[1]), int(us[2])).isoformat()
+    except ValueError:
+        return None
+
+
+def _split(value: str) -> list[str]:
+    """A multi-valued cell as a list: split on commas, trimmed, blanks dropped."""
+    if "," not in value:
+        value = value.strip()
+        return [value] if value else []
+    return [part for piece in value.split(",") if (part := piece.strip())]
+
+
+def _parse_user_ids(value: str) -> list[dict[str, str]] | None:
+    """``{type:id},{type:id}`` as user_ids dicts, or None if the cell is malformed."""
+    if value[0] == "{" and value[-1] == "}" and value.count("{") == 1 and "}" not in value[:-1]:
+        # One id, the common case, without the regex.
+        kind, colon, ident = value[1:-1].partition(":")
+        kind, ident = kind.strip(), ident.strip()
+        return [{"type": kind, "identifier": ident}] if colon and kind and ident else None
+    out: list[dict[str, str]] = []
+    pos = 0
+    for match in _USER_ID.finditer(value):
+        if value[pos : match.start()].strip(" \t,"):
+            return None
+        if not match[2]:
+            return None
+        out.append({"type": match[1], "identifier": match[2]})
+        pos = match.end()
+    if value[pos:].strip(" \t,") or not out:
+        return None
+    return out
+
+
+_SCAN_CHUNK: Final = 1 << 18
+
+
+def _scan_column(text: io.TextIOWrapper, idx: int) -> set[str]:
+    """The non-blank values of column ``idx`` in the CSV rows left in ``text``.
+
+    Gives what csv.reader would, several times faster: while the text has no quotes and
+    no bare carriage returns, each line is a row of plain comma-separated cells
+    (csv.reader's own rule), so a regex picks the cell out of whole chunks at once. From
+    the first quote on, the rest goes through csv.reader, which handles quoted line breaks.
+    """
+    ids: set[str] = set()
+    # A line's idx-th cell, then the rest of the line.
+    cell = re.compile(r"(?:[^,\n]*,){" + str(idx) + r"}([^,\n]*)[^\n]*\n")
+    carry = ""
+    while chunk := text.read(_SCAN_CHUNK):
+        chunk = carry + chunk
+        cut = chunk.rfind("\n") + 1
+        body, carry = chunk[:cut], chunk[cut:]
+        if '"' in body or body.count("\r") != body.count("\r\n"):
+            rest = io.StringIO(body + carry + text.readline(), newline="")
+            for row in csv.reader(itertools.chain(rest, text)):
+                if len(row) > idx and (value := row[idx].strip()):
+                    ids.add(value)
+            return ids
+        ids.update(map(str.strip, cell.findall(body)))
+    if carry:
+        if '"' in carry or "\r" in carry.rstrip("\r"):
+            rows: Iterator[list[str]] = csv.reader(io.StringIO(carry, newline=""))
+            ids.update(row[idx].strip() for row in rows if len(row) > idx)
+        else:
+            ids.update(map(str.strip, cell.findall(carry + "\n")))
+    ids.discard("")
+    return ids
+
+
+# --- header ----------------------------------------------------------------------------
+
+
+def _first_row(reader: Iterator[list[str]]) -> list[str] | None:
+    """The first row with a non-blank cell (the header), or None; reads no further."""
+    return next((row for row in reader if any(cell.strip() for cell in row)), None)
+
+
+class _Header:
+    """A file's header mapped onto column keys."""
+
+    def __init__(self, entity: Entity, header: list[str]) -> None:
+        lookup = _HEADER_LOOKUP[entity]
+        self.width = len(header)
+        self.index: dict[str, int] = {}
+        self.written: dict[str, str] = {}
+        self.extensions: list[tuple[int, str]] = []
+        self.secrets: list[str] = []
+        self.unknown: list[tuple[int, str]] = []
+        self.repeated: list[tuple[str, str]] = []
+        ext_names: set[str] = set()
+        for idx, cell in enumerate(header):
+            name = cell.strip()
+            lower = name.lower()
+            if any(word in lower for word in _SECRET_WORDS):
+                self.secrets.append(name)
+                continue
+            if lower.startswith(_EXTENSION_PREFIXES):
+                if name in ext_names:
+                    self.repeated.append((name, name))
+                else:
+                    ext_names.add(name)
+                    self.extensions.append((idx, name))
+                continue
+            key = lookup.get(_norm(name))
+            if key is None:
+                self.unknown.append((idx, name))
+            elif key in self.index:
+                self.repeated.append((name, self.written[key]))
+            else:
+                self.index[key] = idx
+                self.written[key] = name
+
+    def col(self, key: str) -> int:
+        """The column's index, or the index of the blank cell appended to every row."""
+        return self.index.get(key, self.width)
+
+
+# --- the bundle --------------------------------------------------------------------------
+
+
+class OneRosterBundle:
+    """A OneRoster CSV bundle, read entity by entity.
+
+    ``version`` is the manifest's ``oneroster.version`` ("1.0", "1.1" or "1.2"; "1.1" when
+    not given) and ``modes`` how each entity's file is read. Read entities in
+    ``ENTITY_ORDER``: references are checked against the id sets of the files read before
+    (a file referenced before it was read is scanned for ids first). A file found to have
+    no header turns ABSENT in ``modes`` when it is read.
+    """
+
+    def __init__(
+        self,
+        files: BundleFiles,
+        issue_sink: IssueSink,
+        source_system: str = "oneroster",
+    ) -> None:
+        self._files = files
+        self._sink = issue_sink
+        self.source_system = source_system
+        self._present: dict[str, str] = {name.lower(): name for name in files.names()}
+        self.version: str = "1.1"
+        self.modes: dict[Entity, FileMode] = {}
+        self._missing: set[Entity] = set()
+        self._roles_mode: FileMode = FileMode.ABSENT
+        self._known: dict[Entity, set[str] | None] = {}
+        self._summaries: dict[Entity, EntityReadSummary] = {}
+        self._roles: dict[str, tuple[str, tuple[str, ...]]] | None = None
+        self._roles_loaded = False
+        self._datetimes: dict[str, str] = {}
+        self._dates: dict[str, str] = {}
+        if _MANIFEST in self._present:
+            self._read_manifest()
+        else:
+            self._without_manifest()
+        for entity in ENTITY_ORDER:
+            if self.modes[entity] is FileMode.ABSENT:
+                self._summaries[entity] = self._absent_summary(entity)
+
+    # public API
+
+    def iter_records(self, entity: Entity) -> Iterator[Record]:
+        """Stream the entity's canonical record dicts; issues go to the sink as found.
+
+        Each call reads the file afresh. ``summary(entity)`` is available once the
+        iterator is exhausted.
+        """
+        mode = self.modes[entity]
+        if mode is FileMode.ABSENT:
+            return
+        self._summaries.pop(entity, None)
+        reader = _FileReader(self, entity, self._file_name(entity), mode)
+        yield from reader.records()
+        self._summaries[entity] = reader.summary
+        if entity is Entity.USERS:
+            # The roles.csv lookup is only needed while users.csv is read.
+            self._roles = None
+            self._roles_loaded = False
+
+    def summary(self, entity: Entity) -> EntityReadSummary:
+        """What reading the entity gave; raises RuntimeError before it has been read."""
+        try:
+            return self._summaries[entity]
+        except KeyError:
+            raise RuntimeError(f"{entity} has not been read to its end yet") from None
+
+    # manifest
+
+    def _issue(self, file: str, message: str, action: IssueAction, **kw: Any) -> None:
+        self._sink(RowIssue(file=file, message=message, action=action, **kw))
+
+    def _without_manifest(self) -> None:
+        present = [e for e in ENTITY_ORDER if FILE_NAMES[e].lower() in self._present]
+        if not present:
+            raise BundleError("the bundle has neither manifest.csv nor any OneRoster CSV file")
+        for entity in ENTITY_ORDER:
+            self.modes[entity] = FileMode.BULK if entity in present else FileMode.ABSENT
+        self._roles_mode = FileMode.BULK if _ROLES_FILE in self._present else FileMode.ABSENT
+        self._issue(
+            _MANIFEST,
+            "The bundle has no manifest.csv, so it does not say which files are complete; "
+            f"every file present ({', '.join(FILE_NAMES[e] for e in present)}) was read as "
+            "bulk",
+            IssueAction.READ_AS_BULK,
+        )
+
+    def _read_manifest(self) -> None:
+        declared: dict[str, tuple[str, int]] = {}
+        with self._files.open(self._present[_MANIFEST]) as raw:
+            reader = csv.reader(_text(raw))
+            line = 0
+            try:
+                for row in reader:
+                    first_line, line = line + 1, reader.line_num
+                    if not row or not row[0].strip():
+                        continue
+                    key = row[0].strip()
+                    lower = key.lower()
+                    if first_line == 1 and _norm(key) == "propertyname":
+                        continue
+                    value = row[1].strip() if len(row) > 1 else ""
+                    if lower in declared:
+                        self._issue(
+                            _MANIFEST,
+                            f"The property {key} is given again; the first value "
+                            f"({declared[lower][0]!r}) was used",
+                            IssueAction.NOTED,
+                            line=first_line,
+                            column="propertyName",
+                            value=value,
+                        )
+                        continue
+                    if lower.startswith("file.") or lower in _MANIFEST_PROPERTIES:
+                        declared[lower] = (value, first_line)
+                    else:
+                        self._issue(
+                            _MANIFEST,
+                            f"{key} is not a OneRoster manifest property (a typo?); ignored",
+                            IssueAction.NOTED,
+                            line=first_line,
+                            column="propertyName",
+                            value=key,
+                        )
+            except csv.Error as exc:
+                self._issue(
+                    _MANIFEST,
+                    f"manifest.csv could not be read past line {line}: {exc}",
+                    IssueAction.NOTED,
+                    line=line + 1,
+                )
+        self._set_version(declared.get("oneroster.version"))
+        for key, (_, line) in declared.items():
+            name = key.removeprefix("file.")
+            if (
+                key.startswith("file.")
+                and name not in _ENTITY_BY_MANIFEST_NAME
+                and name not in _OTHER_ONEROSTER_FILES
+            ):
+                self._issue(
+                    _MANIFEST,
+                    f"The manifest lists a file {key[5:]!r} that OneRoster does not "
+                    "define; ignored",
+                    IssueAction.NOTED,
+                    line=line,
+                    column="propertyName",
+                    value=key,
+                )
+        for entity in ENTITY_ORDER:
+            self.modes[entity] = self._mode_from_manifest(entity, declared)
+        roles = declared.get("file.roles", ("bulk", 0))[0].lower()
+        present = _ROLES_FILE in self._present
+        self._roles_mode = (
+            FileMode(roles) if present and roles in ("bulk", "delta") else FileMode.ABSENT
+        )
+
+    def _set_version(self, declared: tuple[str, int] | None) -> None:
+        if declared is None:
+            return
+        value, line = declared
+        version = value.lower().removeprefix("v")
+        for known in _VERSIONS:
+            if version == known or version.startswith(known + "."):
+                self.version = known
+                return
+        self._issue(
+            _MANIFEST,
+            f"oneroster.version {value!r} is not 1.0, 1.1 or 1.2; read as 1.1",
+            IssueAction.KEPT_DEFAULT,
+            line=line,
+            column="value",
+            value=value,
+        )
+
+    def _mode_from_manifest(self, entity: Entity, declared: dict[str, tuple[str, int]]) -> FileMode:
+        name = FILE_NAMES[entity]
+        present = name.lower() in self._present
+        stem = name.removesuffix(".csv")
+        entry = declared.get("file." + stem.lower())
+        if entry is None:
+            if not present:
+                return FileMode.ABSENT
+            self._issue(
+                _MANIFEST,
+                f"The manifest does not list {name}, which is in the bundle; read as bulk",
+                IssueAction.READ_AS_BULK,
+                entity=entity,
+            )
+            return FileMode.BULK
+        value, line = entry
+        mode = value.lower()
+        if mode in ("bulk", "delta"):
+            if present:
+                return FileMode(mode)
+            self._missing.add(entity)
+            self._issue(
+                _MANIFEST,
+                f"The manifest lists {name} as {mode}, but the bundle has no such file",
+                IssueAction.FILE_SKIPPED,
+                line=line,
+                column="value",
+                value=value,
+                entity=entity,
+            )
+            return FileMode.ABSENT
+        if mode == "absent":
+            if present:
+                self._issue(
+                    name,
+                    f"The manifest marks {name} as absent, but the bundle has it; "
+                    "the file was not read",
+                    IssueAction.FILE_SKIPPED,
+                    entity=entity,
+                )
+            return FileMode.ABSENT
+        self._issue(
+            _MANIFEST,
+            f"The manifest gives {name} the mode {value!r}, which is not bulk, delta or "
+            "absent"
+            + ("; read as delta, so nothing is archived for being left out" if present else ""),
+            IssueAction.NOTED,
+            line=line,
+            column="value",
+            value=value,
+            entity=entity,
+        )
+        return FileMode.DELTA if present else FileMode.ABSENT
+
+    def _absent_summary(self, entity: Entity) -> EntityReadSummary:
+        missing = entity in self._missing
+        return EntityReadSummary(
+            entity=entity,
+            file=FILE_NAMES[entity] if missing else None,
+            mode=FileMode.ABSENT,
+            missing=missing,
+        )
+
+    def _file_name(self, entity: Entity) -> str:
+        return self._present[FILE_NAMES[entity].lower()]
+
+    # state shared between files
+
+    def _known_ids(self, entity: Entity) -> set[str] | None:
+        """Ids in the entity's bulk file, or None when references to it cannot be checked."""
+        if self.modes[entity] is not FileMode.BULK:
+            return None
+        if entity not in self._known:
+            self._known[entity] = self._scan_ids(entity)
+        return self._known[entity]
+
+    def _scan_ids(self, entity: Entity) -> set[str] | None:
+        """The sourcedIds of a file in one streaming pass, or None if it cannot be parsed."""
+        before = _fallback_count()
+        try:
+            with self._files.open(self._file_name(entity)) as raw:
+                lines = _text(raw)
+                first = _first_row(csv.reader(lines))
+                if first is None:
+                    return None
+                header = _Header(entity, first)
+                if "sourcedId" not in header.index:
+                    return None
+                return _scan_column(lines, header.index["sourcedId"])
+        except csv.Error:
+            return None
+        finally:
+            # Decoding problems are reported by the main pass over the file, not here.
+            _fallback_state.count = before
+
+    def _roles_lookup(self) -> dict[str, tuple[str, tuple[str, ...]]] | None:
+        """OneRoster 1.2's roles.csv as user id -> (role word, org ids), or None."""
+        if not self._roles_loaded:
+            self._roles_loaded = True
+            if self._roles_mode is not FileMode.ABSENT:
+                self._roles = self._read_roles(self._present[_ROLES_FILE])
+        return self._roles
+
+    def _read_roles(self, name: str) -> dict[str, tuple[str, tuple[str, ...]]] | None:
+        lookup = {
+            _norm(k): k for k in ("sourcedId", "status", "userSourcedId", "roleType", "role")
+        } | {"orgsourcedid": "orgSourcedId"}
+        best: dict[str, tuple[str, bool, tuple[str, ...]]] = {}
+        with self._files.open(name) as raw:
+            reader = csv.reader(_text(raw))
+            first = _first_row(reader) or []
+            cols: dict[str, int] = {}
+            for idx, cell in enumerate(first):
+                key = lookup.get(_norm(cell.strip()))
+                if key is not None:
+                    cols.setdefault(key, idx)
+            if "userSourcedId" not in cols or "role" not in cols:
+                self._issue(
+                    name,
+                    "roles.csv has no userSourcedId or role column; it was not used",
+                    IssueAction.FILE_SKIPPED,
+                    line=1,
+                )
+                return None
+            width = len(first)
+            i_user, i_role = cols["userSourcedId"], cols["role"]
+            i_type = cols.get("roleType", width)
+            i_org = cols.get("orgSourcedId", width)
+            i_status = cols.get("status", width)
+            try:
+                for row in reader:
+                    if len(row) < width:
+                        row.extend([""] * (width - len(row)))
+                    row.append("")
+                    user = row[i_user].strip()
+                    role = row[i_role].strip()
+                    status = row[i_status].strip().lower()
+                    if not user or not role or status in (_TOBEDELETED, "inactive"):
+                        continue
+                    primary = row[i_type].strip().lower() == "primary"
+                    org = sys.intern(row[i_org].strip())
+                    current = best.get(user)
+                    if current is None:
+                        best[user] = (sys.intern(role), primary, (org,) if org else ())
+                        continue
+                    others = tuple(o for o in current[2] if o != org)
+                    if primary and not current[1]:
+                        # The primary role's org leads the user's orgs.
+                        best[user] = (sys.intern(role), True, ((org,) if org else ()) + others)
+                    else:
+                        best[user] = (current[0], current[1], others + ((org,) if org else ()))
+            except csv.Error as exc:
+                self._issue(
+                    name,
+                    f"roles.csv could not be read past line {reader.line_num}: {exc}; "
+                    "users whose roles come after that point are skipped",
+                    IssueAction.NOTED,
+                    line=reader.line_num,
+                )
+        return {user: (role, orgs) for user, (role, _, orgs) in best.items()}
+
+
+_ENTITY_BY_MANIFEST_NAME: Final[dict[str, Entity]] = {
+    FILE_NAMES[e].removesuffix(".csv").lower(): e for e in Entity
+}
+
+
+# --- one file --------------------------------------------------------------------------
+
+
+class _FileReader:
+    """One pass over one entity file, with its counters and its summary."""
+
+    def __init__(self, bundle: OneRosterBundle, entity: Entity, name: str, mode: FileMode) -> None:
+        self.bundle = bundle
+        self.entity = entity
+        self.name = name
+        self.mode = mode
+        self.summary = EntityReadSummary(entity=entity, file=name, mode=mode)
+        self.header = _Header(entity, [])
+        self.header_line = 1
+        self.has_secrets = False
+        self.missing_required: set[str] = set()
+        #: column key -> [count, first line] of blanks in fields OneRoster requires.
+        self.blanks: dict[str, list[int]] = {}
+        self.trailing_blank_cells = [0, 0]
+        self.thin_deletions = [0, 0]
+        self.seen: set[str] = set()
+
+    # issues
+
+    def issue(
+        self,
+        line: int | None,
+        key: str | None,
+        value: str | None,
+        message: str,
+        action: IssueAction,
+        sid: str | None = None,
+    ) -> None:
+        column = None if key is None else self.header.written.get(key, key)
+        self.bundle._sink(
+            RowIssue(
+                file=self.name,
+                line=line,
+                column=column,
+                value=value,
+                message=message,
+                action=action,
+                entity=self.entity,
+                source_id=sid,
+            )
+        )
+
+    def skip(
+        self, status: str, line: int, sid: str, key: str, value: str | None, message: str
+    ) -> None:
+        """Record a row that cannot become a record."""
+        if status == _TOBEDELETED:
+            self.summary.deleted_ids.append(sid)
+            count = self.thin_deletions
+            count[0] += 1
+            count[1] = count[1] or line
+            return
+        self.summary.skipped_ids.append(sid)
+        if key not in self.missing_required:
+            self.issue(line, key, value, message, IssueAction.ROW_SKIPPED, sid)
+
+    def blank(self, key: str, line: int) -> None:
+        """Count a blank in a field OneRoster requires (reported once per file)."""
+        entry = self.blanks.get(key)
+        if entry is None:
+            self.blanks[key] = [1, line]
+        else:
+            entry[0] += 1
+
+    # values
+
+    def col(self, key: str) -> int:
+        return self.header.col(key)
+
+    def has(self, key: str) -> bool:
+        return key in self.header.index
+
+    def known(self, entity: Entity) -> set[str] | None:
+        return self.bundle._known_ids(entity)
+
+    def datetime_value(self, raw: str, key: str, line: int, sid: str) -> str | None:
+        cache = self.bundle._datetimes
+        value = cache.get(raw)
+        if value is None:
+            if not raw.strip():
+                return None
+            value = _parse_datetime(raw)
+            if value is None:
+                self.issue(
+                    line,
+                    key,
+                    raw,
+                    f"{raw!r} is not a date and time this reader understands (ISO 8601, "
+                    "YYYY-MM-DD HH:MM:SS or M/D/YYYY); left empty",
+                    IssueAction.KEPT_DEFAULT,
+                    sid,
+                )
+                return None
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            cache[raw] = value
+        return value
+
+    def date_value(self, raw: str, key: str, line: int, sid: str) -> str | None:
+        cache = self.bundle._dates
+        value = cache.get(raw)
+        if value is None:
+            value = _parse_date(raw)
+            if value is None:
+                self.issue(
+                    line,
+                    key,
+                    raw,
+                    f"{raw!r} is not a date this reader understands (YYYY-MM-DD or "
+                    "M/D/YYYY); left empty",
+                    IssueAction.KEPT_DEFAULT,
+                    sid,
+                )
+                return None
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            cache[raw] = value
+        return value
+
+    def bool_value(self, raw: str, key: str, line: int, sid: str, default: str) -> bool | None:
+        value = _BOOLS.get(raw)
+        if value is None:
+            value = _BOOLS.get(raw.lower())
+            if value is None:
+                self.issue(
+                    line,
+                    key,
+                    raw,
+                    f"{raw!r} is not true or false; {default}",
+                    IssueAction.KEPT_DEFAULT,
+                    sid,
+                )
+        return value
+
+    def drop_dangling(
+        self, ids: list[str], known: set[str], key: str, line: int, sid: str, target: Entity
+    ) -> list[str]:
+        """The ids that exist in ``target``'s bulk file; the others are reported."""
+        kept: list[str] = []
+        for ref in ids:
+            if ref in known:
+                kept.append(ref)
+            else:
+                self.issue(
+                    line,
+                    key,
+                    ref,
+                    f"No {ENTITY_SINGULAR[target]} {ref!r} in {FILE_NAMES[target]}; "
+                    "the reference was dropped",
+                    IssueAction.FIELD_DROPPED,
+                    sid,
+                )
+        return kept
+
+    def in_this_file(self, ref: str, seen: set[str]) -> bool:
+        """Whether ``ref`` is a sourcedId of this file, or cannot be checked.
+
+        Rows read so far answer most references at no cost; one pointing further down
+        the file brings in the ids of the whole file from an id-only pre-pass.
+        """
+        if ref in seen:
+            return True
+        known = self.known(self.entity)
+        return known is None or ref in known
+
+    def drop_dangling_in_this_file(
+        self, ids: list[str], key: str, line: int, sid: str
+    ) -> list[str]:
+        """``ids`` without those that are not sourcedIds of this file (each reported)."""
+        known = self.known(self.entity)
+        if known is None or known.issuperset(ids):
+            return ids
+        return self.drop_dangling(ids, known, key, line, sid, self.entity)
+
+    def dangling(self, ref: str, key: str, line: int, sid: str, target: Entity) -> None:
+        """Report a single reference to a record missing from ``target``'s bulk file."""
+        self.drop_dangling([ref], set(), key, line, sid, target)
+
+    # the pass
+
+    def records(self) -> Iterator[Record]:
+        """The file's records; counters and summary issues are complete at the end."""
+        before = _fallback_count()
+        with self.bundle._files.open(self.name) as raw:
+            reader = csv.reader(_text(raw))
+            try:
+                # Blank lines before the header are passed over; line numbers still count them.
+                first = _first_row(reader)
+            except csv.Error as exc:
+                self._unusable(f"The header of {self.name} could not be read: {exc}")
+                return
+            if first is None:
+                self._unusable(f"{self.name} has no header (nor any row)")
+                return
+            self.header = _Header(self.entity, first)
+            self.header_line = reader.line_num
+            self._check_header()
+            yield from self._rows(reader)
+        self._finish(before)
+
+    def _unusable(self, problem: str) -> None:
+        """Treat a file without a usable header as absent: nothing is archived for it."""
+        self.issue(
+            1,
+            None,
+            None,
+            f"{problem}; the file was treated as absent",
+            IssueAction.FILE_SKIPPED,
+        )
+        self.summary.mode = FileMode.ABSENT
+        self.bundle.modes[self.entity] = FileMode.ABSENT
+        self.bundle._known.pop(self.entity, None)
+
+    def _check_header(self) -> None:
+        header = self.header
+        if header.secrets:
+            self.has_secrets = True
+            self.issue(
+                self.header_line,
+                None,
+                None,
+                f"The file has password columns ({', '.join(header.secrets)}); their "
+                "contents were discarded unread and are never stored",
+                IssueAction.NOTED,
+            )
+        for idx, name in header.unknown:
+            self.issue(
+                self.header_line,
+                name or None,
+                None,
+                f"{name or f'Column {idx + 1} (no name)'} is not a OneRoster column of "
+                f"{FILE_NAMES[self.entity]}; its values were not kept",
+                IssueAction.FIELD_DROPPED,
+            )
+        for name, first in header.repeated:
+            self.issue(
+                self.header_line,
+                None,
+                None,
+                f"Column {name} repeats column {first}; only the first was read",
+                IssueAction.FIELD_DROPPED,
+            )
+        required = list(_REQUIRED_COLUMNS[self.entity])
+        if (
+            self.entity is Entity.USERS
+            and "role" not in header.index
+            and self.bundle._roles_lookup() is not None
+        ):
+            required.remove("role")
+        for key in required:
+            if key not in header.index:
+                self.missing_required.add(key)
+                self.issue(
+                    self.header_line,
+                    None,
+                    None,
+                    f"The file has no {key} column, which every record needs; "
+                    "every row was skipped",
+                    IssueAction.ROW_SKIPPED,
+                )
+        if "sourcedId" not in header.index:
+            self.issue(
+                self.header_line,
+                None,
+                None,
+                "The file has no sourcedId column; no row can be identified",
+                _SKIP_FILE,
+            )
+
+    def _rows(self, reader: CsvReader) -> Iterator[Record]:
+        header = self.header
+        entity = self.entity
+        summary = self.summary
+        width = header.width
+        i_sid = header.col("sourcedId")
+        i_status = header.col("status")
+        i_dlm = header.col("dateLastModified")
+        has_sid = "sourcedId" in header.index
+        blank_dlm_counts = self.mode is FileMode.DELTA and "dateLastModified" in header.index
+        extensions = header.extensions
+        convert = _CONVERTERS[entity](self)
+        datetimes = self.bundle._datetimes
+        seen = self.seen
+        skipped = summary.skipped_ids
+        rows = records = 0
+        prev = reader.line_num
+        try:
+            for row in reader:
+                line = prev + 1
+                prev = reader.line_num
+                if len(row) != width:
+                    if not any(cell.strip() for cell in row):
+                        continue
+                    rows += 1
+                    if not self._fit(row, line, i_sid):
+                        continue
+                else:
+                    rows += 1
+                # Absent columns read this always-blank cell.
+                row.append("")
+                sid = row[i_sid].strip()
+                if not sid:
+                    if not any(cell.strip() for cell in row):
+                        rows -= 1
+                    else:
+                        summary.unreadable_rows += 1
+                        if has_sid:
+                            self.issue(
+                                line,
+                                "sourcedId",
+                                None,
+                                "The row has no sourcedId",
+                                IssueAction.ROW_SKIPPED,
+                            )
+                    continue
+                if sid in seen:
+                    self.issue(
+                        line,
+                        "sourcedId",
+                        sid,
+                        f"sourcedId {sid!r} appears earlier in the file; the first row was kept",
+                        IssueAction.ROW_SKIPPED,
+                        sid,
+                    )
+                    continue
+                seen.add(sid)
+                status = _STATUS.get(row[i_status])
+                if status is None:
+                    status = self._status(row[i_status], line, sid)
+                    if status is None:
+                        skipped.append(sid)
+                        continue
+                rec = convert(row, sid, status, line)
+                if rec is None:
+                    continue
+                raw_dlm = row[i_dlm]
+                if raw_dlm:
+                    rec["date_last_modified"] = datetimes.get(raw_dlm) or self.datetime_value(
+                        raw_dlm, "dateLastModified", line, sid
+                    )
+                elif blank_dlm_counts:
+                    self.blank("dateLastModified", line)
+                if extensions:
+                    rec["extensions"] = {
+                        name: value for i, name in extensions if (value := row[i].strip())
+                    }
+                records += 1
+                yield rec
+        except csv.Error as exc:
+            summary.unreadable_rows += 1
+            self.issue(
+                prev + 1,
+                None,
+                None,
+                f"The file could not be read past line {prev}: {exc}; the rows after it "
+                "were not read",
+                _SKIP_FILE,
+            )
+            self.bundle._known[entity] = None
+        else:
+            if entity in _REFERENCED and self.mode is FileMode.BULK:
+                # The ids read are what later files may refer to.
+                self.bundle._known[entity] = seen
+        summary.rows = rows
+        summary.records = records
+
+    def _fit(self, row: list[str], line: int, i_sid: int) -> bool:
+        """Bring a row with the wrong number of cells to the header's width, or skip it."""
+        width = self.header.width
+        count = len(row)
+        sid = row[i_sid].strip() if i_sid < count else ""
+        problem = None
+        if count > width and not any(cell.strip() for cell in row[width:]):
+            # Trailing commas: nothing is out of place.
+            del row[width:]
+            self.trailing_blank_cells[0] += 1
+            self.trailing_blank_cells[1] = self.trailing_blank_cells[1] or line
+            return True
+        if self.has_secrets:
+            problem = (
+                f"The row has {count} cells but the header has {width}, so cells may be "
+                "in the wrong columns, and the file has a password column"
+            )
+        elif count > width:
+            problem = (
+                f"The row has {count} cells but the header has {width}, and the extra "
+                "cells are not blank, so cells may be in the wrong columns"
+            )
+        if problem is not None:
+            if sid:
+                if sid not in self.seen:
+                    self.seen.add(sid)
+                    self.summary.skipped_ids.append(sid)
+            else:
+                self.summary.unreadable_rows += 1
+            self.issue(line, None, None, problem, IssueAction.ROW_SKIPPED, sid or None)
+            return False
+        self.issue(
+            line,
+            None,
+            None,
+            f"The row has {count} cells but the header has {width}; the missing cells "
+            "were read as blank",
+            IssueAction.ROW_KEPT,
+            sid or None,
+        )
+        row.extend([""] * (width - count))
+        return True
+
+    def _status(self, raw: str, line: int, sid: str) -> str | None:
+        value = raw.strip()
+        if not value:
+            self.blank("status", line)
+            return _ACTIVE
+        lower = value.lower()
+        if lower in _STATUS:
+            return lower
+        if lower == "inactive":
+            self.issue(
+                line,
+                "status",
+                value,
+                "inactive is OneRoster 1.0's word for tobedeleted; read as tobedeleted",
+                IssueAction.VALUE_FIXED,
+                sid,
+            )
+            return _TOBEDELETED
+        self.issue(
+            line,
+            "status",
+            value,
+            f"{value!r} is not a OneRoster status (active or tobedeleted), so whether the "
+            "record should be deleted is unknown",
+            IssueAction.ROW_SKIPPED,
+            sid,
+        )
+        return None
+
+    def _finish(self, fallback_before: int) -> None:
+        for key, (count, line) in self.blanks.items():
+            present = key in self.header.index
+            if key == "status":
+                message = (
+                    f"{_rows_have(count)} a blank status; read as active"
+                    if present
+                    else f"The file has no status column; all {count} rows read as active"
+                )
+            elif key == "dateLastModified":
+                message = (
+                    f"{_rows_have(count)} a blank dateLastModified, which OneRoster requires "
+                    "in delta files; left empty"
+                )
+            elif present:
+                message = f"{_rows_have(count)} a blank {key}, which OneRoster requires; left empty"
+            else:
+                continue
+            self.issue(line, key, None, message, IssueAction.KEPT_DEFAULT)
+        count, line = self.trailing_blank_cells
+        if count:
+            self.issue(
+                line,
+                None,
+                None,
+                f"{_rows_have(count)} more cells than the header, all extra ones blank; "
+                "the extra cells were ignored",
+                IssueAction.NOTED,
+            )
+        count, line = self.thin_deletions
+        if count:
+            self.issue(
+                line,
+                None,
+                None,
+                f"{_rows_have(count, 'tobedeleted row')} too few fields for a record; passed on "
+                "as deletions by sourcedId only",
+                IssueAction.NOTED,
+            )
+        decoded = _fallback_count() - fallback_before
+        if decoded > 0:
+            self.issue(
+                None,
+                None,
+                None,
+                f"{decoded} bytes of the file are not valid UTF-8 and were read as "
+                "Windows-1252; check names for wrong characters",
+                IssueAction.NOTED,
+            )
+
+
+def _rows_have(count: int, noun: str = "row") -> str:
+    return f"1 {noun} has" if count == 1 else f"{count} {noun}s have"
+
+
+_SKIP_FILE: Final = IssueAction.FILE_SKIPPED
+_REFERENCED: Final = frozenset(
+    {Entity.ORGS, Entity.ACADEMIC_SESSIONS, Entity.COURSES, Entity.CLASSES, Entity.USERS}
+)
+
+
+# --- per-entity converters -------------------------------------------------------------
+#
+# Each builds its record as one dict literal, keys in the model's field order, straight
+# from the cells: this is the hot path, so no per-row validation and no per-cell calls
+# beyond what a field needs.
+
+
+def _orgs(cx: _FileReader) -> _Converter:
+    col, skip = cx.col, cx.skip
+    i_name, i_type, i_ident, i_parent = (
+        col("name"),
+        col("type"),
+        col("identifier"),
+        col("parentSourcedId"),
+    )
+    seen = cx.seen
+    system = cx.bundle.source_system
+
+    def convert(row: list[str], sid: str, status: str, line: int) -> Record | None:
+        name = row[i_name].strip()
+        if not name:
+            skip(status, line, sid, "name", None, "The org has no name")
+            return None
+        raw_type = row[i_type].strip()
+        org_type = _ORG_TYPES.get(raw_type) or _ORG_TYPES.get(raw_type.lower())
+        if org_type is None:
+            skip(status, line, sid, "type", raw_type or None, _type_message(raw_type, "org"))
+            return None
+        parent: str | None = row[i_parent].strip() or None
+        if parent and status == _ACTIVE and not cx.in_this_file(parent, seen):
+            cx.dangling(parent, "parentSourcedId", line, sid, Entity.ORGS)
+            parent = None
+        return {
+            "source_system": system,
+            "source_id": sid,
+            "status": status,
+            "date_last_modified": None,
+            "extensions": {},
+            "name": name,
+            "type": org_type,
+            "identifier": row[i_ident].strip() or None,
+            "parent_source_id": parent,
+        }
+
+    return convert
+
+
+def _academic_sessions(cx: _FileReader) -> _Converter:
+    col, skip, blank = cx.col, cx.skip, cx.blank
+    i_title, i_type, i_start, i_end = col("title"), col("type"), col("startDate"), col("endDate")
+    i_parent, i_year = col("parentSourcedId"), col("schoolYear")
+    has_year = cx.has("schoolYear")
+    seen = cx.seen
+    system = cx.bundle.source_system
+
+    def convert(row: list[str], sid: str, status: str, line: int) -> Record | None:
+        title = row[i_title].strip()
+        if not title:
+            skip(status, line, sid, "title", None, "The session has no title")
+            return None
+        raw_type = row[i_type].strip()
+        session_type = _SESSION_TYPES.get(raw_type) or _SESSION_TYPES.get(raw_type.lower())
+        if session_type is None:
+            skip(status, line, sid, "type", raw_type or None, _type_message(raw_type, "session"))
+            return None
+        start = row[i_start].strip()
+        if not start:
+            blank("startDate", line)
+        end = row[i_end].strip()
+        if not end:
+            blank("endDate", line)
+        year = row[i_year].strip() or None
+        if year is None and has_year:
+            blank("schoolYear", line)
+        parent: str | None = row[i_parent].strip() or None
+        if parent and status == _ACTIVE and not cx.in_this_file(parent, seen):
+            cx.dangling(parent, "parentSourcedId", line, sid, Entity.ACADEMIC_SESSIONS)
+            parent = None
+        return {
+            "source_system": system,
+            "source_id": sid,
+            "status": status,
+            "date_last_modified": None,
+            "extensions": {},
+            "title": title,
+            "type": session_type,
+            "start_date": cx.date_value(start, "startDate", line, sid) if start else None,
+            "end_date": cx.date_value(end, "endDate", line, sid) if end else None,
+            "parent_source_id": parent,
+            "school_year": year,
+        }
+
+    return convert
+
+
+def _courses(cx: _FileReader) -> _Converter:
+    col, skip, blank = cx.col, cx.skip, cx.blank
+    i_title, i_year, i_code = col("title"), col("schoolYearSourcedId"), col("courseCode")
+    i_grades, i_org = col("grades"), col("orgSourcedId")
+    i_subjects, i_codes = col("subjects"), col("subjectCodes")
+    has_org = cx.has("orgSourcedId")
+    known_orgs = cx.known(Entity.ORGS)
+    known_sessions = cx.known(Entity.ACADEMIC_SESSIONS)
+    system = cx.bundle.source_system
+
+    def convert(row: list[str], sid: str, status: str, line: int) -> Record | None:
+        title = row[i_title].strip()
+        if not title:
+            skip(status, line, sid, "title", None, "The course has no title")
+            return None
+        active = status == _ACTIVE
+        year: str | None = row[i_year].strip() or None
+        if year and known_sessions is not None and active and year not in known_sessions:
+            cx.dangling(year, "schoolYearSourcedId", line, sid, Entity.ACADEMIC_SESSIONS)
+            year = None
+        org: str | None = row[i_org].strip() or None
+        if org is None:
+            if has_org:
+                blank("orgSourcedId", line)
+        elif known_orgs is not None and active and org not in known_orgs:
+            cx.dangling(org, "orgSourcedId", line, sid, Entity.ORGS)
+            org = None
+        return {
+            "source_system": system,
+            "source_id": sid,
+            "status": status,
+            "date_last_modified": None,
+            "extensions": {},
+            "title": title,
+            "course_code": row[i_code].strip() or None,
+            "grades": _split(row[i_grades]),
+            "org_source_id": org,
+            "school_year_source_id": year,
+            "subjects": _split(row[i_subjects]),
+            "subject_codes": _split(row[i_codes]),
+        }
+
+    return convert
+
+
+def _classes(cx: _FileReader) -> _Converter:
+    col, skip, blank = cx.col, cx.skip, cx.blank
+    i_title, i_code, i_type, i_location = (
+        col("title"),
+        col("classCode"),
+        col("classType"),
+        col("location"),
+    )
+    i_grades, i_course, i_school, i_terms = (
+        col("grades"),
+        col("courseSourcedId"),
+        col("schoolSourcedId"),
+        col("termSourcedIds"),
+    )
+    i_subjects, i_codes, i_periods = col("subjects"), col("subjectCodes"), col("periods")
+    has_type, has_course, has_terms = (
+        cx.has("classType"),
+        cx.has("courseSourcedId"),
+        cx.has("termSourcedIds"),
+    )
+    known_orgs = cx.known(Entity.ORGS)
+    known_courses = cx.known(Entity.COURSES)
+    known_sessions = cx.known(Entity.ACADEMIC_SESSIONS)
+    system = cx.bundle.source_system
+
+    def convert(row: list[str], sid: str, status: str, line: int) -> Record | None:
+        title = row[i_title].strip()
+        if not title:
+            skip(status, line, sid, "title", None, "The class has no title")
+            return None
+        school = row[i_school].strip()
+        if not school:
+            skip(status, line, sid, "schoolSourcedId", None, "The class has no school")
+            return None
+        active = status == _ACTIVE
+        if known_orgs is not None and active and school not in known_orgs:
+            skip(
+                status,
+                line,
+                sid,
+                "schoolSourcedId",
+                school,
+                f"No org {school!r} in orgs.csv, and a class needs its school",
+            )
+            return None
+        raw_type = row[i_type].strip()
+        class_type = None
+        if raw_type:
+            class_type = _CLASS_TYPES.get(raw_type) or _CLASS_TYPES.get(raw_type.lower())
+            if class_type is None:
+                cx.issue(
+                    line,
+                    "classType",
+                    raw_type,
+                    f"{raw_type!r} is not a OneRoster class type (homeroom or scheduled); "
+                    "left empty",
+                    IssueAction.KEPT_DEFAULT,
+                    sid,
+                )
+        elif has_type:
+            blank("classType", line)
+        course: str | None = row[i_course].strip() or None
+        if course is None:
+            if has_course:
+                blank("courseSourcedId", line)
+        elif known_courses is not None and active and course not in known_courses:
+            cx.dangling(course, "courseSourcedId", line, sid, Entity.COURSES)
+            course = None
+        terms = _split(row[i_terms])
+        if not terms:
+            if has_terms:
+                blank("termSourcedIds", line)
+        elif known_sessions is not None and active and not known_sessions.issuperset(terms):
+            terms = cx.drop_dangling(
+                terms, known_sessions, "termSourcedIds", line, sid, Entity.ACADEMIC_SESSIONS
+            )
+        return {
+            "source_system": system,
+            "source_id": sid,
+            "status": status,
+            "date_last_modified": None,
+            "extensions": {},
+            "title": title,
+            "class_code": row[i_code].strip() or None,
+            "class_type": class_type,
+            "location": row[i_location].strip() or None,
+            "grades": _split(row[i_grades]),
+            "course_source_id": course,
+            "school_source_id": school,
+            "term_source_ids": terms,
+            "subjects": _split(row[i_subjects]),
+            "subject_codes": _split(row[i_codes]),
+            "periods": _split(row[i_periods]),
+        }
+
+    return convert
+
+
+def _users(cx: _FileReader) -> _Converter:
+    col, skip, blank = cx.col, cx.skip, cx.blank
+    i_given, i_family, i_role = col("givenName"), col("familyName"), col("role")
+    i_enabled, i_orgs, i_primary_org = (
+        col("enabledUser"),
+        col("orgSourcedIds"),
+        col("primaryOrgSourcedId"),
+    )
+    i_username, i_user_ids, i_middle = col("username"), col("userIds"), col("middleName")
+    i_pref_given, i_pref_family = col("preferredGivenName"), col("preferredFamilyName")
+    i_ident, i_email, i_sms, i_phone = col("identifier"), col("email"), col("sms"), col("phone")
+    i_agents, i_grades = col("agentSourcedIds"), col("grades")
+    has_enabled, has_orgs, has_username = (
+        cx.has("enabledUser"),
+        cx.has("orgSourcedIds"),
+        cx.has("username"),
+    )
+    # OneRoster 1.2 moved roles (and with them a user's orgs) out to roles.csv.
+    roles = None if cx.has("role") else cx.bundle._roles_lookup()
+    known_orgs = cx.known(Entity.ORGS)
+    seen = cx.seen
+    system = cx.bundle.source_system
+
+    def convert(row: list[str], sid: str, status: str, line: int) -> Record | None:
+        given = row[i_given].strip()
+        if not given:
+            skip(status, line, sid, "givenName", None, "The user has no givenName")
+            return None
+        family = row[i_family].strip()
+        if not family:
+            skip(status, line, sid, "familyName", None, "The user has no familyName")
+            return None
+        word = row[i_role].strip()
+        role_orgs: tuple[str, ...] = ()
+        if roles is not None:
+            entry = roles.get(sid)
+            if entry is None:
+                skip(status, line, sid, "role", None, "roles.csv gives this user no role")
+                return None
+            word, role_orgs = entry
+        if not word:
+            skip(status, line, sid, "role", None, "The user has no role")
+            return None
+        role = _ROLES.get(word) or _ROLES.get(word.lower())
+        if role is None:
+            skip(status, line, sid, "role", word, f"{word!r} is not a OneRoster role")
+            return None
+        active = status == _ACTIVE
+        enabled = True
+        value = row[i_enabled].strip()
+        if value:
+            flag = _BOOLS.get(value)
+            if flag is None:
+                flag = cx.bool_value(value, "enabledUser", line, sid, "read as enabled")
+            if flag is not None:
+                enabled = flag
+        elif has_enabled:
+            blank("enabledUser", line)
+        if has_orgs:
+            value = row[i_orgs].strip()
+            orgs = ([value] if "," not in value else _split(value)) if value else []
+        else:
+            orgs = list(role_orgs)
+        value = row[i_primary_org].strip()
+        if value and value not in orgs:
+            orgs.insert(0, value)
+        if not orgs:
+            if has_orgs:
+                blank("orgSourcedIds", line)
+        elif known_orgs is not None and active and not known_orgs.issuperset(orgs):
+            orgs = cx.drop_dangling(orgs, known_orgs, "orgSourcedIds", line, sid, Entity.ORGS)
+        username = row[i_username].strip() or None
+        if username is None and has_username:
+            blank("username", line)
+        value = row[i_user_ids].strip()
+        user_ids = _parse_user_ids(value) if value else []
+        if user_ids is None:
+            cx.issue(
+                line,
+                "userIds",
+                value,
+                "userIds must look like {type:id},{type:id}; the value was dropped",
+                IssueAction.FIELD_DROPPED,
+                sid,
+            )
+            user_ids = []
+        value = row[i_agents].strip()
+        # Single values are the common case: skip the split for them.
+        agents = ([value] if "," not in value else _split(value)) if value else []
+        if agents and active and not seen.issuperset(agents):
+            agents = cx.drop_dangling_in_this_file(agents, "agentSourcedIds", line, sid)
+        value = row[i_grades].strip()
+        grades = ([value] if "," not in value else _split(value)) if value else []
+        return {
+            "source_system": system,
+            "source_id": sid,
+            "status": status,
+            "date_last_modified": None,
+            "extensions": {},
+            "enabled": enabled,
+            "role": role[0],
+            "source_role": role[1],
+            "org_source_ids": orgs,
+            "username": username,
+            "user_ids": user_ids,
+            "given_name": given,
+            "family_name": family,
+            "middle_name": row[i_middle].strip() or None,
+            "preferred_given_name": row[i_pref_given].strip() or None,
+            "preferred_family_name": row[i_pref_family].strip() or None,
+            "identifier": row[i_ident].strip() or None,
+            "email": row[i_email].strip() or None,
+            "sms": row[i_sms].strip() or None,
+            "phone": row[i_phone].strip() or None,
+            "agent_source_ids": agents,
+            "grades": grades,
+        }
+
+    return convert
+
+
+def _enrollments(cx: _FileReader) -> _Converter:
+    col, skip, blank = cx.col, cx.skip, cx.blank
+    i_class, i_school, i_user = col("classSourcedId"), col("schoolSourcedId"), col("userSourcedId")
+    i_role, i_primary, i_begin, i_end = (
+        col("role"),
+        col("primary"),
+        col("beginDate"),
+        col("endDate"),
+    )
+    has_school = cx.has("schoolSourcedId")
+    known_classes = cx.known(Entity.CLASSES)
+    known_users = cx.known(Entity.USERS)
+    known_orgs = cx.known(Entity.ORGS)
+    system = cx.bundle.source_system
+
+    def convert(row: list[str], sid: str, status: str, line: int) -> Record | None:
+        klass = row[i_class].strip()
+        if not klass:
+            skip(status, line, sid, "classSourcedId", None, "The enrollment has no class")
+            return None
+        user = row[i_user].strip()
+        if not user:
+            skip(status, line, sid, "userSourcedId", None, "The enrollment has no user")
+            return None
+        word = row[i_role].strip()
+        if not word:
+            skip(status, line, sid, "role", None, "The enrollment has no role")
+            return None
+        role = _ROLES.get(word) or _ROLES.get(word.lower())
+        if role is None:
+            skip(status, line, sid, "role", word, f"{word!r} is not a OneRoster role")
+            return None
+        active = status == _ACTIVE
+        if active and known_classes is not None and klass not in known_classes:
+            skip(status, line, sid, "classSourcedId", klass, f"No class {klass!r} in classes.csv")
+            return None
+        if active and known_users is not None and user not in known_users:
+            skip(status, line, sid, "userSourcedId", user, f"No user {user!r} in users.csv")
+            return None
+        school: str | None = row[i_school].strip() or None
+        if school is None:
+            if has_school:
+                blank("schoolSourcedId", line)
+        elif active and known_orgs is not None and school not in known_orgs:
+            cx.dangling(school, "schoolSourcedId", line, sid, Entity.ORGS)
+            school = None
+        primary = row[i_primary].strip()
+        begin = row[i_begin].strip()
+        end = row[i_end].strip()
+        return {
+            "source_system": system,
+            "source_id": sid,
+            "status": status,
+            "date_last_modified": None,
+            "extensions": {},
+            "class_source_id": klass,
+            "school_source_id": school,
+            "user_source_id": user,
+            "role": role[0],
+            "primary": cx.bool_value(primary, "primary", line, sid, "left empty")
+            if primary
+            else None,
+            "begin_date": cx.date_value(begin, "beginDate", line, sid) if begin else None,
+            "end_date": cx.date_value(end, "endDate", line, sid) if end else None,
+        }
+
+    return convert
+
+
+def _demographics(cx: _FileReader) -> _Converter:
+    col, skip = cx.col, cx.skip
+    i_birth, i_sex = col("birthDate"), col("sex")
+    i_country, i_state = col("countryOfBirthCode"), col("stateOfBirthAbbreviation")
+    i_city, i_residence = col("cityOfBirth"), col("publicSchoolResidenceStatus")
+    race_keys = (
+        "americanIndianOrAlaskaNative",
+        "asian",
+        "blackOrAfricanAmerican",
+        "nativeHawaiianOrOtherPacificIslander",
+        "white",
+        "demographicRaceTwoOrMoreRaces",
+        "hispanicOrLatinoEthnicity",
+    )
+    races = [(col(key), key) for key in race_keys]
+    known_users = cx.known(Entity.USERS)
+    system = cx.bundle.source_system
+
+    def convert(row: list[str], sid: str, status: str, line: int) -> Record | None:
+        if known_users is not None and status == _ACTIVE and sid not in known_users:
+            skip(
+                status,
+                line,
+                sid,
+                "sourcedId",
+                sid,
+                f"No user {sid!r} in users.csv for these demographics",
+            )
+            return None
+        flags: list[bool | None] = []
+        for i, key in races:
+            value = row[i].strip()
+            flag = _BOOLS.get(value) if value else None
+            if flag is None and value:
+                flag = cx.bool_value(value, key, line, sid, "left empty")
+            flags.append(flag)
+        birth = row[i_birth].strip()
+        return {
+            "source_system": system,
+            "source_id": sid,
+            "status": status,
+            "date_last_modified": None,
+            "extensions": {},
+            "birth_date": cx.date_value(birth, "birthDate", line, sid) if birth else None,
+            "sex": row[i_sex].strip() or None,
+            "american_indian_or_alaska_native": flags[0],
+            "asian": flags[1],
+            "black_or_african_american": flags[2],
+            "native_hawaiian_or_other_pacific_islander": flags[3],
+            "white": flags[4],
+            "two_or_more_races": flags[5],
+            "hispanic_or_latino": flags[6],
+            "country_of_birth_code": row[i_country].strip() or None,
+            "state_of_birth_abbreviation": row[i_state].strip() or None,
+            "city_of_birth": row[i_city].strip() or None,
+            "public_school_residence_status": row[i_residence].strip() or None,
+        }
+
+    return convert
+
+
+def _type_message(raw: str, what: str) -> str:
+    if not raw:
+        return f"The {what} has no type"
+    return f"{raw!r} is not a OneRoster {what} type"
+
+
+_CONVERTERS: Final[dict[Entity, Callable[[_FileReader], _Converter]]] = {
+    Entity.ORGS: _orgs,
+    Entity.ACADEMIC_SESSIONS: _academic_sessions,
+    Entity.COURSES: _courses,
+    Entity.CLASSES: _classes,
+    Entity.USERS: _users,
+    Entity.ENROLLMENTS: _enrollments,
+    Entity.DEMOGRAPHICS: _demographics,
+}

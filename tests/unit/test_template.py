@@ -1,0 +1,351 @@
+"""template.yaml, the state machine definitions and infra/: lint, the contract others code
+against, least privilege, and Retry/Catch on every task."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rostersync.local.template import definition_placeholders, load_template
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = load_template(REPO / "template.yaml")
+RESOURCES: dict[str, dict[str, Any]] = TEMPLATE["Resources"]
+STEPS = ("fetch", "normalize", "match", "stage", "commit")
+FUNCTIONS = {f"{step.capitalize()}Function": step for step in STEPS}
+TRANSIENT = [
+    "TransientError",
+    "StorageUnavailable",
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+]
+S3_OBJECT_WRITES = {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
+DYNAMODB_WRITES = {
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+}
+
+
+def of_type(kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in RESOURCES.items() if r["Type"] == kind}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def resource_text(value: Any) -> str:
+    """An ARN expression as text: ``${RosterBucket.Arn}/raw/*``, ``${RunsTable.Arn}``."""
+    if isinstance(value, str):
+        return value
+    if "Fn::Sub" in value:
+        return str(value["Fn::Sub"])
+    if "Fn::GetAtt" in value:
+        return "${" + ".".join(value["Fn::GetAtt"]) + "}"
+    if "Ref" in value:
+        return "${" + str(value["Ref"]) + "}"
+    raise AssertionError(f"unexpected resource expression {value!r}")
+
+
+def statements(function: str) -> Iterator[dict[str, Any]]:
+    for policy in as_list(RESOURCES[function]["Properties"].get("Policies", [])):
+        assert isinstance(policy, dict) and "Statement" in policy, (
+            f"{function}: use inline statements scoped to ARNs, not {policy!r}"
+        )
+        yield from policy["Statement"]
+
+
+def grants(function: str, actions: set[str]) -> set[str]:
+    """The resources on which ``function`` is allowed any of ``actions``."""
+    found: set[str] = set()
+    for statement in statements(function):
+        if statement["Effect"] == "Allow" and actions & set(as_list(statement["Action"])):
+            found.update(resource_text(r) for r in as_list(statement["Resource"]))
+    return found
+
+
+def asl_files() -> list[Path]:
+    return sorted((REPO / "statemachines").glob("*.asl.json"))
+
+
+def walk_states(states: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, state in states.items():
+        yield name, state
+        for branch in state.get("Branches", []):
+            yield from walk_states(branch["States"])
+        for key in ("Iterator", "ItemProcessor"):
+            if key in state:
+                yield from walk_states(state[key]["States"])
+
+
+# -------------------------------------------------------------------------- linting
+
+
+def test_cfn_lint_passes_on_the_templates() -> None:
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    command = str(cfn_lint) if cfn_lint.exists() else shutil.which("cfn-lint")
+    if command is None:
+        pytest.skip("cfn-lint is not installed")
+    files = ["template.yaml", *sorted(str(p.relative_to(REPO)) for p in REPO.glob("infra/*.yaml"))]
+
+    done = subprocess.run(
+        [command, *files], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_state_machines_pass_moto_and_statelint() -> None:
+    spec = importlib.util.spec_from_file_location("check_asl", REPO / "scripts/check_asl.py")
+    assert spec is not None and spec.loader is not None
+    check_asl = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check_asl)
+
+    for path in asl_files():
+        assert check_asl.check_file(path) == [], path
+
+
+# ------------------------------------------------------------------------- contract
+
+
+def test_the_five_functions_share_the_layer_and_the_environment() -> None:
+    globals_ = TEMPLATE["Globals"]["Function"]
+    variables = globals_["Environment"]["Variables"]
+
+    assert set(of_type("AWS::Serverless::Function")) == set(FUNCTIONS)
+    for logical, step in FUNCTIONS.items():
+        props = {**globals_, **RESOURCES[logical]["Properties"]}
+        assert props["CodeUri"] == f"functions/{step}/"
+        assert props["Handler"] == "app.handler"
+        assert props["Runtime"] == "python3.12"
+        assert props["Layers"] == [{"Ref": "CommonLayer"}]
+        assert 128 <= props["MemorySize"] <= 3008
+        assert props["Timeout"] <= 900
+    assert variables["BUCKET_NAME"] == {"Ref": "RosterBucket"}
+    for name, table in {
+        "RUNS_TABLE": "RunsTable",
+        "LINKS_TABLE": "LinksTable",
+        "DIRECTORY_TABLE": "DirectoryTable",
+        "TENANTS_TABLE": "TenantsTable",
+    }.items():
+        assert variables[name] == {"Ref": table}
+    assert variables["EVENT_BUS_NAME"] == {"Ref": "EventBus"}
+    assert variables["POWERTOOLS_SERVICE_NAME"] == "rostersync"
+    assert variables["MAX_ARCHIVE_SHARE"] == {"Ref": "MaxArchiveShare"}
+    assert TEMPLATE["Parameters"]["MaxArchiveShare"]["Default"] == 0.1
+    assert "LOG_LEVEL" in variables
+    layer = RESOURCES["CommonLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["ContentUri"] == "layers/common/"
+    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+
+
+def test_the_tables_have_the_agreed_keys() -> None:
+    tables = of_type("AWS::DynamoDB::Table")
+    pk_sk = [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+
+    assert set(tables) == {
+        "TenantsTable",
+        "RunsTable",
+        "DirectoryTable",
+        "LocksTable",
+        "LinksTable",
+        "IdempotencyTable",
+    }
+    for name, table in tables.items():
+        props = table["Properties"]
+        assert props["BillingMode"] == "PAY_PER_REQUEST", name
+        assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+        assert props["SSESpecification"]["SSEEnabled"] is True
+        if name != "IdempotencyTable":
+            assert props["KeySchema"] == pk_sk, name
+    (by_target,) = tables["LinksTable"]["Properties"]["GlobalSecondaryIndexes"]
+    assert by_target["IndexName"] == "by_target"
+    assert by_target["KeySchema"] == [
+        {"AttributeName": "gpk", "KeyType": "HASH"},
+        {"AttributeName": "gsk", "KeyType": "RANGE"},
+    ]
+    assert by_target["Projection"] == {"ProjectionType": "ALL"}
+    locks = tables["LocksTable"]["Properties"]["TimeToLiveSpecification"]
+    assert locks == {"AttributeName": "expires_at", "Enabled": True}
+    idempotency = tables["IdempotencyTable"]["Properties"]
+    assert idempotency["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert idempotency["TimeToLiveSpecification"]["AttributeName"] == "expiration"
+
+
+def test_the_bucket_is_private_encrypted_versioned_and_expires_raw() -> None:
+    props = RESOURCES["RosterBucket"]["Properties"]
+    (encryption,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    rules = {
+        rule["Prefix"]: rule
+        for rule in props["LifecycleConfiguration"]["Rules"]
+        if "Prefix" in rule
+    }
+
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert encryption["ServerSideEncryptionByDefault"]["KMSMasterKeyID"] == {
+        "Fn::GetAtt": ["BucketKey", "Arn"]
+    }
+    assert RESOURCES["BucketKey"]["Type"] == "AWS::KMS::Key"
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    assert len(props["PublicAccessBlockConfiguration"]) == 4
+    assert props["VersioningConfiguration"]["Status"] == "Enabled"
+    assert rules["raw/"]["ExpirationInDays"] == 30
+    assert rules["runs/"]["ExpirationInDays"] >= 30
+    assert props["NotificationConfiguration"]["EventBridgeConfiguration"] == {
+        "EventBridgeEnabled": True
+    }
+
+
+def test_the_bus_is_named_after_the_stack() -> None:
+    assert RESOURCES["EventBus"]["Properties"]["Name"] == {
+        "Fn::Sub": "rostersync-${AWS::StackName}"
+    }
+    assert RESOURCES["NotificationsTopic"]["Type"] == "AWS::SNS::Topic"
+
+
+# ------------------------------------------------------------------ least privilege
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_no_function_gets_a_wildcard_on_data(function: str) -> None:
+    for statement in statements(function):
+        actions = as_list(statement["Action"])
+        resources = [resource_text(r) for r in as_list(statement["Resource"])]
+        assert not any(a == "*" or a.endswith(":*") for a in actions), statement
+        if any(a.startswith(("s3:", "dynamodb:", "events:", "kms:")) for a in actions):
+            assert "*" not in resources, statement
+        for action in actions:
+            if action.startswith("s3:") and action != "s3:ListBucket":
+                for resource in resources:
+                    prefix = resource.removeprefix("${RosterBucket.Arn}/")
+                    assert prefix != resource and prefix.endswith("/*"), resource
+                    assert prefix.split("/")[0] in {"inbox", "uploads", "raw", "runs", "state"}
+        if "s3:ListBucket" in actions:
+            assert "s3:prefix" in statement["Condition"]["StringLike"], statement
+
+
+def test_each_function_writes_only_its_own_prefixes_and_tables() -> None:
+    expected_prefixes = {
+        "FetchFunction": {"raw"},
+        "NormalizeFunction": {"runs"},
+        "MatchFunction": {"runs"},
+        "StageFunction": {"runs"},
+        "CommitFunction": {"runs", "state"},
+    }
+    expected_tables = {
+        "FetchFunction": {"IdempotencyTable"},
+        "NormalizeFunction": {"IdempotencyTable"},
+        "MatchFunction": {"IdempotencyTable"},
+        "StageFunction": {"RunsTable", "IdempotencyTable"},
+        "CommitFunction": {"DirectoryTable", "LinksTable", "RunsTable", "IdempotencyTable"},
+    }
+    for function in FUNCTIONS:
+        prefixes = {
+            r.removeprefix("${RosterBucket.Arn}/").split("/")[0]
+            for r in grants(function, S3_OBJECT_WRITES)
+        }
+        tables = {r.removeprefix("${").split(".")[0] for r in grants(function, DYNAMODB_WRITES)}
+        assert prefixes == expected_prefixes[function], function
+        assert tables == expected_tables[function], function
+        publishes = grants(function, {"events:PutEvents"})
+        assert publishes == ({"${EventBus.Arn}"} if function == "CommitFunction" else set())
+
+
+def test_the_state_machine_may_only_invoke_the_steps_and_record_failures() -> None:
+    machine = RESOURCES["SyncStateMachine"]["Properties"]
+    invoked = {
+        p["LambdaInvokePolicy"]["FunctionName"]["Ref"]
+        for p in machine["Policies"]
+        if "LambdaInvokePolicy" in p
+    }
+    inline = [s for p in machine["Policies"] if "Statement" in p for s in p["Statement"]]
+    data = [s for s in inline if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))]
+
+    assert invoked == set(FUNCTIONS)
+    assert [(s["Action"], resource_text(s["Resource"])) for s in data] == [
+        ("dynamodb:UpdateItem", "${RunsTable.Arn}")
+    ]
+
+
+# ----------------------------------------------------------------- state machines
+
+
+def test_every_substitution_is_defined_and_used() -> None:
+    for logical, machine in of_type("AWS::Serverless::StateMachine").items():
+        props = machine["Properties"]
+        text = (REPO / props["DefinitionUri"]).read_text(encoding="utf-8")
+
+        assert definition_placeholders(text) == set(props["DefinitionSubstitutions"]), logical
+
+
+@pytest.mark.parametrize("path", asl_files(), ids=lambda p: p.name)
+def test_every_task_retries_transient_errors_and_catches_the_rest(path: Path) -> None:
+    definition = json.loads(path.read_text(encoding="utf-8"))
+    tasks = [(n, s) for n, s in walk_states(definition["States"]) if s["Type"] == "Task"]
+
+    assert tasks
+    for name, task in tasks:
+        assert task.get("Retry"), name
+        assert task.get("Catch"), name
+        assert task["Catch"][-1]["ErrorEquals"] == ["States.ALL"], name
+        if task["Resource"] == "arn:aws:states:::lambda:invoke":
+            (retry,) = task["Retry"]
+            assert retry == {
+                "ErrorEquals": TRANSIENT,
+                "IntervalSeconds": 2,
+                "MaxAttempts": 3,
+                "BackoffRate": 2,
+            }, name
+            assert task["Catch"] == [
+                {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}
+            ], name
+            assert task["Parameters"]["Payload.$"] == "$"
+            assert task["OutputPath"] == "$.Payload"
+
+
+def test_the_sync_flow() -> None:
+    states = json.loads((REPO / "statemachines/sync.asl.json").read_text())["States"]
+    chain = ["Fetch", "Normalize", "Match", "Stage"]
+
+    for current, following in pairwise(chain):
+        assert states[current]["Next"] == following
+    choice = states[states["Stage"]["Next"]]
+    assert choice["Type"] == "Choice"
+    targets = {c["StringEquals"]: c["Next"] for c in choice["Choices"] if "StringEquals" in c}
+    assert targets == {"commit": "Commit", "prepared": "Prepared"}
+    assert states["Commit"]["Next"] == "Committed"
+    assert states["Committed"]["Type"] == states["Prepared"]["Type"] == "Succeed"
+    assert states[choice["Default"]]["Next"] == "RecordFailure"
+    record = states["RecordFailure"]
+    assert record["Resource"] == "arn:aws:states:::dynamodb:updateItem"
+    assert record["Parameters"]["TableName"] == "${RunsTableName}"
+    assert record["Parameters"]["Key"] == {"pk": {"S.$": "$.tenant"}, "sk": {"S.$": "$.run_id"}}
+    assert record["ResultPath"] is None
+    assert record["Next"] == "Failed"
+    assert states["Failed"]["Type"] == "Fail"
+
+
+def test_the_layer_does_not_ship_boto3_or_moto() -> None:
+    lines = (REPO / "layers/common/requirements.txt").read_text(encoding="utf-8").splitlines()
+    names = {line.split("=")[0].split("[")[0].strip().lower() for line in lines if line.strip()}
+    names.discard("")
+
+    assert {"aws-lambda-powertools", "pydantic", "httpx", "rapidfuzz"} <= names
+    assert not names & {"boto3", "botocore", "moto"}
