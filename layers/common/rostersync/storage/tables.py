@@ -296,3 +296,55 @@ class AppEditsRepository(_TableBase):
             raise translate_aws_error(exc, "get app edit") from exc
         item = response.get("Item")
         return None if item is None else dict(from_dynamo(item["fields"]))
+
+
+class LocksRepository(_TableBase):
+    """One active run per tenant: a lock item with an expiry (DynamoDB TTL cleans up)."""
+
+    def acquire(self, tenant: str, run_id: str, now: int, ttl_seconds: int) -> str | None:
+        """Take the tenant's lock for ``run_id``; return None on success, or the id of
+        the run holding it. An expired lock is taken over."""
+        try:
+            self.table.put_item(
+                Item={
+                    "pk": f"{check_tenant(tenant)}#sync",
+                    "sk": "lock",
+                    "run_id": check_run_id(run_id),
+                    "acquired_at": now,
+                    "expires_at": now + ttl_seconds,
+                },
+                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
+                ExpressionAttributeValues={":now": now},
+            )
+            return None
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise translate_aws_error(exc, "acquire lock") from exc
+        except BotoCoreError as exc:
+            raise translate_aws_error(exc, "acquire lock") from exc
+        holder = self.holder(tenant)
+        return holder or "unknown"
+
+    def holder(self, tenant: str) -> str | None:
+        try:
+            response = self.table.get_item(
+                Key={"pk": f"{check_tenant(tenant)}#sync", "sk": "lock"}, ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_aws_error(exc, "read lock") from exc
+        item = response.get("Item")
+        return None if item is None else str(item["run_id"])
+
+    def release(self, tenant: str, run_id: str) -> None:
+        """Release the lock if ``run_id`` still holds it."""
+        try:
+            self.table.delete_item(
+                Key={"pk": f"{check_tenant(tenant)}#sync", "sk": "lock"},
+                ConditionExpression="run_id = :run",
+                ExpressionAttributeValues={":run": run_id},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise translate_aws_error(exc, "release lock") from exc
+        except BotoCoreError as exc:
+            raise translate_aws_error(exc, "release lock") from exc

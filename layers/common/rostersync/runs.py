@@ -1,0 +1,118 @@
+"""Starting runs: the one path the CLI, the API, the inbox and the schedules share.
+
+``begin_run`` checks the tenant, takes the tenant's run lock (one active run per tenant),
+records the run and hands it to a ``RunLauncher``: Step Functions on AWS, the local
+runtime here. A lock whose run has finished is released on the next attempt, so a run
+that ended without releasing (a crash, a failed execution) never blocks the tenant for
+longer than it takes to look.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from rostersync.errors import RostersyncError
+from rostersync.models import SyncMode
+from rostersync.pipeline.contracts import RunState, SourceSpec, Trigger
+from rostersync.pipeline.deps import Deps
+from rostersync.storage import keys
+from rostersync.storage.tables import LocksRepository
+
+LOCK_SECONDS = 2 * 60 * 60
+ACTIVE_STATUSES = frozenset({"running"})
+
+
+class RunInProgress(RostersyncError):
+    """The tenant already has an active run."""
+
+    def __init__(self, tenant: str, run_id: str) -> None:
+        self.tenant = tenant
+        self.run_id = run_id
+        super().__init__(f"tenant {tenant} already has a run in progress: {run_id}")
+
+
+class RunLauncher(Protocol):
+    """Starts the state machine for a run without waiting for it."""
+
+    def launch(self, run_input: dict[str, Any], *, name: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    run_id: str
+    tenant: str
+    source_key: str
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def acquire_run_lock(deps: Deps, locks: LocksRepository, tenant: str, run_id: str) -> None:
+    """Take the tenant's lock or raise RunInProgress naming the active run."""
+    for _ in range(2):
+        holder = locks.acquire(tenant, run_id, int(time.time()), LOCK_SECONDS)
+        if holder is None:
+            return
+        try:
+            status = deps.runs.get(tenant, holder).get("status")
+        except RostersyncError:
+            status = None
+        if status in ACTIVE_STATUSES:
+            raise RunInProgress(tenant, holder)
+        locks.release(tenant, holder)  # its run has ended: free the lock and retry
+    raise RunInProgress(tenant, locks.holder(tenant) or "unknown")
+
+
+def begin_run(
+    deps: Deps,
+    locks: LocksRepository,
+    launcher: RunLauncher,
+    tenant: str,
+    source_key: str,
+    *,
+    trigger: Trigger,
+    mode: SyncMode = "full",
+    review: bool = False,
+    requested_by: str | None = None,
+    run_id: str | None = None,
+) -> StartedRun:
+    """Lock, record and launch a run of ``source_key`` for ``tenant``."""
+    if deps.tenants.get_meta(keys.check_tenant(tenant)) is None:
+        from rostersync.service import UnknownTenant
+
+        raise UnknownTenant(f"unknown tenant {tenant!r}")
+    keys.check_source_key(tenant, source_key)
+    run_id = run_id or keys.new_run_id()
+    acquire_run_lock(deps, locks, tenant, run_id)
+    state = RunState(
+        tenant=tenant,
+        run_id=run_id,
+        trigger=trigger,
+        mode=mode,
+        source=SourceSpec(key=source_key),
+        requested_by=requested_by,
+        review=review,
+    )
+    deps.runs.put(
+        tenant,
+        run_id,
+        {
+            "status": "running",
+            "trigger": trigger,
+            "mode": mode,
+            "requested_by": requested_by,
+            "started_at": _now(),
+            "source_key": source_key,
+        },
+    )
+    try:
+        launcher.launch(state.model_dump(mode="json"), name=run_id)
+    except Exception:
+        deps.runs.update(tenant, run_id, {"status": "failed", "reason": "could not start"})
+        locks.release(tenant, run_id)
+        raise
+    return StartedRun(run_id, tenant, source_key)
