@@ -37,3 +37,13 @@ def test_archive_refusal_rules():
     assert "could not be read" in (_archive_refusal(Entity.USERS, unreadable, 1, 100, 0.10) or "")
     missing = {"file": "users.csv", "missing": True}
     assert "missing" in (_archive_refusal(Entity.USERS, missing, 1, 100, 0.10) or "")
+
+
+def test_new_target_ids_are_uuid5_of_the_source_identity():
+    import uuid
+
+    from rostersync.pipeline.match import _TARGET_NAMESPACE, new_target_id
+
+    expected = uuid.uuid5(_TARGET_NAMESPACE, "t1/users/oneroster/u-1")
+    assert new_target_id("t1", Entity.USERS, "oneroster", "u-1") == str(expected)
+    assert new_target_id("t2", Entity.USERS, "oneroster", "u-1") != str(expected)

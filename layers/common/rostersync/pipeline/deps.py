@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import boto3
+from botocore.config import Config
 
 from rostersync.config import StackSettings, stack_settings
 from rostersync.storage.events import EventPublisher
@@ -38,7 +39,12 @@ def build_deps(settings: StackSettings) -> Deps:
     dynamodb = boto3.resource("dynamodb")
     return Deps(
         settings=settings,
-        store=ObjectStore(boto3.client("s3"), settings.bucket),
+        # Streamed reads of multipart objects: botocore's whole-object checksum check does
+        # not apply to them (and moto reports a checksum that never matches a stream).
+        store=ObjectStore(
+            boto3.client("s3", config=Config(response_checksum_validation="when_required")),
+            settings.bucket,
+        ),
         runs=RunsRepository(dynamodb, settings.runs_table),
         directory=DirectoryRepository(dynamodb, settings.directory_table),
         links=LinksRepository(dynamodb, settings.links_table),

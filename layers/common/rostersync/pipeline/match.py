@@ -8,6 +8,7 @@ treats the rest as new; a richer matcher plugs in through the same protocol.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -20,13 +21,20 @@ from rostersync.pipeline.snapshot import current_baseline, load_baseline_index
 from rostersync.storage import keys
 
 _TARGET_NAMESPACE = uuid.UUID("5b0e7c1e-8f51-4bd4-9a0a-3f0b1c7d2e61")
+_NAMESPACE_BYTES = _TARGET_NAMESPACE.bytes
 
 
 def new_target_id(tenant: str, entity: Entity, source_system: str, source_id: str) -> str:
-    """The app id a new record gets: deterministic, so a retried step yields the same id."""
-    return str(
-        uuid.uuid5(_TARGET_NAMESPACE, f"{tenant}/{entity.value}/{source_system}/{source_id}")
-    )
+    """The app id a new record gets: deterministic, so a retried step yields the same id.
+
+    Exactly ``uuid.uuid5(namespace, name)``, computed without building UUID objects
+    (several times faster on a million records)."""
+    name = f"{tenant}/{entity.value}/{source_system}/{source_id}".encode()
+    raw = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x50
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,11 @@ is ``active`` or ``archived`` and ``hash`` covers the record's content (not its 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from rostersync.models import META_FIELDS, Entity
 from rostersync.storage import keys
@@ -29,9 +30,7 @@ def content_of(record: dict[str, Any]) -> dict[str, Any]:
 
 def content_hash(record: dict[str, Any]) -> str:
     """A stable digest of a record's content."""
-    encoded = json.dumps(
-        content_of(record), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    ).encode()
+    encoded = orjson.dumps(content_of(record), option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.blake2b(encoded, digest_size=12).hexdigest()
 
 

@@ -430,7 +430,11 @@ def _trip(
 
 
 def _apply_hold_and_settings(
-    deps: Deps, state: RunState, settings: TenantSettings, held: bool
+    deps: Deps,
+    state: RunState,
+    settings: TenantSettings,
+    held: bool,
+    held_counts: dict[str, int],
 ) -> dict[str, dict[str, int]]:
     """Untick what the settings do not sync and what a hold keeps back; recount."""
     counts = {e.value: dict.fromkeys(ACTIONS, 0) for e in ENTITY_ORDER}
@@ -453,6 +457,7 @@ def _apply_hold_and_settings(
                 action["included"] = False
                 action["held"] = True
                 action["reason"] = "held: the run tripped a hold threshold"
+                held_counts[entity.value] = held_counts.get(entity.value, 0) + 1
                 dirty = True
             else:
                 counts[entity.value][action["action"]] += 1
@@ -506,12 +511,14 @@ def stage(state: RunState, deps: Deps) -> RunState:
     # there was a committed state to lose.
     if baseline_run is None:
         hold = [h for h in hold if h["check"] != "required_file"]
-    counts = _apply_hold_and_settings(deps, state, settings, bool(hold))
     held_counts: dict[str, int] = {}
-    for entity in ENTITY_ORDER:
-        for action in deps.store.iter_jsonl(keys.changes_key(tenant, run_id, entity)):
-            if action.get("held"):
-                held_counts[entity.value] = held_counts.get(entity.value, 0) + 1
+    if hold or set(settings.changes_to_sync) != set(SETTING_OF_ACTION.values()):
+        counts = _apply_hold_and_settings(deps, state, settings, bool(hold), held_counts)
+    else:
+        # Nothing to untick: the counts are the staging counts; no second pass over S3.
+        counts = {e.value: dict.fromkeys(ACTIONS, 0) for e in ENTITY_ORDER}
+        for entity, outcome in outcomes.items():
+            counts[entity.value] = dict(outcome.counts)
     rows = sum(int(s.get("rows", 0)) for s in normalized.get("entities", {}).values())
     deps.store.put_json(
         keys.change_summary_key(tenant, run_id),

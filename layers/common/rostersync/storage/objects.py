@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
+import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from rostersync.errors import FatalError, StorageUnavailable
@@ -164,12 +165,26 @@ class ObjectStore:
         """Rows of a JSON-lines object; nothing if the object does not exist."""
         if not self.exists(key):
             return
+        loads = orjson.loads
         with self.open_stream(key) as body:
-            for line in body.iter_lines(chunk_size=1 << 20):  # type: ignore[attr-defined]
-                if line:
-                    yield json.loads(line)
+            pending = b""
+            while True:
+                chunk = body.read(1 << 20)
+                if not chunk:
+                    break
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    if line:
+                        yield loads(line)
+            if pending.strip():
+                yield loads(pending)
+
+
+def _default(value: Any) -> str:
+    return str(value)
 
 
 def dumps_line(row: Any) -> bytes:
-    """One JSON line, compact, with a newline."""
-    return json.dumps(row, separators=(",", ":"), ensure_ascii=False, default=str).encode() + b"\n"
+    """One JSON line, compact, UTF-8, with a newline."""
+    return orjson.dumps(row, default=_default, option=orjson.OPT_APPEND_NEWLINE)

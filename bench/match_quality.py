@@ -1,0 +1,492 @@
+"""Match quality and speed of ``rostersync.matching`` on FEBRL and on a synthetic district.
+
+Run: ``.venv/bin/python bench/match_quality.py [--students N] [--skip-febrl] [--skip-district]``
+
+(a) FEBRL (``shared/data/febrl``, names and birth date only). Each file holds original
+    records (``rec-N-org``) and duplicates (``rec-N-dup-k``) of the same person N. The
+    duplicates are matched against the originals of their own file. FEBRL 2 has up to five
+    duplicates of one original; since matching is one-to-one (several sources wanting one
+    target is a conflict, never automatic), its duplicates are matched in rounds by ``k``
+    (each round holds at most one duplicate per original). Two precision checks with no
+    or fewer true matches: "held out" removes every odd-numbered original from the
+    targets (every match of a duplicate of one is wrong), and "negative control" matches
+    FEBRL 2's duplicates against FEBRL 1's originals (the files are independent: a shared
+    rec number is a different person, so every match is wrong).
+(b) A synthetic district generated here (deterministic seed): the app holds N students,
+    the SIS N students, 5% of the app's students are gone from the SIS and 5% of the SIS's
+    students are new; the SIS copies of the others carry typos, nicknames, swapped day and
+    month, missing birth dates, stale grades, accents dropped, double family names
+    shortened; 1.5% of students are twins. Reports precision and recall per tier, the
+    time of ``match_people`` alone and the process's peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import resource
+import sys
+import time
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from pathlib import Path
+
+from rostersync.matching.people import MatchResult, match_people
+from rostersync.matching.records import PersonRecord
+from rostersync.matching.thresholds import PEOPLE_THRESHOLDS, Thresholds
+from rostersync.models import Tier
+
+
+def shared_data() -> Path:
+    """The shared test data folder (``ROSTERSYNC_SHARED_DATA`` overrides)."""
+    override = os.environ.get("ROSTERSYNC_SHARED_DATA")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+# --- scoring a run against the truth ---------------------------------------------------
+
+
+@dataclass
+class Quality:
+    """Counts of one or more match runs against a known truth."""
+
+    sources: int = 0
+    matchable: int = 0  # sources whose true target is among the targets
+    auto_right: int = 0
+    auto_wrong: int = 0
+    suggested_right: int = 0
+    suggested_wrong: int = 0
+    seconds: float = 0.0
+
+    def add(self, result: MatchResult, truth: dict[str, str | None], seconds: float) -> None:
+        self.seconds += seconds
+        for source_key, decision in result.decisions.items():
+            self.sources += 1
+            expected = truth.get(source_key)
+            self.matchable += expected is not None
+            right = decision.target_key is not None and decision.target_key == expected
+            if decision.tier is Tier.AUTO:
+                self.auto_right += right
+                self.auto_wrong += not right
+            elif decision.tier is Tier.SUGGESTED:
+                self.suggested_right += right
+                self.suggested_wrong += not right
+
+    def row(self, name: str) -> str:
+        auto = self.auto_right + self.auto_wrong
+        both = auto + self.suggested_right + self.suggested_wrong
+        both_right = self.auto_right + self.suggested_right
+        return (
+            f"{name:<34} {self.sources:>7} {self.matchable:>7} "
+            f"{_ratio(self.auto_right, auto):>7} {_ratio(self.auto_right, self.matchable):>7} "
+            f"{auto:>7} {self.auto_wrong:>5} "
+            f"{_ratio(both_right, both):>7} {_ratio(both_right, self.matchable):>7} "
+            f"{self.auto_wrong + self.suggested_wrong:>5} {self.seconds:>7.2f}"
+        )
+
+
+def _ratio(part: int, whole: int) -> str:
+    return f"{part / whole:.4f}" if whole else "-"
+
+
+HEADER = (
+    f"{'':<34} {'sources':>7} {'match-':>7} {'auto':>7} {'auto':>7} {'auto':>7} {'auto':>5} "
+    f"{'+sugg':>7} {'+sugg':>7} {'+sugg':>5} {'match':>7}\n"
+    f"{'':<34} {'':>7} {'able':>7} {'prec':>7} {'recall':>7} {'n':>7} {'wrong':>5} "
+    f"{'prec':>7} {'recall':>7} {'wrong':>5} {'s':>7}"
+)
+
+
+# --- (a) FEBRL -------------------------------------------------------------------------
+
+
+def _febrl_date(text: str) -> date | None:
+    text = text.strip()
+    if len(text) != 8 or not text.isdigit():
+        return None
+    try:
+        return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        return None
+
+
+def load_febrl(path: Path) -> list[PersonRecord]:
+    """FEBRL rows as people: rec_id as the key, given name, surname, birth date."""
+    with path.open(newline="") as handle:
+        return [
+            PersonRecord(
+                key=row["rec_id"].strip(),
+                given_name=row["given_name"],
+                family_name=row["surname"],
+                birth_date=_febrl_date(row["date_of_birth"]),
+            )
+            for row in csv.DictReader(handle, skipinitialspace=True)
+        ]
+
+
+def _febrl_person(key: str) -> str:
+    return key.split("-")[1]
+
+
+def _febrl_rounds(records: Sequence[PersonRecord]) -> Iterator[list[PersonRecord]]:
+    """The duplicates in rounds by duplicate number, so no round holds two of one person."""
+    dups = [r for r in records if "-dup-" in r.key]
+    for k in sorted({r.key.rsplit("-", 1)[1] for r in dups}, key=int):
+        yield [r for r in dups if r.key.endswith(f"-dup-{k}")]
+
+
+def _run_febrl(
+    quality: Quality,
+    sources: Sequence[PersonRecord],
+    targets: Sequence[PersonRecord],
+    thresholds: Thresholds,
+    same_file: bool,
+) -> None:
+    target_of = {_febrl_person(t.key): t.key for t in targets} if same_file else {}
+    truth: dict[str, str | None] = {s.key: target_of.get(_febrl_person(s.key)) for s in sources}
+    started = time.perf_counter()
+    result = match_people(sources, targets, thresholds=thresholds)
+    quality.add(result, truth, time.perf_counter() - started)
+
+
+def febrl_report(data: Path, thresholds: Thresholds) -> list[str]:
+    """Rows of the FEBRL table."""
+    first = load_febrl(data / "febrl" / "dataset1.csv")
+    second = load_febrl(data / "febrl" / "dataset2.csv")
+    rows: list[str] = []
+    total, held, negative = Quality(), Quality(), Quality()
+    for name, records in (("FEBRL 1 (500 dups vs 500 orgs)", first), ("FEBRL 2", second)):
+        orgs = [r for r in records if r.key.endswith("-org")]
+        kept = [r for r in orgs if int(_febrl_person(r.key)) % 2 == 0]
+        quality = Quality()
+        for dups in _febrl_rounds(records):
+            _run_febrl(quality, dups, orgs, thresholds, same_file=True)
+            _run_febrl(held, dups, kept, thresholds, same_file=True)
+        if name == "FEBRL 2":
+            name = f"FEBRL 2 ({quality.sources} dups vs {len(orgs)} orgs)"
+        rows.append(quality.row(name))
+        for field in ("sources", "matchable", "auto_right", "auto_wrong"):
+            setattr(total, field, getattr(total, field) + getattr(quality, field))
+        for field in ("suggested_right", "suggested_wrong", "seconds"):
+            setattr(total, field, getattr(total, field) + getattr(quality, field))
+    rows.append(total.row("FEBRL 1 + 2"))
+    rows.append(held.row("held out (odd orgs removed)"))
+    first_orgs = [r for r in first if r.key.endswith("-org")]
+    second_dups = [r for r in second if "-dup-" in r.key]
+    _run_febrl(negative, second_dups, first_orgs, thresholds, same_file=False)
+    rows.append(negative.row("negative control (2's dups vs 1's)"))
+    return rows
+
+
+# --- (b) a synthetic district ----------------------------------------------------------
+
+GIVEN = tuple(
+    """
+Olivia Emma Charlotte Amelia Sophia Mia Isabella Ava Evelyn Luna Harper Sofia Camila
+Eleanor Elizabeth Violet Scarlett Emily Hazel Lily Gianna Aurora Penelope Aria Nora
+Chloe Ellie Mila Avery Layla Abigail Ella Isla Eliana Nova Madison Zoe Ivy Grace Lucy
+Willow Emilia Riley Naomi Victoria Stella Elena Hannah Valentina Maya Zoey Delilah Leah
+Lainey Lillian Paisley Genesis Madelyn Sadie Sophie Leilani Addison Natalie Josephine
+Alice Ruby Claire Kinsley Everly Emery Adeline Kennedy Maeve Audrey Autumn Athena Eden
+Iris Kehlani Jade Freya Katherine Margaret Rebecca Samantha Patricia Jessica Jennifer
+Liam Noah Oliver James Elijah Mateo Theodore Henry Lucas William Benjamin Levi Sebastian
+Jack Ezra Michael Daniel Leo Owen Samuel Hudson Alexander Asher Luca Ethan John David
+Jackson Joseph Mason Luke Matthew Julian Dylan Elias Jacob Maverick Gabriel Logan Aiden
+Thomas Isaac Miles Grayson Santiago Anthony Wyatt Carter Jayden Ezekiel Caleb Cooper
+Josiah Charles Christopher Isaiah Nolan Cameron Nathan Joshua Kai Waylon Angel Lincoln
+Andrew Roman Adrian Aaron Wesley Ian Thiago Axel Brooks Bennett Weston Rowan Christian
+Robert Richard Edward Nicholas Timothy Zachary Jonathan Frederick Stephen Peter Philip
+""".split()  # noqa: SIM905
+)
+ACCENTED_GIVEN = ("José", "Zoë", "Chloé", "Renée", "Adrián", "Sofía", "Iñaki", "Björn", "Anaïs")
+FAMILY = tuple(
+    """
+Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez
+Lopez Gonzalez Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson
+White Harris Sanchez Clark Ramirez Lewis Robinson Walker Young Allen King Wright Scott
+Torres Nguyen Hill Flores Green Adams Nelson Baker Hall Rivera Campbell Mitchell Carter
+Roberts Gomez Phillips Evans Turner Diaz Parker Cruz Edwards Collins Reyes Stewart
+Morris Morales Murphy Cook Rogers Gutierrez Ortiz Morgan Cooper Peterson Bailey Reed
+Kelly Howard Ramos Kim Cox Ward Richardson Watson Brooks Chavez Wood James Bennett Gray
+Mendoza Ruiz Hughes Price Alvarez Castillo Sanders Patel Myers Long Ross Foster Jimenez
+Powell Jenkins Perry Russell Sullivan Bell Coleman Butler Henderson Barnes Gonzales
+Fisher Vasquez Simmons Romero Jordan Patterson Alexander Hamilton Graham Reynolds
+Griffin Wallace
+""".split()  # noqa: SIM905
+)
+ACCENTED_FAMILY = ("Núñez", "Muñoz", "Müller", "Peña", "Ibáñez", "Gómez", "Søndergaard", "O'Brien")
+NICKNAMES = {
+    "William": "Bill",
+    "Robert": "Bob",
+    "Elizabeth": "Liz",
+    "Katherine": "Kate",
+    "James": "Jim",
+    "Michael": "Mike",
+    "Margaret": "Maggie",
+    "Samuel": "Sam",
+    "Benjamin": "Ben",
+    "Alexander": "Alex",
+    "Jonathan": "Jon",
+    "Nicholas": "Nick",
+    "Zachary": "Zach",
+    "Josephine": "Josie",
+    "Christopher": "Chris",
+    "Daniel": "Danny",
+    "Matthew": "Matt",
+    "Joshua": "Josh",
+    "Timothy": "Tim",
+    "Edward": "Ed",
+    "Victoria": "Tori",
+    "Rebecca": "Becky",
+    "Jennifer": "Jen",
+    "Jessica": "Jess",
+    "Samantha": "Sam",
+    "Anthony": "Tony",
+    "Thomas": "Tom",
+}
+_SYLLABLES = tuple(
+    """
+ab al an ar ber bur car chen dal den dor el en er fal fer gan gar ham har hol kin lan
+lar ley lin lock man mar mer mon nes ney ol or ow per ran ril ros sen son stan ter ton
+val ver wal well win wood yar zel
+""".split()  # noqa: SIM905
+)
+
+
+def _weighted(names: Sequence[str], rng: random.Random, count: int) -> list[str]:
+    """``count`` names drawn with Zipf-like frequencies (the first is the most common; with
+    these pools the commonest given and family names each hold about 2% of students)."""
+    weights = [1.0 / (rank + 1) ** 0.75 for rank in range(len(names))]
+    return rng.choices(names, weights=weights, k=count)
+
+
+def _typo(name: str, rng: random.Random) -> str:
+    """One keyboard slip: a letter substituted, deleted, inserted, or two transposed."""
+    if len(name) < 3:
+        return name + rng.choice("aeiou")
+    i = rng.randrange(1, len(name) - 1)
+    kind = rng.randrange(4)
+    letter = rng.choice("abcdefghijklmnopqrstuvwxyz")
+    if kind == 0:
+        return name[:i] + letter + name[i + 1 :]
+    if kind == 1:
+        return name[:i] + name[i + 1 :]
+    if kind == 2:
+        return name[:i] + letter + name[i:]
+    return name[: i - 1] + name[i] + name[i - 1] + name[i + 1 :]
+
+
+def _strip_accents(name: str) -> str:
+    return "".join(
+        c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c)
+    ).replace("'", "")
+
+
+@dataclass(frozen=True)
+class District:
+    """Both sides of a synthetic district and the truth (source key → target key)."""
+
+    app: list[PersonRecord]
+    sis: list[PersonRecord]
+    truth: dict[str, str | None]
+
+
+def generate_district(students: int, seed: int = 20240901) -> District:
+    """A deterministic synthetic district of ``students`` app students (see the module
+    docstring for what differs between the two sides)."""
+    rng = random.Random(seed)
+    leavers = arrivals = students // 20
+    population = students + arrivals
+    long_tail = [
+        (
+            rng.choice(_SYLLABLES) + rng.choice(_SYLLABLES) + rng.choice(("", "s", "er", "son"))
+        ).capitalize()
+        for _ in range(6000)
+    ]
+    rare_given = [
+        (
+            rng.choice(_SYLLABLES) + rng.choice(_SYLLABLES) + rng.choice(("", "a", "ie", "y"))
+        ).capitalize()
+        for _ in range(1500)
+    ]
+    family_pool = [*FAMILY, *long_tail]
+    givens = _weighted([*GIVEN, *rare_given], rng, population)
+    families = _weighted(family_pool, rng, population)
+    school_year_start = date(2024, 9, 1)
+    people: list[PersonRecord] = []
+    index = 0
+    while index < population:
+        grade = rng.randrange(13)
+        # Born between Sep 1 and Aug 31 of the cohort year.
+        born = school_year_start - timedelta(days=365 * (grade + 6) - rng.randrange(365))
+        school = f"school-{grade // 6}-{rng.randrange(8)}"
+        family = families[index]
+        if rng.random() < 0.03:
+            family = rng.choice(ACCENTED_FAMILY)
+        elif rng.random() < 0.03:
+            family = f"{family}-{rng.choice(FAMILY)}"
+        twins = 2 if rng.random() < 0.015 else 1
+        used: set[str] = set()
+        for _ in range(min(twins, population - index)):
+            given = givens[index]
+            if rng.random() < 0.03:
+                given = rng.choice(ACCENTED_GIVEN)
+            while given in used:
+                given = rng.choice(GIVEN)
+            used.add(given)
+            email = None
+            if rng.random() < 0.7:
+                local = _strip_accents(f"{given}.{family}").lower().replace(" ", "")
+                email = f"{local}{rng.randrange(100):02d}@district.example"
+            people.append(
+                PersonRecord(
+                    key=f"A{index}",
+                    given_name=given,
+                    family_name=family,
+                    middle_name=rng.choice(GIVEN) if rng.random() < 0.5 else None,
+                    email=email,
+                    birth_date=born,
+                    grade=f"{grade:02d}" if grade else "KG",
+                    school=school,
+                )
+            )
+            index += 1
+
+    app = [replace(p, birth_date=None) if rng.random() < 0.03 else p for p in people[:students]]
+    sis: list[PersonRecord] = []
+    truth: dict[str, str | None] = {}
+    for number, person in enumerate(people[leavers:], start=leavers):
+        key = f"S{number}"
+        truth[key] = person.key if number < students else None
+        sis.append(_sis_copy(person, key, rng))
+    rng.shuffle(sis)
+    return District(app, sis, truth)
+
+
+def _sis_copy(person: PersonRecord, key: str, rng: random.Random) -> PersonRecord:
+    """The SIS's version of a student: the app's record with the noise of two systems."""
+    given, family = person.given_name, person.family_name
+    birth = person.birth_date
+    grade, school, email = person.grade, person.school, person.email
+    if rng.random() < 0.5:
+        given, family = _strip_accents(given), _strip_accents(family)
+    if "-" in family and rng.random() < 0.5:
+        family = rng.choice((family.replace("-", " "), family.split("-")[0]))
+    if given in NICKNAMES and rng.random() < 0.3:
+        given = NICKNAMES[given]
+    if rng.random() < 0.06:
+        given = _typo(given, rng)
+    if rng.random() < 0.06:
+        family = _typo(family, rng)
+    if rng.random() < 0.005:
+        given, family = family, given
+    if birth is not None:
+        roll = rng.random()
+        if roll < 0.02 and birth.day <= 12 and birth.day != birth.month:
+            birth = date(birth.year, birth.day, birth.month)
+        elif roll < 0.04:
+            try:
+                birth = date.fromisoformat(
+                    _digit_typo(birth.strftime("%Y%m%d"), rng.choice((3, 5, 7)))
+                )
+            except ValueError:
+                birth = person.birth_date
+        elif roll < 0.05:
+            birth = birth + timedelta(days=1)
+        elif roll < 0.09:
+            birth = None
+    if grade is not None and rng.random() < 0.1:
+        # The app still shows last year's grade for some students.
+        grade = "KG" if grade in ("KG", "01") else f"{int(grade) - 1:02d}"
+    if rng.random() < 0.03:
+        school = f"{school}-moved"
+    if email is not None and rng.random() < 0.3:
+        email = None
+    return replace(
+        person,
+        key=key,
+        given_name=given,
+        family_name=family,
+        birth_date=birth,
+        grade=grade,
+        school=school,
+        email=email,
+        middle_name=person.middle_name if rng.random() < 0.7 else None,
+    )
+
+
+def _digit_typo(text: str, i: int) -> str:
+    digits = list(text)
+    digits[i] = str((int(digits[i]) + 1) % 10)
+    joined = "".join(digits)
+    return f"{joined[:4]}-{joined[4:6]}-{joined[6:]}"
+
+
+def _resident_mb() -> float:
+    """The process's resident memory now (Linux), to set beside the peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def district_report(students: int, thresholds: Thresholds) -> list[str]:
+    """Rows of the district table: the full size and a FEBRL4-sized (5k vs 5k) one."""
+    rows: list[str] = []
+    for size in (5_000, students):
+        district = generate_district(size)
+        quality = Quality()
+        resident = _resident_mb()
+        started = time.perf_counter()
+        result = match_people(district.sis, district.app, thresholds=thresholds)
+        quality.add(result, district.truth, time.perf_counter() - started)
+        rows.append(quality.row(f"district {size // 1000}k vs {size // 1000}k"))
+        new_matched = sum(
+            1
+            for key, decision in result.decisions.items()
+            if district.truth[key] is None and decision.tier is Tier.AUTO
+        )
+        rows.append(
+            f"{'':<34} candidate pairs {result.candidate_pairs:,}, "
+            f"conflicts {len(result.conflicts):,}, "
+            f"new students matched automatically {new_matched}, "
+            f"resident before matching {resident:.0f} MB"
+        )
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
+    parser.add_argument("--students", type=int, default=100_000)
+    parser.add_argument("--skip-febrl", action="store_true")
+    parser.add_argument("--skip-district", action="store_true")
+    args = parser.parse_args(argv)
+    thresholds = PEOPLE_THRESHOLDS
+    print(f"thresholds: {thresholds.model_dump()}")
+    print(HEADER)
+    data = shared_data()
+    if not args.skip_febrl:
+        if (data / "febrl" / "dataset1.csv").exists():
+            for row in febrl_report(data, thresholds):
+                print(row, flush=True)
+        else:
+            print(f"FEBRL data not found under {data}")
+    if not args.skip_district:
+        for row in district_report(args.students, thresholds):
+            print(row, flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory of the process (generation included): {peak:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

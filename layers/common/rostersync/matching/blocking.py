@@ -1,0 +1,171 @@
+"""Candidate pairs for people: a union of exact joins on blocking keys, never all pairs.
+
+Each blocking key is a packed integer built from encoded columns; a block is the set of
+records sharing a key. Pairs come from joining the source's keys with the target's
+(sort + searchsorted), so the cost grows with the number of candidate pairs, not with
+the product of the sides. A block holding more than ``BLOCK_CAP`` records on either side
+is skipped as unselective; a true pair in it is still found through another key on which
+it agrees specifically.
+
+The keys (the source side also emits each with given and family name swapped):
+
+1. family-name Soundex (first, last or joined tokens) + birth date: a typo in the given name;
+2. given-name Soundex + birth date: a typo in the family name;
+3. nickname group + birth date: "Bob" for "Robert";
+4. family-name token + given-name prefix: a wrong or missing birth date;
+5. given name + family-name prefix: the same with a double family name;
+6. family or given Soundex + birth date with day and month swapped;
+7. both Soundex codes + birth year: a typo in a name and in the day or month;
+8. given-name prefix + birth date, and 9. family-name prefix + birth date: typos that
+   change a Soundex code;
+10. email local part;
+11. family-name token + nickname group: a nickname and a wrong or missing birth date.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+
+from rostersync.matching.encoding import MISSING, IntArray, PeopleColumns, sorted_unique
+
+#: Blocks with more records than this on either side are skipped as unselective.
+BLOCK_CAP: Final[int] = 64
+
+_PART_BITS = 29
+
+
+def block_key(tag: int, a: IntArray, b: IntArray) -> IntArray:
+    """Packs (tag, a, b) into one int64 (a, b < 2**29); ``MISSING`` where a or b is."""
+    packed = (np.int64(tag) << (2 * _PART_BITS)) | (a << _PART_BITS) | b
+    return np.where((a >= 0) & (b >= 0), packed, np.int64(MISSING))
+
+
+def _entries(columns: list[IntArray]) -> tuple[IntArray, IntArray]:
+    """(key, record index) entries of one side, sorted by key. A record giving one key in
+    two columns appears twice; the duplicate pairs this makes are removed at the end."""
+    keys = np.concatenate(columns)
+    index = np.tile(np.arange(len(columns[0]), dtype=np.int64), len(columns))
+    present = keys >= 0
+    keys, index = keys[present], index[present]
+    order = np.argsort(keys)
+    return keys[order], index[order]
+
+
+def _runs(sorted_keys: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+    """(distinct key, start, length) of each run of equal keys in a sorted array."""
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    lengths = np.diff(np.r_[starts, len(sorted_keys)])
+    return sorted_keys[starts], starts, lengths
+
+
+def join_blocks(
+    source_keys: list[IntArray], target_keys: list[IntArray], cap: int = BLOCK_CAP
+) -> tuple[IntArray, IntArray]:
+    """All (source index, target index) pairs sharing a key, skipping blocks holding more
+    than ``cap`` records on either side."""
+    empty = np.zeros(0, dtype=np.int64)
+    s_key, s_index = _entries(source_keys)
+    t_key, t_index = _entries(target_keys)
+    if len(s_key) == 0 or len(t_key) == 0:
+        return empty, empty
+    t_blocks, t_start, t_count = _runs(t_key)
+    _, _, s_count = _runs(s_key)
+    s_size = np.repeat(s_count, s_count)
+    position = np.searchsorted(t_blocks, s_key)
+    position[position == len(t_blocks)] = 0
+    hit = (t_blocks[position] == s_key) & (t_count[position] <= cap) & (s_size <= cap)
+    counts = t_count[position[hit]]
+    starts = t_start[position[hit]]
+    pair_source = np.repeat(s_index[hit], counts)
+    offsets = np.arange(counts.sum(), dtype=np.int64) - np.repeat(
+        np.cumsum(counts) - counts, counts
+    )
+    pair_target = t_index[np.repeat(starts, counts) + offsets]
+    return pair_source, pair_target
+
+
+def _nickname_columns(side: PeopleColumns, nicknames: IntArray) -> list[IntArray]:
+    groups = np.where(side.given_first[:, None] >= 0, nicknames[side.given_first], MISSING)
+    return [groups[:, i] for i in range(groups.shape[1])]
+
+
+def candidate_pairs(
+    source: PeopleColumns, target: PeopleColumns, nicknames: IntArray, cap: int = BLOCK_CAP
+) -> tuple[IntArray, IntArray]:
+    """The distinct candidate (source index, target index) pairs, ordered by source.
+
+    ``nicknames`` maps a name id to its nickname group ids (``MISSING``-padded rows)."""
+    s, t = source, target
+    if len(s) == 0 or len(t) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    s_nick, t_nick = _nickname_columns(s, nicknames), _nickname_columns(t, nicknames)
+    s_sound_pair = np.where(
+        (s.family_sound >= 0) & (s.given_sound >= 0),
+        (s.family_sound << 14) | s.given_sound,
+        MISSING,
+    )
+    t_sound_pair = np.where(
+        (t.family_sound >= 0) & (t.given_sound >= 0),
+        (t.family_sound << 14) | t.given_sound,
+        MISSING,
+    )
+    no_part = np.zeros(len(s), dtype=np.int64), np.zeros(len(t), dtype=np.int64)
+    family_sounds = (s.family_sound, s.family_sound_last, s.family_sound_joined)
+    t_family_sounds = (t.family_sound, t.family_sound_last, t.family_sound_joined)
+    blocks: list[tuple[list[IntArray], list[IntArray]]] = [
+        (
+            [block_key(1, c, s.birth) for c in (*family_sounds, s.given_sound)],
+            [block_key(1, c, t.birth) for c in t_family_sounds],
+        ),
+        (
+            [block_key(2, c, s.birth) for c in (s.given_sound, s.family_sound)],
+            [block_key(2, t.given_sound, t.birth)],
+        ),
+        ([block_key(3, c, s.birth) for c in s_nick], [block_key(3, c, t.birth) for c in t_nick]),
+        (
+            [
+                block_key(4, s.family_first, s.given_prefix),
+                block_key(4, s.family_last, s.given_prefix),
+                block_key(4, s.given_first, s.family_prefix),
+            ],
+            [
+                block_key(4, t.family_first, t.given_prefix),
+                block_key(4, t.family_last, t.given_prefix),
+            ],
+        ),
+        (
+            [
+                block_key(5, s.given_first, s.family_prefix),
+                block_key(5, s.family_first, s.given_prefix),
+            ],
+            [block_key(5, t.given_first, t.family_prefix)],
+        ),
+        (
+            [block_key(6, c, s.birth_swapped) for c in (s.family_sound, s.given_sound)],
+            [block_key(6, c, t.birth) for c in (t.family_sound, t.given_sound)],
+        ),
+        ([block_key(7, s_sound_pair, s.birth_year)], [block_key(7, t_sound_pair, t.birth_year)]),
+        (
+            [block_key(8, c, s.birth) for c in (s.given_prefix, s.family_prefix)],
+            [block_key(8, t.given_prefix, t.birth)],
+        ),
+        (
+            [block_key(9, c, s.birth) for c in (s.family_prefix, s.given_prefix)],
+            [block_key(9, t.family_prefix, t.birth)],
+        ),
+        ([block_key(10, s.email, no_part[0])], [block_key(10, t.email, no_part[1])]),
+        (
+            [block_key(11, s.family_first, c) for c in s_nick],
+            [block_key(11, t.family_first, c) for c in t_nick],
+        ),
+    ]
+    codes: list[IntArray] = []
+    width = np.int64(len(t))
+    for source_keys, target_keys in blocks:
+        pair_source, pair_target = join_blocks(source_keys, target_keys, cap)
+        codes.append(pair_source * width + pair_target)
+    code = sorted_unique(np.concatenate(codes))
+    return code // width, code % width

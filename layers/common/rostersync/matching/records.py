@@ -1,0 +1,124 @@
+"""The inputs of matching: one flat record per person or class, on either side.
+
+Both sides use the same shapes. On the source side ``key`` is the SIS's source id; on the
+target side it is the app's id. The caller maps anything that must be comparable across
+the two sides before calling (a school's source id to the school's app id or name; a
+class's source-side teachers to their linked app ids).
+
+Records are frozen slotted dataclasses rather than pydantic models: matching a large
+district builds hundreds of thousands of them, and they carry no untrusted input of their
+own (the canonical models were validated upstream).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+
+from rostersync.models import GUARDIAN_ROLES, STAFF_ROLES, User
+
+
+class PersonKind(StrEnum):
+    """Who a person record is; people of different kinds are never matched."""
+
+    STUDENT = "student"
+    TEACHER = "teacher"
+    GUARDIAN = "guardian"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PersonRecord:
+    """A person as matching sees them.
+
+    ``identifiers`` maps an identifier's name to its value on this side, e.g.
+    ``{"sis_id": "S-0042", "state_id": "1234567", "student_number": "00042"}``; the email
+    takes part in key discovery under the name ``"email"``. ``school`` is a school name or
+    id already made comparable across both sides; ``grade`` is the grade as written
+    (``"KG"``, ``"07"``). Blank strings count as missing.
+    """
+
+    key: str
+    kind: PersonKind = PersonKind.STUDENT
+    given_name: str = ""
+    family_name: str = ""
+    middle_name: str | None = None
+    preferred_given_name: str | None = None
+    email: str | None = None
+    birth_date: date | None = None
+    grade: str | None = None
+    school: str | None = None
+    identifiers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClassRecord:
+    """A class as matching sees it.
+
+    ``teacher_keys`` are app (target) ids of the class's teachers on both sides: the caller
+    maps the source-side teacher ids through the staff links made before classes are
+    matched, and leaves out teachers not linked yet. ``start_date``/``end_date`` are the
+    dates of the class's term(s).
+    """
+
+    key: str
+    title: str = ""
+    subject: str | None = None
+    class_code: str | None = None
+    teacher_keys: frozenset[str] = frozenset()
+    start_date: date | None = None
+    end_date: date | None = None
+    school: str | None = None
+    identifiers: Mapping[str, str] = field(default_factory=dict)
+
+
+def person_kind_of(user: User) -> PersonKind | None:
+    """The matching kind of a canonical user; None for roles matching does not cover."""
+    if user.role.value == PersonKind.STUDENT.value:
+        return PersonKind.STUDENT
+    if user.role in STAFF_ROLES:
+        return PersonKind.TEACHER
+    if user.role in GUARDIAN_ROLES:
+        return PersonKind.GUARDIAN
+    return None
+
+
+def person_from_user(
+    user: User,
+    *,
+    birth_date: date | None = None,
+    school: str | None = None,
+    key: str | None = None,
+) -> PersonRecord:
+    """A canonical user as a matching record (source side by default: keyed by its source id).
+
+    The identifiers offered to key discovery are the user's ``identifier`` (as
+    ``"identifier"``), ``username``, the source id (as ``"source_id"``) and every
+    ``user_ids`` entry under its own type. ``birth_date`` comes from the user's
+    demographics record and ``school`` from the caller's school mapping, since neither is
+    on the user record itself.
+    """
+    identifiers: dict[str, str] = {"source_id": user.source_id}
+    if user.identifier:
+        identifiers["identifier"] = user.identifier
+    if user.username:
+        identifiers["username"] = user.username
+    for user_id in user.user_ids:
+        identifiers.setdefault(user_id.type, user_id.identifier)
+    kind = person_kind_of(user)
+    if kind is None:
+        raise ValueError(f"role {user.role.value!r} is not matched as a person")
+    return PersonRecord(
+        key=key or user.source_id,
+        kind=kind,
+        given_name=user.given_name,
+        family_name=user.family_name,
+        middle_name=user.middle_name,
+        preferred_given_name=user.preferred_given_name,
+        email=user.email,
+        birth_date=birth_date,
+        grade=user.grades[0] if user.grades else None,
+        school=school,
+        identifiers=identifiers,
+    )
