@@ -107,6 +107,12 @@ class TenantSettings(BaseModel):
     blank_values: Literal["ignore", "replace"] = "replace"
     ignore_class_renames: bool = False
     match_keys: MatchKeys = Field(default_factory=MatchKeys)
+    #: Hold source records nothing matched (for an admin to link) instead of creating them.
+    hold_unmatched: bool = False
+    #: Connect a class only when its teacher is linked.
+    classes_need_linked_teacher: bool = True
+    #: Largest gap, in days, between a source class's term dates and an app class's.
+    class_date_window_days: Annotated[int, Field(ge=0, le=365)] = 30
     schools: SchoolSelection = Field(default_factory=SchoolSelection)
     class_filters: ClassFilters = Field(default_factory=ClassFilters)
     primary_school_only: bool = False

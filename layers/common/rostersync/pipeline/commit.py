@@ -52,6 +52,21 @@ def included_actions(deps: Deps, state: RunState, entity: Entity) -> Iterator[di
             yield action
 
 
+def _link(action: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """An identity link with its provenance: how it was made, by which run, when."""
+    link = {
+        "source_system": action["source_system"],
+        "source_id": action["source_id"],
+        "target_id": action["target_id"],
+        "method": action.get("tier") or "unmatched",
+        "run_id": run_id,
+        "linked_at": _now(),
+    }
+    if action.get("relinked_from"):
+        link["relinked_from"] = action["relinked_from"]
+    return link
+
+
 def directory_item(line: dict[str, Any], run_id: str) -> dict[str, Any]:
     """The directory's view of a snapshot line: the record's fields plus identity."""
     record = dict(line.get("record") or {})
@@ -74,7 +89,9 @@ def _write_entity(deps: Deps, state: RunState, entity: Entity, baseline_run: str
         if action["action"] == "add":
             adds += 1
         else:
-            changes[(action["source_system"], action["source_id"])] = action
+            # A re-linked record replaces the line of the source id it was known by.
+            old_id = action.get("relinked_from") or action["source_id"]
+            changes[(action["source_system"], old_id)] = action
     if not changes and not adds and baseline_run is not None:
         # Nothing changed: the new snapshot is the old one; copy without parsing.
         source = keys.state_key(state.tenant, baseline_run, entity)
@@ -104,6 +121,9 @@ def _write_entity(deps: Deps, state: RunState, entity: Entity, baseline_run: str
                     line["status"] = ACTIVE
                     line["record"] = action["record"]
                     line["hash"] = content_hash(action["record"])
+                if action.get("relinked_from"):
+                    line["source_id"] = action["source_id"]
+                    links.append(_link(action, state.run_id))
                 touched.append(directory_item(line, state.run_id))
                 flush()
             yield line
@@ -119,16 +139,7 @@ def _write_entity(deps: Deps, state: RunState, entity: Entity, baseline_run: str
                 "record": action["record"],
             }
             touched.append(directory_item(line, state.run_id))
-            links.append(
-                {
-                    "source_system": action["source_system"],
-                    "source_id": action["source_id"],
-                    "target_id": action["target_id"],
-                    "method": action.get("tier") or "unmatched",
-                    "run_id": state.run_id,
-                    "linked_at": _now(),
-                }
-            )
+            links.append(_link(action, state.run_id))
             flush()
             yield line
 

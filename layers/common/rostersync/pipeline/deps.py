@@ -13,6 +13,7 @@ from rostersync.storage.events import EventPublisher
 from rostersync.storage.objects import ObjectStore
 from rostersync.storage.tables import (
     AppEditsRepository,
+    DecisionsRepository,
     DirectoryRepository,
     LinksRepository,
     RunsRepository,
@@ -32,6 +33,7 @@ class Deps:
     tenants: TenantsRepository
     events: EventPublisher
     app_edits: AppEditsRepository
+    decisions: DecisionsRepository
 
 
 def build_deps(settings: StackSettings) -> Deps:
@@ -51,6 +53,7 @@ def build_deps(settings: StackSettings) -> Deps:
         tenants=TenantsRepository(dynamodb, settings.tenants_table),
         events=EventPublisher(boto3.client("events"), settings.event_bus),
         app_edits=AppEditsRepository(dynamodb, settings.directory_table),
+        decisions=DecisionsRepository(dynamodb, settings.links_table),
     )
 
 

@@ -83,7 +83,17 @@ class KnownLinkMatcher:
 
 def match(state: RunState, deps: Deps, matcher: Matcher | None = None) -> RunState:
     """Write the decisions for every entity and count them by tier."""
-    chosen = matcher or KnownLinkMatcher(deps, state.tenant)
+    if matcher is None:
+        from rostersync.pipeline.identity_match import IdentityMatcher
+
+        identity = IdentityMatcher(deps, state)
+        identity.prepare()
+        deps.store.write_jsonl(
+            keys.match_review_key(state.tenant, state.run_id), identity.review_rows()
+        )
+        chosen: Matcher = identity
+    else:
+        chosen = matcher
     tiers: dict[str, int] = {}
     per_entity: dict[str, dict[str, int]] = {}
     for entity in ENTITY_ORDER:

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from rostersync.models import ENTITY_ORDER, Entity, SourceStatus
+from rostersync.models import ENTITY_ORDER, Entity, SourceStatus, Tier
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.match import MatchDecision
@@ -50,6 +50,8 @@ from rostersync.storage import keys
 from rostersync.storage.objects import ObjectStore, dumps_line
 
 ACTIONS = ("add", "update", "archive", "reactivate")
+#: Decisions that may take over the app record of a source id that vanished.
+RELINK_TIERS = frozenset({Tier.AUTO, Tier.KEY, Tier.MANUAL})
 #: Which ``changes_to_sync`` setting governs each action.
 SETTING_OF_ACTION = {"add": "add", "reactivate": "add", "update": "update", "archive": "archive"}
 
@@ -188,6 +190,14 @@ class EntityStager:
         self.explicit_archives: list[dict[str, Any]] = []
         self.seen: set[tuple[str, str]] = set()
         self.targets: set[str] = set()
+        self.relinked: dict[tuple[str, str], tuple[tuple[str, str], dict[str, Any], str, str]] = {}
+        self._owners: dict[str, tuple[str, str]] | None = None
+
+    def _owner_of(self, target_id: str) -> tuple[str, str] | None:
+        """The baseline record holding ``target_id`` (index built on first need)."""
+        if self._owners is None:
+            self._owners = {entry.target_id: key for key, entry in self.index.items()}
+        return self._owners.get(target_id)
 
     def _direct_actions(self) -> Iterator[dict[str, Any]]:
         tenant, run_id, entity = self.state.tenant, self.state.run_id, self.entity
@@ -211,6 +221,12 @@ class EntityStager:
             base = self.index.get(key)
             deleted = record.get("status") == SourceStatus.TOBEDELETED.value
             tier = decision.tier.value
+            if base is None and not deleted and decision.tier in RELINK_TIERS:
+                owner = self._owner_of(decision.target_id)
+                if owner is not None and owner != key:
+                    # The source re-issued this record's id: re-link, do not duplicate.
+                    self.relinked[owner] = (key, record, decision.target_id, tier)
+                    continue
             if base is None:
                 if not deleted:
                     self.result.counts["add"] += 1
@@ -231,6 +247,7 @@ class EntityStager:
 
     def _absent(self, protected: set[str]) -> Iterator[tuple[tuple[str, str], BaselineEntry]]:
         explicit = {(a["source_system"], a["source_id"]) for a in self.explicit_archives}
+        explicit |= set(self.relinked)
         for key, base in self.index.items():
             absent = base.status == ACTIVE and key not in self.seen and key not in explicit
             if absent and key[1] not in protected:
@@ -287,10 +304,16 @@ class EntityStager:
                 out.write(dumps_line(action))
             result.refused_reason = reason if result.refused else None
 
-            if self.pending:
+            if self.pending or self.relinked:
                 for line in iter_snapshot(self.store, tenant, self.baseline_run, entity):
                     key = (line["source_system"], line["source_id"])
+                    relinked_from = None
                     found = self.pending.pop(key, None)
+                    if found is None and key in self.relinked:
+                        new_key, record, target_id, tier = self.relinked.pop(key)
+                        kind = "update" if line["status"] == ACTIVE else "reactivate"
+                        found = (kind, record, target_id, tier)
+                        relinked_from, key = key[1], new_key
                     if found is None:
                         continue
                     kind, record, target_id, tier = found
@@ -299,23 +322,17 @@ class EntityStager:
                         entity, before, record, self.settings, self._app_contact_values(target_id)
                     )
                     changes = field_changes(before, record)
-                    if not changes and kind == "update":
+                    if not changes and kind == "update" and relinked_from is None:
                         result.unchanged += 1
                         continue
                     result.counts[kind] += 1
-                    out.write(
-                        dumps_line(
-                            make_action(
-                                entity,
-                                kind,
-                                *key,
-                                target_id,
-                                tier=tier,
-                                record=record,
-                                changes=changes,
-                            )
-                        )
+                    action = make_action(
+                        entity, kind, *key, target_id, tier=tier, record=record, changes=changes
                     )
+                    if relinked_from is not None:
+                        action["relinked_from"] = relinked_from
+                        action["changes"]["source_id"] = [relinked_from, key[1]]
+                    out.write(dumps_line(action))
         return result
 
 

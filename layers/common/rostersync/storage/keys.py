@@ -122,6 +122,17 @@ def state_key(tenant: str, run_id: str, entity: Entity) -> str:
     return f"state/{check_tenant(tenant)}/{check_run_id(run_id)}/{Entity(entity).value}.jsonl"
 
 
+def app_records_key(tenant: str, kind: str) -> str:
+    """The app's own records imported for matching (``people`` or ``classes``)."""
+    if kind not in {"people", "classes"}:
+        raise InvalidKey(f"unknown app record kind {kind!r}")
+    return f"state/{check_tenant(tenant)}/app/{kind}.jsonl"
+
+
+def match_review_key(tenant: str, run_id: str) -> str:
+    return f"{run_prefix(tenant, run_id)}matched/review.jsonl"
+
+
 def tenant_of_inbox_key(key: str) -> tuple[str, str]:
     """Split ``inbox/{tenant}/{rest}`` into ``(tenant, rest)``, refusing anything else."""
     parts = key.split("/", 2)

@@ -348,3 +348,31 @@ class LocksRepository(_TableBase):
                 raise translate_aws_error(exc, "release lock") from exc
         except BotoCoreError as exc:
             raise translate_aws_error(exc, "release lock") from exc
+
+
+class DecisionsRepository(_TableBase):
+    """Admins' matching decisions, which outlive runs: confirmed and manual links,
+    rejected pairs, app records kept ad hoc. One small partition per tenant in the links
+    table, read whole by the match step."""
+
+    def _partition(self, tenant: str) -> str:
+        return f"{check_tenant(tenant)}#decisions"
+
+    def put(self, tenant: str, sort_key: str, item: dict[str, Any]) -> None:
+        try:
+            self.table.put_item(
+                Item=to_dynamo({"pk": self._partition(tenant), "sk": sort_key, **item})
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_aws_error(exc, "put decision") from exc
+
+    def get(self, tenant: str, sort_key: str) -> dict[str, Any] | None:
+        try:
+            response = self.table.get_item(Key={"pk": self._partition(tenant), "sk": sort_key})
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_aws_error(exc, "get decision") from exc
+        item = response.get("Item")
+        return None if item is None else dict(from_dynamo(item))
+
+    def all(self, tenant: str) -> list[dict[str, Any]]:
+        return list(self._query_all(KeyConditionExpression=Key("pk").eq(self._partition(tenant))))

@@ -1,0 +1,454 @@
+"""The match step's matcher: identity links, admins' decisions, exact keys, fuzzy.
+
+Order (people, staff first): an existing identity link → an admin's decision (confirmed
+or manual link; rejected pairs are never offered again) → the tenant's confirmed exact
+keys (teachers by email by default) → fuzzy matching against the app's records that have
+no source yet, and against records whose source id vanished this run (a changed Clever
+or SIS id re-links instead of duplicating). Then classes, whose teachers are linked by
+now. Every source record lands in one tier; suggestions wait for an admin (no change this
+run); unmatched records are created unless the tenant holds them.
+
+The matcher reads ids, names and dates only; it holds one entity's matching records in
+memory, which the matching engine needs for blocking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import date
+from typing import Any
+
+from rostersync.matching import (
+    ClassRecord,
+    Decision,
+    KeySpec,
+    PersonKind,
+    PersonRecord,
+    match_by_keys,
+    match_classes,
+    match_people,
+)
+from rostersync.models import GUARDIAN_ROLES, STAFF_ROLES, Entity, Role, Tier
+from rostersync.pipeline.contracts import RunState
+from rostersync.pipeline.deps import Deps
+from rostersync.pipeline.match import MatchDecision, new_target_id
+from rostersync.pipeline.snapshot import (
+    ACTIVE,
+    BaselineEntry,
+    current_baseline,
+    iter_snapshot,
+    load_baseline_index,
+)
+from rostersync.pipeline.stage import load_settings
+from rostersync.storage import keys
+
+APP_SYSTEM = "app"
+DEFAULT_KEYS: dict[PersonKind, list[KeySpec]] = {
+    PersonKind.TEACHER: [KeySpec("email", "email")],
+    PersonKind.STUDENT: [],
+    PersonKind.GUARDIAN: [KeySpec("email", "email")],
+}
+
+
+def decision_key(entity: str, source_system: str, source_id: str) -> str:
+    return f"{entity}#{source_system}#{source_id}"
+
+
+def _parse_date(value: Any) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
+def person_kind(role: str | None) -> PersonKind | None:
+    if role == Role.STUDENT.value:
+        return PersonKind.STUDENT
+    if role in {r.value for r in STAFF_ROLES}:
+        return PersonKind.TEACHER
+    if role in {r.value for r in GUARDIAN_ROLES}:
+        return PersonKind.GUARDIAN
+    return None
+
+
+def source_person(
+    record: dict[str, Any], birth: dict[str, date], schools: dict[str, str], key: str | None = None
+) -> PersonRecord | None:
+    """A canonical user dict as a matching record; None for roles not matched."""
+    kind = person_kind(record.get("role"))
+    if kind is None:
+        return None
+    identifiers = {"source_id": record["source_id"]}
+    for name in ("identifier", "username"):
+        if record.get(name):
+            identifiers[name] = str(record[name])
+    for user_id in record.get("user_ids") or []:
+        identifiers.setdefault(str(user_id["type"]), str(user_id["identifier"]))
+    school = next((schools[o] for o in record.get("org_source_ids") or [] if o in schools), None)
+    return PersonRecord(
+        key=key or record["source_id"],
+        kind=kind,
+        given_name=record.get("given_name") or "",
+        family_name=record.get("family_name") or "",
+        middle_name=record.get("middle_name"),
+        preferred_given_name=record.get("preferred_given_name"),
+        email=record.get("email"),
+        birth_date=birth.get(record["source_id"]),
+        grade=(record.get("grades") or [None])[0],
+        school=school,
+        identifiers=identifiers,
+    )
+
+
+def app_person(record: dict[str, Any]) -> PersonRecord:
+    return PersonRecord(
+        key=record["app_id"],
+        kind=PersonKind(record["kind"]),
+        given_name=record.get("given_name") or "",
+        family_name=record.get("family_name") or "",
+        email=record.get("email"),
+        birth_date=_parse_date(record.get("birth_date")),
+        grade=record.get("grade"),
+        school=(record.get("school") or "").casefold() or None,
+        identifiers=dict(record.get("identifiers") or {}),
+    )
+
+
+def _review_row(entity: Entity, decision: Decision, target: str | None) -> dict[str, Any]:
+    evidence = decision.evidence
+    return {
+        "entity": entity.value,
+        "source_id": decision.source_key,
+        "target_id": target,
+        "tier": decision.tier.value,
+        "score": round(float(decision.score), 4),
+        "runner_up": round(float(decision.runner_up), 4),
+        "agreed": list(evidence.agreed) if evidence else [],
+        "missing": list(evidence.missing) if evidence else [],
+        "notes": list(evidence.notes) if evidence else [],
+        "field_scores": (
+            {k: round(float(v), 3) for k, v in evidence.field_scores.items()} if evidence else {}
+        ),
+        "alternatives": [[k, round(float(s), 4)] for k, s in decision.alternatives],
+    }
+
+
+class IdentityMatcher:
+    """Decides users and classes up front (they depend on each other), the rest by link."""
+
+    def __init__(self, deps: Deps, state: RunState) -> None:
+        self.deps = deps
+        self.state = state
+        self.tenant = state.tenant
+        self.baseline = current_baseline(deps.store, state.tenant)
+        self.settings = load_settings(deps, state.tenant)
+        self.decided: dict[Entity, dict[str, MatchDecision]] = {
+            Entity.USERS: {},
+            Entity.CLASSES: {},
+        }
+        self.review: list[dict[str, Any]] = []
+        self.manual: dict[tuple[str, str], str] = {}
+        self.rejected: dict[str, set[tuple[str, str]]] = {"users": set(), "classes": set()}
+        self._indexes: dict[Entity, dict[tuple[str, str], BaselineEntry]] = {}
+
+    # ------------------------------------------------------------------ inputs
+
+    def _normalized(self, entity: Entity) -> Iterator[dict[str, Any]]:
+        return self.deps.store.iter_jsonl(
+            keys.normalized_key(self.tenant, self.state.run_id, entity)
+        )
+
+    def _index(self, entity: Entity) -> dict[tuple[str, str], BaselineEntry]:
+        if entity not in self._indexes:
+            self._indexes[entity] = load_baseline_index(
+                self.deps.store, self.tenant, self.baseline, entity
+            )
+        return self._indexes[entity]
+
+    def _skipped(self, entity: Entity) -> set[str]:
+        summary = (
+            self.deps.store.get_json(keys.normalized_summary_key(self.tenant, self.state.run_id))
+            or {}
+        )
+        return set(summary.get("entities", {}).get(entity.value, {}).get("skipped_ids", []))
+
+    def _load_decisions(self) -> None:
+        for item in self.deps.decisions.all(self.tenant):
+            entity = item.get("entity")
+            if entity not in self.rejected:
+                continue
+            if item.get("target_id") and item.get("decision") in {"confirmed", "manual"}:
+                self.manual[(entity, item["source_id"])] = item["target_id"]
+            for target in item.get("rejected_targets") or []:
+                self.rejected[entity].add((item["source_id"], target))
+
+    def _confirmed_keys(self) -> dict[PersonKind, list[KeySpec]]:
+        meta = self.deps.tenants.get_meta(self.tenant) or {}
+        confirmed = meta.get("match_keys") or {}
+        out = dict(DEFAULT_KEYS)
+        for kind in PersonKind:
+            specs = confirmed.get(kind.value)
+            if specs:
+                out[kind] = [
+                    KeySpec(s[0], s[1], bool(s[2]) if len(s) > 2 else False) for s in specs
+                ]
+        return out
+
+    # ------------------------------------------------------------------ protocol
+
+    def prepare(self) -> None:
+        """Decide users (staff first) and classes before the entities are written."""
+        app_people = list(self.deps.store.iter_jsonl(keys.app_records_key(self.tenant, "people")))
+        app_classes = list(self.deps.store.iter_jsonl(keys.app_records_key(self.tenant, "classes")))
+        self._load_decisions()
+        if not app_people and not app_classes and not self.manual and self.baseline is None:
+            return  # a first sync with nothing in the app to match: everything is new
+        schools = {
+            o["source_id"]: str(o.get("name") or "").casefold()
+            for o in self._normalized(Entity.ORGS)
+        }
+        user_targets = self._match_users(app_people, schools)
+        self._match_classes(app_classes, schools, user_targets)
+
+    def decide(self, entity: Entity, records: Iterable[dict[str, Any]]) -> Iterator[MatchDecision]:
+        decided = self.decided.get(entity, {})
+        index = self._index(entity)
+        for record in records:
+            system, source_id = record["source_system"], record["source_id"]
+            known = decided.get(source_id)
+            if known is not None:
+                yield known
+                continue
+            link = index.get((system, source_id))
+            if link is not None:
+                yield MatchDecision(system, source_id, link.target_id, Tier.LINKED)
+            else:
+                target = new_target_id(self.tenant, entity, system, source_id)
+                yield MatchDecision(system, source_id, target, Tier.UNMATCHED)
+
+    def review_rows(self) -> list[dict[str, Any]]:
+        return self.review
+
+    # ------------------------------------------------------------------ people
+
+    def _orphans(
+        self, entity: Entity, present: set[str], schools: dict[str, str]
+    ) -> list[PersonRecord]:
+        """Linked records whose source id is absent (not merely unreadable) this run, as
+        candidates for a source record that came back under a new id."""
+        index = self._index(entity)
+        skipped = self._skipped(entity)
+        absent = {
+            key
+            for key, entry in index.items()
+            if entry.status == ACTIVE and key[1] not in present and key[1] not in skipped
+        }
+        if not absent:
+            return []
+        out = []
+        for line in iter_snapshot(self.deps.store, self.tenant, self.baseline, entity):
+            key = (line["source_system"], line["source_id"])
+            if key in absent and line.get("record"):
+                person = source_person(line["record"], {}, schools, key=line["target_id"])
+                if person is not None:
+                    out.append(person)
+        return out
+
+    def _match_users(
+        self, app_people: list[dict[str, Any]], schools: dict[str, str]
+    ) -> dict[str, str]:
+        """Decide every unlinked source user; return source id → target id of the users
+        linked now or before (for class teachers)."""
+        entity = Entity.USERS
+        index = self._index(entity)
+        taken = {entry.target_id for entry in index.values()}
+        birth = {
+            d["source_id"]: parsed
+            for d in self._normalized(Entity.DEMOGRAPHICS)
+            if (parsed := _parse_date(d.get("birth_date"))) is not None
+        }
+        targets_of: dict[str, str] = {}
+        pending: list[PersonRecord] = []
+        present: set[str] = set()
+        system = "oneroster"
+        for record in self._normalized(entity):
+            system, source_id = record["source_system"], record["source_id"]
+            present.add(source_id)
+            link = index.get((system, source_id))
+            manual = self.manual.get((entity.value, source_id))
+            if manual is not None and (link is None or link.target_id != manual):
+                self.decided[entity][source_id] = MatchDecision(
+                    system, source_id, manual, Tier.MANUAL, 1.0
+                )
+                targets_of[source_id] = manual
+                taken.add(manual)
+                continue
+            if link is not None:
+                targets_of[source_id] = link.target_id
+                continue
+            person = source_person(record, birth, schools)
+            if person is not None:
+                pending.append(person)
+        candidates = [
+            app_person(p)
+            for p in app_people
+            if p["app_id"] not in taken and p.get("kind") != "class"
+        ] + self._orphans(entity, present, schools)
+        rejected = self.rejected["users"]
+        keys_by_kind = self._confirmed_keys()
+        # Staff first: their links are what classes are connected through.
+        for kind in (PersonKind.TEACHER, PersonKind.STUDENT, PersonKind.GUARDIAN):
+            sources = [p for p in pending if p.kind == kind]
+            pool = [c for c in candidates if c.kind == kind and c.key not in taken]
+            if not sources:
+                continue
+            by_key = match_by_keys(sources, pool, keys_by_kind[kind]) if pool else None
+            keyed = dict(by_key.links) if by_key else {}
+            keyed = {s: t for s, t in keyed.items() if (s, t) not in rejected}
+            for source_id, target in keyed.items():
+                self.decided[entity][source_id] = MatchDecision(
+                    system, source_id, target, Tier.KEY, 1.0
+                )
+                targets_of[source_id] = target
+                taken.add(target)
+                self.review.append(
+                    {
+                        "entity": entity.value,
+                        "source_id": source_id,
+                        "target_id": target,
+                        "tier": Tier.KEY.value,
+                        "score": 1.0,
+                        "runner_up": 0.0,
+                        "agreed": [
+                            f"key {by_key.linked_by[source_id].source_field}" if by_key else "key"
+                        ],
+                        "missing": [],
+                        "notes": [],
+                        "field_scores": {},
+                        "alternatives": [],
+                    }
+                )
+            rest = [p for p in sources if p.key not in keyed]
+            pool = [c for c in pool if c.key not in taken]
+            if not rest:
+                continue
+            if not pool:
+                for person in rest:
+                    self._unmatched(entity, system, person.key)
+                continue
+            result = match_people(rest, pool, exclude_pairs=rejected)
+            for source_id, decision in result.decisions.items():
+                if decision.tier == Tier.AUTO and decision.target_key is not None:
+                    self.decided[entity][source_id] = MatchDecision(
+                        system, source_id, decision.target_key, Tier.AUTO, float(decision.score)
+                    )
+                    targets_of[source_id] = decision.target_key
+                    self.review.append(_review_row(entity, decision, decision.target_key))
+                elif decision.tier == Tier.SUGGESTED:
+                    self.decided[entity][source_id] = MatchDecision(
+                        system, source_id, None, Tier.SUGGESTED, float(decision.score)
+                    )
+                    self.review.append(_review_row(entity, decision, decision.target_key))
+                else:
+                    self._unmatched(entity, system, source_id)
+                    if decision.score > 0:
+                        self.review.append(_review_row(entity, decision, None))
+        return targets_of
+
+    def _unmatched(self, entity: Entity, system: str, source_id: str) -> None:
+        target = (
+            None
+            if self.settings.hold_unmatched
+            else new_target_id(self.tenant, entity, system, source_id)
+        )
+        self.decided[entity][source_id] = MatchDecision(system, source_id, target, Tier.UNMATCHED)
+
+    # ------------------------------------------------------------------ classes
+
+    def _match_classes(
+        self,
+        app_classes: list[dict[str, Any]],
+        schools: dict[str, str],
+        user_targets: dict[str, str],
+    ) -> None:
+        entity = Entity.CLASSES
+        index = self._index(entity)
+        taken = {entry.target_id for entry in index.values()}
+        pool_records = [c for c in app_classes if c["app_id"] not in taken]
+        teachers: dict[str, set[str]] = {}
+        for enrollment in self._normalized(Entity.ENROLLMENTS):
+            if enrollment.get("role") in {r.value for r in STAFF_ROLES}:
+                target = user_targets.get(enrollment["user_source_id"])
+                if target is not None:
+                    teachers.setdefault(enrollment["class_source_id"], set()).add(target)
+        terms = {
+            s["source_id"]: (_parse_date(s.get("start_date")), _parse_date(s.get("end_date")))
+            for s in self._normalized(Entity.ACADEMIC_SESSIONS)
+        }
+        pending: list[ClassRecord] = []
+        system = "oneroster"
+        for record in self._normalized(entity):
+            system, source_id = record["source_system"], record["source_id"]
+            manual = self.manual.get((entity.value, source_id))
+            link = index.get((system, source_id))
+            if manual is not None and (link is None or link.target_id != manual):
+                self.decided[entity][source_id] = MatchDecision(
+                    system, source_id, manual, Tier.MANUAL, 1.0
+                )
+                taken.add(manual)
+                continue
+            if link is not None or not pool_records:
+                continue
+            dates = [terms.get(t, (None, None)) for t in record.get("term_source_ids") or []]
+            starts = [d[0] for d in dates if d[0]]
+            ends = [d[1] for d in dates if d[1]]
+            pending.append(
+                ClassRecord(
+                    key=source_id,
+                    title=record.get("title") or "",
+                    subject=(record.get("subjects") or [None])[0],
+                    class_code=record.get("class_code"),
+                    teacher_keys=frozenset(teachers.get(source_id, ())),
+                    start_date=min(starts) if starts else None,
+                    end_date=max(ends) if ends else None,
+                    school=schools.get(record.get("school_source_id") or ""),
+                )
+            )
+        pool = [
+            ClassRecord(
+                key=c["app_id"],
+                title=c.get("title") or "",
+                subject=c.get("subject"),
+                class_code=c.get("class_code"),
+                teacher_keys=frozenset([c["teacher_app_id"]] if c.get("teacher_app_id") else []),
+                start_date=_parse_date(c.get("start_date")),
+                end_date=_parse_date(c.get("end_date")),
+                school=(c.get("school") or "").casefold() or None,
+            )
+            for c in pool_records
+            if c["app_id"] not in taken
+        ]
+        if not pending or not pool:
+            return
+        result = match_classes(
+            pending,
+            pool,
+            teacher_required=self.settings.classes_need_linked_teacher,
+            date_window_days=self.settings.class_date_window_days,
+            exclude_pairs=self.rejected["classes"],
+        )
+        for source_id, decision in result.decisions.items():
+            if decision.tier == Tier.AUTO and decision.target_key is not None:
+                self.decided[entity][source_id] = MatchDecision(
+                    system, source_id, decision.target_key, Tier.AUTO, float(decision.score)
+                )
+                self.review.append(_review_row(entity, decision, decision.target_key))
+            elif decision.tier == Tier.SUGGESTED:
+                self.decided[entity][source_id] = MatchDecision(
+                    system, source_id, None, Tier.SUGGESTED, float(decision.score)
+                )
+                self.review.append(_review_row(entity, decision, decision.target_key))
+            else:
+                self._unmatched(entity, system, source_id)
