@@ -365,6 +365,111 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_directory_import(args: argparse.Namespace) -> int:
+    from rostersync.identity import import_app_records
+
+    text = Path(args.file).read_text(encoding="utf-8-sig")
+    with local_stack(_state_dir(args)) as (_cloud, deps):
+        ensure_tenant(deps, args.tenant, create=True)
+        result = import_app_records(deps, args.tenant, text, _who(args))
+    lines = [f"Imported {result['imported']} app records"]
+    for issue in result["issues"]:
+        lines.append(
+            f"  {issue['file']}:{issue.get('line')} [{issue.get('column')}] "
+            f"{issue['message']} → {issue['action']}"
+        )
+    _emit(args, result, "\n".join(lines))
+    return 2 if result["issues"] else 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from rostersync.identity import confirm_keys, propose_tenant_keys
+
+    with local_stack(_state_dir(args)) as (_cloud, deps):
+        if args.confirm:
+            if not args.kind:
+                sys.stderr.write("rostersync: --confirm needs --kind student|teacher|guardian\n")
+                return 1
+            stored = confirm_keys(deps, args.tenant, args.kind, args.confirm, _who(args))
+            _emit(
+                args,
+                stored,
+                f"Keys for {args.kind}: "
+                + ", ".join(":".join(map(str, k)) for k in stored["keys"]),
+            )
+            return 0
+        proposals = propose_tenant_keys(deps, args.tenant, args.run)
+    lines = [
+        f"{'*' if p['strong'] else ' '} {p['kind']:<8} {p['source_field']} ↔ {p['app_field']}"
+        f"{' (leading zeros stripped)' if p['strip_leading_zeros'] else ''}: "
+        f"{p['support']} shared, {p['source_overlap']:.0%} of source, {p['app_overlap']:.0%} of app"
+        + (f", names agree {p['agreement']:.0%}" if p["agreement"] is not None else "")
+        for p in proposals
+    ] or ["no key proposals (import app records first: rostersync directory import)"]
+    lines.append("* = proposed; confirm with: rostersync keys --kind student --confirm SOURCE:APP")
+    _emit(args, proposals, "\n".join(lines))
+    return 0
+
+
+def cmd_matches(args: argparse.Namespace) -> int:
+    from rostersync.identity import list_match_decisions
+
+    with local_stack(_state_dir(args)) as (_cloud, deps):
+        rows = list_match_decisions(deps, args.tenant, run_id=args.run, tier=args.tier)
+    if args.json:
+        _emit(
+            args,
+            [
+                {k: r.get(k) for k in ("entity", "source_id", "target_id", "tier", "score")}
+                | {
+                    "evidence": {
+                        k: r.get(k)
+                        for k in ("agreed", "missing", "notes", "field_scores", "runner_up")
+                    }
+                }
+                for r in rows
+            ],
+            "",
+        )
+        return 0
+    lines = [
+        f"{r['tier']:<10} {r['entity']:<8} {r['source_id']} → {r.get('target_id') or '-'}  "
+        f"score {r['score']:.2f}  agreed: {', '.join(r.get('agreed') or []) or '-'}"
+        + (f"  ({', '.join(r['notes'])})" if r.get("notes") else "")
+        for r in rows
+    ]
+    _emit(args, rows, "\n".join(lines) or "no match decisions to review")
+    return 0
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    from rostersync import identity
+
+    with local_stack(_state_dir(args)) as (_cloud, deps):
+        who = _who(args)
+        if args.match_command == "confirm":
+            result = identity.confirm_match(
+                deps, args.tenant, args.entity, args.source_id, who, args.target
+            )
+        elif args.match_command == "reject":
+            result = identity.reject_match(
+                deps, args.tenant, args.entity, args.source_id, args.target_id, who
+            )
+        elif args.match_command == "link":
+            result = identity.link_manually(
+                deps, args.tenant, args.entity, args.source_id, args.target_id, who
+            )
+        else:
+            result = identity.mark_adhoc(
+                deps, args.tenant, args.entity, args.target_id, not args.archive, who
+            )
+    human = f"{args.match_command}: recorded"
+    if result.get("restaged_run"):
+        human += f"; prepared run {result['restaged_run']} re-staged"
+    _emit(args, result, human)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rostersync", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -386,6 +491,47 @@ def build_parser() -> argparse.ArgumentParser:
     export = dsub.add_parser("export", help="print the committed roster")
     common(export)
     export.set_defaults(func=cmd_directory_export)
+    dimport = dsub.add_parser("import", help="load the app's existing records for matching")
+    dimport.add_argument("file", help="CSV: app_id, kind, names, email, birth_date, id:<name>, ...")
+    dimport.add_argument("--who")
+    common(dimport)
+    dimport.set_defaults(func=cmd_directory_import)
+
+    keys_parser = sub.add_parser("keys", help="propose or confirm the exact matching keys")
+    keys_parser.add_argument("--kind", choices=["student", "teacher", "guardian"])
+    keys_parser.add_argument("--confirm", nargs="+", metavar="SOURCE:APP[:strip]")
+    keys_parser.add_argument("--run")
+    keys_parser.add_argument("--who")
+    common(keys_parser)
+    keys_parser.set_defaults(func=cmd_keys)
+
+    matches = sub.add_parser("matches", help="list match decisions with their evidence")
+    matches.add_argument("--run")
+    matches.add_argument("--tier", choices=["key", "auto", "suggested", "unmatched", "manual"])
+    common(matches)
+    matches.set_defaults(func=cmd_matches)
+
+    match_parser = sub.add_parser("match", help="record a matching decision")
+    msub = match_parser.add_subparsers(dest="match_command", required=True)
+    confirm = msub.add_parser("confirm", help="confirm a suggestion")
+    confirm.add_argument("entity", choices=["users", "classes"])
+    confirm.add_argument("source_id")
+    confirm.add_argument("--target", help="the app id, if not the suggested one")
+    for name, text in (("reject", "reject a pair for good"), ("link", "link by hand")):
+        p = msub.add_parser(name, help=text)
+        p.add_argument("entity", choices=["users", "classes"])
+        p.add_argument("source_id")
+        p.add_argument("target_id")
+    adhoc = msub.add_parser("adhoc", help="an app record with no source: keep or archive")
+    adhoc.add_argument("entity", choices=["users", "classes"])
+    adhoc.add_argument("target_id")
+    group = adhoc.add_mutually_exclusive_group(required=True)
+    group.add_argument("--keep", action="store_true")
+    group.add_argument("--archive", action="store_true")
+    for p in msub.choices.values():
+        p.add_argument("--who")
+        common(p)
+        p.set_defaults(func=cmd_match)
 
     settings = sub.add_parser("settings", help="show or change the tenant's settings")
     ssub = settings.add_subparsers(dest="settings_command", required=True)

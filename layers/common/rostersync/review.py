@@ -372,3 +372,28 @@ def show_run(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:
     run.pop("pk", None)
     report = deps.store.get_json(keys.report_key(tenant, run_id))
     return {"run": run, "report": report}
+
+
+def restage_run(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:
+    """Match and stage a prepared run again (after a matching decision, or on a moved
+    committed state), keeping the actions an admin unticked. Returns the new report."""
+    from rostersync.pipeline.match import match
+    from rostersync.pipeline.stage import stage
+
+    run, state = _run_state(deps, tenant, run_id)
+    if run.get("status") != "prepared":
+        raise RunStateError(
+            f"run {run_id} is {run.get('status')}; only a prepared run can be re-staged"
+        )
+    unticked = {
+        a["id"]: a.get("decided_by") or "admin"
+        for a in iter_actions(deps, tenant, run_id)
+        if not a["included"] and a.get("decided_by")
+    }
+    state.review = True
+    stage(match(state, deps), deps)
+    still_there = {a["id"] for a in iter_actions(deps, tenant, run_id)}
+    for action_id, who in unticked.items():
+        if action_id in still_there:
+            set_included(deps, tenant, run_id, Selection(action_ids=[action_id]), False, who)
+    return dict(deps.store.get_json(keys.report_key(tenant, run_id)) or {})

@@ -64,4 +64,4 @@ PEOPLE_THRESHOLDS = Thresholds()
 #: Defaults for classes (``name_floor`` applies to the title): a class agreeing on title,
 #: subject, teachers and term (0.80 without a class code) is automatic; sections of one
 #: teacher's course told apart only by their class codes need the wider margin.
-CLASS_THRESHOLDS = Thresholds(auto=0.75, suggest=0.5, margin=0.1, name_floor=0.8)
+CLASS_THRESHOLDS = Thresholds(auto=0.75, suggest=0.65, margin=0.1, name_floor=0.8)

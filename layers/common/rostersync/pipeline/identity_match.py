@@ -151,6 +151,8 @@ class IdentityMatcher:
         self.review: list[dict[str, Any]] = []
         self.manual: dict[tuple[str, str], str] = {}
         self.rejected: dict[str, set[tuple[str, str]]] = {"users": set(), "classes": set()}
+        #: App records an admin kept ad hoc or archived: not offered to matching.
+        self.set_aside: set[str] = set()
         self._indexes: dict[Entity, dict[tuple[str, str], BaselineEntry]] = {}
 
     # ------------------------------------------------------------------ inputs
@@ -183,6 +185,8 @@ class IdentityMatcher:
                 self.manual[(entity, item["source_id"])] = item["target_id"]
             for target in item.get("rejected_targets") or []:
                 self.rejected[entity].add((item["source_id"], target))
+            if item.get("decision") in {"adhoc", "archived"} and item.get("target_id"):
+                self.set_aside.add(item["target_id"])
 
     def _confirmed_keys(self) -> dict[PersonKind, list[KeySpec]]:
         meta = self.deps.tenants.get_meta(self.tenant) or {}
@@ -247,11 +251,20 @@ class IdentityMatcher:
         }
         if not absent:
             return []
+        absent_ids = {key[1] for key in absent}
+        birth = {
+            line["source_id"]: parsed
+            for line in iter_snapshot(
+                self.deps.store, self.tenant, self.baseline, Entity.DEMOGRAPHICS
+            )
+            if line["source_id"] in absent_ids
+            and (parsed := _parse_date((line.get("record") or {}).get("birth_date")))
+        }
         out = []
         for line in iter_snapshot(self.deps.store, self.tenant, self.baseline, entity):
             key = (line["source_system"], line["source_id"])
             if key in absent and line.get("record"):
-                person = source_person(line["record"], {}, schools, key=line["target_id"])
+                person = source_person(line["record"], birth, schools, key=line["target_id"])
                 if person is not None:
                     out.append(person)
         return out
@@ -263,7 +276,7 @@ class IdentityMatcher:
         linked now or before (for class teachers)."""
         entity = Entity.USERS
         index = self._index(entity)
-        taken = {entry.target_id for entry in index.values()}
+        taken = {entry.target_id for entry in index.values()} | self.set_aside
         birth = {
             d["source_id"]: parsed
             for d in self._normalized(Entity.DEMOGRAPHICS)
@@ -291,11 +304,14 @@ class IdentityMatcher:
             person = source_person(record, birth, schools)
             if person is not None:
                 pending.append(person)
+        orphans = self._orphans(entity, present, schools)
+        # An orphan's app record is free to be claimed by the source id that replaced it.
+        taken -= {o.key for o in orphans}
         candidates = [
             app_person(p)
             for p in app_people
             if p["app_id"] not in taken and p.get("kind") != "class"
-        ] + self._orphans(entity, present, schools)
+        ] + orphans
         rejected = self.rejected["users"]
         keys_by_kind = self._confirmed_keys()
         # Staff first: their links are what classes are connected through.
@@ -375,7 +391,7 @@ class IdentityMatcher:
     ) -> None:
         entity = Entity.CLASSES
         index = self._index(entity)
-        taken = {entry.target_id for entry in index.values()}
+        taken = {entry.target_id for entry in index.values()} | self.set_aside
         pool_records = [c for c in app_classes if c["app_id"] not in taken]
         teachers: dict[str, set[str]] = {}
         for enrollment in self._normalized(Entity.ENROLLMENTS):
