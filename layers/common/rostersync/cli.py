@@ -190,8 +190,12 @@ def cmd_directory_export(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from rostersync.demo import run_demo
+    from rostersync.demo import run_demo, run_existing_demo
 
+    if args.existing:
+        return run_existing_demo(
+            state=Path(args.state) if args.state else None, students=args.students, out=sys.stdout
+        )
     return run_demo(
         state=Path(args.state) if args.state else None, students=args.students, out=sys.stdout
     )
@@ -585,6 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="generate a district and its next day; sync both")
     demo.add_argument("--state", help="state directory (default: a fresh temporary one)")
     demo.add_argument("--students", type=int, default=500)
+    demo.add_argument(
+        "--existing", action="store_true", help="connect an app that already has its own records"
+    )
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -140,3 +140,111 @@ def run_demo(*, state: Path | None, students: int, out: TextIO) -> int:
                 f"Directory: rostersync directory export --tenant {TENANT} --state {state_dir}\n"
             )
     return 0
+
+
+def _print_tiers(decisions: list[dict[str, Any]], out: TextIO, when: str) -> None:
+    tiers: dict[str, int] = {}
+    for d in decisions:
+        tiers[f"{d['entity']} {d['tier']}"] = tiers.get(f"{d['entity']} {d['tier']}", 0) + 1
+    out.write(f"Matches {when}: " + ", ".join(f"{n} {t}" for t, n in sorted(tiers.items())) + "\n")
+
+
+def run_existing_demo(*, state: Path | None, students: int, out: TextIO) -> int:
+    """An app with teachers, students and classes of its own is connected to its SIS:
+    staff linked first, the key proposal, automatic matches, suggestions, unmatched;
+    then confirmations, a commit, and a second sync that keeps every decision."""
+    from rostersync.existing_app import build_existing_app
+    from rostersync.identity import (
+        confirm_keys,
+        confirm_match,
+        import_app_records,
+        list_match_decisions,
+        propose_tenant_keys,
+    )
+    from rostersync.review import restage_run
+    from rostersync.service import ensure_tenant
+
+    state_dir = state or default_state_dir() / "demo-existing"
+    shutil.rmtree(state_dir, ignore_errors=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="rostersync-demo-") as tmp:
+        work = Path(tmp)
+        day1, day2 = work / "day1", work / "day2"
+        generate_district(day1, students=students, seed=1)
+        mutate_next_day(day1, day2, seed=2)
+        app = build_existing_app(day1, work / "app.csv", seed=3)
+        out.write(
+            f"The app already has {sum(1 for s in app.truth.values() if s) + len(app.app_only)} "
+            f"records made by hand: {len(app.typos)} students with typos, {len(app.app_only)} "
+            f"who left (not in the SIS); {len(app.sis_only)} SIS students are new to the app.\n"
+        )
+        with local_stack(state_dir) as (cloud, deps):
+            ensure_tenant(deps, TENANT, create=True)
+            imported = import_app_records(deps, TENANT, app.path.read_text(), "demo-admin")
+            out.write(
+                f"Imported {imported['imported']} app records (rostersync directory import)\n\n"
+            )
+            out.write("== Connecting: the first sync, prepared for review\n")
+            first, _ = run_sync(cloud, deps, TENANT, day1, state_dir, review=True, out=out)
+            decisions = list_match_decisions(deps, TENANT, run_id=first.run_id)
+            staff = [d for d in decisions if d["tier"] == "key"]
+            out.write(f"Staff first: {len(staff)} teachers linked by email\n")
+
+            out.write("\nKey proposal (rostersync keys):\n")
+            proposals = [p for p in propose_tenant_keys(deps, TENANT) if p["strong"]]
+            for proposal in proposals[:3]:
+                out.write(
+                    f"  {proposal['kind']}: {proposal['source_field']} ↔ {proposal['app_field']} "
+                    f"({proposal['support']} shared, {proposal['app_overlap']:.0%} of the app's)\n"
+                )
+            first_decisions = list_match_decisions(deps, TENANT, run_id=first.run_id)
+            _print_tiers(first_decisions, out, "first")
+            suggestions = [d for d in first_decisions if d["tier"] == "suggested"]
+            for d in suggestions[:5]:
+                out.write(
+                    f"  suggested {d['entity']} {d['source_id']} → {d['target_id']} "
+                    f"score {d['score']:.2f}, agreed: {', '.join(d['agreed'])}"
+                    + (f" ({', '.join(d['notes'])})" if d["notes"] else "")
+                    + "\n"
+                )
+            out.write(f"The admin confirms the {len(suggestions)} suggestions\n")
+            for d in suggestions:
+                confirm_match(deps, TENANT, d["entity"], d["source_id"], "demo-admin")
+            student_key = next((p for p in proposals if p["kind"] == "student"), None)
+            if student_key is not None:
+                spec = f"{student_key['source_field']}:{student_key['app_field']}"
+                confirm_keys(deps, TENANT, "student", [spec], "demo-admin")
+                out.write(f"and confirms {spec} as the students' key\n")
+                restage_run(deps, TENANT, first.run_id)
+            decisions = list_match_decisions(deps, TENANT, run_id=first.run_id)
+            _print_tiers(decisions, out, "now")
+            new_users = list_actions(
+                deps,
+                TENANT,
+                first.run_id,
+                ActionFilter(entity=Entity.USERS, action="add", limit=1000),
+            ).actions
+            roles: dict[str, int] = {}
+            for action in new_users:
+                if action["tier"] == "unmatched":
+                    role = (action.get("record") or {}).get("role", "?")
+                    roles[role] = roles.get(role, 0) + 1
+            out.write(
+                "  unmatched, created as new: "
+                + ", ".join(f"{n} {role}s" for role, n in sorted(roles.items()))
+                + "\n"
+            )
+            report = commit_run(deps, TENANT, first.run_id, "demo-admin")
+            out.write(f"Committed run {first.run_id}: {report['status']}\n")
+            print_counts(report["counts"], out)
+
+            out.write("\n== The next day's sync keeps every decision\n")
+            second, _ = run_sync(cloud, deps, TENANT, day2, state_dir, out=out)
+            print_counts(second.counts, out)
+            wrong = [
+                d
+                for d in decisions
+                if d["tier"] in {"key", "auto"} and app.truth.get(d["target_id"]) != d["source_id"]
+            ]
+            out.write(f"Automatic links checked against the truth: {len(wrong)} wrong\n")
+    return 0 if second.status in {"committed", "held"} else 1

@@ -103,7 +103,10 @@ def build_existing_app(
                 "birth_date": birth,
                 "grade": user["grades"].split(",")[0] if user["grades"] else "",
                 "school": school,
-                "id:student_number": "",
+                # The app kept the SIS student number for most students (typed in by hand).
+                "id:student_number": user["identifier"]
+                if role == "student" and rng.random() < 0.8
+                else "",
             }
         )
         out.truth[app_id] = user["sourcedId"]

@@ -305,12 +305,16 @@ class IdentityMatcher:
             if person is not None:
                 pending.append(person)
         orphans = self._orphans(entity, present, schools)
-        # An orphan's app record is free to be claimed by the source id that replaced it.
-        taken -= {o.key for o in orphans}
+        orphan_keys = {o.key for o in orphans}
+        # An orphan's app record is free to be claimed by the source id that replaced it;
+        # it is offered once, with the synced data (fresher than the app's import).
+        taken -= orphan_keys
         candidates = [
             app_person(p)
             for p in app_people
-            if p["app_id"] not in taken and p.get("kind") != "class"
+            if p["app_id"] not in taken
+            and p["app_id"] not in orphan_keys
+            and p.get("kind") != "class"
         ] + orphans
         rejected = self.rejected["users"]
         keys_by_kind = self._confirmed_keys()
