@@ -123,7 +123,7 @@ def test_mass_archive_above_the_share_is_held(cloud, tmp_path):
     assert outcome.counts["users"]["archive"] == 0
     trip = next(t for t in outcome.report["hold"] if t["check"] == "archive_share")
     assert trip["entity"] == "users" and trip["measured"] == 0.25 and trip["threshold"] == 0.1
-    assert "5 of 20 active users would be archived (25%, limit 10%)" == trip["message"]
+    assert trip["message"] == "5 of 20 active users would be archived (25%, limit 10%)"
     archived = [a for a in changes(cloud[1], outcome.run_id, "users") if a["action"] == "archive"]
     assert len(archived) == 5 and not any(a["included"] for a in archived)
     assert all(a["held"] for a in archived)
@@ -161,8 +161,7 @@ def test_delta_bundle_applies_only_its_rows(cloud, tmp_path):
     )
     header = (LEPO / "users.csv").read_text().splitlines()[0]
     (delta / "users.csv").write_text(
-        header
-        + '\n"us0002","tobedeleted","2026-11-02","true","or0001","student","user02","",'
+        header + '\n"us0002","tobedeleted","2026-11-02","true","or0001","student","user02","",'
         '"GN 02","FN 02","","","","","","","","","",""\n'
         '"us0100","active","2026-11-02","true","or0001","student","user100","",'
         '"GN 100","FN 100","","","","","","","","","",""\n'
@@ -214,14 +213,21 @@ def test_a_failing_step_records_the_run_as_failed_with_its_reason(cloud, tmp_pat
 
 @pytest.mark.parametrize(
     "bundle",
-    ["moodle-full-1.1", "moodle-minimal-1.1", "oat-sa-1.1", "lepo-en-1.1", "lepo-en-1.1/oneroster.zip"],
+    [
+        "moodle-full-1.1",
+        "moodle-minimal-1.1",
+        "oat-sa-1.1",
+        "lepo-en-1.1",
+        "lepo-en-1.1/oneroster.zip",
+    ],
 )
 def test_every_shared_bundle_syncs_with_its_problems_listed(cloud, tmp_path, bundle):
     outcome = sync(cloud, ONEROSTER / bundle, tmp_path)
     assert outcome.status == "committed", outcome.error
     report = outcome.report
-    assert report["issues_total"] == len(list(cloud[1].store.iter_jsonl(
-        keys.issues_key("t1", outcome.run_id))))
+    assert report["issues_total"] == len(
+        list(cloud[1].store.iter_jsonl(keys.issues_key("t1", outcome.run_id)))
+    )
     body = cloud[1].store.get_bytes(keys.report_key("t1", outcome.run_id, "issues.csv"))
     assert body is not None and b"Password1-" not in body
     if bundle.startswith(("moodle", "oat")):

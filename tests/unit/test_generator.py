@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+
 from rostersync.generator import (
     FILE_COLUMNS,
     GRADES,
