@@ -27,7 +27,8 @@ check: $(STAMP)
 	$(BIN)/python scripts/check_asl.py statemachines/*.asl.json
 
 bench: $(STAMP)
-	$(BIN)/python bench/bench_sync.py
+	$(BIN)/python -u bench/bench_sync.py
+	$(BIN)/python -u bench/match_quality.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -22,6 +22,7 @@ from rostersync.errors import RunStateError, StaleBaseline
 from rostersync.models import ENTITY_ORDER, ENTITY_SINGULAR, Entity
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
+from rostersync.pipeline.notify import notify_run
 from rostersync.pipeline.report import build_report
 from rostersync.pipeline.snapshot import (
     ACTIVE,
@@ -234,5 +235,6 @@ def commit(state: RunState, deps: Deps) -> RunState:
             "report_key": keys.report_key(state.tenant, state.run_id),
         },
     )
+    notify_run(deps, state.tenant, state.run_id, status, report)
     state.status = status
     return state

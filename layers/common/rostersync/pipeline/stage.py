@@ -33,6 +33,7 @@ from rostersync.models import ENTITY_ORDER, Entity, SourceStatus, Tier
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.match import MatchDecision
+from rostersync.pipeline.notify import notify_run
 from rostersync.pipeline.report import build_report
 from rostersync.pipeline.scope import Scope
 from rostersync.pipeline.snapshot import (
@@ -575,4 +576,5 @@ def stage(state: RunState, deps: Deps) -> RunState:
             },
         )
         state.status = "prepared"
+        notify_run(deps, tenant, run_id, "prepared", report)
     return state

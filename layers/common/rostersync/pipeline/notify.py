@@ -1,0 +1,32 @@
+"""Run notifications: one event on the bus at the end of every run (``run.committed``,
+``run.held``, ``run.prepared``; ``run.failed`` comes from the state machine). The
+template routes ``run.*`` events to the notifications topic (email). Ids and counts
+only, never a record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rostersync.pipeline.deps import Deps
+
+
+def notify_run(deps: Deps, tenant: str, run_id: str, status: str, report: dict[str, Any]) -> None:
+    totals: dict[str, int] = {}
+    for row in (report.get("counts") or {}).values():
+        for action, count in row.items():
+            totals[action] = totals.get(action, 0) + int(count)
+    deps.events.publish(
+        [
+            (
+                f"run.{status}",
+                {
+                    "tenant": tenant,
+                    "run_id": run_id,
+                    "status": status,
+                    "counts": totals,
+                    "issues": int(report.get("issues_total") or 0),
+                    "hold": [h.get("check") for h in report.get("hold") or []],
+                },
+            )
+        ]
+    )
