@@ -180,7 +180,13 @@ class TestStateMachine:
 
         assert result.status == "FAILED"
         assert result.error == "BundleError"
-        assert result.states[-4:] == ["Normalize", "Match", "RecordFailure", "Failed"]
+        assert result.states[-5:] == [
+            "Normalize",
+            "Match",
+            "RecordFailure",
+            "NotifyFailure",
+            "Failed",
+        ]
         assert result.failed_state == "Match"
         assert attempts(mini_cloud, "r-fatal", "match") == 1  # fatal errors are not retried
         assert attempts(mini_cloud, "r-fatal", "stage") == 0
@@ -204,7 +210,7 @@ class TestStateMachine:
 
         assert result.status == "FAILED"
         assert result.error == "InvalidDecision"
-        assert result.states[-3:] == ["NoDecision", "RecordFailure", "Failed"]
+        assert result.states[-4:] == ["NoDecision", "RecordFailure", "NotifyFailure", "Failed"]
         assert get_run(mini_cloud, run_id)["status"] == "failed"
 
     def test_events_put_on_the_stack_bus_are_captured(self, mini_cloud: LocalCloud) -> None:

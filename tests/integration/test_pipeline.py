@@ -65,7 +65,9 @@ def test_first_sync_commits_every_record_to_the_directory(cloud, tmp_path):
     assert len(changes_published) == 62
     assert {e["detail-type"] for e in changes_published} >= {"user.created", "enrollment.created"}
     runs = [e for e in events if e["detail-type"].startswith("run.")]
-    assert [(e["detail-type"], e["detail"]["counts"]["add"]) for e in runs] == [("run.committed", 62)]
+    assert [(e["detail-type"], e["detail"]["counts"]["add"]) for e in runs] == [
+        ("run.committed", 62)
+    ]
     assert "given_name" not in str(events)  # events carry ids, never names
 
 
@@ -215,6 +217,9 @@ def test_a_failing_step_records_the_run_as_failed_with_its_reason(cloud, tmp_pat
     run = cloud[1].runs.get("t1", outcome.run_id)
     assert run["status"] == "failed"
     assert "not a readable zip" in run["reason"]
+    failed = [e for e in cloud[0].published_events() if e["detail-type"] == "run.failed"]
+    assert [e["detail"]["run_id"] for e in failed] == [outcome.run_id]
+    assert failed[0]["detail"]["error"] == "BundleError"
     assert export_directory(cloud[1], "t1")["users"] == []
 
 

