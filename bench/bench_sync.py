@@ -31,7 +31,11 @@ def peak_rss_mb() -> float:
 
 
 def bundle_rows(folder: Path) -> int:
-    return sum(max(0, sum(1 for _ in p.open("rb")) - 1) for p in folder.glob("*.csv") if p.name != "manifest.csv")
+    return sum(
+        max(0, sum(1 for _ in p.open("rb")) - 1)
+        for p in folder.glob("*.csv")
+        if p.name != "manifest.csv"
+    )
 
 
 def pyarrow_read_seconds(folder: Path) -> float:
@@ -75,8 +79,10 @@ def run_day(deps: Any, tenant: str, folder: Path, full_commit: bool) -> dict[str
     deps.runs.put(tenant, run_id, {"status": "running", "trigger": "cli", "mode": "full"})
     state: dict[str, Any] = {"tenant": tenant, "run_id": run_id, "source": {"key": source}}
     timings: dict[str, float] = {}
-    commit_deps = deps if full_commit else replace(
-        deps, directory=_NullWriter(), links=_NullWriter(), events=_NullWriter()
+    commit_deps = (
+        deps
+        if full_commit
+        else replace(deps, directory=_NullWriter(), links=_NullWriter(), events=_NullWriter())
     )
     for step in ("fetch", "normalize", "match", "stage", "commit"):
         started = time.perf_counter()
@@ -100,7 +106,8 @@ def main() -> int:
     from rostersync.pipeline.deps import build_deps
 
     logger().setLevel("WARNING")
-    print(f"{'students':>9} {'day':>4} {'rows':>9} {'step':<10} {'seconds':>8} {'rows/s':>10} {'peak MB':>8}")
+    header = ("students", "day", "rows", "step", "seconds", "rows/s", "peak MB")
+    print("{:>9} {:>4} {:>9} {:<10} {:>8} {:>10} {:>8}".format(*header))
     for students in args.sizes:
         day1, day2 = ensure_district(students)
         rows = {1: bundle_rows(day1), 2: bundle_rows(day2)}
@@ -123,9 +130,13 @@ def main() -> int:
                     )
                 print(
                     f"{students:>9} {day:>4} {rows[day]:>9} {'CORE':<10} {core:>8.2f} "
-                    f"{rows[day] / core:>10.0f}   (normalize+match+stage; {int(t['changes'])} changes)"
+                    f"{rows[day] / core:>10.0f}   "
+                    f"(normalize+match+stage; {int(t['changes'])} changes)"
                 )
-        print(f"{students:>9}    - {rows[1]:>9} {'pyarrow':<10} {floor:>8.2f} {rows[1] / floor:>10.0f}   (read every file: the floor)")
+        print(
+            f"{students:>9}    - {rows[1]:>9} {'pyarrow':<10} {floor:>8.2f} "
+            f"{rows[1] / floor:>10.0f}   (read every file: the floor)"
+        )
     print("commit* = snapshot only (directory, links and events not written; see docstring)")
     return 0
 

@@ -90,9 +90,13 @@ def test_unticked_actions_are_not_applied_and_stay_in_the_report(cloud, tmp_path
 
 def test_unknown_action_ids_are_an_error(cloud, tmp_path):
     sync(cloud, LEPO, tmp_path)
-    prepared = sync(cloud, renamed_copy(tmp_path, "d2", {"us0003": {"familyName": "X"}}), tmp_path, review=True)
+    prepared = sync(
+        cloud, renamed_copy(tmp_path, "d2", {"us0003": {"familyName": "X"}}), tmp_path, review=True
+    )
     with pytest.raises(RunStateError, match="no such action"):
-        set_included(cloud[1], "t1", prepared.run_id, Selection(action_ids=["users-update-0"]), False, "a")
+        set_included(
+            cloud[1], "t1", prepared.run_id, Selection(action_ids=["users-update-0"]), False, "a"
+        )
 
 
 def test_a_held_run_applies_adds_and_updates_and_archives_nothing_until_approved(cloud, tmp_path):
@@ -110,7 +114,9 @@ def test_a_held_run_applies_adds_and_updates_and_archives_nothing_until_approved
 
     assert held.status == "held"
     assert held.exit_code == 2
-    assert any(t["check"] == "archive_share" and t["entity"] == "users" for t in held.report["hold"])
+    assert any(
+        t["check"] == "archive_share" and t["entity"] == "users" for t in held.report["hold"]
+    )
     assert held.counts["users"] == {"add": 1, "update": 1, "archive": 0, "reactivate": 0}
     assert held.report["held"]["users"] == 10
     deps = cloud[1]
@@ -133,7 +139,10 @@ def test_a_missing_required_file_holds_the_run(cloud, tmp_path):
     (day2 / "enrollments.csv").unlink()
     outcome = sync(cloud, day2, tmp_path)
     assert outcome.status in {"held", "committed"}
-    assert any(t["check"] == "required_file" and t["entity"] == "enrollments" for t in outcome.report["hold"])
+    assert any(
+        t["check"] == "required_file" and t["entity"] == "enrollments"
+        for t in outcome.report["hold"]
+    )
     enrollments = export_directory(cloud[1], "t1")["enrollments"]
     assert {e["status"] for e in enrollments} == {"active"}
 
@@ -199,9 +208,15 @@ def test_contact_details_edited_in_the_app_are_kept(cloud, tmp_path):
     sync(cloud, LEPO, tmp_path)
     deps = cloud[1]
     target = next(u for u in export_directory(deps, "t1")["users"] if u["source_id"] == "us0003")
-    record_app_edit(deps, "t1", "users", target["target_id"], {"email": "app@school.example"}, "app")
+    record_app_edit(
+        deps, "t1", "users", target["target_id"], {"email": "app@school.example"}, "app"
+    )
 
-    sync(cloud, renamed_copy(tmp_path, "d2", {"us0003": {"email": "sis@x.example", "familyName": "N"}}), tmp_path)
+    sync(
+        cloud,
+        renamed_copy(tmp_path, "d2", {"us0003": {"email": "sis@x.example", "familyName": "N"}}),
+        tmp_path,
+    )
 
     users = {u["source_id"]: u for u in export_directory(deps, "t1")["users"]}
     assert users["us0003"]["email"] == "app@school.example"
@@ -229,8 +244,12 @@ def test_class_renames_are_ignored_after_the_first_sync(cloud, tmp_path):
 def test_two_prepared_runs_the_second_is_refused_after_the_first_commits(cloud, tmp_path):
     sync(cloud, LEPO, tmp_path)
     deps = cloud[1]
-    a = sync(cloud, renamed_copy(tmp_path, "a", {"us0003": {"familyName": "A"}}), tmp_path, review=True)
-    b = sync(cloud, renamed_copy(tmp_path, "b", {"us0004": {"familyName": "B"}}), tmp_path, review=True)
+    a = sync(
+        cloud, renamed_copy(tmp_path, "a", {"us0003": {"familyName": "A"}}), tmp_path, review=True
+    )
+    b = sync(
+        cloud, renamed_copy(tmp_path, "b", {"us0004": {"familyName": "B"}}), tmp_path, review=True
+    )
     commit_run(deps, "t1", a.run_id, "admin")
     with pytest.raises(StaleBaseline, match="stage it again"):
         commit_run(deps, "t1", b.run_id, "admin")
@@ -241,7 +260,9 @@ def test_two_prepared_runs_the_second_is_refused_after_the_first_commits(cloud, 
 def test_discarded_runs_apply_nothing_and_show_in_history(cloud, tmp_path):
     sync(cloud, LEPO, tmp_path)
     deps = cloud[1]
-    prepared = sync(cloud, renamed_copy(tmp_path, "d", {"us0003": {"familyName": "D"}}), tmp_path, review=True)
+    prepared = sync(
+        cloud, renamed_copy(tmp_path, "d", {"us0003": {"familyName": "D"}}), tmp_path, review=True
+    )
     discard_run(deps, "t1", prepared.run_id, "admin")
     with pytest.raises(RunStateError):
         commit_run(deps, "t1", prepared.run_id, "admin")

@@ -474,6 +474,33 @@ def cmd_match(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from rostersync.local.serve import serve
+
+    serve(_state_dir(args), args.api_port, args.sftp_port, out=sys.stdout)
+    return 0
+
+
+def cmd_sftp_user(args: argparse.Namespace) -> int:
+    from rostersync.local.sftp import sftp_user_add
+
+    key = Path(args.public_key).read_text() if args.public_key else None
+    if not args.password and not key:
+        sys.stderr.write("rostersync: give --password or --public-key\n")
+        return 1
+    with local_stack(_state_dir(args)) as (_cloud, deps):
+        ensure_tenant(deps, args.tenant_id, create=False)
+    user = sftp_user_add(
+        _state_dir(args), args.tenant_id, args.username, password=args.password, public_key=key
+    )
+    _emit(
+        args,
+        {"tenant": args.tenant_id, "username": args.username},
+        f"SFTP user {args.username} added for tenant {args.tenant_id} ({type(user).__name__})",
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rostersync", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -580,6 +607,23 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--who")
         common(p)
         p.set_defaults(func=func)
+
+    serve = sub.add_parser("serve", help="the API, an SFTP drop box and the schedules, locally")
+    serve.add_argument("--api-port", type=int, default=8080)
+    serve.add_argument("--sftp-port", type=int, default=2222)
+    serve.add_argument("--state", help="local state directory (default: see README)")
+    serve.set_defaults(func=cmd_serve)
+
+    sftp = sub.add_parser("sftp-user", help="users of the local SFTP drop box")
+    sftp_sub = sftp.add_subparsers(dest="sftp_command", required=True)
+    sftp_add = sftp_sub.add_parser("add", help="add a user for a tenant (password or key)")
+    sftp_add.add_argument("tenant_id", metavar="TENANT")
+    sftp_add.add_argument("username")
+    sftp_add.add_argument("--password")
+    sftp_add.add_argument("--public-key", help="a file holding an OpenSSH public key")
+    sftp_add.add_argument("--state", help="local state directory (default: see README)")
+    sftp_add.add_argument("--json", action="store_true")
+    sftp_add.set_defaults(func=cmd_sftp_user)
 
     runs = sub.add_parser("runs", help="the tenant's sync history")
     runs.add_argument("--limit", type=int, default=50)

@@ -20,6 +20,8 @@ class StackSettings(BaseModel):
     directory_table: str = Field(alias="DIRECTORY_TABLE")
     tenants_table: str = Field(alias="TENANTS_TABLE")
     event_bus: str = Field(alias="EVENT_BUS_NAME")
+    #: The per-tenant run lock (only where runs are started: the API, the inbox, the CLI).
+    locks_table: str | None = Field(default=None, alias="LOCKS_TABLE")
     #: Largest share of an entity's active records one run may archive without review.
     max_archive_share: float = Field(default=0.10, alias="MAX_ARCHIVE_SHARE", ge=0.0, le=1.0)
 

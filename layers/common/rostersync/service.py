@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 from rostersync.errors import RostersyncError
 from rostersync.models import ENTITY_ORDER, SyncMode
-from rostersync.pipeline.contracts import RunState, SourceSpec, Trigger
-from rostersync.pipeline.deps import Deps
+from rostersync.pipeline.contracts import Trigger
+from rostersync.pipeline.deps import Deps, locks_repository
 from rostersync.pipeline.stage import ACTIONS
 from rostersync.storage import keys
 
@@ -93,6 +93,17 @@ def upload_bundle(deps: Deps, tenant: str, run_id: str, path: Path) -> str:
     return prefix
 
 
+class _WaitingLauncher:
+    """Launches through a ``RunStarter`` and waits for the end (the command line)."""
+
+    def __init__(self, starter: RunStarter) -> None:
+        self.starter = starter
+        self.execution: ExecutionOutcome | None = None
+
+    def launch(self, run_input: dict[str, Any], *, name: str) -> None:
+        self.execution = self.starter.start_run(run_input, name=name)
+
+
 def start_sync(
     starter: RunStarter,
     deps: Deps,
@@ -105,29 +116,28 @@ def start_sync(
     trigger: Trigger = "cli",
     requested_by: str | None = None,
 ) -> SyncOutcome:
-    """Record the run, execute the state machine, return its outcome and report."""
-    state = RunState(
-        tenant=tenant,
-        run_id=run_id,
+    """Start a run the way every trigger does (lock, record, launch), wait for it, and
+    return its outcome and report."""
+    from rostersync.runs import begin_run
+
+    locks = locks_repository(deps.settings)
+    launcher = _WaitingLauncher(starter)
+    begin_run(
+        deps,
+        locks,
+        launcher,
+        tenant,
+        source_key,
         trigger=trigger,
         mode=mode,
-        source=SourceSpec(key=source_key),
-        requested_by=requested_by,
         review=review,
+        requested_by=requested_by,
+        run_id=run_id,
     )
-    deps.runs.put(
-        tenant,
-        run_id,
-        {
-            "status": "running",
-            "trigger": trigger,
-            "mode": mode,
-            "requested_by": requested_by,
-            "started_at": _now(),
-            "source_key": source_key,
-        },
-    )
-    execution = starter.start_run(state.model_dump(mode="json"), name=run_id)
+    locks.release(tenant, run_id)
+    execution = launcher.execution
+    if execution is None:  # begin_run returns only after launching
+        raise RuntimeError(f"run {run_id} was not launched")
     run = deps.runs.get(tenant, run_id)
     report = deps.store.get_json(keys.report_key(tenant, run_id))
     status = str(run.get("status", "failed"))

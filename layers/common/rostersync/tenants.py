@@ -35,5 +35,10 @@ def save_tenant_settings(
     after = settings.model_dump(mode="json")
     changed = _changed_fields(before, after)
     at = datetime.now(UTC).isoformat(timespec="microseconds")
+    if "schedule" in {name.split(".")[0] for name in changed}:
+        # Validate with the scheduler before the settings are stored.
+        from rostersync.schedules import sync_schedule
+
+        sync_schedule(None, tenant, settings)
     deps.tenants.put_settings(tenant, after, who=who, at=at, changed=changed)
     return changed

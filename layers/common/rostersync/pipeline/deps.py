@@ -16,6 +16,7 @@ from rostersync.storage.tables import (
     DecisionsRepository,
     DirectoryRepository,
     LinksRepository,
+    LocksRepository,
     RunsRepository,
     TenantsRepository,
 )
@@ -61,6 +62,13 @@ def build_deps(settings: StackSettings) -> Deps:
 def default_deps() -> Deps:
     """The process-wide dependencies, from the environment's settings."""
     return build_deps(stack_settings())
+
+
+def locks_repository(settings: StackSettings) -> LocksRepository:
+    """The run lock table, where this process starts runs."""
+    if not settings.locks_table:
+        raise RuntimeError("LOCKS_TABLE is not configured for this function")
+    return LocksRepository(boto3.resource("dynamodb"), settings.locks_table)
 
 
 def reset_default_deps() -> None:

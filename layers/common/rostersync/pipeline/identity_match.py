@@ -359,23 +359,32 @@ class IdentityMatcher:
                     self._unmatched(entity, system, person.key)
                 continue
             result = match_people(rest, pool, exclude_pairs=rejected)
-            for source_id, decision in result.decisions.items():
-                if decision.tier == Tier.AUTO and decision.target_key is not None:
-                    self.decided[entity][source_id] = MatchDecision(
-                        system, source_id, decision.target_key, Tier.AUTO, float(decision.score)
-                    )
-                    targets_of[source_id] = decision.target_key
-                    self.review.append(_review_row(entity, decision, decision.target_key))
-                elif decision.tier == Tier.SUGGESTED:
-                    self.decided[entity][source_id] = MatchDecision(
-                        system, source_id, None, Tier.SUGGESTED, float(decision.score)
-                    )
-                    self.review.append(_review_row(entity, decision, decision.target_key))
-                else:
-                    self._unmatched(entity, system, source_id)
-                    if decision.score > 0:
-                        self.review.append(_review_row(entity, decision, None))
+            for decision in result.decisions.values():
+                linked = self._record_scored(entity, system, decision)
+                if linked is not None:
+                    targets_of[decision.source_key] = linked
         return targets_of
+
+    def _record_scored(self, entity: Entity, system: str, decision: Decision) -> str | None:
+        """Keep a scored decision (and its evidence for review); return the target it
+        links now, if any. Suggestions wait for an admin: no target this run."""
+        source_id = decision.source_key
+        if decision.tier == Tier.AUTO and decision.target_key is not None:
+            self.decided[entity][source_id] = MatchDecision(
+                system, source_id, decision.target_key, Tier.AUTO, float(decision.score)
+            )
+            self.review.append(_review_row(entity, decision, decision.target_key))
+            return decision.target_key
+        if decision.tier == Tier.SUGGESTED:
+            self.decided[entity][source_id] = MatchDecision(
+                system, source_id, None, Tier.SUGGESTED, float(decision.score)
+            )
+            self.review.append(_review_row(entity, decision, decision.target_key))
+            return None
+        self._unmatched(entity, system, source_id)
+        if decision.score > 0:
+            self.review.append(_review_row(entity, decision, None))
+        return None
 
     def _unmatched(self, entity: Entity, system: str, source_id: str) -> None:
         target = (
@@ -459,16 +468,5 @@ class IdentityMatcher:
             date_window_days=self.settings.class_date_window_days,
             exclude_pairs=self.rejected["classes"],
         )
-        for source_id, decision in result.decisions.items():
-            if decision.tier == Tier.AUTO and decision.target_key is not None:
-                self.decided[entity][source_id] = MatchDecision(
-                    system, source_id, decision.target_key, Tier.AUTO, float(decision.score)
-                )
-                self.review.append(_review_row(entity, decision, decision.target_key))
-            elif decision.tier == Tier.SUGGESTED:
-                self.decided[entity][source_id] = MatchDecision(
-                    system, source_id, None, Tier.SUGGESTED, float(decision.score)
-                )
-                self.review.append(_review_row(entity, decision, decision.target_key))
-            else:
-                self._unmatched(entity, system, source_id)
+        for decision in result.decisions.values():
+            self._record_scored(entity, system, decision)

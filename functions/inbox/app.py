@@ -1,0 +1,13 @@
+"""Lambda handler for S3 "Object Created" events under inbox/: an adapter around
+rostersync.inbox (a complete bundle starts a run; a bad key is rejected and reported)."""
+
+from typing import Any
+
+from rostersync.inbox import handle_event
+from rostersync.launch import default_run_start_deps
+from rostersync.observability import logger
+
+
+@logger().inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle_event(event, default_run_start_deps()).model_dump(mode="json")

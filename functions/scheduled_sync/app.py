@@ -1,0 +1,15 @@
+"""Lambda handler for a tenant's daily schedule (EventBridge Scheduler): an adapter around
+rostersync.schedules.scheduled_sync (sync the tenant's newest complete inbox bundle)."""
+
+from typing import Any
+
+from rostersync.launch import default_run_start_deps
+from rostersync.observability import logger
+from rostersync.schedules import ScheduledSyncEvent, scheduled_sync
+
+
+@logger().inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    scheduled = ScheduledSyncEvent.model_validate(event)
+    outcome = scheduled_sync(default_run_start_deps(), scheduled.tenant, scheduled.mode)
+    return outcome.model_dump(mode="json")

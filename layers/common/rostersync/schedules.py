@@ -1,0 +1,339 @@
+"""Each tenant's daily sync: an EventBridge Scheduler schedule on AWS, a thread locally.
+
+``sync_schedule`` makes the Scheduler match the tenant's ``settings.schedule``: one
+schedule named ``rostersync-{tenant}`` in the stack's schedule group, firing
+``cron(MM HH * * ? *)`` in the tenant's time zone, its target the ScheduledSyncFunction
+with ``{"tenant", "mode"}`` as input; no schedule when the setting is cleared.
+``scheduled_sync`` is what that function does: sync the tenant's newest complete inbox
+bundle. Scheduler never fires under moto, so ``LocalScheduler`` reads every tenant's
+settings once a minute and fires what is due, once per day (``rostersync serve``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+from rostersync.errors import FatalError, RostersyncError
+from rostersync.inbox import bundle_mode, inbox_records, latest_complete_bundle
+from rostersync.launch import RunStartDeps
+from rostersync.models import SyncMode
+from rostersync.observability import logger
+from rostersync.runs import RunInProgress, begin_run
+from rostersync.settings import Schedule, TenantSettings
+from rostersync.storage import keys
+from rostersync.storage.objects import translate_aws_error
+from rostersync.tenants import load_tenant_settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_scheduler import EventBridgeSchedulerClient
+
+SCHEDULE_PREFIX = "rostersync-"
+#: How often the local scheduler looks at the tenants' schedules.
+LOCAL_INTERVAL_SECONDS = 60.0
+
+ScheduleChange = Literal["created", "updated", "unchanged", "deleted", "absent"]
+
+
+class InvalidSchedule(FatalError):
+    """The Scheduler refused the schedule (an unknown time zone, for one)."""
+
+
+class ScheduleTarget(BaseModel):
+    """Where a tenant's schedule sends its event: the stack's function, role and group."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    function_arn: str = Field(alias="SCHEDULED_SYNC_FUNCTION_ARN")
+    role_arn: str = Field(alias="SCHEDULER_ROLE_ARN")
+    group: str = Field(default="default", alias="SCHEDULE_GROUP")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ScheduleTarget:
+        return cls.model_validate(dict(env))
+
+
+def default_schedule_target() -> ScheduleTarget:
+    """The target of this process's stack, from the environment (not cached: the local
+    runtime sets the environment per session)."""
+    return ScheduleTarget.from_env(os.environ)
+
+
+def default_scheduler() -> EventBridgeSchedulerClient:
+    """A Scheduler client for this process's region (moto's while LocalCloud runs)."""
+    return boto3.client("scheduler")
+
+
+def schedule_name(tenant: str) -> str:
+    return SCHEDULE_PREFIX + keys.check_tenant(tenant)
+
+
+def schedule_expression(schedule: Schedule) -> str:
+    """``cron(MM HH * * ? *)``: every day at the schedule's time (in its time zone)."""
+    hour, minute = (int(part) for part in schedule.time.split(":"))
+    return f"cron({minute} {hour} * * ? *)"
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def sync_schedule(
+    scheduler: EventBridgeSchedulerClient | None,
+    tenant: str,
+    settings: TenantSettings,
+    target: ScheduleTarget | None = None,
+) -> ScheduleChange:
+    """Create, update or delete the tenant's Scheduler schedule to match
+    ``settings.schedule``; return what changed. ``None`` for the client or the target
+    means this process's (``default_scheduler()``, ``default_schedule_target()``)."""
+    client = scheduler if scheduler is not None else default_scheduler()
+    where = target if target is not None else default_schedule_target()
+    name = schedule_name(tenant)
+    try:
+        existing: dict[str, Any] | None = dict(
+            client.get_schedule(Name=name, GroupName=where.group)
+        )
+    except ClientError as exc:
+        if _code(exc) != "ResourceNotFoundException":
+            raise translate_aws_error(exc, "get schedule") from exc
+        existing = None
+    except BotoCoreError as exc:
+        raise translate_aws_error(exc, "get schedule") from exc
+
+    if settings.schedule is None:
+        if existing is None:
+            return "absent"
+        try:
+            client.delete_schedule(Name=name, GroupName=where.group)
+        except ClientError as exc:
+            if _code(exc) != "ResourceNotFoundException":
+                raise translate_aws_error(exc, "delete schedule") from exc
+        except BotoCoreError as exc:
+            raise translate_aws_error(exc, "delete schedule") from exc
+        return "deleted"
+
+    wanted: dict[str, Any] = {
+        "Name": name,
+        "GroupName": where.group,
+        "ScheduleExpression": schedule_expression(settings.schedule),
+        "ScheduleExpressionTimezone": settings.schedule.timezone,
+        # At the time set, not within a window: admins expect the hour they chose.
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "State": "ENABLED",
+        "Description": f"rostersync daily sync of tenant {tenant}",
+        "Target": {
+            "Arn": where.function_arn,
+            "RoleArn": where.role_arn,
+            "Input": json.dumps({"tenant": tenant, "mode": settings.schedule.mode}),
+            # A busy tenant or an empty inbox is an answer, not an error; only a failure
+            # is retried, and not past the hour (Scheduler's default is a day).
+            "RetryPolicy": {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 3600},
+        },
+    }
+    if existing is not None and _same(existing, wanted):
+        return "unchanged"
+    try:
+        if existing is None:
+            _ensure_group(client, where.group)
+            client.create_schedule(**wanted)
+        else:
+            client.update_schedule(**wanted)
+    except ClientError as exc:
+        if _code(exc) == "ValidationException":
+            raise InvalidSchedule(f"the schedule of tenant {tenant} was refused: {exc}") from exc
+        raise translate_aws_error(exc, "put schedule") from exc
+    except BotoCoreError as exc:
+        raise translate_aws_error(exc, "put schedule") from exc
+    return "created" if existing is None else "updated"
+
+
+def _same(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    fields = ("ScheduleExpression", "ScheduleExpressionTimezone", "State")
+    target = existing.get("Target") or {}
+    return all(existing.get(f) == wanted[f] for f in fields) and all(
+        target.get(f) == wanted["Target"][f] for f in ("Arn", "RoleArn", "Input")
+    )
+
+
+def _ensure_group(client: EventBridgeSchedulerClient, group: str) -> None:
+    """The stack's template creates the group on AWS; the local stack does not."""
+    if group == "default":
+        return
+    try:
+        client.get_schedule_group(Name=group)
+    except ClientError as exc:
+        if _code(exc) != "ResourceNotFoundException":
+            raise
+        client.create_schedule_group(Name=group)
+
+
+# ------------------------------------------------------------------ firing a schedule
+
+
+class ScheduledSyncEvent(BaseModel):
+    """What a tenant's schedule sends to the ScheduledSyncFunction."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    tenant: str
+    mode: SyncMode | None = None
+
+
+ScheduledStatus = Literal["started", "no_bundle", "busy", "unknown_tenant"]
+
+
+class ScheduledSyncOutcome(BaseModel):
+    """What firing a tenant's schedule did."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str
+    status: ScheduledStatus
+    bundle: str | None = None
+    run_id: str | None = None
+    mode: SyncMode | None = None
+    reason: str | None = None
+
+
+def scheduled_sync(
+    starting: RunStartDeps, tenant: str, mode: SyncMode | None = None
+) -> ScheduledSyncOutcome:
+    """Begin a run of the tenant's newest complete inbox bundle (trigger "schedule").
+
+    ``mode`` defaults to the schedule's; a bundle whose manifest lists delta files is
+    always synced quick. No bundle, or a run already going, is reported, not raised: the
+    Scheduler would retry an error, and a retry would not find anything new.
+    """
+    deps = starting.deps
+    if deps.tenants.get_meta(keys.check_tenant(tenant)) is None:
+        return ScheduledSyncOutcome(tenant=tenant, status="unknown_tenant")
+    bundle = latest_complete_bundle(deps, tenant)
+    if bundle is None:
+        outcome = ScheduledSyncOutcome(
+            tenant=tenant, status="no_bundle", reason="no complete bundle in the inbox"
+        )
+        logger().info(
+            "scheduled sync skipped",
+            extra={"tenant": tenant, "run": None, "step": "schedule", "status": "no_bundle"},
+        )
+        return outcome
+    if mode is None:
+        schedule = load_tenant_settings(deps, tenant).schedule
+        mode = schedule.mode if schedule is not None else "full"
+    if bundle_mode(deps, tenant, bundle) == "quick":
+        mode = "quick"
+    try:
+        started = begin_run(
+            deps, starting.locks, starting.launcher, tenant, bundle, trigger="schedule", mode=mode
+        )
+    except RunInProgress as busy:
+        logger().info(
+            "scheduled sync skipped",
+            extra={"tenant": tenant, "run": None, "step": "schedule", "status": "busy"},
+        )
+        return ScheduledSyncOutcome(
+            tenant=tenant,
+            status="busy",
+            bundle=bundle,
+            mode=mode,
+            reason=f"run {busy.run_id} is in progress",
+        )
+    logger().info(
+        "scheduled sync started",
+        extra={"tenant": tenant, "run": started.run_id, "step": "schedule", "bundle": bundle},
+    )
+    return ScheduledSyncOutcome(
+        tenant=tenant, status="started", bundle=bundle, run_id=started.run_id, mode=mode
+    )
+
+
+# ------------------------------------------------------------ the local scheduler
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def due_moment(schedule: Schedule, day: date) -> datetime:
+    """The schedule's moment on ``day`` (a date in its own time zone), in UTC."""
+    hour, minute = (int(part) for part in schedule.time.split(":"))
+    local = datetime.combine(day, time(hour, minute), tzinfo=ZoneInfo(schedule.timezone))
+    return local.astimezone(UTC)
+
+
+@dataclass
+class LocalScheduler:
+    """Fires the tenants' daily schedules in this process (Scheduler never fires locally).
+
+    Each ``tick`` fires the schedules whose moment fell since the previous tick (the
+    first tick looks back one interval), so a restart neither repeats nor catches up a
+    day's run, and a tenant fires at most once per local day. ``clock`` returns an
+    aware datetime; tests pass their own.
+    """
+
+    starting: RunStartDeps
+    clock: Callable[[], datetime] = _utc_now
+    interval: float = LOCAL_INTERVAL_SECONDS
+    tenants: Callable[[], list[str]] | None = None
+
+    def __post_init__(self) -> None:
+        self._last_tick: datetime | None = None
+        self._fired: dict[str, date] = {}
+
+    def _tenant_ids(self) -> list[str]:
+        if self.tenants is not None:
+            return self.tenants()
+        return inbox_records(self.starting.deps).tenant_ids()
+
+    def tick(self) -> list[ScheduledSyncOutcome]:
+        """Fire what fell due since the previous tick; return what each firing did."""
+        now = self.clock().astimezone(UTC)
+        since = self._last_tick or now - timedelta(seconds=self.interval)
+        self._last_tick = now
+        fired: list[ScheduledSyncOutcome] = []
+        for tenant in self._tenant_ids():
+            try:
+                schedule = load_tenant_settings(self.starting.deps, tenant).schedule
+                if schedule is None:
+                    continue
+                day = self._due_day(schedule, since, now)
+                if day is None or self._fired.get(tenant) == day:
+                    continue
+                self._fired[tenant] = day
+                fired.append(scheduled_sync(self.starting, tenant, schedule.mode))
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                logger().warning(
+                    "schedule skipped", extra={"tenant": tenant, "error_type": type(exc).__name__}
+                )
+            except RostersyncError as exc:
+                # One tenant's failure must not stop the others' schedules.
+                logger().warning(
+                    "scheduled sync failed",
+                    extra={"tenant": tenant, "error_type": type(exc).__name__},
+                )
+        return fired
+
+    @staticmethod
+    def _due_day(schedule: Schedule, since: datetime, now: datetime) -> date | None:
+        zone = ZoneInfo(schedule.timezone)
+        days = {since.astimezone(zone).date(), now.astimezone(zone).date()}
+        for day in sorted(days):
+            if since < due_moment(schedule, day) <= now:
+                return day
+        return None
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick every ``interval`` seconds until ``stop`` is set."""
+        while not stop.wait(self.interval):
+            self.tick()

@@ -1,0 +1,205 @@
+"""``rostersync serve`` end to end: a bundle uploaded with a real SFTP client is synced,
+reviewed and committed through the HTTP API; SFTP users stay inside their tenant's inbox."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import httpx
+import pytest
+
+from rostersync.api.tokens import issue_token
+from rostersync.config import stack_settings
+from rostersync.local.runtime import LocalCloud
+from rostersync.local.serve import ServeAddresses, serve
+from rostersync.local.sftp import HOST_KEY_FILE, USERS_FILE, sftp_user_add
+from rostersync.pipeline.deps import build_deps
+from rostersync.service import ensure_tenant
+from rostersync.settings import TenantSettings
+from rostersync.tenants import save_tenant_settings
+
+LEPO = Path(__file__).resolve().parents[3] / "shared" / "data" / "oneroster" / "lepo-en-1.1"
+HOST = "127.0.0.1"
+T1_PASSWORD = "correct horse battery staple"
+T2_PASSWORD = "another one entirely"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, ServeAddresses]]:
+    """Tenants t1 (review before commit) and t2, an SFTP user each, and ``serve`` running
+    on free ports in a thread."""
+    state = tmp_path_factory.mktemp("serve") / "state"
+    with LocalCloud(state):
+        deps = build_deps(stack_settings())
+        ensure_tenant(deps, "t1", create=True)
+        ensure_tenant(deps, "t2", create=True)
+        save_tenant_settings(deps, "t1", TenantSettings(auto_commit=False), who="test")
+    sftp_user_add(state, "t1", "t1-sis", password=T1_PASSWORD)
+    sftp_user_add(state, "t2", "t2-sis", password=T2_PASSWORD)
+
+    ready: list[ServeAddresses] = []
+    started = threading.Event()
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def on_ready(addresses: ServeAddresses) -> None:
+        ready.append(addresses)
+        started.set()
+
+    def run() -> None:
+        try:
+            serve(state, 0, 0, host=HOST, stop_event=stop, on_ready=on_ready)
+        except BaseException as exc:
+            failures.append(exc)
+            started.set()
+
+    thread = threading.Thread(target=run, name="serve", daemon=True)
+    thread.start()
+    assert started.wait(60), "serve did not start"
+    if failures:
+        raise failures[0]
+    try:
+        yield state, ready[0]
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not thread.is_alive()
+    assert not failures, failures
+
+
+def sftp_session(port: int, username: str, **credentials: Any) -> Any:
+    return asyncssh.connect(
+        HOST, port, username=username, known_hosts=None, agent_path=None, **credentials
+    )
+
+
+async def upload_bundle(port: int) -> None:
+    async with (
+        sftp_session(port, "t1-sis", password=T1_PASSWORD, client_keys=None) as conn,
+        conn.start_sftp_client() as sftp,
+    ):
+        await sftp.mkdir("lepo")
+        files = sorted(str(p) for p in LEPO.glob("*.csv"))
+        await sftp.put(files, "lepo/")
+        names = await sftp.listdir("lepo")
+    assert set(names) >= {p.name for p in LEPO.glob("*.csv")}
+
+
+def wait_for_run(http: httpx.Client, status: str, timeout: float = 45.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = http.get("/tenants/t1/runs")
+        assert response.status_code == 200, response.text
+        runs = response.json()["runs"]
+        if runs and runs[0]["status"] == status:
+            return dict(runs[0])
+        assert not runs or runs[0]["status"] == "running", runs[0]
+        assert time.monotonic() < deadline, f"no {status} run after {timeout} s: {runs}"
+        time.sleep(0.25)
+
+
+def test_an_sftp_upload_is_synced_then_reviewed_and_committed_over_the_api(
+    served: tuple[Path, ServeAddresses],
+) -> None:
+    state, addresses = served
+    assert addresses.api_port is not None, "the API is not being served"
+
+    asyncio.run(upload_bundle(addresses.sftp_port))
+
+    token = issue_token(state, "t1", "admin", 600)
+    with httpx.Client(
+        base_url=f"http://{HOST}:{addresses.api_port}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    ) as http:
+        run = wait_for_run(http, "prepared")
+        assert (run["trigger"], run["source_key"]) == ("inbox", "inbox/t1/lepo/")
+
+        actions = http.get(f"/tenants/t1/runs/{run['run_id']}/actions")
+        assert actions.status_code == 200, actions.text
+        committed = http.post(f"/tenants/t1/runs/{run['run_id']}/commit")
+        assert committed.status_code == 200, committed.text
+        assert committed.json()["status"] == "committed"
+
+        users = http.get("/tenants/t1/directory/users", params={"limit": 100})
+        assert users.status_code == 200, users.text
+        assert len(users.json()["items"]) == 20
+        runs = http.get("/tenants/t1/runs").json()["runs"]
+        assert len(runs) == 1  # one bundle of seven files: one run
+
+
+def test_an_sftp_user_stays_inside_its_tenants_inbox(
+    served: tuple[Path, ServeAddresses],
+) -> None:
+    _, addresses = served
+
+    async def scenario() -> None:
+        async with (
+            sftp_session(addresses.sftp_port, "t2-sis", password=T2_PASSWORD) as conn2,
+            conn2.start_sftp_client() as t2,
+        ):
+            async with t2.open("t2-notes.csv", "wb") as fh:
+                await fh.write(b"a,b\n")
+            async with (
+                sftp_session(addresses.sftp_port, "t1-sis", password=T1_PASSWORD) as conn1,
+                conn1.start_sftp_client() as t1,
+            ):
+                assert await t1.realpath("..") == "/"
+                assert await t1.realpath("/../../inbox") == "/inbox"
+                assert "t2-notes.csv" not in await t1.listdir("/")
+                assert "t2-notes.csv" not in await t1.listdir("/..")
+                assert not await t1.exists("../t2/t2-notes.csv")
+                assert not await t1.exists("/../t2/t2-notes.csv")
+                with pytest.raises(asyncssh.SFTPNoSuchFile):
+                    await t1.stat("../../inbox/t2/t2-notes.csv")
+
+                # Writing "above" the root lands inside t1's own inbox, never in t2's.
+                async with t1.open("../t2/evil.csv", "wb") as fh:
+                    await fh.write(b"x\n")
+                assert await t1.exists("/t2/evil.csv")
+                with pytest.raises(asyncssh.SFTPError):
+                    await t1.symlink("/t2/evil.csv", "link.csv")
+            assert "evil.csv" not in await t2.listdir("/")
+            assert await t2.listdir("/") == [".", "..", "t2-notes.csv"]
+
+    asyncio.run(scenario())
+
+
+def test_logins_need_the_right_password_or_a_registered_key(
+    served: tuple[Path, ServeAddresses],
+) -> None:
+    state, addresses = served
+    port = addresses.sftp_port
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    stranger = asyncssh.generate_private_key("ssh-ed25519")
+    sftp_user_add(state, "t1", "t1-robot", public_key=key.export_public_key().decode())
+
+    async def scenario() -> None:
+        with pytest.raises(asyncssh.PermissionDenied):
+            async with sftp_session(port, "t1-sis", password="wrong", client_keys=None):
+                pass
+        with pytest.raises(asyncssh.PermissionDenied):
+            async with sftp_session(port, "nobody", password=T1_PASSWORD, client_keys=None):
+                pass
+        with pytest.raises(asyncssh.PermissionDenied):
+            async with sftp_session(port, "t1-robot", client_keys=[stranger]):
+                pass
+        async with (
+            sftp_session(port, "t1-robot", client_keys=[key]) as conn,
+            conn.start_sftp_client() as sftp,
+        ):
+            assert await sftp.realpath(".") == "/"
+
+    asyncio.run(scenario())
+
+    users = (state / USERS_FILE).read_text()
+    assert T1_PASSWORD not in users and "scrypt" in users
+    for secret in (state / USERS_FILE, state / HOST_KEY_FILE):
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
