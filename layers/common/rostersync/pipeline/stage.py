@@ -193,6 +193,7 @@ class EntityStager:
         self.targets: set[str] = set()
         self.relinked: dict[tuple[str, str], tuple[tuple[str, str], dict[str, Any], str, str]] = {}
         self._owners: dict[str, tuple[str, str]] | None = None
+        self._app_edits: dict[str, dict[str, Any]] | None = None
 
     def _owner_of(self, target_id: str) -> tuple[str, str] | None:
         """The baseline record holding ``target_id`` (index built on first need)."""
@@ -257,7 +258,9 @@ class EntityStager:
     def _app_contact_values(self, target_id: str) -> dict[str, Any]:
         if self.entity != Entity.USERS or self.settings.overwrite_app_contact_edits:
             return {}
-        edits = self.deps.app_edits.get(self.state.tenant, self.entity.value, target_id) or {}
+        if self._app_edits is None:
+            self._app_edits = self.deps.app_edits.all_for(self.state.tenant, self.entity.value)
+        edits = self._app_edits.get(target_id) or {}
         return {name: value for name, value in edits.items() if name in CONTACT_FIELDS}
 
     def run(self) -> EntityStage:

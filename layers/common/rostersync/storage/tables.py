@@ -288,6 +288,15 @@ class AppEditsRepository(_TableBase):
         except (ClientError, BotoCoreError) as exc:
             raise translate_aws_error(exc, "put app edit") from exc
 
+    def all_for(self, tenant: str, entity: str) -> dict[str, dict[str, Any]]:
+        """Target id → the fields the app edited, for one entity (one query: app edits
+        are few, and a run may need them for thousands of updates)."""
+        partition = f"{check_tenant(tenant)}#app_edits#{entity}"
+        return {
+            str(item["sk"]): dict(item["fields"])
+            for item in self._query_all(KeyConditionExpression=Key("pk").eq(partition))
+        }
+
     def get(self, tenant: str, entity: str, target_id: str) -> dict[str, Any] | None:
         partition = f"{check_tenant(tenant)}#app_edits#{entity}"
         try:
