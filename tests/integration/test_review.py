@@ -299,3 +299,43 @@ def test_auto_commit_off_prepares_the_run(cloud, tmp_path):
     outcome = sync(cloud, LEPO, tmp_path)
     assert outcome.status == "prepared"
     assert export_directory(cloud[1], "t1")["users"] == []
+
+
+def test_two_source_schools_mapped_to_one_app_school_are_merged(cloud, tmp_path):
+    from rostersync.generator import generate_district
+    from tests.bundles import read_rows
+
+    folder = tmp_path / "d"
+    generate_district(folder, students=60, seed=4, schools=2)
+    schools = [o["sourcedId"] for o in read_rows(folder / "orgs.csv")[1] if o["type"] == "school"]
+    mapping = {school: "app-school-1" for school in schools}
+    import json
+
+    set_settings(cloud, f"schools.mapping={json.dumps(mapping)}")
+    outcome = sync(cloud, folder, tmp_path)
+
+    orgs = export_directory(cloud[1], "t1")["orgs"]
+    merged = [o for o in orgs if o["target_id"] == "app-school-1"]
+    assert len(merged) == 1 and merged[0]["source_id"] in schools
+    assert outcome.counts["orgs"]["add"] == len(orgs) == 2  # the district and one school
+
+
+def test_class_filters_keep_only_homerooms_and_their_enrollments(cloud, tmp_path):
+    from rostersync.generator import generate_district
+
+    folder = tmp_path / "d"
+    generate_district(folder, students=60, seed=4)
+    set_settings(cloud, "class_filters.homerooms_only=true")
+    sync(cloud, folder, tmp_path)
+    directory = export_directory(cloud[1], "t1")
+    classes = {c["source_id"]: c for c in directory["classes"]}
+    assert classes and {c["class_type"] for c in classes.values()} == {"homeroom"}
+    assert {e["class_source_id"] for e in directory["enrollments"]} <= set(classes)
+
+
+def test_matching_thresholds_are_per_tenant_and_validated():
+    with pytest.raises(SettingsError) as info:
+        apply_assignments(TenantSettings(), ["people_thresholds.suggest=0.95"])
+    assert info.value.errors[0]["field"] == "people_thresholds"
+    stricter = apply_assignments(TenantSettings(), ["people_thresholds.auto=0.9"])
+    assert stricter.people_thresholds.auto == 0.9

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rostersync.matching.thresholds import CLASS_THRESHOLDS, PEOPLE_THRESHOLDS, Thresholds
 from rostersync.models import Entity, Role
 
 ChangeKind = Literal["add", "update", "archive"]
@@ -107,6 +108,10 @@ class TenantSettings(BaseModel):
     blank_values: Literal["ignore", "replace"] = "replace"
     ignore_class_renames: bool = False
     match_keys: MatchKeys = Field(default_factory=MatchKeys)
+    #: Where fuzzy scores turn into tiers, for people and for classes (defaults measured:
+    #: see rostersync.matching.thresholds).
+    people_thresholds: Thresholds = Field(default_factory=lambda: PEOPLE_THRESHOLDS)
+    class_thresholds: Thresholds = Field(default_factory=lambda: CLASS_THRESHOLDS)
     #: Hold source records nothing matched (for an admin to link) instead of creating them.
     hold_unmatched: bool = False
     #: Connect a class only when its teacher is linked.

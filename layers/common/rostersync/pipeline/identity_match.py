@@ -219,8 +219,14 @@ class IdentityMatcher:
     def decide(self, entity: Entity, records: Iterable[dict[str, Any]]) -> Iterator[MatchDecision]:
         decided = self.decided.get(entity, {})
         index = self._index(entity)
+        # School mapping: a source school goes to the app school the admin chose; two
+        # source schools mapped to one app school are merged into it.
+        mapping = self.settings.schools.mapping if entity == Entity.ORGS else {}
         for record in records:
             system, source_id = record["source_system"], record["source_id"]
+            if source_id in mapping:
+                yield MatchDecision(system, source_id, mapping[source_id], Tier.MANUAL, 1.0)
+                continue
             known = decided.get(source_id)
             if known is not None:
                 yield known
@@ -358,7 +364,9 @@ class IdentityMatcher:
                 for person in rest:
                     self._unmatched(entity, system, person.key)
                 continue
-            result = match_people(rest, pool, exclude_pairs=rejected)
+            result = match_people(
+                rest, pool, thresholds=self.settings.people_thresholds, exclude_pairs=rejected
+            )
             for decision in result.decisions.values():
                 linked = self._record_scored(entity, system, decision)
                 if linked is not None:
@@ -466,6 +474,7 @@ class IdentityMatcher:
             pool,
             teacher_required=self.settings.classes_need_linked_teacher,
             date_window_days=self.settings.class_date_window_days,
+            thresholds=self.settings.class_thresholds,
             exclude_pairs=self.rejected["classes"],
         )
         for decision in result.decisions.values():
