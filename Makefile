@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test check bench lint format clean
+.PHONY: demo test check bench api-fuzz format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ check: $(STAMP)
 	$(BIN)/mypy layers/common/rostersync functions
 	$(BIN)/cfn-lint template.yaml infra/*.yaml
 	$(BIN)/python scripts/check_asl.py statemachines/*.asl.json
+
+# schemathesis against the served OpenAPI document: no request may get a 5xx
+# (also part of `make test`).
+api-fuzz: $(STAMP)
+	$(BIN)/python -m pytest -q tests/integration/test_api_schema.py
 
 bench: $(STAMP)
 	$(BIN)/python -u bench/bench_sync.py

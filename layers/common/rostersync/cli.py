@@ -501,6 +501,29 @@ def cmd_sftp_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    from rostersync.api.tokens import issue_token
+
+    tenant = None if args.role == "platform" and not args.tenant_id else args.tenant_id
+    if tenant is None and args.role != "platform":
+        sys.stderr.write("rostersync: --tenant is required for admin and viewer tokens\n")
+        return 1
+    token = issue_token(_state_dir(args), tenant, args.role, args.ttl)
+    sys.stdout.write(token + "\n")
+    return 0
+
+
+def cmd_tenants_add(args: argparse.Namespace) -> int:
+    with local_stack(_state_dir(args)) as (_cloud, deps):
+        created = ensure_tenant(deps, args.tenant_id, create=True)
+    _emit(
+        args,
+        {"tenant": args.tenant_id, "created": created},
+        f"Tenant {args.tenant_id} " + ("created" if created else "already exists"),
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rostersync", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -624,6 +647,21 @@ def build_parser() -> argparse.ArgumentParser:
     sftp_add.add_argument("--state", help="local state directory (default: see README)")
     sftp_add.add_argument("--json", action="store_true")
     sftp_add.set_defaults(func=cmd_sftp_user)
+
+    token = sub.add_parser("token", help="a signed token for the local API")
+    token.add_argument("--tenant", dest="tenant_id")
+    token.add_argument("--role", choices=["admin", "viewer", "platform"], default="admin")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    token.add_argument("--state", help="local state directory (default: see README)")
+    token.set_defaults(func=cmd_token)
+
+    tenants = sub.add_parser("tenants", help="tenants (the platform operator's)")
+    tsub = tenants.add_subparsers(dest="tenants_command", required=True)
+    tadd = tsub.add_parser("add", help="create a tenant")
+    tadd.add_argument("tenant_id", metavar="TENANT")
+    tadd.add_argument("--state", help="local state directory (default: see README)")
+    tadd.add_argument("--json", action="store_true")
+    tadd.set_defaults(func=cmd_tenants_add)
 
     runs = sub.add_parser("runs", help="the tenant's sync history")
     runs.add_argument("--limit", type=int, default=50)

@@ -3,10 +3,10 @@
 Order matters for idempotency (a retried commit doubles nothing):
 1. the new snapshot is written under the run's own keys (rewriting it is harmless);
 2. directory items and identity links are put (puts are idempotent);
-3. change events are published in PutEvents batches, each followed by a checkpoint, so
-   a retry resumes after the last accepted batch instead of re-sending (each event also
-   carries its action id, so a consumer can drop the one batch a crash between PutEvents
-   and the checkpoint could repeat);
+3. change events are published in PutEvents batches with a progress checkpoint every
+   500 events and whenever publishing stops on an error, so a retry resumes after the
+   last accepted batch instead of re-sending; only a hard crash between checkpoints can
+   repeat events, and each carries its action id for the consumer to drop repeats;
 4. the report is written; the state pointer moves to this run; the run is marked
    committed. A retry that finds the pointer already here only finishes step 4.
 """
@@ -14,7 +14,7 @@ Order matters for idempotency (a retried commit doubles nothing):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +41,9 @@ EVENT_VERBS = {
     "reactivate": "reactivated",
 }
 _WRITE_BATCH = 1000
+#: Events between progress checkpoints while publishing; a crash between a PutEvents call
+#: and the next checkpoint can repeat at most this many (each carries its action id).
+_CHECKPOINT_EVENTS = 500
 
 
 def _now() -> str:
@@ -153,8 +156,14 @@ def _publish_events(deps: Deps, state: RunState) -> int:
     progress_key = keys.commit_progress_key(state.tenant, state.run_id)
     progress = deps.store.get_json(progress_key) or {"published": 0}
     already = int(progress["published"])
-    position = 0
     batch: list[tuple[str, dict[str, Any]]] = []
+    saved = already
+
+    def checkpoint() -> None:
+        nonlocal saved
+        if already != saved:
+            deps.store.put_json(progress_key, {"published": already})
+            saved = already
 
     def flush() -> None:
         nonlocal already
@@ -162,12 +171,33 @@ def _publish_events(deps: Deps, state: RunState) -> int:
             deps.events.publish(batch)
             already += len(batch)
             batch.clear()
-            deps.store.put_json(progress_key, {"published": already})
+            if already - saved >= _CHECKPOINT_EVENTS:
+                checkpoint()
 
+    try:
+        _queue_events(deps, state, batch, already, flush)
+        flush()
+    finally:
+        # Saved on the way out too, so a failed PutEvents call (throttling: the usual
+        # transient error) resumes exactly after the last accepted batch.
+        checkpoint()
+    return already
+
+
+def _queue_events(
+    deps: Deps,
+    state: RunState,
+    batch: list[tuple[str, dict[str, Any]]],
+    skip: int,
+    flush: Callable[[], None],
+) -> None:
+    """Fill ``batch`` with the run's change events in a fixed order, skipping the first
+    ``skip`` (already published), calling ``flush`` whenever a PutEvents call is full."""
+    position = 0
     for entity in ENTITY_ORDER:
         for action in included_actions(deps, state, entity):
             position += 1
-            if position <= already:
+            if position <= skip:
                 continue
             batch.append(
                 (
@@ -186,8 +216,6 @@ def _publish_events(deps: Deps, state: RunState) -> int:
             )
             if len(batch) >= EVENTS_PER_CALL:
                 flush()
-    flush()
-    return position
 
 
 def commit(state: RunState, deps: Deps) -> RunState:

@@ -1,0 +1,1 @@
+"""The admin API (REST, API Gateway + Lambda; locally over HTTP): see ``app``."""

@@ -1,0 +1,228 @@
+"""The admin API over HTTP on this machine, as API Gateway would present it to Lambda.
+
+``make_server(host, port, state_dir=..., deps=..., launcher=...)`` returns a
+``ThreadingHTTPServer`` (not yet serving: call ``serve_forever()``, typically in a thread;
+``server.url`` is its address, ``port=0`` picks a free port). Each request becomes an API
+Gateway REST proxy event, the way a ``/{proxy+}`` resource delivers it: method, decoded
+path, headers and query string (single- and multi-value), body (base64 when not UTF-8),
+``resource``/``pathParameters`` of the proxy resource, and a ``requestContext`` whose
+``authorizer.claims`` hold the claims of a verified bearer token, exactly where a Cognito
+user-pool authorizer puts them. A missing, garbled, expired or wrongly signed token adds
+no claims, and the API answers 401.
+
+Tokens are verified against the state directory's secret (``rostersync.api.tokens``),
+created on first start. Requests are served on several threads; ``AdminApi.handle`` lets
+one through the resolver at a time (Powertools keeps the current event on the class), and
+the pipeline's executions run on moto's threads meanwhile.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from rostersync.api.app import AdminApi
+from rostersync.api.config import ApiSettings, api_settings, build_services
+from rostersync.api.tokens import InvalidToken, TokenVerifier
+from rostersync.observability import logger
+from rostersync.pipeline.deps import Deps
+from rostersync.runs import RunLauncher
+
+#: API Gateway refuses larger payloads; so does the local server (413).
+MAX_BODY_BYTES: Final = 10 * 1024 * 1024
+STAGE: Final = "local"
+
+
+@dataclass
+class LocalLambdaContext:
+    """The parts of a Lambda context the API and Powertools read."""
+
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_name: str = "local-ApiFunction"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:local:000000000000:function:local-ApiFunction"
+    #: API Gateway's integration timeout.
+    deadline: float = field(default_factory=lambda: time.monotonic() + 29)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+def _single_and_multi(pairs: list[tuple[str, str]]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    for name, value in pairs:
+        single[name] = value  # as API Gateway does: the last value wins
+        multi.setdefault(name, []).append(value)
+    return single, multi
+
+
+def proxy_event(
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    claims: dict[str, str] | None,
+    *,
+    request_id: str,
+    source_ip: str = "127.0.0.1",
+) -> dict[str, Any]:
+    """The REST proxy event API Gateway would send for this request (``target`` is the
+    request line's path and query)."""
+    split = urlsplit(target)
+    path = unquote(split.path) or "/"
+    query = parse_qsl(split.query, keep_blank_values=True)
+    single_headers, multi_headers = _single_and_multi(headers)
+    single_query, multi_query = _single_and_multi(query)
+    try:
+        text: str | None = body.decode("utf-8") if body else None
+        encoded = False
+    except UnicodeDecodeError:
+        text, encoded = base64.b64encode(body).decode("ascii"), True
+    context: dict[str, Any] = {
+        "accountId": "000000000000",
+        "apiId": "local",
+        "stage": STAGE,
+        "path": path,
+        "resourcePath": "/{proxy+}",
+        "httpMethod": method,
+        "requestId": request_id,
+        "requestTimeEpoch": int(time.time() * 1000),
+        "protocol": "HTTP/1.1",
+        "identity": {"sourceIp": source_ip},
+    }
+    if claims is not None:
+        context["authorizer"] = {"claims": claims}
+    return {
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": method,
+        "headers": single_headers or None,
+        "multiValueHeaders": multi_headers or None,
+        "queryStringParameters": single_query or None,
+        "multiValueQueryStringParameters": multi_query or None,
+        "pathParameters": {"proxy": path.lstrip("/")} if path != "/" else None,
+        "stageVariables": None,
+        "requestContext": context,
+        "body": text,
+        "isBase64Encoded": encoded,
+    }
+
+
+class LocalApiServer(ThreadingHTTPServer):
+    """A threading HTTP server bound to one ``AdminApi`` and one token secret."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], api: AdminApi, verifier: TokenVerifier) -> None:
+        super().__init__(address, _ApiRequestHandler)
+        self.api = api
+        self.verifier = verifier
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+
+class _ApiRequestHandler(BaseHTTPRequestHandler):
+    server: LocalApiServer
+    protocol_version = "HTTP/1.1"  # keep-alive: every answer carries Content-Length
+
+    def _dispatch(self) -> None:
+        request_id = str(uuid.uuid4())
+        length_header = self.headers.get("Content-Length")
+        if length_header is None and self.headers.get("Transfer-Encoding"):
+            self._reply(411, {"error": "send a Content-Length"}, close=True)
+            return
+        try:
+            length = int(length_header or 0)
+        except ValueError:
+            self._reply(400, {"error": "bad Content-Length"}, close=True)
+            return
+        if length < 0 or length > MAX_BODY_BYTES:
+            self._reply(413, {"error": "request body too large"}, close=True)
+            return
+        body = self.rfile.read(length) if length else b""
+        event = proxy_event(
+            self.command,
+            self.path,
+            list(self.headers.items()),
+            body,
+            self._claims(),
+            request_id=request_id,
+            source_ip=str(self.client_address[0]),
+        )
+        response = self.server.api.handle(event, LocalLambdaContext(aws_request_id=request_id))
+        self._write(response)
+
+    def _claims(self) -> dict[str, str] | None:
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        try:
+            return self.server.verifier.verify(token.strip())
+        except InvalidToken:
+            return None  # as a Cognito authorizer would, refuse: the API answers 401
+
+    def _write(self, response: dict[str, Any]) -> None:
+        raw = response.get("body") or ""
+        payload = base64.b64decode(raw) if response.get("isBase64Encoded") else str(raw).encode()
+        self.send_response(int(response.get("statusCode", 500)))
+        sent: set[str] = set()
+        for name, values in (response.get("multiValueHeaders") or {}).items():
+            for value in values:
+                self.send_header(name, str(value))
+            sent.add(name.lower())
+        for name, value in (response.get("headers") or {}).items():
+            if name.lower() not in sent:
+                self.send_header(name, str(value))
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    def _reply(self, status: int, body: dict[str, Any], *, close: bool = False) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # AdminApi.handle logs each request (ids only); the default line would repeat the
+        # query string on stderr.
+        return
+
+    # Every method goes to the API, which answers 404 for those it has no route for.
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _dispatch
+    do_TRACE = do_QUERY = _dispatch
+
+
+def make_server(
+    host: str,
+    port: int,
+    *,
+    state_dir: Path,
+    deps: Deps,
+    launcher: RunLauncher,
+    settings: ApiSettings | None = None,
+) -> LocalApiServer:
+    """An HTTP server for the admin API on ``host:port`` (0: any free port), verifying
+    tokens with ``state_dir``'s secret and starting runs with ``launcher``."""
+    services = build_services(settings or api_settings(), deps, launcher)
+    server = LocalApiServer((host, port), AdminApi(services), TokenVerifier(state_dir))
+    logger().info("admin API listening", extra={"url": server.url})
+    return server

@@ -1,0 +1,191 @@
+"""Identity matching under review: suggestions to confirm or reject, manual links, app
+records kept ad hoc, and the import of the app's existing records (CSV).
+
+``rostersync.identity`` does the work; it is imported when a route is called, so the rest
+of the API runs in a build without it (those routes then answer 501).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Annotated, Any, Final
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from rostersync.api.errors import COMMON_FAILURES, ApiError, documented
+from rostersync.api.models import (
+    RUN_ID_PATTERN,
+    ConfirmMatch,
+    ImportResult,
+    LinkManually,
+    MarkAdhoc,
+    MatchDecisionList,
+    MatchOutcome,
+    RejectMatch,
+)
+from rostersync.api.scope import IdempotencyKey, Middleware, RequestScope, TenantPath
+from rostersync.models import Tier
+
+IMPORT_PATH: Final = "/tenants/{tenant}/directory/import"
+#: The import's body, which Powertools cannot describe for a non-JSON route.
+IMPORT_REQUEST_BODY: Final[dict[str, Any]] = {
+    "required": True,
+    "description": (
+        "The app's existing records as CSV (UTF-8, a header row naming the columns), so "
+        "that the first sync links to them instead of creating duplicates"
+    ),
+    "content": {"text/csv": {"schema": {"type": "string", "minLength": 1}}},
+}
+
+
+def identity_module() -> ModuleType:
+    """``rostersync.identity``, or ApiError(501) in a build without it."""
+    try:
+        return importlib.import_module("rostersync.identity")
+    except ModuleNotFoundError as exc:
+        if exc.name != "rostersync.identity":
+            raise  # the module exists but something it imports is missing
+        raise ApiError(501, "identity matching is not available in this build") from exc
+
+
+class _NoRefusal(Exception):
+    """Never raised: what ``refused_as`` catches if the module names no refusal."""
+
+
+@contextmanager
+def refused_as(identity: ModuleType, status: int) -> Iterator[None]:
+    """The identity module's refusals (no such suggestion, a file without its columns)
+    as a 4xx; other errors keep their own mapping."""
+    refusal: type[Exception] = getattr(identity, "MatchDecisionError", _NoRefusal)
+    try:
+        yield
+    except refusal as exc:
+        raise ApiError(status, str(exc)) from exc
+
+
+def register_match_routes(
+    app: APIGatewayRestResolver, scope: RequestScope, posts: list[Middleware]
+) -> None:
+    """Add the matching review routes to ``app``; ``posts`` are the middlewares of every
+    POST (idempotency)."""
+    deps = scope.services.deps
+    failures = (*COMMON_FAILURES, 409, 501)
+
+    @app.get(
+        "/tenants/<tenant>/matches",
+        summary="Match decisions to review (of one run, of one tier)",
+        tags=["matching"],
+        responses=documented(200, "The decisions", *failures),
+    )
+    def get_matches(
+        tenant: TenantPath,
+        run: Annotated[str | None, Query(pattern=RUN_ID_PATTERN)] = None,
+        tier: Annotated[Tier | None, Query()] = None,
+    ) -> MatchDecisionList:
+        tenant = scope.tenant(tenant)
+        if run is not None:
+            scope.run(run)
+        identity = identity_module()
+        with refused_as(identity, 409):
+            decisions = identity.list_match_decisions(
+                deps, tenant, run_id=run, tier=None if tier is None else tier.value
+            )
+        return MatchDecisionList(decisions=list(decisions))
+
+    @app.post(
+        "/tenants/<tenant>/matches/confirm",
+        summary="Confirm a suggested match",
+        tags=["matching"],
+        middlewares=posts,
+        responses=documented(200, "The confirmed link", *failures),
+    )
+    def confirm(
+        tenant: TenantPath, body: ConfirmMatch, idempotency_key: IdempotencyKey = None
+    ) -> MatchOutcome:
+        tenant = scope.tenant(tenant)
+        identity = identity_module()
+        with refused_as(identity, 409):
+            outcome = identity.confirm_match(
+                deps, tenant, body.entity, body.source_id, scope.principal.who
+            )
+        return MatchOutcome.model_validate(outcome)
+
+    @app.post(
+        "/tenants/<tenant>/matches/reject",
+        summary="Reject a suggested match",
+        tags=["matching"],
+        middlewares=posts,
+        responses=documented(200, "The rejection", *failures),
+    )
+    def reject(
+        tenant: TenantPath, body: RejectMatch, idempotency_key: IdempotencyKey = None
+    ) -> MatchOutcome:
+        tenant = scope.tenant(tenant)
+        identity = identity_module()
+        with refused_as(identity, 409):
+            outcome = identity.reject_match(
+                deps, tenant, body.entity, body.source_id, body.target_id, scope.principal.who
+            )
+        return MatchOutcome.model_validate(outcome)
+
+    @app.post(
+        "/tenants/<tenant>/matches/link",
+        summary="Link a source record to an app record by hand",
+        tags=["matching"],
+        middlewares=posts,
+        responses=documented(200, "The link", *failures),
+    )
+    def link(
+        tenant: TenantPath, body: LinkManually, idempotency_key: IdempotencyKey = None
+    ) -> MatchOutcome:
+        tenant = scope.tenant(tenant)
+        identity = identity_module()
+        with refused_as(identity, 409):
+            outcome = identity.link_manually(
+                deps, tenant, body.entity, body.source_id, body.target_id, scope.principal.who
+            )
+        return MatchOutcome.model_validate(outcome)
+
+    @app.post(
+        "/tenants/<tenant>/matches/adhoc",
+        summary="Keep (or not) an app record that no source record matches",
+        tags=["matching"],
+        middlewares=posts,
+        responses=documented(200, "The decision", *failures),
+    )
+    def adhoc(
+        tenant: TenantPath, body: MarkAdhoc, idempotency_key: IdempotencyKey = None
+    ) -> MatchOutcome:
+        tenant = scope.tenant(tenant)
+        identity = identity_module()
+        with refused_as(identity, 409):
+            outcome = identity.mark_adhoc(
+                deps, tenant, body.entity, body.target_id, body.keep, scope.principal.who
+            )
+        return MatchOutcome.model_validate(outcome)
+
+    @app.post(
+        "/tenants/<tenant>/directory/import",
+        summary="Import the app's existing records (CSV) before the first sync",
+        tags=["matching"],
+        middlewares=posts,
+        responses=documented(200, "How many records were imported, and the issues", *failures),
+    )
+    def import_records(tenant: TenantPath, idempotency_key: IdempotencyKey = None) -> ImportResult:
+        tenant = scope.tenant(tenant)
+        # Read raw: the body is CSV, not JSON (documented by IMPORT_REQUEST_BODY).
+        event = app.current_event
+        content_type = (event.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type not in {"text/csv", "text/plain"}:
+            raise ApiError(415, "send the records as text/csv")
+        csv_text = event.decoded_body or ""
+        if not csv_text.strip():
+            raise ApiError(400, "the CSV body is empty")
+        identity = identity_module()
+        with refused_as(identity, 400):
+            result = identity.import_app_records(deps, tenant, csv_text, scope.principal.who)
+        return ImportResult.model_validate(result)

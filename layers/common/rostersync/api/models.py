@@ -1,0 +1,257 @@
+"""Request and response bodies of the admin API.
+
+These are the API's contract, kept apart from the domain's models (runs, actions, settings
+are mapped into them explicitly), so that a change inside the pipeline does not change
+what clients see by accident. The settings document is the exception: the admin edits
+exactly ``TenantSettings``, so the API carries it as it is rather than a copy that could
+drift from the rules it is validated by.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rostersync.models import Entity
+from rostersync.settings import TenantSettings
+
+#: ``storage.keys.check_tenant``'s rule, stated for the OpenAPI document and validation.
+TENANT_PATTERN: Final = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+#: ``storage.keys.check_run_id``'s rule (``new_run_id``'s shape).
+RUN_ID_PATTERN: Final = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$"
+#: A source or app id: printable, bounded (they go into DynamoDB keys).
+RECORD_ID_PATTERN: Final = r"^[^\x00-\x1f\x7f]{1,256}$"
+ACTION_KINDS: Final = ("add", "update", "archive", "reactivate")
+ACTION_KIND_PATTERN: Final = (
+    r"^(" + "|".join(e.value for e in Entity) + r"):(" + "|".join(ACTION_KINDS) + r")$"
+)
+
+TenantId = Annotated[str, Field(pattern=TENANT_PATTERN, examples=["springfield"])]
+RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN, examples=["20261123T103200Z-1a2b3c4d"])]
+RecordId = Annotated[str, Field(pattern=RECORD_ID_PATTERN)]
+ActionKind = Literal["add", "update", "archive", "reactivate"]
+#: The entities identity matching decides about.
+MatchEntity = Literal["users", "classes"]
+RunStatus = str  # running, prepared, held, committed, failed, discarded, approved, ...
+
+
+class _Body(BaseModel):
+    """A request body: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# ------------------------------------------------------------------- errors
+
+
+class ErrorBody(BaseModel):
+    """Why a request was refused. ``run_id`` names the run in the way, when one is."""
+
+    error: str
+    run_id: str | None = None
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ValidationErrors(BaseModel):
+    """A request that did not validate: one entry per field at fault."""
+
+    errors: list[FieldError]
+
+
+# ------------------------------------------------------------------ tenants
+
+
+class TenantCreate(_Body):
+    tenant: TenantId
+
+
+class TenantView(BaseModel):
+    tenant: str
+    status: str | None = None
+    created_at: str | None = None
+
+
+class SettingsView(BaseModel):
+    tenant: str
+    settings: TenantSettings
+
+
+class SettingsSaved(SettingsView):
+    #: Dotted names of the settings this change modified.
+    changed: list[str]
+
+
+# --------------------------------------------------------------------- runs
+
+
+class SyncRequest(_Body):
+    """Sync now. Without ``source_key`` the tenant's latest complete inbox bundle is used."""
+
+    mode: Literal["full", "quick"] = "full"
+    #: Stop at *prepared* for an admin to review, even if the tenant auto-commits.
+    review: bool = False
+    #: An object or folder under ``inbox/{tenant}/`` or ``uploads/{tenant}/``.
+    source_key: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+
+
+class RunStarted(BaseModel):
+    run_id: str
+    status: Literal["running"] = "running"
+
+
+class RunSummary(BaseModel):
+    """A run's history record (further attributes of the run are passed through)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    run_id: str
+    status: RunStatus
+    trigger: str | None = None
+    mode: str | None = None
+    requested_by: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    counts: dict[str, Any] | None = None
+    issue_count: int | None = None
+    reason: str | None = None
+
+
+class RunList(BaseModel):
+    runs: list[RunSummary]
+
+
+class RunDetail(BaseModel):
+    run: RunSummary
+    #: The run report (None until the run has staged).
+    report: dict[str, Any] | None = None
+
+
+class ActionView(BaseModel):
+    """One staged action with its field-level diff (``changes``: field -> [before, after])."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    entity: Entity
+    action: ActionKind
+    source_system: str | None = None
+    source_id: str | None = None
+    target_id: str | None = None
+    included: bool
+    held: bool = False
+    applied: bool = False
+    reason: str | None = None
+    tier: str | None = None
+    changes: dict[str, Any] = Field(default_factory=dict)
+    record: dict[str, Any] | None = None
+
+
+class ActionPageView(BaseModel):
+    run_id: str
+    total: int
+    offset: int
+    limit: int
+    actions: list[ActionView]
+
+
+class ActionSelection(_Body):
+    """Actions to tick or untick: by id, and/or every action of ``entity:action`` kinds."""
+
+    action_ids: list[Annotated[str, Field(min_length=1, max_length=512)]] = Field(
+        default_factory=list, max_length=10_000
+    )
+    all_of: list[Annotated[str, Field(pattern=ACTION_KIND_PATTERN)]] = Field(
+        default_factory=list,
+        max_length=len(Entity) * len(ACTION_KINDS),
+        examples=[["users:archive"]],
+    )
+
+
+class SelectionResult(BaseModel):
+    run_id: str
+    included: bool
+    #: How many actions changed (already ticked or unticked ones do not count).
+    changed: int
+
+
+class CommitResult(BaseModel):
+    run_id: str
+    status: RunStatus
+    report: dict[str, Any]
+
+
+class RunStatusView(BaseModel):
+    run_id: str
+    status: RunStatus
+
+
+class DerivedRunView(BaseModel):
+    """A new prepared run made from another run (undo, approval of held actions)."""
+
+    run_id: str
+    status: RunStatus
+    derived_from: str
+    report: dict[str, Any]
+
+
+# ---------------------------------------------------------------- directory
+
+
+class DirectoryPage(BaseModel):
+    """A page of the committed roster of one entity, in app id order."""
+
+    entity: Entity
+    offset: int
+    limit: int
+    #: The offset of the next page (None on the last page).
+    next_offset: int | None
+    items: list[dict[str, Any]]
+
+
+# ----------------------------------------------------------------- matching
+
+
+class MatchDecisionList(BaseModel):
+    decisions: list[dict[str, Any]]
+
+
+class ConfirmMatch(_Body):
+    entity: MatchEntity
+    source_id: RecordId
+
+
+class RejectMatch(_Body):
+    entity: MatchEntity
+    source_id: RecordId
+    target_id: RecordId
+
+
+class LinkManually(_Body):
+    entity: MatchEntity
+    source_id: RecordId
+    target_id: RecordId
+
+
+class MarkAdhoc(_Body):
+    entity: MatchEntity
+    target_id: RecordId
+    #: Keep the app record although no source record matches it (else it is archived).
+    keep: bool
+
+
+class MatchOutcome(BaseModel):
+    """What the identity service did (its own fields, passed through)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ImportResult(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    imported: int
+    issues: list[Any] = Field(default_factory=list)

@@ -1,0 +1,267 @@
+"""Sync now, run history, and the review of a prepared run (tick, untick, commit, ...)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Annotated, cast, get_args
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from rostersync.api.errors import COMMON_FAILURES, ApiError, documented
+from rostersync.api.models import (
+    ActionKind,
+    ActionPageView,
+    ActionSelection,
+    ActionView,
+    CommitResult,
+    DerivedRunView,
+    RunDetail,
+    RunList,
+    RunStarted,
+    RunStatusView,
+    RunSummary,
+    SelectionResult,
+    SyncRequest,
+)
+from rostersync.api.scope import IdempotencyKey, Middleware, RequestScope, RunPath, TenantPath
+from rostersync.models import Entity
+from rostersync.pipeline.deps import Deps
+from rostersync.review import (
+    ActionFilter,
+    Selection,
+    approve_held,
+    commit_run,
+    discard_run,
+    list_actions,
+    list_runs,
+    set_included,
+    show_run,
+    undo_run,
+)
+from rostersync.runs import begin_run
+from rostersync.storage import keys
+
+NO_BUNDLE = "no bundle in the inbox"
+
+
+def latest_inbox_bundle(deps: Deps, tenant: str) -> str:
+    """The tenant's latest complete inbox bundle, or ApiError(409) if there is none."""
+    try:
+        inbox = importlib.import_module("rostersync.inbox")
+    except ModuleNotFoundError as exc:
+        if exc.name != "rostersync.inbox":
+            raise  # the inbox module exists but something it imports is missing
+        raise ApiError(409, f"{NO_BUNDLE}: pass source_key") from exc
+    key = inbox.latest_complete_bundle(deps, tenant)
+    if key is None:
+        raise ApiError(409, f"{NO_BUNDLE}: drop one there or pass source_key")
+    return str(key)
+
+
+def _source_exists(deps: Deps, key: str) -> bool:
+    """A zip (one object) or a folder of files (a prefix ending in ``/``)."""
+    if key.endswith("/"):
+        return bool(deps.store.list_keys(key))
+    return deps.store.exists(key)
+
+
+def register_run_routes(
+    app: APIGatewayRestResolver, scope: RequestScope, posts: list[Middleware]
+) -> None:
+    """Add the run and review routes to ``app``; ``posts`` are the middlewares of every
+    POST (idempotency)."""
+    services = scope.services
+    deps = services.deps
+    run_path = "/tenants/<tenant>/runs/<run>"
+
+    @app.post(
+        "/tenants/<tenant>/runs",
+        status_code=202,
+        summary="Sync now",
+        description=(
+            "Starts a run and answers at once; follow it with GET /tenants/{tenant}/runs/{run}. "
+            "One run at a time per tenant: while one runs, 409 names it."
+        ),
+        tags=["runs"],
+        middlewares=posts,
+        responses=documented(202, "The run started", *COMMON_FAILURES, 409),
+    )
+    def sync_now(
+        tenant: TenantPath, body: SyncRequest, idempotency_key: IdempotencyKey = None
+    ) -> RunStarted:
+        tenant = scope.tenant(tenant)
+        source_key = body.source_key or latest_inbox_bundle(deps, tenant)
+        keys.check_source_key(tenant, source_key)
+        if not _source_exists(deps, source_key):
+            raise ApiError(400, "nothing at source_key: upload the bundle first")
+        started = begin_run(
+            deps,
+            services.locks,
+            services.launcher,
+            tenant,
+            source_key,
+            trigger="api",
+            mode=body.mode,
+            review=body.review,
+            requested_by=scope.principal.who,
+        )
+        return RunStarted(run_id=started.run_id)
+
+    @app.get(
+        "/tenants/<tenant>/runs",
+        summary="Sync history, newest first",
+        tags=["runs"],
+        responses=documented(200, "The tenant's runs", *COMMON_FAILURES),
+    )
+    def get_runs(tenant: TenantPath, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> RunList:
+        tenant = scope.tenant(tenant)
+        return RunList(runs=[RunSummary.model_validate(r) for r in list_runs(deps, tenant, limit)])
+
+    @app.get(
+        run_path,
+        summary="A run's status and report",
+        tags=["runs"],
+        responses=documented(200, "The run and its report", *COMMON_FAILURES),
+    )
+    def get_run(tenant: TenantPath, run: RunPath) -> RunDetail:
+        shown = show_run(deps, scope.tenant(tenant), scope.run(run))
+        return RunDetail(run=RunSummary.model_validate(shown["run"]), report=shown["report"])
+
+    @app.get(
+        run_path + "/actions",
+        summary="A page of the run's staged actions, with field-level diffs",
+        tags=["review"],
+        responses=documented(200, "A page of actions", *COMMON_FAILURES),
+    )
+    def get_actions(
+        tenant: TenantPath,
+        run: RunPath,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        entity: Annotated[Entity | None, Query()] = None,
+        action: Annotated[ActionKind | None, Query()] = None,
+        included: Annotated[bool | None, Query()] = None,
+    ) -> ActionPageView:
+        tenant, run = scope.tenant(tenant), scope.run(run)
+        filters = ActionFilter(
+            entity=entity, action=action, included=included, offset=offset, limit=limit
+        )
+        page = list_actions(deps, tenant, run, filters)
+        return ActionPageView(
+            run_id=run,
+            total=page.total,
+            offset=page.offset,
+            limit=page.limit,
+            actions=[ActionView.model_validate(a) for a in page.actions],
+        )
+
+    def select(tenant: str, run: str, body: ActionSelection, included: bool) -> SelectionResult:
+        tenant, run = scope.tenant(tenant), scope.run(run)
+        selection = Selection(
+            action_ids=body.action_ids,
+            all_of=[_entity_action(kind) for kind in body.all_of],
+        )
+        changed = set_included(deps, tenant, run, selection, included, scope.principal.who)
+        return SelectionResult(run_id=run, included=included, changed=changed)
+
+    @app.post(
+        run_path + "/actions/include",
+        summary="Tick actions of a prepared run",
+        tags=["review"],
+        middlewares=posts,
+        responses=documented(200, "How many actions changed", *COMMON_FAILURES, 409),
+    )
+    def include_actions(
+        tenant: TenantPath,
+        run: RunPath,
+        body: ActionSelection,
+        idempotency_key: IdempotencyKey = None,
+    ) -> SelectionResult:
+        return select(tenant, run, body, True)
+
+    @app.post(
+        run_path + "/actions/exclude",
+        summary="Untick actions of a prepared run",
+        tags=["review"],
+        middlewares=posts,
+        responses=documented(200, "How many actions changed", *COMMON_FAILURES, 409),
+    )
+    def exclude_actions(
+        tenant: TenantPath,
+        run: RunPath,
+        body: ActionSelection,
+        idempotency_key: IdempotencyKey = None,
+    ) -> SelectionResult:
+        return select(tenant, run, body, False)
+
+    @app.post(
+        run_path + "/commit",
+        summary="Commit a prepared run's ticked actions",
+        tags=["review"],
+        middlewares=posts,
+        responses=documented(200, "The run, committed, and its report", *COMMON_FAILURES, 409),
+    )
+    def commit(
+        tenant: TenantPath, run: RunPath, idempotency_key: IdempotencyKey = None
+    ) -> CommitResult:
+        tenant, run = scope.tenant(tenant), scope.run(run)
+        report = commit_run(deps, tenant, run, scope.principal.who)
+        status = str(deps.runs.get(tenant, run).get("status", "committed"))
+        return CommitResult(run_id=run, status=status, report=report)
+
+    @app.post(
+        run_path + "/discard",
+        summary="Discard a prepared run (nothing of it is applied)",
+        tags=["review"],
+        middlewares=posts,
+        responses=documented(200, "The run, discarded", *COMMON_FAILURES, 409),
+    )
+    def discard(
+        tenant: TenantPath, run: RunPath, idempotency_key: IdempotencyKey = None
+    ) -> RunStatusView:
+        tenant, run = scope.tenant(tenant), scope.run(run)
+        discard_run(deps, tenant, run, scope.principal.who)
+        return RunStatusView(run_id=run, status="discarded")
+
+    @app.post(
+        run_path + "/undo",
+        status_code=201,
+        summary="Prepare a run putting back what a committed run changed",
+        tags=["review"],
+        middlewares=posts,
+        responses=documented(201, "The undo run, prepared for review", *COMMON_FAILURES, 409),
+    )
+    def undo(
+        tenant: TenantPath, run: RunPath, idempotency_key: IdempotencyKey = None
+    ) -> DerivedRunView:
+        tenant, run = scope.tenant(tenant), scope.run(run)
+        derived = undo_run(deps, tenant, run, scope.principal.who)
+        return DerivedRunView(
+            run_id=derived.run_id, status="prepared", derived_from=run, report=derived.report
+        )
+
+    @app.post(
+        run_path + "/approve",
+        status_code=201,
+        summary="Prepare a run carrying a held run's held actions, approved",
+        tags=["review"],
+        middlewares=posts,
+        responses=documented(201, "The approving run, prepared", *COMMON_FAILURES, 409),
+    )
+    def approve(
+        tenant: TenantPath, run: RunPath, idempotency_key: IdempotencyKey = None
+    ) -> DerivedRunView:
+        tenant, run = scope.tenant(tenant), scope.run(run)
+        derived = approve_held(deps, tenant, run, scope.principal.who)
+        return DerivedRunView(
+            run_id=derived.run_id, status="prepared", derived_from=run, report=derived.report
+        )
+
+
+def _entity_action(kind: str) -> tuple[Entity, ActionKind]:
+    """``users:archive`` -> ``(Entity.USERS, "archive")`` (the body model checked the form)."""
+    entity, _, action = kind.partition(":")
+    if entity not in {e.value for e in Entity} or action not in get_args(ActionKind):
+        raise ApiError(400, f"not an entity:action pair: {kind!r}")
+    return Entity(entity), cast(ActionKind, action)
