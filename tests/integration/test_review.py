@@ -339,3 +339,37 @@ def test_matching_thresholds_are_per_tenant_and_validated():
     assert info.value.errors[0]["field"] == "people_thresholds"
     stricter = apply_assignments(TenantSettings(), ["people_thresholds.auto=0.9"])
     assert stricter.people_thresholds.auto == 0.9
+
+
+def test_a_commit_waits_for_no_one_but_never_overlaps_a_running_sync(cloud, tmp_path):
+    from rostersync.errors import RostersyncError
+    from rostersync.pipeline.deps import locks_repository
+    from rostersync.runs import RunInProgress, begin_run
+    from rostersync.storage import keys
+
+    sync(cloud, LEPO, tmp_path)
+    deps = cloud[1]
+    prepared = sync(
+        cloud, renamed_copy(tmp_path, "p", {"us0003": {"familyName": "P"}}), tmp_path, review=True
+    )
+
+    class Idle:
+        def launch(self, run_input: dict[str, Any], *, name: str) -> None:
+            """Leaves the run 'running', as a sync still going."""
+
+    running = begin_run(
+        deps,
+        locks_repository(deps.settings),
+        Idle(),
+        "t1",
+        keys.uploads_prefix("t1", prepared.run_id),
+        trigger="api",
+    )
+    with pytest.raises(RunInProgress) as info:
+        commit_run(deps, "t1", prepared.run_id, "admin")
+    assert info.value.run_id == running.run_id
+    assert show_run(deps, "t1", prepared.run_id)["run"]["status"] == "prepared"
+    deps.runs.update("t1", running.run_id, {"status": "failed"})
+    commit_run(deps, "t1", prepared.run_id, "admin")
+    assert show_run(deps, "t1", prepared.run_id)["run"]["status"] == "committed"
+    assert isinstance(info.value, RostersyncError)

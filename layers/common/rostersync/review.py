@@ -189,8 +189,21 @@ def commit_run(deps: Deps, tenant: str, run_id: str, who: str) -> dict[str, Any]
             f"run {run_id} is {run.get('status')}; only a prepared run can be committed"
         )
     _refresh_counts(deps, tenant, run_id)
-    deps.runs.update(tenant, run_id, {"committed_by": who})
-    commit(state, deps)
+    # A commit is a run too: it takes the tenant's lock, so it never overlaps a sync.
+    from rostersync.pipeline.deps import locks_repository
+    from rostersync.runs import acquire_run_lock
+
+    locks = locks_repository(deps.settings)
+    acquire_run_lock(deps, locks, tenant, run_id)
+    try:
+        deps.runs.update(tenant, run_id, {"committed_by": who, "status": "committing"})
+        try:
+            commit(state, deps)
+        except Exception:
+            deps.runs.update(tenant, run_id, {"status": "prepared"})
+            raise
+    finally:
+        locks.release(tenant, run_id)
     return dict(deps.store.get_json(keys.report_key(tenant, run_id)) or {})
 
 

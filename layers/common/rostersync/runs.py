@@ -22,7 +22,7 @@ from rostersync.storage import keys
 from rostersync.storage.tables import LocksRepository
 
 LOCK_SECONDS = 2 * 60 * 60
-ACTIVE_STATUSES = frozenset({"running"})
+ACTIVE_STATUSES = frozenset({"running", "committing"})
 
 
 class RunInProgress(RostersyncError):
