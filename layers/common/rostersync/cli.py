@@ -131,6 +131,7 @@ def run_sync(
         mode=mode,
         review=review,
         trigger="cli",
+        requested_by=os.environ.get("USER") or "cli",
     )
     if out is not None:
         print_steps(outcome, out)
