@@ -29,10 +29,12 @@ from rostersync.pipeline.snapshot import (
     ARCHIVED,
     content_hash,
     current_baseline,
+    index_line,
     iter_snapshot,
 )
 from rostersync.storage import keys
 from rostersync.storage.events import EVENTS_PER_CALL
+from rostersync.storage.objects import dumps_line
 
 EVENT_VERBS = {
     "add": "created",
@@ -98,9 +100,10 @@ def _write_entity(deps: Deps, state: RunState, entity: Entity, baseline_run: str
             changes[(action["source_system"], old_id)] = action
     if not changes and not adds and baseline_run is not None:
         # Nothing changed: the new snapshot is the old one; copy without parsing.
-        source = keys.state_key(state.tenant, baseline_run, entity)
-        if deps.store.exists(source):
-            deps.store.copy(source, keys.state_key(state.tenant, state.run_id, entity))
+        for key_of in (keys.state_key, keys.state_index_key):
+            source = key_of(state.tenant, baseline_run, entity)
+            if deps.store.exists(source):
+                deps.store.copy(source, key_of(state.tenant, state.run_id, entity))
         return
 
     touched: list[dict[str, Any]] = []
@@ -147,7 +150,13 @@ def _write_entity(deps: Deps, state: RunState, entity: Entity, baseline_run: str
             flush()
             yield line
 
-    deps.store.write_jsonl(keys.state_key(state.tenant, state.run_id, entity), lines())
+    with (
+        deps.store.writer(keys.state_key(state.tenant, state.run_id, entity)) as snapshot,
+        deps.store.writer(keys.state_index_key(state.tenant, state.run_id, entity)) as index,
+    ):
+        for line in lines():
+            snapshot.write(dumps_line(line))
+            index.write(dumps_line(index_line(line)))
     flush(force=True)
 
 

@@ -57,7 +57,8 @@ class Matcher(Protocol):
     """Decides the app identity of each record of one entity."""
 
     def decide(self, entity: Entity, records: Iterable[dict[str, Any]]) -> Iterator[MatchDecision]:
-        """One decision per record, in order."""
+        """One decision per record, in order; records carry at least ``source_system``
+        and ``source_id``."""
         ...
 
 
@@ -97,7 +98,13 @@ def match(state: RunState, deps: Deps, matcher: Matcher | None = None) -> RunSta
     tiers: dict[str, int] = {}
     per_entity: dict[str, dict[str, int]] = {}
     for entity in ENTITY_ORDER:
-        records = deps.store.iter_jsonl(keys.normalized_key(state.tenant, state.run_id, entity))
+        # Matchers decide by id here; whatever needs whole records reads them itself.
+        records = (
+            {"source_system": line[0], "source_id": line[1]}
+            for line in deps.store.iter_jsonl(
+                keys.normalized_ids_key(state.tenant, state.run_id, entity)
+            )
+        )
         entity_tiers: dict[str, int] = {}
 
         def lines(decisions: Iterator[MatchDecision], counter: dict[str, int]) -> Iterator[Any]:

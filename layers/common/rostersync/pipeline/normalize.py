@@ -8,9 +8,10 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from rostersync.models import ENTITY_ORDER, RowIssue
+from rostersync.models import ENTITY_ORDER, Entity, RowIssue
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
+from rostersync.pipeline.snapshot import content_hash
 from rostersync.sources.bundle import BundleFiles, ZipBundle
 from rostersync.sources.oneroster_csv import OneRosterBundle
 from rostersync.storage import keys
@@ -32,6 +33,29 @@ class S3Bundle:
     def open(self, name: str) -> Iterator[IO[bytes]]:
         with self.store.open_stream(self.prefix + keys.check_file_name(name)) as body:
             yield body
+
+
+def _write_entity(deps: Deps, state: RunState, bundle: OneRosterBundle, entity: Entity) -> int:
+    """The entity's records, and beside them their ids, statuses and content hashes."""
+    count = 0
+    with (
+        deps.store.writer(keys.normalized_key(state.tenant, state.run_id, entity)) as records,
+        deps.store.writer(keys.normalized_ids_key(state.tenant, state.run_id, entity)) as ids,
+    ):
+        for record in bundle.iter_records(entity):
+            records.write(dumps_line(record))
+            ids.write(
+                dumps_line(
+                    [
+                        record["source_system"],
+                        record["source_id"],
+                        record.get("status"),
+                        content_hash(record),
+                    ]
+                )
+            )
+            count += 1
+    return count
 
 
 def normalize(state: RunState, deps: Deps) -> RunState:
@@ -63,10 +87,7 @@ def normalize(state: RunState, deps: Deps) -> RunState:
         counts: dict[str, int] = {}
         entities: dict[str, Any] = {}
         for entity in ENTITY_ORDER:
-            written = deps.store.write_jsonl(
-                keys.normalized_key(state.tenant, state.run_id, entity),
-                bundle.iter_records(entity),
-            )
+            written = _write_entity(deps, state, bundle, entity)
             summary = bundle.summary(entity)
             counts[entity.value] = written
             entities[entity.value] = summary.model_dump(mode="json")

@@ -24,6 +24,20 @@ class Scope:
         self.primary_school: dict[str, str] = {}
         self.dropped = 0
 
+    @property
+    def active(self) -> bool:
+        """Whether any setting filters records (if not, every record is in scope)."""
+        settings = self.settings
+        filters = settings.class_filters
+        return bool(
+            self.schools
+            or filters.homerooms_only
+            or filters.class_types
+            or filters.grades
+            or settings.primary_school_only
+            or set(settings.guardian_contact_types) != GUARDIAN_ROLES
+        )
+
     def admit(self, entity: Entity, record: dict[str, Any]) -> dict[str, Any] | None:
         """The record as synced, or None if it is out of scope."""
         kept = self._admit(entity, record)

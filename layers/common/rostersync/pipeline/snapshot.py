@@ -59,10 +59,29 @@ def iter_snapshot(
 def load_baseline_index(
     store: ObjectStore, tenant: str, baseline_run: str | None, entity: Entity
 ) -> dict[tuple[str, str], BaselineEntry]:
-    """(source system, source id) → target, status and hash; ids only, no bodies."""
+    """(source system, source id) → target, status and hash; ids only, no bodies (read
+    from the snapshot's index, or from the snapshot itself where it has none)."""
     index: dict[tuple[str, str], BaselineEntry] = {}
+    if baseline_run is None:
+        return index
+    index_key = keys.state_index_key(tenant, baseline_run, entity)
+    if store.exists(index_key):
+        for system, source_id, target_id, status, digest in store.iter_jsonl(index_key):
+            index[(system, source_id)] = BaselineEntry(target_id, status, digest)
+        return index
     for line in iter_snapshot(store, tenant, baseline_run, entity):
         index[(line["source_system"], line["source_id"])] = BaselineEntry(
             line["target_id"], line["status"], line["hash"]
         )
     return index
+
+
+def index_line(line: dict[str, Any]) -> list[str]:
+    """A snapshot line's entry in the snapshot index."""
+    return [
+        line["source_system"],
+        line["source_id"],
+        line["target_id"],
+        line["status"],
+        line["hash"],
+    ]

@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from rostersync.models import ENTITY_ORDER, Entity, SourceStatus, Tier
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
@@ -202,17 +204,28 @@ class EntityStager:
         return self._owners.get(target_id)
 
     def _direct_actions(self) -> Iterator[dict[str, Any]]:
+        """Actions from the records of this run. A record is parsed only when it is
+        needed (an add, a change, a scope filter): an unchanged record is known by its
+        id, status and content hash alone."""
         tenant, run_id, entity = self.state.tenant, self.state.run_id, self.entity
-        records = self.store.iter_jsonl(keys.normalized_key(tenant, run_id, entity))
+        ids = self.store.iter_jsonl(keys.normalized_ids_key(tenant, run_id, entity))
+        raw_records = self.store.iter_lines(keys.normalized_key(tenant, run_id, entity))
         decisions = (
             MatchDecision.from_line(line)
             for line in self.store.iter_jsonl(keys.matched_key(tenant, run_id, entity))
         )
-        for raw, decision in zip(records, decisions, strict=True):
-            key = (raw["source_system"], raw["source_id"])
-            record = self.scope.admit(entity, raw)
-            if record is None:
-                continue  # out of scope: as if not sent
+        filtering = self.scope.active
+        loads = orjson.loads
+        for (system, source_id, status, digest), raw, decision in zip(
+            ids, raw_records, decisions, strict=True
+        ):
+            key = (system, source_id)
+            record: dict[str, Any] | None = None
+            if filtering:
+                record = self.scope.admit(entity, loads(raw))
+                if record is None:
+                    continue  # out of scope: as if not sent
+                digest = content_hash(record)  # a filter may have changed it
             self.seen.add(key)
             if decision.target_id is None:
                 continue  # held for an admin's decision: no change this run
@@ -221,29 +234,35 @@ class EntityStager:
                 continue
             self.targets.add(decision.target_id)
             base = self.index.get(key)
-            deleted = record.get("status") == SourceStatus.TOBEDELETED.value
+            deleted = status == SourceStatus.TOBEDELETED.value
             tier = decision.tier.value
             if base is None and not deleted and decision.tier in RELINK_TIERS:
                 owner = self._owner_of(decision.target_id)
                 if owner is not None and owner != key:
                     # The source re-issued this record's id: re-link, do not duplicate.
+                    record = record or loads(raw)
                     self.relinked[owner] = (key, record, decision.target_id, tier)
                     continue
             if base is None:
                 if not deleted:
                     self.result.counts["add"] += 1
                     yield make_action(
-                        entity, "add", *key, decision.target_id, tier=tier, record=record
+                        entity,
+                        "add",
+                        *key,
+                        decision.target_id,
+                        tier=tier,
+                        record=record or loads(raw),
                     )
             elif base.status == ARCHIVED:
                 if not deleted:
-                    self.pending[key] = ("reactivate", record, base.target_id, tier)
+                    self.pending[key] = ("reactivate", record or loads(raw), base.target_id, tier)
             elif deleted:
                 self.explicit_archives.append(
                     make_action(entity, "archive", *key, base.target_id, tier=tier)
                 )
-            elif content_hash(record) != base.hash:
-                self.pending[key] = ("update", record, base.target_id, tier)
+            elif digest != base.hash:
+                self.pending[key] = ("update", record or loads(raw), base.target_id, tier)
             else:
                 self.result.unchanged += 1
 

@@ -10,6 +10,7 @@ runs/{tenant}/{run}/changes/...          the change set
 runs/{tenant}/{run}/report/...           the run report, issues.csv, actions.csv
 state/{tenant}/current.json              which committed snapshot is the baseline
 state/{tenant}/{run}/{entity}.jsonl      the snapshot committed by that run
+state/{tenant}/{run}/{entity}.index.jsonl  its ids, targets, statuses and hashes
 ```
 """
 
@@ -82,6 +83,12 @@ def normalized_key(tenant: str, run_id: str, entity: Entity) -> str:
     return f"{run_prefix(tenant, run_id)}normalized/{Entity(entity).value}.jsonl"
 
 
+def normalized_ids_key(tenant: str, run_id: str, entity: Entity) -> str:
+    """Per record ``[source_system, source_id, status, content hash]``, in record order:
+    what matching and staging need of an unchanged record, without parsing it."""
+    return f"{run_prefix(tenant, run_id)}normalized/{Entity(entity).value}.ids.jsonl"
+
+
 def normalized_summary_key(tenant: str, run_id: str) -> str:
     return f"{run_prefix(tenant, run_id)}normalized/summary.json"
 
@@ -120,6 +127,12 @@ def state_pointer_key(tenant: str) -> str:
 
 def state_key(tenant: str, run_id: str, entity: Entity) -> str:
     return f"state/{check_tenant(tenant)}/{check_run_id(run_id)}/{Entity(entity).value}.jsonl"
+
+
+def state_index_key(tenant: str, run_id: str, entity: Entity) -> str:
+    """Per snapshot line ``[source_system, source_id, target_id, status, hash]``."""
+    base = f"state/{check_tenant(tenant)}/{check_run_id(run_id)}/{Entity(entity).value}"
+    return f"{base}.index.jsonl"
 
 
 def app_records_key(tenant: str, kind: str) -> str:

@@ -161,11 +161,10 @@ class ObjectStore:
                 count += 1
         return count
 
-    def iter_jsonl(self, key: str) -> Iterator[Any]:
-        """Rows of a JSON-lines object; nothing if the object does not exist."""
+    def iter_lines(self, key: str) -> Iterator[bytes]:
+        """The non-empty lines of an object, unparsed; nothing if it does not exist."""
         if not self.exists(key):
             return
-        loads = orjson.loads
         with self.open_stream(key) as body:
             pending = b""
             while True:
@@ -176,9 +175,15 @@ class ObjectStore:
                 pending = lines.pop()
                 for line in lines:
                     if line:
-                        yield loads(line)
+                        yield line
             if pending.strip():
-                yield loads(pending)
+                yield pending
+
+    def iter_jsonl(self, key: str) -> Iterator[Any]:
+        """Rows of a JSON-lines object; nothing if the object does not exist."""
+        loads = orjson.loads
+        for line in self.iter_lines(key):
+            yield loads(line)
 
 
 def _default(value: Any) -> str:
