@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from rostersync.errors import RostersyncError, RunStateError
@@ -23,6 +23,7 @@ from rostersync.pipeline.identity_match import (
     decision_key,
     source_person,
 )
+from rostersync.sources.oneroster_csv import parse_date
 from rostersync.storage import keys
 
 PERSON_KINDS = {"student", "teacher", "guardian"}
@@ -46,22 +47,6 @@ class MatchDecisionError(RostersyncError):
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _date(text: str) -> str | None:
-    """ISO ``YYYY-MM-DD`` or US ``M/D/YYYY`` → ISO; None if neither."""
-    text = text.strip()
-    try:
-        return date.fromisoformat(text).isoformat()
-    except ValueError:
-        pass
-    parts = text.split("/")
-    if len(parts) == 3 and all(p.isdigit() for p in parts):
-        try:
-            return date(int(parts[2]), int(parts[0]), int(parts[1])).isoformat()
-        except ValueError:
-            return None
-    return None
 
 
 def import_app_records(deps: Deps, tenant: str, csv_text: str, who: str) -> dict[str, Any]:
@@ -120,7 +105,7 @@ def import_app_records(deps: Deps, tenant: str, csv_text: str, who: str) -> dict
         for name in fields:
             value = (row.get(name) or "").strip()
             if name.endswith("date") and value:
-                parsed = _date(value)
+                parsed = parse_date(value)
                 if parsed is None:
                     issue(line, name, "not a date (YYYY-MM-DD or M/D/YYYY)", value)
                     bad = True

@@ -446,7 +446,7 @@ def _parse_datetime(text: str) -> str | None:
     return parsed.isoformat() + "Z"
 
 
-def _parse_date(text: str) -> str | None:
+def parse_date(text: str) -> str | None:
     """An ISO date string, or None if unreadable."""
     s = text.strip()
     try:
@@ -1028,7 +1028,7 @@ class _FileReader:
         cache = self.bundle._dates
         value = cache.get(raw)
         if value is None:
-            value = _parse_date(raw)
+            value = parse_date(raw)
             if value is None:
                 self.issue(
                     line,
