@@ -53,8 +53,10 @@ def build_deps(settings: StackSettings) -> Deps:
         links=LinksRepository(dynamodb, settings.links_table),
         tenants=TenantsRepository(dynamodb, settings.tenants_table),
         events=EventPublisher(boto3.client("events"), settings.event_bus),
-        app_edits=AppEditsRepository(dynamodb, settings.directory_table),
-        decisions=DecisionsRepository(dynamodb, settings.links_table),
+        # Both are small per tenant and read whole by every run: they live in the tenants
+        # table, not beside the millions of directory items and links.
+        app_edits=AppEditsRepository(dynamodb, settings.tenants_table),
+        decisions=DecisionsRepository(dynamodb, settings.tenants_table),
     )
 
 

@@ -264,8 +264,8 @@ class TenantsRepository(_TableBase):
 
 
 class AppEditsRepository(_TableBase):
-    """Fields the app edited on a directory record, kept beside the directory (same
-    table, own partition) so that commits rewriting the record never lose them."""
+    """Fields the app edited on a directory record, kept apart from the directory item
+    (own partition) so that commits rewriting the record never lose them."""
 
     def put(
         self, tenant: str, entity: str, target_id: str, fields: dict[str, Any], who: str, at: str
@@ -361,8 +361,8 @@ class LocksRepository(_TableBase):
 
 class DecisionsRepository(_TableBase):
     """Admins' matching decisions, which outlive runs: confirmed and manual links,
-    rejected pairs, app records kept ad hoc. One small partition per tenant in the links
-    table, read whole by the match step."""
+    rejected pairs, app records kept ad hoc. One small partition per tenant, read whole by
+    the match step."""
 
     def _partition(self, tenant: str) -> str:
         return f"{check_tenant(tenant)}#decisions"
