@@ -283,13 +283,8 @@ class IdentityMatcher:
         entity = Entity.USERS
         index = self._index(entity)
         taken = {entry.target_id for entry in index.values()} | self.set_aside
-        birth = {
-            d["source_id"]: parsed
-            for d in self._normalized(Entity.DEMOGRAPHICS)
-            if (parsed := _parse_date(d.get("birth_date"))) is not None
-        }
         targets_of: dict[str, str] = {}
-        pending: list[PersonRecord] = []
+        unlinked: list[dict[str, Any]] = []
         present: set[str] = set()
         system = "oneroster"
         for record in self._normalized(entity):
@@ -307,9 +302,19 @@ class IdentityMatcher:
             if link is not None:
                 targets_of[source_id] = link.target_id
                 continue
-            person = source_person(record, birth, schools)
-            if person is not None:
-                pending.append(person)
+            unlinked.append(record)
+        if not unlinked:
+            return targets_of  # everyone is linked: nothing to match (the usual next day)
+        birth = {
+            d["source_id"]: parsed
+            for d in self._normalized(Entity.DEMOGRAPHICS)
+            if (parsed := _parse_date(d.get("birth_date"))) is not None
+        }
+        pending = [
+            person
+            for record in unlinked
+            if (person := source_person(record, birth, schools)) is not None
+        ]
         orphans = self._orphans(entity, present, schools)
         orphan_keys = {o.key for o in orphans}
         # An orphan's app record is free to be claimed by the source id that replaced it;
@@ -414,9 +419,13 @@ class IdentityMatcher:
         index = self._index(entity)
         taken = {entry.target_id for entry in index.values()} | self.set_aside
         pool_records = [c for c in app_classes if c["app_id"] not in taken]
+        has_manual = any(e == entity.value for e, _ in self.manual)
+        if not pool_records and not has_manual:
+            return  # no app class to connect to: classes are linked or new
         teachers: dict[str, set[str]] = {}
+        staff = {r.value for r in STAFF_ROLES}
         for enrollment in self._normalized(Entity.ENROLLMENTS):
-            if enrollment.get("role") in {r.value for r in STAFF_ROLES}:
+            if enrollment.get("role") in staff:
                 target = user_targets.get(enrollment["user_source_id"])
                 if target is not None:
                     teachers.setdefault(enrollment["class_source_id"], set()).add(target)
