@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rostersync.models import Entity
 from rostersync.pipeline.snapshot import content_hash
-from rostersync.pipeline.stage import _archive_refusal, action_id, field_changes
+from rostersync.pipeline.stage import action_id, archive_refusal, field_changes
 
 
 def test_field_changes_list_before_and_after_of_changed_fields_only():
@@ -29,14 +29,14 @@ def test_action_ids_are_stable_and_distinct():
 
 def test_archive_refusal_rules():
     ok = {"file": "users.csv", "rows": 100}
-    assert _archive_refusal(Entity.USERS, ok, 10, 100, 0.10) is None
-    assert "above the 10% limit" in (_archive_refusal(Entity.USERS, ok, 11, 100, 0.10) or "")
+    assert archive_refusal(Entity.USERS, ok, 100) is None
     empty = {"file": "users.csv", "rows": 0}
-    assert "has no rows" in (_archive_refusal(Entity.USERS, empty, 100, 100, 0.10) or "")
+    assert "has no rows" in (archive_refusal(Entity.USERS, empty, 100) or "")
+    assert archive_refusal(Entity.USERS, empty, 0) is None  # nothing to lose
     unreadable = {"file": "users.csv", "rows": 100, "unreadable_rows": 1}
-    assert "could not be read" in (_archive_refusal(Entity.USERS, unreadable, 1, 100, 0.10) or "")
+    assert "could not be read" in (archive_refusal(Entity.USERS, unreadable, 100) or "")
     missing = {"file": "users.csv", "missing": True}
-    assert "missing" in (_archive_refusal(Entity.USERS, missing, 1, 100, 0.10) or "")
+    assert "missing" in (archive_refusal(Entity.USERS, missing, 100) or "")
 
 
 def test_new_target_ids_are_uuid5_of_the_source_identity():

@@ -2,8 +2,8 @@
 
 The step streams each entity's records through a ``Matcher`` and writes one compact
 decision per record: ``[source_system, source_id, target_id, tier, score]``. The default
-matcher links by the identities already known (the committed snapshot's links) and
-treats the rest as new; a richer matcher plugs in through the same protocol.
+matcher (``identity_match.IdentityMatcher``) links by known identities, admins'
+decisions, exact keys and fuzzy scores; another plugs in through the same protocol.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any, Protocol
 from rostersync.models import ENTITY_ORDER, Entity, Tier
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
-from rostersync.pipeline.snapshot import current_baseline, load_baseline_index
 from rostersync.storage import keys
 
 _TARGET_NAMESPACE = uuid.UUID("5b0e7c1e-8f51-4bd4-9a0a-3f0b1c7d2e61")
@@ -60,26 +59,6 @@ class Matcher(Protocol):
         """One decision per record, in order; records carry at least ``source_system``
         and ``source_id``."""
         ...
-
-
-class KnownLinkMatcher:
-    """Links by the identity links of the last committed state; everything else is new."""
-
-    def __init__(self, deps: Deps, tenant: str) -> None:
-        self.deps = deps
-        self.tenant = tenant
-        self.baseline = current_baseline(deps.store, tenant)
-
-    def decide(self, entity: Entity, records: Iterable[dict[str, Any]]) -> Iterator[MatchDecision]:
-        index = load_baseline_index(self.deps.store, self.tenant, self.baseline, entity)
-        for record in records:
-            system, source_id = record["source_system"], record["source_id"]
-            known = index.get((system, source_id))
-            if known is not None:
-                yield MatchDecision(system, source_id, known.target_id, Tier.LINKED)
-            else:
-                target = new_target_id(self.tenant, entity, system, source_id)
-                yield MatchDecision(system, source_id, target, Tier.UNMATCHED)
 
 
 def match(state: RunState, deps: Deps, matcher: Matcher | None = None) -> RunState:

@@ -142,10 +142,9 @@ class EntityStage:
     merged: int = 0
 
 
-def _archive_refusal(
-    entity: Entity, summary: dict[str, Any], archives: int, active: int, max_share: float
-) -> str | None:
-    """Why this entity's archives must not go through, or None."""
+def archive_refusal(entity: Entity, summary: dict[str, Any], active: int) -> str | None:
+    """Why the absences in this entity's file cannot be trusted to archive anything, or
+    None. (How many archives are too many is a hold threshold, not a refusal.)"""
     file_name = summary.get("file") or f"{entity.value} file"
     if summary.get("missing"):
         return f"{file_name} is listed in the manifest but missing; nothing archived"
@@ -155,11 +154,6 @@ def _archive_refusal(
         return (
             f"{summary['unreadable_rows']} rows of {file_name} could not be read (no id); "
             "absent records might be among them"
-        )
-    if active and archives > max_share * active:
-        return (
-            f"{archives} of {active} active {entity.value} ({archives / active:.0%}) would be "
-            f"archived, above the {max_share:.0%} limit"
         )
     return None
 
@@ -312,9 +306,7 @@ class EntityStager:
                 ]
             active = sum(1 for entry in self.index.values() if entry.status == ACTIVE)
             result.active_before = active
-            # The share limit is a hold threshold (below); these refusals are about
-            # whether absences can be trusted at all.
-            reason = _archive_refusal(entity, self.summary, len(archives), active, 1.0)
+            reason = archive_refusal(entity, self.summary, active)
             if mode == "absent" or not archives:
                 reason = None
             for action in archives:
