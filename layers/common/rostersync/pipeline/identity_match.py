@@ -216,27 +216,40 @@ class IdentityMatcher:
         user_targets = self._match_users(app_people, schools)
         self._match_classes(app_classes, schools, user_targets)
 
-    def decide(self, entity: Entity, records: Iterable[dict[str, Any]]) -> Iterator[MatchDecision]:
+    def decision_lines(
+        self, entity: Entity, ids: Iterable[list[Any]], tiers: dict[str, int]
+    ) -> Iterator[list[Any]]:
+        """Decision lines in record order. The hot path of a sync (one line per record of
+        the district), so it works on plain lists and strings."""
         decided = self.decided.get(entity, {})
         index = self._index(entity)
         # School mapping: a source school goes to the app school the admin chose; two
         # source schools mapped to one app school are merged into it.
         mapping = self.settings.schools.mapping if entity == Entity.ORGS else {}
-        for record in records:
-            system, source_id = record["source_system"], record["source_id"]
+        linked, unmatched, manual = Tier.LINKED.value, Tier.UNMATCHED.value, Tier.MANUAL.value
+        counts = dict.fromkeys((linked, unmatched), 0)
+        for line in ids:
+            system, source_id = line[0], line[1]
             if source_id in mapping:
-                yield MatchDecision(system, source_id, mapping[source_id], Tier.MANUAL, 1.0)
+                tiers[manual] = tiers.get(manual, 0) + 1
+                yield [system, source_id, mapping[source_id], manual, 1.0]
                 continue
             known = decided.get(source_id)
             if known is not None:
-                yield known
+                tiers[known.tier.value] = tiers.get(known.tier.value, 0) + 1
+                yield known.to_line()
                 continue
             link = index.get((system, source_id))
             if link is not None:
-                yield MatchDecision(system, source_id, link.target_id, Tier.LINKED)
+                counts[linked] += 1
+                yield [system, source_id, link.target_id, linked, None]
             else:
+                counts[unmatched] += 1
                 target = new_target_id(self.tenant, entity, system, source_id)
-                yield MatchDecision(system, source_id, target, Tier.UNMATCHED)
+                yield [system, source_id, target, unmatched, None]
+        for tier, count in counts.items():
+            if count:
+                tiers[tier] = tiers.get(tier, 0) + count
 
     def review_rows(self) -> list[dict[str, Any]]:
         return self.review

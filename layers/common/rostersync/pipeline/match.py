@@ -55,9 +55,11 @@ class MatchDecision:
 class Matcher(Protocol):
     """Decides the app identity of each record of one entity."""
 
-    def decide(self, entity: Entity, records: Iterable[dict[str, Any]]) -> Iterator[MatchDecision]:
-        """One decision per record, in order; records carry at least ``source_system``
-        and ``source_id``."""
+    def decision_lines(
+        self, entity: Entity, ids: Iterable[list[Any]], tiers: dict[str, int]
+    ) -> Iterator[list[Any]]:
+        """One decision line per record, in order, from the records' id lines
+        (``[source_system, source_id, status, hash]``); counts each tier in ``tiers``."""
         ...
 
 
@@ -78,22 +80,11 @@ def match(state: RunState, deps: Deps, matcher: Matcher | None = None) -> RunSta
     per_entity: dict[str, dict[str, int]] = {}
     for entity in ENTITY_ORDER:
         # Matchers decide by id here; whatever needs whole records reads them itself.
-        records = (
-            {"source_system": line[0], "source_id": line[1]}
-            for line in deps.store.iter_jsonl(
-                keys.normalized_ids_key(state.tenant, state.run_id, entity)
-            )
-        )
+        ids = deps.store.iter_jsonl(keys.normalized_ids_key(state.tenant, state.run_id, entity))
         entity_tiers: dict[str, int] = {}
-
-        def lines(decisions: Iterator[MatchDecision], counter: dict[str, int]) -> Iterator[Any]:
-            for decision in decisions:
-                counter[decision.tier.value] = counter.get(decision.tier.value, 0) + 1
-                yield decision.to_line()
-
         deps.store.write_jsonl(
             keys.matched_key(state.tenant, state.run_id, entity),
-            lines(chosen.decide(entity, records), entity_tiers),
+            chosen.decision_lines(entity, ids, entity_tiers),
         )
         per_entity[entity.value] = entity_tiers
         for tier, count in entity_tiers.items():
