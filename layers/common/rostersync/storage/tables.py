@@ -61,6 +61,43 @@ class _TableBase:
         except (ClientError, BotoCoreError) as exc:
             raise translate_aws_error(exc, f"query {self.table.name}") from exc
 
+    def _get_item(
+        self, key: dict[str, str], what: str, *, consistent: bool = False
+    ) -> dict[str, Any] | None:
+        """The item at ``key`` (numbers as int/float), or None."""
+        try:
+            response = self.table.get_item(Key=key, ConsistentRead=consistent)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_aws_error(exc, f"get {what}") from exc
+        item = response.get("Item")
+        return None if item is None else dict(from_dynamo(item))
+
+    def _put_item(self, item: dict[str, Any], what: str) -> None:
+        try:
+            self.table.put_item(Item=to_dynamo(item))
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_aws_error(exc, f"put {what}") from exc
+
+    def _set_attributes(self, key: dict[str, str], attributes: dict[str, Any], what: str) -> bool:
+        """Set attributes on an existing item; False if there is no item at ``key``."""
+        names = {f"#a{i}": name for i, name in enumerate(attributes)}
+        values = {f":v{i}": to_dynamo(value) for i, value in enumerate(attributes.values())}
+        try:
+            self.table.update_item(
+                Key=key,
+                UpdateExpression="SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(names))),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ConditionExpression="attribute_exists(pk)",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise translate_aws_error(exc, f"update {what}") from exc
+        except BotoCoreError as exc:
+            raise translate_aws_error(exc, f"update {what}") from exc
+        return True
+
     def _batch_put(self, items: Iterable[dict[str, Any]]) -> int:
         count = 0
         try:
@@ -77,43 +114,22 @@ class RunsRepository(_TableBase):
     """Sync history: one item per run, keyed by tenant and run id."""
 
     def put(self, tenant: str, run_id: str, attributes: dict[str, Any]) -> None:
-        item = {"pk": check_tenant(tenant), "sk": check_run_id(run_id), **attributes}
-        try:
-            self.table.put_item(Item=to_dynamo(item))
-        except (ClientError, BotoCoreError) as exc:
-            raise translate_aws_error(exc, "put run") from exc
+        self._put_item(
+            {"pk": check_tenant(tenant), "sk": check_run_id(run_id), **attributes}, "run"
+        )
 
     def update(self, tenant: str, run_id: str, attributes: dict[str, Any]) -> None:
         """Set the given attributes on an existing run."""
-        names = {f"#a{i}": name for i, name in enumerate(attributes)}
-        values = {f":v{i}": to_dynamo(value) for i, value in enumerate(attributes.values())}
-        expression = "SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(attributes)))
-        try:
-            self.table.update_item(
-                Key={"pk": check_tenant(tenant), "sk": check_run_id(run_id)},
-                UpdateExpression=expression,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ConditionExpression="attribute_exists(pk)",
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                raise RunNotFound(f"no run {run_id} for tenant {tenant}") from exc
-            raise translate_aws_error(exc, "update run") from exc
-        except BotoCoreError as exc:
-            raise translate_aws_error(exc, "update run") from exc
+        key = {"pk": check_tenant(tenant), "sk": check_run_id(run_id)}
+        if not self._set_attributes(key, attributes, "run"):
+            raise RunNotFound(f"no run {run_id} for tenant {tenant}")
 
     def get(self, tenant: str, run_id: str) -> dict[str, Any]:
-        try:
-            response = self.table.get_item(
-                Key={"pk": check_tenant(tenant), "sk": check_run_id(run_id)}, ConsistentRead=True
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise translate_aws_error(exc, "get run") from exc
-        item = response.get("Item")
+        key = {"pk": check_tenant(tenant), "sk": check_run_id(run_id)}
+        item = self._get_item(key, "run", consistent=True)
         if item is None:
             raise RunNotFound(f"no run {run_id} for tenant {tenant}")
-        return dict(from_dynamo(item))
+        return item
 
     def list(self, tenant: str, limit: int = 50) -> list[dict[str, Any]]:
         """The tenant's runs, newest first."""
@@ -140,14 +156,9 @@ class DirectoryRepository(_TableBase):
         return self._batch_put({"pk": partition, "sk": item["target_id"], **item} for item in items)
 
     def get(self, tenant: str, entity: str, target_id: str) -> dict[str, Any] | None:
-        try:
-            response = self.table.get_item(
-                Key={"pk": entity_partition(tenant, entity), "sk": target_id}
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise translate_aws_error(exc, "get directory item") from exc
-        item = response.get("Item")
-        return None if item is None else dict(from_dynamo(item))
+        return self._get_item(
+            {"pk": entity_partition(tenant, entity), "sk": target_id}, "directory item"
+        )
 
     def iter_entity(self, tenant: str, entity: str) -> Iterator[dict[str, Any]]:
         return self._query_all(
@@ -156,22 +167,9 @@ class DirectoryRepository(_TableBase):
 
     def set_fields(self, tenant: str, entity: str, target_id: str, fields: dict[str, Any]) -> None:
         """Change fields of an existing directory record (an edit made in the app)."""
-        names = {f"#f{i}": name for i, name in enumerate(fields)}
-        values = {f":v{i}": to_dynamo(value) for i, value in enumerate(fields.values())}
-        try:
-            self.table.update_item(
-                Key={"pk": entity_partition(tenant, entity), "sk": target_id},
-                UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ConditionExpression="attribute_exists(pk)",
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                raise KeyError(f"no {entity} record {target_id}") from exc
-            raise translate_aws_error(exc, "update directory item") from exc
-        except BotoCoreError as exc:
-            raise translate_aws_error(exc, "update directory item") from exc
+        key = {"pk": entity_partition(tenant, entity), "sk": target_id}
+        if not self._set_attributes(key, fields, "directory item"):
+            raise KeyError(f"no {entity} record {target_id}")
 
 
 class LinksRepository(_TableBase):
@@ -195,14 +193,8 @@ class LinksRepository(_TableBase):
     def get(
         self, tenant: str, entity: str, source_system: str, source_id: str
     ) -> dict[str, Any] | None:
-        try:
-            response = self.table.get_item(
-                Key={"pk": entity_partition(tenant, entity), "sk": f"{source_system}#{source_id}"}
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise translate_aws_error(exc, "get link") from exc
-        item = response.get("Item")
-        return None if item is None else dict(from_dynamo(item))
+        key = {"pk": entity_partition(tenant, entity), "sk": f"{source_system}#{source_id}"}
+        return self._get_item(key, "link")
 
     def iter_entity(self, tenant: str, entity: str) -> Iterator[dict[str, Any]]:
         return self._query_all(
@@ -214,29 +206,15 @@ class TenantsRepository(_TableBase):
     """Tenants, with their settings and the history of settings changes."""
 
     def get_meta(self, tenant: str) -> dict[str, Any] | None:
-        try:
-            response = self.table.get_item(Key={"pk": check_tenant(tenant), "sk": "meta"})
-        except (ClientError, BotoCoreError) as exc:
-            raise translate_aws_error(exc, "get tenant") from exc
-        item = response.get("Item")
-        return None if item is None else dict(from_dynamo(item))
+        return self._get_item({"pk": check_tenant(tenant), "sk": "meta"}, "tenant")
 
     def put_meta(self, tenant: str, attributes: dict[str, Any]) -> None:
-        try:
-            self.table.put_item(
-                Item=to_dynamo({"pk": check_tenant(tenant), "sk": "meta", **attributes})
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise translate_aws_error(exc, "put tenant") from exc
+        self._put_item({"pk": check_tenant(tenant), "sk": "meta", **attributes}, "tenant")
 
     def get_settings(self, tenant: str) -> dict[str, Any] | None:
         """The tenant's current settings document, if any was saved."""
-        try:
-            response = self.table.get_item(Key={"pk": check_tenant(tenant), "sk": "settings"})
-        except (ClientError, BotoCoreError) as exc:
-            raise translate_aws_error(exc, "get settings") from exc
-        item = response.get("Item")
-        return None if item is None else dict(from_dynamo(item["settings"]))
+        item = self._get_item({"pk": check_tenant(tenant), "sk": "settings"}, "settings")
+        return None if item is None else dict(item["settings"])
 
     def put_settings(
         self, tenant: str, settings: dict[str, Any], *, who: str, at: str, changed: list[str]
@@ -273,20 +251,8 @@ class AppEditsRepository(_TableBase):
         partition = f"{check_tenant(tenant)}#app_edits#{entity}"
         existing = self.get(tenant, entity, target_id)
         merged = {**(existing or {}), **fields}
-        try:
-            self.table.put_item(
-                Item=to_dynamo(
-                    {
-                        "pk": partition,
-                        "sk": target_id,
-                        "fields": merged,
-                        "edited_by": who,
-                        "edited_at": at,
-                    }
-                )
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise translate_aws_error(exc, "put app edit") from exc
+        item = {"pk": partition, "sk": target_id, "fields": merged}
+        self._put_item({**item, "edited_by": who, "edited_at": at}, "app edit")
 
     def all_for(self, tenant: str, entity: str) -> dict[str, dict[str, Any]]:
         """Target id → the fields the app edited, for one entity (one query: app edits
@@ -299,12 +265,8 @@ class AppEditsRepository(_TableBase):
 
     def get(self, tenant: str, entity: str, target_id: str) -> dict[str, Any] | None:
         partition = f"{check_tenant(tenant)}#app_edits#{entity}"
-        try:
-            response = self.table.get_item(Key={"pk": partition, "sk": target_id})
-        except (ClientError, BotoCoreError) as exc:
-            raise translate_aws_error(exc, "get app edit") from exc
-        item = response.get("Item")
-        return None if item is None else dict(from_dynamo(item["fields"]))
+        item = self._get_item({"pk": partition, "sk": target_id}, "app edit")
+        return None if item is None else dict(item["fields"])
 
 
 class LocksRepository(_TableBase):
@@ -335,13 +297,8 @@ class LocksRepository(_TableBase):
         return holder or "unknown"
 
     def holder(self, tenant: str) -> str | None:
-        try:
-            response = self.table.get_item(
-                Key={"pk": f"{check_tenant(tenant)}#sync", "sk": "lock"}, ConsistentRead=True
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise translate_aws_error(exc, "read lock") from exc
-        item = response.get("Item")
+        key = {"pk": f"{check_tenant(tenant)}#sync", "sk": "lock"}
+        item = self._get_item(key, "lock", consistent=True)
         return None if item is None else str(item["run_id"])
 
     def release(self, tenant: str, run_id: str) -> None:
@@ -368,20 +325,10 @@ class DecisionsRepository(_TableBase):
         return f"{check_tenant(tenant)}#decisions"
 
     def put(self, tenant: str, sort_key: str, item: dict[str, Any]) -> None:
-        try:
-            self.table.put_item(
-                Item=to_dynamo({"pk": self._partition(tenant), "sk": sort_key, **item})
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise translate_aws_error(exc, "put decision") from exc
+        self._put_item({"pk": self._partition(tenant), "sk": sort_key, **item}, "decision")
 
     def get(self, tenant: str, sort_key: str) -> dict[str, Any] | None:
-        try:
-            response = self.table.get_item(Key={"pk": self._partition(tenant), "sk": sort_key})
-        except (ClientError, BotoCoreError) as exc:
-            raise translate_aws_error(exc, "get decision") from exc
-        item = response.get("Item")
-        return None if item is None else dict(from_dynamo(item))
+        return self._get_item({"pk": self._partition(tenant), "sk": sort_key}, "decision")
 
     def all(self, tenant: str) -> list[dict[str, Any]]:
         return list(self._query_all(KeyConditionExpression=Key("pk").eq(self._partition(tenant))))
