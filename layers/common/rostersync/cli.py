@@ -16,7 +16,7 @@ from rostersync.errors import RostersyncError
 from rostersync.models import ENTITY_ORDER, SyncMode
 from rostersync.observability import logger
 from rostersync.pipeline.deps import Deps, build_deps
-from rostersync.pipeline.stage import ACTIONS
+from rostersync.pipeline.report import ACTIONS, action_totals
 from rostersync.service import (
     SyncOutcome,
     default_state_dir,
@@ -337,9 +337,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         runs = list_runs(deps, args.tenant, args.limit)
     lines = []
     for run in runs:
-        totals = {
-            a: sum(int(c.get(a, 0)) for c in (run.get("counts") or {}).values()) for a in ACTIONS
-        }
+        totals = action_totals(run.get("counts"))
         took = sum((run.get("timings_ms") or {}).values()) / 1000
         lines.append(
             f"{run['run_id']}  {run.get('status', '?'):<10} {run.get('trigger', '?'):<8} "

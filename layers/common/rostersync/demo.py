@@ -11,6 +11,7 @@ from rostersync.cli import local_stack, print_counts, run_sync
 from rostersync.generator import MutationSummary, generate_district, mutate_next_day
 from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.pipeline.deps import Deps
+from rostersync.pipeline.report import action_totals
 from rostersync.review import (
     ActionFilter,
     Selection,
@@ -68,13 +69,19 @@ def _mutation_line(summary: MutationSummary) -> str:
     )
 
 
+def _fresh_state_dir(state: Path | None, name: str) -> Path:
+    """The demo's state directory, emptied: a demo always starts from nothing, so its
+    first day shows every add."""
+    state_dir = state or default_state_dir() / name
+    shutil.rmtree(state_dir, ignore_errors=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return state_dir
+
+
 def run_demo(*, state: Path | None, students: int, out: TextIO) -> int:
     """Generate, sync day 1, prepare day 2 for review, untick one action, commit it,
     show the history. Returns an exit code."""
-    state_dir = state or default_state_dir() / "demo"
-    # The demo starts from an empty directory each time so day 1 always shows its adds.
-    shutil.rmtree(state_dir, ignore_errors=True)
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir = _fresh_state_dir(state, "demo")
     with tempfile.TemporaryDirectory(prefix="rostersync-demo-") as tmp:
         work = Path(tmp)
         day1, day2 = work / "day1", work / "day2"
@@ -126,10 +133,7 @@ def run_demo(*, state: Path | None, students: int, out: TextIO) -> int:
 
             out.write("\n== History\n")
             for run in list_runs(deps, TENANT):
-                totals = {
-                    a: sum(int(c.get(a, 0)) for c in (run.get("counts") or {}).values())
-                    for a in ("add", "update", "archive", "reactivate")
-                }
+                totals = action_totals(run.get("counts"))
                 out.write(
                     f"  {run['run_id']}  {run.get('status'):<10} {run.get('trigger')}  "
                     + "  ".join(f"{a} {n}" for a, n in totals.items())
@@ -164,9 +168,7 @@ def run_existing_demo(*, state: Path | None, students: int, out: TextIO) -> int:
     from rostersync.review import restage_run
     from rostersync.service import ensure_tenant
 
-    state_dir = state or default_state_dir() / "demo-existing"
-    shutil.rmtree(state_dir, ignore_errors=True)
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir = _fresh_state_dir(state, "demo-existing")
     with tempfile.TemporaryDirectory(prefix="rostersync-demo-") as tmp:
         work = Path(tmp)
         day1, day2 = work / "day1", work / "day2"

@@ -20,14 +20,14 @@ from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.pipeline.commit import commit
 from rostersync.pipeline.contracts import RunState, SourceSpec
 from rostersync.pipeline.deps import Deps
-from rostersync.pipeline.report import build_report
+from rostersync.pipeline.report import ACTIONS, build_report
 from rostersync.pipeline.snapshot import (
     ACTIVE,
     ARCHIVED,
     current_baseline,
     iter_snapshot,
 )
-from rostersync.pipeline.stage import ACTIONS, field_changes, make_action
+from rostersync.pipeline.stage import field_changes, make_action
 from rostersync.storage import keys
 
 ActionKind = Literal["add", "update", "archive", "reactivate"]

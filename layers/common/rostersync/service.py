@@ -14,7 +14,7 @@ from rostersync.errors import RostersyncError
 from rostersync.models import ENTITY_ORDER, SyncMode
 from rostersync.pipeline.contracts import Trigger
 from rostersync.pipeline.deps import Deps, locks_repository
-from rostersync.pipeline.stage import ACTIONS
+from rostersync.pipeline.report import ACTIONS
 from rostersync.storage import keys
 
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from rostersync.pipeline.deps import Deps
+from rostersync.pipeline.report import action_totals
 
 
 def notify_run(deps: Deps, tenant: str, run_id: str, status: str, report: dict[str, Any]) -> None:
-    totals: dict[str, int] = {}
-    for row in (report.get("counts") or {}).values():
-        for action, count in row.items():
-            totals[action] = totals.get(action, 0) + int(count)
+    totals = action_totals(report.get("counts"))
     deps.events.publish(
         [
             (

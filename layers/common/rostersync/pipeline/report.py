@@ -29,6 +29,12 @@ ACTION_COLUMNS = (
     "changes",
 )
 SAMPLE_SIZE = 20
+ACTIONS = ("add", "update", "archive", "reactivate")
+
+
+def action_totals(counts: dict[str, dict[str, int]] | None) -> dict[str, int]:
+    """Actions of each kind over every entity of a run's counts."""
+    return {a: sum(int(row.get(a, 0)) for row in (counts or {}).values()) for a in ACTIONS}
 
 
 def _csv_object(deps: Deps, key: str, columns: tuple[str, ...], rows: Any) -> int:

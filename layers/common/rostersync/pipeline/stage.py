@@ -36,7 +36,7 @@ from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.match import MatchDecision
 from rostersync.pipeline.notify import notify_run
-from rostersync.pipeline.report import build_report
+from rostersync.pipeline.report import ACTIONS, build_report
 from rostersync.pipeline.scope import Scope
 from rostersync.pipeline.snapshot import (
     ACTIVE,
@@ -52,7 +52,6 @@ from rostersync.settings import CONTACT_FIELDS, HoldThresholds, TenantSettings
 from rostersync.storage import keys
 from rostersync.storage.objects import ObjectStore, dumps_line
 
-ACTIONS = ("add", "update", "archive", "reactivate")
 #: Decisions that may take over the app record of a source id that vanished.
 RELINK_TIERS = frozenset({Tier.AUTO, Tier.KEY, Tier.MANUAL})
 #: Which ``changes_to_sync`` setting governs each action.
