@@ -15,7 +15,7 @@ import pytest
 from rostersync.errors import BundleError
 from rostersync.models import ENTITY_ORDER, Entity, IssueAction, RowIssue, validate_record
 from rostersync.sources.bundle import FolderBundle, ZipBundle
-from rostersync.sources.oneroster_csv import (
+from rostersync.sources.oneroster_csv.reader import (
     FILE_NAMES,
     EntityReadSummary,
     FileMode,

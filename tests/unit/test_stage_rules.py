@@ -3,6 +3,7 @@ from __future__ import annotations
 from rostersync.models import Entity
 from rostersync.pipeline.snapshot import content_hash
 from rostersync.pipeline.stage import action_id, archive_refusal, field_changes
+from rostersync.sources.base import ReadSummary
 
 
 def test_field_changes_list_before_and_after_of_changed_fields_only():
@@ -27,16 +28,24 @@ def test_action_ids_are_stable_and_distinct():
     )
 
 
+def _read(**fields: object) -> ReadSummary:
+    return ReadSummary.model_validate(
+        {"entity": "users", "completeness": "complete", "label": "users.csv", **fields}
+    )
+
+
 def test_archive_refusal_rules():
-    ok = {"file": "users.csv", "rows": 100}
+    ok = _read(rows=100)
     assert archive_refusal(Entity.USERS, ok, 100) is None
-    empty = {"file": "users.csv", "rows": 0}
+    empty = _read(rows=0)
     assert "has no rows" in (archive_refusal(Entity.USERS, empty, 100) or "")
     assert archive_refusal(Entity.USERS, empty, 0) is None  # nothing to lose
-    unreadable = {"file": "users.csv", "rows": 100, "unreadable_rows": 1}
+    unreadable = _read(rows=100, unreadable_rows=1)
     assert "could not be read" in (archive_refusal(Entity.USERS, unreadable, 100) or "")
-    missing = {"file": "users.csv", "missing": True}
+    missing = _read(missing=True)
     assert "missing" in (archive_refusal(Entity.USERS, missing, 100) or "")
+    untrusted = _read(rows=100, untrusted="the file ends inside a row")
+    assert "ends inside a row" in (archive_refusal(Entity.USERS, untrusted, 100) or "")
 
 
 def test_new_target_ids_are_uuid5_of_the_source_identity():

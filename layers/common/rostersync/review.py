@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rostersync.errors import RunStateError, StaleBaseline
 from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.pipeline.commit import commit
-from rostersync.pipeline.contracts import RunState, SourceSpec
+from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.report import ACTIONS, build_report
 from rostersync.pipeline.snapshot import (
@@ -28,6 +28,8 @@ from rostersync.pipeline.snapshot import (
     iter_snapshot,
 )
 from rostersync.pipeline.stage import field_changes, make_action
+from rostersync.runs import run_source
+from rostersync.sources.oneroster_csv import OneRosterCsvSpec
 from rostersync.storage import keys
 
 ActionKind = Literal["add", "update", "archive", "reactivate"]
@@ -73,7 +75,7 @@ def _run_state(deps: Deps, tenant: str, run_id: str) -> tuple[dict[str, Any], Ru
         run_id=run_id,
         trigger=run.get("trigger", "cli"),
         mode=run.get("mode", "full"),
-        source=SourceSpec(key=run.get("source_key") or keys.uploads_prefix(tenant, run_id)),
+        source=run_source(run) or OneRosterCsvSpec(key=keys.uploads_prefix(tenant, run_id)),
         requested_by=run.get("requested_by"),
         counts={"timings_ms": run.get("timings_ms", {})},
     )
@@ -251,7 +253,7 @@ def _prepare_derived_run(
         tenant=tenant,
         run_id=run_id,
         trigger=trigger,
-        source=SourceSpec(key=keys.uploads_prefix(tenant, run_id)),
+        source=OneRosterCsvSpec(key=keys.uploads_prefix(tenant, run_id)),
         requested_by=who,
     )
     deps.runs.put(

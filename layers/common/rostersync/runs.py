@@ -16,8 +16,11 @@ from typing import Any, Protocol
 
 from rostersync.errors import RostersyncError
 from rostersync.models import SyncMode
-from rostersync.pipeline.contracts import RunState, SourceSpec, Trigger
+from rostersync.pipeline.contracts import RunState, Trigger
 from rostersync.pipeline.deps import Deps
+from rostersync.sources.base import SourceSpec
+from rostersync.sources.oneroster_csv import OneRosterCsvSpec
+from rostersync.sources.registry import parse_spec
 from rostersync.storage import keys
 from rostersync.storage.tables import LocksRepository
 
@@ -44,7 +47,25 @@ class RunLauncher(Protocol):
 class StartedRun:
     run_id: str
     tenant: str
-    source_key: str
+    source: SourceSpec
+
+    @property
+    def source_key(self) -> str:
+        return self.source.describe()
+
+
+def bundle_source(tenant: str, key: str) -> OneRosterCsvSpec:
+    """The spec of a OneRoster bundle at ``key`` (under the tenant's inbox or uploads)."""
+    return OneRosterCsvSpec(key=keys.check_source_key(tenant, key))
+
+
+def run_source(run: dict[str, Any]) -> SourceSpec | None:
+    """The source spec a run record names (records before specs kept a bundle key)."""
+    if run.get("source"):
+        return parse_spec(run["source"])
+    if run.get("source_key"):
+        return OneRosterCsvSpec(key=str(run["source_key"]))
+    return None
 
 
 def _now() -> str:
@@ -72,7 +93,7 @@ def begin_run(
     locks: LocksRepository,
     launcher: RunLauncher,
     tenant: str,
-    source_key: str,
+    source: SourceSpec | str,
     *,
     trigger: Trigger,
     mode: SyncMode = "full",
@@ -80,12 +101,15 @@ def begin_run(
     requested_by: str | None = None,
     run_id: str | None = None,
 ) -> StartedRun:
-    """Lock, record and launch a run of ``source_key`` for ``tenant``."""
+    """Lock, record and launch a run of ``source`` (a spec, or a bundle's key) for
+    ``tenant``."""
     if deps.tenants.get_meta(keys.check_tenant(tenant)) is None:
         from rostersync.service import UnknownTenant
 
         raise UnknownTenant(f"unknown tenant {tenant!r}")
-    keys.check_source_key(tenant, source_key)
+    spec = bundle_source(tenant, source) if isinstance(source, str) else parse_spec(source)
+    if isinstance(spec, OneRosterCsvSpec):
+        keys.check_source_key(tenant, spec.key)
     run_id = run_id or keys.new_run_id()
     acquire_run_lock(deps, locks, tenant, run_id)
     state = RunState(
@@ -93,7 +117,7 @@ def begin_run(
         run_id=run_id,
         trigger=trigger,
         mode=mode,
-        source=SourceSpec(key=source_key),
+        source=spec,
         requested_by=requested_by,
         review=review,
     )
@@ -106,7 +130,8 @@ def begin_run(
             "mode": mode,
             "requested_by": requested_by,
             "started_at": _now(),
-            "source_key": source_key,
+            "source_key": spec.describe(),
+            "source": spec.model_dump(mode="json"),
         },
     )
     try:
@@ -115,4 +140,4 @@ def begin_run(
         deps.runs.update(tenant, run_id, {"status": "failed", "reason": "could not start"})
         locks.release(tenant, run_id)
         raise
-    return StartedRun(run_id, tenant, source_key)
+    return StartedRun(run_id, tenant, spec)

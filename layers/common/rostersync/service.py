@@ -15,6 +15,7 @@ from rostersync.models import ENTITY_ORDER, SyncMode
 from rostersync.pipeline.contracts import Trigger
 from rostersync.pipeline.deps import Deps, locks_repository
 from rostersync.pipeline.report import ACTIONS
+from rostersync.sources.base import SourceSpec
 from rostersync.storage import keys
 
 
@@ -108,7 +109,7 @@ def start_sync(
     starter: RunStarter,
     deps: Deps,
     tenant: str,
-    source_key: str,
+    source: SourceSpec | str,
     run_id: str,
     *,
     mode: SyncMode = "full",
@@ -127,7 +128,7 @@ def start_sync(
         locks,
         launcher,
         tenant,
-        source_key,
+        source,
         trigger=trigger,
         mode=mode,
         review=review,

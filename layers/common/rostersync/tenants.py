@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from rostersync.pipeline.deps import Deps
-from rostersync.pipeline.stage import load_settings
+from rostersync.pipeline.tenant_settings import load_settings
 from rostersync.settings import TenantSettings
 
 

@@ -7,24 +7,16 @@ passes the whole object from step to step (``ResultPath: "$"``).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
 
-from rostersync.models import SyncMode
+from rostersync.models import Entity, SyncMode
+from rostersync.sources.base import Completeness, ReadSummary, SourceSpec
+from rostersync.sources.registry import parse_spec
 from rostersync.storage.keys import check_run_id, check_tenant
 
 Trigger = Literal["cli", "api", "schedule", "inbox", "undo"]
-
-
-class SourceSpec(BaseModel):
-    """Where the run's data comes from."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["oneroster_csv"] = "oneroster_csv"
-    #: An S3 key of a zip, or an S3 prefix (ending in ``/``) holding the bundle's files.
-    key: str
 
 
 class StepCounts(BaseModel):
@@ -42,7 +34,8 @@ class RunState(BaseModel):
     run_id: str
     trigger: Trigger = "cli"
     mode: SyncMode = "full"
-    source: SourceSpec
+    #: Where the data comes from: a spec of the registered source its ``kind`` names.
+    source: SerializeAsAny[SourceSpec]
     requested_by: str | None = None
     #: Stop at *prepared* instead of committing (review before commit).
     review: bool = False
@@ -53,6 +46,11 @@ class RunState(BaseModel):
     next: Literal["commit", "prepared"] | None = None
     status: str | None = None
 
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source(cls, value: Any) -> SourceSpec:
+        return parse_spec(value)
+
     @field_validator("tenant")
     @classmethod
     def _tenant(cls, value: str) -> str:
@@ -62,3 +60,58 @@ class RunState(BaseModel):
     @classmethod
     def _run(cls, value: str) -> str:
         return check_run_id(value)
+
+
+_LEGACY_MODES = {"bulk": "complete", "delta": "delta", "absent": "absent"}
+
+
+class NormalizedSummary(BaseModel):
+    """What the normalize step read: per entity, the source's read summary."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    #: The source kind (``oneroster_csv``, ``clever``).
+    source: str = "oneroster_csv"
+    #: The system the records' source ids belong to.
+    source_system: str = "oneroster"
+    version: str | None = None
+    entities: dict[Entity, ReadSummary] = Field(default_factory=dict)
+    issues: int = 0
+
+    @field_validator("entities", mode="before")
+    @classmethod
+    def _legacy(cls, value: Any) -> Any:
+        # Summaries written before the source seam carried the CSV reader's own shape.
+        if not isinstance(value, dict):
+            return value
+        out = {}
+        for name, item in value.items():
+            if isinstance(item, dict) and "mode" in item and "completeness" not in item:
+                item = {
+                    "entity": name,
+                    "completeness": _LEGACY_MODES.get(item["mode"], "partial"),
+                    "label": item.get("file"),
+                    "rows": item.get("rows", 0),
+                    "records": item.get("records", 0),
+                    "unknown_ids": item.get("skipped_ids", []),
+                    "unreadable_rows": item.get("unreadable_rows", 0),
+                    "missing": item.get("missing", False),
+                    "deleted_ids": item.get("deleted_ids", []),
+                }
+            out[name] = item
+        return out
+
+    def of(self, entity: Entity) -> ReadSummary:
+        """The entity's summary (absent when the source gave nothing for it)."""
+        found = self.entities.get(entity)
+        if found is None:
+            return ReadSummary(entity=entity, completeness=Completeness.ABSENT)
+        return found
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.entities.values())
+
+    @property
+    def any_delta(self) -> bool:
+        return any(s.is_delta for s in self.entities.values())

@@ -32,6 +32,7 @@ from rostersync.models import GUARDIAN_ROLES, STAFF_ROLES, Entity, Role, Tier
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.match import MatchDecision, new_target_id
+from rostersync.pipeline.normalize import load_normalized_summary
 from rostersync.pipeline.snapshot import (
     ACTIVE,
     BaselineEntry,
@@ -39,7 +40,7 @@ from rostersync.pipeline.snapshot import (
     iter_snapshot,
     load_baseline_index,
 )
-from rostersync.pipeline.stage import load_settings
+from rostersync.pipeline.tenant_settings import load_settings
 from rostersync.storage import keys
 
 APP_SYSTEM = "app"
@@ -144,6 +145,8 @@ class IdentityMatcher:
         self.tenant = state.tenant
         self.baseline = current_baseline(deps.store, state.tenant)
         self.settings = load_settings(deps, state.tenant)
+        self.normalized = load_normalized_summary(deps, state.tenant, state.run_id)
+        self.source_system = self.normalized.source_system
         self.decided: dict[Entity, dict[str, MatchDecision]] = {
             Entity.USERS: {},
             Entity.CLASSES: {},
@@ -170,11 +173,7 @@ class IdentityMatcher:
         return self._indexes[entity]
 
     def _skipped(self, entity: Entity) -> set[str]:
-        summary = (
-            self.deps.store.get_json(keys.normalized_summary_key(self.tenant, self.state.run_id))
-            or {}
-        )
-        return set(summary.get("entities", {}).get(entity.value, {}).get("skipped_ids", []))
+        return set(self.normalized.of(entity).unknown_ids)
 
     def _load_decisions(self) -> None:
         for item in self.deps.decisions.all(self.tenant):
@@ -299,7 +298,7 @@ class IdentityMatcher:
         targets_of: dict[str, str] = {}
         unlinked: list[dict[str, Any]] = []
         present: set[str] = set()
-        system = "oneroster"
+        system = self.source_system
         for record in self._normalized(entity):
             system, source_id = record["source_system"], record["source_id"]
             present.add(source_id)
@@ -447,7 +446,7 @@ class IdentityMatcher:
             for s in self._normalized(Entity.ACADEMIC_SESSIONS)
         }
         pending: list[ClassRecord] = []
-        system = "oneroster"
+        system = self.source_system
         for record in self._normalized(entity):
             system, source_id = record["source_system"], record["source_id"]
             manual = self.manual.get((entity.value, source_id))

@@ -1,48 +1,32 @@
-"""normalize: raw bundle → canonical records per entity, row-level issues, a summary."""
+"""normalize: raw input → canonical records per entity, row-level issues, a summary.
+
+The run's source reads its raw input (``sources.registry``); this step only writes what
+it yields: one JSONL per entity with an id/status/hash line beside each record, the
+issues, and the source-neutral ``NormalizedSummary`` (written last, so its presence
+means the step finished).
+"""
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
-from typing import IO, Any
-
 from rostersync.models import ENTITY_ORDER, Entity, RowIssue
-from rostersync.pipeline.contracts import RunState
+from rostersync.pipeline.contracts import NormalizedSummary, RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.snapshot import content_hash
-from rostersync.sources.bundle import BundleFiles, ZipBundle
-from rostersync.sources.oneroster_csv import OneRosterBundle
+from rostersync.sources.base import SourceRead
+from rostersync.sources.registry import source_for
 from rostersync.storage import keys
-from rostersync.storage.objects import ObjectStore, dumps_line
+from rostersync.storage.objects import dumps_line
+from rostersync.storage.raw import ObjectRawArea
 
 
-class S3Bundle:
-    """The loose files of a bundle under an S3 prefix, streamed from S3."""
-
-    def __init__(self, store: ObjectStore, prefix: str) -> None:
-        self.store = store
-        self.prefix = prefix
-        self._names = sorted(k[len(prefix) :] for k in store.list_keys(prefix))
-
-    def names(self) -> list[str]:
-        return [n for n in self._names if "/" not in n]
-
-    @contextmanager
-    def open(self, name: str) -> Iterator[IO[bytes]]:
-        with self.store.open_stream(self.prefix + keys.check_file_name(name)) as body:
-            yield body
-
-
-def _write_entity(deps: Deps, state: RunState, bundle: OneRosterBundle, entity: Entity) -> int:
+def _write_entity(deps: Deps, state: RunState, read: SourceRead, entity: Entity) -> int:
     """The entity's records, and beside them their ids, statuses and content hashes."""
     count = 0
     with (
         deps.store.writer(keys.normalized_key(state.tenant, state.run_id, entity)) as records,
         deps.store.writer(keys.normalized_ids_key(state.tenant, state.run_id, entity)) as ids,
     ):
-        for record in bundle.iter_records(entity):
+        for record in read.iter_records(entity):
             records.write(dumps_line(record))
             ids.write(
                 dumps_line(
@@ -59,49 +43,41 @@ def _write_entity(deps: Deps, state: RunState, bundle: OneRosterBundle, entity: 
 
 
 def normalize(state: RunState, deps: Deps) -> RunState:
-    """Read the bundle in entity order; write one JSONL per entity plus issues and summary."""
-    raw = state.raw_prefix or keys.raw_prefix(state.tenant, state.run_id)
-    with ExitStack() as stack:
-        files: BundleFiles
-        zip_key = raw + "bundle.zip"
-        if deps.store.exists(zip_key):
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rostersync-")))
-            deps.store.download_file(zip_key, tmp / "bundle.zip")
-            zipped = ZipBundle(tmp / "bundle.zip")
-            stack.callback(zipped.close)
-            files = zipped
-        else:
-            files = S3Bundle(deps.store, raw)
-
-        issue_writer = stack.enter_context(
-            deps.store.writer(keys.issues_key(state.tenant, state.run_id))
-        )
-        issue_count = 0
+    """Read the raw input in entity order; write one JSONL per entity, issues, summary."""
+    raw_prefix = state.raw_prefix or keys.raw_prefix(state.tenant, state.run_id)
+    raw = ObjectRawArea(deps.store, state.tenant, raw_prefix)
+    source = source_for(state.source.kind)
+    counts: dict[str, int] = {}
+    issue_count = 0
+    with deps.store.writer(keys.issues_key(state.tenant, state.run_id)) as issue_writer:
 
         def sink(issue: RowIssue) -> None:
             nonlocal issue_count
             issue_count += 1
             issue_writer.write(dumps_line(issue.model_dump(mode="json", exclude_none=True)))
 
-        bundle = OneRosterBundle(files, sink)
-        counts: dict[str, int] = {}
-        entities: dict[str, Any] = {}
-        for entity in ENTITY_ORDER:
-            written = _write_entity(deps, state, bundle, entity)
-            summary = bundle.summary(entity)
-            counts[entity.value] = written
-            entities[entity.value] = summary.model_dump(mode="json")
-    # The issues object is uploaded when its writer closes (above); the summary goes last,
-    # so a summary's presence means the step finished.
+        with source.read(state.source, raw, sink) as read:
+            entities = {}
+            for entity in ENTITY_ORDER:
+                counts[entity.value] = _write_entity(deps, state, read, entity)
+                entities[entity] = read.summary(entity)
+            summary = NormalizedSummary(
+                source=state.source.kind,
+                source_system=read.source_system,
+                version=read.version,
+                entities=entities,
+                issues=0,
+            )
     counts["issues"] = issue_count
+    summary.issues = issue_count
     deps.store.put_json(
-        keys.normalized_summary_key(state.tenant, state.run_id),
-        {
-            "version": bundle.version,
-            "source_system": "oneroster",
-            "entities": entities,
-            "issues": issue_count,
-        },
+        keys.normalized_summary_key(state.tenant, state.run_id), summary.model_dump(mode="json")
     )
     state.counts["normalize"] = counts
     return state
+
+
+def load_normalized_summary(deps: Deps, tenant: str, run_id: str) -> NormalizedSummary:
+    """The run's normalized summary (empty if normalize has not written one)."""
+    stored = deps.store.get_json(keys.normalized_summary_key(tenant, run_id))
+    return NormalizedSummary() if stored is None else NormalizedSummary.model_validate(stored)

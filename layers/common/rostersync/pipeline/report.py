@@ -13,6 +13,7 @@ from typing import Any
 from rostersync.models import ENTITY_ORDER
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
+from rostersync.pipeline.normalize import load_normalized_summary
 from rostersync.storage import keys
 
 ISSUE_COLUMNS = ("file", "line", "column", "value", "message", "action", "entity", "source_id")
@@ -68,7 +69,7 @@ def _action_row(action: dict[str, Any]) -> dict[str, Any]:
 def build_report(deps: Deps, state: RunState, *, status: str) -> dict[str, Any]:
     """Write report.json, issues.csv and actions.csv for the run; return the report."""
     tenant, run_id = state.tenant, state.run_id
-    normalized = deps.store.get_json(keys.normalized_summary_key(tenant, run_id)) or {}
+    normalized = load_normalized_summary(deps, tenant, run_id)
     changes = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
     sample: list[dict[str, Any]] = []
 
@@ -88,11 +89,7 @@ def build_report(deps: Deps, state: RunState, *, status: str) -> dict[str, Any]:
                 yield _action_row(action)
 
     _csv_object(deps, keys.report_key(tenant, run_id, "actions.csv"), ACTION_COLUMNS, actions())
-    files = {
-        name: {k: v for k, v in summary.items() if k != "skipped_ids"}
-        | {"skipped": len(summary.get("skipped_ids", []))}
-        for name, summary in normalized.get("entities", {}).items()
-    }
+    inputs = {entity.value: summary.shown() for entity, summary in normalized.entities.items()}
     report = {
         "tenant": tenant,
         "run_id": run_id,
@@ -107,7 +104,8 @@ def build_report(deps: Deps, state: RunState, *, status: str) -> dict[str, Any]:
         "hold": changes.get("hold", []),
         "held": changes.get("held", {}),
         "match": state.counts.get("match", {}),
-        "files": files,
+        "source": normalized.source,
+        "inputs": inputs,
         "issues_total": issues_total,
         "issues_sample": sample,
         "timings_ms": state.counts.get("timings_ms", {}),

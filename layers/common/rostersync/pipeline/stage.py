@@ -6,8 +6,8 @@ one streaming pass over the baseline snapshot to fetch the *before* side of the 
 that changed. Memory holds ids and hashes, plus the changed records only.
 
 Semantics:
-- Delete = archive. A record absent from a bulk file is archived; a ``tobedeleted`` row
-  is archived in bulk and delta files alike.
+- Delete = archive. A record absent from a complete read is archived; a ``tobedeleted``
+  record is archived in complete and delta reads alike.
 - A record whose row failed validation is *unknown*: never archived.
 - If an entity had rows with no readable id, none of its absences can be trusted, so
   its implicit archives are refused; so are those of a listed-but-missing or empty file.
@@ -32,9 +32,10 @@ from typing import Any
 import orjson
 
 from rostersync.models import ENTITY_ORDER, Entity, SourceStatus, Tier
-from rostersync.pipeline.contracts import RunState
+from rostersync.pipeline.contracts import NormalizedSummary, RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.match import MatchDecision
+from rostersync.pipeline.normalize import load_normalized_summary
 from rostersync.pipeline.notify import notify_run
 from rostersync.pipeline.report import ACTIONS, build_report
 from rostersync.pipeline.scope import Scope
@@ -48,7 +49,9 @@ from rostersync.pipeline.snapshot import (
     iter_snapshot,
     load_baseline_index,
 )
+from rostersync.pipeline.tenant_settings import load_settings
 from rostersync.settings import CONTACT_FIELDS, HoldThresholds, TenantSettings
+from rostersync.sources.base import ReadSummary
 from rostersync.storage import keys
 from rostersync.storage.objects import ObjectStore, dumps_line
 
@@ -141,19 +144,21 @@ class EntityStage:
     merged: int = 0
 
 
-def archive_refusal(entity: Entity, summary: dict[str, Any], active: int) -> str | None:
-    """Why the absences in this entity's file cannot be trusted to archive anything, or
+def archive_refusal(entity: Entity, summary: ReadSummary, active: int) -> str | None:
+    """Why the absences in this entity's input cannot be trusted to archive anything, or
     None. (How many archives are too many is a hold threshold, not a refusal.)"""
-    file_name = summary.get("file") or f"{entity.value} file"
-    if summary.get("missing"):
-        return f"{file_name} is listed in the manifest but missing; nothing archived"
-    if summary.get("rows", 0) == 0 and active > 0:
-        return f"{file_name} has no rows; its {active} active records are not archived"
-    if summary.get("unreadable_rows", 0):
+    label = summary.label or f"the {entity.value} input"
+    if summary.missing:
+        return f"{label} is announced but missing; nothing archived"
+    if summary.rows == 0 and active > 0:
+        return f"{label} has no rows; its {active} active records are not archived"
+    if summary.unreadable_rows:
         return (
-            f"{summary['unreadable_rows']} rows of {file_name} could not be read (no id); "
+            f"{summary.unreadable_rows} rows of {label} could not be read (no id); "
             "absent records might be among them"
         )
+    if summary.untrusted:
+        return f"{label}: {summary.untrusted}; nothing archived"
     return None
 
 
@@ -165,11 +170,11 @@ class EntityStager:
         deps: Deps,
         state: RunState,
         entity: Entity,
-        summary: dict[str, Any],
+        summary: ReadSummary,
         baseline_run: str | None,
         settings: TenantSettings,
         scope: Scope,
-        source_system: str = "oneroster",
+        source_system: str,
     ) -> None:
         self.deps = deps
         self.source_system = source_system
@@ -284,7 +289,7 @@ class EntityStager:
 
             # Deletions given only as an id and a status (too bare to be records).
             system = self.source_system
-            for source_id in self.summary.get("deleted_ids", []):
+            for source_id in self.summary.deleted_ids:
                 base = self.index.get((system, source_id))
                 if (
                     base is not None
@@ -296,9 +301,8 @@ class EntityStager:
                         make_action(entity, "archive", system, source_id, base.target_id)
                     )
             archives = self.explicit_archives
-            mode = self.summary.get("mode", "absent")
-            if mode == "bulk" and self.state.mode == "full":
-                protected = set(self.summary.get("skipped_ids", []))
+            if self.summary.is_complete and self.state.mode == "full":
+                protected = set(self.summary.unknown_ids)
                 archives = archives + [
                     make_action(entity, "archive", *key, base.target_id)
                     for key, base in self._absent(protected)
@@ -306,7 +310,7 @@ class EntityStager:
             active = sum(1 for entry in self.index.values() if entry.status == ACTIVE)
             result.active_before = active
             reason = archive_refusal(entity, self.summary, active)
-            if mode == "absent" or not archives:
+            if self.summary.is_absent or not archives:
                 reason = None
             for action in archives:
                 if reason is not None:
@@ -353,14 +357,13 @@ class EntityStager:
 def hold_checks(
     thresholds: HoldThresholds,
     outcomes: dict[Entity, EntityStage],
-    normalized: dict[str, Any],
+    normalized: NormalizedSummary,
     last_rows: int | None,
     *,
     full: bool = True,
 ) -> list[dict[str, Any]]:
     """Every hold threshold the run trips, with what was measured."""
     tripped: list[dict[str, Any]] = []
-    entities = normalized.get("entities", {})
     for entity, outcome in outcomes.items():
         active = outcome.active_before
         archives = outcome.counts["archive"]
@@ -412,12 +415,12 @@ def hold_checks(
                     f"{changes} {entity.value} would change (limit {thresholds.change_count})",
                 )
             )
-    if any(s.get("mode") == "delta" for s in entities.values()) or not full:
-        # A delta bundle or a quick run carries only changes: small and partial by design.
+    if normalized.any_delta or not full:
+        # A delta read or a quick run carries only changes: small and partial by design.
         return tripped
     for entity in thresholds.required_files:
-        summary = entities.get(entity.value, {})
-        if summary.get("missing") or summary.get("mode", "absent") == "absent":
+        summary = normalized.of(entity)
+        if summary.missing or summary.is_absent:
             tripped.append(
                 _trip(
                     "required_file",
@@ -427,13 +430,13 @@ def hold_checks(
                     f"the {entity.value} file is required but missing",
                 )
             )
-        elif summary.get("rows", 0) == 0:
+        elif summary.rows == 0:
             tripped.append(
                 _trip(
                     "required_file", entity, 0, 1, f"the {entity.value} file is required but empty"
                 )
             )
-    rows = sum(int(s.get("rows", 0)) for s in entities.values())
+    rows = normalized.rows
     if last_rows and rows < thresholds.min_bundle_ratio * last_rows:
         tripped.append(
             _trip(
@@ -497,16 +500,10 @@ def _apply_hold_and_settings(
     return counts
 
 
-def load_settings(deps: Deps, tenant: str) -> TenantSettings:
-    """The tenant's settings (defaults until the admin changes them)."""
-    stored = deps.tenants.get_settings(tenant)
-    return TenantSettings() if stored is None else TenantSettings.model_validate(stored)
-
-
 def stage(state: RunState, deps: Deps) -> RunState:
     """Stage every entity; apply hold checks and settings; decide commit or prepared."""
     tenant, run_id = state.tenant, state.run_id
-    normalized = deps.store.get_json(keys.normalized_summary_key(tenant, run_id)) or {}
+    normalized = load_normalized_summary(deps, tenant, run_id)
     baseline_run = current_baseline(deps.store, tenant)
     settings = load_settings(deps, tenant)
     thresholds = settings.hold.model_copy(
@@ -516,7 +513,7 @@ def stage(state: RunState, deps: Deps) -> RunState:
     outcomes: dict[Entity, EntityStage] = {}
     refused: dict[str, dict[str, Any]] = {}
     for entity in ENTITY_ORDER:
-        summary = normalized.get("entities", {}).get(entity.value, {})
+        summary = normalized.of(entity)
         if entity not in settings.items_to_sync:
             deps.store.write_jsonl(keys.changes_key(tenant, run_id, entity), [])
             continue
@@ -528,7 +525,7 @@ def stage(state: RunState, deps: Deps) -> RunState:
             baseline_run,
             settings,
             scope,
-            normalized.get("source_system", "oneroster"),
+            normalized.source_system,
         ).run()
         outcomes[entity] = outcome
         if outcome.refused:
@@ -550,7 +547,7 @@ def stage(state: RunState, deps: Deps) -> RunState:
         counts = {e.value: dict.fromkeys(ACTIONS, 0) for e in ENTITY_ORDER}
         for entity, outcome in outcomes.items():
             counts[entity.value] = dict(outcome.counts)
-    rows = sum(int(s.get("rows", 0)) for s in normalized.get("entities", {}).values())
+    rows = normalized.rows
     deps.store.put_json(
         keys.change_summary_key(tenant, run_id),
         {

@@ -1,1 +1,3 @@
-"""Source readers and clients: each turns what a SIS/MIS gives into canonical records."""
+"""Sources: each turns its raw input into canonical records, row issues and a
+source-neutral read summary (see ``sources.base``); ``sources.registry`` picks one by
+kind."""

@@ -1,0 +1,174 @@
+"""The source seam: what every source (OneRoster files, Clever, OneRoster REST, Wonde,
+Assembly, ...) gives the pipeline, in source-neutral terms.
+
+A source does two things:
+
+1. ``fetch``: bring the run's input into the run's raw area (``raw/{tenant}/{run}/``)
+   exactly as received (a dropped bundle copied, API pages written as they came);
+2. ``read``: turn that raw input into canonical record dicts per entity (shaped like
+   ``Model.model_dump(mode="json")``), row issues sent to a sink, and one
+   ``ReadSummary`` per entity.
+
+Stage, hold and report read only the summaries: whether a read is complete (absences
+mean archive), partial (absences mean nothing) or a delta (explicit deletions only), the
+ids it deleted, the ids it could not use, how many rows it could not read at all. The
+pipeline never names a format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from enum import StrEnum
+from pathlib import Path
+from typing import IO, Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rostersync.models import Entity, RowIssue
+
+Record = dict[str, Any]
+IssueSink = Callable[[RowIssue], None]
+
+
+class Completeness(StrEnum):
+    """What a read says about the records it does not contain."""
+
+    #: Every record the source has for the entity: an absent record is gone (archive).
+    COMPLETE = "complete"
+    #: Some records only: an absence means nothing.
+    PARTIAL = "partial"
+    #: Changes only: records it carries are applied, deletions are explicit.
+    DELTA = "delta"
+    #: The source gave nothing for the entity this run.
+    ABSENT = "absent"
+
+
+class ReadSummary(BaseModel):
+    """What reading one entity gave, known once its records have all been read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entity: Entity
+    completeness: Completeness
+    #: What an admin knows the input as (``users.csv``, ``Clever /v3.0/users``).
+    label: str | None = None
+    #: Rows (or API items) read, blank lines not counted.
+    rows: int = 0
+    #: Records yielded.
+    records: int = 0
+    #: Ids of rows that could not be used: unknown this run, never archived.
+    unknown_ids: list[str] = Field(default_factory=list)
+    #: Rows with no usable id (plus one if the input could not be read to its end): when
+    #: non-zero, no absence of this entity can be trusted.
+    unreadable_rows: int = 0
+    #: The input was announced (a manifest entry) but not there.
+    missing: bool = False
+    #: Ids the source deleted without giving a whole record: archived by id.
+    deleted_ids: list[str] = Field(default_factory=list)
+    #: Why absences cannot be trusted although the read looks complete (a truncated
+    #: file, rows swallowed by a stray quote, a page that failed), or None.
+    untrusted: str | None = None
+
+    @property
+    def is_complete(self) -> bool:
+        return self.completeness is Completeness.COMPLETE
+
+    @property
+    def is_delta(self) -> bool:
+        return self.completeness is Completeness.DELTA
+
+    @property
+    def is_absent(self) -> bool:
+        return self.completeness is Completeness.ABSENT
+
+    def shown(self) -> dict[str, Any]:
+        """The summary as a report shows it: id lists as counts."""
+        data = self.model_dump(mode="json", exclude={"unknown_ids", "deleted_ids"})
+        data["unknown"] = len(self.unknown_ids)
+        data["deleted"] = len(self.deleted_ids)
+        return data
+
+
+class SourceSpec(BaseModel):
+    """Where a run's data comes from. Each source declares a subclass with its own
+    ``kind`` literal and fields; ``sources.registry.parse_spec`` picks it by ``kind``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
+
+    def describe(self) -> str:
+        """A short, secret-free description for the run history."""
+        return self.kind
+
+
+class RawFiles(Protocol):
+    """The files of a run's raw area (or of a bundle), by base name."""
+
+    def names(self) -> list[str]:
+        """Base names of the files present."""
+        ...
+
+    def open(self, name: str) -> AbstractContextManager[IO[bytes]]:
+        """A context manager yielding a binary stream of the file."""
+        ...
+
+
+class RawArea(RawFiles, Protocol):
+    """The run's raw area as a source fetches into it and reads from it."""
+
+    def exists(self, name: str) -> bool: ...
+
+    def put_bytes(self, name: str, body: bytes) -> None: ...
+
+    def writer(self, name: str) -> AbstractContextManager[IO[bytes]]: ...
+
+    def copy_in(self, key: str, name: str) -> None:
+        """Copy an object of the tenant's (an upload, an inbox bundle) into the area."""
+        ...
+
+    def list_objects(self, prefix: str) -> list[str]:
+        """Keys of the tenant's objects under ``prefix`` (an upload or inbox folder)."""
+        ...
+
+    def object_exists(self, key: str) -> bool: ...
+
+    def download(self, name: str, path: Path) -> None:
+        """Copy a raw file to local disk (a zip to open)."""
+        ...
+
+
+class SourceRead(Protocol):
+    """One read of a run's raw input."""
+
+    #: The system the records' source ids belong to (``oneroster``, ``clever``).
+    source_system: str
+    #: The input's format version where it has one (OneRoster ``1.1``).
+    version: str | None
+
+    def iter_records(self, entity: Entity) -> Iterator[Record]:
+        """Stream the entity's canonical records; read entities in ``ENTITY_ORDER``."""
+        ...
+
+    def summary(self, entity: Entity) -> ReadSummary:
+        """What reading the entity gave (once its records have all been read)."""
+        ...
+
+
+class Source(Protocol):
+    """A kind of source: one folder under ``rostersync/sources``, one registry entry."""
+
+    kind: ClassVar[str]
+    spec_model: ClassVar[type[SourceSpec]]
+
+    def fetch(self, spec: SourceSpec, tenant: str, raw: RawArea) -> dict[str, int]:
+        """Bring the input into ``raw``; return counts (files, pages, ...). Raise a
+        ``TransientError`` for what a retry may fix, a ``FatalError`` otherwise."""
+        ...
+
+    def read(
+        self, spec: SourceSpec, raw: RawArea, sink: IssueSink
+    ) -> AbstractContextManager[SourceRead]:
+        """Open the raw input for reading; issues go to ``sink`` as they are found."""
+        ...

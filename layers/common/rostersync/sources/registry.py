@@ -1,0 +1,54 @@
+"""The registry of sources: ``kind`` → the source that reads it.
+
+Adding a source is one folder under ``rostersync/sources`` and one entry here (or a
+``register_source`` call, which is how tests add a source of their own). Run states,
+run records and the API name a source by its spec, whose ``kind`` picks the source.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rostersync.errors import FatalError
+from rostersync.sources.base import Source, SourceSpec
+from rostersync.sources.oneroster_csv import OneRosterCsvSource
+
+_SOURCES: dict[str, Source] = {}
+
+
+class UnknownSource(FatalError):
+    """A spec names a kind of source that is not registered."""
+
+
+def register_source(source: Source) -> None:
+    """Make ``source`` available under its ``kind`` (a later registration replaces it)."""
+    _SOURCES[source.kind] = source
+
+
+def unregister_source(kind: str) -> None:
+    _SOURCES.pop(kind, None)
+
+
+def source_for(kind: str) -> Source:
+    try:
+        return _SOURCES[kind]
+    except KeyError:
+        raise UnknownSource(f"no source of kind {kind!r}") from None
+
+
+def source_kinds() -> list[str]:
+    return sorted(_SOURCES)
+
+
+def parse_spec(value: Any) -> SourceSpec:
+    """A spec of the registered kind ``value`` names (a dict, or a spec already)."""
+    if isinstance(value, SourceSpec) and type(value) is not SourceSpec:
+        return value
+    data = value.model_dump() if isinstance(value, SourceSpec) else value
+    if not isinstance(data, dict):
+        raise ValueError("a source spec must be an object with a kind")
+    kind = data.get("kind", OneRosterCsvSource.kind)
+    return source_for(str(kind)).spec_model.model_validate({**data, "kind": kind})
+
+
+register_source(OneRosterCsvSource())
