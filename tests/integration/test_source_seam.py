@@ -21,6 +21,8 @@ from rostersync.pipeline.deps import Deps
 from rostersync.service import ensure_tenant, export_directory, start_sync
 from rostersync.sources.base import (
     Completeness,
+    FetchContext,
+    FetchResult,
     IssueSink,
     RawArea,
     ReadSummary,
@@ -100,10 +102,11 @@ class FakeSource:
     kind: ClassVar[str] = "fake_api"
     spec_model: ClassVar[type[SourceSpec]] = FakeSpec
 
-    def fetch(self, spec: SourceSpec, tenant: str, raw: RawArea) -> dict[str, int]:
+    def fetch(self, spec: SourceSpec, ctx: FetchContext) -> FetchResult:
         assert isinstance(spec, FakeSpec)
-        raw.put_bytes("pages.json", json.dumps(SERVED[spec.dataset]).encode())
-        return {"pages": 1}
+        ctx.raw.put_bytes("pages.json", json.dumps(SERVED[spec.dataset]).encode())
+        seen = (ctx.cursor or {}).get("fetches", 0)
+        return FetchResult({"pages": 1}, cursor={"fetches": seen + 1})
 
     @contextmanager
     def read(self, spec: SourceSpec, raw: RawArea, sink: IssueSink) -> Iterator[FakeRead]:
@@ -156,6 +159,8 @@ def test_a_registered_source_syncs_end_to_end(cloud, fake_source):
     }
     run = cloud[1].runs.get("t1", first.run_id)
     assert run["source"] == {"kind": "fake_api", "dataset": "day1", "complete": True}
+    pointer = cloud[1].store.get_json(keys.state_pointer_key("t1"))
+    assert pointer["source_cursor"] == {"kind": "fake_api", "cursor": {"fetches": 1}}
 
     # s3 (unknown on day 1) and s2 are gone from a complete read: s2 is archived.
     SERVED["day2"] = {"orgs": [org], "users": [_user("s1", "Ada", "Ng")]}
@@ -167,6 +172,9 @@ def test_a_registered_source_syncs_end_to_end(cloud, fake_source):
         if a["action"] == "archive"
     ]
     assert [a["source_id"] for a in archived] == ["s2"]
+    # The cursor the first commit kept was handed to the second fetch.
+    pointer = cloud[1].store.get_json(keys.state_pointer_key("t1"))
+    assert pointer["source_cursor"]["cursor"] == {"fetches": 2}
 
 
 def test_a_partial_read_archives_nothing(cloud, fake_source):

@@ -254,9 +254,21 @@ def commit(state: RunState, deps: Deps) -> RunState:
     status = "held" if summary.get("held") else "committed"
     report = build_report(deps, state, status=status)
     if pointer != state.run_id:
+        previous = deps.store.get_json(keys.state_pointer_key(state.tenant)) or {}
+        fetched = deps.store.get_json(keys.fetch_summary_key(state.tenant, state.run_id)) or {}
+        cursor = previous.get("source_cursor")
+        if fetched.get("cursor") is not None:
+            # The source's cursor (an events id) moves only with a commit: a run that is
+            # discarded or fails leaves the next quick run where this one started.
+            cursor = {"kind": fetched.get("kind"), "cursor": fetched["cursor"]}
         deps.store.put_json(
             keys.state_pointer_key(state.tenant),
-            {"run_id": state.run_id, "committed_at": _now(), "rows": summary.get("rows")},
+            {
+                "run_id": state.run_id,
+                "committed_at": _now(),
+                "rows": summary.get("rows"),
+                "source_cursor": cursor,
+            },
         )
     deps.runs.update(
         state.tenant,

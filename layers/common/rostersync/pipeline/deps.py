@@ -9,6 +9,7 @@ import boto3
 from botocore.config import Config
 
 from rostersync.config import StackSettings, stack_settings
+from rostersync.sources.base import SecretReader
 from rostersync.storage.events import EventPublisher
 from rostersync.storage.objects import ObjectStore
 from rostersync.storage.tables import (
@@ -20,6 +21,13 @@ from rostersync.storage.tables import (
     RunsRepository,
     TenantsRepository,
 )
+
+
+class NoSecrets:
+    """A secret store holding nothing (where no source needs a secret)."""
+
+    def get_secret(self, tenant: str, name: str) -> str | None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,7 @@ class Deps:
     events: EventPublisher
     app_edits: AppEditsRepository
     decisions: DecisionsRepository
+    secrets: SecretReader
 
 
 def build_deps(settings: StackSettings) -> Deps:
@@ -57,6 +66,7 @@ def build_deps(settings: StackSettings) -> Deps:
         # table, not beside the millions of directory items and links.
         app_edits=AppEditsRepository(dynamodb, settings.tenants_table),
         decisions=DecisionsRepository(dynamodb, settings.tenants_table),
+        secrets=NoSecrets(),
     )
 
 

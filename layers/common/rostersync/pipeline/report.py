@@ -89,6 +89,7 @@ def build_report(deps: Deps, state: RunState, *, status: str) -> dict[str, Any]:
                 yield _action_row(action)
 
     _csv_object(deps, keys.report_key(tenant, run_id, "actions.csv"), ACTION_COLUMNS, actions())
+    fetched = deps.store.get_json(keys.fetch_summary_key(tenant, run_id)) or {}
     inputs = {entity.value: summary.shown() for entity, summary in normalized.entities.items()}
     report = {
         "tenant": tenant,
@@ -105,6 +106,7 @@ def build_report(deps: Deps, state: RunState, *, status: str) -> dict[str, Any]:
         "held": changes.get("held", {}),
         "match": state.counts.get("match", {}),
         "source": normalized.source,
+        "source_note": fetched.get("note"),
         "inputs": inputs,
         "issues_total": issues_total,
         "issues_sample": sample,

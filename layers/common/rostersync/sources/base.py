@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rostersync.models import Entity, RowIssue
+from rostersync.models import Entity, RowIssue, SyncMode
 
 Record = dict[str, Any]
 IssueSink = Callable[[RowIssue], None]
@@ -139,6 +140,40 @@ class RawArea(RawFiles, Protocol):
         ...
 
 
+class SecretReader(Protocol):
+    """Reads a tenant's secrets (Secrets Manager on AWS, a 0600 file store locally).
+    A source holds a secret only for the call that needs it: never logs or stores it."""
+
+    def get_secret(self, tenant: str, name: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class FetchContext:
+    """What a source's fetch gets besides its spec."""
+
+    tenant: str
+    run_id: str
+    mode: SyncMode
+    raw: RawArea
+    secrets: SecretReader
+    #: What the source saved with the tenant's last committed run (an events cursor),
+    #: or None before the first commit.
+    cursor: dict[str, Any] | None = None
+
+
+@dataclass
+class FetchResult:
+    """What a fetch brought: counts for the run history, and the cursor to keep with
+    this run's commit (the next quick run starts from it)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    cursor: dict[str, Any] | None = None
+    #: A note for the report (``the events cursor was too old: ran a full sync``).
+    note: str | None = None
+    #: The mode the source actually fetched (a quick run may fall back to full).
+    mode: SyncMode | None = None
+
+
 class SourceRead(Protocol):
     """One read of a run's raw input."""
 
@@ -162,9 +197,10 @@ class Source(Protocol):
     kind: ClassVar[str]
     spec_model: ClassVar[type[SourceSpec]]
 
-    def fetch(self, spec: SourceSpec, tenant: str, raw: RawArea) -> dict[str, int]:
-        """Bring the input into ``raw``; return counts (files, pages, ...). Raise a
-        ``TransientError`` for what a retry may fix, a ``FatalError`` otherwise."""
+    def fetch(self, spec: SourceSpec, ctx: FetchContext) -> FetchResult:
+        """Bring the input into ``ctx.raw`` as received. Raise a ``TransientError`` for
+        what a retry may fix, a ``FatalError`` otherwise; a fetch that fails part-way
+        leaves nothing to commit (the run fails)."""
         ...
 
     def read(

@@ -79,6 +79,10 @@ def run_prefix(tenant: str, run_id: str) -> str:
     return f"runs/{check_tenant(tenant)}/{check_run_id(run_id)}/"
 
 
+def fetch_summary_key(tenant: str, run_id: str) -> str:
+    return run_prefix(tenant, run_id) + "fetch.json"
+
+
 def normalized_key(tenant: str, run_id: str, entity: Entity) -> str:
     return f"{run_prefix(tenant, run_id)}normalized/{Entity(entity).value}.jsonl"
 

@@ -13,6 +13,8 @@ from rostersync.errors import BundleError
 from rostersync.models import Entity
 from rostersync.sources.base import (
     Completeness,
+    FetchContext,
+    FetchResult,
     IssueSink,
     RawArea,
     RawFiles,
@@ -98,8 +100,9 @@ class OneRosterCsvSource:
     kind: ClassVar[str] = "oneroster_csv"
     spec_model: ClassVar[type[SourceSpec]] = OneRosterCsvSpec
 
-    def fetch(self, spec: SourceSpec, tenant: str, raw: RawArea) -> dict[str, int]:
+    def fetch(self, spec: SourceSpec, ctx: FetchContext) -> FetchResult:
         assert isinstance(spec, OneRosterCsvSpec)
+        raw = ctx.raw
         if spec.key.endswith("/"):
             names = [k for k in raw.list_objects(spec.key) if not k.endswith("/")]
             if not names:
@@ -112,11 +115,11 @@ class OneRosterCsvSource:
                     continue
                 raw.copy_in(key, relative)
                 copied += 1
-            return {"files": copied, "ignored_nested": ignored}
+            return FetchResult({"files": copied, "ignored_nested": ignored})
         if not raw.object_exists(spec.key):
             raise BundleError("the bundle is no longer there")
         raw.copy_in(spec.key, ZIP_NAME)
-        return {"files": 1, "ignored_nested": 0}
+        return FetchResult({"files": 1, "ignored_nested": 0})
 
     @contextmanager
     def read(self, spec: SourceSpec, raw: RawArea, sink: IssueSink) -> Iterator[OneRosterCsvRead]:
