@@ -93,7 +93,7 @@ def wait_for_status(api: Api, tenant: str, run_id: str, timeout: float = 30) -> 
         response = api.http.get(f"/tenants/{tenant}/runs/{run_id}", headers=headers)
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
-        if body["run"]["status"] != "running":
+        if body["run"]["status"] not in {"running", "committing", "restaging"}:
             return body
         assert time.monotonic() < deadline, f"run {run_id} still running after {timeout} s"
         time.sleep(0.1)
@@ -397,15 +397,23 @@ def test_sync_review_untick_commit_and_read_the_directory(api):
         json={"action_ids": [skipped["id"]]},
         headers=headers,
     )
-    assert excluded.json() == {"run_id": run_id, "included": False, "changed": 1}
+    assert excluded.json() == {
+        "run_id": run_id,
+        "included": False,
+        "changed": 1,
+        "status": "prepared",
+    }
     unticked = api.http.get(
         f"/tenants/{tenant}/runs/{run_id}/actions", params={"included": "false"}, headers=headers
     ).json()
     assert [a["id"] for a in unticked["actions"]] == [skipped["id"]]
 
     committed = api.http.post(f"/tenants/{tenant}/runs/{run_id}/commit", headers=headers)
-    assert committed.status_code == 200, committed.text
-    assert committed.json()["status"] == "committed"
+    assert committed.status_code == 202, committed.text
+    assert committed.json() == {"run_id": run_id, "status": "committing"}
+    shown = wait_for_status(api, tenant, run_id)
+    assert shown["run"]["status"] == "committed", shown["run"]
+    assert shown["run"]["progress"]["step"] == "commit"
     again = api.http.post(f"/tenants/{tenant}/runs/{run_id}/commit", headers=headers)
     assert again.status_code == 409
 

@@ -19,8 +19,7 @@ from rostersync.identity import (
     propose_tenant_keys,
     reject_match,
 )
-from rostersync.review import commit_run
-from rostersync.service import ensure_tenant, export_directory
+from rostersync.service import WaitingLauncher, commit_prepared, ensure_tenant, export_directory
 from tests.bundles import Row, edit_rows, read_rows
 from tests.integration.test_pipeline import sync
 
@@ -117,12 +116,14 @@ def test_suggestions_wait_confirmed_links_commit_and_survive_the_next_sync(
     actions = list_actions(deps, "t1", run.run_id, ActionFilter(entity="users", limit=1000)).actions
     assert first["source_id"] not in {a["source_id"] for a in actions}
 
-    result = confirm_match(deps, "t1", "users", first["source_id"], "admin")
+    result = confirm_match(
+        deps, "t1", "users", first["source_id"], "admin", launcher=WaitingLauncher(cloud[0])
+    )
     assert result["restaged_run"] == run.run_id
     actions = list_actions(deps, "t1", run.run_id, ActionFilter(entity="users", limit=1000)).actions
     linked = next(a for a in actions if a["source_id"] == first["source_id"])
     assert linked["target_id"] == first["target_id"] and linked["tier"] == "manual"
-    commit_run(deps, "t1", run.run_id, "admin")
+    commit_prepared(cloud[0], deps, "t1", run.run_id, "admin")
 
     again = sync(cloud, bundle, tmp_path)
     assert again.status == "committed"
@@ -138,7 +139,15 @@ def test_a_rejected_pair_is_never_suggested_again(cloud, district, tmp_path):
         d for d in list_match_decisions(deps, "t1", run_id=run.run_id) if d["tier"] == "suggested"
     ]
     pair = suggested[0]
-    reject_match(deps, "t1", "users", pair["source_id"], pair["target_id"], "admin")
+    reject_match(
+        deps,
+        "t1",
+        "users",
+        pair["source_id"],
+        pair["target_id"],
+        "admin",
+        launcher=WaitingLauncher(cloud[0]),
+    )
     after = by_source(list_match_decisions(deps, "t1", run_id=run.run_id))
     assert after.get(pair["source_id"], {}).get("target_id") != pair["target_id"]
 
@@ -271,7 +280,9 @@ def test_a_manual_link_is_used(cloud, district, tmp_path):
     run = connect(cloud, district, tmp_path)
     deps = cloud[1]
     source = app.sis_only[0]
-    link_manually(deps, "t1", "users", source, app.app_only[0], "admin")
+    link_manually(
+        deps, "t1", "users", source, app.app_only[0], "admin", launcher=WaitingLauncher(cloud[0])
+    )
     from rostersync.review import ActionFilter, list_actions
 
     actions = list_actions(deps, "t1", run.run_id, ActionFilter(entity="users", limit=1000)).actions

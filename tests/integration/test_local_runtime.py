@@ -136,6 +136,7 @@ class TestStateMachine:
 
         assert result.status == "SUCCEEDED", result.cause
         assert result.states == [
+            "Route",
             "Fetch",
             "Normalize",
             "Match",

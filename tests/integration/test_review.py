@@ -12,16 +12,18 @@ from rostersync.models import Entity
 from rostersync.review import (
     ActionFilter,
     Selection,
-    approve_held,
-    commit_run,
     discard_run,
     list_actions,
     list_runs,
     set_included,
     show_run,
-    undo_run,
 )
-from rostersync.service import export_directory
+from rostersync.service import (
+    commit_prepared,
+    export_directory,
+    prepare_approval,
+    prepare_undo,
+)
 from rostersync.settings import SettingsError, TenantSettings, apply_assignments
 from rostersync.tenants import load_tenant_settings, save_tenant_settings
 from tests.bundles import ONEROSTER, Row, copy_bundle, edit_rows
@@ -76,7 +78,7 @@ def test_unticked_actions_are_not_applied_and_stay_in_the_report(cloud, tmp_path
     skip = next(a for a in page.actions if a["source_id"] == "us0004")
 
     set_included(deps, "t1", prepared.run_id, Selection(action_ids=[skip["id"]]), False, "admin")
-    report = commit_run(deps, "t1", prepared.run_id, "admin")
+    report = commit_prepared(cloud[0], deps, "t1", prepared.run_id, "admin")
 
     users = {u["source_id"]: u for u in export_directory(deps, "t1")["users"]}
     assert users["us0003"]["family_name"] == "Three"
@@ -125,8 +127,8 @@ def test_a_held_run_applies_adds_and_updates_and_archives_nothing_until_approved
     assert users["us0001"]["family_name"] == "Updated"
     assert sum(u["status"] == "archived" for u in users.values()) == 0
 
-    approval = approve_held(deps, "t1", held.run_id, "admin")
-    commit_run(deps, "t1", approval.run_id, "admin")
+    approval = prepare_approval(cloud[0], deps, "t1", held.run_id, "admin")
+    commit_prepared(cloud[0], deps, "t1", approval.run_id, "admin")
 
     users = {u["source_id"]: u for u in export_directory(deps, "t1")["users"]}
     assert sum(u["status"] == "archived" for u in users.values()) == 10
@@ -174,9 +176,9 @@ def test_undo_restores_the_directory(cloud, tmp_path):
     second = sync(cloud, day2, tmp_path)
     assert second.status == "committed"
 
-    undo = undo_run(deps, "t1", second.run_id, "admin")
+    undo = prepare_undo(cloud[0], deps, "t1", second.run_id, "admin")
     assert undo.report["counts"]["users"] == {"add": 0, "update": 1, "archive": 1, "reactivate": 1}
-    commit_run(deps, "t1", undo.run_id, "admin")
+    commit_prepared(cloud[0], deps, "t1", undo.run_id, "admin")
 
     after = comparable(export_directory(deps, "t1"))
     added = [u for u in after["users"] if u["source_id"] == "us0700"]
@@ -250,9 +252,9 @@ def test_two_prepared_runs_the_second_is_refused_after_the_first_commits(cloud, 
     b = sync(
         cloud, renamed_copy(tmp_path, "b", {"us0004": {"familyName": "B"}}), tmp_path, review=True
     )
-    commit_run(deps, "t1", a.run_id, "admin")
+    commit_prepared(cloud[0], deps, "t1", a.run_id, "admin")
     with pytest.raises(StaleBaseline, match="stage it again"):
-        commit_run(deps, "t1", b.run_id, "admin")
+        commit_prepared(cloud[0], deps, "t1", b.run_id, "admin")
     users = {u["source_id"]: u for u in export_directory(deps, "t1")["users"]}
     assert users["us0004"]["family_name"] == "FN 04"
 
@@ -265,7 +267,7 @@ def test_discarded_runs_apply_nothing_and_show_in_history(cloud, tmp_path):
     )
     discard_run(deps, "t1", prepared.run_id, "admin")
     with pytest.raises(RunStateError):
-        commit_run(deps, "t1", prepared.run_id, "admin")
+        commit_prepared(cloud[0], deps, "t1", prepared.run_id, "admin")
     runs = list_runs(deps, "t1")
     assert [r["status"] for r in runs] == ["discarded", "committed"]
     assert runs[1]["counts"]["users"]["add"] == 20
@@ -366,10 +368,10 @@ def test_a_commit_waits_for_no_one_but_never_overlaps_a_running_sync(cloud, tmp_
         trigger="api",
     )
     with pytest.raises(RunInProgress) as info:
-        commit_run(deps, "t1", prepared.run_id, "admin")
+        commit_prepared(cloud[0], deps, "t1", prepared.run_id, "admin")
     assert info.value.run_id == running.run_id
     assert show_run(deps, "t1", prepared.run_id)["run"]["status"] == "prepared"
     deps.runs.update("t1", running.run_id, {"status": "failed"})
-    commit_run(deps, "t1", prepared.run_id, "admin")
+    commit_prepared(cloud[0], deps, "t1", prepared.run_id, "admin")
     assert show_run(deps, "t1", prepared.run_id)["run"]["status"] == "committed"
     assert isinstance(info.value, RostersyncError)

@@ -278,7 +278,7 @@ def test_the_state_machine_may_only_invoke_the_steps_and_record_failures() -> No
     inline = [s for p in machine["Policies"] if "Statement" in p for s in p["Statement"]]
     data = [s for s in inline if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))]
 
-    assert invoked == set(FUNCTIONS)
+    assert invoked == set(FUNCTIONS) | {"ReviewFunction"}
     assert [(s["Action"], resource_text(s["Resource"])) for s in data] == [
         ("dynamodb:UpdateItem", "${RunsTable.Arn}")
     ]
@@ -313,11 +313,43 @@ def test_every_task_retries_transient_errors_and_catches_the_rest(path: Path) ->
                 "MaxAttempts": 3,
                 "BackoffRate": 2,
             }, name
+            # A failed sync step fails the run; a failed decision about a prepared run
+            # leaves it prepared.
+            failure = "BackToPrepared" if name in DECISION_TASKS else "RecordFailure"
             assert task["Catch"] == [
-                {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}
+                {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": failure}
             ], name
             assert task["Parameters"]["Payload.$"] == "$"
             assert task["OutputPath"] == "$.Payload"
+
+
+DECISION_TASKS = {"CommitPrepared", "Rework"}
+
+
+def test_decisions_about_a_run_are_routed_past_the_sync() -> None:
+    states = json.loads((REPO / "statemachines/sync.asl.json").read_text())["States"]
+    definition = json.loads((REPO / "statemachines/sync.asl.json").read_text())
+    route = states[definition["StartAt"]]
+    assert route["Type"] == "Choice" and route["Default"] == "Fetch"
+    targets: dict[str, str] = {}
+    for choice in route["Choices"]:
+        for rule in choice.get("Or", [choice]):
+            if "StringEquals" in rule:
+                targets[rule["StringEquals"]] = choice["Next"]
+    assert targets == {
+        "commit": "CommitPrepared",
+        "restage": "Rework",
+        "select": "Rework",
+        "undo": "Derive",
+        "approve": "Derive",
+    }
+    assert states["CommitPrepared"]["Parameters"]["FunctionName"] == "${CommitFunctionArn}"
+    assert states["Rework"]["Parameters"]["FunctionName"] == "${ReviewFunctionArn}"
+    assert states["Derive"]["Catch"][0]["Next"] == "RecordFailure"
+    back = states["BackToPrepared"]
+    assert back["Resource"] == "arn:aws:states:::dynamodb:updateItem"
+    assert back["Parameters"]["ExpressionAttributeValues"][":status"] == {"S": "prepared"}
+    assert states[back["Next"]]["Type"] == "Fail"
 
 
 def test_the_sync_flow() -> None:

@@ -19,9 +19,12 @@ from rostersync.pipeline.deps import Deps, build_deps
 from rostersync.pipeline.report import ACTIONS, action_totals
 from rostersync.service import (
     SyncOutcome,
+    WaitingLauncher,
+    commit_prepared,
     default_state_dir,
     ensure_tenant,
     export_directory,
+    raise_if_failed,
     start_sync,
     upload_bundle,
 )
@@ -283,21 +286,27 @@ def _selection(args: argparse.Namespace) -> Any:
 
 
 def cmd_include(args: argparse.Namespace) -> int:
-    from rostersync.review import set_included
+    from rostersync.review import request_select, set_included
 
     included = args.command == "include"
-    with local_stack(_state_dir(args)) as (_cloud, deps):
-        changed = set_included(deps, args.tenant, args.run, _selection(args), included, _who(args))
+    selection = _selection(args)
+    with local_stack(_state_dir(args)) as (cloud, deps):
+        if selection.all_of:
+            launcher = WaitingLauncher(cloud)
+            request_select(deps, launcher, args.tenant, args.run, selection, included, _who(args))
+            raise_if_failed(launcher, deps, args.tenant, args.run)
+            last = deps.runs.get(args.tenant, args.run).get("last_selection") or {}
+            changed = int(last.get("changed", 0))
+        else:
+            changed = set_included(deps, args.tenant, args.run, selection, included, _who(args))
     verb = "included" if included else "excluded"
     _emit(args, {"changed": changed}, f"{changed} actions {verb}")
     return 0
 
 
 def cmd_commit(args: argparse.Namespace) -> int:
-    from rostersync.review import commit_run
-
-    with local_stack(_state_dir(args)) as (_cloud, deps):
-        report = commit_run(deps, args.tenant, args.run, _who(args))
+    with local_stack(_state_dir(args)) as (cloud, deps):
+        report = commit_prepared(cloud, deps, args.tenant, args.run, _who(args))
     if args.json:
         _emit(args, report, "")
     else:
@@ -316,17 +325,20 @@ def cmd_discard(args: argparse.Namespace) -> int:
 
 
 def cmd_derived(args: argparse.Namespace) -> int:
-    from rostersync.review import approve_held, undo_run
+    from rostersync.review import request_approve, request_undo
 
-    make = undo_run if args.command == "undo" else approve_held
-    with local_stack(_state_dir(args)) as (_cloud, deps):
-        derived = make(deps, args.tenant, args.run, _who(args))
+    request = request_undo if args.command == "undo" else request_approve
+    with local_stack(_state_dir(args)) as (cloud, deps):
+        launcher = WaitingLauncher(cloud)
+        run_id = request(deps, launcher, args.tenant, args.run, _who(args))
+        raise_if_failed(launcher, deps, args.tenant, run_id)
+        report = dict(deps.store.get_json(keys.report_key(args.tenant, run_id)) or {})
     if args.json:
-        _emit(args, {"run_id": derived.run_id, "report": derived.report}, "")
+        _emit(args, {"run_id": run_id, "report": report}, "")
     else:
-        sys.stdout.write(f"Prepared run {derived.run_id} ({args.command} of {args.run}):\n")
-        print_counts(derived.report.get("counts", {}), sys.stdout)
-        sys.stdout.write(f"Review it with: rostersync review {derived.run_id}; then commit it.\n")
+        sys.stdout.write(f"Prepared run {run_id} ({args.command} of {args.run}):\n")
+        print_counts(report.get("counts", {}), sys.stdout)
+        sys.stdout.write(f"Review it with: rostersync review {run_id}; then commit it.\n")
     return 0
 
 
@@ -448,19 +460,32 @@ def cmd_matches(args: argparse.Namespace) -> int:
 def cmd_match(args: argparse.Namespace) -> int:
     from rostersync import identity
 
-    with local_stack(_state_dir(args)) as (_cloud, deps):
+    with local_stack(_state_dir(args)) as (cloud, deps):
         who = _who(args)
+        launcher = WaitingLauncher(cloud)
         if args.match_command == "confirm":
             result = identity.confirm_match(
-                deps, args.tenant, args.entity, args.source_id, who, args.target
+                deps, args.tenant, args.entity, args.source_id, who, args.target, launcher=launcher
             )
         elif args.match_command == "reject":
             result = identity.reject_match(
-                deps, args.tenant, args.entity, args.source_id, args.target_id, who
+                deps,
+                args.tenant,
+                args.entity,
+                args.source_id,
+                args.target_id,
+                who,
+                launcher=launcher,
             )
         elif args.match_command == "link":
             result = identity.link_manually(
-                deps, args.tenant, args.entity, args.source_id, args.target_id, who
+                deps,
+                args.tenant,
+                args.entity,
+                args.source_id,
+                args.target_id,
+                who,
+                launcher=launcher,
             )
         else:
             result = identity.mark_adhoc(

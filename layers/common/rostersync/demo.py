@@ -15,12 +15,11 @@ from rostersync.pipeline.report import action_totals
 from rostersync.review import (
     ActionFilter,
     Selection,
-    commit_run,
     list_actions,
     list_runs,
     set_included,
 )
-from rostersync.service import default_state_dir
+from rostersync.service import WaitingLauncher, commit_prepared, default_state_dir
 from rostersync.storage import keys
 
 TENANT = "demo-district"
@@ -127,7 +126,7 @@ def run_demo(*, state: Path | None, students: int, out: TextIO) -> int:
                     False,
                     "demo-admin",
                 )
-            report = commit_run(deps, TENANT, second.run_id, "demo-admin")
+            report = commit_prepared(cloud, deps, TENANT, second.run_id, "demo-admin")
             out.write(f"Committed run {second.run_id}: {report['status']}\n")
             print_counts(report["counts"], out)
 
@@ -165,7 +164,7 @@ def run_existing_demo(*, state: Path | None, students: int, out: TextIO) -> int:
         list_match_decisions,
         propose_tenant_keys,
     )
-    from rostersync.review import restage_run
+    from rostersync.review import request_restage
     from rostersync.service import ensure_tenant
 
     state_dir = _fresh_state_dir(state, "demo-existing")
@@ -211,13 +210,20 @@ def run_existing_demo(*, state: Path | None, students: int, out: TextIO) -> int:
                 )
             out.write(f"The admin confirms the {len(suggestions)} suggestions\n")
             for d in suggestions:
-                confirm_match(deps, TENANT, d["entity"], d["source_id"], "demo-admin")
+                confirm_match(
+                    deps,
+                    TENANT,
+                    d["entity"],
+                    d["source_id"],
+                    "demo-admin",
+                    launcher=WaitingLauncher(cloud),
+                )
             student_key = next((p for p in proposals if p["kind"] == "student"), None)
             if student_key is not None:
                 spec = f"{student_key['source_field']}:{student_key['app_field']}"
                 confirm_keys(deps, TENANT, "student", [spec], "demo-admin")
                 out.write(f"and confirms {spec} as the students' key\n")
-                restage_run(deps, TENANT, first.run_id)
+                request_restage(deps, WaitingLauncher(cloud), TENANT, first.run_id)
             decisions = list_match_decisions(deps, TENANT, run_id=first.run_id)
             _print_tiers(decisions, out, "now")
             new_users = list_actions(
@@ -236,7 +242,7 @@ def run_existing_demo(*, state: Path | None, students: int, out: TextIO) -> int:
                 + ", ".join(f"{n} {role}s" for role, n in sorted(roles.items()))
                 + "\n"
             )
-            report = commit_run(deps, TENANT, first.run_id, "demo-admin")
+            report = commit_prepared(cloud, deps, TENANT, first.run_id, "demo-admin")
             out.write(f"Committed run {first.run_id}: {report['status']}\n")
             print_counts(report["counts"], out)
 

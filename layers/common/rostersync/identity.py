@@ -23,6 +23,7 @@ from rostersync.pipeline.identity_match import (
     decision_key,
     source_person,
 )
+from rostersync.review import RunLauncher, request_restage
 from rostersync.sources.oneroster_csv import parse_date
 from rostersync.storage import keys
 
@@ -213,7 +214,13 @@ def _entity(entity: str) -> Entity:
 
 
 def _record_decision(
-    deps: Deps, tenant: str, entity: Entity, source_id: str, update: dict[str, Any], who: str
+    deps: Deps,
+    tenant: str,
+    entity: Entity,
+    source_id: str,
+    update: dict[str, Any],
+    who: str,
+    launcher: RunLauncher,
 ) -> dict[str, Any]:
     sort_key = decision_key(entity.value, "any", source_id)
     item = deps.decisions.get(tenant, sort_key) or {
@@ -227,14 +234,22 @@ def _record_decision(
     item["decided_by"] = who
     item["decided_at"] = _now()
     deps.decisions.put(tenant, sort_key, item)
-    restaged = _restage_prepared(deps, tenant)
+    restaged = _restage_prepared(deps, tenant, launcher)
     return {**item, "restaged_run": restaged}
 
 
 def confirm_match(
-    deps: Deps, tenant: str, entity: str, source_id: str, who: str, target_id: str | None = None
+    deps: Deps,
+    tenant: str,
+    entity: str,
+    source_id: str,
+    who: str,
+    target_id: str | None = None,
+    *,
+    launcher: RunLauncher,
 ) -> dict[str, Any]:
-    """Confirm a suggestion (its candidate, or ``target_id``): a link from now on."""
+    """Confirm a suggestion (its candidate, or ``target_id``): a link from now on. The
+    tenant's prepared run, if any, is re-staged through ``launcher``."""
     kind = _entity(entity)
     if target_id is None:
         suggestion = next(
@@ -249,12 +264,25 @@ def confirm_match(
             raise MatchDecisionError(f"no suggestion for {entity} {source_id} in the latest run")
         target_id = str(suggestion["target_id"])
     return _record_decision(
-        deps, tenant, kind, source_id, {"decision": "confirmed", "target_id": target_id}, who
+        deps,
+        tenant,
+        kind,
+        source_id,
+        {"decision": "confirmed", "target_id": target_id},
+        who,
+        launcher,
     )
 
 
 def reject_match(
-    deps: Deps, tenant: str, entity: str, source_id: str, target_id: str, who: str
+    deps: Deps,
+    tenant: str,
+    entity: str,
+    source_id: str,
+    target_id: str,
+    who: str,
+    *,
+    launcher: RunLauncher,
 ) -> dict[str, Any]:
     """Reject a pair: it is never suggested again."""
     kind = _entity(entity)
@@ -263,16 +291,29 @@ def reject_match(
     update: dict[str, Any] = {"rejected_targets": rejected}
     if current.get("target_id") == target_id:
         update.update({"decision": "rejected", "target_id": None})
-    return _record_decision(deps, tenant, kind, source_id, update, who)
+    return _record_decision(deps, tenant, kind, source_id, update, who, launcher)
 
 
 def link_manually(
-    deps: Deps, tenant: str, entity: str, source_id: str, target_id: str, who: str
+    deps: Deps,
+    tenant: str,
+    entity: str,
+    source_id: str,
+    target_id: str,
+    who: str,
+    *,
+    launcher: RunLauncher,
 ) -> dict[str, Any]:
     """Link a source record to an app record by hand."""
     kind = _entity(entity)
     return _record_decision(
-        deps, tenant, kind, source_id, {"decision": "manual", "target_id": target_id}, who
+        deps,
+        tenant,
+        kind,
+        source_id,
+        {"decision": "manual", "target_id": target_id},
+        who,
+        launcher,
     )
 
 
@@ -301,16 +342,13 @@ def mark_adhoc(
     return record
 
 
-def _restage_prepared(deps: Deps, tenant: str) -> str | None:
-    """Match and stage the tenant's latest run again if it is prepared, keeping the
-    actions an admin unticked."""
+def _restage_prepared(deps: Deps, tenant: str, launcher: RunLauncher) -> str | None:
+    """Start matching and staging the tenant's latest run again if it is prepared,
+    keeping the actions an admin unticked."""
     run_id = latest_run_id(deps, tenant)
     if run_id is None or deps.runs.get(tenant, run_id).get("status") != "prepared":
         return None
-    from rostersync.review import restage_run
-
-    restage_run(deps, tenant, run_id)
-    return run_id
+    return request_restage(deps, launcher, tenant, run_id)
 
 
 # ---------------------------------------------------------------------- keys

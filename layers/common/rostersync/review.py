@@ -1,9 +1,17 @@
 """The admin's side of a run: review, untick, commit, discard, approve, undo, history.
 
-Library functions with typed inputs; the CLI and the API call these. A prepared run's
-change set lives in S3 (``runs/{tenant}/{run}/changes/``); ticking and unticking rewrite
-the ``included`` flags there. Committing goes through the same ``commit`` as the state
-machine, so a prepared run and an auto-committed run are applied by the same code.
+Use cases with typed inputs; the CLI and the API call these. A prepared run's change set
+lives in S3 (``runs/{tenant}/{run}/changes/``); ticking and unticking rewrite the
+``included`` flags there.
+
+Long work never runs in a request: ``request_commit``, ``request_restage``,
+``request_select`` (whole kinds of actions), ``request_undo`` and ``request_approve``
+check what they can at once, mark the run (``committing``, ``restaging``, or a new
+``running`` run) and start an execution of the state machine for it; the work itself is
+``run_operation`` (the Review function) or the commit step, under the state machine's
+Retry and Catch. A failed decision leaves the run prepared with ``last_error`` set.
+Committing goes through the same ``commit`` as a sync, so a prepared run and an
+auto-committed run are applied by the same code.
 """
 
 from __future__ import annotations
@@ -11,13 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from secrets import token_hex
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from rostersync.errors import RunStateError, StaleBaseline
 from rostersync.models import ENTITY_ORDER, Entity
-from rostersync.pipeline.commit import commit
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.report import ACTIONS, build_report
@@ -28,12 +36,26 @@ from rostersync.pipeline.snapshot import (
     iter_snapshot,
 )
 from rostersync.pipeline.stage import field_changes, make_action
-from rostersync.runs import run_source
+from rostersync.runs import acquire_run_lock, run_source
 from rostersync.sources.oneroster_csv import OneRosterCsvSpec
 from rostersync.storage import keys
+from rostersync.storage.tables import LocksRepository
 
 ActionKind = Literal["add", "update", "archive", "reactivate"]
 REVIEWABLE = {"prepared"}
+#: How long an in-request selection may be: longer ones go through the state machine.
+INLINE_SELECTION = 1000
+
+
+class RunLauncher(Protocol):
+    """Starts an execution of the state machine (``runs.RunLauncher``)."""
+
+    def launch(self, run_input: dict[str, Any], *, name: str) -> None: ...
+
+
+def _execution_name(run_id: str, operation: str) -> str:
+    """Executions are unique by name: a run's sync and each later decision get their own."""
+    return f"{run_id}-{operation}-{token_hex(3)}"
 
 
 def _now() -> str:
@@ -125,13 +147,22 @@ def _rewrite_entity(
 def set_included(
     deps: Deps, tenant: str, run_id: str, selection: Selection, included: bool, who: str
 ) -> int:
-    """Tick (include) or untick (exclude) actions of a prepared or held run; return how
-    many changed. Unknown action ids are an error, not a silent no-op."""
+    """Tick (include) or untick (exclude) actions of a prepared run in the request (a
+    short list of ids); return how many changed. Unknown action ids are an error, not a
+    silent no-op. Whole kinds of actions go through ``request_select``."""
     run = deps.runs.get(tenant, run_id)
     if run.get("status") not in REVIEWABLE:
         raise RunStateError(
             f"run {run_id} is {run.get('status')}; only prepared runs can be edited"
         )
+    if selection.all_of or len(selection.action_ids) > INLINE_SELECTION:
+        raise RunStateError("a selection this large runs in the background: request_select")
+    return _apply_selection(deps, tenant, run_id, selection, included, who)
+
+
+def _apply_selection(
+    deps: Deps, tenant: str, run_id: str, selection: Selection, included: bool, who: str
+) -> int:
     wanted = set(selection.action_ids)
     kinds = {(e.value, a) for e, a in selection.all_of}
     found: set[str] = set()
@@ -183,30 +214,86 @@ def _refresh_counts(deps: Deps, tenant: str, run_id: str) -> None:
     deps.store.put_json(summary_key, summary)
 
 
-def commit_run(deps: Deps, tenant: str, run_id: str, who: str) -> dict[str, Any]:
-    """Commit a prepared run's included actions; return the report."""
+def request_commit(
+    deps: Deps, locks: LocksRepository, launcher: RunLauncher, tenant: str, run_id: str, who: str
+) -> str:
+    """Start committing a prepared run's included actions (the run turns ``committing``,
+    then ``committed`` or ``held``; back to ``prepared`` with ``last_error`` if it fails).
+    Returns the run id."""
     run, state = _run_state(deps, tenant, run_id)
     if run.get("status") != "prepared":
         raise RunStateError(
             f"run {run_id} is {run.get('status')}; only a prepared run can be committed"
         )
+    summary = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
+    staged_on, current = summary.get("baseline_run_id"), current_baseline(deps.store, tenant)
+    if current != staged_on and current != run_id:
+        raise StaleBaseline(
+            f"run {run_id} was staged on {staged_on or 'an empty directory'}, but the "
+            f"committed state is now {current}; stage it again"
+        )
     _refresh_counts(deps, tenant, run_id)
-    # A commit is a run too: it takes the tenant's lock, so it never overlaps a sync.
-    from rostersync.pipeline.deps import locks_repository
-    from rostersync.runs import acquire_run_lock
-
-    locks = locks_repository(deps.settings)
+    # A commit is a run too: it takes the tenant's lock, so it never overlaps a sync; the
+    # lock frees itself once the run is no longer committing.
     acquire_run_lock(deps, locks, tenant, run_id)
+    deps.runs.update(
+        tenant, run_id, {"committed_by": who, "status": "committing", "last_error": None}
+    )
+    state.operation, state.who = "commit", who
     try:
-        deps.runs.update(tenant, run_id, {"committed_by": who, "status": "committing"})
-        try:
-            commit(state, deps)
-        except Exception:
-            deps.runs.update(tenant, run_id, {"status": "prepared"})
-            raise
-    finally:
+        launcher.launch(state.model_dump(mode="json"), name=_execution_name(run_id, "commit"))
+    except Exception:
+        deps.runs.update(tenant, run_id, {"status": "prepared"})
         locks.release(tenant, run_id)
-    return dict(deps.store.get_json(keys.report_key(tenant, run_id)) or {})
+        raise
+    return run_id
+
+
+def request_select(
+    deps: Deps,
+    launcher: RunLauncher,
+    tenant: str,
+    run_id: str,
+    selection: Selection,
+    included: bool,
+    who: str,
+) -> str:
+    """Start ticking or unticking whole kinds of a prepared run's actions (the run turns
+    ``restaging`` until it is done). Returns the run id."""
+    run, state = _run_state(deps, tenant, run_id)
+    if run.get("status") not in REVIEWABLE:
+        raise RunStateError(
+            f"run {run_id} is {run.get('status')}; only prepared runs can be edited"
+        )
+    deps.runs.update(tenant, run_id, {"status": "restaging", "last_error": None})
+    state.operation, state.who, state.included = "select", who, included
+    state.selection = selection.model_dump(mode="json")
+    _launch_or_restore(deps, launcher, state, "prepared")
+    return run_id
+
+
+def request_restage(deps: Deps, launcher: RunLauncher, tenant: str, run_id: str) -> str:
+    """Start matching and staging a prepared run again (after a match decision), keeping
+    the actions an admin unticked. Returns the run id."""
+    run, state = _run_state(deps, tenant, run_id)
+    if run.get("status") != "prepared":
+        raise RunStateError(
+            f"run {run_id} is {run.get('status')}; only a prepared run can be re-staged"
+        )
+    deps.runs.update(tenant, run_id, {"status": "restaging", "last_error": None})
+    state.operation = "restage"
+    _launch_or_restore(deps, launcher, state, "prepared")
+    return run_id
+
+
+def _launch_or_restore(deps: Deps, launcher: RunLauncher, state: RunState, status: str) -> None:
+    try:
+        launcher.launch(
+            state.model_dump(mode="json"), name=_execution_name(state.run_id, state.operation)
+        )
+    except Exception:
+        deps.runs.update(state.tenant, state.run_id, {"status": status})
+        raise
 
 
 def discard_run(deps: Deps, tenant: str, run_id: str, who: str) -> None:
@@ -232,15 +319,11 @@ class DerivedRun:
 def _prepare_derived_run(
     deps: Deps,
     tenant: str,
-    trigger: Literal["undo", "cli", "api"],
+    run_id: str,
     who: str,
     actions: Iterable[dict[str, Any]],
-    about: str,
-    *,
-    kind: str,
 ) -> DerivedRun:
-    """Write ``actions`` as a new prepared run on the current committed state."""
-    run_id = keys.new_run_id()
+    """Write ``actions`` as the prepared run ``run_id`` on the current committed state."""
     baseline = current_baseline(deps.store, tenant)
     by_entity: dict[str, list[dict[str, Any]]] = {e.value: [] for e in ENTITY_ORDER}
     for action in actions:
@@ -249,30 +332,13 @@ def _prepare_derived_run(
         deps.store.write_jsonl(keys.changes_key(tenant, run_id, entity), by_entity[entity.value])
     deps.store.put_json(keys.change_summary_key(tenant, run_id), {"baseline_run_id": baseline})
     _refresh_counts(deps, tenant, run_id)
-    state = RunState(
-        tenant=tenant,
-        run_id=run_id,
-        trigger=trigger,
-        source=OneRosterCsvSpec(key=keys.uploads_prefix(tenant, run_id)),
-        requested_by=who,
-    )
-    deps.runs.put(
-        tenant,
-        run_id,
-        {
-            "status": "prepared",
-            "trigger": trigger,
-            "mode": "full",
-            "requested_by": who,
-            "started_at": _now(),
-            kind: about,
-        },
-    )
+    _, state = _run_state(deps, tenant, run_id)
     report = build_report(deps, state, status="prepared")
     deps.runs.update(
         tenant,
         run_id,
         {
+            "status": "prepared",
             "counts": report["counts"],
             "issue_count": 0,
             "report_key": keys.report_key(tenant, run_id),
@@ -281,15 +347,64 @@ def _prepare_derived_run(
     return DerivedRun(run_id, report)
 
 
-def undo_run(deps: Deps, tenant: str, run_id: str, who: str) -> DerivedRun:
-    """Prepare a run that puts every record the given run changed back as it was before
-    it: what it archived is reactivated, what it updated is restored, what it created is
-    archived. Reviewed and committed like any other run."""
+def _request_derived(
+    deps: Deps,
+    launcher: RunLauncher,
+    tenant: str,
+    derived_from: str,
+    who: str,
+    *,
+    operation: Literal["undo", "approve"],
+    trigger: Literal["undo", "cli", "api"],
+) -> str:
+    """Record a new run made from ``derived_from`` and start preparing it."""
+    run_id = keys.new_run_id()
+    kind = "undo_of" if operation == "undo" else "approves"
+    deps.runs.put(
+        tenant,
+        run_id,
+        {
+            "status": "running",
+            "trigger": trigger,
+            "mode": "full",
+            "requested_by": who,
+            "started_at": _now(),
+            kind: derived_from,
+        },
+    )
+    state = RunState(
+        tenant=tenant,
+        run_id=run_id,
+        trigger=trigger,
+        source=OneRosterCsvSpec(key=keys.uploads_prefix(tenant, run_id)),
+        requested_by=who,
+        operation=operation,
+        who=who,
+        derived_from=derived_from,
+    )
+    _launch_or_restore(deps, launcher, state, "failed")
+    return run_id
+
+
+def _check_undoable(deps: Deps, tenant: str, run_id: str) -> None:
     run = deps.runs.get(tenant, run_id)
     if run.get("status") not in {"committed", "held"}:
         raise RunStateError(
             f"run {run_id} is {run.get('status')}; only a committed run can be undone"
         )
+
+
+def request_undo(deps: Deps, launcher: RunLauncher, tenant: str, run_id: str, who: str) -> str:
+    """Start preparing a run that puts back what ``run_id`` changed; returns its id."""
+    _check_undoable(deps, tenant, run_id)
+    return _request_derived(deps, launcher, tenant, run_id, who, operation="undo", trigger="undo")
+
+
+def undo_run(deps: Deps, tenant: str, run_id: str, who: str, new_run_id: str) -> DerivedRun:
+    """Prepare ``new_run_id`` to put every record the given run changed back as it was
+    before it: what it archived is reactivated, what it updated is restored, what it
+    created is archived. Reviewed and committed like any other run."""
+    _check_undoable(deps, tenant, run_id)
     summary = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
     before_run = summary.get("baseline_run_id")
     current = current_baseline(deps.store, tenant)
@@ -315,7 +430,7 @@ def undo_run(deps: Deps, tenant: str, run_id: str, who: str) -> DerivedRun:
             if action is not None:
                 action["tier"] = "undo"
                 reversed_actions.append(action)
-    return _prepare_derived_run(deps, tenant, "undo", who, reversed_actions, run_id, kind="undo_of")
+    return _prepare_derived_run(deps, tenant, new_run_id, who, reversed_actions)
 
 
 def _restore_action(
@@ -347,11 +462,7 @@ def _restore_action(
     return None
 
 
-def approve_held(deps: Deps, tenant: str, run_id: str, who: str) -> DerivedRun:
-    """Prepare a run carrying a held run's held actions, approved by ``who``.
-
-    Refused if the committed state has moved since: a later run re-evaluated those
-    records, so the held actions may no longer be right."""
+def _check_approvable(deps: Deps, tenant: str, run_id: str) -> None:
     run = deps.runs.get(tenant, run_id)
     if run.get("status") != "held":
         raise RunStateError(f"run {run_id} is {run.get('status')}; only a held run can be approved")
@@ -359,11 +470,25 @@ def approve_held(deps: Deps, tenant: str, run_id: str, who: str) -> DerivedRun:
         raise StaleBaseline(
             f"the committed state has moved on since run {run_id}; its held actions are stale"
         )
+
+
+def request_approve(deps: Deps, launcher: RunLauncher, tenant: str, run_id: str, who: str) -> str:
+    """Start preparing a run carrying a held run's held actions; returns its id."""
+    _check_approvable(deps, tenant, run_id)
+    return _request_derived(deps, launcher, tenant, run_id, who, operation="approve", trigger="cli")
+
+
+def approve_held(deps: Deps, tenant: str, run_id: str, who: str, new_run_id: str) -> DerivedRun:
+    """Prepare ``new_run_id`` carrying a held run's held actions, approved by ``who``.
+
+    Refused if the committed state has moved since: a later run re-evaluated those
+    records, so the held actions may no longer be right."""
+    _check_approvable(deps, tenant, run_id)
     held = []
     for action in iter_actions(deps, tenant, run_id):
         if action.get("held") and not action.get("applied"):
             held.append({**action, "included": True, "reason": f"approved by {who}", "held": False})
-    derived = _prepare_derived_run(deps, tenant, "cli", who, held, run_id, kind="approves")
+    derived = _prepare_derived_run(deps, tenant, new_run_id, who, held)
     deps.runs.update(
         tenant, run_id, {"status": "approved", "approved_by": who, "approved_in": derived.run_id}
     )
@@ -396,7 +521,7 @@ def restage_run(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:
     from rostersync.pipeline.stage import stage
 
     run, state = _run_state(deps, tenant, run_id)
-    if run.get("status") != "prepared":
+    if run.get("status") not in {"prepared", "restaging"}:
         raise RunStateError(
             f"run {run_id} is {run.get('status')}; only a prepared run can be re-staged"
         )
@@ -406,9 +531,40 @@ def restage_run(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:
         if not a["included"] and a.get("decided_by")
     }
     state.review = True
+    # Stage leaves the run "restaging" for a re-stage: it is prepared again only once
+    # the admin's unticks are back, so it can never be committed without them.
+    state.operation = "restage"
     stage(match(state, deps), deps)
     still_there = {a["id"] for a in iter_actions(deps, tenant, run_id)}
     for action_id, who in unticked.items():
         if action_id in still_there:
-            set_included(deps, tenant, run_id, Selection(action_ids=[action_id]), False, who)
+            _apply_selection(deps, tenant, run_id, Selection(action_ids=[action_id]), False, who)
+    deps.runs.update(tenant, run_id, {"status": "prepared"})
     return dict(deps.store.get_json(keys.report_key(tenant, run_id)) or {})
+
+
+def run_operation(state: RunState, deps: Deps) -> RunState:
+    """The long part of an admin's decision, run by the state machine (the Review
+    function): re-stage, tick or untick a selection, prepare an undo or an approval."""
+    tenant, run_id, who = state.tenant, state.run_id, state.who or "admin"
+    if state.operation == "restage":
+        restage_run(deps, tenant, run_id)
+    elif state.operation == "select":
+        selection = Selection.model_validate(state.selection or {})
+        changed = _apply_selection(deps, tenant, run_id, selection, bool(state.included), who)
+        deps.runs.update(
+            tenant,
+            run_id,
+            {
+                "status": "prepared",
+                "last_selection": {"included": state.included, "changed": changed},
+            },
+        )
+    elif state.operation in {"undo", "approve"} and state.derived_from:
+        make = undo_run if state.operation == "undo" else approve_held
+        make(deps, tenant, state.derived_from, who, run_id)
+    else:
+        raise RunStateError(f"no such operation on a run: {state.operation}")
+    state.status = "prepared"
+    state.next = "prepared"
+    return state

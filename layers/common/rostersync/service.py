@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from rostersync.errors import RostersyncError
+from rostersync.errors import RostersyncError, RunStateError
 from rostersync.models import ENTITY_ORDER, SyncMode
 from rostersync.pipeline.contracts import Trigger
 from rostersync.pipeline.deps import Deps, locks_repository
 from rostersync.pipeline.report import ACTIONS
 from rostersync.sources.base import SourceSpec
 from rostersync.storage import keys
+
+if TYPE_CHECKING:
+    from rostersync.review import DerivedRun
 
 
 class UnknownTenant(RostersyncError):
@@ -94,8 +98,9 @@ def upload_bundle(deps: Deps, tenant: str, run_id: str, path: Path) -> str:
     return prefix
 
 
-class _WaitingLauncher:
-    """Launches through a ``RunStarter`` and waits for the end (the command line)."""
+class WaitingLauncher:
+    """Launches through a ``RunStarter`` and waits for the end (the command line, the
+    demo, tests): the same execution as on AWS, only watched to its end."""
 
     def __init__(self, starter: RunStarter) -> None:
         self.starter = starter
@@ -122,7 +127,7 @@ def start_sync(
     from rostersync.runs import begin_run
 
     locks = locks_repository(deps.settings)
-    launcher = _WaitingLauncher(starter)
+    launcher = WaitingLauncher(starter)
     begin_run(
         deps,
         locks,
@@ -186,3 +191,70 @@ def default_state_dir() -> Path:
         return Path(explicit)
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "rostersync"
+
+
+def commit_prepared(
+    starter: RunStarter, deps: Deps, tenant: str, run_id: str, who: str
+) -> dict[str, Any]:
+    """Commit a prepared run through the state machine and wait for it; return the
+    report (the command line and the demo; the API answers 202 instead)."""
+    from rostersync.review import request_commit
+
+    launcher = WaitingLauncher(starter)
+    request_commit(deps, locks_repository(deps.settings), launcher, tenant, run_id, who)
+    raise_if_failed(launcher, deps, tenant, run_id)
+    return dict(deps.store.get_json(keys.report_key(tenant, run_id)) or {})
+
+
+def raise_if_failed(launcher: WaitingLauncher, deps: Deps, tenant: str, run_id: str) -> None:
+    """Raise RunStateError if the execution a waiting launcher ran failed."""
+    execution = launcher.execution
+    if execution is not None and execution.status != "SUCCEEDED":
+        run = deps.runs.get(tenant, run_id)
+        reason = failure_reason(
+            run.get("last_error_reason") or run.get("reason") or execution.cause
+        )
+        raise RunStateError(f"run {run_id}: {reason}")
+
+
+def prepare_undo(starter: RunStarter, deps: Deps, tenant: str, run_id: str, who: str) -> DerivedRun:
+    """Prepare a run undoing ``run_id`` through the state machine and wait for it."""
+    from rostersync.review import request_undo
+
+    return _derived(
+        starter,
+        deps,
+        tenant,
+        who,
+        lambda launcher: request_undo(deps, launcher, tenant, run_id, who),
+    )
+
+
+def prepare_approval(
+    starter: RunStarter, deps: Deps, tenant: str, run_id: str, who: str
+) -> DerivedRun:
+    """Prepare a run carrying a held run's held actions and wait for it."""
+    from rostersync.review import request_approve
+
+    return _derived(
+        starter,
+        deps,
+        tenant,
+        who,
+        lambda launcher: request_approve(deps, launcher, tenant, run_id, who),
+    )
+
+
+def _derived(
+    starter: RunStarter,
+    deps: Deps,
+    tenant: str,
+    who: str,
+    request: Callable[[WaitingLauncher], str],
+) -> DerivedRun:
+    from rostersync.review import DerivedRun
+
+    launcher = WaitingLauncher(starter)
+    new_run = request(launcher)
+    raise_if_failed(launcher, deps, tenant, new_run)
+    return DerivedRun(new_run, dict(deps.store.get_json(keys.report_key(tenant, new_run)) or {}))

@@ -110,7 +110,12 @@ def register_match_routes(
         identity = identity_module()
         with refused_as(identity, 409):
             outcome = identity.confirm_match(
-                deps, tenant, body.entity, body.source_id, scope.principal.who
+                deps,
+                tenant,
+                body.entity,
+                body.source_id,
+                scope.principal.who,
+                launcher=scope.services.launcher,
             )
         return MatchOutcome.model_validate(outcome)
 
@@ -128,7 +133,13 @@ def register_match_routes(
         identity = identity_module()
         with refused_as(identity, 409):
             outcome = identity.reject_match(
-                deps, tenant, body.entity, body.source_id, body.target_id, scope.principal.who
+                deps,
+                tenant,
+                body.entity,
+                body.source_id,
+                body.target_id,
+                scope.principal.who,
+                launcher=scope.services.launcher,
             )
         return MatchOutcome.model_validate(outcome)
 
@@ -146,7 +157,13 @@ def register_match_routes(
         identity = identity_module()
         with refused_as(identity, 409):
             outcome = identity.link_manually(
-                deps, tenant, body.entity, body.source_id, body.target_id, scope.principal.who
+                deps,
+                tenant,
+                body.entity,
+                body.source_id,
+                body.target_id,
+                scope.principal.who,
+                launcher=scope.services.launcher,
             )
         return MatchOutcome.model_validate(outcome)
 

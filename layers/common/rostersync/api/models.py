@@ -119,6 +119,10 @@ class RunSummary(BaseModel):
     counts: dict[str, Any] | None = None
     issue_count: int | None = None
     reason: str | None = None
+    #: While a run runs: its current step and the counts of the steps done so far.
+    progress: dict[str, Any] | None = None
+    #: Why the last decision about a prepared run (a commit, a re-stage) failed.
+    last_error: str | None = None
 
 
 class RunList(BaseModel):
@@ -175,14 +179,17 @@ class ActionSelection(_Body):
 class SelectionResult(BaseModel):
     run_id: str
     included: bool
-    #: How many actions changed (already ticked or unticked ones do not count).
-    changed: int
+    #: How many actions changed (already ticked or unticked ones do not count); None while
+    #: a selection of whole kinds runs in the background (``status`` is ``restaging``).
+    changed: int | None
+    status: RunStatus = "prepared"
 
 
-class CommitResult(BaseModel):
+class CommitStarted(BaseModel):
+    """A commit under way: follow the run until it is committed (or held)."""
+
     run_id: str
     status: RunStatus
-    report: dict[str, Any]
 
 
 class RunStatusView(BaseModel):
@@ -196,7 +203,7 @@ class DerivedRunView(BaseModel):
     run_id: str
     status: RunStatus
     derived_from: str
-    report: dict[str, Any]
+    report: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------- directory

@@ -14,7 +14,7 @@ from rostersync.api.models import (
     ActionPageView,
     ActionSelection,
     ActionView,
-    CommitResult,
+    CommitStarted,
     DerivedRunView,
     RunDetail,
     RunList,
@@ -30,14 +30,15 @@ from rostersync.pipeline.deps import Deps
 from rostersync.review import (
     ActionFilter,
     Selection,
-    approve_held,
-    commit_run,
     discard_run,
     list_actions,
     list_runs,
+    request_approve,
+    request_commit,
+    request_select,
+    request_undo,
     set_included,
     show_run,
-    undo_run,
 )
 from rostersync.runs import begin_run
 from rostersync.storage import keys
@@ -162,7 +163,12 @@ def register_run_routes(
             action_ids=body.action_ids,
             all_of=[_entity_action(kind) for kind in body.all_of],
         )
-        changed = set_included(deps, tenant, run, selection, included, scope.principal.who)
+        who = scope.principal.who
+        if selection.all_of:
+            # Whole kinds of actions can be a district's worth: the state machine does it.
+            request_select(deps, services.launcher, tenant, run, selection, included, who)
+            return SelectionResult(run_id=run, included=included, changed=None, status="restaging")
+        changed = set_included(deps, tenant, run, selection, included, who)
         return SelectionResult(run_id=run, included=included, changed=changed)
 
     @app.post(
@@ -197,18 +203,23 @@ def register_run_routes(
 
     @app.post(
         run_path + "/commit",
+        status_code=202,
         summary="Commit a prepared run's ticked actions",
+        description=(
+            "Starts the commit and answers at once: the run is committing, then committed "
+            "(or held); follow it with GET /tenants/{tenant}/runs/{run}. If the commit fails "
+            "the run is prepared again with last_error set."
+        ),
         tags=["review"],
         middlewares=posts,
-        responses=documented(200, "The run, committed, and its report", *COMMON_FAILURES, 409),
+        responses=documented(202, "The commit started", *COMMON_FAILURES, 409),
     )
     def commit(
         tenant: TenantPath, run: RunPath, idempotency_key: IdempotencyKey = None
-    ) -> CommitResult:
+    ) -> CommitStarted:
         tenant, run = scope.tenant(tenant), scope.run(run)
-        report = commit_run(deps, tenant, run, scope.principal.who)
-        status = str(deps.runs.get(tenant, run).get("status", "committed"))
-        return CommitResult(run_id=run, status=status, report=report)
+        request_commit(deps, services.locks, services.launcher, tenant, run, scope.principal.who)
+        return CommitStarted(run_id=run, status="committing")
 
     @app.post(
         run_path + "/discard",
@@ -226,37 +237,41 @@ def register_run_routes(
 
     @app.post(
         run_path + "/undo",
-        status_code=201,
+        status_code=202,
         summary="Prepare a run putting back what a committed run changed",
+        description=(
+            "Starts preparing a new run and answers at once with its id; it is prepared for "
+            "review when GET /tenants/{tenant}/runs/{run} says so."
+        ),
         tags=["review"],
         middlewares=posts,
-        responses=documented(201, "The undo run, prepared for review", *COMMON_FAILURES, 409),
+        responses=documented(202, "The undo run, being prepared", *COMMON_FAILURES, 409),
     )
     def undo(
         tenant: TenantPath, run: RunPath, idempotency_key: IdempotencyKey = None
     ) -> DerivedRunView:
         tenant, run = scope.tenant(tenant), scope.run(run)
-        derived = undo_run(deps, tenant, run, scope.principal.who)
-        return DerivedRunView(
-            run_id=derived.run_id, status="prepared", derived_from=run, report=derived.report
-        )
+        new_run = request_undo(deps, services.launcher, tenant, run, scope.principal.who)
+        return DerivedRunView(run_id=new_run, status="running", derived_from=run)
 
     @app.post(
         run_path + "/approve",
-        status_code=201,
+        status_code=202,
         summary="Prepare a run carrying a held run's held actions, approved",
+        description=(
+            "Starts preparing a new run and answers at once with its id; it is prepared for "
+            "review when GET /tenants/{tenant}/runs/{run} says so."
+        ),
         tags=["review"],
         middlewares=posts,
-        responses=documented(201, "The approving run, prepared", *COMMON_FAILURES, 409),
+        responses=documented(202, "The approving run, being prepared", *COMMON_FAILURES, 409),
     )
     def approve(
         tenant: TenantPath, run: RunPath, idempotency_key: IdempotencyKey = None
     ) -> DerivedRunView:
         tenant, run = scope.tenant(tenant), scope.run(run)
-        derived = approve_held(deps, tenant, run, scope.principal.who)
-        return DerivedRunView(
-            run_id=derived.run_id, status="prepared", derived_from=run, report=derived.report
-        )
+        new_run = request_approve(deps, services.launcher, tenant, run, scope.principal.who)
+        return DerivedRunView(run_id=new_run, status="running", derived_from=run)
 
 
 def _entity_action(kind: str) -> tuple[Entity, ActionKind]:

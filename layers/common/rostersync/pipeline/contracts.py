@@ -18,6 +18,11 @@ from rostersync.storage.keys import check_run_id, check_tenant
 
 Trigger = Literal["cli", "api", "schedule", "inbox", "undo"]
 
+#: What an execution of the state machine does: a sync (fetch → ... → commit), or the
+#: long part of an admin's decision about a run (commit it, re-stage it after a match
+#: decision, tick or untick a whole kind of action, prepare an undo or an approval).
+Operation = Literal["sync", "commit", "restage", "select", "undo", "approve"]
+
 
 class StepCounts(BaseModel):
     """Counts one step reports; per entity where it matters."""
@@ -34,6 +39,14 @@ class RunState(BaseModel):
     run_id: str
     trigger: Trigger = "cli"
     mode: SyncMode = "full"
+    operation: Operation = "sync"
+    #: The admin behind an operation (who commits, approves, undoes).
+    who: str | None = None
+    #: The run an undo or an approval is made from.
+    derived_from: str | None = None
+    #: A selection to tick (``included``) or untick: ``{"all_of": [["users", "archive"]]}``.
+    selection: dict[str, Any] | None = None
+    included: bool | None = None
     #: Where the data comes from: a spec of the registered source its ``kind`` names.
     source: SerializeAsAny[SourceSpec]
     requested_by: str | None = None

@@ -577,7 +577,7 @@ def stage(state: RunState, deps: Deps) -> RunState:
             tenant,
             run_id,
             {
-                "status": "prepared",
+                "status": "restaging" if state.operation == "restage" else "prepared",
                 "counts": report["counts"],
                 "refused": report["refused"],
                 "hold": hold,

@@ -1,11 +1,20 @@
-"""The adapter between a Lambda event and a pipeline step."""
+"""The adapter between a Lambda event and a pipeline step.
+
+Every step records its progress on the run (``progress: {step, operation, counts}``), so
+``GET /tenants/{t}/runs/{run}`` shows what a running run is doing. The state machine's
+Retry names ``TransientError`` and ``StorageUnavailable``: a transient error of another
+class (a source's ``RateLimited``) is raised again as ``TransientError`` with its class
+named in the message, so every transient error is retried.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
+from rostersync.errors import RostersyncError, StorageUnavailable, TransientError
 from rostersync.observability import logger
 from rostersync.pipeline.commit import commit
 from rostersync.pipeline.contracts import RunState
@@ -25,15 +34,47 @@ STEPS: dict[str, Step] = {
     "commit": commit,
 }
 
+#: Transient errors the state machine's Retry names as they are.
+_RETRIED_BY_NAME = (TransientError, StorageUnavailable)
 
-def run_step(name: str, event: dict[str, Any], deps: Deps | None = None) -> dict[str, Any]:
+
+def _progress(deps: Deps, state: RunState, step: str) -> None:
+    counts = {name: c for name, c in state.counts.items() if name != "timings_ms"}
+    try:
+        deps.runs.update(
+            state.tenant,
+            state.run_id,
+            {
+                "progress": {
+                    "step": step,
+                    "operation": state.operation,
+                    "since": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "counts": counts,
+                }
+            },
+        )
+    except RostersyncError:
+        # Progress is for people watching; a failure to note it must not fail the run.
+        logger().warning("progress not recorded", extra={"step": step})
+
+
+def run_step(
+    name: str, event: dict[str, Any], deps: Deps | None = None, step: Step | None = None
+) -> dict[str, Any]:
     """Parse the state, run the step, time it, return the new state as JSON."""
     state = RunState.model_validate(event)
+    deps = deps or default_deps()
     log = logger()
     log.append_keys(tenant=state.tenant, run=state.run_id, step=name)
     started = time.monotonic()
+    _progress(deps, state, name)
     try:
-        result = STEPS[name](state, deps or default_deps())
+        result = (step or STEPS[name])(state, deps)
+    except TransientError as exc:
+        log.warning("step failed, transient", extra={"error_type": type(exc).__name__})
+        if type(exc) in _RETRIED_BY_NAME:
+            raise
+        raise TransientError(f"{type(exc).__name__}: {exc}") from exc
     except Exception as exc:
         log.warning("step failed", extra={"error_type": type(exc).__name__})
         raise
@@ -43,11 +84,18 @@ def run_step(name: str, event: dict[str, Any], deps: Deps | None = None) -> dict
     return result.model_dump(mode="json")
 
 
-def lambda_handler_for(name: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """A Lambda handler running the named step with the process's default dependencies."""
+def lambda_handler_for_step(
+    name: str, step: Step
+) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """A Lambda handler running ``step`` with the process's default dependencies."""
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return run_step(name, event)
+        return run_step(name, event, step=step)
 
     handler.__name__ = f"{name}_handler"
     return handler
+
+
+def lambda_handler_for(name: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """A Lambda handler running the named pipeline step."""
+    return lambda_handler_for_step(name, STEPS[name])
