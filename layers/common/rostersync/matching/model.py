@@ -20,9 +20,10 @@ Every estimate is smoothed towards ``DEFAULT_M`` and ``DEFAULT_U`` (measured on 
 districts) with a fixed number of pseudo-observations, so a run of a handful of records
 still gets sensible weights, and a large district's own data dominates.
 
-Two rules the independence assumption cannot express: grade and school are weak context
+Rules the independence assumption cannot express: grade and school are weak context
 (each adds at most ``WEAK_CAP`` bits, and nothing when the birth dates disagree or the
-pair is a sibling pattern: twins share them); names read swapped cost ``SWAP_PENALTY``.
+pair is a sibling pattern: twins share them); an agreeing email adds at most
+``EMAIL_CAP``; names read swapped cost ``SWAP_PENALTY``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from rostersync.matching.encoding import BoolArray, FloatArray, IntArray, People
 from rostersync.matching.scoring import (
     BIRTH,
     DATE_DIFFERENT,
+    EMAIL,
     FAMILY,
     FIELDS,
     GIVEN,
@@ -79,6 +81,10 @@ EM_ITERATIONS: Final[int] = 12
 MIN_POPULATION: Final[int] = 10_000
 #: Grade and school each add at most this much evidence (bits).
 WEAK_CAP: Final[float] = 1.0
+#: An email agreeing adds at most this much (bits): siblings share a family address, and a
+#: generated or recycled address can name another child; it supports names and a birth
+#: date, it never carries a match alone.
+EMAIL_CAP: Final[float] = 6.0
 SWAP_PENALTY: Final[float] = 2.0
 _FLOOR = 1e-6
 _TF_FIELDS = (GIVEN, FAMILY, BIRTH)
@@ -146,8 +152,11 @@ class MatchModel:
             if len(exact):
                 m_exact = max(float(self.m[f][1]), _FLOOR)
                 out[exact, f] = np.log2(m_exact) - np.log2(frequencies.frequency(value[exact]))
-        # An agreeing initial is weak evidence, never evidence against.
+        # A nickname, a double name or a typo never weighs more than exact agreement on
+        # an average name; an agreeing initial is weak evidence, never evidence against.
         for f in (GIVEN, FAMILY):
+            inexact = levels[:, f] > 1
+            out[inexact, f] = np.minimum(out[inexact, f], weights[f][1])
             initial = levels[:, f] == NAME_INITIAL
             out[initial, f] = np.maximum(out[initial, f], 0.0)
         # Grade and school: weak context, never outweighing a birth-date disagreement nor
@@ -156,6 +165,7 @@ class MatchModel:
         for f in (GRADE, SCHOOL):
             capped = np.minimum(out[:, f], WEAK_CAP)
             out[:, f] = np.where(muted, np.minimum(capped, 0.0), capped)
+        out[:, EMAIL] = np.minimum(out[:, EMAIL], EMAIL_CAP)
         out[:, -1] = np.where(comparisons.swapped_names, -SWAP_PENALTY, 0.0)
         return out
 
@@ -163,6 +173,7 @@ class MatchModel:
         """Per field, the weight of exact agreement at the field's average frequency (what
         a missing field could have added)."""
         weights = np.array([table[1] for table in self.level_weights()], dtype=np.float64)
+        weights[EMAIL] = min(weights[EMAIL], EMAIL_CAP)
         weights[GRADE] = min(weights[GRADE], WEAK_CAP)
         weights[SCHOOL] = min(weights[SCHOOL], WEAK_CAP)
         return np.maximum(weights, 0.0)

@@ -44,7 +44,7 @@ class Thresholds(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    auto: float = Field(default=0.8, ge=0.0, le=1.0)
+    auto: float = Field(default=0.9, ge=0.0, le=1.0)
     suggest: float = Field(default=0.2, ge=0.0, le=1.0)
     margin: float = Field(default=0.05, ge=0.0, le=1.0)
     name_floor: float = Field(default=0.0, ge=0.0, le=1.0)
