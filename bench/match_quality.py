@@ -1,6 +1,11 @@
-"""Match quality and speed of ``rostersync.matching`` on FEBRL and on a synthetic district.
+"""Match quality and speed of ``rostersync.matching`` on FEBRL and on generated districts.
 
 Run: ``.venv/bin/python bench/match_quality.py [--students N] [--skip-febrl] [--skip-district]``
+
+Per data set it prints precision and recall of the automatic tier, of the suggested tier
+and of both together, blocking recall (the share of true pairs that reach scoring at all),
+the number of candidate pairs scored, the time of ``match_people`` and the peak memory of
+the process that ran it (each data set runs in a fresh process).
 
 (a) FEBRL (``shared/data/febrl``, names and birth date only). Each file holds original
     records (``rec-N-org``) and duplicates (``rec-N-dup-k``) of the same person N. The
@@ -12,30 +17,34 @@ Run: ``.venv/bin/python bench/match_quality.py [--students N] [--skip-febrl] [--
     targets (every match of a duplicate of one is wrong), and "negative control" matches
     FEBRL 2's duplicates against FEBRL 1's originals (the files are independent: a shared
     rec number is a different person, so every match is wrong).
-(b) A synthetic district generated here (deterministic seed): the app holds N students,
-    the SIS N students, 5% of the app's students are gone from the SIS and 5% of the SIS's
-    students are new; the SIS copies of the others carry typos, nicknames, swapped day and
-    month, missing birth dates, stale grades, accents dropped, double family names
-    shortened; 1.5% of students are twins. Reports precision and recall per tier, the
-    time of ``match_people`` alone and the process's peak memory.
+(b) A generated district (deterministic seed): the app holds N students, the SIS N
+    students, 5% of the app's students are gone from the SIS and 5% of the SIS's students
+    are new; the SIS copies of the others carry typos, nicknames, swapped day and month,
+    missing birth dates, stale grades, accents dropped, double family names shortened;
+    1.5% of students are twins, and 1% of the app's students get a new twin or sibling
+    born the same day in the SIS (same family name, grade and school: a different child,
+    so any match of theirs is wrong). The negative control matches the SIS of a district
+    generated with another seed against the app: every match is wrong.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import multiprocessing
 import os
 import random
 import resource
 import sys
 import time
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 
-from rostersync.matching.people import MatchResult, match_people
+from rostersync.matching.nicknames import are_nicknames
+from rostersync.matching.people import MatchResult, candidate_keys, match_people
 from rostersync.matching.records import PersonRecord
 from rostersync.matching.thresholds import PEOPLE_THRESHOLDS, Thresholds
 from rostersync.models import Tier
@@ -62,14 +71,25 @@ class Quality:
     auto_wrong: int = 0
     suggested_right: int = 0
     suggested_wrong: int = 0
+    blocked: int = 0  # matchable sources whose true pair reached scoring
+    pairs: int = 0
     seconds: float = 0.0
+    peak_mb: float = 0.0
 
-    def add(self, result: MatchResult, truth: dict[str, str | None], seconds: float) -> None:
+    def add(
+        self,
+        result: MatchResult,
+        truth: dict[str, str | None],
+        seconds: float,
+        candidates: set[tuple[str, str]],
+    ) -> None:
         self.seconds += seconds
+        self.pairs += result.candidate_pairs
         for source_key, decision in result.decisions.items():
             self.sources += 1
             expected = truth.get(source_key)
             self.matchable += expected is not None
+            self.blocked += expected is not None and (source_key, expected) in candidates
             right = decision.target_key is not None and decision.target_key == expected
             if decision.tier is Tier.AUTO:
                 self.auto_right += right
@@ -78,16 +98,25 @@ class Quality:
                 self.suggested_right += right
                 self.suggested_wrong += not right
 
+    def merge(self, other: Quality) -> None:
+        for name in self.__dataclass_fields__:
+            if name == "peak_mb":
+                self.peak_mb = max(self.peak_mb, other.peak_mb)
+            else:
+                setattr(self, name, getattr(self, name) + getattr(other, name))
+
     def row(self, name: str) -> str:
         auto = self.auto_right + self.auto_wrong
-        both = auto + self.suggested_right + self.suggested_wrong
+        suggested = self.suggested_right + self.suggested_wrong
         both_right = self.auto_right + self.suggested_right
         return (
-            f"{name:<34} {self.sources:>7} {self.matchable:>7} "
+            f"{name:<36} {self.sources:>7} {self.matchable:>7} "
             f"{_ratio(self.auto_right, auto):>7} {_ratio(self.auto_right, self.matchable):>7} "
-            f"{auto:>7} {self.auto_wrong:>5} "
-            f"{_ratio(both_right, both):>7} {_ratio(both_right, self.matchable):>7} "
-            f"{self.auto_wrong + self.suggested_wrong:>5} {self.seconds:>7.2f}"
+            f"{self.auto_wrong:>5} "
+            f"{_ratio(self.suggested_right, suggested):>7} {suggested:>6} "
+            f"{_ratio(both_right, auto + suggested):>7} {_ratio(both_right, self.matchable):>7} "
+            f"{_ratio(self.blocked, self.matchable):>7} {self.pairs:>9,} "
+            f"{self.seconds:>6.2f} {self.peak_mb:>6.0f}"
         )
 
 
@@ -96,11 +125,31 @@ def _ratio(part: int, whole: int) -> str:
 
 
 HEADER = (
-    f"{'':<34} {'sources':>7} {'match-':>7} {'auto':>7} {'auto':>7} {'auto':>7} {'auto':>5} "
-    f"{'+sugg':>7} {'+sugg':>7} {'+sugg':>5} {'match':>7}\n"
-    f"{'':<34} {'':>7} {'able':>7} {'prec':>7} {'recall':>7} {'n':>7} {'wrong':>5} "
-    f"{'prec':>7} {'recall':>7} {'wrong':>5} {'s':>7}"
+    f"{'':<36} {'sources':>7} {'match-':>7} {'auto':>7} {'auto':>7} {'auto':>5} "
+    f"{'sugg':>7} {'sugg':>6} {'+sugg':>7} {'+sugg':>7} {'block':>7} {'candidate':>9} "
+    f"{'match':>6} {'peak':>6}\n"
+    f"{'':<36} {'':>7} {'able':>7} {'prec':>7} {'recall':>7} {'wrong':>5} "
+    f"{'prec':>7} {'n':>6} {'prec':>7} {'recall':>7} {'recall':>7} {'pairs':>9} "
+    f"{'s':>6} {'MB':>6}"
 )
+
+
+def _match(
+    quality: Quality,
+    sources: Sequence[PersonRecord],
+    targets: Sequence[PersonRecord],
+    truth: dict[str, str | None],
+    thresholds: Thresholds,
+) -> MatchResult:
+    started = time.perf_counter()
+    result = match_people(sources, targets, thresholds=thresholds)
+    seconds = time.perf_counter() - started
+    quality.add(result, truth, seconds, candidate_keys(sources, targets))
+    return result
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --- (a) FEBRL -------------------------------------------------------------------------
@@ -150,9 +199,7 @@ def _run_febrl(
 ) -> None:
     target_of = {_febrl_person(t.key): t.key for t in targets} if same_file else {}
     truth: dict[str, str | None] = {s.key: target_of.get(_febrl_person(s.key)) for s in sources}
-    started = time.perf_counter()
-    result = match_people(sources, targets, thresholds=thresholds)
-    quality.add(result, truth, time.perf_counter() - started)
+    _match(quality, sources, targets, truth, thresholds)
 
 
 def febrl_report(data: Path, thresholds: Thresholds) -> list[str]:
@@ -170,16 +217,16 @@ def febrl_report(data: Path, thresholds: Thresholds) -> list[str]:
             _run_febrl(held, dups, kept, thresholds, same_file=True)
         if name == "FEBRL 2":
             name = f"FEBRL 2 ({quality.sources} dups vs {len(orgs)} orgs)"
+        quality.peak_mb = _peak_mb()
         rows.append(quality.row(name))
-        for field in ("sources", "matchable", "auto_right", "auto_wrong"):
-            setattr(total, field, getattr(total, field) + getattr(quality, field))
-        for field in ("suggested_right", "suggested_wrong", "seconds"):
-            setattr(total, field, getattr(total, field) + getattr(quality, field))
+        total.merge(quality)
     rows.append(total.row("FEBRL 1 + 2"))
+    held.peak_mb = _peak_mb()
     rows.append(held.row("held out (odd orgs removed)"))
     first_orgs = [r for r in first if r.key.endswith("-org")]
     second_dups = [r for r in second if "-dup-" in r.key]
     _run_febrl(negative, second_dups, first_orgs, thresholds, same_file=False)
+    negative.peak_mb = _peak_mb()
     rows.append(negative.row("negative control (2's dups vs 1's)"))
     return rows
 
@@ -365,6 +412,17 @@ def generate_district(students: int, seed: int = 20240901) -> District:
         key = f"S{number}"
         truth[key] = person.key if number < students else None
         sis.append(_sis_copy(person, key, rng))
+    # New twins and same-day siblings of app students: a different child each.
+    for number, person in enumerate(people[leavers:students], start=leavers):
+        if rng.random() >= 0.01:
+            continue
+        given = rng.choice(GIVEN)
+        while given[:2] == person.given_name[:2] or are_nicknames(given, person.given_name):
+            given = rng.choice(GIVEN)
+        key = f"N{number}"
+        truth[key] = None
+        sibling = replace(person, given_name=given, middle_name=None, email=None)
+        sis.append(_sis_copy(sibling, key, rng))
     rng.shuffle(sis)
     return District(app, sis, truth)
 
@@ -428,39 +486,44 @@ def _digit_typo(text: str, i: int) -> str:
     return f"{joined[:4]}-{joined[4:6]}-{joined[6:]}"
 
 
-def _resident_mb() -> float:
-    """The process's resident memory now (Linux), to set beside the peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
 def district_report(students: int, thresholds: Thresholds) -> list[str]:
-    """Rows of the district table: the full size and a FEBRL4-sized (5k vs 5k) one."""
-    rows: list[str] = []
-    for size in (5_000, students):
-        district = generate_district(size)
-        quality = Quality()
-        resident = _resident_mb()
-        started = time.perf_counter()
-        result = match_people(district.sis, district.app, thresholds=thresholds)
-        quality.add(result, district.truth, time.perf_counter() - started)
-        rows.append(quality.row(f"district {size // 1000}k vs {size // 1000}k"))
-        new_matched = sum(
-            1
-            for key, decision in result.decisions.items()
-            if district.truth[key] is None and decision.tier is Tier.AUTO
-        )
-        rows.append(
-            f"{'':<34} candidate pairs {result.candidate_pairs:,}, "
-            f"conflicts {len(result.conflicts):,}, "
-            f"new students matched automatically {new_matched}, "
-            f"resident before matching {resident:.0f} MB"
-        )
+    """Rows of one generated district of ``students`` app students."""
+    district = generate_district(students)
+    quality = Quality()
+    result = _match(quality, district.sis, district.app, district.truth, thresholds)
+    quality.peak_mb = _peak_mb()
+    k = f"{students / 1000:g}k"
+    rows = [quality.row(f"district {k} vs {k}")]
+    new_matched = sum(
+        1
+        for key, decision in result.decisions.items()
+        if key.startswith("N") and decision.tier is not Tier.UNMATCHED
+    )
+    new_twins = sum(key.startswith("N") for key in district.truth)
+    rows.append(
+        f"{'':<36} conflicts {len(result.conflicts):,}; new twins and same-day siblings "
+        f"{new_twins}, of them auto or suggested {new_matched}"
+    )
+    return rows
+
+
+def negative_district_report(students: int, thresholds: Thresholds) -> list[str]:
+    """The SIS of another district against the app: every match is wrong."""
+    district = generate_district(students)
+    other = generate_district(students, seed=7)
+    quality = Quality()
+    truth: dict[str, str | None] = dict.fromkeys(other.truth)
+    _match(quality, other.sis, district.app, truth, thresholds)
+    quality.peak_mb = _peak_mb()
+    k = f"{students / 1000:g}k"
+    return [quality.row(f"negative control (another {k} district)")]
+
+
+def _in_fresh_process(report: Callable[..., list[str]], *args: object) -> list[str]:
+    """Run one report in a process of its own, so its peak memory is its own."""
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        rows: list[str] = pool.apply(report, args)
     return rows
 
 
@@ -476,15 +539,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = shared_data()
     if not args.skip_febrl:
         if (data / "febrl" / "dataset1.csv").exists():
-            for row in febrl_report(data, thresholds):
+            for row in _in_fresh_process(febrl_report, data, thresholds):
                 print(row, flush=True)
         else:
             print(f"FEBRL data not found under {data}")
     if not args.skip_district:
-        for row in district_report(args.students, thresholds):
+        sizes = sorted({min(10_000, args.students), args.students})
+        for size in sizes:
+            for row in _in_fresh_process(district_report, size, thresholds):
+                print(row, flush=True)
+        for row in _in_fresh_process(negative_district_report, args.students, thresholds):
             print(row, flush=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak memory of the process (generation included): {peak:.0f} MB")
+    print("peak MB: the process that generated and matched the data set, generation included")
     return 0
 
 

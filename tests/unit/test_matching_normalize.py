@@ -22,6 +22,9 @@ from rostersync.matching.normalize import (
         ("Søndergaard", "sondergaard"),
         ("STRASSE Straße", "strasse strasse"),
         ("--", ""),
+        ("Иван Петров", "ivan petrov"),
+        ("メイ01", "mei01"),
+        ("さくら", "sakura"),
     ],
 )
 def test_fold_name(raw, folded):

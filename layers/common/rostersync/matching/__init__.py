@@ -31,14 +31,14 @@ from rostersync.matching.people import (
     score_pair,
 )
 from rostersync.matching.records import ClassRecord, PersonKind, PersonRecord, person_from_user
-from rostersync.matching.scoring import WEIGHTS
+from rostersync.matching.scoring import FIELDS
 from rostersync.matching.thresholds import CLASS_THRESHOLDS, PEOPLE_THRESHOLDS, Thresholds
 
 __all__ = [
     "CLASS_THRESHOLDS",
     "CLASS_WEIGHTS",
+    "FIELDS",
     "PEOPLE_THRESHOLDS",
-    "WEIGHTS",
     "ClassRecord",
     "Decision",
     "Evidence",

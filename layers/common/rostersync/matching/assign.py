@@ -96,13 +96,16 @@ def assign_tiers(
     auto_ok: BoolArray,
     thresholds: Thresholds,
     potential: FloatArray | None = None,
+    rival_ceiling: float | None = None,
 ) -> Assignment:
     """Decide every source's best target and tier from its scored candidate pairs.
 
     ``potential`` (per pair, ≥ ``score``): the score a competing pair could reach if the
     fields it is missing agreed. Competitors are measured by it, so a rival that merely
     lacks a birth date still counts as the threat it may be; the chosen pair itself is
-    measured by its actual score."""
+    measured by its actual score. ``rival_ceiling``: when given, an automatic match also
+    needs its runner-up below it (people: no rival that would itself be worth a
+    suggestion)."""
     best_pair = np.full(n_sources, -1, dtype=np.int64)
     runner_up = np.zeros(n_sources, dtype=np.float64)
     tier = np.zeros(n_sources, dtype=np.int8)
@@ -149,6 +152,8 @@ def assign_tiers(
         & (chosen_score - runner_up[sources] >= thresholds.margin)
         & auto_ok[best_of_source]
     )
+    if rival_ceiling is not None:
+        auto &= runner_up[sources] < rival_ceiling
     tier[sources[wanting]] = TIER_SUGGESTED
     tier[sources[auto]] = TIER_AUTO
 

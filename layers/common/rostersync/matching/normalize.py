@@ -8,30 +8,10 @@ distinct string once is what keeps normalization of 100k records well under a se
 from __future__ import annotations
 
 import re
-import unicodedata
 from functools import lru_cache
 
-# Letters that NFKD does not decompose into a base letter plus a combining mark.
-_SPECIAL_LETTERS = str.maketrans(
-    {
-        "ß": "ss",
-        "æ": "ae",
-        "Æ": "ae",
-        "œ": "oe",
-        "Œ": "oe",
-        "ø": "o",
-        "Ø": "o",
-        "ł": "l",
-        "Ł": "l",
-        "đ": "d",
-        "Đ": "d",
-        "ð": "d",
-        "Ð": "d",
-        "þ": "th",
-        "Þ": "th",
-        "\u0131": "i",  # dotless i
-    }
-)
+from anyascii import anyascii
+
 # Apostrophes and dots join the parts of a name ("O'Brien" is "obrien", "St.John" is
 # "stjohn") rather than split it; every other non-alphanumeric character separates tokens
 # ("Smith-Jones" is two tokens).
@@ -51,9 +31,13 @@ _CACHE_SIZE = 1 << 18
 
 
 def fold_accents(text: str) -> str:
-    """Lower-case ``text`` and strip accents: ``"Zoë Núñez"`` becomes ``"zoe nunez"``."""
-    decomposed = unicodedata.normalize("NFKD", text.translate(_SPECIAL_LETTERS))
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    """Lower-case ``text`` and write it in ASCII letters: accents stripped and other
+    scripts transliterated (``"Zoë Núñez"`` → ``"zoe nunez"``, ``"Иван"`` → ``"ivan"``,
+    ``"さくら"`` → ``"sakura"``, ``"Søren"`` → ``"soren"``), so an SIS and an app that
+    write one name in different scripts or with and without accents meet. Chinese
+    characters (and Japanese kanji) become their pinyin syllables: the same characters on
+    both sides still meet, kanji and kana of one name do not."""
+    return anyascii(text).casefold()
 
 
 @lru_cache(maxsize=_CACHE_SIZE)

@@ -19,25 +19,31 @@ import numpy as np
 from rostersync.matching.assign import TIER_AUTO, TIER_SUGGESTED, assign_tiers
 from rostersync.matching.blocking import candidate_pairs
 from rostersync.matching.encoding import (
+    BoolArray,
     FloatArray,
     IntArray,
     Vocabularies,
     encode_people,
 )
+from rostersync.matching.model import MatchModel, probability, train
 from rostersync.matching.records import PersonRecord
 from rostersync.matching.scoring import (
-    DATE_DIGIT,
-    DATE_NEXT_DAY,
+    BIRTH,
+    DATE_DIFFERENT,
+    DATE_MONTH_YEAR,
+    DATE_ONE_OFF,
     DATE_SWAPPED,
     DATE_TRANSPOSED,
+    DATE_YEAR,
+    FAMILY,
     FIELDS,
+    GIVEN,
+    NAME_EQUIVALENT,
     NAME_INITIAL,
     NAME_NICKNAME,
-    WEIGHTS,
-    PairScores,
-    auto_gates,
+    Comparisons,
+    compare_pairs,
     name_tables,
-    score_pairs,
 )
 from rostersync.matching.thresholds import PEOPLE_THRESHOLDS, Thresholds
 from rostersync.models import Tier
@@ -47,11 +53,19 @@ AGREEMENT = 0.8
 
 _DATE_NOTES = {
     DATE_SWAPPED: "birth date: day and month swapped",
-    DATE_NEXT_DAY: "birth date: one day apart",
-    DATE_DIGIT: "birth date: one digit differs",
+    DATE_ONE_OFF: "birth date: one digit or one day off",
     DATE_TRANSPOSED: "birth date: two digits transposed",
+    DATE_MONTH_YEAR: "birth date: same month and year only",
+    DATE_YEAR: "birth date: same year only",
 }
-_NAME_NOTES = {NAME_NICKNAME: "nickname", NAME_INITIAL: "initial only"}
+_NAME_NOTES = {
+    NAME_NICKNAME: "nickname",
+    NAME_EQUIVALENT: "preferred, middle or double name",
+    NAME_INITIAL: "initial only",
+}
+_SIBLING_NOTE = "same family name and birth date, another given name (twins?)"
+#: The explanation's name of the swapped-names adjustment.
+SWAPPED = "names_swapped"
 
 
 class Evidence(NamedTuple):
@@ -61,13 +75,18 @@ class Evidence(NamedTuple):
     ``agreed``: the fields at or above ``AGREEMENT``; ``missing``: the fields absent on
     either side; ``notes``: how names and dates agreed when not exactly (nickname, names
     swapped, day and month swapped, ...); ``max_score``: the highest score the fields
-    present on both sides allow."""
+    present on both sides allow. People only: ``contributions``, each field's match
+    weight in bits (positive for, negative against; ``names_swapped`` when the names were
+    read swapped), and ``prior``, the prior log-odds in bits, together the score: a match
+    probability of ``1 / (1 + 2 ** -(prior + sum(contributions)))``."""
 
     field_scores: Mapping[str, float]
     agreed: tuple[str, ...]
     missing: tuple[str, ...]
     notes: tuple[str, ...]
     max_score: float
+    contributions: Mapping[str, float] = MappingProxyType({})
+    prior: float = 0.0
 
 
 class Decision(NamedTuple):
@@ -127,47 +146,84 @@ class MatchResult:
         }
 
 
-def _build_evidence(scores: PairScores, pairs: IntArray) -> list[Evidence]:
-    """``Evidence`` for each of ``pairs``. Everything but the per-field scores depends on a
-    few small codes (which fields are missing or agree, the outcomes behind names and
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    """The scored candidate pairs of one match."""
+
+    comparisons: Comparisons
+    contributions: FloatArray  # (pairs, len(FIELDS) + 1), bits
+    weight: FloatArray  # total weight in bits, prior included
+    score: FloatArray  # match probability
+    model: MatchModel
+
+
+def _score(model: MatchModel, comparisons: Comparisons) -> _Scored:
+    contributions = model.contributions(comparisons)
+    weight = model.prior + contributions.sum(axis=1)
+    return _Scored(comparisons, contributions, weight, probability(weight), model)
+
+
+def _build_evidence(scored: _Scored, pairs: IntArray) -> list[Evidence]:
+    """``Evidence`` for each of ``pairs``. Everything but the per-field numbers depends on
+    a few small codes (which fields are missing or agree, the levels behind names and
     dates), computed vectorized and turned into tuples once per distinct code."""
+    comparisons = scored.comparisons
     bits = np.array([1 << i for i in range(len(FIELDS))], dtype=np.int64)
-    fields = np.round(scores.fields[pairs], 4)
-    missing: list[int] = ((~scores.present[pairs]).astype(np.int64) @ bits).tolist()
+    fields = np.round(comparisons.similarity[pairs], 4)
+    present = comparisons.present()[pairs]
+    missing: list[int] = ((~present).astype(np.int64) @ bits).tolist()
     agreed: list[int] = ((fields >= AGREEMENT).astype(np.int64) @ bits).tolist()
+    levels = comparisons.levels[pairs].astype(np.int64)
     outcome: list[int] = (
-        scores.swapped_names[pairs].astype(np.int64) << 12
-        | scores.given_outcome[pairs].astype(np.int64) << 8
-        | scores.family_outcome[pairs].astype(np.int64) << 4
-        | scores.birth_outcome[pairs].astype(np.int64)
+        comparisons.sibling[pairs].astype(np.int64) << 13
+        | comparisons.swapped_names[pairs].astype(np.int64) << 12
+        | levels[:, GIVEN] << 8
+        | levels[:, FAMILY] << 4
+        | levels[:, BIRTH]
     ).tolist()
     names_of = {
         mask: tuple(name for i, name in enumerate(FIELDS) if mask >> i & 1)
         for mask in {*missing, *agreed}
     }
-    top_of = {
-        mask: round(sum(WEIGHTS[name] for name in FIELDS if name not in names_of[mask]), 4)
-        for mask in set(missing)
-    }
+    best = np.round(probability(scored.model.best_possible(present)), 4).tolist()
     notes_of = {
-        code: _notes(bool(code >> 12), code >> 8 & 15, code >> 4 & 15, code & 15)
+        code: _notes(
+            bool(code >> 13 & 1), bool(code >> 12 & 1), code >> 8 & 15, code >> 4 & 15, code & 15
+        )
         for code in set(outcome)
     }
+    labels = (*FIELDS, SWAPPED)
+    contributions = np.round(scored.contributions[pairs], 3).tolist()
+    prior = round(scored.model.prior, 3)
     return [
         Evidence(
-            dict(zip(FIELDS, values, strict=True)), names_of[a], names_of[m], notes_of[o], top_of[m]
+            dict(zip(FIELDS, values, strict=True)),
+            names_of[a],
+            names_of[m],
+            notes_of[o],
+            top,
+            {
+                label: value
+                for label, value in zip(labels, weights, strict=True)
+                if label != SWAPPED or value
+            },
+            prior,
         )
-        for values, a, m, o in zip(fields.tolist(), agreed, missing, outcome, strict=True)
+        for values, a, m, o, top, weights in zip(
+            fields.tolist(), agreed, missing, outcome, best, contributions, strict=True
+        )
     ]
 
 
-def _notes(swapped: bool, given: int, family: int, birth: int) -> tuple[str, ...]:
+def _notes(sibling: bool, swapped: bool, given: int, family: int, birth: int) -> tuple[str, ...]:
     notes: list[str] = []
     if swapped:
         notes.append("given and family name swapped")
-    for label, outcome in (("given name", given), ("family name", family)):
-        if outcome in _NAME_NOTES:
-            notes.append(f"{label}: {_NAME_NOTES[outcome]}")
+    if sibling:
+        notes.append(_SIBLING_NOTE)
+    for label, level in (("given name", given), ("family name", family)):
+        if level in _NAME_NOTES:
+            notes.append(f"{label}: {_NAME_NOTES[level]}")
     if birth in _DATE_NOTES:
         notes.append(_DATE_NOTES[birth])
     return tuple(notes)
@@ -185,8 +241,14 @@ def match_people(
     thresholds: Thresholds = PEOPLE_THRESHOLDS,
     exclude_pairs: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
     fixed: Mapping[str, str] | None = None,
+    examples: Sequence[tuple[PersonRecord, PersonRecord]] = (),
 ) -> MatchResult:
     """Match each source person to at most one target person, one-to-one.
+
+    Scores are match probabilities from a model learned on this very run (see
+    ``rostersync.matching.model``); ``examples`` are (source, target) records known to be
+    the same person (confirmed by an admin, linked by key), and ``fixed`` links whose two
+    records are both given count as examples too.
 
     ``exclude_pairs``: (source key, target key) pairs an admin rejected; they are never
     scored, so never suggested again, and do not compete with other pairs. ``fixed``:
@@ -222,19 +284,38 @@ def match_people(
         keep &= ~np.isin(si * len(t_side) + ti, excluded)
     si, ti = si[keep], ti[keep]
 
-    scores = score_pairs(s_side, t_side, tables, si, ti)
-    gates = auto_gates(scores, thresholds)
-    assignment = assign_tiers(
-        len(s_side), len(t_side), si, ti, scores.score, gates, thresholds, scores.potential()
+    target_by_key = {record.key: record for record in target}
+    labelled = [
+        (record, target_by_key[fixed[record.key]])
+        for record in source
+        if record.key in fixed and fixed[record.key] in target_by_key
+    ] + list(examples)
+    comparisons = compare_pairs(s_side, t_side, tables, si, ti)
+    model = train(
+        s_side, t_side, tables, comparisons, (si, ti), _labelled_comparisons(labelled, vocab)
     )
-    alternatives = _alternatives(si, ti, scores.score, assignment.tier, t_side.keys)
+    scored = _score(model, comparisons)
+    gates = auto_gates(comparisons, thresholds)
+    potential = probability(model.potential(comparisons, scored.weight))
+    assignment = assign_tiers(
+        len(s_side),
+        len(t_side),
+        si,
+        ti,
+        scored.score,
+        gates,
+        thresholds,
+        potential,
+        rival_ceiling=thresholds.suggest,
+    )
+    alternatives = _alternatives(si, ti, scored.score, assignment.tier, t_side.keys)
     chosen = assignment.best_pair[assignment.tier != 0]
-    evidence_of = dict(zip(chosen.tolist(), _build_evidence(scores, chosen), strict=True))
+    evidence_of = dict(zip(chosen.tolist(), _build_evidence(scored, chosen), strict=True))
 
     decided: dict[str, Decision] = {}
     target_keys = t_side.keys
     pair_targets = ti.tolist()
-    pair_scores = np.round(scores.score, 4).tolist()
+    pair_scores = np.round(scored.score, 4).tolist()
     runner_ups = np.round(assignment.runner_up, 4).tolist()
     for index, (key, pair, tier) in enumerate(
         zip(s_side.keys, assignment.best_pair.tolist(), assignment.tier.tolist(), strict=True)
@@ -294,12 +375,61 @@ def _alternatives(
     return {index: tuple(candidates) for index, candidates in found.items()}
 
 
+def candidate_keys(
+    source: Sequence[PersonRecord], target: Sequence[PersonRecord]
+) -> set[tuple[str, str]]:
+    """The (source key, target key) pairs blocking lets through to scoring, as
+    ``match_people`` forms them (for measuring blocking: a true pair missing here can
+    never be matched)."""
+    vocab = Vocabularies()
+    s_side, t_side = encode_people(source, vocab), encode_people(target, vocab)
+    si, ti = candidate_pairs(s_side, t_side, name_tables(vocab.names).nicknames)
+    keep = s_side.kind[si] == t_side.kind[ti]
+    s_keys, t_keys = s_side.keys, t_side.keys
+    return {
+        (s_keys[i], t_keys[j]) for i, j in zip(si[keep].tolist(), ti[keep].tolist(), strict=True)
+    }
+
+
+def _labelled_comparisons(
+    pairs: Sequence[tuple[PersonRecord, PersonRecord]], vocab: Vocabularies
+) -> Comparisons | None:
+    """The comparisons of pairs known to be the same person."""
+    if not pairs:
+        return None
+    s_side = encode_people([s for s, _ in pairs], vocab)
+    t_side = encode_people([t for _, t in pairs], vocab)
+    index = np.arange(len(pairs), dtype=np.int64)
+    return compare_pairs(s_side, t_side, name_tables(vocab.names), index, index)
+
+
+def auto_gates(comparisons: Comparisons, thresholds: Thresholds) -> BoolArray:
+    """Per pair: whether it may be automatic at all, whatever its probability. Never a
+    bare initial for a name, never a sibling pattern (same family name and birth date,
+    another given name: twins), never birth dates that differ beyond a typo (nothing else,
+    not even an email, outweighs that); and, when a tenant sets them, both names at least
+    ``name_floor`` alike and a birth date both sides have at least ``birth_date_floor``."""
+    levels, similarity = comparisons.levels, comparisons.similarity
+    ok = ~comparisons.sibling
+    ok &= (levels[:, GIVEN] != NAME_INITIAL) & (levels[:, FAMILY] != NAME_INITIAL)
+    ok &= ~np.isin(levels[:, BIRTH], (DATE_YEAR, DATE_DIFFERENT))
+    if thresholds.name_floor > 0:
+        ok &= (similarity[:, GIVEN] >= thresholds.name_floor) & (
+            similarity[:, FAMILY] >= thresholds.name_floor
+        )
+    if thresholds.birth_date_floor > 0:
+        ok &= (levels[:, BIRTH] == 0) | (similarity[:, BIRTH] >= thresholds.birth_date_floor)
+    return np.asarray(ok, dtype=bool)
+
+
 def score_pair(source: PersonRecord, target: PersonRecord) -> tuple[float, Evidence]:
-    """The score and evidence of one pair, exactly as ``match_people`` computes them (for
-    explanations and tests; use ``match_people`` for many pairs)."""
+    """The score and evidence of one pair, as ``match_people`` computes them when matching
+    the one record against the other (for explanations and tests; use ``match_people``
+    for many pairs)."""
     vocab = Vocabularies()
     s_side, t_side = encode_people([source], vocab), encode_people([target], vocab)
     tables = name_tables(vocab.names)
     zero = np.zeros(1, dtype=np.int64)
-    scores = score_pairs(s_side, t_side, tables, zero, zero)
-    return round(float(scores.score[0]), 4), _build_evidence(scores, zero)[0]
+    comparisons = compare_pairs(s_side, t_side, tables, zero, zero)
+    scored = _score(train(s_side, t_side, tables, comparisons, (zero, zero)), comparisons)
+    return round(float(scored.score[0]), 4), _build_evidence(scored, zero)[0]

@@ -1,38 +1,42 @@
-"""Field similarities and the score of candidate pairs of people, vectorized.
+"""Field comparisons of candidate pairs of people, vectorized: the evidence the match
+model (``rostersync.matching.model``) weighs.
 
-The score is a weighted sum of per-field similarities in [0, 1] with fixed weights
-(``WEIGHTS``, summing to 1). A field missing on either side contributes 0: a missing field
-can only lower a score, never raise it, and the best score a pair can reach is the sum of
-the weights of the fields both sides have.
+Each field of a pair is compared into an *agreement level* (0 always means "missing on
+either side"), and, for explanations, a similarity in [0, 1]:
 
-* given and family name: the mean of Jaro-Winkler (forgiving of typos late in a name) and
-  Indel similarity (strict on short names, where one letter makes another name), on
-  accent- and case-folded names; for multi-token names also 0.9 times the token-set ratio
-  (hyphenated and double names, a middle name written into the given name) and the
-  similarity with spaces removed ("Mc Donald"); 0.95 for nickname-equivalent given names;
-  0.5 for an initial agreeing with the other side's name (never enough to be automatic);
-  a preferred given name on either side counts like the given name; given and family
-  name swapped as a whole score 0.95 of the swapped similarities.
-* birth date: 1 exact; 0.85 day and month swapped; 0.8 one day apart or one digit of
-  YYYYMMDD different; 0.75 two adjacent digits transposed; 0 otherwise.
-* grade: 1 same level; 0.5 one level apart (the app may still show last year's); else 0.
-* school and email local part: 1 equal, else 0.
+* given and family name (``NAME_*``): exact; a nickname ("Bob" for "Robert");
+  equivalent (a preferred name, a double or hyphenated name sharing its tokens with the
+  other side, a middle name written into the given name); close (similarity ≥ 0.92: a
+  typo in a long name); similar (≥ 0.80 and at most two keyboard slips apart, or one
+  slip apart whatever the similarity); an initial agreeing with the other side's name;
+  different. Names are compared accent-
+  and case-folded and transliterated to Latin letters (``normalize.fold_name``).
+  Similarity is the mean of Jaro-Winkler (forgiving of typos late in a name) and Indel
+  (strict on short names, where one letter makes another name); for multi-token names
+  also the token-set ratio and the similarity with spaces removed ("Mc Donald"). Given
+  and family name swapped as a whole are read swapped when both swapped names are
+  compatible and the straight reading is worse.
+* birth date (``DATE_*``): exact; day and month swapped; one digit of YYYYMMDD or one day
+  off; two adjacent digits transposed; same month and year; same year; different.
+* email local part: equal or different. Grade: same level, one apart (the app may still
+  show last year's), further. School: same or different.
 
-Name similarities are computed once per distinct pair of names with
-``rapidfuzz.process.cpdist`` (multi-threaded); everything else is numpy.
+A pair is a *sibling pattern* when the family names agree, the birth dates agree (or are
+one typo apart) and the given names are incompatible (not equal, a nickname, an initial,
+a typo or a transliteration): twins look exactly like that. Name similarities are computed
+once per distinct pair of names with ``rapidfuzz.process.cpdist``; everything else is
+numpy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 from rapidfuzz import fuzz, process
-from rapidfuzz.distance import Indel, JaroWinkler
+from rapidfuzz.distance import OSA, Indel, JaroWinkler
 
 from rostersync.matching.encoding import (
     MISSING,
@@ -44,33 +48,49 @@ from rostersync.matching.encoding import (
     Vocabulary,
 )
 from rostersync.matching.nicknames import MAX_GROUPS_PER_NAME, nickname_groups
-from rostersync.matching.thresholds import Thresholds
 
-#: Field weights. Names and birth date carry the identity; grade and school are weak
-#: context (many children share them); an email local part is strong when both sides
-#: have one, but many students have none.
-WEIGHTS: Final[Mapping[str, float]] = MappingProxyType(
-    {
-        "given_name": 0.25,
-        "family_name": 0.25,
-        "birth_date": 0.30,
-        "email": 0.10,
-        "grade": 0.05,
-        "school": 0.05,
-    }
+FIELDS: Final[tuple[str, ...]] = (
+    "given_name",
+    "family_name",
+    "birth_date",
+    "email",
+    "grade",
+    "school",
 )
-FIELDS: Final[tuple[str, ...]] = tuple(WEIGHTS)
+GIVEN, FAMILY, BIRTH, EMAIL, GRADE, SCHOOL = range(len(FIELDS))
+#: The identity fields: what a rival missing them could still turn out to agree on.
+IDENTITY_FIELDS: Final[tuple[int, ...]] = (GIVEN, FAMILY, BIRTH)
 
-SWAP_FACTOR: Final[float] = 0.95
+# Agreement levels of a name, best first (0: missing).
+NAME_MISSING, NAME_EXACT, NAME_NICKNAME, NAME_EQUIVALENT, NAME_CLOSE = range(5)
+NAME_SIMILAR, NAME_INITIAL, NAME_DIFFERENT = 5, 6, 7
+NAME_LEVELS: Final[int] = 8
+# Agreement levels of a birth date, best first (0: missing).
+DATE_MISSING, DATE_EXACT, DATE_SWAPPED, DATE_ONE_OFF, DATE_TRANSPOSED = range(5)
+DATE_MONTH_YEAR, DATE_YEAR, DATE_DIFFERENT = 5, 6, 7
+DATE_LEVELS: Final[int] = 8
+# Email, grade and school levels (0: missing).
+EMAIL_SAME, EMAIL_DIFFERENT = 1, 2
+GRADE_SAME, GRADE_ONE_APART, GRADE_DIFFERENT = 1, 2, 3
+SCHOOL_SAME, SCHOOL_DIFFERENT = 1, 2
+#: The number of levels of each field, in ``FIELDS`` order.
+LEVELS: Final[tuple[int, ...]] = (NAME_LEVELS, NAME_LEVELS, DATE_LEVELS, 3, 4, 3)
+
+#: Name similarity at or above which a name is "close" (a typo) or "similar".
+CLOSE: Final[float] = 0.92
+SIMILAR: Final[float] = 0.80
+TOKEN_SET_FACTOR: Final[float] = 0.9
 NICKNAME_SIMILARITY: Final[float] = 0.95
 INITIAL_SIMILARITY: Final[float] = 0.5
-TOKEN_SET_FACTOR: Final[float] = 0.9
-
-# Outcomes of a name comparison.
-NAME_MISSING, NAME_EXACT, NAME_NICKNAME, NAME_INITIAL, NAME_FUZZY = range(5)
-# Outcomes of a birth-date comparison.
-DATE_MISSING, DATE_EXACT, DATE_SWAPPED, DATE_NEXT_DAY, DATE_DIGIT, DATE_TRANSPOSED = range(6)
-DATE_DIFFERENT = 6
+#: Names that are compatible: the same child may be written so.
+COMPATIBLE_NAME: Final[tuple[int, ...]] = (
+    NAME_EXACT,
+    NAME_NICKNAME,
+    NAME_EQUIVALENT,
+    NAME_CLOSE,
+    NAME_SIMILAR,
+)
+_DATE_SIMILARITY = np.array([0.0, 1.0, 0.85, 0.8, 0.75, 0.4, 0.2, 0.0], dtype=np.float64)
 
 Int8Array = npt.NDArray[np.int8]
 
@@ -118,12 +138,13 @@ def string_similarity(a: list[str], b: list[str]) -> FloatArray:
 def name_similarity(
     tables: NameTables, ids_a: IntArray, ids_b: IntArray
 ) -> tuple[FloatArray, Int8Array]:
-    """Similarity and outcome of name pairs by id, computed once per distinct pair."""
+    """Similarity and agreement level (``NAME_*``) of name pairs by id, computed once per
+    distinct pair."""
     similarity = np.zeros(len(ids_a), dtype=np.float64)
-    outcome = np.full(len(ids_a), NAME_MISSING, dtype=np.int8)
+    level = np.full(len(ids_a), NAME_MISSING, dtype=np.int8)
     present = (ids_a >= 0) & (ids_b >= 0)
     if not present.any():
-        return similarity, outcome
+        return similarity, level
     size = np.int64(len(tables.strings))
     distinct, inverse = np.unique(ids_a[present] * size + ids_b[present], return_inverse=True)
     a, b = distinct // size, distinct % size
@@ -131,7 +152,9 @@ def name_similarity(
     strings_a = [strings[i] for i in a.tolist()]
     strings_b = [strings[i] for i in b.tolist()]
     sim = string_similarity(strings_a, strings_b)
-    kind = np.full(len(distinct), NAME_FUZZY, dtype=np.int8)
+    kind = np.where(
+        sim >= CLOSE, NAME_CLOSE, np.where(sim >= SIMILAR, NAME_SIMILAR, NAME_DIFFERENT)
+    ).astype(np.int8)
 
     multi = np.flatnonzero(tables.multi_token[a] | tables.multi_token[b])
     if len(multi):
@@ -143,36 +166,54 @@ def name_similarity(
         joined = string_similarity(
             [x.replace(" ", "") for x in multi_a], [y.replace(" ", "") for y in multi_b]
         )
-        sim[multi] = np.maximum.reduce([sim[multi], token_set / 100 * TOKEN_SET_FACTOR, joined])
+        best = np.maximum.reduce([sim[multi], token_set / 100 * TOKEN_SET_FACTOR, joined])
+        sim[multi] = best
+        # One side's tokens all among the other's ("Garcia" in "Garcia Lopez"), or the
+        # same letters split differently ("Mc Donald"): the same name written two ways.
+        part = (token_set >= 100) | (joined >= 1.0)
+        kind[multi] = np.where(
+            part,
+            NAME_EQUIVALENT,
+            np.where(
+                best >= CLOSE, NAME_CLOSE, np.where(best >= SIMILAR, NAME_SIMILAR, kind[multi])
+            ),
+        )
+
+    # Typos are a letter or two: one keyboard slip (a letter substituted, dropped, added,
+    # or two swapped) is a typo whatever the length of the name ("Bne" for "Ben"), and a
+    # name more than two slips away is another name however alike it looks ("Charles",
+    # "Charlotte").
+    edits = process.cpdist(strings_a, strings_b, scorer=OSA.distance, workers=workers_for(len(a)))
+    kind[(kind == NAME_DIFFERENT) & (edits <= 1)] = NAME_SIMILAR
+    kind[(kind == NAME_SIMILAR) & (edits > 2)] = NAME_DIFFERENT
 
     groups_a, groups_b = tables.nicknames[a], tables.nicknames[b]
     shared_group = np.zeros(len(distinct), dtype=bool)
     for i in range(groups_a.shape[1]):
         for j in range(groups_b.shape[1]):
             shared_group |= (groups_a[:, i] >= 0) & (groups_a[:, i] == groups_b[:, j])
-    nickname = shared_group & (sim < NICKNAME_SIMILARITY)
-    sim[nickname] = NICKNAME_SIMILARITY
-    kind[nickname] = NAME_NICKNAME
+    sim[shared_group] = np.maximum(sim[shared_group], NICKNAME_SIMILARITY)
+    kind[shared_group] = NAME_NICKNAME
 
     # An initial is weak evidence whatever a string measure makes of it.
     initial = tables.initial[a] | tables.initial[b]
     agreeing = tables.first_char[a] == tables.first_char[b]
     sim[initial] = np.where(agreeing[initial], INITIAL_SIMILARITY, 0.0)
-    kind[initial] = NAME_INITIAL
+    kind[initial] = np.where(agreeing[initial], NAME_INITIAL, NAME_DIFFERENT)
 
     exact = (a == b) & ~initial
     sim[exact] = 1.0
     kind[exact] = NAME_EXACT
 
     similarity[present] = sim[inverse]
-    outcome[present] = kind[inverse]
-    return similarity, outcome
+    level[present] = kind[inverse]
+    return similarity, level
 
 
-def birth_date_similarity(
+def birth_date_level(
     source: PeopleColumns, target: PeopleColumns, si: IntArray, ti: IntArray
-) -> tuple[FloatArray, Int8Array]:
-    """Similarity and outcome of the birth dates of pairs."""
+) -> Int8Array:
+    """The agreement level (``DATE_*``) of the birth dates of pairs."""
     s_birth, t_birth = source.birth[si], target.birth[ti]
     present = (s_birth >= 0) & (t_birth >= 0)
     s_digits, t_digits = source.birth_digits[si], target.birth_digits[ti]
@@ -185,66 +226,84 @@ def birth_date_similarity(
             & (s_digits[:, i] == t_digits[:, i + 1])
             & (s_digits[:, i + 1] == t_digits[:, i])
         )
-    exact = present & (s_birth == t_birth)
-    swapped = present & ~exact & (source.birth_swapped[si] == t_birth)
-    next_day = present & (np.abs(s_birth - t_birth) == 1)
-    digit = present & (different_digits == 1)
-    transposed &= present & (different_digits == 2)
-    outcome = np.select(
-        [exact, swapped, next_day, digit, transposed, present],
-        [DATE_EXACT, DATE_SWAPPED, DATE_NEXT_DAY, DATE_DIGIT, DATE_TRANSPOSED, DATE_DIFFERENT],
-        DATE_MISSING,
-    ).astype(np.int8)
-    similarity = np.select(
-        [exact, swapped, next_day | digit, transposed], [1.0, 0.85, 0.8, 0.75], 0.0
+    exact = s_birth == t_birth
+    swapped = source.birth_swapped[si] == t_birth
+    one_off = (np.abs(s_birth - t_birth) == 1) | (different_digits == 1)
+    transposed &= different_digits == 2
+    same_year = source.birth_year[si] == target.birth_year[ti]
+    same_month = same_year & (differing[:, 4:6].sum(axis=1) == 0)
+    level = np.select(
+        [~present, exact, swapped, one_off, transposed, same_month, same_year],
+        [
+            DATE_MISSING,
+            DATE_EXACT,
+            DATE_SWAPPED,
+            DATE_ONE_OFF,
+            DATE_TRANSPOSED,
+            DATE_MONTH_YEAR,
+            DATE_YEAR,
+        ],
+        DATE_DIFFERENT,
     )
-    return np.asarray(similarity, dtype=np.float64), outcome
+    return np.asarray(level, dtype=np.int8)
 
 
 @dataclass(frozen=True, slots=True)
-class PairScores:
-    """Per candidate pair: each field's similarity (columns in ``FIELDS`` order), which
-    fields both sides have, the outcomes behind the name and date similarities, the score."""
+class Comparisons:
+    """Per candidate pair: each field's agreement level and similarity (columns in
+    ``FIELDS`` order), whether the names were read swapped, the sibling pattern, and the
+    name and date ids behind exact agreements (for term frequencies)."""
 
-    fields: FloatArray  # (pairs, len(FIELDS))
-    present: BoolArray  # (pairs, len(FIELDS))
-    given_outcome: Int8Array
-    family_outcome: Int8Array
-    birth_outcome: Int8Array
+    levels: Int8Array  # (pairs, len(FIELDS)), 0 = missing on either side
+    similarity: FloatArray  # (pairs, len(FIELDS))
     swapped_names: BoolArray
-    score: FloatArray
+    sibling: BoolArray
+    given_id: IntArray  # the target's given name id (an exact given agreement is on it)
+    family_id: IntArray
+    birth_id: IntArray  # the target's birth ordinal
 
-    def potential(self) -> FloatArray:
-        """Per pair: the score it would reach if the identity fields (names, birth date)
-        missing on either side agreed; what a rival could turn out to be."""
-        identity = self.present[:, :3]
-        weights = np.array([WEIGHTS[name] for name in FIELDS[:3]], dtype=np.float64)
-        return np.asarray(self.score + (~identity).astype(np.float64) @ weights, dtype=np.float64)
+    def __len__(self) -> int:
+        return len(self.swapped_names)
 
-
-def _better_given(
-    given: FloatArray, outcome: Int8Array, other: FloatArray, other_outcome: Int8Array
-) -> tuple[FloatArray, Int8Array]:
-    better = other > given
-    return np.where(better, other, given), np.where(better, other_outcome, outcome).astype(np.int8)
+    def present(self) -> BoolArray:
+        """Which fields both sides have, per pair."""
+        return np.asarray(self.levels != 0, dtype=bool)
 
 
-def score_pairs(
+def _better(
+    level: Int8Array, sim: FloatArray, other: Int8Array, other_sim: FloatArray
+) -> tuple[Int8Array, FloatArray]:
+    """Per pair, the better of two readings of a name (a lower non-missing level)."""
+    better = (other != NAME_MISSING) & ((level == NAME_MISSING) | (other < level))
+    better |= (other == level) & (other_sim > sim)
+    return (
+        np.where(better, other, level).astype(np.int8),
+        np.where(better, other_sim, sim).astype(np.float64),
+    )
+
+
+def _given_readings(
     source: PeopleColumns, target: PeopleColumns, tables: NameTables, si: IntArray, ti: IntArray
-) -> PairScores:
-    """Score the pairs (``si[k]``, ``ti[k]``)."""
-    given, given_outcome = name_similarity(tables, source.given[si], target.given[ti])
-    # A double given name, or a middle name written into the given name on one side
-    # (only pairs where a side has a middle name can gain from it).
+) -> tuple[Int8Array, FloatArray]:
+    """The best reading of the given names: as written, with the middle name (a double
+    given name on one side), or a preferred name on either side."""
+    given, level = name_similarity(tables, source.given[si], target.given[ti])
     with_middle = np.flatnonzero(
         (source.given_full[si] != source.given[si]) | (target.given_full[ti] != target.given[ti])
     )
     if len(with_middle):
-        full, _ = name_similarity(
+        full, full_level = name_similarity(
             tables, source.given_full[si[with_middle]], target.given_full[ti[with_middle]]
         )
-        full = np.where(given_outcome[with_middle] == NAME_INITIAL, 0.0, full * TOKEN_SET_FACTOR)
-        given[with_middle] = np.maximum(given[with_middle], full)
+        # Agreeing with a middle name counts as an equivalent reading, never as exact;
+        # an initial stays an initial.
+        full_level = np.where(full_level == NAME_EXACT, NAME_EQUIVALENT, full_level).astype(np.int8)
+        keep = level[with_middle] != NAME_INITIAL
+        full_level = np.where(keep, full_level, level[with_middle]).astype(np.int8)
+        merged_level, merged = _better(
+            level[with_middle], given[with_middle], full_level, full * TOKEN_SET_FACTOR
+        )
+        level[with_middle], given[with_middle] = merged_level, merged
     for s_col, t_col in (
         (source.preferred, target.given),
         (source.given, target.preferred),
@@ -252,79 +311,97 @@ def score_pairs(
     ):
         s_ids, t_ids = s_col[si], t_col[ti]
         if ((s_ids >= 0) & (t_ids >= 0)).any():
-            other, other_outcome = name_similarity(tables, s_ids, t_ids)
-            given, given_outcome = _better_given(given, given_outcome, other, other_outcome)
-    family, family_outcome = name_similarity(tables, source.family[si], target.family[ti])
+            other, other_level = name_similarity(tables, s_ids, t_ids)
+            other_level = np.where(other_level == NAME_EXACT, NAME_EQUIVALENT, other_level).astype(
+                np.int8
+            )
+            level, given = _better(level, given, other_level, other)
+    return level, given
+
+
+def compare_pairs(
+    source: PeopleColumns, target: PeopleColumns, tables: NameTables, si: IntArray, ti: IntArray
+) -> Comparisons:
+    """Compare the pairs (``si[k]``, ``ti[k]``) field by field."""
+    given_level, given = _given_readings(source, target, tables, si, ti)
+    family, family_level = name_similarity(tables, source.family[si], target.family[ti])
 
     # Given and family name swapped, tried only where the straight reading is poor and a
-    # name sounds like the other side's other name.
+    # name sounds like the other side's other name; taken only when both swapped names
+    # are compatible, so a shared family name is never read as a given name.
     swapped_names = np.zeros(len(si), dtype=bool)
     poor = np.flatnonzero(
-        (given + family < 1.6)
+        ((given_level > NAME_SIMILAR) | (family_level > NAME_SIMILAR))
         & (
             ((source.family_sound[si] == target.given_sound[ti]) & (source.family_sound[si] >= 0))
             | ((source.given_sound[si] == target.family_sound[ti]) & (source.given_sound[si] >= 0))
         )
     )
     if len(poor):
-        sw_given, sw_given_outcome = name_similarity(
+        sw_given, sw_given_level = name_similarity(
             tables, source.family[si[poor]], target.given[ti[poor]]
         )
-        sw_family, sw_family_outcome = name_similarity(
+        sw_family, sw_family_level = name_similarity(
             tables, source.given[si[poor]], target.family[ti[poor]]
         )
-        better = (sw_given + sw_family) * SWAP_FACTOR > given[poor] + family[poor]
+        straight = given_level[poor].astype(np.int64) + family_level[poor]
+        straight = np.where(
+            (given_level[poor] == NAME_MISSING) | (family_level[poor] == NAME_MISSING),
+            2 * NAME_DIFFERENT,
+            straight,
+        )
+        compatible = np.isin(sw_given_level, COMPATIBLE_NAME) & np.isin(
+            sw_family_level, COMPATIBLE_NAME
+        )
+        better = compatible & (sw_given_level.astype(np.int64) + sw_family_level < straight)
         chosen = poor[better]
         swapped_names[chosen] = True
-        given[chosen] = sw_given[better] * SWAP_FACTOR
-        family[chosen] = sw_family[better] * SWAP_FACTOR
-        given_outcome[chosen] = sw_given_outcome[better]
-        family_outcome[chosen] = sw_family_outcome[better]
+        given[chosen], family[chosen] = sw_given[better], sw_family[better]
+        given_level[chosen] = sw_given_level[better]
+        family_level[chosen] = sw_family_level[better]
 
-    birth, birth_outcome = birth_date_similarity(source, target, si, ti)
+    birth_level = birth_date_level(source, target, si, ti)
 
     s_grade, t_grade = source.grade[si], target.grade[ti]
-    grade_present = (s_grade != NO_GRADE) & (t_grade != NO_GRADE)
     gap = np.abs(s_grade - t_grade)
-    grade = np.select([grade_present & (gap == 0), grade_present & (gap == 1)], [1.0, 0.5], 0.0)
+    grade_level = np.select(
+        [(s_grade == NO_GRADE) | (t_grade == NO_GRADE), gap == 0, gap == 1],
+        [0, GRADE_SAME, GRADE_ONE_APART],
+        GRADE_DIFFERENT,
+    )
     s_school, t_school = source.school[si], target.school[ti]
-    school_present = (s_school >= 0) & (t_school >= 0)
+    school_level = np.select(
+        [(s_school < 0) | (t_school < 0), s_school == t_school], [0, SCHOOL_SAME], SCHOOL_DIFFERENT
+    )
     s_email, t_email = source.email[si], target.email[ti]
-    email_present = (s_email >= 0) & (t_email >= 0)
-
-    fields = np.column_stack(
+    email_level = np.select(
+        [(s_email < 0) | (t_email < 0), s_email == t_email], [0, EMAIL_SAME], EMAIL_DIFFERENT
+    )
+    levels = np.column_stack(
+        [given_level, family_level, birth_level, email_level, grade_level, school_level]
+    ).astype(np.int8)
+    similarity = np.column_stack(
         [
             given,
             family,
-            birth,
-            email_present & (s_email == t_email),
-            grade,
-            school_present & (s_school == t_school),
+            _DATE_SIMILARITY[birth_level],
+            email_level == EMAIL_SAME,
+            np.select([grade_level == GRADE_SAME, grade_level == GRADE_ONE_APART], [1.0, 0.5], 0.0),
+            school_level == SCHOOL_SAME,
         ]
     ).astype(np.float64)
-    present = np.column_stack(
-        [
-            given_outcome != NAME_MISSING,
-            family_outcome != NAME_MISSING,
-            birth_outcome != DATE_MISSING,
-            email_present,
-            grade_present,
-            school_present,
-        ]
+    sibling = (
+        np.isin(family_level, (NAME_EXACT, NAME_NICKNAME, NAME_EQUIVALENT, NAME_CLOSE))
+        & np.isin(birth_level, (DATE_EXACT, DATE_SWAPPED, DATE_ONE_OFF))
+        & (given_level == NAME_DIFFERENT)
+        & ~swapped_names
     )
-    score = fields @ np.array([WEIGHTS[name] for name in FIELDS], dtype=np.float64)
-    return PairScores(
-        fields, present, given_outcome, family_outcome, birth_outcome, swapped_names, score
+    return Comparisons(
+        levels,
+        similarity,
+        swapped_names,
+        sibling,
+        target.given[ti],
+        target.family[ti],
+        target.birth[ti],
     )
-
-
-def auto_gates(scores: PairScores, thresholds: Thresholds) -> BoolArray:
-    """Per pair: whether it may be automatic at all, whatever its score. Both names must
-    reach ``name_floor`` (and neither be a bare initial), so a family name and a birth date
-    cannot carry a different given name (twins); a birth date both sides have must reach
-    ``birth_date_floor``."""
-    given, family, birth = scores.fields[:, 0], scores.fields[:, 1], scores.fields[:, 2]
-    names_ok = (given >= thresholds.name_floor) & (family >= thresholds.name_floor)
-    names_ok &= (scores.given_outcome != NAME_INITIAL) & (scores.family_outcome != NAME_INITIAL)
-    birth_ok = (scores.birth_outcome == DATE_MISSING) | (birth >= thresholds.birth_date_floor)
-    return np.asarray(names_ok & birth_ok, dtype=bool)

@@ -1,28 +1,29 @@
 """Decision thresholds for fuzzy matching, and how the people defaults were chosen.
 
-People defaults: ``auto=0.72, suggest=0.55, margin=0.05, name_floor=0.85,
-birth_date_floor=0.75``. Measured with ``bench/match_quality.py`` (names and birth date
-only on FEBRL, where a perfect pair scores 0.80 of 1.00 since email, grade and school are
-absent):
+For people a score is a match probability (``rostersync.matching.model``). Defaults:
+``auto=0.9, suggest=0.2, margin=0.05``; the similarity floors are off (``0``), since the
+model weighs names and birth dates itself and the gates that matter are fixed rules
+(``people.auto_gates``: no initial, no sibling pattern, no birth date beyond a typo). An
+automatic match also needs its runner-up below ``suggest``. Measured with
+``bench/match_quality.py`` (FEBRL: names and birth date only):
 
-=====================================  =========  ===========  ===========  ============
-run                                    auto prec  auto recall  auto wrong   +sugg recall
-=====================================  =========  ===========  ===========  ============
-FEBRL 1 + 2, 1,500 dups vs their orgs  1.0000     0.677        0 of 1,016   0.881
-FEBRL, odd-numbered orgs held out      1.0000     0.673 (743)  0 of 500     0.874
-FEBRL 2 dups vs FEBRL 1 orgs (no       -          -            0 of 0       -
-true match exists)
-synthetic district 100k vs 100k        1.0000     0.888        0 of 84,397  0.989
-=====================================  =========  ===========  ===========  ============
+=========================================  =========  ===========  ==========  ============
+run                                        auto prec  auto recall  auto wrong  +sugg recall
+=========================================  =========  ===========  ==========  ============
+FEBRL 1 + 2, 1,500 dups vs their orgs      1.0000     0.748        0 of 1,122  0.877
+FEBRL, odd-numbered orgs held out          1.0000     0.712 (743)  0           0.839
+FEBRL 2 dups vs FEBRL 1 orgs               -          -            0           -
+generated district 10k vs 10k              1.0000     0.984        0 of 9,352  0.997
+generated district 100k vs 100k            1.0000     0.962        0 of 91k    0.994
+another 100k district's SIS vs the app     -          -            0           -
+=========================================  =========  ===========  ==========  ============
 
-Sweep (same data): every combination of ``name_floor`` 0.80 or 0.85, ``auto`` 0.68 or
-0.72 and ``margin`` 0.03 or 0.05 gave 0 automatic errors, with auto recall 0.888-0.905
-(district) and 0.677-0.709 (FEBRL); the defaults are the most conservative of them.
-Before rivals were measured at their potential (``assign``), the district had 1 wrong
-automatic match in 85k (a rival whose birth date was missing). FEBRL's auto recall is
-bounded by its corruption model: about a quarter of its duplicates lack a name or a birth
-date or have the given name replaced outright, which is exactly what must not be matched
-automatically (twins).
+``auto=0.8`` let two coincidences through on the last set (the same full name and birth
+date in two unrelated districts); 0.9 is the lowest value with none. FEBRL's automatic
+recall is bounded by its corruption model: about a quarter of its duplicates lack a name
+or a birth date, have a birth date far off, or have a name replaced outright; a given
+name replaced beside an equal family name and birth date is, in a school, a twin, and
+never automatic.
 """
 
 from __future__ import annotations
@@ -45,11 +46,11 @@ class Thresholds(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    auto: float = Field(default=0.72, ge=0.0, le=1.0)
-    suggest: float = Field(default=0.55, ge=0.0, le=1.0)
+    auto: float = Field(default=0.9, ge=0.0, le=1.0)
+    suggest: float = Field(default=0.2, ge=0.0, le=1.0)
     margin: float = Field(default=0.05, ge=0.0, le=1.0)
-    name_floor: float = Field(default=0.85, ge=0.0, le=1.0)
-    birth_date_floor: float = Field(default=0.75, ge=0.0, le=1.0)
+    name_floor: float = Field(default=0.0, ge=0.0, le=1.0)
+    birth_date_floor: float = Field(default=0.0, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _suggest_below_auto(self) -> Self:

@@ -1,0 +1,313 @@
+"""The people match model: Fellegi-Sunter match weights learned from each run's data.
+
+For every field and agreement level (``rostersync.matching.scoring``) the model holds
+``m``, the probability of that level when the two records are the same person, and ``u``,
+its probability when they are not. A pair's match weight is the sum over fields of
+``log2(m / u)`` (0 for a field missing on either side: a missing field neither helps nor
+hurts), plus the prior log-odds that a given source record is a given target record; the
+match probability is the logistic of that sum, in bits.
+
+Estimated per run, from the data itself:
+
+* ``u`` from random pairs of the two sides (nearly all of them different people);
+* ``m`` by expectation-maximization over the blocked candidate pairs, with ``u`` held
+  fixed, plus the pairs already known to be the same person (linked by key, confirmed by
+  an admin) counted as labelled examples: the model learns how this district types;
+* term frequencies: agreeing exactly on a rare given name, family name or birth date
+  weighs ``log2(m / frequency)``, more than agreeing on a common one.
+
+Every estimate is smoothed towards ``DEFAULT_M`` and ``DEFAULT_U`` (measured on generated
+districts) with a fixed number of pseudo-observations, so a run of a handful of records
+still gets sensible weights, and a large district's own data dominates.
+
+Rules the independence assumption cannot express: grade and school are weak context
+(each adds at most ``WEAK_CAP`` bits, and nothing when the birth dates disagree or the
+pair is a sibling pattern: twins share them); an agreeing email adds at most
+``EMAIL_CAP``; names read swapped cost ``SWAP_PENALTY``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+from rostersync.matching.encoding import BoolArray, FloatArray, IntArray, PeopleColumns
+from rostersync.matching.scoring import (
+    BIRTH,
+    DATE_DIFFERENT,
+    EMAIL,
+    FAMILY,
+    FIELDS,
+    GIVEN,
+    GRADE,
+    IDENTITY_FIELDS,
+    LEVELS,
+    NAME_INITIAL,
+    SCHOOL,
+    Comparisons,
+    NameTables,
+    compare_pairs,
+)
+
+#: Default m per field and level (index 0, missing, is unused), from generated districts.
+DEFAULT_M: Final[tuple[tuple[float, ...], ...]] = (
+    (1.0, 0.86, 0.04, 0.02, 0.03, 0.02, 0.005, 0.025),  # given name
+    (1.0, 0.87, 0.001, 0.03, 0.04, 0.03, 0.002, 0.027),  # family name
+    (1.0, 0.88, 0.015, 0.035, 0.005, 0.005, 0.01, 0.05),  # birth date
+    (1.0, 0.9, 0.1),  # email local part
+    (1.0, 0.85, 0.13, 0.02),  # grade
+    (1.0, 0.92, 0.08),  # school
+)
+#: Default u per field and level: how often two different people agree so.
+DEFAULT_U: Final[tuple[tuple[float, ...], ...]] = (
+    (1.0, 0.012, 0.001, 0.002, 0.003, 0.015, 0.03, 0.937),
+    (1.0, 0.006, 0.0001, 0.001, 0.002, 0.01, 0.005, 0.9759),
+    (1.0, 0.0003, 0.0003, 0.003, 0.001, 0.006, 0.07, 0.9194),
+    (1.0, 0.0001, 0.9999),
+    (1.0, 0.08, 0.14, 0.78),
+    (1.0, 0.06, 0.94),
+)
+#: Pseudo-observations of the defaults in each estimate.
+M_PSEUDO: Final[float] = 50.0
+U_PSEUDO: Final[float] = 5_000.0
+TF_PSEUDO: Final[float] = 2_000.0
+#: Random pairs drawn to estimate ``u``.
+U_SAMPLE: Final[int] = 200_000
+EM_ITERATIONS: Final[int] = 12
+#: A match is judged against at least this many people: a small candidate pool (a daily
+#: sync's few unlinked app records) makes a coincidence no less likely in the world.
+MIN_POPULATION: Final[int] = 10_000
+#: Grade and school each add at most this much evidence (bits).
+WEAK_CAP: Final[float] = 1.0
+#: An email agreeing adds at most this much (bits): siblings share a family address, and a
+#: generated or recycled address can name another child; it supports names and a birth
+#: date, it never carries a match alone.
+EMAIL_CAP: Final[float] = 6.0
+SWAP_PENALTY: Final[float] = 2.0
+_FLOOR = 1e-6
+_TF_FIELDS = (GIVEN, FAMILY, BIRTH)
+
+
+@dataclass(frozen=True, slots=True)
+class TermFrequencies:
+    """How often each value of one field occurs, over both sides of a match, smoothed
+    towards the field's average agreement rate."""
+
+    values: IntArray  # sorted distinct values
+    counts: IntArray
+    total: int
+    average: float  # the default u of an exact agreement on the field
+
+    @classmethod
+    def of(cls, columns: list[IntArray], average: float) -> TermFrequencies:
+        joined = np.concatenate(columns)
+        joined = joined[joined >= 0]
+        values, counts = np.unique(joined, return_counts=True)
+        return cls(values, counts.astype(np.int64), len(joined), average)
+
+    def frequency(self, ids: IntArray) -> FloatArray:
+        """The smoothed frequency of each value (ids absent from the table count 0)."""
+        count = np.zeros(len(ids), dtype=np.float64)
+        if len(self.values):
+            position = np.clip(np.searchsorted(self.values, ids), 0, len(self.values) - 1)
+            found = self.values[position] == ids
+            count[found] = self.counts[position[found]]
+        return (count + TF_PSEUDO * self.average) / (self.total + TF_PSEUDO)
+
+
+@dataclass(frozen=True, slots=True)
+class MatchModel:
+    """m and u per field and level, term frequencies, and the prior of one run."""
+
+    m: tuple[FloatArray, ...]
+    u: tuple[FloatArray, ...]
+    frequencies: tuple[TermFrequencies, TermFrequencies, TermFrequencies]
+    #: The prior log-odds (bits) that a source record is a given target record.
+    prior: float
+    #: The share of source records estimated to have a match among the targets.
+    match_rate: float
+
+    def level_weights(self) -> list[FloatArray]:
+        """``log2(m / u)`` per field and level (0 for missing)."""
+        out = []
+        for m, u in zip(self.m, self.u, strict=True):
+            weight = np.log2(np.maximum(m, _FLOOR)) - np.log2(np.maximum(u, _FLOOR))
+            weight[0] = 0.0
+            out.append(weight)
+        return out
+
+    def contributions(self, comparisons: Comparisons) -> FloatArray:
+        """Per pair, each field's match weight in bits (columns in ``FIELDS`` order, then
+        the swapped-names adjustment)."""
+        levels = comparisons.levels
+        weights = self.level_weights()
+        out = np.zeros((len(comparisons), len(FIELDS) + 1), dtype=np.float64)
+        for f, table in enumerate(weights):
+            out[:, f] = table[levels[:, f]]
+        ids = (comparisons.given_id, comparisons.family_id, comparisons.birth_id)
+        for f, frequencies, value in zip(_TF_FIELDS, self.frequencies, ids, strict=True):
+            exact = np.flatnonzero(levels[:, f] == 1)
+            if len(exact):
+                m_exact = max(float(self.m[f][1]), _FLOOR)
+                out[exact, f] = np.log2(m_exact) - np.log2(frequencies.frequency(value[exact]))
+        # A nickname, a double name or a typo never weighs more than exact agreement on
+        # an average name; an agreeing initial is weak evidence, never evidence against.
+        for f in (GIVEN, FAMILY):
+            inexact = levels[:, f] > 1
+            out[inexact, f] = np.minimum(out[inexact, f], weights[f][1])
+            initial = levels[:, f] == NAME_INITIAL
+            out[initial, f] = np.maximum(out[initial, f], 0.0)
+        # Grade and school: weak context, never outweighing a birth-date disagreement nor
+        # telling twins apart.
+        muted = (levels[:, BIRTH] == DATE_DIFFERENT) | comparisons.sibling
+        for f in (GRADE, SCHOOL):
+            capped = np.minimum(out[:, f], WEAK_CAP)
+            out[:, f] = np.where(muted, np.minimum(capped, 0.0), capped)
+        out[:, EMAIL] = np.minimum(out[:, EMAIL], EMAIL_CAP)
+        out[:, -1] = np.where(comparisons.swapped_names, -SWAP_PENALTY, 0.0)
+        return out
+
+    def exact_weights(self) -> FloatArray:
+        """Per field, the weight of exact agreement at the field's average frequency (what
+        a missing field could have added)."""
+        weights = np.array([table[1] for table in self.level_weights()], dtype=np.float64)
+        weights[EMAIL] = min(weights[EMAIL], EMAIL_CAP)
+        weights[GRADE] = min(weights[GRADE], WEAK_CAP)
+        weights[SCHOOL] = min(weights[SCHOOL], WEAK_CAP)
+        return np.maximum(weights, 0.0)
+
+    def potential(self, comparisons: Comparisons, weight: FloatArray) -> FloatArray:
+        """Per pair, the weight it would reach had its missing names and birth date agreed:
+        what a rival lacking them could turn out to be."""
+        exact = self.exact_weights()
+        missing = ~comparisons.present()[:, list(IDENTITY_FIELDS)]
+        return np.asarray(weight + missing.astype(np.float64) @ exact[list(IDENTITY_FIELDS)])
+
+    def best_possible(self, present: BoolArray) -> FloatArray:
+        """Per pair, the weight (prior included) if every field both sides have agreed."""
+        return np.asarray(self.prior + present.astype(np.float64) @ self.exact_weights())
+
+
+def one_to_one_posterior(weight: FloatArray, source: IntArray, target: IntArray) -> FloatArray:
+    """Per pair, the probability that it is the match when each source and each target
+    has at most one: its odds over one plus the odds of every pair sharing its source or
+    its target (itself included)."""
+    odds = np.exp2(np.clip(weight, -60.0, 60.0))
+    by_source = np.bincount(source, weights=odds)
+    by_target = np.bincount(target, weights=odds)
+    return np.asarray(odds / (1.0 + by_source[source] + by_target[target] - odds))
+
+
+def probability(weight: FloatArray) -> FloatArray:
+    """Match probability of a total weight in bits (prior included)."""
+    return np.asarray(1.0 / (1.0 + np.exp2(-np.clip(weight, -60.0, 60.0))), dtype=np.float64)
+
+
+def _defaults(table: tuple[tuple[float, ...], ...]) -> list[FloatArray]:
+    return [np.array(row, dtype=np.float64) for row in table]
+
+
+def _level_counts(levels: np.ndarray, f: int, weights: FloatArray | None = None) -> FloatArray:
+    counts = np.bincount(levels[:, f], weights=weights, minlength=LEVELS[f]).astype(np.float64)
+    counts[0] = 0.0
+    return counts
+
+
+def _smoothed(counts: FloatArray, default: FloatArray, pseudo: float) -> FloatArray:
+    present = counts[1:].sum()
+    out = np.asarray((counts + pseudo * default) / (present + pseudo), dtype=np.float64)
+    out[0] = 1.0
+    return out
+
+
+def estimate_u(
+    source: PeopleColumns,
+    target: PeopleColumns,
+    tables: NameTables,
+    seed: int = 0,
+) -> list[FloatArray]:
+    """u per field and level from random pairs (deterministic for a seed)."""
+    defaults = _defaults(DEFAULT_U)
+    n_s, n_t = len(source), len(target)
+    if n_s == 0 or n_t == 0:
+        return defaults
+    total = n_s * n_t
+    if total <= U_SAMPLE:
+        code = np.arange(total, dtype=np.int64)
+    else:
+        rng = np.random.default_rng(seed)
+        code = rng.integers(0, total, size=U_SAMPLE, dtype=np.int64)
+    si, ti = code // n_t, code % n_t
+    levels = compare_pairs(source, target, tables, si, ti).levels
+    return [_smoothed(_level_counts(levels, f), defaults[f], U_PSEUDO) for f in range(len(FIELDS))]
+
+
+def frequencies_of(
+    source: PeopleColumns, target: PeopleColumns
+) -> tuple[TermFrequencies, TermFrequencies, TermFrequencies]:
+    """Term frequencies of given names, family names and birth dates over both sides."""
+    return (
+        TermFrequencies.of([source.given, target.given], DEFAULT_U[GIVEN][1]),
+        TermFrequencies.of([source.family, target.family], DEFAULT_U[FAMILY][1]),
+        TermFrequencies.of([source.birth, target.birth], DEFAULT_U[BIRTH][1]),
+    )
+
+
+def _prior(match_rate: float, n_targets: int) -> float:
+    population = max(n_targets, MIN_POPULATION)
+    return float(np.log2(match_rate) - np.log2(population))
+
+
+def train(
+    source: PeopleColumns,
+    target: PeopleColumns,
+    tables: NameTables,
+    candidates: Comparisons,
+    candidate_index: tuple[IntArray, IntArray],
+    labelled: Comparisons | None = None,
+) -> MatchModel:
+    """Learn the run's model: u from random pairs, term frequencies, then m and the match
+    rate by EM over the candidate pairs (``candidate_index``: their source and target
+    indexes), with ``labelled`` (pairs known to be the same person) counted as matches.
+
+    The expectation step takes the population prior (u comes from random pairs, so the
+    weights are odds against a random pair, not against a candidate) and lets the pairs
+    of one source, and of one target, share one match between them: a twin's pair with
+    the other twin's record gives way to that record's own, stronger pair, instead of
+    teaching the model that given names often differ."""
+    u = estimate_u(source, target, tables)
+    frequencies = frequencies_of(source, target)
+    default_m = _defaults(DEFAULT_M)
+    labelled_counts = [
+        _level_counts(labelled.levels, f) if labelled is not None and len(labelled) else None
+        for f in range(len(FIELDS))
+    ]
+    m = [
+        default_m[f] if counts is None else _smoothed(counts, default_m[f], M_PSEUDO)
+        for f, counts in enumerate(labelled_counts)
+    ]
+    n_sources = max(len(source), 1)
+    match_rate = 0.5
+    model = MatchModel(tuple(m), tuple(u), frequencies, _prior(match_rate, len(target)), match_rate)
+    if len(candidates) == 0:
+        return model
+    pair_source, pair_target = candidate_index
+    for _ in range(EM_ITERATIONS):
+        weight = model.prior + model.contributions(candidates).sum(axis=1)
+        posterior = one_to_one_posterior(weight, pair_source, pair_target)
+        m = []
+        for f in range(len(FIELDS)):
+            counts = _level_counts(candidates.levels, f, posterior)
+            extra = labelled_counts[f]
+            if extra is not None:
+                counts = counts + extra
+            m.append(_smoothed(counts, default_m[f], M_PSEUDO))
+        # The share of sources with a match, smoothed towards one half for tiny runs.
+        found = float(np.clip(posterior.sum(), 0.0, n_sources))
+        match_rate = float(np.clip((found + 0.5 * 20) / (n_sources + 20), 0.01, 0.99))
+        model = MatchModel(
+            tuple(m), tuple(u), frequencies, _prior(match_rate, len(target)), match_rate
+        )
+    return model
