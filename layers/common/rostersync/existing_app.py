@@ -64,8 +64,12 @@ def build_existing_app(
     seed: int = 3,
     typo_share: float = 0.08,
     missing_share: float = 0.05,
+    doubtful_share: float = 0.3,
 ) -> ExistingApp:
-    """Write the app's records for ``bundle`` (a generated district) to ``out_csv``."""
+    """Write the app's records for ``bundle`` (a generated district) to ``out_csv``.
+
+    ``doubtful_share`` of the records with a typo were also typed in without a birth
+    date: the evidence left is real doubt, for an admin to confirm."""
     rng = random.Random(seed)
     users = _rows(bundle / "users.csv")
     births = {d["sourcedId"]: d["birthDate"] for d in _rows(bundle / "demographics.csv")}
@@ -87,7 +91,9 @@ def build_existing_app(
         birth = births.get(user["sourcedId"], "")
         if role == "student" and rng.random() < typo_share:
             out.typos.append(app_id)
-            if rng.random() < 0.5:
+            if rng.random() < doubtful_share:
+                given, birth = _typo(given, rng), ""
+            elif rng.random() < 0.5:
                 family = _typo(family, rng)
             elif birth and int(birth[8:10]) <= 12:
                 birth = f"{birth[:4]}-{birth[8:10]}-{birth[5:7]}"  # day and month swapped
