@@ -70,8 +70,8 @@ class _NullWriter:
 
 
 def run_day(deps: Any, tenant: str, folder: Path, full_commit: bool) -> dict[str, float]:
+    from rostersync.application.sync import upload_bundle
     from rostersync.pipeline.steps import run_step
-    from rostersync.service import upload_bundle
     from rostersync.storage import keys
 
     run_id = keys.new_run_id()
@@ -115,7 +115,7 @@ def main() -> int:
         with LocalCloud(None) as _cloud:
             deps = build_deps(stack_settings())
             tenant = f"bench-{students}"
-            from rostersync.service import ensure_tenant
+            from rostersync.application.sync import ensure_tenant
 
             ensure_tenant(deps, tenant, create=True)
             full_commit = students <= 10_000

@@ -1,10 +1,10 @@
 """Lambda handler for S3 "Object Created" events under inbox/: an adapter around
-rostersync.inbox (a complete bundle starts a run; a bad key is rejected and reported)."""
+rostersync.application.inbox (a complete bundle starts a run; a bad key is rejected and reported)."""
 
 from typing import Any
 
-from rostersync.inbox import handle_event
-from rostersync.launch import default_run_start_deps
+from rostersync.application.inbox import handle_event
+from rostersync.application.launch import default_run_start_deps
 from rostersync.observability import logger
 
 

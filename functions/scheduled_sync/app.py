@@ -1,11 +1,11 @@
 """Lambda handler for a tenant's daily schedule (EventBridge Scheduler): an adapter around
-rostersync.schedules.scheduled_sync (sync the tenant's newest complete inbox bundle)."""
+rostersync.application.schedules.scheduled_sync (sync the tenant's newest complete inbox bundle)."""
 
 from typing import Any
 
-from rostersync.launch import default_run_start_deps
+from rostersync.application.launch import default_run_start_deps
+from rostersync.application.schedules import ScheduledSyncEvent, scheduled_sync
 from rostersync.observability import logger
-from rostersync.schedules import ScheduledSyncEvent, scheduled_sync
 
 
 @logger().inject_lambda_context

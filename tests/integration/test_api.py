@@ -20,11 +20,11 @@ import pytest
 from rostersync.api.launchers import LocalCloudLauncher
 from rostersync.api.local_http import LocalApiServer, make_server
 from rostersync.api.tokens import issue_token, load_or_create_secret
+from rostersync.application.runs import begin_run
+from rostersync.application.sync import ensure_tenant, upload_bundle
 from rostersync.config import stack_settings
 from rostersync.local.runtime import LocalCloud
 from rostersync.pipeline.deps import Deps, build_deps
-from rostersync.runs import begin_run
-from rostersync.service import ensure_tenant, upload_bundle
 from rostersync.storage import keys
 from rostersync.storage.tables import LocksRepository
 
@@ -438,7 +438,10 @@ def test_sync_review_untick_commit_and_read_the_directory(api):
 
 
 def test_matching_routes_call_the_identity_service(api):
-    pytest.importorskip("rostersync.identity", reason="rostersync.identity is not in this build")
+    pytest.importorskip(
+        "rostersync.application.matching",
+        reason="rostersync.application.matching is not in this build",
+    )
     tenant = api.tenant("match-t")
     headers = api.token(tenant)
     csv_text = (

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from rostersync.api.launchers import LocalCloudLauncher
-from rostersync.runs import begin_run
+from rostersync.application.runs import begin_run
 from tests.integration.test_api import Api, NoLaunch, api, wait_for_status  # noqa: F401
 
 pytest.importorskip("schemathesis")

@@ -13,8 +13,8 @@ from typing import Any, ClassVar, Literal
 import pytest
 
 from rostersync.api.launchers import LocalCloudLauncher
+from rostersync.application.runs import begin_run
 from rostersync.models import Entity
-from rostersync.runs import begin_run
 from rostersync.sources.base import (
     Completeness,
     FetchContext,
@@ -195,7 +195,7 @@ class Captured:
 def test_a_failed_commit_leaves_the_run_prepared_with_the_error(api):
     """Given a commit whose change set turns unreadable before it runs, when the state
     machine commits it, then the run is prepared again, says why, and applied nothing."""
-    from rostersync.review import request_commit
+    from rostersync.application.review import request_commit
 
     tenant = api.tenant("failing-t")
     run_id = _committed_sync(api, tenant, review=True)

@@ -7,9 +7,7 @@ from typing import Any
 
 import pytest
 
-from rostersync.existing_app import ExistingApp, build_existing_app
-from rostersync.generator import generate_district
-from rostersync.identity import (
+from rostersync.application.matching import (
     confirm_keys,
     confirm_match,
     import_app_records,
@@ -19,7 +17,14 @@ from rostersync.identity import (
     propose_tenant_keys,
     reject_match,
 )
-from rostersync.service import WaitingLauncher, commit_prepared, ensure_tenant, export_directory
+from rostersync.application.sync import (
+    WaitingLauncher,
+    commit_prepared,
+    ensure_tenant,
+    export_directory,
+)
+from rostersync.existing_app import ExistingApp, build_existing_app
+from rostersync.generator import generate_district
 from tests.bundles import Row, edit_rows, read_rows
 from tests.integration.test_pipeline import sync
 
@@ -111,7 +116,7 @@ def test_suggestions_wait_confirmed_links_commit_and_survive_the_next_sync(
     first = suggested[0]
     assert first["target_id"] and first["agreed"]
     # A suggested record gets no action until decided.
-    from rostersync.review import ActionFilter, list_actions
+    from rostersync.application.review import ActionFilter, list_actions
 
     actions = list_actions(deps, "t1", run.run_id, ActionFilter(entity="users", limit=1000)).actions
     assert first["source_id"] not in {a["source_id"] for a in actions}
@@ -283,7 +288,7 @@ def test_a_manual_link_is_used(cloud, district, tmp_path):
     link_manually(
         deps, "t1", "users", source, app.app_only[0], "admin", launcher=WaitingLauncher(cloud[0])
     )
-    from rostersync.review import ActionFilter, list_actions
+    from rostersync.application.review import ActionFilter, list_actions
 
     actions = list_actions(deps, "t1", run.run_id, ActionFilter(entity="users", limit=1000)).actions
     action = next(a for a in actions if a["source_id"] == source)

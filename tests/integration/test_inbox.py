@@ -12,16 +12,16 @@ from urllib.parse import quote_plus
 import boto3
 import pytest
 
-from rostersync.inbox import (
+from rostersync.application.inbox import (
     handle_event,
     handle_object_created,
     latest_complete_bundle,
     object_created_event,
     rejected_keys,
 )
-from rostersync.launch import RunStartDeps
+from rostersync.application.launch import RunStartDeps
+from rostersync.application.sync import ensure_tenant
 from rostersync.pipeline.deps import Deps
-from rostersync.service import ensure_tenant
 from rostersync.storage.tables import LocksRepository
 
 LEPO = Path(__file__).resolve().parents[3] / "shared" / "data" / "oneroster" / "lepo-en-1.1"

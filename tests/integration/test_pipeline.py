@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from rostersync.cli import run_sync
+from rostersync.application.sync import SyncOutcome, export_directory
 from rostersync.errors import StorageUnavailable
+from rostersync.local.session import run_sync
 from rostersync.pipeline.deps import Deps
-from rostersync.service import SyncOutcome, export_directory
 from rostersync.storage import keys
 from rostersync.storage.events import EventPublisher
 from tests.bundles import ONEROSTER, Row, copy_bundle, edit_rows

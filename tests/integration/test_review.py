@@ -7,9 +7,7 @@ from typing import Any
 
 import pytest
 
-from rostersync.errors import RunStateError, StaleBaseline
-from rostersync.models import Entity
-from rostersync.review import (
+from rostersync.application.review import (
     ActionFilter,
     Selection,
     discard_run,
@@ -18,14 +16,16 @@ from rostersync.review import (
     set_included,
     show_run,
 )
-from rostersync.service import (
+from rostersync.application.sync import (
     commit_prepared,
     export_directory,
     prepare_approval,
     prepare_undo,
 )
+from rostersync.application.tenants import load_tenant_settings, save_tenant_settings
+from rostersync.errors import RunStateError, StaleBaseline
+from rostersync.models import Entity
 from rostersync.settings import SettingsError, TenantSettings, apply_assignments
-from rostersync.tenants import load_tenant_settings, save_tenant_settings
 from tests.bundles import ONEROSTER, Row, copy_bundle, edit_rows
 from tests.integration.test_pipeline import sync
 
@@ -34,7 +34,7 @@ LEPO = ONEROSTER / "lepo-en-1.1"
 
 def set_settings(cloud: tuple[Any, Any], *assignments: str) -> TenantSettings:
     deps = cloud[1]
-    from rostersync.service import ensure_tenant
+    from rostersync.application.sync import ensure_tenant
 
     ensure_tenant(deps, "t1", create=True)
     updated = apply_assignments(load_tenant_settings(deps, "t1"), list(assignments))
@@ -205,7 +205,7 @@ def test_blank_values_replace_by_default(cloud, tmp_path):
 
 
 def test_contact_details_edited_in_the_app_are_kept(cloud, tmp_path):
-    from rostersync.directory_edits import record_app_edit
+    from rostersync.application.directory import record_app_edit
 
     sync(cloud, LEPO, tmp_path)
     deps = cloud[1]
@@ -344,9 +344,9 @@ def test_matching_thresholds_are_per_tenant_and_validated():
 
 
 def test_a_commit_waits_for_no_one_but_never_overlaps_a_running_sync(cloud, tmp_path):
+    from rostersync.application.runs import RunInProgress, begin_run
     from rostersync.errors import RostersyncError
     from rostersync.pipeline.deps import locks_repository
-    from rostersync.runs import RunInProgress, begin_run
     from rostersync.storage import keys
 
     sync(cloud, LEPO, tmp_path)

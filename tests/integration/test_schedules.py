@@ -14,13 +14,13 @@ from typing import Any
 import boto3
 import pytest
 
-from rostersync.launch import RunStartDeps
+from rostersync.application.launch import RunStartDeps
+from rostersync.application.schedules import LocalScheduler, scheduled_sync, sync_schedule
+from rostersync.application.sync import ensure_tenant
+from rostersync.application.tenants import save_tenant_settings
 from rostersync.pipeline.deps import Deps
-from rostersync.schedules import LocalScheduler, scheduled_sync, sync_schedule
-from rostersync.service import ensure_tenant
 from rostersync.settings import Schedule, TenantSettings
 from rostersync.storage.tables import LocksRepository
-from rostersync.tenants import save_tenant_settings
 
 LEPO = Path(__file__).resolve().parents[3] / "shared" / "data" / "oneroster" / "lepo-en-1.1"
 

@@ -16,14 +16,14 @@ import httpx
 import pytest
 
 from rostersync.api.tokens import issue_token
+from rostersync.application.sync import ensure_tenant
+from rostersync.application.tenants import save_tenant_settings
 from rostersync.config import stack_settings
 from rostersync.local.runtime import LocalCloud
 from rostersync.local.serve import ServeAddresses, serve
 from rostersync.local.sftp import HOST_KEY_FILE, USERS_FILE, sftp_user_add
 from rostersync.pipeline.deps import build_deps
-from rostersync.service import ensure_tenant
 from rostersync.settings import TenantSettings
-from rostersync.tenants import save_tenant_settings
 
 LEPO = Path(__file__).resolve().parents[3] / "shared" / "data" / "oneroster" / "lepo-en-1.1"
 HOST = "127.0.0.1"

@@ -16,9 +16,9 @@ from typing import Any, ClassVar, Literal
 import pytest
 
 import rostersync
+from rostersync.application.sync import ensure_tenant, export_directory, start_sync
 from rostersync.models import ENTITY_ORDER, Entity, IssueAction, RowIssue
 from rostersync.pipeline.deps import Deps
-from rostersync.service import ensure_tenant, export_directory, start_sync
 from rostersync.sources.base import (
     Completeness,
     FetchContext,

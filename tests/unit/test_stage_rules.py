@@ -51,7 +51,7 @@ def test_archive_refusal_rules():
 def test_new_target_ids_are_uuid5_of_the_source_identity():
     import uuid
 
-    from rostersync.pipeline.match import _TARGET_NAMESPACE, new_target_id
+    from rostersync.pipeline.match_decisions import _TARGET_NAMESPACE, new_target_id
 
     expected = uuid.uuid5(_TARGET_NAMESPACE, "t1/users/oneroster/u-1")
     assert new_target_id("t1", Entity.USERS, "oneroster", "u-1") == str(expected)

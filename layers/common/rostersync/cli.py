@@ -6,139 +6,35 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from rostersync.config import stack_settings
-from rostersync.errors import RostersyncError
-from rostersync.models import ENTITY_ORDER, SyncMode
-from rostersync.observability import logger
-from rostersync.pipeline.deps import Deps, build_deps
-from rostersync.pipeline.report import ACTIONS, action_totals
-from rostersync.service import (
-    SyncOutcome,
+from rostersync.application.sync import (
     WaitingLauncher,
     commit_prepared,
-    default_state_dir,
     ensure_tenant,
     export_directory,
     raise_if_failed,
-    start_sync,
-    upload_bundle,
 )
+from rostersync.errors import RostersyncError
+from rostersync.local.session import (
+    default_state_dir,
+    issues_of,
+    local_stack,
+    print_counts,
+    print_outcome,
+    run_sync,
+)
+from rostersync.models import ENTITY_ORDER
+from rostersync.pipeline.report import ACTIONS, action_totals
 from rostersync.storage import keys
-
-STEP_NAMES = ("Fetch", "Normalize", "Match", "Stage", "Commit")
-
-
-@contextmanager
-def local_stack(state_dir: Path | None) -> Iterator[tuple[Any, Deps]]:
-    """The local runtime with the state kept in ``state_dir``, and its dependencies."""
-    from rostersync.local.runtime import LocalCloud  # imports moto: only when needed
-
-    with LocalCloud(state_dir) as cloud:
-        # Step logs are for operators; the command prints its own progress and report.
-        logger().setLevel(os.environ.get("ROSTERSYNC_LOG_LEVEL", "WARNING"))
-        yield cloud, build_deps(stack_settings())
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
     path = Path(args.state) if args.state else default_state_dir()
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _save_report_files(deps: Deps, outcome: SyncOutcome, tenant: str, state_dir: Path) -> Path:
-    """Copy the run's report and CSV files next to the local state; return report.json."""
-    folder = state_dir / "reports" / tenant / outcome.run_id
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ("report.json", "issues.csv", "actions.csv"):
-        body = deps.store.get_bytes(keys.report_key(tenant, outcome.run_id, name))
-        if body is not None:
-            (folder / name).write_bytes(body)
-    return folder / "report.json"
-
-
-def _issues(deps: Deps, tenant: str, run_id: str) -> list[dict[str, Any]]:
-    return [
-        {k: issue.get(k) for k in ("file", "line", "column", "message", "action")}
-        for issue in deps.store.iter_jsonl(keys.issues_key(tenant, run_id))
-    ]
-
-
-def print_counts(counts: dict[str, dict[str, int]], out: TextIO) -> None:
-    out.write(f"  {'entity':<20}" + "".join(f"{a:>12}" for a in ACTIONS) + "\n")
-    for entity, row in counts.items():
-        out.write(f"  {entity:<20}" + "".join(f"{row.get(a, 0):>12}" for a in ACTIONS) + "\n")
-
-
-def print_steps(outcome: SyncOutcome, out: TextIO) -> None:
-    """One line per step the execution went through, with its time."""
-    timings = (outcome.report or {}).get("timings_ms", {})
-    for step in STEP_NAMES:
-        if step in outcome.states:
-            ms = timings.get(step.lower())
-            took = f"{ms / 1000:6.2f} s" if isinstance(ms, int) else ""
-            out.write(f"  ✓ {step:<10} {took}\n")
-    if "RecordFailure" in outcome.states:
-        out.write("  ✗ failed\n")
-
-
-def print_outcome(
-    outcome: SyncOutcome, report_path: Path, issues: list[dict[str, Any]], out: TextIO
-) -> None:
-    report = outcome.report or {}
-    if outcome.status == "failed":
-        out.write(f"Run {outcome.run_id} FAILED: {outcome.error}\n")
-        return
-    out.write(f"Run {outcome.run_id}: {outcome.status}\n")
-    print_counts(outcome.counts, out)
-    for entity, refused in (report.get("refused") or {}).items():
-        out.write(f"  ! {entity}: {refused['archive']} archives refused: {refused['reason']}\n")
-    if issues:
-        csv_path = report_path.with_name("issues.csv")
-        out.write(f"Row issues: {len(issues)} (first {min(5, len(issues))}; all in {csv_path})\n")
-        for issue in issues[:5]:
-            where = f"{issue['file']}:{issue.get('line') or '-'}"
-            column = f" [{issue['column']}]" if issue.get("column") else ""
-            out.write(f"  {where}{column} {issue['message']} → {issue['action']}\n")
-    out.write(f"Report: {report_path}\n")
-
-
-def run_sync(
-    cloud: Any,
-    deps: Deps,
-    tenant: str,
-    path: Path,
-    state_dir: Path,
-    *,
-    mode: SyncMode = "full",
-    review: bool = False,
-    out: TextIO | None = None,
-) -> tuple[SyncOutcome, Path]:
-    """Upload a local bundle and sync it; print progress to ``out`` if given."""
-    if ensure_tenant(deps, tenant, create=True) and out is not None:
-        out.write(f"Tenant {tenant} created (first use).\n")
-    run_id = keys.new_run_id()
-    source_key = upload_bundle(deps, tenant, run_id, path)
-    if out is not None:
-        out.write(f"Syncing {path} → tenant {tenant}, run {run_id} ({mode})\n")
-    outcome = start_sync(
-        cloud,
-        deps,
-        tenant,
-        source_key,
-        run_id,
-        mode=mode,
-        review=review,
-        trigger="cli",
-        requested_by=os.environ.get("USER") or "cli",
-    )
-    if out is not None:
-        print_steps(outcome, out)
-    return outcome, _save_report_files(deps, outcome, tenant, state_dir)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -159,7 +55,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             review=args.review,
             out=human,
         )
-        issues = _issues(deps, args.tenant, outcome.run_id)
+        issues = issues_of(deps, args.tenant, outcome.run_id)
     if args.json:
         json.dump(
             {
@@ -218,8 +114,8 @@ def _who(args: argparse.Namespace) -> str:
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
+    from rostersync.application.tenants import load_tenant_settings, save_tenant_settings
     from rostersync.settings import SettingsError, apply_assignments
-    from rostersync.tenants import load_tenant_settings, save_tenant_settings
 
     with local_stack(_state_dir(args)) as (_cloud, deps):
         ensure_tenant(deps, args.tenant, create=True)
@@ -258,7 +154,7 @@ def _describe_action(action: dict[str, Any]) -> str:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from rostersync.review import ActionFilter, list_actions
+    from rostersync.application.review import ActionFilter, list_actions
 
     with local_stack(_state_dir(args)) as (_cloud, deps):
         page = list_actions(
@@ -276,7 +172,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def _selection(args: argparse.Namespace) -> Any:
-    from rostersync.review import Selection
+    from rostersync.application.review import Selection
 
     all_of = []
     for item in args.all_of or []:
@@ -286,7 +182,7 @@ def _selection(args: argparse.Namespace) -> Any:
 
 
 def cmd_include(args: argparse.Namespace) -> int:
-    from rostersync.review import request_select, set_included
+    from rostersync.application.review import request_select, set_included
 
     included = args.command == "include"
     selection = _selection(args)
@@ -316,7 +212,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
 
 
 def cmd_discard(args: argparse.Namespace) -> int:
-    from rostersync.review import discard_run
+    from rostersync.application.review import discard_run
 
     with local_stack(_state_dir(args)) as (_cloud, deps):
         discard_run(deps, args.tenant, args.run, _who(args))
@@ -325,7 +221,7 @@ def cmd_discard(args: argparse.Namespace) -> int:
 
 
 def cmd_derived(args: argparse.Namespace) -> int:
-    from rostersync.review import request_approve, request_undo
+    from rostersync.application.review import request_approve, request_undo
 
     request = request_undo if args.command == "undo" else request_approve
     with local_stack(_state_dir(args)) as (cloud, deps):
@@ -343,7 +239,7 @@ def cmd_derived(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from rostersync.review import list_runs
+    from rostersync.application.review import list_runs
 
     with local_stack(_state_dir(args)) as (_cloud, deps):
         runs = list_runs(deps, args.tenant, args.limit)
@@ -362,7 +258,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from rostersync.review import show_run
+    from rostersync.application.review import show_run
 
     with local_stack(_state_dir(args)) as (_cloud, deps):
         shown = show_run(deps, args.tenant, args.run)
@@ -381,7 +277,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_directory_import(args: argparse.Namespace) -> int:
-    from rostersync.identity import import_app_records
+    from rostersync.application.matching import import_app_records
 
     text = Path(args.file).read_text(encoding="utf-8-sig")
     with local_stack(_state_dir(args)) as (_cloud, deps):
@@ -398,7 +294,7 @@ def cmd_directory_import(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from rostersync.identity import confirm_keys, propose_tenant_keys
+    from rostersync.application.matching import confirm_keys, propose_tenant_keys
 
     with local_stack(_state_dir(args)) as (_cloud, deps):
         if args.confirm:
@@ -427,7 +323,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_matches(args: argparse.Namespace) -> int:
-    from rostersync.identity import list_match_decisions
+    from rostersync.application.matching import list_match_decisions
 
     with local_stack(_state_dir(args)) as (_cloud, deps):
         rows = list_match_decisions(deps, args.tenant, run_id=args.run, tier=args.tier)
@@ -458,7 +354,7 @@ def cmd_matches(args: argparse.Namespace) -> int:
 
 
 def cmd_match(args: argparse.Namespace) -> int:
-    from rostersync import identity
+    from rostersync.application import matching as identity
 
     with local_stack(_state_dir(args)) as (cloud, deps):
         who = _who(args)

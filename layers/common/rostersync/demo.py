@@ -7,19 +7,19 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
-from rostersync.cli import local_stack, print_counts, run_sync
-from rostersync.generator import MutationSummary, generate_district, mutate_next_day
-from rostersync.models import ENTITY_ORDER, Entity
-from rostersync.pipeline.deps import Deps
-from rostersync.pipeline.report import action_totals
-from rostersync.review import (
+from rostersync.application.review import (
     ActionFilter,
     Selection,
     list_actions,
     list_runs,
     set_included,
 )
-from rostersync.service import WaitingLauncher, commit_prepared, default_state_dir
+from rostersync.application.sync import WaitingLauncher, commit_prepared
+from rostersync.generator import MutationSummary, generate_district, mutate_next_day
+from rostersync.local.session import default_state_dir, local_stack, print_counts, run_sync
+from rostersync.models import ENTITY_ORDER, Entity
+from rostersync.pipeline.deps import Deps
+from rostersync.pipeline.report import action_totals
 from rostersync.storage import keys
 
 TENANT = "demo-district"
@@ -156,16 +156,16 @@ def run_existing_demo(*, state: Path | None, students: int, out: TextIO) -> int:
     """An app with teachers, students and classes of its own is connected to its SIS:
     staff linked first, the key proposal, automatic matches, suggestions, unmatched;
     then confirmations, a commit, and a second sync that keeps every decision."""
-    from rostersync.existing_app import build_existing_app
-    from rostersync.identity import (
+    from rostersync.application.matching import (
         confirm_keys,
         confirm_match,
         import_app_records,
         list_match_decisions,
         propose_tenant_keys,
     )
-    from rostersync.review import request_restage
-    from rostersync.service import ensure_tenant
+    from rostersync.application.review import request_restage
+    from rostersync.application.sync import ensure_tenant
+    from rostersync.existing_app import build_existing_app
 
     state_dir = _fresh_state_dir(state, "demo-existing")
     with tempfile.TemporaryDirectory(prefix="rostersync-demo-") as tmp:

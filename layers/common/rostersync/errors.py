@@ -21,6 +21,10 @@ class FatalError(RostersyncError):
     """A failure a retry cannot fix."""
 
 
+class UnknownTenant(FatalError):
+    """The tenant does not exist (and may not be created here)."""
+
+
 class InvalidKey(FatalError):
     """An S3 key, tenant id or run id that is malformed or outside its tenant's prefix."""
 

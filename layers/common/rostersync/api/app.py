@@ -228,7 +228,7 @@ def _text_body(event: Mapping[str, Any]) -> bool:
 @lru_cache(maxsize=1)
 def default_api() -> AdminApi:
     """The API of this Lambda process: the stack's clients, Step Functions for runs."""
-    from rostersync.launch import default_run_start_deps
+    from rostersync.application.launch import default_run_start_deps
 
     starting = default_run_start_deps()
     return AdminApi(build_services(api_settings(), starting.deps, starting.launcher))

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from aws_lambda_powertools.utilities.idempotency import BasePersistenceLayer
 from pydantic import BaseModel, ConfigDict, Field
 
+from rostersync.application.runs import RunLauncher
 from rostersync.pipeline.deps import Deps
-from rostersync.runs import RunLauncher
 from rostersync.storage.tables import LocksRepository
 
 

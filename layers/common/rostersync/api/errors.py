@@ -22,15 +22,15 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 
+from rostersync.application.runs import RunInProgress
 from rostersync.errors import (
     InvalidKey,
     RunNotFound,
     RunStateError,
     StaleBaseline,
     TransientError,
+    UnknownTenant,
 )
-from rostersync.runs import RunInProgress
-from rostersync.service import UnknownTenant
 from rostersync.settings import SettingsError
 
 #: Seconds a client should wait before retrying after a 503.

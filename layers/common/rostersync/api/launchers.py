@@ -1,7 +1,7 @@
 """Run launchers: how a recorded run reaches the state machine without waiting for it.
 
 ``runs.begin_run`` locks, records and hands the run to one of these. On AWS it is
-``StepFunctionsLauncher`` (``rostersync.launch``, shared with the inbox and the
+``StepFunctionsLauncher`` (``rostersync.application.launch``, shared with the inbox and the
 schedules): ``states:StartExecution`` on ``STATE_MACHINE_ARN``, the execution named by the
 run id. Locally it is the local runtime.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rostersync.launch import StepFunctionsLauncher
+from rostersync.application.launch import StepFunctionsLauncher
 
 if TYPE_CHECKING:
     from rostersync.local.runtime import LocalCloud

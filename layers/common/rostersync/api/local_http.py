@@ -31,9 +31,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from rostersync.api.app import AdminApi
 from rostersync.api.config import ApiSettings, api_settings, build_services
 from rostersync.api.tokens import InvalidToken, TokenVerifier
+from rostersync.application.runs import RunLauncher
 from rostersync.observability import logger
 from rostersync.pipeline.deps import Deps
-from rostersync.runs import RunLauncher
 
 #: API Gateway refuses larger payloads; so does the local server (413).
 MAX_BODY_BYTES: Final = 10 * 1024 * 1024

@@ -1,16 +1,13 @@
 """Identity matching under review: suggestions to confirm or reject, manual links, app
 records kept ad hoc, and the import of the app's existing records (CSV).
 
-``rostersync.identity`` does the work; it is imported when a route is called, so the rest
-of the API runs in a build without it (those routes then answer 501).
+``rostersync.application.matching`` does the work; its refusals answer 4xx.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import ModuleType
 from typing import Annotated, Any, Final
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
@@ -28,6 +25,7 @@ from rostersync.api.models import (
     RejectMatch,
 )
 from rostersync.api.scope import IdempotencyKey, Middleware, RequestScope, TenantPath
+from rostersync.application import matching as identity
 from rostersync.models import Tier
 
 IMPORT_PATH: Final = "/tenants/{tenant}/directory/import"
@@ -42,28 +40,13 @@ IMPORT_REQUEST_BODY: Final[dict[str, Any]] = {
 }
 
 
-def identity_module() -> ModuleType:
-    """``rostersync.identity``, or ApiError(501) in a build without it."""
-    try:
-        return importlib.import_module("rostersync.identity")
-    except ModuleNotFoundError as exc:
-        if exc.name != "rostersync.identity":
-            raise  # the module exists but something it imports is missing
-        raise ApiError(501, "identity matching is not available in this build") from exc
-
-
-class _NoRefusal(Exception):
-    """Never raised: what ``refused_as`` catches if the module names no refusal."""
-
-
 @contextmanager
-def refused_as(identity: ModuleType, status: int) -> Iterator[None]:
-    """The identity module's refusals (no such suggestion, a file without its columns)
-    as a 4xx; other errors keep their own mapping."""
-    refusal: type[Exception] = getattr(identity, "MatchDecisionError", _NoRefusal)
+def refused_as(status: int) -> Iterator[None]:
+    """Matching's refusals (no such suggestion, a file without its columns) as a 4xx;
+    other errors keep their own mapping."""
     try:
         yield
-    except refusal as exc:
+    except identity.MatchDecisionError as exc:
         raise ApiError(status, str(exc)) from exc
 
 
@@ -73,7 +56,7 @@ def register_match_routes(
     """Add the matching review routes to ``app``; ``posts`` are the middlewares of every
     POST (idempotency)."""
     deps = scope.services.deps
-    failures = (*COMMON_FAILURES, 409, 501)
+    failures = (*COMMON_FAILURES, 409)
 
     @app.get(
         "/tenants/<tenant>/matches",
@@ -89,8 +72,7 @@ def register_match_routes(
         tenant = scope.tenant(tenant)
         if run is not None:
             scope.run(run)
-        identity = identity_module()
-        with refused_as(identity, 409):
+        with refused_as(409):
             decisions = identity.list_match_decisions(
                 deps, tenant, run_id=run, tier=None if tier is None else tier.value
             )
@@ -107,8 +89,7 @@ def register_match_routes(
         tenant: TenantPath, body: ConfirmMatch, idempotency_key: IdempotencyKey = None
     ) -> MatchOutcome:
         tenant = scope.tenant(tenant)
-        identity = identity_module()
-        with refused_as(identity, 409):
+        with refused_as(409):
             outcome = identity.confirm_match(
                 deps,
                 tenant,
@@ -130,8 +111,7 @@ def register_match_routes(
         tenant: TenantPath, body: RejectMatch, idempotency_key: IdempotencyKey = None
     ) -> MatchOutcome:
         tenant = scope.tenant(tenant)
-        identity = identity_module()
-        with refused_as(identity, 409):
+        with refused_as(409):
             outcome = identity.reject_match(
                 deps,
                 tenant,
@@ -154,8 +134,7 @@ def register_match_routes(
         tenant: TenantPath, body: LinkManually, idempotency_key: IdempotencyKey = None
     ) -> MatchOutcome:
         tenant = scope.tenant(tenant)
-        identity = identity_module()
-        with refused_as(identity, 409):
+        with refused_as(409):
             outcome = identity.link_manually(
                 deps,
                 tenant,
@@ -178,8 +157,7 @@ def register_match_routes(
         tenant: TenantPath, body: MarkAdhoc, idempotency_key: IdempotencyKey = None
     ) -> MatchOutcome:
         tenant = scope.tenant(tenant)
-        identity = identity_module()
-        with refused_as(identity, 409):
+        with refused_as(409):
             outcome = identity.mark_adhoc(
                 deps, tenant, body.entity, body.target_id, body.keep, scope.principal.who
             )
@@ -202,7 +180,6 @@ def register_match_routes(
         csv_text = event.decoded_body or ""
         if not csv_text.strip():
             raise ApiError(400, "the CSV body is empty")
-        identity = identity_module()
-        with refused_as(identity, 400):
+        with refused_as(400):
             result = identity.import_app_records(deps, tenant, csv_text, scope.principal.who)
         return ImportResult.model_validate(result)

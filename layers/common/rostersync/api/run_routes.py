@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Annotated, cast, get_args
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
@@ -25,9 +24,8 @@ from rostersync.api.models import (
     SyncRequest,
 )
 from rostersync.api.scope import IdempotencyKey, Middleware, RequestScope, RunPath, TenantPath
-from rostersync.models import Entity
-from rostersync.pipeline.deps import Deps
-from rostersync.review import (
+from rostersync.application import inbox
+from rostersync.application.review import (
     ActionFilter,
     Selection,
     discard_run,
@@ -40,7 +38,9 @@ from rostersync.review import (
     set_included,
     show_run,
 )
-from rostersync.runs import begin_run
+from rostersync.application.runs import begin_run
+from rostersync.models import Entity
+from rostersync.pipeline.deps import Deps
 from rostersync.storage import keys
 
 NO_BUNDLE = "no bundle in the inbox"
@@ -48,12 +48,6 @@ NO_BUNDLE = "no bundle in the inbox"
 
 def latest_inbox_bundle(deps: Deps, tenant: str) -> str:
     """The tenant's latest complete inbox bundle, or ApiError(409) if there is none."""
-    try:
-        inbox = importlib.import_module("rostersync.inbox")
-    except ModuleNotFoundError as exc:
-        if exc.name != "rostersync.inbox":
-            raise  # the inbox module exists but something it imports is missing
-        raise ApiError(409, f"{NO_BUNDLE}: pass source_key") from exc
     key = inbox.latest_complete_bundle(deps, tenant)
     if key is None:
         raise ApiError(409, f"{NO_BUNDLE}: drop one there or pass source_key")

@@ -12,8 +12,8 @@ from rostersync.api.auth import Principal
 from rostersync.api.config import ApiServices
 from rostersync.api.errors import ApiError
 from rostersync.api.models import RUN_ID_PATTERN, TENANT_PATTERN
+from rostersync.errors import UnknownTenant
 from rostersync.models import Entity
-from rostersync.service import UnknownTenant
 from rostersync.storage import keys
 
 PRINCIPAL_KEY: Final = "principal"

@@ -16,9 +16,10 @@ from rostersync.api.models import (
     TenantView,
 )
 from rostersync.api.scope import EntityPath, IdempotencyKey, Middleware, RequestScope, TenantPath
-from rostersync.service import UnknownTenant, ensure_tenant
+from rostersync.application.sync import ensure_tenant
+from rostersync.application.tenants import load_tenant_settings, save_tenant_settings
+from rostersync.errors import UnknownTenant
 from rostersync.settings import SettingsError, validate_settings
-from rostersync.tenants import load_tenant_settings, save_tenant_settings
 
 SETTINGS_BODY_DESCRIPTION = (
     "With mode=merge (the default), a JSON merge patch (RFC 7396) of the settings: the "
@@ -105,7 +106,7 @@ def register_tenant_routes(
         validated = validate_settings(document)
         # Saving applies a changed schedule to the tenant's daily sync first; one the
         # Scheduler refuses (an unknown time zone) is a field error, and is not saved.
-        from rostersync.schedules import InvalidSchedule
+        from rostersync.application.schedules import InvalidSchedule
 
         try:
             changed = save_tenant_settings(deps, tenant, validated, who=scope.principal.who)

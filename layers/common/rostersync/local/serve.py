@@ -6,8 +6,8 @@ schedule reach the same bucket, tables and state machine:
 * the admin API over HTTP (``rostersync.api.local_http``), when that module is present;
 * the SFTP drop box (``rostersync.local.sftp``): a file closed by a client is stored
   under ``inbox/{tenant}/`` and raises the bucket's "Object Created" event, handled by
-  ``rostersync.inbox.handle_event`` (the InboxFunction's own code);
-* the schedules (``rostersync.schedules.LocalScheduler``): each tenant's daily time,
+  ``rostersync.application.inbox.handle_event`` (the InboxFunction's own code);
+* the schedules (``rostersync.application.schedules.LocalScheduler``): each tenant's daily time,
   checked once a minute.
 
 It runs until ``stop_event`` is set, Ctrl-C or SIGTERM; the state is saved when it stops.
@@ -31,13 +31,13 @@ from typing import Protocol, TextIO
 import boto3
 
 from rostersync.api.launchers import LocalCloudLauncher
+from rostersync.application.inbox import handle_event, inbox_objects, object_created_event
+from rostersync.application.launch import LaunchSettings, RunStartDeps
+from rostersync.application.runs import RunLauncher
+from rostersync.application.schedules import LOCAL_INTERVAL_SECONDS, LocalScheduler
 from rostersync.config import stack_settings
-from rostersync.inbox import handle_event, inbox_objects, object_created_event
-from rostersync.launch import LaunchSettings, RunStartDeps
 from rostersync.local.sftp import SftpDropBox
 from rostersync.pipeline.deps import Deps, build_deps
-from rostersync.runs import RunLauncher
-from rostersync.schedules import LOCAL_INTERVAL_SECONDS, LocalScheduler
 from rostersync.storage.tables import LocksRepository
 
 _LOG = logging.getLogger("rostersync.local.serve")

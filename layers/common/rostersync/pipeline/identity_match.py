@@ -31,7 +31,7 @@ from rostersync.matching import (
 from rostersync.models import GUARDIAN_ROLES, STAFF_ROLES, Entity, Role, Tier
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
-from rostersync.pipeline.match import MatchDecision, new_target_id
+from rostersync.pipeline.match_decisions import MatchDecision, new_target_id
 from rostersync.pipeline.normalize import load_normalized_summary
 from rostersync.pipeline.snapshot import (
     ACTIVE,

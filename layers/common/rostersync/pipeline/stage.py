@@ -34,7 +34,7 @@ import orjson
 from rostersync.models import ENTITY_ORDER, Entity, SourceStatus, Tier
 from rostersync.pipeline.contracts import NormalizedSummary, RunState
 from rostersync.pipeline.deps import Deps
-from rostersync.pipeline.match import MatchDecision
+from rostersync.pipeline.match_decisions import MatchDecision
 from rostersync.pipeline.normalize import load_normalized_summary
 from rostersync.pipeline.notify import notify_run
 from rostersync.pipeline.report import ACTIONS, build_report

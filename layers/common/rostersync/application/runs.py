@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from rostersync.errors import RostersyncError
+from rostersync.errors import RostersyncError, UnknownTenant
 from rostersync.models import SyncMode
 from rostersync.pipeline.contracts import RunState, Trigger
 from rostersync.pipeline.deps import Deps
@@ -104,8 +104,6 @@ def begin_run(
     """Lock, record and launch a run of ``source`` (a spec, or a bundle's key) for
     ``tenant``."""
     if deps.tenants.get_meta(keys.check_tenant(tenant)) is None:
-        from rostersync.service import UnknownTenant
-
         raise UnknownTenant(f"unknown tenant {tenant!r}")
     spec = bundle_source(tenant, source) if isinstance(source, str) else parse_spec(source)
     if isinstance(spec, OneRosterCsvSpec):

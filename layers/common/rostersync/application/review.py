@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rostersync.application.runs import acquire_run_lock, run_source
 from rostersync.errors import RunStateError, StaleBaseline
 from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.pipeline.contracts import RunState
@@ -36,7 +37,6 @@ from rostersync.pipeline.snapshot import (
     iter_snapshot,
 )
 from rostersync.pipeline.stage import field_changes, make_action
-from rostersync.runs import acquire_run_lock, run_source
 from rostersync.sources.oneroster_csv import OneRosterCsvSpec
 from rostersync.storage import keys
 from rostersync.storage.tables import LocksRepository

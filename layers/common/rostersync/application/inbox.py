@@ -38,12 +38,12 @@ from urllib.parse import quote_plus, unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rostersync.application.launch import RunStartDeps
+from rostersync.application.runs import RunInProgress, begin_run
 from rostersync.errors import FatalError, InvalidKey
-from rostersync.launch import RunStartDeps
 from rostersync.models import SyncMode
 from rostersync.observability import logger
 from rostersync.pipeline.deps import Deps
-from rostersync.runs import RunInProgress, begin_run
 from rostersync.sources.oneroster_csv import FILE_NAMES
 from rostersync.storage import keys
 from rostersync.storage.inbox import InboxObject, InboxObjects, InboxRecords

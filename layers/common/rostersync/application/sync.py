@@ -4,14 +4,13 @@ directory. Typed inputs and outputs; no printing."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rostersync.errors import RostersyncError, RunStateError
+from rostersync.errors import RunStateError, UnknownTenant
 from rostersync.models import ENTITY_ORDER, SyncMode
 from rostersync.pipeline.contracts import Trigger
 from rostersync.pipeline.deps import Deps, locks_repository
@@ -20,11 +19,7 @@ from rostersync.sources.base import SourceSpec
 from rostersync.storage import keys
 
 if TYPE_CHECKING:
-    from rostersync.review import DerivedRun
-
-
-class UnknownTenant(RostersyncError):
-    """The tenant does not exist (and may not be created here)."""
+    from rostersync.application.review import DerivedRun
 
 
 class ExecutionOutcome(Protocol):
@@ -124,7 +119,7 @@ def start_sync(
 ) -> SyncOutcome:
     """Start a run the way every trigger does (lock, record, launch), wait for it, and
     return its outcome and report."""
-    from rostersync.runs import begin_run
+    from rostersync.application.runs import begin_run
 
     locks = locks_repository(deps.settings)
     launcher = WaitingLauncher(starter)
@@ -183,22 +178,12 @@ def export_directory(deps: Deps, tenant: str) -> dict[str, list[dict[str, Any]]]
     return out
 
 
-def default_state_dir() -> Path:
-    """Where local state lives unless ``--state`` says otherwise: ``$ROSTERSYNC_STATE``,
-    else ``$XDG_DATA_HOME/rostersync``, else ``~/.local/share/rostersync``."""
-    explicit = os.environ.get("ROSTERSYNC_STATE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "rostersync"
-
-
 def commit_prepared(
     starter: RunStarter, deps: Deps, tenant: str, run_id: str, who: str
 ) -> dict[str, Any]:
     """Commit a prepared run through the state machine and wait for it; return the
     report (the command line and the demo; the API answers 202 instead)."""
-    from rostersync.review import request_commit
+    from rostersync.application.review import request_commit
 
     launcher = WaitingLauncher(starter)
     request_commit(deps, locks_repository(deps.settings), launcher, tenant, run_id, who)
@@ -219,7 +204,7 @@ def raise_if_failed(launcher: WaitingLauncher, deps: Deps, tenant: str, run_id: 
 
 def prepare_undo(starter: RunStarter, deps: Deps, tenant: str, run_id: str, who: str) -> DerivedRun:
     """Prepare a run undoing ``run_id`` through the state machine and wait for it."""
-    from rostersync.review import request_undo
+    from rostersync.application.review import request_undo
 
     return _derived(
         starter,
@@ -234,7 +219,7 @@ def prepare_approval(
     starter: RunStarter, deps: Deps, tenant: str, run_id: str, who: str
 ) -> DerivedRun:
     """Prepare a run carrying a held run's held actions and wait for it."""
-    from rostersync.review import request_approve
+    from rostersync.application.review import request_approve
 
     return _derived(
         starter,
@@ -252,7 +237,7 @@ def _derived(
     who: str,
     request: Callable[[WaitingLauncher], str],
 ) -> DerivedRun:
-    from rostersync.review import DerivedRun
+    from rostersync.application.review import DerivedRun
 
     launcher = WaitingLauncher(starter)
     new_run = request(launcher)

@@ -19,8 +19,8 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
+from rostersync.application.runs import RunLauncher
 from rostersync.pipeline.deps import Deps, default_deps
-from rostersync.runs import RunLauncher
 from rostersync.storage.objects import translate_aws_error
 from rostersync.storage.tables import LocksRepository
 

@@ -24,16 +24,16 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
+from rostersync.application.inbox import bundle_mode, inbox_records, latest_complete_bundle
+from rostersync.application.launch import RunStartDeps
+from rostersync.application.runs import RunInProgress, begin_run
 from rostersync.errors import FatalError, RostersyncError
-from rostersync.inbox import bundle_mode, inbox_records, latest_complete_bundle
-from rostersync.launch import RunStartDeps
 from rostersync.models import SyncMode
 from rostersync.observability import logger
-from rostersync.runs import RunInProgress, begin_run
+from rostersync.pipeline.tenant_settings import load_settings as load_tenant_settings
 from rostersync.settings import Schedule, TenantSettings
 from rostersync.storage import keys
 from rostersync.storage.objects import translate_aws_error
-from rostersync.tenants import load_tenant_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_scheduler import EventBridgeSchedulerClient

@@ -37,7 +37,7 @@ def save_tenant_settings(
     at = datetime.now(UTC).isoformat(timespec="microseconds")
     if "schedule" in {name.split(".")[0] for name in changed}:
         # Validate with the scheduler before the settings are stored.
-        from rostersync.schedules import sync_schedule
+        from rostersync.application.schedules import sync_schedule
 
         sync_schedule(None, tenant, settings)
     deps.tenants.put_settings(tenant, after, who=who, at=at, changed=changed)

@@ -13,6 +13,7 @@ import io
 from datetime import UTC, datetime
 from typing import Any
 
+from rostersync.application.review import RunLauncher, request_restage
 from rostersync.errors import RostersyncError, RunStateError
 from rostersync.matching import propose_keys
 from rostersync.models import Entity, IssueAction, RowIssue
@@ -23,7 +24,6 @@ from rostersync.pipeline.identity_match import (
     decision_key,
     source_person,
 )
-from rostersync.review import RunLauncher, request_restage
 from rostersync.sources.oneroster_csv import parse_date
 from rostersync.storage import keys
 
