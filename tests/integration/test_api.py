@@ -17,12 +17,12 @@ import httpx
 import jwt
 import pytest
 
-from rostersync.api.launchers import LocalCloudLauncher
 from rostersync.api.local_http import LocalApiServer, make_server
 from rostersync.api.tokens import issue_token, load_or_create_secret
 from rostersync.application.runs import begin_run
 from rostersync.application.sync import ensure_tenant, upload_bundle
 from rostersync.config import stack_settings
+from rostersync.local.launcher import LocalCloudLauncher
 from rostersync.local.runtime import LocalCloud
 from rostersync.pipeline.deps import Deps, build_deps
 from rostersync.storage import keys

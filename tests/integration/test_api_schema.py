@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from rostersync.api.launchers import LocalCloudLauncher
 from rostersync.application.runs import begin_run
+from rostersync.local.launcher import LocalCloudLauncher
 from tests.integration.test_api import Api, NoLaunch, api, wait_for_status  # noqa: F401
 
 pytest.importorskip("schemathesis")

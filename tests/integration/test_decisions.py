@@ -12,8 +12,8 @@ from typing import Any, ClassVar, Literal
 
 import pytest
 
-from rostersync.api.launchers import LocalCloudLauncher
 from rostersync.application.runs import begin_run
+from rostersync.local.launcher import LocalCloudLauncher
 from rostersync.models import Entity
 from rostersync.sources.base import (
     Completeness,

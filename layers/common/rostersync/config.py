@@ -1,18 +1,32 @@
-"""Settings each Lambda function reads from its environment, validated once."""
+"""Settings each Lambda function reads from its environment, validated once.
+
+One family of models on a shared base: ``StackSettings`` (the names every function gets
+from the template's Globals), ``RunStartSettings`` for functions that start runs (the
+locks table and the state machine), ``ApiSettings`` for the API (its idempotency table),
+and ``ScheduleTarget`` for where tenants' schedules point. This module is the only one
+that reads ``os.environ``; logic takes the models as parameters.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class StackSettings(BaseModel):
-    """The stack's resource names, as the template passes them to every function."""
-
+class _FromEnvironment(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Self:
+        return cls.model_validate(dict(env))
+
+
+class StackSettings(_FromEnvironment):
+    """The stack's resource names, as the template passes them to every function."""
 
     bucket: str = Field(alias="BUCKET_NAME")
     runs_table: str = Field(alias="RUNS_TABLE")
@@ -25,12 +39,44 @@ class StackSettings(BaseModel):
     #: Largest share of an entity's active records one run may archive without review.
     max_archive_share: float = Field(default=0.10, alias="MAX_ARCHIVE_SHARE", ge=0.0, le=1.0)
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> StackSettings:
-        return cls.model_validate(dict(env))
+
+class RunStartSettings(StackSettings):
+    """A function that starts runs: the run lock and the state machine."""
+
+    locks_table: str = Field(alias="LOCKS_TABLE")
+    state_machine_arn: str = Field(alias="STATE_MACHINE_ARN")
+
+
+class ApiSettings(RunStartSettings):
+    """The API: its idempotency records besides what starting runs needs."""
+
+    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE")
+
+
+class ScheduleTarget(_FromEnvironment):
+    """Where a tenant's schedule sends its event: the stack's function, role and group."""
+
+    function_arn: str = Field(alias="SCHEDULED_SYNC_FUNCTION_ARN")
+    role_arn: str = Field(alias="SCHEDULER_ROLE_ARN")
+    group: str = Field(default="default", alias="SCHEDULE_GROUP")
 
 
 @lru_cache(maxsize=1)
 def stack_settings() -> StackSettings:
     """The settings of this process (a Lambda function or the local runtime)."""
     return StackSettings.from_env(os.environ)
+
+
+def run_start_settings() -> RunStartSettings:
+    """Not cached: the local runtime sets the environment per session."""
+    return RunStartSettings.from_env(os.environ)
+
+
+def api_settings() -> ApiSettings:
+    """Not cached: the local runtime sets the environment per session."""
+    return ApiSettings.from_env(os.environ)
+
+
+def schedule_target() -> ScheduleTarget:
+    """Not cached: the local runtime sets the environment per session."""
+    return ScheduleTarget.from_env(os.environ)

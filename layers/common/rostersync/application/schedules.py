@@ -1,181 +1,40 @@
 """Each tenant's daily sync: an EventBridge Scheduler schedule on AWS, a thread locally.
 
-``sync_schedule`` makes the Scheduler match the tenant's ``settings.schedule``: one
-schedule named ``rostersync-{tenant}`` in the stack's schedule group, firing
-``cron(MM HH * * ? *)`` in the tenant's time zone, its target the ScheduledSyncFunction
-with ``{"tenant", "mode"}`` as input; no schedule when the setting is cleared.
-``scheduled_sync`` is what that function does: sync the tenant's newest complete inbox
+``storage.scheduler.sync_schedule`` makes the Scheduler match the tenant's
+``settings.schedule``: one schedule named ``rostersync-{tenant}`` in the stack's schedule
+group, firing ``cron(MM HH * * ? *)`` in the tenant's time zone, its target the
+ScheduledSyncFunction with ``{"tenant", "mode"}`` as input; no schedule when the
+setting is cleared. ``scheduled_sync`` is what that function does: sync the tenant's newest complete inbox
 bundle. Scheduler never fires under moto, so ``LocalScheduler`` reads every tenant's
 settings once a minute and fires what is due, once per day (``rostersync serve``).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from rostersync.application.inbox import bundle_mode, inbox_records, latest_complete_bundle
 from rostersync.application.launch import RunStartDeps
 from rostersync.application.runs import RunInProgress, begin_run
-from rostersync.errors import FatalError, RostersyncError
+from rostersync.errors import RostersyncError
 from rostersync.models import SyncMode
 from rostersync.observability import logger
 from rostersync.pipeline.tenant_settings import load_settings as load_tenant_settings
-from rostersync.settings import Schedule, TenantSettings
+from rostersync.settings import Schedule
 from rostersync.storage import keys
-from rostersync.storage.objects import translate_aws_error
+from rostersync.storage.scheduler import InvalidSchedule, sync_schedule
 
-if TYPE_CHECKING:
-    from mypy_boto3_scheduler import EventBridgeSchedulerClient
+__all__ = ["InvalidSchedule", "LocalScheduler", "scheduled_sync", "sync_schedule"]
 
-SCHEDULE_PREFIX = "rostersync-"
 #: How often the local scheduler looks at the tenants' schedules.
 LOCAL_INTERVAL_SECONDS = 60.0
-
-ScheduleChange = Literal["created", "updated", "unchanged", "deleted", "absent"]
-
-
-class InvalidSchedule(FatalError):
-    """The Scheduler refused the schedule (an unknown time zone, for one)."""
-
-
-class ScheduleTarget(BaseModel):
-    """Where a tenant's schedule sends its event: the stack's function, role and group."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-
-    function_arn: str = Field(alias="SCHEDULED_SYNC_FUNCTION_ARN")
-    role_arn: str = Field(alias="SCHEDULER_ROLE_ARN")
-    group: str = Field(default="default", alias="SCHEDULE_GROUP")
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> ScheduleTarget:
-        return cls.model_validate(dict(env))
-
-
-def default_schedule_target() -> ScheduleTarget:
-    """The target of this process's stack, from the environment (not cached: the local
-    runtime sets the environment per session)."""
-    return ScheduleTarget.from_env(os.environ)
-
-
-def default_scheduler() -> EventBridgeSchedulerClient:
-    """A Scheduler client for this process's region (moto's while LocalCloud runs)."""
-    return boto3.client("scheduler")
-
-
-def schedule_name(tenant: str) -> str:
-    return SCHEDULE_PREFIX + keys.check_tenant(tenant)
-
-
-def schedule_expression(schedule: Schedule) -> str:
-    """``cron(MM HH * * ? *)``: every day at the schedule's time (in its time zone)."""
-    hour, minute = (int(part) for part in schedule.time.split(":"))
-    return f"cron({minute} {hour} * * ? *)"
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def sync_schedule(
-    scheduler: EventBridgeSchedulerClient | None,
-    tenant: str,
-    settings: TenantSettings,
-    target: ScheduleTarget | None = None,
-) -> ScheduleChange:
-    """Create, update or delete the tenant's Scheduler schedule to match
-    ``settings.schedule``; return what changed. ``None`` for the client or the target
-    means this process's (``default_scheduler()``, ``default_schedule_target()``)."""
-    client = scheduler if scheduler is not None else default_scheduler()
-    where = target if target is not None else default_schedule_target()
-    name = schedule_name(tenant)
-    try:
-        existing: dict[str, Any] | None = dict(
-            client.get_schedule(Name=name, GroupName=where.group)
-        )
-    except ClientError as exc:
-        if _code(exc) != "ResourceNotFoundException":
-            raise translate_aws_error(exc, "get schedule") from exc
-        existing = None
-    except BotoCoreError as exc:
-        raise translate_aws_error(exc, "get schedule") from exc
-
-    if settings.schedule is None:
-        if existing is None:
-            return "absent"
-        try:
-            client.delete_schedule(Name=name, GroupName=where.group)
-        except ClientError as exc:
-            if _code(exc) != "ResourceNotFoundException":
-                raise translate_aws_error(exc, "delete schedule") from exc
-        except BotoCoreError as exc:
-            raise translate_aws_error(exc, "delete schedule") from exc
-        return "deleted"
-
-    wanted: dict[str, Any] = {
-        "Name": name,
-        "GroupName": where.group,
-        "ScheduleExpression": schedule_expression(settings.schedule),
-        "ScheduleExpressionTimezone": settings.schedule.timezone,
-        # At the time set, not within a window: admins expect the hour they chose.
-        "FlexibleTimeWindow": {"Mode": "OFF"},
-        "State": "ENABLED",
-        "Description": f"rostersync daily sync of tenant {tenant}",
-        "Target": {
-            "Arn": where.function_arn,
-            "RoleArn": where.role_arn,
-            "Input": json.dumps({"tenant": tenant, "mode": settings.schedule.mode}),
-            # A busy tenant or an empty inbox is an answer, not an error; only a failure
-            # is retried, and not past the hour (Scheduler's default is a day).
-            "RetryPolicy": {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 3600},
-        },
-    }
-    if existing is not None and _same(existing, wanted):
-        return "unchanged"
-    try:
-        if existing is None:
-            _ensure_group(client, where.group)
-            client.create_schedule(**wanted)
-        else:
-            client.update_schedule(**wanted)
-    except ClientError as exc:
-        if _code(exc) == "ValidationException":
-            raise InvalidSchedule(f"the schedule of tenant {tenant} was refused: {exc}") from exc
-        raise translate_aws_error(exc, "put schedule") from exc
-    except BotoCoreError as exc:
-        raise translate_aws_error(exc, "put schedule") from exc
-    return "created" if existing is None else "updated"
-
-
-def _same(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    fields = ("ScheduleExpression", "ScheduleExpressionTimezone", "State")
-    target = existing.get("Target") or {}
-    return all(existing.get(f) == wanted[f] for f in fields) and all(
-        target.get(f) == wanted["Target"][f] for f in ("Arn", "RoleArn", "Input")
-    )
-
-
-def _ensure_group(client: EventBridgeSchedulerClient, group: str) -> None:
-    """The stack's template creates the group on AWS; the local stack does not."""
-    if group == "default":
-        return
-    try:
-        client.get_schedule_group(Name=group)
-    except ClientError as exc:
-        if _code(exc) != "ResourceNotFoundException":
-            raise
-        client.create_schedule_group(Name=group)
 
 
 # ------------------------------------------------------------------ firing a schedule

@@ -28,16 +28,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Protocol, TextIO
 
-import boto3
-
-from rostersync.api.launchers import LocalCloudLauncher
 from rostersync.application.inbox import handle_event, inbox_objects, object_created_event
-from rostersync.application.launch import LaunchSettings, RunStartDeps
+from rostersync.application.launch import RunStartDeps
 from rostersync.application.runs import RunLauncher
 from rostersync.application.schedules import LOCAL_INTERVAL_SECONDS, LocalScheduler
-from rostersync.config import stack_settings
+from rostersync.config import RunStartSettings, stack_settings
+from rostersync.local.launcher import LocalCloudLauncher
 from rostersync.local.sftp import SftpDropBox
 from rostersync.pipeline.deps import Deps, build_deps
+from rostersync.storage.clients import dynamodb_resource
 from rostersync.storage.tables import LocksRepository
 
 _LOG = logging.getLogger("rostersync.local.serve")
@@ -139,12 +138,12 @@ def serve(
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     with LocalCloud(state_dir) as cloud, ExitStack() as running:
         deps = build_deps(stack_settings())
-        launch = LaunchSettings.from_env(cloud.environment)
+        launch = RunStartSettings.from_env(cloud.environment)
         # Executions started through the local stack are waited for before it stops.
         launcher = LocalCloudLauncher(cloud)
         starting = RunStartDeps(
             deps=deps,
-            locks=LocksRepository(boto3.resource("dynamodb"), launch.locks_table),
+            locks=LocksRepository(dynamodb_resource(), launch.locks_table),
             launcher=launcher,
         )
 

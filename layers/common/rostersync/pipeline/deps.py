@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-import boto3
-from botocore.config import Config
-
 from rostersync.config import StackSettings, stack_settings
 from rostersync.sources.base import SecretReader
+from rostersync.storage.clients import dynamodb_resource, events_client, s3_client
 from rostersync.storage.events import EventPublisher
 from rostersync.storage.objects import ObjectStore
 from rostersync.storage.tables import (
@@ -48,20 +46,15 @@ class Deps:
 
 def build_deps(settings: StackSettings) -> Deps:
     """Fresh clients for ``settings`` (tests and the local runtime call this directly)."""
-    dynamodb = boto3.resource("dynamodb")
+    dynamodb = dynamodb_resource()
     return Deps(
         settings=settings,
-        # Streamed reads of multipart objects: botocore's whole-object checksum check does
-        # not apply to them (and moto reports a checksum that never matches a stream).
-        store=ObjectStore(
-            boto3.client("s3", config=Config(response_checksum_validation="when_required")),
-            settings.bucket,
-        ),
+        store=ObjectStore(s3_client(), settings.bucket),
         runs=RunsRepository(dynamodb, settings.runs_table),
         directory=DirectoryRepository(dynamodb, settings.directory_table),
         links=LinksRepository(dynamodb, settings.links_table),
         tenants=TenantsRepository(dynamodb, settings.tenants_table),
-        events=EventPublisher(boto3.client("events"), settings.event_bus),
+        events=EventPublisher(events_client(), settings.event_bus),
         # Both are small per tenant and read whole by every run: they live in the tenants
         # table, not beside the millions of directory items and links.
         app_edits=AppEditsRepository(dynamodb, settings.tenants_table),
@@ -80,7 +73,7 @@ def locks_repository(settings: StackSettings) -> LocksRepository:
     """The run lock table, where this process starts runs."""
     if not settings.locks_table:
         raise RuntimeError("LOCKS_TABLE is not configured for this function")
-    return LocksRepository(boto3.resource("dynamodb"), settings.locks_table)
+    return LocksRepository(dynamodb_resource(), settings.locks_table)
 
 
 def reset_default_deps() -> None:
