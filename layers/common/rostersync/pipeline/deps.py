@@ -12,6 +12,7 @@ from rostersync.config import StackSettings, stack_settings
 from rostersync.sources.base import SecretReader
 from rostersync.storage.events import EventPublisher
 from rostersync.storage.objects import ObjectStore
+from rostersync.storage.secrets import SecretSettings, build_secret_store
 from rostersync.storage.tables import (
     AppEditsRepository,
     DecisionsRepository,
@@ -66,7 +67,7 @@ def build_deps(settings: StackSettings) -> Deps:
         # table, not beside the millions of directory items and links.
         app_edits=AppEditsRepository(dynamodb, settings.tenants_table),
         decisions=DecisionsRepository(dynamodb, settings.tenants_table),
-        secrets=NoSecrets(),
+        secrets=build_secret_store(SecretSettings.from_env()),
     )
 
 
