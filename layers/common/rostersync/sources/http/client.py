@@ -21,6 +21,7 @@ import orjson
 from rostersync.observability import logger
 from rostersync.sources.http.errors import (
     SourceAuthError,
+    SourceError,
     SourceNotFound,
     SourceRateLimited,
     SourceRequestError,
@@ -200,14 +201,18 @@ class HttpClient:
             following = paginator.next(current, response, body, len(items))
 
 
-def _status_error(name: str, path: str, status: int) -> Exception:
+def _status_error(name: str, path: str, status: int) -> SourceError:
     message = f"{name}: GET {path}: HTTP {status}"
+    error: SourceError
     if status == 429:
-        return SourceRateLimited(message)
-    if status in (401, 403):
-        return SourceAuthError(message)
-    if status == 404:
-        return SourceNotFound(message)
-    if status == 408 or (status >= 500 and status != 501):
-        return SourceUnavailable(message)
-    return SourceRequestError(message)
+        error = SourceRateLimited(message)
+    elif status in (401, 403):
+        error = SourceAuthError(message)
+    elif status == 404:
+        error = SourceNotFound(message)
+    elif status == 408 or (status >= 500 and status != 501):
+        error = SourceUnavailable(message)
+    else:
+        error = SourceRequestError(message)
+    error.status = status
+    return error

@@ -11,27 +11,33 @@ from __future__ import annotations
 from rostersync.errors import FatalError, TransientError
 
 
-class SourceUnavailable(TransientError):
+class SourceError(Exception):
+    """What every error of an HTTP source has: the HTTP status, when there was one."""
+
+    status: int | None = None
+
+
+class SourceUnavailable(SourceError, TransientError):
     """The source answered 5xx, timed out or could not be reached, after our retries."""
 
 
-class SourceRateLimited(TransientError):
+class SourceRateLimited(SourceError, TransientError):
     """The source kept answering 429 (or asked us to wait longer than we will)."""
 
 
-class SourceAuthError(FatalError):
+class SourceAuthError(SourceError, FatalError):
     """The source refused the credentials (401) or the access (403)."""
 
 
-class SourceNotFound(FatalError):
+class SourceNotFound(SourceError, FatalError):
     """The source has no such resource (404): unshared, deleted, or a wrong path."""
 
 
-class SourceRequestError(FatalError):
+class SourceRequestError(SourceError, FatalError):
     """The source rejected the request (another 4xx, or 501): retrying cannot help."""
 
 
-class SourceResponseError(FatalError):
+class SourceResponseError(SourceError, FatalError):
     """The source's response is not what it documents (not JSON, no ``data``, a paging
     loop): nothing read from it can be trusted."""
 
