@@ -39,6 +39,8 @@ class Failure:
     body: Any = None
     #: Leave the ``data`` key out of an otherwise normal page.
     drop_data: bool = False
+    #: Matching requests to answer normally first (``after=1``: fail the second page).
+    after: int = 0
 
 
 class CleverData:
@@ -159,6 +161,9 @@ class CleverServer:
         with self.data.lock:
             for failure in self.failures:
                 if failure.times > 0 and (failure.path is None or path.startswith(failure.path)):
+                    if failure.after > 0:
+                        failure.after -= 1
+                        continue
                     failure.times -= 1
                     return failure
         return None

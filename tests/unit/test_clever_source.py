@@ -312,3 +312,30 @@ def test_user_mapping_rejects_what_it_cannot_use():
         user_from_user({"id": "u1", "roles": {"student": {}}, "name": {}}, [])
     assert raised.value.column == "name"
     assert demographics_from_user({"id": "u1", "roles": {"teacher": {}}}, []) is None
+
+
+def test_the_spec_is_registered_and_refuses_plain_http_to_other_hosts():
+    from pydantic import ValidationError
+
+    from rostersync.sources.registry import parse_spec
+
+    spec = parse_spec({"kind": "clever"})
+    assert isinstance(spec, CleverSpec)
+    assert spec.base_url == "https://api.clever.com" and spec.secret_name == "clever_token"
+    assert spec.describe() == "clever api.clever.com"
+    assert CleverSpec(base_url="http://127.0.0.1:8080/").base_url == "http://127.0.0.1:8080"
+    for bad in ("http://api.clever.com", "https://api.clever.com/v3.0", "ftp://x"):
+        with pytest.raises(ValidationError):
+            CleverSpec(base_url=bad)
+    with pytest.raises(ValidationError):
+        CleverSpec(page_limit=10_001)
+
+
+def test_a_missing_token_fails_before_any_request(server):
+    from rostersync.sources.http import SourceCredentialsMissing
+
+    raw = MemoryRaw()
+    ctx = FetchContext(tenant="t2", run_id="r", mode="full", raw=raw, secrets=Secrets())  # type: ignore[arg-type]
+    with pytest.raises(SourceCredentialsMissing):
+        _source(server).fetch(CleverSpec(), ctx)
+    assert server.requests == []
