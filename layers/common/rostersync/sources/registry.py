@@ -11,6 +11,7 @@ from typing import Any
 
 from rostersync.errors import FatalError
 from rostersync.sources.base import Source, SourceSpec
+from rostersync.sources.clever import CleverSource
 from rostersync.sources.oneroster_csv import OneRosterCsvSource
 
 _SOURCES: dict[str, Source] = {}
@@ -52,3 +53,4 @@ def parse_spec(value: Any) -> SourceSpec:
 
 
 register_source(OneRosterCsvSource())
+register_source(CleverSource())
