@@ -1,5 +1,6 @@
 """Lambda handler for S3 "Object Created" events under inbox/: an adapter around
-rostersync.application.inbox (a complete bundle starts a run; a bad key is rejected and reported)."""
+rostersync.application.inbox (a complete bundle starts a run; a bad key is rejected and
+reported)."""
 
 from typing import Any
 

@@ -12,10 +12,10 @@ from typing import Any
 import boto3
 import pytest
 
+from rostersync.application.sync import ensure_tenant, export_directory, start_sync
 from rostersync.models import Entity
 from rostersync.observability import logger
 from rostersync.pipeline.deps import Deps, reset_default_deps
-from rostersync.service import ensure_tenant, export_directory, start_sync
 from rostersync.settings import HoldThresholds, TenantSettings
 from rostersync.sources.clever import CleverSource, CleverSpec
 from rostersync.sources.http.retry import RetryPolicy

@@ -11,10 +11,10 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from rostersync.config import StackSettings
 from rostersync.errors import InvalidKey, StorageUnavailable
 from rostersync.storage.secrets import (
     LocalSecretStore,
-    SecretSettings,
     SecretsManagerStore,
     SecretStoreError,
     build_secret_store,
@@ -98,9 +98,19 @@ def test_secrets_manager_errors_map_to_rostersync_errors():
         SecretsManagerStore(_Refusing("AccessDeniedException")).get_secret("t1", "clever_token")
 
 
+STACK = {
+    "BUCKET_NAME": "b",
+    "RUNS_TABLE": "r",
+    "LINKS_TABLE": "l",
+    "DIRECTORY_TABLE": "d",
+    "TENANTS_TABLE": "t",
+    "EVENT_BUS_NAME": "e",
+}
+
+
 def test_settings_pick_the_store(tmp_path: Path, secretsmanager):
     local = build_secret_store(
-        SecretSettings.from_env({"LOCAL_SECRETS_FILE": str(tmp_path / "s.json")})
+        StackSettings.from_env({**STACK, "LOCAL_SECRETS_FILE": str(tmp_path / "s.json")})
     )
     assert isinstance(local, LocalSecretStore)
-    assert isinstance(build_secret_store(SecretSettings.from_env({})), SecretsManagerStore)
+    assert isinstance(build_secret_store(StackSettings.from_env(STACK)), SecretsManagerStore)

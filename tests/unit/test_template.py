@@ -235,7 +235,9 @@ def test_no_function_gets_a_wildcard_on_data(function: str) -> None:
             if action.startswith("s3:") and action != "s3:ListBucket":
                 for resource in resources:
                     prefix = resource.removeprefix("${RosterBucket.Arn}/")
-                    assert prefix != resource and prefix.endswith("/*"), resource
+                    # A prefix, or one named object under it (the committed pointer).
+                    assert prefix != resource, resource
+                    assert prefix.endswith(("/*", "/fetch.json", "/current.json")), resource
                     assert prefix.split("/")[0] in {"inbox", "uploads", "raw", "runs", "state"}
         if "s3:ListBucket" in actions:
             assert "s3:prefix" in statement["Condition"]["StringLike"], statement
@@ -243,7 +245,7 @@ def test_no_function_gets_a_wildcard_on_data(function: str) -> None:
 
 def test_each_function_writes_only_its_own_prefixes_and_tables() -> None:
     expected_prefixes = {
-        "FetchFunction": {"raw"},
+        "FetchFunction": {"raw", "runs"},
         "NormalizeFunction": {"runs"},
         "MatchFunction": {"runs"},
         "StageFunction": {"runs"},

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from functools import lru_cache
+from pathlib import Path
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,7 +23,7 @@ class _FromEnvironment(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
-        return cls.model_validate(dict(env))
+        return cls.model_validate({k: v for k, v in env.items() if v != ""})
 
 
 class StackSettings(_FromEnvironment):
@@ -38,6 +39,10 @@ class StackSettings(_FromEnvironment):
     locks_table: str | None = Field(default=None, alias="LOCKS_TABLE")
     #: Largest share of an entity's active records one run may archive without review.
     max_archive_share: float = Field(default=0.10, alias="MAX_ARCHIVE_SHARE", ge=0.0, le=1.0)
+    #: Tenants' secrets in a local 0600 file (the local runtime, tests); unset on AWS,
+    #: where they live in Secrets Manager as ``{secrets_prefix}/{tenant}/{name}``.
+    local_secrets_file: Path | None = Field(default=None, alias="LOCAL_SECRETS_FILE")
+    secrets_prefix: str = Field(default="rostersync", alias="SECRETS_PREFIX")
 
 
 class RunStartSettings(StackSettings):

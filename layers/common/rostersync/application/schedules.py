@@ -4,9 +4,10 @@
 ``settings.schedule``: one schedule named ``rostersync-{tenant}`` in the stack's schedule
 group, firing ``cron(MM HH * * ? *)`` in the tenant's time zone, its target the
 ScheduledSyncFunction with ``{"tenant", "mode"}`` as input; no schedule when the
-setting is cleared. ``scheduled_sync`` is what that function does: sync the tenant's newest complete inbox
-bundle. Scheduler never fires under moto, so ``LocalScheduler`` reads every tenant's
-settings once a minute and fires what is due, once per day (``rostersync serve``).
+setting is cleared. ``scheduled_sync`` is what that function does: sync the tenant's
+newest complete inbox bundle. Scheduler never fires under moto, so ``LocalScheduler``
+reads every tenant's settings once a minute and fires what is due, once per day
+(``rostersync serve``).
 """
 
 from __future__ import annotations

@@ -29,11 +29,11 @@ from typing import Any
 
 import boto3
 
-from rostersync.config import stack_settings
 from rostersync.local import moto_seams
 from rostersync.local.moto_seams import InProcessFunctions, MotoPatches, check_moto_seams
 from rostersync.local.state_dir import ObjectToSave, StateDir
 from rostersync.local.template import StackSpec, TemplateError, describe_stack, load_template
+from rostersync.pipeline.deps import reset_default_deps
 
 __all__ = [
     "ExecutionResult",
@@ -268,10 +268,15 @@ class LocalCloud:
             self._create_resources(spec)
             self._restore()
             self.environment = _process_environment(spec, self._names)
+            if self.state_dir is not None and not os.environ.get("LOCAL_SECRETS_FILE"):
+                # Tenants' secrets (API tokens) in the state, in a 0600 file: moto's
+                # Secrets Manager would forget them when the process ends.
+                self.environment["LOCAL_SECRETS_FILE"] = str(self.state_dir / "secrets.json")
             environment.set(self.environment)
             stack.callback(self._remove_layer_paths, self._add_layer_paths(spec.layer_dirs))
-            stack_settings.cache_clear()
-            stack.callback(stack_settings.cache_clear)
+            # Dependencies cached by an earlier session point at its resources.
+            reset_default_deps()
+            stack.callback(reset_default_deps)
             self.project_root = root
             self._exit = stack.pop_all()
         return self

@@ -10,7 +10,7 @@ from rostersync.sources.base import SecretReader
 from rostersync.storage.clients import dynamodb_resource, events_client, s3_client
 from rostersync.storage.events import EventPublisher
 from rostersync.storage.objects import ObjectStore
-from rostersync.storage.secrets import SecretSettings, build_secret_store
+from rostersync.storage.secrets import build_secret_store
 from rostersync.storage.tables import (
     AppEditsRepository,
     DecisionsRepository,
@@ -60,7 +60,7 @@ def build_deps(settings: StackSettings) -> Deps:
         # table, not beside the millions of directory items and links.
         app_edits=AppEditsRepository(dynamodb, settings.tenants_table),
         decisions=DecisionsRepository(dynamodb, settings.tenants_table),
-        secrets=build_secret_store(SecretSettings.from_env()),
+        secrets=build_secret_store(settings),
     )
 
 

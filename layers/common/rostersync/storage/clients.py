@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_scheduler import EventBridgeSchedulerClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_stepfunctions import SFNClient
 
 
@@ -43,3 +44,7 @@ def stepfunctions_client() -> SFNClient:
 
 def scheduler_client() -> EventBridgeSchedulerClient:
     return boto3.client("scheduler")
+
+
+def secretsmanager_client() -> SecretsManagerClient:
+    return boto3.client("secretsmanager")

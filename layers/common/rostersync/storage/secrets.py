@@ -16,13 +16,13 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field
 
+from rostersync.config import StackSettings
 from rostersync.errors import FatalError, StorageUnavailable
+from rostersync.storage.clients import secretsmanager_client
 from rostersync.storage.keys import check_tenant
 
 try:  # POSIX only; elsewhere concurrent writers of one file are not serialized.
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LocalSecretStore",
-    "SecretSettings",
     "SecretStore",
     "SecretStoreError",
     "SecretsManagerStore",
@@ -237,23 +236,9 @@ class SecretsManagerStore:
         return True
 
 
-class SecretSettings(BaseModel):
-    """Where the process keeps tenants' secrets: a local file when ``LOCAL_SECRETS_FILE``
-    is set (the local runtime, tests), Secrets Manager otherwise."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-
-    local_file: Path | None = Field(default=None, alias="LOCAL_SECRETS_FILE")
-    prefix: str = Field(default="rostersync", alias="SECRETS_PREFIX")
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> SecretSettings:
-        values: Mapping[str, Any] = os.environ if env is None else env
-        return cls.model_validate({k: v for k, v in values.items() if v != ""})
-
-
-def build_secret_store(settings: SecretSettings) -> SecretStore:
-    """The secret store ``settings`` name."""
-    if settings.local_file is not None:
-        return LocalSecretStore(settings.local_file)
-    return SecretsManagerStore(boto3.client("secretsmanager"), settings.prefix)
+def build_secret_store(settings: StackSettings) -> SecretStore:
+    """The secret store the stack's settings name: a local file when
+    ``LOCAL_SECRETS_FILE`` is set (the local runtime, tests), Secrets Manager otherwise."""
+    if settings.local_secrets_file is not None:
+        return LocalSecretStore(settings.local_secrets_file)
+    return SecretsManagerStore(secretsmanager_client(), settings.secrets_prefix)
