@@ -150,7 +150,8 @@ def test_the_five_functions_share_the_layer_and_the_environment() -> None:
     layer = RESOURCES["CommonLayer"]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
     assert layer["Properties"]["ContentUri"] == "layers/common/"
-    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert "build-CommonLayer:" in (REPO / "layers/common/Makefile").read_text()
 
 
 def test_the_tables_have_the_agreed_keys() -> None:

@@ -1,0 +1,85 @@
+"""Builds the common Lambda layer: the ``rostersync`` runtime package and its runtime
+dependencies, and nothing Lambda does not run.
+
+``sam build`` calls it through this folder's Makefile (``BuildMethod: makefile``) with
+the artifacts folder; ``python build_layer.py OUT [--no-deps]`` does the same by hand.
+Left out: the command line, the local runtime (moto), ``rostersync serve``'s HTTP and
+SFTP servers, the demo and the district generator. The import-graph test checks that no
+module of the layer imports any of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PACKAGE = "rostersync"
+
+#: Development and command-line modules, relative to the package (folders end in /).
+DEVELOPMENT_ONLY = (
+    "cli.py",
+    "demo.py",
+    "generator.py",
+    "existing_app.py",
+    "local/",
+    "api/local_http.py",
+)
+
+
+def is_development_only(relative: str) -> bool:
+    """Whether a path inside the package (``local/runtime.py``) stays out of the layer."""
+    return any(
+        relative == entry or (entry.endswith("/") and relative.startswith(entry))
+        for entry in DEVELOPMENT_ONLY
+    )
+
+
+def copy_runtime_package(destination: Path) -> list[str]:
+    """Copy the runtime modules to ``destination/rostersync``; return what was copied."""
+    source = HERE / PACKAGE
+    copied = []
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source).as_posix()
+        if path.is_dir() or "__pycache__" in relative or is_development_only(relative):
+            continue
+        if path.suffix not in {".py", ".typed"}:
+            continue
+        target = destination / PACKAGE / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+        copied.append(relative)
+    return copied
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("artifacts", type=Path, help="the layer's artifacts folder")
+    parser.add_argument("--no-deps", action="store_true", help="copy the package only")
+    args = parser.parse_args(argv)
+    python = args.artifacts / "python"
+    python.mkdir(parents=True, exist_ok=True)
+    copy_runtime_package(python)
+    if not args.no_deps:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--requirement",
+                str(HERE / "requirements.txt"),
+                "--target",
+                str(python),
+            ],
+            check=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
