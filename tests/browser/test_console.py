@@ -94,7 +94,8 @@ def test_sync_now_with_review_shows_progress_then_untick_one_commit_and_see_hist
 
     page.get_by_role("link", name="Review it").click()
     expect(page.locator("#run-summary")).to_contain_text("prepared")
-    page.get_by_label("Entity").select_option(label="People")
+    page.get_by_role("button", name=f"List the {LEPO_USERS} add of people").click()
+    expect(page.get_by_label("Entity")).to_have_value("users")
     expect(page.locator("#actions-table caption")).to_contain_text(f"of {LEPO_USERS}")
     first = page.locator("#actions-table tbody input[type=checkbox]").first
     unticked_name = first.get_attribute("aria-label")

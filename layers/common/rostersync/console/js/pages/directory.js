@@ -83,7 +83,7 @@ export async function render(main, { params, query }) {
       { label: "Name", cell: (r) => h("a", { href: `#/directory/${kind}/${encodeURIComponent(r.source_id)}` }, recordName(r, r.source_id)) },
       spec.entity === "orgs"
         ? { label: "Type", cell: (r) => r.type || "—" }
-        : { label: "School", cell: (r) => schoolsOf(r).map((id) => schoolNames.get(id) || id).join(", ") || "—" },
+        : { label: "School", cell: (r) => schoolsOf(r).map((id) => schoolNames.get(id) || id).join(", ") || r.school || "—" },
       spec.entity === "classes"
         ? { label: "Code", cell: (r) => r.class_code || "—" }
         : { label: spec.entity === "orgs" ? "Identifier" : "Email", cell: (r) => (spec.entity === "orgs" ? r.identifier : r.email) || "—" },
@@ -200,7 +200,7 @@ async function renderRecord(main, kind, sourceId) {
       ["Status", statusBadge(record.status || "active")],
       ["Role", record.role || record.type || record.class_type || undefined],
       ["Email", record.email || undefined],
-      ["School", schoolsOf(record).map((id) => schoolNames.get(id) || id).join(", ") || undefined],
+      ["School", schoolsOf(record).map((id) => schoolNames.get(id) || id).join(", ") || record.school || undefined],
       ["Grades", (record.grades || []).join(", ") || undefined],
       ["Identifiers", (record.user_ids || []).map((u) => `${u.type}: ${u.identifier}`).join(", ") || record.identifier || undefined],
       ["Source id", record.source_id],

@@ -36,7 +36,7 @@ export function severity(issue) {
 
 const SEVERITY_NAMES = { 3: "Serious", 2: "Warning", 1: "Note" };
 
-function countsTable(report) {
+function countsTable(report, pick) {
   const counts = report?.counts || {};
   const entities = Object.keys(counts);
   const extra = (kind, entity) => {
@@ -49,7 +49,15 @@ function countsTable(report) {
     "Changes by entity and action",
     [
       { label: "Entity", cell: (e) => ENTITY_NAMES[e] || e },
-      ...ACTIONS.map((a) => ({ label: a, cell: (e) => String(counts[e]?.[a] ?? 0) })),
+      ...ACTIONS.map((a) => ({
+        label: a,
+        cell: (e) => {
+          const n = counts[e]?.[a] ?? 0;
+          if (!n) return "0";
+          const what = `${n} ${a} of ${(ENTITY_NAMES[e] || e).toLowerCase()}`;
+          return h("button", { type: "button", class: "link", "aria-label": `List the ${what}`, onclick: () => pick(e, a) }, String(n));
+        },
+      })),
       { label: "unticked", cell: (e) => String(extra("excluded", e)) },
       { label: "held", cell: (e) => String(extra("held", e)) },
       { label: "refused", cell: (e) => String(extra("refused", e)) },
@@ -202,22 +210,34 @@ export async function render(main, { session: current, params }) {
     );
   }
 
+  function showKind(entity, action) {
+    Object.assign(state, { entity, action, included: "", offset: 0 });
+    drawActions()
+      .then(() => actionsArea.querySelector("h2")?.scrollIntoView())
+      .then(() => actionsArea.querySelector("#filter-entity")?.focus())
+      .catch(showError);
+  }
+
   function drawReport() {
     const report = detail.report;
     if (!report) return replace(reportArea, h("p", { class: "empty" }, "The report appears once the run has staged its changes."));
     replace(
       reportArea,
-      h("section", { "aria-labelledby": "counts-heading" }, h("h2", { id: "counts-heading" }, "Changes"), countsTable(report)),
+      h("section", { "aria-labelledby": "counts-heading" }, h("h2", { id: "counts-heading" }, "Changes"), countsTable(report, showKind)),
       issuesSection(report, runId),
     );
   }
 
+  let drawn = 0;
   async function drawActions() {
     if (!detail.report) return replace(actionsArea);
+    // Only the newest of overlapping draws (a filter changed while a page loads) shows.
+    const mine = ++drawn;
     const reviewable = detail.run.status === "prepared" && current.mayWrite;
     const query = { offset: state.offset, limit: PAGE, entity: state.entity, action: state.action, included: state.included };
     const page = await get(tenantPath(`/runs/${runId}/actions`), query);
     const book = page.actions.some((a) => a.entity === "enrollments") ? await names() : null;
+    if (mine !== drawn) return;
     const status = h("div", { id: "tick-status", "aria-live": "polite" });
 
     const entitySelect = h("select", { id: "filter-entity" }, h("option", { value: "" }, "every entity"), Object.keys(detail.report.counts || ENTITY_NAMES).map((e) => h("option", { value: e, selected: e === state.entity }, ENTITY_NAMES[e] || e)));
