@@ -16,8 +16,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/rostersync demo
 
-test: $(STAMP)
+# The browser tests (tests/browser) drive Debian's Chromium through Playwright; it is
+# installed here when missing (Playwright's own browser download is never used).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+test: $(STAMP) | $(CHROMIUM)
 	$(BIN)/python -m pytest -q -n 2 tests
+
+$(CHROMIUM):
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
+	  || ($(SUDO) apt-get update -q && \
+	      $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
 check: $(STAMP)
 	$(BIN)/ruff check .

@@ -27,6 +27,7 @@ DEVELOPMENT_ONLY = (
     "existing_app.py",
     "local/",
     "api/local_http.py",
+    "console/",
 )
 
 

@@ -429,6 +429,10 @@ def cmd_token(args: argparse.Namespace) -> int:
         sys.stderr.write("rostersync: --tenant is required for admin and viewer tokens\n")
         return 1
     token = issue_token(_state_dir(args), tenant, args.role, args.ttl)
+    if args.console:
+        # In the fragment, which browsers never send: the console keeps it in the tab only.
+        sys.stdout.write(f"{args.console.split('#', 1)[0]}#token={token}\n")
+        return 0
     sys.stdout.write(token + "\n")
     return 0
 
@@ -573,6 +577,11 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--role", choices=["admin", "viewer", "platform"], default="admin")
     token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
     token.add_argument("--state", help="local state directory (default: see README)")
+    token.add_argument(
+        "--console",
+        metavar="URL",
+        help="print a sign-in link to the console at URL (http://127.0.0.1:8080/console/)",
+    )
     token.set_defaults(func=cmd_token)
 
     tenants = sub.add_parser("tenants", help="tenants (the platform operator's)")

@@ -68,8 +68,8 @@ def build_existing_app(
 ) -> ExistingApp:
     """Write the app's records for ``bundle`` (a generated district) to ``out_csv``.
 
-    ``doubtful_share`` of the records with a typo were also typed in without a birth
-    date: the evidence left is real doubt, for an admin to confirm."""
+    ``doubtful_share`` of the records with a typo carry two slips (the family name and
+    the birth year): the evidence left is real doubt, for an admin to confirm."""
     rng = random.Random(seed)
     users = _rows(bundle / "users.csv")
     births = {d["sourcedId"]: d["birthDate"] for d in _rows(bundle / "demographics.csv")}
@@ -92,7 +92,10 @@ def build_existing_app(
         if role == "student" and rng.random() < typo_share:
             out.typos.append(app_id)
             if rng.random() < doubtful_share:
-                given, birth = _typo(given, rng), ""
+                # Two slips in one record: the family name and the birth year.
+                family = _typo(family, rng)
+                if birth:
+                    birth = f"{int(birth[:4]) + 1}{birth[4:]}"
             elif rng.random() < 0.5:
                 family = _typo(family, rng)
             elif birth and int(birth[8:10]) <= 12:

@@ -14,6 +14,9 @@ Tokens are verified against the state directory's secret (``rostersync.api.token
 created on first start. Requests are served on several threads; ``AdminApi.handle`` lets
 one through the resolver at a time (Powertools keeps the current event on the class), and
 the pipeline's executions run on moto's threads meanwhile.
+
+``GET /console/`` serves the admin console's static pages (``rostersync.console``) from
+the same origin as the API; every other path goes to the API.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from rostersync.api.app import AdminApi
 from rostersync.api.config import ApiSettings, api_settings, build_services
 from rostersync.api.tokens import InvalidToken, TokenVerifier
 from rostersync.application.runs import RunLauncher
+from rostersync.console import SECURITY_HEADERS, console_file, is_console_path
 from rostersync.observability import logger
 from rostersync.pipeline.deps import Deps
 
@@ -152,6 +156,9 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             self._reply(413, {"error": "request body too large"}, close=True)
             return
         body = self.rfile.read(length) if length else b""
+        if self.command in {"GET", "HEAD"} and is_console_path(self.path):
+            self._serve_console()
+            return
         event = proxy_event(
             self.command,
             self.path,
@@ -163,6 +170,24 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
         )
         response = self.server.api.handle(event, LocalLambdaContext(aws_request_id=request_id))
         self._write(response)
+
+    def _serve_console(self) -> None:
+        """The console's static pages, beside the API (the same origin)."""
+        found = console_file(self.path)
+        if found is None:
+            self._reply(404, {"error": "no such console page"})
+            return
+        self.send_response(301 if found.location else 200)
+        for name, value in SECURITY_HEADERS.items():
+            self.send_header(name, value)
+        if found.location:
+            self.send_header("Location", found.location)
+        else:
+            self.send_header("Content-Type", found.content_type)
+        self.send_header("Content-Length", str(len(found.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(found.body)
 
     def _claims(self) -> dict[str, str] | None:
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
