@@ -6,9 +6,9 @@ from typing import Any
 
 from rostersync.application.inbox import handle_event
 from rostersync.application.launch import default_run_start_deps
-from rostersync.observability import logger
+from rostersync.observability import observed
 
 
-@logger().inject_lambda_context
+@observed
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return handle_event(event, default_run_start_deps()).model_dump(mode="json")

@@ -5,10 +5,10 @@ from typing import Any
 
 from rostersync.application.launch import default_run_start_deps
 from rostersync.application.schedules import ScheduledSyncEvent, scheduled_sync
-from rostersync.observability import logger
+from rostersync.observability import observed
 
 
-@logger().inject_lambda_context
+@observed
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     scheduled = ScheduledSyncEvent.model_validate(event)
     outcome = scheduled_sync(default_run_start_deps(), scheduled.tenant, scheduled.mode)

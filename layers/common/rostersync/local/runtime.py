@@ -237,7 +237,14 @@ class LocalCloud:
             environment = _Environment()
             stack.callback(environment.restore)
             # Handlers build boto3 clients from the environment, as on Lambda.
-            environment.set({"AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region})
+            environment.set(
+                {
+                    "AWS_DEFAULT_REGION": self.region,
+                    "AWS_REGION": self.region,
+                    # EMF metrics print to stdout, where the command line writes its output.
+                    "POWERTOOLS_METRICS_DISABLED": "true",
+                }
+            )
             mock = mock_aws(
                 config={
                     "stepfunctions": {"execute_state_machine": True},

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rostersync.errors import RostersyncError, StorageUnavailable, TransientError
-from rostersync.observability import logger
+from rostersync.observability import logger, observed, record_failure, record_step
 from rostersync.pipeline.commit import commit
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps, default_deps
@@ -72,15 +72,18 @@ def run_step(
         result = (step or STEPS[name])(state, deps)
     except TransientError as exc:
         log.warning("step failed, transient", extra={"error_type": type(exc).__name__})
+        record_failure(name, type(exc).__name__)
         if type(exc) in _RETRIED_BY_NAME:
             raise
         raise TransientError(f"{type(exc).__name__}: {exc}") from exc
     except Exception as exc:
         log.warning("step failed", extra={"error_type": type(exc).__name__})
+        record_failure(name, type(exc).__name__)
         raise
     elapsed = int((time.monotonic() - started) * 1000)
     result.counts.setdefault("timings_ms", {}).setdefault(name, elapsed)
     log.info("step done", extra={"counts": result.counts.get(name, {}), "ms": elapsed})
+    record_step(name, elapsed, result.counts.get(name, {}))
     return result.model_dump(mode="json")
 
 
@@ -93,7 +96,7 @@ def lambda_handler_for_step(
         return run_step(name, event, step=step)
 
     handler.__name__ = f"{name}_handler"
-    return handler
+    return observed(handler)
 
 
 def lambda_handler_for(name: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
