@@ -75,6 +75,7 @@ def read_summary(summary: EntityReadSummary) -> ReadSummary:
         unreadable_rows=summary.unreadable_rows,
         missing=summary.missing,
         deleted_ids=summary.deleted_ids,
+        untrusted=summary.untrusted,
     )
 
 
