@@ -73,6 +73,27 @@ treats the input where OneRoster leaves room or the files break its rules:
   ``primaryOrgSourcedId`` leads the user's orgs.
 * Bytes that are not UTF-8 are read as Windows-1252 (the usual encoding of exports that
   are not UTF-8) instead of failing the file, with one issue per file.
+* A header that does not split on commas but does on semicolons or tabs (Excel's CSV
+  where the decimal mark is a comma, tab-separated text) is read with that delimiter and
+  one NOTED issue. A BOM and CRLF line ends need nothing.
+
+Damage never makes a record look gone. When a file's absences cannot be trusted, the
+summary's ``untrusted`` says why in plain words and no record of the entity is archived
+for being absent:
+
+* The file ends in the middle of a row (no line end after a row with too few cells) or
+  inside a quoted cell: that row is skipped, never padded, with an issue.
+* A quoted cell spans lines and holds what look like other rows (a quote not closed where
+  it should be): the row is skipped with an issue giving its line and how many lines it
+  swallowed; ids at the start of swallowed lines go to ``skipped_ids``.
+* The file is not CSV text (binary, a zip, UTF-16): treated as absent.
+* A sourcedId with a quote or a delimiter in it is the mark of merged cells: the row
+  counts as unreadable.
+
+What storage cannot hold is refused here, one row at a time, not at commit (the limits
+are in ``limits.py``): a sourcedId over ``MAX_ID_CHARS`` characters or with control
+characters counts the row as unreadable; such a reference, or a record whose JSON is
+over ``MAX_RECORD_BYTES``, skips the row by id with an issue naming the column.
 """
 
 from __future__ import annotations
