@@ -538,7 +538,7 @@ def _binary_problem(name: str, first: list[str]) -> str | None:
             "not read; save it as 'CSV UTF-8'"
         )
     controls = len(_CONTROL_CHARS.findall(text))
-    if "\x00" in text or controls > max(2, len(text) // 20):
+    if "\x00" in text or controls > max(2, len(text) // 50):
         return (
             f"{name} is not CSV text but binary data (a spreadsheet, a zip or another file "
             "saved under a .csv name?)"
@@ -1001,6 +1001,14 @@ class OneRosterBundle:
             # Decoding problems are reported by the main pass over the file, not here.
             _fallback_state.count = before
 
+    def _binary_sample_problem(self, name: str) -> str | None:
+        """Whether the start of the file, not just its first row, is binary."""
+        before = _fallback_count()
+        with self._files.open(name) as raw:
+            sample = _text(raw).read(_SCAN_CHUNK)
+        _fallback_state.count = before
+        return _binary_problem(name, [sample])
+
     def delimiter(self, name: str, first: list[str], known: Collection[str]) -> str:
         """The file's delimiter: a comma, unless its header (``first`` as read with
         commas) has no sourcedId and splits into more known columns with another."""
@@ -1300,6 +1308,9 @@ class _FileReader:
                     self._unusable(f"{self.name} has no header (nor any row)", trusted=True)
                     return
                 problem = _binary_problem(self.name, first)
+                if problem is None and known_cells(first, _HEADER_LOOKUP[self.entity]) < 2:
+                    # Not a OneRoster header: look at more of the file than its first row.
+                    problem = self.bundle._binary_sample_problem(self.name)
                 if problem is not None:
                     self._unusable(problem)
                     return
