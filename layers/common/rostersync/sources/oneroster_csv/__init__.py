@@ -3,6 +3,7 @@ uploaded through the CLI or the API or dropped in the tenant's inbox."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -30,6 +31,12 @@ from rostersync.sources.oneroster_csv.reader import (
     OneRosterBundle,
     parse_date,
 )
+from rostersync.sources.oneroster_csv.secret_columns import (
+    HEADER_BYTES,
+    has_secret_columns,
+    strip_secret_columns,
+    strip_secret_columns_zip,
+)
 
 __all__ = [
     "FILE_NAMES",
@@ -41,6 +48,8 @@ __all__ = [
     "OneRosterCsvSpec",
     "parse_date",
     "read_summary",
+    "strip_secret_columns",
+    "strip_secret_columns_zip",
 ]
 
 #: The name a zipped bundle has in the raw area.
@@ -75,6 +84,7 @@ def read_summary(summary: EntityReadSummary) -> ReadSummary:
         unreadable_rows=summary.unreadable_rows,
         missing=summary.missing,
         deleted_ids=summary.deleted_ids,
+        untrusted=summary.untrusted,
     )
 
 
@@ -94,8 +104,35 @@ class OneRosterCsvRead:
         return read_summary(self.bundle.summary(entity))
 
 
+def _strip_raw_file(raw: RawArea, name: str) -> bool:
+    """Rewrite a raw CSV file without its secret values; whether it had any."""
+    with raw.open(name) as fh:
+        if not has_secret_columns(fh.read(HEADER_BYTES)):
+            return False
+    with raw.open(name) as fh:
+        data = fh.read()
+    stripped = strip_secret_columns(data)
+    if stripped is data:
+        return False
+    raw.put_bytes(name, stripped)
+    return True
+
+
+def _strip_raw_zip(raw: RawArea) -> bool:
+    """Rewrite the raw zip without the secret values of its CSV files; whether it had any."""
+    with tempfile.TemporaryDirectory(prefix="rostersync-") as tmp:
+        src, dest = Path(tmp) / ZIP_NAME, Path(tmp) / ("stripped-" + ZIP_NAME)
+        raw.download(ZIP_NAME, src)
+        if not strip_secret_columns_zip(src, dest):
+            return False
+        with dest.open("rb") as fh, raw.writer(ZIP_NAME) as out:
+            shutil.copyfileobj(fh, out, 1 << 20)
+    return True
+
+
 class OneRosterCsvSource:
-    """Copies the bundle into the raw area as dropped; reads it with ``OneRosterBundle``."""
+    """Copies the bundle into the raw area as dropped, less the values of secret
+    (password) columns; reads it with ``OneRosterBundle``."""
 
     kind: ClassVar[str] = "oneroster_csv"
     spec_model: ClassVar[type[SourceSpec]] = OneRosterCsvSpec
@@ -107,7 +144,7 @@ class OneRosterCsvSource:
             names = [k for k in raw.list_objects(spec.key) if not k.endswith("/")]
             if not names:
                 raise BundleError("the bundle's folder holds no files")
-            copied = ignored = 0
+            copied = ignored = stripped = 0
             for key in names:
                 relative = key[len(spec.key) :]
                 if "/" in relative:
@@ -115,11 +152,16 @@ class OneRosterCsvSource:
                     continue
                 raw.copy_in(key, relative)
                 copied += 1
-            return FetchResult({"files": copied, "ignored_nested": ignored})
+                if relative.lower().endswith(".csv") and _strip_raw_file(raw, relative):
+                    stripped += 1
+            return FetchResult(
+                {"files": copied, "ignored_nested": ignored, "secrets_removed": stripped}
+            )
         if not raw.object_exists(spec.key):
             raise BundleError("the bundle is no longer there")
         raw.copy_in(spec.key, ZIP_NAME)
-        return FetchResult({"files": 1, "ignored_nested": 0})
+        stripped = 1 if _strip_raw_zip(raw) else 0
+        return FetchResult({"files": 1, "ignored_nested": 0, "secrets_removed": stripped})
 
     @contextmanager
     def read(self, spec: SourceSpec, raw: RawArea, sink: IssueSink) -> Iterator[OneRosterCsvRead]:

@@ -73,6 +73,27 @@ treats the input where OneRoster leaves room or the files break its rules:
   ``primaryOrgSourcedId`` leads the user's orgs.
 * Bytes that are not UTF-8 are read as Windows-1252 (the usual encoding of exports that
   are not UTF-8) instead of failing the file, with one issue per file.
+* A header that does not split on commas but does on semicolons or tabs (Excel's CSV
+  where the decimal mark is a comma, tab-separated text) is read with that delimiter and
+  one NOTED issue. A BOM and CRLF line ends need nothing.
+
+Damage never makes a record look gone. When a file's absences cannot be trusted, the
+summary's ``untrusted`` says why in plain words and no record of the entity is archived
+for being absent:
+
+* The file ends in the middle of a row (no line end after a row with too few cells) or
+  inside a quoted cell: that row is skipped, never padded, with an issue.
+* A quoted cell spans lines and holds what look like other rows (a quote not closed where
+  it should be): the row is skipped with an issue giving its line and how many lines it
+  swallowed; ids at the start of swallowed lines go to ``skipped_ids``.
+* The file is not CSV text (binary, a zip, UTF-16): treated as absent.
+* A sourcedId with a quote or a delimiter in it is the mark of merged cells: the row
+  counts as unreadable.
+
+What storage cannot hold is refused here, one row at a time, not at commit (the limits
+are in ``limits.py``): a sourcedId over ``MAX_ID_CHARS`` characters or with control
+characters counts the row as unreadable; such a reference, or a record whose JSON is
+over ``MAX_RECORD_BYTES``, skips the row by id with an issue naming the column.
 """
 
 from __future__ import annotations
@@ -84,11 +105,13 @@ import itertools
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import IO, TYPE_CHECKING, Any, Final
 
+import orjson
 from pydantic import BaseModel, Field
 
 from rostersync.errors import BundleError
@@ -104,12 +127,31 @@ from rostersync.models import (
     SessionType,
 )
 from rostersync.sources.bundle import BundleFiles
+from rostersync.sources.oneroster_csv.dialect import (
+    DELIMITER_NAMES,
+    detect_delimiter,
+    has_line_break,
+    id_problem,
+    is_secret_column,
+    known_cells,
+    norm,
+    shown,
+    swallowed_lines,
+    swallows_rows,
+)
+from rostersync.sources.oneroster_csv.limits import (
+    CSV_FIELD_LIMIT,
+    MAX_ID_CHARS,
+    MAX_RECORD_BYTES,
+    UNMEASURED_ROW_CHARS,
+)
 
 if TYPE_CHECKING:
     from _csv import Reader as CsvReader
 
 __all__ = [
     "FILE_NAMES",
+    "KNOWN_COLUMNS",
     "EntityReadSummary",
     "FileMode",
     "OneRosterBundle",
@@ -149,6 +191,9 @@ class EntityReadSummary(BaseModel):
     missing: bool = False
     #: Ids of ``tobedeleted`` rows too incomplete to yield as records: to be archived by id.
     deleted_ids: list[str] = Field(default_factory=list)
+    #: Why the absence of a record from this file proves nothing although the file was
+    #: read (it is cut off, a stray quote swallowed rows, it is not CSV at all), or None.
+    untrusted: str | None = None
 
 
 FILE_NAMES: Final[dict[Entity, str]] = {
@@ -192,9 +237,7 @@ _ACTIVE: Final = "active"
 _TOBEDELETED: Final = "tobedeleted"
 _STATUS: Final[dict[str, str]] = {_ACTIVE: _ACTIVE, _TOBEDELETED: _TOBEDELETED}
 
-_SECRET_WORDS: Final = ("password", "passwd", "secret")
 _EXTENSION_PREFIXES: Final = ("ext_", "ext.", "metadata.")
-_NOT_ALNUM = re.compile(r"[^a-z0-9]")
 
 
 def _both_cases(pairs: dict[str, Any]) -> dict[str, Any]:
@@ -372,19 +415,46 @@ _REQUIRED_COLUMNS: Final[dict[Entity, tuple[str, ...]]] = {
 }
 
 
-def _norm(name: str) -> str:
-    return _NOT_ALNUM.sub("", name.lower())
-
-
 def _header_lookup(entity: Entity) -> dict[str, str]:
     keys = (*_COMMON_KEYS, *_COLUMNS[entity], *_IGNORED.get(entity, ()))
-    lookup = {_norm(key): key for key in keys}
+    lookup = {norm(key): key for key in keys}
     lookup.update(_COMMON_ALIASES)
     lookup.update(_ALIASES[entity])
     return lookup
 
 
 _HEADER_LOOKUP: Final[dict[Entity, dict[str, str]]] = {e: _header_lookup(e) for e in Entity}
+_MANIFEST_COLUMNS: Final = frozenset({"propertyname", "value"})
+_ROLES_LOOKUP: Final[dict[str, str]] = {
+    norm(k): k for k in ("sourcedId", "status", "userSourcedId", "roleType", "role")
+} | {"orgsourcedid": "orgSourcedId"}
+#: Every column name a OneRoster file of any kind may have, normalized by ``norm``.
+KNOWN_COLUMNS: Final = frozenset(
+    itertools.chain(*_HEADER_LOOKUP.values(), _MANIFEST_COLUMNS, _ROLES_LOOKUP)
+)
+#: The columns of each entity holding ids of other records (or of the same file's), and
+#: whether a cell holds several.
+_REFERENCE_COLUMNS: Final[dict[Entity, tuple[tuple[str, bool], ...]]] = {
+    Entity.ORGS: (("parentSourcedId", False),),
+    Entity.ACADEMIC_SESSIONS: (("parentSourcedId", False),),
+    Entity.COURSES: (("schoolYearSourcedId", False), ("orgSourcedId", False)),
+    Entity.CLASSES: (
+        ("courseSourcedId", False),
+        ("schoolSourcedId", False),
+        ("termSourcedIds", True),
+    ),
+    Entity.USERS: (
+        ("orgSourcedIds", True),
+        ("primaryOrgSourcedId", False),
+        ("agentSourcedIds", True),
+    ),
+    Entity.ENROLLMENTS: (
+        ("classSourcedId", False),
+        ("schoolSourcedId", False),
+        ("userSourcedId", False),
+    ),
+    Entity.DEMOGRAPHICS: (),
+}
 
 
 # --- text decoding ---------------------------------------------------------------------
@@ -416,6 +486,64 @@ codecs.register_error(_FALLBACK_ERRORS, _cp1252_fallback)
 def _text(raw: IO[bytes]) -> io.TextIOWrapper:
     # utf-8-sig drops a BOM; newline="" lets csv see quoted line breaks as they are.
     return io.TextIOWrapper(raw, encoding="utf-8-sig", errors=_FALLBACK_ERRORS, newline="")
+
+
+class _Lines:
+    """The lines of a file as csv.reader takes them, watched for what only the lines show.
+
+    ``unterminated``: the last line has no line end (only the last one can lack it), so
+    the row holding it may be cut off. ``exhausted``: the parser asked for a line past the
+    end, which it does only in the middle of a quoted cell. ``flagged``: one of those, or
+    a line long enough to make a record too big, happened since it was last cleared; rows
+    of one line that leave it clear need no closer look (the hot path stays as it was).
+    """
+
+    __slots__ = ("exhausted", "flagged", "text", "unterminated")
+
+    def __init__(self, text: io.TextIOWrapper) -> None:
+        self.text = text
+        self.flagged = False
+        self.unterminated = False
+        self.exhausted = False
+
+    def __iter__(self) -> Iterator[str]:
+        long = UNMEASURED_ROW_CHARS
+        for line in self.text:
+            if len(line) > long or line[-1] not in "\r\n":
+                self.flagged = True
+                self.unterminated = line[-1] not in "\r\n"
+            yield line
+        self.exhausted = self.flagged = True
+
+
+@contextmanager
+def _csv_rows(files: BundleFiles, name: str, delimiter: str) -> Iterator[tuple[CsvReader, _Lines]]:
+    """A csv.reader over the file's watched lines."""
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
+    with files.open(name) as raw:
+        lines = _Lines(_text(raw))
+        yield csv.reader(lines, delimiter=delimiter), lines
+
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _binary_problem(name: str, first: list[str]) -> str | None:
+    """Why a file whose first row is ``first`` is not CSV text at all, or None."""
+    text = "".join(first)
+    if "\x00" in text and text.startswith(("ÿþ", "þÿ")):  # a UTF-16 byte-order mark
+        return (
+            f"{name} is UTF-16 text (as Excel saves 'Unicode Text'), which this reader does "
+            "not read; save it as 'CSV UTF-8'"
+        )
+    controls = len(_CONTROL_CHARS.findall(text))
+    if "\x00" in text or controls > max(2, len(text) // 50):
+        return (
+            f"{name} is not CSV text but binary data (a spreadsheet, a zip or another file "
+            "saved under a .csv name?)"
+        )
+    return None
 
 
 # --- value parsing ---------------------------------------------------------------------
@@ -498,17 +626,18 @@ def _parse_user_ids(value: str) -> list[dict[str, str]] | None:
 _SCAN_CHUNK: Final = 1 << 18
 
 
-def _scan_column(text: io.TextIOWrapper, idx: int) -> set[str]:
+def _scan_column(text: io.TextIOWrapper, idx: int, delimiter: str = ",") -> set[str]:
     """The non-blank values of column ``idx`` in the CSV rows left in ``text``.
 
     Gives what csv.reader would, several times faster: while the text has no quotes and
-    no bare carriage returns, each line is a row of plain comma-separated cells
-    (csv.reader's own rule), so a regex picks the cell out of whole chunks at once. From
-    the first quote on, the rest goes through csv.reader, which handles quoted line breaks.
+    no bare carriage returns, each line is a row of plain delimited cells (csv.reader's
+    own rule), so a regex picks the cell out of whole chunks at once. From the first
+    quote on, the rest goes through csv.reader, which handles quoted line breaks.
     """
     ids: set[str] = set()
+    d = re.escape(delimiter)
     # A line's idx-th cell, then the rest of the line.
-    cell = re.compile(r"(?:[^,\n]*,){" + str(idx) + r"}([^,\n]*)[^\n]*\n")
+    cell = re.compile(f"(?:[^{d}\\n]*{d}){{{idx}}}([^{d}\\n]*)[^\\n]*\\n")
     carry = ""
     while chunk := text.read(_SCAN_CHUNK):
         chunk = carry + chunk
@@ -516,14 +645,16 @@ def _scan_column(text: io.TextIOWrapper, idx: int) -> set[str]:
         body, carry = chunk[:cut], chunk[cut:]
         if '"' in body or body.count("\r") != body.count("\r\n"):
             rest = io.StringIO(body + carry + text.readline(), newline="")
-            for row in csv.reader(itertools.chain(rest, text)):
+            for row in csv.reader(itertools.chain(rest, text), delimiter=delimiter):
                 if len(row) > idx and (value := row[idx].strip()):
                     ids.add(value)
             return ids
         ids.update(map(str.strip, cell.findall(body)))
     if carry:
         if '"' in carry or "\r" in carry.rstrip("\r"):
-            rows: Iterator[list[str]] = csv.reader(io.StringIO(carry, newline=""))
+            rows: Iterator[list[str]] = csv.reader(
+                io.StringIO(carry, newline=""), delimiter=delimiter
+            )
             ids.update(row[idx].strip() for row in rows if len(row) > idx)
         else:
             ids.update(map(str.strip, cell.findall(carry + "\n")))
@@ -545,6 +676,8 @@ class _Header:
     def __init__(self, entity: Entity, header: list[str]) -> None:
         lookup = _HEADER_LOOKUP[entity]
         self.width = len(header)
+        #: Each column's name as written.
+        self.names = [cell.strip() for cell in header]
         self.index: dict[str, int] = {}
         self.written: dict[str, str] = {}
         self.extensions: list[tuple[int, str]] = []
@@ -555,7 +688,7 @@ class _Header:
         for idx, cell in enumerate(header):
             name = cell.strip()
             lower = name.lower()
-            if any(word in lower for word in _SECRET_WORDS):
+            if is_secret_column(name):
                 self.secrets.append(name)
                 continue
             if lower.startswith(_EXTENSION_PREFIXES):
@@ -565,7 +698,7 @@ class _Header:
                     ext_names.add(name)
                     self.extensions.append((idx, name))
                 continue
-            key = lookup.get(_norm(name))
+            key = lookup.get(norm(name))
             if key is None:
                 self.unknown.append((idx, name))
             elif key in self.index:
@@ -612,6 +745,8 @@ class OneRosterBundle:
         self._roles_loaded = False
         self._datetimes: dict[str, str] = {}
         self._dates: dict[str, str] = {}
+        #: File name -> its delimiter, once a pass over it has seen its header.
+        self._delimiters: dict[str, str] = {}
         if _MANIFEST in self._present:
             self._read_manifest()
         else:
@@ -670,7 +805,18 @@ class OneRosterBundle:
     def _read_manifest(self) -> None:
         declared: dict[str, tuple[str, int]] = {}
         with self._files.open(self._present[_MANIFEST]) as raw:
-            reader = csv.reader(_text(raw))
+            text = _text(raw).read()  # a manifest is a few lines
+            delimiter = detect_delimiter(
+                next((ln for ln in text.splitlines() if ln.strip()), ""), _MANIFEST_COLUMNS
+            )
+            if delimiter != ",":
+                self._issue(
+                    _MANIFEST,
+                    f"manifest.csv separates its cells with {DELIMITER_NAMES[delimiter]}, "
+                    "not commas; it was read that way",
+                    IssueAction.NOTED,
+                )
+            reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
             line = 0
             try:
                 for row in reader:
@@ -679,7 +825,7 @@ class OneRosterBundle:
                         continue
                     key = row[0].strip()
                     lower = key.lower()
-                    if first_line == 1 and _norm(key) == "propertyname":
+                    if first_line == 1 and norm(key) == "propertyname":
                         continue
                     value = row[1].strip() if len(row) > 1 else ""
                     if lower in declared:
@@ -833,21 +979,50 @@ class OneRosterBundle:
     def _scan_ids(self, entity: Entity) -> set[str] | None:
         """The sourcedIds of a file in one streaming pass, or None if it cannot be parsed."""
         before = _fallback_count()
+        name = self._file_name(entity)
+        delimiter = self._delimiters.get(name, ",")
         try:
-            with self._files.open(self._file_name(entity)) as raw:
-                lines = _text(raw)
-                first = _first_row(csv.reader(lines))
-                if first is None:
-                    return None
-                header = _Header(entity, first)
-                if "sourcedId" not in header.index:
-                    return None
-                return _scan_column(lines, header.index["sourcedId"])
+            while True:
+                with _csv_rows(self._files, name, delimiter) as (reader, lines):
+                    first = _first_row(reader)
+                    if first is None or _binary_problem(name, first) is not None:
+                        return None
+                    found = self.delimiter(name, first, _HEADER_LOOKUP[entity])
+                    if found != delimiter:
+                        delimiter = found
+                        continue
+                    header = _Header(entity, first)
+                    if "sourcedId" not in header.index:
+                        return None
+                    return _scan_column(lines.text, header.index["sourcedId"], delimiter)
         except csv.Error:
             return None
         finally:
             # Decoding problems are reported by the main pass over the file, not here.
             _fallback_state.count = before
+
+    def _binary_sample_problem(self, name: str) -> str | None:
+        """Whether the start of the file, not just its first row, is binary."""
+        before = _fallback_count()
+        with self._files.open(name) as raw:
+            sample = _text(raw).read(_SCAN_CHUNK)
+        _fallback_state.count = before
+        return _binary_problem(name, [sample])
+
+    def delimiter(self, name: str, first: list[str], known: Collection[str]) -> str:
+        """The file's delimiter: a comma, unless its header (``first`` as read with
+        commas) has no sourcedId and splits into more known columns with another."""
+        found = self._delimiters.get(name)
+        if found is None:
+            found = ","
+            if known_cells(first, known) < 2:
+                before = _fallback_count()
+                with self._files.open(name) as raw:
+                    line = next((ln for ln in _text(raw) if ln.strip()), "")
+                _fallback_state.count = before
+                found = detect_delimiter(line, known)
+            self._delimiters[name] = found
+        return found
 
     def _roles_lookup(self) -> dict[str, tuple[str, tuple[str, ...]]] | None:
         """OneRoster 1.2's roles.csv as user id -> (role word, org ids), or None."""
@@ -858,16 +1033,16 @@ class OneRosterBundle:
         return self._roles
 
     def _read_roles(self, name: str) -> dict[str, tuple[str, tuple[str, ...]]] | None:
-        lookup = {
-            _norm(k): k for k in ("sourcedId", "status", "userSourcedId", "roleType", "role")
-        } | {"orgsourcedid": "orgSourcedId"}
+        lookup = _ROLES_LOOKUP
         best: dict[str, tuple[str, bool, tuple[str, ...]]] = {}
         with self._files.open(name) as raw:
-            reader = csv.reader(_text(raw))
+            first = _first_row(csv.reader(_text(raw))) or []
+        delimiter = self.delimiter(name, first, lookup)
+        with _csv_rows(self._files, name, delimiter) as (reader, _):
             first = _first_row(reader) or []
             cols: dict[str, int] = {}
             for idx, cell in enumerate(first):
-                key = lookup.get(_norm(cell.strip()))
+                key = lookup.get(norm(cell.strip()))
                 if key is not None:
                     cols.setdefault(key, idx)
             if "userSourcedId" not in cols or "role" not in cols:
@@ -924,6 +1099,14 @@ _ENTITY_BY_MANIFEST_NAME: Final[dict[str, Entity]] = {
 # --- one file --------------------------------------------------------------------------
 
 
+class _Verdict(StrEnum):
+    """What a closer look at a row found."""
+
+    READ = "read"  # nothing wrong
+    MEASURE = "measure"  # long enough that its record must be measured
+    DROPPED = "dropped"  # damaged: reported and skipped
+
+
 class _FileReader:
     """One pass over one entity file, with its counters and its summary."""
 
@@ -942,6 +1125,9 @@ class _FileReader:
         self.trailing_blank_cells = [0, 0]
         self.thin_deletions = [0, 0]
         self.seen: set[str] = set()
+        self.delimiter = ","
+        #: Why absences from this file cannot be trusted, in plain words.
+        self.distrust: list[str] = []
 
     # issues
 
@@ -1109,24 +1295,41 @@ class _FileReader:
     def records(self) -> Iterator[Record]:
         """The file's records; counters and summary issues are complete at the end."""
         before = _fallback_count()
-        with self.bundle._files.open(self.name) as raw:
-            reader = csv.reader(_text(raw))
-            try:
-                # Blank lines before the header are passed over; line numbers still count them.
-                first = _first_row(reader)
-            except csv.Error as exc:
-                self._unusable(f"The header of {self.name} could not be read: {exc}")
-                return
-            if first is None:
-                self._unusable(f"{self.name} has no header (nor any row)")
-                return
-            self.header = _Header(self.entity, first)
-            self.header_line = reader.line_num
-            self._check_header()
-            yield from self._rows(reader)
+        delimiter = self.bundle._delimiters.get(self.name, ",")
+        while True:
+            with _csv_rows(self.bundle._files, self.name, delimiter) as (reader, lines):
+                try:
+                    # Blank lines before the header are passed over; line numbers count them.
+                    first = _first_row(reader)
+                except csv.Error as exc:
+                    self._unusable(f"The header of {self.name} could not be read: {exc}")
+                    return
+                if first is None:
+                    self._unusable(f"{self.name} has no header (nor any row)", trusted=True)
+                    return
+                problem = _binary_problem(self.name, first)
+                if problem is None and known_cells(first, _HEADER_LOOKUP[self.entity]) < 2:
+                    # Not a OneRoster header: look at more of the file than its first row.
+                    problem = self.bundle._binary_sample_problem(self.name)
+                if problem is not None:
+                    self._unusable(problem)
+                    return
+                found = self.bundle.delimiter(self.name, first, _HEADER_LOOKUP[self.entity])
+                if found != delimiter:
+                    # Read again from the start with the delimiter the header shows.
+                    delimiter = found
+                    _fallback_state.count = before
+                    continue
+                self.delimiter = delimiter
+                self.header = _Header(self.entity, first)
+                self.header_line = reader.line_num
+                self._check_header()
+                lines.flagged = False
+                yield from self._rows(reader, lines)
+            break
         self._finish(before)
 
-    def _unusable(self, problem: str) -> None:
+    def _unusable(self, problem: str, trusted: bool = False) -> None:
         """Treat a file without a usable header as absent: nothing is archived for it."""
         self.issue(
             1,
@@ -1136,11 +1339,23 @@ class _FileReader:
             IssueAction.FILE_SKIPPED,
         )
         self.summary.mode = FileMode.ABSENT
+        if not trusted:
+            self.summary.untrusted = problem
         self.bundle.modes[self.entity] = FileMode.ABSENT
         self.bundle._known.pop(self.entity, None)
 
     def _check_header(self) -> None:
         header = self.header
+        if self.delimiter != ",":
+            self.issue(
+                self.header_line,
+                None,
+                None,
+                f"The file separates its cells with {DELIMITER_NAMES[self.delimiter]}, not "
+                "commas (as Excel saves CSV where the decimal mark is a comma); it was read "
+                "that way",
+                IssueAction.NOTED,
+            )
         if header.secrets:
             self.has_secrets = True
             self.issue(
@@ -1195,7 +1410,7 @@ class _FileReader:
                 _SKIP_FILE,
             )
 
-    def _rows(self, reader: CsvReader) -> Iterator[Record]:
+    def _rows(self, reader: CsvReader, lines: _Lines) -> Iterator[Record]:
         header = self.header
         entity = self.entity
         summary = self.summary
@@ -1206,16 +1421,29 @@ class _FileReader:
         has_sid = "sourcedId" in header.index
         blank_dlm_counts = self.mode is FileMode.DELTA and "dateLastModified" in header.index
         extensions = header.extensions
+        references = [
+            header.index[key] for key, _ in _REFERENCE_COLUMNS[entity] if key in header.index
+        ]
         convert = _CONVERTERS[entity](self)
         datetimes = self.bundle._datetimes
         seen = self.seen
         skipped = summary.skipped_ids
+        other_delimiter = self.delimiter if self.delimiter != "," else None
         rows = records = 0
         prev = reader.line_num
         try:
             for row in reader:
                 line = prev + 1
                 prev = reader.line_num
+                measure = False
+                if lines.flagged or prev != line:
+                    # A long line, the end of the file, or a row over several lines.
+                    lines.flagged = False
+                    verdict = self._inspect(row, line, prev, lines)
+                    if verdict is _Verdict.DROPPED:
+                        rows += 1
+                        continue
+                    measure = verdict is _Verdict.MEASURE
                 if len(row) != width:
                     if not any(cell.strip() for cell in row):
                         continue
@@ -1241,6 +1469,14 @@ class _FileReader:
                                 IssueAction.ROW_SKIPPED,
                             )
                     continue
+                if (
+                    len(sid) > MAX_ID_CHARS
+                    or not sid.isprintable()
+                    or '"' in sid
+                    or "," in sid
+                    or (other_delimiter and other_delimiter in sid)
+                ) and self._bad_id(sid, line):
+                    continue
                 if sid in seen:
                     self.issue(
                         line,
@@ -1258,6 +1494,14 @@ class _FileReader:
                     if status is None:
                         skipped.append(sid)
                         continue
+                odd_reference = False
+                for i in references:
+                    value = row[i]
+                    if len(value) > MAX_ID_CHARS or not value.isprintable():
+                        odd_reference = True
+                        break
+                if odd_reference and self._bad_reference(row, status, line, sid):
+                    continue
                 rec = convert(row, sid, status, line)
                 if rec is None:
                     continue
@@ -1272,6 +1516,8 @@ class _FileReader:
                     rec["extensions"] = {
                         name: value for i, name in extensions if (value := row[i].strip())
                     }
+                if measure and self._too_big(rec, row, status, line, sid):
+                    continue
                 records += 1
                 yield rec
         except csv.Error as exc:
@@ -1284,6 +1530,7 @@ class _FileReader:
                 "were not read",
                 _SKIP_FILE,
             )
+            self.distrust.append(f"{self.name} could not be read past line {prev}")
             self.bundle._known[entity] = None
         else:
             if entity in _REFERENCED and self.mode is FileMode.BULK:
@@ -1291,6 +1538,186 @@ class _FileReader:
                 self.bundle._known[entity] = seen
         summary.rows = rows
         summary.records = records
+
+    # damage
+
+    def _inspect(self, row: list[str], line: int, end: int, lines: _Lines) -> _Verdict:
+        """Look closer at a row the fast path cannot vouch for: one that spans lines, ends
+        the file, or is long. A row cut off or swallowing other rows is dropped here."""
+        width = self.header.width
+        if not any(cell.strip() for cell in row):
+            return _Verdict.READ
+        if lines.exhausted:
+            self._ends_in_quote(row, line, end)
+            return _Verdict.DROPPED
+        if lines.unterminated and len(row) < width:
+            self._cut_off(row, line)
+            return _Verdict.DROPPED
+        if end != line:
+            spanning = [k for k, cell in enumerate(row) if has_line_break(cell)]
+            damaged = next(
+                (k for k in spanning if swallows_rows(row[k], self.delimiter, width)), None
+            )
+            if damaged is None and spanning and len(row) != width:
+                # A cell over several lines in a row of the wrong width: the quote that
+                # closed it opened a cell of another row (which then ends early or spills
+                # that row's cells into this one).
+                damaged = spanning[0]
+            if damaged is not None:
+                self._swallowed(row, line, end, damaged)
+                return _Verdict.DROPPED
+        if sum(map(len, row)) > UNMEASURED_ROW_CHARS:
+            return _Verdict.MEASURE
+        return _Verdict.READ
+
+    def _column_name(self, idx: int) -> str | None:
+        names = self.header.names
+        return (names[idx] or None) if idx < len(names) else None
+
+    def _damaged_row_ids(self, row: list[str], damaged: int) -> None:
+        """Keep the ids of a damaged row, and those in the rows it swallowed, from being
+        archived: the row's own id when it is whole (before the damaged cell), else one
+        more unreadable row; ids at the start of swallowed lines as unknown."""
+        i_sid = self.header.col("sourcedId")
+        sid = row[i_sid].strip() if i_sid < damaged else ""
+        if sid and self._sid_problem(sid) is None:
+            if sid not in self.seen:
+                self.seen.add(sid)
+                self.summary.skipped_ids.append(sid)
+        else:
+            self.summary.unreadable_rows += 1
+        if i_sid >= self.header.width:
+            return
+        for text in swallowed_lines(row[damaged]):
+            cells = text.split(self.delimiter)
+            # Only an id followed by a delimiter is whole, and only a line with half the
+            # header's cells or more looks like a row.
+            if len(cells) > max(i_sid + 1, self.header.width // 2):
+                found = cells[i_sid].strip()
+                if found and self._sid_problem(found) is None and found not in self.seen:
+                    self.summary.skipped_ids.append(found)
+
+    def _ends_in_quote(self, row: list[str], line: int, end: int) -> None:
+        damaged = len(row) - 1
+        after = f" and the {end - line} lines after it" if end > line else ""
+        self.issue(
+            line,
+            self._column_name(damaged),
+            None,
+            f"{self.name} ends inside a quoted cell that opens on line {line}: the file is "
+            f"cut off, or that quote is never closed. The row{after} could not be read and "
+            f"{'were' if after else 'was'} skipped",
+            IssueAction.ROW_SKIPPED,
+        )
+        self.distrust.append(
+            f"{self.name} ends inside a quoted cell opened on line {line} (cut off, or an "
+            "unbalanced quote)"
+        )
+        self._damaged_row_ids(row, damaged)
+
+    def _cut_off(self, row: list[str], line: int) -> None:
+        width = self.header.width
+        self.issue(
+            line,
+            self._column_name(len(row) - 1),
+            None,
+            f"{self.name} ends in the middle of a row (cut off?): the last row has "
+            f"{len(row)} of {width} cells and no line end. It was skipped, not read with "
+            "blanks",
+            IssueAction.ROW_SKIPPED,
+        )
+        self.distrust.append(f"{self.name} ends in the middle of a row (cut off?)")
+        # The last cell may be cut: an id in it is not whole.
+        self._damaged_row_ids(row, len(row) - 1)
+
+    def _swallowed(self, row: list[str], line: int, end: int, damaged: int) -> None:
+        cell = row[damaged]
+        self.issue(
+            line,
+            self._column_name(damaged),
+            None,
+            f"A quoted cell on line {line} runs on to line {end}, over {end - line} line "
+            f"breaks and {cell.count(self.delimiter)} delimiters: a quote is not closed "
+            f"where it should be, and the cell swallowed {end - line} lines that look like "
+            "rows. The row was skipped; the rows swallowed could not be read",
+            IssueAction.ROW_SKIPPED,
+        )
+        self.distrust.append(
+            f"an unbalanced quote on line {line} of {self.name} swallowed the "
+            f"{end - line} lines after it"
+        )
+        self._damaged_row_ids(row, damaged)
+
+    # values storage cannot hold
+
+    def _sid_problem(self, sid: str) -> str | None:
+        """Why the sourcedId cannot be stored or is not whole, or None."""
+        problem = id_problem(sid, MAX_ID_CHARS)
+        if problem is not None:
+            return f"The sourcedId cannot be stored: {problem}"
+        # Ids have no quotes or delimiters (references list them with commas): a stray
+        # quote has merged cells into this one.
+        if '"' in sid:
+            return "The sourcedId has a quote in it (a stray quote?)"
+        if "," in sid or self.delimiter in sid:
+            return "The sourcedId has a delimiter in it (cells merged by a stray quote?)"
+        return None
+
+    def _bad_id(self, sid: str, line: int) -> bool:
+        """Whether the sourcedId cannot be stored or is damaged (then the row counts as
+        unreadable: the real id is unknown)."""
+        message = self._sid_problem(sid)
+        if message is None:
+            return False
+        self.summary.unreadable_rows += 1
+        self.issue(
+            line,
+            "sourcedId",
+            shown(sid),
+            f"{message}. The row was skipped, and with its real id unknown no absence "
+            "from this file is trusted",
+            IssueAction.ROW_SKIPPED,
+        )
+        return True
+
+    def _bad_reference(self, row: list[str], status: str, line: int, sid: str) -> bool:
+        """Whether a reference cannot be stored (then the row is skipped)."""
+        for key, multi in _REFERENCE_COLUMNS[self.entity]:
+            if key not in self.header.index:
+                continue
+            cell = row[self.header.index[key]].strip()
+            for ref in _split(cell) if multi else [cell]:
+                problem = id_problem(ref, MAX_ID_CHARS)
+                if problem is not None:
+                    self.skip(
+                        status,
+                        line,
+                        sid,
+                        key,
+                        shown(ref),
+                        f"{key} cannot be stored: {problem}; the row was skipped",
+                    )
+                    return True
+        return False
+
+    def _too_big(self, rec: Record, row: list[str], status: str, line: int, sid: str) -> bool:
+        """Whether the record is too big to store (then the row is skipped)."""
+        size = len(orjson.dumps(rec))
+        if size <= MAX_RECORD_BYTES:
+            return False
+        widest = max(range(self.header.width), key=lambda i: len(row[i]))
+        name = self._column_name(widest) or f"column {widest + 1}"
+        self.skip(
+            status,
+            line,
+            sid,
+            name,
+            None,
+            f"The record would take {size:,} bytes, more than the {MAX_RECORD_BYTES:,} a "
+            f"record may take in storage; {name} alone has {len(row[widest]):,} characters. "
+            "The row was skipped",
+        )
+        return True
 
     def _fit(self, row: list[str], line: int, i_sid: int) -> bool:
         """Bring a row with the wrong number of cells to the header's width, or skip it."""
@@ -1315,7 +1742,7 @@ class _FileReader:
                 "cells are not blank, so cells may be in the wrong columns"
             )
         if problem is not None:
-            if sid:
+            if sid and self._sid_problem(sid) is None:
                 if sid not in self.seen:
                     self.seen.add(sid)
                     self.summary.skipped_ids.append(sid)
@@ -1365,6 +1792,8 @@ class _FileReader:
         return None
 
     def _finish(self, fallback_before: int) -> None:
+        if self.distrust:
+            self.summary.untrusted = "; ".join(self.distrust)
         for key, (count, line) in self.blanks.items():
             present = key in self.header.index
             if key == "status":
