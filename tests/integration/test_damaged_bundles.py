@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from rostersync.cli import run_sync
+from rostersync.application.sync import SyncOutcome, export_directory
 from rostersync.generator import generate_district
+from rostersync.local.session import run_sync
 from rostersync.models import Entity
 from rostersync.pipeline.deps import Deps
-from rostersync.service import SyncOutcome, export_directory
 from rostersync.storage import keys
 
 STUDENTS = 1000
