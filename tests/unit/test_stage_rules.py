@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+from rostersync.changes import action_id, field_changes
 from rostersync.models import Entity
 from rostersync.pipeline.snapshot import content_hash
-from rostersync.pipeline.stage import action_id, archive_refusal, field_changes
+from rostersync.policy.refusals import archive_refusal
 from rostersync.sources.base import ReadSummary
 
 

@@ -17,6 +17,8 @@ from rostersync.application.sync import (
     export_directory,
     raise_if_failed,
 )
+from rostersync.changes import ACTION_KINDS as ACTIONS
+from rostersync.changes import action_totals
 from rostersync.errors import RostersyncError
 from rostersync.local.session import (
     default_state_dir,
@@ -27,7 +29,6 @@ from rostersync.local.session import (
     run_sync,
 )
 from rostersync.models import ENTITY_ORDER
-from rostersync.pipeline.report import ACTIONS, action_totals
 from rostersync.storage import keys
 
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rostersync.changes import ACTION_KINDS, ActionKind
 from rostersync.models import Entity
 from rostersync.settings import TenantSettings
 
@@ -22,7 +23,6 @@ TENANT_PATTERN: Final = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 RUN_ID_PATTERN: Final = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$"
 #: A source or app id: printable, bounded (they go into DynamoDB keys).
 RECORD_ID_PATTERN: Final = r"^[^\x00-\x1f\x7f]{1,256}$"
-ACTION_KINDS: Final = ("add", "update", "archive", "reactivate")
 ACTION_KIND_PATTERN: Final = (
     r"^(" + "|".join(e.value for e in Entity) + r"):(" + "|".join(ACTION_KINDS) + r")$"
 )
@@ -30,7 +30,6 @@ ACTION_KIND_PATTERN: Final = (
 TenantId = Annotated[str, Field(pattern=TENANT_PATTERN, examples=["springfield"])]
 RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN, examples=["20261123T103200Z-1a2b3c4d"])]
 RecordId = Annotated[str, Field(pattern=RECORD_ID_PATTERN)]
-ActionKind = Literal["add", "update", "archive", "reactivate"]
 #: The entities identity matching decides about.
 MatchEntity = Literal["users", "classes"]
 RunStatus = str  # running, prepared, held, committed, failed, discarded, approved, ...

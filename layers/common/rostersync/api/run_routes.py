@@ -9,7 +9,6 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from rostersync.api.errors import COMMON_FAILURES, ApiError, documented
 from rostersync.api.models import (
-    ActionKind,
     ActionPageView,
     ActionSelection,
     ActionView,
@@ -39,6 +38,7 @@ from rostersync.application.review import (
     show_run,
 )
 from rostersync.application.runs import begin_run
+from rostersync.changes import ActionKind
 from rostersync.models import Entity
 from rostersync.pipeline.deps import Deps
 from rostersync.storage import keys

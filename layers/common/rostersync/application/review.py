@@ -25,23 +25,22 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from rostersync.application.runs import acquire_run_lock, run_source
+from rostersync.changes import Action, ActionKind, empty_counts, field_changes, make_action
 from rostersync.errors import RunStateError, StaleBaseline
 from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
-from rostersync.pipeline.report import ACTIONS, build_report
+from rostersync.pipeline.report import build_report
 from rostersync.pipeline.snapshot import (
     ACTIVE,
     ARCHIVED,
     current_baseline,
     iter_snapshot,
 )
-from rostersync.pipeline.stage import field_changes, make_action
 from rostersync.sources.oneroster_csv import OneRosterCsvSpec
 from rostersync.storage import keys
 from rostersync.storage.tables import LocksRepository
 
-ActionKind = Literal["add", "update", "archive", "reactivate"]
 REVIEWABLE = {"prepared"}
 #: How long an in-request selection may be: longer ones go through the state machine.
 INLINE_SELECTION = 1000
@@ -104,7 +103,7 @@ def _run_state(deps: Deps, tenant: str, run_id: str) -> tuple[dict[str, Any], Ru
     return run, state
 
 
-def iter_actions(deps: Deps, tenant: str, run_id: str) -> Iterator[dict[str, Any]]:
+def iter_actions(deps: Deps, tenant: str, run_id: str) -> Iterator[Action]:
     for entity in ENTITY_ORDER:
         yield from deps.store.iter_jsonl(keys.changes_key(tenant, run_id, entity))
 
@@ -123,7 +122,7 @@ def list_actions(deps: Deps, tenant: str, run_id: str, filters: ActionFilter) ->
     page: list[dict[str, Any]] = []
     for action in matching:
         if filters.offset <= total < filters.offset + filters.limit:
-            page.append(action)
+            page.append(dict(action))
         total += 1
     return ActionPage(total=total, offset=filters.offset, limit=filters.limit, actions=page)
 
@@ -204,8 +203,8 @@ def _refresh_counts(deps: Deps, tenant: str, run_id: str) -> None:
     """Recount included actions into the change summary after ticks and unticks."""
     summary_key = keys.change_summary_key(tenant, run_id)
     summary = deps.store.get_json(summary_key) or {}
-    counts = {e.value: dict.fromkeys(ACTIONS, 0) for e in ENTITY_ORDER}
-    excluded = {e.value: dict.fromkeys(ACTIONS, 0) for e in ENTITY_ORDER}
+    counts = {e.value: empty_counts() for e in ENTITY_ORDER}
+    excluded = {e.value: empty_counts() for e in ENTITY_ORDER}
     for action in iter_actions(deps, tenant, run_id):
         bucket = counts if action["included"] else excluded
         bucket[action["entity"]][action["action"]] += 1
@@ -321,11 +320,11 @@ def _prepare_derived_run(
     tenant: str,
     run_id: str,
     who: str,
-    actions: Iterable[dict[str, Any]],
+    actions: Iterable[Action],
 ) -> DerivedRun:
     """Write ``actions`` as the prepared run ``run_id`` on the current committed state."""
     baseline = current_baseline(deps.store, tenant)
-    by_entity: dict[str, list[dict[str, Any]]] = {e.value: [] for e in ENTITY_ORDER}
+    by_entity: dict[str, list[Action]] = {e.value: [] for e in ENTITY_ORDER}
     for action in actions:
         by_entity[action["entity"]].append(action)
     for entity in ENTITY_ORDER:
@@ -408,7 +407,7 @@ def undo_run(deps: Deps, tenant: str, run_id: str, who: str, new_run_id: str) ->
     summary = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
     before_run = summary.get("baseline_run_id")
     current = current_baseline(deps.store, tenant)
-    reversed_actions: list[dict[str, Any]] = []
+    reversed_actions: list[Action] = []
     for entity in ENTITY_ORDER:
         touched = {
             (a["source_system"], a["source_id"])
@@ -435,7 +434,7 @@ def undo_run(deps: Deps, tenant: str, run_id: str, who: str, new_run_id: str) ->
 
 def _restore_action(
     entity: Entity, now: dict[str, Any], before: dict[str, Any] | None
-) -> dict[str, Any] | None:
+) -> Action | None:
     """The action taking a record from its current line back to ``before`` (absent
     before: archived)."""
     ids = (now["source_system"], now["source_id"], now["target_id"])
@@ -484,10 +483,13 @@ def approve_held(deps: Deps, tenant: str, run_id: str, who: str, new_run_id: str
     Refused if the committed state has moved since: a later run re-evaluated those
     records, so the held actions may no longer be right."""
     _check_approvable(deps, tenant, run_id)
-    held = []
+    held: list[Action] = []
     for action in iter_actions(deps, tenant, run_id):
         if action.get("held") and not action.get("applied"):
-            held.append({**action, "included": True, "reason": f"approved by {who}", "held": False})
+            approved = action.copy()
+            approved["included"], approved["held"] = True, False
+            approved["reason"] = f"approved by {who}"
+            held.append(approved)
     derived = _prepare_derived_run(deps, tenant, new_run_id, who, held)
     deps.runs.update(
         tenant, run_id, {"status": "approved", "approved_by": who, "approved_in": derived.run_id}

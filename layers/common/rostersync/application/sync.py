@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from rostersync.changes import ACTION_KINDS as ACTIONS
 from rostersync.errors import RunStateError, UnknownTenant
 from rostersync.models import ENTITY_ORDER, SyncMode
 from rostersync.pipeline.contracts import Trigger
 from rostersync.pipeline.deps import Deps, locks_repository
-from rostersync.pipeline.report import ACTIONS
 from rostersync.sources.base import SourceSpec
 from rostersync.storage import keys
 

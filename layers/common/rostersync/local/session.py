@@ -16,11 +16,11 @@ from rostersync.application.sync import (
     start_sync,
     upload_bundle,
 )
+from rostersync.changes import ACTION_KINDS as ACTIONS
 from rostersync.config import stack_settings
 from rostersync.models import SyncMode
 from rostersync.observability import logger
 from rostersync.pipeline.deps import Deps, build_deps
-from rostersync.pipeline.report import ACTIONS
 from rostersync.storage import keys
 
 

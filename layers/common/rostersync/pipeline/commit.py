@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from rostersync.changes import EVENT_VERBS
 from rostersync.errors import RunStateError, StaleBaseline
 from rostersync.models import ENTITY_ORDER, ENTITY_SINGULAR, Entity
 from rostersync.pipeline.contracts import RunState
@@ -36,12 +37,6 @@ from rostersync.storage import keys
 from rostersync.storage.events import EVENTS_PER_CALL
 from rostersync.storage.objects import dumps_line
 
-EVENT_VERBS = {
-    "add": "created",
-    "update": "updated",
-    "archive": "archived",
-    "reactivate": "reactivated",
-}
 _WRITE_BATCH = 1000
 #: Events between progress checkpoints while publishing; a crash between a PutEvents call
 #: and the next checkpoint can repeat at most this many (each carries its action id).

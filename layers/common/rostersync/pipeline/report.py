@@ -10,6 +10,7 @@ import io
 import json
 from typing import Any
 
+from rostersync.changes import ACTION_KINDS, action_totals
 from rostersync.models import ENTITY_ORDER
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
@@ -30,12 +31,10 @@ ACTION_COLUMNS = (
     "changes",
 )
 SAMPLE_SIZE = 20
-ACTIONS = ("add", "update", "archive", "reactivate")
+#: Kept for callers that list the kinds of action (the report's order).
+ACTIONS = ACTION_KINDS
 
-
-def action_totals(counts: dict[str, dict[str, int]] | None) -> dict[str, int]:
-    """Actions of each kind over every entity of a run's counts."""
-    return {a: sum(int(row.get(a, 0)) for row in (counts or {}).values()) for a in ACTIONS}
+__all__ = ["ACTIONS", "action_totals", "build_report"]
 
 
 def _csv_object(deps: Deps, key: str, columns: tuple[str, ...], rows: Any) -> int:

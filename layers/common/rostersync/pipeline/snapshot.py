@@ -15,17 +15,13 @@ from typing import Any
 
 import orjson
 
-from rostersync.models import META_FIELDS, Entity
+from rostersync.changes import content_of
+from rostersync.models import Entity
 from rostersync.storage import keys
 from rostersync.storage.objects import ObjectStore
 
 ACTIVE = "active"
 ARCHIVED = "archived"
-
-
-def content_of(record: dict[str, Any]) -> dict[str, Any]:
-    """The fields of a record that make up its content (what a change is about)."""
-    return {k: v for k, v in record.items() if k not in META_FIELDS}
 
 
 def content_hash(record: dict[str, Any]) -> str:

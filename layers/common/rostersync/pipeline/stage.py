@@ -24,142 +24,47 @@ Refused and held actions stay in the change set, ``included: false``, with the r
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from rostersync.changes import (
+    SETTING_OF_ACTION,
+    Action,
+    ActionKind,
+    empty_counts,
+    field_changes,
+    make_action,
+)
 from rostersync.models import ENTITY_ORDER, Entity, SourceStatus, Tier
-from rostersync.pipeline.contracts import NormalizedSummary, RunState
+from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.match_decisions import MatchDecision
 from rostersync.pipeline.normalize import load_normalized_summary
 from rostersync.pipeline.notify import notify_run
-from rostersync.pipeline.report import ACTIONS, build_report
-from rostersync.pipeline.scope import Scope
+from rostersync.pipeline.report import build_report
 from rostersync.pipeline.snapshot import (
     ACTIVE,
     ARCHIVED,
     BaselineEntry,
     content_hash,
-    content_of,
     current_baseline,
     iter_snapshot,
     load_baseline_index,
 )
 from rostersync.pipeline.tenant_settings import load_settings
-from rostersync.settings import CONTACT_FIELDS, HoldThresholds, TenantSettings
+from rostersync.policy.field_rules import apply_field_rules
+from rostersync.policy.holds import EntityOutcome, hold_checks, untick
+from rostersync.policy.refusals import archive_refusal
+from rostersync.policy.scope import Scope
+from rostersync.settings import CONTACT_FIELDS, TenantSettings
 from rostersync.sources.base import ReadSummary
 from rostersync.storage import keys
 from rostersync.storage.objects import ObjectStore, dumps_line
 
 #: Decisions that may take over the app record of a source id that vanished.
 RELINK_TIERS = frozenset({Tier.AUTO, Tier.KEY, Tier.MANUAL})
-#: Which ``changes_to_sync`` setting governs each action.
-SETTING_OF_ACTION = {"add": "add", "reactivate": "add", "update": "update", "archive": "archive"}
-
-
-def action_id(entity: Entity, source_system: str, source_id: str, action: str) -> str:
-    """A stable id: the same change staged twice gets the same id."""
-    digest = hashlib.blake2b(
-        f"{entity.value}|{source_system}|{source_id}|{action}".encode(), digest_size=8
-    ).hexdigest()
-    return f"{entity.value}-{action}-{digest}"
-
-
-def field_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
-    """Field-level diff of two records' content: ``{field: [before, after]}``."""
-    old, new = content_of(before), content_of(after)
-    return {
-        name: [old.get(name), new.get(name)]
-        for name in sorted(set(old) | set(new))
-        if old.get(name) != new.get(name)
-    }
-
-
-def make_action(
-    entity: Entity,
-    kind: str,
-    source_system: str,
-    source_id: str,
-    target_id: str,
-    *,
-    tier: str | None = None,
-    record: dict[str, Any] | None = None,
-    changes: dict[str, list[Any]] | None = None,
-) -> dict[str, Any]:
-    return {
-        "id": action_id(entity, source_system, source_id, kind),
-        "entity": entity.value,
-        "action": kind,
-        "source_system": source_system,
-        "source_id": source_id,
-        "target_id": target_id,
-        "tier": tier,
-        "included": True,
-        "held": False,
-        "reason": None,
-        "changes": changes or {},
-        "record": record,
-    }
-
-
-def _blank(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == {}
-
-
-def apply_field_rules(
-    entity: Entity,
-    before: dict[str, Any],
-    after: dict[str, Any],
-    settings: TenantSettings,
-    app_values: dict[str, Any],
-) -> dict[str, Any]:
-    """The record to commit once the tenant's field rules are applied.
-
-    ``app_values`` holds the contact fields the app edited (name → the app's value)."""
-    result = dict(after)
-    if settings.blank_values == "ignore":
-        for name, value in after.items():
-            if _blank(value) and not _blank(before.get(name)):
-                result[name] = before[name]
-    if entity == Entity.CLASSES and settings.ignore_class_renames and "title" in before:
-        result["title"] = before["title"]
-    if not settings.overwrite_app_contact_edits:
-        result.update(app_values)
-    return result
-
-
-@dataclass
-class EntityStage:
-    """The outcome of staging one entity."""
-
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ACTIONS, 0))
-    refused: int = 0
-    refused_reason: str | None = None
-    unchanged: int = 0
-    active_before: int = 0
-    merged: int = 0
-
-
-def archive_refusal(entity: Entity, summary: ReadSummary, active: int) -> str | None:
-    """Why the absences in this entity's input cannot be trusted to archive anything, or
-    None. (How many archives are too many is a hold threshold, not a refusal.)"""
-    label = summary.label or f"the {entity.value} input"
-    if summary.missing:
-        return f"{label} is announced but missing; nothing archived"
-    if summary.rows == 0 and active > 0:
-        return f"{label} has no rows; its {active} active records are not archived"
-    if summary.unreadable_rows:
-        return (
-            f"{summary.unreadable_rows} rows of {label} could not be read (no id); "
-            "absent records might be among them"
-        )
-    if summary.untrusted:
-        return f"{label}: {summary.untrusted}; nothing archived"
-    return None
 
 
 class EntityStager:
@@ -185,10 +90,10 @@ class EntityStager:
         self.baseline_run = baseline_run
         self.settings = settings
         self.scope = scope
-        self.result = EntityStage()
+        self.result = EntityOutcome()
         self.index = load_baseline_index(self.store, state.tenant, baseline_run, entity)
-        self.pending: dict[tuple[str, str], tuple[str, dict[str, Any], str, str]] = {}
-        self.explicit_archives: list[dict[str, Any]] = []
+        self.pending: dict[tuple[str, str], tuple[ActionKind, dict[str, Any], str, str]] = {}
+        self.explicit_archives: list[Action] = []
         self.seen: set[tuple[str, str]] = set()
         self.targets: set[str] = set()
         self.relinked: dict[tuple[str, str], tuple[tuple[str, str], dict[str, Any], str, str]] = {}
@@ -201,7 +106,7 @@ class EntityStager:
             self._owners = {entry.target_id: key for key, entry in self.index.items()}
         return self._owners.get(target_id)
 
-    def _direct_actions(self) -> Iterator[dict[str, Any]]:
+    def _direct_actions(self) -> Iterator[Action]:
         """Actions from the records of this run. A record is parsed only when it is
         needed (an add, a change, a scope filter): an unchanged record is known by its
         id, status and content hash alone."""
@@ -280,7 +185,7 @@ class EntityStager:
         edits = self._app_edits.get(target_id) or {}
         return {name: value for name, value in edits.items() if name in CONTACT_FIELDS}
 
-    def run(self) -> EntityStage:
+    def run(self) -> EntityOutcome:
         tenant, run_id, entity = self.state.tenant, self.state.run_id, self.entity
         result = self.result
         with self.store.writer(keys.changes_key(tenant, run_id, entity)) as out:
@@ -329,7 +234,7 @@ class EntityStager:
                     found = self.pending.pop(key, None)
                     if found is None and key in self.relinked:
                         new_key, record, target_id, tier = self.relinked.pop(key)
-                        kind = "update" if line["status"] == ACTIVE else "reactivate"
+                        kind: ActionKind = "update" if line["status"] == ACTIVE else "reactivate"
                         found = (kind, record, target_id, tier)
                         relinked_from, key = key[1], new_key
                     if found is None:
@@ -354,115 +259,6 @@ class EntityStager:
         return result
 
 
-def hold_checks(
-    thresholds: HoldThresholds,
-    outcomes: dict[Entity, EntityStage],
-    normalized: NormalizedSummary,
-    last_rows: int | None,
-    *,
-    full: bool = True,
-) -> list[dict[str, Any]]:
-    """Every hold threshold the run trips, with what was measured."""
-    tripped: list[dict[str, Any]] = []
-    for entity, outcome in outcomes.items():
-        active = outcome.active_before
-        archives = outcome.counts["archive"]
-        changes = archives + outcome.counts["update"] + outcome.counts["reactivate"]
-        if active and archives > thresholds.archive_share * active:
-            tripped.append(
-                _trip(
-                    "archive_share",
-                    entity,
-                    archives / active,
-                    thresholds.archive_share,
-                    f"{archives} of {active} active {entity.value} would be archived "
-                    f"({archives / active:.0%}, limit {thresholds.archive_share:.0%})",
-                )
-            )
-        if thresholds.archive_count is not None and archives > thresholds.archive_count:
-            tripped.append(
-                _trip(
-                    "archive_count",
-                    entity,
-                    archives,
-                    thresholds.archive_count,
-                    f"{archives} {entity.value} would be archived "
-                    f"(limit {thresholds.archive_count})",
-                )
-            )
-        if (
-            thresholds.change_share is not None
-            and active
-            and changes > thresholds.change_share * active
-        ):
-            tripped.append(
-                _trip(
-                    "change_share",
-                    entity,
-                    changes / active,
-                    thresholds.change_share,
-                    f"{changes} of {active} {entity.value} would change "
-                    f"({changes / active:.0%}, limit {thresholds.change_share:.0%})",
-                )
-            )
-        if thresholds.change_count is not None and changes > thresholds.change_count:
-            tripped.append(
-                _trip(
-                    "change_count",
-                    entity,
-                    changes,
-                    thresholds.change_count,
-                    f"{changes} {entity.value} would change (limit {thresholds.change_count})",
-                )
-            )
-    if normalized.any_delta or not full:
-        # A delta read or a quick run carries only changes: small and partial by design.
-        return tripped
-    for entity in thresholds.required_files:
-        summary = normalized.of(entity)
-        if summary.missing or summary.is_absent:
-            tripped.append(
-                _trip(
-                    "required_file",
-                    entity,
-                    0,
-                    1,
-                    f"the {entity.value} file is required but missing",
-                )
-            )
-        elif summary.rows == 0:
-            tripped.append(
-                _trip(
-                    "required_file", entity, 0, 1, f"the {entity.value} file is required but empty"
-                )
-            )
-    rows = normalized.rows
-    if last_rows and rows < thresholds.min_bundle_ratio * last_rows:
-        tripped.append(
-            _trip(
-                "bundle_size",
-                None,
-                rows / last_rows,
-                thresholds.min_bundle_ratio,
-                f"the bundle has {rows} rows, {rows / last_rows:.0%} of the last "
-                f"committed one ({last_rows}); limit {thresholds.min_bundle_ratio:.0%}",
-            )
-        )
-    return tripped
-
-
-def _trip(
-    check: str, entity: Entity | None, measured: float, threshold: float, message: str
-) -> dict[str, Any]:
-    return {
-        "check": check,
-        "entity": entity.value if entity else None,
-        "measured": round(measured, 4),
-        "threshold": threshold,
-        "message": message,
-    }
-
-
 def _apply_hold_and_settings(
     deps: Deps,
     state: RunState,
@@ -471,30 +267,22 @@ def _apply_hold_and_settings(
     held_counts: dict[str, int],
 ) -> dict[str, dict[str, int]]:
     """Untick what the settings do not sync and what a hold keeps back; recount."""
-    counts = {e.value: dict.fromkeys(ACTIONS, 0) for e in ENTITY_ORDER}
-    allowed = set(settings.changes_to_sync)
-    hold_all = held and not settings.hold.apply_safe_changes
+    counts = {e.value: empty_counts() for e in ENTITY_ORDER}
     for entity in ENTITY_ORDER:
         key = keys.changes_key(state.tenant, state.run_id, entity)
-        actions = list(deps.store.iter_jsonl(key))
+        actions: list[Action] = list(deps.store.iter_jsonl(key))
         dirty = False
         for action in actions:
             if not action["included"]:
                 continue
-            if SETTING_OF_ACTION[action["action"]] not in allowed:
-                action["included"] = False
-                action["reason"] = (
-                    f"{SETTING_OF_ACTION[action['action']]} changes are not synced (settings)"
-                )
-                dirty = True
-            elif held and (hold_all or action["action"] == "archive"):
-                action["included"] = False
-                action["held"] = True
-                action["reason"] = "held: the run tripped a hold threshold"
-                held_counts[entity.value] = held_counts.get(entity.value, 0) + 1
-                dirty = True
-            else:
+            reason, waits = untick(action, settings, held=held)
+            if reason is None:
                 counts[entity.value][action["action"]] += 1
+                continue
+            action["included"], action["held"], action["reason"] = False, waits, reason
+            if waits:
+                held_counts[entity.value] = held_counts.get(entity.value, 0) + 1
+            dirty = True
         if dirty:
             deps.store.write_jsonl(key, actions)
     return counts
@@ -510,7 +298,7 @@ def stage(state: RunState, deps: Deps) -> RunState:
         update={"archive_share": min(settings.hold.archive_share, deps.settings.max_archive_share)}
     )
     scope = Scope(settings)
-    outcomes: dict[Entity, EntityStage] = {}
+    outcomes: dict[Entity, EntityOutcome] = {}
     refused: dict[str, dict[str, Any]] = {}
     for entity in ENTITY_ORDER:
         summary = normalized.of(entity)
@@ -544,7 +332,7 @@ def stage(state: RunState, deps: Deps) -> RunState:
         counts = _apply_hold_and_settings(deps, state, settings, bool(hold), held_counts)
     else:
         # Nothing to untick: the counts are the staging counts; no second pass over S3.
-        counts = {e.value: dict.fromkeys(ACTIONS, 0) for e in ENTITY_ORDER}
+        counts = {e.value: empty_counts() for e in ENTITY_ORDER}
         for entity, outcome in outcomes.items():
             counts[entity.value] = dict(outcome.counts)
     rows = normalized.rows
@@ -561,7 +349,7 @@ def stage(state: RunState, deps: Deps) -> RunState:
             "out_of_scope": scope.dropped,
         },
     )
-    totals = dict.fromkeys((*ACTIONS, "refused", "held", "unchanged"), 0)
+    totals = dict.fromkeys((*empty_counts(), "refused", "held", "unchanged"), 0)
     for row in counts.values():
         for action, n in row.items():
             totals[action] += n
