@@ -1,5 +1,6 @@
 """Lambda handler for a tenant's daily schedule (EventBridge Scheduler): an adapter around
-rostersync.application.schedules.scheduled_sync (sync the tenant's newest complete inbox bundle)."""
+rostersync.application.schedules.scheduled_sync (the tenant's connected source, or its newest
+complete inbox bundle)."""
 
 from typing import Any
 

@@ -388,3 +388,37 @@ def test_the_layer_does_not_ship_boto3_or_moto() -> None:
 
     assert {"aws-lambda-powertools", "pydantic", "httpx", "rapidfuzz"} <= names
     assert not names & {"boto3", "botocore", "moto"}
+
+
+SECRETS_ARN = (
+    "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:rostersync/*"
+)
+#: Who may do what with tenants' secrets: the fetch reads them, connecting writes them.
+SECRET_GRANTS = {
+    "FetchFunction": {"secretsmanager:GetSecretValue"},
+    "ApiFunction": {
+        "secretsmanager:CreateSecret",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:DeleteSecret",
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:TagResource",
+    },
+}
+
+
+def test_only_the_fetch_and_the_api_touch_secrets_and_only_under_rostersync() -> None:
+    functions = of_type("AWS::Serverless::Function")
+    for function in functions:
+        granted: set[str] = set()
+        for statement in statements(function):
+            actions = {a for a in as_list(statement["Action"]) if a.startswith("secretsmanager:")}
+            if not actions:
+                continue
+            assert statement["Effect"] == "Allow"
+            assert [resource_text(r) for r in as_list(statement["Resource"])] == [SECRETS_ARN], (
+                function
+            )
+            assert set(as_list(statement["Action"])) == actions, "secrets apart from the rest"
+            granted |= actions
+        assert granted == SECRET_GRANTS.get(function, set()), function

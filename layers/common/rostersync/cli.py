@@ -40,9 +40,14 @@ def _state_dir(args: argparse.Namespace) -> Path:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     state_dir = _state_dir(args)
-    path = Path(args.path)
-    if not path.exists():
-        sys.stderr.write(f"rostersync: {path} does not exist\n")
+    path = Path(args.path) if args.path else None
+    guardians = Path(args.guardians) if args.guardians else None
+    for given in (path, guardians):
+        if given is not None and not given.exists():
+            sys.stderr.write(f"rostersync: {given} does not exist\n")
+            return 1
+    if args.guardians_complete and guardians is None:
+        sys.stderr.write("rostersync: --guardians-complete needs --guardians FILE\n")
         return 1
     human = None if args.json else sys.stdout
     with local_stack(state_dir) as (cloud, deps):
@@ -55,6 +60,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
             mode="quick" if args.quick else "full",
             review=args.review,
             out=human,
+            guardians=guardians,
+            guardians_complete=args.guardians_complete,
         )
         issues = issues_of(deps, args.tenant, outcome.run_id)
     if args.json:
@@ -66,6 +73,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 "issues": issues,
                 "report": str(report_path),
                 "error": outcome.error,
+                "source_note": (outcome.report or {}).get("source_note"),
             },
             sys.stdout,
             indent=2,
@@ -75,6 +83,99 @@ def cmd_sync(args: argparse.Namespace) -> int:
     else:
         print_outcome(outcome, report_path, issues, sys.stdout)
     return outcome.exit_code
+
+
+def _assignments(pairs: Sequence[str] | None, what: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"{what} takes NAME=VALUE, not {pair!r}")
+        found[name.strip()] = value
+    return found
+
+
+def _setting_value(text: str) -> Any:
+    """A ``--set`` value: JSON where it parses (numbers, booleans), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _read_secret_file(path: str) -> str:
+    """A secret's value from a file (its surrounding whitespace and newline dropped)."""
+    return Path(path).read_text(encoding="utf-8").strip()
+
+
+def _describe_connection(shown: dict[str, Any]) -> str:
+    lines = [f"Tenant {shown['tenant']}: {shown['kind']}"]
+    if shown["kind"] == "oneroster_csv":
+        lines.append("  OneRoster CSV bundles from the inbox (SFTP or inbox/{tenant}/)")
+    for name, value in shown["settings"].items():
+        lines.append(f"  {name}: {value}")
+    for name, state in shown["secrets"].items():
+        lines.append(f"  {name}: {state}")
+    if shown.get("connected_at"):
+        lines.append(f"  connected by {shown['connected_by']} at {shown['connected_at']}")
+    check = shown.get("check")
+    if check is not None:
+        lines.append(f"  check: {'ok' if check['ok'] else 'FAILED'}: {check['message']}")
+    return "\n".join(lines)
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    from rostersync.application.connect import connect_source
+    from rostersync.settings import SettingsError
+
+    try:
+        settings: dict[str, Any] = {
+            name: _setting_value(value) for name, value in _assignments(args.set, "--set").items()
+        }
+        secrets = {
+            name: _read_secret_file(path)
+            for name, path in _assignments(args.secret_file, "--secret-file").items()
+        }
+        if getattr(args, "token_file", None):
+            secrets["token"] = _read_secret_file(args.token_file)
+    except (ValueError, OSError) as exc:
+        sys.stderr.write(f"rostersync: {exc}\n")
+        return 1
+    if getattr(args, "base_url", None):
+        settings["base_url"] = args.base_url
+    with local_stack(_state_dir(args)) as (_cloud, deps):
+        created = ensure_tenant(deps, args.tenant, create=True)
+        try:
+            connected = connect_source(
+                deps,
+                args.tenant,
+                args.kind,
+                settings,
+                secrets,
+                who=_who(args),
+                check=not args.no_check,
+            )
+        except SettingsError as exc:
+            for error in exc.errors:
+                sys.stderr.write(f"rostersync: {error['field']}: {error['message']}\n")
+            return 1
+        finally:
+            secrets.clear()
+    shown = connected.shown()
+    human = _describe_connection(shown)
+    if created:
+        human = f"Tenant {args.tenant} created (first use).\n{human}"
+    _emit(args, shown, human)
+    return 2 if connected.check is not None and not connected.check.ok else 0
+
+
+def cmd_connect_show(args: argparse.Namespace) -> int:
+    from rostersync.application.connect import connected_source
+
+    with local_stack(_state_dir(args)) as (_cloud, deps):
+        shown = connected_source(deps, args.tenant).shown()
+    _emit(args, shown, _describe_connection(shown))
+    return 0
 
 
 def cmd_directory_export(args: argparse.Namespace) -> int:
@@ -458,12 +559,50 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--state", help="local state directory (default: see README)")
         p.add_argument("--json", action="store_true", help="print one JSON object")
 
-    sync = sub.add_parser("sync", help="sync a OneRoster bundle (zip or folder) to commit")
-    sync.add_argument("path")
+    sync = sub.add_parser(
+        "sync", help="sync a OneRoster bundle (zip or folder), or the tenant's connected source"
+    )
+    sync.add_argument(
+        "path", nargs="?", help="a bundle; without one, the connected source (or the inbox)"
+    )
     common(sync)
-    sync.add_argument("--quick", action="store_true", help="apply only what the bundle carries")
+    sync.add_argument(
+        "--quick", action="store_true", help="apply only the changes (a delta, Clever's events)"
+    )
     sync.add_argument("--review", action="store_true", help="stop at prepared; do not commit")
+    sync.add_argument("--guardians", metavar="FILE", help="a guardian file to merge into the run")
+    sync.add_argument(
+        "--guardians-complete",
+        action="store_true",
+        help="the guardian file lists every guardian (earlier files' others are archived)",
+    )
     sync.set_defaults(func=cmd_sync)
+
+    connect = sub.add_parser("connect", help="connect the tenant to its source, or show it")
+    csub = connect.add_subparsers(dest="connect_command", required=True)
+    show_connection = csub.add_parser("show", help="the connected source (secrets masked)")
+    common(show_connection)
+    show_connection.set_defaults(func=cmd_connect_show)
+    from rostersync.sources.registry import source_kinds
+
+    for kind in source_kinds():
+        name = kind.replace("_", "-")
+        p = csub.add_parser(
+            name,
+            aliases=[kind] if kind != name else [],
+            help=f"connect the tenant to {kind}",
+        )
+        if kind == "clever":
+            p.add_argument("--token-file", help="a file holding the district-app bearer token")
+            p.add_argument("--base-url", help="default https://api.clever.com")
+        p.add_argument("--set", action="append", metavar="NAME=VALUE", help="a setting")
+        p.add_argument(
+            "--secret-file", action="append", metavar="NAME=FILE", help="a secret, from a file"
+        )
+        p.add_argument("--no-check", action="store_true", help="do not try the secrets")
+        p.add_argument("--who")
+        common(p)
+        p.set_defaults(func=cmd_connect, kind=kind)
 
     directory = sub.add_parser("directory", help="the committed roster")
     dsub = directory.add_subparsers(dest="directory_command", required=True)

@@ -31,6 +31,7 @@ from rostersync.api.idempotency import IdempotentPosts
 from rostersync.api.match_routes import IMPORT_PATH, IMPORT_REQUEST_BODY, register_match_routes
 from rostersync.api.run_routes import register_run_routes
 from rostersync.api.scope import PRINCIPAL_KEY, Middleware, RequestScope
+from rostersync.api.source_routes import register_source_routes
 from rostersync.api.tenant_routes import register_tenant_routes
 from rostersync.observability import logger
 
@@ -113,6 +114,7 @@ class AdminApi:
         register_tenant_routes(resolver, scope, posts)
         register_run_routes(resolver, scope, posts)
         register_match_routes(resolver, scope, posts)
+        register_source_routes(resolver, scope)
 
         @resolver.get("/openapi.json", include_in_schema=False, enable_validation=False)
         def openapi_document() -> Response[str]:

@@ -89,13 +89,53 @@ class SettingsSaved(SettingsView):
 
 
 class SyncRequest(_Body):
-    """Sync now. Without ``source_key`` the tenant's latest complete inbox bundle is used."""
+    """Sync now. Without ``source_key``: the tenant's connected API source (Clever, ...),
+    else its latest complete inbox bundle."""
 
     mode: Literal["full", "quick"] = "full"
     #: Stop at *prepared* for an admin to review, even if the tenant auto-commits.
     review: bool = False
     #: An object or folder under ``inbox/{tenant}/`` or ``uploads/{tenant}/``.
     source_key: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+
+
+# --------------------------------------------------------------------- source
+
+#: A secret's value: write-only, never returned.
+SecretValue = Annotated[
+    str, Field(min_length=1, max_length=8192, json_schema_extra={"writeOnly": True})
+]
+
+
+class SourceConnect(_Body):
+    """Connect the tenant to a source: its kind, its settings, and its secrets
+    (write-only: stored in the tenant's secret store, never returned)."""
+
+    kind: Annotated[str, Field(min_length=1, max_length=64)]
+    #: The kind's settings (Clever: ``base_url``, ``page_limit``, ...); defaults if left out.
+    settings: dict[str, Any] = Field(default_factory=dict)
+    #: The kind's secrets by field (Clever: ``token``); one left out must be stored already.
+    secrets: dict[str, SecretValue] = Field(default_factory=dict)
+    #: Try the secrets with one cheap call to the source and say how it went.
+    check: bool = True
+
+
+class ConnectionCheckView(BaseModel):
+    ok: bool
+    message: str
+
+
+class SourceView(BaseModel):
+    """The tenant's connected source: its settings, and whether each secret is set."""
+
+    tenant: str
+    kind: str
+    settings: dict[str, Any]
+    #: Secret field → ``set`` or ``missing``; a value is never returned.
+    secrets: dict[str, Literal["set", "missing"]]
+    connected_by: str | None = None
+    connected_at: str | None = None
+    check: ConnectionCheckView | None = None
 
 
 class RunStarted(BaseModel):

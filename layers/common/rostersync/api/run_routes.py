@@ -23,7 +23,7 @@ from rostersync.api.models import (
     SyncRequest,
 )
 from rostersync.api.scope import IdempotencyKey, Middleware, RequestScope, RunPath, TenantPath
-from rostersync.application import inbox
+from rostersync.application.connect import NothingToSync, sync_source
 from rostersync.application.review import (
     ActionFilter,
     Selection,
@@ -44,14 +44,6 @@ from rostersync.pipeline.deps import Deps
 from rostersync.storage import keys
 
 NO_BUNDLE = "no bundle in the inbox"
-
-
-def latest_inbox_bundle(deps: Deps, tenant: str) -> str:
-    """The tenant's latest complete inbox bundle, or ApiError(409) if there is none."""
-    key = inbox.latest_complete_bundle(deps, tenant)
-    if key is None:
-        raise ApiError(409, f"{NO_BUNDLE}: drop one there or pass source_key")
-    return str(key)
 
 
 def _source_exists(deps: Deps, key: str) -> bool:
@@ -76,6 +68,8 @@ def register_run_routes(
         summary="Sync now",
         description=(
             "Starts a run and answers at once; follow it with GET /tenants/{tenant}/runs/{run}. "
+            "Without source_key: the tenant's connected API source (PUT .../source), else "
+            "its latest complete inbox bundle. "
             "One run at a time per tenant: while one runs, 409 names it."
         ),
         tags=["runs"],
@@ -86,16 +80,22 @@ def register_run_routes(
         tenant: TenantPath, body: SyncRequest, idempotency_key: IdempotencyKey = None
     ) -> RunStarted:
         tenant = scope.tenant(tenant)
-        source_key = body.source_key or latest_inbox_bundle(deps, tenant)
-        keys.check_source_key(tenant, source_key)
-        if not _source_exists(deps, source_key):
-            raise ApiError(400, "nothing at source_key: upload the bundle first")
+        if body.source_key is not None:
+            keys.check_source_key(tenant, body.source_key)
+            if not _source_exists(deps, body.source_key):
+                raise ApiError(400, "nothing at source_key: upload the bundle first")
+        try:
+            source = sync_source(deps, tenant, body.source_key)
+        except NothingToSync as exc:
+            raise ApiError(
+                409, f"{NO_BUNDLE}: drop one there, pass source_key, or connect a source"
+            ) from exc
         started = begin_run(
             deps,
             services.locks,
             services.launcher,
             tenant,
-            source_key,
+            source,
             trigger="api",
             mode=body.mode,
             review=body.review,

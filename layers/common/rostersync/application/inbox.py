@@ -11,6 +11,8 @@ lists). Every object created in the inbox is handled on its own, in any order:
   starts it); until then nothing happens. A folder used again for the next drop counts
   only files uploaded since its previous run started, so a half-replaced folder never
   starts a run mixing two days;
+* ``inbox/{tenant}/guardians.csv`` is the tenant's guardian file (``sources.guardian_file``):
+  no bundle, it starts nothing and every run of the tenant merges it;
 * a key outside a known tenant's inbox, with odd characters or relative segments, or of
   a file that is neither ``.csv`` nor ``.zip``, is rejected: listed under the tenant (if
   known) with the reason, and announced as an ``inbox.rejected`` event (key and reason,
@@ -44,6 +46,7 @@ from rostersync.errors import FatalError, InvalidKey
 from rostersync.models import SyncMode
 from rostersync.observability import logger
 from rostersync.pipeline.deps import Deps
+from rostersync.sources.guardian_file import INBOX_NAME as GUARDIAN_FILE
 from rostersync.sources.oneroster_csv import FILE_NAMES
 from rostersync.storage import keys
 from rostersync.storage.inbox import InboxObject, InboxObjects, InboxRecords
@@ -379,6 +382,13 @@ def handle_object_created(
         tenant, rest = _validate_key(deps, key)
     except _Rejected as rejected:
         return reject(deps, key, rejected.reason, rejected.tenant)
+    if rest == GUARDIAN_FILE:
+        # The tenant's standing guardian file: no bundle, merged into every run.
+        return _logged(
+            InboxOutcome(
+                key=key, status="ignored", tenant=tenant, reason="the guardian file (every run)"
+            )
+        )
     objects = inbox_objects(deps)
     records = inbox_records(deps)
     if rest.lower().endswith(".zip"):

@@ -5,9 +5,9 @@
 group, firing ``cron(MM HH * * ? *)`` in the tenant's time zone, its target the
 ScheduledSyncFunction with ``{"tenant", "mode"}`` as input; no schedule when the
 setting is cleared. ``scheduled_sync`` is what that function does: sync the tenant's
-newest complete inbox bundle. Scheduler never fires under moto, so ``LocalScheduler``
-reads every tenant's settings once a minute and fires what is due, once per day
-(``rostersync serve``).
+connected API source, or (OneRoster CSV) its newest complete inbox bundle. Scheduler
+never fires under moto, so ``LocalScheduler`` reads every tenant's settings once a
+minute and fires what is due, once per day (``rostersync serve``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict
 
+from rostersync.application.connect import connected_api_source
 from rostersync.application.inbox import bundle_mode, inbox_records, latest_complete_bundle
 from rostersync.application.launch import RunStartDeps
 from rostersync.application.runs import RunInProgress, begin_run
@@ -29,6 +30,7 @@ from rostersync.models import SyncMode
 from rostersync.observability import logger
 from rostersync.pipeline.tenant_settings import load_settings as load_tenant_settings
 from rostersync.settings import Schedule
+from rostersync.sources.base import SourceSpec
 from rostersync.storage import keys
 from rostersync.storage.scheduler import InvalidSchedule, sync_schedule
 
@@ -61,6 +63,8 @@ class ScheduledSyncOutcome(BaseModel):
     tenant: str
     status: ScheduledStatus
     bundle: str | None = None
+    #: What the run syncs, as the run history shows it (``clever api.clever.com``).
+    source: str | None = None
     run_id: str | None = None
     mode: SyncMode | None = None
     reason: str | None = None
@@ -69,7 +73,8 @@ class ScheduledSyncOutcome(BaseModel):
 def scheduled_sync(
     starting: RunStartDeps, tenant: str, mode: SyncMode | None = None
 ) -> ScheduledSyncOutcome:
-    """Begin a run of the tenant's newest complete inbox bundle (trigger "schedule").
+    """Begin the tenant's scheduled run (trigger "schedule"): of its connected API source
+    (Clever, ...), else of its newest complete inbox bundle (OneRoster CSV).
 
     ``mode`` defaults to the schedule's; a bundle whose manifest lists delta files is
     always synced quick. No bundle, or a run already going, is reported, not raised: the
@@ -78,24 +83,30 @@ def scheduled_sync(
     deps = starting.deps
     if deps.tenants.get_meta(keys.check_tenant(tenant)) is None:
         return ScheduledSyncOutcome(tenant=tenant, status="unknown_tenant")
-    bundle = latest_complete_bundle(deps, tenant)
-    if bundle is None:
-        outcome = ScheduledSyncOutcome(
-            tenant=tenant, status="no_bundle", reason="no complete bundle in the inbox"
-        )
-        logger().info(
-            "scheduled sync skipped",
-            extra={"tenant": tenant, "run": None, "step": "schedule", "status": "no_bundle"},
-        )
-        return outcome
     if mode is None:
         schedule = load_tenant_settings(deps, tenant).schedule
         mode = schedule.mode if schedule is not None else "full"
-    if bundle_mode(deps, tenant, bundle) == "quick":
-        mode = "quick"
+    source: SourceSpec | str
+    spec = connected_api_source(deps, tenant)
+    bundle = None
+    if spec is not None:
+        source = spec
+    else:
+        bundle = latest_complete_bundle(deps, tenant)
+        if bundle is None:
+            logger().info(
+                "scheduled sync skipped",
+                extra={"tenant": tenant, "run": None, "step": "schedule", "status": "no_bundle"},
+            )
+            return ScheduledSyncOutcome(
+                tenant=tenant, status="no_bundle", reason="no complete bundle in the inbox"
+            )
+        source = bundle
+        if bundle_mode(deps, tenant, bundle) == "quick":
+            mode = "quick"
     try:
         started = begin_run(
-            deps, starting.locks, starting.launcher, tenant, bundle, trigger="schedule", mode=mode
+            deps, starting.locks, starting.launcher, tenant, source, trigger="schedule", mode=mode
         )
     except RunInProgress as busy:
         logger().info(
@@ -111,10 +122,20 @@ def scheduled_sync(
         )
     logger().info(
         "scheduled sync started",
-        extra={"tenant": tenant, "run": started.run_id, "step": "schedule", "bundle": bundle},
+        extra={
+            "tenant": tenant,
+            "run": started.run_id,
+            "step": "schedule",
+            "source": started.source_key,
+        },
     )
     return ScheduledSyncOutcome(
-        tenant=tenant, status="started", bundle=bundle, run_id=started.run_id, mode=mode
+        tenant=tenant,
+        status="started",
+        bundle=bundle,
+        source=started.source_key,
+        run_id=started.run_id,
+        mode=mode,
     )
 
 

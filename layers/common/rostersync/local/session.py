@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from rostersync.application.connect import sync_source
 from rostersync.application.sync import (
     SyncOutcome,
     ensure_tenant,
@@ -21,6 +22,7 @@ from rostersync.config import stack_settings
 from rostersync.models import SyncMode
 from rostersync.observability import logger
 from rostersync.pipeline.deps import Deps, build_deps
+from rostersync.sources.base import GuardianFileRef
 from rostersync.storage import keys
 
 
@@ -92,6 +94,8 @@ def print_outcome(
         out.write(f"Run {outcome.run_id} FAILED: {outcome.error}\n")
         return
     out.write(f"Run {outcome.run_id}: {outcome.status}\n")
+    if report.get("source_note"):
+        out.write(f"  note: {report['source_note']}\n")
     print_counts(outcome.counts, out)
     for entity, refused in (report.get("refused") or {}).items():
         out.write(f"  ! {entity}: {refused['archive']} archives refused: {refused['reason']}\n")
@@ -109,25 +113,37 @@ def run_sync(
     cloud: Any,
     deps: Deps,
     tenant: str,
-    path: Path,
+    path: Path | None,
     state_dir: Path,
     *,
     mode: SyncMode = "full",
     review: bool = False,
     out: TextIO | None = None,
+    guardians: Path | None = None,
+    guardians_complete: bool = False,
 ) -> tuple[SyncOutcome, Path]:
-    """Upload a local bundle and sync it; print progress to ``out`` if given."""
+    """Sync a local bundle (uploaded first), or without one the tenant's connected source
+    (its inbox's newest bundle for OneRoster CSV); ``guardians`` adds a guardian file.
+    Print progress to ``out`` if given."""
     if ensure_tenant(deps, tenant, create=True) and out is not None:
         out.write(f"Tenant {tenant} created (first use).\n")
     run_id = keys.new_run_id()
-    source_key = upload_bundle(deps, tenant, run_id, path)
+    source_key = None if path is None else upload_bundle(deps, tenant, run_id, path)
+    ref = None
+    if guardians is not None:
+        key = keys.guardian_upload_key(tenant, run_id)
+        deps.store.upload_file(guardians, key)
+        ref = GuardianFileRef(key=key, name=guardians.name, complete=guardians_complete)
+    spec = sync_source(deps, tenant, source_key, guardians=ref)
     if out is not None:
-        out.write(f"Syncing {path} → tenant {tenant}, run {run_id} ({mode})\n")
+        shown = path if path is not None else spec.describe()
+        with_guardians = f" with guardians from {guardians}" if guardians is not None else ""
+        out.write(f"Syncing {shown}{with_guardians} → tenant {tenant}, run {run_id} ({mode})\n")
     outcome = start_sync(
         cloud,
         deps,
         tenant,
-        source_key,
+        spec,
         run_id,
         mode=mode,
         review=review,

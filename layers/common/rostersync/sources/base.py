@@ -22,9 +22,15 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any, ClassVar, Protocol
+from typing import IO, Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from rostersync.models import Entity, RowIssue, SyncMode
 
@@ -91,6 +97,20 @@ class ReadSummary(BaseModel):
         return data
 
 
+class GuardianFileRef(BaseModel):
+    """A guardian file given for one run (``rostersync sync --guardians FILE``): the key
+    of its copy under the tenant's uploads or inbox. See ``sources.guardian_file``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str
+    #: What an admin knows the file as (its local name), for row issues.
+    name: str | None = None
+    #: Every guardian the guardian files gave: one missing from this file is archived.
+    #: By default a file is partial: guardians it leaves out stay as they are.
+    complete: bool = False
+
+
 class SourceSpec(BaseModel):
     """Where a run's data comes from. Each source declares a subclass with its own
     ``kind`` literal and fields; ``sources.registry.parse_spec`` picks it by ``kind``."""
@@ -98,6 +118,16 @@ class SourceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: str
+    #: A guardian file merged into the run beside the source's own records (any kind).
+    guardians: GuardianFileRef | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_empty_guardians(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # A spec without a guardian file dumps as it did before there were any.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("guardians") is None:
+            data.pop("guardians", None)
+        return data
 
     def describe(self) -> str:
         """A short, secret-free description for the run history."""
@@ -207,4 +237,42 @@ class Source(Protocol):
         self, spec: SourceSpec, raw: RawArea, sink: IssueSink
     ) -> AbstractContextManager[SourceRead]:
         """Open the raw input for reading; issues go to ``sink`` as they are found."""
+        ...
+
+
+@dataclass(frozen=True)
+class SecretField:
+    """A secret a source reads from the tenant's secret store, as connecting names it."""
+
+    #: What an admin gives it as (``token``, ``client_secret``).
+    name: str
+    #: The spec field holding the secret's name in the store (``secret_name``).
+    spec_field: str
+
+    def secret_name(self, spec: SourceSpec) -> str:
+        """The secret's name in the tenant's store for ``spec``."""
+        return str(getattr(spec, self.spec_field))
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    """What one cheap call with a tenant's credentials said (never a secret)."""
+
+    ok: bool
+    message: str
+
+
+@runtime_checkable
+class Connectable(Protocol):
+    """A source a tenant connects to with secrets (an API token, an OAuth client).
+
+    ``application.connect`` stores the spec with the tenant and each of
+    ``secret_fields`` in the tenant's secret store under the name the spec gives it."""
+
+    secret_fields: ClassVar[tuple[SecretField, ...]]
+
+    def check_connection(
+        self, spec: SourceSpec, tenant: str, secrets: SecretReader
+    ) -> ConnectionCheck:
+        """One cheap call with the stored secrets: whether the source accepts them."""
         ...

@@ -12,9 +12,12 @@ from typing import Any
 from rostersync.errors import FatalError
 from rostersync.sources.base import Source, SourceSpec
 from rostersync.sources.clever import CleverSource
+from rostersync.sources.guardian_file import GuardianFileSource
 from rostersync.sources.oneroster_csv import OneRosterCsvSource
 
 _SOURCES: dict[str, Source] = {}
+#: Each source as the pipeline runs it: with a guardian file merged in when there is one.
+_RUN_AS: dict[str, Source] = {}
 
 
 class UnknownSource(FatalError):
@@ -24,13 +27,24 @@ class UnknownSource(FatalError):
 def register_source(source: Source) -> None:
     """Make ``source`` available under its ``kind`` (a later registration replaces it)."""
     _SOURCES[source.kind] = source
+    _RUN_AS[source.kind] = GuardianFileSource.around(source)
 
 
 def unregister_source(kind: str) -> None:
     _SOURCES.pop(kind, None)
+    _RUN_AS.pop(kind, None)
 
 
 def source_for(kind: str) -> Source:
+    """The source of ``kind`` as runs fetch and read it (a guardian file merged in)."""
+    try:
+        return _RUN_AS[kind]
+    except KeyError:
+        raise UnknownSource(f"no source of kind {kind!r}") from None
+
+
+def registered_source(kind: str) -> Source:
+    """The source of ``kind`` itself, as registered."""
     try:
         return _SOURCES[kind]
     except KeyError:
@@ -49,7 +63,7 @@ def parse_spec(value: Any) -> SourceSpec:
     if not isinstance(data, dict):
         raise ValueError("a source spec must be an object with a kind")
     kind = data.get("kind", OneRosterCsvSource.kind)
-    return source_for(str(kind)).spec_model.model_validate({**data, "kind": kind})
+    return registered_source(str(kind)).spec_model.model_validate({**data, "kind": kind})
 
 
 register_source(OneRosterCsvSource())

@@ -63,6 +63,11 @@ def uploads_prefix(tenant: str, run_id: str) -> str:
     return f"uploads/{check_tenant(tenant)}/{check_run_id(run_id)}/"
 
 
+def guardian_upload_key(tenant: str, run_id: str) -> str:
+    """Where a guardian file given for one run is uploaded (beside, not in, its bundle)."""
+    return f"uploads/{check_tenant(tenant)}/guardian-files/{check_run_id(run_id)}.csv"
+
+
 def check_source_key(tenant: str, key: str) -> str:
     """A source key must sit under the tenant's own inbox or uploads prefix."""
     allowed = (f"inbox/{check_tenant(tenant)}/", f"uploads/{tenant}/")

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -52,6 +52,7 @@ class SecretStoreError(FatalError):
     """The secret store refused a request (access denied, a malformed or unsafe store)."""
 
 
+@runtime_checkable
 class SecretStore(Protocol):
     """A store of tenants' secrets."""
 

@@ -231,6 +231,30 @@ class TenantsRepository(_TableBase):
         except (ClientError, BotoCoreError) as exc:
             raise translate_aws_error(exc, "put settings") from exc
 
+    def get_source(self, tenant: str) -> dict[str, Any] | None:
+        """The tenant's connected source (``{source, secrets, connected_by, connected_at}``:
+        a spec without secrets, and the names of the secrets it has in the store)."""
+        return self._get_item({"pk": check_tenant(tenant), "sk": "source"}, "source")
+
+    def put_source(self, tenant: str, connection: dict[str, Any], *, at: str) -> None:
+        """Save the connected source and keep the change in the tenant's source history."""
+        tenant = check_tenant(tenant)
+        try:
+            with self.table.batch_writer() as batch:
+                batch.put_item(Item=to_dynamo({"pk": tenant, "sk": "source", **connection}))
+                batch.put_item(Item=to_dynamo({"pk": tenant, "sk": f"source#{at}", **connection}))
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_aws_error(exc, "put source") from exc
+
+    def source_history(self, tenant: str) -> list[dict[str, Any]]:
+        """Every change of the connected source, oldest first."""
+        return list(
+            self._query_all(
+                KeyConditionExpression=Key("pk").eq(check_tenant(tenant))
+                & Key("sk").begins_with("source#")
+            )
+        )
+
     def settings_history(self, tenant: str) -> list[dict[str, Any]]:
         """Every settings change, oldest first."""
         return list(

@@ -22,10 +22,13 @@ from pydantic import Field, field_validator
 
 from rostersync.observability import logger
 from rostersync.sources.base import (
+    ConnectionCheck,
     FetchContext,
     FetchResult,
     IssueSink,
     RawArea,
+    SecretField,
+    SecretReader,
     SourceSpec,
 )
 from rostersync.sources.clever.fetch import (
@@ -39,11 +42,15 @@ from rostersync.sources.clever.read import CleverRead
 from rostersync.sources.http import (
     BearerAuth,
     HttpClient,
+    PageRequest,
     RateLimiter,
     RawPageWriter,
     RetryPolicy,
+    SourceAuthError,
     SourceConfigError,
     SourceCredentialsMissing,
+    SourceError,
+    items_at,
 )
 
 __all__ = ["CleverRead", "CleverSource", "CleverSpec"]
@@ -87,6 +94,7 @@ class CleverSource:
 
     kind: ClassVar[str] = "clever"
     spec_model: ClassVar[type[SourceSpec]] = CleverSpec
+    secret_fields: ClassVar[tuple[SecretField, ...]] = (SecretField("token", "secret_name"),)
 
     def __init__(
         self,
@@ -105,12 +113,12 @@ class CleverSource:
         self.retry = retry or RetryPolicy()
         self.transport = transport
 
-    def _client(self, spec: CleverSpec, token: str) -> HttpClient:
+    def _client(self, spec: CleverSpec, token: str, retry: RetryPolicy | None = None) -> HttpClient:
         return HttpClient(
             spec.base_url,
             auth=BearerAuth(token),
             name="clever",
-            retry=self.retry,
+            retry=retry or self.retry,
             rate_limit=RateLimiter(
                 spec.requests_per_minute, 60.0, clock=self.monotonic, sleep=self.sleep
             ),
@@ -119,6 +127,34 @@ class CleverSource:
             wall_clock=self.wall_clock,
             jitter=self.jitter,
             transport=self.transport,
+        )
+
+    def check_connection(
+        self, spec: SourceSpec, tenant: str, secrets: SecretReader
+    ) -> ConnectionCheck:
+        """List the districts the token shares (one small page)."""
+        if not isinstance(spec, CleverSpec):
+            raise SourceConfigError("not a Clever spec")
+        token = secrets.get_secret(tenant, spec.secret_name)
+        if not token:
+            return ConnectionCheck(False, f"no Clever token stored (secret {spec.secret_name!r})")
+        # One attempt: an admin waits for the answer.
+        client = self._client(spec, token, RetryPolicy(attempts=1))
+        del token
+        request = PageRequest.of("/v3.0/districts", {"limit": 1})
+        try:
+            with client:
+                page = client.get_page(request, lambda body: items_at(body, ("data",), "districts"))
+        except SourceAuthError as exc:
+            return ConnectionCheck(False, f"Clever refused the token (HTTP {exc.status})")
+        except SourceError as exc:
+            status = f"HTTP {exc.status}" if exc.status else type(exc).__name__
+            return ConnectionCheck(False, f"Clever did not answer the check ({status})")
+        except httpx.HTTPError as exc:
+            return ConnectionCheck(False, f"Clever could not be reached ({type(exc).__name__})")
+        shared = len(page.items)
+        return ConnectionCheck(
+            True, f"Clever accepted the token ({shared} district{'s' * (shared != 1)} shared)"
         )
 
     def fetch(self, spec: SourceSpec, ctx: FetchContext) -> FetchResult:
