@@ -293,3 +293,43 @@ def test_a_manual_link_is_used(cloud, district, tmp_path):
     actions = list_actions(deps, "t1", run.run_id, ActionFilter(entity="users", limit=1000)).actions
     action = next(a for a in actions if a["source_id"] == source)
     assert action["target_id"] == app.app_only[0] and action["tier"] == "manual"
+
+
+def test_match_keys_in_the_settings_are_the_keys_matching_uses(cloud, tmp_path):
+    """Given app students whose names all differ from the SIS's, when the tenant's
+    settings name the shared identifier as the students' key (directly, or by confirming
+    the proposal), then the next staging links every student by that key."""
+    from rostersync.application.tenants import load_tenant_settings, save_tenant_settings
+    from rostersync.settings import apply_assignments
+
+    folder = tmp_path / "d"
+    generate_district(folder, students=40, seed=4)
+    deps = cloud[1]
+    ensure_tenant(deps, "t1", create=True)
+    _, users = read_rows(folder / "users.csv")
+    students = [u for u in users if u["role"] == "student"]
+    lines = ["app_id,kind,given_name,family_name,id:student_number"]
+    for n, u in enumerate(students):
+        lines.append(f"a{n},student,Renamed{n},Person{n},{u['identifier']}")
+    import_app_records(deps, "t1", "\n".join(lines) + "\n", "admin")
+
+    before = sync(cloud, folder, tmp_path, review=True)
+    tiers = [d["tier"] for d in list_match_decisions(deps, "t1", run_id=before.run_id)]
+    assert tiers.count("key") < len(students)  # staff only: nothing links the students
+
+    settings = apply_assignments(
+        load_tenant_settings(deps, "t1"), ['match_keys.students=["identifier:student_number"]']
+    )
+    save_tenant_settings(deps, "t1", settings, who="admin")
+    after = sync(cloud, folder, tmp_path, review=True)
+    keyed = {
+        d["source_id"]
+        for d in list_match_decisions(deps, "t1", run_id=after.run_id)
+        if d["tier"] == "key"
+    }
+    assert {u["sourcedId"] for u in students} <= keyed
+
+    confirm_keys(deps, "t1", "student", ["identifier:student_number:strip"], "admin")
+    stored = load_tenant_settings(deps, "t1").match_keys.students
+    assert stored == ["identifier:student_number:strip"]
+    assert deps.tenants.settings_history("t1")[-1]["changed"] == ["match_keys.students"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rostersync.matching.thresholds import CLASS_THRESHOLDS, PEOPLE_THRESHOLDS, Thresholds
 from rostersync.models import Entity, Role
@@ -20,16 +20,32 @@ _ALL_CHANGES: tuple[ChangeKind, ...] = ("add", "update", "archive")
 _DEFAULT_NOTIFY: tuple[RunOutcomeKind, ...] = ("prepared", "held", "failed")
 
 
+KeyName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_.-]{1,64}(:strip)?$")]
+
+
 class MatchKeys(BaseModel):
-    """Exact keys tried in order before fuzzy matching, per entity (``source:app`` names)."""
+    """Exact keys tried in order before fuzzy matching, per kind of person: each
+    ``source_identifier:app_identifier``, with ``:strip`` to compare without leading
+    zeros. Staff and guardians link by email unless changed; students by the key the
+    admin confirms (``rostersync keys --confirm`` writes it here)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    students: list[str] = Field(
-        default_factory=lambda: ["student_id", "sis_id", "state_id", "email", "clever_id"]
-    )
-    teachers: list[str] = Field(default_factory=lambda: ["email", "teacher_id", "sis_id"])
-    classes: list[str] = Field(default_factory=lambda: ["sis_id", "class_code"])
+    students: list[KeyName] = Field(default_factory=list)
+    teachers: list[KeyName] = Field(default_factory=lambda: ["email:email"])
+    guardians: list[KeyName] = Field(default_factory=lambda: ["email:email"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_shape(cls, value: Any) -> Any:
+        # Settings stored before keys were read held bare names and a classes list.
+        if not isinstance(value, dict):
+            return value
+        kept = {k: v for k, v in value.items() if k != "classes"}
+        for name, keys in kept.items():
+            if isinstance(keys, list) and keys and all(":" not in str(k) for k in keys):
+                kept[name] = cls.model_fields[name].get_default(call_default_factory=True)
+        return kept
 
 
 class ClassFilters(BaseModel):

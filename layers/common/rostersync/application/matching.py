@@ -13,7 +13,10 @@ import io
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from rostersync.application.review import RunLauncher, request_restage
+from rostersync.application.tenants import load_tenant_settings, save_tenant_settings
 from rostersync.errors import RostersyncError, RunStateError
 from rostersync.matching import propose_keys
 from rostersync.models import Entity, IssueAction, RowIssue
@@ -24,6 +27,7 @@ from rostersync.pipeline.identity_match import (
     decision_key,
     source_person,
 )
+from rostersync.settings import TenantSettings
 from rostersync.sources.oneroster_csv import parse_date
 from rostersync.storage import keys
 
@@ -392,7 +396,8 @@ def propose_tenant_keys(deps: Deps, tenant: str, run_id: str | None = None) -> l
 
 def confirm_keys(deps: Deps, tenant: str, kind: str, specs: list[str], who: str) -> dict[str, Any]:
     """Store the tenant's exact keys for a kind of person, in order:
-    ``source_field:app_field[:strip]`` each."""
+    ``source_field:app_field[:strip]`` each, in ``settings.match_keys`` (kept in the
+    settings history with who and when)."""
     if kind not in PERSON_KINDS:
         raise MatchDecisionError("kind must be student, teacher or guardian")
     parsed = []
@@ -401,13 +406,14 @@ def confirm_keys(deps: Deps, tenant: str, kind: str, specs: list[str], who: str)
         if len(parts) not in {2, 3} or not parts[0] or not parts[1]:
             raise MatchDecisionError(f"key {spec!r}: expected source_field:app_field[:strip]")
         parsed.append([parts[0], parts[1], len(parts) == 3 and parts[2] == "strip"])
-    meta = deps.tenants.get_meta(tenant) or {}
-    meta.pop("pk", None)
-    meta.pop("sk", None)
-    match_keys = dict(meta.get("match_keys") or {})
-    match_keys[kind] = parsed
-    meta["match_keys"] = match_keys
-    meta["match_keys_by"] = who
-    meta["match_keys_at"] = _now()
-    deps.tenants.put_meta(tenant, meta)
+    settings = load_tenant_settings(deps, tenant)
+    names = [f"{s}:{a}:strip" if strip else f"{s}:{a}" for s, a, strip in parsed]
+    try:
+        keys = settings.match_keys.model_copy(update={kind + "s": names})
+        updated = TenantSettings.model_validate(
+            {**settings.model_dump(mode="json"), "match_keys": keys.model_dump()}
+        )
+    except ValidationError as exc:
+        raise MatchDecisionError(f"keys {specs!r}: {exc.errors()[0]['msg']}") from exc
+    save_tenant_settings(deps, tenant, updated, who=who)
     return {"kind": kind, "keys": parsed}

@@ -41,14 +41,16 @@ from rostersync.pipeline.snapshot import (
     load_baseline_index,
 )
 from rostersync.pipeline.tenant_settings import load_settings
+from rostersync.settings import MatchKeys
 from rostersync.storage import keys
 
 APP_SYSTEM = "app"
-DEFAULT_KEYS: dict[PersonKind, list[KeySpec]] = {
-    PersonKind.TEACHER: [KeySpec("email", "email")],
-    PersonKind.STUDENT: [],
-    PersonKind.GUARDIAN: [KeySpec("email", "email")],
-}
+
+
+def key_spec(name: str) -> KeySpec:
+    """``source_field:app_field[:strip]`` (validated by ``settings.MatchKeys``)."""
+    parts = name.split(":")
+    return KeySpec(parts[0], parts[1], len(parts) == 3 and parts[2] == "strip")
 
 
 def decision_key(entity: str, source_system: str, source_id: str) -> str:
@@ -188,15 +190,21 @@ class IdentityMatcher:
                 self.set_aside.add(item["target_id"])
 
     def _confirmed_keys(self) -> dict[PersonKind, list[KeySpec]]:
+        """The tenant's exact keys per kind of person (``settings.match_keys``). Keys
+        confirmed before they lived in the settings are still read from the tenant."""
         meta = self.deps.tenants.get_meta(self.tenant) or {}
-        confirmed = meta.get("match_keys") or {}
-        out = dict(DEFAULT_KEYS)
+        earlier = meta.get("match_keys") or {}
+        defaults = MatchKeys()
+        out: dict[PersonKind, list[KeySpec]] = {}
         for kind in PersonKind:
-            specs = confirmed.get(kind.value)
-            if specs:
+            names = getattr(self.settings.match_keys, kind.value + "s")
+            if names == getattr(defaults, kind.value + "s") and earlier.get(kind.value):
                 out[kind] = [
-                    KeySpec(s[0], s[1], bool(s[2]) if len(s) > 2 else False) for s in specs
+                    KeySpec(s[0], s[1], bool(s[2]) if len(s) > 2 else False)
+                    for s in earlier[kind.value]
                 ]
+            else:
+                out[kind] = [key_spec(name) for name in names]
         return out
 
     # ------------------------------------------------------------------ protocol
