@@ -295,3 +295,19 @@ def test_the_inbox_function_starts_the_state_machine_for_a_complete_bundle(inbox
     assert result.succeeded, result.cause
     run = starting.deps.runs.get("t1", outcome["run_id"])
     assert (run["status"], run["trigger"], run["source_key"]) == ("committed", "inbox", key)
+
+
+def test_the_inbox_reads_a_manifest_as_normalize_does():
+    """One manifest parser: a manifest exported with ';' and a BOM, a repeated property
+    (the first wins) and a header row are read the same by the inbox's completeness check
+    as by the reader."""
+    from rostersync.application.inbox import parse_manifest
+
+    body = (
+        "\ufeffpropertyName;value\r\n"
+        "file.users;bulk\r\n"
+        "file.users;absent\r\n"
+        "file.enrollments;DELTA\r\n"
+        "source.systemName;SIS\r\n"
+    ).encode()
+    assert parse_manifest(body) == {"users.csv": "bulk", "enrollments.csv": "delta"}

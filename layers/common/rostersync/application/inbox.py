@@ -28,7 +28,6 @@ to the next *Sync now* or schedule. A manifest listing any delta file makes a qu
 
 from __future__ import annotations
 
-import csv
 import io
 import time
 import zipfile
@@ -47,7 +46,7 @@ from rostersync.models import SyncMode
 from rostersync.observability import logger
 from rostersync.pipeline.deps import Deps
 from rostersync.sources.guardian_file import INBOX_NAME as GUARDIAN_FILE
-from rostersync.sources.oneroster_csv import FILE_NAMES
+from rostersync.sources.oneroster_csv import FILE_NAMES, listed_files, read_manifest_properties
 from rostersync.storage import keys
 from rostersync.storage.inbox import InboxObject, InboxObjects, InboxRecords
 
@@ -239,19 +238,9 @@ class BundleCheck:
 
 def parse_manifest(body: bytes) -> dict[str, str]:
     """``{file name (lower case, with .csv): mode (lower case)}`` of a manifest's
-    ``file.*`` properties; the header and other properties are skipped."""
-    text = body.decode("utf-8-sig", errors="replace")
-    listed: dict[str, str] = {}
-    try:
-        for row in csv.reader(io.StringIO(text)):
-            if len(row) < 2:
-                continue
-            name = row[0].strip().lower()
-            if name.startswith("file.") and len(name) > 5:
-                listed.setdefault(name[5:] + ".csv", row[1].strip().lower())
-    except csv.Error:
-        pass  # what was read so far counts; the normalize step reports the rest
-    return listed
+    ``file.*`` properties, read as the normalize step reads them (the reader's own
+    manifest parser: encoding, delimiter, header, repeats)."""
+    return listed_files(read_manifest_properties(io.BytesIO(body)))
 
 
 def _mode_of(listed: dict[str, str]) -> SyncMode:

@@ -29,7 +29,9 @@ from rostersync.sources.oneroster_csv.reader import (
     EntityReadSummary,
     FileMode,
     OneRosterBundle,
+    listed_files,
     parse_date,
+    read_manifest_properties,
 )
 from rostersync.sources.oneroster_csv.secret_columns import (
     HEADER_BYTES,
@@ -46,7 +48,9 @@ __all__ = [
     "OneRosterCsvRead",
     "OneRosterCsvSource",
     "OneRosterCsvSpec",
+    "listed_files",
     "parse_date",
+    "read_manifest_properties",
     "read_summary",
     "strip_secret_columns",
     "strip_secret_columns_zip",

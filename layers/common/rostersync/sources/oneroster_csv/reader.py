@@ -715,6 +715,88 @@ class _Header:
 # --- the bundle --------------------------------------------------------------------------
 
 
+IssueReporter = Callable[..., None]
+
+
+def read_manifest_properties(
+    raw: IO[bytes], issue: IssueReporter | None = None
+) -> dict[str, tuple[str, int]]:
+    """A manifest's properties: ``{lower-case name: (value, line)}``, the first of a
+    repeated property winning. The one reading of ``manifest.csv``: the reader and the
+    inbox's completeness check both use it. Problems go to ``issue`` (the reader's
+    issue method's arguments) when given."""
+    if issue is None:
+        issue = _ignore_issue
+    declared: dict[str, tuple[str, int]] = {}
+    text = _text(raw).read()  # a manifest is a few lines
+    delimiter = detect_delimiter(
+        next((ln for ln in text.splitlines() if ln.strip()), ""), _MANIFEST_COLUMNS
+    )
+    if delimiter != ",":
+        issue(
+            _MANIFEST,
+            f"manifest.csv separates its cells with {DELIMITER_NAMES[delimiter]}, "
+            "not commas; it was read that way",
+            IssueAction.NOTED,
+        )
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    line = 0
+    try:
+        for row in reader:
+            first_line, line = line + 1, reader.line_num
+            if not row or not row[0].strip():
+                continue
+            key = row[0].strip()
+            lower = key.lower()
+            if first_line == 1 and norm(key) == "propertyname":
+                continue
+            value = row[1].strip() if len(row) > 1 else ""
+            if lower in declared:
+                issue(
+                    _MANIFEST,
+                    f"The property {key} is given again; the first value "
+                    f"({declared[lower][0]!r}) was used",
+                    IssueAction.NOTED,
+                    line=first_line,
+                    column="propertyName",
+                    value=value,
+                )
+                continue
+            if lower.startswith("file.") or lower in _MANIFEST_PROPERTIES:
+                declared[lower] = (value, first_line)
+            else:
+                issue(
+                    _MANIFEST,
+                    f"{key} is not a OneRoster manifest property (a typo?); ignored",
+                    IssueAction.NOTED,
+                    line=first_line,
+                    column="propertyName",
+                    value=key,
+                )
+    except csv.Error as exc:
+        issue(
+            _MANIFEST,
+            f"manifest.csv could not be read past line {line}: {exc}",
+            IssueAction.NOTED,
+            line=line + 1,
+        )
+    return declared
+
+
+def _ignore_issue(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def listed_files(declared: dict[str, tuple[str, int]]) -> dict[str, str]:
+    """``{file name (lower case, with .csv): mode (lower case)}`` of the ``file.*``
+    properties."""
+    return {
+        key[5:] + ".csv": value.strip().lower()
+        for key, (value, _line) in declared.items()
+        if key.startswith("file.") and len(key) > 5
+    }
+
+
 class OneRosterBundle:
     """A OneRoster CSV bundle, read entity by entity.
 
@@ -803,60 +885,8 @@ class OneRosterBundle:
         )
 
     def _read_manifest(self) -> None:
-        declared: dict[str, tuple[str, int]] = {}
         with self._files.open(self._present[_MANIFEST]) as raw:
-            text = _text(raw).read()  # a manifest is a few lines
-            delimiter = detect_delimiter(
-                next((ln for ln in text.splitlines() if ln.strip()), ""), _MANIFEST_COLUMNS
-            )
-            if delimiter != ",":
-                self._issue(
-                    _MANIFEST,
-                    f"manifest.csv separates its cells with {DELIMITER_NAMES[delimiter]}, "
-                    "not commas; it was read that way",
-                    IssueAction.NOTED,
-                )
-            reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-            line = 0
-            try:
-                for row in reader:
-                    first_line, line = line + 1, reader.line_num
-                    if not row or not row[0].strip():
-                        continue
-                    key = row[0].strip()
-                    lower = key.lower()
-                    if first_line == 1 and norm(key) == "propertyname":
-                        continue
-                    value = row[1].strip() if len(row) > 1 else ""
-                    if lower in declared:
-                        self._issue(
-                            _MANIFEST,
-                            f"The property {key} is given again; the first value "
-                            f"({declared[lower][0]!r}) was used",
-                            IssueAction.NOTED,
-                            line=first_line,
-                            column="propertyName",
-                            value=value,
-                        )
-                        continue
-                    if lower.startswith("file.") or lower in _MANIFEST_PROPERTIES:
-                        declared[lower] = (value, first_line)
-                    else:
-                        self._issue(
-                            _MANIFEST,
-                            f"{key} is not a OneRoster manifest property (a typo?); ignored",
-                            IssueAction.NOTED,
-                            line=first_line,
-                            column="propertyName",
-                            value=key,
-                        )
-            except csv.Error as exc:
-                self._issue(
-                    _MANIFEST,
-                    f"manifest.csv could not be read past line {line}: {exc}",
-                    IssueAction.NOTED,
-                    line=line + 1,
-                )
+            declared = read_manifest_properties(raw, self._issue)
         self._set_version(declared.get("oneroster.version"))
         for key, (_, line) in declared.items():
             name = key.removeprefix("file.")
