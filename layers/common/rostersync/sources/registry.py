@@ -13,6 +13,7 @@ from rostersync.errors import FatalError
 from rostersync.sources.base import Source, SourceSpec
 from rostersync.sources.clever import CleverSource
 from rostersync.sources.oneroster_csv import OneRosterCsvSource
+from rostersync.sources.oneroster_rest import OneRosterRestSource
 
 _SOURCES: dict[str, Source] = {}
 
@@ -54,3 +55,4 @@ def parse_spec(value: Any) -> SourceSpec:
 
 register_source(OneRosterCsvSource())
 register_source(CleverSource())
+register_source(OneRosterRestSource())
