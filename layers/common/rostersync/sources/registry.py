@@ -14,6 +14,7 @@ from rostersync.sources.base import Source, SourceSpec
 from rostersync.sources.clever import CleverSource
 from rostersync.sources.oneroster_csv import OneRosterCsvSource
 from rostersync.sources.oneroster_rest import OneRosterRestSource
+from rostersync.sources.wonde import WondeSource
 
 _SOURCES: dict[str, Source] = {}
 
@@ -56,3 +57,4 @@ def parse_spec(value: Any) -> SourceSpec:
 register_source(OneRosterCsvSource())
 register_source(CleverSource())
 register_source(OneRosterRestSource())
+register_source(WondeSource())
