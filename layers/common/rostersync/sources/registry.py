@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from rostersync.errors import FatalError
+from rostersync.sources.assembly import AssemblySource
 from rostersync.sources.base import Source, SourceSpec
 from rostersync.sources.clever import CleverSource
 from rostersync.sources.oneroster_csv import OneRosterCsvSource
@@ -58,3 +59,4 @@ register_source(OneRosterCsvSource())
 register_source(CleverSource())
 register_source(OneRosterRestSource())
 register_source(WondeSource())
+register_source(AssemblySource())
