@@ -164,6 +164,12 @@ def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _kept_since(deps: Deps) -> datetime:
+    """The moment the last commit's cursor keeps (its fetch's start)."""
+    pointer = deps.store.get_json(keys.state_pointer_key("t1"))
+    return datetime.fromisoformat(pointer["source_cursor"]["cursor"]["since"])
+
+
 def test_full_sync_through_classlink_proxy_path_with_oauth2(env, logs):
     """Given a ClassLink-style base path and an OAuth2 client secret in the secret store,
     when a full sync runs, then the roster is committed through the CSV rules, the
@@ -230,9 +236,9 @@ def test_quick_sync_asks_for_changes_since_the_last_run(env):
     server = env["serve"]()
     deps = env["deps"]
     _hold_only_mass_changes(deps)
-    started = datetime.now(UTC)
     full = _sync(env, _spec(server))
     assert full.status == "committed", full.error
+    kept = _kept_since(deps)
     later = _stamp(datetime.now(UTC) + timedelta(minutes=30))
     ada = next(u for u in server.data["users"] if u["sourcedId"] == "stu003")
     server.put("users", {**ada, "familyName": "King", "dateLastModified": later})
@@ -255,7 +261,7 @@ def test_quick_sync_asks_for_changes_since_the_last_run(env):
     (sent,) = filters
     assert sent is not None and sent.startswith("dateLastModified>'")
     since = datetime.strptime(sent.split("'")[1], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    assert started - timedelta(minutes=6) <= since <= started
+    assert since == (kept - timedelta(minutes=5)).replace(microsecond=0)
     assert _actions(deps, quick.run_id, Entity.USERS, "add") == ["stu900"]
     assert _actions(deps, quick.run_id, Entity.USERS, "update") == ["stu003"]
     assert _actions(deps, quick.run_id, Entity.USERS, "archive") == ["stu004"]

@@ -133,6 +133,7 @@ class OneRosterServer:
         links: bool | None = None,
         total_count: bool = True,
         max_limit: int | None = None,
+        filters: bool = True,
     ) -> None:
         self.data = {name: [copy.deepcopy(o) for o in data.get(name, [])] for name in COLLECTIONS}
         self.version = version
@@ -145,6 +146,7 @@ class OneRosterServer:
         self.links = version == "1.2" if links is None else links
         self.total_count = total_count
         self.max_limit = max_limit
+        self.filters = filters
         self.failures: list[Failure] = []
         self.shifts: list[Shift] = []
         self.tokens: set[str] = set()
@@ -304,7 +306,7 @@ class OneRosterServer:
         with self.lock:
             items = self.data[collection]
             if "filter" in query:
-                match = _FILTER.match(query["filter"])
+                match = _FILTER.match(query["filter"]) if self.filters else None
                 if match is None or match[1] not in ("dateLastModified", "status"):
                     return 400, {}, _status_info("invalid_filter_field", "bad filter")
                 items = [o for o in items if _compare(o.get(match[1]), match[2], match[3])]

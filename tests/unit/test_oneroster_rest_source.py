@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,9 +20,9 @@ from oauthlib import oauth1
 from pydantic import ValidationError
 
 from rostersync.models import ENTITY_ORDER, Entity, RowIssue, validate_record
-from rostersync.sources.base import Completeness
+from rostersync.sources.base import Completeness, FetchContext
 from rostersync.sources.http import PageRequest
-from rostersync.sources.oneroster_rest import OneRosterRestSpec
+from rostersync.sources.oneroster_rest import OneRosterRestSource, OneRosterRestSpec
 from rostersync.sources.oneroster_rest.auth import OAuth1Auth
 from rostersync.sources.oneroster_rest.fetch import (
     ModifiedCursor,
@@ -32,7 +32,7 @@ from rostersync.sources.oneroster_rest.fetch import (
 )
 from rostersync.sources.oneroster_rest.read import OneRosterRestRead
 from rostersync.sources.oneroster_rest.rows import cell, user_ids_cell
-from tests.servers.oneroster import _Validator, oneroster_sample
+from tests.servers.oneroster import OneRosterServer, _Validator, oneroster_sample
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "oneroster-rest"
 
@@ -47,6 +47,25 @@ class MemoryRaw:
     @contextmanager
     def open(self, name: str) -> Iterator[IO[bytes]]:
         yield io.BytesIO(self.files[name])
+
+    def put_bytes(self, name: str, body: bytes) -> None:
+        self.files[name] = body
+
+
+class _Secrets:
+    def get_secret(self, tenant: str, name: str) -> str | None:
+        return "key-1" if name == "oneroster_client_secret" else None
+
+
+def _transport(server: OneRosterServer) -> httpx.MockTransport:
+    """The server's answers in process (no socket)."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        status, extra, body = server.answer(request.method, str(request.url), headers)
+        return httpx.Response(status, headers=extra, content=orjson.dumps(body))
+
+    return httpx.MockTransport(handle)
 
 
 def _raw(data: dict[str, list[dict[str, Any]]], version: str, mode: str = "full") -> MemoryRaw:
@@ -237,3 +256,36 @@ def test_the_servers_objects_follow_the_openapi_documents(version):
         for obj in data[collection]:
             errors = [e.message for e in validator.iter_errors(obj)]
             assert not errors, (collection, obj["sourcedId"], errors[:3])
+
+
+def _fetch(server: OneRosterServer, mode: str, cursor: dict[str, Any] | None, now: datetime) -> Any:
+    raw = MemoryRaw()
+    source = OneRosterRestSource(
+        sleep=lambda _: None, transport=_transport(server), wall_clock=now.timestamp
+    )
+    spec = OneRosterRestSpec(base_url="https://sis.example.org/ims/oneroster/v1p1", auth="bearer")
+    ctx = FetchContext("t1", "r1", mode, raw, _Secrets(), cursor)  # type: ignore[arg-type]
+    return source.fetch(spec, ctx), raw
+
+
+def test_a_server_refusing_the_filter_runs_full():
+    server = OneRosterServer(
+        oneroster_sample("1.1"), auth="bearer", client_secret="key-1", filters=False
+    )
+    now = datetime(2025, 8, 2, tzinfo=UTC)
+    since = (now - timedelta(hours=1)).isoformat()
+    result, raw = _fetch(server, "quick", {"since": since, "version": "1.1", "counts": {}}, now)
+    assert result.mode == "full" and "refused the filter" in (result.note or "")
+    assert orjson.loads(raw.files["pages.json"])["mode"] == "full"
+    assert result.counts["users"] == 29
+
+
+def test_a_quick_fetch_sends_the_filter_and_reads_a_delta():
+    server = OneRosterServer(oneroster_sample("1.1"), auth="bearer", client_secret="key-1")
+    since = datetime(2025, 8, 1, tzinfo=UTC).isoformat()
+    now = datetime(2025, 8, 2, tzinfo=UTC)
+    result, raw = _fetch(server, "quick", {"since": since, "version": "1.1", "counts": {}}, now)
+    assert result.mode is None and result.note is None
+    assert {q["filter"] for _, q in server.requests} == {"dateLastModified>'2025-07-31T23:55:00Z'"}
+    _, _, summaries = _read_all(raw)
+    assert summaries[Entity.USERS].completeness is Completeness.DELTA
