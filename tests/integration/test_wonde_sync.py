@@ -228,3 +228,39 @@ def test_people_gone_from_a_full_listing_are_archived(wonde):
     assert outcome.status == "committed", outcome.error
     assert _actions(deps, outcome.run_id, Entity.USERS, "archive") == [gone]
     assert _users(deps)[gone]["status"] == "archived"
+
+
+def test_contacts_refused_by_the_tokens_scopes_archive_nobody(wonde):
+    """A 403 on /contacts is a scope the school did not grant: students and staff still
+    sync, and no absence of a person is trusted that run."""
+    deps, server = wonde["deps"], wonde["server"]
+    _hold_only_mass_changes(deps)
+    assert _sync(wonde).status == "committed"
+    gone = list(server.data.employees)[-1]
+    server.data.delete("employees", gone, datetime.now(UTC))
+    student = next(iter(server.data.students))
+    server.data.touch("students", student, datetime.now(UTC), surname="Scoped")
+    server.fail(403, path="/contacts")
+    outcome = _sync(wonde)
+    assert outcome.status == "committed", outcome.error
+    assert _actions(deps, outcome.run_id, Entity.USERS, "archive") == []
+    users = _users(deps)
+    assert users[gone]["status"] == "active" and users["C9000"]["status"] == "active"
+    assert users[student]["family_name"] == "Scoped"
+    assert users[student]["agent_source_ids"] == ["C9000"]  # links kept, unchecked
+
+
+def test_a_school_synced_without_contacts(wonde):
+    server = wonde["server"]
+    spec = WondeSpec(
+        school_id=server.school_id, base_url=server.base_url, per_page=7, contacts=False
+    )
+    outcome = start_sync(
+        wonde["local"], wonde["deps"], "t1", spec, keys.new_run_id(), trigger="api"
+    )
+    assert outcome.status == "committed", outcome.error
+    assert outcome.counts["users"]["add"] == 42
+    assert not [p for p, _ in server.requests if p.endswith("/contacts")]
+    includes = {q.get("include") for p, q in server.requests if p.endswith("/students")}
+    assert includes == {"education_details,contact_details"}
+    assert all(u["agent_source_ids"] == [] for u in _users(wonde["deps"]).values())

@@ -7,7 +7,9 @@ The spec names the school (``school_id``) and Wonde's regional host (``base_url`
 ``secret_name`` (``wonde_token`` by default), as the ``schoolApproved`` webhook gives it.
 
 A full sync reads the school, ``students``, ``employees``, ``classes`` and ``contacts``
-with their includes; it is complete for what the token's scopes share. A quick sync reads
+with their includes; it is complete for what the token's scopes share (``contacts:
+false`` leaves contacts out; contacts refused with 403 make the people's absences
+untrusted for that run). A quick sync reads
 the same listings with ``updated_after`` (the last committed run's start, less
 ``delta_overlap_minutes``) plus ``/deletions`` since then. No cursor runs full.
 A quick sync cannot see a member leaving a class (Wonde has no per-membership deletions):
@@ -37,7 +39,7 @@ from rostersync.sources.http import (
     SourceConfigError,
     SourceCredentialsMissing,
 )
-from rostersync.sources.wonde.fetch import UpdatedCursor, WondeFetch, wonde_time
+from rostersync.sources.wonde.fetch import LISTINGS, UpdatedCursor, WondeFetch, wonde_time
 from rostersync.sources.wonde.read import WondeRead
 
 __all__ = ["WondeRead", "WondeSource", "WondeSpec"]
@@ -59,6 +61,8 @@ class WondeSpec(SourceSpec):
     max_concurrency: int = Field(default=2, ge=1, le=4)
     requests_per_minute: int | None = Field(default=None, ge=1)
     delta_overlap_minutes: int = Field(default=5, ge=0, le=1_440)
+    #: Read the school's contacts as guardians (off for an app that has no contacts scope).
+    contacts: bool = True
 
     @field_validator("base_url")
     @classmethod
@@ -137,11 +141,18 @@ class WondeSource:
             del token
             writer = RawPageWriter(ctx.raw)
             fetch = WondeFetch(
-                client, writer, spec.school_id, spec.per_page, spec.max_concurrency, updated_after
+                client,
+                writer,
+                spec.school_id,
+                spec.per_page,
+                spec.max_concurrency,
+                updated_after,
+                contacts=spec.contacts,
             )
             fetch.school(httpx.URL(spec.base_url).host)
             previous = cursor.counts if cursor is not None else {}
-            counts = fetch.listings(previous)
+            names = tuple(n for n in LISTINGS if spec.contacts or n != "contacts")
+            counts = fetch.listings(names, previous)
             if updated_after is not None:
                 counts["deletions"] = fetch.deletions()
             writer.write_index(

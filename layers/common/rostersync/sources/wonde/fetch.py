@@ -27,6 +27,7 @@ from rostersync.sources.http import (
     HttpClient,
     PageRequest,
     RawPageWriter,
+    SourceAuthError,
     SourceConfigError,
     SourceResponseError,
     items_at,
@@ -121,7 +122,10 @@ class WondeFetch:
         per_page: int,
         concurrency: int,
         updated_after: str | None,
+        *,
+        contacts: bool = True,
     ) -> None:
+        self.contacts = contacts
         self.client = client
         self.writer = writer
         self.school_id = school_id
@@ -145,8 +149,7 @@ class WondeFetch:
                 "set the spec's base_url to that region"
             )
 
-    def listings(self, previous: Mapping[str, int]) -> dict[str, int]:
-        names = list(LISTINGS)
+    def listings(self, names: tuple[str, ...], previous: Mapping[str, int]) -> dict[str, int]:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             futures = {name: pool.submit(self.listing, name) for name in names}
             counts = {name: f.result() for name, f in futures.items()}
@@ -164,9 +167,20 @@ class WondeFetch:
         return counts
 
     def listing(self, name: str) -> int:
-        """List ``name`` (once more if a record came twice); its distinct records."""
+        """List ``name`` (once more if a record came twice); its distinct records. Contacts
+        the token's scopes do not cover (403) leave the people's absences untrusted."""
         self.writer.start(name)
-        repeated, distinct = self._list(name)
+        try:
+            repeated, distinct = self._list(name)
+        except SourceAuthError as exc:
+            if name != "contacts" or exc.status != 403:
+                raise
+            self.writer.note(
+                name,
+                unavailable="HTTP 403",
+                untrusted="Wonde did not share the school's contacts (HTTP 403)",
+            )
+            return 0
         if repeated:
             logger().warning(
                 "listing shifted while paged: listed again",
@@ -179,7 +193,10 @@ class WondeFetch:
         return distinct
 
     def _list(self, name: str) -> tuple[int, int]:
-        params: dict[str, str | int] = {"include": LISTINGS[name]}
+        include = LISTINGS[name]
+        if not self.contacts:
+            include = ",".join(p for p in include.split(",") if p != "contacts")
+        params: dict[str, str | int] = {"include": include}
         if self.updated_after is not None:
             params["updated_after"] = self.updated_after
         path = f"{self.school_path}/{name}"

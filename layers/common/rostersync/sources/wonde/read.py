@@ -47,7 +47,7 @@ STREAMS: dict[Entity, tuple[str, ...]] = {
     Entity.ACADEMIC_SESSIONS: (),
     Entity.COURSES: (),
     Entity.CLASSES: ("classes",),
-    Entity.USERS: ("students", "employees", "contacts"),
+    Entity.USERS: ("students", "employees"),
     Entity.ENROLLMENTS: ("classes",),
     Entity.DEMOGRAPHICS: ("students",),
 }
@@ -177,9 +177,14 @@ class WondeRead:
         }
         people = set(self.objects.get("students", {})) | set(self.objects.get("contacts", {}))
 
+        asked = self.pages.has("contacts")
+        refused = bool(self.pages.meta("contacts").get("unavailable"))
+
         def known(ids: list[str], stream: str, line: int, source_id: str) -> list[str]:
-            if self.delta:
-                return ids
+            if not asked:
+                return []  # contacts are not read for this school
+            if self.delta or refused:
+                return ids  # cannot be checked against a listing this run
             kept = [i for i in ids if i in people]
             for missing in (i for i in ids if i not in people):
                 self._issue(
@@ -273,15 +278,17 @@ class WondeRead:
             completeness = Completeness.DELTA
         else:
             completeness = Completeness.COMPLETE
+        # Contacts are users too, when they were asked for.
+        consulted = (*streams, "contacts") if entity is Entity.USERS else streams
         reasons = [
             str(self.pages.meta(s)["untrusted"])
-            for s in streams
+            for s in consulted
             if self.pages.meta(s).get("untrusted")
         ]
         return ReadSummary(
             entity=entity,
             completeness=completeness,
-            label=", ".join(label(s) for s in streams) or None,
+            label=", ".join(label(s) for s in consulted if self.pages.has(s)) or None,
             rows=tally.rows,
             records=len(tally.records),
             unknown_ids=tally.unknown,
