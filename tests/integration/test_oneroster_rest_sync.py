@@ -365,6 +365,8 @@ def test_oauth1_with_a_skewed_clock_is_re_signed_with_the_servers_time(env):
     assert outcome.status == "committed", outcome.error
     assert server.refused_signatures >= 1
     assert outcome.counts["users"]["add"] == 29
+    for key, body in _stored(env["deps"]):
+        assert SECRET.encode() not in body, key
 
 
 def test_oneroster_1_2_with_link_headers_roles_and_string_booleans(env):
