@@ -10,10 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from rostersync.errors import FatalError
+from rostersync.sources.assembly import AssemblySource
 from rostersync.sources.base import Source, SourceSpec
 from rostersync.sources.clever import CleverSource
 from rostersync.sources.guardian_file import GuardianFileSource
 from rostersync.sources.oneroster_csv import OneRosterCsvSource
+from rostersync.sources.oneroster_rest import OneRosterRestSource
+from rostersync.sources.wonde import WondeSource
 
 _SOURCES: dict[str, Source] = {}
 #: Each source as the pipeline runs it: with a guardian file merged in when there is one.
@@ -68,3 +71,6 @@ def parse_spec(value: Any) -> SourceSpec:
 
 register_source(OneRosterCsvSource())
 register_source(CleverSource())
+register_source(OneRosterRestSource())
+register_source(WondeSource())
+register_source(AssemblySource())
