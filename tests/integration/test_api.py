@@ -525,3 +525,55 @@ def test_the_lambda_handler_answers_an_api_gateway_event_and_starts_runs_on_step
     run_id = json.loads(response["body"])["run_id"]
     assert wait_for_status(api, tenant, run_id)["run"]["status"] == "prepared"
     assert unauthenticated["statusCode"] == 401
+
+
+# --------------------------------------------------------------------- the app's edits
+
+
+def test_the_app_edits_a_contact_and_the_next_sync_keeps_it(api, tmp_path):
+    """Given a committed roster, when the app changes a user's email over the API, then
+    the directory shows it, the next sync of a different SIS email keeps the app's, and
+    fields other than contact details, unknown records and viewers are refused."""
+    tenant = api.tenant("edit-t")
+    headers = api.token(tenant)
+    started = api.http.post(
+        f"/tenants/{tenant}/runs", json={"source_key": api.upload(tenant)}, headers=headers
+    )
+    assert wait_for_status(api, tenant, started.json()["run_id"])["run"]["status"] == "committed"
+    users = api.http.get(
+        f"/tenants/{tenant}/directory/users", params={"limit": 100}, headers=headers
+    ).json()["items"]
+    user = next(u for u in users if u.get("email"))
+    path = f"/tenants/{tenant}/directory/users/{user['target_id']}/contact"
+
+    edited = api.http.patch(path, json={"email": "fixed@app.example"}, headers=headers)
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["email"] == "fixed@app.example"
+    assert api.http.patch(path, json={"given_name": "X"}, headers=headers).status_code == 422
+    assert api.http.patch(path, json={"email": "a\x00b"}, headers=headers).status_code == 422
+    missing = f"/tenants/{tenant}/directory/users/no-such-user/contact"
+    assert api.http.patch(missing, json={"email": "a@b.c"}, headers=headers).status_code == 404
+    viewer = api.token(tenant, "viewer")
+    assert api.http.patch(path, json={"email": "v@x.y"}, headers=viewer).status_code == 403
+
+    from tests.bundles import copy_bundle, edit_rows
+
+    day2 = copy_bundle(LEPO, tmp_path / "day2")
+
+    def sis_changes_the_email(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+        for row in rows:
+            if row["sourcedId"] == user["source_id"]:
+                row["email"] = "changed@sis.example"
+                row["familyName"] = "Renamed"
+        return rows
+
+    edit_rows(day2 / "users.csv", sis_changes_the_email)
+    again = api.http.post(
+        f"/tenants/{tenant}/runs", json={"source_key": api.upload(tenant, day2)}, headers=headers
+    )
+    assert wait_for_status(api, tenant, again.json()["run_id"])["run"]["status"] == "committed"
+    after = api.http.get(
+        f"/tenants/{tenant}/directory/users", params={"limit": 100}, headers=headers
+    ).json()["items"]
+    kept = next(u for u in after if u["target_id"] == user["target_id"])
+    assert kept["email"] == "fixed@app.example" and kept["family_name"] == "Renamed"

@@ -248,6 +248,24 @@ class DerivedRunView(BaseModel):
 # ---------------------------------------------------------------- directory
 
 
+class ContactEdit(_Body):
+    """Contact details the app changed (a teacher fixed a parent's email): kept by later
+    syncs unless the tenant's ``overwrite_app_contact_edits`` is on. A field left out
+    is unchanged; ``null`` clears it."""
+
+    email: Annotated[str, Field(max_length=320, pattern=r"^[^\x00-\x1f\x7f]*$")] | None = None
+    phone: Annotated[str, Field(max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")] | None = None
+    sms: Annotated[str, Field(max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")] | None = None
+
+
+class DirectoryRecord(BaseModel):
+    """One committed directory record."""
+
+    model_config = ConfigDict(extra="allow")
+
+    target_id: str
+
+
 class DirectoryPage(BaseModel):
     """A page of the committed roster of one entity, in app id order."""
 

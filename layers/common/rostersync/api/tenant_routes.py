@@ -5,17 +5,20 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
-from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
 from rostersync.api.errors import COMMON_FAILURES, ApiError, documented
 from rostersync.api.models import (
+    ContactEdit,
     DirectoryPage,
+    DirectoryRecord,
     SettingsSaved,
     SettingsView,
     TenantCreate,
     TenantView,
 )
 from rostersync.api.scope import EntityPath, IdempotencyKey, Middleware, RequestScope, TenantPath
+from rostersync.application.directory import InvalidEdit, UnknownRecord, record_app_edit
 from rostersync.application.sync import ensure_tenant
 from rostersync.application.tenants import load_tenant_settings, save_tenant_settings
 from rostersync.errors import UnknownTenant
@@ -146,6 +149,34 @@ def register_tenant_routes(
             next_offset=offset + limit if more else None,
             items=items,
         )
+
+    @app.patch(
+        "/tenants/<tenant>/directory/users/<target_id>/contact",
+        summary="The app changed a user's contact details",
+        description=(
+            "The app calls this when a teacher or parent edits an email, phone or SMS "
+            "number in the app. The directory record changes now, and later syncs keep "
+            "the app's values unless the tenant's overwrite_app_contact_edits is on."
+        ),
+        tags=["directory"],
+        middlewares=posts,
+        responses=documented(200, "The edited record", *COMMON_FAILURES),
+    )
+    def patch_contact(
+        tenant: TenantPath,
+        target_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,128}$")],
+        body: ContactEdit,
+        idempotency_key: IdempotencyKey = None,
+    ) -> DirectoryRecord:
+        tenant = scope.tenant(tenant)
+        fields = body.model_dump(exclude_unset=True)
+        try:
+            record = record_app_edit(deps, tenant, "users", target_id, fields, scope.principal.who)
+        except UnknownRecord as exc:
+            raise ApiError(404, str(exc)) from exc
+        except InvalidEdit as exc:
+            raise ApiError(400, str(exc)) from exc
+        return DirectoryRecord.model_validate(record)
 
 
 def _tenant_view(scope: RequestScope, tenant: str) -> TenantView:
