@@ -346,3 +346,45 @@ def test_a_guardian_file_is_merged_beside_clever(capsys, no_contacts, token_file
         deps = build_deps(stack_settings())
         raw = deps.store.list_keys(keys.raw_prefix("t1", fourth["run_id"]))
         assert any(k.endswith("guardian-file.csv") for k in raw)
+
+
+@pytest.mark.parametrize(
+    ("kind", "sets", "secret"),
+    [
+        (
+            "oneroster-rest",
+            [
+                "base_url=https://sis.example.org/ims/oneroster/v1p1",
+                "auth=oauth2",
+                "client_id=app-1",
+                "token_url=https://sis.example.org/oauth/token",
+            ],
+            "client_secret",
+        ),
+        ("wonde", ["school_id=A1930499544"], "token"),
+        ("assembly", [], "access_token"),
+    ],
+)
+def test_every_api_source_connects_through_the_generic_shape(tmp_path, capsys, kind, sets, secret):
+    """Given a secret in a file, when a tenant is connected to OneRoster REST, Wonde or
+    Assembly, then connect show names the kind and its secret as set, never its value."""
+    from rostersync.cli import main
+
+    state = tmp_path / "state"
+    secret_file = tmp_path / "secret.txt"
+    value = f"s3cr3t-{kind}-value"
+    secret_file.write_text(value + "\n")
+    args = ["connect", kind, "--tenant", "t1", "--state", str(state)]
+    for item in sets:
+        args += ["--set", item]
+    args += ["--secret-file", f"{secret}={secret_file}"]
+    assert main(["tenants", "add", "t1", "--state", str(state)]) == 0
+    assert main(args) == 0, capsys.readouterr()
+    connected = capsys.readouterr().out
+    assert main(["connect", "show", "--tenant", "t1", "--state", str(state), "--json"]) == 0
+    shown = capsys.readouterr().out
+    assert value not in shown + connected
+    assert json.loads(shown)["secrets"][secret] == "set"
+    for path in state.rglob("*"):
+        if path.is_file() and path.name != "secrets.json":
+            assert value.encode() not in path.read_bytes(), path

@@ -42,7 +42,16 @@ from rostersync.sources.assembly.fetch import (
 )
 from rostersync.sources.assembly.mapping import ItemRejected, school_org_id
 from rostersync.sources.assembly.read import AssemblyRead
-from rostersync.sources.base import FetchContext, FetchResult, IssueSink, RawArea, SourceSpec
+from rostersync.sources.base import (
+    ConnectionCheck,
+    FetchContext,
+    FetchResult,
+    IssueSink,
+    RawArea,
+    SecretField,
+    SecretReader,
+    SourceSpec,
+)
 from rostersync.sources.http import (
     HttpClient,
     RateLimiter,
@@ -101,6 +110,14 @@ class AssemblySpec(SourceSpec):
 class AssemblySource:
     """Assembly as a rostersync source; clocks and sleeping are parameters for tests."""
 
+    #: The secrets connecting stores for it (``rostersync connect assembly
+    #: --secret-file NAME=FILE``, ``PUT /tenants/{t}/source``).
+    #: The refresh flow's two secrets are optional: stored beside it where a school
+    #: granted a refresh token (the secret store's names are ``refresh_secret`` and
+    #: ``client_secret_name``).
+    secret_fields: ClassVar[tuple[SecretField, ...]] = (
+        SecretField("access_token", "access_secret"),
+    )
     kind: ClassVar[str] = "assembly"
     spec_model: ClassVar[type[SourceSpec]] = AssemblySpec
 
@@ -223,3 +240,13 @@ class AssemblySource:
     @contextmanager
     def read(self, spec: SourceSpec, raw: RawArea, sink: IssueSink) -> Iterator[AssemblyRead]:
         yield AssemblyRead(raw, sink)
+
+    def check_connection(
+        self, spec: SourceSpec, tenant: str, secrets: SecretReader
+    ) -> ConnectionCheck:
+        """Whether the school's Assembly access token is stored (the next sync is the
+        first call that uses it)."""
+        assert isinstance(spec, AssemblySpec)
+        if not secrets.get_secret(tenant, spec.access_secret):
+            return ConnectionCheck(False, f"no secret stored under {spec.access_secret!r}")
+        return ConnectionCheck(True, "stored; the next sync is the first to use it")

@@ -34,7 +34,16 @@ from oauthlib import oauth1
 from pydantic import Field, field_validator, model_validator
 
 from rostersync.observability import logger
-from rostersync.sources.base import FetchContext, FetchResult, IssueSink, RawArea, SourceSpec
+from rostersync.sources.base import (
+    ConnectionCheck,
+    FetchContext,
+    FetchResult,
+    IssueSink,
+    RawArea,
+    SecretField,
+    SecretReader,
+    SourceSpec,
+)
 from rostersync.sources.http import (
     BearerAuth,
     HttpClient,
@@ -149,6 +158,11 @@ class OneRosterRestSource:
     """OneRoster REST as a rostersync source. Access tokens are cached in this object's
     memory (one per process in Lambda), per tenant and credentials, until they expire."""
 
+    #: The secrets connecting stores for it (``rostersync connect oneroster-rest
+    #: --secret-file NAME=FILE``, ``PUT /tenants/{t}/source``).
+    secret_fields: ClassVar[tuple[SecretField, ...]] = (
+        SecretField("client_secret", "secret_name"),
+    )
     kind: ClassVar[str] = "oneroster_rest"
     spec_model: ClassVar[type[SourceSpec]] = OneRosterRestSpec
 
@@ -277,6 +291,16 @@ class OneRosterRestSource:
     def read(self, spec: SourceSpec, raw: RawArea, sink: IssueSink) -> Iterator[OneRosterRestRead]:
         with OneRosterRestRead(raw, sink) as opened:
             yield opened
+
+    def check_connection(
+        self, spec: SourceSpec, tenant: str, secrets: SecretReader
+    ) -> ConnectionCheck:
+        """Whether the OAuth client secret (or the bearer key) is stored (the next sync is the
+        first call that uses it)."""
+        assert isinstance(spec, OneRosterRestSpec)
+        if not secrets.get_secret(tenant, spec.secret_name):
+            return ConnectionCheck(False, f"no secret stored under {spec.secret_name!r}")
+        return ConnectionCheck(True, "stored; the next sync is the first to use it")
 
 
 def _quick_refusal(

@@ -29,7 +29,16 @@ import httpx
 from pydantic import Field, field_validator
 
 from rostersync.observability import logger
-from rostersync.sources.base import FetchContext, FetchResult, IssueSink, RawArea, SourceSpec
+from rostersync.sources.base import (
+    ConnectionCheck,
+    FetchContext,
+    FetchResult,
+    IssueSink,
+    RawArea,
+    SecretField,
+    SecretReader,
+    SourceSpec,
+)
 from rostersync.sources.http import (
     BearerAuth,
     HttpClient,
@@ -81,6 +90,9 @@ class WondeSpec(SourceSpec):
 class WondeSource:
     """Wonde as a rostersync source; clocks and sleeping are parameters for tests."""
 
+    #: The secrets connecting stores for it (``rostersync connect wonde
+    #: --secret-file NAME=FILE``, ``PUT /tenants/{t}/source``).
+    secret_fields: ClassVar[tuple[SecretField, ...]] = (SecretField("token", "secret_name"),)
     kind: ClassVar[str] = "wonde"
     spec_model: ClassVar[type[SourceSpec]] = WondeSpec
 
@@ -176,3 +188,13 @@ class WondeSource:
     @contextmanager
     def read(self, spec: SourceSpec, raw: RawArea, sink: IssueSink) -> Iterator[WondeRead]:
         yield WondeRead(raw, sink)
+
+    def check_connection(
+        self, spec: SourceSpec, tenant: str, secrets: SecretReader
+    ) -> ConnectionCheck:
+        """Whether the school's Wonde token is stored (the next sync is the
+        first call that uses it)."""
+        assert isinstance(spec, WondeSpec)
+        if not secrets.get_secret(tenant, spec.secret_name):
+            return ConnectionCheck(False, f"no secret stored under {spec.secret_name!r}")
+        return ConnectionCheck(True, "stored; the next sync is the first to use it")
