@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
+from rostersync.api.tokens import issue_token
 from rostersync.application.review import (
     ActionFilter,
     Selection,
@@ -142,7 +143,19 @@ def run_demo(*, state: Path | None, students: int, out: TextIO) -> int:
             out.write(
                 f"Directory: rostersync directory export --tenant {TENANT} --state {state_dir}\n"
             )
+    _print_console_link(state_dir, out)
     return 0
+
+
+def _print_console_link(state_dir: Path, out: TextIO) -> None:
+    """How to open the admin console on the demo tenant (a sign-in link valid 8 hours)."""
+    token = issue_token(state_dir, TENANT, "admin", 8 * 3600)
+    out.write(
+        "\nThe admin console: run\n"
+        f"  .venv/bin/rostersync serve --state {state_dir}\n"
+        "then open (sign-in link, valid 8 hours):\n"
+        f"  http://127.0.0.1:8080/console/#token={token}\n"
+    )
 
 
 def _print_tiers(decisions: list[dict[str, Any]], out: TextIO, when: str) -> None:
