@@ -24,9 +24,9 @@ from rostersync.application.sync import ensure_tenant, upload_bundle
 from rostersync.config import stack_settings
 from rostersync.local.launcher import LocalCloudLauncher
 from rostersync.local.runtime import LocalCloud
-from rostersync.pipeline.deps import Deps, build_deps
+from rostersync.pipeline.deps import Deps, build_deps, locks_repository
 from rostersync.storage import keys
-from rostersync.storage.tables import LocksRepository
+from rostersync.storage.ports import LocksPort
 
 LEPO = Path(__file__).resolve().parents[3] / "shared" / "data" / "oneroster" / "lepo-en-1.1"
 LEPO_USERS = 20  # data rows of lepo's users.csv
@@ -52,10 +52,8 @@ class Api:
     def upload(self, tenant: str, bundle: Path = LEPO) -> str:
         return upload_bundle(self.deps, tenant, keys.new_run_id(), bundle)
 
-    def locks(self) -> LocksRepository:
-        import boto3
-
-        return LocksRepository(boto3.resource("dynamodb"), self.cloud.environment["LOCKS_TABLE"])
+    def locks(self) -> LocksPort:
+        return locks_repository(self.deps.settings, self.cloud.environment["LOCKS_TABLE"])
 
 
 @pytest.fixture(scope="module")

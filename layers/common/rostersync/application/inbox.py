@@ -46,7 +46,8 @@ from rostersync.observability import logger
 from rostersync.pipeline.deps import Deps
 from rostersync.sources.oneroster_csv import FILE_NAMES
 from rostersync.storage import keys
-from rostersync.storage.inbox import InboxObject, InboxObjects, InboxRecords
+from rostersync.storage.inbox import InboxObject
+from rostersync.storage.ports import InboxObjectsPort, InboxRecordsPort
 
 InboxStatus = Literal[
     "started",  # a run was started for the bundle
@@ -206,14 +207,14 @@ def handle_event(event: dict[str, Any], starting: RunStartDeps) -> InboxReport:
 # ------------------------------------------------------------------------ the inbox
 
 
-def inbox_objects(deps: Deps) -> InboxObjects:
+def inbox_objects(deps: Deps) -> InboxObjectsPort:
     """The inbox's objects, through the pipeline's S3 client and bucket."""
-    return InboxObjects(deps.store.client, deps.store.bucket)
+    return deps.inbox_objects
 
 
-def inbox_records(deps: Deps) -> InboxRecords:
+def inbox_records(deps: Deps) -> InboxRecordsPort:
     """The inbox's records, in the tenants table."""
-    return InboxRecords(deps.tenants.table)
+    return deps.inbox_records
 
 
 @dataclass(frozen=True)
@@ -255,7 +256,7 @@ def _mode_of(listed: dict[str, str]) -> SyncMode:
     return "quick" if "delta" in listed.values() else "full"
 
 
-def check_zip(objects: InboxObjects, item: InboxObject) -> BundleCheck:
+def check_zip(objects: InboxObjectsPort, item: InboxObject) -> BundleCheck:
     """A zip is a bundle if it opens and holds a manifest or a OneRoster CSV file; only
     its central directory (and the manifest, if any) is read."""
     try:
@@ -286,7 +287,7 @@ def check_zip(objects: InboxObjects, item: InboxObject) -> BundleCheck:
 
 
 def check_folder(
-    objects: InboxObjects, records: InboxRecords, tenant: str, prefix: str
+    objects: InboxObjectsPort, records: InboxRecordsPort, tenant: str, prefix: str
 ) -> BundleCheck:
     """A folder is complete when its manifest is there and so is every file it lists as
     bulk or delta, each uploaded since the folder's previous run (if any) started."""
@@ -399,7 +400,7 @@ def handle_object_created(
 
 def _start(
     starting: RunStartDeps,
-    records: InboxRecords,
+    records: InboxRecordsPort,
     tenant: str,
     key: str,
     check: BundleCheck,
