@@ -24,9 +24,9 @@ from rostersync.application.sync import ensure_tenant, upload_bundle
 from rostersync.config import stack_settings
 from rostersync.local.launcher import LocalCloudLauncher
 from rostersync.local.runtime import LocalCloud
-from rostersync.pipeline.deps import Deps, build_deps
+from rostersync.pipeline.deps import Deps, build_deps, locks_repository
 from rostersync.storage import keys
-from rostersync.storage.tables import LocksRepository
+from rostersync.storage.ports import LocksPort
 
 LEPO = Path(__file__).resolve().parents[3] / "shared" / "data" / "oneroster" / "lepo-en-1.1"
 LEPO_USERS = 20  # data rows of lepo's users.csv
@@ -52,10 +52,8 @@ class Api:
     def upload(self, tenant: str, bundle: Path = LEPO) -> str:
         return upload_bundle(self.deps, tenant, keys.new_run_id(), bundle)
 
-    def locks(self) -> LocksRepository:
-        import boto3
-
-        return LocksRepository(boto3.resource("dynamodb"), self.cloud.environment["LOCKS_TABLE"])
+    def locks(self) -> LocksPort:
+        return locks_repository(self.deps.settings, self.cloud.environment["LOCKS_TABLE"])
 
 
 @pytest.fixture(scope="module")
@@ -346,7 +344,7 @@ def test_a_second_sync_now_while_one_runs_is_409_naming_it(api):
 
     assert response.status_code == 409
     assert response.json()["run_id"] == running.run_id
-    assert [r["sk"] for r in api.deps.runs.list(tenant)] == [running.run_id]
+    assert [r["run_id"] for r in api.deps.runs.list(tenant)] == [running.run_id]
 
 
 def test_a_repeated_post_with_the_same_idempotency_key_does_the_work_once(api):
@@ -366,7 +364,7 @@ def test_a_repeated_post_with_the_same_idempotency_key_does_the_work_once(api):
     assert second.headers["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first.headers
     assert other_body.status_code == 422
-    assert [r["sk"] for r in api.deps.runs.list(tenant)] == [first.json()["run_id"]]
+    assert [r["run_id"] for r in api.deps.runs.list(tenant)] == [first.json()["run_id"]]
     wait_for_status(api, tenant, first.json()["run_id"])
 
 

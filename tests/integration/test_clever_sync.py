@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from rostersync.application.sync import ensure_tenant, export_directory, start_sync
@@ -116,13 +115,14 @@ def _actions(deps: Deps, run_id: str, entity: Entity, kind: str) -> list[str]:
 
 
 def _stored_bytes(deps: Deps) -> Iterator[bytes]:
-    """Every object in the bucket and every item in every table."""
+    """Every object in the bucket, and every file of the embedded store (its database
+    with every table, its object files, its event log)."""
     for key in deps.store.list_keys(""):
         yield deps.store.get_bytes(key) or b""
-    dynamodb = boto3.client("dynamodb")
-    for table in dynamodb.list_tables()["TableNames"]:
-        for page in dynamodb.get_paginator("scan").paginate(TableName=table):
-            yield repr(page["Items"]).encode()
+    assert deps.settings.local_store_dir is not None
+    for path in sorted(deps.settings.local_store_dir.rglob("*")):
+        if path.is_file():
+            yield path.read_bytes()
 
 
 def test_full_sync_from_clever(clever, logs):

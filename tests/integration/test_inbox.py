@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
-import boto3
 import pytest
 
 from rostersync.application.inbox import (
@@ -21,8 +20,7 @@ from rostersync.application.inbox import (
 )
 from rostersync.application.launch import RunStartDeps
 from rostersync.application.sync import ensure_tenant
-from rostersync.pipeline.deps import Deps
-from rostersync.storage.tables import LocksRepository
+from rostersync.pipeline.deps import Deps, locks_repository
 
 LEPO = Path(__file__).resolve().parents[3] / "shared" / "data" / "oneroster" / "lepo-en-1.1"
 BULK_FILES = [
@@ -50,7 +48,7 @@ def inbox(cloud: tuple[Any, Deps]) -> Iterator[tuple[Any, RunStartDeps, Recordin
     local, deps = cloud
     ensure_tenant(deps, "t1", create=True)
     launcher = RecordingLauncher()
-    locks = LocksRepository(boto3.resource("dynamodb"), local.names.tables["LocksTable"])
+    locks = locks_repository(deps.settings, local.names.tables["LocksTable"])
     yield local, RunStartDeps(deps, locks, launcher), launcher
 
 

@@ -1,13 +1,15 @@
 """The local runtime against a small project: the real template.yaml and ASL, with stand-in
 handlers that follow a script in their input. This proves the real state machine's Retry
-and Catch, the failure record, persistence, event capture and the moto seams."""
+and Catch, the failure record (in moto's tables and in the embedded store's), the state
+kept in the embedded store, event capture and the moto seams."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,11 +17,12 @@ from typing import Any
 import pytest
 
 from rostersync.config import stack_settings
-from rostersync.local import moto_seams, state_dir
+from rostersync.local import moto_seams
 from rostersync.local.moto_seams import MOTO_VERSION, MotoSeamMissing, check_moto_seams
 from rostersync.local.runtime import LocalCloud, find_project_root
-from rostersync.local.state_dir import ObjectToSave, StateDir, StateDirError, key_of, object_paths
+from rostersync.local.table_tasks import UnsupportedTableTask, parse_update
 from rostersync.local.template import load_template
+from rostersync.pipeline.deps import build_deps
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = ("fetch", "normalize", "match", "stage", "commit")
@@ -88,8 +91,9 @@ def mini_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def mini_cloud(
     mini_project: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalCloud]:
-    """One runtime for the tests that only run executions (each with its own run id)."""
-    with LocalCloud(tmp_path_factory.mktemp("state"), mini_project) as cloud:
+    """One runtime for the tests that only run executions (each with its own run id); the
+    stand-in handlers use moto's S3 and EventBridge, so the state is moto's too."""
+    with LocalCloud(None, mini_project, storage="moto") as cloud:
         yield cloud
 
 
@@ -313,7 +317,7 @@ def test_a_missing_seam_is_reported_with_the_moto_version(
         check_moto_seams()
 
 
-# -------------------------------------------------------------------- persistence
+# ------------------------------------------------------------ the embedded store
 
 ODD_KEYS = [
     "inbox/t1/roster a+b.csv",
@@ -321,189 +325,136 @@ ODD_KEYS = [
     "x/y",
     "x/y/z",
     "weird/../dots",
-    "weird/./dot",
     "ünï/cødé.txt",
     "pct/100%.txt",
     "a//b",
     "colon:star*?.txt",
 ]
 
-ITEM = {
-    "pk": {"S": "t1"},
-    "sk": {"S": "item"},
-    "n": {"N": "1.50"},
-    "b": {"B": b"\x00\x01binary"},
-    "bs": {"BS": [b"one", b"two"]},
-    "ss": {"SS": ["a", "b"]},
-    "ns": {"NS": ["1", "2.5"]},
-    "m": {"M": {"inner": {"B": b"\xff"}, "l": {"L": [{"S": "s"}, {"NULL": True}]}}},
-    "flag": {"BOOL": False},
-    "nothing": {"NULL": True},
-}
-
 
 def test_objects_items_and_events_survive_a_restart(mini_project: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
     with LocalCloud(state, mini_project) as cloud:
-        s3 = cloud.client("s3")
-        bucket = cloud.names.bucket
+        assert cloud.storage == "embedded"
+        deps = build_deps(stack_settings())
         for number, key in enumerate(ODD_KEYS):
-            s3.put_object(Bucket=bucket, Key=key, Body=f"body {number}".encode())
-        s3.put_object(
-            Bucket=bucket,
-            Key="typed.csv",
-            Body=b"a,b\n",
-            ContentType="text/csv",
-            Metadata={"source": "sftp"},
+            deps.store.put_bytes(key, f"body {number}".encode())
+        deps.links.put_many(
+            "t1", "users", [{"source_system": "sis", "source_id": "s1", "target_id": "u1"}]
         )
-        cloud.client("dynamodb").put_item(TableName=cloud.names.tables["LinksTable"], Item=ITEM)
-        cloud.start_run(run_input("r-persist"), name="r-persist")
-        before = s3.head_object(Bucket=bucket, Key="typed.csv")
+        deps.events.publish([("run.committed", {"tenant": "t1", "run": "r-persist"})])
 
     with LocalCloud(state, mini_project) as cloud:
-        s3 = cloud.client("s3")
-        bucket = cloud.names.bucket
+        deps = build_deps(stack_settings())
         for number, key in enumerate(ODD_KEYS):
-            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            assert body == f"body {number}".encode(), key
-        after = s3.head_object(Bucket=bucket, Key="typed.csv")
-        assert after["ContentType"] == "text/csv"
-        assert after["Metadata"] == {"source": "sftp"}
-        assert after["LastModified"] == before["LastModified"]
-        item = cloud.client("dynamodb").get_item(
-            TableName=cloud.names.tables["LinksTable"], Key={"pk": ITEM["pk"], "sk": ITEM["sk"]}
-        )["Item"]
-        assert item == ITEM
+            assert deps.store.get_bytes(key) == f"body {number}".encode(), key
+        assert deps.links.get("t1", "users", "sis", "s1") == {
+            "source_system": "sis",
+            "source_id": "s1",
+            "target_id": "u1",
+        }
         assert [e["detail"]["run"] for e in cloud.published_events()] == ["r-persist"]
-        cloud.start_run(run_input("r-again"), name="r-again")
 
-    lines = (state / "events.jsonl").read_text(encoding="utf-8").splitlines()
-    assert [json.loads(line)["detail"]["run"] for line in lines] == ["r-persist", "r-again"]
-    assert (state / "dynamodb" / "LinksTable.jsonl").is_file()
-    assert (state / "s3" / "typed.csv").read_bytes() == b"a,b\n"
+    assert (state / "rostersync.sqlite3").is_file()
+    assert not (state / "s3").exists()
+    assert not (state / "dynamodb").exists()
 
 
-def test_a_save_rewrites_only_what_changed(mini_project: Path, tmp_path: Path) -> None:
+def test_the_state_machine_records_a_failure_in_the_embedded_store(
+    mini_project: Path, tmp_path: Path
+) -> None:
+    # The stand-in handlers call moto's S3, which holds no bucket in this mode: the first
+    # step fails, and RecordFailure's dynamodb:updateItem must reach the store's table.
+    with LocalCloud(tmp_path / "state", mini_project) as cloud:
+        deps = build_deps(stack_settings())
+        run_id = "20261201T100000Z-0e0e0e0e"
+        deps.runs.put(TENANT, run_id, {"status": "running", "trigger": "cli"})
+
+        result = cloud.start_run(run_input(run_id), name=run_id)
+
+        assert result.status == "FAILED"
+        assert result.states[-3:] == ["RecordFailure", "NotifyFailure", "Failed"]
+        run = deps.runs.get(TENANT, run_id)
+        assert run["status"] == "failed"
+        assert run["error"] == result.error
+        assert run["finished_at"]
+        assert run["trigger"] == "cli"  # an update: the record keeps its fields
+        failed = [e for e in cloud.published_events() if e["detail-type"] == "run.failed"]
+        assert [e["detail"]["run_id"] for e in failed] == [run_id]
+
+
+def test_update_expressions_of_the_state_machine_are_read() -> None:
+    to_set, to_remove = parse_update(
+        "SET #s = :s, #e = :e REMOVE #p",
+        {"#s": "status", "#e": "error", "#p": "progress"},
+        {":s": {"S": "prepared"}, ":e": {"N": "2"}},
+    )
+
+    assert to_set == {"status": "prepared", "error": 2}
+    assert to_remove == ["progress"]
+    with pytest.raises(UnsupportedTableTask):
+        parse_update("ADD #n :one", {"#n": "n"}, {":one": {"N": "1"}})
+
+
+_SECOND_PROCESS = """
+import sys
+from pathlib import Path
+from rostersync.config import stack_settings
+from rostersync.local.runtime import LocalCloud
+from rostersync.pipeline.deps import build_deps
+
+with LocalCloud(Path(sys.argv[1]), Path(sys.argv[2])):
+    deps = build_deps(stack_settings())
+    deps.tenants.put_meta("from-second", {"name": "second process"})
+    deps.store.put_bytes("second.txt", b"written by the second process")
+    print(deps.tenants.get_meta("from-first")["name"])
+"""
+
+
+def test_two_processes_use_one_state_directory_at_once(mini_project: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    with LocalCloud(state, mini_project) as cloud:
-        for key in ("keep.txt", "change.txt", "drop.txt"):
-            cloud.client("s3").put_object(Bucket=cloud.names.bucket, Key=key, Body=b"v1")
-    kept_inode = (state / "s3" / "keep.txt").stat().st_ino
+    with LocalCloud(state, mini_project):
+        deps = build_deps(stack_settings())
+        deps.tenants.put_meta("from-first", {"name": "first process"})
 
-    with LocalCloud(state, mini_project) as cloud:
-        s3 = cloud.client("s3")
-        s3.put_object(Bucket=cloud.names.bucket, Key="change.txt", Body=b"v2")
-        s3.delete_object(Bucket=cloud.names.bucket, Key="drop.txt")
+        second = subprocess.run(
+            [sys.executable, "-c", _SECOND_PROCESS, str(state), str(mini_project)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
-    assert (state / "s3" / "keep.txt").stat().st_ino == kept_inode  # linked, not rewritten
-    assert (state / "s3" / "change.txt").read_bytes() == b"v2"
-    assert not (state / "s3" / "drop.txt").exists()
-    assert not (state / ".pending").exists()
-
-
-def test_keys_map_to_paths_and_back() -> None:
-    paths = object_paths(ODD_KEYS)
-
-    assert len(set(paths.values())) == len(ODD_KEYS)
-    for key, path in paths.items():
-        assert key_of(path) == key
-        assert ".." not in path.split("/")
-        assert "." not in path.split("/")
-        assert "" not in path.split("/")
+        assert second.returncode == 0, second.stderr[-2000:]
+        assert second.stdout.strip() == "first process"
+        assert deps.tenants.get_meta("from-second") == {"name": "second process"}
+        assert deps.store.get_bytes("second.txt") == b"written by the second process"
 
 
-def _snapshot(store: StateDir, body: bytes, events: list[dict[str, Any]]) -> None:
-    obj = ObjectToSave("k.txt", {}, 1_700_000_000.0, None, lambda: body)
-    store.save({"s3": [obj]}, {"RunsTable": [{"pk": {"S": "t"}, "sk": {"S": "r"}}]}, events)
-
-
-def test_an_interrupted_save_before_its_commit_leaves_the_old_state(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = StateDir(tmp_path)
-    store.acquire()
-    _snapshot(store, b"old", [{"n": 1}])
-
-    def interrupted(_path: Path, _text: str) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(state_dir, "_write_atomically", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        _snapshot(store, b"new", [{"n": 2}])
-    store.release()
-    monkeypatch.undo()
-
-    StateDir(tmp_path).recover()
-
-    assert (tmp_path / "s3" / "k.txt").read_bytes() == b"old"
-    assert [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()] == [
-        {"n": 1}
-    ]
-    assert not (tmp_path / ".pending").exists()
-
-
-def test_an_interrupted_save_after_its_commit_is_finished_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = StateDir(tmp_path)
-    store.acquire()
-    _snapshot(store, b"old", [{"n": 1}])
-    real_rmtree = shutil.rmtree
-
-    def interrupted(path: Path, *args: Any, **kwargs: Any) -> None:
-        if Path(path).name == ".pending" and (Path(path) / "COMMIT").exists():
-            raise KeyboardInterrupt  # after the parts moved and the events were appended
-        real_rmtree(path, *args, **kwargs)
-
-    monkeypatch.setattr(state_dir.shutil, "rmtree", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        _snapshot(store, b"new", [{"n": 2}])
-    store.release()
-    monkeypatch.undo()
-
-    StateDir(tmp_path).recover()
-
-    assert (tmp_path / "s3" / "k.txt").read_bytes() == b"new"
-    assert [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()] == [
-        {"n": 1},
-        {"n": 2},
-    ]
-    assert not (tmp_path / ".pending").exists()
-
-
-def test_a_state_dir_serves_one_runtime_at_a_time(tmp_path: Path) -> None:
-    first = StateDir(tmp_path)
-    first.acquire()
-    try:
-        with pytest.raises(StateDirError, match="in use"):
-            StateDir(tmp_path).acquire()
-    finally:
-        first.release()
-    StateDir(tmp_path).acquire()
+def test_moto_storage_keeps_nothing_on_disk(mini_project: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="keeps nothing"):
+        LocalCloud(tmp_path / "state", mini_project, storage="moto")
 
 
 def test_a_runtime_that_cannot_start_leaves_nothing_behind(
     mini_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("BUCKET_NAME", raising=False)
-    holder = StateDir(tmp_path / "state")
-    holder.acquire()
-    try:
-        with pytest.raises(StateDirError), LocalCloud(tmp_path / "state", mini_project):
+    monkeypatch.delenv("LOCAL_STORE_DIR", raising=False)
+
+    def broken(self: LocalCloud, spec: Any) -> None:
+        raise RuntimeError("cannot create")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(LocalCloud, "_create_resources", broken)
+        with (
+            pytest.raises(RuntimeError, match="cannot create"),
+            LocalCloud(tmp_path / "state", mini_project),
+        ):
             pass
-    finally:
-        holder.release()
 
     assert "BUCKET_NAME" not in os.environ
+    assert "LOCAL_STORE_DIR" not in os.environ
     with LocalCloud(tmp_path / "state", mini_project) as cloud:
-        assert cloud.client("s3").list_objects_v2(Bucket=cloud.names.bucket)["KeyCount"] == 0
-
-
-def test_binary_attributes_are_saved_as_base64(mini_project: Path, tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    with LocalCloud(state, mini_project) as cloud:
-        cloud.client("dynamodb").put_item(TableName=cloud.names.tables["RunsTable"], Item=ITEM)
-
-    saved = json.loads((state / "dynamodb" / "RunsTable.jsonl").read_text(encoding="utf-8"))
-    assert base64.b64decode(saved["b"]["B"]) == b"\x00\x01binary"
-    assert base64.b64decode(saved["m"]["M"]["inner"]["B"]) == b"\xff"
+        assert build_deps(stack_settings()).store.list_keys("") == []
+        assert cloud.published_events() == []

@@ -181,9 +181,11 @@ def test_delta_bundle_applies_only_its_rows(cloud, tmp_path):
     assert nonzero(outcome) == {"users": {"add": 1, "archive": 1}}
 
 
-def test_a_retried_commit_doubles_nothing(cloud, tmp_path, monkeypatch):
+def test_a_retried_commit_doubles_nothing(aws_cloud, tmp_path, monkeypatch):
     """EventBridge fails once in the middle of the commit; Step Functions retries the
-    commit, which resumes: every change event is published exactly once."""
+    commit, which resumes: every change event is published exactly once (the AWS
+    adapters, under moto)."""
+    cloud = aws_cloud
     calls = {"n": 0}
     real_send = EventPublisher._send
 

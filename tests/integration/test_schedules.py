@@ -11,16 +11,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from rostersync.application.launch import RunStartDeps
 from rostersync.application.schedules import LocalScheduler, scheduled_sync, sync_schedule
 from rostersync.application.sync import ensure_tenant
 from rostersync.application.tenants import save_tenant_settings
-from rostersync.pipeline.deps import Deps
+from rostersync.pipeline.deps import Deps, locks_repository
 from rostersync.settings import Schedule, TenantSettings
-from rostersync.storage.tables import LocksRepository
 
 LEPO = Path(__file__).resolve().parents[3] / "shared" / "data" / "oneroster" / "lepo-en-1.1"
 
@@ -48,7 +46,7 @@ def starting(cloud: tuple[Any, Deps]) -> Iterator[tuple[RunStartDeps, RecordingL
     local, deps = cloud
     ensure_tenant(deps, "t1", create=True)
     launcher = RecordingLauncher()
-    locks = LocksRepository(boto3.resource("dynamodb"), local.names.tables["LocksTable"])
+    locks = locks_repository(deps.settings, local.names.tables["LocksTable"])
     yield RunStartDeps(deps, locks, launcher), launcher
 
 

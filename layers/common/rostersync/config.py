@@ -43,6 +43,9 @@ class StackSettings(_FromEnvironment):
     #: where they live in Secrets Manager as ``{secrets_prefix}/{tenant}/{name}``.
     local_secrets_file: Path | None = Field(default=None, alias="LOCAL_SECRETS_FILE")
     secrets_prefix: str = Field(default="rostersync", alias="SECRETS_PREFIX")
+    #: The embedded store's directory (the local runtime): tables, objects and events on
+    #: this machine instead of DynamoDB, S3 and EventBridge. Unset on AWS.
+    local_store_dir: Path | None = Field(default=None, alias="LOCAL_STORE_DIR")
 
 
 class RunStartSettings(StackSettings):

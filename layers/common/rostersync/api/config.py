@@ -8,9 +8,8 @@ from aws_lambda_powertools.utilities.idempotency import BasePersistenceLayer
 
 from rostersync.application.runs import RunLauncher
 from rostersync.config import ApiSettings, api_settings
-from rostersync.pipeline.deps import Deps
-from rostersync.storage.clients import dynamodb_client, dynamodb_resource
-from rostersync.storage.tables import LocksRepository
+from rostersync.pipeline.deps import Deps, idempotency_store, locks_repository
+from rostersync.storage.ports import LocksPort
 
 __all__ = ["ApiServices", "ApiSettings", "api_settings", "build_services"]
 
@@ -20,7 +19,7 @@ class ApiServices:
     """Everything the routes touch outside themselves."""
 
     deps: Deps
-    locks: LocksRepository
+    locks: LocksPort
     launcher: RunLauncher
     #: None: ``Idempotency-Key`` is ignored (for tests of other things only).
     idempotency: BasePersistenceLayer | None
@@ -28,13 +27,9 @@ class ApiServices:
 
 def build_services(settings: ApiSettings, deps: Deps, launcher: RunLauncher) -> ApiServices:
     """Clients for the API's own tables around the given pipeline dependencies."""
-    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
-
     return ApiServices(
         deps=deps,
-        locks=LocksRepository(dynamodb_resource(), settings.locks_table),
+        locks=locks_repository(settings),
         launcher=launcher,
-        idempotency=DynamoDBPersistenceLayer(
-            table_name=settings.idempotency_table, boto3_client=dynamodb_client()
-        ),
+        idempotency=idempotency_store(settings, settings.idempotency_table),
     )

@@ -48,7 +48,8 @@ from rostersync.pipeline.deps import Deps
 from rostersync.sources.guardian_file import INBOX_NAME as GUARDIAN_FILE
 from rostersync.sources.oneroster_csv import FILE_NAMES, listed_files, read_manifest_properties
 from rostersync.storage import keys
-from rostersync.storage.inbox import InboxObject, InboxObjects, InboxRecords
+from rostersync.storage.inbox import InboxObject
+from rostersync.storage.ports import InboxObjectsPort, InboxRecordsPort
 
 InboxStatus = Literal[
     "started",  # a run was started for the bundle
@@ -208,14 +209,14 @@ def handle_event(event: dict[str, Any], starting: RunStartDeps) -> InboxReport:
 # ------------------------------------------------------------------------ the inbox
 
 
-def inbox_objects(deps: Deps) -> InboxObjects:
+def inbox_objects(deps: Deps) -> InboxObjectsPort:
     """The inbox's objects, through the pipeline's S3 client and bucket."""
-    return InboxObjects(deps.store.client, deps.store.bucket)
+    return deps.inbox_objects
 
 
-def inbox_records(deps: Deps) -> InboxRecords:
+def inbox_records(deps: Deps) -> InboxRecordsPort:
     """The inbox's records, in the tenants table."""
-    return InboxRecords(deps.tenants.table)
+    return deps.inbox_records
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,7 @@ def _mode_of(listed: dict[str, str]) -> SyncMode:
     return "quick" if "delta" in listed.values() else "full"
 
 
-def check_zip(objects: InboxObjects, item: InboxObject) -> BundleCheck:
+def check_zip(objects: InboxObjectsPort, item: InboxObject) -> BundleCheck:
     """A zip is a bundle if it opens and holds a manifest or a OneRoster CSV file; only
     its central directory (and the manifest, if any) is read."""
     try:
@@ -278,7 +279,7 @@ def check_zip(objects: InboxObjects, item: InboxObject) -> BundleCheck:
 
 
 def check_folder(
-    objects: InboxObjects, records: InboxRecords, tenant: str, prefix: str
+    objects: InboxObjectsPort, records: InboxRecordsPort, tenant: str, prefix: str
 ) -> BundleCheck:
     """A folder is complete when its manifest is there and so is every file it lists as
     bulk or delta, each uploaded since the folder's previous run (if any) started."""
@@ -398,7 +399,7 @@ def handle_object_created(
 
 def _start(
     starting: RunStartDeps,
-    records: InboxRecords,
+    records: InboxRecordsPort,
     tenant: str,
     key: str,
     check: BundleCheck,

@@ -13,10 +13,10 @@ from functools import lru_cache
 
 from rostersync.application.runs import RunLauncher
 from rostersync.config import RunStartSettings, run_start_settings
-from rostersync.pipeline.deps import Deps, default_deps
-from rostersync.storage.clients import dynamodb_resource, stepfunctions_client
+from rostersync.pipeline.deps import Deps, default_deps, locks_repository
+from rostersync.storage.clients import stepfunctions_client
 from rostersync.storage.executions import StepFunctionsLauncher
-from rostersync.storage.tables import LocksRepository
+from rostersync.storage.ports import LocksPort
 
 __all__ = ["RunStartDeps", "StepFunctionsLauncher", "build_run_start_deps"]
 
@@ -26,7 +26,7 @@ class RunStartDeps:
     """Everything ``runs.begin_run`` takes besides the run itself."""
 
     deps: Deps
-    locks: LocksRepository
+    locks: LocksPort
     launcher: RunLauncher
 
 
@@ -34,7 +34,7 @@ def build_run_start_deps(deps: Deps, settings: RunStartSettings) -> RunStartDeps
     """Fresh clients for ``settings`` (tests and the local runtime call this directly)."""
     return RunStartDeps(
         deps=deps,
-        locks=LocksRepository(dynamodb_resource(), settings.locks_table),
+        locks=locks_repository(settings),
         launcher=StepFunctionsLauncher(stepfunctions_client(), settings.state_machine_arn),
     )
 

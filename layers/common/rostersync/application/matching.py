@@ -195,7 +195,7 @@ def _directory_class(record: dict[str, Any]) -> dict[str, Any]:
 
 def latest_run_id(deps: Deps, tenant: str) -> str | None:
     runs = deps.runs.list(tenant, limit=1)
-    return str(runs[0]["sk"]) if runs else None
+    return str(runs[0]["run_id"]) if runs else None
 
 
 def list_match_decisions(

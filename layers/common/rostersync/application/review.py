@@ -39,7 +39,7 @@ from rostersync.pipeline.snapshot import (
 )
 from rostersync.sources.oneroster_csv import OneRosterCsvSpec
 from rostersync.storage import keys
-from rostersync.storage.tables import LocksRepository
+from rostersync.storage.ports import LocksPort
 
 REVIEWABLE = {"prepared"}
 #: How long an in-request selection may be: longer ones go through the state machine.
@@ -214,7 +214,7 @@ def _refresh_counts(deps: Deps, tenant: str, run_id: str) -> None:
 
 
 def request_commit(
-    deps: Deps, locks: LocksRepository, launcher: RunLauncher, tenant: str, run_id: str, who: str
+    deps: Deps, locks: LocksPort, launcher: RunLauncher, tenant: str, run_id: str, who: str
 ) -> str:
     """Start committing a prepared run's included actions (the run turns ``committing``,
     then ``committed`` or ``held``; back to ``prepared`` with ``last_error`` if it fails).
@@ -501,7 +501,6 @@ def list_runs(deps: Deps, tenant: str, limit: int = 50) -> list[dict[str, Any]]:
     """The tenant's runs, newest first, with trigger, who, mode, status, counts, duration."""
     out = []
     for run in deps.runs.list(tenant, limit):
-        run["run_id"] = run.pop("sk")
         run.pop("pk", None)
         out.append(run)
     return out
@@ -510,7 +509,6 @@ def list_runs(deps: Deps, tenant: str, limit: int = 50) -> list[dict[str, Any]]:
 def show_run(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:
     """The run's history record and its report."""
     run = deps.runs.get(tenant, run_id)
-    run["run_id"] = run.pop("sk")
     run.pop("pk", None)
     report = deps.store.get_json(keys.report_key(tenant, run_id))
     return {"run": run, "report": report}

@@ -22,7 +22,7 @@ from rostersync.sources.base import SourceSpec
 from rostersync.sources.oneroster_csv import OneRosterCsvSpec
 from rostersync.sources.registry import parse_spec
 from rostersync.storage import keys
-from rostersync.storage.tables import LocksRepository
+from rostersync.storage.ports import LocksPort
 
 LOCK_SECONDS = 2 * 60 * 60
 ACTIVE_STATUSES = frozenset({"running", "committing"})
@@ -72,7 +72,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def acquire_run_lock(deps: Deps, locks: LocksRepository, tenant: str, run_id: str) -> None:
+def acquire_run_lock(deps: Deps, locks: LocksPort, tenant: str, run_id: str) -> None:
     """Take the tenant's lock or raise RunInProgress naming the active run."""
     for _ in range(2):
         holder = locks.acquire(tenant, run_id, int(time.time()), LOCK_SECONDS)
@@ -90,7 +90,7 @@ def acquire_run_lock(deps: Deps, locks: LocksRepository, tenant: str, run_id: st
 
 def begin_run(
     deps: Deps,
-    locks: LocksRepository,
+    locks: LocksPort,
     launcher: RunLauncher,
     tenant: str,
     source: SourceSpec | str,

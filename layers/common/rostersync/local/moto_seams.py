@@ -2,15 +2,15 @@
 
 moto emulates S3, DynamoDB, EventBridge and Step Functions (with a real ASL interpreter),
 but it runs Lambda code only in Docker, keeps no record of the events put on a bus, makes
-Retry intervals and Wait states really sleep, and its public API is slow for bulk state
-(~350 S3 puts/s). The runtime therefore patches or reads these internals. They are not
+Retry intervals and Wait states really sleep, and sends the state machine's own DynamoDB
+tasks to its own tables (the embedded store keeps them elsewhere). The runtime therefore
+patches these internals. They are not
 moto's public API: the project pins moto exactly (``MOTO_VERSION``) and
 ``check_moto_seams`` fails loudly, naming the version, if any of them has moved.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import importlib
 import importlib.util
@@ -21,7 +21,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,14 +78,12 @@ SEAMS: tuple[Seam, ...] = (
         "WaitFunction._wait_interval",
         "replaced: Wait states block for their full duration",
     ),
-    Seam("moto.s3.models", "s3_backends", "read: bulk save and restore of objects"),
-    Seam("moto.s3.models", "S3Backend.put_object", "used: restore objects without HTTP"),
-    Seam("moto.s3.models", "S3Backend.get_bucket", "used: list a bucket's objects"),
-    Seam("moto.s3.models", "FakeKey.set_metadata", "used: restore object metadata"),
-    Seam("moto.dynamodb.models", "dynamodb_backends", "read: bulk save and restore of items"),
-    Seam("moto.dynamodb.models", "DynamoDBBackend.put_item", "used: restore items"),
-    Seam("moto.dynamodb.models", "DynamoDBBackend.get_table", "used: read a table's items"),
-    Seam("moto.dynamodb.models.table", "Table.all_items", "used: read a table's items"),
+    Seam(
+        "moto.stepfunctions.parser.asl.component.state.exec.state_task.service"
+        ".state_task_service_dynamodb",
+        "StateTaskServiceDynamoDB._eval_service_task",
+        "wrapped: the state machine's DynamoDB tasks reach the embedded store's tables",
+    ),
 )
 
 
@@ -250,6 +248,8 @@ class InProcessFunctions:
 
 
 CapturedEvents = Callable[[list[tuple[str, dict[str, Any]]]], None]
+#: Runs a state machine's DynamoDB task (boto3 action name, parameters); None: moto runs it.
+TableTask = Callable[[str, dict[str, Any]], dict[str, Any] | None]
 
 
 class _InstantClock:
@@ -307,11 +307,17 @@ class MotoPatches:
     """Installs the runtime's replacements into moto; ``remove`` puts moto back."""
 
     def __init__(
-        self, *, functions: InProcessFunctions, on_events: CapturedEvents, instant_waits: bool
+        self,
+        *,
+        functions: InProcessFunctions,
+        on_events: CapturedEvents,
+        instant_waits: bool,
+        table_tasks: TableTask | None = None,
     ) -> None:
         self._functions = functions
         self._on_events = on_events
         self._instant_waits = instant_waits
+        self._table_tasks = table_tasks
         self._originals: list[tuple[Any, str, Any]] = []
 
     def install(self) -> None:
@@ -321,6 +327,9 @@ class MotoPatches:
         from moto.awslambda_simple import models as lambda_simple_models
         from moto.events import models as events_models
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+            state_task_service_dynamodb,
+        )
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function import (
             wait_function,
         )
@@ -362,6 +371,8 @@ class MotoPatches:
                 lambda_models.LambdaBackend.invoke,
             )
             self._set(events_models.EventsBackend, "put_events", put_events)
+            if self._table_tasks is not None:
+                self._patch_table_tasks(state_task_service_dynamodb.StateTaskServiceDynamoDB)
             if self._instant_waits:
                 self._set(retrier_decl, "time", _InstantClock())
 
@@ -373,6 +384,32 @@ class MotoPatches:
             # configured Python would print them to stderr although Catch handles them.
             logging.getLogger("moto.stepfunctions.parser").addHandler(logging.NullHandler())
             _installed = self
+
+    def _patch_table_tasks(self, task_class: Any) -> None:
+        table_tasks = self._table_tasks
+        assert table_tasks is not None
+        original = task_class._eval_service_task
+
+        def eval_service_task(
+            task: Any,
+            env: Any,
+            resource_runtime_part: Any,
+            normalised_parameters: dict[str, Any],
+            state_credentials: Any,
+        ) -> None:
+            response = table_tasks(task._get_boto_service_action(), normalised_parameters)
+            if response is None:
+                original(
+                    task,
+                    env=env,
+                    resource_runtime_part=resource_runtime_part,
+                    normalised_parameters=normalised_parameters,
+                    state_credentials=state_credentials,
+                )
+            else:
+                env.stack.append(response)
+
+        self._set(task_class, "_eval_service_task", eval_service_task)
 
     def _set(self, owner: Any, name: str, value: Any) -> None:
         self._originals.append((owner, name, owner.__dict__[name]))
@@ -386,97 +423,3 @@ class MotoPatches:
                 setattr(owner, name, original)
             if _installed is self:
                 _installed = None
-
-
-# --------------------------------------------------------------- bulk state access
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    """An object as moto holds it; ``token`` is identical while the object is unchanged."""
-
-    key: str
-    token: object
-    metadata: dict[str, str]
-    last_modified: datetime
-    size: int
-    read: Callable[[], bytes]
-
-
-def iter_objects(account_id: str, bucket_name: str) -> Iterator[StoredObject]:
-    """Every current object of the bucket (delete markers skipped)."""
-    from moto.s3.models import FakeKey, s3_backends
-
-    bucket = s3_backends[account_id]["aws"].get_bucket(bucket_name)
-    for key_name, key in bucket.keys.items():
-        if not isinstance(key, FakeKey):
-            continue
-        yield StoredObject(
-            key=key_name,
-            token=key,
-            metadata={str(k): str(v) for k, v in dict(key.metadata).items()},
-            last_modified=key.last_modified,
-            size=int(key.size),
-            read=_reader(key),
-        )
-
-
-def _reader(key: Any) -> Callable[[], bytes]:
-    return lambda: bytes(key.value)
-
-
-def put_object(
-    account_id: str,
-    bucket_name: str,
-    key: str,
-    body: bytes,
-    metadata: dict[str, str] | None,
-    last_modified: datetime | None,
-) -> object:
-    """Store an object without an HTTP round trip or notifications; return its token."""
-    from moto.s3.models import s3_backends
-
-    stored = s3_backends[account_id]["aws"].put_object(
-        bucket_name, key, body, disable_notification=True
-    )
-    if metadata:
-        stored.set_metadata(dict(metadata), replace=True)
-    if last_modified is not None:
-        stored.last_modified = last_modified
-    return stored
-
-
-def _wire(value: Any) -> dict[str, Any]:
-    """A moto DynamoType in DynamoDB's JSON wire format (binary as base64)."""
-    kind = value.type
-    if kind == "M":
-        return {"M": {name: _wire(item) for name, item in value.value.items()}}
-    if kind == "L":
-        return {"L": [_wire(item) for item in value.value]}
-    if kind == "B":
-        raw = value.value
-        return {"B": base64.b64encode(raw).decode() if isinstance(raw, bytes) else raw}
-    if kind == "BS":
-        return {
-            "BS": [
-                base64.b64encode(item).decode() if isinstance(item, bytes) else item
-                for item in value.value
-            ]
-        }
-    return {kind: value.value}
-
-
-def iter_items(account_id: str, region: str, table_name: str) -> Iterator[dict[str, Any]]:
-    """Every item of the table, in DynamoDB's JSON wire format."""
-    from moto.dynamodb.models import dynamodb_backends
-
-    table = dynamodb_backends[account_id][region].get_table(table_name)
-    for item in table.all_items():
-        yield {name: _wire(value) for name, value in item.attrs.items()}
-
-
-def put_item(account_id: str, region: str, table_name: str, item: dict[str, Any]) -> None:
-    """Store an item given in wire format, without an HTTP round trip."""
-    from moto.dynamodb.models import dynamodb_backends
-
-    dynamodb_backends[account_id][region].put_item(table_name, item)

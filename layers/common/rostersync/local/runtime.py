@@ -1,11 +1,15 @@
-"""The embedded stack: template.yaml's resources under moto, with in-process handlers.
+"""The embedded stack: template.yaml's functions and state machine under moto, with
+in-process handlers, over the embedded store.
 
-``LocalCloud`` starts moto, creates every table, bucket, bus, topic, function and state
-machine that ``template.yaml`` declares (same key schemas, same environment, the same ASL
-with its ``DefinitionSubstitutions`` resolved), runs each function's ``app.handler`` in
-this process when Step Functions (or anyone) invokes it, records the events put on the
-stack's bus, and keeps S3 objects, DynamoDB items and events in a state directory between
-sessions. See docs/local-runtime.md.
+``LocalCloud`` starts moto, creates every bus, topic, function and state machine that
+``template.yaml`` declares (same environment, the same ASL with its
+``DefinitionSubstitutions`` resolved) and runs each function's ``app.handler`` in this
+process when Step Functions (or anyone) invokes it. Tables, objects and events live in
+the embedded store (``rostersync.storage.local``) in the state directory: every write is
+durable when it returns, and several processes may use one directory at once. With
+``storage="moto"`` (the default without a state directory) moto's S3, DynamoDB and
+EventBridge hold them instead, in memory, for the AWS adapters' tests.
+See docs/local-runtime.md.
 """
 
 from __future__ import annotations
@@ -16,24 +20,24 @@ import logging
 import os
 import re
 import sys
+import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 
-from rostersync.local import moto_seams
 from rostersync.local.moto_seams import InProcessFunctions, MotoPatches, check_moto_seams
-from rostersync.local.state_dir import ObjectToSave, StateDir
+from rostersync.local.table_tasks import run_table_task
 from rostersync.local.template import StackSpec, TemplateError, describe_stack, load_template
 from rostersync.pipeline.deps import reset_default_deps
+from rostersync.storage.local import LocalStore, open_local_store
 
 __all__ = [
     "ExecutionResult",
@@ -49,7 +53,10 @@ PROJECT_ROOT_ENV = "ROSTERSYNC_PROJECT_ROOT"
 TEMPLATE_FILE = "template.yaml"
 #: Step Functions' limit on a state's size; moto does not enforce it.
 STATE_SIZE_LIMIT = 256 * 1024
-_DEFAULT_CONTENT_TYPE = {"content-type": "binary/octet-stream"}
+#: Where the tables, objects and events are: the embedded store, or moto's services.
+Storage = Literal["embedded", "moto"]
+#: Files of the snapshot format earlier versions saved on exit (no longer read).
+_SNAPSHOT_PARTS = ("s3", "dynamodb", "s3-metadata.json")
 _FINISHED = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 
@@ -127,12 +134,6 @@ class ExecutionResult:
         return self.status == "SUCCEEDED"
 
 
-@dataclass
-class _Restored:
-    token: object
-    path: Path
-
-
 class _Environment:
     """Sets process environment variables and puts the previous values back."""
 
@@ -168,8 +169,11 @@ def _placeholder_zip() -> bytes:
 class LocalCloud:
     """template.yaml's stack under moto, with the handlers running in this process.
 
-    ``state_dir`` keeps objects, items and events between sessions (None: nothing is
-    kept). ``instant_retries`` makes Retry intervals and Wait states take no time.
+    ``storage="embedded"`` (the default with a ``state_dir``) keeps tables, objects and
+    events in the embedded store in ``state_dir`` (a temporary directory if None), where
+    other processes may use them at the same time; ``storage="moto"`` (the default
+    without one) keeps them in moto's S3, DynamoDB and EventBridge, in memory, gone on
+    exit. ``instant_retries`` makes Retry intervals and Wait states take no time.
     One LocalCloud may be active per process (moto's state is process-wide).
     """
 
@@ -178,11 +182,15 @@ class LocalCloud:
         state_dir: Path | None,
         project_root: Path | None = None,
         *,
+        storage: Storage | None = None,
         instant_retries: bool = True,
         region: str = "us-east-1",
         stack_name: str = "local",
         parameters: Mapping[str, str] | None = None,
     ) -> None:
+        self.storage: Storage = storage or ("moto" if state_dir is None else "embedded")
+        if self.storage == "moto" and state_dir is not None:
+            raise ValueError("storage='moto' keeps nothing on disk: pass state_dir=None")
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self._project_root_arg = project_root
         self.instant_retries = instant_retries
@@ -193,9 +201,8 @@ class LocalCloud:
         self.environment: dict[str, str] = {}
         self._names: StackNames | None = None
         self._spec: StackSpec | None = None
-        self._store: StateDir | None = None
+        self._store: LocalStore | None = None
         self._exit: ExitStack | None = None
-        self._restored: dict[tuple[str, str], _Restored] = {}
         self._events_lock = threading.Lock()
         self._session_events: list[dict[str, Any]] = []
         self._executions: set[str] = set()
@@ -222,18 +229,14 @@ class LocalCloud:
     def _start(self) -> LocalCloud:
         from moto import mock_aws
 
-        self._restored.clear()
         with self._events_lock:
             self._session_events.clear()
 
         root = find_project_root(self._project_root_arg)
         template = load_template(root / TEMPLATE_FILE)
         with ExitStack() as stack:
-            if self.state_dir is not None:
-                store = StateDir(self.state_dir)
-                store.acquire()
-                stack.callback(store.release)
-                self._store = store
+            if self.storage == "embedded":
+                self._store = self._open_store(stack)
             environment = _Environment()
             stack.callback(environment.restore)
             # Handlers build boto3 clients from the environment, as on Lambda.
@@ -266,6 +269,7 @@ class LocalCloud:
                 functions=InProcessFunctions(spec.functions),
                 on_events=self._capture_events,
                 instant_waits=self.instant_retries,
+                table_tasks=self._table_task if self._store is not None else None,
             )
             patches.install()
             stack.callback(patches.remove)
@@ -273,17 +277,19 @@ class LocalCloud:
             self._spec = spec
             self._names = _names_of(spec)
             self._create_resources(spec)
-            self._restore()
             self.environment = _process_environment(spec, self._names)
-            if self.state_dir is not None and not os.environ.get("LOCAL_SECRETS_FILE"):
-                # Tenants' secrets (API tokens) in the state, in a 0600 file: moto's
-                # Secrets Manager would forget them when the process ends.
-                self.environment["LOCAL_SECRETS_FILE"] = str(self.state_dir / "secrets.json")
+            if self._store is not None:
+                self.environment["LOCAL_STORE_DIR"] = str(self._store.root)
+                if not os.environ.get("LOCAL_SECRETS_FILE"):
+                    # Tenants' secrets (API tokens) in the state, in a 0600 file: moto's
+                    # Secrets Manager would forget them when the process ends.
+                    secrets = self._store.root / "secrets.json"
+                    self.environment["LOCAL_SECRETS_FILE"] = str(secrets)
             environment.set(self.environment)
             stack.callback(self._remove_layer_paths, self._add_layer_paths(spec.layer_dirs))
-            # Dependencies cached by an earlier session point at its resources.
-            reset_default_deps()
-            stack.callback(reset_default_deps)
+            # Dependencies cached by an earlier session point at its resources (its store).
+            _reset_process_caches()
+            stack.callback(_reset_process_caches)
             self.project_root = root
             self._exit = stack.pop_all()
         return self
@@ -299,8 +305,6 @@ class LocalCloud:
             return
         try:
             self._drain_executions()
-            if self._store is not None:
-                self._save(self._store)
         finally:
             try:
                 exit_stack.close()
@@ -319,7 +323,32 @@ class LocalCloud:
         """A boto3 client for the local stack's region (use it while the runtime runs)."""
         return _client(service, self.region)
 
+    @property
+    def store(self) -> LocalStore:
+        """The embedded store (``storage="embedded"`` only)."""
+        if self._store is None:
+            raise RuntimeError("this LocalCloud keeps its state in moto, not the embedded store")
+        return self._store
+
     # ---------------------------------------------------------------- resources
+
+    def _open_store(self, stack: ExitStack) -> LocalStore:
+        if self.state_dir is None:
+            temporary = tempfile.TemporaryDirectory(prefix="rostersync-state-")
+            stack.callback(temporary.cleanup)
+            self.state_dir = Path(temporary.name)
+            stack.callback(setattr, self, "state_dir", None)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        old = [part for part in _SNAPSHOT_PARTS if (self.state_dir / part).exists()]
+        if old:
+            _LOG.warning(
+                "%s holds a snapshot of the earlier format (%s); it is not read: the state "
+                "is kept in %s now",
+                self.state_dir,
+                ", ".join(old),
+                "the embedded store",
+            )
+        return open_local_store(self.state_dir)
 
     def _create_resources(self, spec: StackSpec) -> None:
         iam = self.client("iam")
@@ -327,7 +356,41 @@ class LocalCloud:
         role_arn = iam.create_role(
             RoleName=f"{spec.stack_name}-local-role", AssumeRolePolicyDocument=trust
         )["Role"]["Arn"]
+        if self.storage == "moto":
+            self._create_storage(spec)
 
+        events = self.client("events")
+        for bus in spec.event_buses:
+            if bus.name != "default":
+                events.create_event_bus(Name=bus.name)
+        sns = self.client("sns")
+        for topic in spec.topics:
+            sns.create_topic(Name=topic.name)
+
+        lambdas = self.client("lambda")
+        code = _placeholder_zip()
+        for function in spec.functions:
+            created = lambdas.create_function(
+                FunctionName=function.name,
+                Runtime=function.runtime,
+                Role=role_arn,
+                Handler=function.handler,
+                Code={"ZipFile": code},
+                Timeout=function.timeout,
+                MemorySize=function.memory_size,
+                Environment={"Variables": function.environment},
+            )
+            _expect_same(created["FunctionArn"], function.arn, function.logical_id)
+
+        states = self.client("stepfunctions")
+        for machine in spec.state_machines:
+            created = states.create_state_machine(
+                name=machine.name, definition=machine.definition, roleArn=role_arn
+            )
+            _expect_same(created["stateMachineArn"], machine.arn, machine.logical_id)
+
+    def _create_storage(self, spec: StackSpec) -> None:
+        """moto's tables and buckets (``storage="moto"``: the AWS adapters' tests)."""
         dynamodb = self.client("dynamodb")
         for table in spec.tables:
             request: dict[str, Any] = {
@@ -371,118 +434,33 @@ class LocalCloud:
                     NotificationConfiguration={"EventBridgeConfiguration": {}},
                 )
 
-        events = self.client("events")
-        for bus in spec.event_buses:
-            if bus.name != "default":
-                events.create_event_bus(Name=bus.name)
-        sns = self.client("sns")
-        for topic in spec.topics:
-            sns.create_topic(Name=topic.name)
-
-        lambdas = self.client("lambda")
-        code = _placeholder_zip()
-        for function in spec.functions:
-            created = lambdas.create_function(
-                FunctionName=function.name,
-                Runtime=function.runtime,
-                Role=role_arn,
-                Handler=function.handler,
-                Code={"ZipFile": code},
-                Timeout=function.timeout,
-                MemorySize=function.memory_size,
-                Environment={"Variables": function.environment},
-            )
-            _expect_same(created["FunctionArn"], function.arn, function.logical_id)
-
-        states = self.client("stepfunctions")
-        for machine in spec.state_machines:
-            created = states.create_state_machine(
-                name=machine.name, definition=machine.definition, roleArn=role_arn
-            )
-            _expect_same(created["stateMachineArn"], machine.arn, machine.logical_id)
-
-    # --------------------------------------------------------------- persistence
-
-    def _restore(self) -> None:
-        store, spec = self._store, self._spec
-        if store is None or spec is None:
-            return
-        account = spec.account_id
-        for bucket in spec.buckets:
-            part = StateDir.bucket_part(bucket.logical_id, len(spec.buckets))
-            metadata = store.object_metadata(part)
-            for stored in store.object_files(part):
-                token = moto_seams.put_object(
-                    account,
-                    bucket.name,
-                    stored.key,
-                    stored.path.read_bytes(),
-                    metadata.get(stored.key),
-                    datetime.fromtimestamp(stored.mtime, UTC).replace(tzinfo=None),
-                )
-                self._restored[(bucket.name, stored.key)] = _Restored(token, stored.path)
-        known = {table.logical_id: table.name for table in spec.tables}
-        for logical_id in store.table_ids():
-            if logical_id not in known:
-                _LOG.warning(
-                    "%s holds items of %s, which template.yaml no longer declares; "
-                    "they are kept but not loaded",
-                    store.root,
-                    logical_id,
-                )
-                continue
-            for item in store.items(logical_id):
-                moto_seams.put_item(account, spec.region, known[logical_id], item)
-
-    def _save(self, store: StateDir) -> None:
-        spec = self._spec
-        if spec is None:
-            return
-        buckets = {
-            StateDir.bucket_part(bucket.logical_id, len(spec.buckets)): self._objects_to_save(
-                spec.account_id, bucket.name
-            )
-            for bucket in spec.buckets
-        }
-        tables = {
-            table.logical_id: moto_seams.iter_items(spec.account_id, spec.region, table.name)
-            for table in spec.tables
-        }
-        with self._events_lock:
-            new_events = list(self._session_events)
-        store.save(buckets, tables, new_events)
-
-    def _objects_to_save(self, account_id: str, bucket: str) -> Iterator[ObjectToSave]:
-        for stored in moto_seams.iter_objects(account_id, bucket):
-            previous = self._restored.get((bucket, stored.key))
-            unchanged = previous.path if previous and previous.token is stored.token else None
-            lowered = {k.lower(): v for k, v in stored.metadata.items()}
-            modified = stored.last_modified
-            if modified.tzinfo is None:
-                modified = modified.replace(tzinfo=UTC)  # moto keeps naive UTC times
-            yield ObjectToSave(
-                key=stored.key,
-                metadata={} if lowered == _DEFAULT_CONTENT_TYPE else stored.metadata,
-                mtime=modified.timestamp(),
-                unchanged_file=unchanged,
-                read=stored.read,
-            )
-
     # -------------------------------------------------------------------- events
 
     def _capture_events(self, accepted: list[tuple[str, dict[str, Any]]]) -> None:
+        # Events put through moto (the state machine's events:putEvents tasks, any boto3
+        # client): into the event log with the embedded store, else kept in memory.
         buses = set(self.names.event_buses.values())
         mine = [event for bus, event in accepted if bus in buses]
-        if mine:
-            with self._events_lock:
-                self._session_events.extend(mine)
+        if not mine:
+            return
+        if self._store is not None:
+            self._store.events.append(mine)
+            return
+        with self._events_lock:
+            self._session_events.extend(mine)
+
+    def _table_task(self, action: str, parameters: dict[str, Any]) -> dict[str, Any] | None:
+        tables = set(self.names.tables.values())
+        return run_table_task(self.store.database, tables, action, parameters)
 
     def published_events(self) -> list[dict[str, Any]]:
-        """Every event put on the stack's bus (earlier sessions' first), as a rule's target
-        receives it: ``{"id", "source", "detail-type", "time", "detail", ...}``."""
-        earlier = self._store.events() if self._store is not None else []
+        """Every event put on the stack's bus, oldest first (with the embedded store, every
+        event its log holds, whichever process put it), as a rule's target receives it:
+        ``{"id", "source", "detail-type", "time", "detail", ...}``."""
+        if self._store is not None:
+            return self._store.events.read()
         with self._events_lock:
-            return earlier + [dict(event) for event in self._session_events]
+            return [dict(event) for event in self._session_events]
 
     # ---------------------------------------------------------------- executions
 
@@ -600,6 +578,23 @@ class LocalCloud:
         for folder in added:
             if folder in sys.path:
                 sys.path.remove(folder)
+
+
+#: Process-wide caches of clients and repositories, as (module, function) names: a
+#: Lambda process builds them once; a local session must not inherit an earlier one's.
+_PROCESS_CACHES = (
+    ("rostersync.application.launch", "default_run_start_deps"),
+    ("rostersync.api.app", "default_api"),
+)
+
+
+def _reset_process_caches() -> None:
+    reset_default_deps()
+    for module_name, function in _PROCESS_CACHES:
+        module = sys.modules.get(module_name)
+        cached = getattr(module, function, None)
+        if cached is not None:
+            cached.cache_clear()
 
 
 _ACTIVE_LOCK = threading.Lock()

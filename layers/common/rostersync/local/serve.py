@@ -10,7 +10,8 @@ schedule reach the same bucket, tables and state machine:
 * the schedules (``rostersync.application.schedules.LocalScheduler``): each tenant's daily time,
   checked once a minute.
 
-It runs until ``stop_event`` is set, Ctrl-C or SIGTERM; the state is saved when it stops.
+It runs until ``stop_event`` is set, Ctrl-C or SIGTERM. Every write is durable when it
+returns (the embedded store), so CLI commands may run beside it and a kill loses nothing.
 """
 
 from __future__ import annotations
@@ -35,9 +36,7 @@ from rostersync.application.schedules import LOCAL_INTERVAL_SECONDS, LocalSchedu
 from rostersync.config import RunStartSettings, stack_settings
 from rostersync.local.launcher import LocalCloudLauncher
 from rostersync.local.sftp import SftpDropBox
-from rostersync.pipeline.deps import Deps, build_deps
-from rostersync.storage.clients import dynamodb_resource
-from rostersync.storage.tables import LocksRepository
+from rostersync.pipeline.deps import Deps, build_deps, locks_repository
 
 _LOG = logging.getLogger("rostersync.local.serve")
 API_MODULE = "rostersync.api.local_http"
@@ -97,7 +96,7 @@ def _start_api(
 
 @contextlib.contextmanager
 def _stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM ends serve like Ctrl-C (so the state is saved); main thread only."""
+    """SIGTERM ends serve like Ctrl-C (running executions finish); main thread only."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -143,7 +142,7 @@ def serve(
         launcher = LocalCloudLauncher(cloud)
         starting = RunStartDeps(
             deps=deps,
-            locks=LocksRepository(dynamodb_resource(), launch.locks_table),
+            locks=locks_repository(launch),
             launcher=launcher,
         )
 

@@ -38,7 +38,8 @@ import asyncssh
 
 from rostersync.errors import InvalidKey, RostersyncError
 from rostersync.storage import keys
-from rostersync.storage.inbox import InboxObject, InboxObjects
+from rostersync.storage.inbox import InboxObject
+from rostersync.storage.ports import InboxObjectsPort
 
 USERS_FILE = "sftp-users.json"
 HOST_KEY_FILE = "sftp_host_key"
@@ -268,7 +269,7 @@ class _TenantInbox(asyncssh.SFTPServer):
         self,
         chan: asyncssh.SSHServerChannel[bytes],
         tenant: str | None,
-        objects: InboxObjects,
+        objects: InboxObjectsPort,
         on_upload: Callable[[str], object],
         executor: ThreadPoolExecutor,
     ) -> None:
@@ -536,7 +537,7 @@ class SftpDropBox:
     """
 
     def __init__(
-        self, state_dir: Path, objects: InboxObjects, on_upload: Callable[[str], object]
+        self, state_dir: Path, objects: InboxObjectsPort, on_upload: Callable[[str], object]
     ) -> None:
         self.state_dir = Path(state_dir)
         self.objects = objects

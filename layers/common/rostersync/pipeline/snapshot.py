@@ -18,7 +18,7 @@ import orjson
 from rostersync.changes import content_of
 from rostersync.models import Entity
 from rostersync.storage import keys
-from rostersync.storage.objects import ObjectStore
+from rostersync.storage.ports import ObjectStorePort
 
 ACTIVE = "active"
 ARCHIVED = "archived"
@@ -37,14 +37,14 @@ class BaselineEntry:
     hash: str
 
 
-def current_baseline(store: ObjectStore, tenant: str) -> str | None:
+def current_baseline(store: ObjectStorePort, tenant: str) -> str | None:
     """The run id of the tenant's current committed snapshot, if any."""
     pointer = store.get_json(keys.state_pointer_key(tenant))
     return None if pointer is None else str(pointer["run_id"])
 
 
 def iter_snapshot(
-    store: ObjectStore, tenant: str, baseline_run: str | None, entity: Entity
+    store: ObjectStorePort, tenant: str, baseline_run: str | None, entity: Entity
 ) -> Iterator[dict[str, Any]]:
     """Lines of an entity's snapshot (nothing before the first commit)."""
     if baseline_run is None:
@@ -53,7 +53,7 @@ def iter_snapshot(
 
 
 def load_baseline_index(
-    store: ObjectStore, tenant: str, baseline_run: str | None, entity: Entity
+    store: ObjectStorePort, tenant: str, baseline_run: str | None, entity: Entity
 ) -> dict[tuple[str, str], BaselineEntry]:
     """(source system, source id) → target, status and hash; ids only, no bodies (read
     from the snapshot's index, or from the snapshot itself where it has none)."""

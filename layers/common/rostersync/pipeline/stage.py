@@ -61,7 +61,8 @@ from rostersync.policy.scope import Scope
 from rostersync.settings import CONTACT_FIELDS, TenantSettings
 from rostersync.sources.base import ReadSummary
 from rostersync.storage import keys
-from rostersync.storage.objects import ObjectStore, dumps_line
+from rostersync.storage.objects import dumps_line
+from rostersync.storage.ports import ObjectStorePort
 
 #: Decisions that may take over the app record of a source id that vanished.
 RELINK_TIERS = frozenset({Tier.AUTO, Tier.KEY, Tier.MANUAL})
@@ -83,7 +84,7 @@ class EntityStager:
     ) -> None:
         self.deps = deps
         self.source_system = source_system
-        self.store: ObjectStore = deps.store
+        self.store: ObjectStorePort = deps.store
         self.state = state
         self.entity = entity
         self.summary = summary

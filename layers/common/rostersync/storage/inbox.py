@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from rostersync.storage.keys import check_tenant
 from rostersync.storage.objects import translate_aws_error
-from rostersync.storage.tables import from_dynamo, to_dynamo
+from rostersync.storage.tables import from_dynamo, to_dynamo, without_keys
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -230,7 +230,7 @@ class _RangedReader(io.RawIOBase):
         return len(data)
 
 
-def _bundle_sk(bundle: str, version: str = "") -> str:
+def bundle_sort_key(bundle: str, version: str = "") -> str:
     return f"inbox#bundle#{bundle}#{version}"
 
 
@@ -247,7 +247,7 @@ class InboxRecords:
         was (or is being started), unless that start was deferred, failed or died."""
         item = {
             "pk": check_tenant(tenant),
-            "sk": _bundle_sk(bundle, version),
+            "sk": bundle_sort_key(bundle, version),
             "bundle": bundle,
             "version": version,
             **attributes,
@@ -284,7 +284,7 @@ class InboxRecords:
         values = {f":v{i}": to_dynamo(value) for i, value in enumerate(attributes.values())}
         try:
             self.table.update_item(
-                Key={"pk": check_tenant(tenant), "sk": _bundle_sk(bundle, version)},
+                Key={"pk": check_tenant(tenant), "sk": bundle_sort_key(bundle, version)},
                 UpdateExpression="SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(names))),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
@@ -296,9 +296,10 @@ class InboxRecords:
         """Every recorded start of ``bundle`` (any version), oldest claim first."""
         found = self._query(
             KeyConditionExpression=Key("pk").eq(check_tenant(tenant))
-            & Key("sk").begins_with(_bundle_sk(bundle))
+            & Key("sk").begins_with(bundle_sort_key(bundle))
         )
-        return sorted(found, key=lambda item: (item.get("claimed_at", 0), item["sk"]))
+        ordered = sorted(found, key=lambda item: (item.get("claimed_at", 0), item["sk"]))
+        return [without_keys(item) for item in ordered]
 
     def reject(self, tenant: str, key: str, reason: str, at: datetime) -> None:
         """Keep a rejected key and why (never the file's content)."""

@@ -166,24 +166,29 @@ class ObjectStore:
         if not self.exists(key):
             return
         with self.open_stream(key) as body:
-            pending = b""
-            while True:
-                chunk = body.read(1 << 20)
-                if not chunk:
-                    break
-                lines = (pending + chunk).split(b"\n")
-                pending = lines.pop()
-                for line in lines:
-                    if line:
-                        yield line
-            if pending.strip():
-                yield pending
+            yield from stream_lines(body)
 
     def iter_jsonl(self, key: str) -> Iterator[Any]:
         """Rows of a JSON-lines object; nothing if the object does not exist."""
         loads = orjson.loads
         for line in self.iter_lines(key):
             yield loads(line)
+
+
+def stream_lines(body: IO[bytes]) -> Iterator[bytes]:
+    """The non-empty lines of a binary stream, read a megabyte at a time."""
+    pending = b""
+    while True:
+        chunk = body.read(1 << 20)
+        if not chunk:
+            break
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            if line:
+                yield line
+    if pending.strip():
+        yield pending
 
 
 def _default(value: Any) -> str:

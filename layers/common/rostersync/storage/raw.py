@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import IO
 
 from rostersync.storage import keys
-from rostersync.storage.objects import ObjectStore
+from rostersync.storage.ports import ObjectStorePort
 
 
 class ObjectRawArea:
     """The raw area of one run of one tenant."""
 
-    def __init__(self, store: ObjectStore, tenant: str, prefix: str) -> None:
+    def __init__(self, store: ObjectStorePort, tenant: str, prefix: str) -> None:
         self.store = store
         self.tenant = keys.check_tenant(tenant)
         self.prefix = prefix

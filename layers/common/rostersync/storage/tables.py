@@ -33,6 +33,15 @@ def to_dynamo(value: Any) -> Any:
     return value
 
 
+#: DynamoDB's key attributes: how items are addressed, not part of what a caller reads.
+KEY_ATTRIBUTES = ("pk", "sk", "gpk", "gsk")
+
+
+def without_keys(item: dict[str, Any]) -> dict[str, Any]:
+    """The item's own attributes (the table's key attributes left out)."""
+    return {k: v for k, v in item.items() if k not in KEY_ATTRIBUTES}
+
+
 def from_dynamo(value: Any) -> Any:
     """Decimals back to int or float."""
     if isinstance(value, Decimal):
@@ -49,6 +58,14 @@ class _TableBase:
         self.table: Table = resource.Table(table_name)
 
     def _query_all(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """The items a query finds, without their key attributes."""
+        for item in self._query_raw(**kwargs):
+            yield self._out(item)
+
+    def _out(self, item: dict[str, Any]) -> dict[str, Any]:
+        return without_keys(item)
+
+    def _query_raw(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         try:
             while True:
                 page = self.table.query(**kwargs)
@@ -64,13 +81,13 @@ class _TableBase:
     def _get_item(
         self, key: dict[str, str], what: str, *, consistent: bool = False
     ) -> dict[str, Any] | None:
-        """The item at ``key`` (numbers as int/float), or None."""
+        """The item at ``key`` (numbers as int/float, no key attributes), or None."""
         try:
             response = self.table.get_item(Key=key, ConsistentRead=consistent)
         except (ClientError, BotoCoreError) as exc:
             raise translate_aws_error(exc, f"get {what}") from exc
         item = response.get("Item")
-        return None if item is None else dict(from_dynamo(item))
+        return None if item is None else self._out(dict(from_dynamo(item)))
 
     def _put_item(self, item: dict[str, Any], what: str) -> None:
         try:
@@ -111,7 +128,11 @@ class _TableBase:
 
 
 class RunsRepository(_TableBase):
-    """Sync history: one item per run, keyed by tenant and run id."""
+    """Sync history: one item per run, keyed by tenant and run id (read back as
+    ``run_id``)."""
+
+    def _out(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {**without_keys(item), "run_id": str(item["sk"])}
 
     def put(self, tenant: str, run_id: str, attributes: dict[str, Any]) -> None:
         self._put_item(
@@ -284,7 +305,7 @@ class AppEditsRepository(_TableBase):
         partition = f"{check_tenant(tenant)}#app_edits#{entity}"
         return {
             str(item["sk"]): dict(item["fields"])
-            for item in self._query_all(KeyConditionExpression=Key("pk").eq(partition))
+            for item in self._query_raw(KeyConditionExpression=Key("pk").eq(partition))
         }
 
     def get(self, tenant: str, entity: str, target_id: str) -> dict[str, Any] | None:

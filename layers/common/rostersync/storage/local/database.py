@@ -1,0 +1,283 @@
+"""The embedded store's SQLite database: one file, WAL, one connection per thread.
+
+Every table of the stack lives in one ``items`` table keyed like DynamoDB
+(``tbl, pk, sk``), so a query by tenant and sort-key prefix is a range of the primary key
+and never a scan. Each call commits before it returns (``synchronous=FULL``: a commit
+survives a killed process and a power cut); a conditional write is one ``BEGIN
+IMMEDIATE`` transaction, so several processes may share the file.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from rostersync.errors import StorageUnavailable
+
+T = TypeVar("T")
+
+#: How long a writer waits for another process's transaction before giving up.
+BUSY_TIMEOUT_MS = 30_000
+#: Rows per transaction in a bulk put: other processes can write between chunks.
+BULK_CHUNK = 5_000
+#: Rows read per statement when a query is iterated (no statement outlives a page).
+PAGE = 1_000
+#: Above every character a key uses: the end of a prefix's range.
+_PREFIX_END = "\U0010ffff"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    tbl TEXT NOT NULL,
+    pk TEXT NOT NULL,
+    sk TEXT NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (tbl, pk, sk)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS items_by_sort_key ON items (tbl, sk, pk) WHERE sk = 'meta';
+CREATE TABLE IF NOT EXISTS objects (
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    blob TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    etag TEXT,
+    modified REAL NOT NULL,
+    content_type TEXT NOT NULL,
+    PRIMARY KEY (bucket, key)
+) WITHOUT ROWID;
+"""
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    return str(value)
+
+
+def encode(attributes: dict[str, Any]) -> bytes:
+    return orjson.dumps(attributes, default=_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+def decode(body: bytes) -> dict[str, Any]:
+    value: dict[str, Any] = orjson.loads(body)
+    return value
+
+
+def prefix_end(prefix: str) -> str:
+    return prefix + _PREFIX_END
+
+
+class Database:
+    """The state directory's database file, shared by threads and processes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._guard(self._create_schema)
+
+    def _create_schema(self) -> None:
+        connection = self.connection()
+        connection.execute("PRAGMA journal_mode=WAL")
+        with self.transaction() as tx:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    tx.execute(statement)
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (a forked child opens its own)."""
+        local = self._local
+        connection: sqlite3.Connection | None = getattr(local, "connection", None)
+        if connection is None or getattr(local, "pid", None) != os.getpid():
+            connection = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+            )
+            connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            connection.execute("PRAGMA synchronous=FULL")
+            local.connection, local.pid = connection, os.getpid()
+        return connection
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction, taken at once (``BEGIN IMMEDIATE``), committed on exit."""
+        connection = self.connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def _guard(self, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except sqlite3.OperationalError as exc:
+            # "database is locked" after the busy timeout, a full disk: worth a retry.
+            raise StorageUnavailable(f"local store {self.path.name}: {exc}") from exc
+
+    def run(self, call: Callable[[], T]) -> T:
+        """``call()`` with SQLite's transient errors as ``StorageUnavailable``."""
+        return self._guard(call)
+
+
+class ItemTable:
+    """One of the stack's tables inside the database: items by ``(pk, sk)``."""
+
+    def __init__(self, database: Database, name: str) -> None:
+        self.database = database
+        self.name = name
+
+    # -- reads
+
+    def get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        def read() -> dict[str, Any] | None:
+            row = (
+                self.database.connection()
+                .execute(
+                    "SELECT body FROM items WHERE tbl = ? AND pk = ? AND sk = ?",
+                    (self.name, pk, sk),
+                )
+                .fetchone()
+            )
+            return None if row is None else decode(row[0])
+
+        return self.database.run(read)
+
+    def query(
+        self, pk: str, prefix: str = "", *, newest_first: bool = False
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``(sk, attributes)`` of the partition's items whose sort key starts with
+        ``prefix``, in sort-key order, read a page at a time."""
+        order, compare = ("DESC", "<") if newest_first else ("ASC", ">")
+        after: str | None = None
+        while True:
+            bound = "" if after is None else f" AND sk {compare} ?"
+            sql = (
+                "SELECT sk, body FROM items WHERE tbl = ? AND pk = ? AND sk >= ? AND sk < ?"
+                f"{bound} ORDER BY sk {order} LIMIT {PAGE}"
+            )
+            params: tuple[str, ...] = (self.name, pk, prefix, prefix_end(prefix))
+            if after is not None:
+                params = (*params, after)
+            rows = self._fetch(sql, params)
+            for sk, body in rows:
+                if sk.startswith(prefix):
+                    yield sk, decode(body)
+            if len(rows) < PAGE:
+                return
+            after = rows[-1][0]
+
+    def _fetch(self, sql: str, params: tuple[str, ...]) -> list[Any]:
+        return self.database.run(lambda: self.database.connection().execute(sql, params).fetchall())
+
+    def partitions_with(self, sk: str) -> list[str]:
+        """Every partition holding an item with sort key ``sk`` (indexed for ``meta``)."""
+        rows = self.database.run(
+            lambda: (
+                self.database.connection()
+                .execute(
+                    "SELECT pk FROM items WHERE tbl = ? AND sk = ? ORDER BY pk", (self.name, sk)
+                )
+                .fetchall()
+            )
+        )
+        return [str(row[0]) for row in rows]
+
+    # -- writes
+
+    def put(self, pk: str, sk: str, attributes: dict[str, Any]) -> None:
+        body = encode(attributes)
+
+        def write() -> None:
+            with self.database.transaction() as tx:
+                _upsert(tx, self.name, pk, sk, body)
+
+        self.database.run(write)
+
+    def put_many(self, rows: Iterable[tuple[str, str, dict[str, Any]]]) -> int:
+        """Put every row; committed in chunks, each chunk at once."""
+        count = 0
+        chunk: list[tuple[str, str, str, bytes]] = []
+
+        def flush() -> None:
+            with self.database.transaction() as tx:
+                tx.executemany(
+                    "INSERT OR REPLACE INTO items (tbl, pk, sk, body) VALUES (?, ?, ?, ?)",
+                    chunk,
+                )
+
+        for pk, sk, attributes in rows:
+            chunk.append((self.name, pk, sk, encode(attributes)))
+            count += 1
+            if len(chunk) >= BULK_CHUNK:
+                self.database.run(flush)
+                chunk = []
+        if chunk:
+            self.database.run(flush)
+        return count
+
+    def change(
+        self,
+        pk: str,
+        sk: str,
+        decide: Callable[[dict[str, Any] | None], dict[str, Any] | None],
+        *,
+        delete: bool = False,
+    ) -> dict[str, Any] | None:
+        """Read the item and write what ``decide`` makes of it, in one transaction.
+
+        ``decide`` gets the current attributes (None: no item) and returns the new ones,
+        or None to leave the item as it is; with ``delete`` a returned value removes the
+        item instead. Returns what ``decide`` returned."""
+
+        def write() -> dict[str, Any] | None:
+            with self.database.transaction() as tx:
+                row = tx.execute(
+                    "SELECT body FROM items WHERE tbl = ? AND pk = ? AND sk = ?",
+                    (self.name, pk, sk),
+                ).fetchone()
+                new = decide(None if row is None else decode(row[0]))
+                if new is not None:
+                    if delete:
+                        tx.execute(
+                            "DELETE FROM items WHERE tbl = ? AND pk = ? AND sk = ?",
+                            (self.name, pk, sk),
+                        )
+                    else:
+                        _upsert(tx, self.name, pk, sk, encode(new))
+                return new
+
+        return self.database.run(write)
+
+    def delete(self, pk: str, sk: str) -> None:
+        def write() -> None:
+            with self.database.transaction() as tx:
+                tx.execute(
+                    "DELETE FROM items WHERE tbl = ? AND pk = ? AND sk = ?", (self.name, pk, sk)
+                )
+
+        self.database.run(write)
+
+
+def _upsert(tx: sqlite3.Connection, table: str, pk: str, sk: str, body: bytes) -> None:
+    tx.execute(
+        "INSERT OR REPLACE INTO items (tbl, pk, sk, body) VALUES (?, ?, ?, ?)",
+        (table, pk, sk, body),
+    )

@@ -1,0 +1,200 @@
+"""What the code uses of each storage adapter, as Protocols.
+
+Two families implement them: the AWS adapters (S3, DynamoDB, EventBridge: ``objects``,
+``tables``, ``events``, ``inbox``) and the embedded ones in ``storage.local`` (SQLite,
+files, an append-only event log). Items come back as plain attributes: never the
+DynamoDB key attributes (``pk``, ``sk``, ``gpk``, ``gsk``); a run carries its ``run_id``.
+The contract tests (tests/integration/test_storage_contract.py) hold both to the same
+behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from datetime import datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from rostersync.storage.inbox import InboxListing, InboxObject
+
+
+class ObjectStorePort(Protocol):
+    """One bucket of objects, addressed by key; bodies streamed."""
+
+    bucket: str
+
+    def put_bytes(
+        self, key: str, body: bytes, content_type: str = "application/octet-stream"
+    ) -> None: ...
+
+    def put_json(self, key: str, value: Any) -> None: ...
+
+    def get_bytes(self, key: str) -> bytes | None: ...
+
+    def get_json(self, key: str) -> Any | None: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def list_keys(self, prefix: str) -> list[str]: ...
+
+    def copy(self, source_key: str, dest_key: str) -> None: ...
+
+    def upload_file(self, path: Path, key: str) -> None: ...
+
+    def download_file(self, key: str, path: Path) -> None: ...
+
+    def open_stream(self, key: str) -> AbstractContextManager[IO[bytes]]: ...
+
+    def writer(self, key: str) -> AbstractContextManager[IO[bytes]]: ...
+
+    def write_jsonl(self, key: str, rows: Iterable[Any]) -> int: ...
+
+    def iter_lines(self, key: str) -> Iterator[bytes]: ...
+
+    def iter_jsonl(self, key: str) -> Iterator[Any]: ...
+
+
+class RunsPort(Protocol):
+    """Sync history: one record per run (with its ``run_id``)."""
+
+    def put(self, tenant: str, run_id: str, attributes: dict[str, Any]) -> None: ...
+
+    def update(self, tenant: str, run_id: str, attributes: dict[str, Any]) -> None: ...
+
+    def get(self, tenant: str, run_id: str) -> dict[str, Any]: ...
+
+    def list(self, tenant: str, limit: int = 50) -> list[dict[str, Any]]: ...
+
+
+class DirectoryPort(Protocol):
+    """The committed roster, one record per target id."""
+
+    def put_many(self, tenant: str, entity: str, items: Iterable[dict[str, Any]]) -> int: ...
+
+    def get(self, tenant: str, entity: str, target_id: str) -> dict[str, Any] | None: ...
+
+    def iter_entity(self, tenant: str, entity: str) -> Iterator[dict[str, Any]]: ...
+
+    def set_fields(
+        self, tenant: str, entity: str, target_id: str, fields: dict[str, Any]
+    ) -> None: ...
+
+
+class LinksPort(Protocol):
+    """Identity links: (tenant, entity, source system, source id) → target id."""
+
+    def put_many(self, tenant: str, entity: str, links: Iterable[dict[str, Any]]) -> int: ...
+
+    def get(
+        self, tenant: str, entity: str, source_system: str, source_id: str
+    ) -> dict[str, Any] | None: ...
+
+    def iter_entity(self, tenant: str, entity: str) -> Iterator[dict[str, Any]]: ...
+
+
+class TenantsPort(Protocol):
+    """Tenants, their settings and the settings' history."""
+
+    def get_meta(self, tenant: str) -> dict[str, Any] | None: ...
+
+    def put_meta(self, tenant: str, attributes: dict[str, Any]) -> None: ...
+
+    def get_settings(self, tenant: str) -> dict[str, Any] | None: ...
+
+    def put_settings(
+        self, tenant: str, settings: dict[str, Any], *, who: str, at: str, changed: list[str]
+    ) -> None: ...
+
+    def settings_history(self, tenant: str) -> list[dict[str, Any]]: ...
+
+
+class AppEditsPort(Protocol):
+    """Fields the app edited on directory records."""
+
+    def put(
+        self, tenant: str, entity: str, target_id: str, fields: dict[str, Any], who: str, at: str
+    ) -> None: ...
+
+    def all_for(self, tenant: str, entity: str) -> dict[str, dict[str, Any]]: ...
+
+    def get(self, tenant: str, entity: str, target_id: str) -> dict[str, Any] | None: ...
+
+
+class LocksPort(Protocol):
+    """One active run per tenant: a lock with an expiry, taken over once expired."""
+
+    def acquire(self, tenant: str, run_id: str, now: int, ttl_seconds: int) -> str | None: ...
+
+    def holder(self, tenant: str) -> str | None: ...
+
+    def release(self, tenant: str, run_id: str) -> None: ...
+
+
+class DecisionsPort(Protocol):
+    """Admins' matching decisions, by sort key within the tenant."""
+
+    def put(self, tenant: str, sort_key: str, item: dict[str, Any]) -> None: ...
+
+    def get(self, tenant: str, sort_key: str) -> dict[str, Any] | None: ...
+
+    def all(self, tenant: str) -> list[dict[str, Any]]: ...
+
+
+class EventPublisherPort(Protocol):
+    """Change events and run notifications on the rostersync bus."""
+
+    def publish(self, events: Iterable[tuple[str, dict[str, Any]]]) -> int: ...
+
+
+class InboxObjectsPort(Protocol):
+    """The drop box's objects under ``inbox/{tenant}/``."""
+
+    bucket: str
+
+    def list_folder(self, prefix: str) -> InboxListing: ...
+
+    def list_all(self, prefix: str) -> Iterator[InboxObject]: ...
+
+    def find(self, key: str) -> InboxObject | None: ...
+
+    def has_any(self, prefix: str) -> bool: ...
+
+    def read_head(self, key: str, limit: int) -> bytes: ...
+
+    def open_seekable(self, item: InboxObject) -> IO[bytes]: ...
+
+    def read_range(self, key: str, start: int, end: int) -> bytes: ...
+
+    def put_file(self, path: Path, key: str) -> None: ...
+
+    def put_stream(self, fh: IO[bytes], key: str) -> None: ...
+
+    def put_bytes(self, key: str, body: bytes) -> None: ...
+
+    def download(self, key: str, fh: IO[bytes]) -> None: ...
+
+    def copy(self, source_key: str, dest_key: str) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class InboxRecordsPort(Protocol):
+    """Bundle starts (one run per bundle version) and rejected keys."""
+
+    def claim(
+        self, tenant: str, bundle: str, version: str, attributes: dict[str, Any], now: float
+    ) -> bool: ...
+
+    def update_claim(
+        self, tenant: str, bundle: str, version: str, attributes: dict[str, Any]
+    ) -> None: ...
+
+    def claims(self, tenant: str, bundle: str) -> list[dict[str, Any]]: ...
+
+    def reject(self, tenant: str, key: str, reason: str, at: datetime) -> None: ...
+
+    def rejections(self, tenant: str, limit: int = 100) -> list[dict[str, Any]]: ...
+
+    def tenant_ids(self) -> list[str]: ...
