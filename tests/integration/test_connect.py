@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from rostersync import cli
@@ -19,10 +18,9 @@ from rostersync.application.schedules import scheduled_sync
 from rostersync.application.sync import WaitingLauncher, ensure_tenant, export_directory
 from rostersync.config import stack_settings
 from rostersync.local.runtime import LocalCloud
-from rostersync.pipeline.deps import build_deps
+from rostersync.pipeline.deps import build_deps, locks_repository
 from rostersync.sources.guardian_file import inbox_guardian_file
 from rostersync.storage import keys
-from rostersync.storage.tables import LocksRepository
 from tests.servers.clever import CleverServer, sample_district
 
 TOKEN = "clever-connect-token-5b9e27c4d1"
@@ -197,7 +195,7 @@ def test_a_scheduled_sync_of_a_clever_tenant_fetches_from_clever(clever, tmp_pat
             {"token": TOKEN},
             who="admin@t1",
         )
-        locks = LocksRepository(boto3.resource("dynamodb"), local.names.tables["LocksTable"])
+        locks = locks_repository(deps.settings)
         fired = scheduled_sync(RunStartDeps(deps, locks, WaitingLauncher(local)), "t1")
 
         assert fired.status == "started", fired

@@ -291,6 +291,18 @@ def test_tenants_settings_and_their_history(stack: Stack, tenant: str) -> None:
     ]
 
 
+def test_a_tenants_connected_source_and_its_history(stack: Stack, tenant: str) -> None:
+    tenants = stack.deps.tenants
+    assert tenants.get_source(tenant) is None
+    first = {"kind": "clever", "source": {"kind": "clever"}, "secrets": {"token": "t"}}
+    second = {"kind": "oneroster_csv", "source": None, "secrets": {}}
+    tenants.put_source(tenant, first, at="2026-01-01T00:00:00Z")
+    tenants.put_source(tenant, second, at="2026-01-02T00:00:00Z")
+
+    assert tenants.get_source(tenant) == second
+    assert [h["kind"] for h in tenants.source_history(tenant)] == ["clever", "oneroster_csv"]
+
+
 def test_app_edits_merge_field_by_field(stack: Stack, tenant: str) -> None:
     edits = stack.deps.app_edits
     edits.put(tenant, "users", "u1", {"email": "a@x"}, "app", "2026-01-01")
@@ -528,6 +540,7 @@ def test_the_run_lock_holds_across_processes(tmp_path: Path) -> None:
         assert locker.returncode == 0, err[-2000:]
         wins.append(int(out))
 
-    # Each acquire either got a free lock (and held it alone until released) or saw it
-    # held by the other process; none errored.
-    assert all(0 < won <= 200 for won in wins)
+    # Each acquire either got a free lock (and held it alone until released: the
+    # lockers assert it) or saw it held by the other process; none errored. How often
+    # each won depends on how the two were scheduled.
+    assert all(0 <= won <= 200 for won in wins) and sum(wins) > 0

@@ -53,3 +53,13 @@ def test_inbox_keys_are_validated(key):
 
 def test_inbox_key_splits_into_tenant_and_path():
     assert keys.tenant_of_inbox_key("inbox/t1/day/users.csv") == ("t1", "day/users.csv")
+
+
+def test_runs_started_within_one_second_sort_in_the_order_they_started():
+    from datetime import UTC, datetime
+
+    from rostersync.storage.keys import check_run_id, new_run_id
+
+    early = new_run_id(datetime(2026, 12, 1, 10, 0, 0, 5_000, tzinfo=UTC))
+    late = new_run_id(datetime(2026, 12, 1, 10, 0, 0, 990_000, tzinfo=UTC))
+    assert early < late and check_run_id(early) == early and check_run_id(late) == late

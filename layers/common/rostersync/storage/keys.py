@@ -43,9 +43,11 @@ def check_run_id(run_id: str) -> str:
 
 
 def new_run_id(now: datetime | None = None) -> str:
-    """A sortable, unique run id: ``20261123T103200Z-1a2b3c4d``."""
+    """A sortable, unique run id: ``20261123T103200Z-1a2b3c4d``. The first three hex
+    digits are the milliseconds, so runs started within one second still sort in the
+    order they started; the other five are random."""
     moment = (now or datetime.now(UTC)).astimezone(UTC)
-    return f"{moment:%Y%m%dT%H%M%SZ}-{token_hex(4)}"
+    return f"{moment:%Y%m%dT%H%M%SZ}-{moment.microsecond // 1000:03x}{token_hex(3)[:5]}"
 
 
 def check_file_name(name: str) -> str:

@@ -116,6 +116,19 @@ class LocalTenantsRepository(_LocalTable):
         """Every settings change, oldest first."""
         return [item for _, item in self.items.query(check_tenant(tenant), "settings#")]
 
+    def get_source(self, tenant: str) -> dict[str, Any] | None:
+        """The tenant's connected source (a spec without secrets, the secrets' names)."""
+        return self.items.get(check_tenant(tenant), "source")
+
+    def put_source(self, tenant: str, connection: dict[str, Any], *, at: str) -> None:
+        """Save the connected source and keep the change in the tenant's source history."""
+        tenant = check_tenant(tenant)
+        self.items.put_many([(tenant, "source", connection), (tenant, f"source#{at}", connection)])
+
+    def source_history(self, tenant: str) -> list[dict[str, Any]]:
+        """Every change of the connected source, oldest first."""
+        return [item for _, item in self.items.query(check_tenant(tenant), "source#")]
+
 
 class LocalAppEditsRepository(_LocalTable):
     """Fields the app edited on a directory record, in their own partition."""
