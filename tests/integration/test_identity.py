@@ -333,3 +333,25 @@ def test_match_keys_in_the_settings_are_the_keys_matching_uses(cloud, tmp_path):
     stored = load_tenant_settings(deps, "t1").match_keys.students
     assert stored == ["identifier:student_number:strip"]
     assert deps.tenants.settings_history("t1")[-1]["changed"] == ["match_keys.students"]
+
+
+def test_a_manual_link_is_checked(cloud, district, tmp_path):
+    """A link to an app record that does not exist, or from a student to a teacher's
+    record, is refused with the reason; nothing is recorded."""
+    from rostersync.application.matching import MatchDecisionError
+
+    _bundle, app = district
+    connect(cloud, district, tmp_path)
+    deps = cloud[1]
+    student = app.sis_only[0]
+    teacher = next(
+        u["target_id"]
+        for u in export_directory(deps, "t1")["users"]
+        if u.get("role") == "teacher" and u["source_system"] != "oneroster"
+    )
+    launcher = WaitingLauncher(cloud[0])
+    with pytest.raises(MatchDecisionError, match="no app users record"):
+        link_manually(deps, "t1", "users", student, "app-nobody", "admin", launcher=launcher)
+    with pytest.raises(MatchDecisionError, match="never crosses kinds"):
+        link_manually(deps, "t1", "users", student, teacher, "admin", launcher=launcher)
+    assert not [d for d in list_match_decisions(deps, "t1") if d["tier"] == "manual"]

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from rostersync.application.sync import (
     WaitingLauncher,
     commit_prepared,
@@ -748,11 +750,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a mistake in its input is a message, never a traceback
+    (``ROSTERSYNC_DEBUG=1`` shows the traceback of an unexpected error)."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except RostersyncError as exc:
         sys.stderr.write(f"rostersync: {exc}\n")
+        return 1
+    except ValidationError as exc:
+        where = ".".join(str(p) for p in exc.errors()[0]["loc"]) or "value"
+        sys.stderr.write(f"rostersync: {where}: {exc.errors()[0]['msg']}\n")
+        return 1
+    except (ValueError, KeyError, OSError) as exc:
+        sys.stderr.write(f"rostersync: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("rostersync: interrupted\n")
+        return 130
+    except Exception as exc:
+        if os.environ.get("ROSTERSYNC_DEBUG"):
+            raise
+        sys.stderr.write(
+            f"rostersync: unexpected error ({type(exc).__name__}); "
+            "ROSTERSYNC_DEBUG=1 shows the details\n"
+        )
         return 1
 
 

@@ -25,6 +25,7 @@ from rostersync.pipeline.identity_match import (
     APP_SYSTEM,
     app_person,
     decision_key,
+    person_kind,
     source_person,
 )
 from rostersync.settings import TenantSettings
@@ -298,6 +299,35 @@ def reject_match(
     return _record_decision(deps, tenant, kind, source_id, update, who, launcher)
 
 
+def _check_link(deps: Deps, tenant: str, kind: Entity, source_id: str, target_id: str) -> None:
+    """Refuse a link to an app record that does not exist, or across kinds of person (a
+    student to a teacher's record)."""
+    target = deps.directory.get(tenant, kind.value, target_id)
+    if target is None:
+        raise MatchDecisionError(f"no app {kind.value} record {target_id!r}")
+    if kind is not Entity.USERS:
+        return
+    run_id = latest_run_id(deps, tenant)
+    source = None
+    if run_id is not None:
+        source = next(
+            (
+                r
+                for r in deps.store.iter_jsonl(keys.normalized_key(tenant, run_id, kind))
+                if r.get("source_id") == source_id
+            ),
+            None,
+        )
+    if source is None:
+        raise MatchDecisionError(f"no source user {source_id!r} in the latest run")
+    wanted, found = person_kind(source.get("role")), person_kind(target.get("role"))
+    if wanted is not None and found is not None and wanted != found:
+        raise MatchDecisionError(
+            f"{source_id} is a {wanted.value} but {target_id} is a {found.value}'s record: "
+            "a link never crosses kinds of person"
+        )
+
+
 def link_manually(
     deps: Deps,
     tenant: str,
@@ -308,8 +338,10 @@ def link_manually(
     *,
     launcher: RunLauncher,
 ) -> dict[str, Any]:
-    """Link a source record to an app record by hand."""
+    """Link a source record to an app record by hand (the record must exist and be of
+    the same kind of person)."""
     kind = _entity(entity)
+    _check_link(deps, tenant, kind, source_id, target_id)
     return _record_decision(
         deps,
         tenant,
