@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rostersync.changes import ACTION_KINDS as ACTIONS
-from rostersync.errors import RunStateError, UnknownTenant
+from rostersync.errors import RunStateError, StorageUnavailable, UnknownTenant
 from rostersync.models import ENTITY_ORDER, SyncMode
+from rostersync.observability import logger
 from rostersync.pipeline.contracts import Trigger
 from rostersync.pipeline.deps import Deps, locks_repository
 from rostersync.sources.base import SourceSpec
@@ -135,7 +136,11 @@ def start_sync(
         requested_by=requested_by,
         run_id=run_id,
     )
-    locks.release(tenant, run_id)
+    try:
+        locks.release(tenant, run_id)
+    except StorageUnavailable:
+        # The run has ended: the next start frees its lock (and the expiry would).
+        logger().warning("run lock not released", extra={"tenant": tenant, "run": run_id})
     execution = launcher.execution
     if execution is None:  # begin_run returns only after launching
         raise RuntimeError(f"run {run_id} was not launched")
