@@ -79,18 +79,20 @@ def ensure_tenant(deps: Deps, tenant: str, *, create: bool) -> bool:
 
 
 def upload_bundle(deps: Deps, tenant: str, run_id: str, path: Path) -> str:
-    """Put a local bundle (zip or folder) under ``uploads/{tenant}/{run}/``; return the
-    source key the fetch step reads."""
+    """Put a local bundle (zip or folder) under ``uploads/{tenant}/{run}/``, its secret
+    columns emptied; return the source key the fetch step reads."""
+    from rostersync.application.no_secrets import store_without_secrets
+
     prefix = keys.uploads_prefix(tenant, run_id)
     if path.is_file():
         key = prefix + "bundle.zip"
-        deps.store.upload_file(path, key)
+        store_without_secrets(deps.store, path, key)
         return key
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is neither a zip file nor a folder")
     for child in sorted(path.iterdir()):
         if child.is_file() and not child.name.startswith("."):
-            deps.store.upload_file(child, prefix + keys.check_file_name(child.name))
+            store_without_secrets(deps.store, child, prefix + keys.check_file_name(child.name))
     return prefix
 
 
