@@ -6,6 +6,7 @@ tests stay independent while the stack (about 2 s to start) starts once.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -328,6 +329,79 @@ def test_bad_input_is_a_4xx_never_a_5xx(api):
     invalid_tenant = api.http.post("/tenants", json={"tenant": "Not Valid"}, headers=platform)
     assert invalid_tenant.status_code == 422
     assert invalid_tenant.json()["errors"][0]["field"] == "tenant"
+
+
+def test_hostile_bodies_are_refused_with_the_field_named(api):
+    """Given bodies that break parsers (deep nesting, a 5,000-digit number, a NUL or a
+    control character), when they are sent, then each is a 4xx naming the field."""
+    tenant = api.tenant("hostile-bodies")
+    headers = {**api.token(tenant), "Content-Type": "application/json"}
+    settings, runs = f"/tenants/{tenant}/settings", f"/tenants/{tenant}/runs"
+    deep = "[" * 5000 + "]" * 5000
+    share = "hold.archive_share"
+    cases = [
+        ("PUT", settings, '{"hold": ' + deep + "}", "body"),
+        ("POST", runs, '{"mode": ' + "[" * 100 + "]" * 100 + "}", "body"),
+        ("PUT", settings, '{"hold": {"archive_count": ' + "9" * 5000 + "}}", "hold.archive_count"),
+        ("POST", runs, '{"mode": 1' + "0" * 5000 + "}", "mode"),
+        (
+            "PUT",
+            settings,
+            '{"hold": {"archive_share": 1e' + "9" * 5000 + "}}",
+            "hold.archive_share",
+        ),
+        ("PUT", settings, '{"schedule": {"time": "07:00\\u0000"}}', "schedule.time"),
+        ("PUT", settings, '{"schedule": {"timezone": "UTC\\u001b[2J"}}', "schedule.timezone"),
+        ("PUT", settings, '{"schedule": {"timezone": "Europe/\\nParis"}}', "schedule.timezone"),
+        ("PUT", settings, '{"hold": {"archive_share": NaN}}', share),
+        ("POST", runs, '{"source_key": "inbox/x\\u0000.zip"}', "source_key"),
+    ]
+    for method, path, body, field in cases:
+        response = api.http.request(method, path, headers=headers, content=body.encode())
+        assert 400 <= response.status_code < 500, (path, body[:40], response.text[:200])
+        assert field in [e["field"] for e in response.json()["errors"]], (body[:40], response.text)
+    assert api.http.get(settings, headers=headers).json().get("schedule") is None
+
+
+def test_any_json_body_is_answered_without_a_server_error(api):
+    """Schemathesis-style: arbitrary JSON values (nested, huge numbers, any characters)
+    sent to every body-taking route get a 4xx or a success, never a 5xx."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    tenant = api.tenant("any-body")
+    headers = {**api.token(tenant), "Content-Type": "application/json"}
+    scalars = (
+        st.none()
+        | st.booleans()
+        | st.integers(min_value=-(10**60), max_value=10**60)
+        | st.floats(allow_nan=False)
+        | st.text(max_size=20)
+    )
+    values = st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+        max_leaves=12,
+    )
+    names = st.sampled_from(["mode", "hold", "schedule", "source_key", "review", "kind"])
+    bodies = st.dictionaries(names, values, max_size=3) | values
+    routes = st.sampled_from(
+        [
+            ("PUT", f"/tenants/{tenant}/settings"),
+            ("PUT", f"/tenants/{tenant}/source"),
+            ("POST", f"/tenants/{tenant}/matches/confirm"),
+        ]
+    )
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(route=routes, body=bodies)
+    def check(route: tuple[str, str], body: Any) -> None:
+        method, path = route
+        content = json.dumps(body).encode()
+        response = api.http.request(method, path, headers=headers, content=content)
+        assert response.status_code < 500, (path, content[:80], response.text[:200])
+
+    check()
 
 
 # ------------------------------------------------------------------------- runs

@@ -11,7 +11,14 @@ from rostersync.changes import make_action
 from rostersync.models import Entity
 from rostersync.pipeline.contracts import NormalizedSummary
 from rostersync.policy.field_rules import apply_field_rules
-from rostersync.policy.holds import HELD_REASON, EntityOutcome, hold_checks, untick
+from rostersync.policy.holds import (
+    HELD_REASON,
+    EntityOutcome,
+    hold_checks,
+    keep_links_to_absent,
+    removed_links,
+    untick,
+)
 from rostersync.policy.refusals import archive_refusal
 from rostersync.policy.scope import Scope
 from rostersync.settings import HoldThresholds, TenantSettings
@@ -144,6 +151,47 @@ def test_a_kind_of_change_not_synced_is_left_out_not_held():
     archive = make_action(Entity.USERS, "archive", "sis", "u1", "t1")
     reason, held = untick(archive, settings, held=True)
     assert held is False and reason == "archive changes are not synced (settings)"
+
+
+def link_update(before: list[str], after: list[str], **more: list[Any]):
+    changes = {"agent_source_ids": [before, after], **more}
+    return make_action(Entity.USERS, "update", "sis", "s1", "t1", changes=changes)
+
+
+def test_an_update_taking_links_away_waits_with_the_archives():
+    settings = TenantSettings()
+    losing = link_update(["g1", "g2"], ["g1"], family_name=["A", "B"])
+    assert removed_links(losing) == {"agent_source_ids": ["g2"]}
+    assert untick(losing, settings, held=True) == (HELD_REASON, True)
+    assert untick(losing, settings, held=False) == (None, False)
+
+
+def test_an_update_adding_or_reordering_links_is_safe():
+    settings = TenantSettings()
+    for before, after in ((["g1"], ["g1", "g2"]), (["g1", "g2"], ["g2", "g1"]), ([], ["g1"])):
+        action = link_update(before, after)
+        assert removed_links(action) == {}
+        assert untick(action, settings, held=True) == (None, False)
+
+
+def test_link_removals_count_with_archives_toward_the_hold():
+    thresholds = HoldThresholds(archive_share=0.1)
+    found = outcome(100, archive=5, update=20)
+    found.link_removals = 6
+    tripped = hold_checks(thresholds, {Entity.USERS: found}, read(users=100), None)
+    assert checks(tripped) == [("archive_share", "users")]
+    assert "11 of 100 active users would be archived or lose links" in tripped[0]["message"]
+    found.link_removals = 5
+    assert hold_checks(thresholds, {Entity.USERS: found}, read(users=100), None) == []
+
+
+def test_links_to_records_absent_from_an_untrusted_read_are_kept():
+    before = {"agent_source_ids": ["g1", "g2", "g3"], "given_name": "A"}
+    after = {"agent_source_ids": ["g1"], "given_name": "B"}
+    kept = keep_links_to_absent(before, after, present={"g1", "g2"})
+    # g2 is in the read and left out: the source removed it; g3 is missing from the read.
+    assert kept == {"agent_source_ids": ["g1", "g3"], "given_name": "B"}
+    assert keep_links_to_absent(before, before, present=set()) == before
 
 
 # ---------------------------------------------------------------------- refusals

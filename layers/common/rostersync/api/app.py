@@ -25,6 +25,7 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Serve
 
 import rostersync
 from rostersync.api.auth import AuthError, Principal, authorize, claims_of, is_public
+from rostersync.api.body_guard import body_problems
 from rostersync.api.config import ApiServices, api_settings, build_services
 from rostersync.api.errors import error_response, register_error_handlers
 from rostersync.api.idempotency import IdempotentPosts
@@ -172,6 +173,8 @@ class AdminApi:
                 response = _proxy_response(415, {"error": "send JSON (or CSV for imports)"})
             elif not _text_body(event):
                 response = _proxy_response(400, {"error": "the request body must be UTF-8 text"})
+            elif problems := _json_body_problems(event, path):
+                response = _proxy_response(422, {"errors": problems})
             else:
                 response = self._resolve(event, context, principal)
         logger().info(
@@ -225,6 +228,22 @@ def _text_body(event: Mapping[str, Any]) -> bool:
     except (ValueError, UnicodeDecodeError):
         return False
     return True
+
+
+def _json_body_problems(event: Mapping[str, Any], path: str) -> list[dict[str, str]]:
+    """What the body guard refuses in a JSON body (a CSV import is not JSON)."""
+    body = event.get("body")
+    if not body:
+        return []
+    text = str(body)
+    if event.get("isBase64Encoded"):
+        text = base64.b64decode(text).decode("utf-8")
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type not in {"", "application/json"} or text.lstrip()[:1] not in {"{", "["}:
+        return []
+    one_line = path.rstrip("/").endswith(("/settings", "/source"))
+    return body_problems(text, settings=one_line)
 
 
 @lru_cache(maxsize=1)

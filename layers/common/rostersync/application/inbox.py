@@ -40,6 +40,7 @@ from urllib.parse import quote_plus, unquote_plus
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rostersync.application.launch import RunStartDeps
+from rostersync.application.no_secrets import strip_stored_object
 from rostersync.application.runs import RunInProgress, begin_run
 from rostersync.errors import FatalError, InvalidKey
 from rostersync.models import SyncMode
@@ -379,6 +380,9 @@ def handle_object_created(
                 key=key, status="ignored", tenant=tenant, reason="the guardian file (every run)"
             )
         )
+    # Before anything reads it: no copy keeps a password (the rewrite's own event finds
+    # nothing more to strip).
+    strip_stored_object(deps.store, key)
     objects = inbox_objects(deps)
     records = inbox_records(deps)
     if rest.lower().endswith(".zip"):

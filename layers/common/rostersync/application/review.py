@@ -236,7 +236,14 @@ def request_commit(
     # lock frees itself once the run is no longer committing.
     acquire_run_lock(deps, locks, tenant, run_id)
     deps.runs.update(
-        tenant, run_id, {"committed_by": who, "status": "committing", "last_error": None}
+        tenant,
+        run_id,
+        {
+            "committed_by": who,
+            "status": "committing",
+            "committing_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "last_error": None,
+        },
     )
     state.operation, state.who = "commit", who
     try:

@@ -3,8 +3,15 @@
 ``begin_run`` checks the tenant, takes the tenant's run lock (one active run per tenant),
 records the run and hands it to a ``RunLauncher``: Step Functions on AWS, the local
 runtime here. A lock whose run has finished is released on the next attempt, so a run
-that ended without releasing (a crash, a failed execution) never blocks the tenant for
-longer than it takes to look.
+that ended without releasing (a crash, a failed execution, a release that was
+throttled) never blocks the tenant for longer than it takes to look.
+
+A run is alive while it makes progress: every step notes ``progress.since`` on the run
+as it starts (a Lambda step lasts 15 minutes at most). A run still *running* or
+*committing* with no progress for ``STALE_SECONDS`` has lost its process: the next start
+for the tenant marks it *failed* and takes the lock. The lock's own expiry,
+``LOCK_SECONDS``, is as short: a lock nobody looks at frees itself within it; a lock
+past its expiry whose run is still making progress is not taken over.
 """
 
 from __future__ import annotations
@@ -24,7 +31,10 @@ from rostersync.sources.registry import parse_spec
 from rostersync.storage import keys
 from rostersync.storage.ports import LocksPort
 
-LOCK_SECONDS = 2 * 60 * 60
+#: No progress for this long: the run's process has died (a step lasts 15 minutes at
+#: most, and each step notes its start).
+STALE_SECONDS = 30 * 60
+LOCK_SECONDS = STALE_SECONDS
 ACTIVE_STATUSES = frozenset({"running", "committing"})
 
 
@@ -72,20 +82,68 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def last_activity(run: dict[str, Any]) -> datetime | None:
+    """When the run last showed it was alive: its newest progress note or start."""
+    moments = []
+    for value in (
+        (run.get("progress") or {}).get("since"),
+        run.get("started_at"),
+        run.get("committing_at"),
+    ):
+        try:
+            moments.append(datetime.fromisoformat(str(value)))
+        except ValueError:
+            continue
+    return max(moments) if moments else None
+
+
+def is_stale(run: dict[str, Any], now: datetime) -> bool:
+    """An active run with no progress for longer than ``STALE_SECONDS``."""
+    if run.get("status") not in ACTIVE_STATUSES:
+        return False
+    last = last_activity(run)
+    return last is None or (now - last).total_seconds() > STALE_SECONDS
+
+
+def fail_stale_run(deps: Deps, tenant: str, run: dict[str, Any], run_id: str) -> None:
+    deps.runs.update(
+        tenant,
+        run_id,
+        {
+            "status": "failed",
+            "reason": f"its process stopped: no progress for over {STALE_SECONDS // 60} minutes",
+            "finished_at": _now(),
+        },
+    )
+
+
 def acquire_run_lock(deps: Deps, locks: LocksPort, tenant: str, run_id: str) -> None:
-    """Take the tenant's lock or raise RunInProgress naming the active run."""
+    """Take the tenant's lock or raise RunInProgress naming the active run. A lock
+    whose run has ended is freed; an active run with no recent progress is marked
+    failed first."""
     for _ in range(2):
+        holder = locks.holder(tenant)
+        if holder is not None and holder != run_id:
+            _free_if_ended(deps, locks, tenant, holder)
         holder = locks.acquire(tenant, run_id, int(time.time()), LOCK_SECONDS)
         if holder is None:
             return
-        try:
-            status = deps.runs.get(tenant, holder).get("status")
-        except RostersyncError:
-            status = None
-        if status in ACTIVE_STATUSES:
-            raise RunInProgress(tenant, holder)
-        locks.release(tenant, holder)  # its run has ended: free the lock and retry
+        _free_if_ended(deps, locks, tenant, holder)
     raise RunInProgress(tenant, locks.holder(tenant) or "unknown")
+
+
+def _free_if_ended(deps: Deps, locks: LocksPort, tenant: str, holder: str) -> None:
+    """Release ``holder``'s lock if its run has ended (or died); raise RunInProgress if
+    it is alive."""
+    try:
+        run: dict[str, Any] | None = deps.runs.get(tenant, holder)
+    except RostersyncError:
+        run = None
+    if run is not None and run.get("status") in ACTIVE_STATUSES:
+        if not is_stale(run, datetime.now(UTC)):
+            raise RunInProgress(tenant, holder)
+        fail_stale_run(deps, tenant, run, holder)
+    locks.release(tenant, holder)
 
 
 def begin_run(

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rostersync.changes import ACTION_KINDS as ACTIONS
-from rostersync.errors import RunStateError, UnknownTenant
+from rostersync.errors import RunStateError, StorageUnavailable, UnknownTenant
 from rostersync.models import ENTITY_ORDER, SyncMode
+from rostersync.observability import logger
 from rostersync.pipeline.contracts import Trigger
 from rostersync.pipeline.deps import Deps, locks_repository
 from rostersync.sources.base import SourceSpec
@@ -78,18 +79,20 @@ def ensure_tenant(deps: Deps, tenant: str, *, create: bool) -> bool:
 
 
 def upload_bundle(deps: Deps, tenant: str, run_id: str, path: Path) -> str:
-    """Put a local bundle (zip or folder) under ``uploads/{tenant}/{run}/``; return the
-    source key the fetch step reads."""
+    """Put a local bundle (zip or folder) under ``uploads/{tenant}/{run}/``, its secret
+    columns emptied; return the source key the fetch step reads."""
+    from rostersync.application.no_secrets import store_without_secrets
+
     prefix = keys.uploads_prefix(tenant, run_id)
     if path.is_file():
         key = prefix + "bundle.zip"
-        deps.store.upload_file(path, key)
+        store_without_secrets(deps.store, path, key)
         return key
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is neither a zip file nor a folder")
     for child in sorted(path.iterdir()):
         if child.is_file() and not child.name.startswith("."):
-            deps.store.upload_file(child, prefix + keys.check_file_name(child.name))
+            store_without_secrets(deps.store, child, prefix + keys.check_file_name(child.name))
     return prefix
 
 
@@ -135,7 +138,11 @@ def start_sync(
         requested_by=requested_by,
         run_id=run_id,
     )
-    locks.release(tenant, run_id)
+    try:
+        locks.release(tenant, run_id)
+    except StorageUnavailable:
+        # The run has ended: the next start frees its lock (and the expiry would).
+        logger().warning("run lock not released", extra={"tenant": tenant, "run": run_id})
     execution = launcher.execution
     if execution is None:  # begin_run returns only after launching
         raise RuntimeError(f"run {run_id} was not launched")

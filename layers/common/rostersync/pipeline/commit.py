@@ -3,20 +3,29 @@
 Order matters for idempotency (a retried commit doubles nothing):
 1. the new snapshot is written under the run's own keys (rewriting it is harmless);
 2. directory items and identity links are put (puts are idempotent);
-3. change events are published in PutEvents batches with a progress checkpoint every
-   500 events and whenever publishing stops on an error, so a retry resumes after the
-   last accepted batch instead of re-sending; only a hard crash between checkpoints can
-   repeat events, and each carries its action id for the consumer to drop repeats;
+3. change events are published in PutEvents batches. Each has a stable ``event_id``
+   (tenant, baseline, action id, content); the ids published on top of a baseline are
+   kept in a ledger (``published/{tenant}/{baseline}/``, a chunk every 1,000 events and
+   whenever publishing stops on an error), so a retried commit, and a re-run staged on
+   the same baseline after a failed commit, publish only what was not published. Only a
+   hard crash between chunks, or a PutEvents call that timed out after it succeeded,
+   can repeat an event, with the same ``event_id`` for the consumer to drop;
 4. the report is written; the state pointer moves to this run; the run is marked
-   committed. A retry that finds the pointer already here only finishes step 4.
+   committed; ``run.committed`` (or ``run.held``) is sent and noted on the run
+   (``notified``). A retry that finds the pointer already here only finishes step 4,
+   and one that finds the run committed sends the notification if it was not noted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from rostersync.changes import EVENT_VERBS
 from rostersync.errors import RunStateError, StaleBaseline
@@ -38,9 +47,9 @@ from rostersync.storage.events import EVENTS_PER_CALL
 from rostersync.storage.objects import dumps_line
 
 _WRITE_BATCH = 1000
-#: Events between progress checkpoints while publishing; a crash between a PutEvents call
-#: and the next checkpoint can repeat at most this many (each carries its action id).
-_CHECKPOINT_EVENTS = 500
+#: Events between ledger chunks while publishing; a crash between a PutEvents call and
+#: the next chunk can repeat at most this many (each with the same ``event_id``).
+_CHECKPOINT_EVENTS = 1000
 
 
 def _now() -> str:
@@ -155,71 +164,95 @@ def _write_entity(deps: Deps, state: RunState, entity: Entity, baseline_run: str
     flush(force=True)
 
 
-def _publish_events(deps: Deps, state: RunState) -> int:
-    """Publish one event per included action, resuming after the last checkpoint."""
-    progress_key = keys.commit_progress_key(state.tenant, state.run_id)
-    progress = deps.store.get_json(progress_key) or {"published": 0}
-    already = int(progress["published"])
+def event_id(tenant: str, baseline_run: str | None, action: dict[str, Any]) -> str:
+    """A change event's stable id: the same change on the same committed state gets the
+    same id, whichever run (or retry) publishes it. Consumers de-duplicate by it."""
+    record = action.get("record")
+    content = content_hash(record) if record else ""
+    changes = orjson.dumps(action.get("changes") or {}, option=orjson.OPT_SORT_KEYS, default=str)
+    digest = hashlib.blake2b(
+        b"|".join(
+            (
+                tenant.encode(),
+                (baseline_run or "").encode(),
+                str(action["id"]).encode(),
+                content.encode(),
+                changes,
+            )
+        ),
+        digest_size=12,
+    ).hexdigest()
+    return f"ev-{digest}"
+
+
+def _published_ledger(deps: Deps, tenant: str, baseline_run: str | None) -> set[str]:
+    """Event ids already published on top of ``baseline_run`` (by any run)."""
+    seen: set[str] = set()
+    for key in deps.store.list_keys(keys.published_events_prefix(tenant, baseline_run)):
+        seen.update(deps.store.get_json(key) or [])
+    return seen
+
+
+def _publish_events(deps: Deps, state: RunState, baseline_run: str | None) -> int:
+    """Publish one event per included action not yet in the baseline's ledger; the
+    ledger gets a chunk every ``_CHECKPOINT_EVENTS`` events and whenever publishing stops
+    on an error. Returns the run's change events (published now or before)."""
+    prefix = keys.published_events_prefix(state.tenant, baseline_run)
+    ledger = _published_ledger(deps, state.tenant, baseline_run)
     batch: list[tuple[str, dict[str, Any]]] = []
-    saved = already
+    unsaved: list[str] = []
+    total = 0
 
     def checkpoint() -> None:
-        nonlocal saved
-        if already != saved:
-            deps.store.put_json(progress_key, {"published": already})
-            saved = already
+        if unsaved:
+            name = f"{state.run_id}-{uuid.uuid4().hex[:12]}.json"
+            deps.store.put_json(prefix + name, sorted(unsaved))
+            unsaved.clear()
 
     def flush() -> None:
-        nonlocal already
         if batch:
             deps.events.publish(batch)
-            already += len(batch)
+            unsaved.extend(detail["event_id"] for _, detail in batch)
             batch.clear()
-            if already - saved >= _CHECKPOINT_EVENTS:
+            if len(unsaved) >= _CHECKPOINT_EVENTS:
                 checkpoint()
 
     try:
-        _queue_events(deps, state, batch, already, flush)
+        for detail_type, detail in _change_events(deps, state, baseline_run):
+            total += 1
+            if detail["event_id"] in ledger:
+                continue
+            batch.append((detail_type, detail))
+            if len(batch) >= EVENTS_PER_CALL:
+                flush()
         flush()
     finally:
         # Saved on the way out too, so a failed PutEvents call (throttling: the usual
         # transient error) resumes exactly after the last accepted batch.
         checkpoint()
-    return already
+    return total
 
 
-def _queue_events(
-    deps: Deps,
-    state: RunState,
-    batch: list[tuple[str, dict[str, Any]]],
-    skip: int,
-    flush: Callable[[], None],
-) -> None:
-    """Fill ``batch`` with the run's change events in a fixed order, skipping the first
-    ``skip`` (already published), calling ``flush`` whenever a PutEvents call is full."""
-    position = 0
+def _change_events(
+    deps: Deps, state: RunState, baseline_run: str | None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The run's change events in a fixed order, each with its stable ``event_id``."""
     for entity in ENTITY_ORDER:
         for action in included_actions(deps, state, entity):
-            position += 1
-            if position <= skip:
-                continue
-            batch.append(
-                (
-                    f"{ENTITY_SINGULAR[entity]}.{EVENT_VERBS[action['action']]}",
-                    {
-                        "tenant": state.tenant,
-                        "run_id": state.run_id,
-                        "action_id": action["id"],
-                        "entity": entity.value,
-                        "target_id": action["target_id"],
-                        "source_system": action["source_system"],
-                        "source_id": action["source_id"],
-                        "changed_fields": sorted(action.get("changes") or {}),
-                    },
-                )
+            yield (
+                f"{ENTITY_SINGULAR[entity]}.{EVENT_VERBS[action['action']]}",
+                {
+                    "event_id": event_id(state.tenant, baseline_run, action),
+                    "tenant": state.tenant,
+                    "run_id": state.run_id,
+                    "action_id": action["id"],
+                    "entity": entity.value,
+                    "target_id": action["target_id"],
+                    "source_system": action["source_system"],
+                    "source_id": action["source_id"],
+                    "changed_fields": sorted(action.get("changes") or {}),
+                },
             )
-            if len(batch) >= EVENTS_PER_CALL:
-                flush()
 
 
 def commit(state: RunState, deps: Deps) -> RunState:
@@ -227,6 +260,11 @@ def commit(state: RunState, deps: Deps) -> RunState:
     started = time.monotonic()
     run = deps.runs.get(state.tenant, state.run_id)
     if run.get("status") in {"committed", "held"}:
+        if run.get("notified") != run["status"]:
+            # Marked committed, but the notification failed: send it now (once).
+            report = deps.store.get_json(keys.report_key(state.tenant, state.run_id)) or {}
+            _notify_once(deps, state, str(run["status"]), report)
+        state.status = str(run["status"])
         return state
     if run.get("status") in {"discarded", "failed"}:
         raise RunStateError(f"run {state.run_id} is {run['status']}; it cannot be committed")
@@ -241,7 +279,7 @@ def commit(state: RunState, deps: Deps) -> RunState:
             )
         for entity in ENTITY_ORDER:
             _write_entity(deps, state, entity, staged_on)
-        events = _publish_events(deps, state)
+        events = _publish_events(deps, state, staged_on)
         state.counts.setdefault("commit", {})["events"] = events
     timings = state.counts.setdefault("timings_ms", {})
     timings["commit"] = int((time.monotonic() - started) * 1000)
@@ -279,6 +317,11 @@ def commit(state: RunState, deps: Deps) -> RunState:
             "report_key": keys.report_key(state.tenant, state.run_id),
         },
     )
-    notify_run(deps, state.tenant, state.run_id, status, report)
+    _notify_once(deps, state, status, report)
     state.status = status
     return state
+
+
+def _notify_once(deps: Deps, state: RunState, status: str, report: dict[str, Any]) -> None:
+    notify_run(deps, state.tenant, state.run_id, status, report)
+    deps.runs.update(state.tenant, state.run_id, {"notified": status})

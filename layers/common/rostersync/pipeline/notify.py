@@ -18,6 +18,8 @@ def notify_run(deps: Deps, tenant: str, run_id: str, status: str, report: dict[s
             (
                 f"run.{status}",
                 {
+                    # One per run and status: a repeat (a retried step) has the same id.
+                    "event_id": f"{tenant}:{run_id}:run.{status}",
                     "tenant": tenant,
                     "run_id": run_id,
                     "status": status,

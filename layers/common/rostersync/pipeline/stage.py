@@ -55,7 +55,13 @@ from rostersync.pipeline.snapshot import (
 )
 from rostersync.pipeline.tenant_settings import load_settings
 from rostersync.policy.field_rules import apply_field_rules
-from rostersync.policy.holds import EntityOutcome, hold_checks, untick
+from rostersync.policy.holds import (
+    EntityOutcome,
+    hold_checks,
+    keep_links_to_absent,
+    removes_links,
+    untick,
+)
 from rostersync.policy.refusals import archive_refusal
 from rostersync.policy.scope import Scope
 from rostersync.settings import CONTACT_FIELDS, TenantSettings
@@ -227,6 +233,13 @@ class EntityStager:
                     result.counts["archive"] += 1
                 out.write(dumps_line(action))
             result.refused_reason = reason if result.refused else None
+            # A read whose absences cannot be trusted cannot remove links either: a link
+            # to a record missing from it is kept.
+            untrusted = (
+                archive_refusal(entity, self.summary, active) is not None
+                or bool(self.summary.unknown_ids)
+            ) and not self.summary.is_absent
+            present = {source_id for _, source_id in self.seen} if untrusted else set()
 
             if self.pending or self.relinked:
                 for line in iter_snapshot(self.store, tenant, self.baseline_run, entity):
@@ -245,6 +258,8 @@ class EntityStager:
                     record = apply_field_rules(
                         entity, before, record, self.settings, self._app_contact_values(target_id)
                     )
+                    if untrusted and kind == "update":
+                        record = keep_links_to_absent(before, record, present)
                     changes = field_changes(before, record)
                     if not changes and kind == "update" and relinked_from is None:
                         result.unchanged += 1
@@ -256,6 +271,8 @@ class EntityStager:
                     if relinked_from is not None:
                         action["relinked_from"] = relinked_from
                         action["changes"]["source_id"] = [relinked_from, key[1]]
+                    if removes_links(action):
+                        result.link_removals += 1
                     out.write(dumps_line(action))
         return result
 

@@ -22,6 +22,33 @@ class EntityOutcome:
     unchanged: int = 0
     active_before: int = 0
     merged: int = 0
+    #: Updates that take links away (counted with the archives by the hold checks).
+    link_removals: int = 0
+
+
+#: Fields that hold a record's links to other records.
+LINK_FIELDS: tuple[str, ...] = ("agent_source_ids",)
+
+
+def removed_links(action: Action) -> dict[str, list[Any]]:
+    """The links an update takes away, per field (empty: it removes none)."""
+    if action["action"] != "update":
+        return {}
+    removed: dict[str, list[Any]] = {}
+    for name in LINK_FIELDS:
+        change = action["changes"].get(name)
+        if change is None:
+            continue
+        before, after = change[0] or [], change[1] or []
+        gone = sorted(set(before) - set(after))
+        if gone:
+            removed[name] = gone
+    return removed
+
+
+def removes_links(action: Action) -> bool:
+    """An update that takes a link away: as risky as an archive."""
+    return bool(removed_links(action))
 
 
 def hold_checks(
@@ -36,8 +63,12 @@ def hold_checks(
     tripped: list[dict[str, Any]] = []
     for entity, outcome in outcomes.items():
         active = outcome.active_before
-        archives = outcome.counts["archive"]
-        changes = archives + outcome.counts["update"] + outcome.counts["reactivate"]
+        # An update taking links away is as risky as an archive: counted with them.
+        archives = outcome.counts["archive"] + outcome.link_removals
+        changes = (
+            outcome.counts["archive"] + outcome.counts["update"] + outcome.counts["reactivate"]
+        )
+        what = "would be archived or lose links" if outcome.link_removals else "would be archived"
         if active and archives > thresholds.archive_share * active:
             tripped.append(
                 _trip(
@@ -45,7 +76,7 @@ def hold_checks(
                     entity,
                     archives / active,
                     thresholds.archive_share,
-                    f"{archives} of {active} active {entity.value} would be archived "
+                    f"{archives} of {active} active {entity.value} {what} "
                     f"({archives / active:.0%}, limit {thresholds.archive_share:.0%})",
                 )
             )
@@ -56,8 +87,7 @@ def hold_checks(
                     entity,
                     archives,
                     thresholds.archive_count,
-                    f"{archives} {entity.value} would be archived "
-                    f"(limit {thresholds.archive_count})",
+                    f"{archives} {entity.value} {what} (limit {thresholds.archive_count})",
                 )
             )
         if (
@@ -140,11 +170,31 @@ def untick(action: Action, settings: TenantSettings, *, held: bool) -> tuple[str
     """Why an included action does not go through this run (None: it does), and whether
     it waits for an admin's approval (a hold) rather than being left out by settings.
 
-    A held run keeps back its archives (everything, when ``hold.apply_safe_changes`` is
-    off); a kind of change the tenant does not sync is left out."""
+    A held run keeps back its archives and the updates that take links away
+    (everything, when ``hold.apply_safe_changes`` is off); a kind of change the tenant
+    does not sync is left out."""
     setting = SETTING_OF_ACTION[action["action"]]
     if setting not in set(settings.changes_to_sync):
         return f"{setting} changes are not synced (settings)", False
-    if held and (not settings.hold.apply_safe_changes or action["action"] == "archive"):
+    if held and (
+        not settings.hold.apply_safe_changes
+        or action["action"] == "archive"
+        or removes_links(action)
+    ):
         return HELD_REASON, True
     return None, False
+
+
+def keep_links_to_absent(
+    before: dict[str, Any], after: dict[str, Any], present: set[str]
+) -> dict[str, Any]:
+    """``after`` with the links ``before`` had to records absent from this run put back:
+    when a read cannot be trusted, a link whose target is missing from it was lost with
+    the damage, not removed by the source."""
+    kept = dict(after)
+    for name in LINK_FIELDS:
+        old, new = before.get(name) or [], after.get(name) or []
+        lost = [ref for ref in old if ref not in set(new) and ref not in present]
+        if lost:
+            kept[name] = [*new, *lost]
+    return kept

@@ -6,10 +6,8 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from rostersync.errors import StorageUnavailable
-from rostersync.storage.objects import translate_aws_error
+from rostersync.storage.objects import AWS_ERRORS, translate_aws_error
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -52,7 +50,7 @@ class EventPublisher:
         for _ in range(_ATTEMPTS):
             try:
                 response = self.client.put_events(Entries=entries)
-            except (ClientError, BotoCoreError) as exc:
+            except AWS_ERRORS as exc:
                 raise translate_aws_error(exc, "put events") from exc
             results = response.get("Entries", [])
             retry = [

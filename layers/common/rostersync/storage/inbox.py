@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr, Key
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from rostersync.storage.keys import check_tenant
-from rostersync.storage.objects import translate_aws_error
+from rostersync.storage.objects import AWS_ERRORS, translate_aws_error
 from rostersync.storage.tables import from_dynamo, to_dynamo, without_keys
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ class InboxObjects:
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(**request):
                 yield dict(page)
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"list {prefix}") from exc
 
     def list_folder(self, prefix: str) -> InboxListing:
@@ -120,7 +120,7 @@ class InboxObjects:
     def has_any(self, prefix: str) -> bool:
         try:
             page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"list {prefix}") from exc
         return bool(page.get("KeyCount") or page.get("Contents"))
 
@@ -136,7 +136,7 @@ class InboxObjects:
             if exc.response.get("Error", {}).get("Code") == "InvalidRange":
                 return b""  # an empty object
             raise translate_aws_error(exc, f"get {key}") from exc
-        except BotoCoreError as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"get {key}") from exc
 
     def open_seekable(self, item: InboxObject) -> IO[bytes]:
@@ -151,32 +151,32 @@ class InboxObjects:
                 Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end}"
             )
             return bytes(response["Body"].read())
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"get {key}") from exc
 
     def put_file(self, path: Path, key: str) -> None:
         try:
             self.client.upload_file(str(path), self.bucket, key)
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"upload {key}") from exc
 
     def put_stream(self, fh: IO[bytes], key: str) -> None:
         """Upload a binary stream (read from its current position) as one object."""
         try:
             self.client.upload_fileobj(fh, self.bucket, key)
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"upload {key}") from exc
 
     def put_bytes(self, key: str, body: bytes) -> None:
         try:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"put {key}") from exc
 
     def download(self, key: str, fh: IO[bytes]) -> None:
         try:
             self.client.download_fileobj(self.bucket, key, fh)
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"download {key}") from exc
 
     def copy(self, source_key: str, dest_key: str) -> None:
@@ -186,13 +186,13 @@ class InboxObjects:
                 Key=dest_key,
                 CopySource={"Bucket": self.bucket, "Key": source_key},
             )
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"copy {source_key}") from exc
 
     def delete(self, key: str) -> None:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=key)
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"delete {key}") from exc
 
 
@@ -274,7 +274,7 @@ class InboxRecords:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 return False
             raise translate_aws_error(exc, "claim bundle") from exc
-        except BotoCoreError as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, "claim bundle") from exc
 
     def update_claim(
@@ -289,7 +289,7 @@ class InboxRecords:
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, "update bundle claim") from exc
 
     def claims(self, tenant: str, bundle: str) -> list[dict[str, Any]]:
@@ -314,7 +314,7 @@ class InboxRecords:
         }
         try:
             self.table.put_item(Item=to_dynamo(item))
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, "record rejected key") from exc
 
     def rejections(self, tenant: str, limit: int = 100) -> list[dict[str, Any]]:
@@ -346,7 +346,7 @@ class InboxRecords:
                 if not last:
                     return sorted(found)
                 request["ExclusiveStartKey"] = last
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, "scan tenants") from exc
 
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
@@ -359,5 +359,5 @@ class InboxRecords:
                 if not last:
                     return
                 kwargs["ExclusiveStartKey"] = last
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"query {self.table.name}") from exc

@@ -124,8 +124,12 @@ def change_summary_key(tenant: str, run_id: str) -> str:
     return f"{run_prefix(tenant, run_id)}changes/summary.json"
 
 
-def commit_progress_key(tenant: str, run_id: str) -> str:
-    return f"{run_prefix(tenant, run_id)}commit/progress.json"
+def published_events_prefix(tenant: str, baseline_run_id: str | None) -> str:
+    """The ledger of change events published on top of one committed state: every run
+    staged on that baseline skips the events already there (a re-run after a failed
+    commit publishes only what was not published)."""
+    baseline = check_run_id(baseline_run_id) if baseline_run_id else "empty"
+    return f"published/{check_tenant(tenant)}/{baseline}/"
 
 
 def report_key(tenant: str, run_id: str, name: str = "report.json") -> str:

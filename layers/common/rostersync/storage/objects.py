@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import orjson
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from rostersync.errors import FatalError, StorageUnavailable
@@ -35,12 +37,33 @@ _TRANSIENT_CODES = frozenset(
         "ProvisionedThroughputExceededException",
         "RequestLimitExceeded",
         "TransactionConflictException",
+        "TooManyRequestsException",
+        "LimitExceededException",
+        "InternalFailure",
+        "InternalServerError",
+        "InternalException",
+        "ServiceUnavailableException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "ThrottledException",
+        "RequestTimeoutException",
+        "503",
     }
 )
 
 
 def translate_aws_error(exc: Exception, what: str) -> Exception:
-    """Map a botocore error to rostersync's own: transient ones can be retried."""
+    """Map a boto error to rostersync's own: transient ones (throttling, ``SlowDown``,
+    timeouts, connection errors, 5xx) become ``StorageUnavailable``, which the state
+    machine retries. boto3's managed transfers wrap the part that failed in
+    ``S3UploadFailedError`` (a message naming the code), so its message is read too."""
+    if isinstance(exc, S3UploadFailedError):
+        message = str(exc)
+        if any(code in message for code in _TRANSIENT_CODES) or _TRANSIENT_WORDS.search(message):
+            return StorageUnavailable(f"{what}: upload failed, transient")
+        return FatalError(f"{what}: upload failed")
+    if isinstance(exc, TimeoutError | ConnectionError):
+        return StorageUnavailable(f"{what}: {type(exc).__name__}")
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in _TRANSIENT_CODES or code.startswith("5"):
@@ -51,10 +74,21 @@ def translate_aws_error(exc: Exception, what: str) -> Exception:
     return exc
 
 
+#: Words of a wrapped error message that mean "try again" (timeouts, resets, 5xx).
+_TRANSIENT_WORDS = re.compile(
+    r"timed? ?out|timeout|connection (?:was )?(?:reset|closed|aborted|refused)|"
+    r"\b50[0-4]\b|reduce your request rate|throttl",
+    re.IGNORECASE,
+)
+
+#: Everything the adapters turn into rostersync's errors.
+AWS_ERRORS = (ClientError, BotoCoreError, S3UploadFailedError, TimeoutError, ConnectionError)
+
+
 def _guard(what: str, call: Callable[[], T]) -> T:
     try:
         return call()
-    except (ClientError, BotoCoreError) as exc:
+    except AWS_ERRORS as exc:
         raise translate_aws_error(exc, what) from exc
 
 
@@ -88,7 +122,7 @@ class ObjectStore:
             if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
                 return None
             raise translate_aws_error(exc, f"get {key}") from exc
-        except BotoCoreError as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"get {key}") from exc
 
     def get_json(self, key: str) -> Any | None:
@@ -102,6 +136,8 @@ class ObjectStore:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
                 return False
+            raise translate_aws_error(exc, f"head {key}") from exc
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"head {key}") from exc
 
     def list_keys(self, prefix: str) -> list[str]:

@@ -12,11 +12,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Key
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from rostersync.errors import RunNotFound
 from rostersync.storage.keys import check_run_id, check_tenant
-from rostersync.storage.objects import translate_aws_error
+from rostersync.storage.objects import AWS_ERRORS, translate_aws_error
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource, Table
@@ -75,7 +75,7 @@ class _TableBase:
                 if not last:
                     return
                 kwargs["ExclusiveStartKey"] = last
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"query {self.table.name}") from exc
 
     def _get_item(
@@ -84,7 +84,7 @@ class _TableBase:
         """The item at ``key`` (numbers as int/float, no key attributes), or None."""
         try:
             response = self.table.get_item(Key=key, ConsistentRead=consistent)
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"get {what}") from exc
         item = response.get("Item")
         return None if item is None else self._out(dict(from_dynamo(item)))
@@ -92,7 +92,7 @@ class _TableBase:
     def _put_item(self, item: dict[str, Any], what: str) -> None:
         try:
             self.table.put_item(Item=to_dynamo(item))
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"put {what}") from exc
 
     def _set_attributes(self, key: dict[str, str], attributes: dict[str, Any], what: str) -> bool:
@@ -111,7 +111,7 @@ class _TableBase:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 return False
             raise translate_aws_error(exc, f"update {what}") from exc
-        except BotoCoreError as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"update {what}") from exc
         return True
 
@@ -122,7 +122,7 @@ class _TableBase:
                 for item in items:
                     batch.put_item(Item=to_dynamo(item))
                     count += 1
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"batch write {self.table.name}") from exc
         return count
 
@@ -249,7 +249,7 @@ class TenantsRepository(_TableBase):
                 batch.put_item(
                     Item=to_dynamo({"pk": tenant, "sk": f"settings#{at}#{who}", **record})
                 )
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, "put settings") from exc
 
     def get_source(self, tenant: str) -> dict[str, Any] | None:
@@ -264,7 +264,7 @@ class TenantsRepository(_TableBase):
             with self.table.batch_writer() as batch:
                 batch.put_item(Item=to_dynamo({"pk": tenant, "sk": "source", **connection}))
                 batch.put_item(Item=to_dynamo({"pk": tenant, "sk": f"source#{at}", **connection}))
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, "put source") from exc
 
     def source_history(self, tenant: str) -> list[dict[str, Any]]:
@@ -336,7 +336,7 @@ class LocksRepository(_TableBase):
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise translate_aws_error(exc, "acquire lock") from exc
-        except BotoCoreError as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, "acquire lock") from exc
         holder = self.holder(tenant)
         return holder or "unknown"
@@ -357,7 +357,7 @@ class LocksRepository(_TableBase):
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise translate_aws_error(exc, "release lock") from exc
-        except BotoCoreError as exc:
+        except AWS_ERRORS as exc:
             raise translate_aws_error(exc, "release lock") from exc
 
 
