@@ -13,7 +13,7 @@ from rostersync.local.session import run_sync
 from rostersync.pipeline.deps import Deps
 from rostersync.storage import keys
 from rostersync.storage.events import EventPublisher
-from tests.bundles import ONEROSTER, Row, copy_bundle, edit_rows
+from tests.bundles import ONEROSTER, Row, copy_bundle, edit_rows, read_rows
 
 LEPO = ONEROSTER / "lepo-en-1.1"
 ACTION_KINDS = ("add", "update", "archive", "reactivate")
@@ -89,7 +89,11 @@ def test_second_sync_of_a_changed_bundle_shows_only_the_changes(cloud, tmp_path)
     second = sync(cloud, day2, tmp_path)
 
     assert second.status == "committed", second.error
-    assert nonzero(second) == {"users": {"add": 1, "update": 1, "archive": 1}}
+    # us0020's enrollment follows it (a cascade): an enrollment never outlives its user.
+    assert nonzero(second) == {
+        "users": {"add": 1, "update": 1, "archive": 1},
+        "enrollments": {"archive": 1},
+    }
     actions = {a["action"]: a for a in changes(cloud[1], second.run_id, "users")}
     assert actions["update"]["source_id"] == "us0003"
     assert actions["update"]["changes"] == {"family_name": ["FN 03", "Renamed"]}
@@ -178,7 +182,7 @@ def test_delta_bundle_applies_only_its_rows(cloud, tmp_path):
     outcome = sync(cloud, delta, tmp_path)
 
     assert outcome.status == "committed", outcome.error
-    assert nonzero(outcome) == {"users": {"add": 1, "archive": 1}}
+    assert nonzero(outcome) == {"users": {"add": 1, "archive": 1}, "enrollments": {"archive": 1}}
 
 
 def test_a_retried_commit_doubles_nothing(aws_cloud, tmp_path, monkeypatch):
@@ -246,3 +250,54 @@ def test_every_shared_bundle_syncs_with_its_problems_listed(cloud, tmp_path, bun
     assert body is not None and b"Password1-" not in body
     if bundle.startswith(("moodle", "oat")):
         assert report["issues_total"] > 0 and outcome.exit_code == 2
+
+
+def test_archives_cascade_to_enrollments_and_reactivation_brings_them_back(cloud, tmp_path):
+    """Given a committed bundle, when a student leaves users.csv (its enrollments still
+    listed) and a class turns tobedeleted, then their enrollments are archived in the
+    same run, as cascades; when both come back, so do the enrollments."""
+    deps = cloud[1]
+    sync(cloud, LEPO, tmp_path)
+    _, enrollment_rows = read_rows(LEPO / "enrollments.csv")
+    student = next(r["userSourcedId"] for r in enrollment_rows if r["role"] == "student")
+    klass = next(r["classSourcedId"] for r in enrollment_rows if r["userSourcedId"] != student)
+    theirs = {r["sourcedId"] for r in enrollment_rows if r["userSourcedId"] == student}
+    of_class = {r["sourcedId"] for r in enrollment_rows if r["classSourcedId"] == klass}
+
+    day2 = copy_bundle(LEPO, tmp_path / "day2")
+    edit_rows(day2 / "users.csv", lambda rows: [r for r in rows if r["sourcedId"] != student])
+
+    def class_deleted(rows: list[Row]) -> list[Row]:
+        for row in rows:
+            if row["sourcedId"] == klass:
+                row["status"] = "tobedeleted"
+        return rows
+
+    edit_rows(day2 / "classes.csv", class_deleted)
+    second = sync(cloud, day2, tmp_path)
+    assert second.status in {"committed", "held"}, second.error
+    archives = {
+        a["source_id"]: a
+        for a in changes(deps, second.run_id, "enrollments")
+        if a["action"] == "archive"
+    }
+    assert theirs | of_class <= set(archives)
+    assert all(archives[e]["included"] or archives[e]["held"] for e in theirs | of_class)
+    assert archives[next(iter(theirs))]["cascade_of"] == f"user {student} archived"
+    assert archives[next(iter(of_class - theirs))]["cascade_of"] == f"class {klass} archived"
+    if second.status == "committed":
+        active = {
+            e["source_id"]
+            for e in export_directory(deps, "t1")["enrollments"]
+            if e["status"] == "active"
+        }
+        assert not (theirs | of_class) & active
+
+        third = sync(cloud, LEPO, tmp_path)
+        assert third.status == "committed", third.error
+        back = {
+            e["source_id"]
+            for e in export_directory(deps, "t1")["enrollments"]
+            if e["status"] == "active"
+        }
+        assert theirs | of_class <= back

@@ -56,6 +56,8 @@ class Action(TypedDict):
     applied: NotRequired[bool]
     decided_by: NotRequired[str]
     decided_at: NotRequired[str]
+    #: Why an archive follows from another (``user u1 archived``: its enrollments).
+    cascade_of: NotRequired[str]
 
 
 def action_id(entity: Entity, source_system: str, source_id: str, kind: str) -> str:

@@ -87,8 +87,13 @@ class EntityStager:
         settings: TenantSettings,
         scope: Scope,
         source_system: str,
+        cascade: dict[str, set[str]] | None = None,
     ) -> None:
         self.deps = deps
+        #: For enrollments: the source ids of the users and classes this run archives.
+        self.cascade = cascade or {}
+        #: Source ids this run archives (included): their enrollments follow.
+        self.archived_ids: set[str] = set()
         self.source_system = source_system
         self.store: ObjectStorePort = deps.store
         self.state = state
@@ -192,6 +197,27 @@ class EntityStager:
         edits = self._app_edits.get(target_id) or {}
         return {name: value for name, value in edits.items() if name in CONTACT_FIELDS}
 
+    def _cascaded_archives(self, archived: set[tuple[str, str]]) -> Iterator[Action]:
+        """Archives of the active enrollments of users and classes this run archives
+        (the source may still list them, or never say): an enrollment never outlives
+        its student, teacher or class. Reviewable and counted like any archive."""
+        users, classes = self.cascade.get("users", set()), self.cascade.get("classes", set())
+        tenant, entity = self.state.tenant, self.entity
+        for line in iter_snapshot(self.store, tenant, self.baseline_run, entity):
+            key = (line["source_system"], line["source_id"])
+            if line["status"] != ACTIVE or key in archived or key in self.pending:
+                continue
+            record = line.get("record") or {}
+            if record.get("user_source_id") in users:
+                cause = f"user {record['user_source_id']} archived"
+            elif record.get("class_source_id") in classes:
+                cause = f"class {record['class_source_id']} archived"
+            else:
+                continue
+            action = make_action(entity, "archive", *key, line["target_id"], tier="cascade")
+            action["cascade_of"] = cause
+            yield action
+
     def run(self) -> EntityOutcome:
         tenant, run_id, entity = self.state.tenant, self.state.run_id, self.entity
         result = self.result
@@ -231,8 +257,14 @@ class EntityStager:
                     result.refused += 1
                 else:
                     result.counts["archive"] += 1
+                    self.archived_ids.add(action["source_id"])
                 out.write(dumps_line(action))
             result.refused_reason = reason if result.refused else None
+            if entity is Entity.ENROLLMENTS and any(self.cascade.values()):
+                archived = {(a["source_system"], a["source_id"]) for a in archives}
+                for action in self._cascaded_archives(archived):
+                    result.counts["archive"] += 1
+                    out.write(dumps_line(action))
             # A read whose absences cannot be trusted cannot remove links either: a link
             # to a record missing from it is kept.
             untrusted = (
@@ -318,12 +350,13 @@ def stage(state: RunState, deps: Deps) -> RunState:
     scope = Scope(settings)
     outcomes: dict[Entity, EntityOutcome] = {}
     refused: dict[str, dict[str, Any]] = {}
+    cascade: dict[str, set[str]] = {}
     for entity in ENTITY_ORDER:
         summary = normalized.of(entity)
         if entity not in settings.items_to_sync:
             deps.store.write_jsonl(keys.changes_key(tenant, run_id, entity), [])
             continue
-        outcome = EntityStager(
+        stager = EntityStager(
             deps,
             state,
             entity,
@@ -332,8 +365,12 @@ def stage(state: RunState, deps: Deps) -> RunState:
             settings,
             scope,
             normalized.source_system,
-        ).run()
+            cascade,
+        )
+        outcome = stager.run()
         outcomes[entity] = outcome
+        if entity in (Entity.USERS, Entity.CLASSES):
+            cascade[entity.value] = stager.archived_ids
         if outcome.refused:
             refused[entity.value] = {"archive": outcome.refused, "reason": outcome.refused_reason}
 
