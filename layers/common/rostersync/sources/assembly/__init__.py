@@ -19,12 +19,10 @@ Wonde, a member leaving a group is seen by the next full sync only.
 from __future__ import annotations
 
 import hashlib
-import random
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import httpx
 from pydantic import Field, field_validator
@@ -56,10 +54,10 @@ from rostersync.sources.http import (
     HttpClient,
     RateLimiter,
     RawPageWriter,
-    RetryPolicy,
     SourceConfigError,
     SourceCredentialsMissing,
 )
+from rostersync.sources.http.source import HttpSource
 
 __all__ = ["AssemblyRead", "AssemblySource", "AssemblySpec"]
 
@@ -107,7 +105,7 @@ class AssemblySpec(SourceSpec):
         return f"assembly {httpx.URL(self.base_url).host}"
 
 
-class AssemblySource:
+class AssemblySource(HttpSource):
     """Assembly as a rostersync source; clocks and sleeping are parameters for tests."""
 
     #: The secrets connecting stores for it (``rostersync connect assembly
@@ -121,22 +119,8 @@ class AssemblySource:
     kind: ClassVar[str] = "assembly"
     spec_model: ClassVar[type[SourceSpec]] = AssemblySpec
 
-    def __init__(
-        self,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-        jitter: Callable[[], float] = random.random,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.sleep = sleep
-        self.monotonic = monotonic
-        self.wall_clock = wall_clock
-        self.jitter = jitter
-        self.retry = retry or RetryPolicy()
-        self.transport = transport
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         self.tokens = TokenStore()
 
     def _auth(

@@ -10,9 +10,7 @@ refuses runs a full sync instead (``FetchResult.mode == "full"`` with a note).
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import ClassVar, Literal
@@ -45,13 +43,14 @@ from rostersync.sources.http import (
     PageRequest,
     RateLimiter,
     RawPageWriter,
-    RetryPolicy,
     SourceAuthError,
     SourceConfigError,
     SourceCredentialsMissing,
     SourceError,
     items_at,
 )
+from rostersync.sources.http.retry import RetryPolicy
+from rostersync.sources.http.source import HttpSource
 
 __all__ = ["CleverRead", "CleverSource", "CleverSpec"]
 
@@ -88,30 +87,13 @@ class CleverSpec(SourceSpec):
         return f"clever {httpx.URL(self.base_url).host}"
 
 
-class CleverSource:
+class CleverSource(HttpSource):
     """Clever as a rostersync source. Sleeping, clocks and jitter are parameters so that
     tests run instantly; ``transport`` lets a test answer in process."""
 
     kind: ClassVar[str] = "clever"
     spec_model: ClassVar[type[SourceSpec]] = CleverSpec
     secret_fields: ClassVar[tuple[SecretField, ...]] = (SecretField("token", "secret_name"),)
-
-    def __init__(
-        self,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-        jitter: Callable[[], float] = random.random,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.sleep = sleep
-        self.monotonic = monotonic
-        self.wall_clock = wall_clock
-        self.jitter = jitter
-        self.retry = retry or RetryPolicy()
-        self.transport = transport
 
     def _client(self, spec: CleverSpec, token: str, retry: RetryPolicy | None = None) -> HttpClient:
         return HttpClient(

@@ -22,12 +22,10 @@ drops to the API keeps its identities.
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import httpx
 from oauthlib import oauth1
@@ -49,10 +47,10 @@ from rostersync.sources.http import (
     HttpClient,
     RateLimiter,
     RawPageWriter,
-    RetryPolicy,
     SourceConfigError,
     SourceCredentialsMissing,
 )
+from rostersync.sources.http.source import HttpSource
 from rostersync.sources.oneroster_rest.auth import (
     ClientCredentials,
     OAuth1Auth,
@@ -154,7 +152,7 @@ _SIGNATURES = {
 }
 
 
-class OneRosterRestSource:
+class OneRosterRestSource(HttpSource):
     """OneRoster REST as a rostersync source. Access tokens are cached in this object's
     memory (one per process in Lambda), per tenant and credentials, until they expire."""
 
@@ -166,22 +164,8 @@ class OneRosterRestSource:
     kind: ClassVar[str] = "oneroster_rest"
     spec_model: ClassVar[type[SourceSpec]] = OneRosterRestSpec
 
-    def __init__(
-        self,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-        jitter: Callable[[], float] = random.random,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.sleep = sleep
-        self.monotonic = monotonic
-        self.wall_clock = wall_clock
-        self.jitter = jitter
-        self.retry = retry or RetryPolicy()
-        self.transport = transport
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         self.tokens = TokenCache()
 
     def _auth(self, spec: OneRosterRestSpec, tenant: str, secret: str) -> httpx.Auth:

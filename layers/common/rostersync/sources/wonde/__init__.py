@@ -18,9 +18,7 @@ the next full sync archives such enrollments.
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Literal
@@ -44,10 +42,10 @@ from rostersync.sources.http import (
     HttpClient,
     RateLimiter,
     RawPageWriter,
-    RetryPolicy,
     SourceConfigError,
     SourceCredentialsMissing,
 )
+from rostersync.sources.http.source import HttpSource
 from rostersync.sources.wonde.fetch import LISTINGS, UpdatedCursor, WondeFetch, wonde_time
 from rostersync.sources.wonde.read import WondeRead
 
@@ -87,7 +85,7 @@ class WondeSpec(SourceSpec):
         return f"wonde {self.school_id}"
 
 
-class WondeSource:
+class WondeSource(HttpSource):
     """Wonde as a rostersync source; clocks and sleeping are parameters for tests."""
 
     #: The secrets connecting stores for it (``rostersync connect wonde
@@ -95,23 +93,6 @@ class WondeSource:
     secret_fields: ClassVar[tuple[SecretField, ...]] = (SecretField("token", "secret_name"),)
     kind: ClassVar[str] = "wonde"
     spec_model: ClassVar[type[SourceSpec]] = WondeSpec
-
-    def __init__(
-        self,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-        jitter: Callable[[], float] = random.random,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.sleep = sleep
-        self.monotonic = monotonic
-        self.wall_clock = wall_clock
-        self.jitter = jitter
-        self.retry = retry or RetryPolicy()
-        self.transport = transport
 
     def _client(self, spec: WondeSpec, token: str) -> HttpClient:
         limit = None
