@@ -52,7 +52,6 @@ from rostersync.sources.base import (
 )
 from rostersync.sources.http import (
     HttpClient,
-    RateLimiter,
     RawPageWriter,
     SourceConfigError,
     SourceCredentialsMissing,
@@ -151,22 +150,12 @@ class AssemblySource(HttpSource):
         return AssemblyAuth(access, refresher, if_modified_since)
 
     def _client(self, spec: AssemblySpec, auth: AssemblyAuth) -> HttpClient:
-        limit = None
-        if spec.requests_per_minute is not None:
-            limit = RateLimiter(
-                spec.requests_per_minute, 60.0, clock=self.monotonic, sleep=self.sleep
-            )
-        return HttpClient(
+        return self.http_client(
             spec.base_url,
-            auth=auth,
+            auth,
             name="assembly",
-            retry=self.retry,
-            rate_limit=limit,
+            requests_per_minute=spec.requests_per_minute,
             max_concurrency=spec.max_concurrency,
-            sleep=self.sleep,
-            wall_clock=self.wall_clock,
-            jitter=self.jitter,
-            transport=self.transport,
             headers={"Accept": f"application/vnd.assembly+json; version={spec.api_version}"},
         )
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
-from rostersync.sources.http.retry import RetryPolicy
+from rostersync.sources.http.client import HttpClient
+from rostersync.sources.http.retry import RateLimiter, RetryPolicy
 
 
 class HttpSource:
@@ -31,3 +33,32 @@ class HttpSource:
         self.jitter = jitter
         self.retry = retry or RetryPolicy()
         self.transport = transport
+
+    def http_client(
+        self,
+        base_url: str,
+        auth: httpx.Auth,
+        *,
+        name: str,
+        requests_per_minute: int | None,
+        max_concurrency: int,
+        **options: Any,
+    ) -> HttpClient:
+        """A client with this source's clocks, retry policy and transport, limited to
+        ``requests_per_minute`` (when given) and ``max_concurrency`` requests at once."""
+        limit = None
+        if requests_per_minute is not None:
+            limit = RateLimiter(requests_per_minute, 60.0, clock=self.monotonic, sleep=self.sleep)
+        return HttpClient(
+            base_url,
+            auth=auth,
+            name=name,
+            retry=options.pop("retry", None) or self.retry,
+            rate_limit=limit,
+            max_concurrency=max_concurrency,
+            sleep=self.sleep,
+            wall_clock=self.wall_clock,
+            jitter=self.jitter,
+            transport=self.transport,
+            **options,
+        )

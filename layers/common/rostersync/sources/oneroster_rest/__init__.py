@@ -45,7 +45,6 @@ from rostersync.sources.base import (
 from rostersync.sources.http import (
     BearerAuth,
     HttpClient,
-    RateLimiter,
     RawPageWriter,
     SourceConfigError,
     SourceCredentialsMissing,
@@ -194,22 +193,12 @@ class OneRosterRestSource(HttpSource):
         )
 
     def _client(self, spec: OneRosterRestSpec, auth: httpx.Auth) -> HttpClient:
-        limit = None
-        if spec.requests_per_minute is not None:
-            limit = RateLimiter(
-                spec.requests_per_minute, 60.0, clock=self.monotonic, sleep=self.sleep
-            )
-        return HttpClient(
+        return self.http_client(
             spec.base_url,
-            auth=auth,
+            auth,
             name="oneroster",
-            retry=self.retry,
-            rate_limit=limit,
+            requests_per_minute=spec.requests_per_minute,
             max_concurrency=spec.max_concurrency,
-            sleep=self.sleep,
-            wall_clock=self.wall_clock,
-            jitter=self.jitter,
-            transport=self.transport,
         )
 
     def fetch(self, spec: SourceSpec, ctx: FetchContext) -> FetchResult:
