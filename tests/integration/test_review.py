@@ -375,3 +375,16 @@ def test_a_commit_waits_for_no_one_but_never_overlaps_a_running_sync(cloud, tmp_
     commit_prepared(cloud[0], deps, "t1", prepared.run_id, "admin")
     assert show_run(deps, "t1", prepared.run_id)["run"]["status"] == "committed"
     assert isinstance(info.value, RostersyncError)
+
+
+def test_a_schedule_in_an_unknown_time_zone_is_refused_with_the_field_named():
+    with pytest.raises(SettingsError) as refused:
+        apply_assignments(
+            TenantSettings(), ['schedule={"time": "06:30", "timezone": "Mars/Olympus_Mons"}']
+        )
+    assert "schedule.timezone" in str(refused.value)
+    assert "not a time zone" in str(refused.value)
+    kept = apply_assignments(
+        TenantSettings(), ['schedule={"time": "06:30", "timezone": "Europe/London"}']
+    )
+    assert kept.schedule is not None and kept.schedule.timezone == "Europe/London"

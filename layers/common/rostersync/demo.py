@@ -16,8 +16,9 @@ from rostersync.application.review import (
     set_included,
 )
 from rostersync.application.sync import WaitingLauncher, commit_prepared
+from rostersync.errors import RostersyncError
 from rostersync.generator import MutationSummary, generate_district, mutate_next_day
-from rostersync.local.session import default_state_dir, local_stack, print_counts, run_sync
+from rostersync.local.session import local_stack, print_counts, run_sync
 from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.report import action_totals
@@ -69,12 +70,27 @@ def _mutation_line(summary: MutationSummary) -> str:
     )
 
 
+#: Marks a state directory a demo made, so a later demo may empty it (and no other).
+DEMO_MARKER = ".rostersync-demo"
+
+
 def _fresh_state_dir(state: Path | None, name: str) -> Path:
-    """The demo's state directory, emptied: a demo always starts from nothing, so its
-    first day shows every add."""
-    state_dir = state or default_state_dir() / name
-    shutil.rmtree(state_dir, ignore_errors=True)
-    state_dir.mkdir(parents=True, exist_ok=True)
+    """The demo's state directory: a new temporary one unless ``state`` is given. A given
+    folder is emptied only if an earlier demo made it; any other non-empty folder is
+    refused, so a demo never deletes what it did not create."""
+    if state is None:
+        state_dir = Path(tempfile.mkdtemp(prefix=f"rostersync-{name}-"))
+    else:
+        state_dir = state
+        if state_dir.exists() and any(state_dir.iterdir()):
+            if not (state_dir / DEMO_MARKER).is_file():
+                raise RostersyncError(
+                    f"{state_dir} is not empty and no demo made it: give an empty or new "
+                    "folder, or leave --state out for a fresh temporary one"
+                )
+            shutil.rmtree(state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / DEMO_MARKER).write_text("made by rostersync demo\n")
     return state_dir
 
 

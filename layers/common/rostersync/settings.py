@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -94,6 +95,18 @@ class Schedule(BaseModel):
     time: str
     timezone: str = "UTC"
     mode: Literal["full", "quick"] = "full"
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        # A zone the scheduler cannot resolve would be skipped every day, silently.
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not a time zone (an IANA name such as Europe/London)"
+            ) from None
+        return value
 
     @field_validator("time")
     @classmethod
