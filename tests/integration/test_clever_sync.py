@@ -234,6 +234,9 @@ def test_an_empty_users_listing_archives_nobody(clever):
     assert _actions(deps, outcome.run_id, Entity.USERS, "archive") == []
     assert all(u["status"] == "active" for u in _users(deps).values())
     assert len(_users(deps)) == 29
+    # The run says why: the users listing is required and came back empty.
+    holds = [h["check"] for h in outcome.report["hold"]]
+    assert "required_file" in holds or outcome.report["refused"].get("users"), outcome.report
 
 
 def test_unshared_is_archived_and_shared_again_is_reactivated(clever):
