@@ -41,13 +41,11 @@ from rostersync.sources.assembly.fetch import (
 from rostersync.sources.assembly.mapping import ItemRejected, school_org_id
 from rostersync.sources.assembly.read import AssemblyRead
 from rostersync.sources.base import (
-    ConnectionCheck,
     FetchContext,
     FetchResult,
     IssueSink,
     RawArea,
     SecretField,
-    SecretReader,
     SourceSpec,
 )
 from rostersync.sources.http import (
@@ -213,13 +211,3 @@ class AssemblySource(HttpSource):
     @contextmanager
     def read(self, spec: SourceSpec, raw: RawArea, sink: IssueSink) -> Iterator[AssemblyRead]:
         yield AssemblyRead(raw, sink)
-
-    def check_connection(
-        self, spec: SourceSpec, tenant: str, secrets: SecretReader
-    ) -> ConnectionCheck:
-        """Whether the school's Assembly access token is stored (the next sync is the
-        first call that uses it)."""
-        assert isinstance(spec, AssemblySpec)
-        if not secrets.get_secret(tenant, spec.access_secret):
-            return ConnectionCheck(False, f"no secret stored under {spec.access_secret!r}")
-        return ConnectionCheck(True, "stored; the next sync is the first to use it")

@@ -6,16 +6,19 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
+from rostersync.sources.base import ConnectionCheck, SecretField, SecretReader, SourceSpec
 from rostersync.sources.http.client import HttpClient
 from rostersync.sources.http.retry import RateLimiter, RetryPolicy
 
 
 class HttpSource:
     """The base of the HTTP sources (Clever, OneRoster REST, Wonde, Assembly)."""
+
+    secret_fields: ClassVar[tuple[SecretField, ...]] = ()
 
     def __init__(
         self,
@@ -62,3 +65,14 @@ class HttpSource:
             transport=self.transport,
             **options,
         )
+
+    def check_connection(
+        self, spec: SourceSpec, tenant: str, secrets: SecretReader
+    ) -> ConnectionCheck:
+        """Whether every secret the source declares is stored; the next sync is the first
+        call that uses them (a source with a cheap call to try them overrides this)."""
+        for field in self.secret_fields:
+            name = field.secret_name(spec)
+            if not secrets.get_secret(tenant, name):
+                return ConnectionCheck(False, f"no secret stored under {name!r}")
+        return ConnectionCheck(True, "stored; the next sync is the first to use it")

@@ -33,13 +33,11 @@ from pydantic import Field, field_validator, model_validator
 
 from rostersync.observability import logger
 from rostersync.sources.base import (
-    ConnectionCheck,
     FetchContext,
     FetchResult,
     IssueSink,
     RawArea,
     SecretField,
-    SecretReader,
     SourceSpec,
 )
 from rostersync.sources.http import (
@@ -264,16 +262,6 @@ class OneRosterRestSource(HttpSource):
     def read(self, spec: SourceSpec, raw: RawArea, sink: IssueSink) -> Iterator[OneRosterRestRead]:
         with OneRosterRestRead(raw, sink) as opened:
             yield opened
-
-    def check_connection(
-        self, spec: SourceSpec, tenant: str, secrets: SecretReader
-    ) -> ConnectionCheck:
-        """Whether the OAuth client secret (or the bearer key) is stored (the next sync is the
-        first call that uses it)."""
-        assert isinstance(spec, OneRosterRestSpec)
-        if not secrets.get_secret(tenant, spec.secret_name):
-            return ConnectionCheck(False, f"no secret stored under {spec.secret_name!r}")
-        return ConnectionCheck(True, "stored; the next sync is the first to use it")
 
 
 def _quick_refusal(

@@ -28,13 +28,11 @@ from pydantic import Field, field_validator
 
 from rostersync.observability import logger
 from rostersync.sources.base import (
-    ConnectionCheck,
     FetchContext,
     FetchResult,
     IssueSink,
     RawArea,
     SecretField,
-    SecretReader,
     SourceSpec,
 )
 from rostersync.sources.http import (
@@ -158,13 +156,3 @@ class WondeSource(HttpSource):
     @contextmanager
     def read(self, spec: SourceSpec, raw: RawArea, sink: IssueSink) -> Iterator[WondeRead]:
         yield WondeRead(raw, sink)
-
-    def check_connection(
-        self, spec: SourceSpec, tenant: str, secrets: SecretReader
-    ) -> ConnectionCheck:
-        """Whether the school's Wonde token is stored (the next sync is the
-        first call that uses it)."""
-        assert isinstance(spec, WondeSpec)
-        if not secrets.get_secret(tenant, spec.secret_name):
-            return ConnectionCheck(False, f"no secret stored under {spec.secret_name!r}")
-        return ConnectionCheck(True, "stored; the next sync is the first to use it")
