@@ -44,10 +44,15 @@ def local_stack(state_dir: Path | None) -> Iterator[tuple[Any, Deps]]:
     """The local runtime with the state kept in ``state_dir``, and its dependencies."""
     from rostersync.local.runtime import LocalCloud  # imports moto: only when needed
 
+    log = logger()
+    level = log.log_level
     with LocalCloud(state_dir) as cloud:
         # Step logs are for operators; the command prints its own progress and report.
-        logger().setLevel(os.environ.get("ROSTERSYNC_LOG_LEVEL", "WARNING"))
-        yield cloud, build_deps(stack_settings())
+        log.setLevel(os.environ.get("ROSTERSYNC_LOG_LEVEL", "WARNING"))
+        try:
+            yield cloud, build_deps(stack_settings())
+        finally:
+            log.setLevel(level)  # the process logger outlives the session
 
 
 def _save_report_files(deps: Deps, outcome: SyncOutcome, tenant: str, state_dir: Path) -> Path:
