@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -8,6 +10,7 @@ import pytest
 
 from rostersync.config import stack_settings
 from rostersync.local.runtime import LocalCloud
+from rostersync.observability import logger
 from rostersync.pipeline.deps import Deps, build_deps
 
 
@@ -25,3 +28,31 @@ def aws_cloud() -> Iterator[tuple[Any, Deps]]:
     tests of those adapters' behaviour."""
     with LocalCloud(None, storage="moto") as local:
         yield local, build_deps(stack_settings())
+
+
+class LogRecords(logging.Handler):
+    """Every log record, with its extra fields, as JSON lines."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage() + json.dumps(record.__dict__, default=str))
+
+
+@pytest.fixture
+def logs() -> Iterator[LogRecords]:
+    """The log records of rostersync, httpx and httpcore (at every level) and the root's."""
+    logger()  # made first: making it replaces the handlers of its logging logger
+    handler = LogRecords()
+    names = ["rostersync", "httpx", "httpcore", ""]
+    saved = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).addHandler(handler)
+        if name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+    yield handler
+    for name in names:
+        logging.getLogger(name).removeHandler(handler)
+        logging.getLogger(name).setLevel(saved[name])

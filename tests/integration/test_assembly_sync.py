@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -16,7 +14,6 @@ import pytest
 
 from rostersync.application.sync import ensure_tenant, export_directory, start_sync
 from rostersync.models import ENTITY_ORDER, Entity, validate_record
-from rostersync.observability import logger
 from rostersync.pipeline.deps import Deps, reset_default_deps
 from rostersync.settings import HoldThresholds, TenantSettings
 from rostersync.sources.assembly import AssemblySource, AssemblySpec
@@ -29,31 +26,6 @@ from tests.servers.assembly import AssemblyServer, upn_of
 ACCESS = "assembly-access-7d2c90aa"
 REFRESH = "assembly-refresh-41be07f3"
 APP_SECRET = "assembly-app-secret-0c5d"
-
-
-class _LogRecords(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage() + json.dumps(record.__dict__, default=str))
-
-
-@pytest.fixture
-def logs() -> Iterator[_LogRecords]:
-    logger()
-    handler = _LogRecords()
-    names = ["rostersync", "httpx", "httpcore", ""]
-    saved = {name: logging.getLogger(name).level for name in names}
-    for name in names:
-        logging.getLogger(name).addHandler(handler)
-        if name in ("httpx", "httpcore"):
-            logging.getLogger(name).setLevel(logging.DEBUG)
-    yield handler
-    for name in names:
-        logging.getLogger(name).removeHandler(handler)
-        logging.getLogger(name).setLevel(saved[name])
 
 
 @pytest.fixture

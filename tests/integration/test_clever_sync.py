@@ -3,8 +3,6 @@ secret store that ``Deps.secrets`` reads, runs through the real state machine.""
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,6 @@ import pytest
 
 from rostersync.application.sync import ensure_tenant, export_directory, start_sync
 from rostersync.models import Entity
-from rostersync.observability import logger
 from rostersync.pipeline.deps import Deps, reset_default_deps
 from rostersync.settings import HoldThresholds, TenantSettings
 from rostersync.sources.clever import CleverSource, CleverSpec
@@ -53,34 +50,6 @@ def clever(
     with CleverServer(data, token=TOKEN) as server:
         yield {"local": local, "deps": deps, "server": server, "slept": slept, "state": tmp_path}
     register_source(CleverSource())
-
-
-class _LogRecords(logging.Handler):
-    """Every log record, with its extra fields, as JSON lines."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage() + json.dumps(record.__dict__, default=str))
-
-
-@pytest.fixture
-def logs() -> Iterator[_LogRecords]:
-    """The log records of rostersync, httpx and httpcore (at every level) and the root's."""
-    logger()  # made first: making it replaces the handlers of its logging logger
-    handler = _LogRecords()
-    names = ["rostersync", "httpx", "httpcore", ""]
-    saved = {name: logging.getLogger(name).level for name in names}
-    for name in names:
-        logging.getLogger(name).addHandler(handler)
-        if name in ("httpx", "httpcore"):
-            logging.getLogger(name).setLevel(logging.DEBUG)
-    yield handler
-    for name in names:
-        logging.getLogger(name).removeHandler(handler)
-        logging.getLogger(name).setLevel(saved[name])
 
 
 def _sync(env: dict[str, Any], mode: str = "full") -> Any:

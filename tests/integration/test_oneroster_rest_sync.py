@@ -6,8 +6,6 @@ compares the committed directories."""
 from __future__ import annotations
 
 import csv
-import json
-import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +17,6 @@ import pytest
 
 from rostersync.application.sync import ensure_tenant, export_directory, start_sync, upload_bundle
 from rostersync.models import ENTITY_ORDER, Entity, validate_record
-from rostersync.observability import logger
 from rostersync.pipeline.deps import Deps, reset_default_deps
 from rostersync.settings import HoldThresholds, TenantSettings
 from rostersync.sources.http.retry import RetryPolicy
@@ -33,31 +30,6 @@ SECRET = "or-client-secret-5b2e9c1d"
 CLIENT = "lakeside-app"
 CLASSLINK_PATH = "/app-4821/ims/oneroster/v1p1"
 PASSWORD = b"hunter2-never-kept"
-
-
-class _LogRecords(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage() + json.dumps(record.__dict__, default=str))
-
-
-@pytest.fixture
-def logs() -> Iterator[_LogRecords]:
-    logger()
-    handler = _LogRecords()
-    names = ["rostersync", "httpx", "httpcore", ""]
-    saved = {name: logging.getLogger(name).level for name in names}
-    for name in names:
-        logging.getLogger(name).addHandler(handler)
-        if name in ("httpx", "httpcore"):
-            logging.getLogger(name).setLevel(logging.DEBUG)
-    yield handler
-    for name in names:
-        logging.getLogger(name).removeHandler(handler)
-        logging.getLogger(name).setLevel(saved[name])
 
 
 @pytest.fixture

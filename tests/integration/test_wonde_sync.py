@@ -4,8 +4,6 @@ machine."""
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +14,6 @@ import pytest
 
 from rostersync.application.sync import ensure_tenant, export_directory, start_sync
 from rostersync.models import ENTITY_ORDER, Entity, validate_record
-from rostersync.observability import logger
 from rostersync.pipeline.deps import Deps, reset_default_deps
 from rostersync.settings import HoldThresholds, TenantSettings
 from rostersync.sources.http.retry import RetryPolicy
@@ -27,31 +24,6 @@ from rostersync.storage.secrets import LocalSecretStore
 from tests.servers.wonde import WondeServer, upn_of
 
 TOKEN = "wonde-school-token-3f9a61c2e8"
-
-
-class _LogRecords(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage() + json.dumps(record.__dict__, default=str))
-
-
-@pytest.fixture
-def logs() -> Iterator[_LogRecords]:
-    logger()
-    handler = _LogRecords()
-    names = ["rostersync", "httpx", "httpcore", ""]
-    saved = {name: logging.getLogger(name).level for name in names}
-    for name in names:
-        logging.getLogger(name).addHandler(handler)
-        if name in ("httpx", "httpcore"):
-            logging.getLogger(name).setLevel(logging.DEBUG)
-    yield handler
-    for name in names:
-        logging.getLogger(name).removeHandler(handler)
-        logging.getLogger(name).setLevel(saved[name])
 
 
 @pytest.fixture
