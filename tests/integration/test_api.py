@@ -485,7 +485,7 @@ def test_sync_review_untick_commit_and_read_the_directory(api):
     assert committed.json() == {"run_id": run_id, "status": "committing"}
     shown = wait_for_status(api, tenant, run_id)
     assert shown["run"]["status"] == "committed", shown["run"]
-    assert shown["run"]["progress"]["step"] == "commit"
+    assert shown["run"]["progress"]["step"] == "commit_finish"
     again = api.http.post(f"/tenants/{tenant}/runs/{run_id}/commit", headers=headers)
     assert again.status_code == 409
 

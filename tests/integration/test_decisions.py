@@ -109,7 +109,7 @@ def test_a_running_run_shows_its_step(api, slow_source):
     RELEASE.set()
     done = wait_for_status(api, tenant, started.run_id)
     assert done["run"]["status"] == "committed", done["run"]
-    assert done["run"]["progress"]["step"] == "commit"
+    assert done["run"]["progress"]["step"] == "commit_finish"
     assert done["run"]["progress"]["counts"]["stage"]["add"] == 1
 
 

@@ -50,10 +50,12 @@ def run_events(cloud: tuple[Any, Deps], kind: str) -> list[str]:
     return [e["detail"]["run_id"] for e in cloud[0].published_events() if e["detail-type"] == kind]
 
 
-def test_a_failed_commit_run_again_publishes_each_change_once(cloud, tmp_path, monkeypatch):
-    """Given a commit that fails for good after three PutEvents calls, when the bundle is
-    synced again (a new run on the same committed state), then the second run publishes
-    only the changes the first did not, and one run.committed."""
+def test_a_commit_that_stops_part_way_is_resumed_by_the_next_start(cloud, tmp_path, monkeypatch):
+    """Given a commit that fails for good after three PutEvents calls, then the run is
+    *committing* (never *failed* half-applied) with the error kept; when the bundle is
+    synced again, the next start first resumes the interrupted commit, which publishes
+    only the changes not yet published and its run.committed, then the new run finds
+    nothing to change."""
     calls = {"n": 0}
     real_send = EventPublisher._send
 
@@ -65,18 +67,24 @@ def test_a_failed_commit_run_again_publishes_each_change_once(cloud, tmp_path, m
 
     monkeypatch.setattr(EventPublisher, "_send", failing_send)
     first = sync(cloud, tmp_path)
-    assert first.status == "failed"
+    assert first.status == "interrupted"
+    assert "AccessDeniedException" in (first.error or "")
+    run = cloud[1].runs.get("t1", first.run_id)
+    assert run["status"] == "committing" and run["interrupted_at"]
     assert len(change_events(cloud)) == 30
+    assert run_events(cloud, "run.committed") == []
 
     monkeypatch.setattr(EventPublisher, "_send", real_send)
     second = sync(cloud, tmp_path)
 
     assert second.status == "committed", second.error
+    assert cloud[1].runs.get("t1", first.run_id)["status"] == "committed"
     events = change_events(cloud)
     ids = Counter(e["event_id"] for e in events)
     assert len(ids) == CHANGES and set(ids.values()) == {1}
-    assert len({e["action_id"] for e in events}) == CHANGES
-    assert run_events(cloud, "run.committed") == [second.run_id]
+    assert {e["run_id"] for e in events} == {first.run_id}
+    assert run_events(cloud, "run.committed") == [first.run_id, second.run_id]
+    assert sum(second.counts[e][a] for e in second.counts for a in second.counts[e]) == 0
 
 
 def test_a_put_events_call_that_times_out_after_success_repeats_no_new_id(

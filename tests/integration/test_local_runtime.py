@@ -41,7 +41,7 @@ from rostersync.errors import BundleError, TransientError
 STEP = "{step}"
 
 
-def handler(event, context):
+def _run(event, context, STEP):
     s3 = boto3.client("s3")
     bucket = os.environ["BUCKET_NAME"]
     attempts = f"attempts/{{event['run_id']}}/{{STEP}}/"
@@ -52,11 +52,15 @@ def handler(event, context):
     if action == "transient_once":
         if s3.list_objects_v2(Bucket=bucket, Prefix=attempts)["KeyCount"] == 1:
             raise TransientError("source briefly unavailable")
+    if STEP == "commit":
+        event["commit"] = event.get("plan", {{"fan_out": False, "chunks": []}})
+    if STEP == "commit_chunk":
+        return {{"chunk": event["chunk"], "run_id": event["run_id"]}}
     if STEP == "stage":
         event["next"] = event.get("decision", "commit")
         if event["next"] == "absent":
             del event["next"]
-    if STEP == "commit":
+    if STEP == "commit_finish":
         boto3.client("events").put_events(
             Entries=[
                 {{
@@ -71,6 +75,18 @@ def handler(event, context):
     event.setdefault("steps", []).append(STEP)
     event.setdefault("functions", []).append(context.function_name)
     return event
+
+
+def handler(event, context):
+    return _run(event, context, STEP)
+
+
+def chunk(event, context):
+    return _run(event, context, "commit_chunk")
+
+
+def finish(event, context):
+    return _run(event, context, "commit_finish")
 '''
 
 
@@ -146,13 +162,28 @@ class TestStateMachine:
             "Stage",
             "CommitOrStop",
             "Commit",
+            "FanOutOrFinish",
+            "FinishCommit",
             "Committed",
         ]
         assert result.output is not None
-        assert result.output["steps"] == list(STEPS)
+        assert result.output["steps"] == [*STEPS, "commit_finish"]
         assert result.output["functions"] == [
             mini_cloud.names.functions[f"{step.capitalize()}Function"] for step in STEPS
-        ]
+        ] + [mini_cloud.names.functions["CommitFinishFunction"]]
+
+    def test_a_large_commit_fans_out_one_chunk_per_item_then_finishes(
+        self, mini_cloud: LocalCloud
+    ) -> None:
+        chunks = [{"id": f"users-adds-{n}", "entity": "users", "kind": "adds"} for n in range(5)]
+        result = mini_cloud.start_run(
+            run_input("r-fan", plan={"fan_out": True, "chunks": chunks}), name="r-fan"
+        )
+
+        assert result.status == "SUCCEEDED", result.cause
+        assert result.states[-4:] == ["FanOutOrFinish", "ApplyChunks", "FinishCommit", "Committed"]
+        assert attempts(mini_cloud, "r-fan", "commit_chunk") == len(chunks)
+        assert attempts(mini_cloud, "r-fan", "commit_finish") == 1
 
     def test_a_prepared_run_stops_before_commit(self, mini_cloud: LocalCloud) -> None:
         result = mini_cloud.start_run(run_input("r-prep", decision="prepared"), name="r-prep")

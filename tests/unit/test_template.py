@@ -22,6 +22,8 @@ TEMPLATE = load_template(REPO / "template.yaml")
 RESOURCES: dict[str, dict[str, Any]] = TEMPLATE["Resources"]
 STEPS = ("fetch", "normalize", "match", "stage", "commit")
 FUNCTIONS = {f"{step.capitalize()}Function": step for step in STEPS}
+#: The commit's other tasks: same code folder, their own handler.
+COMMIT_TASKS = {"CommitChunkFunction": "app.chunk", "CommitFinishFunction": "app.finish"}
 TRANSIENT = [
     "TransientError",
     "StorageUnavailable",
@@ -134,6 +136,10 @@ def test_the_five_functions_share_the_layer_and_the_environment() -> None:
         assert props["Layers"] == [{"Ref": "CommonLayer"}]
         assert 128 <= props["MemorySize"] <= 3008
         assert props["Timeout"] <= 900
+    for logical, handler in COMMIT_TASKS.items():
+        props = {**globals_, **RESOURCES[logical]["Properties"]}
+        assert (props["CodeUri"], props["Handler"]) == ("functions/commit/", handler)
+        assert props["Layers"] == [{"Ref": "CommonLayer"}]
     assert variables["BUCKET_NAME"] == {"Ref": "RosterBucket"}
     for name, table in {
         "RUNS_TABLE": "RunsTable",
@@ -224,7 +230,7 @@ def test_the_bus_is_named_after_the_stack() -> None:
 # ------------------------------------------------------------------ least privilege
 
 
-@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+@pytest.mark.parametrize("function", sorted({*FUNCTIONS, *COMMIT_TASKS}))
 def test_no_function_gets_a_wildcard_on_data(function: str) -> None:
     for statement in statements(function):
         actions = as_list(statement["Action"])
@@ -250,16 +256,20 @@ def test_each_function_writes_only_its_own_prefixes_and_tables() -> None:
         "NormalizeFunction": {"runs"},
         "MatchFunction": {"runs"},
         "StageFunction": {"runs"},
-        "CommitFunction": {"runs", "state"},
+        "CommitFunction": {"runs"},
+        "CommitChunkFunction": {"runs", "state"},
+        "CommitFinishFunction": {"runs", "state"},
     }
     expected_tables = {
         "FetchFunction": {"IdempotencyTable"},
         "NormalizeFunction": {"IdempotencyTable"},
         "MatchFunction": {"IdempotencyTable"},
         "StageFunction": {"RunsTable", "IdempotencyTable"},
-        "CommitFunction": {"DirectoryTable", "LinksTable", "RunsTable", "IdempotencyTable"},
+        "CommitFunction": {"RunsTable", "IdempotencyTable"},
+        "CommitChunkFunction": {"DirectoryTable", "LinksTable", "IdempotencyTable"},
+        "CommitFinishFunction": {"DirectoryTable", "LinksTable", "RunsTable", "IdempotencyTable"},
     }
-    for function in FUNCTIONS:
+    for function in {*FUNCTIONS, *COMMIT_TASKS}:
         prefixes = {
             r.removeprefix("${RosterBucket.Arn}/").split("/")[0]
             for r in grants(function, S3_OBJECT_WRITES)
@@ -268,7 +278,7 @@ def test_each_function_writes_only_its_own_prefixes_and_tables() -> None:
         assert prefixes == expected_prefixes[function], function
         assert tables == expected_tables[function], function
         publishes = grants(function, {"events:PutEvents"})
-        assert publishes == ({"${EventBus.Arn}"} if function == "CommitFunction" else set())
+        assert publishes == ({"${EventBus.Arn}"} if function == "CommitFinishFunction" else set())
 
 
 def test_the_state_machine_may_only_invoke_the_steps_and_record_failures() -> None:
@@ -281,7 +291,7 @@ def test_the_state_machine_may_only_invoke_the_steps_and_record_failures() -> No
     inline = [s for p in machine["Policies"] if "Statement" in p for s in p["Statement"]]
     data = [s for s in inline if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))]
 
-    assert invoked == set(FUNCTIONS) | {"ReviewFunction"}
+    assert invoked == set(FUNCTIONS) | set(COMMIT_TASKS) | {"ReviewFunction"}
     assert [(s["Action"], resource_text(s["Resource"])) for s in data] == [
         ("dynamodb:UpdateItem", "${RunsTable.Arn}")
     ]
@@ -306,6 +316,11 @@ def test_every_task_retries_transient_errors_and_catches_the_rest(path: Path) ->
     assert tasks
     for name, task in tasks:
         assert task.get("Retry"), name
+        if name in MAP_ITEM_TASKS:
+            # A chunk that fails for good fails its Map, whose Catch keeps the run
+            # committing.
+            assert not task.get("Catch"), name
+            continue
         assert task.get("Catch"), name
         assert task["Catch"][-1]["ErrorEquals"] == ["States.ALL"], name
         if task["Resource"] == "arn:aws:states:::lambda:invoke":
@@ -317,8 +332,14 @@ def test_every_task_retries_transient_errors_and_catches_the_rest(path: Path) ->
                 "BackoffRate": 2,
             }, name
             # A failed sync step fails the run; a failed decision about a prepared run
-            # leaves it prepared.
-            failure = "BackToPrepared" if name in DECISION_TASKS else "RecordFailure"
+            # leaves it prepared; a commit that stopped after it began stays committing.
+            failure = (
+                "BackToPrepared"
+                if name in DECISION_TASKS
+                else "CommitInterrupted"
+                if name in COMMITTING_TASKS
+                else "RecordFailure"
+            )
             assert task["Catch"] == [
                 {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": failure}
             ], name
@@ -327,6 +348,9 @@ def test_every_task_retries_transient_errors_and_catches_the_rest(path: Path) ->
 
 
 DECISION_TASKS = {"CommitPrepared", "Rework"}
+#: Tasks after a commit began: a failure leaves the run committing, to be resumed.
+COMMITTING_TASKS = {"ResumeCommit", "FinishCommit"}
+MAP_ITEM_TASKS = {"ApplyChunk"}
 
 
 def test_decisions_about_a_run_are_routed_past_the_sync() -> None:
@@ -341,6 +365,7 @@ def test_decisions_about_a_run_are_routed_past_the_sync() -> None:
                 targets[rule["StringEquals"]] = choice["Next"]
     assert targets == {
         "commit": "CommitPrepared",
+        "resume": "ResumeCommit",
         "restage": "Rework",
         "select": "Rework",
         "undo": "Derive",
@@ -365,7 +390,19 @@ def test_the_sync_flow() -> None:
     assert choice["Type"] == "Choice"
     targets = {c["StringEquals"]: c["Next"] for c in choice["Choices"] if "StringEquals" in c}
     assert targets == {"commit": "Commit", "prepared": "Prepared"}
-    assert states["Commit"]["Next"] == "Committed"
+    for begin in ("Commit", "CommitPrepared", "ResumeCommit"):
+        assert states[begin]["Next"] == "FanOutOrFinish", begin
+    fan = states["FanOutOrFinish"]
+    assert fan["Default"] == "FinishCommit" and fan["Choices"][0]["Next"] == "ApplyChunks"
+    chunks = states["ApplyChunks"]
+    assert chunks["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    assert chunks["Next"] == "FinishCommit" and chunks["ResultPath"] is None
+    assert chunks["Catch"][0]["Next"] == "CommitInterrupted"
+    assert states["FinishCommit"]["Next"] == "Committed"
+    interrupted = states["CommitInterrupted"]
+    # The run keeps its status (committing): only the error is noted.
+    assert ":status" not in interrupted["Parameters"]["ExpressionAttributeValues"]
+    assert states[interrupted["Next"]]["Type"] == "Fail"
     assert states["Committed"]["Type"] == states["Prepared"]["Type"] == "Succeed"
     assert states[choice["Default"]]["Next"] == "RecordFailure"
     record = states["RecordFailure"]

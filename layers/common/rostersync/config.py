@@ -46,6 +46,12 @@ class StackSettings(_FromEnvironment):
     #: The embedded store's directory (the local runtime): tables, objects and events on
     #: this machine instead of DynamoDB, S3 and EventBridge. Unset on AWS.
     local_store_dir: Path | None = Field(default=None, alias="LOCAL_STORE_DIR")
+    #: ``host:pid`` of the local process running the stack's handlers. Unset on AWS.
+    local_runner: str | None = Field(default=None, alias="LOCAL_RUNNER")
+    #: A change set of at most this many actions is committed without fanning out.
+    commit_inline_actions: int = Field(default=20_000, alias="COMMIT_INLINE_ACTIONS", ge=0)
+    #: Lines of a change file per commit chunk when fanning out.
+    commit_chunk_actions: int = Field(default=10_000, alias="COMMIT_CHUNK_ACTIONS", ge=1)
 
 
 class RunStartSettings(StackSettings):

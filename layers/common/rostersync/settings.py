@@ -159,6 +159,9 @@ class TenantSettings(BaseModel):
     schedule: Schedule | None = None
     notifications: Notifications = Field(default_factory=Notifications)
     hold: HoldThresholds = Field(default_factory=HoldThresholds)
+    #: One change event per change up to this many changes in a run; above it none, and
+    #: ``run.committed`` carries the keys of the run's change files. None: always events.
+    change_events_limit: Annotated[int, Field(ge=0)] | None = 5000
 
     @field_validator("guardian_contact_types")
     @classmethod

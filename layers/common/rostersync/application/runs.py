@@ -6,6 +6,11 @@ runtime here. A lock whose run has finished is released on the next attempt, so 
 that ended without releasing (a crash, a failed execution, a release that was
 throttled) never blocks the tenant for longer than it takes to look.
 
+A commit that stopped part-way (its Distributed Map or its finish failed for good, or
+its process was killed) is never restarted and never left half-applied under a
+*failed* label: the next start for the tenant resumes it on its plan first
+(``resume_interrupted_commits``), then goes on.
+
 A run is alive while it makes progress: every step notes ``progress.since`` on the run
 as it starts (a Lambda step lasts 15 minutes at most). A run still *running* or
 *committing* with no progress for ``STALE_SECONDS`` has lost its process: the next start
@@ -16,6 +21,8 @@ past its expiry whose run is still making progress is not taken over.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -97,10 +104,30 @@ def last_activity(run: dict[str, Any]) -> datetime | None:
     return max(moments) if moments else None
 
 
+def _runner_gone(run: dict[str, Any]) -> bool:
+    """The local process that ran the run's last step is no longer alive on this machine."""
+    runner = (run.get("progress") or {}).get("runner")
+    host, _, pid = str(runner or "").rpartition(":")
+    if not host or host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def is_stale(run: dict[str, Any], now: datetime) -> bool:
-    """An active run with no progress for longer than ``STALE_SECONDS``."""
+    """An active run with no progress for longer than ``STALE_SECONDS``, or whose local
+    process is gone."""
     if run.get("status") not in ACTIVE_STATUSES:
         return False
+    if _runner_gone(run):
+        return True
     last = last_activity(run)
     return last is None or (now - last).total_seconds() > STALE_SECONDS
 
@@ -115,6 +142,75 @@ def fail_stale_run(deps: Deps, tenant: str, run: dict[str, Any], run_id: str) ->
             "finished_at": _now(),
         },
     )
+
+
+#: How many of the newest runs are looked at for an interrupted commit.
+_RECENT_RUNS = 10
+
+
+def commit_began(run: dict[str, Any]) -> bool:
+    """The run's commit planned its chunks (items may have landed)."""
+    return run.get("status") == "committing" and bool(run.get("commit"))
+
+
+def is_interrupted(run: dict[str, Any], now: datetime) -> bool:
+    """A commit that began and stopped: its state machine noted the interruption, or
+    its process died (no progress for ``STALE_SECONDS``)."""
+    return commit_began(run) and (bool(run.get("interrupted_at")) or is_stale(run, now))
+
+
+class CommitResuming(RunInProgress):
+    """An interrupted commit of the tenant is being resumed; start again after it."""
+
+    def __init__(self, tenant: str, run_id: str) -> None:
+        super().__init__(tenant, run_id)
+        self.args = (
+            f"tenant {tenant}: resuming the interrupted commit of run {run_id}; "
+            "start again when it has finished",
+        )
+
+
+def resume_interrupted_commits(
+    deps: Deps, locks: LocksPort, launcher: RunLauncher, tenant: str
+) -> list[str]:
+    """Resume every interrupted commit of the tenant (oldest first), under its own lock.
+    A launcher that waits (the command line) returns when the commit finished; one that
+    does not (Step Functions) leaves it running: ``CommitResuming`` then says so."""
+    now = datetime.now(UTC)
+    resumed: list[str] = []
+    for run in reversed(deps.runs.list(tenant, limit=_RECENT_RUNS)):
+        run_id = str(run["run_id"])
+        if not is_interrupted(run, now):
+            continue
+        spec = run_source(run)
+        if spec is None:
+            continue
+        holder = locks.holder(tenant)
+        if holder is not None and holder != run_id:
+            _free_if_ended(deps, locks, tenant, holder)
+        locks.acquire(tenant, run_id, int(time.time()), LOCK_SECONDS)
+        attempt = int(run.get("resumed", 0)) + 1
+        deps.runs.update(tenant, run_id, {"resumed": attempt, "interrupted_at": None})
+        state = RunState(
+            tenant=tenant,
+            run_id=run_id,
+            trigger=run.get("trigger") or "cli",
+            mode=run.get("mode") or "full",
+            operation="resume",
+            source=spec,
+            requested_by=run.get("requested_by"),
+        )
+        launcher.launch(state.model_dump(mode="json"), name=f"{run_id}-resume-{attempt}")
+        resumed.append(run_id)
+        after = deps.runs.get(tenant, run_id)
+        if after.get("status") in ACTIVE_STATUSES:
+            if after.get("interrupted_at"):
+                # Resumed and stopped again: the error is on the run; keep the tenant free
+                # of new runs on an old state until it is resolved.
+                locks.release(tenant, run_id)
+            raise CommitResuming(tenant, run_id)
+        locks.release(tenant, run_id)
+    return resumed
 
 
 def acquire_run_lock(deps: Deps, locks: LocksPort, tenant: str, run_id: str) -> None:
@@ -140,7 +236,14 @@ def _free_if_ended(deps: Deps, locks: LocksPort, tenant: str, holder: str) -> No
     except RostersyncError:
         run = None
     if run is not None and run.get("status") in ACTIVE_STATUSES:
-        if not is_stale(run, datetime.now(UTC)):
+        now = datetime.now(UTC)
+        if commit_began(run):
+            if not is_interrupted(run, now):
+                raise RunInProgress(tenant, holder)
+            # Never failed half-applied: resume_interrupted_commits takes it up.
+            locks.release(tenant, holder)
+            return
+        if not is_stale(run, now):
             raise RunInProgress(tenant, holder)
         fail_stale_run(deps, tenant, run, holder)
     locks.release(tenant, holder)
@@ -167,6 +270,7 @@ def begin_run(
     if isinstance(spec, OneRosterCsvSpec):
         keys.check_source_key(tenant, spec.key)
     run_id = run_id or keys.new_run_id()
+    resume_interrupted_commits(deps, locks, launcher, tenant)
     acquire_run_lock(deps, locks, tenant, run_id)
     state = RunState(
         tenant=tenant,

@@ -150,7 +150,11 @@ def start_sync(
     report = deps.store.get_json(keys.report_key(tenant, run_id))
     status = str(run.get("status", "failed"))
     error = None
-    if execution.status != "SUCCEEDED" or status == "failed":
+    if execution.status != "SUCCEEDED" and status == "committing":
+        # Stopped part-way through its commit: the next start resumes it.
+        status = "interrupted"
+        error = failure_reason(run.get("last_error_reason") or execution.cause or execution.error)
+    elif execution.status != "SUCCEEDED" or status == "failed":
         status = "failed"
         error = failure_reason(run.get("reason") or execution.cause or execution.error)
     return SyncOutcome(run_id, status, report, error, list(execution.states))

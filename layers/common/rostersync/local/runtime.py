@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import socket
 import sys
 import tempfile
 import threading
@@ -280,6 +281,9 @@ class LocalCloud:
             self.environment = _process_environment(spec, self._names)
             if self._store is not None:
                 self.environment["LOCAL_STORE_DIR"] = str(self._store.root)
+                # Runs note which process runs them: a run whose process is gone (a
+                # kill -9) is known at once by the next start on this machine.
+                self.environment["LOCAL_RUNNER"] = f"{socket.gethostname()}:{os.getpid()}"
                 if not os.environ.get("LOCAL_SECRETS_FILE"):
                     # Tenants' secrets (API tokens) in the state, in a 0600 file: moto's
                     # Secrets Manager would forget them when the process ends.

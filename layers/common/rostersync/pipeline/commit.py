@@ -1,24 +1,46 @@
-"""commit: apply a staged change set's included actions.
+"""commit: apply a staged change set's included actions, in chunks.
 
-Order matters for idempotency (a retried commit doubles nothing):
-1. the new snapshot is written under the run's own keys (rewriting it is harmless);
-2. directory items and identity links are put (puts are idempotent);
-3. change events are published in PutEvents batches. Each has a stable ``event_id``
-   (tenant, baseline, action id, content); the ids published on top of a baseline are
-   kept in a ledger (``published/{tenant}/{baseline}/``, a chunk every 1,000 events and
-   whenever publishing stops on an error), so a retried commit, and a re-run staged on
-   the same baseline after a failed commit, publish only what was not published. Only a
-   hard crash between chunks, or a PutEvents call that timed out after it succeeded,
-   can repeat an event, with the same ``event_id`` for the consumer to drop;
-4. the report is written; the state pointer moves to this run; the run is marked
-   committed; ``run.committed`` (or ``run.held``) is sent and noted on the run
-   (``notified``). A retry that finds the pointer already here only finishes step 4,
-   and one that finds the run committed sends the notification if it was not noted.
+A commit has three parts, each its own state-machine task:
+
+1. **begin** (``commit``): checks the run may commit on the current state, plans its
+   chunks and marks the run *committing*. The plan (``runs/{t}/{r}/commit/plan.json``)
+   has, per entity, one *snapshot* chunk (the entity's new snapshot: the baseline with
+   the changes applied, plus the directory items of changed records the baseline holds)
+   and *adds* chunks (directory items and links of the records new to the tenant, a part
+   of ``COMMIT_CHUNK_ACTIONS`` lines of the change file each). A large change set is
+   split into part files here, unparsed, so that every chunk reads only its own part.
+2. **chunks** (``commit_chunk``): a Distributed Map applies them in parallel when the
+   change set is larger than ``COMMIT_INLINE_ACTIONS``; otherwise the finish applies them
+   itself, one after the other: the same code either way. Every chunk is idempotent by
+   ``(tenant, run, commit, chunk)``: a chunk that finished leaves a marker with its rows,
+   time and peak memory, and is skipped when met again; puts are idempotent, so a chunk
+   cut short is simply done again.
+3. **finish** (``commit_finish``): applies the chunks not yet done, then publishes the
+   change events, writes the report, moves the state pointer, marks the run committed
+   and sends ``run.committed``. The app learns of the commit only from that event: the
+   items land while the run shows *committing*.
+
+Change events: one per included action while the change set has at most the tenant's
+``change_events_limit`` actions; above it none, and ``run.committed`` carries the keys
+of the run's change files instead (a first sync of a million records is not a million
+events). Each change event has a stable ``event_id`` (tenant, baseline, action id,
+content); the ids published on top of a baseline are kept in a ledger
+(``published/{tenant}/{baseline}/``, a chunk every 1,000 events and whenever publishing
+stops on an error), so a retried finish, and a re-run staged on the same baseline after
+a failed commit, publish only what was not published.
+
+A commit interrupted part-way (a chunk or the finish failing for good, a process
+killed) leaves the run *committing*, with the error kept: it is resumed, never
+restarted and never labelled *failed* half-applied, by the next start for the tenant
+(``application.runs``), which runs begin again on the same plan, skipping done chunks.
+A finish that finds the pointer already on the run only completes the run record and
+its notification.
 """
 
 from __future__ import annotations
 
 import hashlib
+import resource
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,7 +52,7 @@ import orjson
 from rostersync.changes import EVENT_VERBS
 from rostersync.errors import RunStateError, StaleBaseline
 from rostersync.models import ENTITY_ORDER, ENTITY_SINGULAR, Entity
-from rostersync.pipeline.contracts import RunState
+from rostersync.pipeline.contracts import CommitChunk, CommitPlan, RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.notify import notify_run
 from rostersync.pipeline.report import build_report
@@ -42,18 +64,27 @@ from rostersync.pipeline.snapshot import (
     index_line,
     iter_snapshot,
 )
+from rostersync.pipeline.tenant_settings import load_settings
 from rostersync.storage import keys
 from rostersync.storage.events import EVENTS_PER_CALL
 from rostersync.storage.objects import dumps_line
 
-_WRITE_BATCH = 1000
+# How large a change set is applied inline, and how many lines a chunk takes, are the
+# stack's settings (``COMMIT_INLINE_ACTIONS``, 20,000; ``COMMIT_CHUNK_ACTIONS``, 10,000:
+# well within a 1 GB Lambda and a minute).
 #: Events between ledger chunks while publishing; a crash between a PutEvents call and
 #: the next chunk can repeat at most this many (each with the same ``event_id``).
 _CHECKPOINT_EVENTS = 1000
+#: Directory items and links handed to a repository at a time (bounded memory).
+_WRITE_BATCH = 5000
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _peak_mb() -> int:
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def included_actions(deps: Deps, state: RunState, entity: Entity) -> Iterator[dict[str, Any]]:
@@ -62,7 +93,7 @@ def included_actions(deps: Deps, state: RunState, entity: Entity) -> Iterator[di
             yield action
 
 
-def _link(action: dict[str, Any], run_id: str) -> dict[str, Any]:
+def _link(action: dict[str, Any], run_id: str, at: str) -> dict[str, Any]:
     """An identity link with its provenance: how it was made, by which run, when."""
     link = {
         "source_system": action["source_system"],
@@ -70,7 +101,7 @@ def _link(action: dict[str, Any], run_id: str) -> dict[str, Any]:
         "target_id": action["target_id"],
         "method": action.get("tier") or "unmatched",
         "run_id": run_id,
-        "linked_at": _now(),
+        "linked_at": at,
     }
     if action.get("relinked_from"):
         link["relinked_from"] = action["relinked_from"]
@@ -91,11 +122,203 @@ def directory_item(line: dict[str, Any], run_id: str) -> dict[str, Any]:
     }
 
 
-def _write_entity(deps: Deps, state: RunState, entity: Entity, baseline_run: str | None) -> None:
-    """New snapshot for the entity; directory items and links for what changed."""
+def _added_line(action: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "source_system": action["source_system"],
+        "source_id": action["source_id"],
+        "target_id": action["target_id"],
+        "status": ACTIVE,
+        "hash": content_hash(action["record"]),
+        "record": action["record"],
+    }
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+def _plan_key(state: RunState) -> str:
+    return keys.run_prefix(state.tenant, state.run_id) + "commit/plan.json"
+
+
+def _part_key(state: RunState, entity: Entity, part: int) -> str:
+    name = f"commit/parts/{entity.value}-{part:05d}.jsonl"
+    return keys.run_prefix(state.tenant, state.run_id) + name
+
+
+def _done_key(tenant: str, run_id: str, chunk_id: str) -> str:
+    return keys.run_prefix(tenant, run_id) + f"commit/done/{chunk_id}.json"
+
+
+def _plan(deps: Deps, state: RunState) -> CommitPlan:
+    """Chunks for the run's change files. Inline, each entity's change file is one *adds*
+    chunk; fanned out, files longer than a chunk are split into part files first,
+    unparsed, so that every chunk reads only its own part."""
+    size = deps.settings.commit_chunk_actions
+    lines: dict[Entity, int] = {}
+    included = 0
+    for entity in ENTITY_ORDER:
+        # Parsed, not merely counted: an unreadable change set stops the commit here,
+        # before anything of it is applied.
+        lines[entity] = 0
+        for action in deps.store.iter_jsonl(keys.changes_key(state.tenant, state.run_id, entity)):
+            lines[entity] += 1
+            included += bool(action.get("included"))
+    total = sum(lines.values())
+    fan_out = total > deps.settings.commit_inline_actions
+    chunks: list[CommitChunk] = []
+    for entity in ENTITY_ORDER:
+        chunks.append(CommitChunk(id=f"{entity.value}-snapshot", entity=entity, kind="snapshot"))
+        key = keys.changes_key(state.tenant, state.run_id, entity)
+        if not lines[entity]:
+            continue
+        parts = (
+            _split(deps, state, entity, key, size) if fan_out and lines[entity] > size else [key]
+        )
+        chunks.extend(
+            CommitChunk(id=f"{entity.value}-adds-{n:05d}", entity=entity, kind="adds", key=part)
+            for n, part in enumerate(parts)
+        )
+    return CommitPlan(actions=total, included=included, fan_out=fan_out, chunks=chunks)
+
+
+def _split(deps: Deps, state: RunState, entity: Entity, key: str, size: int) -> list[str]:
+    """Copy a change file into parts of ``size`` lines; return their keys."""
+    parts: list[str] = []
+    batch: list[bytes] = []
+
+    def flush() -> None:
+        parts.append(_part_key(state, entity, len(parts)))
+        with deps.store.writer(parts[-1]) as out:
+            out.write(b"".join(batch))
+        batch.clear()
+
+    for line in deps.store.iter_lines(key):
+        batch.append(line + b"\n")
+        if len(batch) >= size:
+            flush()
+    if batch:
+        flush()
+    return parts
+
+
+def begin_commit(state: RunState, deps: Deps) -> RunState:
+    """Check the run may commit, plan its chunks (or take the plan an interrupted
+    commit left) and mark it *committing*."""
+    run = deps.runs.get(state.tenant, state.run_id)
+    status = run.get("status")
+    if status in {"committed", "held"}:
+        state.commit = CommitPlan(actions=0, fan_out=False, chunks=[])
+        return state
+    if status in {"discarded", "failed"}:
+        raise RunStateError(f"run {state.run_id} is {status}; it cannot be committed")
+    summary = deps.store.get_json(keys.change_summary_key(state.tenant, state.run_id)) or {}
+    staged_on = summary.get("baseline_run_id")
+    pointer = current_baseline(deps.store, state.tenant)
+    if pointer == state.run_id:
+        # Applied and pointed to already: the finish only completes the record.
+        state.commit = CommitPlan(actions=0, fan_out=False, chunks=[])
+        return state
+    if pointer != staged_on:
+        raise StaleBaseline(
+            f"run {state.run_id} was staged on {staged_on or 'an empty directory'}, "
+            f"but the committed state is now {pointer}; stage it again"
+        )
+    stored = deps.store.get_json(_plan_key(state))
+    if stored is not None:
+        plan = CommitPlan.model_validate(stored)
+    else:
+        plan = _plan(deps, state)
+        deps.store.put_json(_plan_key(state), plan.model_dump(mode="json"))
+    done = set(_done_chunks(deps, state.tenant, state.run_id))
+    remaining = [chunk for chunk in plan.chunks if chunk.id not in done]
+    state.commit = CommitPlan(
+        actions=plan.actions,
+        included=plan.included,
+        fan_out=plan.fan_out and bool(remaining),
+        chunks=remaining,
+        began_ms=int(time.time() * 1000),
+    )
+    deps.runs.update(
+        state.tenant,
+        state.run_id,
+        {
+            "status": "committing",
+            "committing_at": run.get("committing_at") or _now(),
+            "commit": {"chunks": len(plan.chunks), "done": len(done), "actions": plan.actions},
+        },
+    )
+    state.counts.setdefault("commit", {})["chunks"] = len(plan.chunks)
+    return state
+
+
+def _done_chunks(deps: Deps, tenant: str, run_id: str) -> list[str]:
+    prefix = keys.run_prefix(tenant, run_id) + "commit/done/"
+    return [key.removeprefix(prefix).removesuffix(".json") for key in deps.store.list_keys(prefix)]
+
+
+# --------------------------------------------------------------------------- chunks
+
+
+def apply_chunk(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> dict[str, Any]:
+    """Apply one chunk unless its marker says it is done; return the marker."""
+    marker_key = _done_key(tenant, run_id, chunk.id)
+    marker = deps.store.get_json(marker_key)
+    if marker is not None:
+        return dict(marker)
+    started = time.monotonic()
+    summary = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
+    baseline_run = summary.get("baseline_run_id")
+    if chunk.kind == "snapshot":
+        rows = _write_snapshot(deps, tenant, run_id, chunk.entity, baseline_run)
+    else:
+        rows = _write_adds(deps, tenant, run_id, chunk)
+    marker = {
+        "chunk": chunk.id,
+        "rows": rows,
+        "ms": int((time.monotonic() - started) * 1000),
+        "peak_mb": _peak_mb(),
+    }
+    deps.store.put_json(marker_key, marker)
+    return marker
+
+
+def _write_adds(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> int:
+    """Directory items and links of the included *add* actions of one part."""
+    at = _now()
+    entity = chunk.entity.value
+    items: list[dict[str, Any]] = []
+    links: list[dict[str, Any]] = []
+    written = 0
+
+    def flush() -> None:
+        deps.directory.put_many(tenant, entity, items)
+        deps.links.put_many(tenant, entity, links)
+        items.clear()
+        links.clear()
+
+    for action in deps.store.iter_jsonl(chunk.key or ""):
+        if action["action"] != "add" or not action.get("included"):
+            continue
+        items.append(directory_item(_added_line(action), run_id))
+        links.append(_link(action, run_id, at))
+        written += 1
+        if len(items) >= _WRITE_BATCH:
+            flush()
+    flush()
+    return written
+
+
+def _write_snapshot(
+    deps: Deps, tenant: str, run_id: str, entity: Entity, baseline_run: str | None
+) -> int:
+    """The entity's new snapshot; directory items and links for the changed records the
+    baseline holds (updates, archives, reactivations, re-links). Returns lines written."""
+    changes_key = keys.changes_key(tenant, run_id, entity)
     changes: dict[tuple[str, str], dict[str, Any]] = {}
     adds = 0
-    for action in included_actions(deps, state, entity):
+    for action in deps.store.iter_jsonl(changes_key):
+        if not action.get("included"):
+            continue
         if action["action"] == "add":
             adds += 1
         else:
@@ -105,25 +328,25 @@ def _write_entity(deps: Deps, state: RunState, entity: Entity, baseline_run: str
     if not changes and not adds and baseline_run is not None:
         # Nothing changed: the new snapshot is the old one; copy without parsing.
         for key_of in (keys.state_key, keys.state_index_key):
-            source = key_of(state.tenant, baseline_run, entity)
+            source = key_of(tenant, baseline_run, entity)
             if deps.store.exists(source):
-                deps.store.copy(source, key_of(state.tenant, state.run_id, entity))
-        return
+                deps.store.copy(source, key_of(tenant, run_id, entity))
+        return 0
 
+    at = _now()
     touched: list[dict[str, Any]] = []
     links: list[dict[str, Any]] = []
 
     def flush(force: bool = False) -> None:
-        # Bounded buffers: a first sync adds every record of the district.
         if force or len(touched) >= _WRITE_BATCH:
-            deps.directory.put_many(state.tenant, entity.value, touched)
+            deps.directory.put_many(tenant, entity.value, touched)
             touched.clear()
         if force or len(links) >= _WRITE_BATCH:
-            deps.links.put_many(state.tenant, entity.value, links)
+            deps.links.put_many(tenant, entity.value, links)
             links.clear()
 
     def lines() -> Iterator[dict[str, Any]]:
-        for line in iter_snapshot(deps.store, state.tenant, baseline_run, entity):
+        for line in iter_snapshot(deps.store, tenant, baseline_run, entity):
             action = changes.get((line["source_system"], line["source_id"]))
             if action is not None:
                 if action["action"] == "archive":
@@ -134,34 +357,39 @@ def _write_entity(deps: Deps, state: RunState, entity: Entity, baseline_run: str
                     line["hash"] = content_hash(action["record"])
                 if action.get("relinked_from"):
                     line["source_id"] = action["source_id"]
-                    links.append(_link(action, state.run_id))
-                touched.append(directory_item(line, state.run_id))
+                    links.append(_link(action, run_id, at))
+                touched.append(directory_item(line, run_id))
                 flush()
             yield line
-        for action in included_actions(deps, state, entity):
-            if action["action"] != "add":
-                continue
-            line = {
-                "source_system": action["source_system"],
-                "source_id": action["source_id"],
-                "target_id": action["target_id"],
-                "status": ACTIVE,
-                "hash": content_hash(action["record"]),
-                "record": action["record"],
-            }
-            touched.append(directory_item(line, state.run_id))
-            links.append(_link(action, state.run_id))
-            flush()
-            yield line
+        if adds:
+            for action in deps.store.iter_jsonl(changes_key):
+                if action["action"] == "add" and action.get("included"):
+                    yield _added_line(action)
 
+    written = 0
     with (
-        deps.store.writer(keys.state_key(state.tenant, state.run_id, entity)) as snapshot,
-        deps.store.writer(keys.state_index_key(state.tenant, state.run_id, entity)) as index,
+        deps.store.writer(keys.state_key(tenant, run_id, entity)) as snapshot,
+        deps.store.writer(keys.state_index_key(tenant, run_id, entity)) as index,
     ):
         for line in lines():
             snapshot.write(dumps_line(line))
             index.write(dumps_line(index_line(line)))
+            written += 1
     flush(force=True)
+    return written
+
+
+def apply_chunk_event(event: dict[str, Any], deps: Deps) -> dict[str, Any]:
+    """The Distributed Map's item: ``{tenant, run_id, chunk}``; returns the marker."""
+    tenant = keys.check_tenant(str(event["tenant"]))
+    run_id = keys.check_run_id(str(event["run_id"]))
+    chunk = CommitChunk.model_validate(event["chunk"])
+    if chunk.key is not None and not chunk.key.startswith(keys.run_prefix(tenant, run_id)):
+        raise RunStateError(f"chunk {chunk.id} names a file outside run {run_id}")
+    return apply_chunk(deps, tenant, run_id, chunk)
+
+
+# --------------------------------------------------------------------------- finish
 
 
 def event_id(tenant: str, baseline_run: str | None, action: dict[str, Any]) -> str:
@@ -255,37 +483,47 @@ def _change_events(
             )
 
 
-def commit(state: RunState, deps: Deps) -> RunState:
-    """Apply the change set (see the module docstring for the order of writes)."""
+def _change_files(state: RunState) -> list[str]:
+    return [keys.changes_key(state.tenant, state.run_id, entity) for entity in ENTITY_ORDER]
+
+
+def finish_commit(state: RunState, deps: Deps) -> RunState:
+    """Apply what is left of the plan, publish, point the state at the run, mark it
+    committed (or held for its held part) and notify."""
     started = time.monotonic()
     run = deps.runs.get(state.tenant, state.run_id)
     if run.get("status") in {"committed", "held"}:
         if run.get("notified") != run["status"]:
             # Marked committed, but the notification failed: send it now (once).
             report = deps.store.get_json(keys.report_key(state.tenant, state.run_id)) or {}
-            _notify_once(deps, state, str(run["status"]), report)
+            files = run.get("change_files")
+            _notify_once(deps, state, str(run["status"]), report, files)
         state.status = str(run["status"])
         return state
-    if run.get("status") in {"discarded", "failed"}:
-        raise RunStateError(f"run {state.run_id} is {run['status']}; it cannot be committed")
     summary = deps.store.get_json(keys.change_summary_key(state.tenant, state.run_id)) or {}
     staged_on = summary.get("baseline_run_id")
     pointer = current_baseline(deps.store, state.tenant)
+    plan = CommitPlan.model_validate(deps.store.get_json(_plan_key(state)) or {})
+    limit = load_settings(deps, state.tenant).change_events_limit
+    # Above the tenant's limit, no change events: run.committed names the change files.
+    change_files = _change_files(state) if limit is not None and plan.included > limit else None
+    markers: list[dict[str, Any]] = []
     if pointer != state.run_id:
-        if pointer != staged_on:
-            raise StaleBaseline(
-                f"run {state.run_id} was staged on {staged_on or 'an empty directory'}, "
-                f"but the committed state is now {pointer}; stage it again"
-            )
-        for entity in ENTITY_ORDER:
-            _write_entity(deps, state, entity, staged_on)
-        events = _publish_events(deps, state, staged_on)
+        for chunk in plan.chunks:
+            markers.append(apply_chunk(deps, state.tenant, state.run_id, chunk))
+        events = 0 if change_files else _publish_events(deps, state, staged_on)
         state.counts.setdefault("commit", {})["events"] = events
     timings = state.counts.setdefault("timings_ms", {})
-    timings["commit"] = int((time.monotonic() - started) * 1000)
+    began = state.commit.began_ms if state.commit is not None else 0
+    timings["commit"] = (
+        int(time.time() * 1000) - began if began else int((time.monotonic() - started) * 1000)
+    )
     # A held run is committed for its safe part; its held actions wait for approval.
     status = "held" if summary.get("held") else "committed"
     report = build_report(deps, state, status=status)
+    if markers:
+        report["chunks"] = markers
+        deps.store.put_json(keys.report_key(state.tenant, state.run_id), report)
     if pointer != state.run_id:
         previous = deps.store.get_json(keys.state_pointer_key(state.tenant)) or {}
         fetched = deps.store.get_json(keys.fetch_summary_key(state.tenant, state.run_id)) or {}
@@ -315,13 +553,27 @@ def commit(state: RunState, deps: Deps) -> RunState:
             "issue_count": report["issues_total"],
             "timings_ms": timings,
             "report_key": keys.report_key(state.tenant, state.run_id),
+            "change_files": change_files,
+            "last_error": None,
+            "last_error_reason": None,
         },
     )
-    _notify_once(deps, state, status, report)
+    _notify_once(deps, state, status, report, change_files)
     state.status = status
     return state
 
 
-def _notify_once(deps: Deps, state: RunState, status: str, report: dict[str, Any]) -> None:
-    notify_run(deps, state.tenant, state.run_id, status, report)
+def commit(state: RunState, deps: Deps) -> RunState:
+    """The whole commit in one call: begin, every chunk, finish (tools and tests)."""
+    return finish_commit(begin_commit(state, deps), deps)
+
+
+def _notify_once(
+    deps: Deps,
+    state: RunState,
+    status: str,
+    report: dict[str, Any],
+    change_files: list[str] | None,
+) -> None:
+    notify_run(deps, state.tenant, state.run_id, status, report, change_files=change_files)
     deps.runs.update(state.tenant, state.run_id, {"notified": status})

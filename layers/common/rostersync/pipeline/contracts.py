@@ -21,13 +21,40 @@ Trigger = Literal["cli", "api", "schedule", "inbox", "undo"]
 #: What an execution of the state machine does: a sync (fetch → ... → commit), or the
 #: long part of an admin's decision about a run (commit it, re-stage it after a match
 #: decision, tick or untick a whole kind of action, prepare an undo or an approval).
-Operation = Literal["sync", "commit", "restage", "select", "undo", "approve"]
+Operation = Literal["sync", "commit", "resume", "restage", "select", "undo", "approve"]
 
 
 class StepCounts(BaseModel):
     """Counts one step reports; per entity where it matters."""
 
     model_config = ConfigDict(extra="allow")
+
+
+class CommitChunk(BaseModel):
+    """One idempotent piece of a commit: an entity's new snapshot, or the directory
+    items and links of one part of its change file's added records."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    entity: Entity
+    kind: Literal["snapshot", "adds"]
+    #: The part of the change file an *adds* chunk reads.
+    key: str | None = None
+
+
+class CommitPlan(BaseModel):
+    """A commit's chunks; ``fan_out`` when they run in a Distributed Map."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Lines of the change files, and of those the included actions.
+    actions: int = 0
+    included: int = 0
+    fan_out: bool = False
+    #: When the commit began (epoch milliseconds): the commit's time spans its tasks.
+    began_ms: int = 0
+    chunks: list[CommitChunk] = Field(default_factory=list)
 
 
 class RunState(BaseModel):
@@ -58,6 +85,8 @@ class RunState(BaseModel):
     #: The decision stage reached: ``commit`` or ``prepared`` (hold or review).
     next: Literal["commit", "prepared"] | None = None
     status: str | None = None
+    #: The commit's chunks still to apply (set by the commit's first task).
+    commit: CommitPlan | None = None
 
     @field_validator("source", mode="before")
     @classmethod

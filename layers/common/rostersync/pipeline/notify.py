@@ -11,22 +11,29 @@ from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.report import action_totals
 
 
-def notify_run(deps: Deps, tenant: str, run_id: str, status: str, report: dict[str, Any]) -> None:
+def notify_run(
+    deps: Deps,
+    tenant: str,
+    run_id: str,
+    status: str,
+    report: dict[str, Any],
+    *,
+    change_files: list[str] | None = None,
+) -> None:
+    """``change_files``: the run had more changes than the tenant's change-event limit,
+    so no change events were sent; the app reads the changes from these files."""
     totals = action_totals(report.get("counts"))
-    deps.events.publish(
-        [
-            (
-                f"run.{status}",
-                {
-                    # One per run and status: a repeat (a retried step) has the same id.
-                    "event_id": f"{tenant}:{run_id}:run.{status}",
-                    "tenant": tenant,
-                    "run_id": run_id,
-                    "status": status,
-                    "counts": totals,
-                    "issues": int(report.get("issues_total") or 0),
-                    "hold": [h.get("check") for h in report.get("hold") or []],
-                },
-            )
-        ]
-    )
+    detail: dict[str, Any] = {
+        # One per run and status: a repeat (a retried step) has the same id.
+        "event_id": f"{tenant}:{run_id}:run.{status}",
+        "tenant": tenant,
+        "run_id": run_id,
+        "status": status,
+        "counts": totals,
+        "issues": int(report.get("issues_total") or 0),
+        "hold": [h.get("check") for h in report.get("hold") or []],
+        "change_events": change_files is None,
+    }
+    if change_files is not None:
+        detail["change_files"] = change_files
+    deps.events.publish([(f"run.{status}", detail)])

@@ -16,7 +16,7 @@ from typing import Any
 
 from rostersync.errors import RostersyncError, StorageUnavailable, TransientError
 from rostersync.observability import logger, observed, record_failure, record_step
-from rostersync.pipeline.commit import commit
+from rostersync.pipeline.commit import apply_chunk_event, begin_commit, finish_commit
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps, default_deps
 from rostersync.pipeline.fetch import fetch
@@ -31,7 +31,8 @@ STEPS: dict[str, Step] = {
     "normalize": normalize,
     "match": match,
     "stage": stage,
-    "commit": commit,
+    "commit": begin_commit,
+    "commit_finish": finish_commit,
 }
 
 #: Transient errors the state machine's Retry names as they are.
@@ -50,6 +51,7 @@ def _progress(deps: Deps, state: RunState, step: str) -> None:
                     "operation": state.operation,
                     "since": datetime.now(UTC).isoformat(timespec="seconds"),
                     "counts": counts,
+                    "runner": deps.settings.local_runner,
                 }
             },
         )
@@ -102,3 +104,25 @@ def lambda_handler_for_step(
 def lambda_handler_for(name: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """A Lambda handler running the named pipeline step."""
     return lambda_handler_for_step(name, STEPS[name])
+
+
+def commit_chunk_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """The Lambda handler of one commit chunk (a Distributed Map item)."""
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        log = logger()
+        log.append_keys(tenant=event.get("tenant"), run=event.get("run_id"), step="commit_chunk")
+        started = time.monotonic()
+        try:
+            marker = apply_chunk_event(event, default_deps())
+        except TransientError as exc:
+            record_failure("commit_chunk", type(exc).__name__)
+            if type(exc) in _RETRIED_BY_NAME:
+                raise
+            raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+        elapsed = int((time.monotonic() - started) * 1000)
+        record_step("commit_chunk", elapsed, {"rows": int(marker.get("rows", 0))})
+        return marker
+
+    handler.__name__ = "commit_chunk_handler"
+    return observed(handler)

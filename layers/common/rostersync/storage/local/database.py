@@ -76,12 +76,25 @@ def prefix_end(prefix: str) -> str:
     return prefix + _PREFIX_END
 
 
+_WRITERS: dict[str, threading.Lock] = {}
+_WRITERS_LOCK = threading.Lock()
+
+
+def _writer_lock(path: Path) -> threading.Lock:
+    """One lock per database file in this process: threads queue for the write lock
+    here instead of polling SQLite's busy handler (the Distributed Map's chunks run in
+    threads locally)."""
+    with _WRITERS_LOCK:
+        return _WRITERS.setdefault(str(path.resolve()), threading.Lock())
+
+
 class Database:
     """The state directory's database file, shared by threads and processes."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
+        self._writer = _writer_lock(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._guard(self._create_schema)
 
@@ -117,13 +130,14 @@ class Database:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction, taken at once (``BEGIN IMMEDIATE``), committed on exit."""
         connection = self.connection()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield connection
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
+        with self._writer:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
 
     def _guard(self, call: Callable[[], T]) -> T:
         try:

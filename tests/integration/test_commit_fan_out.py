@@ -1,0 +1,167 @@
+"""The commit fanned out over the real Distributed Map (the ASL under moto, the handlers
+in-process, the embedded store) gives the same directory, links, snapshot and events as
+the same district committed inline; and a commit cut part-way is resumed, not redone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rostersync.application.sync import ensure_tenant
+from rostersync.config import stack_settings
+from rostersync.generator import generate_district, mutate_next_day
+from rostersync.local.runtime import LocalCloud
+from rostersync.local.session import run_sync
+from rostersync.models import ENTITY_ORDER
+from rostersync.pipeline import commit as commit_module
+from rostersync.pipeline.deps import Deps, build_deps
+from rostersync.settings import TenantSettings
+from rostersync.storage import keys
+
+TENANT = "district"
+#: Fields that name the run or the moment, not the record.
+VOLATILE = {"run_id", "linked_at"}
+
+
+@pytest.fixture(scope="module")
+def days(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("district")
+    generate_district(root / "day1", students=80, seed=3)
+    mutate_next_day(root / "day1", root / "day2", seed=4, rate=0.05)
+    return root / "day1", root / "day2"
+
+
+def _stable(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k not in VOLATILE}
+
+
+def _state_of(deps: Deps, run_id: str) -> dict[str, Any]:
+    directory = {
+        e.value: sorted(
+            (_stable(i) for i in deps.directory.iter_entity(TENANT, e.value)),
+            key=lambda i: str(i["target_id"]),
+        )
+        for e in ENTITY_ORDER
+    }
+    links = {
+        e.value: sorted(
+            (_stable(i) for i in deps.links.iter_entity(TENANT, e.value)),
+            key=lambda i: (str(i["source_system"]), str(i["source_id"])),
+        )
+        for e in ENTITY_ORDER
+    }
+    snapshot = {
+        e.value: sorted(
+            deps.store.iter_jsonl(keys.state_key(TENANT, run_id, e)),
+            key=lambda line: (line["source_system"], line["source_id"]),
+        )
+        for e in ENTITY_ORDER
+    }
+    return {"directory": directory, "links": links, "snapshot": snapshot}
+
+
+def _events(cloud: LocalCloud) -> list[tuple[str, str, str]]:
+    """Change events by what they say (their ids name the runs, which differ)."""
+    return sorted(
+        (e["detail-type"], e["detail"]["action_id"], e["detail"]["target_id"])
+        for e in cloud.published_events()
+        if "action_id" in e["detail"]
+    )
+
+
+def _new_tenant(deps: Deps) -> None:
+    ensure_tenant(deps, TENANT, create=True)
+    # Every change as an event, however many: runs are compared event by event.
+    settings = TenantSettings(change_events_limit=None)
+    deps.tenants.put_settings(
+        TENANT,
+        settings.model_dump(mode="json"),
+        who="test",
+        at="t",
+        changed=["change_events_limit"],
+    )
+
+
+def _two_days(state: Path, days: tuple[Path, Path]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with LocalCloud(state) as cloud:
+        deps = build_deps(stack_settings())
+        _new_tenant(deps)
+        for number, folder in enumerate(days, start=1):
+            outcome, _ = run_sync(cloud, deps, TENANT, folder, state / "reports")
+            assert outcome.status == "committed", outcome.error
+            out[f"day{number}"] = _state_of(deps, outcome.run_id)
+            out[f"states{number}"] = outcome.states
+            out[f"report{number}"] = outcome.report
+        out["events"] = _events(cloud)
+    return out
+
+
+def test_a_fanned_out_commit_equals_the_inline_one(tmp_path, days, monkeypatch):
+    inline = _two_days(tmp_path / "inline", days)
+    monkeypatch.setenv("COMMIT_INLINE_ACTIONS", "100")
+    monkeypatch.setenv("COMMIT_CHUNK_ACTIONS", "150")
+    fanned = _two_days(tmp_path / "fanned", days)
+
+    assert "ApplyChunks" not in inline["states1"]
+    assert "ApplyChunks" in fanned["states1"]
+    chunks = fanned["report1"]["chunks"]
+    adds = [c for c in chunks if "-adds-" in c["chunk"]]
+    assert len(adds) > len(ENTITY_ORDER), "several parts for the larger entities"
+    assert all(c["rows"] <= 150 and c["ms"] >= 0 and c["peak_mb"] > 0 for c in adds)
+    for day in ("day1", "day2"):
+        assert fanned[day] == inline[day], day
+    assert inline["day2"]["directory"] != inline["day1"]["directory"]
+    assert fanned["events"] == inline["events"]
+    assert len(fanned["events"]) == len(set(fanned["events"]))
+
+
+def test_a_commit_cut_after_some_chunks_is_resumed_and_skips_them(tmp_path, days, monkeypatch):
+    """Given a fanned-out commit whose enrollment chunks fail for good, the run stays
+    *committing* with the chunks done so far marked; the next start resumes it, applies
+    only the chunks not done, and the result equals an uninterrupted commit."""
+    monkeypatch.setenv("COMMIT_INLINE_ACTIONS", "100")
+    monkeypatch.setenv("COMMIT_CHUNK_ACTIONS", "150")
+    clean = _two_days(tmp_path / "clean", (days[0],))
+
+    real_apply = commit_module.apply_chunk
+    applied: list[tuple[str, str]] = []
+    healed = {"yes": False}
+
+    def cut(deps: Deps, tenant: str, run_id: str, chunk: Any) -> dict[str, Any]:
+        if chunk.id.startswith("enrollments-adds") and not healed["yes"]:
+            raise commit_module.RunStateError("the disk went away")
+        done = deps.store.exists(commit_module._done_key(tenant, run_id, chunk.id))
+        marker = real_apply(deps, tenant, run_id, chunk)
+        if not done:  # applied now, not skipped
+            applied.append((run_id, chunk.id))
+        return marker
+
+    monkeypatch.setattr(commit_module, "apply_chunk", cut)
+    state = tmp_path / "cut"
+    with LocalCloud(state) as cloud:
+        deps = build_deps(stack_settings())
+        _new_tenant(deps)
+        first, _ = run_sync(cloud, deps, TENANT, days[0], state / "reports")
+        assert first.status == "interrupted", (" ".join(first.states), len(applied))
+        run = deps.runs.get(TENANT, first.run_id)
+        assert run["status"] == "committing" and run["interrupted_at"]
+        assert keys.state_pointer_key(TENANT) not in deps.store.list_keys(f"state/{TENANT}/")
+        done_before = list(applied)
+        marked = deps.store.list_keys(keys.run_prefix(TENANT, first.run_id) + "commit/done/")
+        assert len(marked) == len(done_before), (marked, done_before)
+        assert done_before and all(not c.startswith("enrollments-adds") for _, c in done_before)
+
+        healed["yes"] = True
+        second, _ = run_sync(cloud, deps, TENANT, days[0], state / "reports")
+
+        assert second.status == "committed", second.error
+        assert deps.runs.get(TENANT, first.run_id)["status"] == "committed"
+        resumed = [chunk for run, chunk in applied[len(done_before) :] if run == first.run_id]
+        assert not {c for _, c in done_before} & set(resumed), "done chunks are skipped"
+        assert sorted([c for _, c in done_before] + resumed) == sorted(
+            c["chunk"] for c in clean["report1"]["chunks"]
+        )
+        assert _state_of(deps, first.run_id) == clean["day1"]
