@@ -165,3 +165,65 @@ def test_a_commit_cut_after_some_chunks_is_resumed_and_skips_them(tmp_path, days
             c["chunk"] for c in clean["report1"]["chunks"]
         )
         assert _state_of(deps, first.run_id) == clean["day1"]
+
+
+def test_a_re_sync_with_no_change_writes_no_item_and_no_change_event(tmp_path, days):
+    state = tmp_path / "state"
+    with LocalCloud(state) as cloud:
+        deps = build_deps(stack_settings())
+        _new_tenant(deps)
+        first, _ = run_sync(cloud, deps, TENANT, days[0], state / "reports")
+        assert first.status == "committed", first.error
+        published = len(cloud.published_events())
+
+        again, _ = run_sync(cloud, deps, TENANT, days[0], state / "reports")
+
+        assert again.status == "committed", again.error
+        assert sum(n for row in again.counts.values() for n in row.values()) == 0
+        for entity in ENTITY_ORDER:
+            for item in deps.directory.iter_entity(TENANT, entity.value):
+                assert item["run_id"] == first.run_id, entity
+            for link in deps.links.iter_entity(TENANT, entity.value):
+                assert link["run_id"] == first.run_id, entity
+        after = cloud.published_events()[published:]
+        assert [e["detail-type"] for e in after] == ["run.committed"]
+        assert all(c["rows"] == 0 for c in again.report["chunks"])
+        assert (
+            _state_of(deps, again.run_id)["snapshot"] == _state_of(deps, first.run_id)["snapshot"]
+        )
+
+
+def test_above_the_change_events_limit_run_committed_names_the_change_files(tmp_path, days):
+    state = tmp_path / "state"
+    with LocalCloud(state) as cloud:
+        deps = build_deps(stack_settings())
+        ensure_tenant(deps, TENANT, create=True)
+        settings = TenantSettings(change_events_limit=100)
+        deps.tenants.put_settings(
+            TENANT, settings.model_dump(mode="json"), who="t", at="t", changed=["x"]
+        )
+        first, _ = run_sync(cloud, deps, TENANT, days[0], state / "reports")
+        unlimited = TenantSettings(change_events_limit=None)
+        deps.tenants.put_settings(
+            TENANT, unlimited.model_dump(mode="json"), who="t", at="t", changed=["x"]
+        )
+        second, _ = run_sync(cloud, deps, TENANT, days[1], state / "reports")
+
+        events = cloud.published_events()
+        changes = [e for e in events if "action_id" in e["detail"]]
+        committed = {
+            e["detail"]["run_id"]: e["detail"]
+            for e in events
+            if e["detail-type"] == "run.committed"
+        }
+        total = sum(n for row in first.counts.values() for n in row.values())
+        assert total > 100
+        assert committed[first.run_id]["change_events"] is False
+        files = committed[first.run_id]["change_files"]
+        lines = [a for key in files for a in deps.store.iter_jsonl(key) if a["included"]]
+        assert len(lines) == total
+        assert {e["detail"]["run_id"] for e in changes} <= {second.run_id}
+        changed = sum(n for row in second.counts.values() for n in row.values())
+        assert committed[second.run_id]["change_events"] is True
+        assert "change_files" not in committed[second.run_id]
+        assert len(changes) == changed > 0

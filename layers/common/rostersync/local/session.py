@@ -39,18 +39,37 @@ def default_state_dir() -> Path:
 STEP_NAMES = ("Fetch", "Normalize", "Match", "Stage", "Commit")
 
 
+class _CloudOnDemand:
+    """The local runtime, started the first time a command uses it: commands that only
+    read or write the store never start moto or the state machine."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session.cloud(), name)
+
+
 @contextmanager
 def local_stack(state_dir: Path | None) -> Iterator[tuple[Any, Deps]]:
     """The local runtime with the state kept in ``state_dir``, and its dependencies."""
-    from rostersync.local.runtime import LocalCloud  # imports moto: only when needed
+    from rostersync.local.runtime import LocalCloud, StoreSession
 
     log = logger()
     level = log.log_level
-    with LocalCloud(state_dir) as cloud:
+    if state_dir is None:
+        with LocalCloud(state_dir) as cloud:
+            log.setLevel(os.environ.get("ROSTERSYNC_LOG_LEVEL", "WARNING"))
+            try:
+                yield cloud, build_deps(stack_settings())
+            finally:
+                log.setLevel(level)
+        return
+    with StoreSession(state_dir) as session:
         # Step logs are for operators; the command prints its own progress and report.
         log.setLevel(os.environ.get("ROSTERSYNC_LOG_LEVEL", "WARNING"))
         try:
-            yield cloud, build_deps(stack_settings())
+            yield _CloudOnDemand(session), build_deps(stack_settings())
         finally:
             log.setLevel(level)  # the process logger outlives the session
 
