@@ -39,7 +39,7 @@ import sys
 import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -75,6 +75,8 @@ class Quality:
     pairs: int = 0
     seconds: float = 0.0
     peak_mb: float = 0.0
+    #: (score, right) of every automatic decision, for the threshold sweep.
+    auto_scores: list[tuple[float, bool]] = field(default_factory=list)
 
     def add(
         self,
@@ -92,6 +94,7 @@ class Quality:
             self.blocked += expected is not None and (source_key, expected) in candidates
             right = decision.target_key is not None and decision.target_key == expected
             if decision.tier is Tier.AUTO:
+                self.auto_scores.append((decision.score, right))
                 self.auto_right += right
                 self.auto_wrong += not right
             elif decision.tier is Tier.SUGGESTED:
@@ -102,6 +105,8 @@ class Quality:
         for name in self.__dataclass_fields__:
             if name == "peak_mb":
                 self.peak_mb = max(self.peak_mb, other.peak_mb)
+            elif name == "auto_scores":
+                self.auto_scores.extend(other.auto_scores)
             else:
                 setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -118,6 +123,28 @@ class Quality:
             f"{_ratio(self.blocked, self.matchable):>7} {self.pairs:>9,} "
             f"{self.seconds:>6.2f} {self.peak_mb:>6.0f}"
         )
+
+    def sweep(self, name: str) -> str:
+        """Automatic recall and wrong matches had ``auto`` been each of ``SWEEP`` (the run
+        itself used the lowest)."""
+        cells = []
+        for threshold in SWEEP:
+            kept = [right for score, right in self.auto_scores if score >= threshold]
+            cells.append(f"{_ratio(sum(kept), self.matchable):>7}/{len(kept) - sum(kept):<3}")
+        return f"{name:<36} " + " ".join(cells)
+
+
+#: The ``auto`` thresholds of the sweep (``--sweep``).
+SWEEP = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+
+
+#: Marks a report's sweep rows (printed in a table of their own).
+_SWEEP_MARK = "sweep:"
+
+
+def _rows(quality: Quality, name: str) -> list[str]:
+    """A data set's table row and its sweep row."""
+    return [quality.row(name), _SWEEP_MARK + quality.sweep(name)]
 
 
 def _ratio(part: int, whole: int) -> str:
@@ -218,16 +245,16 @@ def febrl_report(data: Path, thresholds: Thresholds) -> list[str]:
         if name == "FEBRL 2":
             name = f"FEBRL 2 ({quality.sources} dups vs {len(orgs)} orgs)"
         quality.peak_mb = _peak_mb()
-        rows.append(quality.row(name))
+        rows += _rows(quality, name)
         total.merge(quality)
-    rows.append(total.row("FEBRL 1 + 2"))
+    rows += _rows(total, "FEBRL 1 + 2")
     held.peak_mb = _peak_mb()
-    rows.append(held.row("held out (odd orgs removed)"))
+    rows += _rows(held, "held out (odd orgs removed)")
     first_orgs = [r for r in first if r.key.endswith("-org")]
     second_dups = [r for r in second if "-dup-" in r.key]
     _run_febrl(negative, second_dups, first_orgs, thresholds, same_file=False)
     negative.peak_mb = _peak_mb()
-    rows.append(negative.row("negative control (2's dups vs 1's)"))
+    rows += _rows(negative, "negative control (2's dups vs 1's)")
     return rows
 
 
@@ -493,7 +520,7 @@ def district_report(students: int, thresholds: Thresholds) -> list[str]:
     result = _match(quality, district.sis, district.app, district.truth, thresholds)
     quality.peak_mb = _peak_mb()
     k = f"{students / 1000:g}k"
-    rows = [quality.row(f"district {k} vs {k}")]
+    rows = _rows(quality, f"district {k} vs {k}")
     new_matched = sum(
         1
         for key, decision in result.decisions.items()
@@ -516,7 +543,7 @@ def negative_district_report(students: int, thresholds: Thresholds) -> list[str]
     _match(quality, other.sis, district.app, truth, thresholds)
     quality.peak_mb = _peak_mb()
     k = f"{students / 1000:g}k"
-    return [quality.row(f"negative control (another {k} district)")]
+    return _rows(quality, f"negative control (another {k} district)")
 
 
 def _in_fresh_process(report: Callable[..., list[str]], *args: object) -> list[str]:
@@ -532,25 +559,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--students", type=int, default=100_000)
     parser.add_argument("--skip-febrl", action="store_true")
     parser.add_argument("--skip-district", action="store_true")
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help=f"run with auto={SWEEP[0]} and print, per data set, the automatic recall and "
+        f"wrong matches had auto been each of {', '.join(map(str, SWEEP))}",
+    )
     args = parser.parse_args(argv)
     thresholds = PEOPLE_THRESHOLDS
+    if args.sweep:
+        thresholds = thresholds.model_copy(update={"auto": SWEEP[0]})
     print(f"thresholds: {thresholds.model_dump()}")
     print(HEADER)
     data = shared_data()
+    sweeps: list[str] = []
+
+    def show(rows: list[str]) -> None:
+        for row in rows:
+            if row.startswith(_SWEEP_MARK):
+                sweeps.append(row.removeprefix(_SWEEP_MARK))
+            else:
+                print(row, flush=True)
+
     if not args.skip_febrl:
         if (data / "febrl" / "dataset1.csv").exists():
-            for row in _in_fresh_process(febrl_report, data, thresholds):
-                print(row, flush=True)
+            show(_in_fresh_process(febrl_report, data, thresholds))
         else:
             print(f"FEBRL data not found under {data}")
     if not args.skip_district:
         sizes = sorted({min(10_000, args.students), args.students})
         for size in sizes:
-            for row in _in_fresh_process(district_report, size, thresholds):
-                print(row, flush=True)
-        for row in _in_fresh_process(negative_district_report, args.students, thresholds):
-            print(row, flush=True)
+            show(_in_fresh_process(district_report, size, thresholds))
+        show(_in_fresh_process(negative_district_report, args.students, thresholds))
     print("peak MB: the process that generated and matched the data set, generation included")
+    if args.sweep:
+        print("\nauto recall / auto wrong had auto been (margin and gates as run):")
+        print(f"{'':<36} " + " ".join(f"{t:>11}" for t in SWEEP))
+        for row in sweeps:
+            print(row)
     return 0
 
 

@@ -86,6 +86,13 @@ WEAK_CAP: Final[float] = 1.0
 #: date, it never carries a match alone.
 EMAIL_CAP: Final[float] = 6.0
 SWAP_PENALTY: Final[float] = 2.0
+#: The least ``m`` a field's exact agreement may have when learned from a run: the same
+#: child agrees exactly on their name, birth date, email, grade and school far more often
+#: than not. A run with few or no true pairs (another district's roster, a daily sync of
+#: new children) otherwise lets EM explain its coincidences as matches ("same given name
+#: and birth date, any family name, any school") and learn that a family name or a school
+#: tells nothing; such a field keeps its default ``m`` instead.
+M_EXACT_MIN: Final[float] = 0.5
 _FLOOR = 1e-6
 _TF_FIELDS = (GIVEN, FAMILY, BIRTH)
 
@@ -222,6 +229,12 @@ def _smoothed(counts: FloatArray, default: FloatArray, pseudo: float) -> FloatAr
     return out
 
 
+def _plausible(m: FloatArray, default: FloatArray) -> FloatArray:
+    """``m`` as learned, or ``default`` when it puts less than ``M_EXACT_MIN`` on exact
+    agreement (see ``M_EXACT_MIN``)."""
+    return m if m[1] >= M_EXACT_MIN else default
+
+
 def estimate_u(
     source: PeopleColumns,
     target: PeopleColumns,
@@ -255,8 +268,8 @@ def frequencies_of(
     )
 
 
-def _prior(match_rate: float, n_targets: int) -> float:
-    population = max(n_targets, MIN_POPULATION)
+def _prior(match_rate: float, n_targets: int, floor: int = MIN_POPULATION) -> float:
+    population = max(n_targets, floor, 1)
     return float(np.log2(match_rate) - np.log2(population))
 
 
@@ -285,7 +298,9 @@ def train(
         for f in range(len(FIELDS))
     ]
     m = [
-        default_m[f] if counts is None else _smoothed(counts, default_m[f], M_PSEUDO)
+        default_m[f]
+        if counts is None
+        else _plausible(_smoothed(counts, default_m[f], M_PSEUDO), default_m[f])
         for f, counts in enumerate(labelled_counts)
     ]
     n_sources = max(len(source), 1)
@@ -295,7 +310,12 @@ def train(
         return model
     pair_source, pair_target = candidate_index
     for _ in range(EM_ITERATIONS):
-        weight = model.prior + model.contributions(candidates).sum(axis=1)
+        # The expectation step weighs a pair against this run's own targets (no
+        # ``MIN_POPULATION`` floor): the floor is a safety margin for decisions, and
+        # applied here it would teach the model that a true pair never disagrees (a
+        # disagreeing true pair would stay below one half and count as a non-match).
+        em_prior = _prior(match_rate, len(target), floor=1)
+        weight = em_prior + model.contributions(candidates).sum(axis=1)
         posterior = one_to_one_posterior(weight, pair_source, pair_target)
         m = []
         for f in range(len(FIELDS)):
@@ -303,7 +323,7 @@ def train(
             extra = labelled_counts[f]
             if extra is not None:
                 counts = counts + extra
-            m.append(_smoothed(counts, default_m[f], M_PSEUDO))
+            m.append(_plausible(_smoothed(counts, default_m[f], M_PSEUDO), default_m[f]))
         # The share of sources with a match, smoothed towards one half for tiny runs.
         found = float(np.clip(posterior.sum(), 0.0, n_sources))
         match_rate = float(np.clip((found + 0.5 * 20) / (n_sources + 20), 0.01, 0.99))

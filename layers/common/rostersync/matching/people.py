@@ -64,6 +64,7 @@ _NAME_NOTES = {
     NAME_INITIAL: "initial only",
 }
 _SIBLING_NOTE = "same family name and birth date, another given name (twins?)"
+_TWINS_NOTE = "same family name, birth date, grade and school, another given name: twins"
 #: The explanation's name of the swapped-names adjustment.
 SWAPPED = "names_swapped"
 
@@ -175,7 +176,8 @@ def _build_evidence(scored: _Scored, pairs: IntArray) -> list[Evidence]:
     agreed: list[int] = ((fields >= AGREEMENT).astype(np.int64) @ bits).tolist()
     levels = comparisons.levels[pairs].astype(np.int64)
     outcome: list[int] = (
-        comparisons.sibling[pairs].astype(np.int64) << 13
+        comparisons.twins[pairs].astype(np.int64) << 14
+        | comparisons.sibling[pairs].astype(np.int64) << 13
         | comparisons.swapped_names[pairs].astype(np.int64) << 12
         | levels[:, GIVEN] << 8
         | levels[:, FAMILY] << 4
@@ -188,7 +190,11 @@ def _build_evidence(scored: _Scored, pairs: IntArray) -> list[Evidence]:
     best = np.round(probability(scored.model.best_possible(present)), 4).tolist()
     notes_of = {
         code: _notes(
-            bool(code >> 13 & 1), bool(code >> 12 & 1), code >> 8 & 15, code >> 4 & 15, code & 15
+            2 if code >> 14 & 1 else code >> 13 & 1,
+            bool(code >> 12 & 1),
+            code >> 8 & 15,
+            code >> 4 & 15,
+            code & 15,
         )
         for code in set(outcome)
     }
@@ -205,7 +211,7 @@ def _build_evidence(scored: _Scored, pairs: IntArray) -> list[Evidence]:
             {
                 label: value
                 for label, value in zip(labels, weights, strict=True)
-                if label != SWAPPED or value
+                if label in FIELDS or value
             },
             prior,
         )
@@ -215,12 +221,14 @@ def _build_evidence(scored: _Scored, pairs: IntArray) -> list[Evidence]:
     ]
 
 
-def _notes(sibling: bool, swapped: bool, given: int, family: int, birth: int) -> tuple[str, ...]:
+def _notes(sibling: int, swapped: bool, given: int, family: int, birth: int) -> tuple[str, ...]:
+    """``sibling``: 0 none, 1 the sibling pattern, 2 twins (the pattern in one grade and
+    school)."""
     notes: list[str] = []
     if swapped:
         notes.append("given and family name swapped")
     if sibling:
-        notes.append(_SIBLING_NOTE)
+        notes.append(_TWINS_NOTE if sibling == 2 else _SIBLING_NOTE)
     for label, level in (("given name", given), ("family name", family)):
         if level in _NAME_NOTES:
             notes.append(f"{label}: {_NAME_NOTES[level]}")
@@ -294,6 +302,12 @@ def match_people(
     model = train(
         s_side, t_side, tables, comparisons, (si, ti), _labelled_comparisons(labelled, vocab)
     )
+    # Twins (the sibling pattern within one grade and school) are different children:
+    # the model learned from their pairs, but they compete for nothing, so a new twin is
+    # created at once instead of waiting for an admin.
+    distinct = np.flatnonzero(~comparisons.twins)
+    if len(distinct) < len(si):
+        si, ti, comparisons = si[distinct], ti[distinct], comparisons.take(distinct)
     scored = _score(model, comparisons)
     gates = auto_gates(comparisons, thresholds)
     potential = probability(model.potential(comparisons, scored.weight))
