@@ -28,7 +28,7 @@ pair is a sibling pattern: twins share them); an agreeing email adds at most
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 import numpy as np
@@ -115,13 +115,15 @@ class TermFrequencies:
         return cls(values, counts.astype(np.int64), len(joined), average)
 
     def frequency(self, ids: IntArray) -> FloatArray:
-        """The smoothed frequency of each value (ids absent from the table count 0)."""
+        """The smoothed frequency of each value among the records other than an exactly
+        agreeing pair's own two (ids absent from the table count 0)."""
         count = np.zeros(len(ids), dtype=np.float64)
         if len(self.values):
             position = np.clip(np.searchsorted(self.values, ids), 0, len(self.values) - 1)
             found = self.values[position] == ids
             count[found] = self.counts[position[found]]
-        return (count + TF_PSEUDO * self.average) / (self.total + TF_PSEUDO)
+        others = np.maximum(count - 2.0, 0.0)
+        return (others + TF_PSEUDO * self.average) / (self.total + TF_PSEUDO)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,17 +237,41 @@ def _plausible(m: FloatArray, default: FloatArray) -> FloatArray:
     return m if m[1] >= M_EXACT_MIN else default
 
 
-def estimate_u(
+@dataclass(frozen=True, slots=True)
+class RandomPairs:
+    """Level counts of random pairs of the two sides, the raw material of ``u``.
+
+    ``fraction``: the share of all pairs they are (1 when every pair was compared)."""
+
+    counts: list[FloatArray]
+    fraction: float
+
+    def u(self, matched: list[FloatArray] | None = None) -> list[FloatArray]:
+        """u per field and level, smoothed towards ``DEFAULT_U``. ``matched``: the
+        posterior-weighted level counts of the candidate pairs, taken out first: random
+        pairs of a small run hold its true pairs too (500 of 250,000 pairs in a 500 by
+        500 run, as many as the coincidences on a birth date), and left in they make an
+        agreement look common."""
+        defaults = _defaults(DEFAULT_U)
+        out = []
+        for f, counts in enumerate(self.counts):
+            if matched is not None:
+                counts = np.maximum(counts - self.fraction * matched[f], 0.0)
+            out.append(_smoothed(counts, defaults[f], U_PSEUDO))
+        return out
+
+
+def random_pairs(
     source: PeopleColumns,
     target: PeopleColumns,
     tables: NameTables,
     seed: int = 0,
-) -> list[FloatArray]:
-    """u per field and level from random pairs (deterministic for a seed)."""
-    defaults = _defaults(DEFAULT_U)
+) -> RandomPairs:
+    """The level counts of random pairs (every pair of a small run; deterministic for a
+    seed)."""
     n_s, n_t = len(source), len(target)
     if n_s == 0 or n_t == 0:
-        return defaults
+        return RandomPairs([np.zeros(n, dtype=np.float64) for n in LEVELS], 1.0)
     total = n_s * n_t
     if total <= U_SAMPLE:
         code = np.arange(total, dtype=np.int64)
@@ -254,7 +280,30 @@ def estimate_u(
         code = rng.integers(0, total, size=U_SAMPLE, dtype=np.int64)
     si, ti = code // n_t, code % n_t
     levels = compare_pairs(source, target, tables, si, ti).levels
-    return [_smoothed(_level_counts(levels, f), defaults[f], U_PSEUDO) for f in range(len(FIELDS))]
+    return RandomPairs(
+        [_level_counts(levels, f) for f in range(len(FIELDS))], len(code) / float(total)
+    )
+
+
+def estimate_u(
+    source: PeopleColumns,
+    target: PeopleColumns,
+    tables: NameTables,
+    seed: int = 0,
+) -> list[FloatArray]:
+    """u per field and level from random pairs (deterministic for a seed)."""
+    return random_pairs(source, target, tables, seed).u()
+
+
+def _with_averages(
+    frequencies: tuple[TermFrequencies, TermFrequencies, TermFrequencies], u: list[FloatArray]
+) -> tuple[TermFrequencies, TermFrequencies, TermFrequencies]:
+    """The term frequencies smoothed towards this run's u of exact agreement."""
+    given, family, birth = (
+        replace(table, average=float(u[f][1]))
+        for table, f in zip(frequencies, _TF_FIELDS, strict=True)
+    )
+    return given, family, birth
 
 
 def frequencies_of(
@@ -290,8 +339,9 @@ def train(
     of one source, and of one target, share one match between them: a twin's pair with
     the other twin's record gives way to that record's own, stronger pair, instead of
     teaching the model that given names often differ."""
-    u = estimate_u(source, target, tables)
-    frequencies = frequencies_of(source, target)
+    pairs = random_pairs(source, target, tables)
+    u = pairs.u()
+    frequencies = _with_averages(frequencies_of(source, target), u)
     default_m = _defaults(DEFAULT_M)
     labelled_counts = [
         _level_counts(labelled.levels, f) if labelled is not None and len(labelled) else None
@@ -317,9 +367,12 @@ def train(
         em_prior = _prior(match_rate, len(target), floor=1)
         weight = em_prior + model.contributions(candidates).sum(axis=1)
         posterior = one_to_one_posterior(weight, pair_source, pair_target)
+        matched = [_level_counts(candidates.levels, f, posterior) for f in range(len(FIELDS))]
+        u = pairs.u(matched)
+        frequencies = _with_averages(frequencies, u)
         m = []
         for f in range(len(FIELDS)):
-            counts = _level_counts(candidates.levels, f, posterior)
+            counts = matched[f]
             extra = labelled_counts[f]
             if extra is not None:
                 counts = counts + extra

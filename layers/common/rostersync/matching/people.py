@@ -38,6 +38,7 @@ from rostersync.matching.scoring import (
     FAMILY,
     FIELDS,
     GIVEN,
+    NAME_DIFFERENT,
     NAME_EQUIVALENT,
     NAME_INITIAL,
     NAME_NICKNAME,
@@ -419,13 +420,18 @@ def _labelled_comparisons(
 
 def auto_gates(comparisons: Comparisons, thresholds: Thresholds) -> BoolArray:
     """Per pair: whether it may be automatic at all, whatever its probability. Never a
-    bare initial for a name, never a sibling pattern (same family name and birth date,
-    another given name: twins), never birth dates that differ beyond a typo (nothing else,
-    not even an email, outweighs that); and, when a tenant sets them, both names at least
-    ``name_floor`` alike and a birth date both sides have at least ``birth_date_floor``."""
+    bare initial for a name, never a name that is another name outright (a sibling
+    pattern, same family name and birth date with another given name, is twins; a rare
+    given name and a birth date agreeing beside another family name may be a changed
+    family name or a coincidence, and only an admin can tell), never birth dates that
+    differ beyond a typo (nothing else, not even an email, outweighs that); and, when a
+    tenant sets them, both names at least ``name_floor`` alike and a birth date both sides
+    have at least ``birth_date_floor``. A name missing on one side is no gate: the
+    probability weighs what is left, and a missing field never adds to it."""
     levels, similarity = comparisons.levels, comparisons.similarity
     ok = ~comparisons.sibling
     ok &= (levels[:, GIVEN] != NAME_INITIAL) & (levels[:, FAMILY] != NAME_INITIAL)
+    ok &= (levels[:, GIVEN] != NAME_DIFFERENT) & (levels[:, FAMILY] != NAME_DIFFERENT)
     ok &= ~np.isin(levels[:, BIRTH], (DATE_YEAR, DATE_DIFFERENT))
     if thresholds.name_floor > 0:
         ok &= (similarity[:, GIVEN] >= thresholds.name_floor) & (

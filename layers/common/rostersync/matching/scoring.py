@@ -25,7 +25,8 @@ A pair is a *sibling pattern* when the family names agree, the birth dates agree
 one typo apart) and the given names are incompatible (not equal, a nickname, an initial,
 a typo or a transliteration): twins look exactly like that. The names are checked as
 written and as read swapped, so a swapped reading never hides the pattern. With grade and
-school agreeing too (at least one of them on both sides, neither differing) the pair is
+school agreeing too (at least one of them on both sides, neither differing; a grade one
+apart agrees, since the app may still show last year's) the pair is
 *twins* (also when a birth date is missing: a missing field must not look better than an
 agreeing one): the model counts that as evidence against a match, so a new twin is created at
 once instead of waiting for an admin. Name similarities are computed
@@ -431,10 +432,12 @@ def compare_pairs(
     near_birth = np.isin(birth_level, (DATE_EXACT, DATE_SWAPPED, DATE_ONE_OFF))
     names = straight_sibling | (_sibling_pattern(family_level, given_level) & ~swapped_names)
     sibling = near_birth & names
-    # Twins: the sibling pattern in one class year of one school. Grade and school both
-    # agree where both sides have them, and at least one of them is there.
-    context = ((grade_level == GRADE_SAME) | (school_level == SCHOOL_SAME)) & ~(
-        (grade_level > GRADE_SAME) | (school_level > SCHOOL_SAME)
+    # Twins: the sibling pattern in one class year of one school. Grade (or last year's
+    # grade: the app may lag a year) and school agree where both sides have them, and at
+    # least one of them is there.
+    near_grade = np.isin(grade_level, (GRADE_SAME, GRADE_ONE_APART))
+    context = (near_grade | (school_level == SCHOOL_SAME)) & ~(
+        (grade_level == GRADE_DIFFERENT) | (school_level == SCHOOL_DIFFERENT)
     )
     # Without a birth date on one side the pattern counts as twins too: a missing birth
     # date must not make the pair look more alike than an agreeing one.
