@@ -69,10 +69,13 @@ DEFAULT_U: Final[tuple[tuple[float, ...], ...]] = (
     (1.0, 0.08, 0.14, 0.78),
     (1.0, 0.06, 0.94),
 )
-#: Pseudo-observations of the defaults in each estimate.
+#: Pseudo-observations of the defaults in each estimate. A term frequency is smoothed
+#: with 200 records at the field's average: a daily sync of a few dozen records keeps the
+#: average, a roster of a thousand says how rare its names are (2,000 measured worse on
+#: FEBRL and no different on generated districts).
 M_PSEUDO: Final[float] = 50.0
 U_PSEUDO: Final[float] = 5_000.0
-TF_PSEUDO: Final[float] = 2_000.0
+TF_PSEUDO: Final[float] = 200.0
 #: Random pairs drawn to estimate ``u``.
 U_SAMPLE: Final[int] = 200_000
 EM_ITERATIONS: Final[int] = 12
