@@ -79,6 +79,8 @@ TF_PSEUDO: Final[float] = 200.0
 #: Random pairs drawn to estimate ``u``.
 U_SAMPLE: Final[int] = 200_000
 EM_ITERATIONS: Final[int] = 12
+#: EM stops early once a step moves no estimate by this much.
+EM_TOLERANCE: Final[float] = 1e-4
 #: A match is judged against at least this many people: a small candidate pool (a daily
 #: sync's few unlinked app records) makes a coincidence no less likely in the world.
 MIN_POPULATION: Final[int] = 10_000
@@ -117,16 +119,28 @@ class TermFrequencies:
         values, counts = np.unique(joined, return_counts=True)
         return cls(values, counts.astype(np.int64), len(joined), average)
 
-    def frequency(self, ids: IntArray) -> FloatArray:
-        """The smoothed frequency of each value among the records other than an exactly
-        agreeing pair's own two (ids absent from the table count 0)."""
+    def count(self, ids: IntArray) -> FloatArray:
+        """How often each value occurs (ids absent from the table count 0)."""
         count = np.zeros(len(ids), dtype=np.float64)
         if len(self.values):
             position = np.clip(np.searchsorted(self.values, ids), 0, len(self.values) - 1)
             found = self.values[position] == ids
             count[found] = self.counts[position[found]]
+        return count
+
+    def frequency(self, ids: IntArray) -> FloatArray:
+        """The smoothed frequency of each value among the records other than an exactly
+        agreeing pair's own two."""
+        return self.smoothed(self.count(ids))
+
+    def smoothed(self, count: FloatArray) -> FloatArray:
+        """``frequency`` from the values' counts (``count``)."""
         others = np.maximum(count - 2.0, 0.0)
         return (others + TF_PSEUDO * self.average) / (self.total + TF_PSEUDO)
+
+
+#: Per term-frequency field: the pairs agreeing exactly and how often their value occurs.
+ExactValues = tuple[tuple[IntArray, FloatArray], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,20 +164,37 @@ class MatchModel:
             out.append(weight)
         return out
 
-    def contributions(self, comparisons: Comparisons) -> FloatArray:
+    def exact_values(self, comparisons: Comparisons) -> ExactValues:
+        """The pairs agreeing exactly on each term-frequency field, with their value's
+        count (the same for every model of one run: EM computes it once)."""
+        levels = comparisons.levels
+        ids = (comparisons.given_id, comparisons.family_id, comparisons.birth_id)
+        out = []
+        for f, frequencies, value in zip(_TF_FIELDS, self.frequencies, ids, strict=True):
+            exact = np.flatnonzero(levels[:, f] == 1)
+            out.append((exact, frequencies.count(value[exact])))
+        return tuple(out)
+
+    def contributions(
+        self, comparisons: Comparisons, exact_values: ExactValues | None = None
+    ) -> FloatArray:
         """Per pair, each field's match weight in bits (columns in ``FIELDS`` order, then
-        the swapped-names adjustment)."""
+        the swapped-names adjustment). ``exact_values``: ``self.exact_values(comparisons)``
+        when already known."""
         levels = comparisons.levels
         weights = self.level_weights()
         out = np.zeros((len(comparisons), len(FIELDS) + 1), dtype=np.float64)
         for f, table in enumerate(weights):
             out[:, f] = table[levels[:, f]]
-        ids = (comparisons.given_id, comparisons.family_id, comparisons.birth_id)
-        for f, frequencies, value in zip(_TF_FIELDS, self.frequencies, ids, strict=True):
-            exact = np.flatnonzero(levels[:, f] == 1)
+        if exact_values is None:
+            exact_values = self.exact_values(comparisons)
+        for f, frequencies, (exact, count) in zip(
+            _TF_FIELDS, self.frequencies, exact_values, strict=True
+        ):
             if len(exact):
                 m_exact = max(float(self.m[f][1]), _FLOOR)
-                out[exact, f] = np.log2(m_exact) - np.log2(frequencies.frequency(value[exact]))
+                frequency = frequencies.smoothed(count)
+                out[exact, f] = np.log2(m_exact) - np.log2(frequency)
         # A nickname, a double name or a typo never weighs more than exact agreement on
         # an average name; an agreeing initial is weak evidence, never evidence against.
         for f in (GIVEN, FAMILY):
@@ -362,13 +393,15 @@ def train(
     if len(candidates) == 0:
         return model
     pair_source, pair_target = candidate_index
+    exact_values = model.exact_values(candidates)
     for _ in range(EM_ITERATIONS):
+        previous = model
         # The expectation step weighs a pair against this run's own targets (no
         # ``MIN_POPULATION`` floor): the floor is a safety margin for decisions, and
         # applied here it would teach the model that a true pair never disagrees (a
         # disagreeing true pair would stay below one half and count as a non-match).
         em_prior = _prior(match_rate, len(target), floor=1)
-        weight = em_prior + model.contributions(candidates).sum(axis=1)
+        weight = em_prior + model.contributions(candidates, exact_values).sum(axis=1)
         posterior = one_to_one_posterior(weight, pair_source, pair_target)
         matched = [_level_counts(candidates.levels, f, posterior) for f in range(len(FIELDS))]
         u = pairs.u(matched)
@@ -386,4 +419,17 @@ def train(
         model = MatchModel(
             tuple(m), tuple(u), frequencies, _prior(match_rate, len(target)), match_rate
         )
+        if _converged(previous, model):
+            break
     return model
+
+
+def _converged(before: MatchModel, after: MatchModel) -> bool:
+    """Whether an EM step moved no m, u or the match rate by ``EM_TOLERANCE`` or more."""
+    if abs(before.match_rate - after.match_rate) >= EM_TOLERANCE:
+        return False
+    return all(
+        float(np.max(np.abs(a - b))) < EM_TOLERANCE
+        for pair in ((before.m, after.m), (before.u, after.u))
+        for a, b in zip(*pair, strict=True)
+    )
