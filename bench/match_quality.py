@@ -4,8 +4,11 @@ Run: ``.venv/bin/python bench/match_quality.py [--students N] [--skip-febrl] [--
 
 Per data set it prints precision and recall of the automatic tier, of the suggested tier
 and of both together, blocking recall (the share of true pairs that reach scoring at all),
-the number of candidate pairs scored, the time of ``match_people`` and the peak memory of
-the process that ran it (each data set runs in a fresh process).
+the number of candidate pairs scored, the time of ``match_people`` (wall clock, and the CPU
+time of all its threads: on a busy machine the wall clock says more about the machine)
+and the peak memory of the process that ran it (each data set runs in a fresh process).
+``--sweep`` runs with a low automatic threshold and prints what each higher one would have
+given: how the default was chosen.
 
 (a) FEBRL (``shared/data/febrl``, names and birth date only). Each file holds original
     records (``rec-N-org``) and duplicates (``rec-N-dup-k``) of the same person N. The
@@ -39,7 +42,7 @@ import sys
 import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -74,16 +77,21 @@ class Quality:
     blocked: int = 0  # matchable sources whose true pair reached scoring
     pairs: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     peak_mb: float = 0.0
+    #: (score, right) of every automatic decision, for the threshold sweep.
+    auto_scores: list[tuple[float, bool]] = field(default_factory=list)
 
     def add(
         self,
         result: MatchResult,
         truth: dict[str, str | None],
         seconds: float,
+        cpu_seconds: float,
         candidates: set[tuple[str, str]],
     ) -> None:
         self.seconds += seconds
+        self.cpu_seconds += cpu_seconds
         self.pairs += result.candidate_pairs
         for source_key, decision in result.decisions.items():
             self.sources += 1
@@ -92,6 +100,7 @@ class Quality:
             self.blocked += expected is not None and (source_key, expected) in candidates
             right = decision.target_key is not None and decision.target_key == expected
             if decision.tier is Tier.AUTO:
+                self.auto_scores.append((decision.score, right))
                 self.auto_right += right
                 self.auto_wrong += not right
             elif decision.tier is Tier.SUGGESTED:
@@ -102,6 +111,8 @@ class Quality:
         for name in self.__dataclass_fields__:
             if name == "peak_mb":
                 self.peak_mb = max(self.peak_mb, other.peak_mb)
+            elif name == "auto_scores":
+                self.auto_scores.extend(other.auto_scores)
             else:
                 setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -116,8 +127,30 @@ class Quality:
             f"{_ratio(self.suggested_right, suggested):>7} {suggested:>6} "
             f"{_ratio(both_right, auto + suggested):>7} {_ratio(both_right, self.matchable):>7} "
             f"{_ratio(self.blocked, self.matchable):>7} {self.pairs:>9,} "
-            f"{self.seconds:>6.2f} {self.peak_mb:>6.0f}"
+            f"{self.seconds:>6.2f} {self.cpu_seconds:>6.2f} {self.peak_mb:>6.0f}"
         )
+
+    def sweep(self, name: str) -> str:
+        """Automatic recall and wrong matches had ``auto`` been each of ``SWEEP`` (the run
+        itself used the lowest)."""
+        cells = []
+        for threshold in SWEEP:
+            kept = [right for score, right in self.auto_scores if score >= threshold]
+            cells.append(f"{_ratio(sum(kept), self.matchable):>7}/{len(kept) - sum(kept):<3}")
+        return f"{name:<36} " + " ".join(cells)
+
+
+#: The ``auto`` thresholds of the sweep (``--sweep``).
+SWEEP = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+
+
+#: Marks a report's sweep rows (printed in a table of their own).
+_SWEEP_MARK = "sweep:"
+
+
+def _rows(quality: Quality, name: str) -> list[str]:
+    """A data set's table row and its sweep row."""
+    return [quality.row(name), _SWEEP_MARK + quality.sweep(name)]
 
 
 def _ratio(part: int, whole: int) -> str:
@@ -127,10 +160,10 @@ def _ratio(part: int, whole: int) -> str:
 HEADER = (
     f"{'':<36} {'sources':>7} {'match-':>7} {'auto':>7} {'auto':>7} {'auto':>5} "
     f"{'sugg':>7} {'sugg':>6} {'+sugg':>7} {'+sugg':>7} {'block':>7} {'candidate':>9} "
-    f"{'match':>6} {'peak':>6}\n"
+    f"{'match':>6} {'match':>6} {'peak':>6}\n"
     f"{'':<36} {'':>7} {'able':>7} {'prec':>7} {'recall':>7} {'wrong':>5} "
     f"{'prec':>7} {'n':>6} {'prec':>7} {'recall':>7} {'recall':>7} {'pairs':>9} "
-    f"{'s':>6} {'MB':>6}"
+    f"{'s':>6} {'cpu s':>6} {'MB':>6}"
 )
 
 
@@ -141,10 +174,10 @@ def _match(
     truth: dict[str, str | None],
     thresholds: Thresholds,
 ) -> MatchResult:
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = match_people(sources, targets, thresholds=thresholds)
-    seconds = time.perf_counter() - started
-    quality.add(result, truth, seconds, candidate_keys(sources, targets))
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    quality.add(result, truth, seconds, cpu, candidate_keys(sources, targets))
     return result
 
 
@@ -218,16 +251,16 @@ def febrl_report(data: Path, thresholds: Thresholds) -> list[str]:
         if name == "FEBRL 2":
             name = f"FEBRL 2 ({quality.sources} dups vs {len(orgs)} orgs)"
         quality.peak_mb = _peak_mb()
-        rows.append(quality.row(name))
+        rows += _rows(quality, name)
         total.merge(quality)
-    rows.append(total.row("FEBRL 1 + 2"))
+    rows += _rows(total, "FEBRL 1 + 2")
     held.peak_mb = _peak_mb()
-    rows.append(held.row("held out (odd orgs removed)"))
+    rows += _rows(held, "held out (odd orgs removed)")
     first_orgs = [r for r in first if r.key.endswith("-org")]
     second_dups = [r for r in second if "-dup-" in r.key]
     _run_febrl(negative, second_dups, first_orgs, thresholds, same_file=False)
     negative.peak_mb = _peak_mb()
-    rows.append(negative.row("negative control (2's dups vs 1's)"))
+    rows += _rows(negative, "negative control (2's dups vs 1's)")
     return rows
 
 
@@ -493,7 +526,7 @@ def district_report(students: int, thresholds: Thresholds) -> list[str]:
     result = _match(quality, district.sis, district.app, district.truth, thresholds)
     quality.peak_mb = _peak_mb()
     k = f"{students / 1000:g}k"
-    rows = [quality.row(f"district {k} vs {k}")]
+    rows = _rows(quality, f"district {k} vs {k}")
     new_matched = sum(
         1
         for key, decision in result.decisions.items()
@@ -516,7 +549,7 @@ def negative_district_report(students: int, thresholds: Thresholds) -> list[str]
     _match(quality, other.sis, district.app, truth, thresholds)
     quality.peak_mb = _peak_mb()
     k = f"{students / 1000:g}k"
-    return [quality.row(f"negative control (another {k} district)")]
+    return _rows(quality, f"negative control (another {k} district)")
 
 
 def _in_fresh_process(report: Callable[..., list[str]], *args: object) -> list[str]:
@@ -532,25 +565,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--students", type=int, default=100_000)
     parser.add_argument("--skip-febrl", action="store_true")
     parser.add_argument("--skip-district", action="store_true")
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help=f"run with auto={SWEEP[0]} and print, per data set, the automatic recall and "
+        f"wrong matches had auto been each of {', '.join(map(str, SWEEP))}",
+    )
     args = parser.parse_args(argv)
     thresholds = PEOPLE_THRESHOLDS
+    if args.sweep:
+        thresholds = thresholds.model_copy(update={"auto": SWEEP[0]})
     print(f"thresholds: {thresholds.model_dump()}")
     print(HEADER)
     data = shared_data()
+    sweeps: list[str] = []
+
+    def show(rows: list[str]) -> None:
+        for row in rows:
+            if row.startswith(_SWEEP_MARK):
+                sweeps.append(row.removeprefix(_SWEEP_MARK))
+            else:
+                print(row, flush=True)
+
     if not args.skip_febrl:
         if (data / "febrl" / "dataset1.csv").exists():
-            for row in _in_fresh_process(febrl_report, data, thresholds):
-                print(row, flush=True)
+            show(_in_fresh_process(febrl_report, data, thresholds))
         else:
             print(f"FEBRL data not found under {data}")
     if not args.skip_district:
         sizes = sorted({min(10_000, args.students), args.students})
         for size in sizes:
-            for row in _in_fresh_process(district_report, size, thresholds):
-                print(row, flush=True)
-        for row in _in_fresh_process(negative_district_report, args.students, thresholds):
-            print(row, flush=True)
+            show(_in_fresh_process(district_report, size, thresholds))
+        show(_in_fresh_process(negative_district_report, args.students, thresholds))
     print("peak MB: the process that generated and matched the data set, generation included")
+    if args.sweep:
+        print("\nauto recall / auto wrong had auto been (margin and gates as run):")
+        print(f"{'':<36} " + " ".join(f"{t:>11}" for t in SWEEP))
+        for row in sweeps:
+            print(row)
     return 0
 
 

@@ -19,8 +19,10 @@ from rostersync.matching.scoring import (
     DATE_SWAPPED,
     DATE_TRANSPOSED,
     DATE_YEAR,
+    EMAIL,
     FAMILY,
     GIVEN,
+    GRADE,
     NAME_CLOSE,
     NAME_DIFFERENT,
     NAME_EQUIVALENT,
@@ -28,6 +30,7 @@ from rostersync.matching.scoring import (
     NAME_INITIAL,
     NAME_NICKNAME,
     NAME_SIMILAR,
+    SCHOOL,
     Comparisons,
     compare_pairs,
     name_tables,
@@ -83,6 +86,9 @@ def test_birth_date_levels(source, target, level):
         (("Alexandra", "Okafor"), ("Alexanpdra", "Okafor"), NAME_CLOSE, NAME_EXACT),
         (("Ben", "Okafor"), ("Bne", "Okafor"), NAME_SIMILAR, NAME_EXACT),
         (("M", "Okafor"), ("Maya", "Okafor"), NAME_INITIAL, NAME_EXACT),
+        # A stray space after the first letter is a typo, not an initial.
+        (("E mma", "Okafor"), ("Emma", "Okafor"), NAME_EQUIVALENT, NAME_EXACT),
+        (("Maya", "B laqe"), ("Maya", "Blake"), NAME_EXACT, NAME_SIMILAR),
         (("Charles", "Okafor"), ("Charlotte", "Okafor"), NAME_DIFFERENT, NAME_EXACT),
         (("Liam", "Okafor"), ("Noah", "Okafor"), NAME_DIFFERENT, NAME_EXACT),
     ],
@@ -153,12 +159,32 @@ def _family_habit(n: int) -> list[tuple[PersonRecord, PersonRecord]]:
 
 def test_labelled_pairs_teach_the_model_the_districts_habits():
     # The source's true record has another family name; the other candidate shares its
-    # names but only its birth year. Taught by known pairs that this district often
-    # writes another family name, the model ranks the true record first.
+    # names but only the month and year of its birth date. Taught by known pairs that
+    # this district often writes another family name, the model ranks the true record
+    # first.
     source = [person("s1", "Maya", "Brennan", date(2013, 5, 17))]
     true = person("t-true", "Maya", "Okafor", date(2013, 5, 17))
-    other = person("t-other", "Maya", "Brennan", date(2013, 10, 2))
+    other = person("t-other", "Maya", "Brennan", date(2013, 5, 2))
     untaught = match_people(source, [true, other]).decisions["s1"]
     taught = match_people(source, [true, other], examples=_family_habit(200)).decisions["s1"]
     assert untaught.target_key != "t-true"
     assert taught.target_key == "t-true"
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "levels"),
+    [
+        # (email, grade, school) on each side -> (email, grade, school) levels
+        (("jo.smith+art@x.org", "07", "Elm"), ("josmith@y.org", "7", "elm"), (1, 1, 1)),
+        (("maya@x.org", "KG", "Elm"), ("maya.o@x.org", "01", "Oak"), (2, 2, 2)),
+        (("maya@x.org", "Year 9", "Elm"), (None, "05", None), (0, 3, 0)),
+        ((None, "PK", None), ("maya@x.org", "TK", "Elm"), (0, 1, 0)),
+        ((None, None, "Elm"), (None, "03", "Elm"), (0, 0, 1)),
+    ],
+)
+def test_email_grade_and_school_levels(source, target, levels):
+    def with_context(key, email, grade, school):
+        return person(key, "Maya", "Okafor", email=email, grade=grade, school=school)
+
+    compared = compare(with_context("a", *source), with_context("b", *target)).levels[0]
+    assert (compared[EMAIL], compared[GRADE], compared[SCHOOL]) == levels

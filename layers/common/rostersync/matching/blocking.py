@@ -19,7 +19,9 @@ The keys (the source side also emits each with given and family name swapped):
 8. given-name prefix + birth date, and 9. family-name prefix + birth date: typos that
    change a Soundex code;
 10. email local part;
-11. family-name token + nickname group: a nickname and a wrong or missing birth date.
+11. family-name token + nickname group: a nickname and a wrong or missing birth date;
+12. family-name token + given-name Soundex: a typo early in the given name ("Laim" for
+    "Liam") and a wrong or missing birth date.
 """
 
 from __future__ import annotations
@@ -160,6 +162,13 @@ def candidate_pairs(
         (
             [block_key(11, s.family_first, c) for c in s_nick],
             [block_key(11, t.family_first, c) for c in t_nick],
+        ),
+        (
+            [
+                block_key(12, s.family_first, s.given_sound),
+                block_key(12, s.given_first, s.family_sound),
+            ],
+            [block_key(12, t.family_first, t.given_sound)],
         ),
     ]
     codes: list[IntArray] = []

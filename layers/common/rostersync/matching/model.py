@@ -28,7 +28,7 @@ pair is a sibling pattern: twins share them); an agreeing email adds at most
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 import numpy as np
@@ -69,13 +69,18 @@ DEFAULT_U: Final[tuple[tuple[float, ...], ...]] = (
     (1.0, 0.08, 0.14, 0.78),
     (1.0, 0.06, 0.94),
 )
-#: Pseudo-observations of the defaults in each estimate.
+#: Pseudo-observations of the defaults in each estimate. A term frequency is smoothed
+#: with 200 records at the field's average: a daily sync of a few dozen records keeps the
+#: average, a roster of a thousand says how rare its names are (2,000 measured worse on
+#: FEBRL and no different on generated districts).
 M_PSEUDO: Final[float] = 50.0
 U_PSEUDO: Final[float] = 5_000.0
-TF_PSEUDO: Final[float] = 2_000.0
+TF_PSEUDO: Final[float] = 200.0
 #: Random pairs drawn to estimate ``u``.
 U_SAMPLE: Final[int] = 200_000
 EM_ITERATIONS: Final[int] = 12
+#: EM stops early once a step moves no estimate by this much.
+EM_TOLERANCE: Final[float] = 1e-4
 #: A match is judged against at least this many people: a small candidate pool (a daily
 #: sync's few unlinked app records) makes a coincidence no less likely in the world.
 MIN_POPULATION: Final[int] = 10_000
@@ -86,6 +91,13 @@ WEAK_CAP: Final[float] = 1.0
 #: date, it never carries a match alone.
 EMAIL_CAP: Final[float] = 6.0
 SWAP_PENALTY: Final[float] = 2.0
+#: The least ``m`` a field's exact agreement may have when learned from a run: the same
+#: child agrees exactly on their name, birth date, email, grade and school far more often
+#: than not. A run with few or no true pairs (another district's roster, a daily sync of
+#: new children) otherwise lets EM explain its coincidences as matches ("same given name
+#: and birth date, any family name, any school") and learn that a family name or a school
+#: tells nothing; such a field keeps its default ``m`` instead.
+M_EXACT_MIN: Final[float] = 0.5
 _FLOOR = 1e-6
 _TF_FIELDS = (GIVEN, FAMILY, BIRTH)
 
@@ -107,14 +119,28 @@ class TermFrequencies:
         values, counts = np.unique(joined, return_counts=True)
         return cls(values, counts.astype(np.int64), len(joined), average)
 
-    def frequency(self, ids: IntArray) -> FloatArray:
-        """The smoothed frequency of each value (ids absent from the table count 0)."""
+    def count(self, ids: IntArray) -> FloatArray:
+        """How often each value occurs (ids absent from the table count 0)."""
         count = np.zeros(len(ids), dtype=np.float64)
         if len(self.values):
             position = np.clip(np.searchsorted(self.values, ids), 0, len(self.values) - 1)
             found = self.values[position] == ids
             count[found] = self.counts[position[found]]
-        return (count + TF_PSEUDO * self.average) / (self.total + TF_PSEUDO)
+        return count
+
+    def frequency(self, ids: IntArray) -> FloatArray:
+        """The smoothed frequency of each value among the records other than an exactly
+        agreeing pair's own two."""
+        return self.smoothed(self.count(ids))
+
+    def smoothed(self, count: FloatArray) -> FloatArray:
+        """``frequency`` from the values' counts (``count``)."""
+        others = np.maximum(count - 2.0, 0.0)
+        return (others + TF_PSEUDO * self.average) / (self.total + TF_PSEUDO)
+
+
+#: Per term-frequency field: the pairs agreeing exactly and how often their value occurs.
+ExactValues = tuple[tuple[IntArray, FloatArray], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,20 +164,37 @@ class MatchModel:
             out.append(weight)
         return out
 
-    def contributions(self, comparisons: Comparisons) -> FloatArray:
+    def exact_values(self, comparisons: Comparisons) -> ExactValues:
+        """The pairs agreeing exactly on each term-frequency field, with their value's
+        count (the same for every model of one run: EM computes it once)."""
+        levels = comparisons.levels
+        ids = (comparisons.given_id, comparisons.family_id, comparisons.birth_id)
+        out = []
+        for f, frequencies, value in zip(_TF_FIELDS, self.frequencies, ids, strict=True):
+            exact = np.flatnonzero(levels[:, f] == 1)
+            out.append((exact, frequencies.count(value[exact])))
+        return tuple(out)
+
+    def contributions(
+        self, comparisons: Comparisons, exact_values: ExactValues | None = None
+    ) -> FloatArray:
         """Per pair, each field's match weight in bits (columns in ``FIELDS`` order, then
-        the swapped-names adjustment)."""
+        the swapped-names adjustment). ``exact_values``: ``self.exact_values(comparisons)``
+        when already known."""
         levels = comparisons.levels
         weights = self.level_weights()
         out = np.zeros((len(comparisons), len(FIELDS) + 1), dtype=np.float64)
         for f, table in enumerate(weights):
             out[:, f] = table[levels[:, f]]
-        ids = (comparisons.given_id, comparisons.family_id, comparisons.birth_id)
-        for f, frequencies, value in zip(_TF_FIELDS, self.frequencies, ids, strict=True):
-            exact = np.flatnonzero(levels[:, f] == 1)
+        if exact_values is None:
+            exact_values = self.exact_values(comparisons)
+        for f, frequencies, (exact, count) in zip(
+            _TF_FIELDS, self.frequencies, exact_values, strict=True
+        ):
             if len(exact):
                 m_exact = max(float(self.m[f][1]), _FLOOR)
-                out[exact, f] = np.log2(m_exact) - np.log2(frequencies.frequency(value[exact]))
+                frequency = frequencies.smoothed(count)
+                out[exact, f] = np.log2(m_exact) - np.log2(frequency)
         # A nickname, a double name or a typo never weighs more than exact agreement on
         # an average name; an agreeing initial is weak evidence, never evidence against.
         for f in (GIVEN, FAMILY):
@@ -222,17 +265,47 @@ def _smoothed(counts: FloatArray, default: FloatArray, pseudo: float) -> FloatAr
     return out
 
 
-def estimate_u(
+def _plausible(m: FloatArray, default: FloatArray) -> FloatArray:
+    """``m`` as learned, or ``default`` when it puts less than ``M_EXACT_MIN`` on exact
+    agreement (see ``M_EXACT_MIN``)."""
+    return m if m[1] >= M_EXACT_MIN else default
+
+
+@dataclass(frozen=True, slots=True)
+class RandomPairs:
+    """Level counts of random pairs of the two sides, the raw material of ``u``.
+
+    ``fraction``: the share of all pairs they are (1 when every pair was compared)."""
+
+    counts: list[FloatArray]
+    fraction: float
+
+    def u(self, matched: list[FloatArray] | None = None) -> list[FloatArray]:
+        """u per field and level, smoothed towards ``DEFAULT_U``. ``matched``: the
+        posterior-weighted level counts of the candidate pairs, taken out first: random
+        pairs of a small run hold its true pairs too (500 of 250,000 pairs in a 500 by
+        500 run, as many as the coincidences on a birth date), and left in they make an
+        agreement look common."""
+        defaults = _defaults(DEFAULT_U)
+        out = []
+        for f, counts in enumerate(self.counts):
+            if matched is not None:
+                counts = np.maximum(counts - self.fraction * matched[f], 0.0)
+            out.append(_smoothed(counts, defaults[f], U_PSEUDO))
+        return out
+
+
+def random_pairs(
     source: PeopleColumns,
     target: PeopleColumns,
     tables: NameTables,
     seed: int = 0,
-) -> list[FloatArray]:
-    """u per field and level from random pairs (deterministic for a seed)."""
-    defaults = _defaults(DEFAULT_U)
+) -> RandomPairs:
+    """The level counts of random pairs (every pair of a small run; deterministic for a
+    seed)."""
     n_s, n_t = len(source), len(target)
     if n_s == 0 or n_t == 0:
-        return defaults
+        return RandomPairs([np.zeros(n, dtype=np.float64) for n in LEVELS], 1.0)
     total = n_s * n_t
     if total <= U_SAMPLE:
         code = np.arange(total, dtype=np.int64)
@@ -241,7 +314,30 @@ def estimate_u(
         code = rng.integers(0, total, size=U_SAMPLE, dtype=np.int64)
     si, ti = code // n_t, code % n_t
     levels = compare_pairs(source, target, tables, si, ti).levels
-    return [_smoothed(_level_counts(levels, f), defaults[f], U_PSEUDO) for f in range(len(FIELDS))]
+    return RandomPairs(
+        [_level_counts(levels, f) for f in range(len(FIELDS))], len(code) / float(total)
+    )
+
+
+def estimate_u(
+    source: PeopleColumns,
+    target: PeopleColumns,
+    tables: NameTables,
+    seed: int = 0,
+) -> list[FloatArray]:
+    """u per field and level from random pairs (deterministic for a seed)."""
+    return random_pairs(source, target, tables, seed).u()
+
+
+def _with_averages(
+    frequencies: tuple[TermFrequencies, TermFrequencies, TermFrequencies], u: list[FloatArray]
+) -> tuple[TermFrequencies, TermFrequencies, TermFrequencies]:
+    """The term frequencies smoothed towards this run's u of exact agreement."""
+    given, family, birth = (
+        replace(table, average=float(u[f][1]))
+        for table, f in zip(frequencies, _TF_FIELDS, strict=True)
+    )
+    return given, family, birth
 
 
 def frequencies_of(
@@ -255,8 +351,8 @@ def frequencies_of(
     )
 
 
-def _prior(match_rate: float, n_targets: int) -> float:
-    population = max(n_targets, MIN_POPULATION)
+def _prior(match_rate: float, n_targets: int, floor: int = MIN_POPULATION) -> float:
+    population = max(n_targets, floor, 1)
     return float(np.log2(match_rate) - np.log2(population))
 
 
@@ -277,15 +373,18 @@ def train(
     of one source, and of one target, share one match between them: a twin's pair with
     the other twin's record gives way to that record's own, stronger pair, instead of
     teaching the model that given names often differ."""
-    u = estimate_u(source, target, tables)
-    frequencies = frequencies_of(source, target)
+    pairs = random_pairs(source, target, tables)
+    u = pairs.u()
+    frequencies = _with_averages(frequencies_of(source, target), u)
     default_m = _defaults(DEFAULT_M)
     labelled_counts = [
         _level_counts(labelled.levels, f) if labelled is not None and len(labelled) else None
         for f in range(len(FIELDS))
     ]
     m = [
-        default_m[f] if counts is None else _smoothed(counts, default_m[f], M_PSEUDO)
+        default_m[f]
+        if counts is None
+        else _plausible(_smoothed(counts, default_m[f], M_PSEUDO), default_m[f])
         for f, counts in enumerate(labelled_counts)
     ]
     n_sources = max(len(source), 1)
@@ -294,20 +393,43 @@ def train(
     if len(candidates) == 0:
         return model
     pair_source, pair_target = candidate_index
+    exact_values = model.exact_values(candidates)
     for _ in range(EM_ITERATIONS):
-        weight = model.prior + model.contributions(candidates).sum(axis=1)
+        previous = model
+        # The expectation step weighs a pair against this run's own targets (no
+        # ``MIN_POPULATION`` floor): the floor is a safety margin for decisions, and
+        # applied here it would teach the model that a true pair never disagrees (a
+        # disagreeing true pair would stay below one half and count as a non-match).
+        em_prior = _prior(match_rate, len(target), floor=1)
+        weight = em_prior + model.contributions(candidates, exact_values).sum(axis=1)
         posterior = one_to_one_posterior(weight, pair_source, pair_target)
+        matched = [_level_counts(candidates.levels, f, posterior) for f in range(len(FIELDS))]
+        u = pairs.u(matched)
+        frequencies = _with_averages(frequencies, u)
         m = []
         for f in range(len(FIELDS)):
-            counts = _level_counts(candidates.levels, f, posterior)
+            counts = matched[f]
             extra = labelled_counts[f]
             if extra is not None:
                 counts = counts + extra
-            m.append(_smoothed(counts, default_m[f], M_PSEUDO))
+            m.append(_plausible(_smoothed(counts, default_m[f], M_PSEUDO), default_m[f]))
         # The share of sources with a match, smoothed towards one half for tiny runs.
         found = float(np.clip(posterior.sum(), 0.0, n_sources))
         match_rate = float(np.clip((found + 0.5 * 20) / (n_sources + 20), 0.01, 0.99))
         model = MatchModel(
             tuple(m), tuple(u), frequencies, _prior(match_rate, len(target)), match_rate
         )
+        if _converged(previous, model):
+            break
     return model
+
+
+def _converged(before: MatchModel, after: MatchModel) -> bool:
+    """Whether an EM step moved no m, u or the match rate by ``EM_TOLERANCE`` or more."""
+    if abs(before.match_rate - after.match_rate) >= EM_TOLERANCE:
+        return False
+    return all(
+        float(np.max(np.abs(a - b))) < EM_TOLERANCE
+        for pair in ((before.m, after.m), (before.u, after.u))
+        for a, b in zip(*pair, strict=True)
+    )

@@ -38,6 +38,7 @@ from rostersync.matching.scoring import (
     FAMILY,
     FIELDS,
     GIVEN,
+    NAME_DIFFERENT,
     NAME_EQUIVALENT,
     NAME_INITIAL,
     NAME_NICKNAME,
@@ -64,6 +65,7 @@ _NAME_NOTES = {
     NAME_INITIAL: "initial only",
 }
 _SIBLING_NOTE = "same family name and birth date, another given name (twins?)"
+_TWINS_NOTE = "same family name, birth date, grade and school, another given name: twins"
 #: The explanation's name of the swapped-names adjustment.
 SWAPPED = "names_swapped"
 
@@ -175,7 +177,8 @@ def _build_evidence(scored: _Scored, pairs: IntArray) -> list[Evidence]:
     agreed: list[int] = ((fields >= AGREEMENT).astype(np.int64) @ bits).tolist()
     levels = comparisons.levels[pairs].astype(np.int64)
     outcome: list[int] = (
-        comparisons.sibling[pairs].astype(np.int64) << 13
+        comparisons.twins[pairs].astype(np.int64) << 14
+        | comparisons.sibling[pairs].astype(np.int64) << 13
         | comparisons.swapped_names[pairs].astype(np.int64) << 12
         | levels[:, GIVEN] << 8
         | levels[:, FAMILY] << 4
@@ -188,7 +191,11 @@ def _build_evidence(scored: _Scored, pairs: IntArray) -> list[Evidence]:
     best = np.round(probability(scored.model.best_possible(present)), 4).tolist()
     notes_of = {
         code: _notes(
-            bool(code >> 13 & 1), bool(code >> 12 & 1), code >> 8 & 15, code >> 4 & 15, code & 15
+            2 if code >> 14 & 1 else code >> 13 & 1,
+            bool(code >> 12 & 1),
+            code >> 8 & 15,
+            code >> 4 & 15,
+            code & 15,
         )
         for code in set(outcome)
     }
@@ -205,7 +212,7 @@ def _build_evidence(scored: _Scored, pairs: IntArray) -> list[Evidence]:
             {
                 label: value
                 for label, value in zip(labels, weights, strict=True)
-                if label != SWAPPED or value
+                if label in FIELDS or value
             },
             prior,
         )
@@ -215,12 +222,14 @@ def _build_evidence(scored: _Scored, pairs: IntArray) -> list[Evidence]:
     ]
 
 
-def _notes(sibling: bool, swapped: bool, given: int, family: int, birth: int) -> tuple[str, ...]:
+def _notes(sibling: int, swapped: bool, given: int, family: int, birth: int) -> tuple[str, ...]:
+    """``sibling``: 0 none, 1 the sibling pattern, 2 twins (the pattern in one grade and
+    school)."""
     notes: list[str] = []
     if swapped:
         notes.append("given and family name swapped")
     if sibling:
-        notes.append(_SIBLING_NOTE)
+        notes.append(_TWINS_NOTE if sibling == 2 else _SIBLING_NOTE)
     for label, level in (("given name", given), ("family name", family)):
         if level in _NAME_NOTES:
             notes.append(f"{label}: {_NAME_NOTES[level]}")
@@ -294,6 +303,12 @@ def match_people(
     model = train(
         s_side, t_side, tables, comparisons, (si, ti), _labelled_comparisons(labelled, vocab)
     )
+    # Twins (the sibling pattern within one grade and school) are different children:
+    # the model learned from their pairs, but they compete for nothing, so a new twin is
+    # created at once instead of waiting for an admin.
+    distinct = np.flatnonzero(~comparisons.twins)
+    if len(distinct) < len(si):
+        si, ti, comparisons = si[distinct], ti[distinct], comparisons.take(distinct)
     scored = _score(model, comparisons)
     gates = auto_gates(comparisons, thresholds)
     potential = probability(model.potential(comparisons, scored.weight))
@@ -405,13 +420,18 @@ def _labelled_comparisons(
 
 def auto_gates(comparisons: Comparisons, thresholds: Thresholds) -> BoolArray:
     """Per pair: whether it may be automatic at all, whatever its probability. Never a
-    bare initial for a name, never a sibling pattern (same family name and birth date,
-    another given name: twins), never birth dates that differ beyond a typo (nothing else,
-    not even an email, outweighs that); and, when a tenant sets them, both names at least
-    ``name_floor`` alike and a birth date both sides have at least ``birth_date_floor``."""
+    bare initial for a name, never a name that is another name outright (a sibling
+    pattern, same family name and birth date with another given name, is twins; a rare
+    given name and a birth date agreeing beside another family name may be a changed
+    family name or a coincidence, and only an admin can tell), never birth dates that
+    differ beyond a typo (nothing else, not even an email, outweighs that); and, when a
+    tenant sets them, both names at least ``name_floor`` alike and a birth date both sides
+    have at least ``birth_date_floor``. A name missing on one side is no gate: the
+    probability weighs what is left, and a missing field never adds to it."""
     levels, similarity = comparisons.levels, comparisons.similarity
     ok = ~comparisons.sibling
     ok &= (levels[:, GIVEN] != NAME_INITIAL) & (levels[:, FAMILY] != NAME_INITIAL)
+    ok &= (levels[:, GIVEN] != NAME_DIFFERENT) & (levels[:, FAMILY] != NAME_DIFFERENT)
     ok &= ~np.isin(levels[:, BIRTH], (DATE_YEAR, DATE_DIFFERENT))
     if thresholds.name_floor > 0:
         ok &= (similarity[:, GIVEN] >= thresholds.name_floor) & (

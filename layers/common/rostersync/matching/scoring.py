@@ -23,7 +23,13 @@ either side"), and, for explanations, a similarity in [0, 1]:
 
 A pair is a *sibling pattern* when the family names agree, the birth dates agree (or are
 one typo apart) and the given names are incompatible (not equal, a nickname, an initial,
-a typo or a transliteration): twins look exactly like that. Name similarities are computed
+a typo or a transliteration): twins look exactly like that. The names are checked as
+written and as read swapped, so a swapped reading never hides the pattern. With grade and
+school agreeing too (at least one of them on both sides, neither differing; a grade one
+apart agrees, since the app may still show last year's) the pair is
+*twins* (also when a birth date is missing: a missing field must not look better than an
+agreeing one): the model counts that as evidence against a match, so a new twin is created at
+once instead of waiting for an admin. Name similarities are computed
 once per distinct pair of names with ``rapidfuzz.process.cpdist``; everything else is
 numpy.
 """
@@ -157,6 +163,9 @@ def name_similarity(
     ).astype(np.int8)
 
     multi = np.flatnonzero(tables.multi_token[a] | tables.multi_token[b])
+    # A name split by a stray space ("e mma", "p aine") whose letters agree with the
+    # other side: a typo, not an initial.
+    split = np.zeros(len(distinct), dtype=bool)
     if len(multi):
         multi_a = [strings_a[i] for i in multi.tolist()]
         multi_b = [strings_b[i] for i in multi.tolist()]
@@ -171,6 +180,7 @@ def name_similarity(
         # One side's tokens all among the other's ("Garcia" in "Garcia Lopez"), or the
         # same letters split differently ("Mc Donald"): the same name written two ways.
         part = (token_set >= 100) | (joined >= 1.0)
+        split[multi] = joined >= SIMILAR
         kind[multi] = np.where(
             part,
             NAME_EQUIVALENT,
@@ -196,7 +206,7 @@ def name_similarity(
     kind[shared_group] = NAME_NICKNAME
 
     # An initial is weak evidence whatever a string measure makes of it.
-    initial = tables.initial[a] | tables.initial[b]
+    initial = (tables.initial[a] | tables.initial[b]) & ~split
     agreeing = tables.first_char[a] == tables.first_char[b]
     sim[initial] = np.where(agreeing[initial], INITIAL_SIMILARITY, 0.0)
     kind[initial] = np.where(agreeing[initial], NAME_INITIAL, NAME_DIFFERENT)
@@ -251,19 +261,35 @@ def birth_date_level(
 @dataclass(frozen=True, slots=True)
 class Comparisons:
     """Per candidate pair: each field's agreement level and similarity (columns in
-    ``FIELDS`` order), whether the names were read swapped, the sibling pattern, and the
+    ``FIELDS`` order), whether the names were read swapped, the sibling pattern (and
+    whether grade and school make it twins), and the
     name and date ids behind exact agreements (for term frequencies)."""
 
     levels: Int8Array  # (pairs, len(FIELDS)), 0 = missing on either side
     similarity: FloatArray  # (pairs, len(FIELDS))
     swapped_names: BoolArray
     sibling: BoolArray
+    #: The sibling pattern with grade and school agreeing too: twins, evidence against.
+    twins: BoolArray
     given_id: IntArray  # the target's given name id (an exact given agreement is on it)
     family_id: IntArray
     birth_id: IntArray  # the target's birth ordinal
 
     def __len__(self) -> int:
         return len(self.swapped_names)
+
+    def take(self, index: IntArray) -> Comparisons:
+        """The comparisons of the pairs at ``index``, in that order."""
+        return Comparisons(
+            self.levels[index],
+            self.similarity[index],
+            self.swapped_names[index],
+            self.sibling[index],
+            self.twins[index],
+            self.given_id[index],
+            self.family_id[index],
+            self.birth_id[index],
+        )
 
     def present(self) -> BoolArray:
         """Which fields both sides have, per pair."""
@@ -319,6 +345,17 @@ def _given_readings(
     return level, given
 
 
+def _sibling_pattern(family_level: Int8Array, given_level: Int8Array) -> BoolArray:
+    """Family names agreeing (exactly, or a nickname, double name or small typo apart)
+    and given names incompatible (not equal, a nickname, an initial, a typo or a
+    transliteration): with agreeing birth dates, what twins look like."""
+    return np.asarray(
+        np.isin(family_level, (NAME_EXACT, NAME_NICKNAME, NAME_EQUIVALENT, NAME_CLOSE))
+        & (given_level == NAME_DIFFERENT),
+        dtype=bool,
+    )
+
+
 def compare_pairs(
     source: PeopleColumns, target: PeopleColumns, tables: NameTables, si: IntArray, ti: IntArray
 ) -> Comparisons:
@@ -329,6 +366,8 @@ def compare_pairs(
     # Given and family name swapped, tried only where the straight reading is poor and a
     # name sounds like the other side's other name; taken only when both swapped names
     # are compatible, so a shared family name is never read as a given name.
+    # The sibling pattern of the names as written: a swapped reading never hides it.
+    straight_sibling = _sibling_pattern(family_level, given_level)
     swapped_names = np.zeros(len(si), dtype=bool)
     poor = np.flatnonzero(
         ((given_level > NAME_SIMILAR) | (family_level > NAME_SIMILAR))
@@ -390,17 +429,25 @@ def compare_pairs(
             school_level == SCHOOL_SAME,
         ]
     ).astype(np.float64)
-    sibling = (
-        np.isin(family_level, (NAME_EXACT, NAME_NICKNAME, NAME_EQUIVALENT, NAME_CLOSE))
-        & np.isin(birth_level, (DATE_EXACT, DATE_SWAPPED, DATE_ONE_OFF))
-        & (given_level == NAME_DIFFERENT)
-        & ~swapped_names
+    near_birth = np.isin(birth_level, (DATE_EXACT, DATE_SWAPPED, DATE_ONE_OFF))
+    names = straight_sibling | (_sibling_pattern(family_level, given_level) & ~swapped_names)
+    sibling = near_birth & names
+    # Twins: the sibling pattern in one class year of one school. Grade (or last year's
+    # grade: the app may lag a year) and school agree where both sides have them, and at
+    # least one of them is there.
+    near_grade = np.isin(grade_level, (GRADE_SAME, GRADE_ONE_APART))
+    context = (near_grade | (school_level == SCHOOL_SAME)) & ~(
+        (grade_level == GRADE_DIFFERENT) | (school_level == SCHOOL_DIFFERENT)
     )
+    # Without a birth date on one side the pattern counts as twins too: a missing birth
+    # date must not make the pair look more alike than an agreeing one.
+    twins = names & context & (near_birth | (birth_level == DATE_MISSING))
     return Comparisons(
         levels,
         similarity,
         swapped_names,
         sibling,
+        twins,
         target.given[ti],
         target.family[ti],
         target.birth[ti],

@@ -381,6 +381,14 @@ class IdentityMatcher:
                         "alternatives": [],
                     }
                 )
+            # The pairs linked by key are the same person: labelled examples the match
+            # model learns this district's typing habits from.
+            by_key_pool = {c.key: c for c in pool}
+            examples = [
+                (p, by_key_pool[keyed[p.key]])
+                for p in sources
+                if p.key in keyed and keyed[p.key] in by_key_pool
+            ]
             rest = [p for p in sources if p.key not in keyed]
             pool = [c for c in pool if c.key not in taken]
             if not rest:
@@ -390,7 +398,11 @@ class IdentityMatcher:
                     self._unmatched(entity, system, person.key)
                 continue
             result = match_people(
-                rest, pool, thresholds=self.settings.people_thresholds, exclude_pairs=rejected
+                rest,
+                pool,
+                thresholds=self.settings.people_thresholds,
+                exclude_pairs=rejected,
+                examples=examples,
             )
             for decision in result.decisions.values():
                 linked = self._record_scored(entity, system, decision)
