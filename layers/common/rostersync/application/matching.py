@@ -295,13 +295,21 @@ def _entry_id(sort_key: str, decision: str, target: str | None, at: str) -> str:
     return f"d-{digest}"
 
 
+def _sort_key_of(item: dict[str, Any]) -> str:
+    """Where a decision item is kept: by source record, or (ad hoc) by app record."""
+    entity = str(item.get("entity") or "")
+    if item.get("source_id"):
+        return decision_key(entity, "any", str(item["source_id"]))
+    return f"app#{entity}#{item.get('target_id')}"
+
+
 def _log_of(item: dict[str, Any]) -> list[dict[str, Any]]:
     """The decision item's log; an item recorded before decisions were logged gets the
     entries its fields tell (its link or kept/archived state, its rejected targets)."""
     log = item.get("log")
     if isinstance(log, list):
         return [dict(e) for e in log]
-    sort_key = str(item.get("sk") or "")
+    sort_key = _sort_key_of(item)
     at, who = str(item.get("decided_at") or ""), item.get("decided_by")
     entries = []
     decision = item.get("decision")
@@ -733,7 +741,7 @@ def _undo(
     who: str,
     launcher: RunLauncher,
 ) -> dict[str, Any]:
-    sort_key = str(item["sk"])
+    sort_key = _sort_key_of(item)
     entity = _entity(str(item.get("entity")))
     decision, target = entry["decision"], entry.get("target_id")
     source_id = item.get("source_id")
