@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rostersync.application.directory import display_name
 from rostersync.application.review import RunLauncher, request_restage
 from rostersync.application.tenants import load_tenant_settings, save_tenant_settings
 from rostersync.errors import RostersyncError, RunStateError
@@ -225,15 +226,6 @@ def list_match_decisions(
                 for alt in row.get("alternatives") or []
             ]
     return rows
-
-
-def display_name(record: dict[str, Any] | None) -> str | None:
-    """A record's name as a person would say it (a person's, a class's, a school's)."""
-    if not record:
-        return None
-    given = record.get("preferred_given_name") or record.get("given_name")
-    person = " ".join(str(p) for p in (given, record.get("family_name")) if p)
-    return person or record.get("title") or record.get("name") or None
 
 
 class _Names:
