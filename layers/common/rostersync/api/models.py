@@ -290,6 +290,8 @@ class RecordHistoryEntry(BaseModel):
     action: str | None = None
     included: bool | None = None
     reason: str | None = None
+    #: Why, in words: new in the source, changed (which fields), absent from a full export...
+    why: str | None = None
     changes: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -218,7 +218,7 @@ def record_view(deps: Deps, tenant: str, entity: str, target_id: str) -> dict[st
                 "target_id": e.get("target_id"),
                 "role": e.get("role"),
                 "status": e.get("status") or "active",
-                other_entity.value[:-1]: {
+                ("class" if other_entity is Entity.CLASSES else "user"): {
                     "source_id": e.get(other),
                     "target_id": (others.get(e.get(other)) or {}).get("target_id"),
                     "name": _name(others.get(e.get(other))),
@@ -243,12 +243,38 @@ def record_view(deps: Deps, tenant: str, entity: str, target_id: str) -> dict[st
     return view
 
 
+def _why(run: dict[str, Any], action: dict[str, Any]) -> str:
+    """Why a run did this to a record, in words."""
+    kind = action.get("action")
+    if run.get("undo_of"):
+        because = f"undoing run {run['undo_of']}"
+    elif action.get("cascade_of"):
+        because = f"follows from {action['cascade_of']}"
+    elif kind == "add":
+        because = "new in the source"
+    elif kind == "update":
+        because = "changed in the source: " + ", ".join(sorted(action.get("changes") or {}))
+    elif kind == "archive":
+        because = (
+            "absent from the source's full export"
+            if run.get("mode") == "full"
+            else "the source marked it inactive or deleted"
+        )
+    elif kind == "reactivate":
+        because = "back in the source"
+    else:
+        because = str(kind)
+    if action.get("reason"):
+        because += f"; {action['reason']}"
+    return because
+
+
 def record_history(
     deps: Deps, tenant: str, entity: str, record: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """What each run did (or, prepared or held, would do) to the record, newest first:
     ``{run_id, run_status, started_at, trigger, requested_by, committed_by, action,
-    included, held, applied, reason, changes, tier}``, from the runs' change sets (the
+    included, held, applied, reason, why, changes, tier}``, from the runs' change sets (the
     last ``HISTORY_RUNS`` runs)."""
     kind = Entity(entity)
     target_id, source_id = record.get("target_id"), record.get("source_id")
@@ -274,7 +300,8 @@ def record_history(
                     "included": action.get("included"),
                     "held": action.get("held", False),
                     "applied": action.get("applied", False),
-                    "reason": action.get("reason") or action.get("cascade_of"),
+                    "reason": action.get("reason"),
+                    "why": _why(run, action),
                     "changes": action.get("changes") or {},
                     "tier": action.get("tier"),
                 }
