@@ -171,7 +171,10 @@ def test_confirm_one_suggestion_and_reject_another(stack, page, district):
 
     expect(page.locator(f'article.suggestion[data-source="{confirmed}"]')).to_have_count(0)
     expect(page.locator(f'article.suggestion[data-source="{rejected}"]')).to_have_count(0)
-    expect(page.locator("#decisions-table tbody tr")).to_have_count(1)
+    rows = page.locator("#decisions-table tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.filter(has_text="a suggestion confirmed")).to_contain_text(f"local-admin@{tenant}")
+    expect(rows.filter(has_text="a pair rejected")).to_contain_text("in effect")
     actions = stack.http.get(
         f"/tenants/{tenant}/runs/{run['run_id']}/actions",
         params={"entity": "users", "limit": 1000},
@@ -204,8 +207,11 @@ def test_search_the_directory_open_a_record_and_never_see_another_tenants(stack,
 
     expect(page.get_by_role("heading", level=1)).to_have_text(full_name(student))
     expect(page.locator("#record-classes tbody tr").first).to_be_visible()
-    expect(page.locator("#record-run")).to_be_visible()
-    expect(page.locator("main")).to_contain_text(student["source_id"])
+    expect(page.locator("#record-identifiers")).to_contain_text(student["source_id"])
+    history = page.locator("#record-history tbody tr")
+    expect(history).to_have_count(1)
+    expect(history).to_contain_text("add")
+    expect(history).to_contain_text("new in the source")
 
     page.get_by_role("link", name="← Students").click()
     page.get_by_label("Search").fill(stranger["family_name"])

@@ -216,16 +216,60 @@ def list_match_decisions(
         for r in deps.store.iter_jsonl(keys.match_review_key(tenant, run_id))
         if tier is None or r["tier"] == tier
     ]
+    if tier in {None, "unmatched"}:
+        rows += _unscored(deps, tenant, run_id, {(r["entity"], r["source_id"]) for r in rows})
     if rows:
         names = _Names(deps, tenant, run_id)
         for row in rows:
             row["source_name"] = names.source(row["entity"], row["source_id"])
             row["target_name"] = names.target(row["entity"], row.get("target_id"))
+            row["kind"] = names.kind(row["entity"], row["source_id"])
             row["alternatives"] = [
                 [alt[0], alt[1], names.target(row["entity"], alt[0])]
                 for alt in row.get("alternatives") or []
             ]
     return rows
+
+
+def _unscored(
+    deps: Deps, tenant: str, run_id: str, listed: set[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """The run's new people and classes that nothing in the app came close to (no
+    candidate scored), so the unmatched queue is complete: only when the tenant has app
+    records to match them with."""
+    has_app = any(
+        True
+        for kind in ("people", "classes")
+        for _ in deps.store.iter_jsonl(keys.app_records_key(tenant, kind))
+    )
+    if not has_app:
+        return []
+    out: list[dict[str, Any]] = []
+    for entity in (Entity.USERS, Entity.CLASSES):
+        for action in deps.store.iter_jsonl(keys.changes_key(tenant, run_id, entity)):
+            if action.get("action") != "add" or action.get("tier") != "unmatched":
+                continue
+            if (entity.value, action.get("source_id")) in listed:
+                continue
+            role = (action.get("record") or {}).get("role")
+            if entity is Entity.USERS and person_kind(role) is None:
+                continue
+            out.append(
+                {
+                    "entity": entity.value,
+                    "source_id": action["source_id"],
+                    "target_id": None,
+                    "tier": "unmatched",
+                    "score": 0.0,
+                    "runner_up": 0.0,
+                    "agreed": [],
+                    "missing": [],
+                    "notes": ["no app record came close"],
+                    "field_scores": {},
+                    "alternatives": [],
+                }
+            )
+    return out
 
 
 class _Names:
@@ -235,6 +279,14 @@ class _Names:
         self._deps, self._tenant, self._run_id = deps, tenant, run_id
         self._sources: dict[str, dict[str, str | None]] = {}
         self._targets: dict[str, dict[str, str | None]] = {}
+        self._kinds: dict[str, str | None] = {}
+
+    def kind(self, entity: str, source_id: str | None) -> str | None:
+        """teacher (staff), student, guardian, or class."""
+        if entity == Entity.CLASSES.value:
+            return "class"
+        self.source(entity, source_id)
+        return self._kinds.get(str(source_id))
 
     def source(self, entity: str, source_id: str | None) -> str | None:
         if source_id is None or entity not in {e.value for e in Entity}:
@@ -245,6 +297,9 @@ class _Names:
                 key = keys.normalized_key(self._tenant, self._run_id, Entity(entity))
                 for record in self._deps.store.iter_jsonl(key):
                     found[str(record.get("source_id"))] = display_name(record)
+                    if entity == Entity.USERS.value:
+                        person = person_kind(record.get("role"))
+                        self._kinds[str(record.get("source_id"))] = person and person.value
             for item in self._deps.directory.iter_entity(self._tenant, entity):
                 if item.get("source_system") != APP_SYSTEM:
                     found.setdefault(str(item.get("source_id")), display_name(item))
