@@ -250,6 +250,12 @@ def _why(run: dict[str, Any], action: dict[str, Any]) -> str:
         because = f"undoing run {run['undo_of']}"
     elif action.get("cascade_of"):
         because = f"follows from {action['cascade_of']}"
+    elif kind == "add" and action.get("tier") not in {None, "unmatched"}:
+        how = {"key": "by key", "auto": "automatically", "manual": "by an admin"}
+        because = (
+            f"the source's record {action.get('source_id')} linked to it "
+            f"{how.get(str(action.get('tier')), '(' + str(action.get('tier')) + ')')}"
+        )
     elif kind == "add":
         because = "new in the source"
     elif kind == "update":

@@ -235,14 +235,14 @@ def _unscored(
     deps: Deps, tenant: str, run_id: str, listed: set[tuple[str, str]]
 ) -> list[dict[str, Any]]:
     """The run's new people and classes that nothing in the app came close to (no
-    candidate scored), so the unmatched queue is complete: only when the tenant has app
-    records to match them with."""
-    has_app = any(
-        True
-        for kind in ("people", "classes")
-        for _ in deps.store.iter_jsonl(keys.app_records_key(tenant, kind))
-    )
-    if not has_app:
+    candidate scored), so the unmatched queue is complete: those of the kinds the app has
+    records of (students, teachers, guardians, classes)."""
+    kinds = {
+        str(r.get("kind")) for r in deps.store.iter_jsonl(keys.app_records_key(tenant, "people"))
+    }
+    if any(True for _ in deps.store.iter_jsonl(keys.app_records_key(tenant, "classes"))):
+        kinds.add("class")
+    if not kinds:
         return []
     out: list[dict[str, Any]] = []
     for entity in (Entity.USERS, Entity.CLASSES):
@@ -251,9 +251,10 @@ def _unscored(
                 continue
             if (entity.value, action.get("source_id")) in listed:
                 continue
-            role = (action.get("record") or {}).get("role")
-            if entity is Entity.USERS and person_kind(role) is None:
-                continue
+            person = person_kind((action.get("record") or {}).get("role"))
+            kind = "class" if entity is Entity.CLASSES else person and person.value
+            if kind not in kinds:
+                continue  # nothing of its kind in the app to link it to
             out.append(
                 {
                     "entity": entity.value,

@@ -27,6 +27,13 @@ function named(name, id) {
   return name ? `${name} (${id})` : id;
 }
 
+/** The same in a table cell: the name, and the id below it in small print. */
+function namedCell(name, id) {
+  if (!id) return "—";
+  if (!name) return h("span", { class: "id" }, id);
+  return [h("span", { class: "name" }, name), " ", h("span", { class: "id" }, id)];
+}
+
 function evidence(decision) {
   const scores = Object.entries(decision.field_scores || {});
   return h(
@@ -46,6 +53,26 @@ function evidence(decision) {
       ? h("p", {}, h("strong", {}, "Other candidates: "), decision.alternatives.map(([id, score, name]) => `${named(name, id)} ${percent(score)}`).join(", "))
       : null,
   );
+}
+
+//: Rows a long list shows until "Show all" is pressed.
+const FIRST = 25;
+
+/** A table of the first rows, with a button showing the rest. */
+function longTable(caption, columns, rows, options) {
+  const holder = h("div", {});
+  const draw = (all) => {
+    const shown = all ? rows : rows.slice(0, FIRST);
+    replace(
+      holder,
+      table(rows.length > shown.length ? `${caption} (the first ${shown.length} of ${rows.length})` : caption, columns, shown, options),
+      rows.length > shown.length
+        ? h("button", { type: "button", class: "link", "aria-controls": options.id, onclick: () => draw(true) }, `Show all ${rows.length}`)
+        : null,
+    );
+  };
+  draw(false);
+  return holder;
 }
 
 export async function render(main, { session: current }) {
@@ -195,10 +222,10 @@ export async function render(main, { session: current }) {
         { "aria-labelledby": "unmatched-heading" },
         h("h2", { id: "unmatched-heading" }, `Unmatched records (${unmatched.length})`),
         h("p", { class: "help", id: "link-help" }, "Nothing in the app matched these: they are created as new unless you link them to an app record (type a name or an app id). Tick replace to take an app record another record holds."),
-        table(
+        longTable(
           "Unmatched source records",
           [
-            { label: "Record", cell: (d) => named(d.source_name, d.source_id) },
+            { label: "Record", cell: (d) => namedCell(d.source_name, d.source_id) },
             { label: "Kind", cell: (d) => kindLabel(d) },
             { label: "Best score", cell: (d) => percent(d.score) },
             { label: "Link to an app record", cell: linkForm },
@@ -212,10 +239,10 @@ export async function render(main, { session: current }) {
         { "aria-labelledby": "app-only-heading" },
         h("h2", { id: "app-only-heading" }, `App records nothing matched (${waiting.length})`),
         h("p", { class: "help" }, "Keep one the app needs although the SIS does not have it, or archive it."),
-        table(
+        longTable(
           "App records with no source record",
           [
-            { label: "App record", cell: (r) => named(recordName(r), r.target_id) },
+            { label: "App record", cell: (r) => namedCell(recordName(r), r.target_id) },
             { label: "Kind", cell: (r) => r.role || "class" },
             {
               label: "Decision",
@@ -231,7 +258,7 @@ export async function render(main, { session: current }) {
                   : "—",
             },
           ],
-          waiting.slice(0, 200),
+          waiting,
           { empty: "None: every app record is matched, kept or archived.", id: "app-only-table" },
         ),
       ),
@@ -240,12 +267,12 @@ export async function render(main, { session: current }) {
         { "aria-labelledby": "decisions-heading" },
         h("h2", { id: "decisions-heading" }, `Decisions (${decisions.length})`),
         h("p", { class: "help" }, "Every decision an admin made, newest first. Undo one to let matching decide again."),
-        table(
+        longTable(
           "Decisions an admin made",
           [
             { label: "Decision", cell: (d) => d.what },
-            { label: "Record", cell: (d) => (d.source_id ? named(d.source_name, d.source_id) : "—") },
-            { label: "App record", cell: (d) => named(d.target_name, d.target_id) },
+            { label: "Record", cell: (d) => (d.source_id ? namedCell(d.source_name, d.source_id) : "—") },
+            { label: "App record", cell: (d) => namedCell(d.target_name, d.target_id) },
             { label: "Who", cell: (d) => d.by || "—" },
             { label: "When", cell: (d) => when(d.at) },
             { label: "State", cell: (d) => h("span", { class: `badge state-${d.state.replace(" ", "-")}` }, d.undone_by ? `${d.state} by ${d.undone_by}` : d.state) },
@@ -266,11 +293,11 @@ export async function render(main, { session: current }) {
         "details",
         {},
         h("summary", {}, `Matched by key or automatically (${automatic.length})`),
-        table(
+        longTable(
           "Automatic matches",
           [
-            { label: "Record", cell: (d) => named(d.source_name, d.source_id) },
-            { label: "App record", cell: (d) => named(d.target_name, d.target_id) },
+            { label: "Record", cell: (d) => namedCell(d.source_name, d.source_id) },
+            { label: "App record", cell: (d) => namedCell(d.target_name, d.target_id) },
             { label: "Kind", cell: (d) => kindLabel(d) },
             { label: "How", cell: (d) => d.tier },
             { label: "Score", cell: (d) => percent(d.score) },

@@ -147,6 +147,15 @@ function actionName(action, names) {
   return recordName(record, action.source_id || action.id);
 }
 
+/** The bundle as the admin knows it: its path in the drop box, or "uploaded". */
+function bundleName(key) {
+  if (!key) return "—";
+  const parts = key.split("/");
+  if (parts[0] === "inbox") return parts.slice(2).join("/") || "the inbox";
+  if (parts[0] === "uploads") return "a bundle uploaded from the console or the command line";
+  return "the connected source";
+}
+
 function runLink(runId) {
   return runId ? h("a", { href: `#/runs/${runId}` }, runId) : undefined;
 }
@@ -188,7 +197,7 @@ export async function render(main, { session: current, params }) {
         ["Duration", duration(run)],
         ["Trigger", `${run.trigger || "—"}${run.requested_by ? ` by ${run.requested_by}` : ""}`],
         ["Mode", run.mode || "—"],
-        ["Bundle", run.source_key || run.source?.key || "—"],
+        ["Bundle", bundleName(run.source_key || run.source?.key)],
         ["Why", run.reason || run.error || undefined],
         ["Approves the held changes of", runLink(run.approves)],
         ["Undoes", runLink(run.undoes)],
