@@ -160,3 +160,66 @@ def test_status_names_refused_files_and_how_long_a_waiting_run_took(stack, page)
     expect(refused).to_contain_text("class photo.jpg")
     expect(page.locator("#source")).to_contain_text("OneRoster files")
     expect(page.get_by_role("region", name="Waiting for review")).to_contain_text("to prepare")
+
+
+def test_signing_in_through_the_hosted_ui_with_pkce(stack, page):
+    """As on AWS, where config.json names Cognito's hosted UI and CloudFront's headers let
+    the page call its token endpoint: the hosted UI and its token endpoint are played by
+    routes in the browser (no request leaves it)."""
+    import base64
+    import hashlib
+    import json
+    from urllib.parse import parse_qs, urlsplit
+
+    tenant = stack.tenant("hosted")
+    domain = "admins.auth.eu-west-1.amazoncognito.com"
+    redirect = stack.console
+    config = {"cognito": {"domain": domain, "client_id": "client-1", "redirect_uri": redirect}}
+    seen: dict[str, Any] = {}
+
+    def pages(route: Any) -> None:
+        answer = route.fetch()
+        headers = dict(answer.headers)
+        if "content-security-policy" in headers:  # what CloudFront's policy adds
+            headers["content-security-policy"] = headers["content-security-policy"].replace(
+                "connect-src 'self'", f"connect-src 'self' https://{domain}"
+            )
+        route.fulfill(response=answer, headers=headers)
+
+    def authorize(route: Any) -> None:
+        query = {k: v[0] for k, v in parse_qs(urlsplit(route.request.url).query).items()}
+        seen["authorize"] = query
+        back = f"{query['redirect_uri']}?code=the-code&state={query['state']}"
+        # The hosted UI's page sends the browser back (a new navigation, routed again).
+        route.fulfill(
+            content_type="text/html",
+            body=f"<script>location.replace({json.dumps(back)})</script>",
+        )
+
+    def token(route: Any) -> None:
+        form = {k: v[0] for k, v in parse_qs(route.request.post_data or "").items()}
+        seen["token"] = form
+        route.fulfill(
+            status=200,
+            content_type="application/json",
+            headers={"Access-Control-Allow-Origin": "*"},
+            body=json.dumps({"id_token": stack.token(tenant, "viewer"), "token_type": "Bearer"}),
+        )
+
+    page.route(lambda url: url.startswith(stack.console) and "config.json" not in url, pages)
+    page.route(f"{stack.console}config.json", lambda route: route.fulfill(json=config))
+    page.route(f"https://{domain}/oauth2/authorize*", authorize)
+    page.route(f"https://{domain}/oauth2/token", token)
+
+    page.goto(stack.console)
+    page.get_by_role("button", name="Sign in with your account").click()
+
+    expect(page.get_by_role("heading", name="Status", level=1)).to_be_visible()
+    expect(page.locator("#role")).to_have_text("viewer")
+    assert "code=" not in page.url
+    asked, traded = seen["authorize"], seen["token"]
+    assert asked["response_type"] == "code" and asked["code_challenge_method"] == "S256"
+    assert asked["client_id"] == "client-1" and asked["redirect_uri"] == redirect
+    assert traded["code"] == "the-code" and traded["grant_type"] == "authorization_code"
+    digest = hashlib.sha256(traded["code_verifier"].encode()).digest()
+    assert base64.urlsafe_b64encode(digest).rstrip(b"=").decode() == asked["code_challenge"]
