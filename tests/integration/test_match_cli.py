@@ -55,6 +55,12 @@ def test_links_are_checked_listed_with_who_and_when_and_undone(connected, capsys
     assert code == 1 and "no source user 'no-such-source'" in err
     code, _, err = run(state, capsys, "match", "link", "users", newcomer, "app-nobody")
     assert code == 1 and "no app users record 'app-nobody'" in err
+    code, _, err = run(state, capsys, "match", "reject", "users", "no-such-source", target)
+    assert code == 1 and "no source user 'no-such-source'" in err
+    code, _, err = run(state, capsys, "match", "reject", "users", newcomer, "app-nobody")
+    assert code == 1 and "no app users record 'app-nobody'" in err
+    code, _, err = run(state, capsys, "match", "adhoc", "users", "app-nobody", "--keep")
+    assert code == 1 and "app-nobody is not an app record" in err
     code, _, err = run(state, capsys, "match", "link", "users", newcomer, target)
     assert code == 1
     assert f"{target} is already linked to {held_by}" in err and "--replace" in err

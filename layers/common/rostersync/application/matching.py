@@ -486,6 +486,8 @@ def reject_match(
     kind = _entity(entity)
     if deps.directory.get(tenant, kind.value, target_id) is None:
         raise MatchDecisionError(f"no app {kind.value} record {target_id!r}")
+    if _source_record(deps, tenant, kind, source_id) is None:
+        raise MatchDecisionError(f"no source {_singular(kind)} {source_id!r} in the latest run")
     current = deps.decisions.get(tenant, decision_key(kind.value, "any", source_id)) or {}
     rejected = sorted(set(current.get("rejected_targets") or []) | {target_id})
     update: dict[str, Any] = {"rejected_targets": rejected}
@@ -501,6 +503,10 @@ def reject_match(
         who,
         launcher,
     )
+
+
+def _singular(kind: Entity) -> str:
+    return "class" if kind is Entity.CLASSES else "user"
 
 
 def _source_record(deps: Deps, tenant: str, kind: Entity, source_id: str) -> dict[str, Any] | None:
@@ -526,7 +532,7 @@ def _check_link(deps: Deps, tenant: str, kind: Entity, source_id: str, target_id
         raise MatchDecisionError(f"no app {kind.value} record {target_id!r}")
     source = _source_record(deps, tenant, kind, source_id)
     if source is None:
-        raise MatchDecisionError(f"no source {kind.value[:-1]} {source_id!r} in the latest run")
+        raise MatchDecisionError(f"no source {_singular(kind)} {source_id!r} in the latest run")
     if kind is not Entity.USERS:
         return
     wanted, found = person_kind(source.get("role")), person_kind(target.get("role"))
