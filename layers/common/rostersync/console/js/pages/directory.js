@@ -80,7 +80,9 @@ export async function render(main, { params, query }) {
       spec.entity === "classes"
         ? { label: "Code", cell: (r) => r.class_code || "—" }
         : { label: spec.entity === "orgs" ? "Identifier" : "Email", cell: (r) => (spec.entity === "orgs" ? r.identifier : r.email) || "—" },
-      { label: spec.entity === "users" ? "Role" : "Grades", cell: (r) => (spec.entity === "users" ? r.role : (r.grades || []).join(", ")) || "—" },
+      kind === "students" || spec.entity !== "users"
+        ? { label: "Grades", cell: (r) => (r.grades || []).join(", ") || "—" }
+        : { label: "Role", cell: (r) => r.role || "—" },
       { label: "Status", cell: (r) => statusBadge(r.status || "active") },
     ];
     replace(
