@@ -347,3 +347,22 @@ def test_the_inbox_rejections_are_listed_with_the_file_and_the_reason(api):
     assert shown.status_code == 200
     (rejection,) = shown.json()["rejections"]
     assert rejection["file"] == "notes.txt" and rejection["reason"]
+
+
+def test_the_openapi_document_describes_the_upload_and_the_new_routes(api):
+    paths = api.http.get("/openapi.json").json()["paths"]
+
+    upload = paths["/tenants/{tenant}/uploads"]["post"]["requestBody"]["content"]
+    assert upload["application/zip"]["schema"]["format"] == "binary"
+    for path in (
+        "/tenants/{tenant}/runs/{run}/issues.csv",
+        "/tenants/{tenant}/runs/{run}/actions.csv",
+        "/tenants/{tenant}/keys",
+        "/tenants/{tenant}/matches/decisions",
+        "/tenants/{tenant}/directory/{entity}/{target_id}",
+        "/tenants/{tenant}/settings/history",
+        "/tenants/{tenant}/inbox/rejections",
+    ):
+        assert "get" in paths[path], path
+    assert "post" in paths["/tenants/{tenant}/matches/undo"]
+    assert "post" in paths["/tenants/{tenant}/keys/confirm"]

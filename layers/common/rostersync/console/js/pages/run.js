@@ -48,15 +48,19 @@ function fileButton(runId, name, id) {
   return h("span", { class: "file-button" }, button, " ", status);
 }
 
-/** How serious a row issue is, from what was done about it (3: a row or value lost). */
+//: The report's severities, worst first (``issue.severity``), as the page names them.
+const SEVERITIES = { blocking: 4, row: 3, field: 2, note: 1 };
+const SEVERITY_NAMES = { 4: "Blocking: nothing of it applied", 3: "Row skipped", 2: "Value defaulted or dropped", 1: "Note" };
+
+/** How serious a row issue is: the report's severity, else what was done about it. */
 export function severity(issue) {
+  if (SEVERITIES[issue.severity]) return SEVERITIES[issue.severity];
   const done = `${issue.action || ""} ${issue.message || ""}`.toLowerCase();
-  if (/skip|refus|reject|drop|unreadable|not imported|invalid|failed/.test(done)) return 3;
-  if (/default|ignor|trim|kept|replaced|left empty/.test(done)) return 2;
+  if (/file_skipped|file skipped|unusable|unreadable/.test(done)) return 4;
+  if (/skip|refus|reject|not imported|invalid|failed/.test(done)) return 3;
+  if (/default|drop|ignor|trim|kept|replaced|left empty/.test(done)) return 2;
   return 1;
 }
-
-const SEVERITY_NAMES = { 3: "Serious", 2: "Warning", 1: "Note" };
 
 function countsTable(report, pick) {
   const counts = report?.counts || {};
