@@ -204,6 +204,14 @@ def test_decisions_are_checked_listed_and_undone_through_the_api(api, app_distri
     assert f"already linked to {auto['source_id']}" in taken.json()["error"]
     listed = api.http.get(f"/tenants/{tenant}/matches/decisions", headers=headers)
     assert listed.status_code == 200 and listed.json() == {"decisions": []}
+    app_only = api.http.get(
+        f"/tenants/{tenant}/directory/users",
+        params={"source_system": "app", "limit": 1000},
+        headers=headers,
+    ).json()
+    assert app_only["total"] and {u["source_system"] for u in app_only["items"]} == {"app"}
+    # A prepared run links nothing yet: the matched app record is still the app's own.
+    assert auto["target_id"] in {u["target_id"] for u in app_only["items"]}
 
     replaced = link(newcomer, auto["target_id"], replace=True)
     assert replaced.status_code == 200, replaced.text

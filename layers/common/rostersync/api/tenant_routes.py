@@ -171,9 +171,10 @@ def register_tenant_routes(
         "/tenants/<tenant>/directory/<entity>",
         summary="The committed roster of one entity, paged (in app id order), searchable",
         description=(
-            "With q, role, status or school, only the records matching all of them (q: "
-            "every word in the name, email, ids or codes; role: one of a comma-separated "
-            "list; school: a school's source id), and total counts them."
+            "With q, role, status, school or source_system, only the records matching all "
+            "of them (q: every word in the name, email, ids or codes; role: one of a "
+            "comma-separated list; school: a school's source id; source_system=app: the "
+            "app's own records no sync has linked), and total counts them."
         ),
         tags=["directory"],
         responses=documented(200, "A page of directory records", *COMMON_FAILURES),
@@ -187,9 +188,10 @@ def register_tenant_routes(
         role: Annotated[str | None, Query(max_length=200, pattern=TEXT_PATTERN)] = None,
         status: Annotated[Literal["active", "archived", "tobedeleted"] | None, Query()] = None,
         school: Annotated[str | None, Query(max_length=256, pattern=TEXT_PATTERN)] = None,
+        source_system: Annotated[str | None, Query(max_length=64, pattern=TEXT_PATTERN)] = None,
     ) -> DirectoryPage:
         tenant = scope.tenant(tenant)
-        if q or role or status or school:
+        if q or role or status or school or source_system:
             found = search_directory(
                 deps,
                 tenant,
@@ -198,6 +200,7 @@ def register_tenant_routes(
                 roles=(role or "").split(","),
                 status=status,
                 school=school,
+                source_system=source_system,
                 offset=offset,
                 limit=limit,
             )

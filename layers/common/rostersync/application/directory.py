@@ -108,12 +108,14 @@ def search_directory(
     roles: list[str] | None = None,
     status: str | None = None,
     school: str | None = None,
+    source_system: str | None = None,
     offset: int = 0,
     limit: int = 100,
 ) -> dict[str, Any]:
     """A page of one entity's committed records matching every word of ``text`` (name,
-    email, ids, codes), one of ``roles``, ``status`` and ``school`` (a school's source id);
-    ``total`` counts every match. Records come in app id order."""
+    email, ids, codes), one of ``roles``, ``status``, ``school`` (a school's source id) and
+    ``source_system`` (``app``: the app's own records no sync has linked); ``total``
+    counts every match. Records come in app id order."""
     kind = Entity(entity)
     words = (text or "").casefold().split()
     wanted_roles = {r for r in roles or [] if r}
@@ -123,6 +125,8 @@ def search_directory(
         if wanted_roles and item.get("role") not in wanted_roles:
             continue
         if status and (item.get("status") or "active") != status:
+            continue
+        if source_system and item.get("source_system") != source_system:
             continue
         if school and school not in _schools_of(item) and item.get("source_id") != school:
             continue

@@ -95,7 +95,7 @@ export async function render(main, { params, query }) {
   let timer = null;
   const later = () => {
     clearTimeout(timer);
-    timer = setTimeout(() => show().catch(() => {}), 150);
+    timer = setTimeout(() => show().catch(() => {}), 300);
   };
   search.addEventListener("input", later);
   for (const control of [school, statusFilter]) control.addEventListener("change", later);

@@ -3,7 +3,7 @@
 // records nothing matched (link one by hand), the app's records nothing matched (keep or
 // archive), and every decision an admin made, with who and when, and Undo.
 
-import { ApiError, allDirectory, decide, get, tenantPath } from "../api.js";
+import { ApiError, decide, get, tenantPath } from "../api.js";
 import { announce, h, notice, recordName, replace, table, when } from "../dom.js";
 import { progressView } from "../runs.js";
 
@@ -55,6 +55,17 @@ function evidence(decision) {
   );
 }
 
+/** The app's own records no sync has linked (the candidates to link by hand). */
+async function appRecordsOf(entity) {
+  const items = [];
+  for (let offset = 0; offset !== null && offset !== undefined; ) {
+    const page = await get(tenantPath(`/directory/${entity}`), { source_system: "app", offset, limit: 1000 });
+    items.push(...page.items);
+    offset = page.next_offset;
+  }
+  return items;
+}
+
 //: Rows a long list shows until "Show all" is pressed.
 const FIRST = 25;
 
@@ -101,8 +112,8 @@ export async function render(main, { session: current }) {
       get(tenantPath("/matches")).then((b) => b.decisions),
       get(tenantPath("/matches/decisions")).then((b) => b.decisions),
       get(tenantPath("/keys")).catch(() => ({ proposals: [], confirmed: {} })),
-      allDirectory("users"),
-      allDirectory("classes"),
+      appRecordsOf("users"),
+      appRecordsOf("classes"),
     ]);
     const run = runs[0];
     const suggested = byKind(matches.filter((d) => d.tier === "suggested"));
@@ -110,7 +121,7 @@ export async function render(main, { session: current }) {
     const automatic = byKind(matches.filter((d) => d.tier === "key" || d.tier === "auto"));
     const held = new Set(matches.filter((d) => d.target_id && d.tier !== "unmatched").map((d) => d.target_id));
     for (const d of decisions) if (d.state === "in effect" && d.target_id && ["manual", "confirmed"].includes(d.decision)) held.add(d.target_id);
-    const appRecords = [...appUsers, ...appClasses].filter((r) => r.source_system === "app");
+    const appRecords = [...appUsers, ...appClasses];
     const waiting = appRecords.filter((r) => !r.adhoc && (r.status || "active") === "active" && !held.has(r.target_id));
 
     const suggestionCards = suggested.map((d) => {
