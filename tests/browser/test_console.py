@@ -12,7 +12,7 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import LEPO, TABLET, Stack
+from tests.browser.conftest import LAPTOP, LEPO, TABLET, Stack
 from tests.bundles import copy_bundle, edit_rows
 
 LEPO_USERS = 20
@@ -171,7 +171,10 @@ def test_confirm_one_suggestion_and_reject_another(stack, page, district):
 
     expect(page.locator(f'article.suggestion[data-source="{confirmed}"]')).to_have_count(0)
     expect(page.locator(f'article.suggestion[data-source="{rejected}"]')).to_have_count(0)
-    expect(page.locator("#decisions-table tbody tr")).to_have_count(1)
+    rows = page.locator("#decisions-table tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.filter(has_text="a suggestion confirmed")).to_contain_text(f"local-admin@{tenant}")
+    expect(rows.filter(has_text="a pair rejected")).to_contain_text("in effect")
     actions = stack.http.get(
         f"/tenants/{tenant}/runs/{run['run_id']}/actions",
         params={"entity": "users", "limit": 1000},
@@ -204,8 +207,11 @@ def test_search_the_directory_open_a_record_and_never_see_another_tenants(stack,
 
     expect(page.get_by_role("heading", level=1)).to_have_text(full_name(student))
     expect(page.locator("#record-classes tbody tr").first).to_be_visible()
-    expect(page.locator("#record-run")).to_be_visible()
-    expect(page.locator("main")).to_contain_text(student["source_id"])
+    expect(page.locator("#record-identifiers")).to_contain_text(student["source_id"])
+    history = page.locator("#record-history tbody tr")
+    expect(history).to_have_count(1)
+    expect(history).to_contain_text("add")
+    expect(history).to_contain_text("new in the source")
 
     page.get_by_role("link", name="← Students").click()
     page.get_by_label("Search").fill(stranger["family_name"])
@@ -278,30 +284,35 @@ def test_every_page_at_laptop_and_tablet_width(stack, page, district):
     run = stack.sync(tenant, review=True)
     student = None
     stack.sign_in(page, tenant)
+    #: Each page and what shows once it has loaded all it loads.
     pages = {
-        "status": "#/status",
-        "history": "#/history",
-        "review": "#/review",
-        "run": f"#/runs/{run['run_id']}",
-        "matching": "#/matching",
-        "directory": "#/directory/students",
-        "configure": "#/configure",
+        "status": ("#/status", "#last-heading"),
+        "history": ("#/history", "#history-table"),
+        "review": ("#/review", "#review-table"),
+        "run": (f"#/runs/{run['run_id']}", "#actions-table"),
+        "matching": ("#/matching", "#decisions-heading"),
+        "directory": ("#/directory/students", "#directory-table"),
+        "configure": ("#/configure", "#settings-history-heading"),
     }
     shots: list[Path] = []
-    for width, size in (("laptop", None), ("tablet", TABLET)):
-        if size:
-            page.set_viewport_size(size)
-        for name, fragment in pages.items():
+    for width, size in (("laptop", LAPTOP), ("tablet", TABLET)):
+        page.set_viewport_size(size)
+        for name, (fragment, loaded) in pages.items():
             page.goto(f"{stack.console}{fragment}")
             expect(page.locator("main h1")).to_be_visible()
-            expect(page.locator("main .loading")).to_have_count(0)
+            expect(page.locator(loaded)).to_be_visible()
             path = stack.shots / f"{width}-{name}.png"
             page.screenshot(path=str(path), full_page=True)
             shots.append(path)
+            if name == "configure":
+                # The top of a long page, as it opens: the upload and the first settings.
+                top = stack.shots / f"{width}-configure-top.png"
+                page.screenshot(path=str(top))
+                shots.append(top)
         if student is None:
             page.goto(f"{stack.console}#/directory/students")
             page.locator("#directory-table tbody a").first.click()
-            expect(page.locator("#sec-classes")).to_be_visible()
+            expect(page.locator("#record-history")).to_be_visible()
             page.screenshot(path=str(stack.shots / "laptop-record.png"), full_page=True)
             student = page.url
     assert all(p.stat().st_size > 10_000 for p in shots)

@@ -427,15 +427,44 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_matches(args: argparse.Namespace) -> int:
-    from rostersync.application.matching import list_match_decisions
+    from rostersync.application.matching import list_decisions, list_match_decisions
 
+    def named(identifier: Any, name: Any) -> str:
+        return f"{identifier} ({name})" if name else str(identifier or "-")
+
+    if args.decisions:
+        with local_stack(_state_dir(args)) as (_cloud, deps):
+            decisions = list_decisions(deps, args.tenant)
+        lines = [
+            f"{d['id']}  {d['state']:<10} {d['decision']:<9} {d['entity']:<8} "
+            + (f"{named(d['source_id'], d['source_name'])} → " if d["source_id"] else "")
+            + f"{named(d['target_id'], d['target_name'])}  by {d['by'] or '?'} at {d['at'] or '?'}"
+            + (f" (for {d['for']})" if d.get("for") else "")
+            + (f"; undone by {d['undone_by']} at {d['undone_at']}" if d["undone_at"] else "")
+            for d in decisions
+        ]
+        if decisions:
+            lines.append(f"undo one with: rostersync match undo ID --tenant {args.tenant}")
+        _emit(args, decisions, "\n".join(lines) or "no matching decisions yet")
+        return 0
     with local_stack(_state_dir(args)) as (_cloud, deps):
         rows = list_match_decisions(deps, args.tenant, run_id=args.run, tier=args.tier)
     if args.json:
         _emit(
             args,
             [
-                {k: r.get(k) for k in ("entity", "source_id", "target_id", "tier", "score")}
+                {
+                    k: r.get(k)
+                    for k in (
+                        "entity",
+                        "source_id",
+                        "source_name",
+                        "target_id",
+                        "target_name",
+                        "tier",
+                        "score",
+                    )
+                }
                 | {
                     "evidence": {
                         k: r.get(k)
@@ -448,7 +477,8 @@ def cmd_matches(args: argparse.Namespace) -> int:
         )
         return 0
     lines = [
-        f"{r['tier']:<10} {r['entity']:<8} {r['source_id']} → {r.get('target_id') or '-'}  "
+        f"{r['tier']:<10} {r['entity']:<8} {named(r['source_id'], r.get('source_name'))} → "
+        f"{named(r.get('target_id'), r.get('target_name'))}  "
         f"score {r['score']:.2f}  agreed: {', '.join(r.get('agreed') or []) or '-'}"
         + (f"  ({', '.join(r['notes'])})" if r.get("notes") else "")
         for r in rows
@@ -465,7 +495,14 @@ def cmd_match(args: argparse.Namespace) -> int:
         launcher = WaitingLauncher(cloud)
         if args.match_command == "confirm":
             result = identity.confirm_match(
-                deps, args.tenant, args.entity, args.source_id, who, args.target, launcher=launcher
+                deps,
+                args.tenant,
+                args.entity,
+                args.source_id,
+                who,
+                args.target,
+                launcher=launcher,
+                replace=args.replace,
             )
         elif args.match_command == "reject":
             result = identity.reject_match(
@@ -486,14 +523,25 @@ def cmd_match(args: argparse.Namespace) -> int:
                 args.target_id,
                 who,
                 launcher=launcher,
+                replace=args.replace,
+            )
+        elif args.match_command == "undo":
+            result = identity.undo_decision(
+                deps, args.tenant, args.decision_id, who, launcher=launcher
             )
         else:
             result = identity.mark_adhoc(
                 deps, args.tenant, args.entity, args.target_id, not args.archive, who
             )
-    human = f"{args.match_command}: recorded"
+    if args.match_command == "undo":
+        human = f"undone: {result['undone']}"
+    else:
+        human = f"{args.match_command}: recorded as decision {result.get('decision_id')}"
+    for gone in result.get("unlinked") or []:
+        name = f" ({gone['source_name']})" if gone.get("source_name") else ""
+        human += f"\n  --replace unlinked {gone['source_id']}{name} from {gone['target_id']}"
     if result.get("restaged_run"):
-        human += f"; prepared run {result['restaged_run']} re-staged"
+        human += f"\nprepared run {result['restaged_run']} re-staged"
     _emit(args, result, human)
     return 0
 
@@ -628,26 +676,42 @@ def build_parser() -> argparse.ArgumentParser:
     matches = sub.add_parser("matches", help="list match decisions with their evidence")
     matches.add_argument("--run")
     matches.add_argument("--tier", choices=["key", "auto", "suggested", "unmatched", "manual"])
+    matches.add_argument(
+        "--decisions",
+        action="store_true",
+        help="every admin decision (confirm, reject, link, ad hoc) with who and when",
+    )
     common(matches)
     matches.set_defaults(func=cmd_matches)
 
-    match_parser = sub.add_parser("match", help="record a matching decision")
+    match_parser = sub.add_parser("match", help="record a matching decision, or undo one")
     msub = match_parser.add_subparsers(dest="match_command", required=True)
     confirm = msub.add_parser("confirm", help="confirm a suggestion")
     confirm.add_argument("entity", choices=["users", "classes"])
     confirm.add_argument("source_id")
     confirm.add_argument("--target", help="the app id, if not the suggested one")
+    confirm.add_argument(
+        "--replace", action="store_true", help="unlink another record holding the app record"
+    )
     for name, text in (("reject", "reject a pair for good"), ("link", "link by hand")):
         p = msub.add_parser(name, help=text)
         p.add_argument("entity", choices=["users", "classes"])
         p.add_argument("source_id")
         p.add_argument("target_id")
+        if name == "link":
+            p.add_argument(
+                "--replace",
+                action="store_true",
+                help="unlink another record holding the app record (says which)",
+            )
     adhoc = msub.add_parser("adhoc", help="an app record with no source: keep or archive")
     adhoc.add_argument("entity", choices=["users", "classes"])
     adhoc.add_argument("target_id")
     group = adhoc.add_mutually_exclusive_group(required=True)
     group.add_argument("--keep", action="store_true")
     group.add_argument("--archive", action="store_true")
+    undo = msub.add_parser("undo", help="reverse one decision (ids: matches --decisions)")
+    undo.add_argument("decision_id")
     for p in msub.choices.values():
         p.add_argument("--who")
         common(p)

@@ -30,7 +30,13 @@ from rostersync.api.config import ApiServices, api_settings, build_services
 from rostersync.api.errors import error_response, register_error_handlers
 from rostersync.api.idempotency import IdempotentPosts
 from rostersync.api.match_routes import IMPORT_PATH, IMPORT_REQUEST_BODY, register_match_routes
-from rostersync.api.run_routes import register_run_routes
+from rostersync.api.run_routes import (
+    UPLOAD_MEDIA_TYPES,
+    UPLOAD_REQUEST_BODY,
+    UPLOADS_PATH,
+    is_upload,
+    register_run_routes,
+)
 from rostersync.api.scope import PRINCIPAL_KEY, Middleware, RequestScope
 from rostersync.api.source_routes import register_source_routes
 from rostersync.api.tenant_routes import register_tenant_routes
@@ -154,6 +160,10 @@ class AdminApi:
         operation = document.get("paths", {}).get(IMPORT_PATH, {}).get("post")
         if operation is not None:
             operation["requestBody"] = IMPORT_REQUEST_BODY
+        # The one binary body (a zip), likewise.
+        operation = document.get("paths", {}).get(UPLOADS_PATH, {}).get("post")
+        if operation is not None:
+            operation["requestBody"] = UPLOAD_REQUEST_BODY
         return json.dumps(document)
 
     def handle(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
@@ -169,7 +179,9 @@ class AdminApi:
             headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
             response = _proxy_response(exc.status, {"error": exc.message}, headers)
         else:
-            if not _accepted_content_type(event):
+            if is_upload(method, path):
+                response = self._upload(event, context, principal)
+            elif not _accepted_content_type(event):
                 response = _proxy_response(415, {"error": "send JSON (or CSV for imports)"})
             elif not _text_body(event):
                 response = _proxy_response(400, {"error": "the request body must be UTF-8 text"})
@@ -189,6 +201,17 @@ class AdminApi:
             },
         )
         return response
+
+    def _upload(
+        self, event: Mapping[str, Any], context: Any, principal: Principal | None
+    ) -> dict[str, Any]:
+        """A bundle upload: a zip body (binary), refused before routing if it is not one
+        of the zip media types; the route checks the zip itself."""
+        headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+        media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media_type not in UPLOAD_MEDIA_TYPES:
+            return _proxy_response(415, {"error": "send the bundle as application/zip"})
+        return self._resolve(event, context, principal)
 
     def _resolve(
         self, event: Mapping[str, Any], context: Any, principal: Principal | None

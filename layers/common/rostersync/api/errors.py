@@ -172,6 +172,7 @@ _FAILURES: dict[int, str] = {
     403: "Not allowed for this caller's role or tenant",
     404: "No such tenant, run or resource",
     409: "The run or tenant is not in a state that allows this",
+    413: "The body is too large",
     415: "The body's content type is not accepted",
     422: "The body or a parameter does not validate; each field at fault is named",
     501: "Not available in this build",

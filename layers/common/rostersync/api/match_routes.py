@@ -16,16 +16,23 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from rostersync.api.errors import COMMON_FAILURES, ApiError, documented
 from rostersync.api.models import (
     RUN_ID_PATTERN,
+    ConfirmKeys,
     ConfirmMatch,
+    DecisionList,
+    DecisionView,
     ImportResult,
+    KeyProposal,
+    KeyProposalList,
     LinkManually,
     MarkAdhoc,
     MatchDecisionList,
     MatchOutcome,
     RejectMatch,
+    UndoDecision,
 )
 from rostersync.api.scope import IdempotencyKey, Middleware, RequestScope, TenantPath
 from rostersync.application import matching as identity
+from rostersync.application.tenants import load_tenant_settings
 from rostersync.models import Tier
 
 IMPORT_PATH: Final = "/tenants/{tenant}/directory/import"
@@ -96,7 +103,9 @@ def register_match_routes(
                 body.entity,
                 body.source_id,
                 scope.principal.who,
+                body.target_id,
                 launcher=scope.services.launcher,
+                replace=body.replace,
             )
         return MatchOutcome.model_validate(outcome)
 
@@ -143,8 +152,93 @@ def register_match_routes(
                 body.target_id,
                 scope.principal.who,
                 launcher=scope.services.launcher,
+                replace=body.replace,
             )
         return MatchOutcome.model_validate(outcome)
+
+    @app.get(
+        "/tenants/<tenant>/matches/decisions",
+        summary="Every admin matching decision, newest first, with who and when",
+        tags=["matching"],
+        responses=documented(200, "The decisions", *COMMON_FAILURES),
+    )
+    def get_decisions(tenant: TenantPath) -> DecisionList:
+        tenant = scope.tenant(tenant)
+        decisions = identity.list_decisions(deps, tenant)
+        return DecisionList(decisions=[DecisionView.model_validate(d) for d in decisions])
+
+    @app.post(
+        "/tenants/<tenant>/matches/undo",
+        summary="Reverse one matching decision that is in effect",
+        description=(
+            "A link is removed (the record is matched again), a rejected pair may be "
+            "suggested again, an app record kept or archived goes back to the queue. The "
+            "tenant's prepared run, if any, is re-staged (restaged_run)."
+        ),
+        tags=["matching"],
+        middlewares=posts,
+        responses=documented(200, "What was undone", *failures),
+    )
+    def undo(
+        tenant: TenantPath, body: UndoDecision, idempotency_key: IdempotencyKey = None
+    ) -> MatchOutcome:
+        tenant = scope.tenant(tenant)
+        with refused_as(409):
+            outcome = identity.undo_decision(
+                deps,
+                tenant,
+                body.decision_id,
+                scope.principal.who,
+                launcher=scope.services.launcher,
+            )
+        return MatchOutcome.model_validate(outcome)
+
+    @app.get(
+        "/tenants/<tenant>/keys",
+        summary="Key proposals: which source identifier lines up with which app identifier",
+        description=(
+            "From the latest run's users (or run's) and the app's imported records, per kind "
+            "of person, with the overlap that supports each; strong ones are proposed."
+        ),
+        tags=["matching"],
+        responses=documented(200, "The proposals and the keys in use", *failures),
+    )
+    def get_keys(
+        tenant: TenantPath,
+        run: Annotated[str | None, Query(pattern=RUN_ID_PATTERN)] = None,
+    ) -> KeyProposalList:
+        tenant = scope.tenant(tenant)
+        if run is not None:
+            scope.run(run)
+        proposals = (
+            identity.propose_tenant_keys(deps, tenant, run)
+            if run is not None or identity.latest_run_id(deps, tenant) is not None
+            else []
+        )
+        keys = load_tenant_settings(deps, tenant).match_keys
+        return KeyProposalList(
+            proposals=[KeyProposal.model_validate(p) for p in proposals],
+            confirmed={
+                kind: list(getattr(keys, kind + "s")) for kind in ("teacher", "student", "guardian")
+            },
+        )
+
+    @app.post(
+        "/tenants/<tenant>/keys/confirm",
+        summary="Confirm the exact keys for a kind of person (kept in the settings)",
+        tags=["matching"],
+        middlewares=posts,
+        responses=documented(200, "The keys stored", *failures),
+    )
+    def confirm_keys(
+        tenant: TenantPath, body: ConfirmKeys, idempotency_key: IdempotencyKey = None
+    ) -> MatchOutcome:
+        tenant = scope.tenant(tenant)
+        with refused_as(400):
+            stored = identity.confirm_keys(
+                deps, tenant, body.kind, list(body.keys), scope.principal.who
+            )
+        return MatchOutcome.model_validate(stored)
 
     @app.post(
         "/tenants/<tenant>/matches/adhoc",

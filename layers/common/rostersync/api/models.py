@@ -275,6 +275,80 @@ class DirectoryPage(BaseModel):
     #: The offset of the next page (None on the last page).
     next_offset: int | None
     items: list[dict[str, Any]]
+    #: How many records match the search (given only when the page was searched).
+    total: int | None = None
+
+
+class RecordHistoryEntry(BaseModel):
+    """What one run did (committed) or would do (prepared, held) to a record, and why."""
+
+    model_config = ConfigDict(extra="allow")
+
+    run_id: str
+    run_status: str | None = None
+    started_at: str | None = None
+    action: str | None = None
+    included: bool | None = None
+    reason: str | None = None
+    #: Why, in words: new in the source, changed (which fields), absent from a full export...
+    why: str | None = None
+    changes: dict[str, Any] = Field(default_factory=dict)
+
+
+class RecordView(BaseModel):
+    """One committed record with its identifiers, its link to the source, its schools,
+    its enrollments (a user's classes, a class's people), related people (guardians,
+    children) and its history across runs, newest first."""
+
+    entity: Entity
+    name: str | None = None
+    record: dict[str, Any]
+    identifiers: list[dict[str, str]]
+    link: dict[str, Any] | None = None
+    schools: list[dict[str, Any]] = Field(default_factory=list)
+    enrollments: list[dict[str, Any]] = Field(default_factory=list)
+    related: list[dict[str, Any]] = Field(default_factory=list)
+    history: list[RecordHistoryEntry] = Field(default_factory=list)
+
+
+class SettingsChange(BaseModel):
+    changed_at: str | None = None
+    changed_by: str | None = None
+    #: ``[{field, old, new}]``
+    changes: list[dict[str, Any]]
+
+
+class SettingsHistory(BaseModel):
+    """Every change of the tenant's settings, newest first."""
+
+    tenant: str
+    history: list[SettingsChange]
+
+
+class InboxRejection(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    key: str
+    #: The file as the sender named it (its path in the drop box).
+    file: str
+    reason: str
+    rejected_at: str | None = None
+
+
+class InboxRejections(BaseModel):
+    """Files the inbox refused (SFTP or bucket drops), newest first, with the reason."""
+
+    rejections: list[InboxRejection]
+
+
+class UploadResult(BaseModel):
+    """A bundle stored for a run: sync it with ``POST .../runs {"source_key": ...}``."""
+
+    source_key: str
+    #: The OneRoster files the zip holds.
+    files: list[str]
+    bytes: int
+    filename: str | None = None
 
 
 # ----------------------------------------------------------------- matching
@@ -287,6 +361,10 @@ class MatchDecisionList(BaseModel):
 class ConfirmMatch(_Body):
     entity: MatchEntity
     source_id: RecordId
+    #: The app record to confirm, if not the suggested one.
+    target_id: RecordId | None = None
+    #: Unlink another source record holding the app record (the answer names it).
+    replace: bool = False
 
 
 class RejectMatch(_Body):
@@ -299,6 +377,66 @@ class LinkManually(_Body):
     entity: MatchEntity
     source_id: RecordId
     target_id: RecordId
+    #: Unlink another source record holding the app record (the answer names it).
+    replace: bool = False
+
+
+class UndoDecision(_Body):
+    #: A decision's id, from GET /tenants/{tenant}/matches/decisions.
+    decision_id: Annotated[str, Field(pattern=r"^d-[0-9a-f]{10}$")]
+
+
+class DecisionView(BaseModel):
+    """An admin's matching decision: what, about which records, who and when, and
+    whether it is in effect, undone or superseded by a later one."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    entity: str
+    decision: str
+    what: str
+    source_id: str | None = None
+    source_name: str | None = None
+    target_id: str | None = None
+    target_name: str | None = None
+    by: str | None = None
+    at: str | None = None
+    state: Literal["in effect", "undone", "superseded"]
+
+
+class DecisionList(BaseModel):
+    decisions: list[DecisionView]
+
+
+class KeyProposal(BaseModel):
+    """A source identifier that lines up with an app identifier, with its overlap."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str
+    source_field: str
+    app_field: str
+    strip_leading_zeros: bool
+    support: int
+    source_overlap: float
+    app_overlap: float
+    agreement: float | None = None
+    strong: bool
+
+
+class KeyProposalList(BaseModel):
+    proposals: list[KeyProposal]
+    #: The keys the tenant uses now, by kind of person (``source:app[:strip]``).
+    confirmed: dict[str, list[str]]
+
+
+class ConfirmKeys(_Body):
+    kind: Literal["student", "teacher", "guardian"]
+    #: In order: ``source_field:app_field`` or ``source_field:app_field:strip``.
+    keys: list[Annotated[str, Field(pattern=r"^[^:\x00-\x1f]+:[^:\x00-\x1f]+(:strip)?$")]] = Field(
+        min_length=1, max_length=10
+    )
 
 
 class MarkAdhoc(_Body):

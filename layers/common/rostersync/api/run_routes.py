@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, cast, get_args
+import base64
+from typing import Annotated, Any, Final, cast, get_args
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from rostersync.api.errors import COMMON_FAILURES, ApiError, documented
@@ -21,9 +22,11 @@ from rostersync.api.models import (
     RunSummary,
     SelectionResult,
     SyncRequest,
+    UploadResult,
 )
 from rostersync.api.scope import IdempotencyKey, Middleware, RequestScope, RunPath, TenantPath
 from rostersync.application.connect import NothingToSync, sync_source
+from rostersync.application.reports import NoReport, actions_csv, issues_csv
 from rostersync.application.review import (
     ActionFilter,
     Selection,
@@ -38,12 +41,47 @@ from rostersync.application.review import (
     show_run,
 )
 from rostersync.application.runs import begin_run
+from rostersync.application.uploads import BadUpload, receive_bundle
 from rostersync.changes import ActionKind
 from rostersync.models import Entity
 from rostersync.pipeline.deps import Deps
 from rostersync.storage import keys
 
 NO_BUNDLE = "no bundle in the inbox"
+UPLOADS_PATH: Final = "/tenants/{tenant}/uploads"
+#: The upload's body, which Powertools cannot describe for a binary route.
+UPLOAD_REQUEST_BODY: Final[dict[str, Any]] = {
+    "required": True,
+    "description": (
+        "The bundle as one zip (manifest.csv and the OneRoster CSV files), as the raw "
+        "request body; at most 6 MB through API Gateway and Lambda (larger bundles go "
+        "through the SFTP drop box or the inbox bucket)"
+    ),
+    "content": {
+        "application/zip": {"schema": {"type": "string", "format": "binary"}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+#: Media types the upload takes.
+UPLOAD_MEDIA_TYPES: Final = frozenset(
+    {"application/zip", "application/x-zip-compressed", "application/octet-stream"}
+)
+
+
+def is_upload(method: str, path: str) -> bool:
+    """Whether a request is a bundle upload (a binary body, not JSON)."""
+    segments = path.rstrip("/").split("/")
+    return method.upper() == "POST" and len(segments) == 4 and segments[3] == "uploads"
+
+
+def _csv_response(body: str | bytes, filename: str) -> Response[Any]:
+    text = body.decode("utf-8") if isinstance(body, bytes) else body
+    return Response(
+        status_code=200,
+        content_type="text/csv; charset=utf-8",
+        body=text,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 def _source_exists(deps: Deps, key: str) -> bool:
@@ -103,6 +141,34 @@ def register_run_routes(
         )
         return RunStarted(run_id=started.run_id)
 
+    @app.post(
+        "/tenants/<tenant>/uploads",
+        status_code=201,
+        summary="Upload a OneRoster bundle (a zip) to sync",
+        description=(
+            "The zip is the raw body (Content-Type application/zip). It is checked to hold "
+            "OneRoster files and stored with its password columns emptied; sync it with "
+            "POST /tenants/{tenant}/runs and the source_key answered."
+        ),
+        tags=["runs"],
+        middlewares=posts,
+        responses=documented(201, "The bundle, stored", *COMMON_FAILURES, 413, 415),
+    )
+    def upload(tenant: TenantPath, idempotency_key: IdempotencyKey = None) -> UploadResult:
+        tenant = scope.tenant(tenant)
+        event = app.current_event
+        media_type = (event.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if media_type not in UPLOAD_MEDIA_TYPES:
+            raise ApiError(415, "send the bundle as application/zip")
+        raw = event.body or ""
+        body = base64.b64decode(raw) if event.is_base64_encoded else raw.encode("utf-8")
+        filename = (event.headers.get("X-Filename") or "").strip()[:200] or None
+        try:
+            stored = receive_bundle(deps, tenant, body, filename)
+        except BadUpload as exc:
+            raise ApiError(400, str(exc)) from exc
+        return UploadResult.model_validate(stored)
+
     @app.get(
         "/tenants/<tenant>/runs",
         summary="Sync history, newest first",
@@ -150,6 +216,34 @@ def register_run_routes(
             limit=page.limit,
             actions=[ActionView.model_validate(a) for a in page.actions],
         )
+
+    @app.get(
+        run_path + "/issues.csv",
+        summary="Every row issue of the run (CSV)",
+        tags=["runs"],
+        responses=documented(200, "issues.csv", *COMMON_FAILURES, 409),
+    )
+    def get_issues_csv(tenant: TenantPath, run: RunPath) -> Response[Any]:
+        tenant, run = scope.tenant(tenant), scope.run(run)
+        try:
+            body = issues_csv(deps, tenant, run)
+        except NoReport as exc:
+            raise ApiError(409, str(exc)) from exc
+        return _csv_response(body, f"issues-{run}.csv")
+
+    @app.get(
+        run_path + "/actions.csv",
+        summary="Every action of the run, ticked or not, with names and before → after (CSV)",
+        tags=["runs"],
+        responses=documented(200, "actions.csv", *COMMON_FAILURES, 409),
+    )
+    def get_actions_csv(tenant: TenantPath, run: RunPath) -> Response[Any]:
+        tenant, run = scope.tenant(tenant), scope.run(run)
+        try:
+            body = actions_csv(deps, tenant, run)
+        except NoReport as exc:
+            raise ApiError(409, str(exc)) from exc
+        return _csv_response(body, f"actions-{run}.csv")
 
     def select(tenant: str, run: str, body: ActionSelection, included: bool) -> SelectionResult:
         tenant, run = scope.tenant(tenant), scope.run(run)

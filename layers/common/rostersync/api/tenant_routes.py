@@ -12,17 +12,36 @@ from rostersync.api.models import (
     ContactEdit,
     DirectoryPage,
     DirectoryRecord,
+    InboxRejection,
+    InboxRejections,
+    RecordView,
+    SettingsChange,
+    SettingsHistory,
     SettingsSaved,
     SettingsView,
     TenantCreate,
     TenantView,
 )
 from rostersync.api.scope import EntityPath, IdempotencyKey, Middleware, RequestScope, TenantPath
-from rostersync.application.directory import InvalidEdit, UnknownRecord, record_app_edit
+from rostersync.application.directory import (
+    InvalidEdit,
+    UnknownRecord,
+    record_app_edit,
+    record_view,
+    search_directory,
+)
+from rostersync.application.inbox import rejected_keys
+from rostersync.application.settings_history import settings_changes
 from rostersync.application.sync import ensure_tenant
 from rostersync.application.tenants import load_tenant_settings, save_tenant_settings
 from rostersync.errors import UnknownTenant
 from rostersync.settings import SettingsError, validate_settings
+from rostersync.storage import keys
+
+#: An app id in a path.
+TargetPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,128}$", description="An app id")]
+#: Search text: printable, one line.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 
 SETTINGS_BODY_DESCRIPTION = (
     "With mode=merge (the default), a JSON merge patch (RFC 7396) of the settings: the "
@@ -118,8 +137,45 @@ def register_tenant_routes(
         return SettingsSaved(tenant=tenant, settings=validated, changed=changed)
 
     @app.get(
+        "/tenants/<tenant>/settings/history",
+        summary="Every change of the tenant's settings: who, when, old → new",
+        tags=["settings"],
+        responses=documented(200, "The changes, newest first", *COMMON_FAILURES),
+    )
+    def get_settings_history(tenant: TenantPath) -> SettingsHistory:
+        tenant = scope.tenant(tenant)
+        return SettingsHistory(
+            tenant=tenant,
+            history=[SettingsChange.model_validate(c) for c in settings_changes(deps, tenant)],
+        )
+
+    @app.get(
+        "/tenants/<tenant>/inbox/rejections",
+        summary="Files the inbox refused, newest first, with the reason",
+        tags=["runs"],
+        responses=documented(200, "The rejections", *COMMON_FAILURES),
+    )
+    def get_rejections(
+        tenant: TenantPath, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    ) -> InboxRejections:
+        tenant = scope.tenant(tenant)
+        prefix = keys.inbox_prefix(tenant)
+        return InboxRejections(
+            rejections=[
+                InboxRejection.model_validate({**r, "file": str(r["key"]).removeprefix(prefix)})
+                for r in rejected_keys(deps, tenant, limit)
+            ]
+        )
+
+    @app.get(
         "/tenants/<tenant>/directory/<entity>",
-        summary="The committed roster of one entity, paged (in app id order)",
+        summary="The committed roster of one entity, paged (in app id order), searchable",
+        description=(
+            "With q, role, status, school or source_system, only the records matching all "
+            "of them (q: every word in the name, email, ids or codes; role: one of a "
+            "comma-separated list; school: a school's source id; source_system=app: the "
+            "app's own records no sync has linked), and total counts them."
+        ),
         tags=["directory"],
         responses=documented(200, "A page of directory records", *COMMON_FAILURES),
     )
@@ -128,8 +184,27 @@ def register_tenant_routes(
         entity: EntityPath,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        q: Annotated[str | None, Query(max_length=200, pattern=TEXT_PATTERN)] = None,
+        role: Annotated[str | None, Query(max_length=200, pattern=TEXT_PATTERN)] = None,
+        status: Annotated[Literal["active", "archived", "tobedeleted"] | None, Query()] = None,
+        school: Annotated[str | None, Query(max_length=256, pattern=TEXT_PATTERN)] = None,
+        source_system: Annotated[str | None, Query(max_length=64, pattern=TEXT_PATTERN)] = None,
     ) -> DirectoryPage:
         tenant = scope.tenant(tenant)
+        if q or role or status or school or source_system:
+            found = search_directory(
+                deps,
+                tenant,
+                entity.value,
+                text=q,
+                roles=(role or "").split(","),
+                status=status,
+                school=school,
+                source_system=source_system,
+                offset=offset,
+                limit=limit,
+            )
+            return DirectoryPage.model_validate(found)
         items: list[dict[str, Any]] = []
         more = False
         # The query pages lazily: reading stops one item past the page.
@@ -150,6 +225,24 @@ def register_tenant_routes(
             items=items,
         )
 
+    @app.get(
+        "/tenants/<tenant>/directory/<entity>/<target_id>",
+        summary="One record: identifiers, link, schools, classes or people, history",
+        description=(
+            "The history lists what each of the last runs did (committed) or would do "
+            "(prepared, held) to the record, with the reason and the field-level changes."
+        ),
+        tags=["directory"],
+        responses=documented(200, "The record", *COMMON_FAILURES),
+    )
+    def get_record(tenant: TenantPath, entity: EntityPath, target_id: TargetPath) -> RecordView:
+        tenant = scope.tenant(tenant)
+        try:
+            view = record_view(deps, tenant, entity.value, target_id)
+        except UnknownRecord as exc:
+            raise ApiError(404, str(exc)) from exc
+        return RecordView.model_validate(view)
+
     @app.patch(
         "/tenants/<tenant>/directory/users/<target_id>/contact",
         summary="The app changed a user's contact details",
@@ -164,7 +257,7 @@ def register_tenant_routes(
     )
     def patch_contact(
         tenant: TenantPath,
-        target_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,128}$")],
+        target_id: TargetPath,
         body: ContactEdit,
         idempotency_key: IdempotencyKey = None,
     ) -> DirectoryRecord:

@@ -1,4 +1,6 @@
-"""Edits the app makes to directory records (a teacher fixes a parent's email).
+"""The committed roster: browsing it (search, one record with its links, classes and
+history across runs), and the edits the app makes to it (a teacher fixes a parent's
+email).
 
 Contact fields edited in the app are kept by later syncs unless the tenant lets the
 sync overwrite them (``overwrite_app_contact_edits``)."""
@@ -12,6 +14,7 @@ from rostersync.errors import FatalError
 from rostersync.models import Entity
 from rostersync.pipeline.deps import Deps
 from rostersync.settings import CONTACT_FIELDS
+from rostersync.storage import keys
 
 
 class UnknownRecord(FatalError):
@@ -46,3 +49,271 @@ def record_app_edit(
     record.pop("pk", None)
     record.pop("sk", None)
     return record
+
+
+# ---------------------------------------------------------------- browsing
+
+#: How many runs, newest first, a record's history looks through.
+HISTORY_RUNS = 60
+#: Runs whose change set says what they did (or would do) to a record.
+RUNS_WITH_CHANGES = frozenset({"committed", "prepared", "held", "approved", "superseded"})
+
+
+def _clean(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k not in {"pk", "sk", "gpk", "gsk"}}
+
+
+def display_name(record: dict[str, Any] | None) -> str | None:
+    """A record's name as a person would say it (a person's, a class's, a school's)."""
+    if not record:
+        return None
+    given = record.get("preferred_given_name") or record.get("given_name")
+    person = " ".join(str(p) for p in (given, record.get("family_name")) if p)
+    return person or record.get("title") or record.get("name") or None
+
+
+_name = display_name
+
+
+def _searchable(record: dict[str, Any]) -> str:
+    parts = [
+        _name(record),
+        record.get("email"),
+        record.get("username"),
+        record.get("identifier"),
+        record.get("class_code"),
+        record.get("course_code"),
+        record.get("source_id"),
+        record.get("target_id"),
+        *(str(u.get("identifier")) for u in record.get("user_ids") or [] if isinstance(u, dict)),
+        *(str(v) for v in (record.get("app_identifiers") or {}).values()),
+    ]
+    return " ".join(str(p) for p in parts if p).casefold()
+
+
+def _schools_of(record: dict[str, Any]) -> list[str]:
+    found = list(record.get("org_source_ids") or [])
+    for name in ("school_source_id", "org_source_id"):
+        if record.get(name) and record[name] not in found:
+            found.append(record[name])
+    return found
+
+
+def search_directory(
+    deps: Deps,
+    tenant: str,
+    entity: str,
+    *,
+    text: str | None = None,
+    roles: list[str] | None = None,
+    status: str | None = None,
+    school: str | None = None,
+    source_system: str | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> dict[str, Any]:
+    """A page of one entity's committed records matching every word of ``text`` (name,
+    email, ids, codes), one of ``roles``, ``status``, ``school`` (a school's source id) and
+    ``source_system`` (``app``: the app's own records no sync has linked); ``total``
+    counts every match. Records come in app id order."""
+    kind = Entity(entity)
+    words = (text or "").casefold().split()
+    wanted_roles = {r for r in roles or [] if r}
+    items: list[dict[str, Any]] = []
+    total = 0
+    for item in deps.directory.iter_entity(tenant, kind.value):
+        if wanted_roles and item.get("role") not in wanted_roles:
+            continue
+        if status and (item.get("status") or "active") != status:
+            continue
+        if source_system and item.get("source_system") != source_system:
+            continue
+        if school and school not in _schools_of(item) and item.get("source_id") != school:
+            continue
+        if words:
+            haystack = _searchable(item)
+            if not all(word in haystack for word in words):
+                continue
+        if offset <= total < offset + limit:
+            items.append(_clean(item))
+        total += 1
+    return {
+        "entity": kind.value,
+        "offset": offset,
+        "limit": limit,
+        "total": total,
+        "next_offset": offset + limit if total > offset + limit else None,
+        "items": items,
+    }
+
+
+def _identifiers(record: dict[str, Any]) -> list[dict[str, str]]:
+    out: list[dict[str, str]] = [{"type": "app id", "value": str(record["target_id"])}]
+    if record.get("source_id") and record.get("source_system") != "app":
+        out.append({"type": f"{record.get('source_system')} id", "value": str(record["source_id"])})
+    for name in ("identifier", "username", "email", "class_code", "course_code"):
+        if record.get(name):
+            out.append({"type": name.replace("_", " "), "value": str(record[name])})
+    for user_id in record.get("user_ids") or []:
+        if isinstance(user_id, dict) and user_id.get("identifier"):
+            out.append({"type": str(user_id.get("type")), "value": str(user_id["identifier"])})
+    for name, value in (record.get("app_identifiers") or {}).items():
+        out.append({"type": f"app {name}", "value": str(value)})
+    return out
+
+
+def record_view(deps: Deps, tenant: str, entity: str, target_id: str) -> dict[str, Any]:
+    """One committed record with what it is connected to: its identifiers, its link to
+    the source, its schools, its classes (a user's enrollments) or people (a class's),
+    its guardians or children, and its history across runs (``record_history``)."""
+    kind = Entity(entity)
+    found = deps.directory.get(tenant, kind.value, target_id)
+    if found is None:
+        raise UnknownRecord(f"no {kind.value} record {target_id}")
+    record = _clean(found)
+    source_id = record.get("source_id")
+    orgs = {o.get("source_id"): o for o in deps.directory.iter_entity(tenant, Entity.ORGS.value)}
+    schools = [
+        {
+            "source_id": s,
+            "target_id": (orgs.get(s) or {}).get("target_id"),
+            "name": (orgs.get(s) or {}).get("name"),
+        }
+        for s in _schools_of(record)
+    ]
+    view: dict[str, Any] = {
+        "entity": kind.value,
+        "name": _name(record),
+        "record": record,
+        "identifiers": _identifiers(record),
+        "link": (
+            None
+            if record.get("source_system") in {None, "app"}
+            else {
+                "source_system": record.get("source_system"),
+                "source_id": source_id,
+                "target_id": record["target_id"],
+            }
+        ),
+        "schools": schools,
+        "enrollments": [],
+        "related": [],
+        "history": record_history(deps, tenant, kind.value, record),
+    }
+    if kind in {Entity.USERS, Entity.CLASSES} and source_id:
+        mine = "user_source_id" if kind is Entity.USERS else "class_source_id"
+        other, other_entity = (
+            ("class_source_id", Entity.CLASSES)
+            if kind is Entity.USERS
+            else ("user_source_id", Entity.USERS)
+        )
+        enrollments = [
+            e
+            for e in deps.directory.iter_entity(tenant, Entity.ENROLLMENTS.value)
+            if e.get(mine) == source_id
+        ]
+        others = {
+            o.get("source_id"): o
+            for o in deps.directory.iter_entity(tenant, other_entity.value)
+            if o.get("source_id") in {e.get(other) for e in enrollments}
+        }
+        view["enrollments"] = [
+            {
+                "target_id": e.get("target_id"),
+                "role": e.get("role"),
+                "status": e.get("status") or "active",
+                ("class" if other_entity is Entity.CLASSES else "user"): {
+                    "source_id": e.get(other),
+                    "target_id": (others.get(e.get(other)) or {}).get("target_id"),
+                    "name": _name(others.get(e.get(other))),
+                    "role": (others.get(e.get(other)) or {}).get("role"),
+                },
+            }
+            for e in enrollments
+        ]
+    if kind is Entity.USERS and source_id:
+        agents = set(record.get("agent_source_ids") or [])
+        view["related"] = [
+            {
+                "source_id": u.get("source_id"),
+                "target_id": u.get("target_id"),
+                "name": _name(u),
+                "role": u.get("role"),
+                "status": u.get("status") or "active",
+            }
+            for u in deps.directory.iter_entity(tenant, Entity.USERS.value)
+            if u.get("source_id") in agents or source_id in (u.get("agent_source_ids") or [])
+        ]
+    return view
+
+
+def _why(run: dict[str, Any], action: dict[str, Any]) -> str:
+    """Why a run did this to a record, in words."""
+    kind = action.get("action")
+    if run.get("undo_of"):
+        because = f"undoing run {run['undo_of']}"
+    elif action.get("cascade_of"):
+        because = f"follows from {action['cascade_of']}"
+    elif kind == "add" and action.get("tier") not in {None, "unmatched"}:
+        how = {"key": "by key", "auto": "automatically", "manual": "by an admin"}
+        because = (
+            f"the source's record {action.get('source_id')} linked to it "
+            f"{how.get(str(action.get('tier')), '(' + str(action.get('tier')) + ')')}"
+        )
+    elif kind == "add":
+        because = "new in the source"
+    elif kind == "update":
+        because = "changed in the source: " + ", ".join(sorted(action.get("changes") or {}))
+    elif kind == "archive":
+        because = (
+            "absent from the source's full export"
+            if run.get("mode") == "full"
+            else "the source marked it inactive or deleted"
+        )
+    elif kind == "reactivate":
+        because = "back in the source"
+    else:
+        because = str(kind)
+    if action.get("reason"):
+        because += f"; {action['reason']}"
+    return because
+
+
+def record_history(
+    deps: Deps, tenant: str, entity: str, record: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """What each run did (or, prepared or held, would do) to the record, newest first:
+    ``{run_id, run_status, started_at, trigger, requested_by, committed_by, action,
+    included, held, applied, reason, why, changes, tier}``, from the runs' change sets (the
+    last ``HISTORY_RUNS`` runs)."""
+    kind = Entity(entity)
+    target_id, source_id = record.get("target_id"), record.get("source_id")
+    out: list[dict[str, Any]] = []
+    for run in deps.runs.list(tenant, HISTORY_RUNS):
+        if run.get("status") not in RUNS_WITH_CHANGES:
+            continue
+        run_id = str(run["run_id"])
+        for action in deps.store.iter_jsonl(keys.changes_key(tenant, run_id, kind)):
+            if action.get("target_id") != target_id and not (
+                source_id and action.get("source_id") == source_id
+            ):
+                continue
+            out.append(
+                {
+                    "run_id": run_id,
+                    "run_status": run.get("status"),
+                    "started_at": run.get("started_at"),
+                    "trigger": run.get("trigger"),
+                    "requested_by": run.get("requested_by"),
+                    "committed_by": run.get("committed_by"),
+                    "action": action.get("action"),
+                    "included": action.get("included"),
+                    "held": action.get("held", False),
+                    "applied": action.get("applied", False),
+                    "reason": action.get("reason"),
+                    "why": _why(run, action),
+                    "changes": action.get("changes") or {},
+                    "tier": action.get("tier"),
+                }
+            )
+    return out

@@ -9,12 +9,14 @@ tenant's prepared run (if any) is matched and staged again so the decision shows
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
+from rostersync.application.directory import display_name
 from rostersync.application.review import RunLauncher, request_restage
 from rostersync.application.tenants import load_tenant_settings, save_tenant_settings
 from rostersync.errors import RostersyncError, RunStateError
@@ -203,13 +205,117 @@ def list_match_decisions(
     deps: Deps, tenant: str, *, run_id: str | None = None, tier: str | None = None
 ) -> list[dict[str, Any]]:
     """The run's non-trivial match decisions (key, auto, suggested, scored unmatched)
-    with their evidence; the latest run by default."""
+    with their evidence and the names of both sides (``source_name``, ``target_name``);
+    the latest run by default."""
     run_id = run_id or latest_run_id(deps, tenant)
     if run_id is None:
         return []
     deps.runs.get(tenant, run_id)  # another tenant's run id is not found here
-    rows = deps.store.iter_jsonl(keys.match_review_key(tenant, run_id))
-    return [r for r in rows if tier is None or r["tier"] == tier]
+    rows = [
+        r
+        for r in deps.store.iter_jsonl(keys.match_review_key(tenant, run_id))
+        if tier is None or r["tier"] == tier
+    ]
+    if tier in {None, "unmatched"}:
+        rows += _unscored(deps, tenant, run_id, {(r["entity"], r["source_id"]) for r in rows})
+    if rows:
+        names = _Names(deps, tenant, run_id)
+        for row in rows:
+            row["source_name"] = names.source(row["entity"], row["source_id"])
+            row["target_name"] = names.target(row["entity"], row.get("target_id"))
+            row["kind"] = names.kind(row["entity"], row["source_id"])
+            row["alternatives"] = [
+                [alt[0], alt[1], names.target(row["entity"], alt[0])]
+                for alt in row.get("alternatives") or []
+            ]
+    return rows
+
+
+def _unscored(
+    deps: Deps, tenant: str, run_id: str, listed: set[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """The run's new people and classes that nothing in the app came close to (no
+    candidate scored), so the unmatched queue is complete: those of the kinds the app has
+    records of (students, teachers, guardians, classes)."""
+    kinds = {
+        str(r.get("kind")) for r in deps.store.iter_jsonl(keys.app_records_key(tenant, "people"))
+    }
+    if any(True for _ in deps.store.iter_jsonl(keys.app_records_key(tenant, "classes"))):
+        kinds.add("class")
+    if not kinds:
+        return []
+    out: list[dict[str, Any]] = []
+    for entity in (Entity.USERS, Entity.CLASSES):
+        for action in deps.store.iter_jsonl(keys.changes_key(tenant, run_id, entity)):
+            if action.get("action") != "add" or action.get("tier") != "unmatched":
+                continue
+            if (entity.value, action.get("source_id")) in listed:
+                continue
+            person = person_kind((action.get("record") or {}).get("role"))
+            kind = "class" if entity is Entity.CLASSES else person and person.value
+            if kind not in kinds:
+                continue  # nothing of its kind in the app to link it to
+            out.append(
+                {
+                    "entity": entity.value,
+                    "source_id": action["source_id"],
+                    "target_id": None,
+                    "tier": "unmatched",
+                    "score": 0.0,
+                    "runner_up": 0.0,
+                    "agreed": [],
+                    "missing": [],
+                    "notes": ["no app record came close"],
+                    "field_scores": {},
+                    "alternatives": [],
+                }
+            )
+    return out
+
+
+class _Names:
+    """Names for the ids a decision names: source records of one run, app records."""
+
+    def __init__(self, deps: Deps, tenant: str, run_id: str | None) -> None:
+        self._deps, self._tenant, self._run_id = deps, tenant, run_id
+        self._sources: dict[str, dict[str, str | None]] = {}
+        self._targets: dict[str, dict[str, str | None]] = {}
+        self._kinds: dict[str, str | None] = {}
+
+    def kind(self, entity: str, source_id: str | None) -> str | None:
+        """teacher (staff), student, guardian, or class."""
+        if entity == Entity.CLASSES.value:
+            return "class"
+        self.source(entity, source_id)
+        return self._kinds.get(str(source_id))
+
+    def source(self, entity: str, source_id: str | None) -> str | None:
+        if source_id is None or entity not in {e.value for e in Entity}:
+            return None
+        if entity not in self._sources:
+            found: dict[str, str | None] = {}
+            if self._run_id is not None:
+                key = keys.normalized_key(self._tenant, self._run_id, Entity(entity))
+                for record in self._deps.store.iter_jsonl(key):
+                    found[str(record.get("source_id"))] = display_name(record)
+                    if entity == Entity.USERS.value:
+                        person = person_kind(record.get("role"))
+                        self._kinds[str(record.get("source_id"))] = person and person.value
+            for item in self._deps.directory.iter_entity(self._tenant, entity):
+                if item.get("source_system") != APP_SYSTEM:
+                    found.setdefault(str(item.get("source_id")), display_name(item))
+            self._sources[entity] = found
+        return self._sources[entity].get(source_id)
+
+    def target(self, entity: str, target_id: str | None) -> str | None:
+        if target_id is None or entity not in {e.value for e in Entity}:
+            return None
+        if entity not in self._targets:
+            self._targets[entity] = {
+                str(item["target_id"]): display_name(item)
+                for item in self._deps.directory.iter_entity(self._tenant, entity)
+            }
+        return self._targets[entity].get(target_id)
 
 
 def _entity(entity: str) -> Entity:
@@ -218,29 +324,110 @@ def _entity(entity: str) -> Entity:
     return Entity(entity)
 
 
+#: What each kind of decision is, as the decision list says it.
+DECISION_KINDS = {
+    "confirmed": "a suggestion confirmed",
+    "manual": "a link made by hand",
+    "rejected": "a pair rejected",
+    "unlinked": "a link taken away by --replace",
+    "adhoc": "an app record kept without a source record",
+    "archived": "an app record archived",
+}
+LINK_DECISIONS = frozenset({"confirmed", "manual"})
+
+
+def _entry_id(sort_key: str, decision: str, target: str | None, at: str) -> str:
+    digest = hashlib.blake2b(
+        f"{sort_key}|{decision}|{target}|{at}".encode(), digest_size=5
+    ).hexdigest()
+    return f"d-{digest}"
+
+
+def _sort_key_of(item: dict[str, Any]) -> str:
+    """Where a decision item is kept: by source record, or (ad hoc) by app record."""
+    entity = str(item.get("entity") or "")
+    if item.get("source_id"):
+        return decision_key(entity, "any", str(item["source_id"]))
+    return f"app#{entity}#{item.get('target_id')}"
+
+
+def _log_of(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """The decision item's log; an item recorded before decisions were logged gets the
+    entries its fields tell (its link or kept/archived state, its rejected targets)."""
+    log = item.get("log")
+    if isinstance(log, list):
+        return [dict(e) for e in log]
+    sort_key = _sort_key_of(item)
+    at, who = str(item.get("decided_at") or ""), item.get("decided_by")
+    entries = []
+    decision = item.get("decision")
+    if decision in LINK_DECISIONS | {"adhoc", "archived"} and item.get("target_id"):
+        entries.append({"decision": decision, "target_id": item["target_id"]})
+    entries += [
+        {"decision": "rejected", "target_id": t} for t in item.get("rejected_targets") or []
+    ]
+    return [
+        {
+            **e,
+            "id": _entry_id(sort_key, e["decision"], e["target_id"], at),
+            "by": who,
+            "at": at,
+        }
+        for e in entries
+    ]
+
+
+def _store_item(deps: Deps, tenant: str, sort_key: str, item: dict[str, Any]) -> None:
+    item = {k: v for k, v in item.items() if k not in {"pk", "sk"}}
+    deps.decisions.put(tenant, sort_key, item)
+
+
+def _append(
+    deps: Deps,
+    tenant: str,
+    sort_key: str,
+    base: dict[str, Any],
+    update: dict[str, Any],
+    entry: dict[str, Any],
+    who: str,
+) -> dict[str, Any]:
+    """Apply ``update`` to the decision item at ``sort_key`` and log ``entry``."""
+    item = deps.decisions.get(tenant, sort_key) or dict(base)
+    item["sk"] = sort_key
+    log = _log_of(item)
+    at = _now()
+    logged = {
+        **entry,
+        "id": _entry_id(sort_key, entry["decision"], entry.get("target_id"), at + str(len(log))),
+        "by": who,
+        "at": at,
+    }
+    item.update(update)
+    item["log"] = [*log, logged]
+    item["decided_by"] = who
+    item["decided_at"] = at
+    _store_item(deps, tenant, sort_key, item)
+    item.pop("sk", None)
+    item.pop("pk", None)
+    return {**item, "decision_id": logged["id"]}
+
+
 def _record_decision(
     deps: Deps,
     tenant: str,
     entity: Entity,
     source_id: str,
     update: dict[str, Any],
+    entry: dict[str, Any],
     who: str,
     launcher: RunLauncher,
+    unlinked: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     sort_key = decision_key(entity.value, "any", source_id)
-    item = deps.decisions.get(tenant, sort_key) or {
-        "entity": entity.value,
-        "source_id": source_id,
-        "rejected_targets": [],
-    }
-    item.pop("pk", None)
-    item.pop("sk", None)
-    item.update(update)
-    item["decided_by"] = who
-    item["decided_at"] = _now()
-    deps.decisions.put(tenant, sort_key, item)
+    base: dict[str, Any] = {"entity": entity.value, "source_id": source_id, "rejected_targets": []}
+    item = _append(deps, tenant, sort_key, base, update, entry, who)
     restaged = _restage_prepared(deps, tenant, launcher)
-    return {**item, "restaged_run": restaged}
+    return {**item, "unlinked": unlinked or [], "restaged_run": restaged}
 
 
 def confirm_match(
@@ -252,9 +439,11 @@ def confirm_match(
     target_id: str | None = None,
     *,
     launcher: RunLauncher,
+    replace: bool = False,
 ) -> dict[str, Any]:
     """Confirm a suggestion (its candidate, or ``target_id``): a link from now on. The
-    tenant's prepared run, if any, is re-staged through ``launcher``."""
+    same checks as a manual link; the tenant's prepared run, if any, is re-staged
+    through ``launcher``."""
     kind = _entity(entity)
     if target_id is None:
         suggestion = next(
@@ -268,14 +457,18 @@ def confirm_match(
         if suggestion is None or not suggestion.get("target_id"):
             raise MatchDecisionError(f"no suggestion for {entity} {source_id} in the latest run")
         target_id = str(suggestion["target_id"])
+    _check_link(deps, tenant, kind, source_id, target_id)
+    unlinked = _free_target(deps, tenant, kind, source_id, target_id, replace, who)
     return _record_decision(
         deps,
         tenant,
         kind,
         source_id,
         {"decision": "confirmed", "target_id": target_id},
+        {"decision": "confirmed", "target_id": target_id},
         who,
         launcher,
+        unlinked,
     )
 
 
@@ -291,41 +484,177 @@ def reject_match(
 ) -> dict[str, Any]:
     """Reject a pair: it is never suggested again."""
     kind = _entity(entity)
+    if deps.directory.get(tenant, kind.value, target_id) is None:
+        raise MatchDecisionError(f"no app {kind.value} record {target_id!r}")
+    if _source_record(deps, tenant, kind, source_id) is None:
+        raise MatchDecisionError(f"no source {_singular(kind)} {source_id!r} in the latest run")
     current = deps.decisions.get(tenant, decision_key(kind.value, "any", source_id)) or {}
     rejected = sorted(set(current.get("rejected_targets") or []) | {target_id})
     update: dict[str, Any] = {"rejected_targets": rejected}
     if current.get("target_id") == target_id:
         update.update({"decision": "rejected", "target_id": None})
-    return _record_decision(deps, tenant, kind, source_id, update, who, launcher)
+    return _record_decision(
+        deps,
+        tenant,
+        kind,
+        source_id,
+        update,
+        {"decision": "rejected", "target_id": target_id},
+        who,
+        launcher,
+    )
+
+
+def _singular(kind: Entity) -> str:
+    return "class" if kind is Entity.CLASSES else "user"
+
+
+def _source_record(deps: Deps, tenant: str, kind: Entity, source_id: str) -> dict[str, Any] | None:
+    """The source record ``source_id`` of the latest run (None if it has none)."""
+    run_id = latest_run_id(deps, tenant)
+    if run_id is None:
+        return None
+    return next(
+        (
+            r
+            for r in deps.store.iter_jsonl(keys.normalized_key(tenant, run_id, kind))
+            if r.get("source_id") == source_id
+        ),
+        None,
+    )
 
 
 def _check_link(deps: Deps, tenant: str, kind: Entity, source_id: str, target_id: str) -> None:
-    """Refuse a link to an app record that does not exist, or across kinds of person (a
-    student to a teacher's record)."""
+    """Refuse a link from a source record the latest run does not have, to an app record
+    that does not exist, or across kinds of person (a student to a teacher's record)."""
     target = deps.directory.get(tenant, kind.value, target_id)
     if target is None:
         raise MatchDecisionError(f"no app {kind.value} record {target_id!r}")
+    source = _source_record(deps, tenant, kind, source_id)
+    if source is None:
+        raise MatchDecisionError(f"no source {_singular(kind)} {source_id!r} in the latest run")
     if kind is not Entity.USERS:
         return
-    run_id = latest_run_id(deps, tenant)
-    source = None
-    if run_id is not None:
-        source = next(
-            (
-                r
-                for r in deps.store.iter_jsonl(keys.normalized_key(tenant, run_id, kind))
-                if r.get("source_id") == source_id
-            ),
-            None,
-        )
-    if source is None:
-        raise MatchDecisionError(f"no source user {source_id!r} in the latest run")
     wanted, found = person_kind(source.get("role")), person_kind(target.get("role"))
     if wanted is not None and found is not None and wanted != found:
         raise MatchDecisionError(
             f"{source_id} is a {wanted.value} but {target_id} is a {found.value}'s record: "
             "a link never crosses kinds of person"
         )
+
+
+def _holders(
+    deps: Deps, tenant: str, kind: Entity, source_id: str, target_id: str
+) -> list[dict[str, Any]]:
+    """Who else holds ``target_id``: ``[{source_id, how}]`` with how one of ``decision``
+    (an admin's link), ``committed`` (a committed link), ``matched`` (the latest run's
+    key or automatic match)."""
+    holders: list[dict[str, Any]] = []
+    for item in deps.decisions.all(tenant):
+        if (
+            item.get("entity") == kind.value
+            and item.get("target_id") == target_id
+            and item.get("decision") in LINK_DECISIONS
+            and item.get("source_id") != source_id
+        ):
+            holders.append({"source_id": item["source_id"], "how": "decision"})
+    target = deps.directory.get(tenant, kind.value, target_id) or {}
+    if target.get("source_system") not in {None, APP_SYSTEM} and target.get("source_id") not in {
+        None,
+        source_id,
+    }:
+        holders.append({"source_id": target["source_id"], "how": "committed"})
+    run_id = latest_run_id(deps, tenant)
+    if run_id is not None:
+        for row in deps.store.iter_jsonl(keys.match_review_key(tenant, run_id)):
+            if (
+                row.get("entity") == kind.value
+                and row.get("target_id") == target_id
+                and row.get("tier") in {"key", "auto"}
+                and row.get("source_id") != source_id
+            ):
+                holders.append({"source_id": row["source_id"], "how": "matched"})
+    unique: dict[str, dict[str, Any]] = {}
+    for holder in holders:
+        unique.setdefault(str(holder["source_id"]), holder)
+    return list(unique.values())
+
+
+def _free_target(
+    deps: Deps,
+    tenant: str,
+    kind: Entity,
+    source_id: str,
+    target_id: str,
+    replace: bool,
+    who: str,
+) -> list[dict[str, Any]]:
+    """Refuse a target another source record holds, unless ``replace``: then the other
+    holder is unlinked (an admin's link) or its match rejected (the latest run's), each a
+    decision of its own that can be undone. A committed link is never moved from here."""
+    holders = _holders(deps, tenant, kind, source_id, target_id)
+    if not holders:
+        return []
+    names = _Names(deps, tenant, latest_run_id(deps, tenant))
+
+    def named(holder: dict[str, Any]) -> str:
+        name = names.source(kind.value, holder["source_id"])
+        return f"{holder['source_id']}" + (f" ({name})" if name else "")
+
+    committed = [h for h in holders if h["how"] == "committed"]
+    if committed:
+        raise MatchDecisionError(
+            f"{target_id} is linked to {named(committed[0])} by a committed sync: a "
+            f"committed link is not moved by hand; link {committed[0]['source_id']} to "
+            "another app record first, or archive it"
+        )
+    if not replace:
+        others = ", ".join(
+            f"{named(h)} ({'an admin' if h['how'] == 'decision' else 'the latest run'})"
+            for h in holders
+        )
+        raise MatchDecisionError(
+            f"{target_id} is already linked to {others}: pass --replace (API: replace) to unlink it"
+        )
+    unlinked = []
+    for holder in holders:
+        other_key = decision_key(kind.value, "any", holder["source_id"])
+        base: dict[str, Any] = {
+            "entity": kind.value,
+            "source_id": holder["source_id"],
+            "rejected_targets": [],
+        }
+        if holder["how"] == "decision":
+            _append(
+                deps,
+                tenant,
+                other_key,
+                base,
+                {"decision": "unlinked", "target_id": None},
+                {"decision": "unlinked", "target_id": target_id, "for": source_id},
+                who,
+            )
+        else:
+            current = deps.decisions.get(tenant, other_key) or {}
+            rejected = sorted(set(current.get("rejected_targets") or []) | {target_id})
+            _append(
+                deps,
+                tenant,
+                other_key,
+                base,
+                {"rejected_targets": rejected},
+                {"decision": "rejected", "target_id": target_id, "for": source_id},
+                who,
+            )
+        unlinked.append(
+            {
+                "source_id": holder["source_id"],
+                "source_name": names.source(kind.value, holder["source_id"]),
+                "target_id": target_id,
+                "how": holder["how"],
+            }
+        )
+    return unlinked
 
 
 def link_manually(
@@ -337,19 +666,24 @@ def link_manually(
     who: str,
     *,
     launcher: RunLauncher,
+    replace: bool = False,
 ) -> dict[str, Any]:
-    """Link a source record to an app record by hand (the record must exist and be of
-    the same kind of person)."""
+    """Link a source record to an app record by hand. The record must exist and be of
+    the same kind of person, and no other source record may hold it unless ``replace``
+    (which unlinks the other and says so in ``unlinked``)."""
     kind = _entity(entity)
     _check_link(deps, tenant, kind, source_id, target_id)
+    unlinked = _free_target(deps, tenant, kind, source_id, target_id, replace, who)
     return _record_decision(
         deps,
         tenant,
         kind,
         source_id,
         {"decision": "manual", "target_id": target_id},
+        {"decision": "manual", "target_id": target_id},
         who,
         launcher,
+        unlinked,
     )
 
 
@@ -367,15 +701,147 @@ def mark_adhoc(
         tenant, kind.value, target_id, {"adhoc": keep, "status": "active" if keep else "archived"}
     )
     sort_key = f"app#{kind.value}#{target_id}"
-    record = {
-        "entity": kind.value,
-        "target_id": target_id,
-        "decision": decision,
-        "decided_by": who,
-        "decided_at": _now(),
-    }
-    deps.decisions.put(tenant, sort_key, record)
+    record = _append(
+        deps,
+        tenant,
+        sort_key,
+        {"entity": kind.value, "target_id": target_id},
+        {"decision": decision, "target_id": target_id},
+        {"decision": decision, "target_id": target_id},
+        who,
+    )
     return record
+
+
+# ---------------------------------------------------------------------- decisions
+
+
+def list_decisions(deps: Deps, tenant: str) -> list[dict[str, Any]]:
+    """Every admin decision, newest first: ``{id, entity, decision, what, source_id,
+    source_name, target_id, target_name, by, at, state}`` where state is ``in effect``,
+    ``undone`` or ``superseded`` (a later decision about the same record replaced it)."""
+    keys.check_tenant(tenant)
+    names = _Names(deps, tenant, latest_run_id(deps, tenant))
+    out: list[dict[str, Any]] = []
+    for item in deps.decisions.all(tenant):
+        entity = str(item.get("entity") or "")
+        log = _log_of(item)
+        for entry in log:
+            out.append(
+                {
+                    "id": entry["id"],
+                    "entity": entity,
+                    "decision": entry["decision"],
+                    "what": DECISION_KINDS.get(entry["decision"], entry["decision"]),
+                    "source_id": item.get("source_id"),
+                    "source_name": names.source(entity, item.get("source_id")),
+                    "target_id": entry.get("target_id"),
+                    "target_name": names.target(entity, entry.get("target_id")),
+                    "for": entry.get("for"),
+                    "by": entry.get("by"),
+                    "at": entry.get("at"),
+                    "undone_by": entry.get("undone_by"),
+                    "undone_at": entry.get("undone_at"),
+                    "state": _state_of(item, entry),
+                }
+            )
+    out.sort(key=lambda d: (str(d["at"] or ""), d["id"]), reverse=True)
+    return out
+
+
+def _state_of(item: dict[str, Any], entry: dict[str, Any]) -> str:
+    if entry.get("undone_at"):
+        return "undone"
+    decision, target = entry["decision"], entry.get("target_id")
+    if decision == "rejected":
+        return "in effect" if target in (item.get("rejected_targets") or []) else "superseded"
+    if decision in LINK_DECISIONS | {"adhoc", "archived"}:
+        latest = next((e for e in reversed(_log_of(item)) if e["decision"] != "rejected"), None)
+        same = item.get("decision") == decision and item.get("target_id") == target
+        return "in effect" if same and latest and latest["id"] == entry["id"] else "superseded"
+    if decision == "unlinked":
+        return "in effect" if item.get("decision") == "unlinked" else "superseded"
+    return "in effect"
+
+
+def undo_decision(
+    deps: Deps, tenant: str, decision_id: str, who: str, *, launcher: RunLauncher
+) -> dict[str, Any]:
+    """Reverse one decision that is still in effect: a link is removed (the record is
+    matched again by the next staging), a rejected pair may be suggested again, an app
+    record kept or archived goes back to the queue, active. Says what it did in
+    ``undone``; the tenant's prepared run is re-staged."""
+    keys.check_tenant(tenant)
+    for item in deps.decisions.all(tenant):
+        log = _log_of(item)
+        entry = next((e for e in log if e["id"] == decision_id), None)
+        if entry is None:
+            continue
+        state = _state_of(item, entry)
+        if state != "in effect":
+            raise MatchDecisionError(f"decision {decision_id} is {state}: nothing to undo")
+        return _undo(deps, tenant, item, log, entry, who, launcher)
+    raise MatchDecisionError(
+        f"no decision {decision_id!r}: list them with `rostersync matches --decisions`"
+    )
+
+
+def _undo(
+    deps: Deps,
+    tenant: str,
+    item: dict[str, Any],
+    log: list[dict[str, Any]],
+    entry: dict[str, Any],
+    who: str,
+    launcher: RunLauncher,
+) -> dict[str, Any]:
+    sort_key = _sort_key_of(item)
+    entity = _entity(str(item.get("entity")))
+    decision, target = entry["decision"], entry.get("target_id")
+    source_id = item.get("source_id")
+    if decision in LINK_DECISIONS:
+        item.update({"decision": "undone", "target_id": None})
+        said = f"{source_id} is no longer linked to {target}"
+    elif decision == "rejected":
+        item["rejected_targets"] = [t for t in item.get("rejected_targets") or [] if t != target]
+        said = f"{source_id} and {target} may be suggested again"
+    elif decision == "unlinked":
+        assert source_id is not None and target is not None
+        if _holders(deps, tenant, entity, str(source_id), str(target)):
+            raise MatchDecisionError(
+                f"{target} is linked to another record now: undo that link first"
+            )
+        earlier = next(
+            (
+                e
+                for e in reversed(log)
+                if e["decision"] in LINK_DECISIONS and e["target_id"] == target
+            ),
+            None,
+        )
+        item.update({"decision": earlier["decision"] if earlier else "manual", "target_id": target})
+        said = f"{source_id} is linked to {target} again"
+    else:  # adhoc, archived: back to the queue, active
+        deps.directory.set_fields(
+            tenant, entity.value, str(target), {"adhoc": False, "status": "active"}
+        )
+        item.update({"decision": "undone"})
+        said = f"{target} is back among the unmatched app records, active"
+    for logged in log:
+        if logged["id"] == entry["id"]:
+            logged.update({"undone_by": who, "undone_at": _now()})
+    item["log"] = log
+    _store_item(deps, tenant, sort_key, item)
+    restaged = _restage_prepared(deps, tenant, launcher)
+    return {
+        "decision_id": entry["id"],
+        "entity": entity.value,
+        "decision": decision,
+        "source_id": source_id,
+        "target_id": target,
+        "undone": said,
+        "restaged_run": restaged,
+    }
 
 
 def _restage_prepared(deps: Deps, tenant: str, launcher: RunLauncher) -> str | None:

@@ -13,15 +13,10 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
+from rostersync.console.publish import CONTENT_TYPES
+
 PREFIX: Final = "/console"
 ROOT: Final = Path(__file__).resolve().parent
-CONTENT_TYPES: Final = {
-    ".html": "text/html; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
-}
 #: The pages load only their own files and call only their own origin.
 SECURITY_HEADERS: Final = {
     "Content-Security-Policy": (

@@ -96,6 +96,9 @@ class StackNames:
 
     @property
     def bucket(self) -> str:
+        """The roster bucket (the console's pages have a bucket of their own)."""
+        if "RosterBucket" in self.buckets:
+            return self.buckets["RosterBucket"]
         return _only(self.buckets, "bucket")
 
     @property

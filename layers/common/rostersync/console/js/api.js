@@ -76,7 +76,7 @@ export function tenantPath(rest = "") {
 }
 
 /** Call the API; the parsed body, or ApiError. A 401 signs out and goes to the sign-in. */
-export async function call(path, { method = "GET", body, query, csv } = {}) {
+export async function call(path, { method = "GET", body, query, csv, file } = {}) {
   const current = session();
   const url = new URL(BASE + path, location.origin);
   for (const [name, value] of Object.entries(query || {})) {
@@ -85,7 +85,11 @@ export async function call(path, { method = "GET", body, query, csv } = {}) {
   const headers = { Accept: "application/json" };
   if (current) headers.Authorization = `Bearer ${current.token}`;
   let payload;
-  if (csv !== undefined) {
+  if (file !== undefined) {
+    headers["Content-Type"] = "application/zip";
+    if (file.name) headers["X-Filename"] = file.name.replace(/[^\x20-\x7e]/g, "_");
+    payload = file;
+  } else if (csv !== undefined) {
     headers["Content-Type"] = "text/csv";
     payload = csv;
   } else if (body !== undefined) {
@@ -120,6 +124,39 @@ export async function call(path, { method = "GET", body, query, csv } = {}) {
     throw new ApiError(response.status, message, parsed);
   }
   return { status: response.status, body: parsed };
+}
+
+/** Fetch one of the API's files (issues.csv, actions.csv) with the token, then save it. */
+export async function saveFile(path, filename) {
+  const current = session();
+  let response;
+  try {
+    response = await fetch(new URL(BASE + path, location.origin), {
+      headers: { Authorization: `Bearer ${current?.token || ""}`, Accept: "text/csv" },
+    });
+  } catch {
+    throw new ApiError(0, "The API could not be reached. Check the connection and try again.");
+  }
+  if (!response.ok) {
+    let parsed = null;
+    try {
+      parsed = await response.json();
+    } catch {
+      parsed = null;
+    }
+    throw new ApiError(response.status, parsed?.error || `The API answered ${response.status}`, parsed);
+  }
+  const blob = await response.blob();
+  const url = URL.createObjectURL(blob);
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = filename;
+  link.hidden = true;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+  return blob.size;
 }
 
 /** The API's OpenAPI document (public): the settings form is built from its schemas. */

@@ -84,14 +84,27 @@ export function when(iso) {
   return date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 }
 
-export function duration(run) {
-  const start = Date.parse(run.started_at || "");
-  const end = Date.parse(run.finished_at || run.committed_at || "");
-  if (Number.isNaN(start) || Number.isNaN(end) || end < start) return "—";
-  const seconds = Math.round((end - start) / 1000);
+const WAITING = new Set(["prepared", "held", "restaging"]);
+
+function spoken(seconds) {
   if (seconds < 60) return `${seconds} s`;
   const minutes = Math.floor(seconds / 60);
   return `${minutes} min ${seconds % 60} s`;
+}
+
+/**
+ * How long a run took. A prepared or held run has not finished: how long it took to be
+ * prepared (until its last step, staging, began), with "to prepare" said.
+ */
+export function duration(run) {
+  const start = Date.parse(run.started_at || "");
+  const end = Date.parse(run.finished_at || run.committed_at || "");
+  if (!Number.isNaN(start) && !Number.isNaN(end) && end >= start) return spoken(Math.round((end - start) / 1000));
+  const staged = Date.parse(run.progress?.since || "");
+  if (WAITING.has(run.status) && !Number.isNaN(start) && !Number.isNaN(staged) && staged >= start) {
+    return `${spoken(Math.max(1, Math.round((staged - start) / 1000)))} to prepare`;
+  }
+  return "—";
 }
 
 export const ACTIONS = ["add", "update", "archive", "reactivate"];

@@ -2,6 +2,7 @@
 // (#/status, #/runs/{run}, ...) so the pages work from any static host.
 
 import { session, signIn, signOut } from "./api.js";
+import { finishHostedSignIn } from "./auth.js";
 import { h, replace } from "./dom.js";
 import * as signin from "./pages/signin.js";
 import * as status from "./pages/status.js";
@@ -110,4 +111,6 @@ async function route() {
 }
 
 window.addEventListener("hashchange", route);
-route();
+finishHostedSignIn()
+  .catch(() => false)
+  .then(() => route());

@@ -2,8 +2,8 @@
 // own OpenAPI document (so a new setting appears here without a change), with the API's
 // validation messages next to the field they name. And how to deliver a bundle.
 
-import { ApiError, call, get, openapiDocument, tenantPath } from "../api.js";
-import { announce, h, notice, replace } from "../dom.js";
+import { ApiError, call, get, openapiDocument, post, tenantPath } from "../api.js";
+import { announce, h, notice, replace, showValue, table, when } from "../dom.js";
 
 const HELP = {
   items_to_sync: "The kinds of record the sync keeps in step.",
@@ -144,8 +144,82 @@ class FieldProblem extends Error {
   }
 }
 
+/** Upload a bundle (a zip) from this computer, then sync it: review first, or not. */
+function uploadSection(current) {
+  const result = h("div", { id: "upload-result", "aria-live": "polite" });
+  if (!current.mayWrite) return h("p", { class: "help" }, "Viewers cannot upload bundles.");
+  const file = h("input", { type: "file", id: "bundle-file", name: "bundle", accept: ".zip,application/zip", required: true, "aria-describedby": "bundle-help" });
+  const review = h("input", { type: "checkbox", id: "upload-review", checked: true });
+  const form = h(
+    "form",
+    {
+      id: "upload-form",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        const chosen = file.files?.[0];
+        if (!chosen) {
+          replace(result, notice("error", "Choose the bundle's zip file first."));
+          file.focus();
+          return;
+        }
+        const button = form.querySelector("button[type=submit]");
+        button.disabled = true;
+        replace(result, h("p", {}, `Uploading ${chosen.name}…`));
+        try {
+          const stored = (await call(tenantPath("/uploads"), { method: "POST", file: chosen })).body;
+          const started = await post(tenantPath("/runs"), { source_key: stored.source_key, review: review.checked });
+          announce(`Uploaded ${chosen.name}; run ${started.body.run_id} started.`);
+          replace(
+            result,
+            notice("ok", `Uploaded ${chosen.name} (${stored.files.join(", ")}). Run ${started.body.run_id} started: `, h("a", { href: `#/runs/${started.body.run_id}`, id: "uploaded-run" }, "follow it")),
+          );
+        } catch (error) {
+          if (error instanceof ApiError && error.status === 409 && error.runId) {
+            replace(result, notice("warn", "The bundle is stored, but a run is already going: ", h("a", { href: `#/runs/${error.runId}` }, error.runId), ". Sync again when it ends."));
+          } else if (!(error instanceof ApiError && error.status === 401)) {
+            replace(result, notice("error", `The upload failed: ${error.message}`));
+          }
+        } finally {
+          button.disabled = false;
+        }
+      },
+    },
+    h("div", { class: "field" }, h("label", { for: "bundle-file" }, "Bundle (zip)"), file, h("p", { class: "help", id: "bundle-help" }, "One zip holding manifest.csv and the OneRoster CSV files it lists; up to 6 MB here (larger ones through SFTP).")),
+    h("label", { class: "choice", for: "upload-review" }, review, " Stop for review before committing"),
+    h("button", { type: "submit", class: "primary" }, "Upload and sync"),
+    result,
+  );
+  return form;
+}
+
+async function historySection() {
+  const history = (await get(tenantPath("/settings/history"))).history;
+  const rows = history.flatMap((entry) => entry.changes.map((change) => ({ ...change, at: entry.changed_at, by: entry.changed_by })));
+  return h(
+    "section",
+    { "aria-labelledby": "settings-history-heading" },
+    h("h2", { id: "settings-history-heading" }, "Settings history"),
+    table(
+      "Every change, newest first",
+      [
+        { label: "Setting", cell: (r) => r.field },
+        { label: "Before → after", cell: (r) => h("span", {}, h("del", {}, showValue(r.old)), " → ", h("ins", {}, showValue(r.new))) },
+        { label: "Who", cell: (r) => r.by || "—" },
+        { label: "When", cell: (r) => when(r.at) },
+      ],
+      rows,
+      { empty: "The settings have not been changed: they are the defaults.", id: "settings-history" },
+    ),
+  );
+}
+
 export async function render(main, { session: current }) {
   const [document_, view] = await Promise.all([openapiDocument(), get(tenantPath("/settings"))]);
+  const history = h("div", { id: "settings-history-area" });
+  const drawHistory = () =>
+    historySection()
+      .then((section) => replace(history, section))
+      .catch((error) => error?.status !== 401 && replace(history, notice("error", error.message)));
   const root = document_.components?.schemas || {};
   const schema = resolve(root.TenantSettings || { $ref: "TenantSettings" }, root);
   const summary = h("div", { id: "settings-summary", tabindex: "-1" });
@@ -203,6 +277,7 @@ export async function render(main, { session: current }) {
           const changed = answer.body.changed || [];
           replace(summary, notice("ok", changed.length ? `Saved: ${changed.join(", ")} changed.` : "Saved: nothing changed."));
           announce("Settings saved.");
+          drawHistory();
           summary.focus();
         } catch (error) {
           if (error instanceof ApiError && error.fields.length) showErrors(error.fields);
@@ -222,16 +297,21 @@ export async function render(main, { session: current }) {
       "section",
       { "aria-labelledby": "bundle-heading", class: "card" },
       h("h2", { id: "bundle-heading" }, "Deliver a OneRoster bundle"),
+      h("h3", {}, "Upload one from this computer"),
+      uploadSection(current),
+      h("h3", {}, "Or drop it in the SFTP drop box"),
       h(
         "p",
         {},
-        "The API takes no uploads yet. Put the bundle (a zip, or a folder with manifest.csv and every file it lists) in the tenant's SFTP drop box: each SFTP user sees the tenant's inbox as ",
+        "Each SFTP user sees the tenant's inbox as ",
         h("code", {}, "/"),
-        ". A complete bundle starts a run at once; Sync now and the daily schedule take the newest one.",
+        ". A complete bundle (a zip, or a folder with manifest.csv and every file it lists) starts a run at once; Sync now and the daily schedule take the newest one.",
       ),
       h("pre", {}, h("code", {}, "rostersync sftp-user add TENANT USER --public-key KEY.pub\nsftp -P 2222 USER@HOST\nsftp> put oneroster.zip")),
     ),
     h("section", { "aria-labelledby": "settings-heading" }, h("h2", { id: "settings-heading" }, "Sync settings"), form),
+    history,
   );
+  await drawHistory();
   return null;
 }

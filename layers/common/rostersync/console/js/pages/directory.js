@@ -1,40 +1,22 @@
 // Directory: the committed roster — schools, teachers, students, guardians, staff and
-// classes — with search and filters, and a record's page (its links and last change).
+// classes — searched by the API (name, email, ids, codes; status, role, school), and a
+// record's page: its identifiers, its link to the source, its classes or people, and its
+// history across runs (which run added, changed or archived it, and why).
 
-import { allDirectory } from "../api.js";
-import { facts, h, recordName, replace, showValue, statusBadge, table } from "../dom.js";
+import { allDirectory, get, tenantPath } from "../api.js";
+import { facts, h, recordName, replace, showValue, statusBadge, table, when } from "../dom.js";
 
-const GUARDIAN_ROLES = new Set(["guardian", "parent", "relative"]);
+const GUARDIAN_ROLES = ["guardian", "parent", "relative"];
+const STAFF_ROLES = ["administrator", "aide", "proctor"];
 const KINDS = {
-  schools: { label: "Schools", entity: "orgs", keep: () => true },
-  teachers: { label: "Teachers", entity: "users", keep: (r) => r.role === "teacher" },
-  students: { label: "Students", entity: "users", keep: (r) => r.role === "student" },
-  guardians: { label: "Guardians", entity: "users", keep: (r) => GUARDIAN_ROLES.has(r.role) },
-  staff: { label: "Staff", entity: "users", keep: (r) => r.role && !GUARDIAN_ROLES.has(r.role) && !["teacher", "student"].includes(r.role) },
-  classes: { label: "Classes", entity: "classes", keep: () => true },
+  schools: { label: "Schools", entity: "orgs" },
+  teachers: { label: "Teachers", entity: "users", roles: ["teacher"] },
+  students: { label: "Students", entity: "users", roles: ["student"] },
+  guardians: { label: "Guardians", entity: "users", roles: GUARDIAN_ROLES },
+  staff: { label: "Staff", entity: "users", roles: STAFF_ROLES },
+  classes: { label: "Classes", entity: "classes" },
 };
-const SHOWN = 200;
-
-function searchable(record) {
-  return [
-    recordName(record),
-    record.email,
-    record.username,
-    record.identifier,
-    record.class_code,
-    record.course_code,
-    record.source_id,
-    record.target_id,
-    ...(record.user_ids || []).map((u) => u.identifier),
-  ]
-    .filter(Boolean)
-    .join(" ")
-    .toLowerCase();
-}
-
-function schoolsOf(record) {
-  return record.org_source_ids || [record.school_source_id, record.org_source_id].filter(Boolean);
-}
+const SHOWN = 100;
 
 function kindTabs(active) {
   return h(
@@ -50,162 +32,170 @@ function kindTabs(active) {
   );
 }
 
+function kindOfRole(role, entity) {
+  if (entity === "orgs") return "schools";
+  if (entity === "classes") return "classes";
+  return Object.keys(KINDS).find((k) => (KINDS[k].roles || []).includes(role)) || "students";
+}
+
+function recordLink(kind, targetId, text) {
+  return h("a", { href: `#/directory/${kind}/${encodeURIComponent(targetId)}` }, text);
+}
+
 export async function render(main, { params, query }) {
   const kind = KINDS[params[0]] ? params[0] : "students";
   if (params[1]) return renderRecord(main, kind, params[1]);
   const spec = KINDS[kind];
-  const [records, orgs] = await Promise.all([allDirectory(spec.entity), spec.entity === "orgs" ? null : allDirectory("orgs")]);
-  const schoolNames = new Map((orgs || records).map((o) => [o.source_id, o.name]));
-  const items = records.filter(spec.keep).sort((a, b) => recordName(a).localeCompare(recordName(b)));
-  const grades = [...new Set(items.flatMap((r) => r.grades || []))].sort();
+  const orgs = await allDirectory("orgs");
+  const schoolNames = new Map(orgs.map((o) => [o.source_id, o.name]));
 
   const search = h("input", { type: "search", id: "directory-search", value: query.get("q") || "", autocomplete: "off", "aria-describedby": "search-help" });
   const school = h(
     "select",
     { id: "directory-school" },
     h("option", { value: "" }, "every school"),
-    [...schoolNames].filter(([, name]) => name).map(([id, name]) => h("option", { value: id }, name)),
+    orgs.filter((o) => o.name).map((o) => h("option", { value: o.source_id }, o.name)),
   );
   const statusFilter = h("select", { id: "directory-state" }, [["active", "active"], ["archived", "archived"], ["", "active and archived"]].map(([v, l]) => h("option", { value: v }, l)));
-  const grade = h("select", { id: "directory-grade" }, h("option", { value: "" }, "every grade"), grades.map((g) => h("option", { value: g }, g)));
   const results = h("div", { id: "directory-results", "aria-live": "polite" });
+  let asked = 0;
 
-  function show() {
-    const words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
-    const found = items.filter(
-      (r) =>
-        words.every((w) => searchable(r).includes(w)) &&
-        (!school.value || schoolsOf(r).includes(school.value) || r.source_id === school.value) &&
-        (!statusFilter.value || (r.status || "active") === statusFilter.value) &&
-        (!grade.value || (r.grades || []).includes(grade.value)),
-    );
+  async function show() {
+    const mine = ++asked;
+    const page = await get(tenantPath(`/directory/${spec.entity}`), {
+      q: search.value.trim(),
+      role: (spec.roles || []).join(","),
+      status: statusFilter.value,
+      school: spec.entity === "orgs" ? "" : school.value,
+      limit: SHOWN,
+    });
+    if (mine !== asked) return; // a newer search has been asked for
+    const found = page.items.sort((a, b) => recordName(a).localeCompare(recordName(b)));
+    const total = page.total ?? (page.next_offset ? `${found.length}+` : found.length);
     const columns = [
-      { label: "Name", cell: (r) => h("a", { href: `#/directory/${kind}/${encodeURIComponent(r.source_id)}` }, recordName(r, r.source_id)) },
+      { label: "Name", cell: (r) => recordLink(kind, r.target_id, recordName(r, r.source_id)) },
       spec.entity === "orgs"
         ? { label: "Type", cell: (r) => r.type || "—" }
-        : { label: "School", cell: (r) => schoolsOf(r).map((id) => schoolNames.get(id) || id).join(", ") || r.school || "—" },
+        : { label: "School", cell: (r) => (r.org_source_ids || [r.school_source_id].filter(Boolean)).map((id) => schoolNames.get(id) || id).join(", ") || "—" },
       spec.entity === "classes"
         ? { label: "Code", cell: (r) => r.class_code || "—" }
         : { label: spec.entity === "orgs" ? "Identifier" : "Email", cell: (r) => (spec.entity === "orgs" ? r.identifier : r.email) || "—" },
-      { label: "Grades", cell: (r) => (r.grades || []).join(", ") || "—" },
+      kind === "students" || spec.entity !== "users"
+        ? { label: "Grades", cell: (r) => (r.grades || []).join(", ") || "—" }
+        : { label: "Role", cell: (r) => r.role || "—" },
       { label: "Status", cell: (r) => statusBadge(r.status || "active") },
     ];
     replace(
       results,
-      h("p", { id: "directory-count" }, found.length > SHOWN ? `${found.length} found; showing the first ${SHOWN}. Refine the search to see the others.` : `${found.length} found.`),
-      table(`${spec.label}`, columns, found.slice(0, SHOWN), { empty: "Nothing matches.", id: "directory-table" }),
+      h("p", { id: "directory-count" }, (typeof total === "string" || total > found.length) ? `${total} found; showing the first ${found.length}. Refine the search to see the others.` : `${total} found.`),
+      table(spec.label, columns, found, { empty: "Nothing matches.", id: "directory-table" }),
     );
   }
 
-  for (const control of [search, school, statusFilter, grade]) control.addEventListener("input", show);
+  let timer = null;
+  const later = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => show().catch(() => {}), 300);
+  };
+  search.addEventListener("input", later);
+  for (const control of [school, statusFilter]) control.addEventListener("change", later);
   replace(
     main,
     h("h1", {}, `Directory: ${spec.label.toLowerCase()}`),
     kindTabs(kind),
     h(
       "form",
-      { class: "toolbar", role: "search", onsubmit: (event) => event.preventDefault() },
+      { class: "toolbar", role: "search", "aria-label": `Filter ${spec.label.toLowerCase()}`, onsubmit: (event) => { event.preventDefault(); show(); } },
       h("label", { for: "directory-search" }, "Search"),
       search,
       h("span", { id: "search-help", class: "help" }, "name, email, id or code"),
       spec.entity !== "orgs" ? [h("label", { for: "directory-school" }, "School"), school] : null,
       h("label", { for: "directory-state" }, "Status"),
       statusFilter,
-      grades.length ? [h("label", { for: "directory-grade" }, "Grade"), grade] : null,
     ),
     results,
   );
-  show();
-  return null;
+  await show();
+  return () => clearTimeout(timer);
 }
 
-function linkTo(kind, record) {
-  return h("a", { href: `#/directory/${kind}/${encodeURIComponent(record.source_id)}` }, recordName(record, record.source_id));
+function changesText(changes) {
+  const entries = Object.entries(changes || {});
+  if (!entries.length) return "—";
+  return h(
+    "ul",
+    { class: "changes" },
+    entries.map(([field, pair]) => {
+      const [before, after] = Array.isArray(pair) ? pair : [undefined, pair];
+      return h("li", {}, h("span", { class: "field" }, field), ": ", h("del", {}, showValue(before)), " → ", h("ins", {}, showValue(after)));
+    }),
+  );
 }
 
-function kindOf(user) {
-  return Object.keys(KINDS).find((k) => KINDS[k].entity === "users" && KINDS[k].keep(user)) || "students";
-}
-
-async function renderRecord(main, kind, sourceId) {
+async function renderRecord(main, kind, targetId) {
   const spec = KINDS[kind];
-  const needed = ["orgs", "users", "classes", "enrollments"];
-  const [orgs, users, classes, enrollments] = await Promise.all(needed.map((e) => allDirectory(e)));
-  const byEntity = { orgs, users, classes };
-  const record = byEntity[spec.entity].find((r) => r.source_id === sourceId);
-  if (!record) {
+  let view;
+  try {
+    view = await get(tenantPath(`/directory/${spec.entity}/${encodeURIComponent(targetId)}`));
+  } catch (error) {
+    if (error?.status !== 404) throw error;
     replace(main, h("h1", {}, "No such record"), h("p", {}, h("a", { href: `#/directory/${kind}` }, `Back to ${spec.label.toLowerCase()}`)));
     return null;
   }
-  const schoolNames = new Map(orgs.map((o) => [o.source_id, o.name]));
-  const usersById = new Map(users.map((u) => [u.source_id, u]));
-  const classesById = new Map(classes.map((c) => [c.source_id, c]));
+  const record = view.record;
   const sections = [];
-
   if (spec.entity === "users") {
-    const mine = enrollments.filter((e) => e.user_source_id === sourceId);
     sections.push(
       section("Classes", table("Classes", [
-        { label: "Class", cell: (e) => (classesById.get(e.class_source_id) ? linkTo("classes", classesById.get(e.class_source_id)) : e.class_source_id) },
+        { label: "Class", cell: (e) => (e.class?.target_id ? recordLink("classes", e.class.target_id, e.class.name || e.class.source_id) : e.class?.source_id || "—") },
         { label: "Role", cell: (e) => e.role || "—" },
-        { label: "Status", cell: (e) => statusBadge(e.status || "active") },
-      ], mine, { empty: "In no class.", id: "record-classes" })),
-    );
-    const related = GUARDIAN_ROLES.has(record.role)
-      ? users.filter((u) => (u.agent_source_ids || []).includes(sourceId) || (record.agent_source_ids || []).includes(u.source_id))
-      : (record.agent_source_ids || []).map((id) => usersById.get(id)).filter(Boolean);
-    sections.push(
-      section(GUARDIAN_ROLES.has(record.role) ? "Children" : "Guardians and contacts", table("Related people", [
-        { label: "Name", cell: (u) => linkTo(kindOf(u), u) },
+        { label: "Status", cell: (e) => statusBadge(e.status) },
+      ], view.enrollments, { empty: "In no class.", id: "record-classes" })),
+      section(GUARDIAN_ROLES.includes(record.role) ? "Children" : "Guardians and contacts", table("Related people", [
+        { label: "Name", cell: (u) => (u.target_id ? recordLink(kindOfRole(u.role, "users"), u.target_id, u.name || u.source_id) : u.source_id) },
         { label: "Role", cell: (u) => u.role || "—" },
-      ], related, { empty: "None.", id: "record-related" })),
+        { label: "Status", cell: (u) => statusBadge(u.status) },
+      ], view.related, { empty: "None.", id: "record-related" })),
     );
   }
   if (spec.entity === "classes") {
-    const members = enrollments.filter((e) => e.class_source_id === sourceId);
+    const people = [...view.enrollments].sort((a, b) => (a.role === "teacher" ? -1 : 0) - (b.role === "teacher" ? -1 : 0));
     sections.push(
       section("People", table("Teachers and students", [
-        { label: "Name", cell: (e) => (usersById.get(e.user_source_id) ? linkTo(kindOf(usersById.get(e.user_source_id)), usersById.get(e.user_source_id)) : e.user_source_id) },
+        { label: "Name", cell: (e) => (e.user?.target_id ? recordLink(kindOfRole(e.user.role, "users"), e.user.target_id, e.user.name || e.user.source_id) : e.user?.source_id || "—") },
         { label: "Role", cell: (e) => e.role || "—" },
-        { label: "Status", cell: (e) => statusBadge(e.status || "active") },
-      ], members.sort((a, b) => (a.role === "teacher" ? -1 : 0) - (b.role === "teacher" ? -1 : 0)), { empty: "Nobody is enrolled.", id: "record-members" })),
-    );
-  }
-  if (spec.entity === "orgs") {
-    const people = users.filter((u) => (u.org_source_ids || []).includes(sourceId));
-    sections.push(
-      section("People and classes", facts([
-        ["Teachers", String(people.filter((u) => u.role === "teacher").length)],
-        ["Students", String(people.filter((u) => u.role === "student").length)],
-        ["Classes", String(classes.filter((c) => c.school_source_id === sourceId).length)],
-      ])),
+        { label: "Status", cell: (e) => statusBadge(e.status) },
+      ], people, { empty: "Nobody is enrolled.", id: "record-members" })),
     );
   }
   sections.push(
     section(
       "History",
-      record.run_id
-        ? h("p", {}, "Last changed by run ", h("a", { href: `#/runs/${record.run_id}`, id: "record-run" }, record.run_id), ".")
-        : h("p", {}, "No sync has changed it yet: it came from the app's own records."),
-      h("p", { class: "help" }, "The API does not serve a record's full change history yet; each run's report lists what it changed."),
+      h("p", { class: "help" }, "What each sync did to this record, newest first (prepared and held runs: what they would do)."),
+      table("The record's history across runs", [
+        { label: "Run", cell: (e) => h("a", { href: `#/runs/${e.run_id}` }, when(e.started_at)) },
+        { label: "Action", cell: (e) => h("span", { class: `badge action-${e.action}` }, e.action) },
+        { label: "Why", cell: (e) => e.why || e.reason || "—" },
+        { label: "Before → after", cell: (e) => changesText(e.changes) },
+        { label: "Run status", cell: (e) => [statusBadge(e.run_status), e.included === false ? " (left out)" : ""] },
+        { label: "By", cell: (e) => e.committed_by || e.requested_by || e.trigger || "—" },
+      ], view.history, { empty: "No sync has changed it: it came from the app's own records.", id: "record-history" }),
     ),
   );
 
-  const shownFields = Object.entries(record).filter(([name]) => !["extensions"].includes(name));
+  const shownFields = Object.entries(record).filter(([name]) => name !== "extensions");
   replace(
     main,
     h("p", {}, h("a", { href: `#/directory/${kind}` }, `← ${spec.label}`)),
-    h("h1", {}, recordName(record, record.source_id)),
+    h("h1", {}, view.name || record.source_id || record.target_id),
     facts([
       ["Status", statusBadge(record.status || "active")],
       ["Role", record.role || record.type || record.class_type || undefined],
-      ["Email", record.email || undefined],
-      ["School", schoolsOf(record).map((id) => schoolNames.get(id) || id).join(", ") || record.school || undefined],
+      ["School", view.schools.map((s) => s.name || s.source_id).join(", ") || undefined],
       ["Grades", (record.grades || []).join(", ") || undefined],
-      ["Identifiers", (record.user_ids || []).map((u) => `${u.type}: ${u.identifier}`).join(", ") || record.identifier || undefined],
-      ["Source id", record.source_id],
-      ["App id", record.target_id || "—"],
+      ["Linked to", view.link ? `${view.link.source_system} record ${view.link.source_id}` : "no source record (an app record)"],
     ]),
+    section("Identifiers", h("ul", { class: "inline-list", id: "record-identifiers" }, view.identifiers.map((i) => h("li", {}, h("strong", {}, `${i.type}: `), i.value)))),
     sections,
     h(
       "details",

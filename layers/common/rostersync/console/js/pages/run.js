@@ -2,13 +2,11 @@
 // actions by entity and action, with names and field-level before → after. A prepared
 // run's actions can be ticked and unticked; an admin commits, discards, approves, undoes.
 
-import { ApiError, allActions, allDirectory, get, isBusy, post, settle, tenantPath } from "../api.js";
+import { ApiError, allActions, allDirectory, get, isBusy, post, saveFile, settle, tenantPath } from "../api.js";
 import {
   ACTIONS,
   ENTITY_NAMES,
   announce,
-  csv,
-  download,
   duration,
   facts,
   h,
@@ -23,18 +21,46 @@ import {
 import { decisionButton, holdReasons, progressView } from "../runs.js";
 
 const PAGE = 50;
-const ISSUE_COLUMNS = ["file", "line", "column", "value", "message", "action", "entity", "source_id"];
-const ACTION_COLUMNS = ["id", "entity", "action", "included", "name", "reason", "source_id", "target_id", "tier", "changes"];
 
-/** How serious a row issue is, from what was done about it (3: a row or value lost). */
-export function severity(issue) {
-  const done = `${issue.action || ""} ${issue.message || ""}`.toLowerCase();
-  if (/skip|refus|reject|drop|unreadable|not imported|invalid|failed/.test(done)) return 3;
-  if (/default|ignor|trim|kept|replaced|left empty/.test(done)) return 2;
-  return 1;
+/** A button saving one of the run's files from the API (every row, not a page). */
+function fileButton(runId, name, id) {
+  const status = h("span", { class: "help", "aria-live": "polite" });
+  const button = h(
+    "button",
+    {
+      type: "button",
+      id,
+      onclick: async () => {
+        button.disabled = true;
+        status.textContent = `Preparing ${name}…`;
+        try {
+          const size = await saveFile(tenantPath(`/runs/${runId}/${name}`), `${name.replace(".csv", "")}-${runId}.csv`);
+          status.textContent = `${name} saved (${Math.max(1, Math.round(size / 1024))} KB).`;
+        } catch (error) {
+          if (error?.status !== 401) status.textContent = `${name} could not be saved: ${error.message}`;
+        } finally {
+          button.disabled = false;
+        }
+      },
+    },
+    `Download ${name}`,
+  );
+  return h("span", { class: "file-button" }, button, " ", status);
 }
 
-const SEVERITY_NAMES = { 3: "Serious", 2: "Warning", 1: "Note" };
+//: The report's severities, worst first (``issue.severity``), as the page names them.
+const SEVERITIES = { blocking: 4, row: 3, field: 2, note: 1 };
+const SEVERITY_NAMES = { 4: "Blocking: nothing of it applied", 3: "Row skipped", 2: "Value defaulted or dropped", 1: "Note" };
+
+/** How serious a row issue is: the report's severity, else what was done about it. */
+export function severity(issue) {
+  if (SEVERITIES[issue.severity]) return SEVERITIES[issue.severity];
+  const done = `${issue.action || ""} ${issue.message || ""}`.toLowerCase();
+  if (/file_skipped|file skipped|unusable|unreadable/.test(done)) return 4;
+  if (/skip|refus|reject|not imported|invalid|failed/.test(done)) return 3;
+  if (/default|drop|ignor|trim|kept|replaced|left empty/.test(done)) return 2;
+  return 1;
+}
 
 function countsTable(report, pick) {
   const counts = report?.counts || {};
@@ -75,7 +101,7 @@ function issuesSection(report, runId) {
     { "aria-labelledby": "issues-heading" },
     h("h2", { id: "issues-heading" }, `Row issues (${total})`),
     total > sample.length
-      ? h("p", { class: "help" }, `The report lists the first ${sample.length} of ${total}; the API does not serve the full issues.csv yet.`)
+      ? h("p", { class: "help" }, `The first ${sample.length} of ${total} are shown here; issues.csv has every one.`)
       : null,
     table(
       "Row issues, most serious first",
@@ -88,9 +114,7 @@ function issuesSection(report, runId) {
       sample,
       { empty: "No row issues.", id: "issues-table" },
     ),
-    sample.length
-      ? h("button", { type: "button", onclick: () => download(`issues-${runId}.csv`, csv(ISSUE_COLUMNS, sample)) }, "Download issues.csv")
-      : null,
+    total ? fileButton(runId, "issues.csv", "download-issues") : null,
   );
 }
 
@@ -125,6 +149,15 @@ function actionName(action, names) {
     return `${who} in ${where}${record.role ? ` (${record.role})` : ""}`;
   }
   return recordName(record, action.source_id || action.id);
+}
+
+/** The bundle as the admin knows it: its path in the drop box, or "uploaded". */
+function bundleName(key) {
+  if (!key) return "—";
+  const parts = key.split("/");
+  if (parts[0] === "inbox") return parts.slice(2).join("/") || "the inbox";
+  if (parts[0] === "uploads") return "a bundle uploaded from the console or the command line";
+  return "the connected source";
 }
 
 function runLink(runId) {
@@ -168,7 +201,7 @@ export async function render(main, { session: current, params }) {
         ["Duration", duration(run)],
         ["Trigger", `${run.trigger || "—"}${run.requested_by ? ` by ${run.requested_by}` : ""}`],
         ["Mode", run.mode || "—"],
-        ["Bundle", run.source_key || run.source?.key || "—"],
+        ["Bundle", bundleName(run.source_key || run.source?.key)],
         ["Why", run.reason || run.error || undefined],
         ["Approves the held changes of", runLink(run.approves)],
         ["Undoes", runLink(run.undoes)],
@@ -329,7 +362,7 @@ export async function render(main, { session: current, params }) {
         actionSelect,
         h("label", { for: "filter-included" }, "Show"),
         includedSelect,
-        h("button", { type: "button", id: "download-actions", onclick: downloadActions }, "Download actions.csv"),
+        fileButton(runId, "actions.csv", "download-actions"),
       ),
       bulk,
       status,
@@ -341,18 +374,6 @@ export async function render(main, { session: current, params }) {
         h("button", { type: "button", disabled: last >= page.total, onclick: () => { state.offset += PAGE; drawActions().catch(showError); } }, "Next page"),
       ),
     );
-  }
-
-  async function downloadActions() {
-    const filters = { entity: state.entity, action: state.action, included: state.included };
-    const actions = await allActions(runId, filters);
-    const book = actions.some((a) => a.entity === "enrollments") ? await names() : null;
-    const rows = actions.map((a) => ({
-      ...a,
-      name: actionName(a, book),
-      changes: Object.entries(a.changes || {}).map(([f, [b, after]]) => `${f}: ${showValue(b)} → ${showValue(after)}`).join("; "),
-    }));
-    download(`actions-${runId}.csv`, csv(ACTION_COLUMNS, rows));
   }
 
   function showError(error) {

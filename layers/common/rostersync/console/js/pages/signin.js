@@ -1,6 +1,7 @@
 // Sign in with a bearer token: pasted here, or carried by a sign-in link's fragment.
 
 import { ApiError, get, session, signIn, signOut, tenantPath } from "../api.js";
+import { consoleConfig, startHostedSignIn } from "../auth.js";
 import { h, notice, replace } from "../dom.js";
 
 export async function render(main) {
@@ -49,9 +50,21 @@ export async function render(main) {
     location.hash = "#/status";
   }
 
+  const cognito = (await consoleConfig()).cognito;
+  const hosted = cognito
+    ? h(
+        "div",
+        { class: "card narrow" },
+        h("h2", {}, "With your account"),
+        h("button", { type: "button", class: "primary", id: "hosted-sign-in", onclick: () => startHostedSignIn(cognito).catch((e) => replace(status, notice("error", e.message))) }, "Sign in with your account"),
+        h("p", { class: "help" }, "You are sent to the sign-in page of your district's account, then back here."),
+      )
+    : null;
   replace(
     main,
     h("h1", {}, "Sign in"),
+    hosted,
+    hosted ? h("h2", {}, "Or with a token") : null,
     h(
       "p",
       {},

@@ -2,7 +2,7 @@
 // on now (refreshed live), and Sync now.
 
 import { ApiError, get, isBusy, post, settle, tenantPath } from "../api.js";
-import { announce, countsText, duration, facts, h, notice, replace, statusBadge, when } from "../dom.js";
+import { announce, countsText, duration, facts, h, notice, replace, statusBadge, table, when } from "../dom.js";
 import { decisionButton, holdReasons, progressView } from "../runs.js";
 
 const FINISHED_QUIETLY = new Set(["discarded", "approved", "superseded"]);
@@ -84,6 +84,45 @@ function lastRunSection(run) {
   );
 }
 
+const SOURCE_NAMES = {
+  oneroster_csv: "OneRoster files (upload, SFTP drop box or inbox)",
+  clever: "Clever",
+  oneroster_rest: "OneRoster REST API",
+  wonde: "Wonde",
+  assembly: "Assembly",
+};
+
+function sourceSection(source) {
+  if (!source) return h("p", { class: "empty", id: "source" }, "Unknown: the source could not be read.");
+  return h(
+    "p",
+    { id: "source" },
+    h("strong", {}, SOURCE_NAMES[source.kind] || source.kind),
+    source.connected_at ? ` — connected ${when(source.connected_at)}${source.connected_by ? ` by ${source.connected_by}` : ""}.` : ".",
+    " ",
+    h("a", { href: "#/configure" }, "Change the source or deliver a bundle"),
+  );
+}
+
+function rejectionsSection(rejections) {
+  return h(
+    "section",
+    { "aria-labelledby": "rejected-heading", class: "attention", id: "inbox-rejections" },
+    h("h2", { id: "rejected-heading" }, "Files the inbox refused"),
+    h("p", { class: "help" }, "These files were dropped in the inbox but never synced. Fix each and send it again."),
+    table(
+      `The last ${rejections.length} refused file${rejections.length === 1 ? "" : "s"}, newest first`,
+      [
+        { label: "File", cell: (r) => r.file },
+        { label: "Why", cell: (r) => r.reason },
+        { label: "When", cell: (r) => when(r.rejected_at) },
+      ],
+      rejections,
+      { id: "rejections-table" },
+    ),
+  );
+}
+
 function syncForm(current, onStarted) {
   const result = h("div", { id: "sync-result" });
   if (!current.mayWrite) {
@@ -116,7 +155,7 @@ function syncForm(current, onStarted) {
       },
     },
     h("h2", { id: "sync-heading" }, "Sync now"),
-    h("p", { class: "help" }, "Syncs the newest complete bundle in the tenant's inbox."),
+    h("p", { class: "help" }, "Syncs the connected source, or the newest complete bundle in the tenant's inbox. ", h("a", { href: "#/configure" }, "Upload a bundle"), " to sync a file from this computer."),
     h(
       "fieldset",
       {},
@@ -137,22 +176,29 @@ export async function render(main, { session: current }) {
   let timer = null;
   let stopped = false;
   let lastSeen = "";
+  let source = null;
 
   async function refresh() {
-    const [runs, settings] = await Promise.all([
+    const [runs, settings, rejections] = await Promise.all([
       get(tenantPath("/runs"), { limit: 50 }).then((b) => b.runs),
       get(tenantPath("/settings")).then((b) => b.settings),
-    ]);
+      get(tenantPath("/inbox/rejections"), { limit: 10 }).then((b) => b.rejections),
+      source ? Promise.resolve(source) : get(tenantPath("/source")).catch(() => null),
+    ]).then(([r, s, j, c]) => {
+      source = c;
+      return [r, s, j];
+    });
     const busy = runs.filter((r) => isBusy(r.status));
     const held = runs.filter((r) => r.status === "held");
     const prepared = runs.filter((r) => r.status === "prepared");
     const last = runs.find((r) => !isBusy(r.status) && !FINISHED_QUIETLY.has(r.status));
-    const seen = JSON.stringify([runs, settings?.schedule]);
+    const seen = JSON.stringify([runs, settings?.schedule, rejections]);
     if (seen !== lastSeen) {
       lastSeen = seen;
       const reports = await Promise.all(held.map((r) => get(tenantPath(`/runs/${r.run_id}`))));
       replace(
         live,
+        h("section", { "aria-labelledby": "source-heading" }, h("h2", { id: "source-heading" }, "Source"), sourceSection(source)),
         h(
           "section",
           { "aria-labelledby": "running-heading" },
@@ -176,12 +222,13 @@ export async function render(main, { session: current }) {
                 "ul",
                 {},
                 prepared.map((r) =>
-                  h("li", {}, h("a", { href: `#/runs/${r.run_id}` }, `Review run ${r.run_id}`), ` — ${countsText(r.counts)}, started ${when(r.started_at)}`),
+                  h("li", {}, h("a", { href: `#/runs/${r.run_id}` }, `Review run ${r.run_id}`), ` — ${countsText(r.counts)}, started ${when(r.started_at)}, ${duration(r)}`),
                 ),
               ),
             )
           : null,
         h("section", { "aria-labelledby": "last-heading" }, h("h2", { id: "last-heading" }, "Last run"), lastRunSection(last)),
+        rejections.length ? rejectionsSection(rejections) : null,
         h("section", { "aria-labelledby": "next-heading" }, h("h2", { id: "next-heading" }, "Next scheduled sync"), scheduleSection(settings)),
       );
     }
