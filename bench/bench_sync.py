@@ -18,11 +18,8 @@ core = normalize + match + stage.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (
     CACHE,
     QUICK_STUDENTS,
-    ROOT,
     ChildRun,
     StateSnapshot,
     Table,
@@ -46,6 +42,7 @@ from benchlib import (
     ensure_district,
     event_types_after,
     is_app_facing,
+    machine,
     megabytes,
     per_second,
     publish_state,
@@ -254,18 +251,6 @@ def run_day(
     else:
         table.note(f"changed on disk: {describe_written(written)}")
     return True, after
-
-
-def machine() -> str:
-    commit = "?"
-    with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        commit = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    return f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, commit {commit}"
 
 
 def main() -> int:

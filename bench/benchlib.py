@@ -109,12 +109,22 @@ def synced_state_dir(students: int) -> Path:
     return CACHE / str(students) / f"state-{code_fingerprint()}"
 
 
+#: Kept states of other code versions (and runs left by a killed benchmark) are removed
+#: when this old: a 100k state takes gigabytes.
+STALE_STATE_SECONDS = 2 * 3600
+
+
 def publish_state(work: Path, students: int) -> Path:
-    """Move a freshly synced state directory to where bench_serve looks for it."""
+    """Move a freshly synced state directory to where bench_serve looks for it; remove
+    the stale ones of earlier code versions."""
     target = synced_state_dir(students)
     if target.exists():
         shutil.rmtree(target)
     work.rename(target)
+    now = time.time()
+    for other in target.parent.glob("state-*"):
+        if other != target and now - other.stat().st_mtime > STALE_STATE_SECONDS:
+            shutil.rmtree(other, ignore_errors=True)
     return target
 
 
@@ -469,6 +479,20 @@ class WriteCounters:
             finally:
                 connection.close()
         return counts
+
+
+def machine() -> str:
+    """Cores, Python, the commit and the load average now: what the figures depend on."""
+    commit = "?"
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, commit {commit}, load {load}"
 
 
 # -- targets and tables --------------------------------------------------------------
