@@ -41,8 +41,13 @@ check: $(STAMP)
 api-fuzz: $(STAMP)
 	$(BIN)/python -m pytest -q tests/integration/test_api_schema.py
 
+# rostersync sync and serve as a user runs them, on generated districts (BENCH_SIZES
+# students; add 1000000 for the largest): see docs/benchmarks.md.
+BENCH_SIZES ?= 10000 100000
+BENCH_SERVE_STUDENTS ?= 100000
 bench: $(STAMP)
-	$(BIN)/python -u bench/bench_sync.py
+	$(BIN)/python -u bench/bench_sync.py --sizes $(BENCH_SIZES)
+	$(BIN)/python -u bench/bench_serve.py --students $(BENCH_SERVE_STUDENTS)
 	$(BIN)/python -u bench/match_quality.py
 
 format: $(STAMP)

@@ -1,143 +1,310 @@
-"""Speed and memory of the sync core on generated districts.
+"""rostersync sync as a user runs it, on generated districts, beside a DuckDB diff.
 
-For each size: generate day 1 and day 2 (1% changes), then under the local runtime run
-fetch → normalize → match → stage → commit on day 1 and again on day 2, timing each
-step, with rows/s and the process's peak RSS; beside it, the time pyarrow takes merely
-to read the same files (the floor).
+For each size: generate day 1 and day 2 (1% changes; cached under
+/tmp/rostersync-bench/<students>/), then on a fresh state directory (the embedded store,
+the local default) run ``rostersync sync --tenant bench --state DIR --json BUNDLE`` as a
+child process for day 1, day 2 and day 2 again. Per run: the end-to-end wall time, the
+peak RSS of that child, each step's time from the run's ``timings_ms`` (its report), rows/s,
+and what it wrote, counted from the state directory (rows added, changed or removed per
+table, events appended to the log; for the repeated day 2 every row written, identical
+rewrites included, counted by SQLite triggers). Beside them the reference: DuckDB reading
+the users and enrollments files of both days, hashing each row, joining on sourcedId and
+classifying adds, updates and deletes; the ratio is core / reference, with
+core = normalize + match + stage.
 
-At 100k students the commit writes the snapshot only: moto's DynamoDB takes ~3,000
-items/s, so writing a million directory items measures moto, not rostersync.
-
-    .venv/bin/python bench/bench_sync.py [--sizes 10000 100000]
+    .venv/bin/python bench/bench_sync.py [--sizes 10000 100000 1000000] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import json
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-CACHE = Path("/tmp/rostersync-bench")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import (
+    CACHE,
+    QUICK_STUDENTS,
+    ChildRun,
+    StateSnapshot,
+    Table,
+    WriteCounters,
+    Written,
+    app_items,
+    bundle_rows,
+    difference,
+    ensure_district,
+    event_types_after,
+    is_app_facing,
+    machine,
+    megabytes,
+    per_second,
+    publish_state,
+    run_cli,
+    run_json,
+    seconds,
+    target,
+)
+
+TENANT = "bench"
+CORE_STEPS = ("normalize", "match", "stage")
+REFERENCE_FILES = ("users.csv", "enrollments.csv")
+
+COLUMNS = (
+    ("students", 9),
+    ("run", -11),
+    ("measure", -18),
+    ("seconds", 8),
+    ("rows/s", 10),
+    ("peak MB", 8),
+    ("written / compared", -36),
+    ("target", -24),
+)
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# -- the reference -------------------------------------------------------------------
+
+_DIFF = """
+CREATE OR REPLACE TEMP TABLE changes AS
+WITH before AS (
+    SELECT sourcedId AS id, hash(t) AS h FROM read_csv(?, all_varchar = true, header = true) t
+), after AS (
+    SELECT sourcedId AS id, hash(t) AS h FROM read_csv(?, all_varchar = true, header = true) t
+)
+SELECT coalesce(after.id, before.id) AS id,
+       CASE WHEN before.id IS NULL THEN 'add'
+            WHEN after.id IS NULL THEN 'delete'
+            ELSE 'update' END AS action
+FROM before FULL OUTER JOIN after ON before.id = after.id
+WHERE before.h IS DISTINCT FROM after.h
+"""
 
 
-def bundle_rows(folder: Path) -> int:
-    return sum(
-        max(0, sum(1 for _ in p.open("rb")) - 1)
-        for p in folder.glob("*.csv")
-        if p.name != "manifest.csv"
-    )
+def reference_diff(day1: Path, day2: Path) -> tuple[float, int, dict[str, dict[str, int]]]:
+    """DuckDB's diff of users and enrollments, day 1 → day 2: seconds, rows read and the
+    adds, updates and deletes it found per file."""
+    import duckdb
 
-
-def pyarrow_read_seconds(folder: Path) -> float:
-    import pyarrow.csv as pacsv
-
+    found: dict[str, dict[str, int]] = {}
     started = time.perf_counter()
-    for path in sorted(folder.glob("*.csv")):
-        if path.name != "manifest.csv":
-            pacsv.read_csv(path)
-    return time.perf_counter() - started
+    connection = duckdb.connect()
+    for name in REFERENCE_FILES:
+        connection.execute(_DIFF, [str(day1 / name), str(day2 / name)])
+        found[name] = {
+            action: int(n)
+            for action, n in connection.execute(
+                "SELECT action, count(*) FROM changes GROUP BY action"
+            ).fetchall()
+        }
+    took = time.perf_counter() - started
+    connection.close()
+    rows = bundle_rows_of(day1, REFERENCE_FILES) + bundle_rows_of(day2, REFERENCE_FILES)
+    return took, rows, found
 
 
-def ensure_district(students: int) -> tuple[Path, Path]:
-    from rostersync.generator import generate_district, mutate_next_day
-
-    base = CACHE / str(students)
-    day1, day2 = base / "day1", base / "day2"
-    if not (day2 / "manifest.csv").exists():
-        generate_district(day1, students=students, seed=1)
-        mutate_next_day(day1, day2, seed=2, rate=0.01)
-    return day1, day2
+def bundle_rows_of(folder: Path, names: tuple[str, ...]) -> int:
+    total = 0
+    for name in names:
+        with (folder / name).open("rb") as lines:
+            total += max(0, sum(1 for _ in lines) - 1)
+    return total
 
 
-class _NullWriter:
-    """Stands in for DynamoDB and EventBridge writers in the snapshot-only commit."""
-
-    def put_many(self, tenant: str, entity: str, items: Iterable[Any]) -> int:
-        return sum(1 for _ in items)
-
-    def publish(self, events: Iterable[Any]) -> int:
-        return sum(1 for _ in events)
+# -- one run ---------------------------------------------------------------------------
 
 
-def run_day(deps: Any, tenant: str, folder: Path, full_commit: bool) -> dict[str, float]:
-    from rostersync.application.sync import upload_bundle
-    from rostersync.pipeline.steps import run_step
-    from rostersync.storage import keys
+def step_timings(run: ChildRun, state: Path) -> dict[str, float]:
+    """Seconds per step: the run's ``timings_ms`` in its report (``sync --json`` names
+    the report file), else in its run record (``rostersync runs --json``)."""
+    shown = run_json(run) or {}
+    timings: dict[str, Any] = {}
+    report_path = shown.get("report")
+    if report_path and Path(report_path).is_file():
+        timings = json.loads(Path(report_path).read_text()).get("timings_ms") or {}
+    if not timings:
+        listed = run_json(
+            run_cli(["runs", "--tenant", TENANT, "--state", str(state), "--json", "--limit", "5"])
+        )
+        for record in listed if isinstance(listed, list) else []:
+            if record.get("run_id") == shown.get("run_id"):
+                timings = record.get("timings_ms") or {}
+    return {
+        str(step): float(ms) / 1000 for step, ms in timings.items() if isinstance(ms, int | float)
+    }
 
-    run_id = keys.new_run_id()
-    source = upload_bundle(deps, tenant, run_id, folder)
-    deps.runs.put(tenant, run_id, {"status": "running", "trigger": "cli", "mode": "full"})
-    state: dict[str, Any] = {"tenant": tenant, "run_id": run_id, "source": {"key": source}}
-    timings: dict[str, float] = {}
-    commit_deps = (
-        deps
-        if full_commit
-        else replace(deps, directory=_NullWriter(), links=_NullWriter(), events=_NullWriter())
+
+def describe_written(written: Written) -> str:
+    shown = [f"{name} {written.total(name)}" for name in written.groups()]
+    return ", ".join(shown) or "nothing"
+
+
+def day_targets(students: int, run: str) -> tuple[float | None, float | None]:
+    """(end-to-end seconds, peak MB) the issue's targets set for this size and run."""
+    if students == 100_000:
+        return (
+            (60.0, 2048.0) if run == "day 1" else (15.0, None) if run == "day 2" else (None, None)
+        )
+    if students >= 1_000_000 and run == "day 1":
+        return 15 * 60.0, None
+    return None, None
+
+
+def run_day(
+    table: Table,
+    students: int,
+    run_name: str,
+    folder: Path,
+    state: Path,
+    before: StateSnapshot,
+    reference_seconds: float,
+    timeout: float,
+) -> tuple[bool, StateSnapshot]:
+    rows = bundle_rows(folder)
+    again = run_name == "day 2 again"
+    counters = WriteCounters(state) if again else None
+    if counters is not None:
+        counters.install()
+    run = run_cli(
+        ["sync", "--tenant", TENANT, "--state", str(state), "--json", str(folder)], timeout=timeout
     )
-    for step in ("fetch", "normalize", "match", "stage", "commit"):
-        started = time.perf_counter()
-        state = run_step(step, state, commit_deps if step == "commit" else deps)
-        timings[step] = time.perf_counter() - started
-        timings[f"{step}_rss"] = peak_rss_mb()
-    timings["changes"] = sum(
-        state["counts"]["stage"].get(k, 0) for k in ("add", "update", "archive", "reactivate")
+    counted = counters.collect() if counters is not None else None
+    after = StateSnapshot.take(state)
+    written = difference(before, after)
+    status = (run_json(run) or {}).get("status")
+    if not run.ok or status not in {"committed", "held"}:
+        table.row(
+            students,
+            run_name,
+            "end to end",
+            seconds(run.seconds),
+            "",
+            megabytes(run.peak_mb),
+            f"FAILED ({status or run.failure()})",
+        )
+        if run.stderr.strip():
+            table.note("stderr: " + run.stderr.strip().splitlines()[-1][:200])
+        return False, after
+    timings = step_timings(run, state)
+    for step, took in timings.items():
+        table.row(students, run_name, step, seconds(took), per_second(rows, took))
+    if all(step in timings for step in CORE_STEPS):
+        core = sum(timings[step] for step in CORE_STEPS)
+        ratio = core / reference_seconds if reference_seconds else None
+        ok = None if students < 100_000 or ratio is None else ratio <= 3
+        table.row(
+            students,
+            run_name,
+            "core (n+m+s)",
+            seconds(core),
+            per_second(rows, core),
+            "",
+            f"{ratio:.1f} x the reference" if ratio is not None else "",
+            target("<= 3 x reference", ok) if ok is not None else "",
+        )
+    limit_s, limit_mb = day_targets(students, run_name)
+    if again:
+        assert counted is not None
+        items = sum(n for name, n in counted.items() if is_app_facing(name))
+        shown = f"items {items} (row writes), events {written.events}"
+        if written.events:
+            kinds = event_types_after(state, before.events)
+            shown += " (" + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) + ")"
+        ok: bool | None = items == 0 and written.events == 0
+        goal = target("0 items, 0 events", ok)
+    else:
+        shown = f"items {app_items(written)}, events {written.events}"
+        checks = []
+        if limit_s is not None:
+            checks.append(run.seconds <= limit_s)
+        if limit_mb is not None:
+            checks.append(run.peak_mb <= limit_mb)
+        ok = all(checks) if checks else None
+        goal_text = " and ".join(
+            text
+            for text, limit in (
+                (f"<= {limit_s:.0f} s" if limit_s else "", limit_s),
+                (f"<= {limit_mb / 1024:.0f} GB" if limit_mb else "", limit_mb),
+            )
+            if limit
+        )
+        goal = target(goal_text, ok) if goal_text else ""
+    table.row(
+        students,
+        run_name,
+        "end to end",
+        seconds(run.seconds),
+        per_second(rows, run.seconds),
+        megabytes(run.peak_mb),
+        shown,
+        goal,
     )
-    return timings
+    if again:
+        assert counted is not None
+        rewrites = ", ".join(f"{n} {c}" for n, c in sorted(counted.items()) if c) or "none"
+        table.note(f"row writes by table: {rewrites}; changed on disk: {describe_written(written)}")
+    else:
+        table.note(f"changed on disk: {describe_written(written)}")
+    return True, after
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_STUDENTS:,} students only")
+    parser.add_argument(
+        "--timeout", type=float, default=3600, help="seconds per sync before it is killed"
+    )
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT / "layers" / "common"))
-    from rostersync.config import stack_settings
-    from rostersync.local.runtime import LocalCloud
-    from rostersync.observability import logger
-    from rostersync.pipeline.deps import build_deps
-
-    logger().setLevel("WARNING")
-    header = ("students", "day", "rows", "step", "seconds", "rows/s", "peak MB")
-    print("{:>9} {:>4} {:>9} {:<10} {:>8} {:>10} {:>8}".format(*header))
-    for students in args.sizes:
+    sizes = [QUICK_STUDENTS] if args.quick else args.sizes
+    table = Table(
+        f"rostersync sync through the CLI, embedded store ({machine()})", COLUMNS, out=sys.stdout
+    )
+    table.header()
+    for students in sizes:
         day1, day2 = ensure_district(students)
-        rows = {1: bundle_rows(day1), 2: bundle_rows(day2)}
-        floor = pyarrow_read_seconds(day1)
-        with LocalCloud(None) as _cloud:
-            deps = build_deps(stack_settings())
-            tenant = f"bench-{students}"
-            from rostersync.application.sync import ensure_tenant
-
-            ensure_tenant(deps, tenant, create=True)
-            full_commit = students <= 10_000
-            for day, folder in ((1, day1), (2, day2)):
-                t = run_day(deps, tenant, folder, full_commit)
-                core = t["normalize"] + t["match"] + t["stage"]
-                for step in ("fetch", "normalize", "match", "stage", "commit"):
-                    label = step if step != "commit" or full_commit else "commit*"
-                    print(
-                        f"{students:>9} {day:>4} {rows[day]:>9} {label:<10} {t[step]:>8.2f} "
-                        f"{rows[day] / t[step]:>10.0f} {t[step + '_rss']:>8.0f}"
-                    )
-                print(
-                    f"{students:>9} {day:>4} {rows[day]:>9} {'CORE':<10} {core:>8.2f} "
-                    f"{rows[day] / core:>10.0f}   "
-                    f"(normalize+match+stage; {int(t['changes'])} changes)"
-                )
-        print(
-            f"{students:>9}    - {rows[1]:>9} {'pyarrow':<10} {floor:>8.2f} "
-            f"{rows[1] / floor:>10.0f}   (read every file: the floor)"
+        ref_seconds, ref_rows, found = reference_diff(day1, day2)
+        compared = "; ".join(
+            f"{name.removesuffix('.csv')} "
+            + " ".join(
+                f"{sign}{found[name].get(a, 0)}"
+                for sign, a in (("+", "add"), ("~", "update"), ("-", "delete"))
+            )
+            for name in REFERENCE_FILES
         )
-    print("commit* = snapshot only (directory, links and events not written; see docstring)")
+        table.row(
+            students,
+            "reference",
+            "duckdb diff",
+            seconds(ref_seconds),
+            per_second(ref_rows, ref_seconds),
+            "",
+            compared,
+        )
+        base = CACHE / str(students)
+        state = Path(tempfile.mkdtemp(prefix="state-run-", dir=base))
+        snapshot = StateSnapshot.take(state)
+        completed = True
+        for run_name, folder in (("day 1", day1), ("day 2", day2), ("day 2 again", day2)):
+            completed, snapshot = run_day(
+                table, students, run_name, folder, state, snapshot, ref_seconds, args.timeout
+            )
+            if not completed:
+                break
+        if completed:
+            publish_state(state, students)
+        else:
+            shutil.rmtree(state, ignore_errors=True)
+    table.note(
+        "core = normalize+match+stage; items = directory and link rows; peak MB = that "
+        "sync child's peak RSS; reference: + add, ~ update, - delete; the repeated day 2 "
+        "runs with write-counting triggers"
+    )
     return 0
 
 
