@@ -177,7 +177,8 @@ class TestStateMachine:
     ) -> None:
         chunks = [{"id": f"users-adds-{n}", "entity": "users", "kind": "adds"} for n in range(5)]
         result = mini_cloud.start_run(
-            run_input("r-fan", plan={"fan_out": True, "chunks": chunks}), name="r-fan"
+            run_input("r-fan", plan={"fan_out": True, "concurrency": 2, "chunks": chunks}),
+            name="r-fan",
         )
 
         assert result.status == "SUCCEEDED", result.cause

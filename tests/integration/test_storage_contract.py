@@ -146,6 +146,16 @@ def test_json_lines_round_trip(stack: Stack, tenant: str) -> None:
     assert list(store.iter_jsonl(f"{tenant}/missing.jsonl")) == []
 
 
+def test_a_byte_range_of_an_object(stack: Stack, tenant: str) -> None:
+    store = stack.deps.store
+    store.put_bytes(f"{tenant}/lines.jsonl", b'{"a":1}\n{"a":22}\n{"a":3}\n')
+
+    assert store.read_bytes(f"{tenant}/lines.jsonl", 8, 17) == b'{"a":22}\n'
+    assert store.read_bytes(f"{tenant}/lines.jsonl", 0, 8) == b'{"a":1}\n'
+    assert store.read_bytes(f"{tenant}/lines.jsonl", 17, 99) == b'{"a":3}\n'
+    assert store.read_bytes(f"{tenant}/lines.jsonl", 5, 5) == b""
+
+
 # ------------------------------------------------------------------- inbox objects
 
 

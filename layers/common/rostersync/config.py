@@ -52,6 +52,8 @@ class StackSettings(_FromEnvironment):
     commit_inline_actions: int = Field(default=20_000, alias="COMMIT_INLINE_ACTIONS", ge=0)
     #: Lines of a change file per commit chunk when fanning out.
     commit_chunk_actions: int = Field(default=10_000, alias="COMMIT_CHUNK_ACTIONS", ge=1)
+    #: Commit chunks applied at once (one writer locally: the local runtime sets 2).
+    commit_concurrency: int = Field(default=16, alias="COMMIT_CONCURRENCY", ge=1, le=1000)
 
 
 class RunStartSettings(StackSettings):

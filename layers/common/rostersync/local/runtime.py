@@ -287,6 +287,10 @@ class LocalCloud:
                 # Runs note which process runs them: a run whose process is gone (a
                 # kill -9) is known at once by the next start on this machine.
                 self.environment["LOCAL_RUNNER"] = f"{socket.gethostname()}:{os.getpid()}"
+                # One writer: more chunks at once only hold more memory.
+                self.environment.setdefault(
+                    "COMMIT_CONCURRENCY", os.environ.get("COMMIT_CONCURRENCY", "2")
+                )
                 if not os.environ.get("LOCAL_SECRETS_FILE"):
                     # Tenants' secrets (API tokens) in the state, in a 0600 file: moto's
                     # Secrets Manager would forget them when the process ends.

@@ -7,8 +7,7 @@ A commit has three parts, each its own state-machine task:
    has, per entity, one *snapshot* chunk (the entity's new snapshot: the baseline with
    the changes applied, plus the directory items of changed records the baseline holds)
    and *adds* chunks (directory items and links of the records new to the tenant, a part
-   of ``COMMIT_CHUNK_ACTIONS`` lines of the change file each). A large change set is
-   split into part files here, unparsed, so that every chunk reads only its own part.
+   of ``COMMIT_CHUNK_ACTIONS`` lines of the change file each, read by a ranged read).
 2. **chunks** (``commit_chunk``): a Distributed Map applies them in parallel when the
    change set is larger than ``COMMIT_INLINE_ACTIONS``; otherwise the finish applies them
    itself, one after the other: the same code either way. Every chunk is idempotent by
@@ -44,6 +43,7 @@ import resource
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -140,65 +140,89 @@ def _plan_key(state: RunState) -> str:
     return keys.run_prefix(state.tenant, state.run_id) + "commit/plan.json"
 
 
-def _part_key(state: RunState, entity: Entity, part: int) -> str:
-    name = f"commit/parts/{entity.value}-{part:05d}.jsonl"
-    return keys.run_prefix(state.tenant, state.run_id) + name
-
-
 def _done_key(tenant: str, run_id: str, chunk_id: str) -> str:
     return keys.run_prefix(tenant, run_id) + f"commit/done/{chunk_id}.json"
 
 
 def _plan(deps: Deps, state: RunState) -> CommitPlan:
-    """Chunks for the run's change files. Inline, each entity's change file is one *adds*
-    chunk; fanned out, files longer than a chunk are split into part files first,
-    unparsed, so that every chunk reads only its own part."""
+    """Chunks for the run's change files: per entity a *snapshot* chunk and *adds*
+    chunks. Inline, an entity's change file is one *adds* chunk; fanned out, each chunk
+    reads its own byte range of the file (a ranged read: no copy, no parse of others)."""
     size = deps.settings.commit_chunk_actions
-    lines: dict[Entity, int] = {}
-    included = 0
-    for entity in ENTITY_ORDER:
-        # Parsed, not merely counted: an unreadable change set stops the commit here,
-        # before anything of it is applied.
-        lines[entity] = 0
-        for action in deps.store.iter_jsonl(keys.changes_key(state.tenant, state.run_id, entity)):
-            lines[entity] += 1
-            included += bool(action.get("included"))
-    total = sum(lines.values())
+    scans = {
+        entity: _scan(deps, keys.changes_key(state.tenant, state.run_id, entity), size)
+        for entity in ENTITY_ORDER
+    }
+    total = sum(scan.lines for scan in scans.values())
     fan_out = total > deps.settings.commit_inline_actions
     chunks: list[CommitChunk] = []
-    for entity in ENTITY_ORDER:
+    for entity, scan in scans.items():
         chunks.append(CommitChunk(id=f"{entity.value}-snapshot", entity=entity, kind="snapshot"))
-        key = keys.changes_key(state.tenant, state.run_id, entity)
-        if not lines[entity]:
+        if not scan.lines:
             continue
-        parts = (
-            _split(deps, state, entity, key, size) if fan_out and lines[entity] > size else [key]
-        )
+        key = keys.changes_key(state.tenant, state.run_id, entity)
+        ranges = scan.ranges if fan_out else [(None, None)]
         chunks.extend(
-            CommitChunk(id=f"{entity.value}-adds-{n:05d}", entity=entity, kind="adds", key=part)
-            for n, part in enumerate(parts)
+            CommitChunk(
+                id=f"{entity.value}-adds-{n:05d}",
+                entity=entity,
+                kind="adds",
+                key=key,
+                start=start,
+                end=end,
+            )
+            for n, (start, end) in enumerate(ranges)
         )
-    return CommitPlan(actions=total, included=included, fan_out=fan_out, chunks=chunks)
+    return CommitPlan(
+        actions=total,
+        included=sum(scan.included for scan in scans.values()),
+        fan_out=fan_out,
+        concurrency=deps.settings.commit_concurrency,
+        chunks=chunks,
+    )
 
 
-def _split(deps: Deps, state: RunState, entity: Entity, key: str, size: int) -> list[str]:
-    """Copy a change file into parts of ``size`` lines; return their keys."""
-    parts: list[str] = []
-    batch: list[bytes] = []
+@dataclass
+class _Scan:
+    lines: int = 0
+    included: int = 0
+    #: Byte ranges ``[start, end)`` of ``size`` lines each.
+    ranges: list[tuple[int | None, int | None]] = field(default_factory=list)
 
-    def flush() -> None:
-        parts.append(_part_key(state, entity, len(parts)))
-        with deps.store.writer(parts[-1]) as out:
-            out.write(b"".join(batch))
-        batch.clear()
 
-    for line in deps.store.iter_lines(key):
-        batch.append(line + b"\n")
-        if len(batch) >= size:
-            flush()
-    if batch:
-        flush()
-    return parts
+def _scan(deps: Deps, key: str, size: int) -> _Scan:
+    """Parse every line of a change file (an unreadable change set stops the commit here,
+    before anything of it is applied); count lines and included actions; cut it into
+    byte ranges of ``size`` lines."""
+    scan = _Scan()
+    if not deps.store.exists(key):
+        return scan
+    starts: list[int] = []
+    position = 0  # where ``pending`` starts in the file
+
+    def take(line: bytes, at: int) -> None:
+        if not line.strip():
+            return
+        if scan.lines % size == 0:
+            starts.append(at)
+        scan.included += bool(orjson.loads(line).get("included"))
+        scan.lines += 1
+
+    with deps.store.open_stream(key) as body:
+        pending = b""
+        while chunk := body.read(1 << 20):
+            buffer = pending + chunk
+            begin = 0
+            while (newline := buffer.find(b"\n", begin)) != -1:
+                take(buffer[begin:newline], position + begin)
+                begin = newline + 1
+            position += begin
+            pending = buffer[begin:]
+        take(pending, position)
+    end = position + len(pending)
+    bounds: list[int] = [*starts, end]
+    scan.ranges = [(bounds[i], bounds[i + 1]) for i in range(len(starts))]
+    return scan
 
 
 def begin_commit(state: RunState, deps: Deps) -> RunState:
@@ -235,6 +259,7 @@ def begin_commit(state: RunState, deps: Deps) -> RunState:
         actions=plan.actions,
         included=plan.included,
         fan_out=plan.fan_out and bool(remaining),
+        concurrency=plan.concurrency,
         chunks=remaining,
         began_ms=int(time.time() * 1000),
     )
@@ -296,7 +321,12 @@ def _write_adds(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> int
         items.clear()
         links.clear()
 
-    for action in deps.store.iter_jsonl(chunk.key or ""):
+    if chunk.start is not None and chunk.end is not None:
+        body = deps.store.read_bytes(chunk.key or "", chunk.start, chunk.end)
+        rows: Iterator[Any] = (orjson.loads(line) for line in body.split(b"\n") if line.strip())
+    else:
+        rows = deps.store.iter_jsonl(chunk.key or "")
+    for action in rows:
         if action["action"] != "add" or not action.get("included"):
             continue
         items.append(directory_item(_added_line(action), run_id))
@@ -384,7 +414,9 @@ def apply_chunk_event(event: dict[str, Any], deps: Deps) -> dict[str, Any]:
     tenant = keys.check_tenant(str(event["tenant"]))
     run_id = keys.check_run_id(str(event["run_id"]))
     chunk = CommitChunk.model_validate(event["chunk"])
-    if chunk.key is not None and not chunk.key.startswith(keys.run_prefix(tenant, run_id)):
+    if chunk.key is not None and chunk.key not in {
+        keys.changes_key(tenant, run_id, entity) for entity in ENTITY_ORDER
+    }:
         raise RunStateError(f"chunk {chunk.id} names a file outside run {run_id}")
     return apply_chunk(deps, tenant, run_id, chunk)
 

@@ -39,8 +39,10 @@ class CommitChunk(BaseModel):
     id: str
     entity: Entity
     kind: Literal["snapshot", "adds"]
-    #: The part of the change file an *adds* chunk reads.
+    #: The change file an *adds* chunk reads, and its byte range (all of it if unset).
     key: str | None = None
+    start: int | None = None
+    end: int | None = None
 
 
 class CommitPlan(BaseModel):
@@ -52,6 +54,8 @@ class CommitPlan(BaseModel):
     actions: int = 0
     included: int = 0
     fan_out: bool = False
+    #: Chunks applied at once when fanned out (the Distributed Map's MaxConcurrency).
+    concurrency: int = 16
     #: When the commit began (epoch milliseconds): the commit's time spans its tasks.
     began_ms: int = 0
     chunks: list[CommitChunk] = Field(default_factory=list)

@@ -177,6 +177,23 @@ class ObjectStore:
         finally:
             body.close()
 
+    def read_bytes(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive) of the object: one ranged GET."""
+        if end <= start:
+            return b""
+        response = _guard(
+            f"get {key}",
+            lambda: self.client.get_object(
+                Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}"
+            ),
+        )
+        body = response["Body"]
+        try:
+            data: bytes = body.read()
+        finally:
+            body.close()
+        return data
+
     @contextmanager
     def writer(self, key: str) -> Iterator[IO[bytes]]:
         """Write a large object through a temporary file, uploaded on success only."""

@@ -53,6 +53,10 @@ class ObjectStorePort(Protocol):
 
     def iter_lines(self, key: str) -> Iterator[bytes]: ...
 
+    def read_bytes(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive) of the object."""
+        ...
+
     def iter_jsonl(self, key: str) -> Iterator[Any]: ...
 
 

@@ -215,6 +215,14 @@ class LocalObjectStore:
         with self._open(key) as fh:
             yield fh
 
+    def read_bytes(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive) of the object."""
+        if end <= start:
+            return b""
+        with self._open(key) as fh:
+            fh.seek(start)
+            return fh.read(end - start)
+
     @contextmanager
     def writer(self, key: str) -> Iterator[IO[bytes]]:
         """Write an object of any size through a temporary file, stored on success only."""
