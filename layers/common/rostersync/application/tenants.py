@@ -42,3 +42,84 @@ def save_tenant_settings(
         sync_schedule(None, tenant, settings)
     deps.tenants.put_settings(tenant, after, who=who, at=at, changed=changed)
     return changed
+
+
+def tenant_ids(deps: Deps) -> list[str]:
+    """Every tenant of the stack, sorted."""
+    return sorted(deps.inbox_records.tenant_ids())
+
+
+def open_tenant(deps: Deps, tenant: str, *, create: bool = False) -> bool:
+    """Make sure ``tenant`` exists; True if it was created now.
+
+    An unknown tenant is created on first use when the stack has no tenant yet (a
+    newcomer's first command just works) or when ``create`` says so; otherwise it is
+    refused with the known tenants listed (a mistyped tenant is never created silently).
+    """
+    from rostersync.application.sync import ensure_tenant
+    from rostersync.errors import UnknownTenant
+    from rostersync.storage.keys import check_tenant
+
+    check_tenant(tenant)
+    if deps.tenants.get_meta(tenant) is not None:
+        return False
+    known = tenant_ids(deps)
+    if known and not create:
+        raise UnknownTenant(
+            f"unknown tenant {tenant!r}; the tenants are {', '.join(known)} "
+            "(give --create-tenant to create a new one)"
+        )
+    return ensure_tenant(deps, tenant, create=True)
+
+
+def tenant_summaries(deps: Deps) -> list[dict[str, object]]:
+    """Every tenant with when it was created, its connected source and its last run."""
+    out: list[dict[str, object]] = []
+    for tenant in tenant_ids(deps):
+        meta = deps.tenants.get_meta(tenant) or {}
+        source = deps.tenants.get_source(tenant) or {}
+        last = deps.runs.list(tenant, 1)
+        out.append(
+            {
+                "tenant": tenant,
+                "created_at": meta.get("created_at"),
+                "source": source.get("kind") or "oneroster_csv",
+                "last_run": last[0]["run_id"] if last else None,
+                "last_status": last[0].get("status") if last else None,
+            }
+        )
+    return out
+
+
+def remove_tenant(deps: Deps, tenant: str) -> dict[str, int]:
+    """Remove everything of ``tenant`` from the embedded store: its table items, objects,
+    events and secrets (the command line removes its SFTP users and report copies).
+    Raises UnknownTenant for a tenant that does not exist."""
+    from rostersync.application.connect import secret_fields
+    from rostersync.errors import UnknownTenant
+    from rostersync.sources.registry import source_kinds
+    from rostersync.storage.keys import check_tenant
+    from rostersync.storage.local import open_local_store
+    from rostersync.storage.local.purge import purge_tenant
+    from rostersync.storage.secrets import SecretStore
+
+    check_tenant(tenant)
+    if deps.tenants.get_meta(tenant) is None:
+        raise UnknownTenant(f"unknown tenant {tenant!r}")
+    if deps.settings.local_store_dir is None:
+        raise UnknownTenant("tenants are removed here only from a local state")
+    # Secrets first, while the connection records still name them.
+    names = {f.name for kind in source_kinds() for f in secret_fields(kind)}
+    for connection in [deps.tenants.get_source(tenant) or {}, *deps.tenants.source_history(tenant)]:
+        names |= {str(n) for n in (connection.get("secrets") or {}).values()}
+    secrets = 0
+    if isinstance(deps.secrets, SecretStore):
+        for name in sorted(names):
+            secrets += bool(deps.secrets.delete_secret(tenant, name))
+    purged = purge_tenant(open_local_store(deps.settings.local_store_dir), tenant)
+    return {
+        "items": purged.items,
+        "objects": purged.objects,
+        "events": purged.events,
+        "secrets": secrets,
+    }

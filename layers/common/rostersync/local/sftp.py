@@ -135,9 +135,12 @@ def sftp_user_add(
     username: str,
     password: str | None = None,
     public_key: str | None = None,
+    *,
+    rotate: bool = True,
 ) -> SftpUser:
-    """Add an SFTP user for ``tenant``, or give an existing one of the same tenant a new
-    password and/or another public key. At least one of the two is needed."""
+    """Add an SFTP user for ``tenant``, or (``rotate``) give an existing one of the same
+    tenant a new password and/or another public key. At least one of the two is needed.
+    Without ``rotate`` an existing user is refused: nothing replaces a password unasked."""
     keys.check_tenant(tenant)
     if not _USERNAME.match(username):
         raise SftpUserError("a user name is 1-64 of A-Z a-z 0-9 . _ - (not starting with . _ -)")
@@ -148,6 +151,11 @@ def sftp_user_add(
         entry = dict(users.get(username) or {"tenant": tenant, "public_keys": []})
         if entry["tenant"] != tenant:
             raise SftpUserError(f"user {username} belongs to another tenant")
+        if username in users and not rotate:
+            raise SftpUserError(
+                f"SFTP user {username} already exists for tenant {tenant}; give --rotate to "
+                "replace its password (or add the key), or choose another name"
+            )
         if password:
             entry["password"] = _hash_password(password)
         if public_key:
@@ -172,6 +180,11 @@ def sftp_user_remove(state_dir: Path, username: str) -> bool:
 def sftp_users(state_dir: Path) -> list[SftpUser]:
     """The SFTP users, by name (no secrets)."""
     return [_describe(name, entry) for name, entry in sorted(_read_users(state_dir).items())]
+
+
+def sftp_users_of(state_dir: Path, tenant: str) -> list[SftpUser]:
+    """The tenant's SFTP users, by name."""
+    return [user for user in sftp_users(state_dir) if user.tenant == tenant]
 
 
 def _describe(username: str, entry: dict[str, Any]) -> SftpUser:
