@@ -138,7 +138,15 @@ def test_a_refused_token_and_bad_connections_are_said(capsys, clever, tmp_path):
     assert "not-the-token" not in out
 
     code, _, err = run_cli(
-        capsys, "connect", "clever", "--tenant", "t2", "--state", state, "--no-check"
+        capsys,
+        "connect",
+        "clever",
+        "--tenant",
+        "t2",
+        "--create-tenant",
+        "--state",
+        state,
+        "--no-check",
     )
     assert code == 1
     assert "secrets.token: required" in err

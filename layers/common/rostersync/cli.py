@@ -36,6 +36,8 @@ from rostersync.local.session import (
 from rostersync.models import ENTITY_ORDER
 from rostersync.storage import keys
 
+CREATE_TENANT_HELP = "create --tenant if it does not exist (without: only in an empty state)"
+
 
 def _state_dir(args: argparse.Namespace) -> Path:
     path = Path(args.state) if args.state else default_state_dir()
@@ -52,6 +54,14 @@ def _given_state(args: argparse.Namespace) -> Path | None:
 def _hint(args: argparse.Namespace, words: str) -> str:
     """A next step to type, with the ``--tenant`` (and ``--state``) in use."""
     return command_hint(words, args.tenant, _given_state(args))
+
+
+def _open_tenant(deps: Any, args: argparse.Namespace) -> bool:
+    """The ``--tenant`` made sure of: created only in an empty state or with
+    ``--create-tenant``; True if created now."""
+    from rostersync.application.tenants import open_tenant
+
+    return open_tenant(deps, args.tenant, create=bool(getattr(args, "create_tenant", False)))
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -164,7 +174,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
     if getattr(args, "base_url", None):
         settings["base_url"] = args.base_url
     with local_stack(_state_dir(args)) as (_cloud, deps):
-        created = ensure_tenant(deps, args.tenant, create=True)
+        created = _open_tenant(deps, args)
         try:
             connected = connect_source(
                 deps,
@@ -235,30 +245,65 @@ def _who(args: argparse.Namespace) -> str:
     return str(getattr(args, "who", None) or os.environ.get("USER") or "cli")
 
 
+def _changes_of(entry: dict[str, Any]) -> dict[str, list[Any]]:
+    changes = entry.get("changes")
+    return dict(changes) if isinstance(changes, dict) else {}
+
+
+def _shown_value(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
-    from rostersync.application.tenants import load_tenant_settings, save_tenant_settings
+    from rostersync.application.tenants import (
+        load_tenant_settings,
+        open_tenant,
+        save_tenant_settings,
+        settings_changes,
+        settings_history,
+    )
     from rostersync.settings import SettingsError, apply_assignments
 
     with local_stack(_state_dir(args)) as (_cloud, deps):
-        ensure_tenant(deps, args.tenant, create=True)
+        if args.settings_command == "set":
+            open_tenant(deps, args.tenant, create=args.create_tenant)
+        else:
+            ensure_tenant(deps, args.tenant, create=False)
         current = load_tenant_settings(deps, args.tenant)
+        if args.settings_command == "history":
+            history = settings_history(deps, args.tenant)
+            lines = [
+                f"{h['changed_at']} {h['changed_by']}: "
+                + "; ".join(
+                    f"{name}: {_shown_value(old)} → {_shown_value(new)}"
+                    for name, (old, new) in _changes_of(h).items()
+                )
+                for h in history
+            ]
+            _emit(args, history, "\n".join(lines) or "no changes")
+            return 0
         if args.settings_command == "set":
             try:
                 updated = apply_assignments(current, args.assignments)
+                changes = settings_changes(
+                    current.model_dump(mode="json"), updated.model_dump(mode="json")
+                )
+                save_tenant_settings(deps, args.tenant, updated, who=_who(args))
             except SettingsError as exc:
                 for error in exc.errors:
                     sys.stderr.write(
                         f"rostersync: invalid setting {error['field']}: {error['message']}\n"
                     )
                 return 1
-            save_tenant_settings(deps, args.tenant, updated, who=_who(args))
-            current = updated
-        if args.settings_command == "history":
-            history = deps.tenants.settings_history(args.tenant)
             lines = [
-                f"{h['changed_at']} {h['changed_by']}: {', '.join(h['changed'])}" for h in history
+                f"{name}: {_shown_value(old)} → {_shown_value(new)}"
+                for name, (old, new) in changes.items()
             ]
-            _emit(args, history, "\n".join(lines) or "no changes")
+            _emit(
+                args,
+                {"tenant": args.tenant, "changed": changes},
+                "\n".join(lines) or "nothing changed (the settings already say so)",
+            )
             return 0
     dump = current.model_dump(mode="json")
     _emit(args, dump, json.dumps(dump, indent=2))
@@ -483,7 +528,7 @@ def cmd_directory_import(args: argparse.Namespace) -> int:
 
     text = Path(args.file).read_text(encoding="utf-8-sig")
     with local_stack(_state_dir(args)) as (_cloud, deps):
-        ensure_tenant(deps, args.tenant, create=True)
+        _open_tenant(deps, args)
         result = import_app_records(deps, args.tenant, text, _who(args))
     lines = [f"Imported {result['imported']} app records"]
     for issue in result["issues"]:
@@ -768,7 +813,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--create-tenant",
         action="store_true",
-        help="create --tenant if it does not exist (without: only in an empty state)",
+        help=CREATE_TENANT_HELP,
     )
     sync.add_argument("--guardians", metavar="FILE", help="a guardian file to merge into the run")
     sync.add_argument(
@@ -800,6 +845,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--secret-file", action="append", metavar="NAME=FILE", help="a secret, from a file"
         )
         p.add_argument("--no-check", action="store_true", help="do not try the secrets")
+        p.add_argument("--create-tenant", action="store_true", help=CREATE_TENANT_HELP)
         p.add_argument("--who")
         common(p)
         p.set_defaults(func=cmd_connect, kind=kind)
@@ -812,6 +858,7 @@ def build_parser() -> argparse.ArgumentParser:
     dimport = dsub.add_parser("import", help="load the app's existing records for matching")
     dimport.add_argument("file", help="CSV: app_id, kind, names, email, birth_date, id:<name>, ...")
     dimport.add_argument("--who")
+    dimport.add_argument("--create-tenant", action="store_true", help=CREATE_TENANT_HELP)
     common(dimport)
     dimport.set_defaults(func=cmd_directory_import)
 
@@ -858,6 +905,11 @@ def build_parser() -> argparse.ArgumentParser:
     set_settings = ssub.add_parser("set", help="set field=value (dotted names, JSON values)")
     set_settings.add_argument("assignments", nargs="+", metavar="FIELD=VALUE")
     set_settings.add_argument("--who", help="who makes the change (default: $USER)")
+    set_settings.add_argument(
+        "--create-tenant",
+        action="store_true",
+        help=CREATE_TENANT_HELP,
+    )
     common(set_settings)
     history = ssub.add_parser("history", help="every settings change, who and when")
     common(history)
