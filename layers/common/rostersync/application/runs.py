@@ -197,3 +197,27 @@ def begin_run(
         locks.release(tenant, run_id)
         raise
     return StartedRun(run_id, tenant, spec)
+
+
+def record_skipped_run(
+    deps: Deps, tenant: str, *, trigger: Trigger, mode: SyncMode | None, reason: str
+) -> str:
+    """Keep a run that did not start (a schedule with nothing to sync, a tenant busy, a
+    schedule that cannot be read) in the run history as *skipped*, with its reason, so
+    the admin sees it where they see every run; return its run id."""
+    run_id = keys.new_run_id()
+    now = _now()
+    deps.runs.put(
+        keys.check_tenant(tenant),
+        run_id,
+        {
+            "status": "skipped",
+            "trigger": trigger,
+            "mode": mode,
+            "requested_by": None,
+            "started_at": now,
+            "finished_at": now,
+            "reason": reason,
+        },
+    )
+    return run_id
