@@ -36,7 +36,8 @@ from typing import IO, Any, TypeVar
 
 import asyncssh
 
-from rostersync.errors import InvalidKey, RostersyncError
+from rostersync.application.inbox import InboxReport, acceptable_name
+from rostersync.errors import RostersyncError
 from rostersync.storage import keys
 from rostersync.storage.inbox import InboxObject
 from rostersync.storage.ports import InboxObjectsPort
@@ -307,12 +308,18 @@ class _TenantInbox(asyncssh.SFTPServer):
         return "" if normal in ("", ".") else normal
 
     def _key(self, relative: str) -> str:
+        """The key of a path: each name as the inbox accepts it (``my bundle (1).zip`` is
+        ``my_bundle_1.zip``, for every operation alike), or a clear refusal."""
+        segments = []
         for segment in relative.split("/"):
-            try:
-                keys.check_file_name(segment)
-            except InvalidKey:
-                raise asyncssh.SFTPInvalidFilename("names may use only A-Z a-z 0-9 . _ -") from None
-        return keys.inbox_prefix(str(self._tenant)) + relative
+            accepted = acceptable_name(segment)
+            if accepted is None:
+                raise asyncssh.SFTPPermissionDenied(
+                    f"the name {segment!r} cannot be stored: use letters, digits, '.', '_' "
+                    "or '-' (other characters become '_')"
+                )
+            segments.append(accepted)
+        return keys.inbox_prefix(str(self._tenant)) + "/".join(segments)
 
     def _root(self) -> str:
         return keys.inbox_prefix(str(self._tenant))
@@ -473,12 +480,28 @@ class _TenantInbox(asyncssh.SFTPServer):
             opened.spool.close()
 
     async def _notify(self, key: str) -> None:
-        # The file is stored whatever happens next: a failure here is the inbox's to
-        # report (rejections, deferrals), not an upload error for the client.
+        """Hand the stored file to the inbox; a rejection is the client's status message
+        (the file has moved to ``rejected/``, its reason beside it)."""
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._on_upload, key)
+            report = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._on_upload, key
+            )
         except Exception as exc:
+            # The file is stored: a failure here is the inbox's to report, not an upload
+            # error for the client.
             _LOG.warning("inbox handling failed for %s: %s", key, type(exc).__name__)
+            return
+        outcomes = report.outcomes if isinstance(report, InboxReport) else []
+        for outcome in outcomes:
+            if outcome.status == "rejected":
+                name = key.rsplit("/", 1)[-1]
+                where = (
+                    f"; it was moved to /{outcome.moved_to.removeprefix(self._root())} with the "
+                    "reason beside it"
+                    if outcome.moved_to
+                    else ""
+                )
+                raise asyncssh.SFTPPermissionDenied(f"{name} was rejected: {outcome.reason}{where}")
 
     async def remove(self, path: bytes) -> None:
         relative = self._relative(path)
