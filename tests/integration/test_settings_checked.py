@@ -119,3 +119,23 @@ def test_the_api_reports_rank_issues_by_severity(api: Api) -> None:
     assert shown["run"]["issues_by_severity"] == report["issues_by_severity"]
     runs = api.http.get(f"/tenants/{tenant}/runs", headers=headers).json()["runs"]
     assert runs[0]["issues_by_severity"] == report["issues_by_severity"]
+
+
+def test_the_api_gives_a_failed_runs_reason_as_a_sentence(api: Api, tmp_path: Path) -> None:
+    tenant = api.tenant("failed-reason-t")
+    headers = api.token(tenant)
+    damaged = tmp_path / "district export.zip"
+    damaged.write_bytes(b"not a zip at all")
+    started = api.http.post(
+        f"/tenants/{tenant}/runs",
+        json={"source_key": api.upload(tenant, damaged)},
+        headers=headers,
+    )
+    shown = wait_for_status(api, tenant, started.json()["run_id"])
+    reason = shown["run"]["reason"]
+    assert shown["run"]["status"] == "failed"
+    assert (
+        reason == "BundleError: district_export.zip is not a readable zip: File is not a zip file"
+    )
+    listed = api.http.get(f"/tenants/{tenant}/runs", headers=headers).json()["runs"]
+    assert listed[0]["reason"] == reason

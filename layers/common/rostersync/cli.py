@@ -474,6 +474,9 @@ def _run_line(run: dict[str, Any]) -> list[str]:
         + " ".join(f"{a}={n}" for a, n in totals.items())
         + f"  {_severity_text(severities)}  {took:.1f}s"
     ]
+    source = run.get("source_name") or run.get("source_key")
+    if source:
+        lines.append(f"    source: {source}")
     for trip in run.get("hold") or []:
         lines.append(f"    held: {trip.get('message', trip)}")
     if run.get("reason") and run.get("status") in {"failed", "skipped", "discarded"}:
@@ -530,11 +533,14 @@ def cmd_directory_import(args: argparse.Namespace) -> int:
     with local_stack(_state_dir(args)) as (_cloud, deps):
         _open_tenant(deps, args)
         result = import_app_records(deps, args.tenant, text, _who(args))
-    lines = [f"Imported {result['imported']} app records"]
+    # The issues name the admin's own file, not the name it is kept under.
     for issue in result["issues"]:
+        issue["file"] = args.file
+    lines = [f"Imported {plural(int(result['imported']), 'app record')}"]
+    for issue in result["issues"]:
+        column = f" [{issue['column']}]" if issue.get("column") else ""
         lines.append(
-            f"  {issue['file']}:{issue.get('line')} [{issue.get('column')}] "
-            f"{issue['message']} → {issue['action']}"
+            f"  {issue['file']}:{issue.get('line')}{column} {issue['message']} → {issue['action']}"
         )
     _emit(args, result, "\n".join(lines))
     return 2 if result["issues"] else 0

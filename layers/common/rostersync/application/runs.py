@@ -16,6 +16,7 @@ past its expiry whose run is still making progress is not taken over.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -221,3 +222,17 @@ def record_skipped_run(
         },
     )
     return run_id
+
+
+def failure_reason(raw: Any) -> str:
+    """The readable part of a failure: Lambda's error JSON carries ``errorMessage``."""
+    if not raw:
+        return "unknown error"
+    try:
+        parsed = json.loads(raw)
+    except (TypeError, ValueError):
+        return str(raw)
+    if isinstance(parsed, dict) and parsed.get("errorMessage"):
+        kind = parsed.get("errorType")
+        return f"{kind}: {parsed['errorMessage']}" if kind else str(parsed["errorMessage"])
+    return str(raw)

@@ -3,13 +3,13 @@ directory. Typed inputs and outputs; no printing."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from rostersync.application.runs import failure_reason
 from rostersync.changes import ACTION_KINDS as ACTIONS
 from rostersync.errors import RunStateError, StorageUnavailable, UnknownTenant
 from rostersync.models import ENTITY_ORDER, SEVERITY_ORDER, Severity, SyncMode
@@ -120,12 +120,15 @@ def ensure_tenant(deps: Deps, tenant: str, *, create: bool) -> bool:
 
 def upload_bundle(deps: Deps, tenant: str, run_id: str, path: Path) -> str:
     """Put a local bundle (zip or folder) under ``uploads/{tenant}/{run}/``, its secret
-    columns emptied; return the source key the fetch step reads."""
+    columns emptied; return the source key the fetch step reads (a zip keeps its name)."""
+    from rostersync.application.inbox import acceptable_name
     from rostersync.application.no_secrets import store_without_secrets
 
     prefix = keys.uploads_prefix(tenant, run_id)
     if path.is_file():
-        key = prefix + "bundle.zip"
+        # Under the file's own name (as the inbox would take it): messages about the zip
+        # name the admin's file.
+        key = prefix + (acceptable_name(path.name) or "bundle.zip")
         store_without_secrets(deps.store, path, key)
         return key
     if not path.is_dir():
@@ -194,20 +197,6 @@ def start_sync(
         status = "failed"
         error = failure_reason(run.get("reason") or execution.cause or execution.error)
     return SyncOutcome(run_id, status, report, error, list(execution.states))
-
-
-def failure_reason(raw: Any) -> str:
-    """The readable part of a failure: Lambda's error JSON carries ``errorMessage``."""
-    if not raw:
-        return "unknown error"
-    try:
-        parsed = json.loads(raw)
-    except (TypeError, ValueError):
-        return str(raw)
-    if isinstance(parsed, dict) and parsed.get("errorMessage"):
-        kind = parsed.get("errorType")
-        return f"{kind}: {parsed['errorMessage']}" if kind else str(parsed["errorMessage"])
-    return str(raw)
 
 
 def export_directory(deps: Deps, tenant: str) -> dict[str, list[dict[str, Any]]]:

@@ -47,8 +47,9 @@ def local_stack(state_dir: Path | None) -> Iterator[tuple[Any, Deps]]:
     log = logger()
     level = log.log_level
     with LocalCloud(state_dir) as cloud:
-        # Step logs are for operators; the command prints its own progress and report.
-        log.setLevel(os.environ.get("ROSTERSYNC_LOG_LEVEL", "WARNING"))
+        # Step logs are for operators; the command prints its own progress, report and
+        # failures (a step's failure is the run's, said in words, not as a log line).
+        log.setLevel(os.environ.get("ROSTERSYNC_LOG_LEVEL", "ERROR"))
         try:
             yield cloud, build_deps(stack_settings())
         finally:
@@ -250,6 +251,12 @@ def run_sync(
         trigger="cli",
         requested_by=os.environ.get("USER") or "cli",
     )
+    if path is not None:
+        # The run history and messages name the admin's own file, not its upload key.
+        deps.runs.update(tenant, run_id, {"source_name": str(path)})
+        stored = (source_key or "").rstrip("/").rsplit("/", 1)[-1]
+        if outcome.error and path.is_file() and stored and stored != path.name:
+            outcome.error = outcome.error.replace(stored, path.name)
     if out is not None:
         print_steps(outcome, out)
     return outcome, _save_report_files(deps, outcome, tenant, state_dir)
