@@ -252,3 +252,41 @@ def test_counts_of_one_read_in_the_singular(cli: Cli, tmp_path: Path) -> None:
     action = review.split()[1]
     _, excluded, _ = cli("exclude", run_id, action, "--tenant", "t1")
     assert excluded.strip() == "1 action excluded"
+
+
+def test_review_names_records_and_splits_new_records_from_links(cli: Cli, tmp_path: Path) -> None:
+    """Given an app that already has John Doe as a teacher, when the moodle bundle is
+    synced for review, then the counts split adds into new app records and links to
+    existing ones, and the review names each record, with the app record linked."""
+    records = tmp_path / "app.csv"
+    records.write_text(
+        "app_id,kind,given_name,family_name,email\napp-t-1,teacher,John,Doe,john.doe@myschool.com\n"
+    )
+    assert cli("directory", "import", str(records), "--tenant", "t1")[0] == 0
+
+    code, out, _ = cli("sync", str(MOODLE), "--tenant", "t1", "--review", "--json")
+    assert code == 3
+    run_id = json.loads(out)["run_id"]
+    code, out, _ = cli("show", run_id, "--tenant", "t1", "--json")
+    assert json.loads(out)["report"]["adds"]["users"] == {"new": 5, "linked": 1}
+
+    _, review, _ = cli("review", run_id, "--tenant", "t1", "--entity", "users")
+    lines = review.splitlines()
+    (linked,) = [line for line in lines if "add link" in line]
+    assert "usr-222-123456  John Doe (teacher) → app app-t-1" in linked
+    assert sum("add new" in line for line in lines) == 5
+    assert any("Mary Jones (student)" in line for line in lines)
+
+
+def test_review_names_the_records_an_archive_would_remove(cli: Cli, tmp_path: Path) -> None:
+    assert cli("sync", str(LEPO), "--tenant", "t1")[0] == 0
+    bundle = lepo_copy(tmp_path / "bundle")
+    users = bundle / "users.csv"
+    users.write_text("".join(line for line in users.open() if '"us0005"' not in line))
+
+    code, out, _ = cli("sync", str(bundle), "--tenant", "t1", "--review", "--json")
+    assert code == 3
+    run_id = json.loads(out)["run_id"]
+    _, review, _ = cli("review", run_id, "--tenant", "t1", "--action", "archive")
+    archives = [line for line in review.splitlines() if " archive " in line]
+    assert any("us0005  GN 05 FN 05 (student)" in line for line in archives)
