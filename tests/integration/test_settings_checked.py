@@ -69,6 +69,12 @@ def test_settings_that_cannot_work_on_the_roster_are_refused(cli: Cli) -> None:
     code, _, err = cli("settings", "set", 'class_filters.grades=["09"]', "--tenant", "t1")
     assert code == 1 and "class_filters.grades" in err and "'09'" in err
 
+    code, _, err = cli("settings", "set", "class_filters.homerooms_only=true", "--tenant", "t1")
+    assert code == 1 and "class_filters.homerooms_only" in err and "homeroom" in err
+    assert "types present: scheduled" in err
+    set_scheduled = 'class_filters.class_types=["scheduled"]'
+    assert cli("settings", "set", set_scheduled, "--tenant", "t1")[0] == 0
+
     code, _, err = cli(
         "settings", "set", "schedule.time=06:00", "schedule.timezone=Mars/Base", "--tenant", "t1"
     )
@@ -77,7 +83,10 @@ def test_settings_that_cannot_work_on_the_roster_are_refused(cli: Cli) -> None:
     code, out, _ = cli("settings", "set", 'schools.include=["or0001"]', "--tenant", "t1")
     assert code == 0 and out.strip() == 'schools.include: [] → ["or0001"]'
     _, history, _ = cli("settings", "history", "--tenant", "t1", "--json")
-    assert [list(h["changes"]) for h in json.loads(history)] == [["schools.include"]]
+    assert [list(h["changes"]) for h in json.loads(history)] == [
+        ["class_filters.class_types"],
+        ["schools.include"],
+    ]
 
 
 def test_a_tenant_without_a_roster_takes_any_school(cli: Cli) -> None:

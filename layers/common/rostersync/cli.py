@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rostersync.application.sync import (
+    EXIT_WAITING,
     WaitingLauncher,
     commit_prepared,
     ensure_tenant,
@@ -412,12 +413,17 @@ def cmd_include(args: argparse.Namespace) -> int:
 def cmd_commit(args: argparse.Namespace) -> int:
     with local_stack(_state_dir(args)) as (cloud, deps):
         report = commit_prepared(cloud, deps, args.tenant, args.run, _who(args))
+    held = report.get("status") == "held"
     if args.json:
         _emit(args, report, "")
     else:
         sys.stdout.write(f"Run {args.run}: {report.get('status')}\n")
         print_counts(report.get("counts", {}), sys.stdout, report.get("adds"))
-    return 0
+        if held:
+            for trip in report.get("hold") or []:
+                sys.stdout.write(f"  held: {trip['message']}\n")
+            sys.stdout.write(f"Apply the held actions: {_hint(args, f'approve {args.run}')}\n")
+    return EXIT_WAITING if held else 0
 
 
 def cmd_discard(args: argparse.Namespace) -> int:

@@ -37,7 +37,8 @@ def check_against_roster(
 ) -> None:
     """Refuse settings that cannot work on the tenant's committed roster (where it has
     one): schools it does not have in ``schools.include`` or ``schools.mapping``, grades
-    no class of it teaches in ``class_filters.grades``. Only values new in ``after`` are
+    no class of it teaches in ``class_filters.grades``, class types none of its classes
+    has in ``class_filters.class_types`` or ``homerooms_only``. Only values new in ``after`` are
     checked (a school that left the roster does not block other changes)."""
     errors: list[dict[str, str]] = []
     new_schools = [s for s in after.schools.include if s not in before.schools.include]
@@ -63,6 +64,29 @@ def check_against_roster(
                             f"(its schools: {_listing(schools) or 'none'})",
                         }
                     )
+    wanted = set(after.class_filters.class_types) | (
+        {"homeroom"} if after.class_filters.homerooms_only else set()
+    )
+    was = set(before.class_filters.class_types) | (
+        {"homeroom"} if before.class_filters.homerooms_only else set()
+    )
+    if wanted and wanted != was:
+        classes = list(deps.directory.iter_entity(tenant, "classes"))
+        present = {str(c.get("class_type")) for c in classes if c.get("status") == "active"}
+        if classes and not wanted & present:
+            field_name = (
+                "class_filters.homerooms_only"
+                if after.class_filters.homerooms_only
+                else "class_filters.class_types"
+            )
+            errors.append(
+                {
+                    "field": field_name,
+                    "message": f"no class of the tenant's roster is of type "
+                    f"{' or '.join(sorted(wanted))}; the filter would leave out every class "
+                    f"of it (types present: {', '.join(sorted(present - {'None'})) or 'none'})",
+                }
+            )
     new_grades = [g for g in after.class_filters.grades if g not in before.class_filters.grades]
     if new_grades:
         classes = list(deps.directory.iter_entity(tenant, "classes"))
