@@ -142,7 +142,7 @@ def _read_secret_file(path: str) -> str:
 def _describe_connection(shown: dict[str, Any]) -> str:
     lines = [f"Tenant {shown['tenant']}: {shown['kind']}"]
     if shown["kind"] == "oneroster_csv":
-        lines.append("  OneRoster CSV bundles from the inbox (SFTP or inbox/{tenant}/)")
+        lines.append(f"  OneRoster CSV bundles from the inbox (SFTP, or inbox/{shown['tenant']}/)")
     for name, value in shown["settings"].items():
         lines.append(f"  {name}: {value}")
     for name, state in shown["secrets"].items():
