@@ -43,8 +43,8 @@ def traces_of(state: Path, tenant: str, secret: str = "\0none\0") -> dict[str, l
     try:
         items = [
             f"{tbl}:{pk}:{sk}"
-            for tbl, pk, sk in database.execute("SELECT tbl, pk, sk FROM items")
-            if pk == tenant or pk.startswith(tenant + "#")
+            for tbl, pk, sk, body in database.execute("SELECT tbl, pk, sk, body FROM items")
+            if tenant in pk or tenant in sk or tenant.encode() in bytes(body)
         ]
         objects = [
             key for (key,) in database.execute("SELECT key FROM objects") if f"/{tenant}/" in key

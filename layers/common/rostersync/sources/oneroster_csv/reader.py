@@ -1119,6 +1119,7 @@ class OneRosterBundle:
                     "users whose roles come after that point are skipped",
                     IssueAction.NOTED,
                     line=reader.line_num,
+                    severity=Severity.ROW,
                 )
         return {user: (role, orgs) for user, (role, _, orgs) in best.items()}
 
