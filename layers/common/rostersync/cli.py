@@ -189,6 +189,10 @@ def cmd_connect(args: argparse.Namespace) -> int:
         except SettingsError as exc:
             for error in exc.errors:
                 sys.stderr.write(f"rostersync: {error['field']}: {error['message']}\n")
+            if created:  # a refused connection leaves no tenant behind
+                from rostersync.application.tenants import remove_tenant
+
+                remove_tenant(deps, args.tenant)
             return 1
         finally:
             secrets.clear()
