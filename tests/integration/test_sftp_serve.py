@@ -49,7 +49,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Ser
     sftp_user_add(state, "t1", "t1-sis", password=T1_PASSWORD)
     sftp_user_add(state, "t2", "t2-sis", password=T2_PASSWORD)
     sftp_user_add(state, "t3", "t3-sis", password=T3_PASSWORD)
-    sftp_user_add(state, "t3", "t3-robot", public_key=T3_KEY.export_public_key().decode())
+    # As ssh-keygen writes it: with a comment, which no client sends when offering it.
+    commented = T3_KEY.export_public_key().decode().strip() + " robot@district-laptop\n"
+    sftp_user_add(state, "t3", "t3-robot", public_key=commented)
 
     ready: list[ServeAddresses] = []
     started = threading.Event()

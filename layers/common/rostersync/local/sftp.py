@@ -127,7 +127,13 @@ def _public_key_text(public_key: str) -> str:
         key = asyncssh.import_public_key(public_key.strip())
     except (asyncssh.KeyImportError, ValueError) as exc:
         raise SftpUserError(f"not an OpenSSH public key: {exc}") from None
-    return key.export_public_key("openssh").decode().strip()
+    return _key_material(key.export_public_key("openssh").decode())
+
+
+def _key_material(openssh: str) -> str:
+    """An OpenSSH public key's type and data, without its comment (``ssh-keygen`` puts
+    ``user@host`` there; a client offering the key sends none)."""
+    return " ".join(openssh.split()[:2])
 
 
 def sftp_user_add(
@@ -244,8 +250,11 @@ class _Login(asyncssh.SSHServer):
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         entry = _read_users(self._state_dir).get(username) or {}
-        offered = key.export_public_key("openssh").decode().strip()
-        return any(hmac.compare_digest(offered, known) for known in entry.get("public_keys", []))
+        offered = _key_material(key.export_public_key("openssh").decode())
+        return any(
+            hmac.compare_digest(offered, _key_material(known))
+            for known in entry.get("public_keys", [])
+        )
 
 
 # ------------------------------------------------------------------- the file system
