@@ -39,6 +39,15 @@ WRONG = [
     ["token", "--tenant", "t1", "--role", "wizard"],
     ["tenants", "add", "Bad Tenant"],
     ["sftp-user", "add", "t1", "bad user name!", "--password", "x"],
+    ["sftp-user", "add", "no-such-tenant", "u1", "--password", "x"],
+    ["sftp-user", "remove", "nobody"],
+    ["tenants", "remove", "no-such-tenant", "--yes"],
+    ["tenants", "remove", "Bad Tenant", "--yes"],
+    ["runs", "--tenant", "no-such-tenant"],
+    ["settings", "history", "--tenant", "no-such-tenant"],
+    ["settings", "set", "auto_commit=false", "--tenant", "t1-typo"],
+    ["connect", "oneroster-csv", "--tenant", "t1-typo"],
+    ["directory", "import", "/no/such/file.csv", "--tenant", "t1-typo"],
 ]
 
 

@@ -138,10 +138,20 @@ def test_a_refused_token_and_bad_connections_are_said(capsys, clever, tmp_path):
     assert "not-the-token" not in out
 
     code, _, err = run_cli(
-        capsys, "connect", "clever", "--tenant", "t2", "--state", state, "--no-check"
+        capsys,
+        "connect",
+        "clever",
+        "--tenant",
+        "t2",
+        "--create-tenant",
+        "--state",
+        state,
+        "--no-check",
     )
     assert code == 1
     assert "secrets.token: required" in err
+    _, listed, _ = run_cli(capsys, "tenants", "list", "--state", state)
+    assert "t2" not in listed  # the refused connection created no tenant
 
     code, _, err = run_cli(
         capsys, "connect", "clever", *base, "--secret-file", f"password={wrong}", "--no-check"

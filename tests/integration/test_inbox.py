@@ -139,7 +139,7 @@ def test_bad_keys_and_files_are_rejected_reported_and_never_processed(inbox: Any
         "inbox/ghost/bundle.zip": (None, "unknown tenant"),
         "inbox/t1/../t2/users.csv": ("t1", "outside a tenant's inbox"),
         "inbox/t1/setup.exe": ("t1", "not a bundle file"),
-        "inbox/t1/bad name.csv": ("t1", "characters other than"),
+        "inbox/t1/日本.csv": ("t1", "characters other than"),
         "inbox/t1/fake.zip": ("t1", "not a readable zip"),
         "elsewhere/t1/users.csv": (None, "outside a tenant's inbox"),
     }
@@ -157,6 +157,54 @@ def test_bad_keys_and_files_are_rejected_reported_and_never_processed(inbox: Any
     assert {e["key"] for e in events} == set(cases)
     assert all(set(e) == {"tenant", "key", "reason"} for e in events)  # never content
     assert all("MZ" not in json.dumps(e) for e in events)
+
+
+def test_a_rejected_file_moves_to_the_rejected_folder_with_its_reason(inbox: Any) -> None:
+    """Given files the inbox cannot take, when they arrive, then each leaves the inbox's
+    listing for ``rejected/``, a reason file beside it, and nothing there is ever taken
+    for a bundle (not on arrival, not as the newest bundle)."""
+    _, starting, launcher = inbox
+    objects = starting.deps.inbox_objects
+
+    exe = drop(starting, "inbox/t1/setup.exe", b"MZ")
+    fake = drop(starting, "inbox/t1/drop/fake.zip", b"PK not really")
+    odd = drop(starting, "inbox/t1/日本.csv", b"a,b\n")
+
+    assert exe.moved_to == "inbox/t1/rejected/setup.exe"
+    assert fake.moved_to == "inbox/t1/rejected/drop/fake.zip"
+    assert odd.moved_to is not None and odd.moved_to.startswith("inbox/t1/rejected/unnamed-")
+    assert odd.moved_to.endswith(".csv")
+    left = {item.key for item in objects.list_all("inbox/t1/")}
+    assert {key for key in left if not key.startswith("inbox/t1/rejected/")} == set()
+    assert {"inbox/t1/rejected/setup.exe", "inbox/t1/rejected/drop/fake.zip"} <= left
+    assert odd.moved_to + ".reason.txt" in left
+    reason = starting.deps.store.get_bytes("inbox/t1/rejected/drop/fake.zip.reason.txt")
+    assert reason is not None
+    assert reason.decode().startswith("fake.zip was not synced: not a readable zip file.")
+
+    # What arrives in rejected/ (the moves' own events on AWS) is left alone.
+    again = handle_object_created(starting, "inbox/t1/rejected/drop/fake.zip")
+    assert (again.status, again.reason) == ("ignored", "in the rejected folder")
+    zipped = (LEPO / "oneroster.zip").read_bytes()
+    starting.deps.store.put_bytes("inbox/t1/rejected/old/bundle.zip", zipped)
+    assert latest_complete_bundle(starting.deps, "t1") is None
+    assert launcher.launched == []
+
+
+def test_a_file_named_like_a_copy_is_renamed_and_synced(inbox: Any) -> None:
+    """Given ``my bundle (1).zip`` (a browser's name for a second download), when it
+    arrives, then it is renamed ``my_bundle_1.zip`` and starts its run."""
+    _, starting, launcher = inbox
+    zipped = (LEPO / "oneroster.zip").read_bytes()
+
+    outcome = drop(starting, "inbox/t1/my bundle (1).zip", zipped)
+
+    assert outcome.status == "started", outcome
+    assert outcome.moved_to == "inbox/t1/my_bundle_1.zip"
+    (run_input,) = launcher.launched
+    assert run_input["source"]["key"] == "inbox/t1/my_bundle_1.zip"
+    left = {item.key for item in starting.deps.inbox_objects.list_all("inbox/t1/")}
+    assert left == {"inbox/t1/my_bundle_1.zip"}
 
 
 def test_a_zip_without_roster_files_is_rejected(inbox: Any, tmp_path: Path) -> None:

@@ -65,10 +65,10 @@ def test_no_password_value_is_kept_anywhere(aws_cloud, tmp_path, capfd):
     for n, bundle in enumerate(bundles):
         prepared = with_passwords(bundle, tmp_path / f"b{n}")
         assert MARK in (prepared / "users.csv").read_bytes()
-        folder_run, _ = run_sync(local, deps, f"pw-{n}", prepared, reports)
+        folder_run, _ = run_sync(local, deps, f"pw-{n}", prepared, reports, create_tenant=True)
         assert folder_run.status in {"committed", "held"}, folder_run.error
         zipped = as_zip(prepared, tmp_path / f"b{n}.zip")
-        zip_run, _ = run_sync(local, deps, f"pwz-{n}", zipped, reports)
+        zip_run, _ = run_sync(local, deps, f"pwz-{n}", zipped, reports, create_tenant=True)
         assert zip_run.status in {"committed", "held"}, zip_run.error
         # The same files dropped in the inbox (loose and zipped).
         ensure_tenant(deps, f"pwi-{n}", create=True)

@@ -115,7 +115,7 @@ def test_a_held_run_applies_adds_and_updates_and_archives_nothing_until_approved
     held = sync(cloud, day2, tmp_path)
 
     assert held.status == "held"
-    assert held.exit_code == 2
+    assert held.exit_code == 3  # held: waiting for an admin
     assert any(
         t["check"] == "archive_share" and t["entity"] == "users" for t in held.report["hold"]
     )

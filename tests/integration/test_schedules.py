@@ -17,7 +17,10 @@ from rostersync.application.launch import RunStartDeps
 from rostersync.application.schedules import LocalScheduler, scheduled_sync, sync_schedule
 from rostersync.application.sync import ensure_tenant
 from rostersync.application.tenants import save_tenant_settings
-from rostersync.pipeline.deps import Deps, locks_repository
+from rostersync.cli import main
+from rostersync.config import stack_settings
+from rostersync.local.runtime import LocalCloud
+from rostersync.pipeline.deps import Deps, build_deps, locks_repository
 from rostersync.settings import Schedule, TenantSettings
 
 LEPO = Path(__file__).resolve().parents[3] / "shared" / "data" / "oneroster" / "lepo-en-1.1"
@@ -167,3 +170,57 @@ def test_the_scheduled_sync_function_handles_the_schedule_input(cloud: tuple[Any
     body = json.loads(response["Payload"].read())
     assert "FunctionError" not in response, body
     assert (body["tenant"], body["status"]) == ("t1", "no_bundle")
+
+
+def test_a_skipped_schedule_is_in_the_run_history_with_its_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Given a schedule with no bundle to sync, then a busy tenant, when each fires, then
+    each is a *skipped* run in the history, with its reason, as ``runs`` shows it."""
+    state = tmp_path / "state"
+    with LocalCloud(state) as local:
+        deps = build_deps(stack_settings())
+        ensure_tenant(deps, "t1", create=True)
+        locks = locks_repository(deps.settings, local.names.tables["LocksTable"])
+        start = RunStartDeps(deps, locks, RecordingLauncher())
+        nothing = scheduled_sync(start, "t1")
+        deps.store.put_bytes("inbox/t1/z/oneroster.zip", (LEPO / "oneroster.zip").read_bytes())
+        started = scheduled_sync(start, "t1")
+        busy = scheduled_sync(start, "t1")
+        runs = {r["run_id"]: r for r in deps.runs.list("t1")}
+
+    assert runs[nothing.run_id or ""]["status"] == "skipped"
+    assert runs[nothing.run_id or ""]["reason"] == "no complete bundle in the inbox"
+    assert runs[busy.run_id or ""]["status"] == "skipped"
+    assert runs[busy.run_id or ""]["reason"] == f"run {started.run_id} is in progress"
+    assert runs[started.run_id or ""]["status"] == "running"
+
+    capsys.readouterr()
+    assert main(["runs", "--tenant", "t1", "--state", str(state)]) == 0
+    shown = capsys.readouterr().out
+    assert "skipped: no complete bundle in the inbox" in shown
+    assert f"skipped: run {started.run_id} is in progress" in shown
+
+
+def test_a_schedule_that_cannot_be_read_is_recorded_skipped_once_a_day(starting: Any) -> None:
+    """Given settings stored with a time zone the scheduler cannot resolve (kept from
+    before schedules were checked), when the scheduler ticks every minute, then one
+    skipped run a day says why, instead of a log line a minute."""
+    start, launcher = starting
+    settings = TenantSettings(schedule=Schedule(time="08:00")).model_dump(mode="json")
+    settings["schedule"]["timezone"] = "Mars/Olympus_Mons"
+    start.deps.tenants.put_settings("t1", settings, who="old", at="2026-01-01", changed=[])
+    clock = Clock(datetime(2026, 3, 2, 7, 0, tzinfo=UTC))
+    scheduler = LocalScheduler(start, clock=clock, interval=60)
+
+    for _ in range(5):
+        assert scheduler.tick() == []
+        clock.now += timedelta(minutes=1)
+    clock.now += timedelta(days=1)
+    scheduler.tick()
+
+    skipped = [r for r in start.deps.runs.list("t1") if r["status"] == "skipped"]
+    assert len(skipped) == 2
+    assert all("Mars/Olympus_Mons" in r["reason"] for r in skipped)
+    assert all("settings set" in r["reason"] for r in skipped)
+    assert launcher.launched == []

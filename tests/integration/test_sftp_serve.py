@@ -4,7 +4,9 @@ reviewed and committed through the HTTP API; SFTP users stay inside their tenant
 from __future__ import annotations
 
 import asyncio
+import shutil
 import stat
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +31,8 @@ LEPO = Path(__file__).resolve().parents[3] / "shared" / "data" / "oneroster" / "
 HOST = "127.0.0.1"
 T1_PASSWORD = "correct horse battery staple"
 T2_PASSWORD = "another one entirely"
+T3_PASSWORD = "a third tenant's own"
+T3_KEY = asyncssh.generate_private_key("ssh-ed25519")
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +44,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Ser
         deps = build_deps(stack_settings())
         ensure_tenant(deps, "t1", create=True)
         ensure_tenant(deps, "t2", create=True)
+        ensure_tenant(deps, "t3", create=True)
         save_tenant_settings(deps, "t1", TenantSettings(auto_commit=False), who="test")
     sftp_user_add(state, "t1", "t1-sis", password=T1_PASSWORD)
     sftp_user_add(state, "t2", "t2-sis", password=T2_PASSWORD)
+    sftp_user_add(state, "t3", "t3-sis", password=T3_PASSWORD)
+    # As ssh-keygen writes it: with a comment, which no client sends when offering it.
+    commented = T3_KEY.export_public_key().decode().strip() + " robot@district-laptop\n"
+    sftp_user_add(state, "t3", "t3-robot", public_key=commented)
 
     ready: list[ServeAddresses] = []
     started = threading.Event()
@@ -204,3 +213,100 @@ def test_logins_need_the_right_password_or_a_registered_key(
     assert T1_PASSWORD not in users and "scrypt" in users
     for secret in (state / USERS_FILE, state / HOST_KEY_FILE):
         assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+
+
+def test_a_rejected_upload_is_told_to_the_client_and_moved_to_rejected(
+    served: tuple[Path, ServeAddresses],
+) -> None:
+    """Given a file the inbox cannot take, when uploaded with an SFTP client, then the
+    client gets a status message saying why and where it went, and the file has left the
+    listing for ``rejected/``, its reason beside it."""
+    _, addresses = served
+
+    async def scenario() -> None:
+        async with (
+            sftp_session(addresses.sftp_port, "t3-sis", password=T3_PASSWORD) as conn,
+            conn.start_sftp_client() as sftp,
+        ):
+            with pytest.raises(asyncssh.SFTPError) as refused:
+                async with sftp.open("setup.exe", "wb") as fh:
+                    await fh.write(b"MZ")
+            message = refused.value.reason
+            assert "setup.exe was rejected: not a bundle file (.csv or .zip)" in message
+            assert "moved to /rejected/setup.exe" in message
+            assert "setup.exe" not in await sftp.listdir("/")
+            assert "rejected" in await sftp.listdir("/")
+            assert {"setup.exe", "setup.exe.reason.txt"} <= set(await sftp.listdir("rejected"))
+            async with sftp.open("rejected/setup.exe.reason.txt", "rb") as fh:
+                reason = (await fh.read()).decode()
+            assert reason.startswith("setup.exe was not synced: not a bundle file")
+
+            with pytest.raises(asyncssh.SFTPError) as unnamed:
+                async with sftp.open("日本.zip", "wb") as fh:
+                    await fh.write(b"PK")
+            assert "cannot be stored" in unnamed.value.reason
+            assert unnamed.value.reason != "Failure"
+
+    asyncio.run(scenario())
+
+
+def test_a_bundle_named_like_a_copy_is_accepted_over_sftp(
+    served: tuple[Path, ServeAddresses], tmp_path: Path
+) -> None:
+    """Given ``my bundle (1).zip``, when put with OpenSSH's own sftp client, then the
+    upload succeeds (no bare "Failure"), the file is listed as ``my_bundle_1.zip`` and
+    its run commits."""
+    state, addresses = served
+    sftp_binary = shutil.which("sftp")
+    if sftp_binary is None:
+        pytest.fail("OpenSSH's sftp client is not installed")
+    bundle = tmp_path / "my bundle (1).zip"
+    shutil.copy(LEPO / "oneroster.zip", bundle)
+    key = tmp_path / "id_ed25519"
+    T3_KEY.write_private_key(str(key))
+    key.chmod(0o600)
+    batch = tmp_path / "batch"
+    batch.write_text(f'put "{bundle}"\nls -1\n')
+
+    done = subprocess.run(
+        [
+            sftp_binary,
+            "-b",
+            str(batch),
+            "-i",
+            str(key),
+            "-P",
+            str(addresses.sftp_port),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            f"t3-robot@{HOST}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Failure" not in done.stdout + done.stderr
+    assert "my_bundle_1.zip" in done.stdout
+    token = issue_token(state, "t3", "viewer", 600)
+    with httpx.Client(
+        base_url=f"http://{HOST}:{addresses.api_port}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    ) as http:
+        deadline = time.monotonic() + 45
+        while True:
+            runs = http.get("/tenants/t3/runs").json()["runs"]
+            if runs and runs[0]["status"] == "committed":
+                break
+            assert time.monotonic() < deadline, runs
+            time.sleep(0.25)
+    assert runs[0]["source_key"] == "inbox/t3/my_bundle_1.zip"

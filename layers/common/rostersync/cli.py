@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rostersync.application.sync import (
+    EXIT_WAITING,
     WaitingLauncher,
     commit_prepared,
     ensure_tenant,
@@ -23,9 +25,11 @@ from rostersync.changes import ACTION_KINDS as ACTIONS
 from rostersync.changes import action_totals
 from rostersync.errors import RostersyncError
 from rostersync.local.session import (
+    command_hint,
     default_state_dir,
     issues_of,
     local_stack,
+    plural,
     print_counts,
     print_outcome,
     run_sync,
@@ -33,11 +37,32 @@ from rostersync.local.session import (
 from rostersync.models import ENTITY_ORDER
 from rostersync.storage import keys
 
+CREATE_TENANT_HELP = "create --tenant if it does not exist (without: only in an empty state)"
+
 
 def _state_dir(args: argparse.Namespace) -> Path:
     path = Path(args.state) if args.state else default_state_dir()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _given_state(args: argparse.Namespace) -> Path | None:
+    """The ``--state`` given, for the next-step hints (None: the default)."""
+    state = getattr(args, "state", None)
+    return Path(state) if state else None
+
+
+def _hint(args: argparse.Namespace, words: str) -> str:
+    """A next step to type, with the ``--tenant`` (and ``--state``) in use."""
+    return command_hint(words, args.tenant, _given_state(args))
+
+
+def _open_tenant(deps: Any, args: argparse.Namespace) -> bool:
+    """The ``--tenant`` made sure of: created only in an empty state or with
+    ``--create-tenant``; True if created now."""
+    from rostersync.application.tenants import open_tenant
+
+    return open_tenant(deps, args.tenant, create=bool(getattr(args, "create_tenant", False)))
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -64,6 +89,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             out=human,
             guardians=guardians,
             guardians_complete=args.guardians_complete,
+            create_tenant=args.create_tenant,
         )
         issues = issues_of(deps, args.tenant, outcome.run_id)
     if args.json:
@@ -72,6 +98,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 "run_id": outcome.run_id,
                 "status": outcome.status,
                 "counts": outcome.counts,
+                "issues_by_severity": outcome.severities,
                 "issues": issues,
                 "report": str(report_path),
                 "error": outcome.error,
@@ -83,7 +110,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
         )
         sys.stdout.write("\n")
     else:
-        print_outcome(outcome, report_path, issues, sys.stdout)
+        print_outcome(
+            outcome, report_path, issues, sys.stdout, tenant=args.tenant, state=_given_state(args)
+        )
     return outcome.exit_code
 
 
@@ -113,7 +142,7 @@ def _read_secret_file(path: str) -> str:
 def _describe_connection(shown: dict[str, Any]) -> str:
     lines = [f"Tenant {shown['tenant']}: {shown['kind']}"]
     if shown["kind"] == "oneroster_csv":
-        lines.append("  OneRoster CSV bundles from the inbox (SFTP or inbox/{tenant}/)")
+        lines.append(f"  OneRoster CSV bundles from the inbox (SFTP, or inbox/{shown['tenant']}/)")
     for name, value in shown["settings"].items():
         lines.append(f"  {name}: {value}")
     for name, state in shown["secrets"].items():
@@ -146,7 +175,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
     if getattr(args, "base_url", None):
         settings["base_url"] = args.base_url
     with local_stack(_state_dir(args)) as (_cloud, deps):
-        created = ensure_tenant(deps, args.tenant, create=True)
+        created = _open_tenant(deps, args)
         try:
             connected = connect_source(
                 deps,
@@ -160,6 +189,10 @@ def cmd_connect(args: argparse.Namespace) -> int:
         except SettingsError as exc:
             for error in exc.errors:
                 sys.stderr.write(f"rostersync: {error['field']}: {error['message']}\n")
+            if created:  # a refused connection leaves no tenant behind
+                from rostersync.application.tenants import remove_tenant
+
+                remove_tenant(deps, args.tenant)
             return 1
         finally:
             secrets.clear()
@@ -217,44 +250,114 @@ def _who(args: argparse.Namespace) -> str:
     return str(getattr(args, "who", None) or os.environ.get("USER") or "cli")
 
 
+def _changes_of(entry: dict[str, Any]) -> dict[str, list[Any]]:
+    changes = entry.get("changes")
+    return dict(changes) if isinstance(changes, dict) else {}
+
+
+def _shown_value(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
-    from rostersync.application.tenants import load_tenant_settings, save_tenant_settings
+    from rostersync.application.tenants import (
+        load_tenant_settings,
+        open_tenant,
+        save_tenant_settings,
+        settings_changes,
+        settings_history,
+    )
     from rostersync.settings import SettingsError, apply_assignments
 
     with local_stack(_state_dir(args)) as (_cloud, deps):
-        ensure_tenant(deps, args.tenant, create=True)
+        if args.settings_command == "set":
+            open_tenant(deps, args.tenant, create=args.create_tenant)
+        else:
+            ensure_tenant(deps, args.tenant, create=False)
         current = load_tenant_settings(deps, args.tenant)
+        if args.settings_command == "history":
+            history = settings_history(deps, args.tenant)
+            lines = [
+                f"{h['changed_at']} {h['changed_by']}: "
+                + "; ".join(
+                    f"{name}: {_shown_value(old)} → {_shown_value(new)}"
+                    for name, (old, new) in _changes_of(h).items()
+                )
+                for h in history
+            ]
+            _emit(args, history, "\n".join(lines) or "no changes")
+            return 0
         if args.settings_command == "set":
             try:
                 updated = apply_assignments(current, args.assignments)
+                changes = settings_changes(
+                    current.model_dump(mode="json"), updated.model_dump(mode="json")
+                )
+                save_tenant_settings(deps, args.tenant, updated, who=_who(args))
             except SettingsError as exc:
                 for error in exc.errors:
                     sys.stderr.write(
                         f"rostersync: invalid setting {error['field']}: {error['message']}\n"
                     )
                 return 1
-            save_tenant_settings(deps, args.tenant, updated, who=_who(args))
-            current = updated
-        if args.settings_command == "history":
-            history = deps.tenants.settings_history(args.tenant)
             lines = [
-                f"{h['changed_at']} {h['changed_by']}: {', '.join(h['changed'])}" for h in history
+                f"{name}: {_shown_value(old)} → {_shown_value(new)}"
+                for name, (old, new) in changes.items()
             ]
-            _emit(args, history, "\n".join(lines) or "no changes")
+            _emit(
+                args,
+                {"tenant": args.tenant, "changed": changes},
+                "\n".join(lines) or "nothing changed (the settings already say so)",
+            )
             return 0
     dump = current.model_dump(mode="json")
     _emit(args, dump, json.dumps(dump, indent=2))
     return 0
 
 
-def _describe_action(action: dict[str, Any]) -> str:
+def _display_name(entity: str, record: dict[str, Any] | None) -> str:
+    """What a person reads for a record: a user's names, a class's or org's title, an
+    enrollment's user and class."""
+    if not record:
+        return ""
+    if entity == "users":
+        given = record.get("preferred_given_name") or record.get("given_name") or ""
+        family = record.get("preferred_family_name") or record.get("family_name") or ""
+        role = f" ({record['role']})" if record.get("role") else ""
+        return f"{given} {family}".strip() + role
+    if entity == "enrollments":
+        user, klass = record.get("user_source_id"), record.get("class_source_id")
+        role = f" as {record['role']}" if record.get("role") else ""
+        return f"user {user} in class {klass}{role}" if user and klass else ""
+    return str(record.get("name") or record.get("title") or "")
+
+
+def _describe_action(action: dict[str, Any], name: str = "") -> str:
+    from rostersync.pipeline.report import links_existing
+
     flag = "[x]" if action["included"] else ("[h]" if action.get("held") else "[ ]")
     diff = ", ".join(
-        f"{name}: {before!r} → {after!r}"
-        for name, (before, after) in (action.get("changes") or {}).items()
+        f"{field}: {before!r} → {after!r}"
+        for field, (before, after) in (action.get("changes") or {}).items()
     )
     reason = f"  ({action['reason']})" if action.get("reason") else ""
-    return f"{flag} {action['id']}  {action['action']:<10} {action['source_id']}  {diff}{reason}"
+    kind = action["action"]
+    if kind == "add":
+        kind = "add link" if links_existing(action) else "add new"
+    target = f" → app {action['target_id']}" if links_existing(action) else ""
+    shown = f"  {name}" if name else ""
+    return (
+        f"{flag} {action['id']}  {kind:<10} {action['source_id']}{shown}{target}  {diff}{reason}"
+    ).rstrip()
+
+
+def _action_name(deps: Any, tenant: str, action: dict[str, Any]) -> str:
+    """The action's record's name; for an archive (which carries no record), the
+    committed record's."""
+    record = action.get("record")
+    if not record and action.get("target_id"):
+        record = deps.directory.get(tenant, action["entity"], action["target_id"])
+    return _display_name(action["entity"], record)
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -269,9 +372,16 @@ def cmd_review(args: argparse.Namespace) -> int:
                 entity=args.entity, action=args.action, offset=args.offset, limit=args.limit
             ),
         )
-    lines = [_describe_action(a) for a in page.actions]
-    lines.append(f"{page.offset + 1}-{page.offset + len(page.actions)} of {page.total} actions")
-    _emit(args, page.model_dump(mode="json"), "\n".join(lines))
+        shown = page.model_dump(mode="json")
+        names = [_action_name(deps, args.tenant, a) for a in shown["actions"]]
+    lines = [_describe_action(a, n) for a, n in zip(shown["actions"], names, strict=True)]
+    if page.total:
+        lines.append(
+            f"{page.offset + 1}-{page.offset + len(page.actions)} of {plural(page.total, 'action')}"
+        )
+    else:
+        lines.append("no actions")
+    _emit(args, shown, "\n".join(lines))
     return 0
 
 
@@ -300,19 +410,24 @@ def cmd_include(args: argparse.Namespace) -> int:
         else:
             changed = set_included(deps, args.tenant, args.run, selection, included, _who(args))
     verb = "included" if included else "excluded"
-    _emit(args, {"changed": changed}, f"{changed} actions {verb}")
+    _emit(args, {"changed": changed}, f"{plural(changed, 'action')} {verb}")
     return 0
 
 
 def cmd_commit(args: argparse.Namespace) -> int:
     with local_stack(_state_dir(args)) as (cloud, deps):
         report = commit_prepared(cloud, deps, args.tenant, args.run, _who(args))
+    held = report.get("status") == "held"
     if args.json:
         _emit(args, report, "")
     else:
         sys.stdout.write(f"Run {args.run}: {report.get('status')}\n")
-        print_counts(report.get("counts", {}), sys.stdout)
-    return 0
+        print_counts(report.get("counts", {}), sys.stdout, report.get("adds"))
+        if held:
+            for trip in report.get("hold") or []:
+                sys.stdout.write(f"  held: {trip['message']}\n")
+            sys.stdout.write(f"Apply the held actions: {_hint(args, f'approve {args.run}')}\n")
+    return EXIT_WAITING if held else 0
 
 
 def cmd_discard(args: argparse.Namespace) -> int:
@@ -337,32 +452,64 @@ def cmd_derived(args: argparse.Namespace) -> int:
         _emit(args, {"run_id": run_id, "report": report}, "")
     else:
         sys.stdout.write(f"Prepared run {run_id} ({args.command} of {args.run}):\n")
-        print_counts(report.get("counts", {}), sys.stdout)
-        sys.stdout.write(f"Review it with: rostersync review {run_id}; then commit it.\n")
+        print_counts(report.get("counts", {}), sys.stdout, report.get("adds"))
+        sys.stdout.write(
+            f"Review it: {_hint(args, f'review {run_id}')}\n"
+            f"Apply it: {_hint(args, f'commit {run_id}')}\n"
+        )
     return 0
+
+
+def _severity_text(severities: dict[str, int]) -> str:
+    shown = [f"{n} {name}" for name, n in severities.items() if n]
+    return "issues: " + (", ".join(shown) if shown else "none")
+
+
+def _run_line(run: dict[str, Any]) -> list[str]:
+    """A run of ``runs``: status, trigger, counts, issues by severity, then why it held,
+    failed or was skipped."""
+    from rostersync.application.sync import issue_severities
+
+    totals = action_totals(run.get("counts"))
+    took = sum((run.get("timings_ms") or {}).values()) / 1000
+    severities = issue_severities(
+        {
+            "issues_by_severity": run.get("issues_by_severity"),
+            "issues_total": run.get("issue_count"),
+        }
+    )
+    lines = [
+        f"{run['run_id']}  {run.get('status', '?'):<10} {run.get('trigger', '?'):<8} "
+        f"{run.get('mode', '?'):<5} by {run.get('requested_by') or '-':<10} "
+        + " ".join(f"{a}={n}" for a, n in totals.items())
+        + f"  {_severity_text(severities)}  {took:.1f}s"
+    ]
+    source = run.get("source_name") or run.get("source_key")
+    if source:
+        lines.append(f"    source: {source}")
+    for trip in run.get("hold") or []:
+        lines.append(f"    held: {trip.get('message', trip)}")
+    if run.get("reason") and run.get("status") in {"failed", "skipped", "discarded"}:
+        lines.append(f"    {run.get('status')}: {run['reason']}")
+    if run.get("last_error"):
+        lines.append(f"    last error: {run['last_error']}")
+    return lines
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from rostersync.application.review import list_runs
 
     with local_stack(_state_dir(args)) as (_cloud, deps):
+        ensure_tenant(deps, args.tenant, create=False)
         runs = list_runs(deps, args.tenant, args.limit)
-    lines = []
-    for run in runs:
-        totals = action_totals(run.get("counts"))
-        took = sum((run.get("timings_ms") or {}).values()) / 1000
-        lines.append(
-            f"{run['run_id']}  {run.get('status', '?'):<10} {run.get('trigger', '?'):<8} "
-            f"{run.get('mode', '?'):<5} by {run.get('requested_by') or '-':<10} "
-            + " ".join(f"{a}={n}" for a, n in totals.items())
-            + f"  {took:.1f}s"
-        )
+    lines = [line for run in runs for line in _run_line(run)]
     _emit(args, runs, "\n".join(lines) or "no runs")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     from rostersync.application.review import show_run
+    from rostersync.application.sync import issue_severities
 
     with local_stack(_state_dir(args)) as (_cloud, deps):
         shown = show_run(deps, args.tenant, args.run)
@@ -375,7 +522,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     for entity, row in (report.get("counts") or {}).items():
         if any(row.values()):
             human.append(f"  {entity}: " + ", ".join(f"{a} {n}" for a, n in row.items() if n))
-    human.append(f"  row issues: {report.get('issues_total', 0)}")
+    human.append(f"  {_severity_text(issue_severities(report))}")
+    for issue in report.get("issues_sample") or []:
+        where = issue.get("file", "") + (f":{issue['line']}" if issue.get("line") else "")
+        human.append(
+            f"    {str(issue.get('severity', '')).upper():<8} {where} {issue.get('message')}"
+        )
+    if shown["run"].get("status") == "held":
+        human.append(f"  apply the held actions: {_hint(args, f'approve {args.run}')}")
+    elif shown["run"].get("status") == "prepared":
+        human.append(f"  apply it: {_hint(args, f'commit {args.run}')}")
     _emit(args, shown, "\n".join(human))
     return 0
 
@@ -385,13 +541,16 @@ def cmd_directory_import(args: argparse.Namespace) -> int:
 
     text = Path(args.file).read_text(encoding="utf-8-sig")
     with local_stack(_state_dir(args)) as (_cloud, deps):
-        ensure_tenant(deps, args.tenant, create=True)
+        _open_tenant(deps, args)
         result = import_app_records(deps, args.tenant, text, _who(args))
-    lines = [f"Imported {result['imported']} app records"]
+    # The issues name the admin's own file, not the name it is kept under.
     for issue in result["issues"]:
+        issue["file"] = args.file
+    lines = [f"Imported {plural(int(result['imported']), 'app record')}"]
+    for issue in result["issues"]:
+        column = f" [{issue['column']}]" if issue.get("column") else ""
         lines.append(
-            f"  {issue['file']}:{issue.get('line')} [{issue.get('column')}] "
-            f"{issue['message']} → {issue['action']}"
+            f"  {issue['file']}:{issue.get('line')}{column} {issue['message']} → {issue['action']}"
         )
     _emit(args, result, "\n".join(lines))
     return 2 if result["issues"] else 0
@@ -563,12 +722,52 @@ def cmd_sftp_user(args: argparse.Namespace) -> int:
     with local_stack(_state_dir(args)) as (_cloud, deps):
         ensure_tenant(deps, args.tenant_id, create=False)
     user = sftp_user_add(
-        _state_dir(args), args.tenant_id, args.username, password=args.password, public_key=key
+        _state_dir(args),
+        args.tenant_id,
+        args.username,
+        password=args.password,
+        public_key=key,
+        rotate=args.rotate,
     )
+    what = "password" if args.password else "key"
+    done = f"{what} rotated for" if args.rotate else "added for"
     _emit(
         args,
         {"tenant": args.tenant_id, "username": args.username},
-        f"SFTP user {args.username} added for tenant {args.tenant_id} ({type(user).__name__})",
+        f"SFTP user {user.username} {done} tenant {args.tenant_id}",
+    )
+    return 0
+
+
+def cmd_sftp_user_list(args: argparse.Namespace) -> int:
+    from rostersync.local.sftp import sftp_users
+
+    users = [u for u in sftp_users(_state_dir(args)) if args.tenant_id in (None, u.tenant)]
+    lines = [
+        f"{u.username:<24} tenant {u.tenant:<20} "
+        + ", ".join(
+            (["password"] if u.has_password else [])
+            + ([plural(u.public_keys, "public key")] if u.public_keys else [])
+        )
+        for u in users
+    ]
+    _emit(args, [vars(u) for u in users], "\n".join(lines) or "no SFTP users")
+    return 0
+
+
+def cmd_sftp_user_remove(args: argparse.Namespace) -> int:
+    from rostersync.local.sftp import sftp_user_remove, sftp_users
+
+    known = {u.username: u for u in sftp_users(_state_dir(args))}
+    if args.username not in known:
+        names = ", ".join(sorted(known)) or "none"
+        sys.stderr.write(f"rostersync: no SFTP user {args.username} (the users: {names})\n")
+        return 1
+    sftp_user_remove(_state_dir(args), args.username)
+    _emit(
+        args,
+        {"username": args.username, "removed": True},
+        f"SFTP user {args.username} (tenant {known[args.username].tenant}) removed",
     )
     return 0
 
@@ -600,6 +799,61 @@ def cmd_tenants_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tenants_list(args: argparse.Namespace) -> int:
+    from rostersync.application.tenants import tenant_summaries
+
+    with local_stack(_state_dir(args)) as (_cloud, deps):
+        tenants = tenant_summaries(deps)
+    lines = [
+        f"{t['tenant']:<24} {t['source']!s:<16} created {t['created_at'] or '-'}  "
+        + (f"last run {t['last_run']} ({t['last_status']})" if t["last_run"] else "no runs")
+        for t in tenants
+    ]
+    _emit(args, tenants, "\n".join(lines) or "no tenants")
+    return 0
+
+
+def _confirmed(question: str, expected: str) -> bool:
+    """Whether the answer read from stdin, when asked, is ``expected``."""
+    sys.stderr.write(f"{question}\nType {expected} to confirm: ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip()
+    if answer != expected:
+        sys.stderr.write(
+            "\nrostersync: not confirmed (give --yes to skip the question); nothing was removed\n"
+        )
+        return False
+    return True
+
+
+def cmd_tenants_remove(args: argparse.Namespace) -> int:
+    from rostersync.application.tenants import remove_tenant
+
+    state = _state_dir(args)
+    with local_stack(state) as (_cloud, deps):
+        ensure_tenant(deps, args.tenant_id, create=False)
+        question = (
+            f"Remove tenant {args.tenant_id} and everything of it (its roster, runs, "
+            "reports, settings, secrets and SFTP users)? This cannot be undone."
+        )
+        if not args.yes and not _confirmed(question, args.tenant_id):
+            return 1
+        removed = remove_tenant(deps, args.tenant_id)
+    from rostersync.local.sftp import sftp_user_remove, sftp_users_of
+
+    removed["sftp_users"] = sum(
+        sftp_user_remove(state, user.username) for user in sftp_users_of(state, args.tenant_id)
+    )
+    shutil.rmtree(state / "reports" / args.tenant_id, ignore_errors=True)
+    _emit(
+        args,
+        {"tenant": args.tenant_id, "removed": removed},
+        f"Tenant {args.tenant_id} removed: "
+        + ", ".join(plural(n, what.replace("_", " ").rstrip("s")) for what, n in removed.items()),
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rostersync", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -620,6 +874,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="apply only the changes (a delta, Clever's events)"
     )
     sync.add_argument("--review", action="store_true", help="stop at prepared; do not commit")
+    sync.add_argument(
+        "--create-tenant",
+        action="store_true",
+        help=CREATE_TENANT_HELP,
+    )
     sync.add_argument("--guardians", metavar="FILE", help="a guardian file to merge into the run")
     sync.add_argument(
         "--guardians-complete",
@@ -650,6 +909,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--secret-file", action="append", metavar="NAME=FILE", help="a secret, from a file"
         )
         p.add_argument("--no-check", action="store_true", help="do not try the secrets")
+        p.add_argument("--create-tenant", action="store_true", help=CREATE_TENANT_HELP)
         p.add_argument("--who")
         common(p)
         p.set_defaults(func=cmd_connect, kind=kind)
@@ -662,6 +922,7 @@ def build_parser() -> argparse.ArgumentParser:
     dimport = dsub.add_parser("import", help="load the app's existing records for matching")
     dimport.add_argument("file", help="CSV: app_id, kind, names, email, birth_date, id:<name>, ...")
     dimport.add_argument("--who")
+    dimport.add_argument("--create-tenant", action="store_true", help=CREATE_TENANT_HELP)
     common(dimport)
     dimport.set_defaults(func=cmd_directory_import)
 
@@ -724,6 +985,11 @@ def build_parser() -> argparse.ArgumentParser:
     set_settings = ssub.add_parser("set", help="set field=value (dotted names, JSON values)")
     set_settings.add_argument("assignments", nargs="+", metavar="FIELD=VALUE")
     set_settings.add_argument("--who", help="who makes the change (default: $USER)")
+    set_settings.add_argument(
+        "--create-tenant",
+        action="store_true",
+        help=CREATE_TENANT_HELP,
+    )
     common(set_settings)
     history = ssub.add_parser("history", help="every settings change, who and when")
     common(history)
@@ -774,9 +1040,24 @@ def build_parser() -> argparse.ArgumentParser:
     sftp_add.add_argument("username")
     sftp_add.add_argument("--password")
     sftp_add.add_argument("--public-key", help="a file holding an OpenSSH public key")
+    sftp_add.add_argument(
+        "--rotate",
+        action="store_true",
+        help="the user exists: replace its password (or add the key)",
+    )
     sftp_add.add_argument("--state", help="local state directory (default: see README)")
     sftp_add.add_argument("--json", action="store_true")
     sftp_add.set_defaults(func=cmd_sftp_user)
+    sftp_list = sftp_sub.add_parser("list", help="the SFTP users (no secrets)")
+    sftp_list.add_argument("--tenant", dest="tenant_id", help="only this tenant's users")
+    sftp_list.add_argument("--state", help="local state directory (default: see README)")
+    sftp_list.add_argument("--json", action="store_true")
+    sftp_list.set_defaults(func=cmd_sftp_user_list)
+    sftp_remove = sftp_sub.add_parser("remove", help="remove an SFTP user")
+    sftp_remove.add_argument("username")
+    sftp_remove.add_argument("--state", help="local state directory (default: see README)")
+    sftp_remove.add_argument("--json", action="store_true")
+    sftp_remove.set_defaults(func=cmd_sftp_user_remove)
 
     token = sub.add_parser("token", help="a signed token for the local API")
     token.add_argument("--tenant", dest="tenant_id")
@@ -797,6 +1078,18 @@ def build_parser() -> argparse.ArgumentParser:
     tadd.add_argument("--state", help="local state directory (default: see README)")
     tadd.add_argument("--json", action="store_true")
     tadd.set_defaults(func=cmd_tenants_add)
+    tlist = tsub.add_parser("list", help="every tenant, its source and last run")
+    tlist.add_argument("--state", help="local state directory (default: see README)")
+    tlist.add_argument("--json", action="store_true")
+    tlist.set_defaults(func=cmd_tenants_list)
+    tremove = tsub.add_parser(
+        "remove", help="remove a tenant and everything of it (asks to confirm)"
+    )
+    tremove.add_argument("tenant_id", metavar="TENANT")
+    tremove.add_argument("--yes", action="store_true", help="do not ask to confirm")
+    tremove.add_argument("--state", help="local state directory (default: see README)")
+    tremove.add_argument("--json", action="store_true")
+    tremove.set_defaults(func=cmd_tenants_remove)
 
     runs = sub.add_parser("runs", help="the tenant's sync history")
     runs.add_argument("--limit", type=int, default=50)

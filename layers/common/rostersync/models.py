@@ -10,11 +10,12 @@ The hot path of the pipeline moves records as plain dicts shaped exactly like
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Entity(StrEnum):
@@ -234,8 +235,68 @@ class IssueAction(StrEnum):
     NOTED = "noted"
 
 
+class Severity(StrEnum):
+    """What an issue cost, worst first: the one vocabulary of reports, the CLI and the API.
+
+    * ``blocking``: a file or an entity was unusable; nothing of it was applied.
+    * ``row``: a record was skipped.
+    * ``field``: a value was kept with a default, or dropped.
+    * ``note``: read as intended; worth knowing.
+    """
+
+    BLOCKING = "blocking"
+    ROW = "row"
+    FIELD = "field"
+    NOTE = "note"
+
+
+#: Worst first: the order summaries and reports list issues in.
+SEVERITY_ORDER: tuple[Severity, ...] = tuple(Severity)
+
+#: The severity an action implies unless the issue says otherwise.
+SEVERITY_OF_ACTION: dict[IssueAction, Severity] = {
+    IssueAction.FILE_SKIPPED: Severity.BLOCKING,
+    IssueAction.ROW_SKIPPED: Severity.ROW,
+    IssueAction.KEPT_DEFAULT: Severity.FIELD,
+    IssueAction.FIELD_DROPPED: Severity.FIELD,
+    IssueAction.VALUE_FIXED: Severity.NOTE,
+    IssueAction.ROW_KEPT: Severity.NOTE,
+    IssueAction.READ_AS_BULK: Severity.NOTE,
+    IssueAction.NOTED: Severity.NOTE,
+}
+
+
+def severity_of(issue: Mapping[str, Any]) -> Severity:
+    """An issue's severity, as stored or (issues kept before severities) from its action."""
+    given = issue.get("severity")
+    if given:
+        try:
+            return Severity(given)
+        except ValueError:
+            pass
+    try:
+        return SEVERITY_OF_ACTION[IssueAction(str(issue.get("action")))]
+    except ValueError:
+        return Severity.NOTE
+
+
+def severity_counts(issues: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """``{severity: count}`` for every severity, worst first."""
+    counts = {s.value: 0 for s in SEVERITY_ORDER}
+    for issue in issues:
+        counts[severity_of(issue).value] += 1
+    return counts
+
+
+def worst_first(issues: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The issues ordered worst first, in their own order within a severity."""
+    rank = {s: i for i, s in enumerate(SEVERITY_ORDER)}
+    return sorted(issues, key=lambda i: rank[severity_of(i)])
+
+
 class RowIssue(BaseModel):
-    """A problem in one place of the input. ``value`` is never set for secret columns."""
+    """A problem in one place of the input. ``value`` is never set for secret columns.
+    ``severity`` defaults to what ``action`` implies (``SEVERITY_OF_ACTION``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -247,6 +308,14 @@ class RowIssue(BaseModel):
     action: IssueAction
     entity: Entity | None = None
     source_id: str | None = None
+    severity: Severity = Severity.NOTE
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_severity(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("severity") is None and "action" in data:
+            return {**data, "severity": severity_of({"action": data["action"]})}
+        return data
 
 
 class Tier(StrEnum):

@@ -299,7 +299,9 @@ def sync_source(
             if bundle is None:
                 raise NothingToSync(
                     f"tenant {tenant} has no connected API source and no complete bundle in "
-                    "its inbox: connect one (rostersync connect) or drop a bundle"
+                    f"its inbox: connect one (rostersync connect KIND --tenant {tenant}), "
+                    f"drop a bundle by SFTP, or sync a file (rostersync sync PATH "
+                    f"--tenant {tenant})"
                 )
             spec = bundle_source(tenant, bundle)
     if guardians is not None:

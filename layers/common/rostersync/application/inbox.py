@@ -16,7 +16,11 @@ lists). Every object created in the inbox is handled on its own, in any order:
 * a key outside a known tenant's inbox, with odd characters or relative segments, or of
   a file that is neither ``.csv`` nor ``.zip``, is rejected: listed under the tenant (if
   known) with the reason, and announced as an ``inbox.rejected`` event (key and reason,
-  never the content). It is never processed.
+  never the content). It is never processed: it moves out of the inbox's listing to the
+  tenant's ``rejected/`` folder, a ``.reason.txt`` file beside it saying why;
+* a file whose name has other characters (``my bundle (1).zip``, as a browser or Excel
+  names a copy) is renamed to the nearest acceptable name (``my_bundle_1.zip``) and
+  handled under it; one that cannot be renamed is rejected, saying so.
 
 One run per bundle version: the start is recorded with a conditional put keyed by the
 bundle (zip key or folder prefix) and the version of the zip or the manifest, so a late
@@ -28,8 +32,11 @@ to the next *Sync now* or schedule. A manifest listing any delta file makes a qu
 
 from __future__ import annotations
 
+import hashlib
 import io
+import re
 import time
+import unicodedata
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -73,6 +80,37 @@ MAX_KEY_LENGTH = 700
 #: How many candidate bundles ``latest_complete_bundle`` inspects, newest first.
 MAX_CANDIDATES = 25
 REJECTED_EVENT = "inbox.rejected"
+#: The folder of each tenant's inbox where rejected files go, a reason file beside each.
+REJECTED_FOLDER = "rejected"
+#: Names SFTP clients upload under before renaming the finished file (WinSCP, FileZilla,
+#: lftp, curl...): not a file to judge yet.
+PARTIAL_SUFFIXES = (".filepart", ".part", ".partial", ".tmp", ".crdownload")
+REASON_SUFFIX = ".reason.txt"
+_ODD_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _is_file_name(name: str) -> bool:
+    try:
+        keys.check_file_name(name)
+    except InvalidKey:
+        return False
+    return True
+
+
+def acceptable_name(name: str) -> str | None:
+    """The nearest name the inbox accepts (A-Z a-z 0-9 . _ -): accents dropped, every run
+    of other characters one ``_``, none before a dot or at either end
+    (``my bundle (1).zip`` → ``my_bundle_1.zip``); None if no letter or digit is left
+    before the extension."""
+    if _is_file_name(name):
+        return name
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    renamed = _ODD_CHARACTERS.sub("_", ascii_name)
+    renamed = re.sub(r"_+\.", ".", renamed).strip("_")
+    stem = renamed.rsplit(".", 1)[0] if "." in renamed else renamed
+    return renamed if _is_file_name(renamed) and any(c.isalnum() for c in stem) else None
+
+
 DEFERRED_EVENT = "inbox.deferred"
 
 
@@ -89,6 +127,8 @@ class InboxOutcome(BaseModel):
     reason: str | None = None
     run_id: str | None = None
     mode: SyncMode | None = None
+    #: Where a rejected file went (``inbox/{tenant}/rejected/…``), or a renamed one.
+    moved_to: str | None = None
 
 
 class InboxReport(BaseModel):
@@ -315,10 +355,13 @@ def check_folder(
 
 
 class _Rejected(Exception):
-    def __init__(self, reason: str, tenant: str | None = None) -> None:
+    def __init__(
+        self, reason: str, tenant: str | None = None, *, odd_characters: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.tenant = tenant
+        self.odd_characters = odd_characters
 
 
 def _validate_key(deps: Deps, key: str) -> tuple[str, str]:
@@ -342,23 +385,92 @@ def _validate_key(deps: Deps, key: str) -> tuple[str, str]:
         try:
             keys.check_file_name(segment)
         except InvalidKey:
-            raise _Rejected("the key has characters other than A-Z a-z 0-9 . _ -", tenant) from None
+            raise _Rejected(
+                f"the name {segment!r} has characters other than A-Z a-z 0-9 . _ - "
+                "(and no acceptable name could be made of it)",
+                tenant,
+                odd_characters=True,
+            ) from None
     if not rest.lower().endswith(BUNDLE_SUFFIXES):
         raise _Rejected("not a bundle file (.csv or .zip)", tenant)
     return tenant, rest
 
 
 def reject(deps: Deps, key: str, reason: str, tenant: str | None) -> InboxOutcome:
-    """List the key under its tenant (when known) and announce it; nothing else."""
+    """List the key under its tenant (when known), announce it, and move the file to the
+    tenant's ``rejected/`` folder with a reason file beside it; nothing else."""
+    at = datetime.now(UTC)
+    moved = None
     if tenant is not None:
-        inbox_records(deps).reject(tenant, key, reason, datetime.now(UTC))
+        inbox_records(deps).reject(tenant, key, reason, at)
+        moved = _move_rejected(deps, tenant, key, reason, at)
     shown = key if len(key) <= 1024 else key[:1024] + "…"
     deps.events.publish([(REJECTED_EVENT, {"tenant": tenant, "key": shown, "reason": reason})])
     logger().warning(
         "inbox key rejected",
         extra={"tenant": tenant, "run": None, "step": "inbox", "key": shown, "reason": reason},
     )
-    return InboxOutcome(key=key, status="rejected", tenant=tenant, reason=reason)
+    return InboxOutcome(key=key, status="rejected", tenant=tenant, reason=reason, moved_to=moved)
+
+
+def rejected_key(tenant: str, key: str) -> str | None:
+    """Where a rejected file of the tenant's inbox goes: ``rejected/`` and its path,
+    every segment made acceptable; None for a key outside the inbox."""
+    prefix = keys.inbox_prefix(tenant)
+    if not key.startswith(prefix) or len(key) > MAX_KEY_LENGTH:
+        return None
+    segments = [acceptable_name(part) or _unnamed(part) for part in key[len(prefix) :].split("/")]
+    return prefix + REJECTED_FOLDER + "/" + "/".join(segments)
+
+
+def _unnamed(name: str) -> str:
+    """A stand-in for a name with nothing acceptable in it (``日本.csv`` →
+    ``unnamed-1a2b3c4d.csv``), the same for the same name."""
+    digest = hashlib.blake2b(name.encode("utf-8", "replace"), digest_size=4).hexdigest()
+    suffix = acceptable_name("x" + name[name.rfind(".") :]) if "." in name else None
+    return f"unnamed-{digest}" + (suffix[1:] if suffix else "")
+
+
+def _move_rejected(deps: Deps, tenant: str, key: str, reason: str, at: datetime) -> str | None:
+    """Move a rejected file out of the listing, into ``rejected/`` with its reason."""
+    target = rejected_key(tenant, key)
+    objects = inbox_objects(deps)
+    if target is None or objects.find(key) is None:
+        return None
+    name = key.rsplit("/", 1)[-1]
+    note = (
+        f"{name} was not synced: {reason}.\n"
+        f"Rejected at {at.isoformat(timespec='seconds')}; nothing of it was read.\n"
+        "Fix the file and upload it again (to the inbox, not to this folder).\n"
+    )
+    try:
+        objects.copy(key, target)
+        objects.put_bytes(target + REASON_SUFFIX, note.encode())
+        objects.delete(key)
+    except FatalError as exc:  # a storage that refuses (not retried: the file stays)
+        logger().warning(
+            "rejected file not moved", extra={"tenant": tenant, "error_type": type(exc).__name__}
+        )
+        return None
+    return target
+
+
+def _renamed(deps: Deps, tenant: str, key: str) -> str | None:
+    """A file whose name the inbox does not accept, moved to the nearest acceptable name
+    (its own new key), or None if it cannot be."""
+    prefix = keys.inbox_prefix(tenant)
+    parts = [acceptable_name(part) for part in key[len(prefix) :].split("/")]
+    if any(part is None for part in parts):
+        return None
+    target = prefix + "/".join(str(part) for part in parts)
+    if target == key or len(target) > MAX_KEY_LENGTH:
+        return None
+    objects = inbox_objects(deps)
+    if objects.find(key) is None:
+        return None
+    objects.copy(key, target)
+    objects.delete(key)
+    return target
 
 
 def handle_object_created(
@@ -369,10 +481,24 @@ def handle_object_created(
     if key.endswith("/"):
         # A folder marker (an SFTP mkdir): nothing to read.
         return InboxOutcome(key=key, status="ignored", reason="a folder")
+    if key.lower().endswith(PARTIAL_SUFFIXES):
+        return InboxOutcome(
+            key=key, status="ignored", reason="an upload in progress (handled once renamed)"
+        )
     try:
         tenant, rest = _validate_key(deps, key)
     except _Rejected as rejected:
+        if rejected.odd_characters and rejected.tenant is not None:
+            renamed = _renamed(deps, rejected.tenant, key)
+            if renamed is not None:
+                # Handled under its new name (on AWS the copy's own event finds it started).
+                outcome = handle_object_created(starting, renamed, now=now)
+                return outcome.model_copy(update={"moved_to": renamed})
         return reject(deps, key, rejected.reason, rejected.tenant)
+    if rest.split("/", 1)[0] == REJECTED_FOLDER:
+        return InboxOutcome(
+            key=key, status="ignored", tenant=tenant, reason="in the rejected folder"
+        )
     if rest == GUARDIAN_FILE:
         # The tenant's standing guardian file: no bundle, merged into every run.
         return _logged(
@@ -493,7 +619,7 @@ def _candidates(objects: Iterable[InboxObject], prefix: str) -> list[tuple[datet
     manifests: set[str] = set()
     for item in objects:
         rest = item.key[len(prefix) :]
-        if not rest or not _valid_segments(rest):
+        if not rest or not _valid_segments(rest) or rest.startswith(REJECTED_FOLDER + "/"):
             continue  # invalid keys are never bundles (they were rejected on arrival)
         lower = rest.lower()
         if lower.endswith(".zip"):

@@ -509,8 +509,19 @@ def list_runs(deps: Deps, tenant: str, limit: int = 50) -> list[dict[str, Any]]:
     out = []
     for run in deps.runs.list(tenant, limit):
         run.pop("pk", None)
-        out.append(run)
+        out.append(_readable_reasons(run))
     return out
+
+
+def _readable_reasons(run: dict[str, Any]) -> dict[str, Any]:
+    """The run with its failure reasons as people read them (a Lambda error's message,
+    never its JSON and stack trace)."""
+    from rostersync.application.runs import failure_reason
+
+    for name in ("reason", "last_error_reason"):
+        if run.get(name):
+            run[name] = failure_reason(run[name])
+    return run
 
 
 def show_run(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:
@@ -518,7 +529,7 @@ def show_run(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:
     run = deps.runs.get(tenant, run_id)
     run.pop("pk", None)
     report = deps.store.get_json(keys.report_key(tenant, run_id))
-    return {"run": run, "report": report}
+    return {"run": _readable_reasons(run), "report": report}
 
 
 def restage_run(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ past its expiry whose run is still making progress is not taken over.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -301,3 +302,41 @@ def begin_run(
         locks.release(tenant, run_id)
         raise
     return StartedRun(run_id, tenant, spec)
+
+
+def record_skipped_run(
+    deps: Deps, tenant: str, *, trigger: Trigger, mode: SyncMode | None, reason: str
+) -> str:
+    """Keep a run that did not start (a schedule with nothing to sync, a tenant busy, a
+    schedule that cannot be read) in the run history as *skipped*, with its reason, so
+    the admin sees it where they see every run; return its run id."""
+    run_id = keys.new_run_id()
+    now = _now()
+    deps.runs.put(
+        keys.check_tenant(tenant),
+        run_id,
+        {
+            "status": "skipped",
+            "trigger": trigger,
+            "mode": mode,
+            "requested_by": None,
+            "started_at": now,
+            "finished_at": now,
+            "reason": reason,
+        },
+    )
+    return run_id
+
+
+def failure_reason(raw: Any) -> str:
+    """The readable part of a failure: Lambda's error JSON carries ``errorMessage``."""
+    if not raw:
+        return "unknown error"
+    try:
+        parsed = json.loads(raw)
+    except (TypeError, ValueError):
+        return str(raw)
+    if isinstance(parsed, dict) and parsed.get("errorMessage"):
+        kind = parsed.get("errorType")
+        return f"{kind}: {parsed['errorMessage']}" if kind else str(parsed["errorMessage"])
+    return str(raw)

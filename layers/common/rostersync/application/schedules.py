@@ -19,12 +19,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rostersync.application.connect import connected_api_source
 from rostersync.application.inbox import bundle_mode, inbox_records, latest_complete_bundle
 from rostersync.application.launch import RunStartDeps
-from rostersync.application.runs import RunInProgress, begin_run
+from rostersync.application.runs import RunInProgress, begin_run, record_skipped_run
 from rostersync.errors import RostersyncError
 from rostersync.models import SyncMode
 from rostersync.observability import logger
@@ -94,12 +94,14 @@ def scheduled_sync(
     else:
         bundle = latest_complete_bundle(deps, tenant)
         if bundle is None:
+            reason = "no complete bundle in the inbox"
+            run_id = record_skipped_run(deps, tenant, trigger="schedule", mode=mode, reason=reason)
             logger().info(
                 "scheduled sync skipped",
-                extra={"tenant": tenant, "run": None, "step": "schedule", "status": "no_bundle"},
+                extra={"tenant": tenant, "run": run_id, "step": "schedule", "status": "no_bundle"},
             )
             return ScheduledSyncOutcome(
-                tenant=tenant, status="no_bundle", reason="no complete bundle in the inbox"
+                tenant=tenant, status="no_bundle", reason=reason, run_id=run_id, mode=mode
             )
         source = bundle
         if bundle_mode(deps, tenant, bundle) == "quick":
@@ -109,16 +111,14 @@ def scheduled_sync(
             deps, starting.locks, starting.launcher, tenant, source, trigger="schedule", mode=mode
         )
     except RunInProgress as busy:
+        reason = f"run {busy.run_id} is in progress"
+        run_id = record_skipped_run(deps, tenant, trigger="schedule", mode=mode, reason=reason)
         logger().info(
             "scheduled sync skipped",
-            extra={"tenant": tenant, "run": None, "step": "schedule", "status": "busy"},
+            extra={"tenant": tenant, "run": run_id, "step": "schedule", "status": "busy"},
         )
         return ScheduledSyncOutcome(
-            tenant=tenant,
-            status="busy",
-            bundle=bundle,
-            mode=mode,
-            reason=f"run {busy.run_id} is in progress",
+            tenant=tenant, status="busy", bundle=bundle, mode=mode, reason=reason, run_id=run_id
         )
     logger().info(
         "scheduled sync started",
@@ -171,6 +171,8 @@ class LocalScheduler:
     def __post_init__(self) -> None:
         self._last_tick: datetime | None = None
         self._fired: dict[str, date] = {}
+        #: Tenants whose schedule could not be read, and the (UTC) day that was recorded.
+        self._unreadable: dict[str, date] = {}
 
     def _tenant_ids(self) -> list[str]:
         if self.tenants is not None:
@@ -194,9 +196,9 @@ class LocalScheduler:
                 self._fired[tenant] = day
                 fired.append(scheduled_sync(self.starting, tenant, schedule.mode))
             except (ZoneInfoNotFoundError, ValueError) as exc:
-                logger().warning(
-                    "schedule skipped", extra={"tenant": tenant, "error_type": type(exc).__name__}
-                )
+                # Settings stored before they were checked (an unknown time zone): the
+                # schedule cannot fire. Said once a day in the run history, not silently.
+                self._skipped_unreadable(tenant, now, exc)
             except RostersyncError as exc:
                 # One tenant's failure must not stop the others' schedules.
                 logger().warning(
@@ -204,6 +206,25 @@ class LocalScheduler:
                     extra={"tenant": tenant, "error_type": type(exc).__name__},
                 )
         return fired
+
+    def _skipped_unreadable(self, tenant: str, now: datetime, exc: Exception) -> None:
+        logger().warning(
+            "schedule skipped", extra={"tenant": tenant, "error_type": type(exc).__name__}
+        )
+        if self._unreadable.get(tenant) == now.date():
+            return
+        self._unreadable[tenant] = now.date()
+        first = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+        try:
+            record_skipped_run(
+                self.starting.deps,
+                tenant,
+                trigger="schedule",
+                mode=None,
+                reason=f"the schedule cannot be read ({first}); fix it with settings set",
+            )
+        except RostersyncError:
+            logger().warning("skipped schedule not recorded", extra={"tenant": tenant})
 
     @staticmethod
     def _due_day(schedule: Schedule, since: datetime, now: datetime) -> date | None:

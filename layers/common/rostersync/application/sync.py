@@ -3,16 +3,16 @@ directory. Typed inputs and outputs; no printing."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from rostersync.application.runs import failure_reason
 from rostersync.changes import ACTION_KINDS as ACTIONS
 from rostersync.errors import RunStateError, StorageUnavailable, UnknownTenant
-from rostersync.models import ENTITY_ORDER, SyncMode
+from rostersync.models import ENTITY_ORDER, SEVERITY_ORDER, Severity, SyncMode
 from rostersync.observability import logger
 from rostersync.pipeline.contracts import Trigger
 from rostersync.pipeline.deps import Deps, locks_repository
@@ -54,13 +54,53 @@ class SyncOutcome:
         }
 
     @property
+    def severities(self) -> dict[str, int]:
+        """The run's issue counts by severity, worst first."""
+        return issue_severities(self.report)
+
+    @property
+    def blocking(self) -> int:
+        return self.severities.get(Severity.BLOCKING.value, 0)
+
+    @property
+    def waiting(self) -> bool:
+        """Held, or prepared: the run waits for an admin's decision."""
+        return self.status in {"prepared", "held"}
+
+    @property
     def exit_code(self) -> int:
-        """0 clean, 2 completed with row issues or refused archives, 1 failed."""
-        if self.status not in {"committed", "prepared", "held"}:
-            return 1
-        report = self.report or {}
-        attention = report.get("issues_total") or report.get("refused") or report.get("hold")
-        return 2 if attention else 0
+        """``EXIT_FAILED`` (1) failed, or a file or entity unusable; ``EXIT_WAITING`` (3)
+        held or prepared, waiting for an admin; ``EXIT_ISSUES`` (2) applied with row- or
+        field-level issues (or archives refused); ``EXIT_CLEAN`` (0) otherwise (notes
+        only)."""
+        if self.status not in {"committed", "prepared", "held"} or self.blocking:
+            return EXIT_FAILED
+        if self.waiting:
+            return EXIT_WAITING
+        severities = self.severities
+        if (
+            severities.get(Severity.ROW.value)
+            or severities.get(Severity.FIELD.value)
+            or (self.report or {}).get("refused")
+        ):
+            return EXIT_ISSUES
+        return EXIT_CLEAN
+
+
+#: The exit codes of ``rostersync sync`` (and of the commands that run a sync).
+EXIT_CLEAN, EXIT_FAILED, EXIT_ISSUES, EXIT_WAITING = 0, 1, 2, 3
+
+
+def issue_severities(report: dict[str, Any] | None) -> dict[str, int]:
+    """``{severity: count}`` of a report, worst first (a report written before severities
+    counts its issues as row-level)."""
+    report = report or {}
+    found = report.get("issues_by_severity")
+    if isinstance(found, dict):
+        return {s.value: int(found.get(s.value, 0)) for s in SEVERITY_ORDER}
+    counts = {s.value: 0 for s in SEVERITY_ORDER}
+    counts[Severity.ROW.value] = int(report.get("issues_total") or 0)
+    return counts
 
 
 def _now() -> str:
@@ -80,12 +120,15 @@ def ensure_tenant(deps: Deps, tenant: str, *, create: bool) -> bool:
 
 def upload_bundle(deps: Deps, tenant: str, run_id: str, path: Path) -> str:
     """Put a local bundle (zip or folder) under ``uploads/{tenant}/{run}/``, its secret
-    columns emptied; return the source key the fetch step reads."""
+    columns emptied; return the source key the fetch step reads (a zip keeps its name)."""
+    from rostersync.application.inbox import acceptable_name
     from rostersync.application.no_secrets import store_without_secrets
 
     prefix = keys.uploads_prefix(tenant, run_id)
     if path.is_file():
-        key = prefix + "bundle.zip"
+        # Under the file's own name (as the inbox would take it): messages about the zip
+        # name the admin's file.
+        key = prefix + (acceptable_name(path.name) or "bundle.zip")
         store_without_secrets(deps.store, path, key)
         return key
     if not path.is_dir():
@@ -158,20 +201,6 @@ def start_sync(
         status = "failed"
         error = failure_reason(run.get("reason") or execution.cause or execution.error)
     return SyncOutcome(run_id, status, report, error, list(execution.states))
-
-
-def failure_reason(raw: Any) -> str:
-    """The readable part of a failure: Lambda's error JSON carries ``errorMessage``."""
-    if not raw:
-        return "unknown error"
-    try:
-        parsed = json.loads(raw)
-    except (TypeError, ValueError):
-        return str(raw)
-    if isinstance(parsed, dict) and parsed.get("errorMessage"):
-        kind = parsed.get("errorType")
-        return f"{kind}: {parsed['errorMessage']}" if kind else str(parsed["errorMessage"])
-    return str(raw)
 
 
 def export_directory(deps: Deps, tenant: str) -> dict[str, list[dict[str, Any]]]:

@@ -29,7 +29,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Protocol, TextIO
 
-from rostersync.application.inbox import handle_event, inbox_objects, object_created_event
+from rostersync.application.inbox import (
+    InboxReport,
+    handle_event,
+    inbox_objects,
+    object_created_event,
+)
 from rostersync.application.launch import RunStartDeps
 from rostersync.application.runs import RunLauncher
 from rostersync.application.schedules import LOCAL_INTERVAL_SECONDS, LocalScheduler
@@ -148,9 +153,9 @@ def serve(
 
         api = _start_api(running, host, api_port, state_dir=state_dir, deps=deps, launcher=launcher)
 
-        def on_upload(key: str) -> None:
+        def on_upload(key: str) -> InboxReport:
             # The event the bucket sends to EventBridge on AWS, to the InboxFunction's code.
-            handle_event(object_created_event(deps.store.bucket, key), starting)
+            return handle_event(object_created_event(deps.store.bucket, key), starting)
 
         dropbox = SftpDropBox(state_dir, inbox_objects(deps), on_upload)
         sftp = dropbox.start(host, sftp_port)

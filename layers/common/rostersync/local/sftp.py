@@ -36,7 +36,8 @@ from typing import IO, Any, TypeVar
 
 import asyncssh
 
-from rostersync.errors import InvalidKey, RostersyncError
+from rostersync.application.inbox import InboxReport, acceptable_name
+from rostersync.errors import RostersyncError
 from rostersync.storage import keys
 from rostersync.storage.inbox import InboxObject
 from rostersync.storage.ports import InboxObjectsPort
@@ -126,7 +127,13 @@ def _public_key_text(public_key: str) -> str:
         key = asyncssh.import_public_key(public_key.strip())
     except (asyncssh.KeyImportError, ValueError) as exc:
         raise SftpUserError(f"not an OpenSSH public key: {exc}") from None
-    return key.export_public_key("openssh").decode().strip()
+    return _key_material(key.export_public_key("openssh").decode())
+
+
+def _key_material(openssh: str) -> str:
+    """An OpenSSH public key's type and data, without its comment (``ssh-keygen`` puts
+    ``user@host`` there; a client offering the key sends none)."""
+    return " ".join(openssh.split()[:2])
 
 
 def sftp_user_add(
@@ -135,9 +142,12 @@ def sftp_user_add(
     username: str,
     password: str | None = None,
     public_key: str | None = None,
+    *,
+    rotate: bool = True,
 ) -> SftpUser:
-    """Add an SFTP user for ``tenant``, or give an existing one of the same tenant a new
-    password and/or another public key. At least one of the two is needed."""
+    """Add an SFTP user for ``tenant``, or (``rotate``) give an existing one of the same
+    tenant a new password and/or another public key. At least one of the two is needed.
+    Without ``rotate`` an existing user is refused: nothing replaces a password unasked."""
     keys.check_tenant(tenant)
     if not _USERNAME.match(username):
         raise SftpUserError("a user name is 1-64 of A-Z a-z 0-9 . _ - (not starting with . _ -)")
@@ -148,6 +158,11 @@ def sftp_user_add(
         entry = dict(users.get(username) or {"tenant": tenant, "public_keys": []})
         if entry["tenant"] != tenant:
             raise SftpUserError(f"user {username} belongs to another tenant")
+        if username in users and not rotate:
+            raise SftpUserError(
+                f"SFTP user {username} already exists for tenant {tenant}; give --rotate to "
+                "replace its password (or add the key), or choose another name"
+            )
         if password:
             entry["password"] = _hash_password(password)
         if public_key:
@@ -172,6 +187,11 @@ def sftp_user_remove(state_dir: Path, username: str) -> bool:
 def sftp_users(state_dir: Path) -> list[SftpUser]:
     """The SFTP users, by name (no secrets)."""
     return [_describe(name, entry) for name, entry in sorted(_read_users(state_dir).items())]
+
+
+def sftp_users_of(state_dir: Path, tenant: str) -> list[SftpUser]:
+    """The tenant's SFTP users, by name."""
+    return [user for user in sftp_users(state_dir) if user.tenant == tenant]
 
 
 def _describe(username: str, entry: dict[str, Any]) -> SftpUser:
@@ -230,8 +250,11 @@ class _Login(asyncssh.SSHServer):
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         entry = _read_users(self._state_dir).get(username) or {}
-        offered = key.export_public_key("openssh").decode().strip()
-        return any(hmac.compare_digest(offered, known) for known in entry.get("public_keys", []))
+        offered = _key_material(key.export_public_key("openssh").decode())
+        return any(
+            hmac.compare_digest(offered, _key_material(known))
+            for known in entry.get("public_keys", [])
+        )
 
 
 # ------------------------------------------------------------------- the file system
@@ -294,12 +317,18 @@ class _TenantInbox(asyncssh.SFTPServer):
         return "" if normal in ("", ".") else normal
 
     def _key(self, relative: str) -> str:
+        """The key of a path: each name as the inbox accepts it (``my bundle (1).zip`` is
+        ``my_bundle_1.zip``, for every operation alike), or a clear refusal."""
+        segments = []
         for segment in relative.split("/"):
-            try:
-                keys.check_file_name(segment)
-            except InvalidKey:
-                raise asyncssh.SFTPInvalidFilename("names may use only A-Z a-z 0-9 . _ -") from None
-        return keys.inbox_prefix(str(self._tenant)) + relative
+            accepted = acceptable_name(segment)
+            if accepted is None:
+                raise asyncssh.SFTPPermissionDenied(
+                    f"the name {segment!r} cannot be stored: use letters, digits, '.', '_' "
+                    "or '-' (other characters become '_')"
+                )
+            segments.append(accepted)
+        return keys.inbox_prefix(str(self._tenant)) + "/".join(segments)
 
     def _root(self) -> str:
         return keys.inbox_prefix(str(self._tenant))
@@ -460,12 +489,28 @@ class _TenantInbox(asyncssh.SFTPServer):
             opened.spool.close()
 
     async def _notify(self, key: str) -> None:
-        # The file is stored whatever happens next: a failure here is the inbox's to
-        # report (rejections, deferrals), not an upload error for the client.
+        """Hand the stored file to the inbox; a rejection is the client's status message
+        (the file has moved to ``rejected/``, its reason beside it)."""
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._on_upload, key)
+            report = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._on_upload, key
+            )
         except Exception as exc:
+            # The file is stored: a failure here is the inbox's to report, not an upload
+            # error for the client.
             _LOG.warning("inbox handling failed for %s: %s", key, type(exc).__name__)
+            return
+        outcomes = report.outcomes if isinstance(report, InboxReport) else []
+        for outcome in outcomes:
+            if outcome.status == "rejected":
+                name = key.rsplit("/", 1)[-1]
+                where = (
+                    f"; it was moved to /{outcome.moved_to.removeprefix(self._root())} with the "
+                    "reason beside it"
+                    if outcome.moved_to
+                    else ""
+                )
+                raise asyncssh.SFTPPermissionDenied(f"{name} was rejected: {outcome.reason}{where}")
 
     async def remove(self, path: bytes) -> None:
         relative = self._relative(path)

@@ -11,13 +11,23 @@ import json
 from typing import Any
 
 from rostersync.changes import ACTION_KINDS, action_totals
-from rostersync.models import ENTITY_ORDER
+from rostersync.models import ENTITY_ORDER, SEVERITY_ORDER, Tier, severity_of
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.normalize import load_normalized_summary
 from rostersync.storage import keys
 
-ISSUE_COLUMNS = ("file", "line", "column", "value", "message", "action", "entity", "source_id")
+ISSUE_COLUMNS = (
+    "severity",
+    "file",
+    "line",
+    "column",
+    "value",
+    "message",
+    "action",
+    "entity",
+    "source_id",
+)
 ACTION_COLUMNS = (
     "id",
     "entity",
@@ -65,26 +75,46 @@ def _action_row(action: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: Tiers by which an added source record links to an app record that already exists.
+LINKING_TIERS = frozenset({Tier.KEY.value, Tier.AUTO.value, Tier.MANUAL.value, Tier.LINKED.value})
+
+
+def links_existing(action: dict[str, Any]) -> bool:
+    """Whether an add links to an existing app record (rather than creating one)."""
+    return action.get("action") == "add" and action.get("tier") in LINKING_TIERS
+
+
 def build_report(deps: Deps, state: RunState, *, status: str) -> dict[str, Any]:
     """Write report.json, issues.csv and actions.csv for the run; return the report."""
     tenant, run_id = state.tenant, state.run_id
     normalized = load_normalized_summary(deps, tenant, run_id)
     changes = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
+    by_severity = {s.value: 0 for s in SEVERITY_ORDER}
     sample: list[dict[str, Any]] = []
 
     def issues() -> Any:
-        for issue in deps.store.iter_jsonl(keys.issues_key(tenant, run_id)):
-            if len(sample) < SAMPLE_SIZE:
-                sample.append(issue)
-            yield issue
+        # Worst first: one pass over the issues per severity (the file order within one).
+        for severity in SEVERITY_ORDER:
+            for issue in deps.store.iter_jsonl(keys.issues_key(tenant, run_id)):
+                if severity_of(issue) is not severity:
+                    continue
+                issue = {**issue, "severity": severity.value}
+                by_severity[severity.value] += 1
+                if len(sample) < SAMPLE_SIZE:
+                    sample.append(issue)
+                yield issue
 
     issues_total = _csv_object(
         deps, keys.report_key(tenant, run_id, "issues.csv"), ISSUE_COLUMNS, issues()
     )
 
+    adds = {entity.value: {"new": 0, "linked": 0} for entity in ENTITY_ORDER}
+
     def actions() -> Any:
         for entity in ENTITY_ORDER:
             for action in deps.store.iter_jsonl(keys.changes_key(tenant, run_id, entity)):
+                if action["action"] == "add" and action.get("included"):
+                    adds[entity.value]["linked" if links_existing(action) else "new"] += 1
                 yield _action_row(action)
 
     _csv_object(deps, keys.report_key(tenant, run_id, "actions.csv"), ACTION_COLUMNS, actions())
@@ -99,6 +129,8 @@ def build_report(deps: Deps, state: RunState, *, status: str) -> dict[str, Any]:
         "requested_by": state.requested_by,
         "baseline_run_id": changes.get("baseline_run_id"),
         "counts": changes.get("counts", {}),
+        #: The included adds split: new app records, and links to existing app records.
+        "adds": adds,
         "refused": changes.get("refused", {}),
         "excluded": changes.get("excluded", {}),
         "hold": changes.get("hold", []),
@@ -108,10 +140,12 @@ def build_report(deps: Deps, state: RunState, *, status: str) -> dict[str, Any]:
         "source_note": fetched.get("note"),
         "inputs": inputs,
         "issues_total": issues_total,
+        "issues_by_severity": by_severity,
         "issues_sample": sample,
         "timings_ms": state.counts.get("timings_ms", {}),
         "issues_csv": keys.report_key(tenant, run_id, "issues.csv"),
         "actions_csv": keys.report_key(tenant, run_id, "actions.csv"),
     }
     deps.store.put_json(keys.report_key(tenant, run_id), report)
+    deps.runs.update(tenant, run_id, {"issues_by_severity": by_severity})
     return report

@@ -122,10 +122,11 @@ def _strip_raw_file(raw: RawArea, name: str) -> bool:
     return True
 
 
-def _strip_raw_zip(raw: RawArea) -> bool:
-    """Rewrite the raw zip without the secret values of its CSV files; whether it had any."""
+def _strip_raw_zip(raw: RawArea, shown: str = ZIP_NAME) -> bool:
+    """Rewrite the raw zip without the secret values of its CSV files; whether it had any.
+    ``shown`` is the zip's name as dropped, which messages about it give."""
     with tempfile.TemporaryDirectory(prefix="rostersync-") as tmp:
-        src, dest = Path(tmp) / ZIP_NAME, Path(tmp) / ("stripped-" + ZIP_NAME)
+        src, dest = Path(tmp) / shown, Path(tmp) / ("stripped-" + shown)
         raw.download(ZIP_NAME, src)
         if not strip_secret_columns_zip(src, dest):
             return False
@@ -164,7 +165,7 @@ class OneRosterCsvSource:
         if not raw.object_exists(spec.key):
             raise BundleError("the bundle is no longer there")
         raw.copy_in(spec.key, ZIP_NAME)
-        stripped = 1 if _strip_raw_zip(raw) else 0
+        stripped = 1 if _strip_raw_zip(raw, spec.key.rsplit("/", 1)[-1] or ZIP_NAME) else 0
         return FetchResult({"files": 1, "ignored_nested": 0, "secrets_removed": stripped})
 
     @contextmanager

@@ -100,6 +100,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import io
 import itertools
 import re
@@ -125,6 +126,7 @@ from rostersync.models import (
     Role,
     RowIssue,
     SessionType,
+    Severity,
 )
 from rostersync.sources.bundle import BundleFiles
 from rostersync.sources.oneroster_csv.dialect import (
@@ -1117,6 +1119,7 @@ class OneRosterBundle:
                     "users whose roles come after that point are skipped",
                     IssueAction.NOTED,
                     line=reader.line_num,
+                    severity=Severity.ROW,
                 )
         return {user: (role, orgs) for user, (role, _, orgs) in best.items()}
 
@@ -1169,6 +1172,7 @@ class _FileReader:
         message: str,
         action: IssueAction,
         sid: str | None = None,
+        severity: Severity | None = None,
     ) -> None:
         column = None if key is None else self.header.written.get(key, key)
         self.bundle._sink(
@@ -1181,6 +1185,7 @@ class _FileReader:
                 action=action,
                 entity=self.entity,
                 source_id=sid,
+                severity=severity,
             )
         )
 
@@ -1427,9 +1432,11 @@ class _FileReader:
                     self.header_line,
                     None,
                     None,
-                    f"The file has no {key} column, which every record needs; "
+                    f"The file has no {key} column, which every record needs"
+                    f"{_misspelled(key, [name for _, name in header.unknown])}; "
                     "every row was skipped",
                     IssueAction.ROW_SKIPPED,
+                    severity=Severity.BLOCKING,
                 )
         if "sourcedId" not in header.index:
             self.issue(
@@ -1826,11 +1833,15 @@ class _FileReader:
             self.summary.untrusted = "; ".join(self.distrust)
         for key, (count, line) in self.blanks.items():
             present = key in self.header.index
+            # A blank status or date is routine (read as OneRoster says): a note.
+            severity = Severity.NOTE if key in ("status", "dateLastModified") else None
             if key == "status":
                 message = (
                     f"{_rows_have(count)} a blank status; read as active"
                     if present
-                    else f"The file has no status column; all {count} rows read as active"
+                    else "The file has no status column; "
+                    + ("its row was" if count == 1 else f"all {count} rows")
+                    + " read as active"
                 )
             elif key == "dateLastModified":
                 message = (
@@ -1841,7 +1852,7 @@ class _FileReader:
                 message = f"{_rows_have(count)} a blank {key}, which OneRoster requires; left empty"
             else:
                 continue
-            self.issue(line, key, None, message, IssueAction.KEPT_DEFAULT)
+            self.issue(line, key, None, message, IssueAction.KEPT_DEFAULT, severity=severity)
         count, line = self.trailing_blank_cells
         if count:
             self.issue(
@@ -1872,6 +1883,15 @@ class _FileReader:
                 "Windows-1252; check names for wrong characters",
                 IssueAction.NOTED,
             )
+
+
+def _misspelled(key: str, unknown: list[str]) -> str:
+    """`` (its header has X: a misspelling?)`` when an unknown column looks like ``key``."""
+    close = difflib.get_close_matches(key.lower(), [u.lower() for u in unknown], 1, 0.75)
+    if not close:
+        return ""
+    written = next(u for u in unknown if u.lower() == close[0])
+    return f" (its header has {written!r}: a misspelling of {key}?)"
 
 
 def _rows_have(count: int, noun: str = "row") -> str:
