@@ -139,6 +139,16 @@ def step_timings(run: ChildRun, state: Path) -> dict[str, float]:
     }
 
 
+def commit_chunks(run: ChildRun) -> list[dict[str, Any]]:
+    """The commit's chunks (rows, ms, peak MB each) from the run's report."""
+    shown = run_json(run) or {}
+    report_path = shown.get("report")
+    if not report_path or not Path(report_path).is_file():
+        return []
+    chunks = json.loads(Path(report_path).read_text()).get("chunks") or []
+    return [c for c in chunks if isinstance(c, dict)]
+
+
 def describe_written(written: Written) -> str:
     shown = [f"{name} {written.total(name)}" for name in written.groups()]
     return ", ".join(shown) or "nothing"
@@ -206,6 +216,21 @@ def run_day(
             "",
             f"{ratio:.1f} x the reference" if ratio is not None else "",
             target("<= 3 x reference", ok) if ok is not None else "",
+        )
+    chunks = commit_chunks(run)
+    if chunks:
+        slowest = max(float(c.get("ms", 0)) for c in chunks) / 1000
+        peak = max(float(c.get("peak_mb", 0)) for c in chunks)
+        fits = slowest <= 60 and peak <= 1024
+        table.row(
+            students,
+            run_name,
+            f"commit chunks ({len(chunks)})",
+            seconds(slowest),
+            "",
+            megabytes(peak),
+            "slowest chunk; peak of the process running them",
+            target("<= 60 s and <= 1 GB", fits) if students >= 1_000_000 else "",
         )
     limit_s, limit_mb = day_targets(students, run_name)
     if again:

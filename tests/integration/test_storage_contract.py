@@ -270,6 +270,20 @@ def test_directory_puts_are_idempotent_and_fields_can_change(stack: Stack, tenan
         directory.set_fields(tenant, "users", "nobody", {"name": "x"})
 
 
+def test_a_directory_page_is_a_slice_in_target_id_order(stack: Stack, tenant: str) -> None:
+    directory = stack.deps.directory
+    items = [{"target_id": f"u{i:04}", "n": i} for i in range(1200)]
+    directory.put_many(tenant, "users", reversed(items))
+
+    page, more = directory.page(tenant, "users", 1000, 150)
+    assert [i["target_id"] for i in page] == [f"u{i:04}" for i in range(1000, 1150)]
+    assert more
+    last, more = directory.page(tenant, "users", 1150, 150)
+    assert [i["n"] for i in last] == list(range(1150, 1200)) and not more
+    assert directory.page(tenant, "users", 5000, 10) == ([], False)
+    assert directory.page(tenant, "classes", 0, 10) == ([], False)
+
+
 def test_links_are_kept_by_source_system_and_id(stack: Stack, tenant: str) -> None:
     links = stack.deps.links
     link = {"source_system": "sis", "source_id": "s1", "target_id": "u1", "how": "key"}

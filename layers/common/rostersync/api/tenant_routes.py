@@ -205,18 +205,10 @@ def register_tenant_routes(
                 limit=limit,
             )
             return DirectoryPage.model_validate(found)
-        items: list[dict[str, Any]] = []
-        more = False
-        # The query pages lazily: reading stops one item past the page.
-        for index, item in enumerate(deps.directory.iter_entity(tenant, entity.value)):
-            if index < offset:
-                continue
-            if len(items) == limit:
-                more = True
-                break
+        items, more = deps.directory.page(tenant, entity.value, offset, limit)
+        for item in items:
             item.pop("pk", None)
             item.pop("sk", None)
-            items.append(item)
         return DirectoryPage(
             entity=entity,
             offset=offset,

@@ -59,6 +59,8 @@ Storage = Literal["embedded", "moto"]
 #: Files of the snapshot format earlier versions saved on exit (no longer read).
 _SNAPSHOT_PARTS = ("s3", "dynamodb", "s3-metadata.json")
 _FINISHED = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+#: Seconds between reads of a watched execution's history (its states, for progress).
+HISTORY_EVERY = 1.0
 
 
 def find_project_root(explicit: Path | None = None) -> Path:
@@ -519,9 +521,12 @@ class LocalCloud:
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.01
         reported = 0
+        looked = 0.0
         while True:
             described = client.describe_execution(executionArn=execution_arn)
-            if on_state is not None:
+            if on_state is not None and time.monotonic() - looked >= HISTORY_EVERY:
+                # The history is read whole each time: at most once a second.
+                looked = time.monotonic()
                 entered = _history(client, execution_arn).states
                 for state in entered[reported:]:
                     on_state(state)
@@ -531,7 +536,7 @@ class LocalCloud:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{execution_arn} still running after {timeout} s")
             time.sleep(pause)
-            pause = min(pause * 1.5, 0.2)
+            pause = min(pause * 1.5, 0.25)
         history = _history(client, execution_arn)
         if on_state is not None:
             for state in history.states[reported:]:

@@ -76,7 +76,7 @@ from rostersync.storage.objects import dumps_line
 #: the next chunk can repeat at most this many (each with the same ``event_id``).
 _CHECKPOINT_EVENTS = 1000
 #: Directory items and links handed to a repository at a time (bounded memory).
-_WRITE_BATCH = 5000
+_WRITE_BATCH = 10_000
 
 
 def _now() -> str:
@@ -329,7 +329,19 @@ def _write_adds(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> int
     for action in rows:
         if action["action"] != "add" or not action.get("included"):
             continue
-        items.append(directory_item(_added_line(action), run_id))
+        # The directory item needs no content hash (the snapshot chunk computes it).
+        items.append(
+            directory_item(
+                {
+                    "record": action["record"],
+                    "target_id": action["target_id"],
+                    "source_system": action["source_system"],
+                    "source_id": action["source_id"],
+                    "status": ACTIVE,
+                },
+                run_id,
+            )
+        )
         links.append(_link(action, run_id, at))
         written += 1
         if len(items) >= _WRITE_BATCH:

@@ -81,6 +81,13 @@ class DirectoryPort(Protocol):
 
     def iter_entity(self, tenant: str, entity: str) -> Iterator[dict[str, Any]]: ...
 
+    def page(
+        self, tenant: str, entity: str, offset: int, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Items ``offset`` to ``offset + limit`` in target-id order, and whether more
+        follow."""
+        ...
+
     def set_fields(
         self, tenant: str, entity: str, target_id: str, fields: dict[str, Any]
     ) -> None: ...

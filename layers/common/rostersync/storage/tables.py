@@ -186,6 +186,20 @@ class DirectoryRepository(_TableBase):
             KeyConditionExpression=Key("pk").eq(entity_partition(tenant, entity))
         )
 
+    def page(
+        self, tenant: str, entity: str, offset: int, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Items ``offset`` to ``offset + limit``: the query pages lazily and stops one
+        item past the page (DynamoDB has no offset)."""
+        items: list[dict[str, Any]] = []
+        for index, item in enumerate(self.iter_entity(tenant, entity)):
+            if index < offset:
+                continue
+            if len(items) == limit:
+                return items, True
+            items.append(item)
+        return items, False
+
     def set_fields(self, tenant: str, entity: str, target_id: str, fields: dict[str, Any]) -> None:
         """Change fields of an existing directory record (an edit made in the app)."""
         key = {"pk": entity_partition(tenant, entity), "sk": target_id}

@@ -66,6 +66,13 @@ class LocalDirectoryRepository(_LocalTable):
         for _, item in self.items.query(entity_partition(tenant, entity)):
             yield item
 
+    def page(
+        self, tenant: str, entity: str, offset: int, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        # The database skips to the offset: only the page's items are decoded.
+        rows = self.items.slice(entity_partition(tenant, entity), offset, limit + 1)
+        return rows[:limit], len(rows) > limit
+
     def set_fields(self, tenant: str, entity: str, target_id: str, fields: dict[str, Any]) -> None:
         if not self._set_attributes(entity_partition(tenant, entity), target_id, fields):
             raise KeyError(f"no {entity} record {target_id}")
