@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from rostersync.cli import main
 from rostersync.config import stack_settings
 from rostersync.local.runtime import LocalCloud
 from rostersync.observability import logger
@@ -56,3 +57,23 @@ def logs() -> Iterator[LogRecords]:
     for name in names:
         logging.getLogger(name).removeHandler(handler)
         logging.getLogger(name).setLevel(saved[name])
+
+
+class Cli:
+    """``rostersync`` in one state folder; each call returns (exit code, stdout, stderr)."""
+
+    def __init__(self, state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self.state = state
+        self.capsys = capsys
+
+    def __call__(self, *argv: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        code = main([*argv, "--state", str(self.state)])
+        captured = self.capsys.readouterr()
+        assert "Traceback" not in captured.out + captured.err
+        return code, captured.out, captured.err
+
+
+@pytest.fixture
+def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(tmp_path / "state", capsys)

@@ -11,29 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from rostersync.cli import main
+from tests.integration.conftest import Cli
 
 LEPO = Path(__file__).resolve().parents[3] / "shared" / "data" / "oneroster" / "lepo-en-1.1"
 GONE, KEPT = "gone-district", "kept-district"
 TOKEN = "tok-4b1d6c0e9f2a77d1"  # the removed tenant's Clever token: must leave no trace
-
-
-class Cli:
-    def __init__(self, state: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.state = state
-        self.capsys = capsys
-
-    def __call__(self, *argv: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        code = main([*argv, "--state", str(self.state)])
-        captured = self.capsys.readouterr()
-        assert "Traceback" not in captured.out + captured.err
-        return code, captured.out, captured.err
-
-
-@pytest.fixture
-def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
-    return Cli(tmp_path / "state", capsys)
 
 
 def traces_of(state: Path, tenant: str, secret: str = "\0none\0") -> dict[str, list[str]]:

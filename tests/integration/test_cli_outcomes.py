@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from rostersync.cli import main
+from tests.integration.conftest import Cli
 
 LEPO = Path(__file__).resolve().parents[3] / "shared" / "data" / "oneroster" / "lepo-en-1.1"
 MOODLE = LEPO.parent / "moodle-full-1.1"
@@ -21,26 +22,6 @@ MOODLE = LEPO.parent / "moodle-full-1.1"
 def _shared_data() -> None:
     if not LEPO.is_dir():
         pytest.fail(f"shared test data not found at {LEPO}")
-
-
-class Cli:
-    """``rostersync`` in one state folder; each call returns (exit code, stdout, stderr)."""
-
-    def __init__(self, state: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.state = state
-        self.capsys = capsys
-
-    def __call__(self, *argv: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        code = main([*argv, "--state", str(self.state)])
-        captured = self.capsys.readouterr()
-        assert "Traceback" not in captured.out + captured.err
-        return code, captured.out, captured.err
-
-
-@pytest.fixture
-def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
-    return Cli(tmp_path / "state", capsys)
 
 
 def lepo_copy(dest: Path) -> Path:

@@ -8,30 +8,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-from rostersync.cli import main
+from tests.integration.conftest import Cli
 from tests.integration.test_api import LEPO, Api, api, wait_for_status
 
 __all__ = ["api"]  # the API fixture, shared
-
-
-class Cli:
-    def __init__(self, state: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.state = state
-        self.capsys = capsys
-
-    def __call__(self, *argv: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        code = main([*argv, "--state", str(self.state)])
-        captured = self.capsys.readouterr()
-        assert "Traceback" not in captured.out + captured.err
-        return code, captured.out, captured.err
-
-
-@pytest.fixture
-def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
-    return Cli(tmp_path / "state", capsys)
 
 
 def test_settings_set_prints_only_what_changed_and_history_shows_old_and_new(cli: Cli) -> None:
