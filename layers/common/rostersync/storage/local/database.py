@@ -189,17 +189,22 @@ class ItemTable:
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """``(sk, attributes)`` of the partition's items whose sort key starts with
         ``prefix``, in sort-key order, read a page at a time."""
-        order, compare = ("DESC", "<") if newest_first else ("ASC", ">")
+        order = "DESC" if newest_first else "ASC"
         after: str | None = None
         while True:
-            bound = "" if after is None else f" AND sk {compare} ?"
+            # One range per page, bounded by the last key seen: SQLite seeks to it (with
+            # the prefix's bounds beside it, it would scan from the prefix every page).
+            low, high = ("sk >= ?", "sk < ?")
+            bounds: tuple[str, str] = (prefix, prefix_end(prefix))
+            if after is not None and newest_first:
+                high, bounds = "sk < ?", (prefix, after)
+            elif after is not None:
+                low, bounds = "sk > ?", (after, prefix_end(prefix))
             sql = (
-                "SELECT sk, body FROM items WHERE tbl = ? AND pk = ? AND sk >= ? AND sk < ?"
-                f"{bound} ORDER BY sk {order} LIMIT {PAGE}"
+                f"SELECT sk, body FROM items WHERE tbl = ? AND pk = ? AND {low} AND {high}"
+                f" ORDER BY sk {order} LIMIT {PAGE}"
             )
-            params: tuple[str, ...] = (self.name, pk, prefix, prefix_end(prefix))
-            if after is not None:
-                params = (*params, after)
+            params: tuple[str, ...] = (self.name, pk, *bounds)
             rows = self._fetch(sql, params)
             for sk, body in rows:
                 if sk.startswith(prefix):
