@@ -284,6 +284,42 @@ def test_a_directory_page_is_a_slice_in_target_id_order(stack: Stack, tenant: st
     assert directory.page(tenant, "classes", 0, 10) == ([], False)
 
 
+def test_directory_items_selected_by_field_values_are_counted_and_paged(
+    stack: Stack, tenant: str
+) -> None:
+    directory = stack.deps.directory
+    roles = ["student", "teacher", "guardian"]
+    items = [
+        {
+            "target_id": f"u{i:04}",
+            "role": roles[i % 3],
+            **({"status": "archived"} if i % 5 == 0 else {}),
+        }
+        for i in range(900)
+    ]
+    directory.put_many(tenant, "users", items)
+
+    def expected(wanted_roles: set[str], status: str | None) -> list[str]:
+        return [
+            i["target_id"]
+            for i in items
+            if i["role"] in wanted_roles and (status is None or i.get("status", "active") == status)
+        ]
+
+    page, total = directory.select(
+        tenant, "users", {"role": ["teacher", "student"]}, {"status": "active"}, 100, 50
+    )
+    wanted = expected({"teacher", "student"}, None)
+    assert total == len(wanted) == 600
+    assert [i["target_id"] for i in page] == wanted[100:150]
+    page, total = directory.select(
+        tenant, "users", {"role": ["guardian"], "status": ["active"]}, {"status": "active"}, 0, 1000
+    )
+    assert [i["target_id"] for i in page] == expected({"guardian"}, "active")
+    assert total == len(page) == 240
+    assert directory.select(tenant, "classes", {"role": ["x"]}, {}, 0, 10) == ([], 0)
+
+
 def test_links_are_kept_by_source_system_and_id(stack: Stack, tenant: str) -> None:
     links = stack.deps.links
     link = {"source_system": "sis", "source_id": "s1", "target_id": "u1", "how": "key"}

@@ -121,6 +121,27 @@ def search_directory(
     wanted_roles = {r for r in roles or [] if r}
     items: list[dict[str, Any]] = []
     total = 0
+    if not words and not school:
+        # Equalities only: the store filters, counts and pages (only the page is read).
+        equals: dict[str, list[str]] = {}
+        if wanted_roles:
+            equals["role"] = sorted(wanted_roles)
+        if status:
+            equals["status"] = [status]
+        if source_system:
+            equals["source_system"] = [source_system]
+        found, total = deps.directory.select(
+            tenant, kind.value, equals, {"status": "active"}, offset, limit
+        )
+        items = [_clean(item) for item in found]
+        return {
+            "entity": kind.value,
+            "offset": offset,
+            "limit": limit,
+            "total": total,
+            "next_offset": offset + limit if total > offset + limit else None,
+            "items": items,
+        }
     for item in deps.directory.iter_entity(tenant, kind.value):
         if wanted_roles and item.get("role") not in wanted_roles:
             continue

@@ -10,7 +10,7 @@ behaviour.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
@@ -86,6 +86,20 @@ class DirectoryPort(Protocol):
     ) -> tuple[list[dict[str, Any]], bool]:
         """Items ``offset`` to ``offset + limit`` in target-id order, and whether more
         follow."""
+        ...
+
+    def select(
+        self,
+        tenant: str,
+        entity: str,
+        equals: Mapping[str, Sequence[str]],
+        defaults: Mapping[str, str],
+        offset: int,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of the items whose every field in ``equals`` holds one of its values
+        (``defaults`` stands for a field an item lacks), in target-id order, and how
+        many items match in all."""
         ...
 
     def set_fields(

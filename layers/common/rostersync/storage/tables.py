@@ -7,7 +7,7 @@ roster state lives in S3 snapshots).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -199,6 +199,28 @@ class DirectoryRepository(_TableBase):
                 return items, True
             items.append(item)
         return items, False
+
+    def select(
+        self,
+        tenant: str,
+        entity: str,
+        equals: Mapping[str, Sequence[str]],
+        defaults: Mapping[str, str],
+        offset: int,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Filtered as the partition is read (one query, paged lazily by DynamoDB)."""
+        items: list[dict[str, Any]] = []
+        total = 0
+        for item in self.iter_entity(tenant, entity):
+            if all(
+                (defaults.get(name) if item.get(name) is None else item.get(name)) in values
+                for name, values in equals.items()
+            ):
+                if offset <= total < offset + limit:
+                    items.append(item)
+                total += 1
+        return items, total
 
     def set_fields(self, tenant: str, entity: str, target_id: str, fields: dict[str, Any]) -> None:
         """Change fields of an existing directory record (an edit made in the app)."""

@@ -10,9 +10,10 @@ IMMEDIATE`` transaction, so several processes may share the file.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -70,6 +71,10 @@ def encode(attributes: dict[str, Any]) -> bytes:
 def decode(body: bytes) -> dict[str, Any]:
     value: dict[str, Any] = orjson.loads(body)
     return value
+
+
+#: A top-level field a query may filter on.
+_FIELD = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 def prefix_end(prefix: str) -> str:
@@ -226,6 +231,42 @@ class ItemTable:
             )
         )
         return [decode(row[0]) for row in rows]
+
+    def select(
+        self,
+        pk: str,
+        equals: Mapping[str, Sequence[str]],
+        defaults: Mapping[str, str],
+        offset: int,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The partition's items whose top-level fields hold one of the given values,
+        filtered, counted and paged by the database (only the page is decoded)."""
+        where = ["tbl = ?", "pk = ?"]
+        params: list[Any] = [self.name, pk]
+        for name, values in equals.items():
+            if not _FIELD.fullmatch(name) or not values:
+                raise ValueError(f"cannot filter on {name!r}")
+            value = f"json_extract(CAST(body AS TEXT), '$.{name}')"
+            if name in defaults:
+                value = f"COALESCE({value}, ?)"
+                params.append(defaults[name])
+            where.append(f"{value} IN ({', '.join('?' for _ in values)})")
+            params.extend(values)
+        clause = " AND ".join(where)
+
+        def read() -> tuple[list[dict[str, Any]], int]:
+            connection = self.database.connection()
+            total = connection.execute(
+                f"SELECT count(*) FROM items WHERE {clause}", params
+            ).fetchone()[0]
+            rows = connection.execute(
+                f"SELECT body FROM items WHERE {clause} ORDER BY sk LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+            return [decode(row[0]) for row in rows], int(total)
+
+        return self.database.run(read)
 
     def _fetch(self, sql: str, params: tuple[str, ...]) -> list[Any]:
         return self.database.run(lambda: self.database.connection().execute(sql, params).fetchall())

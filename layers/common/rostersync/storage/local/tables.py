@@ -4,7 +4,7 @@ tasks address the same items) and the same conditions, each a transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from rostersync.errors import RunNotFound
@@ -72,6 +72,17 @@ class LocalDirectoryRepository(_LocalTable):
         # The database skips to the offset: only the page's items are decoded.
         rows = self.items.slice(entity_partition(tenant, entity), offset, limit + 1)
         return rows[:limit], len(rows) > limit
+
+    def select(
+        self,
+        tenant: str,
+        entity: str,
+        equals: Mapping[str, Sequence[str]],
+        defaults: Mapping[str, str],
+        offset: int,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], int]:
+        return self.items.select(entity_partition(tenant, entity), equals, defaults, offset, limit)
 
     def set_fields(self, tenant: str, entity: str, target_id: str, fields: dict[str, Any]) -> None:
         if not self._set_attributes(entity_partition(tenant, entity), target_id, fields):
