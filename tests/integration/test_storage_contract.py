@@ -277,6 +277,9 @@ def test_a_directory_page_is_a_slice_in_target_id_order(stack: Stack, tenant: st
 
     page, more = directory.page(tenant, "users", 1000, 150)
     assert [i["target_id"] for i in page] == [f"u{i:04}" for i in range(1000, 1150)]
+    # Callers read the items' own attributes: the tables' keys stay in storage.
+    for item in [*page, *directory.iter_entity(tenant, "users")]:
+        assert not {"pk", "sk", "gpk", "gsk"} & set(item)
     assert more
     last, more = directory.page(tenant, "users", 1150, 150)
     assert [i["n"] for i in last] == list(range(1150, 1200)) and not more

@@ -206,9 +206,6 @@ def register_tenant_routes(
             )
             return DirectoryPage.model_validate(found)
         items, more = deps.directory.page(tenant, entity.value, offset, limit)
-        for item in items:
-            item.pop("pk", None)
-            item.pop("sk", None)
         return DirectoryPage(
             entity=entity,
             offset=offset,

@@ -45,10 +45,7 @@ def record_app_edit(
     deps.directory.set_fields(tenant, kind.value, target_id, fields)
     at = datetime.now(UTC).isoformat(timespec="seconds")
     deps.app_edits.put(tenant, kind.value, target_id, fields, who, at)
-    record = dict(deps.directory.get(tenant, kind.value, target_id) or {})
-    record.pop("pk", None)
-    record.pop("sk", None)
-    return record
+    return dict(deps.directory.get(tenant, kind.value, target_id) or {})
 
 
 # ---------------------------------------------------------------- browsing

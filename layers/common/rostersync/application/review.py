@@ -508,7 +508,6 @@ def list_runs(deps: Deps, tenant: str, limit: int = 50) -> list[dict[str, Any]]:
     """The tenant's runs, newest first, with trigger, who, mode, status, counts, duration."""
     out = []
     for run in deps.runs.list(tenant, limit):
-        run.pop("pk", None)
         out.append(_readable_reasons(run))
     return out
 
@@ -527,7 +526,6 @@ def _readable_reasons(run: dict[str, Any]) -> dict[str, Any]:
 def show_run(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:
     """The run's history record and its report."""
     run = deps.runs.get(tenant, run_id)
-    run.pop("pk", None)
     report = deps.store.get_json(keys.report_key(tenant, run_id))
     return {"run": _readable_reasons(run), "report": report}
 

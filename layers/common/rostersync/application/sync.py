@@ -208,11 +208,7 @@ def export_directory(deps: Deps, tenant: str) -> dict[str, list[dict[str, Any]]]
     keys.check_tenant(tenant)
     out: dict[str, list[dict[str, Any]]] = {}
     for entity in ENTITY_ORDER:
-        items = []
-        for item in deps.directory.iter_entity(tenant, entity.value):
-            item.pop("pk", None)
-            item.pop("sk", None)
-            items.append(item)
+        items = list(deps.directory.iter_entity(tenant, entity.value))
         items.sort(key=lambda i: (i.get("source_system", ""), i.get("source_id", "")))
         out[entity.value] = items
     return out
