@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -30,8 +29,9 @@ def content_hash(record: dict[str, Any]) -> str:
     return hashlib.blake2b(encoded, digest_size=12).hexdigest()
 
 
-@dataclass(frozen=True)
-class BaselineEntry:
+class BaselineEntry(NamedTuple):
+    """A record of the baseline, by id only (a tuple: an index holds a million)."""
+
     target_id: str
     status: str
     hash: str
@@ -63,7 +63,7 @@ def load_baseline_index(
     index_key = keys.state_index_key(tenant, baseline_run, entity)
     if store.exists(index_key):
         for system, source_id, target_id, status, digest in store.iter_jsonl(index_key):
-            index[(system, source_id)] = BaselineEntry(target_id, status, digest)
+            index[system, source_id] = BaselineEntry(target_id, status, digest)
         return index
     for line in iter_snapshot(store, tenant, baseline_run, entity):
         index[(line["source_system"], line["source_id"])] = BaselineEntry(
