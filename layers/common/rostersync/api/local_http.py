@@ -35,6 +35,7 @@ from rostersync.api.app import AdminApi
 from rostersync.api.config import ApiSettings, api_settings, build_services
 from rostersync.api.tokens import InvalidToken, TokenVerifier
 from rostersync.application.runs import RunLauncher
+from rostersync.application.sftp_users import LocalSftpUsers
 from rostersync.console import SECURITY_HEADERS, console_file, is_console_path
 from rostersync.observability import logger
 from rostersync.pipeline.deps import Deps
@@ -246,8 +247,11 @@ def make_server(
     settings: ApiSettings | None = None,
 ) -> LocalApiServer:
     """An HTTP server for the admin API on ``host:port`` (0: any free port), verifying
-    tokens with ``state_dir``'s secret and starting runs with ``launcher``."""
-    services = build_services(settings or api_settings(), deps, launcher)
+    tokens with ``state_dir``'s secret, starting runs with ``launcher``, and keeping the
+    SFTP drop box's users in ``state_dir``."""
+    services = build_services(
+        settings or api_settings(), deps, launcher, sftp_users=LocalSftpUsers(state_dir)
+    )
     server = LocalApiServer((host, port), AdminApi(services), TokenVerifier(state_dir))
     logger().info("admin API listening", extra={"url": server.url})
     return server
