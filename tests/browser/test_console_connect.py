@@ -29,8 +29,10 @@ def test_connect_a_source_through_the_form(stack: Stack, page, clever):
     stack.sign_in(page, tenant)
     page.get_by_role("link", name="Configure").click()
     expect(page.locator("#connected-source")).to_contain_text("OneRoster files")
+    expect(page.get_by_label("Try the secrets with the source now")).to_be_hidden()
 
     page.get_by_label("Source", exact=True).select_option("wonde")
+    expect(page.get_by_label("Try the secrets with the source now")).to_be_visible()
     page.get_by_label("API token").fill("wonde-token-unused")
     page.get_by_role("button", name="Connect").click()
     expect(page.locator("#connect-school-id-error")).to_contain_text("required")

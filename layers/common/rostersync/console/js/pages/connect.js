@@ -131,6 +131,7 @@ export async function connectSection(current) {
   const kind = h("select", { id: "connect-kind" }, KINDS.map((k) => h("option", { value: k.kind, selected: k.kind === source.kind }, k.label)));
   const kindPart = fieldPart("connect-kind", "Source", kind, null, "kind");
   const check = h("input", { type: "checkbox", id: "connect-check", checked: true });
+  const checkChoice = h("label", { class: "choice", for: "connect-check" }, check, " Try the secrets with the source now");
   let parts = [];
 
   function drawFields() {
@@ -152,6 +153,7 @@ export async function connectSection(current) {
       return { ...fieldPart(id, s.label, input, help, `secrets.${s.name}`), name: s.name, secret: true };
     });
     parts = [kindPart, ...settingParts, ...secretParts];
+    checkChoice.hidden = !chosen.secrets.length;
     replace(fieldsArea, h("p", { class: "help", id: "connect-kind-about" }, chosen.help), settingParts.map((p) => p.node), secretParts.map((p) => p.node));
   }
   kind.addEventListener("change", () => {
@@ -199,7 +201,7 @@ export async function connectSection(current) {
       h("legend", { class: "visually-hidden" }, "Connect a source"),
       kindPart.node,
       fieldsArea,
-      h("label", { class: "choice", for: "connect-check" }, check, " Try the secrets with the source now"),
+      checkChoice,
     ),
     current.mayWrite ? h("button", { type: "submit", class: "primary" }, "Connect") : h("p", { class: "help" }, "Viewers can see the source but not change it."),
   );
