@@ -38,6 +38,7 @@ from rostersync.api.run_routes import (
     register_run_routes,
 )
 from rostersync.api.scope import PRINCIPAL_KEY, Middleware, RequestScope
+from rostersync.api.sftp_user_routes import register_sftp_user_routes
 from rostersync.api.source_routes import register_source_routes
 from rostersync.api.tenant_routes import register_tenant_routes
 from rostersync.observability import logger
@@ -122,6 +123,7 @@ class AdminApi:
         register_run_routes(resolver, scope, posts)
         register_match_routes(resolver, scope, posts)
         register_source_routes(resolver, scope)
+        register_sftp_user_routes(resolver, scope)
 
         @resolver.get("/openapi.json", include_in_schema=False, enable_validation=False)
         def openapi_document() -> Response[str]:

@@ -35,9 +35,19 @@ from rostersync.api.app import AdminApi
 from rostersync.api.config import ApiSettings, api_settings, build_services
 from rostersync.api.tokens import InvalidToken, TokenVerifier
 from rostersync.application.runs import RunLauncher
+from rostersync.application.sftp_users import (
+    SftpLogin,
+    SftpUserConflict,
+    SftpUserInvalid,
+    SftpUserMissing,
+    SftpUserSet,
+    generated_password,
+)
 from rostersync.console import SECURITY_HEADERS, console_file, is_console_path
+from rostersync.local.sftp import SftpUserError, sftp_user_add, sftp_user_remove, sftp_users
 from rostersync.observability import logger
 from rostersync.pipeline.deps import Deps
+from rostersync.storage import keys
 
 #: API Gateway refuses larger payloads; so does the local server (413).
 MAX_BODY_BYTES: Final = 10 * 1024 * 1024
@@ -236,6 +246,80 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
     do_TRACE = do_QUERY = _dispatch
 
 
+class LocalSftpUsers:
+    """The local SFTP drop box's users, in ``<state>/sftp-users.json``."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = Path(state_dir)
+
+    def _all(self) -> dict[str, SftpLogin]:
+        return {
+            u.username: SftpLogin(u.username, u.tenant, u.has_password, u.public_keys)
+            for u in sftp_users(self.state_dir)
+        }
+
+    def list(self, tenant: str) -> list[SftpLogin]:
+        keys.check_tenant(tenant)
+        return [user for user in self._all().values() if user.tenant == tenant]
+
+    def _set(
+        self,
+        tenant: str,
+        username: str,
+        public_key: str | None,
+        generate_password: bool,
+        *,
+        rotate: bool,
+    ) -> SftpUserSet:
+        keys.check_tenant(tenant)
+        public_key = (public_key or "").strip() or None
+        if not public_key and not generate_password:
+            raise SftpUserInvalid("give a public key, ask for a generated password, or both")
+        existing = self._all().get(username)
+        if rotate and (existing is None or existing.tenant != tenant):
+            raise SftpUserMissing(f"no SFTP user {username} for tenant {tenant}")
+        if not rotate and existing is not None:
+            raise SftpUserConflict(
+                f"the SFTP user name {username} is taken; rotate it, or choose another name"
+            )
+        password = generated_password() if generate_password else None
+        try:
+            added = sftp_user_add(
+                self.state_dir,
+                tenant,
+                username,
+                password=password,
+                public_key=public_key,
+                rotate=rotate,
+            )
+        except SftpUserError as exc:
+            message = str(exc)
+            if "another tenant" in message or "already exists" in message:
+                raise SftpUserConflict(
+                    f"the SFTP user name {username} is taken; choose another name"
+                ) from None
+            raise SftpUserInvalid(message) from None
+        login = SftpLogin(added.username, added.tenant, added.has_password, added.public_keys)
+        return SftpUserSet(user=login, password=password)
+
+    def add(
+        self, tenant: str, username: str, *, public_key: str | None, generate_password: bool
+    ) -> SftpUserSet:
+        return self._set(tenant, username, public_key, generate_password, rotate=False)
+
+    def rotate(
+        self, tenant: str, username: str, *, public_key: str | None, generate_password: bool
+    ) -> SftpUserSet:
+        return self._set(tenant, username, public_key, generate_password, rotate=True)
+
+    def remove(self, tenant: str, username: str) -> None:
+        keys.check_tenant(tenant)
+        existing = self._all().get(username)
+        if existing is None or existing.tenant != tenant:
+            raise SftpUserMissing(f"no SFTP user {username} for tenant {tenant}")
+        sftp_user_remove(self.state_dir, username)
+
+
 def make_server(
     host: str,
     port: int,
@@ -246,8 +330,11 @@ def make_server(
     settings: ApiSettings | None = None,
 ) -> LocalApiServer:
     """An HTTP server for the admin API on ``host:port`` (0: any free port), verifying
-    tokens with ``state_dir``'s secret and starting runs with ``launcher``."""
-    services = build_services(settings or api_settings(), deps, launcher)
+    tokens with ``state_dir``'s secret, starting runs with ``launcher``, and keeping the
+    SFTP drop box's users in ``state_dir``."""
+    services = build_services(
+        settings or api_settings(), deps, launcher, sftp_users=LocalSftpUsers(state_dir)
+    )
     server = LocalApiServer((host, port), AdminApi(services), TokenVerifier(state_dir))
     logger().info("admin API listening", extra={"url": server.url})
     return server

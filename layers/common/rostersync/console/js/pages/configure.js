@@ -4,6 +4,7 @@
 
 import { ApiError, call, get, openapiDocument, post, tenantPath } from "../api.js";
 import { announce, h, notice, replace, showValue, table, when } from "../dom.js";
+import { connectSection, sftpSection } from "./connect.js";
 
 const HELP = {
   items_to_sync: "The kinds of record the sync keeps in step.",
@@ -214,7 +215,12 @@ async function historySection() {
 }
 
 export async function render(main, { session: current }) {
-  const [document_, view] = await Promise.all([openapiDocument(), get(tenantPath("/settings"))]);
+  const [document_, view, connect, sftp] = await Promise.all([
+    openapiDocument(),
+    get(tenantPath("/settings")),
+    connectSection(current),
+    sftpSection(current),
+  ]);
   const history = h("div", { id: "settings-history-area" });
   const drawHistory = () =>
     historySection()
@@ -293,6 +299,7 @@ export async function render(main, { session: current }) {
     main,
     h("h1", {}, "Configure"),
     summary,
+    connect,
     h(
       "section",
       { "aria-labelledby": "bundle-heading", class: "card" },
@@ -307,8 +314,9 @@ export async function render(main, { session: current }) {
         h("code", {}, "/"),
         ". A complete bundle (a zip, or a folder with manifest.csv and every file it lists) starts a run at once; Sync now and the daily schedule take the newest one.",
       ),
-      h("pre", {}, h("code", {}, "rostersync sftp-user add TENANT USER --public-key KEY.pub\nsftp -P 2222 USER@HOST\nsftp> put oneroster.zip")),
+      h("pre", {}, h("code", {}, "sftp -P 2222 USER@HOST\nsftp> put oneroster.zip")),
     ),
+    sftp,
     h("section", { "aria-labelledby": "settings-heading" }, h("h2", { id: "settings-heading" }, "Sync settings"), form),
     history,
   );
