@@ -210,13 +210,15 @@ def test_an_import_names_the_admins_file_and_counts_in_words(cli: Cli, tmp_path:
     records = tmp_path / "app-people.csv"
     records.write_text(
         "app_id,kind,given_name,family_name,birth_date\n"
-        "a1,student,Ann,Lee,2011-02-03\n"
-        "a2,student,Bo,Kim,2010-13-45\n"
+        "a1,student,Ann,Lee,2010-13-45\n"
+        "a2,alien,Bo,Kim,2011-02-03\n"
     )
     code, out, _ = cli("directory", "import", str(records), "--tenant", "t1")
     assert code == 2
+    # The bad date is dropped, its record kept; the unknown kind's row is skipped.
     assert out.splitlines()[0] == "Imported 1 app record"
-    assert f"{records}:3 [birth_date]" in out
+    assert f"{records}:2 [birth_date]" in out
+    assert f"{records}:3 [kind]" in out
     assert "import.csv" not in out
 
 

@@ -25,6 +25,7 @@ from rostersync.application.sync import (
 )
 from rostersync.existing_app import ExistingApp, build_existing_app
 from rostersync.generator import generate_district
+from rostersync.storage import keys
 from tests.bundles import Row, edit_rows, read_rows
 from tests.integration.test_pipeline import sync
 
@@ -258,14 +259,18 @@ def test_import_reports_bad_rows(cloud):
         "a5,student,Dup,Row,\n"
     )
     result = import_app_records(deps, "t1", text, "admin")
-    assert result["imported"] == 1
-    assert [(i["line"], i["column"]) for i in result["issues"]] == [
-        (2, "birth_date"),
-        (3, "app_id"),
-        (4, "kind"),
-        (5, "given_name"),
-        (7, "app_id"),
+    # A bad birth date drops the date, not the record.
+    assert result["imported"] == 2
+    assert [(i["line"], i["column"], i["action"]) for i in result["issues"]] == [
+        (2, "birth_date", "field dropped"),
+        (3, "app_id", "row skipped"),
+        (4, "kind", "row skipped"),
+        (5, "given_name", "row skipped"),
+        (7, "app_id", "row skipped"),
     ]
+    people = {r["app_id"]: r for r in deps.store.iter_jsonl(keys.app_records_key("t1", "people"))}
+    assert set(people) == {"a1", "a5"}
+    assert people["a1"]["birth_date"] is None and people["a1"]["given_name"] == "Ann"
 
 
 def test_app_records_with_no_source_can_be_kept_or_archived(cloud, district, tmp_path):

@@ -81,7 +81,13 @@ def import_app_records(deps: Deps, tenant: str, csv_text: str, who: str) -> dict
     seen: set[str] = set()
     imported = 0
 
-    def issue(line: int, column: str | None, message: str, value: str | None = None) -> None:
+    def issue(
+        line: int,
+        column: str | None,
+        message: str,
+        value: str | None = None,
+        action: IssueAction = IssueAction.ROW_SKIPPED,
+    ) -> None:
         issues.append(
             RowIssue(
                 file=IMPORT_FILE,
@@ -89,7 +95,7 @@ def import_app_records(deps: Deps, tenant: str, csv_text: str, who: str) -> dict
                 column=column,
                 value=value,
                 message=message,
-                action=IssueAction.ROW_SKIPPED,
+                action=action,
             )
         )
 
@@ -109,19 +115,22 @@ def import_app_records(deps: Deps, tenant: str, csv_text: str, who: str) -> dict
         seen.add(app_id)
         fields = CLASS_FIELDS if kind == "class" else PERSON_FIELDS
         record: dict[str, Any] = {"app_id": app_id, "kind": kind}
-        bad = False
         for name in fields:
             value = (row.get(name) or "").strip()
             if name.endswith("date") and value:
                 parsed = parse_date(value)
                 if parsed is None:
-                    issue(line, name, "not a date (YYYY-MM-DD or M/D/YYYY)", value)
-                    bad = True
-                    break
+                    # The record is kept without it: one bad date loses no one.
+                    issue(
+                        line,
+                        name,
+                        "not a date (YYYY-MM-DD or M/D/YYYY); the record is kept without it",
+                        value,
+                        IssueAction.FIELD_DROPPED,
+                    )
+                    parsed = ""
                 value = parsed
             record[name] = value or None
-        if bad:
-            continue
         if kind == "class" and not record.get("title"):
             issue(line, "title", "a class needs a title")
             continue
