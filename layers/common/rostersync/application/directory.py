@@ -130,15 +130,7 @@ def search_directory(
         found, total = deps.directory.select(
             tenant, kind.value, equals, {"status": "active"}, offset, limit
         )
-        items = [_clean(item) for item in found]
-        return {
-            "entity": kind.value,
-            "offset": offset,
-            "limit": limit,
-            "total": total,
-            "next_offset": offset + limit if total > offset + limit else None,
-            "items": items,
-        }
+        return _page(kind, offset, limit, total, [_clean(item) for item in found])
     for item in deps.directory.iter_entity(tenant, kind.value):
         if wanted_roles and item.get("role") not in wanted_roles:
             continue
@@ -155,6 +147,12 @@ def search_directory(
         if offset <= total < offset + limit:
             items.append(_clean(item))
         total += 1
+    return _page(kind, offset, limit, total, items)
+
+
+def _page(
+    kind: Entity, offset: int, limit: int, total: int, items: list[dict[str, Any]]
+) -> dict[str, Any]:
     return {
         "entity": kind.value,
         "offset": offset,

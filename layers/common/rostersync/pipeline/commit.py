@@ -122,15 +122,19 @@ def directory_item(line: dict[str, Any], run_id: str) -> dict[str, Any]:
     }
 
 
-def _added_line(action: dict[str, Any]) -> dict[str, Any]:
-    return {
+def _added_line(action: dict[str, Any], *, hashed: bool = True) -> dict[str, Any]:
+    """The snapshot line of an added record (``hashed``: with its content hash, which a
+    directory item does not need)."""
+    line = {
         "source_system": action["source_system"],
         "source_id": action["source_id"],
         "target_id": action["target_id"],
         "status": ACTIVE,
-        "hash": content_hash(action["record"]),
         "record": action["record"],
     }
+    if hashed:
+        line["hash"] = content_hash(action["record"])
+    return line
 
 
 # ----------------------------------------------------------------------------- plan
@@ -329,19 +333,8 @@ def _write_adds(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> int
     for action in rows:
         if action["action"] != "add" or not action.get("included"):
             continue
-        # The directory item needs no content hash (the snapshot chunk computes it).
-        items.append(
-            directory_item(
-                {
-                    "record": action["record"],
-                    "target_id": action["target_id"],
-                    "source_system": action["source_system"],
-                    "source_id": action["source_id"],
-                    "status": ACTIVE,
-                },
-                run_id,
-            )
-        )
+        # The snapshot chunk computes the content hash; the directory item needs none.
+        items.append(directory_item(_added_line(action, hashed=False), run_id))
         links.append(_link(action, run_id, at))
         written += 1
         if len(items) >= _WRITE_BATCH:

@@ -10,7 +10,8 @@ named in the message, so every transient error is retried.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,18 +61,13 @@ def _progress(deps: Deps, state: RunState, step: str) -> None:
         logger().warning("progress not recorded", extra={"step": step})
 
 
-def run_step(
-    name: str, event: dict[str, Any], deps: Deps | None = None, step: Step | None = None
-) -> dict[str, Any]:
-    """Parse the state, run the step, time it, return the new state as JSON."""
-    state = RunState.model_validate(event)
-    deps = deps or default_deps()
+@contextmanager
+def _failures_noted(name: str) -> Iterator[None]:
+    """Log and count a step's failure; raise a transient error of another class again as
+    ``TransientError``, which the state machine's Retry names."""
     log = logger()
-    log.append_keys(tenant=state.tenant, run=state.run_id, step=name)
-    started = time.monotonic()
-    _progress(deps, state, name)
     try:
-        result = (step or STEPS[name])(state, deps)
+        yield
     except TransientError as exc:
         log.warning("step failed, transient", extra={"error_type": type(exc).__name__})
         record_failure(name, type(exc).__name__)
@@ -82,6 +78,20 @@ def run_step(
         log.warning("step failed", extra={"error_type": type(exc).__name__})
         record_failure(name, type(exc).__name__)
         raise
+
+
+def run_step(
+    name: str, event: dict[str, Any], deps: Deps | None = None, step: Step | None = None
+) -> dict[str, Any]:
+    """Parse the state, run the step, time it, return the new state as JSON."""
+    state = RunState.model_validate(event)
+    deps = deps or default_deps()
+    log = logger()
+    log.append_keys(tenant=state.tenant, run=state.run_id, step=name)
+    started = time.monotonic()
+    _progress(deps, state, name)
+    with _failures_noted(name):
+        result = (step or STEPS[name])(state, deps)
     elapsed = int((time.monotonic() - started) * 1000)
     result.counts.setdefault("timings_ms", {}).setdefault(name, elapsed)
     log.info("step done", extra={"counts": result.counts.get(name, {}), "ms": elapsed})
@@ -113,13 +123,8 @@ def commit_chunk_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
         log = logger()
         log.append_keys(tenant=event.get("tenant"), run=event.get("run_id"), step="commit_chunk")
         started = time.monotonic()
-        try:
+        with _failures_noted("commit_chunk"):
             marker = apply_chunk_event(event, default_deps())
-        except TransientError as exc:
-            record_failure("commit_chunk", type(exc).__name__)
-            if type(exc) in _RETRIED_BY_NAME:
-                raise
-            raise TransientError(f"{type(exc).__name__}: {exc}") from exc
         elapsed = int((time.monotonic() - started) * 1000)
         record_step("commit_chunk", elapsed, {"rows": int(marker.get("rows", 0))})
         return marker
