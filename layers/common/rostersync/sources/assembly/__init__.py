@@ -38,7 +38,7 @@ from rostersync.sources.assembly.fetch import (
     TokenStore,
     http_date,
 )
-from rostersync.sources.assembly.mapping import ItemRejected, school_org_id
+from rostersync.sources.assembly.mapping import school_org_id
 from rostersync.sources.assembly.read import AssemblyRead
 from rostersync.sources.base import (
     FetchContext,
@@ -54,6 +54,7 @@ from rostersync.sources.http import (
     SourceConfigError,
     SourceCredentialsMissing,
 )
+from rostersync.sources.http.records import ItemRejected
 from rostersync.sources.http.source import HttpSource
 
 __all__ = ["AssemblyRead", "AssemblySource", "AssemblySpec"]

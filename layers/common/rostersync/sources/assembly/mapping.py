@@ -18,32 +18,15 @@ so source ids carry the kind: ``student-123``, ``staff-45``, ``tg-7``, ``rg-2``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from rostersync.models import ClassType, IssueAction, OrgType, Role
 from rostersync.sources.base import Record
+from rostersync.sources.http.records import FieldNote, ItemRejected, Notes
 
 SOURCE_SYSTEM = "assembly"
 _SEX = {"m": "male", "male": "male", "f": "female", "female": "female"}
-
-
-class ItemRejected(Exception):
-    def __init__(self, column: str, message: str) -> None:
-        super().__init__(message)
-        self.column = column
-        self.message = message
-
-
-@dataclass(frozen=True)
-class FieldNote:
-    column: str
-    message: str
-    action: IssueAction
-
-
-Notes = list[FieldNote]
 
 
 def text(value: Any) -> str | None:

@@ -13,14 +13,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
-from rostersync.models import Entity, IssueAction, RowIssue, validate_record
+from rostersync.models import Entity, IssueAction, RowIssue
 from rostersync.sources.assembly.mapping import (
     SOURCE_SYSTEM,
-    FieldNote,
-    ItemRejected,
-    Notes,
     class_from_group,
     demographics_from_student,
     enrollments_from_group,
@@ -35,6 +30,7 @@ from rostersync.sources.assembly.mapping import (
 )
 from rostersync.sources.base import Completeness, IssueSink, RawFiles, ReadSummary, Record
 from rostersync.sources.http import RawPages
+from rostersync.sources.http.records import FieldNote, ItemRejected, Notes, canonical
 
 STREAMS: dict[Entity, tuple[str, ...]] = {
     Entity.ORGS: ("school",),
@@ -49,15 +45,6 @@ STREAMS: dict[Entity, tuple[str, ...]] = {
 
 def label(stream: str) -> str:
     return f"Assembly /{stream}"
-
-
-def canonical(entity: Entity, record: Record) -> Record:
-    try:
-        return validate_record(entity, record).model_dump(mode="json")
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        column = ".".join(str(p) for p in first.get("loc", ())) or "record"
-        raise ItemRejected(column, f"not a valid {entity.value} record") from None
 
 
 @dataclass

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from rostersync.models import ClassType, IssueAction, OrgType, Role, SessionType
 from rostersync.sources.base import Record
+from rostersync.sources.http.records import FieldNote, ItemRejected, Notes
 
 SOURCE_SYSTEM = "clever"
 
@@ -50,27 +50,6 @@ _RACES = {
 _SEX = {"M": "male", "F": "female", "X": "other"}
 _RELATIVES = frozenset({"Grandparent", "Aunt/Uncle", "Sibling"})
 _DOB = re.compile(r"^\s*(\d{1,2})/(\d{1,2})/(\d{4})\s*$")
-
-
-class ItemRejected(Exception):
-    """The Clever object cannot become a record (``column`` names the field)."""
-
-    def __init__(self, column: str, message: str) -> None:
-        super().__init__(message)
-        self.column = column
-        self.message = message
-
-
-@dataclass(frozen=True)
-class FieldNote:
-    """A field of an otherwise usable object that was dropped or defaulted."""
-
-    column: str
-    message: str
-    action: IssueAction
-
-
-Notes = list[FieldNote]
 
 
 def _text(value: Any) -> str | None:

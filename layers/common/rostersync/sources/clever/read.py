@@ -13,15 +13,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
-from rostersync.models import Entity, IssueAction, RowIssue, validate_record
+from rostersync.models import Entity, IssueAction, RowIssue
 from rostersync.sources.base import Completeness, IssueSink, RawFiles, ReadSummary, Record
 from rostersync.sources.clever.mapping import (
     SOURCE_SYSTEM,
-    FieldNote,
-    ItemRejected,
-    Notes,
     class_from_section,
     clever_id,
     contact_students,
@@ -37,6 +32,7 @@ from rostersync.sources.clever.mapping import (
     user_from_user,
 )
 from rostersync.sources.http.raw_pages import RawPages
+from rostersync.sources.http.records import FieldNote, ItemRejected, Notes, canonical
 
 API = "/v3.0"
 
@@ -73,16 +69,6 @@ _MAPPERS: dict[str, Mapper] = {
 
 def label(collection: str) -> str:
     return f"Clever {API}/{collection}"
-
-
-def canonical(entity: Entity, record: Record) -> Record:
-    """``record`` exactly as its model dumps it; a value the model refuses rejects it."""
-    try:
-        return validate_record(entity, record).model_dump(mode="json")
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        column = ".".join(str(part) for part in first.get("loc", ())) or "record"
-        raise ItemRejected(column, f"not a valid {entity.value} record") from None
 
 
 def unwrap(item: Any) -> Mapping[str, Any]:

@@ -22,13 +22,13 @@ was not included is a bare id or absent. Dates are objects (``{"date": "2023-09-
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rostersync.models import ClassType, IssueAction, OrgType, Role
 from rostersync.sources.base import Record
+from rostersync.sources.http.records import FieldNote, ItemRejected, Notes
 
 SOURCE_SYSTEM = "wonde"
 
@@ -61,25 +61,6 @@ _RELATIVES = frozenset(
     }
 )
 _SEX = {"male": "male", "m": "male", "female": "female", "f": "female"}
-
-
-class ItemRejected(Exception):
-    """The object cannot become a record (``column`` names the field)."""
-
-    def __init__(self, column: str, message: str) -> None:
-        super().__init__(message)
-        self.column = column
-        self.message = message
-
-
-@dataclass(frozen=True)
-class FieldNote:
-    column: str
-    message: str
-    action: IssueAction
-
-
-Notes = list[FieldNote]
 
 
 def text(value: Any) -> str | None:

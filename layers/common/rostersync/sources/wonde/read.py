@@ -16,16 +16,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
-from rostersync.models import Entity, IssueAction, RowIssue, validate_record
+from rostersync.models import Entity, IssueAction, RowIssue
 from rostersync.sources.base import Completeness, IssueSink, RawFiles, ReadSummary, Record
 from rostersync.sources.http import RawPages
+from rostersync.sources.http.records import FieldNote, ItemRejected, Notes, canonical
 from rostersync.sources.wonde.mapping import (
     SOURCE_SYSTEM,
-    FieldNote,
-    ItemRejected,
-    Notes,
     class_members,
     class_record,
     contact_user,
@@ -62,15 +58,6 @@ DELETION_TYPES: dict[str, tuple[Entity, ...]] = {
 
 def label(stream: str) -> str:
     return "Wonde /school" if stream == "school" else f"Wonde /{stream}"
-
-
-def canonical(entity: Entity, record: Record) -> Record:
-    try:
-        return validate_record(entity, record).model_dump(mode="json")
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        column = ".".join(str(p) for p in first.get("loc", ())) or "record"
-        raise ItemRejected(column, f"not a valid {entity.value} record") from None
 
 
 @dataclass
