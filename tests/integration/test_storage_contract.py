@@ -156,6 +156,20 @@ def test_a_byte_range_of_an_object(stack: Stack, tenant: str) -> None:
     assert store.read_bytes(f"{tenant}/lines.jsonl", 5, 5) == b""
 
 
+def test_an_object_as_a_local_file_for_the_columnar_engine(stack: Stack, tenant: str) -> None:
+    store = stack.deps.store
+    store.put_bytes(f"{tenant}/ids.jsonl", b'["a","1"]\n["a","2"]\n')
+
+    with store.local_file(f"{tenant}/ids.jsonl") as path:
+        assert path is not None
+        assert path.read_bytes() == b'["a","1"]\n["a","2"]\n'
+        # Overwritten while it is read: the reader keeps the version it was given.
+        store.put_bytes(f"{tenant}/ids.jsonl", b"new")
+        assert path.read_bytes() == b'["a","1"]\n["a","2"]\n'
+    with store.local_file(f"{tenant}/missing.jsonl") as missing:
+        assert missing is None
+
+
 # ------------------------------------------------------------------- inbox objects
 
 

@@ -149,3 +149,6 @@ class ChangeSummary(BaseModel):
     rows: int = 0
     unchanged: dict[str, int] = Field(default_factory=dict)
     out_of_scope: int = 0
+    #: How each entity's records were compared with the committed state: ``columnar``
+    #: (the DuckDB diff: only new and changed records parsed) or ``rows`` (one by one).
+    compared: dict[str, str] = Field(default_factory=dict)

@@ -54,6 +54,9 @@ class StackSettings(_FromEnvironment):
     commit_chunk_actions: int = Field(default=10_000, alias="COMMIT_CHUNK_ACTIONS", ge=1)
     #: Commit chunks applied at once (one writer locally: the local runtime sets 2).
     commit_concurrency: int = Field(default=16, alias="COMMIT_CONCURRENCY", ge=1, le=1000)
+    #: Stage finds unchanged records with the columnar diff (DuckDB); off, it compares
+    #: every record in Python (the same outcome, slower: for comparison and diagnosis).
+    columnar_diff: bool = Field(default=True, alias="COLUMNAR_DIFF")
 
 
 class RunStartSettings(StackSettings):

@@ -62,7 +62,6 @@ from rostersync.pipeline.snapshot import (
     content_hash,
     current_baseline,
     index_line,
-    iter_snapshot,
 )
 from rostersync.pipeline.tenant_settings import load_settings
 from rostersync.storage import keys
@@ -380,38 +379,70 @@ def _write_snapshot(
             deps.links.put_many(tenant, entity.value, links)
             links.clear()
 
-    def lines() -> Iterator[dict[str, Any]]:
-        for line in iter_snapshot(deps.store, tenant, baseline_run, entity):
-            action = changes.get((line["source_system"], line["source_id"]))
-            if action is not None:
-                if action["action"] == "archive":
-                    line["status"] = ARCHIVED
-                else:
-                    line["status"] = ACTIVE
-                    line["record"] = action["record"]
-                    line["hash"] = content_hash(action["record"])
-                if action.get("relinked_from"):
-                    line["source_id"] = action["source_id"]
-                    links.append(_link(action, run_id, at))
-                touched.append(directory_item(line, run_id))
-                flush()
-            yield line
-        if adds:
-            for action in deps.store.iter_jsonl(changes_key):
-                if action["action"] == "add" and action.get("included"):
-                    yield _added_line(action)
+    def changed(line: dict[str, Any], action: dict[str, Any]) -> dict[str, Any]:
+        if action["action"] == "archive":
+            line["status"] = ARCHIVED
+        else:
+            line["status"] = ACTIVE
+            line["record"] = action["record"]
+            line["hash"] = content_hash(action["record"])
+        if action.get("relinked_from"):
+            line["source_id"] = action["source_id"]
+            links.append(_link(action, run_id, at))
+        touched.append(directory_item(line, run_id))
+        flush()
+        return line
 
     written = 0
     with (
         deps.store.writer(keys.state_key(tenant, run_id, entity)) as snapshot,
         deps.store.writer(keys.state_index_key(tenant, run_id, entity)) as index,
     ):
-        for line in lines():
-            snapshot.write(dumps_line(line))
-            index.write(dumps_line(index_line(line)))
+        # The baseline's lines, each with its key and its index line: a line no change
+        # touches is copied as it is, never parsed (most of a daily sync's snapshot).
+        for raw, key, index_raw in _baseline_lines(deps, tenant, baseline_run, entity):
+            action = changes.get(key)
+            if action is None and index_raw is not None:
+                snapshot.write(raw + b"\n")
+                index.write(index_raw + b"\n")
+            else:
+                line = orjson.loads(raw)
+                if action is not None:
+                    line = changed(line, action)
+                snapshot.write(dumps_line(line))
+                index.write(dumps_line(index_line(line)))
             written += 1
+        if adds:
+            for action in deps.store.iter_jsonl(changes_key):
+                if action["action"] == "add" and action.get("included"):
+                    line = _added_line(action)
+                    snapshot.write(dumps_line(line))
+                    index.write(dumps_line(index_line(line)))
+                    written += 1
     flush(force=True)
     return written
+
+
+def _baseline_lines(
+    deps: Deps, tenant: str, baseline_run: str | None, entity: Entity
+) -> Iterator[tuple[bytes, tuple[str, str], bytes | None]]:
+    """The baseline snapshot's lines, unparsed, with their keys and index lines (keys read
+    from the index; from the line itself, and no index line, for a snapshot without)."""
+    if baseline_run is None:
+        return
+    state_key = keys.state_key(tenant, baseline_run, entity)
+    index_key = keys.state_index_key(tenant, baseline_run, entity)
+    if not deps.store.exists(index_key):
+        for raw in deps.store.iter_lines(state_key):
+            line = orjson.loads(raw)
+            yield raw, (line["source_system"], line["source_id"]), None
+        return
+    loads = orjson.loads
+    for raw, index_raw in zip(
+        deps.store.iter_lines(state_key), deps.store.iter_lines(index_key), strict=True
+    ):
+        system, source_id, *_ = loads(index_raw)
+        yield raw, (system, source_id), index_raw
 
 
 def apply_chunk_event(event: dict[str, Any], deps: Deps) -> dict[str, Any]:

@@ -53,5 +53,5 @@ class Matcher(Protocol):
         self, entity: Entity, ids: Iterable[list[Any]], tiers: dict[str, int]
     ) -> Iterator[list[Any]]:
         """One decision line per record, in order, from the records' id lines
-        (``[source_system, source_id, status, hash]``); counts each tier in ``tiers``."""
+        (``[source_system, source_id, status, hash, line]``); counts each tier in ``tiers``."""
         ...

@@ -1,7 +1,8 @@
 """normalize: raw input → canonical records per entity, row-level issues, a summary.
 
 The run's source reads its raw input (``sources.registry``); this step only writes what
-it yields: one JSONL per entity with an id/status/hash line beside each record, the
+it yields: one JSONL per entity with an id line beside each record (``[source_system,
+source_id, status, content hash, line number]``: what the columnar diff reads), the
 issues, and the source-neutral ``NormalizedSummary`` (written last, so its presence
 means the step finished).
 """
@@ -35,6 +36,7 @@ def _write_entity(deps: Deps, state: RunState, read: SourceRead, entity: Entity)
                         record["source_id"],
                         record.get("status"),
                         content_hash(record),
+                        count,
                     ]
                 )
             )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from functools import partial
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import orjson
@@ -37,6 +39,21 @@ class BaselineEntry(NamedTuple):
     hash: str
 
 
+_KEY = itemgetter(0, 1)
+_ENTRY = itemgetter(2, 3, 4)
+
+
+def _batched(lines: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
+    part: list[bytes] = []
+    for line in lines:
+        part.append(line)
+        if len(part) == size:
+            yield part
+            part = []
+    if part:
+        yield part
+
+
 def current_baseline(store: ObjectStorePort, tenant: str) -> str | None:
     """The run id of the tenant's current committed snapshot, if any."""
     pointer = store.get_json(keys.state_pointer_key(tenant))
@@ -62,8 +79,19 @@ def load_baseline_index(
         return index
     index_key = keys.state_index_key(tenant, baseline_run, entity)
     if store.exists(index_key):
-        for system, source_id, target_id, status, digest in store.iter_jsonl(index_key):
-            index[system, source_id] = BaselineEntry(target_id, status, digest)
+        # Built in C (a NamedTuple's own constructor is a Python call per entry: seconds
+        # at a million records).
+        entry = partial(tuple.__new__, BaselineEntry)
+        loads = orjson.loads
+        for part in _batched(store.iter_lines(index_key), 10_000):
+            lines = [loads(line) for line in part]
+            index.update(
+                zip(
+                    map(_KEY, lines),
+                    map(entry, map(_ENTRY, lines)),
+                    strict=True,
+                )
+            )
         return index
     for line in iter_snapshot(store, tenant, baseline_run, entity):
         index[(line["source_system"], line["source_id"])] = BaselineEntry(

@@ -24,7 +24,9 @@ Refused and held actions stay in the change set, ``included: false``, with the r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from functools import cached_property, partial
 from typing import Any
 
 import orjson
@@ -37,7 +39,9 @@ from rostersync.changes import (
     field_changes,
     make_action,
 )
+from rostersync.errors import RunStateError
 from rostersync.models import ENTITY_ORDER, Entity, SourceStatus, Tier
+from rostersync.pipeline.columnar import Diff, diff_entity
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.match_decisions import MatchDecision
@@ -74,6 +78,22 @@ from rostersync.storage.ports import ObjectStorePort
 RELINK_TIERS = frozenset({Tier.AUTO, Tier.KEY, Tier.MANUAL})
 
 
+def _given(record: dict[str, Any]) -> dict[str, Any]:
+    return record
+
+
+def _known_owner(owner: tuple[str, str] | None, _target_id: str) -> tuple[str, str] | None:
+    return owner
+
+
+def _line_at(lines: Iterator[tuple[int, bytes]], wanted: int, entity: Entity) -> bytes:
+    """The line numbered ``wanted`` of a numbered stream (read forwards only)."""
+    for number, line in lines:
+        if number == wanted:
+            return line
+    raise RunStateError(f"normalized {entity.value} ends before line {wanted}")
+
+
 class EntityStager:
     """Stages one entity of one run."""
 
@@ -103,14 +123,45 @@ class EntityStager:
         self.settings = settings
         self.scope = scope
         self.result = EntityOutcome()
-        self.index = load_baseline_index(self.store, state.tenant, baseline_run, entity)
         self.pending: dict[tuple[str, str], tuple[ActionKind, dict[str, Any], str, str]] = {}
         self.explicit_archives: list[Action] = []
         self.seen: set[tuple[str, str]] = set()
         self.targets: set[str] = set()
         self.relinked: dict[tuple[str, str], tuple[tuple[str, str], dict[str, Any], str, str]] = {}
         self._owners: dict[str, tuple[str, str]] | None = None
+        #: How the records were compared with the baseline: ``columnar`` or ``rows``.
+        self.compared = "rows"
         self._app_edits: dict[str, dict[str, Any]] | None = None
+
+    @cached_property
+    def index(self) -> dict[tuple[str, str], BaselineEntry]:
+        """The baseline by id (read on first need: the columnar diff does without)."""
+        return load_baseline_index(self.store, self.state.tenant, self.baseline_run, self.entity)
+
+    def _diff(self, stack: ExitStack) -> Diff | None:
+        """The columnar diff of this entity, where it applies (no scope filter, which
+        must read every record; a baseline with its index)."""
+        if not self.deps.settings.columnar_diff or self.scope.active:
+            return None
+        tenant, run_id, entity = self.state.tenant, self.state.run_id, self.entity
+        index_key = None
+        if self.baseline_run is not None:
+            index_key = keys.state_index_key(tenant, self.baseline_run, entity)
+            if not self.store.exists(index_key):
+                return None
+        return diff_entity(
+            self.store,
+            keys.normalized_ids_key(tenant, run_id, entity),
+            keys.matched_key(tenant, run_id, entity),
+            index_key,
+            stack,
+        )
+
+    def _run_keys(self) -> Iterator[tuple[str, str]]:
+        """Every (source system, source id) of the run's records."""
+        ids_key = keys.normalized_ids_key(self.state.tenant, self.state.run_id, self.entity)
+        for line in self.store.iter_jsonl(ids_key):
+            yield line[0], line[1]
 
     def _owner_of(self, target_id: str) -> tuple[str, str] | None:
         """The baseline record holding ``target_id`` (index built on first need)."""
@@ -118,10 +169,57 @@ class EntityStager:
             self._owners = {entry.target_id: key for key, entry in self.index.items()}
         return self._owners.get(target_id)
 
+    def _consider(
+        self,
+        key: tuple[str, str],
+        status: str | None,
+        digest: str,
+        target_id: str | None,
+        tier_name: str,
+        base: BaselineEntry | None,
+        owner_of: Callable[[str], tuple[str, str] | None],
+        record_of: Callable[[], dict[str, Any]],
+    ) -> Action | None:
+        """What one record of the run comes to: an add (returned), a change waiting for
+        its *before* side (``pending``), an explicit archive, a re-link, or nothing."""
+        self.seen.add(key)
+        if target_id is None:
+            return None  # held for an admin's decision: no change this run
+        if target_id in self.targets:
+            self.result.merged += 1  # a second source record for one app record
+            return None
+        self.targets.add(target_id)
+        deleted = status == SourceStatus.TOBEDELETED.value
+        if base is None and not deleted and Tier(tier_name) in RELINK_TIERS:
+            owner = owner_of(target_id)
+            if owner is not None and owner != key:
+                # The source re-issued this record's id: re-link, do not duplicate.
+                self.relinked[owner] = (key, record_of(), target_id, tier_name)
+                return None
+        if base is None:
+            if deleted:
+                return None
+            self.result.counts["add"] += 1
+            return make_action(
+                self.entity, "add", *key, target_id, tier=tier_name, record=record_of()
+            )
+        if base.status == ARCHIVED:
+            if not deleted:
+                self.pending[key] = ("reactivate", record_of(), base.target_id, tier_name)
+        elif deleted:
+            self.explicit_archives.append(
+                make_action(self.entity, "archive", *key, base.target_id, tier=tier_name)
+            )
+        elif digest != base.hash:
+            self.pending[key] = ("update", record_of(), base.target_id, tier_name)
+        else:
+            self.result.unchanged += 1
+        return None
+
     def _direct_actions(self) -> Iterator[Action]:
-        """Actions from the records of this run. A record is parsed only when it is
-        needed (an add, a change, a scope filter): an unchanged record is known by its
-        id, status and content hash alone."""
+        """Actions from the records of this run, row by row. A record is parsed only when
+        it is needed (an add, a change, a scope filter): an unchanged record is known by
+        its id, status and content hash alone."""
         tenant, run_id, entity = self.state.tenant, self.state.run_id, self.entity
         ids = self.store.iter_jsonl(keys.normalized_ids_key(tenant, run_id, entity))
         raw_records = self.store.iter_lines(keys.normalized_key(tenant, run_id, entity))
@@ -131,63 +229,81 @@ class EntityStager:
         )
         filtering = self.scope.active
         loads = orjson.loads
-        for (system, source_id, status, digest), raw, decision in zip(
+        index = self.index
+        for (system, source_id, status, digest, *_), raw, decision in zip(
             ids, raw_records, decisions, strict=True
         ):
-            key = (system, source_id)
             record: dict[str, Any] | None = None
             if filtering:
                 record = self.scope.admit(entity, loads(raw))
                 if record is None:
                     continue  # out of scope: as if not sent
                 digest = content_hash(record)  # a filter may have changed it
-            self.seen.add(key)
-            if decision.target_id is None:
-                continue  # held for an admin's decision: no change this run
-            if decision.target_id in self.targets:
-                self.result.merged += 1  # a second source record for one app record
-                continue
-            self.targets.add(decision.target_id)
-            base = self.index.get(key)
-            deleted = status == SourceStatus.TOBEDELETED.value
-            tier = decision.tier.value
-            if base is None and not deleted and decision.tier in RELINK_TIERS:
-                owner = self._owner_of(decision.target_id)
-                if owner is not None and owner != key:
-                    # The source re-issued this record's id: re-link, do not duplicate.
-                    record = record or loads(raw)
-                    self.relinked[owner] = (key, record, decision.target_id, tier)
-                    continue
-            if base is None:
-                if not deleted:
-                    self.result.counts["add"] += 1
-                    yield make_action(
-                        entity,
-                        "add",
-                        *key,
-                        decision.target_id,
-                        tier=tier,
-                        record=record or loads(raw),
-                    )
-            elif base.status == ARCHIVED:
-                if not deleted:
-                    self.pending[key] = ("reactivate", record or loads(raw), base.target_id, tier)
-            elif deleted:
-                self.explicit_archives.append(
-                    make_action(entity, "archive", *key, base.target_id, tier=tier)
-                )
-            elif digest != base.hash:
-                self.pending[key] = ("update", record or loads(raw), base.target_id, tier)
-            else:
-                self.result.unchanged += 1
+            key = (system, source_id)
+            action = self._consider(
+                key,
+                status,
+                digest,
+                decision.target_id,
+                decision.tier.value,
+                index.get(key),
+                self._owner_of,
+                partial(_given, record) if record is not None else partial(loads, raw),
+            )
+            if action is not None:
+                yield action
 
-    def _absent(self, protected: set[str]) -> Iterator[tuple[tuple[str, str], BaselineEntry]]:
+    def _columnar_actions(self, diff: Diff) -> Iterator[Action]:
+        """Actions from the records the columnar diff handed over (the others are
+        unchanged: counted, never parsed), with the same decisions as row by row."""
+        tenant, run_id = self.state.tenant, self.state.run_id
+        raw_records = enumerate(
+            self.store.iter_lines(keys.normalized_key(tenant, run_id, self.entity))
+        )
+        handed = 0
+        for row in diff.rows:
+            handed += 1
+            raw = _line_at(raw_records, row.line, self.entity)
+            base = (
+                None
+                if row.base_target is None
+                else BaselineEntry(row.base_target, row.base_status or ACTIVE, row.base_hash or "")
+            )
+            owner = (
+                None
+                if row.owner_system is None or row.owner_id is None
+                else (row.owner_system, row.owner_id)
+            )
+            action = self._consider(
+                (row.source_system, row.source_id),
+                row.status,
+                row.hash,
+                row.target_id,
+                row.tier,
+                base,
+                partial(_known_owner, owner),
+                partial(orjson.loads, raw),
+            )
+            if action is not None:
+                yield action
+        self.result.unchanged += diff.records - handed
+
+    def _absent(
+        self, protected: set[str], diff: Diff | None
+    ) -> Iterator[tuple[tuple[str, str], str]]:
+        """The active baseline records this run does not carry, and their app ids."""
         explicit = {(a["source_system"], a["source_id"]) for a in self.explicit_archives}
         explicit |= set(self.relinked)
+        if diff is not None:
+            for row in diff.absent:
+                key = (row.source_system, row.source_id)
+                if key not in explicit and key[1] not in protected:
+                    yield key, row.target_id
+            return
         for key, base in self.index.items():
             absent = base.status == ACTIVE and key not in self.seen and key not in explicit
             if absent and key[1] not in protected:
-                yield key, base
+                yield key, base.target_id
 
     def _app_contact_values(self, target_id: str) -> dict[str, Any]:
         if self.entity != Entity.USERS or self.settings.overwrite_app_contact_edits:
@@ -221,9 +337,27 @@ class EntityStager:
     def run(self) -> EntityOutcome:
         tenant, run_id, entity = self.state.tenant, self.state.run_id, self.entity
         result = self.result
-        with self.store.writer(keys.changes_key(tenant, run_id, entity)) as out:
-            for action in self._direct_actions():
+        with (
+            ExitStack() as stack,
+            self.store.writer(keys.changes_key(tenant, run_id, entity)) as out,
+        ):
+            diff = self._diff(stack)
+            self.compared = "rows" if diff is None else "columnar"
+            direct = self._direct_actions() if diff is None else self._columnar_actions(diff)
+            for action in direct:
                 out.write(dumps_line(action))
+            if diff is None:
+                active = sum(1 for entry in self.index.values() if entry.status == ACTIVE)
+            else:
+                active = diff.active_before
+            # A read whose absences cannot be trusted cannot remove links either: a link
+            # to a record missing from it is kept.
+            untrusted = (
+                archive_refusal(entity, self.summary, active) is not None
+                or bool(self.summary.unknown_ids)
+            ) and not self.summary.is_absent
+            if diff is not None and (self.summary.deleted_ids or untrusted):
+                self.seen.update(self._run_keys())  # the diff left the unchanged unseen
 
             # Deletions given only as an id and a status (too bare to be records).
             system = self.source_system
@@ -242,10 +376,9 @@ class EntityStager:
             if self.summary.is_complete and self.state.mode == "full":
                 protected = set(self.summary.unknown_ids)
                 archives = archives + [
-                    make_action(entity, "archive", *key, base.target_id)
-                    for key, base in self._absent(protected)
+                    make_action(entity, "archive", *key, target_id)
+                    for key, target_id in self._absent(protected, diff)
                 ]
-            active = sum(1 for entry in self.index.values() if entry.status == ACTIVE)
             result.active_before = active
             reason = archive_refusal(entity, self.summary, active)
             if self.summary.is_absent or not archives:
@@ -265,12 +398,6 @@ class EntityStager:
                 for action in self._cascaded_archives(archived):
                     result.counts["archive"] += 1
                     out.write(dumps_line(action))
-            # A read whose absences cannot be trusted cannot remove links either: a link
-            # to a record missing from it is kept.
-            untrusted = (
-                archive_refusal(entity, self.summary, active) is not None
-                or bool(self.summary.unknown_ids)
-            ) and not self.summary.is_absent
             present = {source_id for _, source_id in self.seen} if untrusted else set()
 
             if self.pending or self.relinked:
@@ -351,6 +478,7 @@ def stage(state: RunState, deps: Deps) -> RunState:
     outcomes: dict[Entity, EntityOutcome] = {}
     refused: dict[str, dict[str, Any]] = {}
     cascade: dict[str, set[str]] = {}
+    compared: dict[str, str] = {}
     for entity in ENTITY_ORDER:
         summary = normalized.of(entity)
         if entity not in settings.items_to_sync:
@@ -369,6 +497,7 @@ def stage(state: RunState, deps: Deps) -> RunState:
         )
         outcome = stager.run()
         outcomes[entity] = outcome
+        compared[entity.value] = stager.compared
         if entity in (Entity.USERS, Entity.CLASSES):
             cascade[entity.value] = stager.archived_ids
         if outcome.refused:
@@ -402,6 +531,7 @@ def stage(state: RunState, deps: Deps) -> RunState:
             "rows": rows,
             "unchanged": {e.value: o.unchanged for e, o in outcomes.items()},
             "out_of_scope": scope.dropped,
+            "compared": compared,
         },
     )
     totals = dict.fromkeys((*empty_counts(), "refused", "held", "unchanged"), 0)

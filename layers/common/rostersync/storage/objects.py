@@ -168,6 +168,17 @@ class ObjectStore:
         _guard(f"download {key}", lambda: self.client.download_file(self.bucket, key, str(path)))
 
     @contextmanager
+    def local_file(self, key: str) -> Iterator[Path | None]:
+        """The object downloaded to a temporary file, removed afterwards."""
+        if not self.exists(key):
+            yield None
+            return
+        with tempfile.TemporaryDirectory(prefix="rostersync-") as folder:
+            path = Path(folder) / "object"
+            self.download_file(key, path)
+            yield path
+
+    @contextmanager
     def open_stream(self, key: str) -> Iterator[IO[bytes]]:
         """A binary stream of the object's body (not buffered whole)."""
         response = _guard(f"get {key}", lambda: self.client.get_object(Bucket=self.bucket, Key=key))

@@ -57,6 +57,12 @@ class ObjectStorePort(Protocol):
         """Bytes ``start`` to ``end`` (exclusive) of the object."""
         ...
 
+    def local_file(self, key: str) -> AbstractContextManager[Path | None]:
+        """A file on this machine holding the object's body, for an engine that reads
+        files (the columnar diff): the object's own file in the embedded store, a
+        temporary download on S3. ``None`` if there is no such object."""
+        ...
+
     def iter_jsonl(self, key: str) -> Iterator[Any]: ...
 
 

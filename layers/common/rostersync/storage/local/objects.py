@@ -210,6 +210,17 @@ class LocalObjectStore:
             shutil.copyfileobj(source, out, _COPY_BLOCK)
 
     @contextmanager
+    def local_file(self, key: str) -> Iterator[Path | None]:
+        """The object's own file, held open meanwhile; on Linux by its descriptor's path,
+        so an overwrite that removes the file cannot take it from the reader."""
+        if self._row(key) is None:
+            yield None
+            return
+        with self._open(key) as fh:
+            by_descriptor = Path(f"/proc/self/fd/{fh.fileno()}")
+            yield by_descriptor if by_descriptor.exists() else Path(fh.name)
+
+    @contextmanager
     def open_stream(self, key: str) -> Iterator[IO[bytes]]:
         """A binary stream of the object's body."""
         with self._open(key) as fh:
