@@ -121,11 +121,9 @@ def test_the_columnar_diff_equals_the_row_by_row_comparison(tmp_path, days, monk
     }
     for kind in ("add", "update", "archive", "reactivate"):
         assert any(k == kind for _, k in seen), kind
-    relinked = [
-        a for a in columnar[2]["changes"]["users"] if a.get("relinked_from") is not None
-    ]
+    relinked = [a for a in columnar[2]["changes"]["users"] if a.get("relinked_from") is not None]
     assert len(relinked) == 1, "a re-issued id is re-linked, not added"
-    assert any(
-        a["action"] == "archive" for a in columnar[2]["changes"]["classes"]
-    ), "a class deleted by status is archived"
+    assert any(a["action"] == "archive" for a in columnar[2]["changes"]["classes"]), (
+        "a class deleted by status is archived"
+    )
     assert columnar[1]["unchanged"]["enrollments"] > 0
