@@ -251,9 +251,20 @@ def _tables(connection: sqlite3.Connection) -> list[tuple[str, list[str], list[s
             continue
         info = connection.execute(f'PRAGMA table_info("{name}")').fetchall()
         keys = [c[1] for c in sorted((c for c in info if c[5]), key=lambda c: c[5])]
-        others = [c[1] for c in info if not c[5]]
+        if not keys:  # keyed by a unique index rather than a primary key
+            keys = _unique_key(connection, name)
+        others = [c[1] for c in info if c[1] not in keys]
         tables.append((name, keys, others))
     return tables
+
+
+def _unique_key(connection: sqlite3.Connection, table: str) -> list[str]:
+    """The columns of a table's first unique index (in index order), if it has one."""
+    for index in connection.execute(f'PRAGMA index_list("{table}")').fetchall():
+        if index[2] and not index[4]:  # unique, and not partial
+            columns = connection.execute(f'PRAGMA index_info("{index[1]}")').fetchall()
+            return [c[2] for c in sorted(columns, key=lambda c: c[0])]
+    return []
 
 
 def _group_column(keys: list[str]) -> str | None:

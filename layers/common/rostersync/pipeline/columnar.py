@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -143,9 +144,11 @@ SELECT s, i, t, h FROM b WHERE st = 'active' AND NOT EXISTS (
 
 
 def _rows(result: duckdb.DuckDBPyConnection) -> Iterator[DiffRow]:
+    # Made in C: a NamedTuple's own constructor is a Python call per row (a first sync
+    # hands over every record).
+    row = partial(tuple.__new__, DiffRow)
     while batch := result.fetchmany(_FETCH):
-        for row in batch:
-            yield DiffRow(*row)
+        yield from map(row, batch)
 
 
 def diff_entity(

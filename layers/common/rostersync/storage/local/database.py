@@ -1,10 +1,15 @@
 """The embedded store's SQLite database: one file, WAL, one connection per thread.
 
 Every table of the stack lives in one ``items`` table keyed like DynamoDB
-(``tbl, pk, sk``), so a query by tenant and sort-key prefix is a range of the primary key
-and never a scan. Each call commits before it returns (``synchronous=FULL``: a commit
-survives a killed process and a power cut); a conditional write is one ``BEGIN
-IMMEDIATE`` transaction, so several processes may share the file.
+(``tbl, pk, sk``, a unique index), so a query by tenant and sort-key prefix is a range of
+the key and never a scan. Bodies live in the table apart from the key: a bulk put appends
+them and touches only the small index pages at random (a table clustered by key, as in
+state directories made before, rewrites a body page per row: measured 3.4 times slower
+for 600,000 directory items; both layouts answer the same statements).
+
+Each call commits before it returns (``synchronous=FULL``: a commit survives a killed
+process and a power cut); a conditional write is one ``BEGIN IMMEDIATE`` transaction, so
+several processes may share the file.
 """
 
 from __future__ import annotations
@@ -39,9 +44,8 @@ CREATE TABLE IF NOT EXISTS items (
     tbl TEXT NOT NULL,
     pk TEXT NOT NULL,
     sk TEXT NOT NULL,
-    body BLOB NOT NULL,
-    PRIMARY KEY (tbl, pk, sk)
-) WITHOUT ROWID;
+    body BLOB NOT NULL
+);
 CREATE INDEX IF NOT EXISTS items_by_sort_key ON items (tbl, sk, pk) WHERE sk = 'meta';
 CREATE TABLE IF NOT EXISTS objects (
     bucket TEXT NOT NULL,
@@ -54,6 +58,9 @@ CREATE TABLE IF NOT EXISTS objects (
     PRIMARY KEY (bucket, key)
 ) WITHOUT ROWID;
 """
+
+
+_ITEMS_KEY = "CREATE UNIQUE INDEX IF NOT EXISTS items_key ON items (tbl, pk, sk)"
 
 
 def _default(value: Any) -> Any:
@@ -110,6 +117,11 @@ class Database:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     tx.execute(statement)
+            made: Any = tx.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'items'"
+            ).fetchone()
+            if "WITHOUT ROWID" not in str(made[0]).upper():  # keyed by its primary key
+                tx.execute(_ITEMS_KEY)
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection (a forked child opens its own)."""

@@ -1,0 +1,56 @@
+"""The embedded store's database file: its item layout, new and as made before."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from rostersync.storage.local.database import Database, ItemTable
+
+#: The items table as state directories made before the current layout hold it.
+_CLUSTERED = """
+CREATE TABLE items (
+    tbl TEXT NOT NULL, pk TEXT NOT NULL, sk TEXT NOT NULL, body BLOB NOT NULL,
+    PRIMARY KEY (tbl, pk, sk)
+) WITHOUT ROWID
+"""
+
+
+def _indexes(path: Path) -> set[str]:
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'items'"
+        ).fetchall()
+    return {str(name) for (name,) in rows}
+
+
+def _round_trip(database: Database) -> None:
+    table = ItemTable(database, "directory")
+    assert table.put_many(("t#users", f"id-{n:03d}", {"n": n}) for n in (3, 1, 2)) == 3
+    table.put("t#users", "id-002", {"n": 20})  # a put replaces, by key
+    assert table.get("t#users", "id-002") == {"n": 20}
+    assert [sk for sk, _ in table.query("t#users")] == ["id-001", "id-002", "id-003"]
+    assert [item["n"] for _, item in table.query("t#users")] == [1, 20, 3]
+
+
+def test_a_new_database_keys_items_by_a_unique_index(tmp_path: Path) -> None:
+    database = Database(tmp_path / "new.sqlite3")
+    _round_trip(database)
+    assert "items_key" in _indexes(tmp_path / "new.sqlite3")
+    duplicate = "INSERT INTO items VALUES ('directory', 't#users', 'id-001', x'00')"
+    with (
+        sqlite3.connect(tmp_path / "new.sqlite3") as connection,
+        pytest.raises(sqlite3.IntegrityError),
+    ):
+        connection.execute(duplicate)
+
+
+def test_a_database_made_with_the_clustered_layout_keeps_working(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as connection:
+        connection.execute(_CLUSTERED)
+    database = Database(path)
+    _round_trip(database)
+    assert "items_key" not in _indexes(path), "no second index beside its primary key"
