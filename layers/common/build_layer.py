@@ -3,6 +3,10 @@ dependencies, and nothing Lambda does not run.
 
 ``sam build`` calls it through this folder's Makefile (``BuildMethod: makefile``) with
 the artifacts folder; ``python build_layer.py OUT [--no-deps]`` does the same by hand.
+The dependencies are installed for the functions' runtime (``LAMBDA_PYTHON`` on
+``LAMBDA_PLATFORMS``, binary wheels only), not for the Python that runs the build:
+compiled modules (pydantic-core, numpy, orjson, rapidfuzz) built for another Python
+would not import on Lambda.
 Left out: the command line, the local runtime (moto), ``rostersync serve``'s HTTP and
 SFTP servers, the demo and the district generator. The import-graph test checks that no
 module of the layer imports any of them.
@@ -18,6 +22,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = "rostersync"
+
+#: The functions' runtime (template.yaml: ``Runtime: python3.12``, ``x86_64``); the
+#: manylinux tags Lambda's Amazon Linux runs.
+LAMBDA_PYTHON = "3.12"
+LAMBDA_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
 
 #: Development and command-line modules, relative to the package (folders end in /).
 DEVELOPMENT_ONLY = (
@@ -56,6 +65,28 @@ def copy_runtime_package(destination: Path) -> list[str]:
     return copied
 
 
+def pip_install_command(target: Path) -> list[str]:
+    """pip installing requirements.txt into ``target`` for the Lambda runtime."""
+    platforms = [arg for platform in LAMBDA_PLATFORMS for arg in ("--platform", platform)]
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--requirement",
+        str(HERE / "requirements.txt"),
+        "--target",
+        str(target),
+        *platforms,
+        "--implementation",
+        "cp",
+        "--python-version",
+        LAMBDA_PYTHON,
+        "--only-binary=:all:",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("artifacts", type=Path, help="the layer's artifacts folder")
@@ -65,20 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     python.mkdir(parents=True, exist_ok=True)
     copy_runtime_package(python)
     if not args.no_deps:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--requirement",
-                str(HERE / "requirements.txt"),
-                "--target",
-                str(python),
-            ],
-            check=True,
-        )
+        subprocess.run(pip_install_command(python), check=True)
     return 0
 
 

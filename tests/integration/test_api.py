@@ -227,7 +227,7 @@ def test_a_viewer_may_read_but_not_change(api):
     ):
         response = api.http.request(method, path, json={}, headers=viewer)
         assert response.status_code == 403, (method, path)
-    assert api.deps.runs.get(tenant, run_id)["status"] == "running"
+    assert api.deps.runs.get(tenant, run_id).status == "running"
 
 
 def test_only_the_platform_role_creates_tenants(api):
@@ -418,7 +418,7 @@ def test_a_second_sync_now_while_one_runs_is_409_naming_it(api):
 
     assert response.status_code == 409
     assert response.json()["run_id"] == running.run_id
-    assert [r["run_id"] for r in api.deps.runs.list(tenant)] == [running.run_id]
+    assert [r.run_id for r in api.deps.runs.list(tenant)] == [running.run_id]
 
 
 def test_a_repeated_post_with_the_same_idempotency_key_does_the_work_once(api):
@@ -438,7 +438,7 @@ def test_a_repeated_post_with_the_same_idempotency_key_does_the_work_once(api):
     assert second.headers["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first.headers
     assert other_body.status_code == 422
-    assert [r["run_id"] for r in api.deps.runs.list(tenant)] == [first.json()["run_id"]]
+    assert [r.run_id for r in api.deps.runs.list(tenant)] == [first.json()["run_id"]]
     wait_for_status(api, tenant, first.json()["run_id"])
 
 

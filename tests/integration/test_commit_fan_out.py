@@ -40,7 +40,7 @@ def _stable(item: dict[str, Any]) -> dict[str, Any]:
 def _state_of(deps: Deps, run_id: str) -> dict[str, Any]:
     directory = {
         e.value: sorted(
-            (_stable(i) for i in deps.directory.iter_entity(TENANT, e.value)),
+            (_stable(i.flat()) for i in deps.directory.iter_entity(TENANT, e.value)),
             key=lambda i: str(i["target_id"]),
         )
         for e in ENTITY_ORDER
@@ -147,7 +147,7 @@ def test_a_commit_cut_after_some_chunks_is_resumed_and_skips_them(tmp_path, days
         first, _ = run_sync(cloud, deps, TENANT, days[0], state / "reports")
         assert first.status == "interrupted", (" ".join(first.states), len(applied))
         run = deps.runs.get(TENANT, first.run_id)
-        assert run["status"] == "committing" and run["interrupted_at"]
+        assert run.status == "committing" and run.interrupted_at
         assert keys.state_pointer_key(TENANT) not in deps.store.list_keys(f"state/{TENANT}/")
         done_before = list(applied)
         marked = deps.store.list_keys(keys.run_prefix(TENANT, first.run_id) + "commit/done/")
@@ -158,7 +158,7 @@ def test_a_commit_cut_after_some_chunks_is_resumed_and_skips_them(tmp_path, days
         second, _ = run_sync(cloud, deps, TENANT, days[0], state / "reports")
 
         assert second.status == "committed", second.error
-        assert deps.runs.get(TENANT, first.run_id)["status"] == "committed"
+        assert deps.runs.get(TENANT, first.run_id).status == "committed"
         resumed = [chunk for run, chunk in applied[len(done_before) :] if run == first.run_id]
         assert not {c for _, c in done_before} & set(resumed), "done chunks are skipped"
         assert sorted([c for _, c in done_before] + resumed) == sorted(
@@ -182,7 +182,7 @@ def test_a_re_sync_with_no_change_writes_no_item_and_no_change_event(tmp_path, d
         assert sum(n for row in again.counts.values() for n in row.values()) == 0
         for entity in ENTITY_ORDER:
             for item in deps.directory.iter_entity(TENANT, entity.value):
-                assert item["run_id"] == first.run_id, entity
+                assert item.run_id == first.run_id, entity
             for link in deps.links.iter_entity(TENANT, entity.value):
                 assert link["run_id"] == first.run_id, entity
         after = cloud.published_events()[published:]

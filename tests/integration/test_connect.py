@@ -212,9 +212,9 @@ def test_a_scheduled_sync_of_a_clever_tenant_fetches_from_clever(clever, tmp_pat
         assert fired.bundle is None and fired.source == "clever 127.0.0.1"
         assert fired.run_id is not None
         run = deps.runs.get("t1", fired.run_id)
-        assert run["status"] == "committed"
-        assert run["trigger"] == "schedule"
-        assert run["source"]["kind"] == "clever"
+        assert run.status == "committed"
+        assert run.trigger == "schedule"
+        assert run.source is not None and run.source["kind"] == "clever"
         users = export_directory(deps, "t1")["users"]
         assert {u["source_id"] for u in users} >= {"stu1", "stu2", "stu3", "tch1"}
 

@@ -201,7 +201,7 @@ def test_a_failed_commit_leaves_the_run_prepared_with_the_error(api):
     run_id = _committed_sync(api, tenant, review=True)
     captured = Captured()
     request_commit(api.deps, api.locks(), captured, tenant, run_id, "admin")
-    assert api.deps.runs.get(tenant, run_id)["status"] == "committing"
+    assert api.deps.runs.get(tenant, run_id).status == "committing"
     api.deps.store.put_bytes(keys.changes_key(tenant, run_id, Entity.ORGS), b"{not json\n")
     ((run_input, name),) = captured.started
     result = api.cloud.start_run(run_input, name=name)
@@ -209,5 +209,5 @@ def test_a_failed_commit_leaves_the_run_prepared_with_the_error(api):
     assert result.status == "FAILED"
     assert "BackToPrepared" in result.states and "RecordFailure" not in result.states
     run = api.deps.runs.get(tenant, run_id)
-    assert run["status"] == "prepared" and run["last_error"]
+    assert run.status == "prepared" and run.last_error
     assert api.deps.store.get_json(keys.state_pointer_key(tenant)) is None

@@ -21,6 +21,7 @@ from rostersync.errors import FatalError, StorageUnavailable
 from rostersync.local.session import run_sync
 from rostersync.pipeline import commit as commit_module
 from rostersync.pipeline.deps import Deps, locks_repository
+from rostersync.records import RunProgress, RunRecord, RunStatus
 from rostersync.storage.events import EventPublisher
 from rostersync.storage.objects import ObjectStore, translate_aws_error
 from rostersync.storage.tables import LocksRepository
@@ -70,7 +71,7 @@ def test_a_commit_that_stops_part_way_is_resumed_by_the_next_start(cloud, tmp_pa
     assert first.status == "interrupted"
     assert "AccessDeniedException" in (first.error or "")
     run = cloud[1].runs.get("t1", first.run_id)
-    assert run["status"] == "committing" and run["interrupted_at"]
+    assert run.status == "committing" and run.interrupted_at
     assert len(change_events(cloud)) == 30
     assert run_events(cloud, "run.committed") == []
 
@@ -78,7 +79,7 @@ def test_a_commit_that_stops_part_way_is_resumed_by_the_next_start(cloud, tmp_pa
     second = sync(cloud, tmp_path)
 
     assert second.status == "committed", second.error
-    assert cloud[1].runs.get("t1", first.run_id)["status"] == "committed"
+    assert cloud[1].runs.get("t1", first.run_id).status == "committed"
     events = change_events(cloud)
     ids = Counter(e["event_id"] for e in events)
     assert len(ids) == CHANGES and set(ids.values()) == {1}
@@ -204,12 +205,12 @@ def test_a_run_whose_process_died_is_marked_failed_by_the_next_start(cloud, tmp_
     hours_ago = datetime.now(UTC) - timedelta(hours=3)
     deps.runs.put(
         "t1",
-        dead,
-        {
-            "status": "running",
-            "started_at": hours_ago.isoformat(timespec="seconds"),
-            "progress": {"step": "match", "since": hours_ago.isoformat(timespec="seconds")},
-        },
+        RunRecord(
+            run_id=dead,
+            status=RunStatus.RUNNING,
+            started_at=hours_ago,
+            progress=RunProgress(step="match", since=hours_ago),
+        ),
     )
     locks = locks_repository(deps.settings)
     assert locks.acquire("t1", dead, int(datetime.now(UTC).timestamp()), 7200) is None
@@ -218,8 +219,8 @@ def test_a_run_whose_process_died_is_marked_failed_by_the_next_start(cloud, tmp_
 
     assert second.status == "committed", second.error
     run = deps.runs.get("t1", dead)
-    assert run["status"] == "failed"
-    assert "no progress" in run["reason"]
+    assert run.status == "failed"
+    assert "no progress" in (run.reason or "")
 
 
 def test_a_live_run_keeps_its_lock(cloud, tmp_path):
@@ -228,12 +229,12 @@ def test_a_live_run_keeps_its_lock(cloud, tmp_path):
     deps = cloud[1]
     sync(cloud, tmp_path)
     live = "20200101T000000Z-0000feed"
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    deps.runs.put("t1", live, {"status": "running", "started_at": now})
+    now = datetime.now(UTC)
+    deps.runs.put("t1", RunRecord(run_id=live, status=RunStatus.RUNNING, started_at=now))
     locks = locks_repository(deps.settings)
     assert locks.acquire("t1", live, int(datetime.now(UTC).timestamp()), 60) is None
 
     with pytest.raises(RunInProgress):
         sync(cloud, tmp_path)
 
-    assert deps.runs.get("t1", live)["status"] == "running"
+    assert deps.runs.get("t1", live).status == "running"

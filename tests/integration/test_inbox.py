@@ -21,6 +21,7 @@ from rostersync.application.inbox import (
 from rostersync.application.launch import RunStartDeps
 from rostersync.application.sync import ensure_tenant
 from rostersync.pipeline.deps import Deps, locks_repository
+from rostersync.records import RunStatus, RunUpdate
 
 LEPO = Path(__file__).resolve().parents[3] / "shared" / "data" / "oneroster" / "lepo-en-1.1"
 BULK_FILES = [
@@ -82,7 +83,7 @@ def test_a_complete_zip_starts_one_run(inbox: Any) -> None:
     assert run_input["trigger"] == "inbox"
     assert run_input["run_id"] == outcome.run_id
     run = starting.deps.runs.get("t1", outcome.run_id)
-    assert (run["trigger"], run["source_key"], run["status"]) == ("inbox", key, "running")
+    assert (run.trigger, run.source_key, run.status) == ("inbox", key, "running")
 
 
 def test_loose_files_start_one_run_when_the_last_listed_file_arrives(inbox: Any) -> None:
@@ -236,7 +237,7 @@ def test_a_bundle_arriving_while_a_run_is_active_is_deferred_then_retried(inbox:
     assert deferred[-1]["detail"]["bundle"] == folder
 
     # The active run ends; the next file for the deferred bundle starts it.
-    starting.deps.runs.update("t1", first.run_id, {"status": "committed"})
+    starting.deps.runs.update("t1", first.run_id, RunUpdate(status=RunStatus.COMMITTED))
     retried = drop(starting, folder + "notes.csv", b"a,b\n")
 
     assert retried.status == "started"
@@ -249,7 +250,7 @@ def test_a_folder_used_again_waits_for_the_new_files(inbox: Any) -> None:
     for name in ["manifest.csv", *BULK_FILES]:
         drop_file(starting, folder, name)
     run_id = launcher.launched[0]["run_id"]
-    starting.deps.runs.update("t1", run_id, {"status": "committed"})
+    starting.deps.runs.update("t1", run_id, RunUpdate(status=RunStatus.COMMITTED))
 
     # The next drop replaces the manifest first: yesterday's CSVs do not complete it.
     manifest = (LEPO / "manifest.csv").read_bytes() + b"\n"
@@ -340,7 +341,7 @@ def test_the_inbox_function_starts_the_state_machine_for_a_complete_bundle(inbox
     assert outcome["status"] == "started"
     assert result.succeeded, result.cause
     run = starting.deps.runs.get("t1", outcome["run_id"])
-    assert (run["status"], run["trigger"], run["source_key"]) == ("committed", "inbox", key)
+    assert (run.status, run.trigger, run.source_key) == ("committed", "inbox", key)
 
 
 def test_the_inbox_reads_a_manifest_as_normalize_does():

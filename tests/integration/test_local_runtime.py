@@ -23,6 +23,7 @@ from rostersync.local.runtime import LocalCloud, find_project_root
 from rostersync.local.table_tasks import UnsupportedTableTask, parse_update
 from rostersync.local.template import load_template
 from rostersync.pipeline.deps import build_deps
+from rostersync.records import RunRecord, RunStatus
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = ("fetch", "normalize", "match", "stage", "commit")
@@ -400,17 +401,17 @@ def test_the_state_machine_records_a_failure_in_the_embedded_store(
     with LocalCloud(tmp_path / "state", mini_project) as cloud:
         deps = build_deps(stack_settings())
         run_id = "20261201T100000Z-0e0e0e0e"
-        deps.runs.put(TENANT, run_id, {"status": "running", "trigger": "cli"})
+        deps.runs.put(TENANT, RunRecord(run_id=run_id, status=RunStatus.RUNNING, trigger="cli"))
 
         result = cloud.start_run(run_input(run_id), name=run_id)
 
         assert result.status == "FAILED"
         assert result.states[-3:] == ["RecordFailure", "NotifyFailure", "Failed"]
         run = deps.runs.get(TENANT, run_id)
-        assert run["status"] == "failed"
-        assert run["error"] == result.error
-        assert run["finished_at"]
-        assert run["trigger"] == "cli"  # an update: the record keeps its fields
+        assert run.status == "failed"
+        assert run.error == result.error
+        assert run.finished_at
+        assert run.trigger == "cli"  # an update: the record keeps its fields
         failed = [e for e in cloud.published_events() if e["detail-type"] == "run.failed"]
         assert [e["detail"]["run_id"] for e in failed] == [run_id]
 

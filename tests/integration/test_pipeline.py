@@ -58,8 +58,8 @@ def test_first_sync_commits_every_record_to_the_directory(cloud, tmp_path):
     assert {u["status"] for u in directory["users"]} == {"active"}
     assert all(u["target_id"] and u["source_id"] for u in directory["users"])
     run = cloud[1].runs.get("t1", outcome.run_id)
-    assert run["status"] == "committed"
-    assert run["counts"]["users"]["add"] == 20
+    assert run.status == "committed"
+    assert run.counts is not None and run.counts["users"]["add"] == 20
     events = cloud[0].published_events()
     changes_published = [e for e in events if not e["detail-type"].startswith("run.")]
     assert len(changes_published) == 62
@@ -221,8 +221,8 @@ def test_a_failing_step_records_the_run_as_failed_with_its_reason(cloud, tmp_pat
     assert outcome.status == "failed"
     assert outcome.exit_code == 1
     run = cloud[1].runs.get("t1", outcome.run_id)
-    assert run["status"] == "failed"
-    assert "not a readable zip" in run["reason"]
+    assert run.status == "failed"
+    assert "not a readable zip" in (run.reason or "")
     failed = [e for e in cloud[0].published_events() if e["detail-type"] == "run.failed"]
     assert [e["detail"]["run_id"] for e in failed] == [outcome.run_id]
     assert failed[0]["detail"]["error"] == "BundleError"

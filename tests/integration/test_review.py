@@ -25,6 +25,7 @@ from rostersync.application.sync import (
 from rostersync.application.tenants import load_tenant_settings, save_tenant_settings
 from rostersync.errors import RunStateError, StaleBaseline
 from rostersync.models import Entity
+from rostersync.records import RunStatus, RunUpdate
 from rostersync.settings import SettingsError, TenantSettings, apply_assignments
 from tests.bundles import ONEROSTER, Row, copy_bundle, edit_rows
 from tests.integration.test_pipeline import sync
@@ -132,7 +133,7 @@ def test_a_held_run_applies_adds_and_updates_and_archives_nothing_until_approved
 
     users = {u["source_id"]: u for u in export_directory(deps, "t1")["users"]}
     assert sum(u["status"] == "archived" for u in users.values()) == 10
-    assert show_run(deps, "t1", held.run_id)["run"]["status"] == "approved"
+    assert show_run(deps, "t1", held.run_id).run.status == "approved"
 
 
 def test_a_missing_required_file_holds_the_run(cloud, tmp_path):
@@ -269,9 +270,9 @@ def test_discarded_runs_apply_nothing_and_show_in_history(cloud, tmp_path):
     with pytest.raises(RunStateError):
         commit_prepared(cloud[0], deps, "t1", prepared.run_id, "admin")
     runs = list_runs(deps, "t1")
-    assert [r["status"] for r in runs] == ["discarded", "committed"]
-    assert runs[1]["counts"]["users"]["add"] == 20
-    assert runs[1]["trigger"] == "cli"
+    assert [r.status for r in runs] == ["discarded", "committed"]
+    assert runs[1].counts is not None and runs[1].counts["users"]["add"] == 20
+    assert runs[1].trigger == "cli"
 
 
 def test_settings_validation_names_the_field():
@@ -370,10 +371,10 @@ def test_a_commit_waits_for_no_one_but_never_overlaps_a_running_sync(cloud, tmp_
     with pytest.raises(RunInProgress) as info:
         commit_prepared(cloud[0], deps, "t1", prepared.run_id, "admin")
     assert info.value.run_id == running.run_id
-    assert show_run(deps, "t1", prepared.run_id)["run"]["status"] == "prepared"
-    deps.runs.update("t1", running.run_id, {"status": "failed"})
+    assert show_run(deps, "t1", prepared.run_id).run.status == "prepared"
+    deps.runs.update("t1", running.run_id, RunUpdate(status=RunStatus.FAILED))
     commit_prepared(cloud[0], deps, "t1", prepared.run_id, "admin")
-    assert show_run(deps, "t1", prepared.run_id)["run"]["status"] == "committed"
+    assert show_run(deps, "t1", prepared.run_id).run.status == "committed"
     assert isinstance(info.value, RostersyncError)
 
 

@@ -21,6 +21,7 @@ from rostersync.cli import main
 from rostersync.config import stack_settings
 from rostersync.local.runtime import LocalCloud
 from rostersync.pipeline.deps import Deps, build_deps, locks_repository
+from rostersync.records import RunStatus, RunUpdate
 from rostersync.settings import Schedule, TenantSettings
 
 LEPO = Path(__file__).resolve().parents[3] / "shared" / "data" / "oneroster" / "lepo-en-1.1"
@@ -106,7 +107,7 @@ def test_the_local_scheduler_fires_a_due_schedule_once_a_day(starting: Any) -> N
     assert run_input["source"]["key"] == "inbox/t1/drop/oneroster.zip"
 
     # The run ends; the next day at 08:00 it fires again, once.
-    deps.runs.update("t1", fired.run_id or "", {"status": "committed"})
+    deps.runs.update("t1", fired.run_id or "", RunUpdate(status=RunStatus.COMMITTED))
     clock.now += timedelta(days=1) - timedelta(seconds=50)  # next day 08:00:30
     assert [o.status for o in scheduler.tick()] == ["started"]
     assert len(launcher.launched) == 2
@@ -187,13 +188,13 @@ def test_a_skipped_schedule_is_in_the_run_history_with_its_reason(
         deps.store.put_bytes("inbox/t1/z/oneroster.zip", (LEPO / "oneroster.zip").read_bytes())
         started = scheduled_sync(start, "t1")
         busy = scheduled_sync(start, "t1")
-        runs = {r["run_id"]: r for r in deps.runs.list("t1")}
+        runs = {r.run_id: r for r in deps.runs.list("t1")}
 
-    assert runs[nothing.run_id or ""]["status"] == "skipped"
-    assert runs[nothing.run_id or ""]["reason"] == "no complete bundle in the inbox"
-    assert runs[busy.run_id or ""]["status"] == "skipped"
-    assert runs[busy.run_id or ""]["reason"] == f"run {started.run_id} is in progress"
-    assert runs[started.run_id or ""]["status"] == "running"
+    assert runs[nothing.run_id or ""].status == "skipped"
+    assert runs[nothing.run_id or ""].reason == "no complete bundle in the inbox"
+    assert runs[busy.run_id or ""].status == "skipped"
+    assert runs[busy.run_id or ""].reason == f"run {started.run_id} is in progress"
+    assert runs[started.run_id or ""].status == "running"
 
     capsys.readouterr()
     assert main(["runs", "--tenant", "t1", "--state", str(state)]) == 0
@@ -219,8 +220,8 @@ def test_a_schedule_that_cannot_be_read_is_recorded_skipped_once_a_day(starting:
     clock.now += timedelta(days=1)
     scheduler.tick()
 
-    skipped = [r for r in start.deps.runs.list("t1") if r["status"] == "skipped"]
+    skipped = [r for r in start.deps.runs.list("t1") if r.status == "skipped"]
     assert len(skipped) == 2
-    assert all("Mars/Olympus_Mons" in r["reason"] for r in skipped)
-    assert all("settings set" in r["reason"] for r in skipped)
+    assert all("Mars/Olympus_Mons" in (r.reason or "") for r in skipped)
+    assert all("settings set" in (r.reason or "") for r in skipped)
     assert launcher.launched == []

@@ -158,7 +158,7 @@ def test_a_registered_source_syncs_end_to_end(cloud, fake_source):
         ("fakesis", "s2"),
     }
     run = cloud[1].runs.get("t1", first.run_id)
-    assert run["source"] == {"kind": "fake_api", "dataset": "day1", "complete": True}
+    assert run.source == {"kind": "fake_api", "dataset": "day1", "complete": True}
     pointer = cloud[1].store.get_json(keys.state_pointer_key("t1"))
     assert pointer["source_cursor"] == {"kind": "fake_api", "cursor": {"fetches": 1}}
 

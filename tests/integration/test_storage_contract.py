@@ -18,15 +18,32 @@ import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from rostersync.application.runs import run_source
+from rostersync.changes import HoldTrip
 from rostersync.config import stack_settings
 from rostersync.errors import FatalError, RunNotFound
 from rostersync.local.runtime import LocalCloud
 from rostersync.pipeline.deps import Deps, build_deps, locks_repository
+from rostersync.records import (
+    CommitProgress,
+    DirectoryChange,
+    DirectoryItem,
+    ItemStatus,
+    LastSelection,
+    RunProgress,
+    RunRecord,
+    RunStatus,
+    RunUpdate,
+)
+from rostersync.sources.oneroster_csv import OneRosterCsvSpec
 from rostersync.storage.local import DATABASE_FILE, open_local_store
+from rostersync.storage.local.tables import _LocalTable
 from rostersync.storage.ports import LocksPort
+from rostersync.storage.tables import _TableBase, from_dynamo, to_dynamo, without_keys
 
 
 class Stack:
@@ -240,63 +257,295 @@ def test_a_zip_is_read_through_a_seekable_stream(stack: Stack, tenant: str) -> N
 def test_runs_are_put_updated_and_listed_newest_first(stack: Stack, tenant: str) -> None:
     runs = stack.deps.runs
     for second in range(3):
-        runs.put(tenant, run_id(second), {"status": "running", "n": second})
-    runs.update(tenant, run_id(1), {"status": "committed", "counts": {"users": 2}})
+        runs.put(
+            tenant, RunRecord(run_id=run_id(second), status=RunStatus.RUNNING, issue_count=second)
+        )
+    runs.update(
+        tenant,
+        run_id(1),
+        RunUpdate(status=RunStatus.COMMITTED, counts={"users": {"add": 2}}),
+    )
 
-    assert runs.get(tenant, run_id(1)) == {
+    assert runs.get(tenant, run_id(1)).attributes() == {
         "status": "committed",
-        "n": 1,
-        "counts": {"users": 2},
-        "run_id": run_id(1),
+        "issue_count": 1,
+        "counts": {"users": {"add": 2}},
     }
-    assert [r["run_id"] for r in runs.list(tenant)] == [run_id(2), run_id(1), run_id(0)]
-    assert [r["run_id"] for r in runs.list(tenant, limit=2)] == [run_id(2), run_id(1)]
-    assert all("pk" not in r and "sk" not in r for r in runs.list(tenant))
+    assert runs.get(tenant, run_id(1)).run_id == run_id(1)
+    assert [r.run_id for r in runs.list(tenant)] == [run_id(2), run_id(1), run_id(0)]
+    assert [r.run_id for r in runs.list(tenant, limit=2)] == [run_id(2), run_id(1)]
+    assert all("pk" not in r.attributes() and "sk" not in r.attributes() for r in runs.list(tenant))
     with pytest.raises(RunNotFound):
         runs.get(tenant, run_id(9))
     with pytest.raises(RunNotFound):
-        runs.update(tenant, run_id(9), {"status": "failed"})
+        runs.update(tenant, run_id(9), RunUpdate(status=RunStatus.FAILED))
     assert runs.list("another-" + tenant[2:]) == []
+
+
+def _raw_put(repository: object, pk: str, sk: str, attributes: dict[str, Any]) -> None:
+    """Write an item as it lies in the table, past the repository's mapping (DynamoDB
+    under moto, or the embedded store's table)."""
+    if isinstance(repository, _TableBase):
+        repository.table.put_item(Item=to_dynamo({"pk": pk, "sk": sk, **attributes}))
+    else:
+        assert isinstance(repository, _LocalTable)
+        repository.items.put(pk, sk, attributes)
+
+
+def _raw_get(repository: object, pk: str, sk: str) -> dict[str, Any]:
+    """The item as it lies in the table, without its key attributes."""
+    if isinstance(repository, _TableBase):
+        item = repository.table.get_item(Key={"pk": pk, "sk": sk})["Item"]
+        return without_keys(from_dynamo(item))
+    assert isinstance(repository, _LocalTable)
+    found = repository.items.get(pk, sk)
+    assert found is not None
+    return found
+
+
+def _a_full_run(run: str) -> RunRecord:
+    started = datetime(2026, 12, 1, 10, 0, 5, tzinfo=UTC)
+    return RunRecord(
+        run_id=run,
+        status=RunStatus.HELD,
+        trigger="schedule",
+        mode="quick",
+        requested_by="ada@school.example",
+        started_at=started,
+        finished_at=started + timedelta(minutes=3),
+        source_key="inbox/t/drop/oneroster.zip",
+        source={"kind": "oneroster_csv", "key": "inbox/t/drop/oneroster.zip"},
+        progress=RunProgress(
+            step="commit_finish",
+            operation="sync",
+            since=started + timedelta(minutes=2),
+            counts={"normalize": {"users": 120, "issues": 3}},
+            runner=None,
+        ),
+        committed_by="ada@school.example",
+        committing_at=started + timedelta(minutes=2),
+        commit=CommitProgress(chunks=14, done=3, actions=1095),
+        resumed=1,
+        counts={"users": {"add": 20, "archive": 0}},
+        refused={"classes": {"archive": 4, "reason": "classes.csv is empty"}},
+        hold=[
+            HoldTrip(
+                check="archive_share",
+                entity="users",
+                measured=0.3333,
+                threshold=0.1,
+                message="10 of 30 active users would be archived",
+            )
+        ],
+        issue_count=2,
+        issues_by_severity={"error": 1, "warning": 1, "info": 0},
+        timings_ms={"fetch": 12, "commit": 340},
+        report_key="runs/t/r/report.json",
+        change_files=["runs/t/r/changes/users.jsonl"],
+        notified=RunStatus.HELD,
+        last_selection=LastSelection(included=False, changed=7),
+    )
+
+
+def test_a_run_record_round_trips_with_every_attribute(stack: Stack, tenant: str) -> None:
+    runs = stack.deps.runs
+    full = _a_full_run(run_id(1))
+    runs.put(tenant, full)
+
+    assert runs.get(tenant, full.run_id) == full
+    assert runs.list(tenant) == [full]
+    # Stored as plain JSON values: moments as ISO 8601 text, enums as their words.
+    raw = _raw_get(runs, tenant, full.run_id)
+    assert raw["status"] == "held" and raw["notified"] == "held"
+    assert datetime.fromisoformat(raw["started_at"]) == full.started_at
+    assert raw["progress"]["counts"] == {"normalize": {"users": 120, "issues": 3}}
+    assert raw["hold"][0]["measured"] == 0.3333
+    assert "run_id" not in raw and "runner" not in raw["progress"]
+
+    # An update writes only what it sets; a None given clears an attribute.
+    runs.update(
+        tenant,
+        full.run_id,
+        RunUpdate(status=RunStatus.APPROVED, approved_in=run_id(2), last_error=None, progress=None),
+    )
+    after = runs.get(tenant, full.run_id)
+    assert after == full.model_copy(
+        update={"status": RunStatus.APPROVED, "approved_in": run_id(2), "progress": None}
+    )
+    assert _raw_get(runs, tenant, full.run_id)["approved_in"] == run_id(2)
+
+
+def test_a_run_record_written_by_an_earlier_version_loads(stack: Stack, tenant: str) -> None:
+    """Records written as plain attributes (moments as text with an offset, the state
+    machine's own ``updateItem`` attributes, no source spec but a bundle key, an
+    attribute no longer kept) load as run records."""
+    runs = stack.deps.runs
+    _raw_put(
+        runs,
+        tenant,
+        run_id(3),
+        {
+            "status": "committing",
+            "trigger": "inbox",
+            "mode": "full",
+            "requested_by": None,
+            "started_at": "2026-12-01T10:00:03+00:00",
+            "source_key": "inbox/t/a/oneroster.zip",
+            "committing_at": "2026-12-01T10:04:00+00:00",
+            "commit": {"chunks": 3, "done": 1, "actions": 40},
+            "progress": {"step": "commit", "since": "2026-12-01T10:04:00+00:00", "counts": {}},
+            # As the state machine's CommitInterrupted task writes them:
+            "last_error": "States.TaskFailed",
+            "last_error_reason": '{"errorMessage": "boom", "errorType": "FatalError"}',
+            "interrupted_at": "2026-12-01T10:05:01.123Z",
+            "hold": [],
+            "last_selection": {"included": True, "changed": 2},
+            "source_bucket": "an attribute earlier versions kept",
+        },
+    )
+
+    run = runs.get(tenant, run_id(3))
+
+    assert run.status is RunStatus.COMMITTING and run.active
+    assert run.trigger == "inbox" and run.requested_by is None
+    assert run.started_at == datetime(2026, 12, 1, 10, 0, 3, tzinfo=UTC)
+    assert run.interrupted_at == datetime(2026, 12, 1, 10, 5, 1, 123000, tzinfo=UTC)
+    assert run.commit == CommitProgress(chunks=3, done=1, actions=40)
+    assert run.progress is not None and run.progress.step == "commit"
+    assert run.last_error == "States.TaskFailed"
+    assert run.last_selection == LastSelection(included=True, changed=2)
+    assert run.hold == [] and run.source is None
+    assert run_source(run) == OneRosterCsvSpec(key="inbox/t/a/oneroster.zip")
+    assert "source_bucket" not in run.shown()
+    assert [r.run_id for r in runs.list(tenant)] == [run_id(3)]
+    # Updated by the code of now, it keeps what it had.
+    runs.update(tenant, run_id(3), RunUpdate(status=RunStatus.COMMITTED, interrupted_at=None))
+    again = runs.get(tenant, run_id(3))
+    assert again.status is RunStatus.COMMITTED and again.interrupted_at is None
+    assert again.commit == run.commit and again.started_at == run.started_at
 
 
 # --------------------------------------------------------------- directory, links
 
 
+def _person(i: int, **fields: Any) -> DirectoryItem:
+    return DirectoryItem(target_id=f"u{i:03}", fields={"name": f"N{i}", "score": 0.5, **fields})
+
+
 def test_directory_puts_are_idempotent_and_fields_can_change(stack: Stack, tenant: str) -> None:
     directory = stack.deps.directory
-    items = [{"target_id": f"u{i:03}", "name": f"N{i}", "score": 0.5} for i in range(1500)]
+    items = [_person(i) for i in range(1500)]
 
     assert directory.put_many(tenant, "users", items) == 1500
     assert directory.put_many(tenant, "users", items[:10]) == 10  # a retried batch
-    directory.set_fields(tenant, "users", "u001", {"name": "Renamed"})
+    directory.set_fields(tenant, "users", "u001", DirectoryChange(fields={"name": "Renamed"}))
 
     listed = list(directory.iter_entity(tenant, "users"))
     assert len(listed) == 1500
-    assert [i["target_id"] for i in listed] == sorted(i["target_id"] for i in items)
-    assert directory.get(tenant, "users", "u001") == {
-        "target_id": "u001",
-        "name": "Renamed",
-        "score": 0.5,
-    }
+    assert [i.target_id for i in listed] == sorted(i.target_id for i in items)
+    assert directory.get(tenant, "users", "u001") == DirectoryItem(
+        target_id="u001", fields={"name": "Renamed", "score": 0.5}
+    )
     assert directory.get(tenant, "users", "nobody") is None
     assert list(directory.iter_entity(tenant, "classes")) == []
     with pytest.raises(KeyError):
-        directory.set_fields(tenant, "users", "nobody", {"name": "x"})
+        directory.set_fields(tenant, "users", "nobody", DirectoryChange(fields={"name": "x"}))
+
+
+def test_a_directory_item_round_trips_flat(stack: Stack, tenant: str) -> None:
+    directory = stack.deps.directory
+    item = DirectoryItem(
+        target_id="app-7",
+        source_system="oneroster",
+        source_id="us0007",
+        status=ItemStatus.ARCHIVED,
+        run_id=run_id(4),
+        fields={
+            "role": "student",
+            "given_name": "Ada",
+            "email": None,
+            "grades": ["05"],
+            "user_ids": [{"type": "state", "identifier": "S-7"}],
+            "score": 0.25,
+        },
+    )
+    directory.put_many(tenant, "users", [item])
+
+    assert directory.get(tenant, "users", "app-7") == item
+    assert list(directory.iter_entity(tenant, "users")) == [item]
+    assert directory.page(tenant, "users", 0, 10) == ([item], False)
+    assert directory.select(tenant, "users", {"status": ["archived"]}, {}, 0, 10) == ([item], 1)
+    # Kept flat, as the app reads it: fields and identity side by side.
+    raw = _raw_get(directory, f"{tenant}#users", "app-7")
+    assert raw == {
+        "target_id": "app-7",
+        "source_system": "oneroster",
+        "source_id": "us0007",
+        "status": "archived",
+        "run_id": run_id(4),
+        "role": "student",
+        "given_name": "Ada",
+        "email": None,
+        "grades": ["05"],
+        "user_ids": [{"type": "state", "identifier": "S-7"}],
+        "score": 0.25,
+    }
+    # A change sets status and fields and leaves the rest.
+    directory.set_fields(
+        tenant,
+        "users",
+        "app-7",
+        DirectoryChange(status=ItemStatus.ACTIVE, adhoc=True, fields={"email": "a@x.example"}),
+    )
+    changed = directory.get(tenant, "users", "app-7")
+    assert changed == item.model_copy(
+        update={
+            "status": ItemStatus.ACTIVE,
+            "adhoc": True,
+            "fields": {**item.fields, "email": "a@x.example"},
+        }
+    )
+
+
+def test_a_directory_item_written_by_an_earlier_version_loads(stack: Stack, tenant: str) -> None:
+    """An app record imported before statuses were written, and an item with the
+    attributes of a commit, load with their fields apart from their identity."""
+    directory = stack.deps.directory
+    _raw_put(
+        directory,
+        f"{tenant}#users",
+        "app-1",
+        {"target_id": "app-1", "source_system": "app", "source_id": "app-1", "given_name": "Bo"},
+    )
+
+    item = directory.get(tenant, "users", "app-1")
+
+    assert item == DirectoryItem(
+        target_id="app-1",
+        source_system="app",
+        source_id="app-1",
+        status=ItemStatus.ACTIVE,
+        fields={"given_name": "Bo"},
+    )
+    page, total = directory.select(
+        tenant, "users", {"status": ["active"]}, {"status": "active"}, 0, 5
+    )
+    assert (page, total) == ([item], 1)
 
 
 def test_a_directory_page_is_a_slice_in_target_id_order(stack: Stack, tenant: str) -> None:
     directory = stack.deps.directory
-    items = [{"target_id": f"u{i:04}", "n": i} for i in range(1200)]
+    items = [DirectoryItem(target_id=f"u{i:04}", fields={"n": i}) for i in range(1200)]
     directory.put_many(tenant, "users", reversed(items))
 
     page, more = directory.page(tenant, "users", 1000, 150)
-    assert [i["target_id"] for i in page] == [f"u{i:04}" for i in range(1000, 1150)]
+    assert [i.target_id for i in page] == [f"u{i:04}" for i in range(1000, 1150)]
     # Callers read the items' own attributes: the tables' keys stay in storage.
     for item in [*page, *directory.iter_entity(tenant, "users")]:
-        assert not {"pk", "sk", "gpk", "gsk"} & set(item)
+        assert not {"pk", "sk", "gpk", "gsk"} & set(item.flat())
     assert more
     last, more = directory.page(tenant, "users", 1150, 150)
-    assert [i["n"] for i in last] == list(range(1150, 1200)) and not more
+    assert [i.fields["n"] for i in last] == list(range(1150, 1200)) and not more
     assert directory.page(tenant, "users", 5000, 10) == ([], False)
     assert directory.page(tenant, "classes", 0, 10) == ([], False)
 
@@ -307,20 +556,22 @@ def test_directory_items_selected_by_field_values_are_counted_and_paged(
     directory = stack.deps.directory
     roles = ["student", "teacher", "guardian"]
     items = [
-        {
-            "target_id": f"u{i:04}",
-            "role": roles[i % 3],
-            **({"status": "archived"} if i % 5 == 0 else {}),
-        }
+        DirectoryItem.from_flat(
+            {
+                "target_id": f"u{i:04}",
+                "role": roles[i % 3],
+                **({"status": "archived"} if i % 5 == 0 else {}),
+            }
+        )
         for i in range(900)
     ]
     directory.put_many(tenant, "users", items)
 
     def expected(wanted_roles: set[str], status: str | None) -> list[str]:
         return [
-            i["target_id"]
+            i.target_id
             for i in items
-            if i["role"] in wanted_roles and (status is None or i.get("status", "active") == status)
+            if i.fields["role"] in wanted_roles and (status is None or i.status == status)
         ]
 
     page, total = directory.select(
@@ -328,11 +579,11 @@ def test_directory_items_selected_by_field_values_are_counted_and_paged(
     )
     wanted = expected({"teacher", "student"}, None)
     assert total == len(wanted) == 600
-    assert [i["target_id"] for i in page] == wanted[100:150]
+    assert [i.target_id for i in page] == wanted[100:150]
     page, total = directory.select(
         tenant, "users", {"role": ["guardian"], "status": ["active"]}, {"status": "active"}, 0, 1000
     )
-    assert [i["target_id"] for i in page] == expected({"guardian"}, "active")
+    assert [i.target_id for i in page] == expected({"guardian"}, "active")
     assert total == len(page) == 240
     assert directory.select(tenant, "classes", {"role": ["x"]}, {}, 0, 10) == ([], 0)
 
@@ -495,6 +746,7 @@ import sys
 from pathlib import Path
 from rostersync.storage.local import open_local_store
 from rostersync.storage.local.events import LocalEventPublisher
+from rostersync.records import DirectoryItem, RunRecord
 from rostersync.storage.local.tables import LocalDirectoryRepository, LocalRunsRepository
 
 store = open_local_store(Path(sys.argv[1]))
@@ -506,8 +758,10 @@ events = LocalEventPublisher(store.events, "bus")
 count = int(sys.argv[3])
 for n in range(count):
     run = f"20261201T100000Z-{n:08x}"
-    runs.put(name, run, {"n": n, "status": "running"})
-    directory.put_many(name, "users", ({"target_id": f"{n}-{i}", "i": i} for i in range(50)))
+    runs.put(name, RunRecord(run_id=run, status="running", issue_count=n))
+    directory.put_many(
+        name, "users", (DirectoryItem(target_id=f"{n}-{i}", fields={"i": i}) for i in range(50))
+    )
     with objects.writer(f"{name}/{n}.bin") as out:
         out.write(bytes([n % 256]) * 200_000)
     events.publish([("user.created", {"who": name, "n": n})])
@@ -533,7 +787,7 @@ def _check_written(root: Path, name: str, done: int) -> None:
     directory = LocalDirectoryRepository(store.database, "directory")
     objects = store.objects("bucket")
     for n in range(done + 1):
-        assert runs.get(name, f"20261201T100000Z-{n:08x}")["n"] == n
+        assert runs.get(name, f"20261201T100000Z-{n:08x}").issue_count == n
         assert objects.get_bytes(f"{name}/{n}.bin") == bytes([n % 256]) * 200_000
     assert len(list(directory.iter_entity(name, "users"))) >= (done + 1) * 50
     published = [e["detail"]["n"] for e in store.events if e["detail"].get("who") == name]

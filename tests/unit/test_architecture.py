@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import itertools
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,6 +166,29 @@ def test_the_layer_holds_the_runtime_package_only(tmp_path: Path) -> None:
     lines = (LAYER / "requirements.txt").read_text().lower().splitlines()
     packages = {line.split("=")[0].split("[")[0].strip() for line in lines if line[:1].isalpha()}
     assert not packages & {"moto", "boto3", "botocore", "pytest"}
+
+
+def test_the_layer_is_built_for_the_functions_runtime() -> None:
+    """Compiled dependencies (pydantic-core, numpy, orjson, rapidfuzz) are installed for
+    the runtime and architecture template.yaml names, not for the Python of the build."""
+    template = (REPO / "template.yaml").read_text()
+    runtimes = set(re.findall(r"^\s+Runtime: (python3\.\d+)$", template, re.MULTILINE))
+    compatible = set(re.findall(r"CompatibleRuntimes: \[(python3\.\d+)\]", template))
+    architectures = set(re.findall(r"Architectures: \[(\w+)\]", template))
+    architectures |= set(re.findall(r"BuildArchitecture: (\w+)", template))
+    assert runtimes == compatible == {f"python{BUILD.LAMBDA_PYTHON}"}
+    assert len(architectures) == 1
+    (architecture,) = architectures
+    assert BUILD.LAMBDA_PLATFORMS and all(
+        p.endswith(f"_{architecture}") for p in BUILD.LAMBDA_PLATFORMS
+    )
+    command = BUILD.pip_install_command(Path("/layer/python"))
+    options = list(itertools.pairwise(command))
+    assert ("--python-version", BUILD.LAMBDA_PYTHON) in options
+    assert ("--implementation", "cp") in options
+    assert {("--platform", p) for p in BUILD.LAMBDA_PLATFORMS} <= set(options)
+    assert ("--target", "/layer/python") in options
+    assert "--only-binary=:all:" in command
 
 
 @pytest.mark.parametrize("function", sorted(p.parent.name for p in REPO.glob("functions/*/app.py")))

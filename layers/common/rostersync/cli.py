@@ -35,6 +35,7 @@ from rostersync.local.session import (
     run_sync,
 )
 from rostersync.models import ENTITY_ORDER
+from rostersync.records import RunRecord, RunStatus
 from rostersync.storage import keys
 
 CREATE_TENANT_HELP = "create --tenant if it does not exist (without: only in an empty state)"
@@ -356,7 +357,8 @@ def _action_name(deps: Any, tenant: str, action: dict[str, Any]) -> str:
     committed record's."""
     record = action.get("record")
     if not record and action.get("target_id"):
-        record = deps.directory.get(tenant, action["entity"], action["target_id"])
+        item = deps.directory.get(tenant, action["entity"], action["target_id"])
+        record = item.fields if item is not None else None
     return _display_name(action["entity"], record)
 
 
@@ -405,8 +407,8 @@ def cmd_include(args: argparse.Namespace) -> int:
             launcher = WaitingLauncher(cloud)
             request_select(deps, launcher, args.tenant, args.run, selection, included, _who(args))
             raise_if_failed(launcher, deps, args.tenant, args.run)
-            last = deps.runs.get(args.tenant, args.run).get("last_selection") or {}
-            changed = int(last.get("changed", 0))
+            last = deps.runs.get(args.tenant, args.run).last_selection
+            changed = last.changed if last is not None else 0
         else:
             changed = set_included(deps, args.tenant, args.run, selection, included, _who(args))
     verb = "included" if included else "excluded"
@@ -465,34 +467,31 @@ def _severity_text(severities: dict[str, int]) -> str:
     return "issues: " + (", ".join(shown) if shown else "none")
 
 
-def _run_line(run: dict[str, Any]) -> list[str]:
+def _run_line(run: RunRecord) -> list[str]:
     """A run of ``runs``: status, trigger, counts, issues by severity, then why it held,
     failed or was skipped."""
     from rostersync.application.sync import issue_severities
 
-    totals = action_totals(run.get("counts"))
-    took = sum((run.get("timings_ms") or {}).values()) / 1000
+    totals = action_totals(run.counts)
+    took = sum((run.timings_ms or {}).values()) / 1000
     severities = issue_severities(
-        {
-            "issues_by_severity": run.get("issues_by_severity"),
-            "issues_total": run.get("issue_count"),
-        }
+        {"issues_by_severity": run.issues_by_severity, "issues_total": run.issue_count}
     )
     lines = [
-        f"{run['run_id']}  {run.get('status', '?'):<10} {run.get('trigger', '?'):<8} "
-        f"{run.get('mode', '?'):<5} by {run.get('requested_by') or '-':<10} "
+        f"{run.run_id}  {run.status:<10} {run.trigger or '?':<8} "
+        f"{run.mode or '?':<5} by {run.requested_by or '-':<10} "
         + " ".join(f"{a}={n}" for a, n in totals.items())
         + f"  {_severity_text(severities)}  {took:.1f}s"
     ]
-    source = run.get("source_name") or run.get("source_key")
+    source = run.source_name or run.source_key
     if source:
         lines.append(f"    source: {source}")
-    for trip in run.get("hold") or []:
-        lines.append(f"    held: {trip.get('message', trip)}")
-    if run.get("reason") and run.get("status") in {"failed", "skipped", "discarded"}:
-        lines.append(f"    {run.get('status')}: {run['reason']}")
-    if run.get("last_error"):
-        lines.append(f"    last error: {run['last_error']}")
+    for trip in run.hold or []:
+        lines.append(f"    held: {trip.message}")
+    if run.reason and run.status in {RunStatus.FAILED, RunStatus.SKIPPED, RunStatus.DISCARDED}:
+        lines.append(f"    {run.status}: {run.reason}")
+    if run.last_error:
+        lines.append(f"    last error: {run.last_error}")
     return lines
 
 
@@ -503,7 +502,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         ensure_tenant(deps, args.tenant, create=False)
         runs = list_runs(deps, args.tenant, args.limit)
     lines = [line for run in runs for line in _run_line(run)]
-    _emit(args, runs, "\n".join(lines) or "no runs")
+    _emit(args, [run.shown() for run in runs], "\n".join(lines) or "no runs")
     return 0
 
 
@@ -513,10 +512,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     with local_stack(_state_dir(args)) as (_cloud, deps):
         shown = show_run(deps, args.tenant, args.run)
-    report = shown["report"] or {}
-    human = [f"Run {args.run}: {shown['run'].get('status')} ({shown['run'].get('trigger')})"]
-    if shown["run"].get("reason"):
-        human.append(f"  reason: {shown['run']['reason']}")
+    run, report = shown.run, shown.report or {}
+    human = [f"Run {args.run}: {run.status} ({run.trigger})"]
+    if run.reason:
+        human.append(f"  reason: {run.reason}")
     for trip in report.get("hold", []):
         human.append(f"  hold: {trip['message']}")
     for entity, row in (report.get("counts") or {}).items():
@@ -528,11 +527,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         human.append(
             f"    {str(issue.get('severity', '')).upper():<8} {where} {issue.get('message')}"
         )
-    if shown["run"].get("status") == "held":
+    if run.status is RunStatus.HELD:
         human.append(f"  apply the held actions: {_hint(args, f'approve {args.run}')}")
-    elif shown["run"].get("status") == "prepared":
+    elif run.status is RunStatus.PREPARED:
         human.append(f"  apply it: {_hint(args, f'commit {args.run}')}")
-    _emit(args, shown, "\n".join(human))
+    _emit(args, {"run": run.shown(), "report": shown.report}, "\n".join(human))
     return 0
 
 

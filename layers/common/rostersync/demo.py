@@ -149,9 +149,9 @@ def run_demo(*, state: Path | None, students: int, out: TextIO) -> int:
 
             out.write("\n== History\n")
             for run in list_runs(deps, TENANT):
-                totals = action_totals(run.get("counts"))
+                totals = action_totals(run.counts)
                 out.write(
-                    f"  {run['run_id']}  {run.get('status'):<10} {run.get('trigger')}  "
+                    f"  {run.run_id}  {run.status:<10} {run.trigger}  "
                     + "  ".join(f"{a} {n}" for a, n in totals.items())
                     + "\n"
                 )

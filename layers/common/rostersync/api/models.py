@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rostersync.changes import ACTION_KINDS, ActionKind
 from rostersync.models import Entity
+from rostersync.records import RunStatus
 from rostersync.settings import TenantSettings
 
 #: ``storage.keys.check_tenant``'s rule, stated for the OpenAPI document and validation.
@@ -32,7 +33,6 @@ RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN, examples=["20261123T103200Z
 RecordId = Annotated[str, Field(pattern=RECORD_ID_PATTERN)]
 #: The entities identity matching decides about.
 MatchEntity = Literal["users", "classes"]
-RunStatus = str  # running, prepared, held, committed, failed, discarded, approved, ...
 
 
 class _Body(BaseModel):
@@ -221,7 +221,7 @@ class SelectionResult(BaseModel):
     #: How many actions changed (already ticked or unticked ones do not count); None while
     #: a selection of whole kinds runs in the background (``status`` is ``restaging``).
     changed: int | None
-    status: RunStatus = "prepared"
+    status: RunStatus = RunStatus.PREPARED
 
 
 class CommitStarted(BaseModel):

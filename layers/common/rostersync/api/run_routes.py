@@ -45,6 +45,7 @@ from rostersync.application.uploads import BadUpload, receive_bundle
 from rostersync.changes import ActionKind
 from rostersync.models import Entity
 from rostersync.pipeline.deps import Deps
+from rostersync.records import RunStatus
 from rostersync.storage import keys
 
 NO_BUNDLE = "no bundle in the inbox"
@@ -177,7 +178,8 @@ def register_run_routes(
     )
     def get_runs(tenant: TenantPath, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> RunList:
         tenant = scope.tenant(tenant)
-        return RunList(runs=[RunSummary.model_validate(r) for r in list_runs(deps, tenant, limit)])
+        runs = list_runs(deps, tenant, limit)
+        return RunList(runs=[RunSummary.model_validate(r.shown()) for r in runs])
 
     @app.get(
         run_path,
@@ -187,7 +189,7 @@ def register_run_routes(
     )
     def get_run(tenant: TenantPath, run: RunPath) -> RunDetail:
         shown = show_run(deps, scope.tenant(tenant), scope.run(run))
-        return RunDetail(run=RunSummary.model_validate(shown["run"]), report=shown["report"])
+        return RunDetail(run=RunSummary.model_validate(shown.run.shown()), report=shown.report)
 
     @app.get(
         run_path + "/actions",
@@ -255,7 +257,9 @@ def register_run_routes(
         if selection.all_of:
             # Whole kinds of actions can be a district's worth: the state machine does it.
             request_select(deps, services.launcher, tenant, run, selection, included, who)
-            return SelectionResult(run_id=run, included=included, changed=None, status="restaging")
+            return SelectionResult(
+                run_id=run, included=included, changed=None, status=RunStatus.RESTAGING
+            )
         changed = set_included(deps, tenant, run, selection, included, who)
         return SelectionResult(run_id=run, included=included, changed=changed)
 
@@ -307,7 +311,7 @@ def register_run_routes(
     ) -> CommitStarted:
         tenant, run = scope.tenant(tenant), scope.run(run)
         request_commit(deps, services.locks, services.launcher, tenant, run, scope.principal.who)
-        return CommitStarted(run_id=run, status="committing")
+        return CommitStarted(run_id=run, status=RunStatus.COMMITTING)
 
     @app.post(
         run_path + "/discard",
@@ -321,7 +325,7 @@ def register_run_routes(
     ) -> RunStatusView:
         tenant, run = scope.tenant(tenant), scope.run(run)
         discard_run(deps, tenant, run, scope.principal.who)
-        return RunStatusView(run_id=run, status="discarded")
+        return RunStatusView(run_id=run, status=RunStatus.DISCARDED)
 
     @app.post(
         run_path + "/undo",
@@ -340,7 +344,7 @@ def register_run_routes(
     ) -> DerivedRunView:
         tenant, run = scope.tenant(tenant), scope.run(run)
         new_run = request_undo(deps, services.launcher, tenant, run, scope.principal.who)
-        return DerivedRunView(run_id=new_run, status="running", derived_from=run)
+        return DerivedRunView(run_id=new_run, status=RunStatus.RUNNING, derived_from=run)
 
     @app.post(
         run_path + "/approve",
@@ -359,7 +363,7 @@ def register_run_routes(
     ) -> DerivedRunView:
         tenant, run = scope.tenant(tenant), scope.run(run)
         new_run = request_approve(deps, services.launcher, tenant, run, scope.principal.who)
-        return DerivedRunView(run_id=new_run, status="running", derived_from=run)
+        return DerivedRunView(run_id=new_run, status=RunStatus.RUNNING, derived_from=run)
 
 
 def _entity_action(kind: str) -> tuple[Entity, ActionKind]:

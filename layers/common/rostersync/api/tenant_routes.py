@@ -211,7 +211,7 @@ def register_tenant_routes(
             offset=offset,
             limit=limit,
             next_offset=offset + limit if more else None,
-            items=items,
+            items=[item.flat() for item in items],
         )
 
     @app.get(

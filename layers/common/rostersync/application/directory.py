@@ -7,12 +7,14 @@ sync overwrite them (``overwrite_app_contact_edits``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from rostersync.errors import FatalError
 from rostersync.models import Entity
 from rostersync.pipeline.deps import Deps
+from rostersync.records import DirectoryChange, DirectoryItem, ItemStatus, RunRecord, RunStatus
 from rostersync.settings import CONTACT_FIELDS
 from rostersync.storage import keys
 
@@ -42,10 +44,11 @@ def record_app_edit(
         )
     if deps.directory.get(tenant, kind.value, target_id) is None:
         raise UnknownRecord(f"no {kind.value} record {target_id}")
-    deps.directory.set_fields(tenant, kind.value, target_id, fields)
+    deps.directory.set_fields(tenant, kind.value, target_id, DirectoryChange(fields=fields))
     at = datetime.now(UTC).isoformat(timespec="seconds")
     deps.app_edits.put(tenant, kind.value, target_id, fields, who, at)
-    return dict(deps.directory.get(tenant, kind.value, target_id) or {})
+    edited = deps.directory.get(tenant, kind.value, target_id)
+    return edited.flat() if edited is not None else {}
 
 
 # ---------------------------------------------------------------- browsing
@@ -53,14 +56,12 @@ def record_app_edit(
 #: How many runs, newest first, a record's history looks through.
 HISTORY_RUNS = 60
 #: Runs whose change set says what they did (or would do) to a record.
-RUNS_WITH_CHANGES = frozenset({"committed", "prepared", "held", "approved", "superseded"})
+RUNS_WITH_CHANGES = frozenset(
+    {RunStatus.COMMITTED, RunStatus.PREPARED, RunStatus.HELD, RunStatus.APPROVED}
+)
 
 
-def _clean(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in {"pk", "sk", "gpk", "gsk"}}
-
-
-def display_name(record: dict[str, Any] | None) -> str | None:
+def display_name(record: Mapping[str, Any] | None) -> str | None:
     """A record's name as a person would say it (a person's, a class's, a school's)."""
     if not record:
         return None
@@ -72,7 +73,12 @@ def display_name(record: dict[str, Any] | None) -> str | None:
 _name = display_name
 
 
-def _searchable(record: dict[str, Any]) -> str:
+def _fields(item: DirectoryItem | None) -> Mapping[str, Any]:
+    return item.fields if item is not None else {}
+
+
+def _searchable(item: DirectoryItem) -> str:
+    record = item.fields
     parts = [
         _name(record),
         record.get("email"),
@@ -80,15 +86,15 @@ def _searchable(record: dict[str, Any]) -> str:
         record.get("identifier"),
         record.get("class_code"),
         record.get("course_code"),
-        record.get("source_id"),
-        record.get("target_id"),
+        item.source_id,
+        item.target_id,
         *(str(u.get("identifier")) for u in record.get("user_ids") or [] if isinstance(u, dict)),
         *(str(v) for v in (record.get("app_identifiers") or {}).values()),
     ]
     return " ".join(str(p) for p in parts if p).casefold()
 
 
-def _schools_of(record: dict[str, Any]) -> list[str]:
+def _schools_of(record: Mapping[str, Any]) -> list[str]:
     found = list(record.get("org_source_ids") or [])
     for name in ("school_source_id", "org_source_id"):
         if record.get(name) and record[name] not in found:
@@ -128,24 +134,24 @@ def search_directory(
         if source_system:
             equals["source_system"] = [source_system]
         found, total = deps.directory.select(
-            tenant, kind.value, equals, {"status": "active"}, offset, limit
+            tenant, kind.value, equals, {"status": ItemStatus.ACTIVE.value}, offset, limit
         )
-        return _page(kind, offset, limit, total, [_clean(item) for item in found])
+        return _page(kind, offset, limit, total, [item.flat() for item in found])
     for item in deps.directory.iter_entity(tenant, kind.value):
-        if wanted_roles and item.get("role") not in wanted_roles:
+        if wanted_roles and item.fields.get("role") not in wanted_roles:
             continue
-        if status and (item.get("status") or "active") != status:
+        if status and item.status.value != status:
             continue
-        if source_system and item.get("source_system") != source_system:
+        if source_system and item.source_system != source_system:
             continue
-        if school and school not in _schools_of(item) and item.get("source_id") != school:
+        if school and school not in _schools_of(item.fields) and item.source_id != school:
             continue
         if words:
             haystack = _searchable(item)
             if not all(word in haystack for word in words):
                 continue
         if offset <= total < offset + limit:
-            items.append(_clean(item))
+            items.append(item.flat())
         total += 1
     return _page(kind, offset, limit, total, items)
 
@@ -163,10 +169,11 @@ def _page(
     }
 
 
-def _identifiers(record: dict[str, Any]) -> list[dict[str, str]]:
-    out: list[dict[str, str]] = [{"type": "app id", "value": str(record["target_id"])}]
-    if record.get("source_id") and record.get("source_system") != "app":
-        out.append({"type": f"{record.get('source_system')} id", "value": str(record["source_id"])})
+def _identifiers(item: DirectoryItem) -> list[dict[str, str]]:
+    record = item.fields
+    out: list[dict[str, str]] = [{"type": "app id", "value": item.target_id}]
+    if item.source_id and item.source_system != "app":
+        out.append({"type": f"{item.source_system} id", "value": item.source_id})
     for name in ("identifier", "username", "email", "class_code", "course_code"):
         if record.get(name):
             out.append({"type": name.replace("_", " "), "value": str(record[name])})
@@ -183,38 +190,37 @@ def record_view(deps: Deps, tenant: str, entity: str, target_id: str) -> dict[st
     the source, its schools, its classes (a user's enrollments) or people (a class's),
     its guardians or children, and its history across runs (``record_history``)."""
     kind = Entity(entity)
-    found = deps.directory.get(tenant, kind.value, target_id)
-    if found is None:
+    item = deps.directory.get(tenant, kind.value, target_id)
+    if item is None:
         raise UnknownRecord(f"no {kind.value} record {target_id}")
-    record = _clean(found)
-    source_id = record.get("source_id")
-    orgs = {o.get("source_id"): o for o in deps.directory.iter_entity(tenant, Entity.ORGS.value)}
+    source_id = item.source_id
+    orgs = {o.source_id: o for o in deps.directory.iter_entity(tenant, Entity.ORGS.value)}
     schools = [
         {
             "source_id": s,
-            "target_id": (orgs.get(s) or {}).get("target_id"),
-            "name": (orgs.get(s) or {}).get("name"),
+            "target_id": orgs[s].target_id if s in orgs else None,
+            "name": _fields(orgs.get(s)).get("name"),
         }
-        for s in _schools_of(record)
+        for s in _schools_of(item.fields)
     ]
     view: dict[str, Any] = {
         "entity": kind.value,
-        "name": _name(record),
-        "record": record,
-        "identifiers": _identifiers(record),
+        "name": _name(item.fields),
+        "record": item.flat(),
+        "identifiers": _identifiers(item),
         "link": (
             None
-            if record.get("source_system") in {None, "app"}
+            if item.source_system in {None, "app"}
             else {
-                "source_system": record.get("source_system"),
+                "source_system": item.source_system,
                 "source_id": source_id,
-                "target_id": record["target_id"],
+                "target_id": item.target_id,
             }
         ),
         "schools": schools,
         "enrollments": [],
         "related": [],
-        "history": record_history(deps, tenant, kind.value, record),
+        "history": record_history(deps, tenant, kind.value, item),
     }
     if kind in {Entity.USERS, Entity.CLASSES} and source_id:
         mine = "user_source_id" if kind is Entity.USERS else "class_source_id"
@@ -226,48 +232,53 @@ def record_view(deps: Deps, tenant: str, entity: str, target_id: str) -> dict[st
         enrollments = [
             e
             for e in deps.directory.iter_entity(tenant, Entity.ENROLLMENTS.value)
-            if e.get(mine) == source_id
+            if e.fields.get(mine) == source_id
         ]
         others = {
-            o.get("source_id"): o
+            o.source_id: o
             for o in deps.directory.iter_entity(tenant, other_entity.value)
-            if o.get("source_id") in {e.get(other) for e in enrollments}
+            if o.source_id in {e.fields.get(other) for e in enrollments}
         }
+
+        def counterpart(e: DirectoryItem) -> dict[str, Any]:
+            found = others.get(e.fields.get(other))
+            return {
+                "source_id": e.fields.get(other),
+                "target_id": found.target_id if found is not None else None,
+                "name": _name(_fields(found)),
+                "role": _fields(found).get("role"),
+            }
+
         view["enrollments"] = [
             {
-                "target_id": e.get("target_id"),
-                "role": e.get("role"),
-                "status": e.get("status") or "active",
-                ("class" if other_entity is Entity.CLASSES else "user"): {
-                    "source_id": e.get(other),
-                    "target_id": (others.get(e.get(other)) or {}).get("target_id"),
-                    "name": _name(others.get(e.get(other))),
-                    "role": (others.get(e.get(other)) or {}).get("role"),
-                },
+                "target_id": e.target_id,
+                "role": e.fields.get("role"),
+                "status": e.status.value,
+                ("class" if other_entity is Entity.CLASSES else "user"): counterpart(e),
             }
             for e in enrollments
         ]
     if kind is Entity.USERS and source_id:
-        agents = set(record.get("agent_source_ids") or [])
+        agents = set(item.fields.get("agent_source_ids") or [])
         view["related"] = [
             {
-                "source_id": u.get("source_id"),
-                "target_id": u.get("target_id"),
-                "name": _name(u),
-                "role": u.get("role"),
-                "status": u.get("status") or "active",
+                "source_id": u.source_id,
+                "target_id": u.target_id,
+                "name": _name(u.fields),
+                "role": u.fields.get("role"),
+                "status": u.status.value,
             }
             for u in deps.directory.iter_entity(tenant, Entity.USERS.value)
-            if u.get("source_id") in agents or source_id in (u.get("agent_source_ids") or [])
+            if u.source_id in agents or source_id in (u.fields.get("agent_source_ids") or [])
         ]
     return view
 
 
-def _why(run: dict[str, Any], action: dict[str, Any]) -> str:
+def _why(run: RunRecord, action: dict[str, Any]) -> str:
     """Why a run did this to a record, in words."""
     kind = action.get("action")
-    if run.get("undo_of"):
-        because = f"undoing run {run['undo_of']}"
+    if run.undo_of:
+        because = f"undoing run {run.undo_of}"
     elif action.get("cascade_of"):
         because = f"follows from {action['cascade_of']}"
     elif kind == "add" and action.get("tier") not in {None, "unmatched"}:
@@ -283,7 +294,7 @@ def _why(run: dict[str, Any], action: dict[str, Any]) -> str:
     elif kind == "archive":
         because = (
             "absent from the source's full export"
-            if run.get("mode") == "full"
+            if run.mode == "full"
             else "the source marked it inactive or deleted"
         )
     elif kind == "reactivate":
@@ -296,32 +307,32 @@ def _why(run: dict[str, Any], action: dict[str, Any]) -> str:
 
 
 def record_history(
-    deps: Deps, tenant: str, entity: str, record: dict[str, Any]
+    deps: Deps, tenant: str, entity: str, item: DirectoryItem
 ) -> list[dict[str, Any]]:
     """What each run did (or, prepared or held, would do) to the record, newest first:
     ``{run_id, run_status, started_at, trigger, requested_by, committed_by, action,
     included, held, applied, reason, why, changes, tier}``, from the runs' change sets (the
     last ``HISTORY_RUNS`` runs)."""
     kind = Entity(entity)
-    target_id, source_id = record.get("target_id"), record.get("source_id")
+    target_id, source_id = item.target_id, item.source_id
     out: list[dict[str, Any]] = []
     for run in deps.runs.list(tenant, HISTORY_RUNS):
-        if run.get("status") not in RUNS_WITH_CHANGES:
+        if run.status not in RUNS_WITH_CHANGES:
             continue
-        run_id = str(run["run_id"])
-        for action in deps.store.iter_jsonl(keys.changes_key(tenant, run_id, kind)):
+        shown = run.shown()
+        for action in deps.store.iter_jsonl(keys.changes_key(tenant, run.run_id, kind)):
             if action.get("target_id") != target_id and not (
                 source_id and action.get("source_id") == source_id
             ):
                 continue
             out.append(
                 {
-                    "run_id": run_id,
-                    "run_status": run.get("status"),
-                    "started_at": run.get("started_at"),
-                    "trigger": run.get("trigger"),
-                    "requested_by": run.get("requested_by"),
-                    "committed_by": run.get("committed_by"),
+                    "run_id": run.run_id,
+                    "run_status": run.status.value,
+                    "started_at": shown.get("started_at"),
+                    "trigger": run.trigger,
+                    "requested_by": run.requested_by,
+                    "committed_by": run.committed_by,
                     "action": action.get("action"),
                     "included": action.get("included"),
                     "held": action.get("held", False),

@@ -30,6 +30,7 @@ from rostersync.pipeline.identity_match import (
     person_kind,
     source_person,
 )
+from rostersync.records import DirectoryChange, DirectoryItem, ItemStatus, RunStatus
 from rostersync.settings import TenantSettings
 from rostersync.sources.oneroster_csv import parse_date
 from rostersync.storage import keys
@@ -156,17 +157,17 @@ def import_app_records(deps: Deps, tenant: str, csv_text: str, who: str) -> dict
     items_users = [_directory_person(r) for r in people.values() if r["app_id"] in seen]
     items_classes = [_directory_class(r) for r in classes.values() if r["app_id"] in seen]
     existing = {
-        i["target_id"]
+        i.target_id
         for entity in ("users", "classes")
         for i in deps.directory.iter_entity(tenant, entity)
-        if i.get("source_system") != APP_SYSTEM
+        if i.source_system != APP_SYSTEM
     }
     # A record already linked to the source keeps its synced data.
     deps.directory.put_many(
-        tenant, "users", [i for i in items_users if i["target_id"] not in existing]
+        tenant, "users", [i for i in items_users if i.target_id not in existing]
     )
     deps.directory.put_many(
-        tenant, "classes", [i for i in items_classes if i["target_id"] not in existing]
+        tenant, "classes", [i for i in items_classes if i.target_id not in existing]
     )
     return {
         "imported": imported,
@@ -175,31 +176,35 @@ def import_app_records(deps: Deps, tenant: str, csv_text: str, who: str) -> dict
     }
 
 
-def _directory_person(record: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "target_id": record["app_id"],
-        "source_system": APP_SYSTEM,
-        "source_id": record["app_id"],
-        "status": "active",
-        "role": KIND_ROLE[record["kind"]],
-        "given_name": record.get("given_name"),
-        "family_name": record.get("family_name"),
-        "email": record.get("email"),
-        "grades": [record["grade"]] if record.get("grade") else [],
-        "app_identifiers": record.get("identifiers") or {},
-    }
+def _directory_person(record: dict[str, Any]) -> DirectoryItem:
+    return DirectoryItem(
+        target_id=record["app_id"],
+        source_system=APP_SYSTEM,
+        source_id=record["app_id"],
+        status=ItemStatus.ACTIVE,
+        fields={
+            "role": KIND_ROLE[record["kind"]],
+            "given_name": record.get("given_name"),
+            "family_name": record.get("family_name"),
+            "email": record.get("email"),
+            "grades": [record["grade"]] if record.get("grade") else [],
+            "app_identifiers": record.get("identifiers") or {},
+        },
+    )
 
 
-def _directory_class(record: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "target_id": record["app_id"],
-        "source_system": APP_SYSTEM,
-        "source_id": record["app_id"],
-        "status": "active",
-        "title": record.get("title"),
-        "class_code": record.get("class_code"),
-        "subjects": [record["subject"]] if record.get("subject") else [],
-    }
+def _directory_class(record: dict[str, Any]) -> DirectoryItem:
+    return DirectoryItem(
+        target_id=record["app_id"],
+        source_system=APP_SYSTEM,
+        source_id=record["app_id"],
+        status=ItemStatus.ACTIVE,
+        fields={
+            "title": record.get("title"),
+            "class_code": record.get("class_code"),
+            "subjects": [record["subject"]] if record.get("subject") else [],
+        },
+    )
 
 
 # ---------------------------------------------------------------------- review
@@ -207,7 +212,7 @@ def _directory_class(record: dict[str, Any]) -> dict[str, Any]:
 
 def latest_run_id(deps: Deps, tenant: str) -> str | None:
     runs = deps.runs.list(tenant, limit=1)
-    return str(runs[0]["run_id"]) if runs else None
+    return runs[0].run_id if runs else None
 
 
 def list_match_decisions(
@@ -311,8 +316,8 @@ class _Names:
                         person = person_kind(record.get("role"))
                         self._kinds[str(record.get("source_id"))] = person and person.value
             for item in self._deps.directory.iter_entity(self._tenant, entity):
-                if item.get("source_system") != APP_SYSTEM:
-                    found.setdefault(str(item.get("source_id")), display_name(item))
+                if item.source_system != APP_SYSTEM:
+                    found.setdefault(str(item.source_id), display_name(item.fields))
             self._sources[entity] = found
         return self._sources[entity].get(source_id)
 
@@ -321,7 +326,7 @@ class _Names:
             return None
         if entity not in self._targets:
             self._targets[entity] = {
-                str(item["target_id"]): display_name(item)
+                item.target_id: display_name(item.fields)
                 for item in self._deps.directory.iter_entity(self._tenant, entity)
             }
         return self._targets[entity].get(target_id)
@@ -544,7 +549,7 @@ def _check_link(deps: Deps, tenant: str, kind: Entity, source_id: str, target_id
         raise MatchDecisionError(f"no source {_singular(kind)} {source_id!r} in the latest run")
     if kind is not Entity.USERS:
         return
-    wanted, found = person_kind(source.get("role")), person_kind(target.get("role"))
+    wanted, found = person_kind(source.get("role")), person_kind(target.fields.get("role"))
     if wanted is not None and found is not None and wanted != found:
         raise MatchDecisionError(
             f"{source_id} is a {wanted.value} but {target_id} is a {found.value}'s record: "
@@ -567,12 +572,13 @@ def _holders(
             and item.get("source_id") != source_id
         ):
             holders.append({"source_id": item["source_id"], "how": "decision"})
-    target = deps.directory.get(tenant, kind.value, target_id) or {}
-    if target.get("source_system") not in {None, APP_SYSTEM} and target.get("source_id") not in {
-        None,
-        source_id,
-    }:
-        holders.append({"source_id": target["source_id"], "how": "committed"})
+    target = deps.directory.get(tenant, kind.value, target_id)
+    if (
+        target is not None
+        and target.source_system not in {None, APP_SYSTEM}
+        and target.source_id not in {None, source_id}
+    ):
+        holders.append({"source_id": target.source_id, "how": "committed"})
     run_id = latest_run_id(deps, tenant)
     if run_id is not None:
         for row in deps.store.iter_jsonl(keys.match_review_key(tenant, run_id)):
@@ -703,11 +709,14 @@ def mark_adhoc(
     is no longer offered to matching."""
     kind = _entity(entity)
     item = deps.directory.get(tenant, kind.value, target_id)
-    if item is None or item.get("source_system") != APP_SYSTEM:
+    if item is None or item.source_system != APP_SYSTEM:
         raise MatchDecisionError(f"{target_id} is not an app record without a source link")
     decision = "adhoc" if keep else "archived"
     deps.directory.set_fields(
-        tenant, kind.value, target_id, {"adhoc": keep, "status": "active" if keep else "archived"}
+        tenant,
+        kind.value,
+        target_id,
+        DirectoryChange(adhoc=keep, status=ItemStatus.ACTIVE if keep else ItemStatus.ARCHIVED),
     )
     sort_key = f"app#{kind.value}#{target_id}"
     record = _append(
@@ -832,7 +841,10 @@ def _undo(
         said = f"{source_id} is linked to {target} again"
     else:  # adhoc, archived: back to the queue, active
         deps.directory.set_fields(
-            tenant, entity.value, str(target), {"adhoc": False, "status": "active"}
+            tenant,
+            entity.value,
+            str(target),
+            DirectoryChange(adhoc=False, status=ItemStatus.ACTIVE),
         )
         item.update({"decision": "undone"})
         said = f"{target} is back among the unmatched app records, active"
@@ -857,7 +869,7 @@ def _restage_prepared(deps: Deps, tenant: str, launcher: RunLauncher) -> str | N
     """Start matching and staging the tenant's latest run again if it is prepared,
     keeping the actions an admin unticked."""
     run_id = latest_run_id(deps, tenant)
-    if run_id is None or deps.runs.get(tenant, run_id).get("status") != "prepared":
+    if run_id is None or deps.runs.get(tenant, run_id).status is not RunStatus.PREPARED:
         return None
     return request_restage(deps, launcher, tenant, run_id)
 

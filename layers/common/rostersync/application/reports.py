@@ -34,7 +34,7 @@ def issues_csv(deps: Deps, tenant: str, run_id: str) -> bytes:
     body = deps.store.get_bytes(keys.report_key(tenant, run_id, "issues.csv"))
     if body is None:
         if deps.store.get_json(keys.report_key(tenant, run_id)) is None:
-            raise NoReport(f"run {run_id} is {run.get('status')}: it has no report yet")
+            raise NoReport(f"run {run_id} is {run.status}: it has no report yet")
         return (",".join(ISSUE_COLUMNS) + "\r\n").encode()
     return body
 
@@ -72,7 +72,7 @@ def actions_csv(deps: Deps, tenant: str, run_id: str) -> str:
     """Every action of the run, ticked or not, with field-level before → after."""
     run = deps.runs.get(tenant, run_id)
     if deps.store.get_json(keys.report_key(tenant, run_id)) is None:
-        raise NoReport(f"run {run_id} is {run.get('status')}: it has no report yet")
+        raise NoReport(f"run {run_id} is {run.status}: it has no report yet")
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=ACTIONS_CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()

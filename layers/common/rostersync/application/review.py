@@ -37,11 +37,19 @@ from rostersync.pipeline.snapshot import (
     current_baseline,
     iter_snapshot,
 )
+from rostersync.records import (
+    COMMITTED_STATUSES,
+    LastSelection,
+    RunRecord,
+    RunStatus,
+    RunUpdate,
+    utc_now,
+)
 from rostersync.sources.oneroster_csv import OneRosterCsvSpec
 from rostersync.storage import keys
 from rostersync.storage.ports import LocksPort
 
-REVIEWABLE = {"prepared"}
+REVIEWABLE = frozenset({RunStatus.PREPARED})
 #: How long an in-request selection may be: longer ones go through the state machine.
 INLINE_SELECTION = 1000
 
@@ -89,16 +97,16 @@ class Selection(BaseModel):
     all_of: list[tuple[Entity, ActionKind]] = Field(default_factory=list)
 
 
-def _run_state(deps: Deps, tenant: str, run_id: str) -> tuple[dict[str, Any], RunState]:
+def _run_state(deps: Deps, tenant: str, run_id: str) -> tuple[RunRecord, RunState]:
     run = deps.runs.get(tenant, run_id)
     state = RunState(
         tenant=tenant,
         run_id=run_id,
-        trigger=run.get("trigger", "cli"),
-        mode=run.get("mode", "full"),
+        trigger=run.trigger or "cli",
+        mode=run.mode or "full",
         source=run_source(run) or OneRosterCsvSpec(key=keys.uploads_prefix(tenant, run_id)),
-        requested_by=run.get("requested_by"),
-        counts={"timings_ms": run.get("timings_ms", {})},
+        requested_by=run.requested_by,
+        counts={"timings_ms": run.timings_ms or {}},
     )
     return run, state
 
@@ -150,10 +158,8 @@ def set_included(
     short list of ids); return how many changed. Unknown action ids are an error, not a
     silent no-op. Whole kinds of actions go through ``request_select``."""
     run = deps.runs.get(tenant, run_id)
-    if run.get("status") not in REVIEWABLE:
-        raise RunStateError(
-            f"run {run_id} is {run.get('status')}; only prepared runs can be edited"
-        )
+    if run.status not in REVIEWABLE:
+        raise RunStateError(f"run {run_id} is {run.status}; only prepared runs can be edited")
     if selection.all_of or len(selection.action_ids) > INLINE_SELECTION:
         raise RunStateError("a selection this large runs in the background: request_select")
     return _apply_selection(deps, tenant, run_id, selection, included, who)
@@ -220,10 +226,8 @@ def request_commit(
     then ``committed`` or ``held``; back to ``prepared`` with ``last_error`` if it fails).
     Returns the run id."""
     run, state = _run_state(deps, tenant, run_id)
-    if run.get("status") != "prepared":
-        raise RunStateError(
-            f"run {run_id} is {run.get('status')}; only a prepared run can be committed"
-        )
+    if run.status is not RunStatus.PREPARED:
+        raise RunStateError(f"run {run_id} is {run.status}; only a prepared run can be committed")
     summary = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
     staged_on, current = summary.get("baseline_run_id"), current_baseline(deps.store, tenant)
     if current != staged_on and current != run_id:
@@ -238,18 +242,18 @@ def request_commit(
     deps.runs.update(
         tenant,
         run_id,
-        {
-            "committed_by": who,
-            "status": "committing",
-            "committing_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "last_error": None,
-        },
+        RunUpdate(
+            committed_by=who,
+            status=RunStatus.COMMITTING,
+            committing_at=utc_now(),
+            last_error=None,
+        ),
     )
     state.operation, state.who = "commit", who
     try:
         launcher.launch(state.model_dump(mode="json"), name=_execution_name(run_id, "commit"))
     except Exception:
-        deps.runs.update(tenant, run_id, {"status": "prepared"})
+        deps.runs.update(tenant, run_id, RunUpdate(status=RunStatus.PREPARED))
         locks.release(tenant, run_id)
         raise
     return run_id
@@ -267,14 +271,12 @@ def request_select(
     """Start ticking or unticking whole kinds of a prepared run's actions (the run turns
     ``restaging`` until it is done). Returns the run id."""
     run, state = _run_state(deps, tenant, run_id)
-    if run.get("status") not in REVIEWABLE:
-        raise RunStateError(
-            f"run {run_id} is {run.get('status')}; only prepared runs can be edited"
-        )
-    deps.runs.update(tenant, run_id, {"status": "restaging", "last_error": None})
+    if run.status not in REVIEWABLE:
+        raise RunStateError(f"run {run_id} is {run.status}; only prepared runs can be edited")
+    deps.runs.update(tenant, run_id, RunUpdate(status=RunStatus.RESTAGING, last_error=None))
     state.operation, state.who, state.included = "select", who, included
     state.selection = selection.model_dump(mode="json")
-    _launch_or_restore(deps, launcher, state, "prepared")
+    _launch_or_restore(deps, launcher, state, RunStatus.PREPARED)
     return run_id
 
 
@@ -282,35 +284,35 @@ def request_restage(deps: Deps, launcher: RunLauncher, tenant: str, run_id: str)
     """Start matching and staging a prepared run again (after a match decision), keeping
     the actions an admin unticked. Returns the run id."""
     run, state = _run_state(deps, tenant, run_id)
-    if run.get("status") != "prepared":
-        raise RunStateError(
-            f"run {run_id} is {run.get('status')}; only a prepared run can be re-staged"
-        )
-    deps.runs.update(tenant, run_id, {"status": "restaging", "last_error": None})
+    if run.status is not RunStatus.PREPARED:
+        raise RunStateError(f"run {run_id} is {run.status}; only a prepared run can be re-staged")
+    deps.runs.update(tenant, run_id, RunUpdate(status=RunStatus.RESTAGING, last_error=None))
     state.operation = "restage"
-    _launch_or_restore(deps, launcher, state, "prepared")
+    _launch_or_restore(deps, launcher, state, RunStatus.PREPARED)
     return run_id
 
 
-def _launch_or_restore(deps: Deps, launcher: RunLauncher, state: RunState, status: str) -> None:
+def _launch_or_restore(
+    deps: Deps, launcher: RunLauncher, state: RunState, status: RunStatus
+) -> None:
     try:
         launcher.launch(
             state.model_dump(mode="json"), name=_execution_name(state.run_id, state.operation)
         )
     except Exception:
-        deps.runs.update(state.tenant, state.run_id, {"status": status})
+        deps.runs.update(state.tenant, state.run_id, RunUpdate(status=status))
         raise
 
 
 def discard_run(deps: Deps, tenant: str, run_id: str, who: str) -> None:
     """Drop a prepared run: nothing of it is applied."""
     run = deps.runs.get(tenant, run_id)
-    if run.get("status") != "prepared":
-        raise RunStateError(
-            f"run {run_id} is {run.get('status')}; only a prepared run can be discarded"
-        )
+    if run.status is not RunStatus.PREPARED:
+        raise RunStateError(f"run {run_id} is {run.status}; only a prepared run can be discarded")
     deps.runs.update(
-        tenant, run_id, {"status": "discarded", "discarded_by": who, "finished_at": _now()}
+        tenant,
+        run_id,
+        RunUpdate(status=RunStatus.DISCARDED, discarded_by=who, finished_at=utc_now()),
     )
 
 
@@ -343,12 +345,12 @@ def _prepare_derived_run(
     deps.runs.update(
         tenant,
         run_id,
-        {
-            "status": "prepared",
-            "counts": report["counts"],
-            "issue_count": 0,
-            "report_key": keys.report_key(tenant, run_id),
-        },
+        RunUpdate(
+            status=RunStatus.PREPARED,
+            counts=report["counts"],
+            issue_count=0,
+            report_key=keys.report_key(tenant, run_id),
+        ),
     )
     return DerivedRun(run_id, report)
 
@@ -365,18 +367,18 @@ def _request_derived(
 ) -> str:
     """Record a new run made from ``derived_from`` and start preparing it."""
     run_id = keys.new_run_id()
-    kind = "undo_of" if operation == "undo" else "approves"
     deps.runs.put(
         tenant,
-        run_id,
-        {
-            "status": "running",
-            "trigger": trigger,
-            "mode": "full",
-            "requested_by": who,
-            "started_at": _now(),
-            kind: derived_from,
-        },
+        RunRecord(
+            run_id=run_id,
+            status=RunStatus.RUNNING,
+            trigger=trigger,
+            mode="full",
+            requested_by=who,
+            started_at=utc_now(),
+            undo_of=derived_from if operation == "undo" else None,
+            approves=derived_from if operation == "approve" else None,
+        ),
     )
     state = RunState(
         tenant=tenant,
@@ -388,16 +390,14 @@ def _request_derived(
         who=who,
         derived_from=derived_from,
     )
-    _launch_or_restore(deps, launcher, state, "failed")
+    _launch_or_restore(deps, launcher, state, RunStatus.FAILED)
     return run_id
 
 
 def _check_undoable(deps: Deps, tenant: str, run_id: str) -> None:
     run = deps.runs.get(tenant, run_id)
-    if run.get("status") not in {"committed", "held"}:
-        raise RunStateError(
-            f"run {run_id} is {run.get('status')}; only a committed run can be undone"
-        )
+    if run.status not in COMMITTED_STATUSES:
+        raise RunStateError(f"run {run_id} is {run.status}; only a committed run can be undone")
 
 
 def request_undo(deps: Deps, launcher: RunLauncher, tenant: str, run_id: str, who: str) -> str:
@@ -470,8 +470,8 @@ def _restore_action(
 
 def _check_approvable(deps: Deps, tenant: str, run_id: str) -> None:
     run = deps.runs.get(tenant, run_id)
-    if run.get("status") != "held":
-        raise RunStateError(f"run {run_id} is {run.get('status')}; only a held run can be approved")
+    if run.status is not RunStatus.HELD:
+        raise RunStateError(f"run {run_id} is {run.status}; only a held run can be approved")
     if current_baseline(deps.store, tenant) != run_id:
         raise StaleBaseline(
             f"the committed state has moved on since run {run_id}; its held actions are stale"
@@ -499,35 +499,44 @@ def approve_held(deps: Deps, tenant: str, run_id: str, who: str, new_run_id: str
             held.append(approved)
     derived = _prepare_derived_run(deps, tenant, new_run_id, who, held)
     deps.runs.update(
-        tenant, run_id, {"status": "approved", "approved_by": who, "approved_in": derived.run_id}
+        tenant,
+        run_id,
+        RunUpdate(status=RunStatus.APPROVED, approved_by=who, approved_in=derived.run_id),
     )
     return derived
 
 
-def list_runs(deps: Deps, tenant: str, limit: int = 50) -> list[dict[str, Any]]:
+def list_runs(deps: Deps, tenant: str, limit: int = 50) -> list[RunRecord]:
     """The tenant's runs, newest first, with trigger, who, mode, status, counts, duration."""
-    out = []
-    for run in deps.runs.list(tenant, limit):
-        out.append(_readable_reasons(run))
-    return out
+    return [_readable_reasons(run) for run in deps.runs.list(tenant, limit)]
 
 
-def _readable_reasons(run: dict[str, Any]) -> dict[str, Any]:
+def _readable_reasons(run: RunRecord) -> RunRecord:
     """The run with its failure reasons as people read them (a Lambda error's message,
     never its JSON and stack trace)."""
     from rostersync.application.runs import failure_reason
 
-    for name in ("reason", "last_error_reason"):
-        if run.get(name):
-            run[name] = failure_reason(run[name])
-    return run
+    readable: dict[str, Any] = {}
+    if run.reason:
+        readable["reason"] = failure_reason(run.reason)
+    if run.last_error_reason:
+        readable["last_error_reason"] = failure_reason(run.last_error_reason)
+    return run.model_copy(update=readable) if readable else run
 
 
-def show_run(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ShownRun:
+    """A run's history record and its report (None until the run has staged)."""
+
+    run: RunRecord
+    report: dict[str, Any] | None
+
+
+def show_run(deps: Deps, tenant: str, run_id: str) -> ShownRun:
     """The run's history record and its report."""
     run = deps.runs.get(tenant, run_id)
     report = deps.store.get_json(keys.report_key(tenant, run_id))
-    return {"run": _readable_reasons(run), "report": report}
+    return ShownRun(_readable_reasons(run), report)
 
 
 def restage_run(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:
@@ -537,10 +546,8 @@ def restage_run(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:
     from rostersync.pipeline.stage import stage
 
     run, state = _run_state(deps, tenant, run_id)
-    if run.get("status") not in {"prepared", "restaging"}:
-        raise RunStateError(
-            f"run {run_id} is {run.get('status')}; only a prepared run can be re-staged"
-        )
+    if run.status not in {RunStatus.PREPARED, RunStatus.RESTAGING}:
+        raise RunStateError(f"run {run_id} is {run.status}; only a prepared run can be re-staged")
     unticked = {
         a["id"]: a.get("decided_by") or "admin"
         for a in iter_actions(deps, tenant, run_id)
@@ -555,7 +562,7 @@ def restage_run(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:
     for action_id, who in unticked.items():
         if action_id in still_there:
             _apply_selection(deps, tenant, run_id, Selection(action_ids=[action_id]), False, who)
-    deps.runs.update(tenant, run_id, {"status": "prepared"})
+    deps.runs.update(tenant, run_id, RunUpdate(status=RunStatus.PREPARED))
     return dict(deps.store.get_json(keys.report_key(tenant, run_id)) or {})
 
 
@@ -571,10 +578,10 @@ def run_operation(state: RunState, deps: Deps) -> RunState:
         deps.runs.update(
             tenant,
             run_id,
-            {
-                "status": "prepared",
-                "last_selection": {"included": state.included, "changed": changed},
-            },
+            RunUpdate(
+                status=RunStatus.PREPARED,
+                last_selection=LastSelection(included=state.included, changed=changed),
+            ),
         )
     elif state.operation in {"undo", "approve"} and state.derived_from:
         make = undo_run if state.operation == "undo" else approve_held

@@ -31,8 +31,9 @@ from typing import Any, Protocol
 
 from rostersync.errors import RostersyncError, UnknownTenant
 from rostersync.models import SyncMode
-from rostersync.pipeline.contracts import RunState, Trigger
+from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
+from rostersync.records import RunRecord, RunStatus, RunUpdate, Trigger, utc_now
 from rostersync.sources.base import SourceSpec
 from rostersync.sources.oneroster_csv import OneRosterCsvSpec
 from rostersync.sources.registry import parse_spec
@@ -43,7 +44,6 @@ from rostersync.storage.ports import LocksPort
 #: most, and each step notes its start).
 STALE_SECONDS = 30 * 60
 LOCK_SECONDS = STALE_SECONDS
-ACTIVE_STATUSES = frozenset({"running", "committing"})
 
 
 class RunInProgress(RostersyncError):
@@ -77,37 +77,25 @@ def bundle_source(tenant: str, key: str) -> OneRosterCsvSpec:
     return OneRosterCsvSpec(key=keys.check_source_key(tenant, key))
 
 
-def run_source(run: dict[str, Any]) -> SourceSpec | None:
+def run_source(run: RunRecord) -> SourceSpec | None:
     """The source spec a run record names (records before specs kept a bundle key)."""
-    if run.get("source"):
-        return parse_spec(run["source"])
-    if run.get("source_key"):
-        return OneRosterCsvSpec(key=str(run["source_key"]))
+    if run.source:
+        return parse_spec(run.source)
+    if run.source_key:
+        return OneRosterCsvSpec(key=run.source_key)
     return None
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def last_activity(run: dict[str, Any]) -> datetime | None:
+def last_activity(run: RunRecord) -> datetime | None:
     """When the run last showed it was alive: its newest progress note or start."""
-    moments = []
-    for value in (
-        (run.get("progress") or {}).get("since"),
-        run.get("started_at"),
-        run.get("committing_at"),
-    ):
-        try:
-            moments.append(datetime.fromisoformat(str(value)))
-        except ValueError:
-            continue
+    since = run.progress.since if run.progress is not None else None
+    moments = [m for m in (since, run.started_at, run.committing_at) if m is not None]
     return max(moments) if moments else None
 
 
-def _runner_gone(run: dict[str, Any]) -> bool:
+def _runner_gone(run: RunRecord) -> bool:
     """The local process that ran the run's last step is no longer alive on this machine."""
-    runner = (run.get("progress") or {}).get("runner")
+    runner = run.progress.runner if run.progress is not None else None
     host, _, pid = str(runner or "").rpartition(":")
     if not host or host != socket.gethostname() or not pid.isdigit():
         return False
@@ -122,10 +110,10 @@ def _runner_gone(run: dict[str, Any]) -> bool:
     return False
 
 
-def is_stale(run: dict[str, Any], now: datetime) -> bool:
+def is_stale(run: RunRecord, now: datetime) -> bool:
     """An active run with no progress for longer than ``STALE_SECONDS``, or whose local
     process is gone."""
-    if run.get("status") not in ACTIVE_STATUSES:
+    if not run.active:
         return False
     if _runner_gone(run):
         return True
@@ -133,15 +121,15 @@ def is_stale(run: dict[str, Any], now: datetime) -> bool:
     return last is None or (now - last).total_seconds() > STALE_SECONDS
 
 
-def fail_stale_run(deps: Deps, tenant: str, run: dict[str, Any], run_id: str) -> None:
+def fail_stale_run(deps: Deps, tenant: str, run: RunRecord) -> None:
     deps.runs.update(
         tenant,
-        run_id,
-        {
-            "status": "failed",
-            "reason": f"its process stopped: no progress for over {STALE_SECONDS // 60} minutes",
-            "finished_at": _now(),
-        },
+        run.run_id,
+        RunUpdate(
+            status=RunStatus.FAILED,
+            reason=f"its process stopped: no progress for over {STALE_SECONDS // 60} minutes",
+            finished_at=utc_now(),
+        ),
     )
 
 
@@ -149,15 +137,15 @@ def fail_stale_run(deps: Deps, tenant: str, run: dict[str, Any], run_id: str) ->
 _RECENT_RUNS = 10
 
 
-def commit_began(run: dict[str, Any]) -> bool:
+def commit_began(run: RunRecord) -> bool:
     """The run's commit planned its chunks (items may have landed)."""
-    return run.get("status") == "committing" and bool(run.get("commit"))
+    return run.status is RunStatus.COMMITTING and run.commit is not None
 
 
-def is_interrupted(run: dict[str, Any], now: datetime) -> bool:
+def is_interrupted(run: RunRecord, now: datetime) -> bool:
     """A commit that began and stopped: its state machine noted the interruption, or
     its process died (no progress for ``STALE_SECONDS``)."""
-    return commit_began(run) and (bool(run.get("interrupted_at")) or is_stale(run, now))
+    return commit_began(run) and (run.interrupted_at is not None or is_stale(run, now))
 
 
 class CommitResuming(RunInProgress):
@@ -180,7 +168,7 @@ def resume_interrupted_commits(
     now = datetime.now(UTC)
     resumed: list[str] = []
     for run in reversed(deps.runs.list(tenant, limit=_RECENT_RUNS)):
-        run_id = str(run["run_id"])
+        run_id = run.run_id
         if not is_interrupted(run, now):
             continue
         spec = run_source(run)
@@ -190,22 +178,22 @@ def resume_interrupted_commits(
         if holder is not None and holder != run_id:
             _free_if_ended(deps, locks, tenant, holder)
         locks.acquire(tenant, run_id, int(time.time()), LOCK_SECONDS)
-        attempt = int(run.get("resumed", 0)) + 1
-        deps.runs.update(tenant, run_id, {"resumed": attempt, "interrupted_at": None})
+        attempt = (run.resumed or 0) + 1
+        deps.runs.update(tenant, run_id, RunUpdate(resumed=attempt, interrupted_at=None))
         state = RunState(
             tenant=tenant,
             run_id=run_id,
-            trigger=run.get("trigger") or "cli",
-            mode=run.get("mode") or "full",
+            trigger=run.trigger or "cli",
+            mode=run.mode or "full",
             operation="resume",
             source=spec,
-            requested_by=run.get("requested_by"),
+            requested_by=run.requested_by,
         )
         launcher.launch(state.model_dump(mode="json"), name=f"{run_id}-resume-{attempt}")
         resumed.append(run_id)
         after = deps.runs.get(tenant, run_id)
-        if after.get("status") in ACTIVE_STATUSES:
-            if after.get("interrupted_at"):
+        if after.active:
+            if after.interrupted_at is not None:
                 # Resumed and stopped again: the error is on the run; keep the tenant free
                 # of new runs on an old state until it is resolved.
                 locks.release(tenant, run_id)
@@ -233,10 +221,10 @@ def _free_if_ended(deps: Deps, locks: LocksPort, tenant: str, holder: str) -> No
     """Release ``holder``'s lock if its run has ended (or died); raise RunInProgress if
     it is alive."""
     try:
-        run: dict[str, Any] | None = deps.runs.get(tenant, holder)
+        run: RunRecord | None = deps.runs.get(tenant, holder)
     except RostersyncError:
         run = None
-    if run is not None and run.get("status") in ACTIVE_STATUSES:
+    if run is not None and run.active:
         now = datetime.now(UTC)
         if commit_began(run):
             if not is_interrupted(run, now):
@@ -246,7 +234,7 @@ def _free_if_ended(deps: Deps, locks: LocksPort, tenant: str, holder: str) -> No
             return
         if not is_stale(run, now):
             raise RunInProgress(tenant, holder)
-        fail_stale_run(deps, tenant, run, holder)
+        fail_stale_run(deps, tenant, run)
     locks.release(tenant, holder)
 
 
@@ -284,21 +272,23 @@ def begin_run(
     )
     deps.runs.put(
         tenant,
-        run_id,
-        {
-            "status": "running",
-            "trigger": trigger,
-            "mode": mode,
-            "requested_by": requested_by,
-            "started_at": _now(),
-            "source_key": spec.describe(),
-            "source": spec.model_dump(mode="json"),
-        },
+        RunRecord(
+            run_id=run_id,
+            status=RunStatus.RUNNING,
+            trigger=trigger,
+            mode=mode,
+            requested_by=requested_by,
+            started_at=utc_now(),
+            source_key=spec.describe(),
+            source=spec.model_dump(mode="json"),
+        ),
     )
     try:
         launcher.launch(state.model_dump(mode="json"), name=run_id)
     except Exception:
-        deps.runs.update(tenant, run_id, {"status": "failed", "reason": "could not start"})
+        deps.runs.update(
+            tenant, run_id, RunUpdate(status=RunStatus.FAILED, reason="could not start")
+        )
         locks.release(tenant, run_id)
         raise
     return StartedRun(run_id, tenant, spec)
@@ -311,19 +301,18 @@ def record_skipped_run(
     schedule that cannot be read) in the run history as *skipped*, with its reason, so
     the admin sees it where they see every run; return its run id."""
     run_id = keys.new_run_id()
-    now = _now()
+    now = utc_now()
     deps.runs.put(
         keys.check_tenant(tenant),
-        run_id,
-        {
-            "status": "skipped",
-            "trigger": trigger,
-            "mode": mode,
-            "requested_by": None,
-            "started_at": now,
-            "finished_at": now,
-            "reason": reason,
-        },
+        RunRecord(
+            run_id=run_id,
+            status=RunStatus.SKIPPED,
+            trigger=trigger,
+            mode=mode,
+            started_at=now,
+            finished_at=now,
+            reason=reason,
+        ),
     )
     return run_id
 

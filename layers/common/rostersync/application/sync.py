@@ -14,8 +14,8 @@ from rostersync.changes import ACTION_KINDS as ACTIONS
 from rostersync.errors import RunStateError, StorageUnavailable, UnknownTenant
 from rostersync.models import ENTITY_ORDER, SEVERITY_ORDER, Severity, SyncMode
 from rostersync.observability import logger
-from rostersync.pipeline.contracts import Trigger
 from rostersync.pipeline.deps import Deps, locks_repository
+from rostersync.records import RunStatus, Trigger
 from rostersync.sources.base import SourceSpec
 from rostersync.storage import keys
 
@@ -191,15 +191,15 @@ def start_sync(
         raise RuntimeError(f"run {run_id} was not launched")
     run = deps.runs.get(tenant, run_id)
     report = deps.store.get_json(keys.report_key(tenant, run_id))
-    status = str(run.get("status", "failed"))
+    status = run.status.value
     error = None
-    if execution.status != "SUCCEEDED" and status == "committing":
+    if execution.status != "SUCCEEDED" and run.status is RunStatus.COMMITTING:
         # Stopped part-way through its commit: the next start resumes it.
         status = "interrupted"
-        error = failure_reason(run.get("last_error_reason") or execution.cause or execution.error)
-    elif execution.status != "SUCCEEDED" or status == "failed":
+        error = failure_reason(run.last_error_reason or execution.cause or execution.error)
+    elif execution.status != "SUCCEEDED" or run.status is RunStatus.FAILED:
         status = "failed"
-        error = failure_reason(run.get("reason") or execution.cause or execution.error)
+        error = failure_reason(run.reason or execution.cause or execution.error)
     return SyncOutcome(run_id, status, report, error, list(execution.states))
 
 
@@ -209,8 +209,8 @@ def export_directory(deps: Deps, tenant: str) -> dict[str, list[dict[str, Any]]]
     out: dict[str, list[dict[str, Any]]] = {}
     for entity in ENTITY_ORDER:
         items = list(deps.directory.iter_entity(tenant, entity.value))
-        items.sort(key=lambda i: (i.get("source_system", ""), i.get("source_id", "")))
-        out[entity.value] = items
+        items.sort(key=lambda i: (i.source_system or "", i.source_id or ""))
+        out[entity.value] = [item.flat() for item in items]
     return out
 
 
@@ -232,9 +232,7 @@ def raise_if_failed(launcher: WaitingLauncher, deps: Deps, tenant: str, run_id: 
     execution = launcher.execution
     if execution is not None and execution.status != "SUCCEEDED":
         run = deps.runs.get(tenant, run_id)
-        reason = failure_reason(
-            run.get("last_error_reason") or run.get("reason") or execution.cause
-        )
+        reason = failure_reason(run.last_error_reason or run.reason or execution.cause)
         raise RunStateError(f"run {run_id}: {reason}")
 
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.tenant_settings import load_settings
+from rostersync.records import ItemStatus
 from rostersync.settings import SettingsError, TenantSettings
 
 
@@ -46,9 +47,11 @@ def check_against_roster(
     if new_schools or new_mapped:
         orgs = list(deps.directory.iter_entity(tenant, "orgs"))
         if orgs:
-            known = {str(o["source_id"]) for o in orgs}
+            known = {str(o.source_id) for o in orgs}
             schools = sorted(
-                f"{o['source_id']} ({o.get('name')})" for o in orgs if o.get("type") == "school"
+                f"{o.source_id} ({o.fields.get('name')})"
+                for o in orgs
+                if o.fields.get("type") == "school"
             )
             for field_name, given in (
                 ("schools.include", new_schools),
@@ -72,7 +75,9 @@ def check_against_roster(
     )
     if wanted and wanted != was:
         classes = list(deps.directory.iter_entity(tenant, "classes"))
-        present = {str(c.get("class_type")) for c in classes if c.get("status") == "active"}
+        present = {
+            str(c.fields.get("class_type")) for c in classes if c.status is ItemStatus.ACTIVE
+        }
         if classes and not wanted & present:
             field_name = (
                 "class_filters.homerooms_only"
@@ -91,7 +96,7 @@ def check_against_roster(
     if new_grades:
         classes = list(deps.directory.iter_entity(tenant, "classes"))
         if classes:
-            taught = sorted({str(g) for c in classes for g in (c.get("grades") or [])})
+            taught = sorted({str(g) for c in classes for g in (c.fields.get("grades") or [])})
             unknown = [g for g in new_grades if g not in taught]
             if unknown:
                 errors.append(
@@ -203,8 +208,8 @@ def tenant_summaries(deps: Deps) -> list[dict[str, object]]:
                 "tenant": tenant,
                 "created_at": meta.get("created_at"),
                 "source": source.get("kind") or "oneroster_csv",
-                "last_run": last[0]["run_id"] if last else None,
-                "last_status": last[0].get("status") if last else None,
+                "last_run": last[0].run_id if last else None,
+                "last_status": last[0].status.value if last else None,
             }
         )
     return out

@@ -22,6 +22,7 @@ from rostersync.config import stack_settings
 from rostersync.models import Severity, SyncMode, severity_counts, severity_of, worst_first
 from rostersync.observability import logger
 from rostersync.pipeline.deps import Deps, build_deps
+from rostersync.records import RunUpdate
 from rostersync.sources.base import GuardianFileRef
 from rostersync.storage import keys
 
@@ -273,7 +274,7 @@ def run_sync(
     )
     if path is not None:
         # The run history and messages name the admin's own file, not its upload key.
-        deps.runs.update(tenant, run_id, {"source_name": str(path)})
+        deps.runs.update(tenant, run_id, RunUpdate(source_name=str(path)))
         stored = (source_key or "").rstrip("/").rsplit("/", 1)[-1]
         if outcome.error and path.is_file() and stored and stored != path.name:
             outcome.error = outcome.error.replace(stored, path.name)

@@ -49,7 +49,7 @@ from typing import Any
 
 import orjson
 
-from rostersync.changes import EVENT_VERBS
+from rostersync.changes import EVENT_VERBS, HoldTrip
 from rostersync.errors import RunStateError, StaleBaseline
 from rostersync.models import ENTITY_ORDER, ENTITY_SINGULAR, Entity
 from rostersync.pipeline.contracts import CommitChunk, CommitPlan, RunState
@@ -64,6 +64,14 @@ from rostersync.pipeline.snapshot import (
     index_line,
 )
 from rostersync.pipeline.tenant_settings import load_settings
+from rostersync.records import (
+    COMMITTED_STATUSES,
+    CommitProgress,
+    DirectoryItem,
+    RunStatus,
+    RunUpdate,
+    utc_now,
+)
 from rostersync.storage import keys
 from rostersync.storage.events import EVENTS_PER_CALL
 from rostersync.storage.objects import dumps_line
@@ -232,11 +240,11 @@ def begin_commit(state: RunState, deps: Deps) -> RunState:
     """Check the run may commit, plan its chunks (or take the plan an interrupted
     commit left) and mark it *committing*."""
     run = deps.runs.get(state.tenant, state.run_id)
-    status = run.get("status")
-    if status in {"committed", "held"}:
+    status = run.status
+    if status in COMMITTED_STATUSES:
         state.commit = CommitPlan(actions=0, fan_out=False, chunks=[])
         return state
-    if status in {"discarded", "failed"}:
+    if status in {RunStatus.DISCARDED, RunStatus.FAILED}:
         raise RunStateError(f"run {state.run_id} is {status}; it cannot be committed")
     summary = deps.store.get_json(keys.change_summary_key(state.tenant, state.run_id)) or {}
     staged_on = summary.get("baseline_run_id")
@@ -269,11 +277,11 @@ def begin_commit(state: RunState, deps: Deps) -> RunState:
     deps.runs.update(
         state.tenant,
         state.run_id,
-        {
-            "status": "committing",
-            "committing_at": run.get("committing_at") or _now(),
-            "commit": {"chunks": len(plan.chunks), "done": len(done), "actions": plan.actions},
-        },
+        RunUpdate(
+            status=RunStatus.COMMITTING,
+            committing_at=run.committing_at or utc_now(),
+            commit=CommitProgress(chunks=len(plan.chunks), done=len(done), actions=plan.actions),
+        ),
     )
     state.counts.setdefault("commit", {})["chunks"] = len(plan.chunks)
     return state
@@ -319,7 +327,7 @@ def _write_adds(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> int
     written = 0
 
     def flush() -> None:
-        deps.directory.put_many(tenant, entity, items)
+        deps.directory.put_many(tenant, entity, map(DirectoryItem.from_flat, items))
         deps.links.put_many(tenant, entity, links)
         items.clear()
         links.clear()
@@ -373,7 +381,7 @@ def _write_snapshot(
 
     def flush(force: bool = False) -> None:
         if force or len(touched) >= _WRITE_BATCH:
-            deps.directory.put_many(tenant, entity.value, touched)
+            deps.directory.put_many(tenant, entity.value, map(DirectoryItem.from_flat, touched))
             touched.clear()
         if force or len(links) >= _WRITE_BATCH:
             deps.links.put_many(tenant, entity.value, links)
@@ -560,13 +568,12 @@ def finish_commit(state: RunState, deps: Deps) -> RunState:
     committed (or held for its held part) and notify."""
     started = time.monotonic()
     run = deps.runs.get(state.tenant, state.run_id)
-    if run.get("status") in {"committed", "held"}:
-        if run.get("notified") != run["status"]:
+    if run.status in COMMITTED_STATUSES:
+        if run.notified != run.status:
             # Marked committed, but the notification failed: send it now (once).
             report = deps.store.get_json(keys.report_key(state.tenant, state.run_id)) or {}
-            files = run.get("change_files")
-            _notify_once(deps, state, str(run["status"]), report, files)
-        state.status = str(run["status"])
+            _notify_once(deps, state, run.status.value, report, run.change_files)
+        state.status = run.status.value
         return state
     summary = deps.store.get_json(keys.change_summary_key(state.tenant, state.run_id)) or {}
     staged_on = summary.get("baseline_run_id")
@@ -612,19 +619,19 @@ def finish_commit(state: RunState, deps: Deps) -> RunState:
     deps.runs.update(
         state.tenant,
         state.run_id,
-        {
-            "status": status,
-            "hold": summary.get("hold", []),
-            "finished_at": _now(),
-            "counts": report["counts"],
-            "refused": report["refused"],
-            "issue_count": report["issues_total"],
-            "timings_ms": timings,
-            "report_key": keys.report_key(state.tenant, state.run_id),
-            "change_files": change_files,
-            "last_error": None,
-            "last_error_reason": None,
-        },
+        RunUpdate(
+            status=RunStatus(status),
+            hold=[HoldTrip.model_validate(trip) for trip in summary.get("hold", [])],
+            finished_at=utc_now(),
+            counts=report["counts"],
+            refused=report["refused"],
+            issue_count=report["issues_total"],
+            timings_ms=timings,
+            report_key=keys.report_key(state.tenant, state.run_id),
+            change_files=change_files,
+            last_error=None,
+            last_error_reason=None,
+        ),
     )
     _notify_once(deps, state, status, report, change_files)
     state.status = status
@@ -644,4 +651,4 @@ def _notify_once(
     change_files: list[str] | None,
 ) -> None:
     notify_run(deps, state.tenant, state.run_id, status, report, change_files=change_files)
-    deps.runs.update(state.tenant, state.run_id, {"notified": status})
+    deps.runs.update(state.tenant, state.run_id, RunUpdate(notified=RunStatus(status)))

@@ -12,11 +12,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
 
 from rostersync.models import Entity, SyncMode
+from rostersync.records import Trigger
 from rostersync.sources.base import Completeness, ReadSummary, SourceSpec
 from rostersync.sources.registry import parse_spec
 from rostersync.storage.keys import check_run_id, check_tenant
-
-Trigger = Literal["cli", "api", "schedule", "inbox", "undo"]
 
 #: What an execution of the state machine does: a sync (fetch → ... → commit), or the
 #: long part of an admin's decision about a run (commit it, re-stage it after a match

@@ -15,6 +15,7 @@ from rostersync.models import ENTITY_ORDER, SEVERITY_ORDER, Tier, severity_of
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.normalize import load_normalized_summary
+from rostersync.records import RunUpdate
 from rostersync.storage import keys
 
 ISSUE_COLUMNS = (
@@ -147,5 +148,5 @@ def build_report(deps: Deps, state: RunState, *, status: str) -> dict[str, Any]:
         "actions_csv": keys.report_key(tenant, run_id, "actions.csv"),
     }
     deps.store.put_json(keys.report_key(tenant, run_id), report)
-    deps.runs.update(tenant, run_id, {"issues_by_severity": by_severity})
+    deps.runs.update(tenant, run_id, RunUpdate(issues_by_severity=by_severity))
     return report

@@ -35,6 +35,7 @@ from rostersync.changes import (
     SETTING_OF_ACTION,
     Action,
     ActionKind,
+    HoldTrip,
     empty_counts,
     field_changes,
     make_action,
@@ -68,6 +69,7 @@ from rostersync.policy.holds import (
 )
 from rostersync.policy.refusals import archive_refusal
 from rostersync.policy.scope import Scope
+from rostersync.records import RunStatus, RunUpdate
 from rostersync.settings import CONTACT_FIELDS, TenantSettings
 from rostersync.sources.base import ReadSummary
 from rostersync.storage import keys
@@ -549,14 +551,14 @@ def stage(state: RunState, deps: Deps) -> RunState:
         deps.runs.update(
             tenant,
             run_id,
-            {
-                "status": "restaging" if state.operation == "restage" else "prepared",
-                "counts": report["counts"],
-                "refused": report["refused"],
-                "hold": hold,
-                "issue_count": report["issues_total"],
-                "report_key": keys.report_key(tenant, run_id),
-            },
+            RunUpdate(
+                status=RunStatus.RESTAGING if state.operation == "restage" else RunStatus.PREPARED,
+                counts=report["counts"],
+                refused=report["refused"],
+                hold=[HoldTrip.model_validate(trip) for trip in hold],
+                issue_count=report["issues_total"],
+                report_key=keys.report_key(tenant, run_id),
+            ),
         )
         state.status = "prepared"
         notify_run(deps, tenant, run_id, "prepared", report)

@@ -13,7 +13,6 @@ import gc
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 from rostersync.errors import RostersyncError, StorageUnavailable, TransientError
@@ -25,6 +24,7 @@ from rostersync.pipeline.fetch import fetch
 from rostersync.pipeline.match import match
 from rostersync.pipeline.normalize import normalize
 from rostersync.pipeline.stage import stage
+from rostersync.records import RunProgress, RunUpdate, utc_now
 
 Step = Callable[[RunState, Deps], RunState]
 
@@ -56,15 +56,15 @@ def _progress(deps: Deps, state: RunState, step: str) -> None:
         deps.runs.update(
             state.tenant,
             state.run_id,
-            {
-                "progress": {
-                    "step": step,
-                    "operation": state.operation,
-                    "since": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "counts": counts,
-                    "runner": deps.settings.local_runner,
-                }
-            },
+            RunUpdate(
+                progress=RunProgress(
+                    step=step,
+                    operation=state.operation,
+                    since=utc_now(),
+                    counts=counts,
+                    runner=deps.settings.local_runner,
+                )
+            ),
         )
     except RostersyncError:
         # Progress is for people watching; a failure to note it must not fail the run.

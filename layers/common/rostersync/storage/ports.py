@@ -2,8 +2,11 @@
 
 Two families implement them: the AWS adapters (S3, DynamoDB, EventBridge: ``objects``,
 ``tables``, ``events``, ``inbox``) and the embedded ones in ``storage.local`` (SQLite,
-files, an append-only event log). Items come back as plain attributes: never the
-DynamoDB key attributes (``pk``, ``sk``, ``gpk``, ``gsk``); a run carries its ``run_id``.
+files, an append-only event log). Run records and directory items cross this boundary
+as models (``rostersync.records``): the adapters map them to and from their items, so
+no caller sees a stored attribute's name, nor the DynamoDB key attributes (``pk``,
+``sk``, ``gpk``, ``gsk``). Other items come back as plain attributes, without the key
+attributes.
 The contract tests (tests/integration/test_storage_contract.py) hold both to the same
 behaviour.
 """
@@ -15,6 +18,8 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
+
+from rostersync.records import DirectoryChange, DirectoryItem, RunRecord, RunUpdate
 
 if TYPE_CHECKING:
     from rostersync.storage.inbox import InboxListing, InboxObject
@@ -67,29 +72,35 @@ class ObjectStorePort(Protocol):
 
 
 class RunsPort(Protocol):
-    """Sync history: one record per run (with its ``run_id``)."""
+    """Sync history: one record per run."""
 
-    def put(self, tenant: str, run_id: str, attributes: dict[str, Any]) -> None: ...
+    def put(self, tenant: str, run: RunRecord) -> None:
+        """Write the whole record (a run that starts)."""
+        ...
 
-    def update(self, tenant: str, run_id: str, attributes: dict[str, Any]) -> None: ...
+    def update(self, tenant: str, run_id: str, changes: RunUpdate) -> None:
+        """Set the attributes ``changes`` gives on an existing run (RunNotFound if none)."""
+        ...
 
-    def get(self, tenant: str, run_id: str) -> dict[str, Any]: ...
+    def get(self, tenant: str, run_id: str) -> RunRecord: ...
 
-    def list(self, tenant: str, limit: int = 50) -> list[dict[str, Any]]: ...
+    def list(self, tenant: str, limit: int = 50) -> list[RunRecord]:
+        """The tenant's runs, newest first."""
+        ...
 
 
 class DirectoryPort(Protocol):
-    """The committed roster, one record per target id."""
+    """The committed roster, one item per target id."""
 
-    def put_many(self, tenant: str, entity: str, items: Iterable[dict[str, Any]]) -> int: ...
+    def put_many(self, tenant: str, entity: str, items: Iterable[DirectoryItem]) -> int: ...
 
-    def get(self, tenant: str, entity: str, target_id: str) -> dict[str, Any] | None: ...
+    def get(self, tenant: str, entity: str, target_id: str) -> DirectoryItem | None: ...
 
-    def iter_entity(self, tenant: str, entity: str) -> Iterator[dict[str, Any]]: ...
+    def iter_entity(self, tenant: str, entity: str) -> Iterator[DirectoryItem]: ...
 
     def page(
         self, tenant: str, entity: str, offset: int, limit: int
-    ) -> tuple[list[dict[str, Any]], bool]:
+    ) -> tuple[list[DirectoryItem], bool]:
         """Items ``offset`` to ``offset + limit`` in target-id order, and whether more
         follow."""
         ...
@@ -102,15 +113,15 @@ class DirectoryPort(Protocol):
         defaults: Mapping[str, str],
         offset: int,
         limit: int,
-    ) -> tuple[list[dict[str, Any]], int]:
-        """A page of the items whose every field in ``equals`` holds one of its values
-        (``defaults`` stands for a field an item lacks), in target-id order, and how
-        many items match in all."""
+    ) -> tuple[list[DirectoryItem], int]:
+        """A page of the items whose every attribute in ``equals`` (a field or
+        ``status``, ``source_system``) holds one of its values (``defaults`` stands for
+        one an item lacks), in target-id order, and how many items match in all."""
         ...
 
-    def set_fields(
-        self, tenant: str, entity: str, target_id: str, fields: dict[str, Any]
-    ) -> None: ...
+    def set_fields(self, tenant: str, entity: str, target_id: str, change: DirectoryChange) -> None:
+        """Apply ``change`` to an existing item (KeyError if there is none)."""
+        ...
 
 
 class LinksPort(Protocol):

@@ -15,6 +15,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from rostersync.errors import RunNotFound
+from rostersync.records import DirectoryChange, DirectoryItem, RunRecord, RunUpdate
 from rostersync.storage.keys import check_run_id, check_tenant
 from rostersync.storage.objects import AWS_ERRORS, translate_aws_error
 
@@ -60,10 +61,7 @@ class _TableBase:
     def _query_all(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """The items a query finds, without their key attributes."""
         for item in self._query_raw(**kwargs):
-            yield self._out(item)
-
-    def _out(self, item: dict[str, Any]) -> dict[str, Any]:
-        return without_keys(item)
+            yield without_keys(item)
 
     def _query_raw(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         try:
@@ -82,12 +80,19 @@ class _TableBase:
         self, key: dict[str, str], what: str, *, consistent: bool = False
     ) -> dict[str, Any] | None:
         """The item at ``key`` (numbers as int/float, no key attributes), or None."""
+        item = self._get_raw(key, what, consistent=consistent)
+        return None if item is None else without_keys(item)
+
+    def _get_raw(
+        self, key: dict[str, str], what: str, *, consistent: bool = False
+    ) -> dict[str, Any] | None:
+        """The item at ``key`` with its key attributes (numbers as int/float), or None."""
         try:
             response = self.table.get_item(Key=key, ConsistentRead=consistent)
         except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"get {what}") from exc
         item = response.get("Item")
-        return None if item is None else self._out(dict(from_dynamo(item)))
+        return None if item is None else dict(from_dynamo(item))
 
     def _put_item(self, item: dict[str, Any], what: str) -> None:
         try:
@@ -128,41 +133,42 @@ class _TableBase:
 
 
 class RunsRepository(_TableBase):
-    """Sync history: one item per run, keyed by tenant and run id (read back as
+    """Sync history: one item per run, keyed by tenant and run id (the record's
     ``run_id``)."""
 
-    def _out(self, item: dict[str, Any]) -> dict[str, Any]:
-        return {**without_keys(item), "run_id": str(item["sk"])}
+    def put(self, tenant: str, run: RunRecord) -> None:
+        key = {"pk": check_tenant(tenant), "sk": check_run_id(run.run_id)}
+        self._put_item({**key, **run.attributes()}, "run")
 
-    def put(self, tenant: str, run_id: str, attributes: dict[str, Any]) -> None:
-        self._put_item(
-            {"pk": check_tenant(tenant), "sk": check_run_id(run_id), **attributes}, "run"
-        )
-
-    def update(self, tenant: str, run_id: str, attributes: dict[str, Any]) -> None:
-        """Set the given attributes on an existing run."""
+    def update(self, tenant: str, run_id: str, changes: RunUpdate) -> None:
+        """Set the attributes ``changes`` gives on an existing run."""
         key = {"pk": check_tenant(tenant), "sk": check_run_id(run_id)}
-        if not self._set_attributes(key, attributes, "run"):
+        if not self._set_attributes(key, changes.attributes(), "run"):
             raise RunNotFound(f"no run {run_id} for tenant {tenant}")
 
-    def get(self, tenant: str, run_id: str) -> dict[str, Any]:
+    def get(self, tenant: str, run_id: str) -> RunRecord:
         key = {"pk": check_tenant(tenant), "sk": check_run_id(run_id)}
-        item = self._get_item(key, "run", consistent=True)
+        item = self._get_raw(key, "run", consistent=True)
         if item is None:
             raise RunNotFound(f"no run {run_id} for tenant {tenant}")
-        return item
+        return run_from_item(item)
 
-    def list(self, tenant: str, limit: int = 50) -> list[dict[str, Any]]:
+    def list(self, tenant: str, limit: int = 50) -> list[RunRecord]:
         """The tenant's runs, newest first."""
-        items = self._query_all(
+        items = self._query_raw(
             KeyConditionExpression=Key("pk").eq(check_tenant(tenant)), ScanIndexForward=False
         )
-        out: list[dict[str, Any]] = []
+        out: list[RunRecord] = []
         for item in items:
-            out.append(item)
+            out.append(run_from_item(item))
             if len(out) >= limit:
                 break
         return out
+
+
+def run_from_item(item: dict[str, Any]) -> RunRecord:
+    """A run record from its stored item (its id is the sort key)."""
+    return RunRecord.model_validate({**without_keys(item), "run_id": str(item["sk"])})
 
 
 def entity_partition(tenant: str, entity: str) -> str:
@@ -170,28 +176,33 @@ def entity_partition(tenant: str, entity: str) -> str:
 
 
 class DirectoryRepository(_TableBase):
-    """The committed roster the app reads: one item per record, keyed by target id."""
+    """The committed roster the app reads: one item per record, keyed by target id,
+    stored flat (``DirectoryItem.flat``)."""
 
-    def put_many(self, tenant: str, entity: str, items: Iterable[dict[str, Any]]) -> int:
+    def put_many(self, tenant: str, entity: str, items: Iterable[DirectoryItem]) -> int:
         partition = entity_partition(tenant, entity)
-        return self._batch_put({"pk": partition, "sk": item["target_id"], **item} for item in items)
+        return self._batch_put(
+            {"pk": partition, "sk": item.target_id, **item.flat()} for item in items
+        )
 
-    def get(self, tenant: str, entity: str, target_id: str) -> dict[str, Any] | None:
-        return self._get_item(
+    def get(self, tenant: str, entity: str, target_id: str) -> DirectoryItem | None:
+        item = self._get_item(
             {"pk": entity_partition(tenant, entity), "sk": target_id}, "directory item"
         )
+        return None if item is None else DirectoryItem.from_flat(item)
 
-    def iter_entity(self, tenant: str, entity: str) -> Iterator[dict[str, Any]]:
-        return self._query_all(
+    def iter_entity(self, tenant: str, entity: str) -> Iterator[DirectoryItem]:
+        for item in self._query_all(
             KeyConditionExpression=Key("pk").eq(entity_partition(tenant, entity))
-        )
+        ):
+            yield DirectoryItem.from_flat(item)
 
     def page(
         self, tenant: str, entity: str, offset: int, limit: int
-    ) -> tuple[list[dict[str, Any]], bool]:
+    ) -> tuple[list[DirectoryItem], bool]:
         """Items ``offset`` to ``offset + limit``: the query pages lazily and stops one
         item past the page (DynamoDB has no offset)."""
-        items: list[dict[str, Any]] = []
+        items: list[DirectoryItem] = []
         for index, item in enumerate(self.iter_entity(tenant, entity)):
             if index < offset:
                 continue
@@ -208,24 +219,26 @@ class DirectoryRepository(_TableBase):
         defaults: Mapping[str, str],
         offset: int,
         limit: int,
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[list[DirectoryItem], int]:
         """Filtered as the partition is read (one query, paged lazily by DynamoDB)."""
-        items: list[dict[str, Any]] = []
+        items: list[DirectoryItem] = []
         total = 0
-        for item in self.iter_entity(tenant, entity):
+        partition = entity_partition(tenant, entity)
+        for item in self._query_all(KeyConditionExpression=Key("pk").eq(partition)):
             if all(
                 (defaults.get(name) if item.get(name) is None else item.get(name)) in values
                 for name, values in equals.items()
             ):
                 if offset <= total < offset + limit:
-                    items.append(item)
+                    items.append(DirectoryItem.from_flat(item))
                 total += 1
         return items, total
 
-    def set_fields(self, tenant: str, entity: str, target_id: str, fields: dict[str, Any]) -> None:
-        """Change fields of an existing directory record (an edit made in the app)."""
+    def set_fields(self, tenant: str, entity: str, target_id: str, change: DirectoryChange) -> None:
+        """Change the status or fields of an existing directory record (an edit made in
+        the app)."""
         key = {"pk": entity_partition(tenant, entity), "sk": target_id}
-        if not self._set_attributes(key, fields, "directory item"):
+        if not self._set_attributes(key, change.attributes(), "directory item"):
             raise KeyError(f"no {entity} record {target_id}")
 
 

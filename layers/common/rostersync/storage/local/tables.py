@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from rostersync.errors import RunNotFound
+from rostersync.records import DirectoryChange, DirectoryItem, RunRecord, RunUpdate
 from rostersync.storage.keys import check_run_id, check_tenant
 from rostersync.storage.local.database import Database, ItemTable
 from rostersync.storage.tables import entity_partition
@@ -29,49 +30,52 @@ class _LocalTable:
 class LocalRunsRepository(_LocalTable):
     """Sync history: one item per run, keyed by tenant and run id."""
 
-    def put(self, tenant: str, run_id: str, attributes: dict[str, Any]) -> None:
-        self.items.put(check_tenant(tenant), check_run_id(run_id), dict(attributes))
+    def put(self, tenant: str, run: RunRecord) -> None:
+        self.items.put(check_tenant(tenant), check_run_id(run.run_id), run.attributes())
 
-    def update(self, tenant: str, run_id: str, attributes: dict[str, Any]) -> None:
+    def update(self, tenant: str, run_id: str, changes: RunUpdate) -> None:
+        attributes = changes.attributes()
         if not self._set_attributes(check_tenant(tenant), check_run_id(run_id), attributes):
             raise RunNotFound(f"no run {run_id} for tenant {tenant}")
 
-    def get(self, tenant: str, run_id: str) -> dict[str, Any]:
+    def get(self, tenant: str, run_id: str) -> RunRecord:
         item = self.items.get(check_tenant(tenant), check_run_id(run_id))
         if item is None:
             raise RunNotFound(f"no run {run_id} for tenant {tenant}")
-        return {**item, "run_id": run_id}
+        return RunRecord.model_validate({**item, "run_id": run_id})
 
-    def list(self, tenant: str, limit: int = 50) -> list[dict[str, Any]]:
+    def list(self, tenant: str, limit: int = 50) -> list[RunRecord]:
         """The tenant's runs, newest first."""
-        out: list[dict[str, Any]] = []
+        out: list[RunRecord] = []
         for run_id, item in self.items.query(check_tenant(tenant), newest_first=True):
-            out.append({**item, "run_id": run_id})
+            out.append(RunRecord.model_validate({**item, "run_id": run_id}))
             if len(out) >= limit:
                 break
         return out
 
 
 class LocalDirectoryRepository(_LocalTable):
-    """The committed roster the app reads: one item per record, keyed by target id."""
+    """The committed roster the app reads: one item per record, keyed by target id,
+    stored flat (``DirectoryItem.flat``)."""
 
-    def put_many(self, tenant: str, entity: str, items: Iterable[dict[str, Any]]) -> int:
+    def put_many(self, tenant: str, entity: str, items: Iterable[DirectoryItem]) -> int:
         partition = entity_partition(tenant, entity)
-        return self.items.put_many((partition, str(item["target_id"]), item) for item in items)
+        return self.items.put_many((partition, item.target_id, item.flat()) for item in items)
 
-    def get(self, tenant: str, entity: str, target_id: str) -> dict[str, Any] | None:
-        return self.items.get(entity_partition(tenant, entity), target_id)
+    def get(self, tenant: str, entity: str, target_id: str) -> DirectoryItem | None:
+        item = self.items.get(entity_partition(tenant, entity), target_id)
+        return None if item is None else DirectoryItem.from_flat(item)
 
-    def iter_entity(self, tenant: str, entity: str) -> Iterator[dict[str, Any]]:
+    def iter_entity(self, tenant: str, entity: str) -> Iterator[DirectoryItem]:
         for _, item in self.items.query(entity_partition(tenant, entity)):
-            yield item
+            yield DirectoryItem.from_flat(item)
 
     def page(
         self, tenant: str, entity: str, offset: int, limit: int
-    ) -> tuple[list[dict[str, Any]], bool]:
+    ) -> tuple[list[DirectoryItem], bool]:
         # The database skips to the offset: only the page's items are decoded.
         rows = self.items.slice(entity_partition(tenant, entity), offset, limit + 1)
-        return rows[:limit], len(rows) > limit
+        return [DirectoryItem.from_flat(row) for row in rows[:limit]], len(rows) > limit
 
     def select(
         self,
@@ -81,11 +85,15 @@ class LocalDirectoryRepository(_LocalTable):
         defaults: Mapping[str, str],
         offset: int,
         limit: int,
-    ) -> tuple[list[dict[str, Any]], int]:
-        return self.items.select(entity_partition(tenant, entity), equals, defaults, offset, limit)
+    ) -> tuple[list[DirectoryItem], int]:
+        rows, total = self.items.select(
+            entity_partition(tenant, entity), equals, defaults, offset, limit
+        )
+        return [DirectoryItem.from_flat(row) for row in rows], total
 
-    def set_fields(self, tenant: str, entity: str, target_id: str, fields: dict[str, Any]) -> None:
-        if not self._set_attributes(entity_partition(tenant, entity), target_id, fields):
+    def set_fields(self, tenant: str, entity: str, target_id: str, change: DirectoryChange) -> None:
+        attributes = change.attributes()
+        if not self._set_attributes(entity_partition(tenant, entity), target_id, attributes):
             raise KeyError(f"no {entity} record {target_id}")
 
 
