@@ -40,6 +40,26 @@ DEVELOPMENT_ONLY = (
 )
 
 
+#: Distributions the Lambda runtime provides (boto3 and what it needs), pulled in by a
+#: dependency (aws-xray-sdk asks for botocore): left out, so the runtime's own boto3 and
+#: botocore load together, and the layer stays within Lambda's 250 MB.
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
+
+
+def drop_runtime_provided(target: Path) -> list[str]:
+    """Remove what the Lambda runtime provides from an installed ``target``."""
+    removed = []
+    for path in sorted(target.iterdir()):
+        name = path.name.removesuffix(".py")
+        project = name.split("-", 1)[0].replace("python_", "")
+        if name in RUNTIME_PROVIDED or (
+            path.suffix == ".dist-info" and project in RUNTIME_PROVIDED
+        ):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed.append(path.name)
+    return removed
+
+
 def is_development_only(relative: str) -> bool:
     """Whether a path inside the package (``local/runtime.py``) stays out of the layer."""
     return any(
@@ -97,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     copy_runtime_package(python)
     if not args.no_deps:
         subprocess.run(pip_install_command(python), check=True)
+        drop_runtime_provided(python)
     return 0
 
 

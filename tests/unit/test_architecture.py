@@ -210,3 +210,28 @@ def imports_of_handler(path: Path) -> Iterator[str]:
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             yield node.module
+
+
+def test_the_layer_leaves_out_what_the_lambda_runtime_provides(tmp_path: Path) -> None:
+    installed = [
+        "botocore",
+        "botocore-1.44.8.dist-info",
+        "python_dateutil-2.9.0.post0.dist-info",
+        "dateutil",
+        "six.py",
+        "six-1.17.0.dist-info",
+        "pydantic",
+        "pydantic-2.14.3.dist-info",
+        "duckdb",
+    ]
+    for name in installed:
+        path = tmp_path / name
+        path.write_text("") if name.endswith(".py") else path.mkdir()
+
+    BUILD.drop_runtime_provided(tmp_path)
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "duckdb",
+        "pydantic",
+        "pydantic-2.14.3.dist-info",
+    ]

@@ -66,8 +66,10 @@ from rostersync.pipeline.snapshot import (
 from rostersync.pipeline.tenant_settings import load_settings
 from rostersync.records import (
     COMMITTED_STATUSES,
+    IDENTITY,
     CommitProgress,
     DirectoryItem,
+    ItemStatus,
     RunStatus,
     RunUpdate,
     utc_now,
@@ -115,18 +117,23 @@ def _link(action: dict[str, Any], run_id: str, at: str) -> dict[str, Any]:
     return link
 
 
-def directory_item(line: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """The directory's view of a snapshot line: the record's fields plus identity."""
-    record = dict(line.get("record") or {})
-    record.pop("status", None)
-    return {
-        **record,
-        "target_id": line["target_id"],
-        "source_system": line["source_system"],
-        "source_id": line["source_id"],
-        "status": line["status"],
-        "run_id": run_id,
-    }
+_IDENTITY = frozenset(IDENTITY)
+
+
+def directory_item(line: dict[str, Any], run_id: str) -> DirectoryItem:
+    """The directory's view of a snapshot line: the record's fields plus identity. Built
+    without validation (``model_construct``): the line is the commit's own, and a million
+    validations would cost the commit seconds."""
+    record = line.get("record") or {}
+    return DirectoryItem.model_construct(
+        target_id=line["target_id"],
+        source_system=line["source_system"],
+        source_id=line["source_id"],
+        status=ItemStatus(line["status"]),
+        run_id=run_id,
+        adhoc=None,
+        fields={k: v for k, v in record.items() if k not in _IDENTITY},
+    )
 
 
 def _added_line(action: dict[str, Any], *, hashed: bool = True) -> dict[str, Any]:
@@ -322,12 +329,12 @@ def _write_adds(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> int
     """Directory items and links of the included *add* actions of one part."""
     at = _now()
     entity = chunk.entity.value
-    items: list[dict[str, Any]] = []
+    items: list[DirectoryItem] = []
     links: list[dict[str, Any]] = []
     written = 0
 
     def flush() -> None:
-        deps.directory.put_many(tenant, entity, map(DirectoryItem.from_flat, items))
+        deps.directory.put_many(tenant, entity, items)
         deps.links.put_many(tenant, entity, links)
         items.clear()
         links.clear()
@@ -376,12 +383,12 @@ def _write_snapshot(
         return 0
 
     at = _now()
-    touched: list[dict[str, Any]] = []
+    touched: list[DirectoryItem] = []
     links: list[dict[str, Any]] = []
 
     def flush(force: bool = False) -> None:
         if force or len(touched) >= _WRITE_BATCH:
-            deps.directory.put_many(tenant, entity.value, map(DirectoryItem.from_flat, touched))
+            deps.directory.put_many(tenant, entity.value, touched)
             touched.clear()
         if force or len(links) >= _WRITE_BATCH:
             deps.links.put_many(tenant, entity.value, links)
