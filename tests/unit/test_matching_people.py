@@ -284,3 +284,34 @@ def test_candidates_come_from_blocks_not_all_pairs():
     result = match_people(people, [replace(p, key=f"t{p.key}") for p in people])
     assert result.candidate_pairs < 10 * len(people)
     assert result.counts() == {"auto": len(people)}
+
+
+def test_a_same_named_app_record_without_a_birth_date_does_not_hold_an_exact_match():
+    # The app has Maya Okafor born BORN and another Maya Okafor without a birth date: the
+    # source agreeing exactly on names and birth date with the first is that child (the
+    # second could only be her too if it were her record twice).
+    source = [person("s1", "Maya", "Okafor", BORN)]
+    target = [person("t1", "Maya", "Okafor", BORN), person("t2", "Maya", "Okafor", None)]
+    decision = decide(source, target)["s1"]
+    assert decision.tier is Tier.AUTO
+    assert decision.target_key == "t1"
+
+
+def test_a_rival_without_a_birth_date_still_holds_a_match_that_is_not_exact():
+    # With a typo in the family name, the record without a birth date is as plausible.
+    source = [person("s1", "Maya", "Okafor", BORN)]
+    target = [person("t1", "Maya", "Okafro", BORN), person("t2", "Maya", "Okafor", None)]
+    decision = decide(source, target)["s1"]
+    assert decision.tier is not Tier.AUTO
+
+
+def test_a_source_without_a_birth_date_is_not_automatic_between_two_same_named_records():
+    source = [person("s1", "Maya", "Okafor", None)]
+    target = [person("t1", "Maya", "Okafor", BORN), person("t2", "Maya", "Okafor", None)]
+    assert decide(source, target)["s1"].tier is not Tier.AUTO
+
+
+def test_two_app_records_agreeing_exactly_leave_the_match_to_an_admin():
+    source = [person("s1", "Maya", "Okafor", BORN)]
+    target = [person("t1", "Maya", "Okafor", BORN), person("t2", "Maya", "Okafor", BORN)]
+    assert decide(source, target)["s1"].tier is Tier.SUGGESTED
