@@ -41,13 +41,20 @@ import resource
 import sys
 import time
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 
 from rostersync.matching.nicknames import are_nicknames
-from rostersync.matching.people import MatchResult, candidate_keys, match_people
+from rostersync.matching.people import (
+    MatchResult,
+    PairOutcome,
+    candidate_keys,
+    explain_pairs,
+    match_people,
+)
 from rostersync.matching.records import PersonRecord
 from rostersync.matching.thresholds import PEOPLE_THRESHOLDS, Thresholds
 from rostersync.models import Tier
@@ -81,6 +88,8 @@ class Quality:
     peak_mb: float = 0.0
     #: (score, right) of every automatic decision, for the threshold sweep.
     auto_scores: list[tuple[float, bool]] = field(default_factory=list)
+    #: True pairs not linked automatically, by what became of them (``explain_pairs``).
+    losses: Counter[str] = field(default_factory=Counter)
 
     def add(
         self,
@@ -113,6 +122,8 @@ class Quality:
                 self.peak_mb = max(self.peak_mb, other.peak_mb)
             elif name == "auto_scores":
                 self.auto_scores.extend(other.auto_scores)
+            elif name == "losses":
+                self.losses.update(other.losses)
             else:
                 setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -124,11 +135,21 @@ class Quality:
             f"{name:<36} {self.sources:>7} {self.matchable:>7} "
             f"{_ratio(self.auto_right, auto):>7} {_ratio(self.auto_right, self.matchable):>7} "
             f"{self.auto_wrong:>5} "
-            f"{_ratio(self.suggested_right, suggested):>7} {suggested:>6} "
+            f"{_ratio(self.suggested_right, suggested):>7} "
+            f"{_ratio(self.suggested_right, self.matchable):>7} {suggested:>6} "
             f"{_ratio(both_right, auto + suggested):>7} {_ratio(both_right, self.matchable):>7} "
             f"{_ratio(self.blocked, self.matchable):>7} {self.pairs:>9,} "
             f"{self.seconds:>6.2f} {self.cpu_seconds:>6.2f} {self.peak_mb:>6.0f}"
         )
+
+    def loss_row(self, name: str) -> str:
+        """The true pairs not linked automatically, by outcome, as shares of the
+        matchable sources."""
+        cells = [
+            f"{self.losses.get(o.value, 0) / self.matchable:>9.4f}" if self.matchable else "-"
+            for o in LOSS_COLUMNS
+        ]
+        return f"{name:<36} " + " ".join(cells)
 
     def sweep(self, name: str) -> str:
         """Automatic recall and wrong matches had ``auto`` been each of ``SWEEP`` (the run
@@ -148,9 +169,32 @@ SWEEP = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 _SWEEP_MARK = "sweep:"
 
 
+#: Marks a report's loss rows (printed in a table of their own).
+_LOSS_MARK = "losses:"
+#: The outcomes of the loss table, in the order the decision applies them.
+LOSS_COLUMNS = tuple(o for o in PairOutcome if o not in (PairOutcome.LINKED, PairOutcome.AUTO))
+_LOSS_LABELS = (
+    "blocking",
+    "twins",
+    "other 1st",
+    "<suggest",
+    "sibling",
+    "initial",
+    "othername",
+    "birthdate",
+    "floor",
+    "<auto",
+    "contested",
+    "runner-up",
+)
+
+
 def _rows(quality: Quality, name: str) -> list[str]:
-    """A data set's table row and its sweep row."""
-    return [quality.row(name), _SWEEP_MARK + quality.sweep(name)]
+    """A data set's table row, its sweep row and its loss row."""
+    rows = [quality.row(name), _SWEEP_MARK + quality.sweep(name)]
+    if quality.matchable:
+        rows.append(_LOSS_MARK + quality.loss_row(name))
+    return rows
 
 
 def _ratio(part: int, whole: int) -> str:
@@ -159,10 +203,10 @@ def _ratio(part: int, whole: int) -> str:
 
 HEADER = (
     f"{'':<36} {'sources':>7} {'match-':>7} {'auto':>7} {'auto':>7} {'auto':>5} "
-    f"{'sugg':>7} {'sugg':>6} {'+sugg':>7} {'+sugg':>7} {'block':>7} {'candidate':>9} "
+    f"{'sugg':>7} {'sugg':>7} {'sugg':>6} {'+sugg':>7} {'+sugg':>7} {'block':>7} {'candidate':>9} "
     f"{'match':>6} {'match':>6} {'peak':>6}\n"
     f"{'':<36} {'':>7} {'able':>7} {'prec':>7} {'recall':>7} {'wrong':>5} "
-    f"{'prec':>7} {'n':>6} {'prec':>7} {'recall':>7} {'recall':>7} {'pairs':>9} "
+    f"{'prec':>7} {'recall':>7} {'n':>6} {'prec':>7} {'recall':>7} {'recall':>7} {'pairs':>9} "
     f"{'s':>6} {'cpu s':>6} {'MB':>6}"
 )
 
@@ -177,7 +221,20 @@ def _match(
     started, cpu_started = time.perf_counter(), time.process_time()
     result = match_people(sources, targets, thresholds=thresholds)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    quality.peak_mb = max(quality.peak_mb, _peak_mb())  # before the explaining below
     quality.add(result, truth, seconds, cpu, candidate_keys(sources, targets))
+    lost = [
+        (source_key, expected)
+        for source_key, expected in truth.items()
+        if expected is not None
+        and not (
+            result.decisions[source_key].tier is Tier.AUTO
+            and result.decisions[source_key].target_key == expected
+        )
+    ]
+    if lost:
+        outcomes = explain_pairs(sources, targets, lost, thresholds=thresholds)
+        quality.losses.update(outcome.value for outcome in outcomes.values())
     return result
 
 
@@ -250,16 +307,13 @@ def febrl_report(data: Path, thresholds: Thresholds) -> list[str]:
             _run_febrl(held, dups, kept, thresholds, same_file=True)
         if name == "FEBRL 2":
             name = f"FEBRL 2 ({quality.sources} dups vs {len(orgs)} orgs)"
-        quality.peak_mb = _peak_mb()
         rows += _rows(quality, name)
         total.merge(quality)
     rows += _rows(total, "FEBRL 1 + 2")
-    held.peak_mb = _peak_mb()
     rows += _rows(held, "held out (odd orgs removed)")
     first_orgs = [r for r in first if r.key.endswith("-org")]
     second_dups = [r for r in second if "-dup-" in r.key]
     _run_febrl(negative, second_dups, first_orgs, thresholds, same_file=False)
-    negative.peak_mb = _peak_mb()
     rows += _rows(negative, "negative control (2's dups vs 1's)")
     return rows
 
@@ -524,7 +578,6 @@ def district_report(students: int, thresholds: Thresholds) -> list[str]:
     district = generate_district(students)
     quality = Quality()
     result = _match(quality, district.sis, district.app, district.truth, thresholds)
-    quality.peak_mb = _peak_mb()
     k = f"{students / 1000:g}k"
     rows = _rows(quality, f"district {k} vs {k}")
     new_matched = sum(
@@ -547,7 +600,6 @@ def negative_district_report(students: int, thresholds: Thresholds) -> list[str]
     quality = Quality()
     truth: dict[str, str | None] = dict.fromkeys(other.truth)
     _match(quality, other.sis, district.app, truth, thresholds)
-    quality.peak_mb = _peak_mb()
     k = f"{students / 1000:g}k"
     return _rows(quality, f"negative control (another {k} district)")
 
@@ -579,11 +631,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(HEADER)
     data = shared_data()
     sweeps: list[str] = []
+    losses: list[str] = []
 
     def show(rows: list[str]) -> None:
         for row in rows:
             if row.startswith(_SWEEP_MARK):
                 sweeps.append(row.removeprefix(_SWEEP_MARK))
+            elif row.startswith(_LOSS_MARK):
+                losses.append(row.removeprefix(_LOSS_MARK))
             else:
                 print(row, flush=True)
 
@@ -598,6 +653,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             show(_in_fresh_process(district_report, size, thresholds))
         show(_in_fresh_process(negative_district_report, args.students, thresholds))
     print("peak MB: the process that generated and matched the data set, generation included")
+    print(
+        "\nwhere the true pairs not linked automatically went (share of matchable sources; "
+        "the first reason in the order the decision applies them):"
+    )
+    print(f"{'':<36} " + " ".join(f"{label:>9}" for label in _LOSS_LABELS))
+    for row in losses:
+        print(row)
     if args.sweep:
         print("\nauto recall / auto wrong had auto been (margin and gates as run):")
         print(f"{'':<36} " + " ".join(f"{t:>11}" for t in SWEEP))

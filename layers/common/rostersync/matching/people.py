@@ -9,19 +9,21 @@ over distinct strings, never over pairs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from types import MappingProxyType
 from typing import NamedTuple
 
 import numpy as np
 
-from rostersync.matching.assign import TIER_AUTO, TIER_SUGGESTED, assign_tiers
+from rostersync.matching.assign import TIER_AUTO, TIER_SUGGESTED, Assignment, assign_tiers
 from rostersync.matching.blocking import candidate_pairs
 from rostersync.matching.encoding import (
     BoolArray,
     FloatArray,
     IntArray,
+    PeopleColumns,
     Vocabularies,
     encode_people,
 )
@@ -249,35 +251,33 @@ def _check_unique_keys(records: Sequence[PersonRecord], side: str) -> None:
         raise ValueError(f"{side} records have duplicate keys")
 
 
-def match_people(
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """Everything one fuzzy match computed, from blocking to tiers."""
+
+    source: PeopleColumns
+    target: PeopleColumns
+    #: The candidate pairs blocking formed (kinds agreeing, rejected pairs left out).
+    candidates: tuple[IntArray, IntArray]
+    #: The candidate pairs read as twins (they compete for nothing).
+    twins: BoolArray
+    si: IntArray  # the pairs scored: the candidates but twins
+    ti: IntArray
+    scored: _Scored
+    gates: BoolArray
+    assignment: Assignment
+
+
+def _run(
     source: Sequence[PersonRecord],
     target: Sequence[PersonRecord],
-    *,
-    thresholds: Thresholds = PEOPLE_THRESHOLDS,
-    exclude_pairs: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
-    fixed: Mapping[str, str] | None = None,
-    examples: Sequence[tuple[PersonRecord, PersonRecord]] = (),
-) -> MatchResult:
-    """Match each source person to at most one target person, one-to-one.
-
-    Scores are match probabilities from a model learned on this very run (see
-    ``rostersync.matching.model``); ``examples`` are (source, target) records known to be
-    the same person (confirmed by an admin, linked by key), and ``fixed`` links whose two
-    records are both given count as examples too.
-
-    ``exclude_pairs``: (source key, target key) pairs an admin rejected; they are never
-    scored, so never suggested again, and do not compete with other pairs. ``fixed``:
-    source key → target key links already made (identity links, key matches); those
-    sources get ``Tier.LINKED`` without being scored and their targets are offered to no
-    one else. People of different kinds are never paired. Keys must be unique per side.
-    """
-    _check_unique_keys(source, "source")
-    _check_unique_keys(target, "target")
-    fixed = dict(fixed or {})
-    taken = set(fixed.values())
-    open_source = [record for record in source if record.key not in fixed]
-    open_target = [record for record in target if record.key not in taken]
-
+    open_source: Sequence[PersonRecord],
+    open_target: Sequence[PersonRecord],
+    fixed: Mapping[str, str],
+    thresholds: Thresholds,
+    exclude_pairs: set[tuple[str, str]] | frozenset[tuple[str, str]],
+    examples: Sequence[tuple[PersonRecord, PersonRecord]],
+) -> _Run:
     vocab = Vocabularies()
     s_side = encode_people(open_source, vocab)
     t_side = encode_people(open_target, vocab)
@@ -312,7 +312,8 @@ def match_people(
     # Twins (the sibling pattern within one grade and school) are different children:
     # the model learned from their pairs, but they compete for nothing, so a new twin is
     # created at once instead of waiting for an admin.
-    distinct = np.flatnonzero(~comparisons.twins)
+    candidates, twins = (si, ti), comparisons.twins
+    distinct = np.flatnonzero(~twins)
     if len(distinct) < len(si):
         si, ti, comparisons = si[distinct], ti[distinct], comparisons.take(distinct)
     scored = _score(model, comparisons)
@@ -331,6 +332,41 @@ def match_people(
         rival_ceiling=thresholds.suggest,
         dominant=dominant,
     )
+    return _Run(s_side, t_side, candidates, twins, si, ti, scored, gates, assignment)
+
+
+def match_people(
+    source: Sequence[PersonRecord],
+    target: Sequence[PersonRecord],
+    *,
+    thresholds: Thresholds = PEOPLE_THRESHOLDS,
+    exclude_pairs: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
+    fixed: Mapping[str, str] | None = None,
+    examples: Sequence[tuple[PersonRecord, PersonRecord]] = (),
+) -> MatchResult:
+    """Match each source person to at most one target person, one-to-one.
+
+    Scores are match probabilities from a model learned on this very run (see
+    ``rostersync.matching.model``); ``examples`` are (source, target) records known to be
+    the same person (confirmed by an admin, linked by key), and ``fixed`` links whose two
+    records are both given count as examples too.
+
+    ``exclude_pairs``: (source key, target key) pairs an admin rejected; they are never
+    scored, so never suggested again, and do not compete with other pairs. ``fixed``:
+    source key → target key links already made (identity links, key matches); those
+    sources get ``Tier.LINKED`` without being scored and their targets are offered to no
+    one else. People of different kinds are never paired. Keys must be unique per side.
+    """
+    _check_unique_keys(source, "source")
+    _check_unique_keys(target, "target")
+    fixed = dict(fixed or {})
+    taken = set(fixed.values())
+    open_source = [record for record in source if record.key not in fixed]
+    open_target = [record for record in target if record.key not in taken]
+
+    run = _run(source, target, open_source, open_target, fixed, thresholds, exclude_pairs, examples)
+    s_side, t_side, si, ti = run.source, run.target, run.si, run.ti
+    scored, assignment = run.scored, run.assignment
     alternatives = _alternatives(si, ti, scored.score, assignment.tier, t_side.keys)
     chosen = assignment.best_pair[assignment.tier != 0]
     evidence_of = dict(zip(chosen.tolist(), _build_evidence(scored, chosen), strict=True))
@@ -374,6 +410,120 @@ def match_people(
         for target_index, source_indexes in sorted(assignment.conflicts.items())
     )
     return MatchResult(MappingProxyType(decisions), conflicts, len(si))
+
+
+class PairOutcome(StrEnum):
+    """What became of one (source, target) pair, and, short of automatic, the first
+    reason why (``explain_pairs``)."""
+
+    LINKED = "linked"
+    AUTO = "auto"
+    NOT_A_CANDIDATE = "not a candidate"  # blocking never formed it (or it was rejected)
+    TWINS = "twins"
+    OTHER_TARGET = "another target first"
+    BELOW_SUGGEST = "below suggest"
+    SIBLING = "gate: sibling pattern"
+    INITIAL = "gate: initial"
+    OTHER_NAME = "gate: another name"
+    BIRTH_DATE = "gate: birth date"
+    FLOOR = "gate: similarity floor"
+    BELOW_AUTO = "below auto"
+    CONTESTED = "contested"
+    RUNNER_UP = "runner-up"
+
+
+def explain_pairs(
+    source: Sequence[PersonRecord],
+    target: Sequence[PersonRecord],
+    pairs: Iterable[tuple[str, str]],
+    *,
+    thresholds: Thresholds = PEOPLE_THRESHOLDS,
+    exclude_pairs: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
+    fixed: Mapping[str, str] | None = None,
+    examples: Sequence[tuple[PersonRecord, PersonRecord]] = (),
+) -> dict[tuple[str, str], PairOutcome]:
+    """Per (source key, target key) pair, what ``match_people`` with the same arguments
+    made of it: automatic, or the first reason it is not, in the order the decision
+    applies them (blocking, twins, the source's best target, the gates, the thresholds,
+    the one-to-one rule, the runner-up). For measuring where true pairs are lost and for
+    answering why a record was not linked."""
+    _check_unique_keys(source, "source")
+    _check_unique_keys(target, "target")
+    fixed = dict(fixed or {})
+    taken = set(fixed.values())
+    open_source = [record for record in source if record.key not in fixed]
+    open_target = [record for record in target if record.key not in taken]
+    run = _run(source, target, open_source, open_target, fixed, thresholds, exclude_pairs, examples)
+    width = max(len(run.target), 1)
+    s_position = {key: i for i, key in enumerate(run.source.keys)}
+    t_position = {key: i for i, key in enumerate(run.target.keys)}
+
+    def lookup(si: IntArray, ti: IntArray) -> tuple[IntArray, IntArray]:
+        codes = si * width + ti
+        order = np.argsort(codes)
+        return codes[order], order
+
+    candidate_codes, candidate_order = lookup(*run.candidates)
+    scored_codes, scored_order = lookup(run.si, run.ti)
+    assignment, comparisons = run.assignment, run.scored.comparisons
+    gate_reasons = _gate_reasons(comparisons, thresholds)
+    out: dict[tuple[str, str], PairOutcome] = {}
+    for pair in pairs:
+        source_key, target_key = pair
+        if fixed.get(source_key) == target_key:
+            out[pair] = PairOutcome.LINKED
+            continue
+        i, j = s_position.get(source_key), t_position.get(target_key)
+        if i is None or j is None:
+            out[pair] = PairOutcome.NOT_A_CANDIDATE
+            continue
+        code = i * width + j
+        at = int(np.searchsorted(scored_codes, code))
+        if at == len(scored_codes) or scored_codes[at] != code:
+            found = int(np.searchsorted(candidate_codes, code))
+            twin = found < len(candidate_codes) and candidate_codes[found] == code
+            out[pair] = (
+                PairOutcome.TWINS
+                if twin and run.twins[candidate_order[found]]
+                else PairOutcome.NOT_A_CANDIDATE
+            )
+            continue
+        k = int(scored_order[at])
+        tier = int(assignment.tier[i])
+        score = float(run.scored.score[k])
+        if int(assignment.best_pair[i]) != k:
+            out[pair] = PairOutcome.OTHER_TARGET
+        elif tier == TIER_AUTO:
+            out[pair] = PairOutcome.AUTO
+        elif score < thresholds.suggest:
+            out[pair] = PairOutcome.BELOW_SUGGEST
+        elif (reason := gate_reasons[k]) is not None:
+            out[pair] = reason
+        elif score < thresholds.auto:
+            out[pair] = PairOutcome.BELOW_AUTO
+        elif j in assignment.conflicts:
+            out[pair] = PairOutcome.CONTESTED
+        else:
+            out[pair] = PairOutcome.RUNNER_UP
+    return out
+
+
+def _gate_reasons(comparisons: Comparisons, thresholds: Thresholds) -> list[PairOutcome | None]:
+    """Per pair, the first of ``auto_gates``' rules it fails (None when it passes)."""
+    levels = comparisons.levels
+    names = levels[:, [GIVEN, FAMILY]]
+    checks = [
+        (comparisons.sibling, PairOutcome.SIBLING),
+        ((names == NAME_INITIAL).any(axis=1), PairOutcome.INITIAL),
+        ((names == NAME_DIFFERENT).any(axis=1), PairOutcome.OTHER_NAME),
+        (np.isin(levels[:, BIRTH], (DATE_YEAR, DATE_DIFFERENT)), PairOutcome.BIRTH_DATE),
+        (~auto_gates(comparisons, thresholds), PairOutcome.FLOOR),
+    ]
+    reasons: list[PairOutcome | None] = [None] * len(comparisons)
+    for failed, reason in reversed(checks):
+        for k in np.flatnonzero(failed).tolist():
+            reasons[k] = reason
+    return reasons
 
 
 def _alternatives(
