@@ -32,7 +32,6 @@ from rostersync.matching.records import PersonRecord
 from rostersync.matching.scoring import (
     BIRTH,
     DATE_DIFFERENT,
-    DATE_EXACT,
     DATE_MONTH_YEAR,
     DATE_ONE_OFF,
     DATE_SWAPPED,
@@ -43,7 +42,6 @@ from rostersync.matching.scoring import (
     GIVEN,
     NAME_DIFFERENT,
     NAME_EQUIVALENT,
-    NAME_EXACT,
     NAME_INITIAL,
     NAME_NICKNAME,
     Comparisons,
@@ -53,7 +51,7 @@ from rostersync.matching.scoring import (
 from rostersync.matching.thresholds import PEOPLE_THRESHOLDS, Thresholds
 from rostersync.models import Tier
 
-#: How far (bits of odds) a pair agreeing exactly on names and birth date must lead its
+#: How far (bits of odds) a pair with names and birth date on both sides must lead its
 #: rivals together for their missing fields not to count (``dominant_pairs``).
 DOMINANCE_BITS = 10.0
 
@@ -579,23 +577,22 @@ def _labelled_comparisons(
 def dominant_pairs(
     comparisons: Comparisons, weight: FloatArray, si: IntArray, ti: IntArray
 ) -> BoolArray:
-    """Per pair: whether it agrees exactly on given name, family name and birth date and
+    """Per pair: whether both sides have given name, family name and birth date, and
     its odds are at least ``2 ** DOMINANCE_BITS`` times those of every other pair of its
     source and of its target together, at their actual weights.
 
     A rival missing a field is otherwise counted at what it could reach had that field
-    agreed. Against a pair agreeing exactly on all three, a rival reaches that only by
-    being a copy of one of the pair's two records (the same child twice, not another
-    child): the same name and birth date again. Counting such rivals at their potential
-    held back, in a generated district of 100,000, one true pair in fifty for an app
-    record of the same name without a birth date. Whether the pair itself is likely
-    enough stays with the ``auto`` threshold."""
+    agreed: the worst case, right when the chosen pair lacks a field too (both are then
+    judged on less than a child's identity). A chosen pair with all three has the evidence
+    a rival lacks; the model's own reading of a missing field (it neither helps nor hurts:
+    averaged over the values it could have, ``m / u`` is one) then says how likely the
+    rival is, and leading it 1,024 to 1 leaves a rival's chance below one in a thousand.
+    Counting such rivals at their potential held back, in a generated district of
+    100,000, one true pair in thirty, mostly for an app record of the same name without
+    a birth date. Whether the pair itself is likely enough stays with ``auto``, and the
+    gates, the margin and the one-to-one rule still apply."""
     levels = comparisons.levels
-    complete = (
-        (levels[:, GIVEN] == NAME_EXACT)
-        & (levels[:, FAMILY] == NAME_EXACT)
-        & (levels[:, BIRTH] == DATE_EXACT)
-    )
+    complete = (levels[:, GIVEN] != 0) & (levels[:, FAMILY] != 0) & (levels[:, BIRTH] != 0)
     if len(weight) == 0:
         return np.zeros(0, dtype=bool)
     # Odds relative to the strongest pair, so that nothing overflows.
