@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from rostersync.matching.people import match_people, score_pair
+from rostersync.matching.people import PairOutcome, explain_pairs, match_people, score_pair
 from rostersync.matching.records import PersonKind, PersonRecord
 from rostersync.matching.thresholds import PEOPLE_THRESHOLDS, Thresholds
 from rostersync.models import Tier
@@ -321,3 +321,47 @@ def test_two_app_records_agreeing_exactly_leave_the_match_to_an_admin():
     source = [person("s1", "Maya", "Okafor", BORN)]
     target = [person("t1", "Maya", "Okafor", BORN), person("t2", "Maya", "Okafor", BORN)]
     assert decide(source, target)["s1"].tier is Tier.SUGGESTED
+
+
+def test_explain_pairs_names_the_first_reason_a_pair_is_not_automatic():
+    # A shared email (a family address) lifts the pairs the gates hold above ``suggest``.
+    def mail(name: str) -> dict[str, str]:
+        return {"email": f"{name}@home.example"}
+
+    source = [
+        person("exact", "Maya", "Okafor", BORN),
+        person("no-date", "Liam", "Brennan", None),
+        person("twin-ish", "Santiago", "Ferlars", BORN, **mail("ferlars")),
+        person("far", "Zoe", "Quill", BORN, **mail("quill")),
+        person("moved", "Ada", "Nwosu", BORN, **mail("ada")),
+        person("linked", "Ben", "Ito", BORN),
+    ]
+    target = [
+        person("t-exact", "Maya", "Okafor", BORN),
+        person("t-no-date", "Liam", "Brennan", date(2012, 1, 2)),
+        person("t-twin", "Charlotte", "Ferlars", BORN, **mail("ferlars")),
+        person("t-far", "Zoe", "Quill", date(2001, 11, 30), **mail("quill")),
+        person("t-moved", "Ada", "Pemberton", BORN, **mail("ada")),
+        person("t-linked", "Ben", "Ito", BORN),
+    ]
+    pairs = [(s.key, t.key) for s, t in zip(source, target, strict=True)]
+    pairs += [("exact", "t-far"), ("exact", "no-such-record")]
+    fixed = {"linked": "t-linked"}
+    outcomes = explain_pairs(source, target, pairs, fixed=fixed)
+    decisions = decide(source, target, fixed=fixed)
+    assert outcomes == {
+        ("exact", "t-exact"): PairOutcome.AUTO,
+        ("no-date", "t-no-date"): PairOutcome.BELOW_AUTO,
+        ("twin-ish", "t-twin"): PairOutcome.SIBLING,
+        ("far", "t-far"): PairOutcome.BIRTH_DATE,
+        ("moved", "t-moved"): PairOutcome.OTHER_NAME,
+        ("linked", "t-linked"): PairOutcome.LINKED,
+        ("exact", "t-far"): PairOutcome.NOT_A_CANDIDATE,
+        ("exact", "no-such-record"): PairOutcome.NOT_A_CANDIDATE,
+    }
+    # The outcomes are the decisions': automatic, suggested (held by a gate or below
+    # ``auto``), linked.
+    assert decisions["exact"].tier is Tier.AUTO
+    for key in ("no-date", "twin-ish", "far", "moved"):
+        assert decisions[key].tier is Tier.SUGGESTED, key
+    assert decisions["linked"].tier is Tier.LINKED
