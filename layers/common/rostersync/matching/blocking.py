@@ -21,9 +21,7 @@ The keys (the source side also emits each with given and family name swapped):
 10. email local part;
 11. family-name token + nickname group: a nickname and a wrong or missing birth date;
 12. family-name token + given-name Soundex: a typo early in the given name ("Laim" for
-    "Liam") and a wrong or missing birth date;
-13. both Soundex codes: a typo in each name and a wrong or missing birth date ("Conor
-    Hilotn" for "Connor Hilton"); common names make blocks beyond the cap, skipped.
+    "Liam") and a wrong or missing birth date.
 """
 
 from __future__ import annotations
@@ -171,13 +169,6 @@ def candidate_pairs(
                 block_key(12, s.given_first, s.family_sound),
             ],
             [block_key(12, t.family_first, t.given_sound)],
-        ),
-        (
-            [
-                block_key(13, s.family_sound, s.given_sound),
-                block_key(13, s.given_sound, s.family_sound),
-            ],
-            [block_key(13, t.family_sound, t.given_sound)],
         ),
     ]
     codes: list[IntArray] = []
