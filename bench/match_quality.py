@@ -47,6 +47,8 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 
+from rapidfuzz.distance import OSA
+
 from rostersync.matching.nicknames import are_nicknames
 from rostersync.matching.people import (
     MatchResult,
@@ -90,6 +92,9 @@ class Quality:
     auto_scores: list[tuple[float, bool]] = field(default_factory=list)
     #: True pairs not linked automatically, by what became of them (``explain_pairs``).
     losses: Counter[str] = field(default_factory=Counter)
+    #: FEBRL only: per corruption class of the true pairs, (count, auto right, suggested
+    #: right).
+    classes: dict[str, list[int]] = field(default_factory=dict)
 
     def add(
         self,
@@ -124,6 +129,10 @@ class Quality:
                 self.auto_scores.extend(other.auto_scores)
             elif name == "losses":
                 self.losses.update(other.losses)
+            elif name == "classes":
+                for label, counts in other.classes.items():
+                    mine = self.classes.setdefault(label, [0, 0, 0])
+                    mine[:] = [a + b for a, b in zip(mine, counts, strict=True)]
             else:
                 setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -187,6 +196,19 @@ _LOSS_LABELS = (
     "contested",
     "runner-up",
 )
+
+
+#: Marks the FEBRL corruption-class rows (printed in a table of their own).
+_CLASS_MARK = "classes:"
+
+
+def _class_rows(quality: Quality) -> list[str]:
+    """Per corruption class of FEBRL's true pairs: count, automatic and automatic +
+    suggested recall."""
+    rows = []
+    for label, (n, auto, suggested) in sorted(quality.classes.items(), key=lambda kv: -kv[1][0]):
+        rows.append(f"{label:<36} {n:>7} {_ratio(auto, n):>7} {_ratio(auto + suggested, n):>7}")
+    return rows
 
 
 def _rows(quality: Quality, name: str) -> list[str]:
@@ -289,7 +311,62 @@ def _run_febrl(
 ) -> None:
     target_of = {_febrl_person(t.key): t.key for t in targets} if same_file else {}
     truth: dict[str, str | None] = {s.key: target_of.get(_febrl_person(s.key)) for s in sources}
-    _match(quality, sources, targets, truth, thresholds)
+    result = _match(quality, sources, targets, truth, thresholds)
+    by_key = {t.key: t for t in targets}
+    for source in sources:
+        expected = truth[source.key]
+        if expected is None:
+            continue
+        decision = result.decisions[source.key]
+        counts = quality.classes.setdefault(febrl_class(source, by_key[expected]), [0, 0, 0])
+        right = decision.target_key == expected
+        counts[0] += 1
+        counts[1] += right and decision.tier is Tier.AUTO
+        counts[2] += right and decision.tier is Tier.SUGGESTED
+
+
+def _field_change(dup: str, org: str) -> str:
+    """How a duplicate's name differs from its original's: "" (equal), "missing", "typo"
+    (one or two keyboard slips) or "replaced"."""
+    if dup == org:
+        return ""
+    if not dup or not org:
+        return "missing"
+    return "typo" if OSA.distance(dup, org) <= 2 else "replaced"
+
+
+def _date_change(dup: date | None, org: date | None) -> str:
+    if dup == org:
+        return ""
+    if dup is None or org is None:
+        return "missing"
+    differing = sum(a != b for a, b in zip(f"{dup:%Y%m%d}", f"{org:%Y%m%d}", strict=True))
+    return "typo" if differing <= 2 else "replaced"
+
+
+def febrl_class(dup: PersonRecord, org: PersonRecord) -> str:
+    """The corruption class of a FEBRL duplicate against its original, on the fields
+    matched (given name, surname, birth date): the one field changed and how, "names
+    swapped", "none" or "two or more"."""
+    given, family = dup.given_name.strip(), dup.family_name.strip()
+    org_given, org_family = org.given_name.strip(), org.family_name.strip()
+    if (given, family) != (org_given, org_family) and (
+        _field_change(given, org_family) in ("", "typo")
+        and _field_change(family, org_given) in ("", "typo")
+    ):
+        return "names swapped"
+    changes = [
+        f"{label} {change}"
+        for label, change in (
+            ("given name", _field_change(given, org_given)),
+            ("surname", _field_change(family, org_family)),
+            ("birth date", _date_change(dup.birth_date, org.birth_date)),
+        )
+        if change
+    ]
+    if not changes:
+        return "none"
+    return changes[0] if len(changes) == 1 else "two or more"
 
 
 def febrl_report(data: Path, thresholds: Thresholds) -> list[str]:
@@ -310,6 +387,7 @@ def febrl_report(data: Path, thresholds: Thresholds) -> list[str]:
         rows += _rows(quality, name)
         total.merge(quality)
     rows += _rows(total, "FEBRL 1 + 2")
+    rows += [_CLASS_MARK + row for row in _class_rows(total)]
     rows += _rows(held, "held out (odd orgs removed)")
     first_orgs = [r for r in first if r.key.endswith("-org")]
     second_dups = [r for r in second if "-dup-" in r.key]
@@ -632,6 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = shared_data()
     sweeps: list[str] = []
     losses: list[str] = []
+    classes: list[str] = []
 
     def show(rows: list[str]) -> None:
         for row in rows:
@@ -639,6 +718,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sweeps.append(row.removeprefix(_SWEEP_MARK))
             elif row.startswith(_LOSS_MARK):
                 losses.append(row.removeprefix(_LOSS_MARK))
+            elif row.startswith(_CLASS_MARK):
+                classes.append(row.removeprefix(_CLASS_MARK))
             else:
                 print(row, flush=True)
 
@@ -660,6 +741,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'':<36} " + " ".join(f"{label:>9}" for label in _LOSS_LABELS))
     for row in losses:
         print(row)
+    if classes:
+        print("\nFEBRL 1 + 2 by how a duplicate differs from its original (names and birth date):")
+        print(f"{'':<36} {'n':>7} {'auto':>7} {'+sugg':>7}")
+        print(f"{'':<36} {'':>7} {'recall':>7} {'recall':>7}")
+        for row in classes:
+            print(row)
     if args.sweep:
         print("\nauto recall / auto wrong had auto been (margin and gates as run):")
         print(f"{'':<36} " + " ".join(f"{t:>11}" for t in SWEEP))
