@@ -188,6 +188,7 @@ _LOSS_LABELS = (
     "other 1st",
     "<suggest",
     "sibling",
+    "no given",
     "initial",
     "othername",
     "birthdate",

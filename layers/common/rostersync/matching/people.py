@@ -43,6 +43,7 @@ from rostersync.matching.scoring import (
     NAME_DIFFERENT,
     NAME_EQUIVALENT,
     NAME_INITIAL,
+    NAME_MISSING,
     NAME_NICKNAME,
     Comparisons,
     compare_pairs,
@@ -421,6 +422,7 @@ class PairOutcome(StrEnum):
     OTHER_TARGET = "another target first"
     BELOW_SUGGEST = "below suggest"
     SIBLING = "gate: sibling pattern"
+    NO_GIVEN = "gate: no given name"
     INITIAL = "gate: initial"
     OTHER_NAME = "gate: another name"
     BIRTH_DATE = "gate: birth date"
@@ -512,6 +514,7 @@ def _gate_reasons(comparisons: Comparisons, thresholds: Thresholds) -> list[Pair
     names = levels[:, [GIVEN, FAMILY]]
     checks = [
         (comparisons.sibling, PairOutcome.SIBLING),
+        (levels[:, GIVEN] == NAME_MISSING, PairOutcome.NO_GIVEN),
         ((names == NAME_INITIAL).any(axis=1), PairOutcome.INITIAL),
         ((names == NAME_DIFFERENT).any(axis=1), PairOutcome.OTHER_NAME),
         (np.isin(levels[:, BIRTH], (DATE_YEAR, DATE_DIFFERENT)), PairOutcome.BIRTH_DATE),
@@ -609,12 +612,16 @@ def auto_gates(comparisons: Comparisons, thresholds: Thresholds) -> BoolArray:
     pattern, same family name and birth date with another given name, is twins; a rare
     given name and a birth date agreeing beside another family name may be a changed
     family name or a coincidence, and only an admin can tell), never birth dates that
-    differ beyond a typo (nothing else, not even an email, outweighs that); and, when a
+    differ beyond a typo (nothing else, not even an email, outweighs that), never a given
+    name missing on either side (twins share their family name, birth date, grade, school
+    and often an email: only the given name tells them apart); and, when a
     tenant sets them, both names at least ``name_floor`` alike and a birth date both sides
-    have at least ``birth_date_floor``. A name missing on one side is no gate: the
-    probability weighs what is left, and a missing field never adds to it."""
+    have at least ``birth_date_floor``. A family name or a birth date missing on one side
+    is no gate: the probability weighs what is left, and a missing field never adds to
+    it."""
     levels, similarity = comparisons.levels, comparisons.similarity
     ok = ~comparisons.sibling
+    ok &= levels[:, GIVEN] != NAME_MISSING
     ok &= (levels[:, GIVEN] != NAME_INITIAL) & (levels[:, FAMILY] != NAME_INITIAL)
     ok &= (levels[:, GIVEN] != NAME_DIFFERENT) & (levels[:, FAMILY] != NAME_DIFFERENT)
     ok &= ~np.isin(levels[:, BIRTH], (DATE_YEAR, DATE_DIFFERENT))
