@@ -4,10 +4,10 @@ For people a score is a match probability (``rostersync.matching.model``). Defau
 ``auto=0.9, suggest=0.2, margin=0.05``; the similarity floors are off (``0``), since the
 model weighs names and birth dates itself and the gates that matter are fixed rules
 (``people.auto_gates``: no initial, no name that is another name outright, no sibling
-pattern, no birth date beyond a typo, no given name missing). An automatic match also needs its runner-up below
-``suggest``. Thresholds are a tenant setting (``TenantSettings.people_thresholds``); these
-are the defaults. Measured with ``bench/match_quality.py`` (FEBRL: names and birth date
-only):
+pattern, no birth date beyond a typo, no given name missing). An automatic match also
+needs its runner-up below ``suggest``. Thresholds are a tenant setting
+(``TenantSettings.people_thresholds``); these are the defaults. Measured with
+``bench/match_quality.py`` (FEBRL: names and birth date only):
 
 =========================================  =========  ===========  ==========  ============
 run                                        auto prec  auto recall  auto wrong  +sugg recall
