@@ -406,8 +406,8 @@ class IdentityMatcher:
                         "alternatives": [],
                     }
                 )
-            # The pairs linked by key are the same person: labelled examples the match
-            # model learns this district's typing habits from.
+            # The pairs linked by key, and those an admin linked, are the same person:
+            # labelled examples the match model learns this district's typing habits from.
             by_key_pool = {c.key: c for c in pool}
             examples = [
                 (p, by_key_pool[keyed[p.key]])
