@@ -41,13 +41,22 @@ import resource
 import sys
 import time
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 
+from rapidfuzz.distance import OSA
+
 from rostersync.matching.nicknames import are_nicknames
-from rostersync.matching.people import MatchResult, candidate_keys, match_people
+from rostersync.matching.people import (
+    MatchResult,
+    PairOutcome,
+    candidate_keys,
+    explain_pairs,
+    match_people,
+)
 from rostersync.matching.records import PersonRecord
 from rostersync.matching.thresholds import PEOPLE_THRESHOLDS, Thresholds
 from rostersync.models import Tier
@@ -81,6 +90,11 @@ class Quality:
     peak_mb: float = 0.0
     #: (score, right) of every automatic decision, for the threshold sweep.
     auto_scores: list[tuple[float, bool]] = field(default_factory=list)
+    #: True pairs not linked automatically, by what became of them (``explain_pairs``).
+    losses: Counter[str] = field(default_factory=Counter)
+    #: FEBRL only: per corruption class of the true pairs, (count, auto right, suggested
+    #: right).
+    classes: dict[str, list[int]] = field(default_factory=dict)
 
     def add(
         self,
@@ -113,6 +127,12 @@ class Quality:
                 self.peak_mb = max(self.peak_mb, other.peak_mb)
             elif name == "auto_scores":
                 self.auto_scores.extend(other.auto_scores)
+            elif name == "losses":
+                self.losses.update(other.losses)
+            elif name == "classes":
+                for label, counts in other.classes.items():
+                    mine = self.classes.setdefault(label, [0, 0, 0])
+                    mine[:] = [a + b for a, b in zip(mine, counts, strict=True)]
             else:
                 setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -124,11 +144,21 @@ class Quality:
             f"{name:<36} {self.sources:>7} {self.matchable:>7} "
             f"{_ratio(self.auto_right, auto):>7} {_ratio(self.auto_right, self.matchable):>7} "
             f"{self.auto_wrong:>5} "
-            f"{_ratio(self.suggested_right, suggested):>7} {suggested:>6} "
+            f"{_ratio(self.suggested_right, suggested):>7} "
+            f"{_ratio(self.suggested_right, self.matchable):>7} {suggested:>6} "
             f"{_ratio(both_right, auto + suggested):>7} {_ratio(both_right, self.matchable):>7} "
             f"{_ratio(self.blocked, self.matchable):>7} {self.pairs:>9,} "
             f"{self.seconds:>6.2f} {self.cpu_seconds:>6.2f} {self.peak_mb:>6.0f}"
         )
+
+    def loss_row(self, name: str) -> str:
+        """The true pairs not linked automatically, by outcome, as shares of the
+        matchable sources."""
+        cells = [
+            f"{self.losses.get(o.value, 0) / self.matchable:>9.4f}" if self.matchable else "-"
+            for o in LOSS_COLUMNS
+        ]
+        return f"{name:<36} " + " ".join(cells)
 
     def sweep(self, name: str) -> str:
         """Automatic recall and wrong matches had ``auto`` been each of ``SWEEP`` (the run
@@ -148,9 +178,46 @@ SWEEP = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 _SWEEP_MARK = "sweep:"
 
 
+#: Marks a report's loss rows (printed in a table of their own).
+_LOSS_MARK = "losses:"
+#: The outcomes of the loss table, in the order the decision applies them.
+LOSS_COLUMNS = tuple(o for o in PairOutcome if o not in (PairOutcome.LINKED, PairOutcome.AUTO))
+_LOSS_LABELS = (
+    "blocking",
+    "twins",
+    "other 1st",
+    "<suggest",
+    "sibling",
+    "no given",
+    "initial",
+    "othername",
+    "birthdate",
+    "floor",
+    "<auto",
+    "contested",
+    "runner-up",
+)
+
+
+#: Marks the FEBRL corruption-class rows (printed in a table of their own).
+_CLASS_MARK = "classes:"
+
+
+def _class_rows(quality: Quality) -> list[str]:
+    """Per corruption class of FEBRL's true pairs: count, automatic and automatic +
+    suggested recall."""
+    rows = []
+    for label, (n, auto, suggested) in sorted(quality.classes.items(), key=lambda kv: -kv[1][0]):
+        rows.append(f"{label:<36} {n:>7} {_ratio(auto, n):>7} {_ratio(auto + suggested, n):>7}")
+    return rows
+
+
 def _rows(quality: Quality, name: str) -> list[str]:
-    """A data set's table row and its sweep row."""
-    return [quality.row(name), _SWEEP_MARK + quality.sweep(name)]
+    """A data set's table row, its sweep row and its loss row."""
+    rows = [quality.row(name), _SWEEP_MARK + quality.sweep(name)]
+    if quality.matchable:
+        rows.append(_LOSS_MARK + quality.loss_row(name))
+    return rows
 
 
 def _ratio(part: int, whole: int) -> str:
@@ -159,10 +226,10 @@ def _ratio(part: int, whole: int) -> str:
 
 HEADER = (
     f"{'':<36} {'sources':>7} {'match-':>7} {'auto':>7} {'auto':>7} {'auto':>5} "
-    f"{'sugg':>7} {'sugg':>6} {'+sugg':>7} {'+sugg':>7} {'block':>7} {'candidate':>9} "
+    f"{'sugg':>7} {'sugg':>7} {'sugg':>6} {'+sugg':>7} {'+sugg':>7} {'block':>7} {'candidate':>9} "
     f"{'match':>6} {'match':>6} {'peak':>6}\n"
     f"{'':<36} {'':>7} {'able':>7} {'prec':>7} {'recall':>7} {'wrong':>5} "
-    f"{'prec':>7} {'n':>6} {'prec':>7} {'recall':>7} {'recall':>7} {'pairs':>9} "
+    f"{'prec':>7} {'recall':>7} {'n':>6} {'prec':>7} {'recall':>7} {'recall':>7} {'pairs':>9} "
     f"{'s':>6} {'cpu s':>6} {'MB':>6}"
 )
 
@@ -177,7 +244,20 @@ def _match(
     started, cpu_started = time.perf_counter(), time.process_time()
     result = match_people(sources, targets, thresholds=thresholds)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    quality.peak_mb = max(quality.peak_mb, _peak_mb())  # before the explaining below
     quality.add(result, truth, seconds, cpu, candidate_keys(sources, targets))
+    lost = [
+        (source_key, expected)
+        for source_key, expected in truth.items()
+        if expected is not None
+        and not (
+            result.decisions[source_key].tier is Tier.AUTO
+            and result.decisions[source_key].target_key == expected
+        )
+    ]
+    if lost:
+        outcomes = explain_pairs(sources, targets, lost, thresholds=thresholds)
+        quality.losses.update(outcome.value for outcome in outcomes.values())
     return result
 
 
@@ -232,7 +312,62 @@ def _run_febrl(
 ) -> None:
     target_of = {_febrl_person(t.key): t.key for t in targets} if same_file else {}
     truth: dict[str, str | None] = {s.key: target_of.get(_febrl_person(s.key)) for s in sources}
-    _match(quality, sources, targets, truth, thresholds)
+    result = _match(quality, sources, targets, truth, thresholds)
+    by_key = {t.key: t for t in targets}
+    for source in sources:
+        expected = truth[source.key]
+        if expected is None:
+            continue
+        decision = result.decisions[source.key]
+        counts = quality.classes.setdefault(febrl_class(source, by_key[expected]), [0, 0, 0])
+        right = decision.target_key == expected
+        counts[0] += 1
+        counts[1] += right and decision.tier is Tier.AUTO
+        counts[2] += right and decision.tier is Tier.SUGGESTED
+
+
+def _field_change(dup: str, org: str) -> str:
+    """How a duplicate's name differs from its original's: "" (equal), "missing", "typo"
+    (one or two keyboard slips) or "replaced"."""
+    if dup == org:
+        return ""
+    if not dup or not org:
+        return "missing"
+    return "typo" if OSA.distance(dup, org) <= 2 else "replaced"
+
+
+def _date_change(dup: date | None, org: date | None) -> str:
+    if dup == org:
+        return ""
+    if dup is None or org is None:
+        return "missing"
+    differing = sum(a != b for a, b in zip(f"{dup:%Y%m%d}", f"{org:%Y%m%d}", strict=True))
+    return "typo" if differing <= 2 else "replaced"
+
+
+def febrl_class(dup: PersonRecord, org: PersonRecord) -> str:
+    """The corruption class of a FEBRL duplicate against its original, on the fields
+    matched (given name, surname, birth date): the one field changed and how, "names
+    swapped", "none" or "two or more"."""
+    given, family = dup.given_name.strip(), dup.family_name.strip()
+    org_given, org_family = org.given_name.strip(), org.family_name.strip()
+    if (given, family) != (org_given, org_family) and (
+        _field_change(given, org_family) in ("", "typo")
+        and _field_change(family, org_given) in ("", "typo")
+    ):
+        return "names swapped"
+    changes = [
+        f"{label} {change}"
+        for label, change in (
+            ("given name", _field_change(given, org_given)),
+            ("surname", _field_change(family, org_family)),
+            ("birth date", _date_change(dup.birth_date, org.birth_date)),
+        )
+        if change
+    ]
+    if not changes:
+        return "none"
+    return changes[0] if len(changes) == 1 else "two or more"
 
 
 def febrl_report(data: Path, thresholds: Thresholds) -> list[str]:
@@ -250,16 +385,14 @@ def febrl_report(data: Path, thresholds: Thresholds) -> list[str]:
             _run_febrl(held, dups, kept, thresholds, same_file=True)
         if name == "FEBRL 2":
             name = f"FEBRL 2 ({quality.sources} dups vs {len(orgs)} orgs)"
-        quality.peak_mb = _peak_mb()
         rows += _rows(quality, name)
         total.merge(quality)
     rows += _rows(total, "FEBRL 1 + 2")
-    held.peak_mb = _peak_mb()
+    rows += [_CLASS_MARK + row for row in _class_rows(total)]
     rows += _rows(held, "held out (odd orgs removed)")
     first_orgs = [r for r in first if r.key.endswith("-org")]
     second_dups = [r for r in second if "-dup-" in r.key]
     _run_febrl(negative, second_dups, first_orgs, thresholds, same_file=False)
-    negative.peak_mb = _peak_mb()
     rows += _rows(negative, "negative control (2's dups vs 1's)")
     return rows
 
@@ -524,7 +657,6 @@ def district_report(students: int, thresholds: Thresholds) -> list[str]:
     district = generate_district(students)
     quality = Quality()
     result = _match(quality, district.sis, district.app, district.truth, thresholds)
-    quality.peak_mb = _peak_mb()
     k = f"{students / 1000:g}k"
     rows = _rows(quality, f"district {k} vs {k}")
     new_matched = sum(
@@ -547,7 +679,6 @@ def negative_district_report(students: int, thresholds: Thresholds) -> list[str]
     quality = Quality()
     truth: dict[str, str | None] = dict.fromkeys(other.truth)
     _match(quality, other.sis, district.app, truth, thresholds)
-    quality.peak_mb = _peak_mb()
     k = f"{students / 1000:g}k"
     return _rows(quality, f"negative control (another {k} district)")
 
@@ -579,11 +710,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(HEADER)
     data = shared_data()
     sweeps: list[str] = []
+    losses: list[str] = []
+    classes: list[str] = []
 
     def show(rows: list[str]) -> None:
         for row in rows:
             if row.startswith(_SWEEP_MARK):
                 sweeps.append(row.removeprefix(_SWEEP_MARK))
+            elif row.startswith(_LOSS_MARK):
+                losses.append(row.removeprefix(_LOSS_MARK))
+            elif row.startswith(_CLASS_MARK):
+                classes.append(row.removeprefix(_CLASS_MARK))
             else:
                 print(row, flush=True)
 
@@ -598,6 +735,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             show(_in_fresh_process(district_report, size, thresholds))
         show(_in_fresh_process(negative_district_report, args.students, thresholds))
     print("peak MB: the process that generated and matched the data set, generation included")
+    print(
+        "\nwhere the true pairs not linked automatically went (share of matchable sources; "
+        "the first reason in the order the decision applies them):"
+    )
+    print(f"{'':<36} " + " ".join(f"{label:>9}" for label in _LOSS_LABELS))
+    for row in losses:
+        print(row)
+    if classes:
+        print("\nFEBRL 1 + 2 by how a duplicate differs from its original (names and birth date):")
+        print(f"{'':<36} {'n':>7} {'auto':>7} {'+sugg':>7}")
+        print(f"{'':<36} {'':>7} {'recall':>7} {'recall':>7}")
+        for row in classes:
+            print(row)
     if args.sweep:
         print("\nauto recall / auto wrong had auto been (margin and gates as run):")
         print(f"{'':<36} " + " ".join(f"{t:>11}" for t in SWEEP))

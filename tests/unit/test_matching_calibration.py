@@ -4,6 +4,7 @@ without the pair's own two values, plausibility of learned m, and twins."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import date, timedelta
 
 import numpy as np
@@ -134,3 +135,20 @@ def test_a_learned_model_finds_the_share_of_sources_with_a_match():
     for f in (GIVEN, FAMILY, BIRTH):
         weights = model.level_weights()[f]
         assert weights[1] > 5 and weights[-1] < -3, FIELDS[f]
+
+
+def test_a_record_without_a_given_name_is_never_linked_automatically_to_a_twin_or_anyone():
+    # The app holds one twin; the SIS sends the other without a given name. Family name,
+    # birth date, grade, school and the family's email agree: only the given name could
+    # tell them apart, so an admin decides.
+    home = "ferlars.family@home.example"
+    pupil = person("t1", "Charlotte", "Ferlars", grade="03", school="Elm", email=home)
+    nameless = person("s1", "", "Ferlars", grade="03", school="Elm", email=home)
+    decision = match_people([nameless], [pupil]).decisions["s1"]
+    assert decision.tier is Tier.SUGGESTED
+    assert decision.target_key == "t1"
+    assert decision.evidence is not None
+    assert "given_name" in decision.evidence.missing
+    # Its given name there, the same record is automatic.
+    named = replace(nameless, given_name="Charlotte")
+    assert match_people([named], [pupil]).decisions["s1"].tier is Tier.AUTO

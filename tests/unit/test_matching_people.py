@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from rostersync.matching.people import match_people, score_pair
+from rostersync.matching.people import PairOutcome, explain_pairs, match_people, score_pair
 from rostersync.matching.records import PersonKind, PersonRecord
 from rostersync.matching.thresholds import PEOPLE_THRESHOLDS, Thresholds
 from rostersync.models import Tier
@@ -284,3 +284,84 @@ def test_candidates_come_from_blocks_not_all_pairs():
     result = match_people(people, [replace(p, key=f"t{p.key}") for p in people])
     assert result.candidate_pairs < 10 * len(people)
     assert result.counts() == {"auto": len(people)}
+
+
+def test_a_same_named_app_record_without_a_birth_date_does_not_hold_an_exact_match():
+    # The app has Maya Okafor born BORN and another Maya Okafor without a birth date: the
+    # source agreeing on names and birth date with the first is that child (the second
+    # could be her only if the first were another child born the same day).
+    source = [person("s1", "Maya", "Okafor", BORN)]
+    target = [person("t1", "Maya", "Okafor", BORN), person("t2", "Maya", "Okafor", None)]
+    decision = decide(source, target)["s1"]
+    assert decision.tier is Tier.AUTO
+    assert decision.target_key == "t1"
+
+
+def test_a_rival_without_a_birth_date_still_holds_a_match_not_far_ahead_of_it():
+    # A birth date one day off leads the same names without a birth date by a few bits,
+    # not the 1,024 to 1 that would make the rival's missing birth date not matter.
+    source = [person("s1", "Maya", "Okafor", BORN)]
+    target = [
+        person("t1", "Maya", "Okafor", date(2015, 3, 5)),
+        person("t2", "Maya", "Okafor", None),
+    ]
+    decision = decide(source, target)["s1"]
+    assert decision.target_key == "t1"
+    assert decision.tier is Tier.SUGGESTED
+    assert decision.runner_up >= PEOPLE_THRESHOLDS.suggest
+
+
+def test_a_source_without_a_birth_date_is_not_automatic_between_two_same_named_records():
+    source = [person("s1", "Maya", "Okafor", None)]
+    target = [person("t1", "Maya", "Okafor", BORN), person("t2", "Maya", "Okafor", None)]
+    assert decide(source, target)["s1"].tier is not Tier.AUTO
+
+
+def test_two_app_records_agreeing_exactly_leave_the_match_to_an_admin():
+    source = [person("s1", "Maya", "Okafor", BORN)]
+    target = [person("t1", "Maya", "Okafor", BORN), person("t2", "Maya", "Okafor", BORN)]
+    assert decide(source, target)["s1"].tier is Tier.SUGGESTED
+
+
+def test_explain_pairs_names_the_first_reason_a_pair_is_not_automatic():
+    # A shared email (a family address) lifts the pairs the gates hold above ``suggest``.
+    def mail(name: str) -> dict[str, str]:
+        return {"email": f"{name}@home.example"}
+
+    source = [
+        person("exact", "Maya", "Okafor", BORN),
+        person("no-date", "Liam", "Brennan", None),
+        person("twin-ish", "Santiago", "Ferlars", BORN, **mail("ferlars")),
+        person("far", "Zoe", "Quill", BORN, **mail("quill")),
+        person("moved", "Ada", "Nwosu", BORN, **mail("ada")),
+        person("linked", "Ben", "Ito", BORN),
+    ]
+    target = [
+        person("t-exact", "Maya", "Okafor", BORN),
+        person("t-no-date", "Liam", "Brennan", date(2012, 1, 2)),
+        person("t-twin", "Charlotte", "Ferlars", BORN, **mail("ferlars")),
+        person("t-far", "Zoe", "Quill", date(2001, 11, 30), **mail("quill")),
+        person("t-moved", "Ada", "Pemberton", BORN, **mail("ada")),
+        person("t-linked", "Ben", "Ito", BORN),
+    ]
+    pairs = [(s.key, t.key) for s, t in zip(source, target, strict=True)]
+    pairs += [("exact", "t-far"), ("exact", "no-such-record")]
+    fixed = {"linked": "t-linked"}
+    outcomes = explain_pairs(source, target, pairs, fixed=fixed)
+    decisions = decide(source, target, fixed=fixed)
+    assert outcomes == {
+        ("exact", "t-exact"): PairOutcome.AUTO,
+        ("no-date", "t-no-date"): PairOutcome.BELOW_AUTO,
+        ("twin-ish", "t-twin"): PairOutcome.SIBLING,
+        ("far", "t-far"): PairOutcome.BIRTH_DATE,
+        ("moved", "t-moved"): PairOutcome.OTHER_NAME,
+        ("linked", "t-linked"): PairOutcome.LINKED,
+        ("exact", "t-far"): PairOutcome.NOT_A_CANDIDATE,
+        ("exact", "no-such-record"): PairOutcome.NOT_A_CANDIDATE,
+    }
+    # The outcomes are the decisions': automatic, suggested (held by a gate or below
+    # ``auto``), linked.
+    assert decisions["exact"].tier is Tier.AUTO
+    for key in ("no-date", "twin-ish", "far", "moved"):
+        assert decisions[key].tier is Tier.SUGGESTED, key
+    assert decisions["linked"].tier is Tier.LINKED

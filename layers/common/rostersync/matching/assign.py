@@ -87,6 +87,39 @@ def best_per_group(
     return sorted_group[first_pos], order[first_pos], second_score
 
 
+def _runner_up(
+    n_sources: int,
+    n_targets: int,
+    source: IntArray,
+    target: IntArray,
+    rival: FloatArray,
+    best_of_source: IntArray,
+    sources: IntArray,
+) -> FloatArray:
+    """Per source in ``sources`` (its best pair at ``best_of_source``): the better of its
+    other candidates and of the other sources' pairs with the same target, by ``rival``."""
+    others = rival.copy()
+    others[best_of_source] = -np.inf
+    source_rival = np.zeros(n_sources, dtype=np.float64)
+    np.maximum.at(source_rival, source, others)
+    # The target's best rival source: its top, or the second when the top is this very
+    # source.
+    targets, top_of_target, second_of_target = best_per_group(target, source, rival)
+    target_top_source = np.full(n_targets, -1, dtype=np.int64)
+    target_top = np.zeros(n_targets, dtype=np.float64)
+    target_second = np.zeros(n_targets, dtype=np.float64)
+    target_top_source[targets] = source[top_of_target]
+    target_top[targets] = rival[top_of_target]
+    target_second[targets] = second_of_target
+    chosen_target = target[best_of_source]
+    competitor = np.where(
+        target_top_source[chosen_target] == sources,
+        target_second[chosen_target],
+        target_top[chosen_target],
+    )
+    return np.asarray(np.maximum(source_rival[sources], competitor), dtype=np.float64)
+
+
 def assign_tiers(
     n_sources: int,
     n_targets: int,
@@ -97,6 +130,7 @@ def assign_tiers(
     thresholds: Thresholds,
     potential: FloatArray | None = None,
     rival_ceiling: float | None = None,
+    dominant: BoolArray | None = None,
 ) -> Assignment:
     """Decide every source's best target and tier from its scored candidate pairs.
 
@@ -116,30 +150,19 @@ def assign_tiers(
     sources, best_of_source, _ = best_per_group(source, target, score)
     best_pair[sources] = best_of_source
 
-    # The source's best rival: the highest potential among its other candidates.
-    others = rival.copy()
-    others[best_of_source] = -np.inf
-    source_rival = np.zeros(n_sources, dtype=np.float64)
-    np.maximum.at(source_rival, source, others)
-
-    # The target's best rival source: its top potential, or the second when the top is
-    # this very source.
-    targets, top_of_target, second_of_target = best_per_group(target, source, rival)
-    target_top_source = np.full(n_targets, -1, dtype=np.int64)
-    target_top = np.zeros(n_targets, dtype=np.float64)
-    target_second = np.zeros(n_targets, dtype=np.float64)
-    target_top_source[targets] = source[top_of_target]
-    target_top[targets] = rival[top_of_target]
-    target_second[targets] = second_of_target
-
     chosen_target = target[best_of_source]
     chosen_score = score[best_of_source]
-    competitor = np.where(
-        target_top_source[chosen_target] == sources,
-        target_second[chosen_target],
-        target_top[chosen_target],
+    runner_up[sources] = _runner_up(
+        n_sources, n_targets, source, target, rival, best_of_source, sources
     )
-    runner_up[sources] = np.maximum(source_rival[sources], competitor)
+    plain = np.zeros(len(sources), dtype=bool)
+    if dominant is not None:
+        plain = dominant[best_of_source]
+        if plain.any() and potential is not None:
+            actual = _runner_up(
+                n_sources, n_targets, source, target, score, best_of_source, sources
+            )
+            runner_up[sources[plain]] = actual[plain]
 
     wanting = chosen_score >= thresholds.suggest
     wanted_by = np.bincount(chosen_target[wanting], minlength=n_targets)
@@ -153,7 +176,7 @@ def assign_tiers(
         & auto_ok[best_of_source]
     )
     if rival_ceiling is not None:
-        auto &= runner_up[sources] < rival_ceiling
+        auto &= (runner_up[sources] < rival_ceiling) | plain
     tier[sources[wanting]] = TIER_SUGGESTED
     tier[sources[auto]] = TIER_AUTO
 

@@ -98,6 +98,9 @@ SWAP_PENALTY: Final[float] = 2.0
 #: and birth date, any family name, any school") and learn that a family name or a school
 #: tells nothing; such a field keeps its default ``m`` instead.
 M_EXACT_MIN: Final[float] = 0.5
+#: Labelled pairs (key links, admins' confirmed links) having a field that overrule
+#: ``M_EXACT_MIN`` for it when most of them disagree on it.
+LABELLED_TRUSTED: Final[int] = 20
 _FLOOR = 1e-6
 _TF_FIELDS = (GIVEN, FAMILY, BIRTH)
 
@@ -265,10 +268,20 @@ def _smoothed(counts: FloatArray, default: FloatArray, pseudo: float) -> FloatAr
     return out
 
 
-def _plausible(m: FloatArray, default: FloatArray) -> FloatArray:
+def _plausible(m: FloatArray, default: FloatArray, labelled: FloatArray | None) -> FloatArray:
     """``m`` as learned, or ``default`` when it puts less than ``M_EXACT_MIN`` on exact
-    agreement (see ``M_EXACT_MIN``)."""
-    return m if m[1] >= M_EXACT_MIN else default
+    agreement (see ``M_EXACT_MIN``), unless the labelled pairs (``labelled``: their level
+    counts) say so themselves: at least ``LABELLED_TRUSTED`` of them have the field and
+    fewer than ``M_EXACT_MIN`` of those agree exactly. Known matches are no coincidences:
+    a district whose app holds birth months only, or parents' emails where the SIS has
+    the children's, teaches the model that through the links its admins confirmed."""
+    if m[1] >= M_EXACT_MIN:
+        return m
+    if labelled is not None:
+        present = float(labelled[1:].sum())
+        if present >= LABELLED_TRUSTED and labelled[1] < M_EXACT_MIN * present:
+            return m
+    return default
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,7 +397,7 @@ def train(
     m = [
         default_m[f]
         if counts is None
-        else _plausible(_smoothed(counts, default_m[f], M_PSEUDO), default_m[f])
+        else _plausible(_smoothed(counts, default_m[f], M_PSEUDO), default_m[f], counts)
         for f, counts in enumerate(labelled_counts)
     ]
     n_sources = max(len(source), 1)
@@ -412,7 +425,7 @@ def train(
             extra = labelled_counts[f]
             if extra is not None:
                 counts = counts + extra
-            m.append(_plausible(_smoothed(counts, default_m[f], M_PSEUDO), default_m[f]))
+            m.append(_plausible(_smoothed(counts, default_m[f], M_PSEUDO), default_m[f], extra))
         # The share of sources with a match, smoothed towards one half for tiny runs.
         found = float(np.clip(posterior.sum(), 0.0, n_sources))
         match_rate = float(np.clip((found + 0.5 * 20) / (n_sources + 20), 0.01, 0.99))

@@ -4,19 +4,19 @@ For people a score is a match probability (``rostersync.matching.model``). Defau
 ``auto=0.9, suggest=0.2, margin=0.05``; the similarity floors are off (``0``), since the
 model weighs names and birth dates itself and the gates that matter are fixed rules
 (``people.auto_gates``: no initial, no name that is another name outright, no sibling
-pattern, no birth date beyond a typo). An automatic match also needs its runner-up below
-``suggest``. Thresholds are a tenant setting (``TenantSettings.people_thresholds``); these
-are the defaults. Measured with ``bench/match_quality.py`` (FEBRL: names and birth date
-only):
+pattern, no birth date beyond a typo, no given name missing). An automatic match also
+needs its runner-up below ``suggest``. Thresholds are a tenant setting
+(``TenantSettings.people_thresholds``); these are the defaults. Measured with
+``bench/match_quality.py`` (FEBRL: names and birth date only):
 
 =========================================  =========  ===========  ==========  ============
 run                                        auto prec  auto recall  auto wrong  +sugg recall
 =========================================  =========  ===========  ==========  ============
-FEBRL 1 + 2, 1,500 dups vs their orgs      1.0000     0.779        0 of 1,169  0.945
-FEBRL, odd-numbered orgs held out          1.0000     0.782 (743)  0           0.944
+FEBRL 1 + 2, 1,500 dups vs their orgs      1.0000     0.756        0 of 1,134  0.945
+FEBRL, odd-numbered orgs held out          1.0000     0.743 (743)  0           0.944
 FEBRL 2 dups vs FEBRL 1 orgs               -          -            0           -
-generated district 10k vs 10k              1.0000     0.987        0 of 9,378  0.996
-generated district 100k vs 100k            1.0000     0.963        0 of 91k    0.995
+generated district 10k vs 10k              1.0000     0.990        0 of 9,403  0.996
+generated district 100k vs 100k            1.0000     0.977        0 of 92.8k  0.995
 another 100k district's SIS vs the app     -          -            0           -
 =========================================  =========  ===========  ==========  ============
 
@@ -24,11 +24,13 @@ another 100k district's SIS vs the app     -          -            0           -
 the last set 0.85 lets two coincidences through (the same full name and birth date in two
 unrelated districts, or a double family name's one half), 0.9 none; every labelled set
 has no wrong automatic match down to 0.5. FEBRL's automatic recall is bounded by its
-corruption model and by the rules a school needs: 6% of its duplicates have their given
-name replaced beside an equal family name and birth date (in a school, twins), about 4% a
-family name replaced, 3% a birth date far off, 3% share no name evidence with their
-original at all (blocking recall 0.971), and others lack a birth date, which with names
-alone rarely reaches 0.9 against the 10,000 people a match is weighed against.
+corruption model and by the rules a school needs (``docs/matching.md`` has the table the
+benchmark prints): 6.5% of its duplicates have their given name replaced beside an equal
+family name and birth date (in a school, twins), 3.1% no given name on one side or both
+(in a school, either twin), 5% a name replaced otherwise, 2% a birth
+date far off, 2.9% share no name evidence with their original at all (blocking recall
+0.971), and 2% lack a birth date, which with names alone rarely reaches 0.9 against the
+10,000 people a match is weighed against. At ``auto=0.5`` FEBRL reaches 0.771.
 """
 
 from __future__ import annotations

@@ -105,6 +105,26 @@ def source_person(
     )
 
 
+def confirmed_examples(
+    confirmed: list[tuple[dict[str, Any], str]],
+    app_people: list[dict[str, Any]],
+    birth: dict[str, date],
+    schools: dict[str, str],
+) -> list[tuple[PersonRecord, PersonRecord]]:
+    """The (source, app) records of the links an admin made (confirmed or manual, in this
+    run or an earlier one; ``confirmed``: canonical source user, app id): labelled
+    examples of the district's own typing habits for the match model. Links to records
+    the app does not hold are left out."""
+    app_by_id = {p["app_id"]: p for p in app_people if p.get("kind") != "class"}
+    out = []
+    for record, target in confirmed:
+        app = app_by_id.get(target)
+        person = source_person(record, birth, schools) if app is not None else None
+        if app is not None and person is not None:
+            out.append((person, app_person(app)))
+    return out
+
+
 def app_person(record: dict[str, Any]) -> PersonRecord:
     return PersonRecord(
         key=record["app_id"],
@@ -306,12 +326,16 @@ class IdentityMatcher:
         targets_of: dict[str, str] = {}
         unlinked: list[dict[str, Any]] = []
         present: set[str] = set()
+        #: Source records an admin linked (confirmed or manual, this run or before).
+        confirmed: list[tuple[dict[str, Any], str]] = []
         system = self.source_system
         for record in self._normalized(entity):
             system, source_id = record["source_system"], record["source_id"]
             present.add(source_id)
             link = index.get((system, source_id))
             manual = self.manual.get((entity.value, source_id))
+            if manual is not None:
+                confirmed.append((record, manual))
             if manual is not None and (link is None or link.target_id != manual):
                 self.decided[entity][source_id] = MatchDecision(
                     system, source_id, manual, Tier.MANUAL, 1.0
@@ -335,6 +359,7 @@ class IdentityMatcher:
             for record in unlinked
             if (person := source_person(record, birth, schools)) is not None
         ]
+        taught = confirmed_examples(confirmed, app_people, birth, schools)
         orphans = self._orphans(entity, present, schools)
         orphan_keys = {o.key for o in orphans}
         # An orphan's app record is free to be claimed by the source id that replaced it;
@@ -381,14 +406,14 @@ class IdentityMatcher:
                         "alternatives": [],
                     }
                 )
-            # The pairs linked by key are the same person: labelled examples the match
-            # model learns this district's typing habits from.
+            # The pairs linked by key, and those an admin linked, are the same person:
+            # labelled examples the match model learns this district's typing habits from.
             by_key_pool = {c.key: c for c in pool}
             examples = [
                 (p, by_key_pool[keyed[p.key]])
                 for p in sources
                 if p.key in keyed and keyed[p.key] in by_key_pool
-            ]
+            ] + [(s, t) for s, t in taught if s.kind == kind]
             rest = [p for p in sources if p.key not in keyed]
             pool = [c for c in pool if c.key not in taken]
             if not rest:
