@@ -52,6 +52,8 @@ class DiffRow(NamedTuple):
     #: The baseline record holding the decided app id (for a source id seen anew).
     owner_system: str | None
     owner_id: str | None
+    #: Another record of the run has the same app id (decided in order: a merge).
+    shared: bool
 
 
 class AbsentRow(NamedTuple):
@@ -122,7 +124,8 @@ SELECT
 # not know, the baseline record already holding its app id (a re-issued id).
 _ROWS = """
 WITH shared AS (SELECT t FROM d WHERE t IS NOT NULL GROUP BY t HAVING count(*) > 1)
-SELECT n.line, n.s, n.i, n.st, n.h, d.t, d.tier, d.score, b.t, b.st, b.h, o.s, o.i
+SELECT n.line, n.s, n.i, n.st, n.h, d.t, d.tier, d.score, b.t, b.st, b.h, o.s, o.i,
+       shared.t IS NOT NULL
 FROM n
 JOIN d USING (s, i)
 LEFT JOIN b USING (s, i)

@@ -181,16 +181,25 @@ class EntityStager:
         base: BaselineEntry | None,
         owner_of: Callable[[str], tuple[str, str] | None],
         record_of: Callable[[], dict[str, Any]],
+        *,
+        tracked: bool = True,
     ) -> Action | None:
         """What one record of the run comes to: an add (returned), a change waiting for
-        its *before* side (``pending``), an explicit archive, a re-link, or nothing."""
-        self.seen.add(key)
+        its *before* side (``pending``), an explicit archive, a re-link, or nothing.
+
+        ``tracked``: the record is kept among those seen and its app id among those
+        taken. The columnar diff knows which app ids two records share and reads the
+        absent records itself: it tracks only those, so a first sync of millions of
+        records holds no set of them all."""
+        if tracked:
+            self.seen.add(key)
         if target_id is None:
             return None  # held for an admin's decision: no change this run
-        if target_id in self.targets:
-            self.result.merged += 1  # a second source record for one app record
-            return None
-        self.targets.add(target_id)
+        if tracked:
+            if target_id in self.targets:
+                self.result.merged += 1  # a second source record for one app record
+                return None
+            self.targets.add(target_id)
         deleted = status == SourceStatus.TOBEDELETED.value
         if base is None and not deleted and Tier(tier_name) in RELINK_TIERS:
             owner = owner_of(target_id)
@@ -285,6 +294,7 @@ class EntityStager:
                 base,
                 partial(_known_owner, owner),
                 partial(orjson.loads, raw),
+                tracked=row.shared,
             )
             if action is not None:
                 yield action
