@@ -183,6 +183,7 @@ class EntityStager:
         record_of: Callable[[], dict[str, Any]],
         *,
         tracked: bool = True,
+        added_record: Callable[[], Any] | None = None,
     ) -> Action | None:
         """What one record of the run comes to: an add (returned), a change waiting for
         its *before* side (``pending``), an explicit archive, a re-link, or nothing.
@@ -190,7 +191,9 @@ class EntityStager:
         ``tracked``: the record is kept among those seen and its app id among those
         taken. The columnar diff knows which app ids two records share and reads the
         absent records itself: it tracks only those, so a first sync of millions of
-        records holds no set of them all."""
+        records holds no set of them all. ``added_record``: the record an add carries,
+        if not ``record_of()`` (the columnar path passes the normalized line as it is,
+        an ``orjson.Fragment``: written into the change file without a parse)."""
         if tracked:
             self.seen.add(key)
         if target_id is None:
@@ -212,7 +215,12 @@ class EntityStager:
                 return None
             self.result.counts["add"] += 1
             return make_action(
-                self.entity, "add", *key, target_id, tier=tier_name, record=record_of()
+                self.entity,
+                "add",
+                *key,
+                target_id,
+                tier=tier_name,
+                record=(added_record or record_of)(),
             )
         if base.status == ARCHIVED:
             if not deleted:
@@ -295,6 +303,7 @@ class EntityStager:
                 partial(_known_owner, owner),
                 partial(orjson.loads, raw),
                 tracked=row.shared,
+                added_record=partial(orjson.Fragment, raw),
             )
             if action is not None:
                 yield action
