@@ -54,3 +54,33 @@ def test_a_database_made_with_the_clustered_layout_keeps_working(tmp_path: Path)
     database = Database(path)
     _round_trip(database)
     assert "items_key" not in _indexes(path), "no second index beside its primary key"
+
+
+def test_a_filtered_count_is_remembered_until_any_process_writes(tmp_path: Path) -> None:
+    """A list's total is counted once while nothing changes, and counted again after a
+    write through any connection to the file (another process included)."""
+    path = tmp_path / "store.sqlite3"
+    reader, writer = Database(path), Database(path)  # two handles: as two processes
+    table = ItemTable(reader, "directory")
+    table.put_many(("t#users", f"id-{n:03d}", {"role": "student"}) for n in range(5))
+
+    def students() -> int:
+        _, total = table.select("t#users", {"role": ["student"]}, {}, 0, 2)
+        return total
+
+    before = reader.generation()
+    assert students() == 5
+    # The rows change behind the count's back (no write transaction): still 5, remembered.
+    with sqlite3.connect(path) as raw:
+        raw.execute("DELETE FROM items WHERE sk IN ('id-000', 'id-001')")
+    assert students() == 5
+    assert reader.generation() == before
+
+    ItemTable(writer, "directory").put("t#users", "id-100", {"role": "student"})
+
+    assert reader.generation() > before
+    assert students() == 4  # 3 left by the raw delete, and the new one: counted again
+    ItemTable(writer, "directory").put("t#users", "id-101", {"role": "teacher"})
+    assert students() == 4
+    ItemTable(writer, "directory").put("t#users", "id-102", {"role": "student"})
+    assert students() == 5

@@ -57,7 +57,18 @@ CREATE TABLE IF NOT EXISTS objects (
     content_type TEXT NOT NULL,
     PRIMARY KEY (bucket, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS generation (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    n INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO generation (id, n) VALUES (0, 0);
 """
+#: Every write transaction bumps the database's generation (one row), so a reader can
+#: tell whether anything changed since it last looked, whichever process wrote.
+_BUMP = "UPDATE generation SET n = n + 1 WHERE id = 0"
+#: Filtered counts remembered per database (a page of a filtered list counts every
+#: match; paging through it, or asking again, need not count again while nothing changed).
+_COUNTS_KEPT = 256
 
 
 _ITEMS_KEY = "CREATE UNIQUE INDEX IF NOT EXISTS items_key ON items (tbl, pk, sk)"
@@ -107,6 +118,8 @@ class Database:
         self.path = path
         self._local = threading.local()
         self._writer = _writer_lock(path)
+        self._counts: dict[tuple[Any, ...], tuple[int, int]] = {}
+        self._counts_lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._guard(self._create_schema)
 
@@ -158,6 +171,7 @@ class Database:
                 connection.execute("BEGIN IMMEDIATE")
                 try:
                     yield connection
+                    connection.execute(_BUMP)
                 except BaseException:
                     connection.execute("ROLLBACK")
                     raise
@@ -165,6 +179,26 @@ class Database:
             finally:
                 if bulk:
                     connection.execute("PRAGMA synchronous=FULL")
+
+    def generation(self) -> int:
+        """How many write transactions the database has committed (any process)."""
+        row = self.connection().execute("SELECT n FROM generation WHERE id = 0").fetchone()
+        return int(row[0])
+
+    def count(self, sql: str, params: Sequence[Any]) -> int:
+        """``SELECT count(*) ...``, remembered until the next write to the database."""
+        key = (sql, *params)
+        generation = self.generation()
+        with self._counts_lock:
+            kept = self._counts.get(key)
+        if kept is not None and kept[0] == generation:
+            return kept[1]
+        total = int(self.connection().execute(sql, params).fetchone()[0])
+        with self._counts_lock:
+            if len(self._counts) >= _COUNTS_KEPT:
+                self._counts.pop(next(iter(self._counts)))
+            self._counts[key] = (generation, total)
+        return total
 
     def _guard(self, call: Callable[[], T]) -> T:
         try:
@@ -269,9 +303,7 @@ class ItemTable:
 
         def read() -> tuple[list[dict[str, Any]], int]:
             connection = self.database.connection()
-            total = connection.execute(
-                f"SELECT count(*) FROM items WHERE {clause}", params
-            ).fetchone()[0]
+            total = self.database.count(f"SELECT count(*) FROM items WHERE {clause}", params)
             rows = connection.execute(
                 f"SELECT body FROM items WHERE {clause} ORDER BY sk LIMIT ? OFFSET ?",
                 [*params, limit, offset],
