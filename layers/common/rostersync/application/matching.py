@@ -176,13 +176,21 @@ def import_app_records(deps: Deps, tenant: str, csv_text: str, who: str) -> dict
     }
 
 
-def _directory_person(record: dict[str, Any]) -> DirectoryItem:
+def _app_item(record: dict[str, Any], fields: dict[str, Any]) -> DirectoryItem:
+    """The directory item of a record the app holds alone (source system ``app``)."""
     return DirectoryItem(
         target_id=record["app_id"],
         source_system=APP_SYSTEM,
         source_id=record["app_id"],
         status=ItemStatus.ACTIVE,
-        fields={
+        fields=fields,
+    )
+
+
+def _directory_person(record: dict[str, Any]) -> DirectoryItem:
+    return _app_item(
+        record,
+        {
             "role": KIND_ROLE[record["kind"]],
             "given_name": record.get("given_name"),
             "family_name": record.get("family_name"),
@@ -194,12 +202,9 @@ def _directory_person(record: dict[str, Any]) -> DirectoryItem:
 
 
 def _directory_class(record: dict[str, Any]) -> DirectoryItem:
-    return DirectoryItem(
-        target_id=record["app_id"],
-        source_system=APP_SYSTEM,
-        source_id=record["app_id"],
-        status=ItemStatus.ACTIVE,
-        fields={
+    return _app_item(
+        record,
+        {
             "title": record.get("title"),
             "class_code": record.get("class_code"),
             "subjects": [record["subject"]] if record.get("subject") else [],

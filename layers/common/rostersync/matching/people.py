@@ -270,13 +270,17 @@ class _Run:
 def _run(
     source: Sequence[PersonRecord],
     target: Sequence[PersonRecord],
-    open_source: Sequence[PersonRecord],
-    open_target: Sequence[PersonRecord],
     fixed: Mapping[str, str],
     thresholds: Thresholds,
     exclude_pairs: set[tuple[str, str]] | frozenset[tuple[str, str]],
     examples: Sequence[tuple[PersonRecord, PersonRecord]],
 ) -> _Run:
+    """Score and assign the people not linked already (``fixed``: source → target)."""
+    _check_unique_keys(source, "source")
+    _check_unique_keys(target, "target")
+    taken = set(fixed.values())
+    open_source = [record for record in source if record.key not in fixed]
+    open_target = [record for record in target if record.key not in taken]
     vocab = Vocabularies()
     s_side = encode_people(open_source, vocab)
     t_side = encode_people(open_target, vocab)
@@ -356,14 +360,8 @@ def match_people(
     sources get ``Tier.LINKED`` without being scored and their targets are offered to no
     one else. People of different kinds are never paired. Keys must be unique per side.
     """
-    _check_unique_keys(source, "source")
-    _check_unique_keys(target, "target")
     fixed = dict(fixed or {})
-    taken = set(fixed.values())
-    open_source = [record for record in source if record.key not in fixed]
-    open_target = [record for record in target if record.key not in taken]
-
-    run = _run(source, target, open_source, open_target, fixed, thresholds, exclude_pairs, examples)
+    run = _run(source, target, fixed, thresholds, exclude_pairs, examples)
     s_side, t_side, si, ti = run.source, run.target, run.si, run.ti
     scored, assignment = run.scored, run.assignment
     alternatives = _alternatives(si, ti, scored.score, assignment.tier, t_side.keys)
@@ -447,13 +445,8 @@ def explain_pairs(
     applies them (blocking, twins, the source's best target, the gates, the thresholds,
     the one-to-one rule, the runner-up). For measuring where true pairs are lost and for
     answering why a record was not linked."""
-    _check_unique_keys(source, "source")
-    _check_unique_keys(target, "target")
     fixed = dict(fixed or {})
-    taken = set(fixed.values())
-    open_source = [record for record in source if record.key not in fixed]
-    open_target = [record for record in target if record.key not in taken]
-    run = _run(source, target, open_source, open_target, fixed, thresholds, exclude_pairs, examples)
+    run = _run(source, target, fixed, thresholds, exclude_pairs, examples)
     width = max(len(run.target), 1)
     s_position = {key: i for i, key in enumerate(run.source.keys)}
     t_position = {key: i for i, key in enumerate(run.target.keys)}
