@@ -84,3 +84,26 @@ def test_a_filtered_count_is_remembered_until_any_process_writes(tmp_path: Path)
     assert students() == 4
     ItemTable(writer, "directory").put("t#users", "id-102", {"role": "student"})
     assert students() == 5
+
+
+def test_pages_far_into_a_filtered_list_are_the_rows_at_their_offsets(tmp_path: Path) -> None:
+    database = Database(tmp_path / "store.sqlite3")
+    table = ItemTable(database, "directory")
+    rows = [(f"id-{n:05d}", "student" if n % 3 else "teacher") for n in range(2_600)]
+    table.put_many(("t#users", sk, {"role": role, "n": sk}) for sk, role in rows)
+    students = [sk for sk, role in rows if role == "student"]
+
+    def page(offset: int, limit: int) -> tuple[list[str], int]:
+        found, total = table.select("t#users", {"role": ["student"]}, {}, offset, limit)
+        return [item["n"] for item in found], total
+
+    for offset in (0, 999, 1_000, 1_001, 1_700, len(students) - 3, len(students), 5_000):
+        assert page(offset, 25) == (students[offset : offset + 25], len(students)), offset
+
+    # A write moves the rows: the pages follow it.
+    table.put_many(
+        ("t#users", f"id-0000{n}a", {"role": "student", "n": f"id-0000{n}a"}) for n in range(3)
+    )
+    students = sorted([*students, "id-00000a", "id-00001a", "id-00002a"])
+    for offset in (0, 1_000, 1_500):
+        assert page(offset, 10) == (students[offset : offset + 10], len(students)), offset

@@ -69,6 +69,8 @@ _BUMP = "UPDATE generation SET n = n + 1 WHERE id = 0"
 #: Filtered counts remembered per database (a page of a filtered list counts every
 #: match; paging through it, or asking again, need not count again while nothing changed).
 _COUNTS_KEPT = 256
+#: Rows between two remembered sort keys of a filtered list.
+MARK_EVERY = 1_000
 
 
 _ITEMS_KEY = "CREATE UNIQUE INDEX IF NOT EXISTS items_key ON items (tbl, pk, sk)"
@@ -118,7 +120,7 @@ class Database:
         self.path = path
         self._local = threading.local()
         self._writer = _writer_lock(path)
-        self._counts: dict[tuple[Any, ...], tuple[int, int]] = {}
+        self._counts: dict[tuple[Any, ...], tuple[int, int, list[str]]] = {}
         self._counts_lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._guard(self._create_schema)
@@ -185,20 +187,27 @@ class Database:
         row = self.connection().execute("SELECT n FROM generation WHERE id = 0").fetchone()
         return int(row[0])
 
-    def count(self, sql: str, params: Sequence[Any]) -> int:
-        """``SELECT count(*) ...``, remembered until the next write to the database."""
+    def marks(self, sql: str, params: Sequence[Any]) -> tuple[int, list[str]]:
+        """For ``SELECT sk ... ORDER BY sk``: how many rows match, and the sort key of
+        every ``MARK_EVERY``-th (0, 1000, 2000, ...), remembered until the next write to
+        the database: a page far into a filtered list seeks to the mark before it and
+        skips at most ``MARK_EVERY`` rows, and its total is not counted again."""
         key = (sql, *params)
         generation = self.generation()
         with self._counts_lock:
             kept = self._counts.get(key)
         if kept is not None and kept[0] == generation:
-            return kept[1]
-        total = int(self.connection().execute(sql, params).fetchone()[0])
+            return kept[1], kept[2]
+        total, marks = 0, []
+        for (sk,) in self.connection().execute(sql, params):
+            if total % MARK_EVERY == 0:
+                marks.append(str(sk))
+            total += 1
         with self._counts_lock:
             if len(self._counts) >= _COUNTS_KEPT:
                 self._counts.pop(next(iter(self._counts)))
-            self._counts[key] = (generation, total)
-        return total
+            self._counts[key] = (generation, total, marks)
+        return total, marks
 
     def _guard(self, call: Callable[[], T]) -> T:
         try:
@@ -303,12 +312,17 @@ class ItemTable:
 
         def read() -> tuple[list[dict[str, Any]], int]:
             connection = self.database.connection()
-            total = self.database.count(f"SELECT count(*) FROM items WHERE {clause}", params)
+            total, marks = self.database.marks(
+                f"SELECT sk FROM items WHERE {clause} ORDER BY sk", params
+            )
+            if offset >= total or limit <= 0:
+                return [], total
+            mark = offset // MARK_EVERY
             rows = connection.execute(
-                f"SELECT body FROM items WHERE {clause} ORDER BY sk LIMIT ? OFFSET ?",
-                [*params, limit, offset],
+                f"SELECT body FROM items WHERE {clause} AND sk >= ? ORDER BY sk LIMIT ? OFFSET ?",
+                [*params, marks[mark], limit, offset - mark * MARK_EVERY],
             ).fetchall()
-            return [decode(row[0]) for row in rows], int(total)
+            return [decode(row[0]) for row in rows], total
 
         return self.database.run(read)
 
