@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rostersync.storage.local.database import Database, ItemTable
+from rostersync.storage.local.database import PAGE_SIZE, Database, ItemTable
 
 #: The items table as state directories made before the current layout hold it.
 _CLUSTERED = """
@@ -107,3 +107,20 @@ def test_pages_far_into_a_filtered_list_are_the_rows_at_their_offsets(tmp_path: 
     students = sorted([*students, "id-00000a", "id-00001a", "id-00002a"])
     for offset in (0, 1_000, 1_500):
         assert page(offset, 10) == (students[offset : offset + 10], len(students)), offset
+
+
+def test_a_new_database_file_has_large_pages_and_an_old_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    Database(tmp_path / "new.sqlite3")
+    old = tmp_path / "old.sqlite3"
+    with sqlite3.connect(old) as connection:
+        connection.execute(_CLUSTERED)
+    Database(old)
+
+    def page_size(path: Path) -> int:
+        with sqlite3.connect(path) as connection:
+            return int(connection.execute("PRAGMA page_size").fetchone()[0])
+
+    assert page_size(tmp_path / "new.sqlite3") == PAGE_SIZE
+    assert page_size(old) == 4096
