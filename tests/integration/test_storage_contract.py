@@ -875,3 +875,44 @@ def test_the_run_lock_holds_across_processes(tmp_path: Path) -> None:
     # lockers assert it) or saw it held by the other process; none errored. How often
     # each won depends on how the two were scheduled.
     assert all(0 <= won <= 200 for won in wins) and sum(wins) > 0
+
+
+def test_a_bulk_put_writes_every_item_and_the_last_put_of_a_key_wins(
+    stack: Stack, tenant: str
+) -> None:
+    """Thousands of items at once (on DynamoDB, several batch writers at a time): every
+    item lands, and a key put twice keeps its later value, as one after the other."""
+    directory, links = stack.deps.directory, stack.deps.links
+
+    def item(n: int, name: str) -> DirectoryItem:
+        return DirectoryItem(
+            target_id=f"app-{n:05d}",
+            source_system="oneroster",
+            source_id=f"s{n}",
+            run_id=run_id(1),
+            fields={"given_name": name},
+        )
+
+    # Some keys put twice, the second right after the first: the later value must win.
+    items = [
+        put for n in range(2_300) for put in [item(n, "first")] + [item(n, "again")] * (n % 7 == 0)
+    ]
+    assert directory.put_many(tenant, "users", items) == len(items)
+    link_rows = [
+        {
+            "source_system": "oneroster",
+            "source_id": f"s{n}",
+            "target_id": f"app-{n:05d}",
+            "method": "unmatched",
+            "run_id": run_id(1),
+            "linked_at": "t",
+        }
+        for n in range(2_300)
+    ]
+    assert links.put_many(tenant, "users", link_rows) == 2_300
+
+    stored = {i.target_id: i.fields["given_name"] for i in directory.iter_entity(tenant, "users")}
+    assert len(stored) == 2_300
+    assert stored == {f"app-{n:05d}": "again" if n % 7 == 0 else "first" for n in range(2_300)}
+    assert len(list(links.iter_entity(tenant, "users"))) == 2_300
+    assert links.get(tenant, "users", "oneroster", "s2299") == link_rows[-1]

@@ -8,6 +8,7 @@ roster state lives in S3 snapshots).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,12 @@ def to_dynamo(value: Any) -> Any:
         return [to_dynamo(v) for v in value]
     return value
 
+
+#: Batch writers a bulk put keeps busy at once (each its own BatchWriteItem calls: the
+#: commit's chunks are bound by round trips, not by the table).
+BATCH_WRITERS = 8
+#: Items a writer takes at a time.
+BATCH_PART = 500
 
 #: DynamoDB's key attributes: how items are addressed, not part of what a caller reads.
 KEY_ATTRIBUTES = ("pk", "sk", "gpk", "gsk")
@@ -121,15 +128,45 @@ class _TableBase:
         return True
 
     def _batch_put(self, items: Iterable[dict[str, Any]]) -> int:
-        count = 0
-        try:
+        """Put every item: ``BATCH_WRITERS`` batch writers at once, each taking the items
+        whose key hashes to it, in order (the same key always goes to the same writer,
+        so the last put of a key wins, as it would one after the other)."""
+        writers = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dynamodb-put-{n}")
+            for n in range(BATCH_WRITERS)
+        ]
+        parts: list[list[dict[str, Any]]] = [[] for _ in writers]
+        pending: list[Future[int]] = []
+
+        def write(part: list[dict[str, Any]]) -> int:
             with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
-                for item in items:
+                for item in part:
                     batch.put_item(Item=to_dynamo(item))
-                    count += 1
+            return len(part)
+
+        def submit(n: int) -> None:
+            pending.append(writers[n].submit(write, parts[n]))
+            parts[n] = []
+            if len(pending) > 2 * BATCH_WRITERS:  # bounded memory: wait for the oldest
+                finished.append(pending.pop(0).result())
+
+        finished: list[int] = []
+        try:
+            for item in items:
+                n = hash((item["pk"], item["sk"])) % BATCH_WRITERS
+                parts[n].append(item)
+                if len(parts[n]) >= BATCH_PART:
+                    submit(n)
+            for n, part in enumerate(parts):
+                if part:
+                    submit(n)
+            finished.extend(future.result() for future in pending)
         except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"batch write {self.table.name}") from exc
-        return count
+        finally:
+            for writer in writers:
+                writer.shutdown(wait=True, cancel_futures=True)
+        return sum(finished)
 
 
 class RunsRepository(_TableBase):
