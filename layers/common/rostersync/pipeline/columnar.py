@@ -111,6 +111,7 @@ SELECT
     (SELECT count(*) FROM (SELECT s, i FROM n GROUP BY s, i HAVING count(*) > 1)),
     (SELECT count(*) FROM n),
     (SELECT count(*) FROM d),
+    (SELECT count(*) FROM (SELECT s, i FROM d GROUP BY s, i HAVING count(*) > 1)),
     (SELECT count(*) FROM n JOIN d USING (s, i)),
     (SELECT count(*) FROM (SELECT s, i FROM b GROUP BY s, i HAVING count(*) > 1)),
     (SELECT count(*) FROM (SELECT t FROM b WHERE t IS NOT NULL GROUP BY t HAVING count(*) > 1)),
@@ -186,8 +187,22 @@ def diff_entity(
     con.execute(_lines(decisions, "d", _DECISIONS))
     con.execute(_lines(baseline, "b", _BASELINE))
     checks: Any = con.execute(_CHECKS).fetchone()
-    (bad_ids, twice, records, decided, aligned, twice_before, shared_before, active) = checks
-    if bad_ids or twice or twice_before or shared_before or not records == decided == aligned:
+    (
+        bad_ids,
+        twice,
+        records,
+        decided,
+        decided_twice,
+        aligned,
+        twice_before,
+        shared_before,
+        active,
+    ) = checks
+    # One decision per record, by key, and one baseline line per key and per app id: the
+    # joins below then pair them one to one (else Python pairs them line by line).
+    if bad_ids or twice or decided_twice or twice_before or shared_before:
+        return None
+    if not records == decided == aligned:
         return None
     absent = [AbsentRow(*row) for row in con.execute(_ABSENT).fetchall()]
     return Diff(
