@@ -49,11 +49,18 @@ __all__ = ["ACTIONS", "action_totals", "build_report"]
 
 
 def _csv_object(deps: Deps, key: str, columns: tuple[str, ...], rows: Any) -> int:
+    """A CSV object of ``columns`` from rows given as dicts."""
+    return _csv_rows(deps, key, columns, ([row.get(c) for c in columns] for row in rows))
+
+
+def _csv_rows(deps: Deps, key: str, columns: tuple[str, ...], rows: Any) -> int:
+    """A CSV object of ``columns`` from rows given as lists, in column order (a first
+    sync's actions file has a row per record: no dict per row)."""
     count = 0
     with deps.store.writer(key) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
+        writer = csv.writer(text)
+        writer.writerow(columns)
         for row in rows:
             writer.writerow(row)
             count += 1
@@ -62,18 +69,17 @@ def _csv_object(deps: Deps, key: str, columns: tuple[str, ...], rows: Any) -> in
     return count
 
 
-def _action_row(action: dict[str, Any]) -> dict[str, Any]:
+def _show(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _action_row(action: dict[str, Any]) -> list[Any]:
+    """An action's row of actions.csv (its changes as ``field: before → after``)."""
     changes = action.get("changes") or {}
-
-    def show(value: Any) -> str:
-        return json.dumps(value, ensure_ascii=False)
-
-    return {
-        **action,
-        "changes": "; ".join(
-            f"{name}: {show(before)} → {show(after)}" for name, (before, after) in changes.items()
-        ),
-    }
+    shown = "; ".join(
+        f"{name}: {_show(before)} → {_show(after)}" for name, (before, after) in changes.items()
+    )
+    return [shown if column == "changes" else action.get(column) for column in ACTION_COLUMNS]
 
 
 #: Tiers by which an added source record links to an app record that already exists.
@@ -118,7 +124,7 @@ def build_report(deps: Deps, state: RunState, *, status: str) -> dict[str, Any]:
                     adds[entity.value]["linked" if links_existing(action) else "new"] += 1
                 yield _action_row(action)
 
-    _csv_object(deps, keys.report_key(tenant, run_id, "actions.csv"), ACTION_COLUMNS, actions())
+    _csv_rows(deps, keys.report_key(tenant, run_id, "actions.csv"), ACTION_COLUMNS, actions())
     fetched = deps.store.get_json(keys.fetch_summary_key(tenant, run_id)) or {}
     inputs = {entity.value: summary.shown() for entity, summary in normalized.entities.items()}
     report = {
