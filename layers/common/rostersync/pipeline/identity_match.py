@@ -278,6 +278,30 @@ class IdentityMatcher:
             if count:
                 tiers[tier] = tiers.get(tier, 0) + count
 
+    def special_ids(self, entity: Entity) -> set[str]:
+        """The source ids whose decision is not a plain link-or-new (see ``special_line``)."""
+        mapping = self.settings.schools.mapping if entity == Entity.ORGS else {}
+        return set(mapping) | set(self.decided.get(entity, {}))
+
+    def special_line(
+        self, entity: Entity, system: str, source_id: str
+    ) -> tuple[list[Any], str] | None:
+        """The decision line and tier ``decision_lines`` gives a record of ``special_ids``
+        (``None`` for any other)."""
+        if entity == Entity.ORGS and source_id in self.settings.schools.mapping:
+            target = self.settings.schools.mapping[source_id]
+            return [system, source_id, target, Tier.MANUAL.value, 1.0], Tier.MANUAL.value
+        known = self.decided.get(entity, {}).get(source_id)
+        if known is not None:
+            return known.to_line(), known.tier.value
+        return None
+
+    def index_key(self, entity: Entity) -> str | None:
+        """The baseline snapshot's index of ``entity`` (``None`` before the first commit)."""
+        if self.baseline is None:
+            return None
+        return keys.state_index_key(self.tenant, self.baseline, entity)
+
     def review_rows(self) -> list[dict[str, Any]]:
         return self.review
 
