@@ -5,14 +5,17 @@ decision per record: ``[source_system, source_id, target_id, tier, score]``. The
 matcher (``identity_match.IdentityMatcher``) links by known identities, admins'
 decisions, exact keys and fuzzy scores; another plugs in through the same protocol. The
 default matcher's lines are written by DuckDB where they are a plain link or a new id
-(``match_columnar``; the ``COLUMNAR_MATCH`` setting), row by row otherwise.
+(``match_columnar``; the ``COLUMNAR_MATCH`` setting), row by row otherwise. The match
+summary counts each entity's decisions by tier and says under ``written`` how each
+entity's lines were written (``columnar`` or ``rows``).
 """
 
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
-from rostersync.models import ENTITY_ORDER
+from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.identity_match import IdentityMatcher
@@ -35,32 +38,43 @@ def match(state: RunState, deps: Deps, matcher: Matcher | None = None) -> RunSta
     else:
         chosen = matcher
     tiers: dict[str, int] = {}
-    per_entity: dict[str, dict[str, int]] = {}
+    summary: dict[str, Any] = {}
+    #: How each entity's lines were written: ``columnar`` or ``rows``.
+    written: dict[str, str] = {}
     for entity in ENTITY_ORDER:
-        ids_key = keys.normalized_ids_key(state.tenant, state.run_id, entity)
-        matched_key = keys.matched_key(state.tenant, state.run_id, entity)
         entity_tiers: dict[str, int] = {}
-        if not (
-            isinstance(chosen, IdentityMatcher)
-            and deps.settings.columnar_match
-            and write_decisions(
-                deps.store,
-                tenant=state.tenant,
-                entity=entity,
-                ids_key=ids_key,
-                index_key=chosen.index_key(entity),
-                matched_key=matched_key,
-                special_ids=chosen.special_ids(entity),
-                special_line=partial(chosen.special_line, entity),
-                tiers=entity_tiers,
-            )
-        ):
-            # Matchers decide by id here; whatever needs whole records reads them itself.
-            ids = deps.store.iter_jsonl(ids_key)
-            deps.store.write_jsonl(matched_key, chosen.decision_lines(entity, ids, entity_tiers))
-        per_entity[entity.value] = entity_tiers
+        written[entity.value] = _write_entity(state, deps, chosen, entity, entity_tiers)
+        summary[entity.value] = entity_tiers
         for tier, count in entity_tiers.items():
             tiers[tier] = tiers.get(tier, 0) + count
-    deps.store.put_json(keys.match_summary_key(state.tenant, state.run_id), per_entity)
+    summary["written"] = written
+    deps.store.put_json(keys.match_summary_key(state.tenant, state.run_id), summary)
     state.counts["match"] = tiers
     return state
+
+
+def _write_entity(
+    state: RunState, deps: Deps, matcher: Matcher, entity: Entity, tiers: dict[str, int]
+) -> str:
+    ids_key = keys.normalized_ids_key(state.tenant, state.run_id, entity)
+    matched_key = keys.matched_key(state.tenant, state.run_id, entity)
+    if (
+        isinstance(matcher, IdentityMatcher)
+        and deps.settings.columnar_match
+        and write_decisions(
+            deps.store,
+            tenant=state.tenant,
+            entity=entity,
+            ids_key=ids_key,
+            index_key=matcher.index_key(entity),
+            matched_key=matched_key,
+            special_ids=matcher.special_ids(entity),
+            special_line=partial(matcher.special_line, entity),
+            tiers=tiers,
+        )
+    ):
+        return "columnar"
+    # Matchers decide by id here; whatever needs whole records reads them itself.
+    ids = deps.store.iter_jsonl(ids_key)
+    deps.store.write_jsonl(matched_key, matcher.decision_lines(entity, ids, tiers))
+    return "rows"

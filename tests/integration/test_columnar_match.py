@@ -1,0 +1,186 @@
+"""Match's decision lines written by DuckDB are byte for byte the lines written row by
+row, day after day: a first sync into an app that already holds people (keys, automatic
+links, suggestions, new records), a school mapped by an admin, the next day's changes,
+and a re-issued student id; an id the engine cannot spell is written row by row."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rostersync.application.matching import import_app_records
+from rostersync.application.sync import ensure_tenant
+from rostersync.application.tenants import load_tenant_settings, save_tenant_settings
+from rostersync.config import stack_settings
+from rostersync.existing_app import build_existing_app
+from rostersync.generator import generate_district, mutate_next_day
+from rostersync.local.runtime import LocalCloud
+from rostersync.local.session import run_sync
+from rostersync.models import ENTITY_ORDER, Entity
+from rostersync.pipeline.deps import build_deps
+from rostersync.pipeline.match_columnar import write_decisions
+from rostersync.pipeline.match_decisions import new_target_id
+from rostersync.settings import apply_assignments
+from rostersync.storage import keys
+from rostersync.storage.objects import dumps_line
+
+TENANT = "district"
+#: A class id with a letter outside ASCII: its entity is written row by row.
+ODD_CLASS_SUFFIX = "-é"
+
+
+def _replace_everywhere(folder: Path, old: str, new: str) -> None:
+    for path in folder.glob("*.csv"):
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def _first(folder: Path, name: str, column: str, where: dict[str, str]) -> str:
+    with (folder / name).open(newline="", encoding="utf-8") as fh:
+        return next(
+            row[column]
+            for row in csv.DictReader(fh)
+            if all(row.get(k) == v for k, v in where.items())
+        )
+
+
+@pytest.fixture(scope="module")
+def district(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], Path, str]:
+    root = tmp_path_factory.mktemp("district")
+    generate_district(root / "day1", students=90, seed=21)
+    app = build_existing_app(root / "day1", root / "app.csv", seed=4, typo_share=0.15)
+    mutate_next_day(root / "day1", root / "day2", seed=22, rate=0.05)
+    # Day 3: day 2 with a student re-issued under a new id (re-linked to the same child)
+    # and a class whose id the engine cannot copy as it is.
+    shutil.copytree(root / "day2", root / "day3")
+    student = _first(root / "day3", "users.csv", "sourcedId", {"role": "student"})
+    _replace_everywhere(root / "day3", student, student + "-v2")
+    odd = _first(root / "day3", "classes.csv", "sourcedId", {})
+    _replace_everywhere(root / "day3", odd, odd + ODD_CLASS_SUFFIX)
+    school = _first(root / "day1", "orgs.csv", "sourcedId", {"type": "school"})
+    return [root / "day1", root / "day2", root / "day3"], app.path, school
+
+
+def _syncs(state: Path, district: tuple[list[Path], Path, str]) -> list[dict[str, Any]]:
+    days, app_csv, school = district
+    out: list[dict[str, Any]] = []
+    with LocalCloud(state) as cloud:
+        deps = build_deps(stack_settings())
+        ensure_tenant(deps, TENANT, create=True)
+        imported = import_app_records(deps, TENANT, app_csv.read_text(), "admin")
+        assert imported["issues"] == []
+        mapping = json.dumps({school: "app-school-1"})
+        settings = apply_assignments(
+            load_tenant_settings(deps, TENANT), [f"schools.mapping={mapping}"]
+        )
+        save_tenant_settings(deps, TENANT, settings, who="admin")
+        for folder in days:
+            outcome, _ = run_sync(cloud, deps, TENANT, folder, state / "reports")
+            assert outcome.status in {"committed", "held"}, outcome.error
+            run = outcome.run_id
+            matched = {}
+            for entity in ENTITY_ORDER:
+                with deps.store.local_file(keys.matched_key(TENANT, run, entity)) as path:
+                    assert path is not None
+                    matched[entity.value] = path.read_bytes()
+            out.append(
+                {
+                    "matched": matched,
+                    "summary": deps.store.get_json(keys.match_summary_key(TENANT, run)),
+                    "review": list(deps.store.iter_jsonl(keys.match_review_key(TENANT, run))),
+                    "counts": outcome.counts,
+                }
+            )
+    return out
+
+
+def test_columnar_decisions_equal_the_row_by_row_lines(tmp_path, district, monkeypatch):
+    columnar = _syncs(tmp_path / "columnar", district)
+    monkeypatch.setenv("COLUMNAR_MATCH", "false")
+    stack_settings.cache_clear()
+    rows = _syncs(tmp_path / "rows", district)
+
+    for number, (fast, slow) in enumerate(zip(columnar, rows, strict=True), start=1):
+        for entity, body in fast["matched"].items():
+            assert body == slow["matched"][entity], (number, entity)
+        fast_summary = {k: v for k, v in fast["summary"].items() if k != "written"}
+        slow_summary = {k: v for k, v in slow["summary"].items() if k != "written"}
+        # The same counts in the same order (the run's report lists them so).
+        assert json.dumps(fast_summary) == json.dumps(slow_summary), number
+        assert fast["review"] == slow["review"], number
+        assert fast["counts"] == slow["counts"], number
+        assert set(slow["summary"]["written"].values()) == {"rows"}, number
+        expected = {e.value: "columnar" for e in ENTITY_ORDER}
+        if number == 3:
+            expected[Entity.CLASSES.value] = "rows"
+        assert fast["summary"]["written"] == expected, number
+
+    # The days hold every kind of decision the lines must carry.
+    tiers = {
+        line[3]
+        for day in columnar
+        for body in day["matched"].values()
+        for line in map(json.loads, body.splitlines())
+    }
+    assert {"linked", "unmatched", "manual", "key", "auto"} <= tiers, tiers
+    first = columnar[0]["summary"]
+    assert first["orgs"].get("manual") == 1
+    assert columnar[2]["summary"]["classes"].get("unmatched", 0) >= 1  # the odd id
+    assert any(
+        r.get("source_id", "").endswith("-v2") and r["target_id"] for r in columnar[2]["review"]
+    ), "the re-issued student is matched to the child it was"
+
+
+def test_new_ids_from_the_engine_are_uuid5_in_record_order(tmp_path):
+    """Enough records that the engine reads them in parallel; ids of every length and of
+    the characters the engine copies, some twice; and the records the matcher decided."""
+    alphabet = " !#$%&'()*+,-./0123456789:;<=>?@AZ[]^_`az{|}~"
+    ids = [f"{alphabet[n % len(alphabet)] * (n % 7)}{n:06d}" for n in range(150_000)]
+    ids += ids[:50]
+    special = {ids[10], ids[99_999]}
+    with LocalCloud(tmp_path / "state"):
+        deps = build_deps(stack_settings())
+        ids_key = keys.normalized_ids_key(TENANT, "20260101T000000Z-00000000", Entity.USERS)
+        lines = [["sis", i, None, "h", n] for n, i in enumerate(ids)]
+        deps.store.write_jsonl(ids_key, lines)
+        tiers: dict[str, int] = {}
+
+        def special_line(system: str, source_id: str) -> tuple[list[Any], str] | None:
+            if source_id not in special:
+                return None
+            return [system, source_id, "app-1", "key", 1.0], "key"
+
+        assert write_decisions(
+            deps.store,
+            tenant=TENANT,
+            entity=Entity.USERS,
+            ids_key=ids_key,
+            index_key=None,
+            matched_key="scratch/matched.jsonl",
+            special_ids=special,
+            special_line=special_line,
+            tiers=tiers,
+        )
+        with deps.store.local_file("scratch/matched.jsonl") as path:
+            assert path is not None
+            written = path.read_bytes()
+    namespace = uuid.UUID("5b0e7c1e-8f51-4bd4-9a0a-3f0b1c7d2e61")
+    expected = []
+    for i in ids:
+        if i in special:
+            expected.append(dumps_line(["sis", i, "app-1", "key", 1.0]))
+        else:
+            target = str(uuid.uuid5(namespace, f"{TENANT}/users/sis/{i}"))
+            assert target == new_target_id(TENANT, Entity.USERS, "sis", i)
+            expected.append(dumps_line(["sis", i, target, "unmatched", None]))
+    assert hashlib.sha256(written).hexdigest() == hashlib.sha256(b"".join(expected)).hexdigest()
+    decided = sum(i in special for i in ids)
+    assert decided == 3  # one of them twice
+    assert tiers == {"key": decided, "unmatched": len(ids) - decided}
