@@ -25,7 +25,7 @@ from rostersync.local.runtime import LocalCloud
 from rostersync.local.session import run_sync
 from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.pipeline.deps import build_deps
-from rostersync.pipeline.match_columnar import write_decisions
+from rostersync.pipeline.match_columnar import IdTables
 from rostersync.pipeline.match_decisions import new_target_id
 from rostersync.settings import apply_assignments
 from rostersync.storage import keys
@@ -147,7 +147,8 @@ def test_new_ids_from_the_engine_are_uuid5_in_record_order(tmp_path):
     special = {ids[10], ids[99_999]}
     with LocalCloud(tmp_path / "state"):
         deps = build_deps(stack_settings())
-        ids_key = keys.normalized_ids_key(TENANT, "20260101T000000Z-00000000", Entity.USERS)
+        run = "20260101T000000Z-00000000"
+        ids_key = keys.normalized_ids_key(TENANT, run, Entity.USERS)
         lines = [["sis", i, None, "h", n] for n, i in enumerate(ids)]
         deps.store.write_jsonl(ids_key, lines)
         tiers: dict[str, int] = {}
@@ -157,17 +158,11 @@ def test_new_ids_from_the_engine_are_uuid5_in_record_order(tmp_path):
                 return None
             return [system, source_id, "app-1", "key", 1.0], "key"
 
-        assert write_decisions(
-            deps.store,
-            tenant=TENANT,
-            entity=Entity.USERS,
-            ids_key=ids_key,
-            index_key=None,
-            matched_key="scratch/matched.jsonl",
-            special_ids=special,
-            special_line=special_line,
-            tiers=tiers,
-        )
+        with IdTables(deps.store, TENANT, run, baseline=None) as tables:
+            assert tables.usable(Entity.USERS)
+            tables.write_decisions(
+                Entity.USERS, "scratch/matched.jsonl", special, special_line, tiers
+            )
         with deps.store.local_file("scratch/matched.jsonl") as path:
             assert path is not None
             written = path.read_bytes()

@@ -12,6 +12,7 @@ entity's lines were written (``columnar`` or ``rows``).
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from functools import partial
 from typing import Any
 
@@ -19,8 +20,9 @@ from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.identity_match import IdentityMatcher
-from rostersync.pipeline.match_columnar import write_decisions
+from rostersync.pipeline.match_columnar import IdTables
 from rostersync.pipeline.match_decisions import MatchDecision, Matcher, new_target_id
+from rostersync.pipeline.snapshot import current_baseline
 from rostersync.storage import keys
 
 __all__ = ["MatchDecision", "Matcher", "match", "new_target_id"]
@@ -28,25 +30,32 @@ __all__ = ["MatchDecision", "Matcher", "match", "new_target_id"]
 
 def match(state: RunState, deps: Deps, matcher: Matcher | None = None) -> RunState:
     """Write the decisions for every entity and count them by tier."""
-    if matcher is None:
-        identity = IdentityMatcher(deps, state)
-        identity.prepare()
-        deps.store.write_jsonl(
-            keys.match_review_key(state.tenant, state.run_id), identity.review_rows()
-        )
-        chosen: Matcher = identity
-    else:
-        chosen = matcher
-    tiers: dict[str, int] = {}
-    summary: dict[str, Any] = {}
-    #: How each entity's lines were written: ``columnar`` or ``rows``.
-    written: dict[str, str] = {}
-    for entity in ENTITY_ORDER:
-        entity_tiers: dict[str, int] = {}
-        written[entity.value] = _write_entity(state, deps, chosen, entity, entity_tiers)
-        summary[entity.value] = entity_tiers
-        for tier, count in entity_tiers.items():
-            tiers[tier] = tiers.get(tier, 0) + count
+    with ExitStack() as stack:
+        tables = None
+        if matcher is None:
+            if deps.settings.columnar_match:
+                baseline = current_baseline(deps.store, state.tenant)
+                tables = stack.enter_context(
+                    IdTables(deps.store, state.tenant, state.run_id, baseline)
+                )
+            identity = IdentityMatcher(deps, state, tables)
+            identity.prepare()
+            deps.store.write_jsonl(
+                keys.match_review_key(state.tenant, state.run_id), identity.review_rows()
+            )
+            matcher = identity
+        tiers: dict[str, int] = {}
+        summary: dict[str, Any] = {}
+        #: How each entity's lines were written: ``columnar`` or ``rows``.
+        written: dict[str, str] = {}
+        for entity in ENTITY_ORDER:
+            entity_tiers: dict[str, int] = {}
+            written[entity.value] = _write_entity(
+                state, deps, matcher, tables, entity, entity_tiers
+            )
+            summary[entity.value] = entity_tiers
+            for tier, count in entity_tiers.items():
+                tiers[tier] = tiers.get(tier, 0) + count
     summary["written"] = written
     deps.store.put_json(keys.match_summary_key(state.tenant, state.run_id), summary)
     state.counts["match"] = tiers
@@ -54,27 +63,24 @@ def match(state: RunState, deps: Deps, matcher: Matcher | None = None) -> RunSta
 
 
 def _write_entity(
-    state: RunState, deps: Deps, matcher: Matcher, entity: Entity, tiers: dict[str, int]
+    state: RunState,
+    deps: Deps,
+    matcher: Matcher,
+    tables: IdTables | None,
+    entity: Entity,
+    tiers: dict[str, int],
 ) -> str:
-    ids_key = keys.normalized_ids_key(state.tenant, state.run_id, entity)
     matched_key = keys.matched_key(state.tenant, state.run_id, entity)
-    if (
-        isinstance(matcher, IdentityMatcher)
-        and deps.settings.columnar_match
-        and write_decisions(
-            deps.store,
-            tenant=state.tenant,
-            entity=entity,
-            ids_key=ids_key,
-            index_key=matcher.index_key(entity),
-            matched_key=matched_key,
-            special_ids=matcher.special_ids(entity),
-            special_line=partial(matcher.special_line, entity),
-            tiers=tiers,
+    if isinstance(matcher, IdentityMatcher) and tables is not None and tables.usable(entity):
+        tables.write_decisions(
+            entity,
+            matched_key,
+            matcher.special_ids(entity),
+            partial(matcher.special_line, entity),
+            tiers,
         )
-    ):
         return "columnar"
     # Matchers decide by id here; whatever needs whole records reads them itself.
-    ids = deps.store.iter_jsonl(ids_key)
+    ids = deps.store.iter_jsonl(keys.normalized_ids_key(state.tenant, state.run_id, entity))
     deps.store.write_jsonl(matched_key, matcher.decision_lines(entity, ids, tiers))
     return "rows"
