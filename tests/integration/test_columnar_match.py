@@ -1,7 +1,8 @@
 """Match's decision lines written by DuckDB are byte for byte the lines written row by
 row, day after day: a first sync into an app that already holds people (keys, automatic
-links, suggestions, new records), a school mapped by an admin, the next day's changes,
-and a re-issued student id; an id the engine cannot spell is written row by row."""
+links, suggestions, new records), a school mapped by an admin, the next day's changes
+with an admin's link, and a re-issued student id; an id the engine cannot spell is
+written row by row."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import hashlib
 import json
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from rostersync.local.runtime import LocalCloud
 from rostersync.local.session import run_sync
 from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.pipeline.deps import build_deps
+from rostersync.pipeline.identity_match import decision_key
 from rostersync.pipeline.match_columnar import IdTables
 from rostersync.pipeline.match_decisions import new_target_id
 from rostersync.settings import apply_assignments
@@ -51,8 +54,17 @@ def _first(folder: Path, name: str, column: str, where: dict[str, str]) -> str:
         )
 
 
+@dataclass
+class District:
+    days: list[Path]
+    app_csv: Path
+    school: str
+    #: A student's source id and the app person an admin links it to before day 2.
+    manual: tuple[str, str]
+
+
 @pytest.fixture(scope="module")
-def district(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], Path, str]:
+def district(tmp_path_factory: pytest.TempPathFactory) -> District:
     root = tmp_path_factory.mktemp("district")
     generate_district(root / "day1", students=90, seed=21)
     app = build_existing_app(root / "day1", root / "app.csv", seed=4, typo_share=0.15)
@@ -65,11 +77,19 @@ def district(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], Path
     odd = _first(root / "day3", "classes.csv", "sourcedId", {})
     _replace_everywhere(root / "day3", odd, odd + ODD_CLASS_SUFFIX)
     school = _first(root / "day1", "orgs.csv", "sourcedId", {"type": "school"})
-    return [root / "day1", root / "day2", root / "day3"], app.path, school
+    # From day 2 on, an admin's link of a student the baseline links elsewhere.
+    with (root / "day3" / "users.csv").open(newline="", encoding="utf-8") as fh:
+        students = [r["sourcedId"] for r in csv.DictReader(fh) if r["role"] == "student"]
+    return District(
+        days=[root / "day1", root / "day2", root / "day3"],
+        app_csv=app.path,
+        school=school,
+        manual=(students[1], app.app_only[0]),
+    )
 
 
-def _syncs(state: Path, district: tuple[list[Path], Path, str]) -> list[dict[str, Any]]:
-    days, app_csv, school = district
+def _syncs(state: Path, district: District) -> list[dict[str, Any]]:
+    days, app_csv, school = district.days, district.app_csv, district.school
     out: list[dict[str, Any]] = []
     with LocalCloud(state) as cloud:
         deps = build_deps(stack_settings())
@@ -81,7 +101,19 @@ def _syncs(state: Path, district: tuple[list[Path], Path, str]) -> list[dict[str
             load_tenant_settings(deps, TENANT), [f"schools.mapping={mapping}"]
         )
         save_tenant_settings(deps, TENANT, settings, who="admin")
-        for folder in days:
+        for number, folder in enumerate(days, start=1):
+            if number == 2:
+                source_id, target = district.manual
+                deps.decisions.put(
+                    TENANT,
+                    decision_key("users", "oneroster", source_id),
+                    {
+                        "entity": "users",
+                        "source_id": source_id,
+                        "target_id": target,
+                        "decision": "manual",
+                    },
+                )
             outcome, _ = run_sync(cloud, deps, TENANT, folder, state / "reports")
             assert outcome.status in {"committed", "held"}, outcome.error
             run = outcome.run_id
@@ -130,6 +162,8 @@ def test_columnar_decisions_equal_the_row_by_row_lines(tmp_path, district, monke
         for line in map(json.loads, body.splitlines())
     }
     assert {"linked", "unmatched", "manual", "key", "auto"} <= tiers, tiers
+    for day in columnar[1:]:
+        assert day["summary"]["users"].get("manual") == 1
     first = columnar[0]["summary"]
     assert first["orgs"].get("manual") == 1
     assert columnar[2]["summary"]["classes"].get("unmatched", 0) >= 1  # the odd id
