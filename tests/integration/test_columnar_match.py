@@ -213,3 +213,33 @@ def test_new_ids_from_the_engine_are_uuid5_in_record_order(tmp_path):
     decided = sum(i in special for i in ids)
     assert decided == 3  # one of them twice
     assert tiers == {"key": decided, "unmatched": len(ids) - decided}
+
+
+@pytest.mark.parametrize(
+    "odd",
+    ['quote"d', "back\\slash", "caf\u00e9", "tab\tbed", "del\x7f", 12, None],
+    ids=["quote", "backslash", "non-ascii", "control", "del", "number", "null"],
+)
+@pytest.mark.parametrize("where", ["ids", "index"])
+def test_an_id_the_engine_would_not_spell_as_orjson_leaves_the_entity_to_python(
+    tmp_path, odd, where
+):
+    run, baseline = "20260101T000000Z-00000001", "20260101T000000Z-00000000"
+    with LocalCloud(tmp_path / "state"):
+        deps = build_deps(stack_settings())
+        ids = [["sis", "a", None, "h", 0], ["sis", "b", None, "h", 1]]
+        index = [["sis", "a", "t-a", "active", "h"], ["sis", "c", "t-c", "active", "h"]]
+        if where == "ids":
+            ids.append(["sis", odd, None, "h", 2])
+        else:
+            index.append(["sis", "d", odd, "active", "h"] if odd is not None else ["sis", odd])
+        deps.store.write_jsonl(keys.normalized_ids_key(TENANT, run, Entity.COURSES), ids)
+        deps.store.write_jsonl(keys.state_index_key(TENANT, baseline, Entity.COURSES), index)
+        with IdTables(deps.store, TENANT, run, baseline) as tables:
+            assert not tables.usable(Entity.COURSES)
+        plain = IdTables(deps.store, TENANT, run, baseline)
+        deps.store.write_jsonl(keys.normalized_ids_key(TENANT, run, Entity.COURSES), ids[:2])
+        deps.store.write_jsonl(keys.state_index_key(TENANT, baseline, Entity.COURSES), index[:2])
+        with plain as tables:
+            assert tables.usable(Entity.COURSES)
+            assert tables.absent(Entity.COURSES) == {("sis", "c")}
