@@ -400,17 +400,11 @@ class IdentityMatcher:
         wanted = {line: (system, source_id) for _, line, system, source_id, _, _ in pending}
         if None in wanted:
             return None
-        records: dict[int, dict[str, Any]] = {}
-        if wanted:
-            key = keys.normalized_key(self.tenant, self.state.run_id, entity)
-            for number, raw in enumerate(self.deps.store.iter_lines(key)):
-                if number in wanted:
-                    record = orjson.loads(raw)
-                    if (record["source_system"], record["source_id"]) != wanted[number]:
-                        return None
-                    records[number] = record
-            if len(records) != len(wanted):
-                return None
+        records = dict(self._records_at(entity, set(wanted)))  # type: ignore[arg-type]
+        if len(records) != len(wanted) or any(
+            (r["source_system"], r["source_id"]) != wanted[n] for n, r in records.items()
+        ):
+            return None
         taken = tables.targets_among(entity, (p["app_id"] for p in app_people)) | self.set_aside
         targets: list[tuple[int, str, Any]] = []  # a held record has no target
         unlinked: list[dict[str, Any]] = []
@@ -437,6 +431,34 @@ class IdentityMatcher:
         system = tables.last_system(entity) or self.source_system
         return targets_of, unlinked, confirmed, system, taken, tables.absent(entity)
 
+    def _records_at(self, entity: Entity, lines: set[int]) -> Iterator[tuple[int, dict[str, Any]]]:
+        """The run's records of ``entity`` on those lines of its normalized file (only
+        those are parsed), in file order."""
+        if not lines:
+            return
+        key = keys.normalized_key(self.tenant, self.state.run_id, entity)
+        for number, raw in enumerate(self.deps.store.iter_lines(key)):
+            if number in lines:
+                yield number, orjson.loads(raw)
+
+    def _birth_dates(self, people: set[str]) -> dict[str, date]:
+        """The run's birth dates by source id: of ``people`` only where the engine says
+        which lines hold theirs, else of everyone."""
+        entity = Entity.DEMOGRAPHICS
+        lines = None
+        if self.tables is not None and self.tables.usable(entity):
+            lines = self.tables.lines_of(entity, people)
+        records: Iterable[dict[str, Any]] = (
+            self._normalized(entity)
+            if lines is None
+            else (record for _, record in self._records_at(entity, lines))
+        )
+        return {
+            d["source_id"]: parsed
+            for d in records
+            if (parsed := _parse_date(d.get("birth_date"))) is not None
+        }
+
     def _decide_manual(self, entity: Entity, system: str, source_id: str, target: str) -> None:
         self.decided[entity][source_id] = MatchDecision(system, source_id, target, Tier.MANUAL, 1.0)
 
@@ -455,11 +477,8 @@ class IdentityMatcher:
         targets_of, unlinked, confirmed, system, taken, absent = scan
         if not unlinked:
             return targets_of  # everyone is linked: nothing to match (the usual next day)
-        birth = {
-            d["source_id"]: parsed
-            for d in self._normalized(Entity.DEMOGRAPHICS)
-            if (parsed := _parse_date(d.get("birth_date"))) is not None
-        }
+        people = {r["source_id"] for r in unlinked} | {r["source_id"] for r, _ in confirmed}
+        birth = self._birth_dates(people)
         pending = [
             person
             for record in unlinked

@@ -270,6 +270,21 @@ class IdTables:
         rows = self.con.execute(_LINKED.format(e=entity.value)).fetchall()
         return [(rowid, _value(i), _value(t)) for rowid, i, t in rows]
 
+    def lines_of(self, entity: Entity, source_ids: set[str]) -> set[int] | None:
+        """The normalized file's lines of the records with those source ids (``None`` if
+        the id lines do not say)."""
+        quoted = [orjson.dumps(i).decode() for i in source_ids]
+        if not quoted:
+            return set()
+        rows = self.con.execute(
+            f"SELECT line FROM n_{entity.value} WHERE i IN (SELECT unnest(?::VARCHAR[]))",
+            [quoted],
+        ).fetchall()
+        lines = [_value(line) for (line,) in rows]
+        if any(not isinstance(line, int) for line in lines):
+            return None
+        return set(lines)
+
     def targets_among(self, entity: Entity, ids: Iterable[str]) -> set[str]:
         """Those of ``ids`` that are the app id of a baseline record."""
         quoted = [orjson.dumps(i).decode() for i in ids if isinstance(i, str)]
