@@ -178,11 +178,12 @@ def _review_row(entity: Entity, decision: Decision, target: str | None) -> dict[
 class IdentityMatcher:
     """Decides users and classes up front (they depend on each other), the rest by link."""
 
-    def __init__(self, deps: Deps, state: RunState, tables: IdTables | None = None) -> None:
+    def __init__(self, deps: Deps, state: RunState) -> None:
         self.deps = deps
         self.state = state
-        #: The engine's id tables (``match_columnar``), where the step uses them.
-        self.tables = tables
+        #: The engine's id tables over this baseline (``match_columnar``), where the step
+        #: uses them.
+        self.tables: IdTables | None = None
         self.tenant = state.tenant
         self.baseline = current_baseline(deps.store, state.tenant)
         self.settings = load_settings(deps, state.tenant)
@@ -363,6 +364,7 @@ class IdentityMatcher:
         targets_of: dict[str, str] = {}
         unlinked: list[dict[str, Any]] = []
         present: set[str] = set()
+        #: Source records an admin linked (confirmed or manual, this run or before).
         confirmed: list[tuple[dict[str, Any], str]] = []
         system = self.source_system
         for record in self._normalized(entity):
@@ -445,14 +447,16 @@ class IdentityMatcher:
         """The run's birth dates by source id: of ``people`` only where the engine says
         which lines hold theirs, else of everyone."""
         entity = Entity.DEMOGRAPHICS
+        records: Iterable[dict[str, Any]] | None = None
         lines = None
         if self.tables is not None and self.tables.usable(entity):
             lines = self.tables.lines_of(entity, people)
-        records: Iterable[dict[str, Any]] = (
-            self._normalized(entity)
-            if lines is None
-            else (record for _, record in self._records_at(entity, lines))
-        )
+        if lines is not None:
+            chosen = [record for _, record in self._records_at(entity, lines)]
+            if len(chosen) == len(lines) and all(r["source_id"] in people for r in chosen):
+                records = chosen
+        if records is None:
+            records = self._normalized(entity)
         return {
             d["source_id"]: parsed
             for d in records

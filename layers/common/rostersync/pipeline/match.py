@@ -22,7 +22,6 @@ from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.identity_match import IdentityMatcher
 from rostersync.pipeline.match_columnar import IdTables
 from rostersync.pipeline.match_decisions import MatchDecision, Matcher, new_target_id
-from rostersync.pipeline.snapshot import current_baseline
 from rostersync.storage import keys
 
 __all__ = ["MatchDecision", "Matcher", "match", "new_target_id"]
@@ -33,12 +32,11 @@ def match(state: RunState, deps: Deps, matcher: Matcher | None = None) -> RunSta
     with ExitStack() as stack:
         tables = None
         if matcher is None:
+            identity = IdentityMatcher(deps, state)
             if deps.settings.columnar_match:
-                baseline = current_baseline(deps.store, state.tenant)
-                tables = stack.enter_context(
-                    IdTables(deps.store, state.tenant, state.run_id, baseline)
+                tables = identity.tables = stack.enter_context(
+                    IdTables(deps.store, state.tenant, state.run_id, identity.baseline)
                 )
-            identity = IdentityMatcher(deps, state, tables)
             identity.prepare()
             deps.store.write_jsonl(
                 keys.match_review_key(state.tenant, state.run_id), identity.review_rows()
