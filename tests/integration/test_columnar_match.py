@@ -173,10 +173,14 @@ def test_columnar_decisions_equal_the_row_by_row_lines(tmp_path, district, monke
 
 
 def test_new_ids_from_the_engine_are_uuid5_in_record_order(tmp_path):
-    """Enough records that the engine reads them in parallel; ids of every length and of
-    the characters the engine copies, some twice; and the records the matcher decided."""
+    """Enough records (a 40 MB file) that the engine reads them in parallel; ids of the
+    characters the engine copies, some twice; and the records the matcher decided."""
     alphabet = " !#$%&'()*+,-./0123456789:;<=>?@AZ[]^_`az{|}~"
-    ids = [f"{alphabet[n % len(alphabet)] * (n % 7)}{n:06d}" for n in range(150_000)]
+    filler = "0123456789abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJ"
+    ids = [
+        f"{alphabet[n % len(alphabet)] * (n % 7)}{n:06d}{filler[: n % len(filler)]}"
+        for n in range(500_000)
+    ]
     ids += ids[:50]
     special = {ids[10], ids[99_999]}
     with LocalCloud(tmp_path / "state"):
