@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from rostersync.application.matching import import_app_records
 from rostersync.application.sync import ensure_tenant
@@ -32,7 +34,7 @@ from rostersync.pipeline.match_columnar import IdTables
 from rostersync.pipeline.match_decisions import new_target_id
 from rostersync.settings import apply_assignments
 from rostersync.storage import keys
-from rostersync.storage.objects import dumps_line
+from rostersync.storage.objects import ObjectStore, dumps_line
 
 TENANT = "district"
 #: A class id with a letter outside ASCII: its entity is written row by row.
@@ -247,3 +249,39 @@ def test_an_id_the_engine_would_not_spell_as_orjson_leaves_the_entity_to_python(
         with plain as tables:
             assert tables.usable(Entity.COURSES)
             assert tables.absent(Entity.COURSES) == {("sis", "c")}
+
+
+def test_the_engine_reads_and_writes_through_the_bucket(monkeypatch):
+    """On AWS the tables are read from downloads of the objects, and the lines uploaded."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    run, baseline = "20260101T000000Z-00000001", "20260101T000000Z-00000000"
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="roster")
+        store = ObjectStore(client, "roster")
+        ids = [["sis", "a", None, "h", 0], ["sis", "new", None, "h", 1]]
+        index = [["sis", "a", "t-a", "active", "h"], ["sis", "gone", "t-g", "active", "h"]]
+        store.write_jsonl(keys.normalized_ids_key(TENANT, run, Entity.USERS), ids)
+        store.write_jsonl(keys.state_index_key(TENANT, baseline, Entity.USERS), index)
+        snapshot = [
+            {"source_system": "sis", "source_id": s, "target_id": t, "record": {"n": s}}
+            for s, t in (("a", "t-a"), ("gone", "t-g"))
+        ]
+        store.write_jsonl(keys.state_key(TENANT, baseline, Entity.USERS), snapshot)
+        tiers: dict[str, int] = {}
+        with IdTables(store, TENANT, run, baseline) as tables:
+            assert tables.usable(Entity.USERS)
+            assert tables.absent(Entity.USERS) == {("sis", "gone")}
+            assert tables.snapshot_lines(Entity.USERS, {"gone"}) == [snapshot[1]]
+            tables.write_decisions(
+                Entity.USERS, "scratch/matched.jsonl", set(), lambda s, i: None, tiers
+            )
+        written = store.get_bytes("scratch/matched.jsonl")
+    new = new_target_id(TENANT, Entity.USERS, "sis", "new")
+    assert written == b"".join(
+        [
+            dumps_line(["sis", "a", "t-a", "linked", None]),
+            dumps_line(["sis", "new", new, "unmatched", None]),
+        ]
+    )
+    assert tiers == {"linked": 1, "unmatched": 1}
