@@ -57,6 +57,9 @@ class StackSettings(_FromEnvironment):
     #: Stage finds unchanged records with the columnar diff (DuckDB); off, it compares
     #: every record in Python (the same outcome, slower: for comparison and diagnosis).
     columnar_diff: bool = Field(default=True, alias="COLUMNAR_DIFF")
+    #: Match writes the linked and new records' decisions with DuckDB (a join of the id
+    #: lines with the baseline index); off, row by row in Python (the same bytes).
+    columnar_match: bool = Field(default=True, alias="COLUMNAR_MATCH")
 
 
 class RunStartSettings(StackSettings):

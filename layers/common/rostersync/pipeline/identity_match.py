@@ -14,9 +14,12 @@ memory, which the matching engine needs for blocking.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Iterator
 from datetime import date
 from typing import Any
+
+import orjson
 
 from rostersync.matching import (
     ClassRecord,
@@ -31,6 +34,7 @@ from rostersync.matching import (
 from rostersync.models import GUARDIAN_ROLES, STAFF_ROLES, Entity, Role, Tier
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
+from rostersync.pipeline.match_columnar import IdTables
 from rostersync.pipeline.match_decisions import MatchDecision, new_target_id
 from rostersync.pipeline.normalize import load_normalized_summary
 from rostersync.pipeline.snapshot import (
@@ -45,6 +49,19 @@ from rostersync.settings import MatchKeys
 from rostersync.storage import keys
 
 APP_SYSTEM = "app"
+
+#: What matching needs of the run's users against the baseline: source id → target of
+#: the linked (for class teachers), the unlinked records, the records an admin linked
+#: (with the target), the source system, the app ids taken, the baseline's active
+#: records whose source id the run does not carry.
+_UserScan = tuple[
+    dict[str, str],
+    list[dict[str, Any]],
+    list[tuple[dict[str, Any], str]],
+    str,
+    set[str],
+    set[tuple[str, str]],
+]
 
 
 def key_spec(name: str) -> KeySpec:
@@ -164,6 +181,9 @@ class IdentityMatcher:
     def __init__(self, deps: Deps, state: RunState) -> None:
         self.deps = deps
         self.state = state
+        #: The engine's id tables over this baseline (``match_columnar``), where the step
+        #: uses them.
+        self.tables: IdTables | None = None
         self.tenant = state.tenant
         self.baseline = current_baseline(deps.store, state.tenant)
         self.settings = load_settings(deps, state.tenant)
@@ -240,7 +260,10 @@ class IdentityMatcher:
             o["source_id"]: str(o.get("name") or "").casefold()
             for o in self._normalized(Entity.ORGS)
         }
-        user_targets = self._match_users(app_people, schools)
+        has_manual_classes = any(e == Entity.CLASSES.value for e, _ in self.manual)
+        user_targets = self._match_users(
+            app_people, schools, need_targets=bool(app_classes) or has_manual_classes
+        )
         self._match_classes(app_classes, schools, user_targets)
 
     def decision_lines(
@@ -278,36 +301,48 @@ class IdentityMatcher:
             if count:
                 tiers[tier] = tiers.get(tier, 0) + count
 
+    def special_ids(self, entity: Entity) -> set[str]:
+        """The source ids whose decision is not a plain link-or-new (see ``special_line``)."""
+        mapping = self.settings.schools.mapping if entity == Entity.ORGS else {}
+        return set(mapping) | set(self.decided.get(entity, {}))
+
+    def special_line(
+        self, entity: Entity, system: str, source_id: str
+    ) -> tuple[list[Any], str] | None:
+        """The decision line and tier ``decision_lines`` gives a record of ``special_ids``
+        (``None`` for any other)."""
+        if entity == Entity.ORGS and source_id in self.settings.schools.mapping:
+            target = self.settings.schools.mapping[source_id]
+            return [system, source_id, target, Tier.MANUAL.value, 1.0], Tier.MANUAL.value
+        known = self.decided.get(entity, {}).get(source_id)
+        if known is not None:
+            return known.to_line(), known.tier.value
+        return None
+
     def review_rows(self) -> list[dict[str, Any]]:
         return self.review
 
     # ------------------------------------------------------------------ people
 
     def _orphans(
-        self, entity: Entity, present: set[str], schools: dict[str, str]
+        self, entity: Entity, absent: set[tuple[str, str]], schools: dict[str, str]
     ) -> list[PersonRecord]:
         """Linked records whose source id is absent (not merely unreadable) this run, as
-        candidates for a source record that came back under a new id."""
-        index = self._index(entity)
+        candidates for a source record that came back under a new id (``absent``: the
+        baseline's active records whose source id the run does not carry)."""
         skipped = self._skipped(entity)
-        absent = {
-            key
-            for key, entry in index.items()
-            if entry.status == ACTIVE and key[1] not in present and key[1] not in skipped
-        }
+        absent = {key for key in absent if key[1] not in skipped}
         if not absent:
             return []
         absent_ids = {key[1] for key in absent}
         birth = {
             line["source_id"]: parsed
-            for line in iter_snapshot(
-                self.deps.store, self.tenant, self.baseline, Entity.DEMOGRAPHICS
-            )
+            for line in self._snapshot(Entity.DEMOGRAPHICS, absent_ids)
             if line["source_id"] in absent_ids
             and (parsed := _parse_date((line.get("record") or {}).get("birth_date")))
         }
         out = []
-        for line in iter_snapshot(self.deps.store, self.tenant, self.baseline, entity):
+        for line in self._snapshot(entity, absent_ids):
             key = (line["source_system"], line["source_id"])
             if key in absent and line.get("record"):
                 person = source_person(line["record"], birth, schools, key=line["target_id"])
@@ -315,11 +350,14 @@ class IdentityMatcher:
                     out.append(person)
         return out
 
-    def _match_users(
-        self, app_people: list[dict[str, Any]], schools: dict[str, str]
-    ) -> dict[str, str]:
-        """Decide every unlinked source user; return source id → target id of the users
-        linked now or before (for class teachers)."""
+    def _snapshot(self, entity: Entity, source_ids: set[str]) -> Iterable[dict[str, Any]]:
+        """The baseline snapshot's lines, or (from the engine) those of ``source_ids``."""
+        if self.tables is not None:
+            return self.tables.snapshot_lines(entity, source_ids)
+        return iter_snapshot(self.deps.store, self.tenant, self.baseline, entity)
+
+    def _scan_users(self, app_people: list[dict[str, Any]]) -> _UserScan:
+        """The run's users against the baseline index, record by record."""
         entity = Entity.USERS
         index = self._index(entity)
         taken = {entry.target_id for entry in index.values()} | self.set_aside
@@ -337,9 +375,7 @@ class IdentityMatcher:
             if manual is not None:
                 confirmed.append((record, manual))
             if manual is not None and (link is None or link.target_id != manual):
-                self.decided[entity][source_id] = MatchDecision(
-                    system, source_id, manual, Tier.MANUAL, 1.0
-                )
+                self._decide_manual(entity, system, source_id, manual)
                 targets_of[source_id] = manual
                 taken.add(manual)
                 continue
@@ -347,20 +383,113 @@ class IdentityMatcher:
                 targets_of[source_id] = link.target_id
                 continue
             unlinked.append(record)
-        if not unlinked:
-            return targets_of  # everyone is linked: nothing to match (the usual next day)
-        birth = {
+        absent = {
+            key for key, entry in index.items() if entry.status == ACTIVE and key[1] not in present
+        }
+        return targets_of, unlinked, confirmed, system, taken, absent
+
+    def _scan_users_by_engine(
+        self, tables: IdTables, app_people: list[dict[str, Any]], need_targets: bool
+    ) -> _UserScan | None:
+        """The same as ``_scan_users`` from the engine's tables: only the records not
+        linked yet, or that an admin linked, are read whole (``None`` if the id lines do
+        not say where the records are). The app ids held by baseline records are looked
+        up only among the app's people (the only ones ``taken`` is asked about), and the
+        linked users' targets only when classes need them (``need_targets``)."""
+        entity = Entity.USERS
+        manual_ids = {source_id for e, source_id in self.manual if e == entity.value}
+        pending = tables.pending(entity, manual_ids)
+        wanted = {line: (system, source_id) for _, line, system, source_id, _, _ in pending}
+        if None in wanted:
+            return None
+        records = dict(self._records_at(entity, set(wanted)))  # type: ignore[arg-type]
+        if len(records) != len(wanted) or any(
+            (r["source_system"], r["source_id"]) != wanted[n] for n, r in records.items()
+        ):
+            return None
+        taken = tables.targets_among(entity, (p["app_id"] for p in app_people)) | self.set_aside
+        targets: list[tuple[int, str, Any]] = []  # a held record has no target
+        unlinked: list[dict[str, Any]] = []
+        confirmed: list[tuple[dict[str, Any], str]] = []
+        for position, line, system, source_id, known, target in pending:
+            record = records[line]  # type: ignore[index]
+            manual = self.manual.get((entity.value, source_id))
+            if manual is not None:
+                confirmed.append((record, manual))
+            if manual is not None and (not known or target != manual):
+                self._decide_manual(entity, system, source_id, manual)
+                targets.append((position, source_id, manual))
+                taken.add(manual)
+                continue
+            if known:
+                targets.append((position, source_id, target))
+                continue
+            unlinked.append(record)
+        targets_of: dict[str, str] = {}
+        if need_targets:
+            linked = [row for row in tables.linked(entity) if row[1] not in manual_ids]
+            for _, source_id, target in heapq.merge(linked, targets):
+                targets_of[source_id] = target
+        system = tables.last_system(entity) or self.source_system
+        return targets_of, unlinked, confirmed, system, taken, tables.absent(entity)
+
+    def _records_at(self, entity: Entity, lines: set[int]) -> Iterator[tuple[int, dict[str, Any]]]:
+        """The run's records of ``entity`` on those lines of its normalized file (only
+        those are parsed), in file order."""
+        if not lines:
+            return
+        key = keys.normalized_key(self.tenant, self.state.run_id, entity)
+        for number, raw in enumerate(self.deps.store.iter_lines(key)):
+            if number in lines:
+                yield number, orjson.loads(raw)
+
+    def _birth_dates(self, people: set[str]) -> dict[str, date]:
+        """The run's birth dates by source id: of ``people`` only where the engine says
+        which lines hold theirs, else of everyone."""
+        entity = Entity.DEMOGRAPHICS
+        records: Iterable[dict[str, Any]] | None = None
+        lines = None
+        if self.tables is not None and self.tables.usable(entity):
+            lines = self.tables.lines_of(entity, people)
+        if lines is not None:
+            chosen = [record for _, record in self._records_at(entity, lines)]
+            if len(chosen) == len(lines) and all(r["source_id"] in people for r in chosen):
+                records = chosen
+        if records is None:
+            records = self._normalized(entity)
+        return {
             d["source_id"]: parsed
-            for d in self._normalized(Entity.DEMOGRAPHICS)
+            for d in records
             if (parsed := _parse_date(d.get("birth_date"))) is not None
         }
+
+    def _decide_manual(self, entity: Entity, system: str, source_id: str, target: str) -> None:
+        self.decided[entity][source_id] = MatchDecision(system, source_id, target, Tier.MANUAL, 1.0)
+
+    def _match_users(
+        self, app_people: list[dict[str, Any]], schools: dict[str, str], need_targets: bool
+    ) -> dict[str, str]:
+        """Decide every unlinked source user; return source id → target id of the users
+        linked now or before (for class teachers; only if ``need_targets``, when the
+        engine answers)."""
+        entity = Entity.USERS
+        scan = None
+        if self.tables is not None and self.tables.usable(entity):
+            scan = self._scan_users_by_engine(self.tables, app_people, need_targets)
+        if scan is None:
+            scan = self._scan_users(app_people)
+        targets_of, unlinked, confirmed, system, taken, absent = scan
+        if not unlinked:
+            return targets_of  # everyone is linked: nothing to match (the usual next day)
+        people = {r["source_id"] for r in unlinked} | {r["source_id"] for r, _ in confirmed}
+        birth = self._birth_dates(people)
         pending = [
             person
             for record in unlinked
             if (person := source_person(record, birth, schools)) is not None
         ]
         taught = confirmed_examples(confirmed, app_people, birth, schools)
-        orphans = self._orphans(entity, present, schools)
+        orphans = self._orphans(entity, absent, schools)
         orphan_keys = {o.key for o in orphans}
         # An orphan's app record is free to be claimed by the source id that replaced it;
         # it is offered once, with the synced data (fresher than the app's import).
@@ -473,10 +602,12 @@ class IdentityMatcher:
         user_targets: dict[str, str],
     ) -> None:
         entity = Entity.CLASSES
+        has_manual = any(e == entity.value for e, _ in self.manual)
+        if not app_classes and not has_manual:
+            return  # nothing to connect to (and no baseline index to read)
         index = self._index(entity)
         taken = {entry.target_id for entry in index.values()} | self.set_aside
         pool_records = [c for c in app_classes if c["app_id"] not in taken]
-        has_manual = any(e == entity.value for e, _ in self.manual)
         if not pool_records and not has_manual:
             return  # no app class to connect to: classes are linked or new
         teachers: dict[str, set[str]] = {}

@@ -3,15 +3,24 @@
 The step streams each entity's records through a ``Matcher`` and writes one compact
 decision per record: ``[source_system, source_id, target_id, tier, score]``. The default
 matcher (``identity_match.IdentityMatcher``) links by known identities, admins'
-decisions, exact keys and fuzzy scores; another plugs in through the same protocol.
+decisions, exact keys and fuzzy scores; another plugs in through the same protocol. The
+default matcher's lines are written by DuckDB where they are a plain link or a new id
+(``match_columnar``; the ``COLUMNAR_MATCH`` setting), row by row otherwise. The match
+summary counts each entity's decisions by tier and says under ``written`` how each
+entity's lines were written (``columnar`` or ``rows``).
 """
 
 from __future__ import annotations
 
-from rostersync.models import ENTITY_ORDER
+from contextlib import ExitStack
+from functools import partial
+from typing import Any
+
+from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.identity_match import IdentityMatcher
+from rostersync.pipeline.match_columnar import IdTables
 from rostersync.pipeline.match_decisions import MatchDecision, Matcher, new_target_id
 from rostersync.storage import keys
 
@@ -20,28 +29,56 @@ __all__ = ["MatchDecision", "Matcher", "match", "new_target_id"]
 
 def match(state: RunState, deps: Deps, matcher: Matcher | None = None) -> RunState:
     """Write the decisions for every entity and count them by tier."""
-    if matcher is None:
-        identity = IdentityMatcher(deps, state)
-        identity.prepare()
-        deps.store.write_jsonl(
-            keys.match_review_key(state.tenant, state.run_id), identity.review_rows()
-        )
-        chosen: Matcher = identity
-    else:
-        chosen = matcher
-    tiers: dict[str, int] = {}
-    per_entity: dict[str, dict[str, int]] = {}
-    for entity in ENTITY_ORDER:
-        # Matchers decide by id here; whatever needs whole records reads them itself.
-        ids = deps.store.iter_jsonl(keys.normalized_ids_key(state.tenant, state.run_id, entity))
-        entity_tiers: dict[str, int] = {}
-        deps.store.write_jsonl(
-            keys.matched_key(state.tenant, state.run_id, entity),
-            chosen.decision_lines(entity, ids, entity_tiers),
-        )
-        per_entity[entity.value] = entity_tiers
-        for tier, count in entity_tiers.items():
-            tiers[tier] = tiers.get(tier, 0) + count
-    deps.store.put_json(keys.match_summary_key(state.tenant, state.run_id), per_entity)
+    with ExitStack() as stack:
+        tables = None
+        if matcher is None:
+            identity = IdentityMatcher(deps, state)
+            if deps.settings.columnar_match:
+                tables = identity.tables = stack.enter_context(
+                    IdTables(deps.store, state.tenant, state.run_id, identity.baseline)
+                )
+            identity.prepare()
+            deps.store.write_jsonl(
+                keys.match_review_key(state.tenant, state.run_id), identity.review_rows()
+            )
+            matcher = identity
+        tiers: dict[str, int] = {}
+        summary: dict[str, Any] = {}
+        #: How each entity's lines were written: ``columnar`` or ``rows``.
+        written: dict[str, str] = {}
+        for entity in ENTITY_ORDER:
+            entity_tiers: dict[str, int] = {}
+            written[entity.value] = _write_entity(
+                state, deps, matcher, tables, entity, entity_tiers
+            )
+            summary[entity.value] = entity_tiers
+            for tier, count in entity_tiers.items():
+                tiers[tier] = tiers.get(tier, 0) + count
+    summary["written"] = written
+    deps.store.put_json(keys.match_summary_key(state.tenant, state.run_id), summary)
     state.counts["match"] = tiers
     return state
+
+
+def _write_entity(
+    state: RunState,
+    deps: Deps,
+    matcher: Matcher,
+    tables: IdTables | None,
+    entity: Entity,
+    tiers: dict[str, int],
+) -> str:
+    matched_key = keys.matched_key(state.tenant, state.run_id, entity)
+    if isinstance(matcher, IdentityMatcher) and tables is not None and tables.usable(entity):
+        tables.write_decisions(
+            entity,
+            matched_key,
+            matcher.special_ids(entity),
+            partial(matcher.special_line, entity),
+            tiers,
+        )
+        return "columnar"
+    # Matchers decide by id here; whatever needs whole records reads them itself.
+    ids = deps.store.iter_jsonl(keys.normalized_ids_key(state.tenant, state.run_id, entity))
+    deps.store.write_jsonl(matched_key, matcher.decision_lines(entity, ids, tiers))
+    return "rows"

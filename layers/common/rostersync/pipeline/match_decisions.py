@@ -17,6 +17,11 @@ _TARGET_NAMESPACE = uuid.UUID("5b0e7c1e-8f51-4bd4-9a0a-3f0b1c7d2e61")
 _NAMESPACE_BYTES = _TARGET_NAMESPACE.bytes
 
 
+def new_target_prefix(tenant: str, entity: Entity) -> bytes:
+    """What ``new_target_id`` hashes before ``{source_system}/{source_id}`` (UTF-8)."""
+    return _NAMESPACE_BYTES + f"{tenant}/{entity.value}/".encode()
+
+
 def new_target_id(tenant: str, entity: Entity, source_system: str, source_id: str) -> str:
     """The app id a new record gets: deterministic, so a retried step yields the same id.
 
