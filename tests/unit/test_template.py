@@ -459,3 +459,12 @@ def test_only_the_fetch_and_the_api_touch_secrets_and_only_under_rostersync() ->
             assert set(as_list(statement["Action"])) == actions, "secrets apart from the rest"
             granted |= actions
         assert granted == SECRET_GRANTS.get(function, set()), function
+
+
+def test_the_functions_running_the_columnar_engine_have_room_in_tmp() -> None:
+    """Match, stage and re-stage read id lines and the committed index as files in /tmp
+    and let DuckDB spill there: more than Lambda's default 512 MB at a million students."""
+    resources = TEMPLATE["Resources"]
+    for name in ("MatchFunction", "StageFunction", "ReviewFunction"):
+        size = resources[name]["Properties"].get("EphemeralStorage", {}).get("Size", 512)
+        assert size >= 4096, name
