@@ -110,6 +110,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from operator import itemgetter
 from typing import IO, TYPE_CHECKING, Any, Final
 
 import orjson
@@ -1461,6 +1462,10 @@ class _FileReader:
         references = [
             header.index[key] for key, _ in _REFERENCE_COLUMNS[entity] if key in header.index
         ]
+        # A row's reference cells and the blank cell appended to it (so that there are
+        # always two: a tuple), to be checked joined: when the whole is short enough and
+        # printable, so is each cell (the common case, one check instead of one a cell).
+        reference_cells = itemgetter(*references, width)
         convert = _CONVERTERS[entity](self)
         datetimes = self.bundle._datetimes
         seen = self.seen
@@ -1531,14 +1536,12 @@ class _FileReader:
                     if status is None:
                         skipped.append(sid)
                         continue
-                odd_reference = False
-                for i in references:
-                    value = row[i]
-                    if len(value) > MAX_ID_CHARS or not value.isprintable():
-                        odd_reference = True
-                        break
-                if odd_reference and self._bad_reference(row, status, line, sid):
-                    continue
+                if references:
+                    value = "".join(reference_cells(row))
+                    if (
+                        len(value) > MAX_ID_CHARS or not value.isprintable()
+                    ) and self._odd_reference(row, references, status, line, sid):
+                        continue
                 rec = convert(row, sid, status, line)
                 if rec is None:
                     continue
@@ -1716,6 +1719,16 @@ class _FileReader:
             IssueAction.ROW_SKIPPED,
         )
         return True
+
+    def _odd_reference(
+        self, row: list[str], references: list[int], status: str, line: int, sid: str
+    ) -> bool:
+        """Whether a reference cell too long or not printable makes the row skipped."""
+        for i in references:
+            value = row[i]
+            if len(value) > MAX_ID_CHARS or not value.isprintable():
+                return self._bad_reference(row, status, line, sid)
+        return False
 
     def _bad_reference(self, row: list[str], status: str, line: int, sid: str) -> bool:
         """Whether a reference cannot be stored (then the row is skipped)."""
