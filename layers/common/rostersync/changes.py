@@ -95,7 +95,7 @@ def make_action(
     }
 
 
-#: ``META_FIELDS`` as a tuple, for a loop without hashing a frozenset's iterator.
+#: ``META_FIELDS`` in a fixed order: the keys ``content_of`` deletes from its copy.
 _META_NAMES: Final[tuple[str, ...]] = tuple(sorted(META_FIELDS))
 
 
