@@ -800,3 +800,48 @@ def test_roles_file_without_the_columns_needed_is_not_used(tmp_path: Path) -> No
     assert read.records[Entity.USERS] == []
     assert read.about("roles.csv", action=IssueAction.FILE_SKIPPED)
     assert read.summaries[Entity.USERS].skipped_ids == ["u1"]
+
+
+def test_enrollment_flags_and_dates_read_cached_or_not_and_issues_in_row_order(
+    tmp_path: Path,
+) -> None:
+    enrollments = (
+        "sourcedId,classSourcedId,userSourcedId,role,primary,beginDate,endDate\n"
+        "e1,c1,u1,student,true,2026-08-24,6/18/2027\n"
+        "e2,c1,u2,student,TRUE,2026-08-24,6/18/2027\n"
+        "e3,c1,u3,student,False,,\n"
+        "e4,c1,u4,student,maybe,someday,2027-13-01\n"
+        "e5,c1,u5,student,maybe,someday,6/18/2027\n"
+        "e6,c1,u6,student, false , 2026-08-24 ,\n"
+    )
+    files = {
+        "orgs.csv": ONE_ORG,
+        "classes.csv": "sourcedId,title,schoolSourcedId\nc1,Maths,o1\n",
+        "users.csv": USERS + "".join(user(f"u{i}") for i in range(1, 7)),
+        "enrollments.csv": enrollments,
+    }
+    read = Read(bundle(tmp_path, files))
+    got = {
+        sid: (r["primary"], r["begin_date"], r["end_date"])
+        for sid, r in read.by_id(Entity.ENROLLMENTS).items()
+    }
+    assert got == {
+        "e1": (True, "2026-08-24", "2027-06-18"),
+        "e2": (True, "2026-08-24", "2027-06-18"),
+        "e3": (False, None, None),
+        "e4": (None, None, None),
+        "e5": (None, None, "2027-06-18"),
+        "e6": (False, "2026-08-24", None),
+    }
+    kept = [
+        (i.line, i.column, i.value, i.source_id)
+        for i in read.issues
+        if i.file == "enrollments.csv" and i.action is IssueAction.KEPT_DEFAULT and i.source_id
+    ]
+    assert kept == [
+        (5, "primary", "maybe", "e4"),
+        (5, "beginDate", "someday", "e4"),
+        (5, "endDate", "2027-13-01", "e4"),
+        (6, "primary", "maybe", "e5"),
+        (6, "beginDate", "someday", "e5"),
+    ]

@@ -269,6 +269,40 @@ def test_a_reference_too_long_for_storage_skips_the_row_by_id(tmp_path: Path) ->
     assert (issue.column, issue.source_id) == ("agentSourcedIds", "u2")
 
 
+def test_references_long_only_together_are_kept(tmp_path: Path) -> None:
+    """Each reference under the limit, all of them together over it: nothing to skip."""
+    guardian, org = "g" * (MAX_ID_CHARS - 10), "o" * (MAX_ID_CHARS - 10)
+    orgs = ONE_ORG + f"{org},active,,School,school,,\n"
+    users = (
+        USERS
+        + user(guardian, role="guardian", orgSourcedIds=org)
+        + user("u1", agentSourcedIds=guardian, orgSourcedIds=org)
+    )
+    read = Read(bundle(tmp_path, {"orgs.csv": orgs, "users.csv": users}))
+    u1 = read.by_id(Entity.USERS)["u1"]
+    assert (u1["agent_source_ids"], u1["org_source_ids"]) == ([guardian], [org])
+    assert not read.about("users.csv", action=IssueAction.ROW_SKIPPED)
+
+
+@pytest.mark.parametrize("column", ["orgSourcedIds", "agentSourcedIds"])
+def test_a_control_character_in_a_reference_skips_the_row_by_id(
+    tmp_path: Path, column: str
+) -> None:
+    users = USERS + user("u1") + user("u2", **{column: "u\x071"}) + user("u3")
+    read = read_users(tmp_path, users)
+    assert list(read.by_id(Entity.USERS)) == ["u1", "u3"]
+    assert read.summaries[Entity.USERS].skipped_ids == ["u2"]
+    (issue,) = read.about("users.csv", action=IssueAction.ROW_SKIPPED)
+    assert (issue.column, issue.source_id) == (column, "u2")
+    assert "control characters" in issue.message
+
+
+def test_a_tab_around_a_reference_is_trimmed_not_skipped(tmp_path: Path) -> None:
+    read = read_users(tmp_path, USERS + user("u1", orgSourcedIds="\to1\t"))
+    assert read.by_id(Entity.USERS)["u1"]["org_source_ids"] == ["o1"]
+    assert not read.about("users.csv", action=IssueAction.ROW_SKIPPED)
+
+
 def test_a_record_too_big_for_storage_skips_its_row_naming_the_column(tmp_path: Path) -> None:
     """A 500 KB field of CJK text (more characters than the csv module reads by
     default) skips its row, and only its row."""

@@ -110,6 +110,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from operator import itemgetter
 from typing import IO, TYPE_CHECKING, Any, Final
 
 import orjson
@@ -606,11 +607,29 @@ def _split(value: str) -> list[str]:
 
 def _parse_user_ids(value: str) -> list[dict[str, str]] | None:
     """``{type:id},{type:id}`` as user_ids dicts, or None if the cell is malformed."""
-    if value[0] == "{" and value[-1] == "}" and value.count("{") == 1 and "}" not in value[:-1]:
-        # One id, the common case, without the regex.
-        kind, colon, ident = value[1:-1].partition(":")
-        kind, ident = kind.strip(), ident.strip()
-        return [{"type": kind, "identifier": ident}] if colon and kind and ident else None
+    if value[0] == "{" and value[-1] == "}":
+        inner = value[1:-1]
+        if "{" not in inner and "}" not in inner:
+            # One id, the common case, without the regex.
+            kind, colon, ident = inner.partition(":")
+            kind, ident = kind.strip(), ident.strip()
+            return [{"type": kind, "identifier": ident}] if colon and kind and ident else None
+        # Several, written tight (``{a:1},{b:2}``: what the regex reads as these parts),
+        # also without it; anything else (spaces, blanks, stray braces) goes to the regex.
+        ids: list[dict[str, str]] = []
+        for part in inner.split("},{"):
+            kind, colon, ident = part.partition(":")
+            if (
+                not (colon and kind and ident)
+                or "{" in part
+                or "}" in part
+                or kind.strip() != kind
+                or ident.strip() != ident
+            ):
+                break
+            ids.append({"type": kind, "identifier": ident})
+        else:
+            return ids
     out: list[dict[str, str]] = []
     pos = 0
     for match in _USER_ID.finditer(value):
@@ -1461,6 +1480,10 @@ class _FileReader:
         references = [
             header.index[key] for key, _ in _REFERENCE_COLUMNS[entity] if key in header.index
         ]
+        # A row's reference cells and the blank cell appended to it (so that there are
+        # always two: a tuple), to be checked joined: when the whole is short enough and
+        # printable, so is each cell (the common case, one check instead of one a cell).
+        reference_cells = itemgetter(*references, width)
         convert = _CONVERTERS[entity](self)
         datetimes = self.bundle._datetimes
         seen = self.seen
@@ -1531,14 +1554,12 @@ class _FileReader:
                     if status is None:
                         skipped.append(sid)
                         continue
-                odd_reference = False
-                for i in references:
-                    value = row[i]
-                    if len(value) > MAX_ID_CHARS or not value.isprintable():
-                        odd_reference = True
-                        break
-                if odd_reference and self._bad_reference(row, status, line, sid):
-                    continue
+                if references:
+                    value = "".join(reference_cells(row))
+                    if (
+                        len(value) > MAX_ID_CHARS or not value.isprintable()
+                    ) and self._odd_reference(row, references, status, line, sid):
+                        continue
                 rec = convert(row, sid, status, line)
                 if rec is None:
                     continue
@@ -1716,6 +1737,16 @@ class _FileReader:
             IssueAction.ROW_SKIPPED,
         )
         return True
+
+    def _odd_reference(
+        self, row: list[str], references: list[int], status: str, line: int, sid: str
+    ) -> bool:
+        """Whether a reference cell too long or not printable makes the row skipped."""
+        for i in references:
+            value = row[i]
+            if len(value) > MAX_ID_CHARS or not value.isprintable():
+                return self._bad_reference(row, status, line, sid)
+        return False
 
     def _bad_reference(self, row: list[str], status: str, line: int, sid: str) -> bool:
         """Whether a reference cannot be stored (then the row is skipped)."""
@@ -2277,6 +2308,7 @@ def _enrollments(cx: _FileReader) -> _Converter:
     known_users = cx.known(Entity.USERS)
     known_orgs = cx.known(Entity.ORGS)
     system = cx.bundle.source_system
+    dates = cx.bundle._dates
 
     def convert(row: list[str], sid: str, status: str, line: int) -> Record | None:
         klass = row[i_class].strip()
@@ -2309,9 +2341,19 @@ def _enrollments(cx: _FileReader) -> _Converter:
         elif active and known_orgs is not None and school not in known_orgs:
             cx.dangling(school, "schoolSourcedId", line, sid, Entity.ORGS)
             school = None
-        primary = row[i_primary].strip()
-        begin = row[i_begin].strip()
-        end = row[i_end].strip()
+        # Cached values first, as the row loop does: a call only for what is new.
+        value = row[i_primary].strip()
+        primary = None
+        if value:
+            primary = _BOOLS.get(value)
+            if primary is None:
+                primary = cx.bool_value(value, "primary", line, sid, "left empty")
+        value = row[i_begin].strip()
+        begin = (
+            (dates.get(value) or cx.date_value(value, "beginDate", line, sid)) if value else None
+        )
+        value = row[i_end].strip()
+        end = (dates.get(value) or cx.date_value(value, "endDate", line, sid)) if value else None
         return {
             "source_system": system,
             "source_id": sid,
@@ -2322,11 +2364,9 @@ def _enrollments(cx: _FileReader) -> _Converter:
             "school_source_id": school,
             "user_source_id": user,
             "role": role[0],
-            "primary": cx.bool_value(primary, "primary", line, sid, "left empty")
-            if primary
-            else None,
-            "begin_date": cx.date_value(begin, "beginDate", line, sid) if begin else None,
-            "end_date": cx.date_value(end, "endDate", line, sid) if end else None,
+            "primary": primary,
+            "begin_date": begin,
+            "end_date": end,
         }
 
     return convert
