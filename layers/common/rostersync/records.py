@@ -204,6 +204,13 @@ IDENTITY: Final[tuple[str, ...]] = (
 )
 
 
+def _check_fields(fields: Mapping[str, Any]) -> None:
+    """Fields never hold an identity attribute (those are the item's own)."""
+    clash = sorted(set(fields) & set(IDENTITY))
+    if clash:
+        raise ValueError(f"identity attributes among the fields: {', '.join(clash)}")
+
+
 class DirectoryItem(BaseModel):
     """One committed record: its fields (the canonical record's, and contact details the
     app edited) with its identity."""
@@ -224,9 +231,7 @@ class DirectoryItem(BaseModel):
 
     @model_validator(mode="after")
     def _fields_are_not_identity(self) -> DirectoryItem:
-        clash = sorted(set(self.fields) & set(IDENTITY))
-        if clash:
-            raise ValueError(f"identity attributes among the fields: {', '.join(clash)}")
+        _check_fields(self.fields)
         return self
 
     @classmethod
@@ -259,9 +264,7 @@ class DirectoryChange(BaseModel):
 
     @model_validator(mode="after")
     def _fields_are_not_identity(self) -> DirectoryChange:
-        clash = sorted(set(self.fields) & set(IDENTITY))
-        if clash:
-            raise ValueError(f"identity attributes among the fields: {', '.join(clash)}")
+        _check_fields(self.fields)
         return self
 
     def attributes(self) -> dict[str, Any]:
