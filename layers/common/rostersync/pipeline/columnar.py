@@ -34,6 +34,24 @@ _MEMORY_LIMIT = "512MB"
 _THREADS = 2
 
 
+def connect_engine(spill: Path) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection sized for a step (memory, threads), spilling under ``spill``;
+    the caller closes it."""
+    return duckdb.connect(
+        config={
+            "threads": _THREADS,
+            "memory_limit": _MEMORY_LIMIT,
+            "temp_directory": str(spill),
+            "preserve_insertion_order": True,
+        }
+    )
+
+
+def sql_path(path: Path) -> str:
+    """A file's path as the text of an SQL string literal (quotes doubled)."""
+    return str(path).replace("'", "''")
+
+
 class DiffRow(NamedTuple):
     """A record of the run that needs a decision in Python (in file order)."""
 
@@ -82,9 +100,8 @@ def _lines(path: Path | None, name: str, columns: list[tuple[str, str]]) -> str:
     selected = ", ".join(
         f"CAST(j[{n}] AS {kind}) AS {column}" for n, (column, kind) in enumerate(columns, 1)
     )
-    quoted = str(path).replace("'", "''")
     return (
-        f"CREATE TEMP TABLE {name} AS SELECT {selected} FROM read_json('{quoted}',"
+        f"CREATE TEMP TABLE {name} AS SELECT {selected} FROM read_json('{sql_path(path)}',"
         " format = 'newline_delimited', records = false, columns = {'j': 'VARCHAR[]'})"
     )
 
@@ -174,14 +191,7 @@ def diff_entity(
     if ids is None or decisions is None:
         return None
     spill = stack.enter_context(tempfile.TemporaryDirectory(prefix="rostersync-diff-"))
-    con = duckdb.connect(
-        config={
-            "threads": _THREADS,
-            "memory_limit": _MEMORY_LIMIT,
-            "temp_directory": spill,
-            "enable_external_access": True,
-        }
-    )
+    con = connect_engine(Path(spill))
     stack.callback(con.close)
     con.execute(_lines(ids, "n", _IDS))
     con.execute(_lines(decisions, "d", _DECISIONS))

@@ -29,21 +29,15 @@ import duckdb
 import orjson
 
 from rostersync.models import Entity, Tier
+from rostersync.pipeline.columnar import connect_engine, sql_path
 from rostersync.pipeline.match_decisions import new_target_prefix
 from rostersync.storage import keys
 from rostersync.storage.ports import ObjectStorePort
 
-#: What the engine may use: the step runs in a 1 GB Lambda beside the rest of its work.
-_MEMORY_LIMIT = "512MB"
-_THREADS = 2
 _COPY_BLOCK = 1 << 20
 
 #: A decision line of a record the matcher decided itself (``None``: not one of those).
 SpecialLine = Callable[[str, str], tuple[list[Any], str] | None]
-
-
-def _quoted(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 def _lines(path: Path | None, name: str, columns: dict[str, int], least: int) -> str:
@@ -55,7 +49,7 @@ def _lines(path: Path | None, name: str, columns: dict[str, int], least: int) ->
     selected = ", ".join(f"CAST(j[{n}] AS VARCHAR) AS {c}" for c, n in columns.items())
     return (
         f"CREATE TEMP TABLE {name} AS SELECT {selected}, len(j) >= {least} AS ok"
-        f" FROM read_json('{_quoted(path)}', format = 'newline_delimited', records = false,"
+        f" FROM read_json('{sql_path(path)}', format = 'newline_delimited', records = false,"
         " columns = {'j': 'JSON[]'})"
     )
 
@@ -188,14 +182,7 @@ class IdTables:
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
-            self._con = duckdb.connect(
-                config={
-                    "threads": _THREADS,
-                    "memory_limit": _MEMORY_LIMIT,
-                    "temp_directory": str(self._folder / "spill"),
-                    "preserve_insertion_order": True,
-                }
-            )
+            self._con = connect_engine(self._folder / "spill")
         return self._con
 
     # ------------------------------------------------------------------ tables
@@ -314,7 +301,7 @@ class IdTables:
         with self.store.local_file(key) as path:
             if path is None:
                 return []
-            sql = _SNAPSHOT.format(path=_quoted(path))
+            sql = _SNAPSHOT.format(path=sql_path(path))
             rows = self.con.execute(sql, {"ids": sorted(source_ids)}).fetchall()
         return [
             {
@@ -366,7 +353,7 @@ class IdTables:
         linked, unmatched = con.execute(_COUNTS.format(e=e)).fetchone() or (0, 0)
         out = self._folder / f"{e}.matched.jsonl"
         con.execute(
-            _WRITE.format(e=e, out=_quoted(out)),
+            _WRITE.format(e=e, out=sql_path(out)),
             {"prefix": new_target_prefix(self.tenant, entity)},
         )
         self.drop(entity)

@@ -66,9 +66,8 @@ INSERT OR IGNORE INTO generation (id, n) VALUES (0, 0);
 #: Every write transaction bumps the database's generation (one row), so a reader can
 #: tell whether anything changed since it last looked, whichever process wrote.
 _BUMP = "UPDATE generation SET n = n + 1 WHERE id = 0"
-#: Filtered counts remembered per database (a page of a filtered list counts every
-#: match; paging through it, or asking again, need not count again while nothing changed).
-_COUNTS_KEPT = 256
+#: Filtered lists whose total and marks a database remembers (see ``Database.marks``).
+_MARKS_KEPT = 256
 #: The page size of a new database file.
 PAGE_SIZE = 16_384
 #: Rows between two remembered sort keys of a filtered list.
@@ -122,8 +121,8 @@ class Database:
         self.path = path
         self._local = threading.local()
         self._writer = _writer_lock(path)
-        self._counts: dict[tuple[Any, ...], tuple[int, int, list[str]]] = {}
-        self._counts_lock = threading.Lock()
+        self._marks: dict[tuple[Any, ...], tuple[int, int, list[str]]] = {}
+        self._marks_lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._guard(self._create_schema)
 
@@ -199,8 +198,8 @@ class Database:
         skips at most ``MARK_EVERY`` rows, and its total is not counted again."""
         key = (sql, *params)
         generation = self.generation()
-        with self._counts_lock:
-            kept = self._counts.get(key)
+        with self._marks_lock:
+            kept = self._marks.get(key)
         if kept is not None and kept[0] == generation:
             return kept[1], kept[2]
         total, marks = 0, []
@@ -208,10 +207,10 @@ class Database:
             if total % MARK_EVERY == 0:
                 marks.append(str(sk))
             total += 1
-        with self._counts_lock:
-            if len(self._counts) >= _COUNTS_KEPT:
-                self._counts.pop(next(iter(self._counts)))
-            self._counts[key] = (generation, total, marks)
+        with self._marks_lock:
+            if len(self._marks) >= _MARKS_KEPT:
+                self._marks.pop(next(iter(self._marks)))
+            self._marks[key] = (generation, total, marks)
         return total, marks
 
     def _guard(self, call: Callable[[], T]) -> T:
