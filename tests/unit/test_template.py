@@ -463,8 +463,9 @@ def test_only_the_fetch_and_the_api_touch_secrets_and_only_under_rostersync() ->
 
 def test_the_functions_running_the_columnar_engine_have_room_in_tmp() -> None:
     """Match, stage and re-stage read id lines and the committed index as files in /tmp
-    and let DuckDB spill there: more than Lambda's default 512 MB at a million students."""
+    and let DuckDB spill there, normalize maps the committed run's normalized files:
+    more than Lambda's default 512 MB at a million students."""
     resources = TEMPLATE["Resources"]
-    for name in ("MatchFunction", "StageFunction", "ReviewFunction"):
+    for name in ("NormalizeFunction", "MatchFunction", "StageFunction", "ReviewFunction"):
         size = resources[name]["Properties"].get("EphemeralStorage", {}).get("Size", 512)
         assert size >= 4096, name

@@ -60,6 +60,9 @@ class StackSettings(_FromEnvironment):
     #: Match writes the linked and new records' decisions with DuckDB (a join of the id
     #: lines with the baseline index); off, row by row in Python (the same bytes).
     columnar_match: bool = Field(default=True, alias="COLUMNAR_MATCH")
+    #: Normalize takes records whose input is unchanged since the committed run as that
+    #: run's read wrote them; off, every row is read again (the same output, slower).
+    normalize_reuse: bool = Field(default=True, alias="NORMALIZE_REUSE")
 
 
 class RunStartSettings(StackSettings):

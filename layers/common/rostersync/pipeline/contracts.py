@@ -122,6 +122,10 @@ class NormalizedSummary(BaseModel):
     version: str | None = None
     entities: dict[Entity, ReadSummary] = Field(default_factory=dict)
     issues: int = 0
+    #: Records per entity taken as the read of run ``reused_from`` wrote them (their
+    #: input unchanged since), not read again.
+    reused: dict[str, int] = Field(default_factory=dict)
+    reused_from: str | None = None
 
     @field_validator("entities", mode="before")
     @classmethod

@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any, ClassVar, Protocol, runtime_checkable
+from typing import IO, Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 from pydantic import (
     BaseModel,
@@ -219,6 +219,40 @@ class SourceRead(Protocol):
     def summary(self, entity: Entity) -> ReadSummary:
         """What reading the entity gave (once its records have all been read)."""
         ...
+
+
+class Reused(NamedTuple):
+    """Records read exactly as the previous run read them: the same input text, read in
+    the same context (format, header, code). They are that run's records ``numbers``
+    (from 0, in this read's order), their record and id lines taken as they were
+    instead of being built again."""
+
+    numbers: list[int]
+
+
+@dataclass(frozen=True)
+class PreviousRead:
+    """What a run before this one left for reading its unchanged input again: its raw
+    area and what its read kept of one entity (``ReusingRead.reuse_state``)."""
+
+    raw: RawArea
+    state: bytes
+
+
+@runtime_checkable
+class ReusingRead(Protocol):
+    """A read that can recognise input unchanged since a previous run's read.
+
+    Offered a ``PreviousRead`` before an entity is read, ``iter_records`` may yield
+    ``Reused`` markers among the records; after the entity, ``reuse_state`` is what the
+    next run needs to recognise this run's input (None when there is nothing to keep).
+    """
+
+    def offer_reuse(self, entity: Entity, previous: PreviousRead) -> None: ...
+
+    def iter_items(self, entity: Entity) -> Iterator[Record | Reused]: ...
+
+    def reuse_state(self, entity: Entity) -> bytes | None: ...
 
 
 class Source(Protocol):

@@ -100,6 +100,12 @@ def normalized_ids_key(tenant: str, run_id: str, entity: Entity) -> str:
     return f"{run_prefix(tenant, run_id)}normalized/{Entity(entity).value}.ids.jsonl"
 
 
+def normalized_reuse_key(tenant: str, run_id: str, entity: Entity) -> str:
+    """What the next run needs to take this run's unchanged records as they are: the
+    source's state for recognising its input, and where each record's lines end."""
+    return f"{run_prefix(tenant, run_id)}normalized/{Entity(entity).value}.reuse"
+
+
 def normalized_summary_key(tenant: str, run_id: str) -> str:
     return f"{run_prefix(tenant, run_id)}normalized/summary.json"
 

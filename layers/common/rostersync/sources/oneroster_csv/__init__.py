@@ -17,10 +17,12 @@ from rostersync.sources.base import (
     FetchContext,
     FetchResult,
     IssueSink,
+    PreviousRead,
     RawArea,
     RawFiles,
     ReadSummary,
     Record,
+    Reused,
     SourceSpec,
 )
 from rostersync.sources.bundle import ZipBundle
@@ -29,6 +31,7 @@ from rostersync.sources.oneroster_csv.reader import (
     EntityReadSummary,
     FileMode,
     OneRosterBundle,
+    ReuseOffer,
     listed_files,
     parse_date,
     read_manifest_properties,
@@ -97,12 +100,27 @@ class OneRosterCsvRead:
 
     source_system = "oneroster"
 
-    def __init__(self, files: RawFiles, sink: IssueSink) -> None:
+    def __init__(self, files: RawFiles, sink: IssueSink, stack: ExitStack) -> None:
         self.bundle = OneRosterBundle(files, sink, self.source_system)
         self.version: str | None = self.bundle.version
+        self._stack = stack
+        self._previous: dict[int, RawFiles] = {}
 
     def iter_records(self, entity: Entity) -> Iterator[Record]:
         return self.bundle.iter_records(entity)
+
+    def offer_reuse(self, entity: Entity, previous: PreviousRead) -> None:
+        files = self._previous.get(id(previous.raw))
+        if files is None:
+            files = _bundle_files(previous.raw, self._stack)
+            self._previous[id(previous.raw)] = files
+        self.bundle.offer_reuse(entity, ReuseOffer(files, previous.state))
+
+    def iter_items(self, entity: Entity) -> Iterator[Record | Reused]:
+        return self.bundle.iter_items(entity)
+
+    def reuse_state(self, entity: Entity) -> bytes | None:
+        return self.bundle.reuse_state(entity)
 
     def summary(self, entity: Entity) -> ReadSummary:
         return read_summary(self.bundle.summary(entity))
@@ -171,11 +189,16 @@ class OneRosterCsvSource:
     @contextmanager
     def read(self, spec: SourceSpec, raw: RawArea, sink: IssueSink) -> Iterator[OneRosterCsvRead]:
         with ExitStack() as stack:
-            files: RawFiles = raw
-            if raw.exists(ZIP_NAME):
-                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rostersync-")))
-                raw.download(ZIP_NAME, tmp / ZIP_NAME)
-                zipped = ZipBundle(tmp / ZIP_NAME)
-                stack.callback(zipped.close)
-                files = zipped
-            yield OneRosterCsvRead(files, sink)
+            yield OneRosterCsvRead(_bundle_files(raw, stack), sink, stack)
+
+
+def _bundle_files(raw: RawArea, stack: ExitStack) -> RawFiles:
+    """The bundle's files in a raw area: the area's own, or those of its zip (copied to
+    a temporary folder that ``stack`` removes)."""
+    if not raw.exists(ZIP_NAME):
+        return raw
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rostersync-")))
+    raw.download(ZIP_NAME, tmp / ZIP_NAME)
+    zipped = ZipBundle(tmp / ZIP_NAME)
+    stack.callback(zipped.close)
+    return zipped

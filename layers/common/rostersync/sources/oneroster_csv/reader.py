@@ -101,16 +101,21 @@ from __future__ import annotations
 import codecs
 import csv
 import difflib
+import functools
+import hashlib
 import io
 import itertools
 import re
 import sys
 import threading
+from array import array
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from operator import itemgetter
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
 import orjson
@@ -129,6 +134,7 @@ from rostersync.models import (
     SessionType,
     Severity,
 )
+from rostersync.sources.base import Reused
 from rostersync.sources.bundle import BundleFiles
 from rostersync.sources.oneroster_csv.dialect import (
     DELIMITER_NAMES,
@@ -435,8 +441,70 @@ _ROLES_LOOKUP: Final[dict[str, str]] = {
 KNOWN_COLUMNS: Final = frozenset(
     itertools.chain(*_HEADER_LOOKUP.values(), _MANIFEST_COLUMNS, _ROLES_LOOKUP)
 )
+
+
 #: The columns of each entity holding ids of other records (or of the same file's), and
 #: whether a cell holds several.
+class _OneLine:
+    """An iterator giving one line at a time to a parser (``line``, then nothing)."""
+
+    __slots__ = ("line",)
+
+    def __init__(self) -> None:
+        self.line: str | None = None
+
+    def __iter__(self) -> _OneLine:
+        return self
+
+    def __next__(self) -> str:
+        line, self.line = self.line, None
+        if line is None:
+            raise StopIteration
+        return line
+
+
+@dataclass(frozen=True)
+class ReuseOffer:
+    """A previous read of the bundle's files, for taking its clean lines as they were:
+    that bundle's files and what that read kept (``OneRosterBundle.reuse_state``)."""
+
+    files: BundleFiles
+    state: bytes
+
+
+#: The file each reference column points into.
+_REFERENCE_TARGETS: Final[dict[tuple[Entity, str], Entity]] = {
+    (Entity.ORGS, "parentSourcedId"): Entity.ORGS,
+    (Entity.ACADEMIC_SESSIONS, "parentSourcedId"): Entity.ACADEMIC_SESSIONS,
+    (Entity.COURSES, "schoolYearSourcedId"): Entity.ACADEMIC_SESSIONS,
+    (Entity.COURSES, "orgSourcedId"): Entity.ORGS,
+    (Entity.CLASSES, "courseSourcedId"): Entity.COURSES,
+    (Entity.CLASSES, "schoolSourcedId"): Entity.ORGS,
+    (Entity.CLASSES, "termSourcedIds"): Entity.ACADEMIC_SESSIONS,
+    (Entity.USERS, "orgSourcedIds"): Entity.ORGS,
+    (Entity.USERS, "primaryOrgSourcedId"): Entity.ORGS,
+    (Entity.USERS, "agentSourcedIds"): Entity.USERS,
+    (Entity.ENROLLMENTS, "classSourcedId"): Entity.CLASSES,
+    (Entity.ENROLLMENTS, "schoolSourcedId"): Entity.ORGS,
+    (Entity.ENROLLMENTS, "userSourcedId"): Entity.USERS,
+}
+
+#: Records of one file the next run may take as they are, at most (above it every row
+#: is read: the lines to recognise would take too much memory).
+REUSE_MAX_RECORDS: Final = 2_000_000
+
+
+@functools.cache
+def _code_digest() -> str:
+    """A digest of this package's code: a record read by other code is read again."""
+    root = Path(__file__).resolve().parents[2]
+    digest = hashlib.blake2b(digest_size=16)
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 _REFERENCE_COLUMNS: Final[dict[Entity, tuple[tuple[str, bool], ...]]] = {
     Entity.ORGS: (("parentSourcedId", False),),
     Entity.ACADEMIC_SESSIONS: (("parentSourcedId", False),),
@@ -499,33 +567,90 @@ class _Lines:
     end, which it does only in the middle of a quoted cell. ``flagged``: one of those, or
     a line long enough to make a record too big, happened since it was last cleared; rows
     of one line that leave it clear need no closer look (the hot path stays as it was).
+    ``last``: the line given last (a row of one line is that line).
+
+    Reusing (``reuse`` set, see ``_FileReader._reuse_memo``): a line at the start of a
+    row (``boundary``, which the row loop sets after each row) that is a line the
+    previous run read cleanly, and that ``take`` accepts, never reaches the parser: its
+    line number goes to ``hit_lines``, the previous run's record number to
+    ``hit_records``, and it counts in ``swallowed``, so the parser's line numbers plus
+    ``swallowed`` are the file's.
     """
 
-    __slots__ = ("exhausted", "flagged", "text", "unterminated")
+    __slots__ = (
+        "boundary",
+        "exhausted",
+        "flagged",
+        "hit_lines",
+        "hit_records",
+        "last",
+        "reuse",
+        "swallowed",
+        "take",
+        "text",
+        "unterminated",
+    )
 
-    def __init__(self, text: io.TextIOWrapper) -> None:
+    def __init__(self, text: io.TextIOWrapper, reusing: bool = False) -> None:
         self.text = text
         self.flagged = False
         self.unterminated = False
         self.exhausted = False
+        self.last = ""
+        self.boundary = False
+        self.swallowed = 0
+        self.hit_lines: list[int] = []
+        self.hit_records: list[int] = []
+        #: Line -> the previous run's record index, once the header allows reuse.
+        self.reuse: dict[str, int] | None = {} if reusing else None
+        self.take: Callable[[str], bool] | None = None
 
     def __iter__(self) -> Iterator[str]:
+        if self.reuse is not None:
+            yield from self._reusing()
+            return
         long = UNMEASURED_ROW_CHARS
         for line in self.text:
             if len(line) > long or line[-1] not in "\r\n":
                 self.flagged = True
                 self.unterminated = line[-1] not in "\r\n"
+            self.last = line
+            yield line
+        self.exhausted = self.flagged = True
+
+    def _reusing(self) -> Iterator[str]:
+        long = UNMEASURED_ROW_CHARS
+        given = 0
+        hit_line, hit_record = self.hit_lines.append, self.hit_records.append
+        for line in self.text:
+            if self.boundary:
+                reuse, take = self.reuse, self.take
+                if reuse and take is not None:
+                    index = reuse.get(line)
+                    if index is not None and take(line):
+                        self.swallowed += 1
+                        hit_line(given + self.swallowed)
+                        hit_record(index)
+                        continue
+            if len(line) > long or line[-1] not in "\r\n":
+                self.flagged = True
+                self.unterminated = line[-1] not in "\r\n"
+            self.boundary = False
+            self.last = line
+            given += 1
             yield line
         self.exhausted = self.flagged = True
 
 
 @contextmanager
-def _csv_rows(files: BundleFiles, name: str, delimiter: str) -> Iterator[tuple[CsvReader, _Lines]]:
+def _csv_rows(
+    files: BundleFiles, name: str, delimiter: str, reusing: bool = False
+) -> Iterator[tuple[CsvReader, _Lines]]:
     """A csv.reader over the file's watched lines."""
     if csv.field_size_limit() < CSV_FIELD_LIMIT:
         csv.field_size_limit(CSV_FIELD_LIMIT)
     with files.open(name) as raw:
-        lines = _Lines(_text(raw))
+        lines = _Lines(_text(raw), reusing)
         yield csv.reader(lines, delimiter=delimiter), lines
 
 
@@ -850,6 +975,9 @@ class OneRosterBundle:
         self._dates: dict[str, str] = {}
         #: File name -> its delimiter, once a pass over it has seen its header.
         self._delimiters: dict[str, str] = {}
+        #: What a previous read left for taking unchanged lines as they were, by entity.
+        self._offers: dict[Entity, ReuseOffer] = {}
+        self._reuse_states: dict[Entity, bytes | None] = {}
         if _MANIFEST in self._present:
             self._read_manifest()
         else:
@@ -866,13 +994,33 @@ class OneRosterBundle:
         Each call reads the file afresh. ``summary(entity)`` is available once the
         iterator is exhausted.
         """
+        if entity in self._offers:
+            raise RuntimeError(f"{entity} was offered a previous read: read its items")
+        for item in self.iter_items(entity):
+            assert not isinstance(item, Reused)
+            yield item
+
+    def offer_reuse(self, entity: Entity, offer: ReuseOffer) -> None:
+        """Let the next read of ``entity`` take the lines ``offer`` read cleanly as they
+        were (``Reused`` markers among the records)."""
+        self._offers[entity] = offer
+
+    def reuse_state(self, entity: Entity) -> bytes | None:
+        """What the next run needs to take the lines of ``entity``'s file read cleanly by
+        this read (once it is read), or None."""
+        return self._reuse_states.get(entity)
+
+    def iter_items(self, entity: Entity) -> Iterator[Record | Reused]:
+        """``iter_records``, with ``Reused`` markers where a previous read was offered."""
         mode = self.modes[entity]
+        self._reuse_states.pop(entity, None)
         if mode is FileMode.ABSENT:
             return
         self._summaries.pop(entity, None)
         reader = _FileReader(self, entity, self._file_name(entity), mode)
         yield from reader.records()
         self._summaries[entity] = reader.summary
+        self._reuse_states[entity] = reader.reuse_state()
         if entity is Entity.USERS:
             # The roles.csv lookup is only needed while users.csv is read.
             self._roles = None
@@ -1180,6 +1328,21 @@ class _FileReader:
         self.delimiter = ","
         #: Why absences from this file cannot be trusted, in plain words.
         self.distrust: list[str] = []
+        #: Issues so far: a row that adds none was read cleanly.
+        self.noted = 0
+        #: The blanks of the row being read (``blank``), by key.
+        self.row_blanks: list[str] = []
+        #: Per record yielded, its line when the next run may take it as it is, else 0,
+        #: and which blanks it had (an index into ``blank_sets``; 0: none).
+        self.reusable = array("I")
+        self.reusable_blanks = array("H")
+        self.blank_sets: dict[tuple[str, ...], int] = {(): 0}
+        #: The previous read's blanks of each record it kept, as ``blank_sets`` indexes.
+        self._earlier_blanks: tuple[array[int], list[int]] | None = None
+        #: What the records depend on besides their own line (None: reuse nothing).
+        self.fingerprint: str | None = None
+        #: Records taken from the previous run's read.
+        self.reused = 0
 
     # issues
 
@@ -1193,6 +1356,7 @@ class _FileReader:
         sid: str | None = None,
         severity: Severity | None = None,
     ) -> None:
+        self.noted += 1
         column = None if key is None else self.header.written.get(key, key)
         self.bundle._sink(
             RowIssue(
@@ -1224,6 +1388,10 @@ class _FileReader:
 
     def blank(self, key: str, line: int) -> None:
         """Count a blank in a field OneRoster requires (reported once per file)."""
+        self.row_blanks.append(key)
+        self._count_blank(key, line)
+
+    def _count_blank(self, key: str, line: int) -> None:
         entry = self.blanks.get(key)
         if entry is None:
             self.blanks[key] = [1, line]
@@ -1346,12 +1514,16 @@ class _FileReader:
 
     # the pass
 
-    def records(self) -> Iterator[Record]:
-        """The file's records; counters and summary issues are complete at the end."""
+    def records(self) -> Iterator[Record | Reused]:
+        """The file's records (``Reused`` markers for lines the previous run's read took
+        as they are, when one was offered); counters and summary issues are complete at
+        the end."""
         before = _fallback_count()
         delimiter = self.bundle._delimiters.get(self.name, ",")
         while True:
-            with _csv_rows(self.bundle._files, self.name, delimiter) as (reader, lines):
+            offer = self.bundle._offers.get(self.entity)
+            reusing = offer is not None
+            with _csv_rows(self.bundle._files, self.name, delimiter, reusing) as (reader, lines):
                 try:
                     # Blank lines before the header are passed over; line numbers count them.
                     first = _first_row(reader)
@@ -1379,9 +1551,156 @@ class _FileReader:
                 self.header_line = reader.line_num
                 self._check_header()
                 lines.flagged = False
+                self.fingerprint = self._fingerprint(first)
+                if offer is not None:
+                    memo = self._reuse_memo(offer)
+                    if memo:
+                        lines.reuse = memo
+                        lines.take = self._taker()
                 yield from self._rows(reader, lines)
             break
         self._finish(before)
+
+    # reuse
+
+    def _fingerprint(self, header: list[str]) -> str | None:
+        """All a clean row's record depends on besides its line and the references it
+        makes (checked again for each line taken): the code, the file and its header,
+        how the bundle's files are read. None where more comes in (roles.csv)."""
+        if self.entity is Entity.USERS and "role" not in self.header.index:
+            return None
+        bundle = self.bundle
+        return orjson.dumps(
+            [
+                _code_digest(),
+                self.name,
+                self.entity.value,
+                header,
+                self.delimiter,
+                self.mode.value,
+                bundle.source_system,
+                bundle.version,
+                [bundle.modes[entity].value for entity in ENTITY_ORDER],
+                bundle._roles_mode.value,
+            ]
+        ).decode()
+
+    def reuse_state(self) -> bytes | None:
+        """What the next run needs to take this file's clean lines as they were read."""
+        if self.fingerprint is None:
+            return None
+        head = orjson.dumps(
+            {
+                "fingerprint": self.fingerprint,
+                "records": len(self.reusable),
+                "blanks": list(self.blank_sets),
+            }
+        )
+        return head + b"\n" + self.reusable.tobytes() + self.reusable_blanks.tobytes()
+
+    def _reuse_memo(self, offer: ReuseOffer) -> dict[str, int] | None:
+        """The previous run's clean lines of this file -> the index of their records,
+        when that read's fingerprint is this one's; else None (every row is read)."""
+        head, _, body = offer.state.partition(b"\n")
+        try:
+            meta = orjson.loads(head)
+        except orjson.JSONDecodeError:
+            return None
+        if self.fingerprint is None or meta.get("fingerprint") != self.fingerprint:
+            return None
+        numbers, blanks = array("I"), array("H")
+        count = meta.get("records")
+        if not isinstance(count, int) or len(body) != count * (numbers.itemsize + blanks.itemsize):
+            return None
+        if count > REUSE_MAX_RECORDS:
+            return None
+        numbers.frombytes(body[: count * numbers.itemsize])
+        blanks.frombytes(body[count * numbers.itemsize :])
+        sets = self.blank_sets
+        remap = [sets.setdefault(tuple(keys), len(sets)) for keys in meta.get("blanks") or [[]]]
+        if any(index >= len(remap) for index in set(blanks)):
+            return None
+        self._earlier_blanks = (blanks, remap)
+        wanted = ((number, index) for index, number in enumerate(numbers) if number)
+        memo: dict[str, int] = {}
+        before = _fallback_count()
+        try:
+            with offer.files.open(self.name) as raw:
+                nxt = next(wanted, None)
+                for number, text in enumerate(_text(raw), 1):
+                    if nxt is None:
+                        break
+                    if number == nxt[0]:
+                        memo[text] = nxt[1]
+                        nxt = next(wanted, None)
+        except (OSError, KeyError, ValueError, BundleError):
+            # The previous input is gone or unreadable: every row is read.
+            return None
+        finally:
+            # That file's decoding is not this one's to report.
+            _fallback_state.count = before
+        return memo
+
+    def _taker(self) -> Callable[[str], bool]:
+        """Whether a line the previous run read cleanly can be taken as it was: it still
+        splits into the header's cells, its id is not a repeat, and every reference it
+        makes still resolves as this run's reading checks it."""
+        header, entity, seen = self.header, self.entity, self.seen
+        width, delimiter = header.width, self.delimiter
+        i_sid = header.col("sourcedId")
+        checks: list[tuple[int, bool, set[str] | None]] = []
+        for key, multi in _REFERENCE_COLUMNS[entity]:
+            if key in header.index:
+                target = _REFERENCE_TARGETS[entity, key]
+                known = None if target is entity else self.known(target)
+                if target is entity or known is not None:
+                    checks.append((header.index[key], multi, known))
+        # The common case in one step: single references to other files.
+        simple = bool(checks) and all(not multi and known is not None for _, multi, known in checks)
+        cells_of = itemgetter(i_sid, *(i for i, _, _ in checks))
+        sets = [known for _, _, known in checks]
+        users = self.known(Entity.USERS) if entity is Entity.DEMOGRAPHICS else None
+        in_this_file = self.in_this_file
+        # Quoted lines are split as the parser splits them: one line at a time.
+        feed = _OneLine()
+        parse = csv.reader(feed, delimiter=delimiter)
+
+        def take(line: str) -> bool:
+            if '"' in line:
+                feed.line = line
+                try:
+                    cells = next(parse)
+                except (csv.Error, StopIteration):
+                    return False
+            else:
+                cells = line.split(delimiter)
+            if len(cells) != width:
+                return False
+            if simple:
+                sid, *refs = cells_of(cells)
+                sid = sid.strip()
+                if sid in seen or (users is not None and sid not in users):
+                    return False
+                for ref, known in zip(refs, sets, strict=True):
+                    ref = ref.strip()
+                    if ref and ref not in known:  # type: ignore[operator]
+                        return False
+                seen.add(sid)
+                return True
+            sid = cells[i_sid].strip()
+            if sid in seen or (users is not None and sid not in users):
+                return False
+            for i, multi, known in checks:
+                value = cells[i].strip()
+                if not value:
+                    continue
+                for ref in _split(value) if multi else (value,):
+                    if not (ref in known if known is not None else in_this_file(ref, seen)):
+                        return False
+            seen.add(sid)
+            return True
+
+        return take
 
     def _unusable(self, problem: str, trusted: bool = False) -> None:
         """Treat a file without a usable header as absent: nothing is archived for it."""
@@ -1466,7 +1785,7 @@ class _FileReader:
                 _SKIP_FILE,
             )
 
-    def _rows(self, reader: CsvReader, lines: _Lines) -> Iterator[Record]:
+    def _rows(self, reader: CsvReader, lines: _Lines) -> Iterator[Record | Reused]:
         header = self.header
         entity = self.entity
         summary = self.summary
@@ -1490,16 +1809,31 @@ class _FileReader:
         skipped = summary.skipped_ids
         other_delimiter = self.delimiter if self.delimiter != "," else None
         rows = records = 0
+        keep, keep_blanks = self.reusable.append, self.reusable_blanks.append
+        row_blanks, blank_sets = self.row_blanks, self.blank_sets
+        hits = lines.hit_records
         prev = reader.line_num
+        lines.boundary = True
         try:
             for row in reader:
-                line = prev + 1
+                if hits:
+                    # Rows taken as the previous run read them, before this one.
+                    yield self._drain(lines)
+                lines.boundary = True
+                start = prev + 1
                 prev = reader.line_num
+                # The parser's line numbers, plus the lines it never saw: the file's.
+                line = start + lines.swallowed
+                noted = self.noted
+                if row_blanks:
+                    row_blanks.clear()
+                clean = True
                 measure = False
-                if lines.flagged or prev != line:
+                if lines.flagged or prev != start:
                     # A long line, the end of the file, or a row over several lines.
                     lines.flagged = False
-                    verdict = self._inspect(row, line, prev, lines)
+                    clean = False
+                    verdict = self._inspect(row, line, prev + lines.swallowed, lines)
                     if verdict is _Verdict.DROPPED:
                         rows += 1
                         continue
@@ -1508,6 +1842,7 @@ class _FileReader:
                     if not any(cell.strip() for cell in row):
                         continue
                     rows += 1
+                    clean = False
                     if not self._fit(row, line, i_sid):
                         continue
                 else:
@@ -1577,25 +1912,64 @@ class _FileReader:
                 if measure and self._too_big(rec, row, status, line, sid):
                     continue
                 records += 1
+                # A row of one line read without an issue or a blank: the same line
+                # next time reads the same (see ``_reuse_memo``).
+                if clean and noted == self.noted:
+                    keep(line)
+                    keep_blanks(
+                        blank_sets.setdefault(tuple(row_blanks), len(blank_sets))
+                        if row_blanks
+                        else 0
+                    )
+                else:
+                    keep(0)
+                    keep_blanks(0)
                 yield rec
         except csv.Error as exc:
             summary.unreadable_rows += 1
+            last = prev + lines.swallowed
             self.issue(
-                prev + 1,
+                last + 1,
                 None,
                 None,
-                f"The file could not be read past line {prev}: {exc}; the rows after it "
+                f"The file could not be read past line {last}: {exc}; the rows after it "
                 "were not read",
                 _SKIP_FILE,
             )
-            self.distrust.append(f"{self.name} could not be read past line {prev}")
+            self.distrust.append(f"{self.name} could not be read past line {last}")
             self.bundle._known[entity] = None
         else:
             if entity in _REFERENCED and self.mode is FileMode.BULK:
                 # The ids read are what later files may refer to.
                 self.bundle._known[entity] = seen
-        summary.rows = rows
-        summary.records = records
+        if hits:
+            yield self._drain(lines)
+        summary.rows = rows + self.reused
+        summary.records = records + self.reused
+
+    def _drain(self, lines: _Lines) -> Reused:
+        """The lines taken since the last row, as one marker; their blanks counted."""
+        numbers, taken = lines.hit_lines, lines.hit_records
+        assert self._earlier_blanks is not None
+        earlier, remap = self._earlier_blanks
+        self.reusable.extend(numbers)
+        if len(remap) == 1:
+            # The previous read had no blanks: neither have these.
+            self.reusable_blanks.extend(itertools.repeat(0, len(taken)))
+        else:
+            keys = list(self.blank_sets)
+            keep_blanks = self.reusable_blanks.append
+            for number, index in zip(numbers, taken, strict=True):
+                found = remap[earlier[index]]
+                keep_blanks(found)
+                # The blanks the previous read counted for this line, counted again.
+                for key in keys[found]:
+                    self._count_blank(key, number)
+        self.reused += len(taken)
+        marker = Reused(taken[:])
+        numbers.clear()
+        taken.clear()
+        return marker
 
     # damage
 

@@ -1,0 +1,161 @@
+"""Normalize takes the records whose input lines are unchanged since the committed run
+as that run's read wrote them, and its output is exactly a fresh read's: the same
+record and id files byte for byte, the same issues (lines included) and summaries, day
+after day, whatever changed around the unchanged lines."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rostersync.application.sync import ensure_tenant
+from rostersync.config import stack_settings
+from rostersync.generator import generate_district, mutate_next_day
+from rostersync.local.runtime import LocalCloud
+from rostersync.local.session import run_sync
+from rostersync.models import ENTITY_ORDER
+from rostersync.pipeline.deps import Deps, build_deps
+from rostersync.pipeline.normalize import load_normalized_summary
+from rostersync.storage import keys
+
+TENANT = "district"
+
+
+def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _write(path: Path, fields: list[str], rows: list[dict[str, str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _day3(day2: Path, day3: Path) -> dict[str, str]:
+    """Day 2 with what unchanged lines must not hide: a user gone whose enrollment lines
+    stay as they were, a course gone whose class line stays, a repeated unchanged line,
+    lines in another order, a bad row after many unchanged ones, a new header order, a
+    quoted cell over two lines."""
+    shutil.copytree(day2, day3)
+    fields, users = _rows(day3 / "users.csv")
+    _, enrollments = _rows(day3 / "enrollments.csv")
+    enrolled = {row["userSourcedId"] for row in enrollments}
+    gone = next(u for u in users if u["role"] == "student" and u["sourcedId"] in enrolled)
+    kept = [u for u in users if u is not gone]
+    kept.reverse()  # the same lines, in another order
+    kept.append(dict(kept[5]))  # an unchanged line twice: the second is a repeat
+    _write(day3 / "users.csv", fields, kept)
+
+    fields, classes = _rows(day3 / "classes.csv")
+    _, courses = _rows(day3 / "courses.csv")
+    course = classes[3]["courseSourcedId"]
+    course_fields, _ = _rows(day3 / "courses.csv")
+    _write(day3 / "courses.csv", course_fields, [c for c in courses if c["sourcedId"] != course])
+    classes[10]["title"] = 'Art "studio"\nsecond line'  # quoted, over two lines
+    _write(day3 / "classes.csv", fields, classes)
+
+    fields, rows = _rows(day3 / "enrollments.csv")
+    rows[len(rows) // 2]["role"] = "wizard"  # a bad row after many unchanged lines
+    _write(day3 / "enrollments.csv", fields, rows)
+
+    fields, rows = _rows(day3 / "demographics.csv")
+    _write(day3 / "demographics.csv", list(reversed(fields)), rows)
+    return {"gone_user": gone["sourcedId"], "gone_course": course}
+
+
+@pytest.fixture(scope="module")
+def days(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], dict[str, str]]:
+    root = tmp_path_factory.mktemp("district")
+    generate_district(root / "day1", students=120, seed=11)
+    mutate_next_day(root / "day1", root / "day2", seed=12, rate=0.05)
+    facts = _day3(root / "day2", root / "day3")
+    # Day 4: day 3 again, unchanged.
+    shutil.copytree(root / "day3", root / "day4")
+    return [root / "day1", root / "day2", root / "day3", root / "day4"], facts
+
+
+def _read(deps: Deps, run_id: str) -> dict[str, Any]:
+    summary = load_normalized_summary(deps, TENANT, run_id)
+    return {
+        "records": {
+            e.value: deps.store.get_bytes(keys.normalized_key(TENANT, run_id, e))
+            for e in ENTITY_ORDER
+        },
+        "ids": {
+            e.value: deps.store.get_bytes(keys.normalized_ids_key(TENANT, run_id, e))
+            for e in ENTITY_ORDER
+        },
+        "issues": list(deps.store.iter_jsonl(keys.issues_key(TENANT, run_id))),
+        "entities": summary.model_dump(mode="json")["entities"],
+        "reused": summary.reused,
+    }
+
+
+def _syncs(state: Path, days: list[Path]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    with LocalCloud(state) as cloud:
+        deps = build_deps(stack_settings())
+        ensure_tenant(deps, TENANT, create=True)
+        for folder in days:
+            outcome, _ = run_sync(cloud, deps, TENANT, folder, state / "reports")
+            assert outcome.status == "committed", outcome.error
+            out.append(_read(deps, outcome.run_id))
+    return out
+
+
+def test_reused_records_equal_a_fresh_read(tmp_path, days, monkeypatch):
+    folders, facts = days
+    reusing = _syncs(tmp_path / "reusing", folders)
+    monkeypatch.setenv("NORMALIZE_REUSE", "false")
+    fresh = _syncs(tmp_path / "fresh", folders)
+
+    for number, (fast, slow) in enumerate(zip(reusing, fresh, strict=True), start=1):
+        for entity in fast["records"]:
+            assert fast["records"][entity] == slow["records"][entity], (number, entity)
+            assert fast["ids"][entity] == slow["ids"][entity], (number, entity)
+        assert fast["issues"] == slow["issues"], number
+        assert fast["entities"] == slow["entities"], number
+        assert slow["reused"] == {}, "NORMALIZE_REUSE=false reads every row"
+
+    day1, day2, day3, day4 = reusing
+    assert day1["reused"] == {}, "nothing to take on the first sync"
+    records = {e: body.count(b"\n") for e, body in day2["records"].items() if body}
+    # Day 2 changed a few per cent of the rows: nearly every record is taken.
+    for entity in ("users", "enrollments", "classes"):
+        assert day2["reused"][entity] >= 0.8 * records[entity], entity
+    # Day 3: lines in another order are still taken; a new header order is read afresh.
+    assert day3["reused"]["users"] > 0
+    assert "demographics" not in day3["reused"]
+    assert day4["reused"]["demographics"] > 0
+    # Day 4 is day 3 again: every record is taken but those read with an issue (read
+    # again, so the issue is reported again) and the one over two lines.
+    with_issue: dict[str, set[str]] = {}
+    for issue in day4["issues"]:
+        if issue.get("source_id") and issue["action"] != "row skipped":
+            with_issue.setdefault(issue["entity"], set()).add(issue["source_id"])
+    assert with_issue.get("users") and with_issue.get("classes")
+    for entity, body in day4["records"].items():
+        if body:
+            spanning = 1 if entity == "classes" else 0
+            expected = body.count(b"\n") - len(with_issue.get(entity, ())) - spanning
+            assert day4["reused"].get(entity) == expected, entity
+
+    # What the unchanged lines must not hide, found on day 3 as a fresh read finds it.
+    issues = day3["issues"]
+
+    def about(text: str) -> list[dict[str, Any]]:
+        return [i for i in issues if text in i.get("message", "")]
+
+    assert any(i["file"] == "enrollments.csv" for i in about(f"No user {facts['gone_user']!r}"))
+    assert about(f"No course {facts['gone_course']!r}") or any(
+        facts["gone_course"] in str(i.get("value")) for i in issues
+    )
+    assert about("appears earlier in the file"), "the repeated line is a repeat"
+    assert about("'wizard' is not a OneRoster role")
