@@ -24,6 +24,7 @@ Refused and held actions stay in the change set, ``included: false``, with the r
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from functools import cached_property, partial
@@ -334,13 +335,44 @@ class EntityStager:
         edits = self._app_edits.get(target_id) or {}
         return {name: value for name, value in edits.items() if name in CONTACT_FIELDS}
 
+    def _pending_lines(self) -> Iterator[dict[str, Any]]:
+        """The baseline lines of the records waiting for their baseline (``pending``,
+        ``relinked``): lines of other records are passed over unparsed by the start
+        every line is written with; if any is not met that way, every line is read."""
+        tenant, entity = self.state.tenant, self.entity
+        dumps = orjson.dumps
+        wanted = {
+            b'{"source_system":' + dumps(system) + b',"source_id":' + dumps(source_id)
+            for system, source_id in itertools.chain(self.pending, self.relinked)
+        }
+        for raw in _snapshot_lines(self.store, tenant, self.baseline_run, entity):
+            end = raw.find(b',"target_id":')
+            if end < 0 or raw[:end] in wanted:
+                yield orjson.loads(raw)
+        if self.pending or self.relinked:
+            yield from iter_snapshot(self.store, tenant, self.baseline_run, entity)
+
     def _cascaded_archives(self, archived: set[tuple[str, str]]) -> Iterator[Action]:
         """Archives of the active enrollments of users and classes this run archives
         (the source may still list them, or never say): an enrollment never outlives
         its student, teacher or class. Reviewable and counted like any archive."""
         users, classes = self.cascade.get("users", set()), self.cascade.get("classes", set())
         tenant, entity = self.state.tenant, self.entity
-        for line in iter_snapshot(self.store, tenant, self.baseline_run, entity):
+        # Lines are parsed only when their user or class is one of those, or cannot be
+        # told without parsing.
+        dumps = orjson.dumps
+        wanted_users, wanted_classes = {dumps(u) for u in users}, {dumps(c) for c in classes}
+        for raw in _snapshot_lines(self.store, tenant, self.baseline_run, entity):
+            user = _json_value(raw, b'"user_source_id":')
+            klass = _json_value(raw, b'"class_source_id":')
+            if (
+                user is not None
+                and klass is not None
+                and user not in wanted_users
+                and klass not in wanted_classes
+            ):
+                continue
+            line = orjson.loads(raw)
             key = (line["source_system"], line["source_id"])
             if line["status"] != ACTIVE or key in archived or key in self.pending:
                 continue
@@ -422,7 +454,7 @@ class EntityStager:
             present = {source_id for _, source_id in self.seen} if untrusted else set()
 
             if self.pending or self.relinked:
-                for line in iter_snapshot(self.store, tenant, self.baseline_run, entity):
+                for line in self._pending_lines():
                     key = (line["source_system"], line["source_id"])
                     relinked_from = None
                     found = self.pending.pop(key, None)
@@ -455,6 +487,31 @@ class EntityStager:
                         result.link_removals += 1
                     out.write(dumps_line(action))
         return result
+
+
+def _snapshot_lines(
+    store: ObjectStorePort, tenant: str, baseline_run: str | None, entity: Entity
+) -> Iterator[bytes]:
+    """The raw lines of an entity's snapshot (nothing before the first commit)."""
+    if baseline_run is None:
+        return iter(())
+    return store.iter_lines(keys.state_key(tenant, baseline_run, entity))
+
+
+def _json_value(raw: bytes, key: bytes) -> bytes | None:
+    """The JSON text of ``key``'s first value in a JSON line, when it is null or a string
+    without escapes (``"abc"``, quotes included); else None (parse the line to know)."""
+    at = raw.find(key)
+    if at < 0:
+        return None
+    start = at + len(key)
+    if raw.startswith(b"null", start):
+        return b"null"
+    if raw[start : start + 1] != b'"':
+        return None
+    end = raw.find(b'"', start + 1)
+    token = raw[start : end + 1]
+    return None if end < 0 or b"\\" in token else token
 
 
 def _apply_hold_and_settings(

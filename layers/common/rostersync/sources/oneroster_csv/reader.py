@@ -1587,7 +1587,7 @@ class _FileReader:
 
     def reuse_state(self) -> bytes | None:
         """What the next run needs to take this file's clean lines as they were read."""
-        if self.fingerprint is None:
+        if self.fingerprint is None or len(self.reusable) > REUSE_MAX_RECORDS:
             return None
         head = orjson.dumps(
             {
