@@ -16,7 +16,14 @@ from datetime import date
 import numpy as np
 import numpy.typing as npt
 
-from rostersync.matching.normalize import email_local_part, fold_name, grade_level, soundex
+from rostersync.matching.normalize import (
+    email_local_part,
+    fold_name,
+    grade_level,
+    name_reading,
+    name_script,
+    soundex,
+)
 from rostersync.matching.records import PersonKind, PersonRecord
 
 IntArray = npt.NDArray[np.int64]
@@ -75,8 +82,10 @@ class Vocabularies:
     prefixes: Vocabulary = field(default_factory=Vocabulary)
     schools: Vocabulary = field(default_factory=Vocabulary)
     emails: Vocabulary = field(default_factory=Vocabulary)
+    #: Names' readings (``normalize.name_reading``): where kanji, kana and romaji meet.
+    readings: Vocabulary = field(default_factory=Vocabulary)
     given_index: dict[str, int] = field(default_factory=dict)
-    given_rows: list[tuple[int, int, int, int]] = field(default_factory=list)
+    given_rows: list[tuple[int, ...]] = field(default_factory=list)
     family_index: dict[str, int] = field(default_factory=dict)
     family_rows: list[tuple[int, ...]] = field(default_factory=list)
     birth_index: dict[date, int] = field(default_factory=dict)
@@ -87,7 +96,7 @@ class Vocabularies:
 
     def given(self, raw: str) -> int:
         """The row of a raw given name: (name, first token, Soundex of the first token,
-        its 3-letter prefix) ids."""
+        its 3-letter prefix, reading) ids and its script (``NameScript``)."""
         folded = fold_name(raw)
         first = folded.split(" ", 1)[0]
         self.given_rows.append(
@@ -96,6 +105,8 @@ class Vocabularies:
                 self.names.id(first),
                 self.sounds.id(soundex(first)),
                 self.prefixes.id(first[:3]),
+                self.readings.id(name_reading(raw)),
+                int(name_script(raw)),
             )
         )
         row = self.given_index[raw] = len(self.given_rows) - 1
@@ -103,8 +114,9 @@ class Vocabularies:
 
     def family(self, raw: str) -> int:
         """The row of a raw family name: (name, first token, last token, Soundex of the
-        first, of the last, of the joined tokens, first token's 3-letter prefix) ids. Last
-        and joined are ``MISSING`` for a single-token name."""
+        first, of the last, of the joined tokens, first token's 3-letter prefix, reading)
+        ids and its script (``NameScript``). Last and joined are ``MISSING`` for a
+        single-token name."""
         folded = fold_name(raw)
         tokens = folded.split()
         first = tokens[0] if tokens else ""
@@ -121,6 +133,8 @@ class Vocabularies:
                 self.sounds.id(soundex(last)) if last else MISSING,
                 self.sounds.id(soundex(joined)) if joined else MISSING,
                 self.prefixes.id(first[:3]),
+                self.readings.id(name_reading(raw)),
+                int(name_script(raw)),
             )
         )
         row = self.family_index[raw] = len(self.family_rows) - 1
@@ -163,6 +177,8 @@ class PeopleColumns:
     given_first: IntArray  # name id of its first token
     given_sound: IntArray
     given_prefix: IntArray
+    given_reading: IntArray  # reading id of the given name
+    given_script: IntArray  # NameScript of the given name
     given_full: IntArray  # name id of given + middle name
     preferred: IntArray
     family: IntArray
@@ -172,6 +188,8 @@ class PeopleColumns:
     family_sound_last: IntArray
     family_sound_joined: IntArray
     family_prefix: IntArray
+    family_reading: IntArray
+    family_script: IntArray
     birth: IntArray  # ordinal
     birth_swapped: IntArray  # ordinal with day and month swapped, MISSING if not a date
     birth_year: IntArray
@@ -240,12 +258,12 @@ def encode_people(records: Sequence[PersonRecord], vocab: Vocabularies) -> Peopl
         )
     n = len(records)
     columns = np.array(rows, dtype=np.int64).reshape(n, 9)
-    given_rows = np.array(vocab.given_rows, dtype=np.int64).reshape(len(vocab.given_rows), 4)
-    family_rows = np.array(vocab.family_rows, dtype=np.int64).reshape(len(vocab.family_rows), 7)
+    given_rows = np.array(vocab.given_rows, dtype=np.int64).reshape(len(vocab.given_rows), 6)
+    family_rows = np.array(vocab.family_rows, dtype=np.int64).reshape(len(vocab.family_rows), 9)
     # A sentinel last row of MISSING values serves records without a birth date.
     birth_rows = np.array([*vocab.birth_rows, (MISSING,) * 11], dtype=np.int64)
-    g = given_rows[columns[:, 1]] if len(given_rows) else np.zeros((0, 4), dtype=np.int64)
-    f = family_rows[columns[:, 2]] if len(family_rows) else np.zeros((0, 7), dtype=np.int64)
+    g = given_rows[columns[:, 1]] if len(given_rows) else np.zeros((0, 6), dtype=np.int64)
+    f = family_rows[columns[:, 2]] if len(family_rows) else np.zeros((0, 9), dtype=np.int64)
     b = birth_rows[columns[:, 3]]
     given_name = g[:, 0]
     # The middle name counts only beside a given name: alone it would stand in for one.
@@ -260,6 +278,8 @@ def encode_people(records: Sequence[PersonRecord], vocab: Vocabularies) -> Peopl
         given_first=g[:, 1],
         given_sound=g[:, 2],
         given_prefix=g[:, 3],
+        given_reading=g[:, 4],
+        given_script=g[:, 5],
         given_full=given_full,
         preferred=preferred_name,
         family=f[:, 0],
@@ -269,6 +289,8 @@ def encode_people(records: Sequence[PersonRecord], vocab: Vocabularies) -> Peopl
         family_sound_last=f[:, 4],
         family_sound_joined=f[:, 5],
         family_prefix=f[:, 6],
+        family_reading=f[:, 7],
+        family_script=f[:, 8],
         birth=b[:, 0],
         birth_swapped=b[:, 1],
         birth_year=b[:, 2],

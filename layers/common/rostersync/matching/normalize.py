@@ -3,14 +3,43 @@
 Everything here is a pure function of its argument. The name functions are memoized:
 rosters repeat the same given and family names thousands of times, so folding each
 distinct string once is what keeps normalization of 100k records well under a second.
+
+Japanese names are written in kanji, in hiragana, in katakana or in romaji, and an SIS
+and an app often use different ones (a Japanese SIS: 佐藤 and さとう; the app: "Sato").
+Two functions serve them, both through ``pykakasi`` (loaded on first use, only for text
+that holds kana or kanji: importing it costs a Lambda cold start some 100 MB and a
+quarter of a second):
+
+* ``fold_name``, the *spelling* every comparison starts from, writes kana as Hepburn
+  romaji (``"きょうこ"`` → ``"kyouko"``, ``"ジョン"`` → ``"jon"``): kana spell their sound
+  exactly, so this is a transliteration like Cyrillic to Latin. Kanji keep their pinyin
+  syllables (``anyascii``), as Chinese characters do: the same characters on both sides
+  meet, and a Chinese name is folded as it always was.
+* ``name_reading``, the *reading*: how the name sounds, in romaji with Hepburn's long
+  vowels written one way (``"Satō"``, ``"Sato"``, ``"Satou"``, ``"Satoh"``, ``"さとう"``,
+  ``"サトー"`` and ``"佐藤"`` all read ``"sato"``). A kanji name's reading is the
+  dictionary's likeliest one, and a given name's kanji often have several (陽斗 is Haruto,
+  Hinato or Yōto): a reading through kanji is evidence, never proof
+  (``name_script`` tells the comparisons which kind a name is).
+
+Text with kana is Japanese. Kanji-only text is ambiguous (a Chinese name, or a Japanese
+one written in kanji only): its spelling stays its pinyin, and its reading is compared
+only with a name written in kana or Latin letters, never with another kanji-only name
+(two Chinese names of different characters may share a Japanese reading).
 """
 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+import unicodedata
+from enum import IntEnum
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING
 
 from anyascii import anyascii
+
+if TYPE_CHECKING:
+    from pykakasi import kakasi as Kakasi
 
 # Apostrophes and dots join the parts of a name ("O'Brien" is "obrien", "St.John" is
 # "stjohn") rather than split it; every other non-alphanumeric character separates tokens
@@ -29,15 +58,78 @@ _SOUNDEX_CODES = {
 
 _CACHE_SIZE = 1 << 18
 
+# Hiragana, katakana (with the long-vowel mark), katakana extensions, half-width katakana.
+_KANA = "\u3040-\u30ff\u31f0-\u31ff\uff65-\uff9f"
+# CJK ideographs (extension A, the unified block, compatibility ideographs, the
+# supplementary planes) and the iteration mark 々 (佐々木).
+_KANJI = "\u3005\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+_HAS_KANA = re.compile(f"[{_KANA}]")
+_HAS_KANJI = re.compile(f"[{_KANJI}]")
+_KANA_RUNS = re.compile(f"([{_KANA}]+)")
+# Hepburn's ways of writing one romaji reading: "m" before b, m, p ("Homma", "Honma");
+# "oh" for a long o ("Satoh", "Ohno"); a long vowel doubled or as "ou" ("Satou", "Oono",
+# "Yuuto"), which a macron already folded to one letter ("Satō", "Yūto").
+_ROMAJI_M = re.compile("m(?=[bmp])")
+_ROMAJI_OH = re.compile("oh(?![aeiouy])")
+_ROMAJI_OU = re.compile("ou")
+_ROMAJI_LONG = re.compile("([aeiou])\\1+")
+
+
+class NameScript(IntEnum):
+    """The scripts a name is written in, for reading comparisons (``name_script``)."""
+
+    #: No kana and no kanji: Latin letters, or another script ``anyascii`` transliterates.
+    OTHER = 0
+    #: Kana and no kanji: Japanese, read exactly.
+    KANA = 1
+    #: Kanji and kana: Japanese, its kanji read by the dictionary.
+    MIXED = 2
+    #: Kanji only: Chinese or Japanese.
+    KANJI = 3
+
+
+@cache
+def _kakasi() -> Kakasi:
+    """The kana and kanji reader, built on first use (its dictionary takes some 100 MB
+    and a quarter of a second to load: a roster without Japanese text never pays it)."""
+    from pykakasi import kakasi
+
+    return kakasi()  # type: ignore[no-untyped-call]
+
+
+def _hepburn(text: str) -> str | None:
+    """``text`` (kana, kanji or both) in Hepburn romaji, kanji at their dictionary
+    reading; None when the dictionary has no reading for a character (it drops or leaves
+    blank what it does not know)."""
+    parts = _kakasi().convert(text)
+    if "".join(part["orig"] for part in parts) != text:
+        return None
+    out = []
+    for part in parts:
+        reading = part["hepburn"]
+        if not reading and part["orig"].strip():
+            return None
+        out.append(reading)
+    return "".join(out)
+
 
 def fold_accents(text: str) -> str:
     """Lower-case ``text`` and write it in ASCII letters: accents stripped and other
     scripts transliterated (``"Zoë Núñez"`` → ``"zoe nunez"``, ``"Иван"`` → ``"ivan"``,
-    ``"さくら"`` → ``"sakura"``, ``"Søren"`` → ``"soren"``), so an SIS and an app that
-    write one name in different scripts or with and without accents meet. Chinese
-    characters (and Japanese kanji) become their pinyin syllables: the same characters on
-    both sides still meet, kanji and kana of one name do not."""
-    return anyascii(text).casefold()
+    ``"Søren"`` → ``"soren"``), so an SIS and an app that write one name in different
+    scripts or with and without accents meet. Kana become Hepburn romaji (``"さくら"`` →
+    ``"sakura"``, ``"きょうこ"`` → ``"kyouko"``); Chinese characters (and Japanese kanji)
+    become their pinyin syllables, so the same characters on both sides meet; kanji and
+    their kana meet through ``name_reading`` instead."""
+    if _HAS_KANA.search(text) is None:
+        return anyascii(text).casefold()
+    pieces = []
+    for i, piece in enumerate(_KANA_RUNS.split(text)):
+        if i % 2:
+            kana = unicodedata.normalize("NFKC", piece)
+            piece = _hepburn(kana) or kana
+        pieces.append(anyascii(piece))
+    return "".join(pieces).casefold()
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
@@ -47,6 +139,44 @@ def fold_name(text: str) -> str:
     ``"anne marie oneil"``; an empty or punctuation-only name becomes ``""``."""
     folded = _JOINERS.sub("", fold_accents(text))
     return _SEPARATORS.sub(" ", folded).strip()
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def name_script(text: str) -> NameScript:
+    """Which of kana and kanji ``text`` holds (``NameScript``)."""
+    kana = _HAS_KANA.search(text) is not None
+    kanji = _HAS_KANJI.search(text) is not None
+    if kanji:
+        return NameScript.MIXED if kana else NameScript.KANJI
+    return NameScript.KANA if kana else NameScript.OTHER
+
+
+def romaji_reading(folded: str) -> str:
+    """A folded romaji name with Hepburn's variants written one way and its spaces
+    removed: ``"satou"``, ``"satoh"``, ``"satoo"`` and ``"sato"`` are ``"sato"``,
+    ``"homma"`` is ``"honma"``, ``"yuuto"`` is ``"yuto"``."""
+    text = folded.replace(" ", "")
+    text = _ROMAJI_M.sub("n", text)
+    text = _ROMAJI_OH.sub("o", text)
+    text = _ROMAJI_OU.sub("o", text)
+    return _ROMAJI_LONG.sub(r"\1", text)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def name_reading(text: str) -> str:
+    """How a name sounds, as ``romaji_reading`` of its romaji: kana read as written,
+    kanji at the dictionary's likeliest reading (``"佐藤"``, ``"さとう"``, ``"サトウ"``,
+    ``"Satō"`` and ``"Satou"`` are all ``"sato"``); a name without kana or kanji is read
+    as it is spelled. ``""`` when blank, or when the dictionary has no reading for one of
+    its kanji. Kanji readings are guesses (a given name's kanji may be read several
+    ways): agreeing on one is evidence, not proof."""
+    if name_script(text) is NameScript.OTHER:
+        return romaji_reading(fold_name(text))
+    hepburn = _hepburn(unicodedata.normalize("NFKC", text))
+    if hepburn is None:
+        return ""
+    folded = _JOINERS.sub("", anyascii(hepburn).casefold())
+    return romaji_reading(_SEPARATORS.sub(" ", folded).strip())
 
 
 @lru_cache(maxsize=_CACHE_SIZE)

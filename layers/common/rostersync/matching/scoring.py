@@ -8,9 +8,17 @@ either side"), and, for explanations, a similarity in [0, 1]:
   equivalent (a preferred name, a double or hyphenated name sharing its tokens with the
   other side, a middle name written into the given name); close (similarity ≥ 0.92: a
   typo in a long name); similar (≥ 0.80 and at most two keyboard slips apart, or one
-  slip apart whatever the similarity); an initial agreeing with the other side's name;
-  different. Names are compared accent-
+  slip apart whatever the similarity); a reading (``NAME_READING``: one side in kanji
+  whose dictionary reading is the other side's, "佐藤"/"Sato"); an initial agreeing with
+  the other side's name; different. Names are compared accent-
   and case-folded and transliterated to Latin letters (``normalize.fold_name``).
+  Japanese names also by reading (``normalize.name_reading``), where either side is
+  written in kana or kanji and not both in kanji only (Chinese names of different
+  characters may share a Japanese reading): kana and romaji of one reading ("さとう",
+  "サトー", "Satō", "Satoh") are equivalent, the same name transliterated; a reading
+  through kanji is the dictionary's guess (a given name's kanji are often read several
+  ways), so it is its own level, weak evidence that never makes a pair automatic and
+  never tells twins apart.
   Similarity is the mean of Jaro-Winkler (forgiving of typos late in a name) and Indel
   (strict on short names, where one letter makes another name); for multi-token names
   also the token-set ratio and the similarity with spaces removed ("Mc Donald"). Given
@@ -54,6 +62,7 @@ from rostersync.matching.encoding import (
     Vocabulary,
 )
 from rostersync.matching.nicknames import MAX_GROUPS_PER_NAME, nickname_groups
+from rostersync.matching.normalize import NameScript
 
 FIELDS: Final[tuple[str, ...]] = (
     "given_name",
@@ -69,8 +78,8 @@ IDENTITY_FIELDS: Final[tuple[int, ...]] = (GIVEN, FAMILY, BIRTH)
 
 # Agreement levels of a name, best first (0: missing).
 NAME_MISSING, NAME_EXACT, NAME_NICKNAME, NAME_EQUIVALENT, NAME_CLOSE = range(5)
-NAME_SIMILAR, NAME_INITIAL, NAME_DIFFERENT = 5, 6, 7
-NAME_LEVELS: Final[int] = 8
+NAME_SIMILAR, NAME_READING, NAME_INITIAL, NAME_DIFFERENT = 5, 6, 7, 8
+NAME_LEVELS: Final[int] = 9
 # Agreement levels of a birth date, best first (0: missing).
 DATE_MISSING, DATE_EXACT, DATE_SWAPPED, DATE_ONE_OFF, DATE_TRANSPOSED = range(5)
 DATE_MONTH_YEAR, DATE_YEAR, DATE_DIFFERENT = 5, 6, 7
@@ -88,6 +97,10 @@ SIMILAR: Final[float] = 0.80
 TOKEN_SET_FACTOR: Final[float] = 0.9
 NICKNAME_SIMILARITY: Final[float] = 0.95
 INITIAL_SIMILARITY: Final[float] = 0.5
+#: The least similarity of names of one reading: kana and romaji (a transliteration), or
+#: through kanji (the dictionary's reading).
+TRANSLITERATION_SIMILARITY: Final[float] = 0.95
+READING_SIMILARITY: Final[float] = 0.8
 #: Names that are compatible: the same child may be written so.
 COMPATIBLE_NAME: Final[tuple[int, ...]] = (
     NAME_EXACT,
@@ -345,12 +358,47 @@ def _given_readings(
     return level, given
 
 
+def reading_levels(
+    level: Int8Array,
+    similarity: FloatArray,
+    readings: tuple[IntArray, IntArray],
+    scripts: tuple[IntArray, IntArray],
+) -> tuple[Int8Array, FloatArray]:
+    """Name levels raised where the two names have one reading (``readings``: the two
+    sides' reading ids; ``scripts``: their ``NameScript``): to ``NAME_EQUIVALENT`` when
+    neither is written in kanji (kana and romaji of one sound), to ``NAME_READING`` when
+    one is. Only where a side holds kana or kanji and not both kanji only; a level is
+    never lowered, and two names in Latin letters keep theirs ("Satou"/"Sato" stay a
+    close spelling)."""
+    s_read, t_read = readings
+    s_script, t_script = scripts
+    japanese = (s_script != NameScript.OTHER) | (t_script != NameScript.OTHER)
+    if not japanese.any():
+        return level, similarity
+    same = japanese & (s_read >= 0) & (s_read == t_read)
+    same &= ~((s_script == NameScript.KANJI) & (t_script == NameScript.KANJI))
+    kanji = np.isin(s_script, _WITH_KANJI) | np.isin(t_script, _WITH_KANJI)
+    raised = np.where(kanji, NAME_READING, NAME_EQUIVALENT).astype(np.int8)
+    up = same & (raised < level)
+    floor = np.where(kanji, READING_SIMILARITY, TRANSLITERATION_SIMILARITY)
+    return (
+        np.where(up, raised, level).astype(np.int8),
+        np.where(up, np.maximum(similarity, floor), similarity).astype(np.float64),
+    )
+
+
+_WITH_KANJI = (NameScript.MIXED, NameScript.KANJI)
+
+
 def _sibling_pattern(family_level: Int8Array, given_level: Int8Array) -> BoolArray:
-    """Family names agreeing (exactly, or a nickname, double name or small typo apart)
-    and given names incompatible (not equal, a nickname, an initial, a typo or a
-    transliteration): with agreeing birth dates, what twins look like."""
+    """Family names agreeing (exactly, or a nickname, double name, small typo or a
+    reading apart) and given names incompatible (not equal, a nickname, an initial, a
+    typo, a transliteration or a reading): with agreeing birth dates, what twins look
+    like."""
     return np.asarray(
-        np.isin(family_level, (NAME_EXACT, NAME_NICKNAME, NAME_EQUIVALENT, NAME_CLOSE))
+        np.isin(
+            family_level, (NAME_EXACT, NAME_NICKNAME, NAME_EQUIVALENT, NAME_CLOSE, NAME_READING)
+        )
         & (given_level == NAME_DIFFERENT),
         dtype=bool,
     )
@@ -362,6 +410,18 @@ def compare_pairs(
     """Compare the pairs (``si[k]``, ``ti[k]``) field by field."""
     given_level, given = _given_readings(source, target, tables, si, ti)
     family, family_level = name_similarity(tables, source.family[si], target.family[ti])
+    given_level, given = reading_levels(
+        given_level,
+        given,
+        (source.given_reading[si], target.given_reading[ti]),
+        (source.given_script[si], target.given_script[ti]),
+    )
+    family_level, family = reading_levels(
+        family_level,
+        family,
+        (source.family_reading[si], target.family_reading[ti]),
+        (source.family_script[si], target.family_script[ti]),
+    )
 
     # Given and family name swapped, tried only where the straight reading is poor and a
     # name sounds like the other side's other name; taken only when both swapped names
