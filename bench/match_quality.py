@@ -190,6 +190,7 @@ _LOSS_LABELS = (
     "sibling",
     "no given",
     "initial",
+    "kanjiread",
     "othername",
     "birthdate",
     "floor",

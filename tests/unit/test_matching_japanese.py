@@ -199,8 +199,8 @@ def test_japanese_twins_stay_apart():
 
 
 def test_japanese_twins_in_kanji_never_link_to_each_other():
-    # The family name agrees by reading only; the given names are different names (陽斗
-    # reads "yoto", not "hiroto"): the sibling pattern holds through a kanji reading.
+    # The family name agrees by reading only; 陽斗 reads "yoto" in the dictionary, not
+    # "hiroto": the twin 陽斗 is never linked to Hiroto, 大翔 only suggested.
     twins = [
         person("s1", "陽斗", "佐藤", grade="3", school="Minami"),
         person("s2", "大翔", "佐藤", grade="3", school="Minami"),
@@ -208,9 +208,26 @@ def test_japanese_twins_in_kanji_never_link_to_each_other():
     app = [person("t1", "Hiroto", "Sato", grade="3", school="Minami")]
     decisions = match_people(twins, app).decisions
     assert decisions["s1"].tier is Tier.UNMATCHED
-    assert compare(twins[0], app[0]).twins[0]
-    assert decisions["s2"].tier is Tier.SUGGESTED
+    assert (decisions["s2"].tier, decisions["s2"].target_key) == (Tier.SUGGESTED, "t1")
+    both = [*app, person("t2", "Haruto", "Sato", grade="3", school="Minami")]
+    decisions = match_people(twins, both).decisions
+    assert all(d.tier is not Tier.AUTO for d in decisions.values())
     assert decisions["s2"].target_key == "t1"
+
+
+def test_a_kanji_given_name_read_otherwise_is_an_admins_call_not_a_twin():
+    # The dictionary reads 陽斗 "yoto"; this child is Haruto. Kanji against romaji whose
+    # readings differ may still be one name: suggested, never taken for a twin.
+    source = person("s1", "陽斗", "佐藤", grade="3", school="Minami")
+    target = person("t1", "Haruto", "Sato", grade="3", school="Minami")
+    comparisons = compare(source, target)
+    assert comparisons.levels[0, GIVEN] == NAME_DIFFERENT
+    assert not comparisons.sibling[0] and not comparisons.twins[0]
+    decision = match_people([source], [target]).decisions["s1"]
+    assert (decision.tier, decision.target_key) == (Tier.SUGGESTED, "t1")
+    # Two names in kana that read differently are two names: twins.
+    kana = person("s1", "はると", "さとう", grade="3", school="Minami")
+    assert compare(kana, person("t1", "Hiroto", "Sato", grade="3", school="Minami")).twins[0]
 
 
 # A small Japanese school: the app holds its pupils in romaji (some in katakana), the SIS

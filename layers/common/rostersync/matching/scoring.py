@@ -31,7 +31,9 @@ either side"), and, for explanations, a similarity in [0, 1]:
 
 A pair is a *sibling pattern* when the family names agree, the birth dates agree (or are
 one typo apart) and the given names are incompatible (not equal, a nickname, an initial,
-a typo or a transliteration): twins look exactly like that. The names are checked as
+a typo or a transliteration; a given name in kanji against one in kana or Latin letters
+whose readings differ is undecided, not incompatible: the dictionary may not know the
+child's reading): twins look exactly like that. The names are checked as
 written and as read swapped, so a swapped reading never hides the pattern. With grade and
 school agreeing too (at least one of them on both sides, neither differing; a grade one
 apart agrees, since the app may still show last year's) the pair is
@@ -390,16 +392,21 @@ def reading_levels(
 _WITH_KANJI = (NameScript.MIXED, NameScript.KANJI)
 
 
-def _sibling_pattern(family_level: Int8Array, given_level: Int8Array) -> BoolArray:
+def _sibling_pattern(
+    family_level: Int8Array, given_level: Int8Array, undecided: BoolArray
+) -> BoolArray:
     """Family names agreeing (exactly, or a nickname, double name, small typo or a
     reading apart) and given names incompatible (not equal, a nickname, an initial, a
     typo, a transliteration or a reading): with agreeing birth dates, what twins look
-    like."""
+    like. Not where the given names are ``undecided``: one in kanji, the other not, whose
+    readings differ (the dictionary knows one reading of 陽斗, "yoto"; the child may be
+    Haruto or Hiroto): another name or the same, only an admin can tell."""
     return np.asarray(
         np.isin(
             family_level, (NAME_EXACT, NAME_NICKNAME, NAME_EQUIVALENT, NAME_CLOSE, NAME_READING)
         )
-        & (given_level == NAME_DIFFERENT),
+        & (given_level == NAME_DIFFERENT)
+        & ~undecided,
         dtype=bool,
     )
 
@@ -427,7 +434,9 @@ def compare_pairs(
     # name sounds like the other side's other name; taken only when both swapped names
     # are compatible, so a shared family name is never read as a given name.
     # The sibling pattern of the names as written: a swapped reading never hides it.
-    straight_sibling = _sibling_pattern(family_level, given_level)
+    s_kanji = np.isin(source.given_script[si], _WITH_KANJI)
+    undecided = s_kanji != np.isin(target.given_script[ti], _WITH_KANJI)
+    straight_sibling = _sibling_pattern(family_level, given_level, undecided)
     swapped_names = np.zeros(len(si), dtype=bool)
     poor = np.flatnonzero(
         ((given_level > NAME_SIMILAR) | (family_level > NAME_SIMILAR))
@@ -490,7 +499,9 @@ def compare_pairs(
         ]
     ).astype(np.float64)
     near_birth = np.isin(birth_level, (DATE_EXACT, DATE_SWAPPED, DATE_ONE_OFF))
-    names = straight_sibling | (_sibling_pattern(family_level, given_level) & ~swapped_names)
+    names = straight_sibling | (
+        _sibling_pattern(family_level, given_level, undecided) & ~swapped_names
+    )
     sibling = near_birth & names
     # Twins: the sibling pattern in one class year of one school. Grade (or last year's
     # grade: the app may lag a year) and school agree where both sides have them, and at
