@@ -45,6 +45,7 @@ from rostersync.matching.scoring import (
     IDENTITY_FIELDS,
     LEVELS,
     NAME_INITIAL,
+    NAME_READING,
     SCHOOL,
     Comparisons,
     NameTables,
@@ -273,20 +274,33 @@ def _smoothed(counts: FloatArray, default: FloatArray, pseudo: float) -> FloatAr
     return out
 
 
-def _plausible(m: FloatArray, default: FloatArray, labelled: FloatArray | None) -> FloatArray:
+def _plausible(
+    m: FloatArray, default: FloatArray, labelled: FloatArray | None, f: int
+) -> FloatArray:
     """``m`` as learned, or ``default`` when it puts less than ``M_EXACT_MIN`` on exact
     agreement (see ``M_EXACT_MIN``), unless the labelled pairs (``labelled``: their level
     counts) say so themselves: at least ``LABELLED_TRUSTED`` of them have the field and
     fewer than ``M_EXACT_MIN`` of those agree exactly. Known matches are no coincidences:
     a district whose app holds birth months only, or parents' emails where the SIS has
-    the children's, teaches the model that through the links its admins confirmed."""
-    if m[1] >= M_EXACT_MIN:
+    the children's, teaches the model that through the links its admins confirmed.
+
+    For a name (``f``), agreeing by the reading of its kanji counts with exact agreement:
+    a Japanese SIS writing kanji against an app in romaji agrees on most names only so."""
+    if _agreeing(m, f) >= M_EXACT_MIN:
         return m
     if labelled is not None:
         present = float(labelled[1:].sum())
-        if present >= LABELLED_TRUSTED and labelled[1] < M_EXACT_MIN * present:
+        if present >= LABELLED_TRUSTED and _agreeing(labelled, f) < M_EXACT_MIN * present:
             return m
     return default
+
+
+def _agreeing(values: FloatArray, f: int) -> float:
+    """The share (or count) of exact agreement of field ``f``, a name's reading agreement
+    included."""
+    if f in (GIVEN, FAMILY):
+        return float(values[1] + values[NAME_READING])
+    return float(values[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,7 +416,7 @@ def train(
     m = [
         default_m[f]
         if counts is None
-        else _plausible(_smoothed(counts, default_m[f], M_PSEUDO), default_m[f], counts)
+        else _plausible(_smoothed(counts, default_m[f], M_PSEUDO), default_m[f], counts, f)
         for f, counts in enumerate(labelled_counts)
     ]
     n_sources = max(len(source), 1)
@@ -430,7 +444,7 @@ def train(
             extra = labelled_counts[f]
             if extra is not None:
                 counts = counts + extra
-            m.append(_plausible(_smoothed(counts, default_m[f], M_PSEUDO), default_m[f], extra))
+            m.append(_plausible(_smoothed(counts, default_m[f], M_PSEUDO), default_m[f], extra, f))
         # The share of sources with a match, smoothed towards one half for tiny runs.
         found = float(np.clip(posterior.sum(), 0.0, n_sources))
         match_rate = float(np.clip((found + 0.5 * 20) / (n_sources + 20), 0.01, 0.99))

@@ -69,7 +69,7 @@ _DATE_NOTES = {
 }
 _NAME_NOTES = {
     NAME_NICKNAME: "nickname",
-    NAME_EQUIVALENT: "preferred, middle or double name, or another script",
+    NAME_EQUIVALENT: "preferred, middle or double name",
     NAME_READING: "same reading of kanji only (a kanji name may be read several ways)",
     NAME_INITIAL: "initial only",
 }

@@ -15,7 +15,7 @@ either side"), and, for explanations, a similarity in [0, 1]:
   Japanese names also by reading (``normalize.name_reading``), where either side is
   written in kana or kanji and not both in kanji only (Chinese names of different
   characters may share a Japanese reading): kana and romaji of one reading ("さとう",
-  "サトー", "Satō", "Satoh") are equivalent, the same name transliterated; a reading
+  "サトー", "Satō", "Satoh") agree exactly, the same name transliterated; a reading
   through kanji is the dictionary's guess (a given name's kanji are often read several
   ways), so it is its own level, weak evidence that never makes a pair automatic and
   never tells twins apart.
@@ -99,9 +99,9 @@ SIMILAR: Final[float] = 0.80
 TOKEN_SET_FACTOR: Final[float] = 0.9
 NICKNAME_SIMILARITY: Final[float] = 0.95
 INITIAL_SIMILARITY: Final[float] = 0.5
-#: The least similarity of names of one reading: kana and romaji (a transliteration), or
-#: through kanji (the dictionary's reading).
-TRANSLITERATION_SIMILARITY: Final[float] = 0.95
+#: The least similarity of names of one reading: kana and romaji (a transliteration: the
+#: name itself), or through kanji (the dictionary's reading).
+TRANSLITERATION_SIMILARITY: Final[float] = 1.0
 READING_SIMILARITY: Final[float] = 0.8
 #: Names that are compatible: the same child may be written so.
 COMPATIBLE_NAME: Final[tuple[int, ...]] = (
@@ -367,11 +367,11 @@ def reading_levels(
     scripts: tuple[IntArray, IntArray],
 ) -> tuple[Int8Array, FloatArray]:
     """Name levels raised where the two names have one reading (``readings``: the two
-    sides' reading ids; ``scripts``: their ``NameScript``): to ``NAME_EQUIVALENT`` when
-    neither is written in kanji (kana and romaji of one sound), to ``NAME_READING`` when
-    one is. Only where a side holds kana or kanji and not both kanji only; a level is
-    never lowered, and two names in Latin letters keep theirs ("Satou"/"Sato" stay a
-    close spelling)."""
+    sides' reading ids; ``scripts``: their ``NameScript``): to ``NAME_EXACT`` when
+    neither is written in kanji (kana and romaji of one sound: the name itself, as
+    "José" is "Jose"), to ``NAME_READING`` when one is. Only where a side holds kana or
+    kanji and not both kanji only; a level is never lowered, and two names in Latin
+    letters keep theirs ("Satou"/"Sato" stay a close spelling)."""
     s_read, t_read = readings
     s_script, t_script = scripts
     japanese = (s_script != NameScript.OTHER) | (t_script != NameScript.OTHER)
@@ -380,7 +380,7 @@ def reading_levels(
     same = japanese & (s_read >= 0) & (s_read == t_read)
     same &= ~((s_script == NameScript.KANJI) & (t_script == NameScript.KANJI))
     kanji = np.isin(s_script, _WITH_KANJI) | np.isin(t_script, _WITH_KANJI)
-    raised = np.where(kanji, NAME_READING, NAME_EQUIVALENT).astype(np.int8)
+    raised = np.where(kanji, NAME_READING, NAME_EXACT).astype(np.int8)
     up = same & (raised < level)
     floor = np.where(kanji, READING_SIMILARITY, TRANSLITERATION_SIMILARITY)
     return (
