@@ -23,9 +23,10 @@ The keys (the source side also emits each with given and family name swapped):
 12. family-name token + given-name Soundex: a typo early in the given name ("Laim" for
     "Liam") and a wrong or missing birth date;
 13. family-name reading + birth date, 14. given-name reading + birth date, and 15. both
-    readings (``normalize.name_reading``): one name written in kanji or kana on one side
-    and in romaji or another script on the other ("佐藤"/"さとう"/"Sato"). Only when
-    either side holds a name in kana or kanji: other rosters never pay for them.
+    readings (``normalize.name_reading``, or the school's reading of a name in kanji):
+    one name written in kana, or in kanji read by the school, on one side and in romaji
+    or the other kana on the other ("佐藤" read "さとう"/"サトウ"/"Sato"). Only when
+    either side has a name read as kana: other rosters never pay for them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Final
 import numpy as np
 
 from rostersync.matching.encoding import MISSING, IntArray, PeopleColumns, sorted_unique
+from rostersync.matching.normalize import NameScript
 
 #: Blocks with more records than this on either side are skipped as unselective.
 BLOCK_CAP: Final[int] = 64
@@ -98,8 +100,10 @@ def _nickname_columns(side: PeopleColumns, nicknames: IntArray) -> list[IntArray
 
 
 def _has_japanese(side: PeopleColumns) -> bool:
-    """Whether any record of ``side`` has a name in kana or kanji."""
-    return bool((side.given_script > 0).any() or (side.family_script > 0).any())
+    """Whether any record of ``side`` has a name read as kana (written in kana, or in
+    kanji with the school's reading)."""
+    kana = NameScript.KANA
+    return bool((side.given_script == kana).any() or (side.family_script == kana).any())
 
 
 def candidate_pairs(

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rostersync.matching.normalize import (
+    NameScript,
     email_local_part,
     fold_name,
     grade_level,
@@ -82,11 +83,13 @@ class Vocabularies:
     prefixes: Vocabulary = field(default_factory=Vocabulary)
     schools: Vocabulary = field(default_factory=Vocabulary)
     emails: Vocabulary = field(default_factory=Vocabulary)
-    #: Names' readings (``normalize.name_reading``): where kanji, kana and romaji meet.
+    #: Names' readings (``name_reading``): where kana, romaji and the school's reading of
+    #: a kanji name meet.
     readings: Vocabulary = field(default_factory=Vocabulary)
-    given_index: dict[str, int] = field(default_factory=dict)
+    #: Rows by raw name, or by (raw name, the school's reading) for a name with one.
+    given_index: dict[str | tuple[str, str], int] = field(default_factory=dict)
     given_rows: list[tuple[int, ...]] = field(default_factory=list)
-    family_index: dict[str, int] = field(default_factory=dict)
+    family_index: dict[str | tuple[str, str], int] = field(default_factory=dict)
     family_rows: list[tuple[int, ...]] = field(default_factory=list)
     birth_index: dict[date, int] = field(default_factory=dict)
     birth_rows: list[tuple[int, ...]] = field(default_factory=list)
@@ -94,9 +97,10 @@ class Vocabularies:
     school_index: dict[str, int] = field(default_factory=dict)
     grade_index: dict[str, int] = field(default_factory=dict)
 
-    def given(self, raw: str) -> int:
-        """The row of a raw given name: (name, first token, Soundex of the first token,
-        its 3-letter prefix, reading) ids and its script (``NameScript``)."""
+    def given(self, raw: str, reading: str | None = None) -> int:
+        """The row of a raw given name (and the school's ``reading`` of it): (name, first
+        token, Soundex of the first token, its 3-letter prefix, reading) ids and its
+        script (``reading_of``)."""
         folded = fold_name(raw)
         first = folded.split(" ", 1)[0]
         self.given_rows.append(
@@ -105,18 +109,29 @@ class Vocabularies:
                 self.names.id(first),
                 self.sounds.id(soundex(first)),
                 self.prefixes.id(first[:3]),
-                self.readings.id(name_reading(raw)),
-                int(name_script(raw)),
+                *self.reading_of(raw, reading),
             )
         )
-        row = self.given_index[raw] = len(self.given_rows) - 1
+        row = self.given_index[raw if reading is None else (raw, reading)] = (
+            len(self.given_rows) - 1
+        )
         return row
 
-    def family(self, raw: str) -> int:
-        """The row of a raw family name: (name, first token, last token, Soundex of the
-        first, of the last, of the joined tokens, first token's 3-letter prefix, reading)
-        ids and its script (``NameScript``). Last and joined are ``MISSING`` for a
-        single-token name."""
+    def reading_of(self, raw: str, reading: str | None) -> tuple[int, int]:
+        """The reading id (``MISSING`` if none) and the ``NameScript`` of a raw name as
+        compared by reading: the school's ``reading`` where it has one (read exactly,
+        compared as kana whatever the name's own script), else the name's own."""
+        if reading is not None:
+            read = name_reading(reading)
+            if read:
+                return self.readings.id(read), int(NameScript.KANA)
+        return self.readings.id(name_reading(raw)), int(name_script(raw))
+
+    def family(self, raw: str, reading: str | None = None) -> int:
+        """The row of a raw family name (and the school's ``reading`` of it): (name, first
+        token, last token, Soundex of the first, of the last, of the joined tokens, first
+        token's 3-letter prefix, reading) ids and its script (``reading_of``). Last and
+        joined are ``MISSING`` for a single-token name."""
         folded = fold_name(raw)
         tokens = folded.split()
         first = tokens[0] if tokens else ""
@@ -133,11 +148,12 @@ class Vocabularies:
                 self.sounds.id(soundex(last)) if last else MISSING,
                 self.sounds.id(soundex(joined)) if joined else MISSING,
                 self.prefixes.id(first[:3]),
-                self.readings.id(name_reading(raw)),
-                int(name_script(raw)),
+                *self.reading_of(raw, reading),
             )
         )
-        row = self.family_index[raw] = len(self.family_rows) - 1
+        row = self.family_index[raw if reading is None else (raw, reading)] = (
+            len(self.family_rows) - 1
+        )
         return row
 
     def birth(self, value: date) -> int:
@@ -177,8 +193,8 @@ class PeopleColumns:
     given_first: IntArray  # name id of its first token
     given_sound: IntArray
     given_prefix: IntArray
-    given_reading: IntArray  # reading id of the given name
-    given_script: IntArray  # NameScript of the given name
+    given_reading: IntArray  # reading id of the given name (the school's, if any)
+    given_script: IntArray  # NameScript of the given name (KANA with the school's reading)
     given_full: IntArray  # name id of given + middle name
     preferred: IntArray
     family: IntArray
@@ -216,12 +232,15 @@ def encode_people(records: Sequence[PersonRecord], vocab: Vocabularies) -> Peopl
     no_birth = MISSING
     for record in records:
         raw_given, raw_family, born = record.given_name, record.family_name, record.birth_date
-        given = given_index.get(raw_given)
+        given_reading, family_reading = record.given_name_reading, record.family_name_reading
+        given = given_index.get(raw_given if given_reading is None else (raw_given, given_reading))
         if given is None:
-            given = vocab.given(raw_given)
-        family = family_index.get(raw_family)
+            given = vocab.given(raw_given, given_reading)
+        family = family_index.get(
+            raw_family if family_reading is None else (raw_family, family_reading)
+        )
         if family is None:
-            family = vocab.family(raw_family)
+            family = vocab.family(raw_family, family_reading)
         birth = no_birth
         if born is not None:
             birth = birth_index.get(born, MISSING)

@@ -45,7 +45,6 @@ from rostersync.matching.scoring import (
     IDENTITY_FIELDS,
     LEVELS,
     NAME_INITIAL,
-    NAME_READING,
     SCHOOL,
     Comparisons,
     NameTables,
@@ -53,14 +52,9 @@ from rostersync.matching.scoring import (
 )
 
 #: Default m per field and level (index 0, missing, is unused), from generated districts.
-#: Names: exact, nickname, equivalent, close, similar, reading, initial, different. A
-#: reading through kanji (``NAME_READING``) has no measure yet (no labelled Japanese
-#: roster): a small m and u of its own (3.3 bits, what a similar spelling weighs), the
-#: other levels as measured, so rosters without kanji are weighed as before. Its weight
-#: matters little: such a pair is never automatic.
 DEFAULT_M: Final[tuple[tuple[float, ...], ...]] = (
-    (1.0, 0.86, 0.04, 0.02, 0.03, 0.02, 0.001, 0.005, 0.025),  # given name
-    (1.0, 0.87, 0.001, 0.03, 0.04, 0.03, 0.001, 0.002, 0.027),  # family name
+    (1.0, 0.86, 0.04, 0.02, 0.03, 0.02, 0.005, 0.025),  # given name
+    (1.0, 0.87, 0.001, 0.03, 0.04, 0.03, 0.002, 0.027),  # family name
     (1.0, 0.88, 0.015, 0.035, 0.005, 0.005, 0.01, 0.05),  # birth date
     (1.0, 0.9, 0.1),  # email local part
     (1.0, 0.85, 0.13, 0.02),  # grade
@@ -68,8 +62,8 @@ DEFAULT_M: Final[tuple[tuple[float, ...], ...]] = (
 )
 #: Default u per field and level: how often two different people agree so.
 DEFAULT_U: Final[tuple[tuple[float, ...], ...]] = (
-    (1.0, 0.012, 0.001, 0.002, 0.003, 0.015, 0.0001, 0.03, 0.937),
-    (1.0, 0.006, 0.0001, 0.001, 0.002, 0.01, 0.0001, 0.005, 0.9759),
+    (1.0, 0.012, 0.001, 0.002, 0.003, 0.015, 0.03, 0.937),
+    (1.0, 0.006, 0.0001, 0.001, 0.002, 0.01, 0.005, 0.9759),
     (1.0, 0.0003, 0.0003, 0.003, 0.001, 0.006, 0.07, 0.9194),
     (1.0, 0.0001, 0.9999),
     (1.0, 0.08, 0.14, 0.78),
@@ -274,33 +268,20 @@ def _smoothed(counts: FloatArray, default: FloatArray, pseudo: float) -> FloatAr
     return out
 
 
-def _plausible(
-    m: FloatArray, default: FloatArray, labelled: FloatArray | None, f: int
-) -> FloatArray:
+def _plausible(m: FloatArray, default: FloatArray, labelled: FloatArray | None) -> FloatArray:
     """``m`` as learned, or ``default`` when it puts less than ``M_EXACT_MIN`` on exact
     agreement (see ``M_EXACT_MIN``), unless the labelled pairs (``labelled``: their level
     counts) say so themselves: at least ``LABELLED_TRUSTED`` of them have the field and
     fewer than ``M_EXACT_MIN`` of those agree exactly. Known matches are no coincidences:
     a district whose app holds birth months only, or parents' emails where the SIS has
-    the children's, teaches the model that through the links its admins confirmed.
-
-    For a name (``f``), agreeing by the reading of its kanji counts with exact agreement:
-    a Japanese SIS writing kanji against an app in romaji agrees on most names only so."""
-    if _agreeing(m, f) >= M_EXACT_MIN:
+    the children's, teaches the model that through the links its admins confirmed."""
+    if m[1] >= M_EXACT_MIN:
         return m
     if labelled is not None:
         present = float(labelled[1:].sum())
-        if present >= LABELLED_TRUSTED and _agreeing(labelled, f) < M_EXACT_MIN * present:
+        if present >= LABELLED_TRUSTED and labelled[1] < M_EXACT_MIN * present:
             return m
     return default
-
-
-def _agreeing(values: FloatArray, f: int) -> float:
-    """The share (or count) of exact agreement of field ``f``, a name's reading agreement
-    included."""
-    if f in (GIVEN, FAMILY):
-        return float(values[1] + values[NAME_READING])
-    return float(values[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,7 +397,7 @@ def train(
     m = [
         default_m[f]
         if counts is None
-        else _plausible(_smoothed(counts, default_m[f], M_PSEUDO), default_m[f], counts, f)
+        else _plausible(_smoothed(counts, default_m[f], M_PSEUDO), default_m[f], counts)
         for f, counts in enumerate(labelled_counts)
     ]
     n_sources = max(len(source), 1)
@@ -444,7 +425,7 @@ def train(
             extra = labelled_counts[f]
             if extra is not None:
                 counts = counts + extra
-            m.append(_plausible(_smoothed(counts, default_m[f], M_PSEUDO), default_m[f], extra, f))
+            m.append(_plausible(_smoothed(counts, default_m[f], M_PSEUDO), default_m[f], extra))
         # The share of sources with a match, smoothed towards one half for tiny runs.
         found = float(np.clip(posterior.sum(), 0.0, n_sources))
         match_rate = float(np.clip((found + 0.5 * 20) / (n_sources + 20), 0.01, 0.99))

@@ -6,26 +6,28 @@ distinct string once is what keeps normalization of 100k records well under a se
 
 Japanese names are written in kanji, in hiragana, in katakana or in romaji, and an SIS
 and an app often use different ones (a Japanese SIS: 佐藤 and さとう; the app: "Sato").
-Two functions serve them, both through ``pykakasi`` (loaded on first use, only for text
-that holds kana or kanji: importing it costs a Lambda cold start some 100 MB and a
-quarter of a second):
+Kana spell their sound exactly; kanji do not (陽斗 is Haruto, Hinato or Yōto), so no
+kanji is ever read here: a Japanese SIS sends the school's own kana reading of each name
+beside it (``PersonRecord.given_name_reading``), and a name in kanji without one is
+compared only as written (the same kanji on both sides).
 
 * ``fold_name``, the *spelling* every comparison starts from, writes kana as Hepburn
-  romaji (``"きょうこ"`` → ``"kyouko"``, ``"ジョン"`` → ``"jon"``): kana spell their sound
-  exactly, so this is a transliteration like Cyrillic to Latin. Kanji keep their pinyin
-  syllables (``anyascii``), as Chinese characters do: the same characters on both sides
-  meet, and a Chinese name is folded as it always was.
+  romaji (``"きょうこ"`` → ``"kyouko"``, ``"ジョン"`` → ``"jon"``): a transliteration like
+  Cyrillic to Latin. Kanji keep their pinyin syllables (``anyascii``), as Chinese
+  characters do: the same characters on both sides meet, and a Chinese name is folded as
+  it always was.
 * ``name_reading``, the *reading*: how the name sounds, in romaji with Hepburn's long
-  vowels written one way (``"Satō"``, ``"Sato"``, ``"Satou"``, ``"Satoh"``, ``"さとう"``,
-  ``"サトー"`` and ``"佐藤"`` all read ``"sato"``). A kanji name's reading is the
-  dictionary's likeliest one, and a given name's kanji often have several (陽斗 is Haruto,
-  Hinato or Yōto): a reading through kanji is evidence, never proof
-  (``name_script`` tells the comparisons which kind a name is).
+  vowels written one way (``"Satō"``, ``"Sato"``, ``"Satou"``, ``"Satoh"``, ``"さとう"``
+  and ``"サトー"`` all read ``"sato"``); ``""`` for a name with kanji.
 
-Text with kana is Japanese. Kanji-only text is ambiguous (a Chinese name, or a Japanese
-one written in kanji only): its spelling stays its pinyin, and its reading is compared
-only with a name written in kana or Latin letters, never with another kanji-only name
-(two Chinese names of different characters may share a Japanese reading).
+Kana become romaji through ``jaconv`` (MIT; ``kata2hira`` and ``kana2alphabet``, which
+writes the romaji of a keyboard's kana input), with four rules that make its output
+Hepburn (``_hepburn``): the long-vowel mark ー repeats the vowel before it (``"サトー"``:
+jaconv's ``"sato-"`` is ``"satoo"``); a small tsu before ch is t (``"maccha"`` is
+``"matcha"``), and one with no consonant after it is dropped; a small vowel ぁぃぅぇぉ
+takes the place of the vowel of the kana before it (ティ ``"ti"``, ジェ ``"je"``, ウィ
+``"wi"``; jaconv writes ``"tei"``, ``"jie"``, ``"ui"``). ん before a vowel or y is
+Hepburn's ``"n'"``, which folding writes ``"n"`` as jaconv does.
 """
 
 from __future__ import annotations
@@ -33,13 +35,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from enum import IntEnum
-from functools import cache, lru_cache
-from typing import TYPE_CHECKING
+from functools import lru_cache
 
+import jaconv
 from anyascii import anyascii
-
-if TYPE_CHECKING:
-    from pykakasi import kakasi as Kakasi
 
 # Apostrophes and dots join the parts of a name ("O'Brien" is "obrien", "St.John" is
 # "stjohn") rather than split it; every other non-alphanumeric character separates tokens
@@ -73,6 +72,10 @@ _ROMAJI_M = re.compile("m(?=[bmp])")
 _ROMAJI_OH = re.compile("oh(?![aeiouy])")
 _ROMAJI_OU = re.compile("ou")
 _ROMAJI_LONG = re.compile("([aeiou])\\1+")
+# jaconv's romaji: the long-vowel mark written "-" after a vowel; a kana and a small vowel.
+_LONG_MARK = re.compile("([aeiou])-+")
+_SMALL_VOWELS = {"ぁ": "a", "ぃ": "i", "ぅ": "u", "ぇ": "e", "ぉ": "o"}
+_SMALL_VOWEL = re.compile("([\u3041-\u3096])([ぁぃぅぇぉ])")
 
 
 class NameScript(IntEnum):
@@ -80,37 +83,34 @@ class NameScript(IntEnum):
 
     #: No kana and no kanji: Latin letters, or another script ``anyascii`` transliterates.
     OTHER = 0
-    #: Kana and no kanji: Japanese, read exactly.
+    #: Kana and no kanji: Japanese, read exactly. A name in kanji with the school's kana
+    #: reading is compared as this too (``encoding``).
     KANA = 1
-    #: Kanji and kana: Japanese, its kanji read by the dictionary.
+    #: Kanji and kana: Japanese, without a reading (no kanji is ever read here).
     MIXED = 2
-    #: Kanji only: Chinese or Japanese.
+    #: Kanji only: Chinese or Japanese, without a reading.
     KANJI = 3
 
 
-@cache
-def _kakasi() -> Kakasi:
-    """The kana and kanji reader, built on first use (its dictionary takes some 100 MB
-    and a quarter of a second to load: a roster without Japanese text never pays it)."""
-    from pykakasi import kakasi
+def _hepburn(kana: str) -> str:
+    """Kana (NFKC-normalized) as Hepburn romaji: ``jaconv``'s romaji with the rules of
+    the module's docstring; anything else in ``kana`` is left as it is."""
+    hiragana = jaconv.kata2hira(kana)
+    hiragana = _SMALL_VOWEL.sub(_small_vowel, hiragana)
+    romaji = jaconv.kana2alphabet(hiragana)
+    romaji = _LONG_MARK.sub(lambda m: m.group(1) * (len(m.group(0))), romaji)
+    romaji = romaji.replace("-", "").replace("cch", "tch")
+    return romaji.replace("xtsu", "")
 
-    return kakasi()  # type: ignore[no-untyped-call]
 
-
-def _hepburn(text: str) -> str | None:
-    """``text`` (kana, kanji or both) in Hepburn romaji, kanji at their dictionary
-    reading; None when the dictionary has no reading for a character (it drops or leaves
-    blank what it does not know)."""
-    parts = _kakasi().convert(text)
-    if "".join(part["orig"] for part in parts) != text:
-        return None
-    out = []
-    for part in parts:
-        reading = part["hepburn"]
-        if not reading and part["orig"].strip():
-            return None
-        out.append(reading)
-    return "".join(out)
+def _small_vowel(match: re.Match[str]) -> str:
+    """A kana and the small vowel after it (てぃ, じぇ, うぃ) in romaji: the small vowel
+    in place of the kana's own."""
+    base, small = match.group(1), match.group(2)
+    vowel = _SMALL_VOWELS[small]
+    if base == "う":
+        return "w" + vowel
+    return jaconv.kana2alphabet(base)[:-1] + vowel
 
 
 def fold_accents(text: str) -> str:
@@ -119,15 +119,15 @@ def fold_accents(text: str) -> str:
     ``"Søren"`` → ``"soren"``), so an SIS and an app that write one name in different
     scripts or with and without accents meet. Kana become Hepburn romaji (``"さくら"`` →
     ``"sakura"``, ``"きょうこ"`` → ``"kyouko"``); Chinese characters (and Japanese kanji)
-    become their pinyin syllables, so the same characters on both sides meet; kanji and
-    their kana meet through ``name_reading`` instead."""
+    become their pinyin syllables, so the same characters on both sides meet (kanji meet
+    kana and romaji only through the school's reading of the name)."""
     if _HAS_KANA.search(text) is None:
         return anyascii(text).casefold()
     pieces = []
     for i, piece in enumerate(_KANA_RUNS.split(text)):
         if i % 2:
             kana = unicodedata.normalize("NFKC", piece)
-            piece = _hepburn(kana) or kana
+            piece = _hepburn(kana)
         pieces.append(anyascii(piece))
     return "".join(pieces).casefold()
 
@@ -164,18 +164,18 @@ def romaji_reading(folded: str) -> str:
 
 @lru_cache(maxsize=_CACHE_SIZE)
 def name_reading(text: str) -> str:
-    """How a name sounds, as ``romaji_reading`` of its romaji: kana read as written,
-    kanji at the dictionary's likeliest reading (``"佐藤"``, ``"さとう"``, ``"サトウ"``,
-    ``"Satō"`` and ``"Satou"`` are all ``"sato"``); a name without kana or kanji is read
-    as it is spelled. ``""`` when blank, or when the dictionary has no reading for one of
-    its kanji. Kanji readings are guesses (a given name's kanji may be read several
-    ways): agreeing on one is evidence, not proof."""
-    if name_script(text) is NameScript.OTHER:
+    """How a name sounds, as ``romaji_reading`` of its romaji: kana read as written
+    (``"さとう"``, ``"サトウ"``, ``"サトー"``, ``"Satō"`` and ``"Satou"`` are all
+    ``"sato"``); a name without kana or kanji is read as it is spelled. ``""`` when
+    blank, and for a name with kanji: only the school knows how its kanji are read
+    (``PersonRecord.given_name_reading``)."""
+    script = name_script(text)
+    if script is NameScript.OTHER:
         return romaji_reading(fold_name(text))
-    hepburn = _hepburn(unicodedata.normalize("NFKC", text))
-    if hepburn is None:
+    if script is not NameScript.KANA:
         return ""
-    folded = _JOINERS.sub("", anyascii(hepburn).casefold())
+    romaji = _hepburn(unicodedata.normalize("NFKC", text))
+    folded = _JOINERS.sub("", anyascii(romaji).casefold())
     return romaji_reading(_SEPARATORS.sub(" ", folded).strip())
 
 

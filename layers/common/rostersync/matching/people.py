@@ -45,7 +45,6 @@ from rostersync.matching.scoring import (
     NAME_INITIAL,
     NAME_MISSING,
     NAME_NICKNAME,
-    NAME_READING,
     Comparisons,
     compare_pairs,
     name_tables,
@@ -70,7 +69,6 @@ _DATE_NOTES = {
 _NAME_NOTES = {
     NAME_NICKNAME: "nickname",
     NAME_EQUIVALENT: "preferred, middle or double name",
-    NAME_READING: "same reading of kanji only (a kanji name may be read several ways)",
     NAME_INITIAL: "initial only",
 }
 _SIBLING_NOTE = "same family name and birth date, another given name (twins?)"
@@ -424,7 +422,6 @@ class PairOutcome(StrEnum):
     SIBLING = "gate: sibling pattern"
     NO_GIVEN = "gate: no given name"
     INITIAL = "gate: initial"
-    READING = "gate: kanji reading"
     OTHER_NAME = "gate: another name"
     BIRTH_DATE = "gate: birth date"
     FLOOR = "gate: similarity floor"
@@ -512,7 +509,6 @@ def _gate_reasons(comparisons: Comparisons, thresholds: Thresholds) -> list[Pair
         (comparisons.sibling, PairOutcome.SIBLING),
         (levels[:, GIVEN] == NAME_MISSING, PairOutcome.NO_GIVEN),
         ((names == NAME_INITIAL).any(axis=1), PairOutcome.INITIAL),
-        ((names == NAME_READING).any(axis=1), PairOutcome.READING),
         ((names == NAME_DIFFERENT).any(axis=1), PairOutcome.OTHER_NAME),
         (np.isin(levels[:, BIRTH], (DATE_YEAR, DATE_DIFFERENT)), PairOutcome.BIRTH_DATE),
         (~auto_gates(comparisons, thresholds), PairOutcome.FLOOR),
@@ -611,9 +607,7 @@ def auto_gates(comparisons: Comparisons, thresholds: Thresholds) -> BoolArray:
     family name or a coincidence, and only an admin can tell), never birth dates that
     differ beyond a typo (nothing else, not even an email, outweighs that), never a given
     name missing on either side (twins share their family name, birth date, grade, school
-    and often an email: only the given name tells them apart), never a name that agrees
-    only through the dictionary's reading of its kanji (a given name's kanji may be read
-    several ways: 佐藤 大翔 is Hiroto, Taiga or Yamato); and, when a
+    and often an email: only the given name tells them apart); and, when a
     tenant sets them, both names at least ``name_floor`` alike and a birth date both sides
     have at least ``birth_date_floor``. A family name or a birth date missing on one side
     is no gate: the probability weighs what is left, and a missing field never adds to
@@ -623,7 +617,6 @@ def auto_gates(comparisons: Comparisons, thresholds: Thresholds) -> BoolArray:
     ok &= levels[:, GIVEN] != NAME_MISSING
     ok &= (levels[:, GIVEN] != NAME_INITIAL) & (levels[:, FAMILY] != NAME_INITIAL)
     ok &= (levels[:, GIVEN] != NAME_DIFFERENT) & (levels[:, FAMILY] != NAME_DIFFERENT)
-    ok &= (levels[:, GIVEN] != NAME_READING) & (levels[:, FAMILY] != NAME_READING)
     ok &= ~np.isin(levels[:, BIRTH], (DATE_YEAR, DATE_DIFFERENT))
     if thresholds.name_floor > 0:
         ok &= (similarity[:, GIVEN] >= thresholds.name_floor) & (

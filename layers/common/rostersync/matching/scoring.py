@@ -8,17 +8,15 @@ either side"), and, for explanations, a similarity in [0, 1]:
   equivalent (a preferred name, a double or hyphenated name sharing its tokens with the
   other side, a middle name written into the given name); close (similarity ≥ 0.92: a
   typo in a long name); similar (≥ 0.80 and at most two keyboard slips apart, or one
-  slip apart whatever the similarity); a reading (``NAME_READING``: one side in kanji
-  whose dictionary reading is the other side's, "佐藤"/"Sato"); an initial agreeing with
-  the other side's name; different. Names are compared accent-
+  slip apart whatever the similarity); an initial agreeing with the other side's name;
+  different. Names are compared accent-
   and case-folded and transliterated to Latin letters (``normalize.fold_name``).
   Japanese names also by reading (``normalize.name_reading``), where either side is
-  written in kana or kanji and not both in kanji only (Chinese names of different
-  characters may share a Japanese reading): kana and romaji of one reading ("さとう",
-  "サトー", "Satō", "Satoh") agree exactly, the same name transliterated; a reading
-  through kanji is the dictionary's guess (a given name's kanji are often read several
-  ways), so it is its own level, weak evidence that never makes a pair automatic and
-  never tells twins apart.
+  written in kana or carries the school's kana reading of its kanji
+  (``PersonRecord.given_name_reading``): kana, romaji and the school's reading of one
+  sound ("さとう", "サトー", "Satō", "Satoh", 佐藤 read さとう) agree exactly, the same
+  name transliterated. A name in kanji without a reading is compared only as written:
+  no kanji is ever read by a guess.
   Similarity is the mean of Jaro-Winkler (forgiving of typos late in a name) and Indel
   (strict on short names, where one letter makes another name); for multi-token names
   also the token-set ratio and the similarity with spaces removed ("Mc Donald"). Given
@@ -31,9 +29,9 @@ either side"), and, for explanations, a similarity in [0, 1]:
 
 A pair is a *sibling pattern* when the family names agree, the birth dates agree (or are
 one typo apart) and the given names are incompatible (not equal, a nickname, an initial,
-a typo or a transliteration; a given name in kanji against one in kana or Latin letters
-whose readings differ is undecided, not incompatible: the dictionary may not know the
-child's reading): twins look exactly like that. The names are checked as
+a typo or a transliteration; a given name in kanji without a reading against one in
+kana or Latin letters is undecided, not incompatible: only the school knows how its
+kanji are read): twins look exactly like that. The names are checked as
 written and as read swapped, so a swapped reading never hides the pattern. With grade and
 school agreeing too (at least one of them on both sides, neither differing; a grade one
 apart agrees, since the app may still show last year's) the pair is
@@ -80,8 +78,8 @@ IDENTITY_FIELDS: Final[tuple[int, ...]] = (GIVEN, FAMILY, BIRTH)
 
 # Agreement levels of a name, best first (0: missing).
 NAME_MISSING, NAME_EXACT, NAME_NICKNAME, NAME_EQUIVALENT, NAME_CLOSE = range(5)
-NAME_SIMILAR, NAME_READING, NAME_INITIAL, NAME_DIFFERENT = 5, 6, 7, 8
-NAME_LEVELS: Final[int] = 9
+NAME_SIMILAR, NAME_INITIAL, NAME_DIFFERENT = 5, 6, 7
+NAME_LEVELS: Final[int] = 8
 # Agreement levels of a birth date, best first (0: missing).
 DATE_MISSING, DATE_EXACT, DATE_SWAPPED, DATE_ONE_OFF, DATE_TRANSPOSED = range(5)
 DATE_MONTH_YEAR, DATE_YEAR, DATE_DIFFERENT = 5, 6, 7
@@ -99,10 +97,6 @@ SIMILAR: Final[float] = 0.80
 TOKEN_SET_FACTOR: Final[float] = 0.9
 NICKNAME_SIMILARITY: Final[float] = 0.95
 INITIAL_SIMILARITY: Final[float] = 0.5
-#: The least similarity of names of one reading: kana and romaji (a transliteration: the
-#: name itself), or through kanji (the dictionary's reading).
-TRANSLITERATION_SIMILARITY: Final[float] = 1.0
-READING_SIMILARITY: Final[float] = 0.8
 #: Names that are compatible: the same child may be written so.
 COMPATIBLE_NAME: Final[tuple[int, ...]] = (
     NAME_EXACT,
@@ -366,45 +360,39 @@ def reading_levels(
     readings: tuple[IntArray, IntArray],
     scripts: tuple[IntArray, IntArray],
 ) -> tuple[Int8Array, FloatArray]:
-    """Name levels raised where the two names have one reading (``readings``: the two
-    sides' reading ids; ``scripts``: their ``NameScript``): to ``NAME_EXACT`` when
-    neither is written in kanji (kana and romaji of one sound: the name itself, as
-    "José" is "Jose"), to ``NAME_READING`` when one is. Only where a side holds kana or
-    kanji and not both kanji only; a level is never lowered, and two names in Latin
-    letters keep theirs ("Satou"/"Sato" stay a close spelling)."""
+    """Name levels raised to ``NAME_EXACT`` where the two names have one reading
+    (``readings``: the two sides' reading ids; ``scripts``: their ``NameScript``, kana
+    for a name with the school's reading): kana, romaji and a school's reading of one
+    sound are the name itself, as "José" is "Jose". Only where a side is read as kana (a
+    name in kanji without a reading has none); a level is never lowered, and two names
+    in Latin letters keep theirs ("Satou"/"Sato" stay a close spelling)."""
     s_read, t_read = readings
     s_script, t_script = scripts
-    japanese = (s_script != NameScript.OTHER) | (t_script != NameScript.OTHER)
+    japanese = (s_script == NameScript.KANA) | (t_script == NameScript.KANA)
     if not japanese.any():
         return level, similarity
-    same = japanese & (s_read >= 0) & (s_read == t_read)
-    same &= ~((s_script == NameScript.KANJI) & (t_script == NameScript.KANJI))
-    kanji = np.isin(s_script, _WITH_KANJI) | np.isin(t_script, _WITH_KANJI)
-    raised = np.where(kanji, NAME_READING, NAME_EXACT).astype(np.int8)
-    up = same & (raised < level)
-    floor = np.where(kanji, READING_SIMILARITY, TRANSLITERATION_SIMILARITY)
+    up = japanese & (s_read >= 0) & (s_read == t_read) & (level > NAME_EXACT)
     return (
-        np.where(up, raised, level).astype(np.int8),
-        np.where(up, np.maximum(similarity, floor), similarity).astype(np.float64),
+        np.where(up, NAME_EXACT, level).astype(np.int8),
+        np.where(up, 1.0, similarity).astype(np.float64),
     )
 
 
-_WITH_KANJI = (NameScript.MIXED, NameScript.KANJI)
+#: A name in kanji without a reading.
+_UNREAD = (NameScript.MIXED, NameScript.KANJI)
 
 
 def _sibling_pattern(
     family_level: Int8Array, given_level: Int8Array, undecided: BoolArray
 ) -> BoolArray:
-    """Family names agreeing (exactly, or a nickname, double name, small typo or a
-    reading apart) and given names incompatible (not equal, a nickname, an initial, a
-    typo, a transliteration or a reading): with agreeing birth dates, what twins look
-    like. Not where the given names are ``undecided``: one in kanji, the other not, whose
-    readings differ (the dictionary knows one reading of 陽斗, "yoto"; the child may be
-    Haruto or Hiroto): another name or the same, only an admin can tell."""
+    """Family names agreeing (exactly, or a nickname, double name or small typo apart)
+    and given names incompatible (not equal, a nickname, an initial, a typo or a
+    transliteration): with agreeing birth dates, what twins look like. Not where the
+    given names are ``undecided``: one in kanji without a reading, the other not in
+    kanji (陽斗 may be Haruto or Hiroto): another name or the same, only an admin can
+    tell."""
     return np.asarray(
-        np.isin(
-            family_level, (NAME_EXACT, NAME_NICKNAME, NAME_EQUIVALENT, NAME_CLOSE, NAME_READING)
-        )
+        np.isin(family_level, (NAME_EXACT, NAME_NICKNAME, NAME_EQUIVALENT, NAME_CLOSE))
         & (given_level == NAME_DIFFERENT)
         & ~undecided,
         dtype=bool,
@@ -434,8 +422,8 @@ def compare_pairs(
     # name sounds like the other side's other name; taken only when both swapped names
     # are compatible, so a shared family name is never read as a given name.
     # The sibling pattern of the names as written: a swapped reading never hides it.
-    s_kanji = np.isin(source.given_script[si], _WITH_KANJI)
-    undecided = s_kanji != np.isin(target.given_script[ti], _WITH_KANJI)
+    s_unread = np.isin(source.given_script[si], _UNREAD)
+    undecided = s_unread != np.isin(target.given_script[ti], _UNREAD)
     straight_sibling = _sibling_pattern(family_level, given_level, undecided)
     swapped_names = np.zeros(len(si), dtype=bool)
     poor = np.flatnonzero(
