@@ -198,6 +198,10 @@ def test_readings_are_taken_from_the_files_metadata_columns():
         {"metadata.jp.kanaGivenName": "ヒロト", "metadata.jp.kanaFamilyName": "サトウ"}
     ) == ("ヒロト", "サトウ")
     assert name_readings({"metadata.phoneticGivenName": "ひろと"}) == ("ひろと", None)
+    # OneRoster REST: a metadata.jp object, kept as its JSON text.
+    nested = '{"kanaGivenName": "ひろと", "kanaFamilyName": "さとう", "note": 3}'
+    assert name_readings({"metadata.jp": nested}) == ("ひろと", "さとう")
+    assert name_readings({"metadata.jp": "{not json"}) == (None, None)
     assert name_readings({"metadata.ext_region": "north"}) == (None, None)
     assert name_readings({}) == (None, None)
     user = User(

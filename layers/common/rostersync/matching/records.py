@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 
+import orjson
+
 from rostersync.models import GUARDIAN_ROLES, STAFF_ROLES, User
 
 
@@ -70,10 +72,22 @@ READING_EXTENSIONS: tuple[tuple[str, str], ...] = (
 
 def name_readings(extensions: Mapping[str, str] | None) -> tuple[str | None, str | None]:
     """The (given, family) name readings among a user's ``extensions`` (any case of the
-    column names of ``READING_EXTENSIONS``); None where blank or absent."""
+    column names of ``READING_EXTENSIONS``; a OneRoster REST ``metadata.jp`` object, kept
+    as its JSON text, is read as its ``metadata.jp.*`` keys); None where blank or
+    absent."""
     if not extensions:
         return None, None
     lowered = {name.lower(): value.strip() for name, value in extensions.items() if value}
+    nested = lowered.get("metadata.jp", "")
+    if nested.startswith("{"):
+        try:
+            values = orjson.loads(nested)
+        except orjson.JSONDecodeError:
+            values = None
+        if isinstance(values, dict):
+            for key, value in values.items():
+                if isinstance(value, str) and value.strip():
+                    lowered.setdefault(f"metadata.jp.{key}".lower(), value.strip())
     given = next((lowered[g] for g, _ in READING_EXTENSIONS if lowered.get(g)), None)
     family = next((lowered[f] for _, f in READING_EXTENSIONS if lowered.get(f)), None)
     return given, family
