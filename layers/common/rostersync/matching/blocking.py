@@ -21,7 +21,12 @@ The keys (the source side also emits each with given and family name swapped):
 10. email local part;
 11. family-name token + nickname group: a nickname and a wrong or missing birth date;
 12. family-name token + given-name Soundex: a typo early in the given name ("Laim" for
-    "Liam") and a wrong or missing birth date.
+    "Liam") and a wrong or missing birth date;
+13. family-name reading + birth date, 14. given-name reading + birth date, and 15. both
+    readings (``normalize.name_reading``, or the school's reading of a name in kanji):
+    one name written in kana, or in kanji read by the school, on one side and in romaji
+    or the other kana on the other ("佐藤" read "さとう"/"サトウ"/"Sato"). Only when
+    either side has a name read as kana: other rosters never pay for them.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Final
 import numpy as np
 
 from rostersync.matching.encoding import MISSING, IntArray, PeopleColumns, sorted_unique
+from rostersync.matching.normalize import NameScript
 
 #: Blocks with more records than this on either side are skipped as unselective.
 BLOCK_CAP: Final[int] = 64
@@ -91,6 +97,13 @@ def join_blocks(
 def _nickname_columns(side: PeopleColumns, nicknames: IntArray) -> list[IntArray]:
     groups = np.where(side.given_first[:, None] >= 0, nicknames[side.given_first], MISSING)
     return [groups[:, i] for i in range(groups.shape[1])]
+
+
+def _has_japanese(side: PeopleColumns) -> bool:
+    """Whether any record of ``side`` has a name read as kana (written in kana, or in
+    kanji with the school's reading)."""
+    kana = NameScript.KANA
+    return bool((side.given_script == kana).any() or (side.family_script == kana).any())
 
 
 def candidate_pairs(
@@ -171,6 +184,18 @@ def candidate_pairs(
             [block_key(12, t.family_first, t.given_sound)],
         ),
     ]
+    if _has_japanese(s) or _has_japanese(t):
+        blocks += [
+            (
+                [block_key(13, s.family_reading, s.birth)],
+                [block_key(13, t.family_reading, t.birth)],
+            ),
+            ([block_key(14, s.given_reading, s.birth)], [block_key(14, t.given_reading, t.birth)]),
+            (
+                [block_key(15, s.family_reading, s.given_reading)],
+                [block_key(15, t.family_reading, t.given_reading)],
+            ),
+        ]
     codes: list[IntArray] = []
     width = np.int64(len(t))
     for source_keys, target_keys in blocks:

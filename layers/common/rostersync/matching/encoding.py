@@ -16,7 +16,15 @@ from datetime import date
 import numpy as np
 import numpy.typing as npt
 
-from rostersync.matching.normalize import email_local_part, fold_name, grade_level, soundex
+from rostersync.matching.normalize import (
+    NameScript,
+    email_local_part,
+    fold_name,
+    grade_level,
+    name_reading,
+    name_script,
+    soundex,
+)
 from rostersync.matching.records import PersonKind, PersonRecord
 
 IntArray = npt.NDArray[np.int64]
@@ -75,9 +83,13 @@ class Vocabularies:
     prefixes: Vocabulary = field(default_factory=Vocabulary)
     schools: Vocabulary = field(default_factory=Vocabulary)
     emails: Vocabulary = field(default_factory=Vocabulary)
-    given_index: dict[str, int] = field(default_factory=dict)
-    given_rows: list[tuple[int, int, int, int]] = field(default_factory=list)
-    family_index: dict[str, int] = field(default_factory=dict)
+    #: Names' readings (``name_reading``): where kana, romaji and the school's reading of
+    #: a kanji name meet.
+    readings: Vocabulary = field(default_factory=Vocabulary)
+    #: Rows by raw name, or by (raw name, the school's reading) for a name with one.
+    given_index: dict[str | tuple[str, str], int] = field(default_factory=dict)
+    given_rows: list[tuple[int, ...]] = field(default_factory=list)
+    family_index: dict[str | tuple[str, str], int] = field(default_factory=dict)
     family_rows: list[tuple[int, ...]] = field(default_factory=list)
     birth_index: dict[date, int] = field(default_factory=dict)
     birth_rows: list[tuple[int, ...]] = field(default_factory=list)
@@ -85,9 +97,10 @@ class Vocabularies:
     school_index: dict[str, int] = field(default_factory=dict)
     grade_index: dict[str, int] = field(default_factory=dict)
 
-    def given(self, raw: str) -> int:
-        """The row of a raw given name: (name, first token, Soundex of the first token,
-        its 3-letter prefix) ids."""
+    def given(self, raw: str, reading: str | None = None) -> int:
+        """The row of a raw given name (and the school's ``reading`` of it): (name, first
+        token, Soundex of the first token, its 3-letter prefix, reading) ids and its
+        script (``reading_of``)."""
         folded = fold_name(raw)
         first = folded.split(" ", 1)[0]
         self.given_rows.append(
@@ -96,15 +109,29 @@ class Vocabularies:
                 self.names.id(first),
                 self.sounds.id(soundex(first)),
                 self.prefixes.id(first[:3]),
+                *self.reading_of(raw, reading),
             )
         )
-        row = self.given_index[raw] = len(self.given_rows) - 1
+        row = self.given_index[raw if reading is None else (raw, reading)] = (
+            len(self.given_rows) - 1
+        )
         return row
 
-    def family(self, raw: str) -> int:
-        """The row of a raw family name: (name, first token, last token, Soundex of the
-        first, of the last, of the joined tokens, first token's 3-letter prefix) ids. Last
-        and joined are ``MISSING`` for a single-token name."""
+    def reading_of(self, raw: str, reading: str | None) -> tuple[int, int]:
+        """The reading id (``MISSING`` if none) and the ``NameScript`` of a raw name as
+        compared by reading: the school's ``reading`` where it has one (read exactly,
+        compared as kana whatever the name's own script), else the name's own."""
+        if reading is not None:
+            read = name_reading(reading)
+            if read:
+                return self.readings.id(read), int(NameScript.KANA)
+        return self.readings.id(name_reading(raw)), int(name_script(raw))
+
+    def family(self, raw: str, reading: str | None = None) -> int:
+        """The row of a raw family name (and the school's ``reading`` of it): (name, first
+        token, last token, Soundex of the first, of the last, of the joined tokens, first
+        token's 3-letter prefix, reading) ids and its script (``reading_of``). Last and
+        joined are ``MISSING`` for a single-token name."""
         folded = fold_name(raw)
         tokens = folded.split()
         first = tokens[0] if tokens else ""
@@ -121,9 +148,12 @@ class Vocabularies:
                 self.sounds.id(soundex(last)) if last else MISSING,
                 self.sounds.id(soundex(joined)) if joined else MISSING,
                 self.prefixes.id(first[:3]),
+                *self.reading_of(raw, reading),
             )
         )
-        row = self.family_index[raw] = len(self.family_rows) - 1
+        row = self.family_index[raw if reading is None else (raw, reading)] = (
+            len(self.family_rows) - 1
+        )
         return row
 
     def birth(self, value: date) -> int:
@@ -163,6 +193,8 @@ class PeopleColumns:
     given_first: IntArray  # name id of its first token
     given_sound: IntArray
     given_prefix: IntArray
+    given_reading: IntArray  # reading id of the given name (the school's, if any)
+    given_script: IntArray  # NameScript of the given name (KANA with the school's reading)
     given_full: IntArray  # name id of given + middle name
     preferred: IntArray
     family: IntArray
@@ -172,6 +204,8 @@ class PeopleColumns:
     family_sound_last: IntArray
     family_sound_joined: IntArray
     family_prefix: IntArray
+    family_reading: IntArray
+    family_script: IntArray
     birth: IntArray  # ordinal
     birth_swapped: IntArray  # ordinal with day and month swapped, MISSING if not a date
     birth_year: IntArray
@@ -198,12 +232,15 @@ def encode_people(records: Sequence[PersonRecord], vocab: Vocabularies) -> Peopl
     no_birth = MISSING
     for record in records:
         raw_given, raw_family, born = record.given_name, record.family_name, record.birth_date
-        given = given_index.get(raw_given)
+        given_reading, family_reading = record.given_name_reading, record.family_name_reading
+        given = given_index.get(raw_given if given_reading is None else (raw_given, given_reading))
         if given is None:
-            given = vocab.given(raw_given)
-        family = family_index.get(raw_family)
+            given = vocab.given(raw_given, given_reading)
+        family = family_index.get(
+            raw_family if family_reading is None else (raw_family, family_reading)
+        )
         if family is None:
-            family = vocab.family(raw_family)
+            family = vocab.family(raw_family, family_reading)
         birth = no_birth
         if born is not None:
             birth = birth_index.get(born, MISSING)
@@ -240,12 +277,12 @@ def encode_people(records: Sequence[PersonRecord], vocab: Vocabularies) -> Peopl
         )
     n = len(records)
     columns = np.array(rows, dtype=np.int64).reshape(n, 9)
-    given_rows = np.array(vocab.given_rows, dtype=np.int64).reshape(len(vocab.given_rows), 4)
-    family_rows = np.array(vocab.family_rows, dtype=np.int64).reshape(len(vocab.family_rows), 7)
+    given_rows = np.array(vocab.given_rows, dtype=np.int64).reshape(len(vocab.given_rows), 6)
+    family_rows = np.array(vocab.family_rows, dtype=np.int64).reshape(len(vocab.family_rows), 9)
     # A sentinel last row of MISSING values serves records without a birth date.
     birth_rows = np.array([*vocab.birth_rows, (MISSING,) * 11], dtype=np.int64)
-    g = given_rows[columns[:, 1]] if len(given_rows) else np.zeros((0, 4), dtype=np.int64)
-    f = family_rows[columns[:, 2]] if len(family_rows) else np.zeros((0, 7), dtype=np.int64)
+    g = given_rows[columns[:, 1]] if len(given_rows) else np.zeros((0, 6), dtype=np.int64)
+    f = family_rows[columns[:, 2]] if len(family_rows) else np.zeros((0, 9), dtype=np.int64)
     b = birth_rows[columns[:, 3]]
     given_name = g[:, 0]
     # The middle name counts only beside a given name: alone it would stand in for one.
@@ -260,6 +297,8 @@ def encode_people(records: Sequence[PersonRecord], vocab: Vocabularies) -> Peopl
         given_first=g[:, 1],
         given_sound=g[:, 2],
         given_prefix=g[:, 3],
+        given_reading=g[:, 4],
+        given_script=g[:, 5],
         given_full=given_full,
         preferred=preferred_name,
         family=f[:, 0],
@@ -269,6 +308,8 @@ def encode_people(records: Sequence[PersonRecord], vocab: Vocabularies) -> Peopl
         family_sound_last=f[:, 4],
         family_sound_joined=f[:, 5],
         family_prefix=f[:, 6],
+        family_reading=f[:, 7],
+        family_script=f[:, 8],
         birth=b[:, 0],
         birth_swapped=b[:, 1],
         birth_year=b[:, 2],

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 
+import orjson
+
 from rostersync.models import GUARDIAN_ROLES, STAFF_ROLES, User
 
 
@@ -37,6 +39,11 @@ class PersonRecord:
     takes part in key discovery under the name ``"email"``. ``school`` is a school name or
     id already made comparable across both sides; ``grade`` is the grade as written
     (``"KG"``, ``"07"``). Blank strings count as missing.
+
+    ``given_name_reading`` and ``family_name_reading`` are how the school reads the names,
+    in kana (a Japanese SIS sends them beside names in kanji: ``name_readings``). A name
+    with a reading is compared by it, the school's own word for its sound; a name in
+    kanji without one only as written.
     """
 
     key: str
@@ -50,6 +57,40 @@ class PersonRecord:
     grade: str | None = None
     school: str | None = None
     identifiers: Mapping[str, str] = field(default_factory=dict)
+    given_name_reading: str | None = None
+    family_name_reading: str | None = None
+
+
+#: Where Japanese OneRoster files carry the kana reading of a user's names (``metadata.*``
+#: columns, kept verbatim in ``extensions``), lower-cased: the given name's, the family
+#: name's. The first that is there counts.
+READING_EXTENSIONS: tuple[tuple[str, str], ...] = (
+    ("metadata.phoneticgivenname", "metadata.phoneticfamilyname"),
+    ("metadata.jp.kanagivenname", "metadata.jp.kanafamilyname"),
+)
+
+
+def name_readings(extensions: Mapping[str, str] | None) -> tuple[str | None, str | None]:
+    """The (given, family) name readings among a user's ``extensions`` (any case of the
+    column names of ``READING_EXTENSIONS``; a OneRoster REST ``metadata.jp`` object, kept
+    as its JSON text, is read as its ``metadata.jp.*`` keys); None where blank or
+    absent."""
+    if not extensions:
+        return None, None
+    lowered = {name.lower(): value.strip() for name, value in extensions.items() if value}
+    nested = lowered.get("metadata.jp", "")
+    if nested.startswith("{"):
+        try:
+            values = orjson.loads(nested)
+        except orjson.JSONDecodeError:
+            values = None
+        if isinstance(values, dict):
+            for key, value in values.items():
+                if isinstance(value, str) and value.strip():
+                    lowered.setdefault(f"metadata.jp.{key}".lower(), value.strip())
+    given = next((lowered[g] for g, _ in READING_EXTENSIONS if lowered.get(g)), None)
+    family = next((lowered[f] for _, f in READING_EXTENSIONS if lowered.get(f)), None)
+    return given, family
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,7 +138,8 @@ def person_from_user(
     ``"identifier"``), ``username``, the source id (as ``"source_id"``) and every
     ``user_ids`` entry under its own type. ``birth_date`` comes from the user's
     demographics record and ``school`` from the caller's school mapping, since neither is
-    on the user record itself.
+    on the user record itself; the names' readings from its ``extensions``
+    (``name_readings``).
     """
     identifiers: dict[str, str] = {"source_id": user.source_id}
     if user.identifier:
@@ -109,6 +151,7 @@ def person_from_user(
     kind = person_kind_of(user)
     if kind is None:
         raise ValueError(f"role {user.role.value!r} is not matched as a person")
+    given_reading, family_reading = name_readings(user.extensions)
     return PersonRecord(
         key=key or user.source_id,
         kind=kind,
@@ -121,4 +164,6 @@ def person_from_user(
         grade=user.grades[0] if user.grades else None,
         school=school,
         identifiers=identifiers,
+        given_name_reading=given_reading,
+        family_name_reading=family_reading,
     )

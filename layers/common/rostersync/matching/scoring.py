@@ -11,6 +11,12 @@ either side"), and, for explanations, a similarity in [0, 1]:
   slip apart whatever the similarity); an initial agreeing with the other side's name;
   different. Names are compared accent-
   and case-folded and transliterated to Latin letters (``normalize.fold_name``).
+  Japanese names also by reading (``normalize.name_reading``), where either side is
+  written in kana or carries the school's kana reading of its kanji
+  (``PersonRecord.given_name_reading``): kana, romaji and the school's reading of one
+  sound ("さとう", "サトー", "Satō", "Satoh", 佐藤 read さとう) agree exactly, the same
+  name transliterated. A name in kanji without a reading is compared only as written:
+  no kanji is ever read by a guess.
   Similarity is the mean of Jaro-Winkler (forgiving of typos late in a name) and Indel
   (strict on short names, where one letter makes another name); for multi-token names
   also the token-set ratio and the similarity with spaces removed ("Mc Donald"). Given
@@ -23,7 +29,9 @@ either side"), and, for explanations, a similarity in [0, 1]:
 
 A pair is a *sibling pattern* when the family names agree, the birth dates agree (or are
 one typo apart) and the given names are incompatible (not equal, a nickname, an initial,
-a typo or a transliteration): twins look exactly like that. The names are checked as
+a typo or a transliteration; a given name in kanji without a reading against one in
+kana or Latin letters is undecided, not incompatible: only the school knows how its
+kanji are read): twins look exactly like that. The names are checked as
 written and as read swapped, so a swapped reading never hides the pattern. With grade and
 school agreeing too (at least one of them on both sides, neither differing; a grade one
 apart agrees, since the app may still show last year's) the pair is
@@ -54,6 +62,7 @@ from rostersync.matching.encoding import (
     Vocabulary,
 )
 from rostersync.matching.nicknames import MAX_GROUPS_PER_NAME, nickname_groups
+from rostersync.matching.normalize import NameScript
 
 FIELDS: Final[tuple[str, ...]] = (
     "given_name",
@@ -345,13 +354,47 @@ def _given_readings(
     return level, given
 
 
-def _sibling_pattern(family_level: Int8Array, given_level: Int8Array) -> BoolArray:
+def reading_levels(
+    level: Int8Array,
+    similarity: FloatArray,
+    readings: tuple[IntArray, IntArray],
+    scripts: tuple[IntArray, IntArray],
+) -> tuple[Int8Array, FloatArray]:
+    """Name levels raised to ``NAME_EXACT`` where the two names have one reading
+    (``readings``: the two sides' reading ids; ``scripts``: their ``NameScript``, kana
+    for a name with the school's reading): kana, romaji and a school's reading of one
+    sound are the name itself, as "José" is "Jose". Only where a side is read as kana (a
+    name in kanji without a reading has none); a level is never lowered, and two names
+    in Latin letters keep theirs ("Satou"/"Sato" stay a close spelling)."""
+    s_read, t_read = readings
+    s_script, t_script = scripts
+    japanese = (s_script == NameScript.KANA) | (t_script == NameScript.KANA)
+    if not japanese.any():
+        return level, similarity
+    up = japanese & (s_read >= 0) & (s_read == t_read) & (level > NAME_EXACT)
+    return (
+        np.where(up, NAME_EXACT, level).astype(np.int8),
+        np.where(up, 1.0, similarity).astype(np.float64),
+    )
+
+
+#: A name in kanji without a reading.
+_UNREAD = (NameScript.MIXED, NameScript.KANJI)
+
+
+def _sibling_pattern(
+    family_level: Int8Array, given_level: Int8Array, undecided: BoolArray
+) -> BoolArray:
     """Family names agreeing (exactly, or a nickname, double name or small typo apart)
     and given names incompatible (not equal, a nickname, an initial, a typo or a
-    transliteration): with agreeing birth dates, what twins look like."""
+    transliteration): with agreeing birth dates, what twins look like. Not where the
+    given names are ``undecided``: one in kanji without a reading, the other not in
+    kanji (陽斗 may be Haruto or Hiroto): another name or the same, only an admin can
+    tell."""
     return np.asarray(
         np.isin(family_level, (NAME_EXACT, NAME_NICKNAME, NAME_EQUIVALENT, NAME_CLOSE))
-        & (given_level == NAME_DIFFERENT),
+        & (given_level == NAME_DIFFERENT)
+        & ~undecided,
         dtype=bool,
     )
 
@@ -362,12 +405,26 @@ def compare_pairs(
     """Compare the pairs (``si[k]``, ``ti[k]``) field by field."""
     given_level, given = _given_readings(source, target, tables, si, ti)
     family, family_level = name_similarity(tables, source.family[si], target.family[ti])
+    given_level, given = reading_levels(
+        given_level,
+        given,
+        (source.given_reading[si], target.given_reading[ti]),
+        (source.given_script[si], target.given_script[ti]),
+    )
+    family_level, family = reading_levels(
+        family_level,
+        family,
+        (source.family_reading[si], target.family_reading[ti]),
+        (source.family_script[si], target.family_script[ti]),
+    )
 
     # Given and family name swapped, tried only where the straight reading is poor and a
     # name sounds like the other side's other name; taken only when both swapped names
     # are compatible, so a shared family name is never read as a given name.
     # The sibling pattern of the names as written: a swapped reading never hides it.
-    straight_sibling = _sibling_pattern(family_level, given_level)
+    s_unread = np.isin(source.given_script[si], _UNREAD)
+    undecided = s_unread != np.isin(target.given_script[ti], _UNREAD)
+    straight_sibling = _sibling_pattern(family_level, given_level, undecided)
     swapped_names = np.zeros(len(si), dtype=bool)
     poor = np.flatnonzero(
         ((given_level > NAME_SIMILAR) | (family_level > NAME_SIMILAR))
@@ -430,7 +487,9 @@ def compare_pairs(
         ]
     ).astype(np.float64)
     near_birth = np.isin(birth_level, (DATE_EXACT, DATE_SWAPPED, DATE_ONE_OFF))
-    names = straight_sibling | (_sibling_pattern(family_level, given_level) & ~swapped_names)
+    names = straight_sibling | (
+        _sibling_pattern(family_level, given_level, undecided) & ~swapped_names
+    )
     sibling = near_birth & names
     # Twins: the sibling pattern in one class year of one school. Grade (or last year's
     # grade: the app may lag a year) and school agree where both sides have them, and at

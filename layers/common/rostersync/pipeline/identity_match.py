@@ -31,6 +31,7 @@ from rostersync.matching import (
     match_classes,
     match_people,
 )
+from rostersync.matching.records import name_readings
 from rostersync.models import GUARDIAN_ROLES, STAFF_ROLES, Entity, Role, Tier
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
@@ -96,7 +97,8 @@ def person_kind(role: str | None) -> PersonKind | None:
 def source_person(
     record: dict[str, Any], birth: dict[str, date], schools: dict[str, str], key: str | None = None
 ) -> PersonRecord | None:
-    """A canonical user dict as a matching record; None for roles not matched."""
+    """A canonical user dict as a matching record; None for roles not matched. The
+    names' kana readings come from its ``metadata.*`` extensions (``name_readings``)."""
     kind = person_kind(record.get("role"))
     if kind is None:
         return None
@@ -107,6 +109,7 @@ def source_person(
     for user_id in record.get("user_ids") or []:
         identifiers.setdefault(str(user_id["type"]), str(user_id["identifier"]))
     school = next((schools[o] for o in record.get("org_source_ids") or [] if o in schools), None)
+    given_reading, family_reading = name_readings(record.get("extensions"))
     return PersonRecord(
         key=key or record["source_id"],
         kind=kind,
@@ -119,6 +122,8 @@ def source_person(
         grade=(record.get("grades") or [None])[0],
         school=school,
         identifiers=identifiers,
+        given_name_reading=given_reading,
+        family_name_reading=family_reading,
     )
 
 
