@@ -38,7 +38,9 @@ def test_a_key_inside_a_value_is_not_taken_for_the_key():
 
 def _stager(tmp_path: Path, lines: list[bytes], pending: set[tuple[str, str]]) -> SimpleNamespace:
     store = open_local_store(tmp_path / "state").objects("bucket")
-    store.put_bytes(keys.state_key("t1", "20261201T000000Z-0a1b2c3d", Entity.USERS), b"".join(lines))
+    store.put_bytes(
+        keys.state_key("t1", "20261201T000000Z-0a1b2c3d", Entity.USERS), b"".join(lines)
+    )
     return SimpleNamespace(
         state=SimpleNamespace(tenant="t1"),
         entity=Entity.USERS,
