@@ -167,7 +167,7 @@ def test_a_commit_cut_after_some_chunks_is_resumed_and_skips_them(tmp_path, days
         assert _state_of(deps, first.run_id) == clean["day1"]
 
 
-def test_a_re_sync_with_no_change_writes_no_item_and_no_change_event(tmp_path, days):
+def test_a_re_sync_with_no_change_writes_no_item_and_sends_no_event(tmp_path, days):
     state = tmp_path / "state"
     with LocalCloud(state) as cloud:
         deps = build_deps(stack_settings())
@@ -185,12 +185,23 @@ def test_a_re_sync_with_no_change_writes_no_item_and_no_change_event(tmp_path, d
                 assert item.run_id == first.run_id, entity
             for link in deps.links.iter_entity(TENANT, entity.value):
                 assert link["run_id"] == first.run_id, entity
-        after = cloud.published_events()[published:]
-        assert [e["detail-type"] for e in after] == ["run.committed"]
+        # Nothing changed: no event at all (the run is in the history).
+        assert cloud.published_events()[published:] == []
         assert all(c["rows"] == 0 for c in again.report["chunks"])
         assert (
             _state_of(deps, again.run_id)["snapshot"] == _state_of(deps, first.run_id)["snapshot"]
         )
+
+        # A tenant that asks for it hears of unchanged runs too.
+        announce = TenantSettings(announce_unchanged_runs=True)
+        deps.tenants.put_settings(
+            TENANT, announce.model_dump(mode="json"), who="t", at="t", changed=["x"]
+        )
+        third, _ = run_sync(cloud, deps, TENANT, days[0], state / "reports")
+        after = cloud.published_events()[published:]
+        assert [(e["detail-type"], e["detail"]["run_id"]) for e in after] == [
+            ("run.committed", third.run_id)
+        ]
 
 
 def test_above_the_change_events_limit_run_committed_names_the_change_files(tmp_path, days):

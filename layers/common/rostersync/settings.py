@@ -162,6 +162,10 @@ class TenantSettings(BaseModel):
     #: One change event per change up to this many changes in a run; above it none, and
     #: ``run.committed`` carries the keys of the run's change files. None: always events.
     change_events_limit: Annotated[int, Field(ge=0)] | None = 5000
+    #: Send ``run.committed`` for a run that changed nothing (no action at all: none
+    #: applied, refused, unticked or held)? Off, such a run sends no event: a daily
+    #: sync of an unchanged roster is silent; its run is in the history either way.
+    announce_unchanged_runs: bool = False
 
     @field_validator("guardian_contact_types")
     @classmethod

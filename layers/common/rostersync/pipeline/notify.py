@@ -1,7 +1,8 @@
 """Run notifications: one event on the bus at the end of every run (``run.committed``,
-``run.held``, ``run.prepared``; ``run.failed`` comes from the state machine). The
-template routes ``run.*`` events to the notifications topic (email). Ids and counts
-only, never a record."""
+``run.held``, ``run.prepared``; ``run.failed`` comes from the state machine), except a
+committed run that changed nothing, which is silent unless the tenant's
+``announce_unchanged_runs`` asks for it. The template routes ``run.*`` events to the
+notifications topic (email). Ids and counts only, never a record."""
 
 from __future__ import annotations
 
@@ -9,6 +10,23 @@ from typing import Any
 
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.report import action_totals
+from rostersync.pipeline.tenant_settings import load_settings
+
+
+def changed_nothing(report: dict[str, Any]) -> bool:
+    """Whether a run's change set was empty: no action applied, refused, unticked or
+    held, and no hold."""
+    return not (
+        any(action_totals(report.get("counts")).values())
+        or any(int(r.get("archive", 0)) for r in (report.get("refused") or {}).values())
+        or any(
+            any(int(n) for n in counts.values() if isinstance(n, int))
+            for counts in (report.get("excluded") or {}).values()
+            if isinstance(counts, dict)
+        )
+        or report.get("hold")
+        or report.get("held")
+    )
 
 
 def notify_run(
@@ -22,6 +40,12 @@ def notify_run(
 ) -> None:
     """``change_files``: the run had more changes than the tenant's change-event limit,
     so no change events were sent; the app reads the changes from these files."""
+    if (
+        status == "committed"
+        and changed_nothing(report)
+        and not load_settings(deps, tenant).announce_unchanged_runs
+    ):
+        return
     totals = action_totals(report.get("counts"))
     detail: dict[str, Any] = {
         # One per run and status: a repeat (a retried step) has the same id.

@@ -14,6 +14,7 @@ const HELP = {
   overwrite_app_contact_edits: "Let the sync overwrite email, phone and SMS edited in the app.",
   hold_unmatched: "Hold records nothing matched for an admin to link, instead of creating them.",
   auto_commit: "Commit a run without review (unless a hold threshold trips).",
+  announce_unchanged_runs: "Send run.committed for a run that changed nothing too (otherwise it is silent).",
   schedule: "A daily sync of the newest complete bundle in the inbox.",
   "schedule.time": "24-hour HH:MM.",
   "schedule.timezone": "An IANA time zone, such as America/Chicago.",
