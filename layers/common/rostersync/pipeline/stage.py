@@ -89,12 +89,19 @@ def _known_owner(owner: tuple[str, str] | None, _target_id: str) -> tuple[str, s
     return owner
 
 
-def _line_at(lines: Iterator[tuple[int, bytes]], wanted: int, entity: Entity) -> bytes:
-    """The line numbered ``wanted`` of a numbered stream (read forwards only)."""
-    for number, line in lines:
-        if number == wanted:
-            return line
-    raise RunStateError(f"normalized {entity.value} ends before line {wanted}")
+class _Lines:
+    """The lines of a stream by number, read forwards only (those passed over are
+    skipped in C, never looked at)."""
+
+    def __init__(self, lines: Iterator[bytes], entity: Entity) -> None:
+        self._lines, self._next, self._entity = lines, 0, entity
+
+    def at(self, wanted: int) -> bytes:
+        line = next(itertools.islice(self._lines, wanted - self._next, None), None)
+        if wanted < self._next or line is None:
+            raise RunStateError(f"normalized {self._entity.value} ends before line {wanted}")
+        self._next = wanted + 1
+        return line
 
 
 class EntityStager:
@@ -277,13 +284,13 @@ class EntityStager:
         """Actions from the records the columnar diff handed over (the others are
         unchanged: counted, never parsed), with the same decisions as row by row."""
         tenant, run_id = self.state.tenant, self.state.run_id
-        raw_records = enumerate(
-            self.store.iter_lines(keys.normalized_key(tenant, run_id, self.entity))
+        raw_records = _Lines(
+            self.store.iter_lines(keys.normalized_key(tenant, run_id, self.entity)), self.entity
         )
         handed = 0
         for row in diff.rows:
             handed += 1
-            raw = _line_at(raw_records, row.line, self.entity)
+            raw = raw_records.at(row.line)
             base = (
                 None
                 if row.base_target is None
@@ -358,21 +365,7 @@ class EntityStager:
         its student, teacher or class. Reviewable and counted like any archive."""
         users, classes = self.cascade.get("users", set()), self.cascade.get("classes", set())
         tenant, entity = self.state.tenant, self.entity
-        # Lines are parsed only when their user or class is one of those, or cannot be
-        # told without parsing.
-        dumps = orjson.dumps
-        wanted_users, wanted_classes = {dumps(u) for u in users}, {dumps(c) for c in classes}
-        for raw in _snapshot_lines(self.store, tenant, self.baseline_run, entity):
-            user = _json_value(raw, b'"user_source_id":')
-            klass = _json_value(raw, b'"class_source_id":')
-            if (
-                user is not None
-                and klass is not None
-                and user not in wanted_users
-                and klass not in wanted_classes
-            ):
-                continue
-            line = orjson.loads(raw)
+        for line in iter_snapshot(self.store, tenant, self.baseline_run, entity):
             key = (line["source_system"], line["source_id"])
             if line["status"] != ACTIVE or key in archived or key in self.pending:
                 continue
@@ -496,22 +489,6 @@ def _snapshot_lines(
     if baseline_run is None:
         return iter(())
     return store.iter_lines(keys.state_key(tenant, baseline_run, entity))
-
-
-def _json_value(raw: bytes, key: bytes) -> bytes | None:
-    """The JSON text of ``key``'s first value in a JSON line, when it is null or a string
-    without escapes (``"abc"``, quotes included); else None (parse the line to know)."""
-    at = raw.find(key)
-    if at < 0:
-        return None
-    start = at + len(key)
-    if raw.startswith(b"null", start):
-        return b"null"
-    if raw[start : start + 1] != b'"':
-        return None
-    end = raw.find(b'"', start + 1)
-    token = raw[start : end + 1]
-    return None if end < 0 or b"\\" in token else token
 
 
 def _apply_hold_and_settings(
