@@ -212,6 +212,7 @@ class LocalCloud:
         self._events_lock = threading.Lock()
         self._session_events: list[dict[str, Any]] = []
         self._executions: set[str] = set()
+        self._account = "123456789012"
 
     # ------------------------------------------------------------------ lifetime
 
@@ -263,6 +264,7 @@ class LocalCloud:
             mock.start()
             stack.callback(mock.stop)
             account_id = self.client("sts").get_caller_identity()["Account"]
+            self._account = account_id
             spec = describe_stack(
                 template,
                 root,
@@ -509,6 +511,18 @@ class LocalCloud:
         execution_arn = self.start_execution(run_input, name=name)
         return self.wait_for(execution_arn, timeout=timeout, on_state=on_state)
 
+    def _status_of(self, execution_arn: str) -> str | None:
+        """An execution's status read off moto's backend in this process: polling
+        through the API costs a request's serialization and dispatch every time (most of
+        a waiting run's CPU). None where the backend does not answer (then ask the API)."""
+        try:
+            from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+            backend = stepfunctions_parser_backends[self._account][self.region]
+            return str(backend.describe_execution(execution_arn).status)
+        except Exception:  # moto's internals moved: the API answers instead
+            return None
+
     def wait_for(
         self,
         execution_arn: str,
@@ -523,7 +537,9 @@ class LocalCloud:
         reported = 0
         looked = 0.0
         while True:
-            described = client.describe_execution(executionArn=execution_arn)
+            status = self._status_of(execution_arn)
+            if status is None:
+                status = str(client.describe_execution(executionArn=execution_arn)["status"])
             if on_state is not None and time.monotonic() - looked >= HISTORY_EVERY:
                 # The history is read whole each time: at most once a second.
                 looked = time.monotonic()
@@ -531,12 +547,13 @@ class LocalCloud:
                 for state in entered[reported:]:
                     on_state(state)
                 reported = len(entered)
-            if described["status"] in _FINISHED:
+            if status in _FINISHED:
                 break
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{execution_arn} still running after {timeout} s")
             time.sleep(pause)
             pause = min(pause * 1.5, 0.25)
+        described = client.describe_execution(executionArn=execution_arn)
         history = _history(client, execution_arn)
         if on_state is not None:
             for state in history.states[reported:]:

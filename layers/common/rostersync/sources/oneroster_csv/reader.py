@@ -1621,18 +1621,15 @@ class _FileReader:
         if any(index >= len(remap) for index in set(blanks)):
             return None
         self._earlier_blanks = (blanks, remap)
-        wanted = ((number, index) for index, number in enumerate(numbers) if number)
-        memo: dict[str, int] = {}
+        taken = [index for index, number in enumerate(numbers) if number]
         before = _fallback_count()
         try:
             with offer.files.open(self.name) as raw:
-                nxt = next(wanted, None)
-                for number, text in enumerate(_text(raw), 1):
-                    if nxt is None:
-                        break
-                    if number == nxt[0]:
-                        memo[text] = nxt[1]
-                        nxt = next(wanted, None)
+                # Every line, as this read splits them (in C: no Python step per line).
+                text = list(_text(raw))
+            if any(numbers[index] > len(text) for index in taken[-1:]):
+                return None
+            memo = dict(zip(map(text.__getitem__, [numbers[i] - 1 for i in taken]), taken))
         except (OSError, KeyError, ValueError, BundleError):
             # The previous input is gone or unreadable: every row is read.
             return None
