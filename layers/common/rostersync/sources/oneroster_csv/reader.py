@@ -1629,7 +1629,8 @@ class _FileReader:
                 text = list(_text(raw))
             if any(numbers[index] > len(text) for index in taken[-1:]):
                 return None
-            memo = dict(zip(map(text.__getitem__, [numbers[i] - 1 for i in taken]), taken))
+            lines = map(text.__getitem__, [numbers[i] - 1 for i in taken])
+            memo = dict(zip(lines, taken, strict=True))
         except (OSError, KeyError, ValueError, BundleError):
             # The previous input is gone or unreadable: every row is read.
             return None
