@@ -288,9 +288,33 @@ class EntityStager:
             self.store.iter_lines(keys.normalized_key(tenant, run_id, self.entity)), self.entity
         )
         handed = 0
+        counts = self.result.counts
+        entity, deleted = self.entity, SourceStatus.TOBEDELETED.value
         for row in diff.rows:
             handed += 1
             raw = raw_records.at(row.line)
+            if (
+                row.base_target is None
+                and row.target_id is not None
+                and row.owner_system is None
+                and not row.shared
+                and row.status != deleted
+            ):
+                # The first sync's every record: new to the baseline, its app id its own
+                # and held by no baseline record. ``_consider`` makes it an add, as here.
+                counts["add"] += 1
+                # The normalized line as it is (written into the change file unparsed).
+                line: Any = orjson.Fragment(raw)
+                yield make_action(
+                    entity,
+                    "add",
+                    row.source_system,
+                    row.source_id,
+                    row.target_id,
+                    tier=row.tier,
+                    record=line,
+                )
+                continue
             base = (
                 None
                 if row.base_target is None
