@@ -25,11 +25,14 @@ Refused and held actions stay in the change set, ``included: false``, with the r
 from __future__ import annotations
 
 import itertools
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from functools import cached_property, partial
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import orjson
 
 from rostersync.changes import (
@@ -43,7 +46,7 @@ from rostersync.changes import (
 )
 from rostersync.errors import RunStateError
 from rostersync.models import ENTITY_ORDER, Entity, SourceStatus, Tier
-from rostersync.pipeline.columnar import Diff, diff_entity
+from rostersync.pipeline.columnar import Diff, connect_engine, diff_entity, sql_path
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.match_decisions import MatchDecision
@@ -388,21 +391,56 @@ class EntityStager:
         (the source may still list them, or never say): an enrollment never outlives
         its student, teacher or class. Reviewable and counted like any archive."""
         users, classes = self.cascade.get("users", set()), self.cascade.get("classes", set())
-        tenant, entity = self.state.tenant, self.entity
-        for line in iter_snapshot(self.store, tenant, self.baseline_run, entity):
-            key = (line["source_system"], line["source_id"])
-            if line["status"] != ACTIVE or key in archived or key in self.pending:
+        for system, source_id, target_id, user, klass in self._enrollments_of(users, classes):
+            key = (system, source_id)
+            if key in archived or key in self.pending:
                 continue
-            record = line.get("record") or {}
-            if record.get("user_source_id") in users:
-                cause = f"user {record['user_source_id']} archived"
-            elif record.get("class_source_id") in classes:
-                cause = f"class {record['class_source_id']} archived"
+            if user in users:
+                cause = f"user {user} archived"
+            elif klass in classes:
+                cause = f"class {klass} archived"
             else:
                 continue
-            action = make_action(entity, "archive", *key, line["target_id"], tier="cascade")
+            action = make_action(self.entity, "archive", *key, target_id, tier="cascade")
             action["cascade_of"] = cause
             yield action
+
+    def _enrollments_of(
+        self, users: set[str], classes: set[str]
+    ) -> Iterator[tuple[str, str, str, str | None, str | None]]:
+        """The baseline's active enrollments of ``users`` or ``classes``: (source system,
+        source id, app id, user, class), in snapshot order. DuckDB reads the snapshot (in
+        C, on every core); where it cannot, every line is parsed here."""
+        tenant, entity = self.state.tenant, self.entity
+        if self.baseline_run is None:
+            return
+        with ExitStack() as stack:
+            path = stack.enter_context(
+                self.store.local_file(keys.state_key(tenant, self.baseline_run, entity))
+            )
+            if path is None:
+                return
+            spill = stack.enter_context(tempfile.TemporaryDirectory(prefix="rostersync-"))
+            con = stack.enter_context(connect_engine(Path(spill)))
+            try:
+                con.execute("CREATE TEMP TABLE wanted_users (id VARCHAR)")
+                con.execute("CREATE TEMP TABLE wanted_classes (id VARCHAR)")
+                for table, ids in (("wanted_users", users), ("wanted_classes", classes)):
+                    if ids:
+                        con.execute(f"INSERT INTO {table} SELECT unnest(?::VARCHAR[])", [list(ids)])
+                found = con.execute(_CASCADE.format(path=sql_path(path))).fetchall()
+            except duckdb.Error:
+                found = None
+        if found is not None:
+            yield from found
+            return
+        for line in iter_snapshot(self.store, tenant, self.baseline_run, entity):
+            if line["status"] != ACTIVE:
+                continue
+            record = line.get("record") or {}
+            user, klass = record.get("user_source_id"), record.get("class_source_id")
+            if user in users or klass in classes:
+                yield line["source_system"], line["source_id"], line["target_id"], user, klass
 
     def run(self) -> EntityOutcome:
         tenant, run_id, entity = self.state.tenant, self.state.run_id, self.entity
@@ -504,6 +542,19 @@ class EntityStager:
                         result.link_removals += 1
                     out.write(dumps_line(action))
         return result
+
+
+_CASCADE = """
+SELECT source_system, source_id, target_id, record.user_source_id, record.class_source_id
+FROM read_json('{path}', format = 'newline_delimited', columns = {{
+    source_system: 'VARCHAR', source_id: 'VARCHAR', target_id: 'VARCHAR', status: 'VARCHAR',
+    record: 'STRUCT(user_source_id VARCHAR, class_source_id VARCHAR)'
+}})
+WHERE status = 'active' AND (
+    record.user_source_id IN (SELECT id FROM wanted_users)
+    OR record.class_source_id IN (SELECT id FROM wanted_classes)
+)
+"""
 
 
 def _snapshot_lines(
