@@ -118,6 +118,28 @@ def test_a_fanned_out_commit_equals_the_inline_one(tmp_path, days, monkeypatch):
     assert len(fanned["events"]) == len(set(fanned["events"]))
 
 
+def test_a_snapshot_made_in_parts_equals_the_one_made_whole(tmp_path, days, monkeypatch):
+    """Given entities larger than a snapshot part, their snapshots are made by a base
+    chunk (the baseline with the day's updates, archives and re-links applied) and a
+    chunk per part of the added records, joined by the finish: the directory, links,
+    snapshots and events equal those of the inline commit, on day 1 and on day 2."""
+    inline = _two_days(tmp_path / "inline", days)
+    monkeypatch.setenv("COMMIT_INLINE_ACTIONS", "100")
+    monkeypatch.setenv("COMMIT_CHUNK_ACTIONS", "150")
+    monkeypatch.setattr(commit_module, "SNAPSHOT_PART_LINES", 25)
+    parted = _two_days(tmp_path / "parted", days)
+
+    for report in ("report1", "report2"):
+        chunks = [c["chunk"] for c in parted[report]["chunks"]]
+        assert "enrollments-snapshot-base" in chunks, (report, chunks)
+        assert "enrollments-snapshot" not in chunks
+        parts = [c for c in parted[report]["chunks"] if "-snapshot-0" in c["chunk"]]
+        assert len(parts) > 2 and all(c["rows"] <= 25 for c in parts), report
+    for day in ("day1", "day2"):
+        assert parted[day] == inline[day], day
+    assert parted["events"] == inline["events"]
+
+
 def test_a_commit_cut_after_some_chunks_is_resumed_and_skips_them(tmp_path, days, monkeypatch):
     """Given a fanned-out commit whose enrollment chunks fail for good, the run stays
     *committing* with the chunks done so far marked; the next start resumes it, applies
