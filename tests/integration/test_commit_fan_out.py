@@ -121,12 +121,14 @@ def test_a_fanned_out_commit_equals_the_inline_one(tmp_path, days, monkeypatch):
 def test_a_snapshot_made_in_parts_equals_the_one_made_whole(tmp_path, days, monkeypatch):
     """Given entities larger than a snapshot part, their snapshots are made by a base
     chunk (the baseline with the day's updates, archives and re-links applied) and a
-    chunk per part of the added records, joined by the finish: the directory, links,
-    snapshots and events equal those of the inline commit, on day 1 and on day 2."""
+    chunk per part of the added records (read a block at a time), joined by the finish:
+    the directory, links, snapshots and events equal those of the inline commit, on
+    day 1 and on day 2."""
     inline = _two_days(tmp_path / "inline", days)
     monkeypatch.setenv("COMMIT_INLINE_ACTIONS", "100")
     monkeypatch.setenv("COMMIT_CHUNK_ACTIONS", "150")
     monkeypatch.setattr(commit_module, "SNAPSHOT_PART_LINES", 25)
+    monkeypatch.setattr(commit_module, "_RANGE_BLOCK", 97)  # lines across reads
     parted = _two_days(tmp_path / "parted", days)
 
     for report in ("report1", "report2"):

@@ -43,15 +43,12 @@ its notification.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import resource
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -161,37 +158,6 @@ def _added_line(action: dict[str, Any]) -> dict[str, Any]:
         "record": action["record"],
         "hash": content_hash(action["record"]),
     }
-
-
-class _CollectorPause:
-    """The cyclic garbage collector paused while chunks run (chunks in threads of one
-    process share the pause; the last to end resumes it, if it ran before). A chunk
-    makes millions of short-lived dicts and lists, none in a cycle, all freed by their
-    reference counts; the collector would walk them again and again for nothing
-    (measured: a quarter of a chunk's time)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._running = 0
-        self._resume = False
-
-    @contextmanager
-    def __call__(self) -> Iterator[None]:
-        with self._lock:
-            if self._running == 0:
-                self._resume = gc.isenabled()
-                gc.disable()
-            self._running += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._running -= 1
-                if self._running == 0 and self._resume:
-                    gc.enable()
-
-
-_collector_paused = _CollectorPause()
 
 
 # ----------------------------------------------------------------------------- plan
@@ -419,15 +385,14 @@ def apply_chunk(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> dic
     started = time.monotonic()
     summary = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
     baseline_run = summary.get("baseline_run_id")
-    with _collector_paused():
-        if chunk.kind == "snapshot" and chunk.key is None:
-            rows = _write_snapshot(deps, tenant, run_id, chunk.entity, baseline_run)
-        elif chunk.kind == "snapshot" and chunk.start is None:
-            rows = _write_snapshot_base(deps, tenant, run_id, chunk, baseline_run)
-        elif chunk.kind == "snapshot":
-            rows = _write_snapshot_part(deps, tenant, run_id, chunk)
-        else:
-            rows = _write_adds(deps, tenant, run_id, chunk)
+    if chunk.kind == "snapshot" and chunk.key is None:
+        rows = _write_snapshot(deps, tenant, run_id, chunk.entity, baseline_run)
+    elif chunk.kind == "snapshot" and chunk.start is None:
+        rows = _write_snapshot_base(deps, tenant, run_id, chunk, baseline_run)
+    elif chunk.kind == "snapshot":
+        rows = _write_snapshot_part(deps, tenant, run_id, chunk)
+    else:
+        rows = _write_adds(deps, tenant, run_id, chunk)
     marker = {
         "chunk": chunk.id,
         "rows": rows,
@@ -523,19 +488,38 @@ def _write_snapshot_base(
 def _write_snapshot_part(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> int:
     """A part of a snapshot in parts: the lines of the records a range of the change
     file adds."""
-    body = deps.store.read_bytes(chunk.key or "", chunk.start or 0, chunk.end or 0)
     written = 0
     snapshot_key, index_key = _part_keys(tenant, run_id, chunk.id)
     loads = orjson.loads
+    lines = _range_lines(deps, chunk.key or "", chunk.start or 0, chunk.end or 0)
     with deps.store.writer(snapshot_key) as snapshot, deps.store.writer(index_key) as index:
-        for raw in body.split(b"\n"):
-            if not raw.strip():
-                continue
+        for raw in lines:
             action = loads(raw)
             if action["action"] == "add" and action.get("included"):
                 _write_added(action, snapshot, index)
                 written += 1
     return written
+
+
+#: Bytes read at a time from a range of a change file.
+_RANGE_BLOCK = 8 << 20
+
+
+def _range_lines(deps: Deps, key: str, start: int, end: int) -> Iterator[bytes]:
+    """The non-empty lines of bytes ``start`` to ``end`` of an object, read a block at a
+    time (a part of a snapshot spans hundreds of megabytes at a million students)."""
+    pending = b""
+    at = start
+    while at < end:
+        block = deps.store.read_bytes(key, at, min(at + _RANGE_BLOCK, end))
+        if not block:
+            break
+        at += len(block)
+        lines = (pending + block).split(b"\n")
+        pending = lines.pop()
+        yield from (line for line in lines if line.strip())
+    if pending.strip():
+        yield pending
 
 
 def _snapshot_parts(plan: CommitPlan) -> dict[Entity, list[str]]:
