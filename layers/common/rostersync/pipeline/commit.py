@@ -89,8 +89,9 @@ from rostersync.storage.objects import dumps_line
 #: Events between ledger chunks while publishing; a crash between a PutEvents call and
 #: the next chunk can repeat at most this many (each with the same ``event_id``).
 _CHECKPOINT_EVENTS = 1000
-#: Directory items and links handed to a repository at a time (bounded memory).
-_WRITE_BATCH = 10_000
+#: Directory items and links handed to a repository at a time (bounded memory; a local
+#: chunk's items in one transaction).
+_WRITE_BATCH = 50_000
 
 
 def _now() -> str:
@@ -418,8 +419,8 @@ def _write_adds(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> int
         links.clear()
 
     if chunk.start is not None and chunk.end is not None:
-        body = deps.store.read_bytes(chunk.key or "", chunk.start, chunk.end)
-        rows: Iterator[Any] = (orjson.loads(line) for line in body.split(b"\n") if line.strip())
+        lines = _range_lines(deps, chunk.key or "", chunk.start, chunk.end)
+        rows: Iterator[Any] = map(orjson.loads, lines)
     else:
         rows = deps.store.iter_jsonl(chunk.key or "")
     for action in rows:
@@ -502,7 +503,7 @@ def _write_snapshot_part(deps: Deps, tenant: str, run_id: str, chunk: CommitChun
 
 
 #: Bytes read at a time from a range of a change file.
-_RANGE_BLOCK = 8 << 20
+_RANGE_BLOCK = 4 << 20
 
 
 def _range_lines(deps: Deps, key: str, start: int, end: int) -> Iterator[bytes]:
