@@ -14,7 +14,7 @@ from rostersync.config import stack_settings
 from rostersync.generator import generate_district, mutate_next_day
 from rostersync.local.runtime import LocalCloud
 from rostersync.local.session import run_sync
-from rostersync.models import ENTITY_ORDER
+from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.pipeline import commit as commit_module
 from rostersync.pipeline.deps import Deps, build_deps
 from rostersync.settings import TenantSettings
@@ -118,6 +118,30 @@ def test_a_fanned_out_commit_equals_the_inline_one(tmp_path, days, monkeypatch):
     assert len(fanned["events"]) == len(set(fanned["events"]))
 
 
+def test_a_snapshot_made_in_parts_equals_the_one_made_whole(tmp_path, days, monkeypatch):
+    """Given entities larger than a snapshot part, their snapshots are made by a base
+    chunk (the baseline with the day's updates, archives and re-links applied) and a
+    chunk per part of the added records (read a block at a time), joined by the finish:
+    the directory, links, snapshots and events equal those of the inline commit, on
+    day 1 and on day 2."""
+    inline = _two_days(tmp_path / "inline", days)
+    monkeypatch.setenv("COMMIT_INLINE_ACTIONS", "100")
+    monkeypatch.setenv("COMMIT_CHUNK_ACTIONS", "150")
+    monkeypatch.setattr(commit_module, "SNAPSHOT_PART_LINES", 25)
+    monkeypatch.setattr(commit_module, "_RANGE_BLOCK", 97)  # lines across reads
+    parted = _two_days(tmp_path / "parted", days)
+
+    for report in ("report1", "report2"):
+        chunks = [c["chunk"] for c in parted[report]["chunks"]]
+        assert "enrollments-snapshot-base" in chunks, (report, chunks)
+        assert "enrollments-snapshot" not in chunks
+        parts = [c for c in parted[report]["chunks"] if "-snapshot-0" in c["chunk"]]
+        assert len(parts) > 2 and all(c["rows"] <= 25 for c in parts), report
+    for day in ("day1", "day2"):
+        assert parted[day] == inline[day], day
+    assert parted["events"] == inline["events"]
+
+
 def test_a_commit_cut_after_some_chunks_is_resumed_and_skips_them(tmp_path, days, monkeypatch):
     """Given a fanned-out commit whose enrollment chunks fail for good, the run stays
     *committing* with the chunks done so far marked; the next start resumes it, applies
@@ -164,6 +188,57 @@ def test_a_commit_cut_after_some_chunks_is_resumed_and_skips_them(tmp_path, days
         assert sorted([c for _, c in done_before] + resumed) == sorted(
             c["chunk"] for c in clean["report1"]["chunks"]
         )
+        assert _state_of(deps, first.run_id) == clean["day1"]
+
+
+def _late_part(chunk_id: str) -> bool:
+    """An enrollments snapshot part after the first two."""
+    return chunk_id.startswith("enrollments-snapshot-0") and int(chunk_id[-5:]) >= 2
+
+
+def test_a_commit_cut_between_snapshot_parts_is_resumed_to_the_same_snapshot(
+    tmp_path, days, monkeypatch
+):
+    """Given a snapshot made in parts whose later parts fail for good, the run stays
+    *committing* with no snapshot of its own; resumed, it applies only the chunks not
+    done, and the joined snapshot equals an uninterrupted commit's."""
+    monkeypatch.setenv("COMMIT_INLINE_ACTIONS", "100")
+    monkeypatch.setenv("COMMIT_CHUNK_ACTIONS", "150")
+    monkeypatch.setattr(commit_module, "SNAPSHOT_PART_LINES", 25)
+    clean = _two_days(tmp_path / "clean", (days[0],))
+
+    real_apply = commit_module.apply_chunk
+    healed = {"yes": False}
+    applied: list[tuple[str, str]] = []
+
+    def cut(deps: Deps, tenant: str, run_id: str, chunk: Any) -> dict[str, Any]:
+        if _late_part(chunk.id) and not healed["yes"]:
+            raise commit_module.RunStateError("the disk went away")
+        done = deps.store.exists(commit_module._done_key(tenant, run_id, chunk.id))
+        if healed["yes"] and not done:
+            applied.append((run_id, chunk.id))
+        return real_apply(deps, tenant, run_id, chunk)
+
+    monkeypatch.setattr(commit_module, "apply_chunk", cut)
+    state = tmp_path / "cut"
+    with LocalCloud(state) as cloud:
+        deps = build_deps(stack_settings())
+        _new_tenant(deps)
+        first, _ = run_sync(cloud, deps, TENANT, days[0], state / "reports")
+        assert first.status == "interrupted"
+        assert not deps.store.exists(keys.state_key(TENANT, first.run_id, Entity.ENROLLMENTS))
+        prefix = keys.run_prefix(TENANT, first.run_id) + "commit/done/"
+        done_before = {
+            key.removeprefix(prefix).removesuffix(".json") for key in deps.store.list_keys(prefix)
+        }
+        assert "enrollments-snapshot-00000" in done_before, sorted(done_before)
+
+        healed["yes"] = True
+        second, _ = run_sync(cloud, deps, TENANT, days[0], state / "reports")
+        assert second.status == "committed", second.error
+        resumed = [chunk for run, chunk in applied if run == first.run_id]
+        assert not done_before & set(resumed), "done chunks are skipped"
+        assert any(_late_part(c) for c in resumed), resumed
         assert _state_of(deps, first.run_id) == clean["day1"]
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from rostersync.storage.local.database import PAGE_SIZE, Database, ItemTable
+from rostersync.storage.local.database import PAGE_SIZE, Database, ItemTable, encode
 
 #: The items table as state directories made before the current layout hold it.
 _CLUSTERED = """
@@ -124,3 +127,71 @@ def test_a_new_database_file_has_large_pages_and_an_old_one_keeps_its_own(
 
     assert page_size(tmp_path / "new.sqlite3") == PAGE_SIZE
     assert page_size(old) == 4096
+
+
+def test_a_bulk_put_of_many_statements_keeps_every_row_and_the_later_of_a_key(
+    tmp_path: Path,
+) -> None:
+    """Rows go in a few statements of many rows each; a count that is not a multiple of
+    a statement's rows loses none, and of two rows with one key the later is kept."""
+    database = Database(tmp_path / "bulk.sqlite3")
+    table = ItemTable(database, "directory")
+    rows = [("t#users", f"id-{n:05d}", {"n": n}) for n in range(4_503)]
+    rows.append(("t#users", "id-00007", {"n": "again"}))
+    assert table.put_many(rows) == 4_504
+    stored = dict(table.query("t#users"))
+    assert len(stored) == 4_503
+    assert stored["id-00007"] == {"n": "again"}
+    assert stored["id-04502"] == {"n": 4_502}
+
+
+def _put_while_the_writer_waits(
+    database: Database, batches: list[list[tuple[str, str, str, bytes]]]
+) -> list[BaseException | None]:
+    """``bulk_put`` each batch from its own thread while the write lock is held, then let
+    go of the lock; what each put raised (None: returned)."""
+    outcomes: list[BaseException | None] = [None] * len(batches)
+
+    def put(n: int) -> None:
+        try:
+            database.bulk_put(batches[n])
+        except BaseException as exc:
+            outcomes[n] = exc
+
+    threads = [threading.Thread(target=put, args=(n,)) for n in range(len(batches))]
+    with database._writer:  # another write in progress
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(database._waiting) < len(batches) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def test_bulk_puts_waiting_together_share_one_transaction(tmp_path: Path) -> None:
+    database = Database(tmp_path / "group.sqlite3")
+    table = ItemTable(database, "directory")
+    before = database.generation()
+    batches = [
+        [("directory", "t#users", f"id-{n}-{i}", encode({"n": n})) for i in range(3)]
+        for n in range(3)
+    ]
+    assert _put_while_the_writer_waits(database, batches) == [None, None, None]
+    assert database.generation() == before + 1, "one transaction for the three puts"
+    assert len(dict(table.query("t#users"))) == 9
+
+
+def test_a_failed_group_fails_every_put_in_it_and_keeps_none_of_its_rows(
+    tmp_path: Path,
+) -> None:
+    database = Database(tmp_path / "failed.sqlite3")
+    table = ItemTable(database, "directory")
+    good = [("directory", "t#users", "id-1", encode({"n": 1}))]
+    bad: list[tuple[str, str, str, Any]] = [("directory", "t#users", "id-2", None)]
+    outcomes = _put_while_the_writer_waits(database, [good, bad, good])
+    assert all(isinstance(outcome, sqlite3.IntegrityError) for outcome in outcomes), outcomes
+    assert list(table.query("t#users")) == []
+    database.bulk_put(good)  # the store goes on
+    assert table.get("t#users", "id-1") == {"n": 1}

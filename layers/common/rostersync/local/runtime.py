@@ -295,6 +295,13 @@ class LocalCloud:
                 self.environment.setdefault(
                     "COMMIT_CONCURRENCY", os.environ.get("COMMIT_CONCURRENCY", "2")
                 )
+                # Larger chunks than on Lambda: each is one SQLite transaction, and the
+                # store's keys are random, so a transaction rewrites most index pages it
+                # touches however few rows it holds (measured: 50,000 lines a chunk
+                # halve the bytes written and the commit's time in SQLite).
+                self.environment.setdefault(
+                    "COMMIT_CHUNK_ACTIONS", os.environ.get("COMMIT_CHUNK_ACTIONS", "50000")
+                )
                 if not os.environ.get("LOCAL_SECRETS_FILE"):
                     # Tenants' secrets (API tokens) in the state, in a 0600 file: moto's
                     # Secrets Manager would forget them when the process ends.

@@ -8,6 +8,11 @@ A commit has three parts, each its own state-machine task:
    the changes applied, plus the directory items of changed records the baseline holds)
    and *adds* chunks (directory items and links of the records new to the tenant, a part
    of ``COMMIT_CHUNK_ACTIONS`` lines of the change file each, read by a ranged read).
+   An entity of more than ``SNAPSHOT_PART_LINES`` lines (a first sync's enrollments)
+   has its snapshot in parts instead, each its own chunk: a *base* (the baseline with
+   the changes other than adds applied; the plan keeps those changes in a file of their
+   own) and one part per range of the change file (the added records' lines); the
+   finish joins the parts into the snapshot before the state pointer moves to it.
 2. **chunks** (``commit_chunk``): a Distributed Map applies them in parallel when the
    change set is larger than ``COMMIT_INLINE_ACTIONS``; otherwise the finish applies them
    itself, one after the other: the same code either way. Every chunk is idempotent by
@@ -40,12 +45,13 @@ from __future__ import annotations
 
 import hashlib
 import resource
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -68,7 +74,6 @@ from rostersync.records import (
     COMMITTED_STATUSES,
     IDENTITY,
     CommitProgress,
-    DirectoryItem,
     ItemStatus,
     RunStatus,
     RunUpdate,
@@ -84,8 +89,9 @@ from rostersync.storage.objects import dumps_line
 #: Events between ledger chunks while publishing; a crash between a PutEvents call and
 #: the next chunk can repeat at most this many (each with the same ``event_id``).
 _CHECKPOINT_EVENTS = 1000
-#: Directory items and links handed to a repository at a time (bounded memory).
-_WRITE_BATCH = 10_000
+#: Directory items and links handed to a repository at a time (bounded memory; a local
+#: chunk's items in one transaction).
+_WRITE_BATCH = 50_000
 
 
 def _now() -> str:
@@ -117,38 +123,42 @@ def _link(action: dict[str, Any], run_id: str, at: str) -> dict[str, Any]:
     return link
 
 
-_IDENTITY = frozenset(IDENTITY)
+_STATUSES = frozenset(status.value for status in ItemStatus)
 
 
-def directory_item(line: dict[str, Any], run_id: str) -> DirectoryItem:
-    """The directory's view of a snapshot line: the record's fields plus identity. Built
-    without validation (``model_construct``): the line is the commit's own, and a million
-    validations would cost the commit seconds."""
-    record = line.get("record") or {}
-    return DirectoryItem.model_construct(
-        target_id=line["target_id"],
-        source_system=line["source_system"],
-        source_id=line["source_id"],
-        status=ItemStatus(line["status"]),
-        run_id=run_id,
-        adhoc=None,
-        fields={k: v for k, v in record.items() if k not in _IDENTITY},
-    )
+def flat_item(line: dict[str, Any], run_id: str, status: str | None = None) -> dict[str, Any]:
+    """The directory's view of a snapshot line (or of an added record's action, with
+    ``status``), flat (``DirectoryItem.flat``): the record's fields, then its identity.
+    Built as a dict, without a model: the line is the commit's own, and a million models
+    would cost the commit seconds."""
+    status = status or line["status"]
+    if status not in _STATUSES:
+        raise ValueError(f"{line['target_id']}: no such status {status!r}")
+    # A copy less the identity attributes (faster than a comprehension testing each key).
+    item: dict[str, Any] = dict(line.get("record") or {})
+    pop = item.pop
+    for name in IDENTITY:
+        pop(name, None)
+    item["target_id"] = line["target_id"]
+    if line["source_system"] is not None:
+        item["source_system"] = line["source_system"]
+    if line["source_id"] is not None:
+        item["source_id"] = line["source_id"]
+    item["status"] = status
+    item["run_id"] = run_id
+    return item
 
 
-def _added_line(action: dict[str, Any], *, hashed: bool = True) -> dict[str, Any]:
-    """The snapshot line of an added record (``hashed``: with its content hash, which a
-    directory item does not need)."""
-    line = {
+def _added_line(action: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot line of an added record."""
+    return {
         "source_system": action["source_system"],
         "source_id": action["source_id"],
         "target_id": action["target_id"],
         "status": ACTIVE,
         "record": action["record"],
+        "hash": content_hash(action["record"]),
     }
-    if hashed:
-        line["hash"] = content_hash(action["record"])
-    return line
 
 
 # ----------------------------------------------------------------------------- plan
@@ -162,23 +172,69 @@ def _done_key(tenant: str, run_id: str, chunk_id: str) -> str:
     return keys.run_prefix(tenant, run_id) + f"commit/done/{chunk_id}.json"
 
 
+def _base_changes_key(tenant: str, run_id: str, entity: Entity) -> str:
+    """The included actions of an entity other than adds (kept by the plan for the
+    chunk that applies them to the baseline)."""
+    return keys.run_prefix(tenant, run_id) + f"commit/changes/{entity.value}.jsonl"
+
+
+def _part_keys(tenant: str, run_id: str, chunk_id: str) -> tuple[str, str]:
+    """Where a snapshot part chunk writes its lines and their index lines."""
+    prefix = keys.run_prefix(tenant, run_id) + f"commit/snapshot/{chunk_id}"
+    return prefix + ".jsonl", prefix + ".index.jsonl"
+
+
 def _plan(deps: Deps, state: RunState) -> CommitPlan:
-    """Chunks for the run's change files: per entity a *snapshot* chunk and *adds*
+    """Chunks for the run's change files: per entity *snapshot* chunks and *adds*
     chunks. Inline, an entity's change file is one *adds* chunk; fanned out, each chunk
-    reads its own byte range of the file (a ranged read: no copy, no parse of others)."""
+    reads its own byte range of the file (a ranged read: no copy, no parse of others).
+
+    An entity of more than ``SNAPSHOT_PART_LINES`` lines has its snapshot in parts, so
+    that no chunk takes a minute at a million students: a *base* chunk (the baseline
+    with the changes other than adds applied, read from a file the plan keeps of them)
+    and a chunk per range of that many lines of the change file (the added records'
+    lines); the finish joins them into the snapshot."""
     size = deps.settings.commit_chunk_actions
     scans = {
-        entity: _scan(deps, keys.changes_key(state.tenant, state.run_id, entity), size)
+        entity: _scan(
+            deps,
+            keys.changes_key(state.tenant, state.run_id, entity),
+            size,
+            _base_changes_key(state.tenant, state.run_id, entity),
+        )
         for entity in ENTITY_ORDER
     }
     total = sum(scan.lines for scan in scans.values())
     fan_out = total > deps.settings.commit_inline_actions
     chunks: list[CommitChunk] = []
     for entity, scan in scans.items():
-        chunks.append(CommitChunk(id=f"{entity.value}-snapshot", entity=entity, kind="snapshot"))
+        key = keys.changes_key(state.tenant, state.run_id, entity)
+        if len(scan.parts) > 1:
+            chunks.append(
+                CommitChunk(
+                    id=f"{entity.value}-snapshot-base",
+                    entity=entity,
+                    kind="snapshot",
+                    key=_base_changes_key(state.tenant, state.run_id, entity),
+                )
+            )
+            chunks.extend(
+                CommitChunk(
+                    id=f"{entity.value}-snapshot-{n:05d}",
+                    entity=entity,
+                    kind="snapshot",
+                    key=key,
+                    start=start,
+                    end=end,
+                )
+                for n, (start, end) in enumerate(scan.parts)
+            )
+        else:
+            chunks.append(
+                CommitChunk(id=f"{entity.value}-snapshot", entity=entity, kind="snapshot")
+            )
         if not scan.lines:
             continue
-        key = keys.changes_key(state.tenant, state.run_id, entity)
         ranges = scan.ranges if fan_out else [(None, None)]
         chunks.extend(
             CommitChunk(
@@ -200,46 +256,65 @@ def _plan(deps: Deps, state: RunState) -> CommitPlan:
     )
 
 
+#: Lines of a change file per snapshot part (about 5 s of one core each).
+SNAPSHOT_PART_LINES = 500_000
+
+
 @dataclass
 class _Scan:
     lines: int = 0
     included: int = 0
     #: Byte ranges ``[start, end)`` of ``size`` lines each.
     ranges: list[tuple[int | None, int | None]] = field(default_factory=list)
+    #: Byte ranges of ``SNAPSHOT_PART_LINES`` lines each.
+    parts: list[tuple[int | None, int | None]] = field(default_factory=list)
 
 
-def _scan(deps: Deps, key: str, size: int) -> _Scan:
+def _scan(deps: Deps, key: str, size: int, base_key: str) -> _Scan:
     """Parse every line of a change file (an unreadable change set stops the commit here,
     before anything of it is applied); count lines and included actions; cut it into
-    byte ranges of ``size`` lines."""
+    byte ranges of ``size`` lines, and of ``SNAPSHOT_PART_LINES``; keep its included
+    actions other than adds at ``base_key`` (for a snapshot in parts)."""
     scan = _Scan()
     if not deps.store.exists(key):
         return scan
     starts: list[int] = []
+    part_starts: list[int] = []
     position = 0  # where ``pending`` starts in the file
+    loads = orjson.loads
 
-    def take(line: bytes, at: int) -> None:
-        if not line.strip():
-            return
-        if scan.lines % size == 0:
-            starts.append(at)
-        scan.included += bool(orjson.loads(line).get("included"))
-        scan.lines += 1
+    with deps.store.writer(base_key) as base:
 
-    with deps.store.open_stream(key) as body:
-        pending = b""
-        while chunk := body.read(1 << 20):
-            buffer = pending + chunk
-            begin = 0
-            while (newline := buffer.find(b"\n", begin)) != -1:
-                take(buffer[begin:newline], position + begin)
-                begin = newline + 1
-            position += begin
-            pending = buffer[begin:]
-        take(pending, position)
+        def take(line: bytes, at: int) -> None:
+            if not line.strip():
+                return
+            if scan.lines % size == 0:
+                starts.append(at)
+            if scan.lines % SNAPSHOT_PART_LINES == 0:
+                part_starts.append(at)
+            action = loads(line)
+            if action.get("included"):
+                scan.included += 1
+                if action.get("action") != "add":
+                    base.write(line + b"\n")
+            scan.lines += 1
+
+        with deps.store.open_stream(key) as body:
+            pending = b""
+            while chunk := body.read(1 << 20):
+                buffer = pending + chunk
+                begin = 0
+                while (newline := buffer.find(b"\n", begin)) != -1:
+                    take(buffer[begin:newline], position + begin)
+                    begin = newline + 1
+                position += begin
+                pending = buffer[begin:]
+            take(pending, position)
     end = position + len(pending)
     bounds: list[int] = [*starts, end]
     scan.ranges = [(bounds[i], bounds[i + 1]) for i in range(len(starts))]
+    part_bounds: list[int] = [*part_starts, end]
+    scan.parts = [(part_bounds[i], part_bounds[i + 1]) for i in range(len(part_starts))]
     return scan
 
 
@@ -311,8 +386,12 @@ def apply_chunk(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> dic
     started = time.monotonic()
     summary = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
     baseline_run = summary.get("baseline_run_id")
-    if chunk.kind == "snapshot":
+    if chunk.kind == "snapshot" and chunk.key is None:
         rows = _write_snapshot(deps, tenant, run_id, chunk.entity, baseline_run)
+    elif chunk.kind == "snapshot" and chunk.start is None:
+        rows = _write_snapshot_base(deps, tenant, run_id, chunk, baseline_run)
+    elif chunk.kind == "snapshot":
+        rows = _write_snapshot_part(deps, tenant, run_id, chunk)
     else:
         rows = _write_adds(deps, tenant, run_id, chunk)
     marker = {
@@ -329,26 +408,25 @@ def _write_adds(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> int
     """Directory items and links of the included *add* actions of one part."""
     at = _now()
     entity = chunk.entity.value
-    items: list[DirectoryItem] = []
+    items: list[dict[str, Any]] = []
     links: list[dict[str, Any]] = []
     written = 0
 
     def flush() -> None:
-        deps.directory.put_many(tenant, entity, items)
+        deps.directory.put_flat(tenant, entity, items)
         deps.links.put_many(tenant, entity, links)
         items.clear()
         links.clear()
 
     if chunk.start is not None and chunk.end is not None:
-        body = deps.store.read_bytes(chunk.key or "", chunk.start, chunk.end)
-        rows: Iterator[Any] = (orjson.loads(line) for line in body.split(b"\n") if line.strip())
+        lines = _range_lines(deps, chunk.key or "", chunk.start, chunk.end)
+        rows: Iterator[Any] = map(orjson.loads, lines)
     else:
         rows = deps.store.iter_jsonl(chunk.key or "")
     for action in rows:
         if action["action"] != "add" or not action.get("included"):
             continue
-        # The snapshot chunk computes the content hash; the directory item needs none.
-        items.append(directory_item(_added_line(action, hashed=False), run_id))
+        items.append(flat_item(action, run_id, ACTIVE))
         links.append(_link(action, run_id, at))
         written += 1
         if len(items) >= _WRITE_BATCH:
@@ -360,35 +438,163 @@ def _write_adds(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> int
 def _write_snapshot(
     deps: Deps, tenant: str, run_id: str, entity: Entity, baseline_run: str | None
 ) -> int:
-    """The entity's new snapshot; directory items and links for the changed records the
-    baseline holds (updates, archives, reactivations, re-links). Returns lines written."""
+    """The entity's new snapshot, whole; directory items and links for the changed
+    records the baseline holds (updates, archives, reactivations, re-links). Returns
+    lines written."""
     changes_key = keys.changes_key(tenant, run_id, entity)
-    changes: dict[tuple[str, str], dict[str, Any]] = {}
-    adds = 0
-    for action in deps.store.iter_jsonl(changes_key):
-        if not action.get("included"):
-            continue
-        if action["action"] == "add":
-            adds += 1
-        else:
-            # A re-linked record replaces the line of the source id it was known by.
-            old_id = action.get("relinked_from") or action["source_id"]
-            changes[(action["source_system"], old_id)] = action
-    if not changes and not adds and baseline_run is not None:
-        # Nothing changed: the new snapshot is the old one; copy without parsing.
-        for key_of in (keys.state_key, keys.state_index_key):
-            source = key_of(tenant, baseline_run, entity)
-            if deps.store.exists(source):
-                deps.store.copy(source, key_of(tenant, run_id, entity))
+    targets = (keys.state_key(tenant, run_id, entity), keys.state_index_key(tenant, run_id, entity))
+    if baseline_run is not None and not _any_included(deps, changes_key):
+        _copy_baseline(deps, tenant, baseline_run, entity, targets)
         return 0
+    changes: dict[tuple[str, str], dict[str, Any]] = {}
+    written = 0
+    with deps.store.writer(targets[0]) as snapshot, deps.store.writer(targets[1]) as index:
+        # One pass over the change file: the added records' lines are written as they
+        # come (a snapshot's lines are in no particular order), the other changes kept
+        # for the baseline's lines below.
+        for action in deps.store.iter_jsonl(changes_key):
+            if not action.get("included"):
+                continue
+            if action["action"] == "add":
+                _write_added(action, snapshot, index)
+                written += 1
+            else:
+                _keep_change(changes, action)
+        written += _apply_to_baseline(
+            deps, tenant, run_id, entity, baseline_run, changes, snapshot, index
+        )
+    return written
 
+
+def _write_snapshot_base(
+    deps: Deps, tenant: str, run_id: str, chunk: CommitChunk, baseline_run: str | None
+) -> int:
+    """The first part of a snapshot in parts: the baseline with the changes other than
+    adds (``chunk.key``, kept by the plan) applied, with their directory items and
+    links."""
+    entity = chunk.entity
+    targets = _part_keys(tenant, run_id, chunk.id)
+    changes: dict[tuple[str, str], dict[str, Any]] = {}
+    for action in deps.store.iter_jsonl(chunk.key or ""):
+        _keep_change(changes, action)
+    if baseline_run is not None and not changes:
+        _copy_baseline(deps, tenant, baseline_run, entity, targets)
+        return 0
+    with deps.store.writer(targets[0]) as snapshot, deps.store.writer(targets[1]) as index:
+        return _apply_to_baseline(
+            deps, tenant, run_id, entity, baseline_run, changes, snapshot, index
+        )
+
+
+def _write_snapshot_part(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> int:
+    """A part of a snapshot in parts: the lines of the records a range of the change
+    file adds."""
+    written = 0
+    snapshot_key, index_key = _part_keys(tenant, run_id, chunk.id)
+    loads = orjson.loads
+    lines = _range_lines(deps, chunk.key or "", chunk.start or 0, chunk.end or 0)
+    with deps.store.writer(snapshot_key) as snapshot, deps.store.writer(index_key) as index:
+        for raw in lines:
+            action = loads(raw)
+            if action["action"] == "add" and action.get("included"):
+                _write_added(action, snapshot, index)
+                written += 1
+    return written
+
+
+#: Bytes read at a time from a range of a change file.
+_RANGE_BLOCK = 4 << 20
+
+
+def _range_lines(deps: Deps, key: str, start: int, end: int) -> Iterator[bytes]:
+    """The non-empty lines of bytes ``start`` to ``end`` of an object, read a block at a
+    time (a part of a snapshot spans hundreds of megabytes at a million students)."""
+    pending = b""
+    at = start
+    while at < end:
+        block = deps.store.read_bytes(key, at, min(at + _RANGE_BLOCK, end))
+        if not block:
+            break
+        at += len(block)
+        lines = (pending + block).split(b"\n")
+        pending = lines.pop()
+        yield from (line for line in lines if line.strip())
+    if pending.strip():
+        yield pending
+
+
+def _snapshot_parts(plan: CommitPlan) -> dict[Entity, list[str]]:
+    """The entities whose snapshot the plan makes in parts, and the parts' chunk ids in
+    order (the base first)."""
+    parts: dict[Entity, list[str]] = {}
+    for chunk in plan.chunks:
+        if chunk.kind == "snapshot" and chunk.key is not None:
+            parts.setdefault(chunk.entity, []).append(chunk.id)
+    return parts
+
+
+def _join_snapshots(deps: Deps, tenant: str, run_id: str, plan: CommitPlan) -> None:
+    """Join the parts of each snapshot made in parts into the run's snapshot and index
+    (again if the finish runs again: the same parts give the same objects)."""
+    for entity, chunk_ids in _snapshot_parts(plan).items():
+        parts = [_part_keys(tenant, run_id, chunk_id) for chunk_id in chunk_ids]
+        targets = (
+            keys.state_key(tenant, run_id, entity),
+            keys.state_index_key(tenant, run_id, entity),
+        )
+        for n, target in enumerate(targets):
+            with deps.store.writer(target) as out:
+                for part in parts:
+                    if deps.store.exists(part[n]):
+                        with deps.store.open_stream(part[n]) as source:
+                            shutil.copyfileobj(source, out, 1 << 20)
+
+
+def _state_keys(tenant: str, run_id: str, entity: Entity) -> tuple[str, str]:
+    return keys.state_key(tenant, run_id, entity), keys.state_index_key(tenant, run_id, entity)
+
+
+def _copy_baseline(
+    deps: Deps, tenant: str, baseline_run: str, entity: Entity, targets: tuple[str, str]
+) -> None:
+    """Nothing changed: the new snapshot is the old one; copied without parsing."""
+    for key_of, target in zip((keys.state_key, keys.state_index_key), targets, strict=True):
+        source = key_of(tenant, baseline_run, entity)
+        if deps.store.exists(source):
+            deps.store.copy(source, target)
+
+
+def _keep_change(changes: dict[tuple[str, str], dict[str, Any]], action: dict[str, Any]) -> None:
+    # A re-linked record replaces the line of the source id it was known by.
+    old_id = action.get("relinked_from") or action["source_id"]
+    changes[(action["source_system"], old_id)] = action
+
+
+def _write_added(action: dict[str, Any], snapshot: IO[bytes], index: IO[bytes]) -> None:
+    line = _added_line(action)
+    snapshot.write(dumps_line(line))
+    index.write(dumps_line(index_line(line)))
+
+
+def _apply_to_baseline(
+    deps: Deps,
+    tenant: str,
+    run_id: str,
+    entity: Entity,
+    baseline_run: str | None,
+    changes: dict[tuple[str, str], dict[str, Any]],
+    snapshot: IO[bytes],
+    index: IO[bytes],
+) -> int:
+    """Write the baseline's lines with ``changes`` applied; directory items and links of
+    the changed records. Returns lines written."""
     at = _now()
-    touched: list[DirectoryItem] = []
+    touched: list[dict[str, Any]] = []
     links: list[dict[str, Any]] = []
 
     def flush(force: bool = False) -> None:
         if force or len(touched) >= _WRITE_BATCH:
-            deps.directory.put_many(tenant, entity.value, touched)
+            deps.directory.put_flat(tenant, entity.value, touched)
             touched.clear()
         if force or len(links) >= _WRITE_BATCH:
             deps.links.put_many(tenant, entity.value, links)
@@ -404,38 +610,33 @@ def _write_snapshot(
         if action.get("relinked_from"):
             line["source_id"] = action["source_id"]
             links.append(_link(action, run_id, at))
-        touched.append(directory_item(line, run_id))
+        touched.append(flat_item(line, run_id))
         flush()
         return line
 
     written = 0
-    with (
-        deps.store.writer(keys.state_key(tenant, run_id, entity)) as snapshot,
-        deps.store.writer(keys.state_index_key(tenant, run_id, entity)) as index,
-    ):
-        # The baseline's lines, each with its key and its index line: a line no change
-        # touches is copied as it is, never parsed (most of a daily sync's snapshot).
-        for raw, key, index_raw in _baseline_lines(deps, tenant, baseline_run, entity):
-            action = changes.get(key)
-            if action is None and index_raw is not None:
-                snapshot.write(raw + b"\n")
-                index.write(index_raw + b"\n")
-            else:
-                line = orjson.loads(raw)
-                if action is not None:
-                    line = changed(line, action)
-                snapshot.write(dumps_line(line))
-                index.write(dumps_line(index_line(line)))
-            written += 1
-        if adds:
-            for action in deps.store.iter_jsonl(changes_key):
-                if action["action"] == "add" and action.get("included"):
-                    line = _added_line(action)
-                    snapshot.write(dumps_line(line))
-                    index.write(dumps_line(index_line(line)))
-                    written += 1
+    # The baseline's lines, each with its key and its index line: a line no change
+    # touches is copied as it is, never parsed (most of a daily sync's snapshot).
+    for raw, key, index_raw in _baseline_lines(deps, tenant, baseline_run, entity):
+        action = changes.get(key)
+        if action is None and index_raw is not None:
+            snapshot.write(raw + b"\n")
+            index.write(index_raw + b"\n")
+        else:
+            line = orjson.loads(raw)
+            if action is not None:
+                line = changed(line, action)
+            snapshot.write(dumps_line(line))
+            index.write(dumps_line(index_line(line)))
+        written += 1
     flush(force=True)
     return written
+
+
+def _any_included(deps: Deps, changes_key: str) -> bool:
+    """Whether the change file holds an included action (read up to the first)."""
+    # A generator left part-read closes its file when dropped, at once.
+    return any(action.get("included") for action in deps.store.iter_jsonl(changes_key))
 
 
 def _baseline_lines(
@@ -466,7 +667,9 @@ def apply_chunk_event(event: dict[str, Any], deps: Deps) -> dict[str, Any]:
     run_id = keys.check_run_id(str(event["run_id"]))
     chunk = CommitChunk.model_validate(event["chunk"])
     if chunk.key is not None and chunk.key not in {
-        keys.changes_key(tenant, run_id, entity) for entity in ENTITY_ORDER
+        key_of(tenant, run_id, entity)
+        for entity in ENTITY_ORDER
+        for key_of in (keys.changes_key, _base_changes_key)
     }:
         raise RunStateError(f"chunk {chunk.id} names a file outside run {run_id}")
     return apply_chunk(deps, tenant, run_id, chunk)
@@ -593,6 +796,7 @@ def finish_commit(state: RunState, deps: Deps) -> RunState:
     if pointer != state.run_id:
         for chunk in plan.chunks:
             markers.append(apply_chunk(deps, state.tenant, state.run_id, chunk))
+        _join_snapshots(deps, state.tenant, state.run_id, plan)
         events = 0 if change_files else _publish_events(deps, state, staged_on)
         state.counts.setdefault("commit", {})["events"] = events
     timings = state.counts.setdefault("timings_ms", {})

@@ -217,10 +217,11 @@ class DirectoryRepository(_TableBase):
     stored flat (``DirectoryItem.flat``)."""
 
     def put_many(self, tenant: str, entity: str, items: Iterable[DirectoryItem]) -> int:
+        return self.put_flat(tenant, entity, (item.flat() for item in items))
+
+    def put_flat(self, tenant: str, entity: str, items: Iterable[dict[str, Any]]) -> int:
         partition = entity_partition(tenant, entity)
-        return self._batch_put(
-            {"pk": partition, "sk": item.target_id, **item.flat()} for item in items
-        )
+        return self._batch_put({"pk": partition, "sk": item["target_id"], **item} for item in items)
 
     def get(self, tenant: str, entity: str, target_id: str) -> DirectoryItem | None:
         item = self._get_item(

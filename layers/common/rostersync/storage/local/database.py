@@ -10,6 +10,13 @@ for 600,000 directory items; both layouts answer the same statements).
 Each call commits before it returns (``synchronous=FULL``: a commit survives a killed
 process and a power cut); a conditional write is one ``BEGIN IMMEDIATE`` transaction, so
 several processes may share the file.
+
+A bulk put is written in transactions of up to ``BULK_CHUNK`` rows: the unique index's
+keys are random (target ids), so each transaction rewrites most pages of the index it
+touches, whether it holds 10,000 rows or 80,000 (measured on 1.2M rows: 13.4 s in
+transactions of 10,000, 6.1 s of 80,000). For the same reason the bulk puts of threads
+waiting for the write lock at the same moment share one transaction (*group commit*);
+each put still returns only once its own rows are committed.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,8 +41,11 @@ T = TypeVar("T")
 
 #: How long a writer waits for another process's transaction before giving up.
 BUSY_TIMEOUT_MS = 30_000
-#: Rows per transaction in a bulk put: other processes can write between chunks.
-BULK_CHUNK = 10_000
+#: Rows a bulk put hands to the database at a time (a transaction each, unless grouped).
+BULK_CHUNK = 50_000
+#: Rows a grouped bulk transaction takes at most (batches waiting beyond it wait for the
+#: next one): other processes can write between transactions.
+GROUP_ROWS = 200_000
 #: Rows read per statement when a query is iterated (no statement outlives a page).
 PAGE = 1_000
 #: Above every character a key uses: the end of a prefix's range.
@@ -114,6 +126,47 @@ def _writer_lock(path: Path) -> threading.Lock:
         return _WRITERS.setdefault(str(path.resolve()), threading.Lock())
 
 
+#: A row of the items table: ``(tbl, pk, sk, body)``.
+Row = tuple[str, str, str, bytes]
+
+_UPSERT = "INSERT OR REPLACE INTO items (tbl, pk, sk, body) VALUES (?, ?, ?, ?)"
+_ROW_KEY = itemgetter(0, 1, 2)
+#: Rows per statement of a bulk insert (four parameters each; SQLite's limit is 32,766
+#: parameters since 3.32, 999 before).
+_ROWS_PER_STATEMENT = 2_000
+
+
+def _insert_rows(tx: sqlite3.Connection, rows: list[Row]) -> None:
+    """Insert or replace ``rows`` (in their order: a later row replaces an earlier one of
+    the same key) with a few statements of many rows each, not one per row. Each
+    statement lets go of the GIL while SQLite runs it and must take it back after: with
+    other threads busy in Python (the commit's chunks), taking it back waits up to the
+    interpreter's switch interval, once per statement (measured: 200,000 rows took 5.9 s
+    one per statement beside one busy thread, 0.8 s unhindered)."""
+    per = min(_ROWS_PER_STATEMENT, tx.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 4)
+    whole = len(rows) - len(rows) % per
+    if whole:
+        statement = _UPSERT + ", (?, ?, ?, ?)" * (per - 1)
+        tx.executemany(
+            statement,
+            (tuple(chain.from_iterable(rows[at : at + per])) for at in range(0, whole, per)),
+        )
+    if whole < len(rows):
+        rest = rows[whole:]
+        tx.execute(_UPSERT + ", (?, ?, ?, ?)" * (len(rest) - 1), tuple(chain.from_iterable(rest)))
+
+
+class _Batch:
+    """Rows a bulk put waits to see committed, and how that went."""
+
+    __slots__ = ("done", "error", "rows")
+
+    def __init__(self, rows: list[Row]) -> None:
+        self.rows = rows
+        self.done = False
+        self.error: BaseException | None = None
+
+
 class Database:
     """The state directory's database file, shared by threads and processes."""
 
@@ -121,6 +174,9 @@ class Database:
         self.path = path
         self._local = threading.local()
         self._writer = _writer_lock(path)
+        self._waiting: list[_Batch] = []
+        self._waiting_lock = threading.Lock()
+        self._waiting_pid = os.getpid()
         self._marks: dict[tuple[Any, ...], tuple[int, int, list[str]]] = {}
         self._marks_lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,22 +225,74 @@ class Database:
         ``bulk``: committed without its own fsync (``synchronous=NORMAL``): it survives a
         killed process at once, and a power cut from the next ordinary commit on, whose
         fsync of the log covers it (a commit chunk's marker is that commit)."""
+        with self._writer, self._locked_transaction(bulk=bulk) as connection:
+            yield connection
+
+    @contextmanager
+    def _locked_transaction(self, *, bulk: bool) -> Iterator[sqlite3.Connection]:
+        """``transaction`` for a caller that holds the write lock already."""
         connection = self.connection()
-        with self._writer:
-            if bulk:
-                connection.execute("PRAGMA synchronous=NORMAL")
+        if bulk:
+            connection.execute("PRAGMA synchronous=NORMAL")
+        try:
+            connection.execute("BEGIN IMMEDIATE")
             try:
-                connection.execute("BEGIN IMMEDIATE")
-                try:
-                    yield connection
-                    connection.execute(_BUMP)
-                except BaseException:
-                    connection.execute("ROLLBACK")
-                    raise
-                connection.execute("COMMIT")
-            finally:
-                if bulk:
-                    connection.execute("PRAGMA synchronous=FULL")
+                yield connection
+                connection.execute(_BUMP)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+        finally:
+            if bulk:
+                connection.execute("PRAGMA synchronous=FULL")
+
+    def bulk_put(self, rows: list[Row]) -> None:
+        """Insert or replace ``rows``; committed (as a ``bulk`` transaction) when this
+        returns. Batches other threads hand in meanwhile share the transaction: whoever
+        takes the write lock writes every batch waiting (up to ``GROUP_ROWS`` rows), in
+        key order, in arrival order for equal keys (the later put wins, as one after the
+        other). A failed transaction fails every put in it (none of its rows is kept)."""
+        batch = _Batch(rows)
+        with self._waiting_lock:
+            if self._waiting_pid != os.getpid():  # a forked child: not the parent's batches
+                self._waiting, self._waiting_pid = [], os.getpid()
+            self._waiting.append(batch)
+        with self._writer:
+            if not batch.done:
+                self._write_waiting(batch)
+        if batch.error is not None:
+            if isinstance(batch.error, sqlite3.OperationalError | StorageUnavailable):
+                raise StorageUnavailable(
+                    f"local store {self.path.name}: {batch.error}"
+                ) from batch.error
+            raise batch.error
+
+    def _write_waiting(self, own: _Batch) -> None:
+        """Write the waiting batches (``own`` among them) in one transaction; the write
+        lock is held."""
+        with self._waiting_lock:
+            taken: list[_Batch] = []
+            size = 0
+            while self._waiting and (not taken or size + len(self._waiting[0].rows) <= GROUP_ROWS):
+                taken.append(self._waiting.pop(0))
+                size += len(taken[-1].rows)
+            if own not in taken:  # always written by its own thread at the latest
+                self._waiting.remove(own)
+                taken.append(own)
+        rows = taken[0].rows if len(taken) == 1 else [r for b in taken for r in b.rows]
+        # In key order: neighbouring rows land on the same pages (a stable sort: equal
+        # keys keep their order).
+        rows.sort(key=_ROW_KEY)
+        try:
+            with self._locked_transaction(bulk=True) as tx:
+                _insert_rows(tx, rows)
+        except BaseException as exc:  # each put raises it in its own thread
+            for batch in taken:
+                batch.error = exc
+        finally:
+            for batch in taken:
+                batch.done = True
 
     def generation(self) -> int:
         """How many write transactions the database has committed (any process)."""
@@ -358,27 +466,22 @@ class ItemTable:
         self.database.run(write)
 
     def put_many(self, rows: Iterable[tuple[str, str, dict[str, Any]]]) -> int:
-        """Put every row; committed in chunks, each chunk at once."""
+        """Put every row; committed in chunks (``Database.bulk_put``)."""
+        return self.put_encoded((pk, sk, encode(attributes)) for pk, sk, attributes in rows)
+
+    def put_encoded(self, rows: Iterable[tuple[str, str, bytes]]) -> int:
+        """``put_many`` for bodies encoded already (``encode``)."""
         count = 0
-        chunk: list[tuple[str, str, str, bytes]] = []
-
-        def flush() -> None:
-            # In key order: neighbouring rows land on the same pages.
-            chunk.sort(key=lambda row: (row[1], row[2]))
-            with self.database.transaction(bulk=True) as tx:
-                tx.executemany(
-                    "INSERT OR REPLACE INTO items (tbl, pk, sk, body) VALUES (?, ?, ?, ?)",
-                    chunk,
-                )
-
-        for pk, sk, attributes in rows:
-            chunk.append((self.name, pk, sk, encode(attributes)))
+        chunk: list[Row] = []
+        name = self.name
+        for pk, sk, body in rows:
+            chunk.append((name, pk, sk, body))
             count += 1
             if len(chunk) >= BULK_CHUNK:
-                self.database.run(flush)
+                self.database.bulk_put(chunk)
                 chunk = []
         if chunk:
-            self.database.run(flush)
+            self.database.bulk_put(chunk)
         return count
 
     def change(
@@ -425,7 +528,4 @@ class ItemTable:
 
 
 def _upsert(tx: sqlite3.Connection, table: str, pk: str, sk: str, body: bytes) -> None:
-    tx.execute(
-        "INSERT OR REPLACE INTO items (tbl, pk, sk, body) VALUES (?, ?, ?, ?)",
-        (table, pk, sk, body),
-    )
+    tx.execute(_UPSERT, (table, pk, sk, body))

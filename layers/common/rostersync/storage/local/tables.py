@@ -10,7 +10,7 @@ from typing import Any
 from rostersync.errors import RunNotFound
 from rostersync.records import DirectoryChange, DirectoryItem, RunRecord, RunUpdate
 from rostersync.storage.keys import check_run_id, check_tenant
-from rostersync.storage.local.database import Database, ItemTable
+from rostersync.storage.local.database import Database, ItemTable, encode
 from rostersync.storage.tables import entity_partition
 
 
@@ -59,8 +59,13 @@ class LocalDirectoryRepository(_LocalTable):
     stored flat (``DirectoryItem.flat``)."""
 
     def put_many(self, tenant: str, entity: str, items: Iterable[DirectoryItem]) -> int:
+        return self.put_flat(tenant, entity, (item.flat() for item in items))
+
+    def put_flat(self, tenant: str, entity: str, items: Iterable[dict[str, Any]]) -> int:
         partition = entity_partition(tenant, entity)
-        return self.items.put_many((partition, item.target_id, item.flat()) for item in items)
+        return self.items.put_encoded(
+            (partition, item["target_id"], encode(item)) for item in items
+        )
 
     def get(self, tenant: str, entity: str, target_id: str) -> DirectoryItem | None:
         item = self.items.get(entity_partition(tenant, entity), target_id)
@@ -102,8 +107,9 @@ class LocalLinksRepository(_LocalTable):
 
     def put_many(self, tenant: str, entity: str, links: Iterable[dict[str, Any]]) -> int:
         partition = entity_partition(tenant, entity)
-        return self.items.put_many(
-            (partition, f"{link['source_system']}#{link['source_id']}", link) for link in links
+        return self.items.put_encoded(
+            (partition, f"{link['source_system']}#{link['source_id']}", encode(link))
+            for link in links
         )
 
     def get(
