@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from rostersync.errors import RunStateError, StaleBaseline
 from rostersync.models import Entity
 from rostersync.records import RunStatus, RunUpdate
 from rostersync.settings import SettingsError, TenantSettings, apply_assignments
+from rostersync.storage import keys
 from tests.bundles import ONEROSTER, Row, copy_bundle, edit_rows
 from tests.integration.test_pipeline import sync
 
@@ -89,6 +92,29 @@ def test_unticked_actions_are_not_applied_and_stay_in_the_report(cloud, tmp_path
     excluded = list_actions(deps, "t1", prepared.run_id, ActionFilter(included=False)).actions
     assert [a["id"] for a in excluded] == [skip["id"]]
     assert excluded[0]["reason"] == "excluded by admin"
+    # The report's actions.csv says so: it was written again after the untick.
+    rows = list(csv.DictReader(io.StringIO(deps.store.get_bytes(report["actions_csv"]).decode())))
+    shown = {row["source_id"]: row["included"] for row in rows if row["entity"] == "users"}
+    assert shown == {"us0003": "True", "us0004": "False"}
+
+
+def test_a_commit_keeps_the_report_files_of_an_unchanged_change_set(cloud, tmp_path):
+    """The commit's report reuses issues.csv and actions.csv when neither the issues nor
+    the change files were written since the stage's report (a first sync's actions.csv
+    has a line per record)."""
+    prepared = sync(cloud, LEPO, tmp_path, review=True)
+    deps = cloud[1]
+    before = {
+        name: deps.store.version(keys.report_key("t1", prepared.run_id, name))
+        for name in ("issues.csv", "actions.csv")
+    }
+    assert None not in before.values()
+    commit_prepared(cloud[0], deps, "t1", prepared.run_id, "admin")
+    after = {
+        name: deps.store.version(keys.report_key("t1", prepared.run_id, name))
+        for name in ("issues.csv", "actions.csv")
+    }
+    assert after == before
 
 
 def test_unknown_action_ids_are_an_error(cloud, tmp_path):

@@ -173,6 +173,33 @@ def test_a_byte_range_of_an_object(stack: Stack, tenant: str) -> None:
     assert store.read_bytes(f"{tenant}/lines.jsonl", 5, 5) == b""
 
 
+def test_an_objects_version_changes_when_it_is_written(stack: Stack, tenant: str) -> None:
+    store = stack.deps.store
+    key = f"{tenant}/changes.jsonl"
+    assert store.version(key) is None
+    store.put_bytes(key, b'{"a":1}\n')
+    first = store.version(key)
+    assert first is not None and store.version(key) == first
+    store.put_bytes(key, b'{"a":2}\n')
+    assert store.version(key) not in (None, first)
+    with store.writer(key) as out:
+        out.write(b'{"a":3}\n')
+    assert store.version(key) not in (None, first)
+
+
+def test_a_copy_is_its_own_object(stack: Stack, tenant: str) -> None:
+    store = stack.deps.store
+    store.put_bytes(f"{tenant}/a.csv", b"one")
+    store.copy(f"{tenant}/a.csv", f"{tenant}/b.csv")
+    assert store.get_bytes(f"{tenant}/b.csv") == b"one"
+    # Writing either leaves the other as it was.
+    store.put_bytes(f"{tenant}/a.csv", b"two")
+    assert store.get_bytes(f"{tenant}/b.csv") == b"one"
+    store.put_bytes(f"{tenant}/b.csv", b"three")
+    assert store.get_bytes(f"{tenant}/a.csv") == b"two"
+    assert store.get_bytes(f"{tenant}/b.csv") == b"three"
+
+
 def test_an_object_as_a_local_file_for_the_columnar_engine(stack: Stack, tenant: str) -> None:
     store = stack.deps.store
     store.put_bytes(f"{tenant}/ids.jsonl", b'["a","1"]\n["a","2"]\n')

@@ -91,11 +91,19 @@ def links_existing(action: dict[str, Any]) -> bool:
     return action.get("action") == "add" and action.get("tier") in LINKING_TIERS
 
 
-def build_report(deps: Deps, state: RunState, *, status: str) -> dict[str, Any]:
-    """Write report.json, issues.csv and actions.csv for the run; return the report."""
-    tenant, run_id = state.tenant, state.run_id
-    normalized = load_normalized_summary(deps, tenant, run_id)
-    changes = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
+def _csv_sources(deps: Deps, tenant: str, run_id: str) -> dict[str, str | None]:
+    """The versions of the objects issues.csv and actions.csv are made of."""
+    inputs = [keys.issues_key(tenant, run_id)] + [
+        keys.changes_key(tenant, run_id, entity) for entity in ENTITY_ORDER
+    ]
+    return {key: deps.store.version(key) for key in inputs}
+
+
+def _write_csvs(
+    deps: Deps, tenant: str, run_id: str
+) -> tuple[dict[str, int], list[dict[str, Any]], int, dict[str, dict[str, int]]]:
+    """Write issues.csv and actions.csv; the issues by severity, a sample of them, their
+    total, and the included adds split into new and linked, per entity."""
     by_severity = {s.value: 0 for s in SEVERITY_ORDER}
     sample: list[dict[str, Any]] = []
 
@@ -125,6 +133,32 @@ def build_report(deps: Deps, state: RunState, *, status: str) -> dict[str, Any]:
                 yield _action_row(action)
 
     _csv_rows(deps, keys.report_key(tenant, run_id, "actions.csv"), ACTION_COLUMNS, actions())
+    return by_severity, sample, issues_total, adds
+
+
+def build_report(deps: Deps, state: RunState, *, status: str) -> dict[str, Any]:
+    """Write report.json, issues.csv and actions.csv for the run; return the report.
+
+    The two CSV files are written again only if what they are made of (the issues and
+    the change files) was written since the run's last report: a commit's report after
+    the stage's reuses them (a first sync's actions.csv has a line per record)."""
+    tenant, run_id = state.tenant, state.run_id
+    normalized = load_normalized_summary(deps, tenant, run_id)
+    changes = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
+    sources = _csv_sources(deps, tenant, run_id)
+    earlier = deps.store.get_json(keys.report_key(tenant, run_id)) or {}
+    if (
+        earlier.get("csv_sources") == sources
+        and sources[keys.issues_key(tenant, run_id)] is not None
+        and deps.store.exists(keys.report_key(tenant, run_id, "issues.csv"))
+        and deps.store.exists(keys.report_key(tenant, run_id, "actions.csv"))
+    ):
+        by_severity = earlier["issues_by_severity"]
+        sample = earlier["issues_sample"]
+        issues_total = earlier["issues_total"]
+        adds = earlier["adds"]
+    else:
+        by_severity, sample, issues_total, adds = _write_csvs(deps, tenant, run_id)
     fetched = deps.store.get_json(keys.fetch_summary_key(tenant, run_id)) or {}
     inputs = {entity.value: summary.shown() for entity, summary in normalized.entities.items()}
     report = {
@@ -151,6 +185,7 @@ def build_report(deps: Deps, state: RunState, *, status: str) -> dict[str, Any]:
         "issues_sample": sample,
         "timings_ms": state.counts.get("timings_ms", {}),
         "issues_csv": keys.report_key(tenant, run_id, "issues.csv"),
+        "csv_sources": sources,
         "actions_csv": keys.report_key(tenant, run_id, "actions.csv"),
     }
     deps.store.put_json(keys.report_key(tenant, run_id), report)

@@ -130,15 +130,19 @@ class ObjectStore:
         return None if body is None else json.loads(body)
 
     def exists(self, key: str) -> bool:
+        return self.version(key) is not None
+
+    def version(self, key: str) -> str | None:
+        """The object's ETag (a digest of its bytes, or of its parts' digests)."""
         try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
-            return True
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
-                return False
+                return None
             raise translate_aws_error(exc, f"head {key}") from exc
         except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"head {key}") from exc
+        return str(head["ETag"])
 
     def list_keys(self, prefix: str) -> list[str]:
         keys: list[str] = []
