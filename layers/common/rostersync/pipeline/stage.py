@@ -577,22 +577,34 @@ def _apply_hold_and_settings(
     counts = {e.value: empty_counts() for e in ENTITY_ORDER}
     for entity in ENTITY_ORDER:
         key = keys.changes_key(state.tenant, state.run_id, entity)
-        actions: list[Action] = list(deps.store.iter_jsonl(key))
+        # A first pass decides; a second rewrites the file if anything changed. Neither
+        # holds more than one action (a held first sync has a million).
+        held_here = 0
         dirty = False
-        for action in actions:
+        for action in deps.store.iter_jsonl(key):
             if not action["included"]:
                 continue
             reason, waits = untick(action, settings, held=held)
             if reason is None:
                 counts[entity.value][action["action"]] += 1
                 continue
-            action["included"], action["held"], action["reason"] = False, waits, reason
-            if waits:
-                held_counts[entity.value] = held_counts.get(entity.value, 0) + 1
+            held_here += waits
             dirty = True
+        if held_here:
+            held_counts[entity.value] = held_counts.get(entity.value, 0) + held_here
         if dirty:
-            deps.store.write_jsonl(key, actions)
+            deps.store.write_jsonl(key, _unticked(deps.store.iter_jsonl(key), settings, held))
     return counts
+
+
+def _unticked(actions: Iterator[Action], settings: TenantSettings, held: bool) -> Iterator[Action]:
+    """``actions`` with those this run does not apply unticked (see ``untick``)."""
+    for action in actions:
+        if action["included"]:
+            reason, waits = untick(action, settings, held=held)
+            if reason is not None:
+                action["included"], action["held"], action["reason"] = False, waits, reason
+        yield action
 
 
 def stage(state: RunState, deps: Deps) -> RunState:
