@@ -58,6 +58,7 @@ import orjson
 from rostersync.changes import EVENT_VERBS, HoldTrip
 from rostersync.errors import RunStateError, StaleBaseline
 from rostersync.models import ENTITY_ORDER, ENTITY_SINGULAR, Entity
+from rostersync.pipeline.change_lines import ChangeLines
 from rostersync.pipeline.contracts import CommitChunk, CommitPlan, RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.notify import notify_run
@@ -195,15 +196,13 @@ def _plan(deps: Deps, state: RunState) -> CommitPlan:
     and a chunk per range of that many lines of the change file (the added records'
     lines); the finish joins them into the snapshot."""
     size = deps.settings.commit_chunk_actions
-    scans = {
-        entity: _scan(
-            deps,
-            keys.changes_key(state.tenant, state.run_id, entity),
-            size,
-            _base_changes_key(state.tenant, state.run_id, entity),
-        )
-        for entity in ENTITY_ORDER
-    }
+    scans: dict[Entity, _Scan] = {}
+    for entity in ENTITY_ORDER:
+        key = keys.changes_key(state.tenant, state.run_id, entity)
+        base_key = _base_changes_key(state.tenant, state.run_id, entity)
+        lines_key = keys.change_lines_key(state.tenant, state.run_id, entity)
+        noted = _scan_noted(deps, key, lines_key, size, base_key)
+        scans[entity] = noted if noted is not None else _scan(deps, key, size, base_key)
     total = sum(scan.lines for scan in scans.values())
     fan_out = total > deps.settings.commit_inline_actions
     chunks: list[CommitChunk] = []
@@ -268,6 +267,35 @@ class _Scan:
     ranges: list[tuple[int | None, int | None]] = field(default_factory=list)
     #: Byte ranges of ``SNAPSHOT_PART_LINES`` lines each.
     parts: list[tuple[int | None, int | None]] = field(default_factory=list)
+
+
+def _scan_noted(deps: Deps, key: str, lines_key: str, size: int, base_key: str) -> _Scan | None:
+    """``_scan`` from what stage noted of the change file as it wrote it
+    (``pipeline.change_lines``), while the file is the version stage wrote; None
+    otherwise, or where a snapshot in parts needs included lines other than adds (then
+    every line is read)."""
+    body = deps.store.get_bytes(lines_key)
+    decoded = None if body is None else ChangeLines.decode(body)
+    if decoded is None or decoded[0] != deps.store.version(key):
+        return None
+    noted = decoded[1]
+    starts, end = noted.starts, noted.size
+    parts = [(starts[i], end) for i in range(0, noted.lines, SNAPSHOT_PART_LINES)]
+    if len(parts) > 1 and noted.others:
+        return None
+    if len(parts) > 1:
+        deps.store.put_bytes(base_key, b"")  # a first sync's snapshot: adds only
+
+    def cut(every: int) -> list[tuple[int | None, int | None]]:
+        bounds = [starts[i] for i in range(0, noted.lines, every)] + [end]
+        return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+
+    return _Scan(
+        lines=noted.lines,
+        included=noted.included,
+        ranges=cut(size),
+        parts=cut(SNAPSHOT_PART_LINES) if parts else [],
+    )
 
 
 def _scan(deps: Deps, key: str, size: int, base_key: str) -> _Scan:

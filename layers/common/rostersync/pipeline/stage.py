@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import duckdb
 import orjson
@@ -46,6 +46,7 @@ from rostersync.changes import (
 )
 from rostersync.errors import RunStateError
 from rostersync.models import ENTITY_ORDER, Entity, SourceStatus, Tier
+from rostersync.pipeline.change_lines import ChangeLines
 from rostersync.pipeline.columnar import Diff, connect_engine, diff_entity, sql_path
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
@@ -445,15 +446,17 @@ class EntityStager:
     def run(self) -> EntityOutcome:
         tenant, run_id, entity = self.state.tenant, self.state.run_id, self.entity
         result = self.result
+        change_lines = ChangeLines()
         with (
             ExitStack() as stack,
-            self.store.writer(keys.changes_key(tenant, run_id, entity)) as out,
+            self.store.writer(keys.changes_key(tenant, run_id, entity)) as change_file,
         ):
+            out = _ChangeFile(change_file, change_lines)
             diff = self._diff(stack)
             self.compared = "rows" if diff is None else "columnar"
             direct = self._direct_actions() if diff is None else self._columnar_actions(diff)
             for action in direct:
-                out.write(dumps_line(action))
+                out.write(action)
             if diff is None:
                 active = sum(1 for entry in self.index.values() if entry.status == ACTIVE)
             else:
@@ -499,13 +502,13 @@ class EntityStager:
                 else:
                     result.counts["archive"] += 1
                     self.archived_ids.add(action["source_id"])
-                out.write(dumps_line(action))
+                out.write(action)
             result.refused_reason = reason if result.refused else None
             if entity is Entity.ENROLLMENTS and any(self.cascade.values()):
                 archived = {(a["source_system"], a["source_id"]) for a in archives}
                 for action in self._cascaded_archives(archived):
                     result.counts["archive"] += 1
-                    out.write(dumps_line(action))
+                    out.write(action)
             present = {source_id for _, source_id in self.seen} if untrusted else set()
 
             if self.pending or self.relinked:
@@ -540,7 +543,12 @@ class EntityStager:
                         action["changes"]["source_id"] = [relinked_from, key[1]]
                     if removes_links(action):
                         result.link_removals += 1
-                    out.write(dumps_line(action))
+                    out.write(action)
+        version = self.store.version(keys.changes_key(tenant, run_id, entity))
+        if version is not None:
+            self.store.put_bytes(
+                keys.change_lines_key(tenant, run_id, entity), change_lines.encode(version)
+            )
         return result
 
 
@@ -555,6 +563,18 @@ WHERE status = 'active' AND (
     OR record.class_source_id IN (SELECT id FROM wanted_classes)
 )
 """
+
+
+class _ChangeFile:
+    """A change file being written, each line noted in its ``ChangeLines``."""
+
+    def __init__(self, out: IO[bytes], lines: ChangeLines) -> None:
+        self._out, self._lines = out, lines
+
+    def write(self, action: Action) -> None:
+        line = dumps_line(action)
+        self._out.write(line)
+        self._lines.add(line, action)
 
 
 def _snapshot_lines(

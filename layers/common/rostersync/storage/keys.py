@@ -126,6 +126,11 @@ def changes_key(tenant: str, run_id: str, entity: Entity) -> str:
     return f"{run_prefix(tenant, run_id)}changes/{Entity(entity).value}.jsonl"
 
 
+def change_lines_key(tenant: str, run_id: str, entity: Entity) -> str:
+    """Where each line of the entity's change file starts (``pipeline.change_lines``)."""
+    return f"{run_prefix(tenant, run_id)}changes/{Entity(entity).value}.lines"
+
+
 def change_summary_key(tenant: str, run_id: str) -> str:
     return f"{run_prefix(tenant, run_id)}changes/summary.json"
 

@@ -1,0 +1,59 @@
+"""The commit's plan from what stage noted of each change file as it wrote it: the same
+chunks as reading every line, and never used once the file was written again."""
+
+from __future__ import annotations
+
+import pytest
+
+from rostersync.application.review import ActionFilter, Selection, list_actions, set_included
+from rostersync.models import ENTITY_ORDER, Entity
+from rostersync.pipeline import commit as commit_module
+from rostersync.storage import keys
+from tests.bundles import ONEROSTER
+from tests.integration.test_pipeline import sync
+
+LEPO = ONEROSTER / "lepo-en-1.1"
+
+
+def _scans(deps, run_id: str, size: int) -> dict[str, tuple[object, object]]:
+    out = {}
+    for entity in ENTITY_ORDER:
+        key = keys.changes_key("t1", run_id, entity)
+        base = keys.run_prefix("t1", run_id) + f"test/{entity.value}.base"
+        lines = keys.change_lines_key("t1", run_id, entity)
+        out[entity.value] = (
+            commit_module._scan_noted(deps, key, lines, size, base),
+            commit_module._scan(deps, key, size, base),
+        )
+    return out
+
+
+@pytest.mark.parametrize("parts", [10**6, 7])
+def test_the_noted_lines_cut_the_change_files_as_reading_them_does(
+    cloud, tmp_path, monkeypatch, parts
+):
+    monkeypatch.setattr(commit_module, "SNAPSHOT_PART_LINES", parts)
+    prepared = sync(cloud, LEPO, tmp_path, review=True)
+    assert prepared.status == "prepared"
+    deps = cloud[1]
+    scans = _scans(deps, prepared.run_id, 5)
+    for entity, (noted, read) in scans.items():
+        assert noted is not None, entity
+        assert noted == read, entity
+    users = scans["users"][0]
+    assert users is not None and len(users.ranges) > 1
+    assert len(users.parts) == (1 if parts > users.lines else -(-users.lines // parts))
+
+
+def test_a_change_file_written_again_is_read_again(cloud, tmp_path):
+    prepared = sync(cloud, LEPO, tmp_path, review=True)
+    deps = cloud[1]
+    page = list_actions(deps, "t1", prepared.run_id, ActionFilter(entity=Entity.USERS))
+    untick = Selection(action_ids=[page.actions[0]["id"]])
+    set_included(deps, "t1", prepared.run_id, untick, False, "admin")
+
+    scans = _scans(deps, prepared.run_id, 5)
+    assert scans["users"][0] is None, "the users' change file is not what stage wrote"
+    assert scans["classes"][0] == scans["classes"][1]
+    read = scans["users"][1]
+    assert read.included == page.total - 1
