@@ -98,6 +98,7 @@ over ``MAX_RECORD_BYTES``, skips the row by id with an issue naming the column.
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import csv
 import difflib
@@ -583,7 +584,9 @@ class _Lines:
         "flagged",
         "hit_lines",
         "hit_records",
+        "in_order",
         "last",
+        "numbers",
         "reuse",
         "swallowed",
         "take",
@@ -603,6 +606,11 @@ class _Lines:
         self.hit_records: list[int] = []
         #: Line -> the previous run's record index, once the header allows reuse.
         self.reuse: dict[str, int] | None = {} if reusing else None
+        #: The same lines in the previous file's order, with their record numbers: the
+        #: line after a taken one is most often the previous file's next (compared, no
+        #: lookup).
+        self.in_order: list[str] = []
+        self.numbers: list[int] = []
         self.take: Callable[[str], bool] | None = None
 
     def __iter__(self) -> Iterator[str]:
@@ -622,11 +630,19 @@ class _Lines:
         long = UNMEASURED_ROW_CHARS
         given = 0
         hit_line, hit_record = self.hit_lines.append, self.hit_records.append
+        expected = 0  # where in ``in_order`` the next line most likely is
         for line in self.text:
             if self.boundary:
                 reuse, take = self.reuse, self.take
                 if reuse and take is not None:
-                    index = reuse.get(line)
+                    in_order, numbers = self.in_order, self.numbers
+                    if expected < len(in_order) and line == in_order[expected]:
+                        index: int | None = numbers[expected]
+                        expected += 1
+                    else:
+                        index = reuse.get(line)
+                        if index is not None:
+                            expected = bisect.bisect_left(numbers, index) + 1
                     if index is not None and take(line):
                         self.swallowed += 1
                         hit_line(given + self.swallowed)
@@ -1554,8 +1570,8 @@ class _FileReader:
                 self.fingerprint = self._fingerprint(first)
                 if offer is not None:
                     memo = self._reuse_memo(offer)
-                    if memo:
-                        lines.reuse = memo
+                    if memo is not None and memo[0]:
+                        lines.reuse, lines.in_order, lines.numbers = memo
                         lines.take = self._taker()
                 yield from self._rows(reader, lines)
             break
@@ -1598,9 +1614,10 @@ class _FileReader:
         )
         return head + b"\n" + self.reusable.tobytes() + self.reusable_blanks.tobytes()
 
-    def _reuse_memo(self, offer: ReuseOffer) -> dict[str, int] | None:
+    def _reuse_memo(self, offer: ReuseOffer) -> tuple[dict[str, int], list[str], list[int]] | None:
         """The previous run's clean lines of this file -> the index of their records,
-        when that read's fingerprint is this one's; else None (every row is read)."""
+        and the same lines and indexes in file order, when that read's fingerprint is
+        this one's; else None (every row is read)."""
         head, _, body = offer.state.partition(b"\n")
         try:
             meta = orjson.loads(head)
@@ -1629,15 +1646,15 @@ class _FileReader:
                 text = list(_text(raw))
             if any(numbers[index] > len(text) for index in taken[-1:]):
                 return None
-            lines = map(text.__getitem__, [numbers[i] - 1 for i in taken])
-            memo = dict(zip(lines, taken, strict=True))
+            chosen = list(map(text.__getitem__, [numbers[i] - 1 for i in taken]))
+            memo = dict(zip(chosen, taken, strict=True))
         except (OSError, KeyError, ValueError, BundleError):
             # The previous input is gone or unreadable: every row is read.
             return None
         finally:
             # That file's decoding is not this one's to report.
             _fallback_state.count = before
-        return memo
+        return memo, chosen, taken
 
     def _taker(self) -> Callable[[str], bool]:
         """Whether a line the previous run read cleanly can be taken as it was: it still
