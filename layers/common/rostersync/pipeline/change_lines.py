@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
+from rostersync.packed import pack, unpack
 
 
 @dataclass
@@ -41,30 +41,19 @@ class ChangeLines:
         return len(self.starts)
 
     def encode(self, version: str) -> bytes:
-        head = orjson.dumps(
-            {
-                "version": version,
-                "lines": self.lines,
-                "others": len(self.others),
-                "included": self.included,
-                "size": self.size,
-            }
-        )
-        return head + b"\n" + self.starts.tobytes() + self.others.tobytes()
+        fields = {"version": version, "included": self.included, "size": self.size}
+        return pack(fields, self.starts, self.others)
 
     @classmethod
     def decode(cls, body: bytes) -> tuple[str, ChangeLines] | None:
         """The version a body describes and what it says, or None if it is not one."""
-        head, _, rest = body.partition(b"\n")
+        unpacked = unpack(body, ("Q", "Q"))
+        if unpacked is None:
+            return None
+        fields, (starts, others) = unpacked
         try:
-            meta = orjson.loads(head)
-            version, lines, others = str(meta["version"]), int(meta["lines"]), int(meta["others"])
-            found = cls(included=int(meta["included"]), size=int(meta["size"]))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            version = str(fields["version"])
+            found = cls(starts, others, int(fields["included"]), int(fields["size"]))
+        except (KeyError, TypeError, ValueError):
             return None
-        width = found.starts.itemsize
-        if len(rest) != width * (lines + others):
-            return None
-        found.starts.frombytes(rest[: width * lines])
-        found.others.frombytes(rest[width * lines :])
         return version, found

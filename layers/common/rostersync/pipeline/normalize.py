@@ -24,9 +24,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-import orjson
-
 from rostersync.models import ENTITY_ORDER, Entity, RowIssue
+from rostersync.packed import pack, unpack
 from rostersync.pipeline.contracts import NormalizedSummary, RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.snapshot import content_hash, current_baseline
@@ -49,36 +48,30 @@ class _Ends:
     ids: array[int]
 
     def encode(self, state: bytes) -> bytes:
-        head = orjson.dumps({"records": len(self.records), "state": len(state)})
-        return head + b"\n" + state + self.records.tobytes() + self.ids.tobytes()
+        """These ends, with the source's ``state`` for recognising its input."""
+        return pack({}, array("B", state), self.records, self.ids)
 
     @classmethod
     def decode(cls, body: bytes) -> tuple[_Ends, bytes] | None:
-        head, _, rest = body.partition(b"\n")
-        try:
-            meta = orjson.loads(head)
-            count, size = int(meta["records"]), int(meta["state"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        unpacked = unpack(body, ("B", "Q", "Q"))
+        if unpacked is None:
             return None
-        ends = cls(array("Q"), array("Q"))
-        width = ends.records.itemsize * count
-        if len(rest) != size + 2 * width:
-            return None
-        ends.records.frombytes(rest[size : size + width])
-        ends.ids.frombytes(rest[size + width :])
-        return ends, rest[:size]
+        state, records, ids = unpacked[1]
+        return (cls(records, ids), state.tobytes()) if len(records) == len(ids) else None
 
 
 class _Earlier:
     """The committed run's record and id lines of one entity, by record number."""
 
-    def __init__(self, stack: ExitStack, deps: Deps, tenant: str, run_id: str, entity: Entity):
+    def __init__(
+        self, stack: ExitStack, deps: Deps, tenant: str, run_id: str, entity: Entity, ends: _Ends
+    ):
         self._stack, self._deps = stack, deps
         self._keys = (
             keys.normalized_key(tenant, run_id, entity),
             keys.normalized_ids_key(tenant, run_id, entity),
         )
-        self.ends = _Ends(array("Q"), array("Q"))
+        self.ends = ends
         self._files: tuple[mmap.mmap, mmap.mmap] | None = None
 
     def _map(self, key: str) -> mmap.mmap:
@@ -117,8 +110,7 @@ def _offer(
     if decoded is None:
         return None
     ends, source_state = decoded
-    earlier = _Earlier(stack, deps, tenant, previous, entity)
-    earlier.ends = ends
+    earlier = _Earlier(stack, deps, tenant, previous, entity, ends)
     raw = ObjectRawArea(deps.store, tenant, keys.raw_prefix(tenant, previous))
     read.offer_reuse(entity, PreviousRead(raw, source_state))
     return earlier
@@ -142,9 +134,9 @@ def _write_entity(
     """The entity's records, and beside them their ids, statuses and content hashes; the
     count of records and of those taken from ``earlier``."""
     count = reused = 0
-    reusing = isinstance(read, ReusingRead)
+    reusing = read if isinstance(read, ReusingRead) else None
     items: Iterator[object] = (
-        read.iter_items(entity) if isinstance(read, ReusingRead) else read.iter_records(entity)
+        reusing.iter_items(entity) if reusing is not None else read.iter_records(entity)
     )
     ends = _Ends(array("Q"), array("Q"))
     end_record, end_id = ends.records.append, ends.ids.append
@@ -202,7 +194,7 @@ def _write_entity(
             )
             add_record(line)
             add_id(id_line)
-            if reusing:
+            if reusing is not None:
                 record_end += len(line)
                 id_end += len(id_line)
                 end_record(record_end)
@@ -211,9 +203,8 @@ def _write_entity(
             if len(id_lines) == _WRITE_BATCH:
                 flush()
         flush()
-    if reusing:
-        assert isinstance(read, ReusingRead)
-        source_state = read.reuse_state(entity)
+    if reusing is not None:
+        source_state = reusing.reuse_state(entity)
         key = keys.normalized_reuse_key(state.tenant, state.run_id, entity)
         if source_state is not None:
             deps.store.put_bytes(key, ends.encode(source_state))

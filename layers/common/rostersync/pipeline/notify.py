@@ -19,11 +19,7 @@ def changed_nothing(report: dict[str, Any]) -> bool:
     return not (
         any(action_totals(report.get("counts")).values())
         or any(int(r.get("archive", 0)) for r in (report.get("refused") or {}).values())
-        or any(
-            any(int(n) for n in counts.values() if isinstance(n, int))
-            for counts in (report.get("excluded") or {}).values()
-            if isinstance(counts, dict)
-        )
+        or any(action_totals(report.get("excluded")).values())
         or report.get("hold")
         or report.get("held")
     )

@@ -69,6 +69,15 @@ def iter_snapshot(
     return store.iter_jsonl(keys.state_key(tenant, baseline_run, entity))
 
 
+def iter_snapshot_lines(
+    store: ObjectStorePort, tenant: str, baseline_run: str | None, entity: Entity
+) -> Iterator[bytes]:
+    """``iter_snapshot``'s lines unparsed."""
+    if baseline_run is None:
+        return iter(())
+    return store.iter_lines(keys.state_key(tenant, baseline_run, entity))
+
+
 def load_baseline_index(
     store: ObjectStorePort, tenant: str, baseline_run: str | None, entity: Entity
 ) -> dict[tuple[str, str], BaselineEntry]:

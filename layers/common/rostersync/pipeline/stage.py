@@ -61,6 +61,7 @@ from rostersync.pipeline.snapshot import (
     content_hash,
     current_baseline,
     iter_snapshot,
+    iter_snapshot_lines,
     load_baseline_index,
 )
 from rostersync.pipeline.tenant_settings import load_settings
@@ -380,7 +381,7 @@ class EntityStager:
             b'{"source_system":' + dumps(system) + b',"source_id":' + dumps(source_id)
             for system, source_id in itertools.chain(self.pending, self.relinked)
         }
-        for raw in _snapshot_lines(self.store, tenant, self.baseline_run, entity):
+        for raw in iter_snapshot_lines(self.store, tenant, self.baseline_run, entity):
             end = raw.find(b',"target_id":')
             if end < 0 or raw[:end] in wanted:
                 yield orjson.loads(raw)
@@ -575,15 +576,6 @@ class _ChangeFile:
         line = dumps_line(action)
         self._out.write(line)
         self._lines.add(line, action)
-
-
-def _snapshot_lines(
-    store: ObjectStorePort, tenant: str, baseline_run: str | None, entity: Entity
-) -> Iterator[bytes]:
-    """The raw lines of an entity's snapshot (nothing before the first commit)."""
-    if baseline_run is None:
-        return iter(())
-    return store.iter_lines(keys.state_key(tenant, baseline_run, entity))
 
 
 def _apply_hold_and_settings(

@@ -135,6 +135,7 @@ from rostersync.models import (
     SessionType,
     Severity,
 )
+from rostersync.packed import pack, unpack
 from rostersync.sources.base import Reused
 from rostersync.sources.bundle import BundleFiles
 from rostersync.sources.oneroster_csv.dialect import (
@@ -444,8 +445,6 @@ KNOWN_COLUMNS: Final = frozenset(
 )
 
 
-#: The columns of each entity holding ids of other records (or of the same file's), and
-#: whether a cell holds several.
 class _OneLine:
     """An iterator giving one line at a time to a parser (``line``, then nothing)."""
 
@@ -473,23 +472,6 @@ class ReuseOffer:
     state: bytes
 
 
-#: The file each reference column points into.
-_REFERENCE_TARGETS: Final[dict[tuple[Entity, str], Entity]] = {
-    (Entity.ORGS, "parentSourcedId"): Entity.ORGS,
-    (Entity.ACADEMIC_SESSIONS, "parentSourcedId"): Entity.ACADEMIC_SESSIONS,
-    (Entity.COURSES, "schoolYearSourcedId"): Entity.ACADEMIC_SESSIONS,
-    (Entity.COURSES, "orgSourcedId"): Entity.ORGS,
-    (Entity.CLASSES, "courseSourcedId"): Entity.COURSES,
-    (Entity.CLASSES, "schoolSourcedId"): Entity.ORGS,
-    (Entity.CLASSES, "termSourcedIds"): Entity.ACADEMIC_SESSIONS,
-    (Entity.USERS, "orgSourcedIds"): Entity.ORGS,
-    (Entity.USERS, "primaryOrgSourcedId"): Entity.ORGS,
-    (Entity.USERS, "agentSourcedIds"): Entity.USERS,
-    (Entity.ENROLLMENTS, "classSourcedId"): Entity.CLASSES,
-    (Entity.ENROLLMENTS, "schoolSourcedId"): Entity.ORGS,
-    (Entity.ENROLLMENTS, "userSourcedId"): Entity.USERS,
-}
-
 #: Records of one file the next run may take as they are, at most (above it every row
 #: is read: the lines to recognise would take too much memory).
 REUSE_MAX_RECORDS: Final = 2_000_000
@@ -506,24 +488,29 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
-_REFERENCE_COLUMNS: Final[dict[Entity, tuple[tuple[str, bool], ...]]] = {
-    Entity.ORGS: (("parentSourcedId", False),),
-    Entity.ACADEMIC_SESSIONS: (("parentSourcedId", False),),
-    Entity.COURSES: (("schoolYearSourcedId", False), ("orgSourcedId", False)),
+#: The columns of each entity holding ids of other records (or of the same file's),
+#: whether a cell holds several, and the file they point into.
+_REFERENCE_COLUMNS: Final[dict[Entity, tuple[tuple[str, bool, Entity], ...]]] = {
+    Entity.ORGS: (("parentSourcedId", False, Entity.ORGS),),
+    Entity.ACADEMIC_SESSIONS: (("parentSourcedId", False, Entity.ACADEMIC_SESSIONS),),
+    Entity.COURSES: (
+        ("schoolYearSourcedId", False, Entity.ACADEMIC_SESSIONS),
+        ("orgSourcedId", False, Entity.ORGS),
+    ),
     Entity.CLASSES: (
-        ("courseSourcedId", False),
-        ("schoolSourcedId", False),
-        ("termSourcedIds", True),
+        ("courseSourcedId", False, Entity.COURSES),
+        ("schoolSourcedId", False, Entity.ORGS),
+        ("termSourcedIds", True, Entity.ACADEMIC_SESSIONS),
     ),
     Entity.USERS: (
-        ("orgSourcedIds", True),
-        ("primaryOrgSourcedId", False),
-        ("agentSourcedIds", True),
+        ("orgSourcedIds", True, Entity.ORGS),
+        ("primaryOrgSourcedId", False, Entity.ORGS),
+        ("agentSourcedIds", True, Entity.USERS),
     ),
     Entity.ENROLLMENTS: (
-        ("classSourcedId", False),
-        ("schoolSourcedId", False),
-        ("userSourcedId", False),
+        ("classSourcedId", False, Entity.CLASSES),
+        ("schoolSourcedId", False, Entity.ORGS),
+        ("userSourcedId", False, Entity.USERS),
     ),
     Entity.DEMOGRAPHICS: (),
 }
@@ -1605,36 +1592,23 @@ class _FileReader:
         """What the next run needs to take this file's clean lines as they were read."""
         if self.fingerprint is None or len(self.reusable) > REUSE_MAX_RECORDS:
             return None
-        head = orjson.dumps(
-            {
-                "fingerprint": self.fingerprint,
-                "records": len(self.reusable),
-                "blanks": list(self.blank_sets),
-            }
-        )
-        return head + b"\n" + self.reusable.tobytes() + self.reusable_blanks.tobytes()
+        fields = {"fingerprint": self.fingerprint, "blanks": list(self.blank_sets)}
+        return pack(fields, self.reusable, self.reusable_blanks)
 
     def _reuse_memo(self, offer: ReuseOffer) -> tuple[dict[str, int], list[str], list[int]] | None:
         """The previous run's clean lines of this file -> the index of their records,
         and the same lines and indexes in file order, when that read's fingerprint is
         this one's; else None (every row is read)."""
-        head, _, body = offer.state.partition(b"\n")
-        try:
-            meta = orjson.loads(head)
-        except orjson.JSONDecodeError:
+        unpacked = unpack(offer.state, ("I", "H"))
+        if unpacked is None or self.fingerprint is None:
             return None
-        if self.fingerprint is None or meta.get("fingerprint") != self.fingerprint:
+        fields, (numbers, blanks) = unpacked
+        if fields.get("fingerprint") != self.fingerprint or len(numbers) != len(blanks):
             return None
-        numbers, blanks = array("I"), array("H")
-        count = meta.get("records")
-        if not isinstance(count, int) or len(body) != count * (numbers.itemsize + blanks.itemsize):
+        if len(numbers) > REUSE_MAX_RECORDS:
             return None
-        if count > REUSE_MAX_RECORDS:
-            return None
-        numbers.frombytes(body[: count * numbers.itemsize])
-        blanks.frombytes(body[count * numbers.itemsize :])
         sets = self.blank_sets
-        remap = [sets.setdefault(tuple(keys), len(sets)) for keys in meta.get("blanks") or [[]]]
+        remap = [sets.setdefault(tuple(keys), len(sets)) for keys in fields.get("blanks") or [[]]]
         if any(index >= len(remap) for index in set(blanks)):
             return None
         self._earlier_blanks = (blanks, remap)
@@ -1644,7 +1618,7 @@ class _FileReader:
             with offer.files.open(self.name) as raw:
                 # Every line, as this read splits them (in C: no Python step per line).
                 text = list(_text(raw))
-            if any(numbers[index] > len(text) for index in taken[-1:]):
+            if taken and numbers[taken[-1]] > len(text):
                 return None
             chosen = list(map(text.__getitem__, [numbers[i] - 1 for i in taken]))
             memo = dict(zip(chosen, taken, strict=True))
@@ -1664,9 +1638,8 @@ class _FileReader:
         width, delimiter = header.width, self.delimiter
         i_sid = header.col("sourcedId")
         checks: list[tuple[int, bool, set[str] | None]] = []
-        for key, multi in _REFERENCE_COLUMNS[entity]:
+        for key, multi, target in _REFERENCE_COLUMNS[entity]:
             if key in header.index:
-                target = _REFERENCE_TARGETS[entity, key]
                 known = None if target is entity else self.known(target)
                 if target is entity or known is not None:
                     checks.append((header.index[key], multi, known))
@@ -1812,7 +1785,7 @@ class _FileReader:
         blank_dlm_counts = self.mode is FileMode.DELTA and "dateLastModified" in header.index
         extensions = header.extensions
         references = [
-            header.index[key] for key, _ in _REFERENCE_COLUMNS[entity] if key in header.index
+            header.index[key] for key, _, _ in _REFERENCE_COLUMNS[entity] if key in header.index
         ]
         # A row's reference cells and the blank cell appended to it (so that there are
         # always two: a tuple), to be checked joined: when the whole is short enough and
@@ -2139,7 +2112,7 @@ class _FileReader:
 
     def _bad_reference(self, row: list[str], status: str, line: int, sid: str) -> bool:
         """Whether a reference cannot be stored (then the row is skipped)."""
-        for key, multi in _REFERENCE_COLUMNS[self.entity]:
+        for key, multi, _ in _REFERENCE_COLUMNS[self.entity]:
             if key not in self.header.index:
                 continue
             cell = row[self.header.index[key]].strip()
