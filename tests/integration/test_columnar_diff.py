@@ -11,14 +11,11 @@ from typing import Any
 
 import pytest
 
-from rostersync.application.sync import ensure_tenant
-from rostersync.config import stack_settings
 from rostersync.generator import generate_district, mutate_next_day
-from rostersync.local.runtime import LocalCloud
-from rostersync.local.session import run_sync
 from rostersync.models import ENTITY_ORDER
-from rostersync.pipeline.deps import Deps, build_deps
+from rostersync.pipeline.deps import Deps
 from rostersync.storage import keys
+from tests.integration.days import committed_days
 
 TENANT = "district"
 #: Fields that name the run or the moment, not the change.
@@ -79,21 +76,16 @@ def _changes(deps: Deps, run_id: str) -> dict[str, list[dict[str, Any]]]:
 
 def _syncs(state: Path, days: list[Path]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    with LocalCloud(state) as cloud:
-        deps = build_deps(stack_settings())
-        ensure_tenant(deps, TENANT, create=True)
-        for folder in days:
-            outcome, _ = run_sync(cloud, deps, TENANT, folder, state / "reports")
-            assert outcome.status == "committed", outcome.error
-            summary = deps.store.get_json(keys.change_summary_key(TENANT, outcome.run_id))
-            out.append(
-                {
-                    "changes": _changes(deps, outcome.run_id),
-                    "counts": outcome.counts,
-                    "unchanged": summary["unchanged"],
-                    "compared": summary["compared"],
-                }
-            )
+    for deps, outcome in committed_days(state, TENANT, days):
+        summary = deps.store.get_json(keys.change_summary_key(TENANT, outcome.run_id))
+        out.append(
+            {
+                "changes": _changes(deps, outcome.run_id),
+                "counts": outcome.counts,
+                "unchanged": summary["unchanged"],
+                "compared": summary["compared"],
+            }
+        )
     return out
 
 

@@ -12,15 +12,12 @@ from typing import Any
 
 import pytest
 
-from rostersync.application.sync import ensure_tenant
-from rostersync.config import stack_settings
 from rostersync.generator import generate_district, mutate_next_day
-from rostersync.local.runtime import LocalCloud
-from rostersync.local.session import run_sync
 from rostersync.models import ENTITY_ORDER
-from rostersync.pipeline.deps import Deps, build_deps
+from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.normalize import load_normalized_summary
 from rostersync.storage import keys
+from tests.integration.days import committed_days
 
 TENANT = "district"
 
@@ -99,15 +96,7 @@ def _read(deps: Deps, run_id: str) -> dict[str, Any]:
 
 
 def _syncs(state: Path, days: list[Path]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    with LocalCloud(state) as cloud:
-        deps = build_deps(stack_settings())
-        ensure_tenant(deps, TENANT, create=True)
-        for folder in days:
-            outcome, _ = run_sync(cloud, deps, TENANT, folder, state / "reports")
-            assert outcome.status == "committed", outcome.error
-            out.append(_read(deps, outcome.run_id))
-    return out
+    return [_read(deps, outcome.run_id) for deps, outcome in committed_days(state, TENANT, days)]
 
 
 def test_reused_records_equal_a_fresh_read(tmp_path, days, monkeypatch):
