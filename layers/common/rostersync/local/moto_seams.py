@@ -79,6 +79,12 @@ SEAMS: tuple[Seam, ...] = (
         "replaced: Wait states block for their full duration",
     ),
     Seam(
+        "moto.stepfunctions.parser.models",
+        "StepFunctionsParserBackend._validate_definition",
+        "replaced: creating a state machine parses its definition once more only to"
+        " validate it (0.7 s of every command's start); each execution parses it anyway",
+    ),
+    Seam(
         "moto.stepfunctions.parser.asl.component.state.exec.state_task.service"
         ".state_task_service_dynamodb",
         "StateTaskServiceDynamoDB._eval_service_task",
@@ -102,8 +108,38 @@ def _lookup(seam: Seam) -> Any:
     return target
 
 
+def _defer_package(name: str) -> None:
+    """Register the package ``name`` without running its ``__init__`` until something
+    reads an attribute it does not have yet; its submodules import as usual."""
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+    loaded = threading.Lock()
+    state = {"run": False}
+
+    def load(attribute: str) -> Any:
+        with loaded:
+            if not state["run"]:
+                state["run"] = True
+                loader.exec_module(module)
+        if attribute in module.__dict__:
+            return module.__dict__[attribute]
+        raise AttributeError(f"module {name!r} has no attribute {attribute!r}")
+
+    module.__getattr__ = load  # type: ignore[method-assign]
+    sys.modules[name] = module
+
+
 def check_moto_seams() -> None:
     """Raise ``MotoSeamMissing`` unless every internal in ``SEAMS`` exists."""
+    # The Step Functions interpreter imports one enum from moto.batch, whose package
+    # brings in the Batch and EC2 emulations (most of the interpreter's import time);
+    # they load if anything uses them.
+    _defer_package("moto.batch")
     missing: list[str] = []
     for seam in SEAMS:
         try:
@@ -299,6 +335,10 @@ def bus_name_of(value: str | None) -> str:
     return value.rsplit("/", 1)[-1] if value.startswith("arn:") else value
 
 
+def _accept_definition(definition: str) -> None:
+    return None
+
+
 _PATCH_LOCK = threading.Lock()
 _installed: MotoPatches | None = None
 
@@ -326,6 +366,7 @@ class MotoPatches:
         from moto.awslambda import models as lambda_models
         from moto.awslambda_simple import models as lambda_simple_models
         from moto.events import models as events_models
+        from moto.stepfunctions.parser import models as parser_models
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
         from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
             state_task_service_dynamodb,
@@ -371,6 +412,13 @@ class MotoPatches:
                 lambda_models.LambdaBackend.invoke,
             )
             self._set(events_models.EventsBackend, "put_events", put_events)
+            # The definitions are the template's, checked by the ASL checks; an execution
+            # parses its definition before running it, so a broken one still fails.
+            self._set(
+                parser_models.StepFunctionsParserBackend,
+                "_validate_definition",
+                staticmethod(_accept_definition),
+            )
             if self._table_tasks is not None:
                 self._patch_table_tasks(state_task_service_dynamodb.StateTaskServiceDynamoDB)
             if self._instant_waits:

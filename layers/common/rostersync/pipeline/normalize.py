@@ -168,16 +168,24 @@ def _write_entity(
                     records.write(earlier_records[start : before_records[stop - 1]])
                     base = record_end - start
                     record_end = base + before_records[stop - 1]
-                    ends.records.extend(base + before_records[n] for n in range(first, stop))
+                    ends.records.extend(map(base.__add__, before_records[first:stop]))
                     start = before_ids[first - 1] if first else 0
-                    for line in earlier_ids[start : before_ids[stop - 1]].splitlines():
-                        id_line = line[: line.rindex(b",") + 1] + b"%d]\n" % count
-                        add_id(id_line)
-                        id_end += len(id_line)
-                        end_id(id_end)
-                        count += 1
-                    ids.write(b"".join(id_lines))
-                    id_lines.clear()
+                    # Each id line with this run's line number (its last cell).
+                    renumbered = [
+                        b"%b%d]\n" % (line[: line.rindex(b",") + 1], number)
+                        for line, number in zip(
+                            earlier_ids[start : before_ids[stop - 1]].splitlines(),
+                            itertools.count(count),
+                        )
+                    ]
+                    ids.write(b"".join(renumbered))
+                    ends.ids.extend(
+                        itertools.islice(
+                            itertools.accumulate(map(len, renumbered), initial=id_end), 1, None
+                        )
+                    )
+                    id_end = ends.ids[-1]
+                    count += len(renumbered)
                 reused += len(item.numbers)
                 continue
             record = item  # a record dict

@@ -98,7 +98,6 @@ over ``MAX_RECORD_BYTES``, skips the row by id with an issue naming the column.
 
 from __future__ import annotations
 
-import bisect
 import codecs
 import csv
 import difflib
@@ -475,6 +474,10 @@ class ReuseOffer:
 #: Records of one file the next run may take as they are, at most (above it every row
 #: is read: the lines to recognise would take too much memory).
 REUSE_MAX_RECORDS: Final = 2_000_000
+#: Characters of lines read ahead at a time while reusing.
+_READ_AHEAD: Final = 1 << 20
+#: Lines checked together at most: a refused line costs one such check.
+_TAKE_TOGETHER: Final = 512
 
 
 @functools.cache
@@ -557,12 +560,13 @@ class _Lines:
     of one line that leave it clear need no closer look (the hot path stays as it was).
     ``last``: the line given last (a row of one line is that line).
 
-    Reusing (``reuse`` set, see ``_FileReader._reuse_memo``): a line at the start of a
-    row (``boundary``, which the row loop sets after each row) that is a line the
-    previous run read cleanly, and that ``take`` accepts, never reaches the parser: its
-    line number goes to ``hit_lines``, the previous run's record number to
-    ``hit_records``, and it counts in ``swallowed``, so the parser's line numbers plus
-    ``swallowed`` are the file's.
+    Reusing (``reuse`` set, see ``_FileReader._reuse_memo``): lines are read ahead a
+    block at a time and looked up together; a run of lines at the start of a row
+    (``boundary``, which the row loop sets after each row) that the previous run read
+    cleanly, and that ``take`` accepts (all of them at once, else up to the first it
+    refuses), never reaches the parser: their line numbers go to ``hit_lines``, the
+    previous run's record numbers to ``hit_records``, and they count in ``swallowed``, so
+    the parser's line numbers plus ``swallowed`` are the file's.
     """
 
     __slots__ = (
@@ -571,9 +575,7 @@ class _Lines:
         "flagged",
         "hit_lines",
         "hit_records",
-        "in_order",
         "last",
-        "numbers",
         "reuse",
         "swallowed",
         "take",
@@ -593,12 +595,8 @@ class _Lines:
         self.hit_records: list[int] = []
         #: Line -> the previous run's record index, once the header allows reuse.
         self.reuse: dict[str, int] | None = {} if reusing else None
-        #: The same lines in the previous file's order, with their record numbers: the
-        #: line after a taken one is most often the previous file's next (compared, no
-        #: lookup).
-        self.in_order: list[str] = []
-        self.numbers: list[int] = []
-        self.take: Callable[[str], bool] | None = None
+        #: How many of ``lines[start:end]`` (in order, from the first) can be taken.
+        self.take: Callable[[list[str], int, int], int] | None = None
 
     def __iter__(self) -> Iterator[str]:
         if self.reuse is not None:
@@ -616,32 +614,38 @@ class _Lines:
     def _reusing(self) -> Iterator[str]:
         long = UNMEASURED_ROW_CHARS
         given = 0
-        hit_line, hit_record = self.hit_lines.append, self.hit_records.append
-        expected = 0  # where in ``in_order`` the next line most likely is
-        for line in self.text:
-            if self.boundary:
-                reuse, take = self.reuse, self.take
-                if reuse and take is not None:
-                    in_order, numbers = self.in_order, self.numbers
-                    if expected < len(in_order) and line == in_order[expected]:
-                        index: int | None = numbers[expected]
-                        expected += 1
-                    else:
-                        index = reuse.get(line)
-                        if index is not None:
-                            expected = bisect.bisect_left(numbers, index) + 1
-                    if index is not None and take(line):
-                        self.swallowed += 1
-                        hit_line(given + self.swallowed)
-                        hit_record(index)
-                        continue
-            if len(line) > long or line[-1] not in "\r\n":
-                self.flagged = True
-                self.unterminated = line[-1] not in "\r\n"
-            self.boundary = False
-            self.last = line
-            given += 1
-            yield line
+        hit_lines, hit_records = self.hit_lines, self.hit_records
+        # A block of lines split as iterating the text splits them (in C).
+        while block := self.text.readlines(_READ_AHEAD):
+            count, i = len(block), 0
+            found: list[int | None] | None = None
+            while i < count:
+                if self.boundary and self.reuse and self.take is not None:
+                    if found is None:
+                        found = list(map(self.reuse.get, block))
+                    end = i
+                    while end < count and found[end] is not None:
+                        end += 1
+                    if end > i:
+                        taken = self.take(block, i, end)
+                        if taken:
+                            first = given + self.swallowed + 1
+                            self.swallowed += taken
+                            hit_lines.extend(range(first, first + taken))
+                            hit_records.extend(found[i : i + taken])  # type: ignore[arg-type]
+                            i += taken
+                        if i == end:
+                            continue
+                        # block[i] was refused: the parser reads it.
+                line = block[i]
+                i += 1
+                if len(line) > long or line[-1] not in "\r\n":
+                    self.flagged = True
+                    self.unterminated = line[-1] not in "\r\n"
+                self.boundary = False
+                self.last = line
+                given += 1
+                yield line
         self.exhausted = self.flagged = True
 
 
@@ -1557,8 +1561,8 @@ class _FileReader:
                 self.fingerprint = self._fingerprint(first)
                 if offer is not None:
                     memo = self._reuse_memo(offer)
-                    if memo is not None and memo[0]:
-                        lines.reuse, lines.in_order, lines.numbers = memo
+                    if memo:
+                        lines.reuse = memo
                         lines.take = self._taker()
                 yield from self._rows(reader, lines)
             break
@@ -1595,10 +1599,9 @@ class _FileReader:
         fields = {"fingerprint": self.fingerprint, "blanks": list(self.blank_sets)}
         return pack(fields, self.reusable, self.reusable_blanks)
 
-    def _reuse_memo(self, offer: ReuseOffer) -> tuple[dict[str, int], list[str], list[int]] | None:
+    def _reuse_memo(self, offer: ReuseOffer) -> dict[str, int] | None:
         """The previous run's clean lines of this file -> the index of their records,
-        and the same lines and indexes in file order, when that read's fingerprint is
-        this one's; else None (every row is read)."""
+        when that read's fingerprint is this one's; else None (every row is read)."""
         unpacked = unpack(offer.state, ("I", "H"))
         if unpacked is None or self.fingerprint is None:
             return None
@@ -1628,12 +1631,14 @@ class _FileReader:
         finally:
             # That file's decoding is not this one's to report.
             _fallback_state.count = before
-        return memo, chosen, taken
+        return memo
 
-    def _taker(self) -> Callable[[str], bool]:
-        """Whether a line the previous run read cleanly can be taken as it was: it still
-        splits into the header's cells, its id is not a repeat, and every reference it
-        makes still resolves as this run's reading checks it."""
+    def _taker(self) -> Callable[[list[str], int, int], int]:
+        """How many of ``lines[start:end]``, lines the previous run read cleanly, can be
+        taken as they were (in order, up to the first that cannot): a line still splits
+        into the header's cells, its id is not a repeat, and every reference it makes
+        still resolves as this run's reading checks it. Lines are checked together (a
+        few set operations for hundreds of lines); where that fails, one at a time."""
         header, entity, seen = self.header, self.entity, self.seen
         width, delimiter = header.width, self.delimiter
         i_sid = header.col("sourcedId")
@@ -1646,14 +1651,16 @@ class _FileReader:
         # The common case in one step: single references to other files.
         simple = bool(checks) and all(not multi and known is not None for _, multi, known in checks)
         cells_of = itemgetter(i_sid, *(i for i, _, _ in checks))
+        sid_of = itemgetter(i_sid)
         sets = [known for _, _, known in checks]
         users = self.known(Entity.USERS) if entity is Entity.DEMOGRAPHICS else None
         in_this_file = self.in_this_file
+        strip = str.strip
         # Quoted lines are split as the parser splits them: one line at a time.
         feed = _OneLine()
         parse = csv.reader(feed, delimiter=delimiter)
 
-        def take(line: str) -> bool:
+        def one(line: str) -> bool:
             if '"' in line:
                 feed.line = line
                 try:
@@ -1687,6 +1694,55 @@ class _FileReader:
                         return False
             seen.add(sid)
             return True
+
+        def together(lines: list[str]) -> bool:
+            """Whether every line can be taken (then taken): what ``one`` checks, at
+            once, conservatively (a reference to a later line of the run is left to
+            ``one``)."""
+            if '"' in "".join(lines):
+                try:
+                    rows = list(csv.reader(lines, delimiter=delimiter))
+                except csv.Error:
+                    return False
+                if len(rows) != len(lines):
+                    return False
+            else:
+                rows = [line.split(delimiter) for line in lines]
+            if set(map(len, rows)) != {width}:
+                return False
+            sids = list(map(strip, map(sid_of, rows)))
+            if len(set(sids)) != len(sids) or not seen.isdisjoint(sids):
+                return False
+            if users is not None and not users.issuperset(sids):
+                return False
+            for i, multi, known in checks:
+                values = set(map(strip, map(itemgetter(i), rows)))
+                values.discard("")
+                if multi:
+                    values = {ref for value in values for ref in _split(value)}
+                if known is not None:
+                    if not known.issuperset(values):
+                        return False
+                elif rest := values.difference(seen):
+                    # As ``in_this_file`` answers: this file's ids, when known.
+                    own = self.known(entity)
+                    if own is not None and not own.issuperset(rest):
+                        return False
+            seen.update(sids)
+            return True
+
+        def take(lines: list[str], start: int, end: int) -> int:
+            taken = start
+            while taken < end:
+                stop = min(end, taken + _TAKE_TOGETHER)
+                if together(lines[taken:stop]):
+                    taken = stop
+                    continue
+                for line in lines[taken:stop]:
+                    if not one(line):
+                        return taken - start
+                    taken += 1
+            return taken - start
 
         return take
 
