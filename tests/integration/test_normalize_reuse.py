@@ -6,6 +6,7 @@ after day, whatever changed around the unchanged lines."""
 from __future__ import annotations
 
 import csv
+import io
 import shutil
 from pathlib import Path
 from typing import Any
@@ -35,19 +36,61 @@ def _write(path: Path, fields: list[str], rows: list[dict[str, str]]) -> None:
         writer.writerows(rows)
 
 
+def _line(fields: list[str], row: dict[str, str]) -> str:
+    """The row's line as ``_write`` writes it."""
+    out = io.StringIO(newline="")
+    csv.DictWriter(out, fieldnames=fields).writerow(row)
+    return out.getvalue()
+
+
+def _agents(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
 def _day3(day2: Path, day3: Path) -> dict[str, str]:
     """Day 2 with what unchanged lines must not hide: a user gone whose enrollment lines
     stay as they were, a course gone whose class line stays, a repeated unchanged line,
     lines in another order, a bad row after many unchanged ones, a new header order, a
-    quoted cell over two lines."""
+    quoted cell over two lines, an unchanged line inside another row's quoted cell (its
+    parent gone, a pupil still pointing at it), a gone parent's id as a line inside a cell."""
     shutil.copytree(day2, day3)
     fields, users = _rows(day3 / "users.csv")
     _, enrollments = _rows(day3 / "enrollments.csv")
     enrolled = {row["userSourcedId"] for row in enrollments}
     gone = next(u for u in users if u["role"] == "student" and u["sourcedId"] in enrolled)
-    kept = [u for u in users if u is not gone]
-    kept.reverse()  # the same lines, in another order
+    # A parent whose line is now only the inside of another row's quoted cell (a line as
+    # it was, but not a row), with a pupil's unchanged line still pointing at it.
+    pointed_at = {a for u in users if u["role"] == "student" for a in _agents(u["agentSourcedIds"])}
+    hidden = next(
+        u
+        for u in users
+        if u["role"] == "parent" and u["sourcedId"] in pointed_at and '"' not in _line(fields, u)
+    )
+    # Another parent gone whose id is now a line of its own inside a quoted cell (no row),
+    # a pupil's unchanged line still pointing at it.
+    still_pointed_at = {
+        a
+        for u in users
+        if u["role"] == "student" and u is not gone
+        for a in _agents(u["agentSourcedIds"])
+    }
+    orphan = next(
+        u
+        for u in users
+        if u["role"] == "parent"
+        and u["sourcedId"] in still_pointed_at
+        and u is not hidden
+        and gone["sourcedId"] not in u["agentSourcedIds"]
+    )
+    kept = [u for u in users if u is not gone and u is not hidden and u is not orphan]
+    kept.reverse()  # the same lines, in another order (parents before their pupils)
     kept.append(dict(kept[5]))  # an unchanged line twice: the second is a repeat
+    holder = dict(kept[-3])
+    holder["middleName"] = "open\r\n" + _line(fields, hidden).rstrip("\r\n") + "\r\nclose"
+    kept[-3] = holder
+    holder = dict(kept[-4])
+    holder["middleName"] = "open\r\n" + orphan["sourcedId"] + "\r\nclose"
+    kept[-4] = holder
     _write(day3 / "users.csv", fields, kept)
 
     fields, classes = _rows(day3 / "classes.csv")
@@ -64,7 +107,7 @@ def _day3(day2: Path, day3: Path) -> dict[str, str]:
 
     fields, rows = _rows(day3 / "demographics.csv")
     _write(day3 / "demographics.csv", list(reversed(fields)), rows)
-    return {"gone_user": gone["sourcedId"], "gone_course": course}
+    return {"gone_user": gone["sourcedId"], "gone_course": course, "orphan": orphan["sourcedId"]}
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +167,7 @@ def test_reused_records_equal_a_fresh_read(tmp_path, days, monkeypatch):
     assert "demographics" not in day3["reused"]
     assert day4["reused"]["demographics"] > 0
     # Day 4 is day 3 again: every record is taken but those read with an issue (read
-    # again, so the issue is reported again) and the one over two lines.
+    # again, so the issue is reported again) and those over several lines.
     with_issue: dict[str, set[str]] = {}
     for issue in day4["issues"]:
         if issue.get("source_id") and issue["action"] != "row skipped":
@@ -132,7 +175,7 @@ def test_reused_records_equal_a_fresh_read(tmp_path, days, monkeypatch):
     assert with_issue.get("users") and with_issue.get("classes")
     for entity, body in day4["records"].items():
         if body:
-            spanning = 1 if entity == "classes" else 0
+            spanning = 1 if entity in ("classes", "users") else 0
             expected = body.count(b"\n") - len(with_issue.get(entity, ())) - spanning
             assert day4["reused"].get(entity) == expected, entity
 
@@ -147,4 +190,8 @@ def test_reused_records_equal_a_fresh_read(tmp_path, days, monkeypatch):
         facts["gone_course"] in str(i.get("value")) for i in issues
     )
     assert about("appears earlier in the file"), "the repeated line is a repeat"
+    # The lines inside the cells are no rows: the first holder's row is reported as
+    # swallowing one; the second's id line leaves the pupil pointing at nobody.
+    assert about("runs on to line"), "the quoted cell holding an unchanged line"
+    assert about(f"No user {facts['orphan']!r}"), "an id line inside a cell is no user"
     assert about("'wizard' is not a OneRoster role")

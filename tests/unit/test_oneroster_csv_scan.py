@@ -77,6 +77,25 @@ def test_scan_matches_csv_reader_on_random_rows(delimiter: str) -> None:
             )
 
 
+#: Quotes where csv.reader's reading depends on where a quoted cell starts and ends: a
+#: doubled quote before the delimiter, text and quotes after a closing quote, a quote
+#: inside a plain cell, a quoted cell holding the delimiter and doubled quotes.
+QUOTE_HEAVY = ["a", "", '"a""', '"a"b"c', '"a"",b"', 'x"', '"""', '""""', '"q,""1"""', ' "s"', "b"]
+
+
+@pytest.mark.parametrize("delimiter", [",", ";"])
+def test_scan_matches_csv_reader_on_quote_heavy_rows(delimiter: str) -> None:
+    rng = random.Random(23)
+    pieces = [piece.replace(",", delimiter) for piece in QUOTE_HEAVY]
+    for _ in range(600):
+        text = _text(rng, rng.randint(1, 10), pieces, delimiter)
+        for idx in (0, 1, 2, 3):
+            assert _scanned(text, idx, delimiter) == _expected(text, idx, delimiter), (
+                text,
+                idx,
+            )
+
+
 def test_scan_matches_csv_reader_over_many_chunks() -> None:
     rng = random.Random(5)
     well_quoted = ["a", " b ", "", '"q,1"', '"x""y"', '""', "é"]

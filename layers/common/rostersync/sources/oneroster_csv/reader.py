@@ -98,6 +98,7 @@ over ``MAX_RECORD_BYTES``, skips the row by id with an issue naming the column.
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import csv
 import difflib
@@ -105,6 +106,7 @@ import functools
 import hashlib
 import io
 import itertools
+import operator
 import re
 import sys
 import threading
@@ -442,6 +444,24 @@ _ROLES_LOOKUP: Final[dict[str, str]] = {
 KNOWN_COLUMNS: Final = frozenset(
     itertools.chain(*_HEADER_LOOKUP.values(), _MANIFEST_COLUMNS, _ROLES_LOOKUP)
 )
+
+
+class _Feed:
+    """The lines of a list from ``pos`` on, for a parser; ``pos`` says how far it read."""
+
+    __slots__ = ("lines", "pos")
+
+    def __init__(self, lines: list[str], pos: int) -> None:
+        self.lines, self.pos = lines, pos
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> str:
+        if self.pos >= len(self.lines):
+            raise StopIteration
+        self.pos += 1
+        return self.lines[self.pos - 1]
 
 
 class _OneLine:
@@ -1563,7 +1583,7 @@ class _FileReader:
                     memo = self._reuse_memo(offer)
                     if memo:
                         lines.reuse = memo
-                        lines.take = self._taker()
+                        lines.take = self._taker(memo)
                 yield from self._rows(reader, lines)
             break
         self._finish(before)
@@ -1633,7 +1653,64 @@ class _FileReader:
             _fallback_state.count = before
         return memo
 
-    def _taker(self) -> Callable[[list[str], int, int], int]:
+    def _own_ids(self, memo: dict[str, int]) -> set[str] | None:
+        """This file's ids, as ``known`` gives them (the id pre-pass), read with the
+        previous run's clean lines (``memo``): such a line at the start of a row is a
+        row of its own (it was read so, from a row's start, with this header and
+        delimiter), so its id is its cell, split without the parser; only the other
+        lines go through the parser."""
+        bundle, entity = self.bundle, self.entity
+        if bundle.modes[entity] is not FileMode.BULK or entity in bundle._known:
+            return self.known(entity)
+        before = _fallback_count()
+        try:
+            with bundle._files.open(self.name) as raw:
+                lines = list(_text(raw))
+        finally:
+            # Decoding problems are reported by the main pass over the file.
+            _fallback_state.count = before
+        i_sid, delimiter = self.header.col("sourcedId"), self.delimiter
+        feed = _Feed(lines, self.header_line)
+        parse = csv.reader(feed, delimiter=delimiter)
+        ids: set[str] = set()
+        count = len(lines)
+        # Where the lines the previous run read cleanly are not (in C, then bisected).
+        others = list(
+            itertools.compress(range(count), map(operator.not_, map(memo.__contains__, lines)))
+        )
+        others.append(count)
+        strip = str.strip
+        try:
+            pos = self.header_line
+            while pos < count:
+                if lines[pos] in memo:
+                    # A run of such lines, each a row: their ids split out together.
+                    end = others[bisect.bisect_left(others, pos)]
+                    run = lines[pos:end]
+                    if i_sid == 0:
+                        cells = [line.partition(delimiter)[0] for line in run]
+                        if any(cell[:1] == '"' for cell in cells):
+                            cells = [
+                                next(csv.reader([line], delimiter=delimiter))[0] for line in run
+                            ]
+                    else:
+                        cells = [row[i_sid] for row in csv.reader(run, delimiter=delimiter)]
+                    ids.update(map(strip, cells))
+                    pos = end
+                    continue
+                feed.pos = pos
+                row = next(parse)
+                pos = feed.pos
+                if len(row) > i_sid and (value := row[i_sid].strip()):
+                    ids.add(value)
+        except (csv.Error, StopIteration, IndexError):
+            # Read as the pre-pass reads it (which answers None where it cannot).
+            return self.known(entity)
+        ids.discard("")
+        bundle._known[entity] = ids
+        return ids
+
+    def _taker(self, memo: dict[str, int]) -> Callable[[list[str], int, int], int]:
         """How many of ``lines[start:end]``, lines the previous run read cleanly, can be
         taken as they were (in order, up to the first that cannot): a line still splits
         into the header's cells, its id is not a repeat, and every reference it makes
@@ -1716,7 +1793,10 @@ class _FileReader:
             if users is not None and not users.issuperset(sids):
                 return False
             for i, multi, known in checks:
-                values = set(map(strip, map(itemgetter(i), rows)))
+                cell = itemgetter(i)
+                if not multi and known is not None and known.issuperset(map(cell, rows)):
+                    continue  # every cell an id as it stands (the common case: no set made)
+                values = set(map(strip, map(cell, rows)))
                 values.discard("")
                 if multi:
                     values = {ref for value in values for ref in _split(value)}
@@ -1725,7 +1805,7 @@ class _FileReader:
                         return False
                 elif rest := values.difference(seen):
                     # As ``in_this_file`` answers: this file's ids, when known.
-                    own = self.known(entity)
+                    own = self._own_ids(memo)
                     if own is not None and not own.issuperset(rest):
                         return False
             seen.update(sids)
