@@ -126,6 +126,18 @@ def test_copy_upload_and_download(stack: Stack, tenant: str, tmp_path: Path) -> 
         pass
 
 
+def test_a_large_file_uploads_whole(stack: Stack, tenant: str, tmp_path: Path) -> None:
+    store = stack.deps.store
+    source = tmp_path / "big.csv"
+    body = b"".join(b"%d,row %d\n" % (n, n * 7) for n in range(400_000))  # several blocks
+    source.write_bytes(body)
+
+    store.upload_file(source, f"{tenant}/big.csv")
+    source.write_bytes(b"changed afterwards")  # the stored object is a copy
+
+    assert store.get_bytes(f"{tenant}/big.csv") == body
+
+
 def test_large_objects_stream_in_and_out(stack: Stack, tenant: str) -> None:
     store = stack.deps.store
     block = bytes(range(256)) * 4096  # 1 MiB
