@@ -12,13 +12,18 @@ the users and enrollments files of both days, hashing each row, joining on sourc
 classifying adds, updates and deletes; the ratio is core / reference, with
 core = normalize + match + stage.
 
-    .venv/bin/python bench/bench_sync.py [--sizes 10000 100000 1000000] [--quick]
+    .venv/bin/python bench/bench_sync.py [--sizes 10000 100000 1000000] [--quick] [--processes]
+
+``--processes`` runs each Lambda invocation in a process of its own (``LOCAL_INVOKE=process``),
+as Lambda does, so that each step's and each commit chunk's peak memory is its own (the
+targets: every chunk <= 1 GB); each invocation then pays a process start.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -139,14 +144,24 @@ def step_timings(run: ChildRun, state: Path) -> dict[str, float]:
     }
 
 
-def commit_chunks(run: ChildRun) -> list[dict[str, Any]]:
-    """The commit's chunks (rows, ms, peak MB each) from the run's report."""
+def run_report(run: ChildRun) -> dict[str, Any]:
     shown = run_json(run) or {}
     report_path = shown.get("report")
     if not report_path or not Path(report_path).is_file():
-        return []
-    chunks = json.loads(Path(report_path).read_text()).get("chunks") or []
+        return {}
+    report = json.loads(Path(report_path).read_text())
+    return report if isinstance(report, dict) else {}
+
+
+def commit_chunks(run: ChildRun) -> list[dict[str, Any]]:
+    """The commit's chunks (rows, ms, peak MB each) from the run's report."""
+    chunks = run_report(run).get("chunks") or []
     return [c for c in chunks if isinstance(c, dict)]
+
+
+def own_processes() -> bool:
+    """Whether each Lambda invocation runs in a process of its own (``--processes``)."""
+    return os.environ.get("LOCAL_INVOKE") == "process"
 
 
 def describe_written(written: Written) -> str:
@@ -201,8 +216,19 @@ def run_day(
             table.note("stderr: " + run.stderr.strip().splitlines()[-1][:200])
         return False, after
     timings = step_timings(run, state)
+    # Each step's peak memory is its own only when it had a process of its own.
+    peaks = run_report(run).get("peak_mb") or {} if own_processes() else {}
     for step, took in timings.items():
-        table.row(students, run_name, step, seconds(took), per_second(rows, took))
+        peak = peaks.get(step)
+        table.row(
+            students,
+            run_name,
+            step,
+            seconds(took),
+            per_second(rows, took),
+            megabytes(peak) if peak else "",
+            target("<= 1 GB", peak <= 1024) if peak and students >= 1_000_000 else "",
+        )
     if all(step in timings for step in CORE_STEPS):
         core = sum(timings[step] for step in CORE_STEPS)
         ratio = core / reference_seconds if reference_seconds else None
@@ -229,7 +255,9 @@ def run_day(
             seconds(slowest),
             "",
             megabytes(peak),
-            "slowest chunk; peak of the process running them",
+            "slowest chunk; largest chunk's own process"
+            if own_processes()
+            else "slowest chunk; peak of the process running them",
             target("<= 60 s and <= 1 GB", fits) if students >= 1_000_000 else "",
         )
     limit_s, limit_mb = day_targets(students, run_name)
@@ -285,7 +313,15 @@ def main() -> int:
     parser.add_argument(
         "--timeout", type=float, default=3600, help="seconds per sync before it is killed"
     )
+    parser.add_argument(
+        "--processes",
+        action="store_true",
+        help="each Lambda invocation in a process of its own (LOCAL_INVOKE=process), as on "
+        "Lambda: every step's and chunk's own peak memory, at the cost of a start each",
+    )
     args = parser.parse_args()
+    if args.processes:
+        os.environ["LOCAL_INVOKE"] = "process"
     sizes = [QUICK_STUDENTS] if args.quick else args.sizes
     table = Table(
         f"rostersync sync through the CLI, embedded store ({machine()})", COLUMNS, out=sys.stdout

@@ -16,6 +16,8 @@ import importlib
 import importlib.util
 import json
 import logging
+import resource
+import subprocess
 import sys
 import threading
 import time
@@ -233,11 +235,19 @@ def _error_payload(error_type: str, message: str, request_id: str, trace: list[s
     )
 
 
-class InProcessFunctions:
-    """Runs the stack's Lambda functions' handlers in this process."""
+def peak_mb() -> int:
+    """The peak resident memory of this process so far, in MB."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
-    def __init__(self, functions: Iterable[FunctionSpec]) -> None:
+
+class InProcessFunctions:
+    """Runs the stack's Lambda functions' handlers in this process, or with
+    ``processes`` each invocation in a process of its own (``rostersync.local.invoke``:
+    as on Lambda, one invocation's memory is its process's)."""
+
+    def __init__(self, functions: Iterable[FunctionSpec], *, processes: bool = False) -> None:
         self._by_name = {function.name: function for function in functions}
+        self._processes = processes
 
     def invoke(self, function_name: str, event: Any) -> tuple[str, bool]:
         """Call the handler; return (response body, whether it is a function error)."""
@@ -246,6 +256,8 @@ class InProcessFunctions:
         if function is None:
             message = f"no local code for function {function_name!r} (not in template.yaml)"
             return _error_payload("Runtime.HandlerNotFound", message, request_id, []), True
+        if self._processes:
+            return self._in_process_of_its_own(function, event, request_id)
         try:
             handler = _HANDLERS.handler(function)
         except Exception as exc:
@@ -278,6 +290,37 @@ class InProcessFunctions:
         except (TypeError, ValueError) as exc:
             message = f"Unable to marshal response: {exc}"
             return _error_payload("Runtime.MarshalError", message, request_id, []), True
+
+    def _in_process_of_its_own(
+        self, function: FunctionSpec, event: Any, request_id: str
+    ) -> tuple[str, bool]:
+        from rostersync.local.invoke import request_for
+
+        if isinstance(event, bytes | str):
+            event = json.loads(event or "{}")
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "rostersync.local.invoke"],
+                input=request_for(function, event),
+                capture_output=True,
+                text=True,
+                timeout=function.timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            message = f"Task timed out after {function.timeout} seconds"
+            return _error_payload("Sandbox.Timedout", message, request_id, []), True
+        lines = done.stdout.strip().splitlines()
+        try:
+            answer = json.loads(lines[-1])
+        except (IndexError, ValueError):
+            # The process died before answering (killed, out of memory).
+            message = f"the function's process ended with status {done.returncode}"
+            _LOG.warning("%s: %s", function.logical_id, message)
+            sys.stderr.write(done.stderr[-4000:])
+            return _error_payload("Runtime.ExitError", message, request_id, []), True
+        _LOG.info("%s used %d MB", function.logical_id, answer["peak_mb"])
+        return str(answer["body"]), bool(answer["errored"])
 
 
 # ------------------------------------------------------------------------- patching

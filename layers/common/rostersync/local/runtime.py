@@ -214,6 +214,16 @@ class LocalCloud:
         self._executions: set[str] = set()
         self._account = "123456789012"
 
+    def _processes(self) -> bool:
+        """Whether each invocation runs in a process of its own (``LOCAL_INVOKE``)."""
+        mode = os.environ.get("LOCAL_INVOKE", "thread")
+        if mode not in ("thread", "process"):
+            raise ValueError(f"LOCAL_INVOKE is {mode!r}: 'thread' (the default) or 'process'")
+        if mode == "process" and self.storage != "embedded":
+            # moto's storage lives in this process: another could not reach it.
+            raise ValueError("LOCAL_INVOKE=process needs the embedded store")
+        return mode == "process"
+
     # ------------------------------------------------------------------ lifetime
 
     def __enter__(self) -> LocalCloud:
@@ -274,7 +284,7 @@ class LocalCloud:
                 parameters=self.parameters,
             )
             patches = MotoPatches(
-                functions=InProcessFunctions(spec.functions),
+                functions=InProcessFunctions(spec.functions, processes=self._processes()),
                 on_events=self._capture_events,
                 instant_waits=self.instant_retries,
                 table_tasks=self._table_task if self._store is not None else None,

@@ -184,6 +184,7 @@ def build_report(deps: Deps, state: RunState, *, status: str) -> dict[str, Any]:
         "issues_by_severity": by_severity,
         "issues_sample": sample,
         "timings_ms": state.counts.get("timings_ms", {}),
+        "peak_mb": state.counts.get("peak_mb", {}),
         "issues_csv": keys.report_key(tenant, run_id, "issues.csv"),
         "csv_sources": sources,
         "actions_csv": keys.report_key(tenant, run_id, "actions.csv"),
