@@ -195,6 +195,7 @@ _LOSS_LABELS = (
     "twins",
     "other 1st",
     "<suggest",
+    "floor sug",
     "sibling",
     "no given",
     "initial",
