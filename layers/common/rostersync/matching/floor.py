@@ -101,14 +101,15 @@ def crossed_names(
 def floor_pairs(
     comparisons: Comparisons,
     contributions: FloatArray,
+    weight: FloatArray,
     model: MatchModel,
     n_targets: int,
     crossed: tuple[IntArray, IntArray],
 ) -> tuple[BoolArray, FloatArray]:
     """Per pair: whether it qualifies for the floor (its kind and its evidence; the
-    one-to-one rule is ``unambiguous``'s), and the weight in bits of the axis it agrees
-    on, the prior against the run's ``n_targets`` included (``crossed``: from
-    ``crossed_names``)."""
+    one-to-one rule is ``unambiguous``'s), and its weight in bits without the axis that
+    disagrees, against the run's own ``n_targets`` (``weight``: the pair's weight, prior
+    included; ``crossed``: from ``crossed_names``)."""
     levels = comparisons.levels
     given, family, birth = levels[:, GIVEN], levels[:, FAMILY], levels[:, BIRTH]
     agreeing = (*STRONG_NAME, *TYPO_NAME)
@@ -123,20 +124,24 @@ def floor_pairs(
     crossed_name = np.isin(as_given, agreeing) | np.isin(as_family, agreeing)
     by_birth = (birth == DATE_EXACT) & (one_name | crossed_name) & ~comparisons.sibling
 
-    # The agreeing axis' weight: both names (with the swapped reading's cost), or the
-    # birth date and the one name that agrees, as read or in the other name's place.
-    names_bits = contributions[:, GIVEN] + contributions[:, FAMILY] + contributions[:, -1]
-    level_weights = model.level_weights()
+    # The pair's weight without the axis that disagrees: the birth date, or the name that
+    # was replaced (both names where the other name agrees in the other name's place,
+    # which then counts as that name, at the swapped reading's cost). Email, grade and
+    # school still count, against as much as for.
+    rest = weight - model.prior
+    names_bits = rest - contributions[:, BIRTH]
     straight = np.where(
         np.isin(given, agreeing) & (family == NAME_DIFFERENT),
-        contributions[:, GIVEN],
-        np.where(np.isin(family, agreeing), contributions[:, FAMILY], -np.inf),
+        rest - contributions[:, FAMILY],
+        np.where(np.isin(family, agreeing), rest - contributions[:, GIVEN], -np.inf),
     )
+    level_weights = model.level_weights()
     cross = np.maximum(
         np.where(np.isin(as_given, agreeing), level_weights[GIVEN][as_given], -np.inf),
         np.where(np.isin(as_family, agreeing), level_weights[FAMILY][as_family], -np.inf),
     )
-    birth_bits = contributions[:, BIRTH] + np.maximum(straight, cross - SWAP_PENALTY)
+    crossed_bits = rest - contributions[:, GIVEN] - contributions[:, FAMILY] + cross
+    birth_bits = np.maximum(straight, crossed_bits - SWAP_PENALTY)
     pool_prior = float(np.log2(model.match_rate) - np.log2(max(n_targets, 1)))
     bits = pool_prior + np.where(by_names, names_bits, np.where(by_birth, birth_bits, -np.inf))
     eligible = (by_names | by_birth) & (bits >= FLOOR_BITS)

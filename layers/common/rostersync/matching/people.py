@@ -339,7 +339,9 @@ def _run(
         dominant=dominant,
     )
     crossed = crossed_names(s_side, t_side, tables, si, ti, comparisons)
-    eligible, bits = floor_pairs(comparisons, scored.contributions, model, len(t_side), crossed)
+    eligible, bits = floor_pairs(
+        comparisons, scored.contributions, scored.weight, model, len(t_side), crossed
+    )
     assignment, floored = _apply_floor(
         assignment, eligible, bits, si, ti, scored.score, len(t_side)
     )
