@@ -8,18 +8,19 @@ other name was replaced, ends below ``suggest`` though it is, more often than no
 same child. The floor offers such a pair to an admin when:
 
 * it agrees strongly on one axis: both names (exact, a nickname or an equivalent, or one
-  of them a typo) while the birth date differs or is missing on one side
-  (``FLOOR_NAMES``); or the birth date exactly and one name (exact or a typo, also when
-  the name was written in the other name's place: "White, Jasmine" for "Jacqueline
-  White") while the other name differs (``FLOOR_BIRTH``);
+  of them a typo) while the birth date differs beyond a typo or is missing on one side;
+  or the birth date exactly and one name (exact or a typo, also when the name was
+  written in the other name's place: "White, Jasmine" for "Jacqueline White") while the
+  other name differs;
 * it is no sibling pattern (twins never reach scoring at all);
-* that axis alone makes a coincidence unlikely among the run's own records: its weight in
-  bits, plus the prior against the run's actual number of targets, reaches
-  ``FLOOR_BITS`` (a full name shared by dozens of a district's children says nothing; one
-  held once in a roster of a thousand does);
-* and it is unambiguous: the source's only floor pair, the target's only floor pair, the
-  source has nothing at ``suggest`` or above, and no source at ``suggest`` or above wants
-  the target.
+* its weight without the disagreeing axis (the birth date, or the replaced name; email,
+  grade and school still count), against the run's own number of targets instead of
+  ``MIN_POPULATION``, reaches ``FLOOR_BITS``: a full name shared by dozens of a
+  district's children says nothing, one held once in a roster of a thousand does, and a
+  child of the same name twelve grades and another school away is another child;
+* it is unambiguous: it leads every other floor pair of its source and of its target by
+  ``FLOOR_LEAD`` bits, its source has nothing at ``suggest`` or above, and no source at
+  ``suggest`` or above wants its target.
 
 Floor suggestions are decided after the tiers, so they contest nothing: no automatic
 match is held back by one.
@@ -57,8 +58,8 @@ from rostersync.matching.scoring import (
 STRONG_NAME: Final[tuple[int, ...]] = (NAME_EXACT, NAME_NICKNAME, NAME_EQUIVALENT)
 #: A typo.
 TYPO_NAME: Final[tuple[int, ...]] = (NAME_CLOSE, NAME_SIMILAR)
-#: The least weight (bits, the prior against the run's own targets included) of the axis
-#: a floor pair agrees on.
+#: The least weight (bits, without the disagreeing axis, the prior against the run's own
+#: targets included) of a floor pair.
 FLOOR_BITS: Final[float] = 1.0
 #: How far (bits) a floor pair must lead every other floor pair of its source and of its
 #: target: two records of one name, born on other days, are an admin's guess, not a

@@ -2,7 +2,9 @@
 
 ``match_people`` encodes both sides into integer columns (``encoding``), generates
 candidate pairs from blocking keys (``blocking``), scores them (``scoring``) and decides
-a tier per source record one-to-one (``assign``). Blocking, scoring and assignment are
+a tier per source record one-to-one (``assign``); the suggestion floor (``floor``) then
+suggests, among the records left unmatched, pairs below ``suggest`` that agree strongly
+on one axis. Blocking, scoring and assignment are
 vectorized; the Python loops left are over records (encoding, building decisions) and
 over distinct strings, never over pairs.
 """
@@ -17,7 +19,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rostersync.matching.assign import TIER_AUTO, TIER_SUGGESTED, Assignment, assign_tiers
+from rostersync.matching.assign import (
+    TIER_AUTO,
+    TIER_SUGGESTED,
+    TIER_UNMATCHED,
+    Assignment,
+    assign_tiers,
+)
 from rostersync.matching.blocking import candidate_pairs
 from rostersync.matching.encoding import (
     BoolArray,
@@ -357,10 +365,12 @@ def _apply_floor(
     score: FloatArray,
     n_targets: int,
 ) -> tuple[Assignment, BoolArray]:
-    """The assignment with the suggestion floor's pairs suggested (``floor``), and per
-    source whether its suggestion is one."""
+    """The assignment with the suggestion floor's pairs suggested (``floor``: among the
+    sources left unmatched, for targets no source wants), each with the best of its
+    source's other scores as its runner-up, and per source whether its suggestion is
+    one."""
     n_sources = len(assignment.tier)
-    open_source = assignment.tier == 0
+    open_source = assignment.tier == TIER_UNMATCHED
     wanted = np.zeros(n_targets, dtype=bool)
     deciding = assignment.best_pair[~open_source]
     wanted[ti[deciding[deciding >= 0]]] = True
