@@ -7,6 +7,10 @@ and of both together, blocking recall (the share of true pairs that reach scorin
 the number of candidate pairs scored, the time of ``match_people`` (wall clock, and the CPU
 time of all its threads: on a busy machine the wall clock says more about the machine)
 and the peak memory of the process that ran it (each data set runs in a fresh process).
+Suggestions include the suggestion floor's (``rostersync.matching.floor``: pairs below
+``suggest`` agreeing strongly on one axis). Below the table, per labelled set, where the
+true pairs not linked automatically went (``explain_pairs``; "floor sug" is a floor
+suggestion), and FEBRL's true pairs by how a duplicate differs from its original.
 ``--sweep`` runs with a low automatic threshold and prints what each higher one would have
 given: how the default was chosen.
 
@@ -195,6 +199,7 @@ _LOSS_LABELS = (
     "twins",
     "other 1st",
     "<suggest",
+    "floor sug",
     "sibling",
     "no given",
     "initial",

@@ -26,7 +26,20 @@ The keys (the source side also emits each with given and family name swapped):
     readings (``normalize.name_reading``, or the school's reading of a name in kanji):
     one name written in kana, or in kanji read by the school, on one side and in romaji
     or the other kana on the other ("佐藤" read "さとう"/"サトウ"/"Sato"). Only when
-    either side has a name read as kana: other rosters never pay for them.
+    either side has a name read as kana: other rosters never pay for them;
+16. birth date + first letter of the given name, and 17. of the family name: a name
+    replaced or mistyped beyond its Soundex code and the other name mistyped ("Betie
+    Nguyen"/"Bertie Whetstone", "Ruy"/"Ruby");
+18. family-name token + first letter of the given name, and 19. given-name token + first
+    letter of the family name, for records with a birth date on both sides: a typo early
+    in the other name and a replaced birth date ("Imzogen"/"Imogen Akroyd", born six
+    years apart). A record without a birth date is left out of these two: its pairs
+    would count as rivals at what they could reach had the birth dates agreed;
+20. the birth date alone: both names replaced or mistyped beyond recognition.
+    Blocks of these five keys are capped at ``LOOSE_CAP`` records a side: in a school
+    dozens share a birthday and none of them is paired so; in a run where a birth date
+    is held by one or two records a side, the model weighs the pair (it is suggested
+    only where the run's own true pairs often disagree on both names).
 """
 
 from __future__ import annotations
@@ -40,6 +53,11 @@ from rostersync.matching.normalize import NameScript
 
 #: Blocks with more records than this on either side are skipped as unselective.
 BLOCK_CAP: Final[int] = 64
+#: The cap of the loose keys (16 to 20: a name's first letter, the birth date alone): they
+#: pair a record only with the one or two records of its block, so a large district, where
+#: such blocks hold dozens, pays little for them (7% more candidate pairs at 100,000
+#: students).
+LOOSE_CAP: Final[int] = 2
 
 _PART_BITS = 29
 
@@ -184,6 +202,36 @@ def candidate_pairs(
             [block_key(12, t.family_first, t.given_sound)],
         ),
     ]
+    # A record without a birth date is never blocked on a name and an initial alone: the
+    # pairs it would form, counted as rivals at what they could reach had the birth
+    # dates agreed, would hold back true pairs from being linked automatically.
+    s_dated = np.where(s.birth >= 0, 0, np.int64(MISSING))
+    t_dated = np.where(t.birth >= 0, 0, np.int64(MISSING))
+    loose: list[tuple[list[IntArray], list[IntArray]]] = [
+        (
+            [block_key(16, s.given_initial, s.birth), block_key(16, s.family_initial, s.birth)],
+            [block_key(16, t.given_initial, t.birth)],
+        ),
+        (
+            [block_key(17, s.family_initial, s.birth), block_key(17, s.given_initial, s.birth)],
+            [block_key(17, t.family_initial, t.birth)],
+        ),
+        (
+            [
+                block_key(18, s.family_first, s.given_initial) | s_dated,
+                block_key(18, s.given_first, s.family_initial) | s_dated,
+            ],
+            [block_key(18, t.family_first, t.given_initial) | t_dated],
+        ),
+        (
+            [
+                block_key(19, s.given_first, s.family_initial) | s_dated,
+                block_key(19, s.family_first, s.given_initial) | s_dated,
+            ],
+            [block_key(19, t.given_first, t.family_initial) | t_dated],
+        ),
+        ([block_key(20, s.birth, no_part[0])], [block_key(20, t.birth, no_part[1])]),
+    ]
     if _has_japanese(s) or _has_japanese(t):
         blocks += [
             (
@@ -200,6 +248,9 @@ def candidate_pairs(
     width = np.int64(len(t))
     for source_keys, target_keys in blocks:
         pair_source, pair_target = join_blocks(source_keys, target_keys, cap)
+        codes.append(pair_source * width + pair_target)
+    for source_keys, target_keys in loose:
+        pair_source, pair_target = join_blocks(source_keys, target_keys, min(cap, LOOSE_CAP))
         codes.append(pair_source * width + pair_target)
     code = sorted_unique(np.concatenate(codes))
     return code // width, code % width

@@ -99,8 +99,8 @@ class Vocabularies:
 
     def given(self, raw: str, reading: str | None = None) -> int:
         """The row of a raw given name (and the school's ``reading`` of it): (name, first
-        token, Soundex of the first token, its 3-letter prefix, reading) ids and its
-        script (``reading_of``)."""
+        token, Soundex of the first token, its 3-letter prefix, reading) ids, its script
+        (``reading_of``) and the code of its first letter."""
         folded = fold_name(raw)
         first = folded.split(" ", 1)[0]
         self.given_rows.append(
@@ -110,6 +110,7 @@ class Vocabularies:
                 self.sounds.id(soundex(first)),
                 self.prefixes.id(first[:3]),
                 *self.reading_of(raw, reading),
+                ord(first[0]) if first else MISSING,
             )
         )
         row = self.given_index[raw if reading is None else (raw, reading)] = (
@@ -130,8 +131,8 @@ class Vocabularies:
     def family(self, raw: str, reading: str | None = None) -> int:
         """The row of a raw family name (and the school's ``reading`` of it): (name, first
         token, last token, Soundex of the first, of the last, of the joined tokens, first
-        token's 3-letter prefix, reading) ids and its script (``reading_of``). Last and
-        joined are ``MISSING`` for a single-token name."""
+        token's 3-letter prefix, reading) ids, its script (``reading_of``) and the code
+        of its first letter. Last and joined are ``MISSING`` for a single-token name."""
         folded = fold_name(raw)
         tokens = folded.split()
         first = tokens[0] if tokens else ""
@@ -149,6 +150,7 @@ class Vocabularies:
                 self.sounds.id(soundex(joined)) if joined else MISSING,
                 self.prefixes.id(first[:3]),
                 *self.reading_of(raw, reading),
+                ord(first[0]) if first else MISSING,
             )
         )
         row = self.family_index[raw if reading is None else (raw, reading)] = (
@@ -195,6 +197,7 @@ class PeopleColumns:
     given_prefix: IntArray
     given_reading: IntArray  # reading id of the given name (the school's, if any)
     given_script: IntArray  # NameScript of the given name (KANA with the school's reading)
+    given_initial: IntArray  # code of its first letter
     given_full: IntArray  # name id of given + middle name
     preferred: IntArray
     family: IntArray
@@ -206,6 +209,7 @@ class PeopleColumns:
     family_prefix: IntArray
     family_reading: IntArray
     family_script: IntArray
+    family_initial: IntArray
     birth: IntArray  # ordinal
     birth_swapped: IntArray  # ordinal with day and month swapped, MISSING if not a date
     birth_year: IntArray
@@ -277,12 +281,12 @@ def encode_people(records: Sequence[PersonRecord], vocab: Vocabularies) -> Peopl
         )
     n = len(records)
     columns = np.array(rows, dtype=np.int64).reshape(n, 9)
-    given_rows = np.array(vocab.given_rows, dtype=np.int64).reshape(len(vocab.given_rows), 6)
-    family_rows = np.array(vocab.family_rows, dtype=np.int64).reshape(len(vocab.family_rows), 9)
+    given_rows = np.array(vocab.given_rows, dtype=np.int64).reshape(len(vocab.given_rows), 7)
+    family_rows = np.array(vocab.family_rows, dtype=np.int64).reshape(len(vocab.family_rows), 10)
     # A sentinel last row of MISSING values serves records without a birth date.
     birth_rows = np.array([*vocab.birth_rows, (MISSING,) * 11], dtype=np.int64)
-    g = given_rows[columns[:, 1]] if len(given_rows) else np.zeros((0, 6), dtype=np.int64)
-    f = family_rows[columns[:, 2]] if len(family_rows) else np.zeros((0, 9), dtype=np.int64)
+    g = given_rows[columns[:, 1]] if len(given_rows) else np.zeros((0, 7), dtype=np.int64)
+    f = family_rows[columns[:, 2]] if len(family_rows) else np.zeros((0, 10), dtype=np.int64)
     b = birth_rows[columns[:, 3]]
     given_name = g[:, 0]
     # The middle name counts only beside a given name: alone it would stand in for one.
@@ -299,6 +303,7 @@ def encode_people(records: Sequence[PersonRecord], vocab: Vocabularies) -> Peopl
         given_prefix=g[:, 3],
         given_reading=g[:, 4],
         given_script=g[:, 5],
+        given_initial=g[:, 6],
         given_full=given_full,
         preferred=preferred_name,
         family=f[:, 0],
@@ -310,6 +315,7 @@ def encode_people(records: Sequence[PersonRecord], vocab: Vocabularies) -> Peopl
         family_prefix=f[:, 6],
         family_reading=f[:, 7],
         family_script=f[:, 8],
+        family_initial=f[:, 9],
         birth=b[:, 0],
         birth_swapped=b[:, 1],
         birth_year=b[:, 2],

@@ -2,7 +2,9 @@
 
 ``match_people`` encodes both sides into integer columns (``encoding``), generates
 candidate pairs from blocking keys (``blocking``), scores them (``scoring``) and decides
-a tier per source record one-to-one (``assign``). Blocking, scoring and assignment are
+a tier per source record one-to-one (``assign``); the suggestion floor (``floor``) then
+suggests, among the records left unmatched, pairs below ``suggest`` that agree strongly
+on one axis. Blocking, scoring and assignment are
 vectorized; the Python loops left are over records (encoding, building decisions) and
 over distinct strings, never over pairs.
 """
@@ -17,7 +19,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rostersync.matching.assign import TIER_AUTO, TIER_SUGGESTED, Assignment, assign_tiers
+from rostersync.matching.assign import (
+    TIER_AUTO,
+    TIER_SUGGESTED,
+    TIER_UNMATCHED,
+    Assignment,
+    assign_tiers,
+)
 from rostersync.matching.blocking import candidate_pairs
 from rostersync.matching.encoding import (
     BoolArray,
@@ -27,6 +35,7 @@ from rostersync.matching.encoding import (
     Vocabularies,
     encode_people,
 )
+from rostersync.matching.floor import crossed_names, floor_pairs, unambiguous
 from rostersync.matching.model import MatchModel, probability, train
 from rostersync.matching.records import PersonRecord
 from rostersync.matching.scoring import (
@@ -265,6 +274,8 @@ class _Run:
     scored: _Scored
     gates: BoolArray
     assignment: Assignment
+    #: Per source: whether its suggestion comes from the suggestion floor.
+    floored: BoolArray
 
 
 def _run(
@@ -335,7 +346,49 @@ def _run(
         rival_ceiling=thresholds.suggest,
         dominant=dominant,
     )
-    return _Run(s_side, t_side, candidates, twins, si, ti, scored, gates, assignment)
+    crossed = crossed_names(s_side, t_side, tables, si, ti, comparisons)
+    eligible, bits = floor_pairs(
+        comparisons, scored.contributions, scored.weight, model, len(t_side), crossed
+    )
+    assignment, floored = _apply_floor(
+        assignment, eligible, bits, si, ti, scored.score, len(t_side)
+    )
+    return _Run(s_side, t_side, candidates, twins, si, ti, scored, gates, assignment, floored)
+
+
+def _apply_floor(
+    assignment: Assignment,
+    eligible: BoolArray,
+    bits: FloatArray,
+    si: IntArray,
+    ti: IntArray,
+    score: FloatArray,
+    n_targets: int,
+) -> tuple[Assignment, BoolArray]:
+    """The assignment with the suggestion floor's pairs suggested (``floor``: among the
+    sources left unmatched, for targets no source wants), each with the best of its
+    source's other scores as its runner-up, and per source whether its suggestion is
+    one."""
+    n_sources = len(assignment.tier)
+    open_source = assignment.tier == TIER_UNMATCHED
+    wanted = np.zeros(n_targets, dtype=bool)
+    deciding = assignment.best_pair[~open_source]
+    wanted[ti[deciding[deciding >= 0]]] = True
+    chosen = unambiguous(eligible, bits, si, ti, n_sources, n_targets, open_source, ~wanted)
+    floored = chosen >= 0
+    if not floored.any():
+        return assignment, floored
+    best_pair = assignment.best_pair.copy()
+    tier = assignment.tier.copy()
+    runner_up = assignment.runner_up.copy()
+    best_pair[floored] = chosen[floored]
+    tier[floored] = TIER_SUGGESTED
+    others = score.copy()
+    others[chosen[floored]] = -np.inf
+    best_other = np.zeros(n_sources, dtype=np.float64)
+    np.maximum.at(best_other, si, others)
+    runner_up[floored] = best_other[floored]
+    return Assignment(best_pair, runner_up, tier, assignment.conflicts), floored
 
 
 def match_people(
@@ -419,6 +472,8 @@ class PairOutcome(StrEnum):
     TWINS = "twins"
     OTHER_TARGET = "another target first"
     BELOW_SUGGEST = "below suggest"
+    #: Below ``suggest``, and suggested by the suggestion floor (``floor``).
+    FLOOR_SUGGESTED = "floor suggestion"
     SIBLING = "gate: sibling pattern"
     NO_GIVEN = "gate: no given name"
     INITIAL = "gate: initial"
@@ -488,6 +543,8 @@ def explain_pairs(
             out[pair] = PairOutcome.OTHER_TARGET
         elif tier == TIER_AUTO:
             out[pair] = PairOutcome.AUTO
+        elif run.floored[i]:
+            out[pair] = PairOutcome.FLOOR_SUGGESTED
         elif score < thresholds.suggest:
             out[pair] = PairOutcome.BELOW_SUGGEST
         elif (reason := gate_reasons[k]) is not None:
