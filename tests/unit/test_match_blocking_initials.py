@@ -70,20 +70,3 @@ def test_a_record_without_a_birth_date_is_not_blocked_on_a_name_and_an_initial()
     assert ("s", "t") not in candidate_keys([person("s", "Imzogen", "Akroyd", None)], target)
     source = [person("s", "Imzogen", "Akroyd", date(1930, 12, 6))]
     assert ("s", "t") not in candidate_keys(source, [person("t", "Imogen", "Akroyd", None)])
-
-
-def test_a_birth_date_held_by_one_record_a_side_pairs_them():
-    # Both names replaced: only the birth date is shared, and only these two have it.
-    source = [person("s", "Hugo", "Alderson", BORN)]
-    target = [person("t", "Molly", "Webb", BORN)]
-    assert ("s", "t") in candidate_keys(source, target)
-
-
-def test_a_birthday_shared_by_a_class_pairs_nobody_by_the_birth_date_alone():
-    source = [person("s", "Hugo", "Alderson", BORN)]
-    target = [
-        person("t", "Molly", "Webb", BORN),
-        person("t2", "Kyle", "Brain", BORN),
-        person("t3", "Silas", "Dent", BORN),
-    ]
-    assert not candidate_keys(source, target)

@@ -172,15 +172,3 @@ def test_a_grade_and_school_far_apart_keep_a_same_named_child_from_the_floor():
         *roster(300),
     ]
     assert match_people([source], target).decisions["s"].tier is Tier.UNMATCHED
-
-
-def test_a_birth_date_alone_is_no_suggestion_in_a_run_of_typical_noise():
-    # The two records are paired (a birth date held by one record a side), and the
-    # model, which has not seen both names of one child replaced, leaves them apart.
-    born = date(2012, 5, 22)
-    source = person("s", "Fergus", "Mycko", born)
-    target = [person("t", "Alia", "Tromp", born), *roster(300)]
-    decision = match_people([source], target).decisions["s"]
-    assert decision.tier is Tier.UNMATCHED
-    outcome = explain_pairs([source], target, [("s", "t")])[("s", "t")]
-    assert outcome is PairOutcome.BELOW_SUGGEST

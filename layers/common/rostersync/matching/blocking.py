@@ -34,12 +34,8 @@ The keys (the source side also emits each with given and family name swapped):
     letter of the family name, for records with a birth date on both sides: a typo early
     in the other name and a replaced birth date ("Imzogen"/"Imogen Akroyd", born six
     years apart). A record without a birth date is left out of these two: its pairs
-    would count as rivals at what they could reach had the birth dates agreed;
-20. the birth date alone: both names replaced or mistyped beyond recognition.
-    Blocks of these five keys are capped at ``LOOSE_CAP`` records a side: in a school
-    dozens share a birthday and none of them is paired so; in a run where a birth date
-    is held by one or two records a side, the model weighs the pair (it is suggested
-    only where the run's own true pairs often disagree on both names).
+    would count as rivals at what they could reach had the birth dates agreed.
+    Blocks of these four keys are capped at ``LOOSE_CAP`` records a side.
 """
 
 from __future__ import annotations
@@ -53,10 +49,9 @@ from rostersync.matching.normalize import NameScript
 
 #: Blocks with more records than this on either side are skipped as unselective.
 BLOCK_CAP: Final[int] = 64
-#: The cap of the loose keys (16 to 20: a name's first letter, the birth date alone): they
-#: pair a record only with the one or two records of its block, so a large district, where
-#: such blocks hold dozens, pays little for them (7% more candidate pairs at 100,000
-#: students).
+#: The cap of the loose keys (a name's first letter, 16 to 19): they pair a record only
+#: with the one or two records of its block, so a large district, where such blocks hold
+#: dozens, pays little for them (7% more candidate pairs at 100,000 students).
 LOOSE_CAP: Final[int] = 2
 
 _PART_BITS = 29
@@ -230,7 +225,6 @@ def candidate_pairs(
             ],
             [block_key(19, t.given_first, t.family_initial) | t_dated],
         ),
-        ([block_key(20, s.birth, no_part[0])], [block_key(20, t.birth, no_part[1])]),
     ]
     if _has_japanese(s) or _has_japanese(t):
         blocks += [
