@@ -15,6 +15,9 @@ row by row in Python, with the same outcome.
 
 from __future__ import annotations
 
+import itertools
+import mmap
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -24,7 +27,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import duckdb
+import orjson
 
+from rostersync.errors import RunStateError
+from rostersync.models import Entity
+from rostersync.packed import unpack
+from rostersync.storage import keys
 from rostersync.storage.ports import ObjectStorePort
 
 #: Rows handed to Python at a time.
@@ -50,6 +58,75 @@ def connect_engine(spill: Path) -> duckdb.DuckDBPyConnection:
 def sql_path(path: Path) -> str:
     """A file's path as the text of an SQL string literal (quotes doubled)."""
     return str(path).replace("'", "''")
+
+
+class RecordLines:
+    """The lines of a run's normalized records by number, asked for in increasing order.
+
+    Normalize keeps where each line ends (``normalized_reuse_key``: the source's state,
+    then the ends of the record lines and of the id lines); with them a line is a slice
+    of the file, and the lines between those asked for are never read. Without them (a
+    source that keeps none), or where a slice is not the line of the record asked for,
+    the file is read forwards from its start (the lines passed over are skipped in C)."""
+
+    def __init__(
+        self, store: ObjectStorePort, tenant: str, run_id: str, entity: Entity, stack: ExitStack
+    ) -> None:
+        self._store, self._entity, self._stack = store, entity, stack
+        self._key = keys.normalized_key(tenant, run_id, entity)
+        self._ends, self._mapped = self._sliced(keys.normalized_reuse_key(tenant, run_id, entity))
+        self._lines: Iterator[bytes] | None = None
+        self._next = 0
+
+    def _sliced(self, ends_key: str) -> tuple[Any, mmap.mmap | None]:
+        body = self._store.get_bytes(ends_key)
+        unpacked = None if body is None else unpack(body, ("B", "Q", "Q"))
+        if unpacked is None:
+            return None, None
+        ends = unpacked[1][1]
+        path = self._stack.enter_context(self._store.local_file(self._key))
+        if path is None or not ends:
+            return None, None
+        with path.open("rb") as fh:
+            if os.fstat(fh.fileno()).st_size != ends[-1]:
+                return None, None  # not the file these ends were kept for
+            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        self._stack.callback(mapped.close)
+        return ends, mapped
+
+    def at(self, wanted: int, system: str | None = None, source_id: str | None = None) -> bytes:
+        """Line ``wanted`` (without its newline); if ``system`` and ``source_id`` are
+        given, a slice that does not start with them is not taken."""
+        if wanted < self._next:
+            raise RunStateError(f"normalized {self._entity.value}: line {wanted} asked again")
+        if self._mapped is not None and wanted < len(self._ends):
+            start = self._ends[wanted - 1] if wanted else 0
+            line = self._mapped[start : self._ends[wanted]]
+            if line.endswith(b"\n") and (
+                system is None
+                or source_id is None
+                or line.startswith(
+                    b'{"source_system":'
+                    + orjson.dumps(system)
+                    + b',"source_id":'
+                    + orjson.dumps(source_id)
+                    + b","
+                )
+            ):
+                self._next = wanted + 1
+                return line[:-1]
+        return self._read(wanted)
+
+    def _read(self, wanted: int) -> bytes:
+        if self._lines is None:
+            # From here on forwards only (the slices' place is not the reader's).
+            self._mapped = None
+            self._lines, self._next = self._store.iter_lines(self._key), 0
+        line = next(itertools.islice(self._lines, wanted - self._next, None), None)
+        if wanted < self._next or line is None:
+            raise RunStateError(f"normalized {self._entity.value} ends before line {wanted}")
+        self._next = wanted + 1
+        return line
 
 
 class DiffRow(NamedTuple):
