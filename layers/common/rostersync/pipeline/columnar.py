@@ -7,6 +7,9 @@ record's line number, its match decisions, and the baseline snapshot's index), s
 Python sees only the records that are new, changed, deleted, held, absent or shared
 with another record: the rest is a count.
 
+The match step computes the same diff where it joins the same files already, and hands
+it over beside the decisions (``handed_diff``); stage computes it here otherwise.
+
 The diff answers ``None`` when its preconditions do not hold (id lines written before
 they carried line numbers, a source id twice in one run or one baseline, decisions not
 in step with the records, an app id held by two baseline records); stage then compares
@@ -247,6 +250,75 @@ def _rows(result: duckdb.DuckDBPyConnection) -> Iterator[DiffRow]:
     row = partial(tuple.__new__, DiffRow)
     while batch := result.fetchmany(_FETCH):
         yield from map(row, batch)
+
+
+def handed_keys(tenant: str, run_id: str, entity: Entity) -> tuple[str, str]:
+    """The diff the match step hands over for an entity: its head (JSON) and its rows
+    (Parquet)."""
+    base = keys.matched_key(tenant, run_id, entity).removesuffix(".jsonl")
+    return f"{base}.diff.json", f"{base}.diff.parquet"
+
+
+#: The columns of a handed-over diff's Parquet rows: ``part`` 0 for a ``DiffRow`` (in
+#: order ``k``), 1 for an ``AbsentRow`` (``source_system``, ``source_id``,
+#: ``base_target``, ``base_hash``).
+HANDED_FORMAT = 1
+
+_HANDED_ROWS = """
+SELECT line, source_system, source_id, status, hash, target_id, tier, score, base_target,
+       base_status, base_hash, owner_system, owner_id, shared
+FROM read_parquet('{path}') WHERE part = 0 ORDER BY k
+"""
+
+_HANDED_ABSENT = """
+SELECT source_system, source_id, base_target, base_hash
+FROM read_parquet('{path}') WHERE part = 1 ORDER BY k
+"""
+
+
+def handed_diff(
+    store: ObjectStorePort,
+    tenant: str,
+    run_id: str,
+    entity: Entity,
+    baseline_run: str | None,
+    stack: ExitStack,
+) -> Diff | None:
+    """The diff the match step computed beside the decisions (``match_columnar``), if it
+    is of the run's id lines, decisions and baseline as they are now (else ``None``:
+    stage computes it with ``diff_entity``). The same rows as ``diff_entity``'s."""
+    head_key, rows_key = handed_keys(tenant, run_id, entity)
+    head = store.get_json(head_key)
+    if not isinstance(head, dict) or head.get("format") != HANDED_FORMAT:
+        return None
+    if head.get("baseline") != baseline_run or head.get("rows") != store.version(rows_key):
+        return None
+    for name, key in (
+        ("matched", keys.matched_key(tenant, run_id, entity)),
+        ("ids", keys.normalized_ids_key(tenant, run_id, entity)),
+    ):
+        if head.get(name) is None or head.get(name) != store.version(key):
+            return None
+    path = stack.enter_context(store.local_file(rows_key))
+    if path is None:
+        return None
+    spill = stack.enter_context(tempfile.TemporaryDirectory(prefix="rostersync-diff-"))
+    con = connect_engine(Path(spill))
+    stack.callback(con.close)
+    try:
+        absent = [
+            AbsentRow(*row)
+            for row in con.execute(_HANDED_ABSENT.format(path=sql_path(path))).fetchall()
+        ]
+        rows = con.execute(_HANDED_ROWS.format(path=sql_path(path)))
+    except duckdb.Error:
+        return None
+    return Diff(
+        records=int(head["records"]),
+        active_before=int(head["active"]),
+        rows=_rows(rows),
+        absent=absent,
+    )
 
 
 def diff_entity(

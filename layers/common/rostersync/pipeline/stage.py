@@ -51,6 +51,7 @@ from rostersync.pipeline.columnar import (
     RecordLines,
     connect_engine,
     diff_entity,
+    handed_diff,
     sql_path,
 )
 from rostersync.pipeline.contracts import RunState
@@ -154,6 +155,9 @@ class EntityStager:
             index_key = keys.state_index_key(tenant, self.baseline_run, entity)
             if not self.store.exists(index_key):
                 return None
+        handed = handed_diff(self.store, tenant, run_id, entity, self.baseline_run, stack)
+        if handed is not None:
+            return handed
         return diff_entity(
             self.store,
             keys.normalized_ids_key(tenant, run_id, entity),
