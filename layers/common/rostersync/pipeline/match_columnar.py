@@ -74,6 +74,16 @@ def _plain(column: str) -> str:
     return _PLAIN.format(x=column)
 
 
+_CHECKS = f"""
+SELECT
+    (SELECT count(*) FROM n_{{e}} WHERE NOT (ok AND {_plain("s")} AND {_plain("i")})),
+    (SELECT count(*) FROM b_{{e}} WHERE NOT (
+        ok AND {_plain("s")} AND {_plain("i")}
+        AND (t IS NULL OR t = 'null' OR {_plain("t")})
+    )),
+    (SELECT count(*) - count(DISTINCT (s, i)) FROM b_{{e}})
+"""
+
 # The value of a plain JSON string: the text between its quotes.
 _VALUE = "substr({x}, 2, length({x}) - 2)"
 # ``uuid.uuid5``: the first 16 bytes of the SHA-1, version 5, RFC 4122 variant.
@@ -86,11 +96,13 @@ _SHA = "sha1($prefix || encode({s} || '/' || {i}))".format(
     s=_VALUE.format(x="s"), i=_VALUE.format(x="i")
 )
 
+#: ``_DECIDED``'s columns for handing stage its diff.
+_DECIDED_HANDED = ", n.st, n.h, n.line, b.st AS bst, b.h AS bh"
+
 _DECIDED = """
 CREATE TEMP TABLE m_{e} AS
-SELECT n.rowid AS r, n.s, n.i, n.st, n.h, n.line, b.i IS NOT NULL AS known,
-       coalesce(b.t, 'null') AS t, b.st AS bst, b.h AS bh,
-       n.i IN (SELECT i FROM special_ids) AS special
+SELECT n.rowid AS r, n.s, n.i, b.i IS NOT NULL AS known, coalesce(b.t, 'null') AS t,
+       n.i IN (SELECT i FROM special_ids) AS special{handed}
 FROM n_{e} AS n LEFT JOIN b_{e} AS b USING (s, i)
 """
 
@@ -98,6 +110,13 @@ _COUNTS = """
 SELECT count(*) FILTER (WHERE known), count(*) FILTER (WHERE NOT known)
 FROM m_{e} WHERE NOT special
 """
+
+#: The elements of the id lines and the baseline index's lines the tables hold (with the
+#: statuses and hashes where stage's diff is handed over).
+_N = {"s": 1, "i": 2, "line": 5}
+_N_HANDED = {"s": 1, "i": 2, "st": 3, "h": 4, "line": 5}
+_B = {"s": 1, "i": 2, "t": 3, "st": 4}
+_B_HANDED = {"s": 1, "i": 2, "t": 3, "st": 4, "h": 5}
 
 _SPECIAL_ROWS = """
 SELECT rowid, s, i FROM n_{e} WHERE i IN (SELECT i FROM special_ids) ORDER BY rowid
@@ -133,11 +152,11 @@ def _plain_or_null(column: str) -> str:
     return f"({column} IS NULL OR {column} = 'null' OR {_plain(column)})"
 
 
-# What the engine needs (see the module): the first three counts. Then what handing
-# stage its diff needs: statuses and hashes plain (or null), line numbers whole, one
-# line per key in the run, one baseline record per app id; and the counts of records
-# and of active baseline records. One pass over each table.
-_CHECKS = f"""
+# ``_CHECKS``' three counts, then what handing stage its diff needs: statuses and
+# hashes plain (or null), line numbers whole, one line per key in the run, one baseline
+# record per app id; and the counts of records and of active baseline records. One pass
+# over each table.
+_CHECKS_HANDED = f"""
 SELECT n.bad, b.bad, b.twice, n.loose + b.loose + n.twice + b.shared, n.records, b.active
 FROM (
     SELECT count(*) FILTER (WHERE NOT (ok AND {_plain("s")} AND {_plain("i")})) AS bad,
@@ -314,6 +333,9 @@ class IdTables:
         index_key = (
             keys.state_index_key(self.tenant, self.baseline, entity) if self.baseline else None
         )
+        # Stage's diff is handed over where there is a baseline (on a first sync every
+        # record is new: stage's own diff of them costs less than the columns it needs).
+        handing = self.baseline is not None
         # The tables are the engine's own: the files (downloads, on S3) go once read.
         with ExitStack() as files:
             ids = files.enter_context(
@@ -330,12 +352,13 @@ class IdTables:
                 # A line that is not a JSON array: the row-by-row path says what it is.
                 self.drop(entity)
                 return False
-        checks: Any = con.execute(_CHECKS.format(e=e)).fetchone()
-        *faults, hand_faults, records, active = checks
-        if any(faults):
+        checks: Any = con.execute((_CHECKS_HANDED if handing else _CHECKS).format(e=e)).fetchone()
+        if any(checks[:3]):
             self.drop(entity)
             return False
-        self._handable[entity] = None if hand_faults else (int(records), int(active))
+        if handing:
+            _, _, _, hand_faults, records, active = checks
+            self._handable[entity] = None if hand_faults else (int(records), int(active))
         return True
 
     def drop(self, entity: Entity) -> None:
@@ -455,7 +478,7 @@ class IdTables:
         own: list[str] = []
         #: The special lines' app id, tier and score as their text reads back.
         values: list[tuple[str | None, str, float | None]] = []
-        handable = self.baseline is not None
+        handable = self._handable.get(entity) is not None
         for rowid, system, source_id in con.execute(_SPECIAL_ROWS.format(e=e)).fetchall():
             decided = special_line(_value(system), _value(source_id))
             if decided is None:
@@ -476,7 +499,8 @@ class IdTables:
                 "INSERT INTO special SELECT unnest(?::BIGINT[]), unnest(?::VARCHAR[])",
                 [rows, texts],
             )
-        con.execute(_DECIDED.format(e=e))
+        handed_columns = _DECIDED_HANDED if handable else ""
+        con.execute(_DECIDED.format(e=e, handed=handed_columns))
         linked, unmatched = con.execute(_COUNTS.format(e=e)).fetchone() or (0, 0)
         out = self._folder / f"{e}.matched.jsonl"
         prefix = {"prefix": new_target_prefix(self.tenant, entity)}
