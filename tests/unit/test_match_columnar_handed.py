@@ -109,8 +109,18 @@ def _same(handed: Diff, computed: Diff) -> list[Any]:
     return rows
 
 
-def test_the_handed_diff_is_the_computed_one(store: LocalObjectStore) -> None:
-    _match(store, IDS, BASELINE)
+@pytest.mark.parametrize(
+    "odd",
+    [
+        pytest.param([], id="plain"),
+        pytest.param([[S, "odd", 'quo"te', "h"]], id="status-escaped"),
+        pytest.param([[S, "odd", "active", 5]], id="hash-number"),
+        pytest.param([[S, "odd", "act\u0069ve", "caf\u00e9"]], id="escapes"),
+    ],
+)
+def test_the_handed_diff_is_the_computed_one(store: LocalObjectStore, odd: list[Any]) -> None:
+    base = [[S, "odd", "t-odd", "active", "caf\u00e9"]] if odd else []
+    _match(store, IDS + odd, BASELINE + base)
     with ExitStack() as stack:
         handed = handed_diff(store, T, RUN, E, BASE, stack)
         computed = _computed(store, stack)
@@ -135,10 +145,7 @@ def test_the_handed_diff_is_the_computed_one(store: LocalObjectStore) -> None:
             lambda ids, base: (ids, [*base, [S, "other", "t-same", "active", "h"]]),
             id="app-id-twice",
         ),
-        pytest.param(
-            lambda ids, base: ([*ids, [S, "odd", 'quo"te', "h"]], base), id="status-escaped"
-        ),
-        pytest.param(lambda ids, base: ([*ids, [S, "odd", "active", 5]], base), id="hash-number"),
+        pytest.param(lambda ids, base: ([*ids, [S, "odd", "active", "h", 1.5]], base), id="line"),
     ],
 )
 def test_where_stage_would_not_take_the_diff_none_is_handed(

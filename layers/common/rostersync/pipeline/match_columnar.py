@@ -46,13 +46,19 @@ _COPY_BLOCK = 1 << 20
 SpecialLine = Callable[[str, str], tuple[list[Any], str] | None]
 
 
-def _lines(path: Path | None, name: str, columns: dict[str, int], least: int) -> str:
-    """A table of the JSON texts of some elements of each line (an empty one when there
-    is no file); ``ok`` says the line has ``least`` elements or more."""
+def _lines(
+    path: Path | None, name: str, columns: dict[str, int], least: int, values: dict[str, int]
+) -> str:
+    """A table of the JSON texts of some elements of each line, and of the values of
+    others (``values``: a string's, as stage reads it; an empty table when there is no
+    file); ``ok`` says the line has ``least`` elements or more."""
     if path is None:
-        selected = ", ".join(f"CAST(NULL AS VARCHAR) AS {c}" for c in columns)
+        selected = ", ".join(f"CAST(NULL AS VARCHAR) AS {c}" for c in [*columns, *values])
         return f"CREATE TEMP TABLE {name} AS SELECT {selected}, true AS ok WHERE false"
-    selected = ", ".join(f"CAST(j[{n}] AS VARCHAR) AS {c}" for c, n in columns.items())
+    selected = ", ".join(
+        [f"CAST(j[{n}] AS VARCHAR) AS {c}" for c, n in columns.items()]
+        + [f"j[{n}] ->> '$' AS {c}" for c, n in values.items()]
+    )
     return (
         f"CREATE TEMP TABLE {name} AS SELECT {selected}, len(j) >= {least} AS ok"
         f" FROM read_json('{sql_path(path)}', format = 'newline_delimited', records = false,"
@@ -97,7 +103,7 @@ _SHA = "sha1($prefix || encode({s} || '/' || {i}))".format(
 )
 
 #: ``_DECIDED``'s columns for handing stage its diff.
-_DECIDED_HANDED = ", n.st, n.h, n.line, b.st AS bst, b.h AS bh"
+_DECIDED_HANDED = ", n.line, n.stv AS st, n.hv AS h, b.stv AS bst, b.hv AS bh"
 
 _DECIDED = """
 CREATE TEMP TABLE m_{e} AS
@@ -111,12 +117,12 @@ SELECT count(*) FILTER (WHERE known), count(*) FILTER (WHERE NOT known)
 FROM m_{e} WHERE NOT special
 """
 
-#: The elements of the id lines and the baseline index's lines the tables hold (with the
-#: statuses and hashes where stage's diff is handed over).
+#: The elements of the id lines and the baseline index's lines the tables hold (and the
+#: values of the statuses and hashes where stage's diff is handed over).
 _N = {"s": 1, "i": 2, "line": 5}
-_N_HANDED = {"s": 1, "i": 2, "st": 3, "h": 4, "line": 5}
+_N_VALUES = {"stv": 3, "hv": 4}
 _B = {"s": 1, "i": 2, "t": 3, "st": 4}
-_B_HANDED = {"s": 1, "i": 2, "t": 3, "st": 4, "h": 5}
+_B_VALUES = {"stv": 4, "hv": 5}
 
 _SPECIAL_ROWS = """
 SELECT rowid, s, i FROM n_{e} WHERE i IN (SELECT i FROM special_ids) ORDER BY rowid
@@ -139,8 +145,9 @@ COPY (
 # ------------------------------------------------------------------ the diff handed over
 # Stage's columnar diff (``columnar``) of the same id lines, decisions and baseline,
 # computed here where the id lines are joined with the baseline already: the same rows
-# and absences, in values (the texts are plain strings or null, so a text's value is
-# what is between its quotes, and texts are equal exactly when their values are).
+# and absences, in values. Statuses and hashes are read as values; the ids are plain
+# texts (or null), so a text's value is what is between its quotes, and two texts are
+# equal exactly when their values are.
 _VALUE_OR_NULL = "CASE WHEN {x} = 'null' THEN NULL ELSE substr({x}, 2, length({x}) - 2) END"
 
 
@@ -148,21 +155,15 @@ def _v(column: str) -> str:
     return _VALUE_OR_NULL.format(x=column)
 
 
-def _plain_or_null(column: str) -> str:
-    return f"({column} IS NULL OR {column} = 'null' OR {_plain(column)})"
-
-
-# ``_CHECKS``' three counts, then what handing stage its diff needs: statuses and
-# hashes plain (or null), line numbers whole, one line per key in the run, one baseline
-# record per app id; and the counts of records and of active baseline records. One pass
-# over each table.
+# ``_CHECKS``' three counts, then what handing stage its diff needs: line numbers whole,
+# one line per key in the run, one baseline record per app id; and the counts of records
+# and of active baseline records. One pass over each table.
 _CHECKS_HANDED = f"""
-SELECT n.bad, b.bad, b.twice, n.loose + b.loose + n.twice + b.shared, n.records, b.active
+SELECT n.bad, b.bad, b.twice, n.loose + n.twice + b.shared, n.records, b.active
 FROM (
     SELECT count(*) FILTER (WHERE NOT (ok AND {_plain("s")} AND {_plain("i")})) AS bad,
            count(*) FILTER (WHERE NOT (
-               {_plain_or_null("st")} AND {_plain_or_null("h")}
-               AND coalesce(regexp_full_match(line, '[0-9]{{{{1,15}}}}'), false)
+               coalesce(regexp_full_match(line, '[0-9]{{{{1,15}}}}'), false)
            )) AS loose,
            count(*) - count(DISTINCT (s, i)) AS twice,
            count(*) AS records
@@ -172,11 +173,10 @@ FROM (
                ok AND {_plain("s")} AND {_plain("i")}
                AND (t IS NULL OR t = 'null' OR {_plain("t")})
            )) AS bad,
-           count(*) FILTER (WHERE NOT ({_plain_or_null("st")} AND {_plain_or_null("h")})) AS loose,
            count(*) - count(DISTINCT (s, i)) AS twice,
            count(t) FILTER (WHERE t <> 'null') - count(DISTINCT t) FILTER (WHERE t <> 'null')
                AS shared,
-           count(*) FILTER (WHERE st = '"active"') AS active
+           count(*) FILTER (WHERE stv = 'active') AS active
     FROM b_{{e}}
 ) AS b
 """
@@ -210,8 +210,8 @@ COPY (
                CASE WHEN lo.r IS NOT NULL THEN lo.dt ELSE {_v("m.t")} END AS dt
         FROM m_{{e}} AS m LEFT JOIN lo_{{e}} AS lo USING (r)
         WHERE NOT coalesce(
-            m.known AND m.t <> 'null' AND m.bst = '"active"'
-            AND m.st IS DISTINCT FROM '"tobedeleted"' AND m.h = m.bh AND m.h <> 'null'
+            m.known AND m.t <> 'null' AND m.bst = 'active'
+            AND m.st IS DISTINCT FROM 'tobedeleted' AND m.h = m.bh
             AND CASE WHEN lo.r IS NULL
                 THEN m.t NOT IN (SELECT '"' || dt || '"' FROM sh_{{e}})
                 ELSE lo.dt IS NOT NULL AND lo.dt NOT IN (SELECT dt FROM sh_{{e}})
@@ -220,13 +220,13 @@ COPY (
         )
     ), rows AS (
         SELECT CAST(x.line AS BIGINT) AS line, {_v("x.s")} AS source_system,
-               {_v("x.i")} AS source_id, {_v("x.st")} AS status, {_v("x.h")} AS hash,
+               {_v("x.i")} AS source_id, x.st AS status, x.h AS hash,
                x.dt AS target_id,
                CASE WHEN x.special THEN sv.tier WHEN x.known THEN 'linked'
                     ELSE 'unmatched' END AS tier,
                CASE WHEN x.special THEN sv.score END AS score,
                CASE WHEN x.known THEN {_v("x.t")} END AS base_target,
-               {_v("x.bst")} AS base_status, {_v("x.bh")} AS base_hash,
+               x.bst AS base_status, x.bh AS base_hash,
                {_v("o.s")} AS owner_system, {_v("o.i")} AS owner_id,
                coalesce(x.dt IN (SELECT dt FROM sh_{{e}}), false) AS shared
         FROM x
@@ -234,8 +234,8 @@ COPY (
         LEFT JOIN b_{{e}} AS o ON (NOT x.known OR x.t = 'null') AND o.t = '"' || x.dt || '"'
     ), absent AS (
         SELECT {_v("s")} AS source_system, {_v("i")} AS source_id, {_v("t")} AS base_target,
-               {_v("h")} AS base_hash
-        FROM b_{{e}} AS b WHERE st = '"active"' AND NOT EXISTS (
+               hv AS base_hash
+        FROM b_{{e}} AS b WHERE stv = 'active' AND NOT EXISTS (
             SELECT 1 FROM n_{{e}} AS n WHERE n.s = b.s AND n.i = b.i
         )
     )
@@ -346,8 +346,8 @@ class IdTables:
                 return False  # a baseline without an index
             con = self.con
             try:
-                con.execute(_lines(ids, f"n_{e}", {"s": 1, "i": 2, "st": 3, "h": 4, "line": 5}, 2))
-                con.execute(_lines(index, f"b_{e}", {"s": 1, "i": 2, "t": 3, "st": 4, "h": 5}, 5))
+                con.execute(_lines(ids, f"n_{e}", _N, 2, _N_VALUES if handing else {}))
+                con.execute(_lines(index, f"b_{e}", _B, 5, _B_VALUES if handing else {}))
             except duckdb.Error:
                 # A line that is not a JSON array: the row-by-row path says what it is.
                 self.drop(entity)
