@@ -157,29 +157,17 @@ def _v(column: str) -> str:
 
 # ``_CHECKS``' three counts, then what handing stage its diff needs: line numbers whole,
 # one line per key in the run, one baseline record per app id; and the counts of records
-# and of active baseline records. One pass over each table.
-_CHECKS_HANDED = f"""
-SELECT n.bad, b.bad, b.twice, n.loose + n.twice + b.shared, n.records, b.active
-FROM (
-    SELECT count(*) FILTER (WHERE NOT (ok AND {_plain("s")} AND {_plain("i")})) AS bad,
-           count(*) FILTER (WHERE NOT (
-               coalesce(regexp_full_match(line, '[0-9]{{{{1,15}}}}'), false)
-           )) AS loose,
-           count(*) - count(DISTINCT (s, i)) AS twice,
-           count(*) AS records
-    FROM n_{{e}}
-) AS n, (
-    SELECT count(*) FILTER (WHERE NOT (
-               ok AND {_plain("s")} AND {_plain("i")}
-               AND (t IS NULL OR t = 'null' OR {_plain("t")})
-           )) AS bad,
-           count(*) - count(DISTINCT (s, i)) AS twice,
-           count(t) FILTER (WHERE t <> 'null') - count(DISTINCT t) FILTER (WHERE t <> 'null')
-               AS shared,
-           count(*) FILTER (WHERE stv = 'active') AS active
-    FROM b_{{e}}
-) AS b
+# and of active baseline records.
+_CHECKS_HANDED = (
+    _CHECKS.rstrip().rstrip('"')
+    + """,
+    (SELECT count(*) FROM n_{e} WHERE NOT coalesce(regexp_full_match(line, '[0-9]{{1,15}}'), false))
+    + (SELECT count(*) - count(DISTINCT (s, i)) FROM n_{e})
+    + (SELECT count(t) - count(DISTINCT t) FROM b_{e} WHERE t <> 'null'),
+    (SELECT count(*) FROM n_{e}),
+    (SELECT count(*) FROM b_{e} WHERE stv = 'active')
 """
+)
 
 # The decided app id of the records that are new or decided by the matcher (every other
 # record's is its baseline link), and the app ids two records share (one of the two is
