@@ -7,8 +7,11 @@ from __future__ import annotations
 from contextlib import ExitStack
 from pathlib import Path
 
+import pytest
+
 from rostersync.generator import generate_district, mutate_next_day
 from rostersync.models import ENTITY_ORDER
+from rostersync.pipeline import match_columnar
 from rostersync.pipeline.columnar import diff_entity, handed_diff, handed_keys
 from rostersync.storage import keys
 from tests.integration.days import committed_days
@@ -16,7 +19,11 @@ from tests.integration.days import committed_days
 TENANT = "district"
 
 
-def test_each_day_after_the_first_stage_takes_the_diff_match_handed_over(tmp_path: Path) -> None:
+def test_each_day_after_the_first_stage_takes_the_diff_match_handed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A district this small is below the size from which the diff is handed over.
+    monkeypatch.setattr(match_columnar, "_HAND_FROM", 0)
     generate_district(tmp_path / "day1", students=60, seed=11)
     mutate_next_day(tmp_path / "day1", tmp_path / "day2", seed=12, rate=0.05)
     days = list(committed_days(tmp_path / "state", TENANT, [tmp_path / "day1", tmp_path / "day2"]))

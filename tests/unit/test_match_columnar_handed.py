@@ -86,7 +86,7 @@ def _match(store: LocalObjectStore, ids: list[list[Any]], baseline: list[list[An
     )
     store.write_jsonl(keys.state_index_key(T, BASE, E), baseline)
     tiers: dict[str, int] = {}
-    with IdTables(store, T, RUN, BASE) as tables:
+    with IdTables(store, T, RUN, BASE, hand_from=0) as tables:
         assert tables.usable(E)
         tables.write_decisions(E, keys.matched_key(T, RUN, E), set(SPECIAL), _special_line, tiers)
 
@@ -169,3 +169,17 @@ def test_a_diff_of_files_written_since_is_not_taken(store: LocalObjectStore) -> 
         store.put_bytes(key, body)  # the same bytes, written again: a new version
         with ExitStack() as stack:
             assert handed_diff(store, T, RUN, E, BASE, stack) is None
+
+
+def test_a_small_entity_is_left_to_stage(store: LocalObjectStore) -> None:
+    store.write_jsonl(
+        keys.normalized_ids_key(T, RUN, E), [[*line, n] for n, line in enumerate(IDS)]
+    )
+    store.write_jsonl(keys.state_index_key(T, BASE, E), BASELINE)
+    with IdTables(store, T, RUN, BASE, hand_from=len(IDS) + 1) as tables:
+        assert tables.usable(E)
+        tables.write_decisions(E, keys.matched_key(T, RUN, E), set(SPECIAL), _special_line, {})
+    assert store.get_json(handed_keys(T, RUN, E)[0]) is None
+    with ExitStack() as stack:
+        assert handed_diff(store, T, RUN, E, BASE, stack) is None
+        assert _computed(store, stack) is not None

@@ -41,6 +41,9 @@ from rostersync.storage import keys
 from rostersync.storage.ports import ObjectStorePort
 
 _COPY_BLOCK = 1 << 20
+#: Records from which stage's diff of an entity is handed over: below, stage's own diff
+#: costs less than storing two more objects.
+_HAND_FROM = 10_000
 
 #: A decision line of a record the matcher decided itself (``None``: not one of those).
 SpecialLine = Callable[[str, str], tuple[list[Any], str] | None]
@@ -274,7 +277,14 @@ class IdTables:
     """The run's id lines and the baseline's index of each entity, in one engine that
     ``close`` shuts (each file read once, when first asked about)."""
 
-    def __init__(self, store: ObjectStorePort, tenant: str, run_id: str, baseline: str | None):
+    def __init__(
+        self,
+        store: ObjectStorePort,
+        tenant: str,
+        run_id: str,
+        baseline: str | None,
+        hand_from: int | None = None,
+    ):
         self.store = store
         self.tenant = tenant
         self.run_id = run_id
@@ -289,6 +299,8 @@ class IdTables:
         #: diff can be handed to stage (``None``: it cannot).
         self._handable: dict[Entity, tuple[int, int] | None] = {}
         self._special_ids: frozenset[str] | None = None
+        #: Records from which an entity's diff is handed to stage (``_HAND_FROM``).
+        self._hand_from = _HAND_FROM if hand_from is None else hand_from
 
     def __enter__(self) -> IdTables:
         return self
@@ -346,7 +358,10 @@ class IdTables:
             return False
         if handing:
             _, _, _, hand_faults, records, active = checks
-            self._handable[entity] = None if hand_faults else (int(records), int(active))
+            worth = int(records) >= self._hand_from
+            self._handable[entity] = (
+                (int(records), int(active)) if worth and not hand_faults else None
+            )
         return True
 
     def drop(self, entity: Entity) -> None:
