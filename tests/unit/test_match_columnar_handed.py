@@ -162,7 +162,12 @@ def test_a_diff_of_files_written_since_is_not_taken(store: LocalObjectStore) -> 
     with ExitStack() as stack:
         assert handed_diff(store, T, RUN, E, "20251231T000000Z-0000abcd", stack) is None
         assert handed_diff(store, T, RUN, E, BASE, stack) is not None
-    for key in (keys.matched_key(T, RUN, E), handed_keys(T, RUN, E)[1]):
+    for key in (
+        keys.matched_key(T, RUN, E),
+        keys.normalized_ids_key(T, RUN, E),
+        keys.state_index_key(T, BASE, E),
+        handed_keys(T, RUN, E)[1],
+    ):
         body = store.get_bytes(key)
         assert body is not None
         _match(store, IDS, BASELINE)

@@ -296,7 +296,13 @@ def handed_diff(
     for name, key in (
         ("matched", keys.matched_key(tenant, run_id, entity)),
         ("ids", keys.normalized_ids_key(tenant, run_id, entity)),
+        (
+            "index",
+            None if baseline_run is None else keys.state_index_key(tenant, baseline_run, entity),
+        ),
     ):
+        if key is None:
+            continue  # no baseline: no index
         if head.get(name) is None or head.get(name) != store.version(key):
             return None
     path = stack.enter_context(store.local_file(rows_key))
