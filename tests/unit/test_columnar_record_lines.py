@@ -41,10 +41,12 @@ def _keep_ends(store: LocalObjectStore, lines: list[bytes], shift: int = 0) -> N
     store.put_bytes(keys.normalized_reuse_key(T, RUN, E), body)
 
 
-@pytest.mark.parametrize("ends", ["kept", "none", "not this file", "not a packing"])
+@pytest.mark.parametrize(
+    "ends", ["kept", "kept, read forwards", "none", "not this file", "not a packing"]
+)
 def test_lines_by_number_are_the_file_lines(store: LocalObjectStore, ends: str) -> None:
     lines = _records(store, 50)
-    if ends == "kept":
+    if ends.startswith("kept"):
         _keep_ends(store, lines)
     elif ends == "not this file":
         _keep_ends(store, lines, shift=1)
@@ -52,7 +54,7 @@ def test_lines_by_number_are_the_file_lines(store: LocalObjectStore, ends: str) 
         store.put_bytes(keys.normalized_reuse_key(T, RUN, E), b"garbage")
     wanted = [0, 1, 7, 8, 30, 49]
     with ExitStack() as stack:
-        reader = RecordLines(store, T, RUN, E, stack)
+        reader = RecordLines(store, T, RUN, E, stack, sliced=ends != "kept, read forwards")
         assert [reader.at(n, S, f"u{n}") for n in wanted] == [lines[n] for n in wanted]
         with pytest.raises(RunStateError, match="asked again"):
             reader.at(8)

@@ -73,11 +73,24 @@ class RecordLines:
     the file is read forwards from its start (the lines passed over are skipped in C)."""
 
     def __init__(
-        self, store: ObjectStorePort, tenant: str, run_id: str, entity: Entity, stack: ExitStack
+        self,
+        store: ObjectStorePort,
+        tenant: str,
+        run_id: str,
+        entity: Entity,
+        stack: ExitStack,
+        *,
+        sliced: bool = True,
     ) -> None:
+        """``sliced=False``: read forwards (the lines asked for are most of them)."""
         self._store, self._entity, self._stack = store, entity, stack
         self._key = keys.normalized_key(tenant, run_id, entity)
-        self._ends, self._mapped = self._sliced(keys.normalized_reuse_key(tenant, run_id, entity))
+        self._ends: Any = None
+        self._mapped: mmap.mmap | None = None
+        if sliced:
+            self._ends, self._mapped = self._sliced(
+                keys.normalized_reuse_key(tenant, run_id, entity)
+            )
         self._lines: Iterator[bytes] | None = None
         self._next = 0
 

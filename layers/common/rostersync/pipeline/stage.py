@@ -283,7 +283,10 @@ class EntityStager:
         """Actions from the records the columnar diff handed over (the others are
         unchanged: counted, never parsed), with the same decisions as row by row."""
         tenant, run_id = self.state.tenant, self.state.run_id
-        raw_records = RecordLines(self.store, tenant, run_id, self.entity, stack)
+        # A first sync hands over every record: read forwards.
+        raw_records = RecordLines(
+            self.store, tenant, run_id, self.entity, stack, sliced=self.baseline_run is not None
+        )
         handed = 0
         counts = self.result.counts
         entity, deleted = self.entity, SourceStatus.TOBEDELETED.value
