@@ -7,6 +7,9 @@ record's line number, its match decisions, and the baseline snapshot's index), s
 Python sees only the records that are new, changed, deleted, held, absent or shared
 with another record: the rest is a count.
 
+The match step computes the same diff where it joins the same files already, and hands
+it over beside the decisions (``handed_diff``); stage computes it here otherwise.
+
 The diff answers ``None`` when its preconditions do not hold (id lines written before
 they carried line numbers, a source id twice in one run or one baseline, decisions not
 in step with the records, an app id held by two baseline records); stage then compares
@@ -15,6 +18,9 @@ row by row in Python, with the same outcome.
 
 from __future__ import annotations
 
+import itertools
+import mmap
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -24,7 +30,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import duckdb
+import orjson
 
+from rostersync.errors import RunStateError
+from rostersync.models import Entity
+from rostersync.packed import unpack
+from rostersync.storage import keys
 from rostersync.storage.ports import ObjectStorePort
 
 #: Rows handed to Python at a time.
@@ -50,6 +61,88 @@ def connect_engine(spill: Path) -> duckdb.DuckDBPyConnection:
 def sql_path(path: Path) -> str:
     """A file's path as the text of an SQL string literal (quotes doubled)."""
     return str(path).replace("'", "''")
+
+
+class RecordLines:
+    """The lines of a run's normalized records by number, asked for in increasing order.
+
+    Normalize keeps where each line ends (``normalized_reuse_key``: the source's state,
+    then the ends of the record lines and of the id lines); with them a line is a slice
+    of the file, and the lines between those asked for are never read. Without them (a
+    source that keeps none), or where a slice is not the line of the record asked for,
+    the file is read forwards from its start (the lines passed over are skipped in C)."""
+
+    def __init__(
+        self,
+        store: ObjectStorePort,
+        tenant: str,
+        run_id: str,
+        entity: Entity,
+        stack: ExitStack,
+        *,
+        sliced: bool = True,
+    ) -> None:
+        """``sliced=False``: read forwards (the lines asked for are most of them)."""
+        self._store, self._entity, self._stack = store, entity, stack
+        self._key = keys.normalized_key(tenant, run_id, entity)
+        self._ends: Any = None
+        self._mapped: mmap.mmap | None = None
+        if sliced:
+            self._ends, self._mapped = self._sliced(
+                keys.normalized_reuse_key(tenant, run_id, entity)
+            )
+        self._lines: Iterator[bytes] | None = None
+        self._next = 0
+
+    def _sliced(self, ends_key: str) -> tuple[Any, mmap.mmap | None]:
+        body = self._store.get_bytes(ends_key)
+        unpacked = None if body is None else unpack(body, ("B", "Q", "Q"))
+        if unpacked is None:
+            return None, None
+        ends = unpacked[1][1]
+        path = self._stack.enter_context(self._store.local_file(self._key))
+        if path is None or not ends:
+            return None, None
+        with path.open("rb") as fh:
+            if os.fstat(fh.fileno()).st_size != ends[-1]:
+                return None, None  # not the file these ends were kept for
+            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        self._stack.callback(mapped.close)
+        return ends, mapped
+
+    def at(self, wanted: int, system: str | None = None, source_id: str | None = None) -> bytes:
+        """Line ``wanted`` (without its newline); if ``system`` and ``source_id`` are
+        given, a slice that does not start with them is not taken."""
+        if wanted < self._next:
+            raise RunStateError(f"normalized {self._entity.value}: line {wanted} asked again")
+        if self._mapped is not None and wanted < len(self._ends):
+            start = self._ends[wanted - 1] if wanted else 0
+            line = self._mapped[start : self._ends[wanted]]
+            if line.endswith(b"\n") and (
+                system is None
+                or source_id is None
+                or line.startswith(
+                    b'{"source_system":'
+                    + orjson.dumps(system)
+                    + b',"source_id":'
+                    + orjson.dumps(source_id)
+                    + b","
+                )
+            ):
+                self._next = wanted + 1
+                return line[:-1]
+        return self._read(wanted)
+
+    def _read(self, wanted: int) -> bytes:
+        if self._lines is None:
+            # From here on forwards only (the slices' place is not the reader's).
+            self._mapped = None
+            self._lines, self._next = self._store.iter_lines(self._key), 0
+        line = next(itertools.islice(self._lines, wanted - self._next, None), None)
+        if wanted < self._next or line is None:
+            raise RunStateError(f"normalized {self._entity.value} ends before line {wanted}")
+        self._next = wanted + 1
+        return line
 
 
 class DiffRow(NamedTuple):
@@ -170,6 +263,81 @@ def _rows(result: duckdb.DuckDBPyConnection) -> Iterator[DiffRow]:
     row = partial(tuple.__new__, DiffRow)
     while batch := result.fetchmany(_FETCH):
         yield from map(row, batch)
+
+
+def handed_keys(tenant: str, run_id: str, entity: Entity) -> tuple[str, str]:
+    """The diff the match step hands over for an entity: its head (JSON) and its rows
+    (Parquet)."""
+    base = keys.matched_key(tenant, run_id, entity).removesuffix(".jsonl")
+    return f"{base}.diff.json", f"{base}.diff.parquet"
+
+
+#: The columns of a handed-over diff's Parquet rows: ``part`` 0 for a ``DiffRow`` (in
+#: order ``k``), 1 for an ``AbsentRow`` (``source_system``, ``source_id``,
+#: ``base_target``, ``base_hash``).
+HANDED_FORMAT = 1
+
+_HANDED_ROWS = """
+SELECT line, source_system, source_id, status, hash, target_id, tier, score, base_target,
+       base_status, base_hash, owner_system, owner_id, shared
+FROM read_parquet('{path}') WHERE part = 0 ORDER BY k
+"""
+
+_HANDED_ABSENT = """
+SELECT source_system, source_id, base_target, base_hash
+FROM read_parquet('{path}') WHERE part = 1 ORDER BY k
+"""
+
+
+def handed_diff(
+    store: ObjectStorePort,
+    tenant: str,
+    run_id: str,
+    entity: Entity,
+    baseline_run: str | None,
+    stack: ExitStack,
+) -> Diff | None:
+    """The diff the match step computed beside the decisions (``match_columnar``), if it
+    is of the run's id lines, decisions and baseline as they are now (else ``None``:
+    stage computes it with ``diff_entity``). The same rows as ``diff_entity``'s."""
+    head_key, rows_key = handed_keys(tenant, run_id, entity)
+    head = store.get_json(head_key)
+    if not isinstance(head, dict) or head.get("format") != HANDED_FORMAT:
+        return None
+    if head.get("baseline") != baseline_run or head.get("rows") != store.version(rows_key):
+        return None
+    for name, key in (
+        ("matched", keys.matched_key(tenant, run_id, entity)),
+        ("ids", keys.normalized_ids_key(tenant, run_id, entity)),
+        (
+            "index",
+            None if baseline_run is None else keys.state_index_key(tenant, baseline_run, entity),
+        ),
+    ):
+        if key is None:
+            continue  # no baseline: no index
+        if head.get(name) is None or head.get(name) != store.version(key):
+            return None
+    path = stack.enter_context(store.local_file(rows_key))
+    if path is None:
+        return None
+    spill = stack.enter_context(tempfile.TemporaryDirectory(prefix="rostersync-diff-"))
+    con = connect_engine(Path(spill))
+    stack.callback(con.close)
+    try:
+        absent = [
+            AbsentRow(*row)
+            for row in con.execute(_HANDED_ABSENT.format(path=sql_path(path))).fetchall()
+        ]
+        rows = con.execute(_HANDED_ROWS.format(path=sql_path(path)))
+    except duckdb.Error:
+        return None
+    return Diff(
+        records=int(head["records"]),
+        active_before=int(head["active"]),
+        rows=_rows(rows),
+        absent=absent,
+    )
 
 
 def diff_entity(

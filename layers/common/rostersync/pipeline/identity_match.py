@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from datetime import date
 from typing import Any
 
 import orjson
 
+from rostersync.errors import RunStateError
 from rostersync.matching import (
     ClassRecord,
     Decision,
@@ -33,6 +35,7 @@ from rostersync.matching import (
 )
 from rostersync.matching.records import name_readings
 from rostersync.models import GUARDIAN_ROLES, STAFF_ROLES, Entity, Role, Tier
+from rostersync.pipeline.columnar import RecordLines
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.match_columnar import IdTables
@@ -443,9 +446,13 @@ class IdentityMatcher:
         those are parsed), in file order."""
         if not lines:
             return
-        key = keys.normalized_key(self.tenant, self.state.run_id, entity)
-        for number, raw in enumerate(self.deps.store.iter_lines(key)):
-            if number in lines:
+        with ExitStack() as stack:
+            records = RecordLines(self.deps.store, self.tenant, self.state.run_id, entity, stack)
+            for number in sorted(lines):
+                try:
+                    raw = records.at(number)
+                except RunStateError:
+                    return  # past the end: the caller sees lines missing
                 yield number, orjson.loads(raw)
 
     def _birth_dates(self, people: set[str]) -> dict[str, date]:

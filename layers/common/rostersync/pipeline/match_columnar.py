@@ -10,6 +10,12 @@ puts every line in record order. The file is byte for byte what the row-by-row p
 writes. People matching asks the same tables which users are not linked yet and which
 linked ones are absent, so the step reads each file once and Python holds no index.
 
+Where there is a baseline, the step also hands stage its diff of the entity: stage's
+columnar diff (``columnar``) of the same id lines, decisions and baseline, computed here
+from the tables already joined (a small Parquet file of the records stage must look at
+and of the absent ones, and a head naming the versions of the files it is of). Stage
+takes it while those files are unchanged, else computes the diff itself.
+
 The engine takes an entity only when it can spell its lines exactly as ``orjson`` does:
 every source system, source id and app id in both files a JSON string of printable ASCII
 with nothing escaped (no quote, no backslash). Otherwise, or when the baseline lists an id
@@ -29,24 +35,33 @@ import duckdb
 import orjson
 
 from rostersync.models import Entity, Tier
-from rostersync.pipeline.columnar import connect_engine, sql_path
+from rostersync.pipeline.columnar import HANDED_FORMAT, connect_engine, handed_keys, sql_path
 from rostersync.pipeline.match_decisions import new_target_prefix
 from rostersync.storage import keys
 from rostersync.storage.ports import ObjectStorePort
 
 _COPY_BLOCK = 1 << 20
+#: Records from which stage's diff of an entity is handed over: below, stage's own diff
+#: costs less than storing two more objects.
+_HAND_FROM = 10_000
 
 #: A decision line of a record the matcher decided itself (``None``: not one of those).
 SpecialLine = Callable[[str, str], tuple[list[Any], str] | None]
 
 
-def _lines(path: Path | None, name: str, columns: dict[str, int], least: int) -> str:
-    """A table of the JSON texts of some elements of each line (an empty one when there
-    is no file); ``ok`` says the line has ``least`` elements or more."""
+def _lines(
+    path: Path | None, name: str, columns: dict[str, int], least: int, values: dict[str, int]
+) -> str:
+    """A table of the JSON texts of some elements of each line, and of the values of
+    others (``values``: a string's, as stage reads it; an empty table when there is no
+    file); ``ok`` says the line has ``least`` elements or more."""
     if path is None:
-        selected = ", ".join(f"CAST(NULL AS VARCHAR) AS {c}" for c in columns)
+        selected = ", ".join(f"CAST(NULL AS VARCHAR) AS {c}" for c in [*columns, *values])
         return f"CREATE TEMP TABLE {name} AS SELECT {selected}, true AS ok WHERE false"
-    selected = ", ".join(f"CAST(j[{n}] AS VARCHAR) AS {c}" for c, n in columns.items())
+    selected = ", ".join(
+        [f"CAST(j[{n}] AS VARCHAR) AS {c}" for c, n in columns.items()]
+        + [f"j[{n}] ->> '$' AS {c}" for c, n in values.items()]
+    )
     return (
         f"CREATE TEMP TABLE {name} AS SELECT {selected}, len(j) >= {least} AS ok"
         f" FROM read_json('{sql_path(path)}', format = 'newline_delimited', records = false,"
@@ -90,14 +105,27 @@ _SHA = "sha1($prefix || encode({s} || '/' || {i}))".format(
     s=_VALUE.format(x="s"), i=_VALUE.format(x="i")
 )
 
+#: ``_DECIDED``'s columns for handing stage its diff.
+_DECIDED_HANDED = ", n.line, n.stv AS st, n.hv AS h, b.stv AS bst, b.hv AS bh"
+
 _DECIDED = """
 CREATE TEMP TABLE m_{e} AS
-SELECT n.rowid AS r, n.s, n.i, b.i IS NOT NULL AS known, coalesce(b.t, 'null') AS t
+SELECT n.rowid AS r, n.s, n.i, b.i IS NOT NULL AS known, coalesce(b.t, 'null') AS t,
+       n.i IN (SELECT i FROM special_ids) AS special{handed}
 FROM n_{e} AS n LEFT JOIN b_{e} AS b USING (s, i)
-WHERE n.i NOT IN (SELECT i FROM special_ids)
 """
 
-_COUNTS = "SELECT count(*) FILTER (WHERE known), count(*) FILTER (WHERE NOT known) FROM m_{e}"
+_COUNTS = """
+SELECT count(*) FILTER (WHERE known), count(*) FILTER (WHERE NOT known)
+FROM m_{e} WHERE NOT special
+"""
+
+#: The elements of the id lines and the baseline index's lines the tables hold (and the
+#: values of the statuses and hashes where stage's diff is handed over).
+_N = {"s": 1, "i": 2, "line": 5}
+_N_VALUES = {"stv": 3, "hv": 4}
+_B = {"s": 1, "i": 2, "t": 3, "st": 4}
+_B_VALUES = {"stv": 4, "hv": 5}
 
 _SPECIAL_ROWS = """
 SELECT rowid, s, i FROM n_{e} WHERE i IN (SELECT i FROM special_ids) ORDER BY rowid
@@ -107,15 +135,110 @@ _WRITE = f"""
 COPY (
     SELECT text FROM (
         SELECT r, '[' || s || ',' || i || ',' || t || ',"linked",null]' AS text
-        FROM m_{{e}} WHERE known
+        FROM m_{{e}} WHERE known AND NOT special
         UNION ALL
         SELECT r, '[' || s || ',' || i || ',"' || ({_UUID}) || '","unmatched",null]'
-        FROM (SELECT r, s, i, {_SHA} AS h FROM m_{{e}} WHERE NOT known)
+        FROM (SELECT r, s, i, {_SHA} AS h FROM m_{{e}} WHERE NOT known AND NOT special)
         UNION ALL
         SELECT r, text FROM special
     ) ORDER BY r
 ) TO '{{out}}' (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\t')
 """
+
+# ------------------------------------------------------------------ the diff handed over
+# Stage's columnar diff (``columnar``) of the same id lines, decisions and baseline,
+# computed here where the id lines are joined with the baseline already: the same rows
+# and absences, in values. Statuses and hashes are read as values; the ids are plain
+# texts (or null), so a text's value is what is between its quotes, and two texts are
+# equal exactly when their values are.
+_VALUE_OR_NULL = "CASE WHEN {x} = 'null' THEN NULL ELSE substr({x}, 2, length({x}) - 2) END"
+
+
+def _v(column: str) -> str:
+    return _VALUE_OR_NULL.format(x=column)
+
+
+# ``_CHECKS``' three counts, then what handing stage its diff needs: line numbers whole,
+# one line per key in the run, one baseline record per app id; and the counts of records
+# and of active baseline records.
+_CHECKS_HANDED = (
+    _CHECKS.rstrip().rstrip('"')
+    + """,
+    (SELECT count(*) FROM n_{e} WHERE NOT coalesce(regexp_full_match(line, '[0-9]{{1,15}}'), false))
+    + (SELECT count(*) - count(DISTINCT (s, i)) FROM n_{e})
+    + (SELECT count(t) - count(DISTINCT t) FROM b_{e} WHERE t <> 'null'),
+    (SELECT count(*) FROM n_{e}),
+    (SELECT count(*) FROM b_{e} WHERE stv = 'active')
+"""
+)
+
+# The decided app id of the records that are new or decided by the matcher (every other
+# record's is its baseline link), and the app ids two records share (one of the two is
+# always such a record: baseline links are one per app id).
+_LOOSE = f"""
+CREATE OR REPLACE TEMP TABLE lo_{{e}} AS
+SELECT m.r, CASE WHEN m.special THEN sv.t ELSE ({_UUID}) END AS dt
+FROM (SELECT r, special, {_SHA} AS h FROM m_{{e}} WHERE special OR NOT known) AS m
+LEFT JOIN special_v AS sv USING (r)
+"""
+
+_SHARED = f"""
+CREATE OR REPLACE TEMP TABLE sh_{{e}} AS
+SELECT dt FROM (
+    SELECT dt FROM lo_{{e}} WHERE dt IS NOT NULL
+    UNION ALL
+    SELECT {_v("t")} FROM m_{{e}}
+    WHERE known AND NOT special
+      AND t IN (SELECT '"' || dt || '"' FROM lo_{{e}} WHERE dt IS NOT NULL)
+) GROUP BY dt HAVING count(*) > 1
+"""
+
+# ``columnar._ROWS`` and ``columnar._ABSENT``, as Parquet rows ``handed_diff`` reads.
+_HAND = f"""
+COPY (
+    WITH x AS (
+        SELECT m.*, lo.r IS NOT NULL AS loose,
+               CASE WHEN lo.r IS NOT NULL THEN lo.dt ELSE {_v("m.t")} END AS dt
+        FROM m_{{e}} AS m LEFT JOIN lo_{{e}} AS lo USING (r)
+        WHERE NOT coalesce(
+            m.known AND m.t <> 'null' AND m.bst = 'active'
+            AND m.st IS DISTINCT FROM 'tobedeleted' AND m.h = m.bh
+            AND CASE WHEN lo.r IS NULL
+                THEN m.t NOT IN (SELECT '"' || dt || '"' FROM sh_{{e}})
+                ELSE lo.dt IS NOT NULL AND lo.dt NOT IN (SELECT dt FROM sh_{{e}})
+            END,
+            false
+        )
+    ), rows AS (
+        SELECT CAST(x.line AS BIGINT) AS line, {_v("x.s")} AS source_system,
+               {_v("x.i")} AS source_id, x.st AS status, x.h AS hash,
+               x.dt AS target_id,
+               CASE WHEN x.special THEN sv.tier WHEN x.known THEN 'linked'
+                    ELSE 'unmatched' END AS tier,
+               CASE WHEN x.special THEN sv.score END AS score,
+               CASE WHEN x.known THEN {_v("x.t")} END AS base_target,
+               x.bst AS base_status, x.bh AS base_hash,
+               {_v("o.s")} AS owner_system, {_v("o.i")} AS owner_id,
+               coalesce(x.dt IN (SELECT dt FROM sh_{{e}}), false) AS shared
+        FROM x
+        LEFT JOIN special_v AS sv USING (r)
+        LEFT JOIN b_{{e}} AS o ON (NOT x.known OR x.t = 'null') AND o.t = '"' || x.dt || '"'
+    ), absent AS (
+        SELECT {_v("s")} AS source_system, {_v("i")} AS source_id, {_v("t")} AS base_target,
+               hv AS base_hash
+        FROM b_{{e}} AS b WHERE stv = 'active' AND NOT EXISTS (
+            SELECT 1 FROM n_{{e}} AS n WHERE n.s = b.s AND n.i = b.i
+        )
+    )
+    SELECT 0 AS part, row_number() OVER (ORDER BY line) AS k, * FROM rows
+    UNION ALL
+    SELECT 1, row_number() OVER (ORDER BY source_system, source_id), NULL, source_system,
+           source_id, NULL, NULL, NULL, NULL, NULL, base_target, NULL, base_hash, NULL, NULL,
+           NULL
+    FROM absent
+) TO '{{out}}' (FORMAT parquet)
+"""
+
 
 # The records that are not linked, or whose source id is one of ``special_ids``, in
 # record order, with their line and their baseline link if any.
@@ -154,7 +277,14 @@ class IdTables:
     """The run's id lines and the baseline's index of each entity, in one engine that
     ``close`` shuts (each file read once, when first asked about)."""
 
-    def __init__(self, store: ObjectStorePort, tenant: str, run_id: str, baseline: str | None):
+    def __init__(
+        self,
+        store: ObjectStorePort,
+        tenant: str,
+        run_id: str,
+        baseline: str | None,
+        hand_from: int | None = None,
+    ):
         self.store = store
         self.tenant = tenant
         self.run_id = run_id
@@ -165,7 +295,12 @@ class IdTables:
         )
         self._con: duckdb.DuckDBPyConnection | None = None
         self._usable: dict[Entity, bool] = {}
+        #: The counts of records and of active baseline records of the entities whose
+        #: diff can be handed to stage (``None``: it cannot).
+        self._handable: dict[Entity, tuple[int, int] | None] = {}
         self._special_ids: frozenset[str] | None = None
+        #: Records from which an entity's diff is handed to stage (``_HAND_FROM``).
+        self._hand_from = _HAND_FROM if hand_from is None else hand_from
 
     def __enter__(self) -> IdTables:
         return self
@@ -198,6 +333,9 @@ class IdTables:
         index_key = (
             keys.state_index_key(self.tenant, self.baseline, entity) if self.baseline else None
         )
+        # Stage's diff is handed over where there is a baseline (on a first sync every
+        # record is new: stage's own diff of them costs less than the columns it needs).
+        handing = self.baseline is not None
         # The tables are the engine's own: the files (downloads, on S3) go once read.
         with ExitStack() as files:
             ids = files.enter_context(
@@ -208,22 +346,28 @@ class IdTables:
                 return False  # a baseline without an index
             con = self.con
             try:
-                con.execute(_lines(ids, f"n_{e}", {"s": 1, "i": 2, "line": 5}, 2))
-                con.execute(_lines(index, f"b_{e}", {"s": 1, "i": 2, "t": 3, "st": 4}, 5))
+                con.execute(_lines(ids, f"n_{e}", _N, 2, _N_VALUES if handing else {}))
+                con.execute(_lines(index, f"b_{e}", _B, 5, _B_VALUES if handing else {}))
             except duckdb.Error:
                 # A line that is not a JSON array: the row-by-row path says what it is.
                 self.drop(entity)
                 return False
-        checks: Any = con.execute(_CHECKS.format(e=e)).fetchone()
-        if any(checks):
+        checks: Any = con.execute((_CHECKS_HANDED if handing else _CHECKS).format(e=e)).fetchone()
+        if any(checks[:3]):
             self.drop(entity)
             return False
+        if handing:
+            _, _, _, hand_faults, records, active = checks
+            worth = int(records) >= self._hand_from
+            self._handable[entity] = (
+                (int(records), int(active)) if worth and not hand_faults else None
+            )
         return True
 
     def drop(self, entity: Entity) -> None:
         """Free the entity's tables (its lines are written)."""
         e = entity.value
-        for table in (f"n_{e}", f"b_{e}", f"m_{e}"):
+        for table in (f"n_{e}", f"b_{e}", f"m_{e}", f"lo_{e}", f"sh_{e}"):
             self.con.execute(f"DROP TABLE IF EXISTS {table}")
 
     def _set_special(self, ids: Iterable[str]) -> None:
@@ -335,6 +479,9 @@ class IdTables:
         rows: list[int] = []
         texts: list[str] = []
         own: list[str] = []
+        #: The special lines' app id, tier and score as their text reads back.
+        values: list[tuple[str | None, str, float | None]] = []
+        handable = self._handable.get(entity) is not None
         for rowid, system, source_id in con.execute(_SPECIAL_ROWS.format(e=e)).fetchall():
             decided = special_line(_value(system), _value(source_id))
             if decided is None:
@@ -342,26 +489,109 @@ class IdTables:
             line, tier = decided
             own.append(tier)
             rows.append(rowid)
-            texts.append(orjson.dumps(line).decode())
+            text = orjson.dumps(line).decode()
+            texts.append(text)
+            read = _decision_values(orjson.loads(text), _value(system), _value(source_id))
+            if read is None:
+                handable = False
+            else:
+                values.append(read)
         con.execute("CREATE OR REPLACE TEMP TABLE special (r BIGINT, text VARCHAR)")
         if rows:
             con.execute(
                 "INSERT INTO special SELECT unnest(?::BIGINT[]), unnest(?::VARCHAR[])",
                 [rows, texts],
             )
-        con.execute(_DECIDED.format(e=e))
+        handed_columns = _DECIDED_HANDED if handable else ""
+        con.execute(_DECIDED.format(e=e, handed=handed_columns))
         linked, unmatched = con.execute(_COUNTS.format(e=e)).fetchone() or (0, 0)
         out = self._folder / f"{e}.matched.jsonl"
-        con.execute(
-            _WRITE.format(e=e, out=sql_path(out)),
-            {"prefix": new_target_prefix(self.tenant, entity)},
-        )
+        prefix = {"prefix": new_target_prefix(self.tenant, entity)}
+        con.execute(_WRITE.format(e=e, out=sql_path(out)), prefix)
+        handed = self._hand_over(entity, rows, values, prefix) if handable else None
         self.drop(entity)
         with out.open("rb") as source, self.store.writer(matched_key) as target:
             shutil.copyfileobj(source, target, _COPY_BLOCK)
         out.unlink()
+        if handed is not None:
+            self._store_handed(entity, matched_key, *handed)
         for tier in own:
             tiers[tier] = tiers.get(tier, 0) + 1
         for tier, count in ((Tier.LINKED.value, linked), (Tier.UNMATCHED.value, unmatched)):
             if count:
                 tiers[tier] = tiers.get(tier, 0) + int(count)
+
+    def _hand_over(
+        self,
+        entity: Entity,
+        rows: list[int],
+        values: list[tuple[str | None, str, float | None]],
+        prefix: dict[str, Any],
+    ) -> tuple[Path, int, int] | None:
+        """Stage's diff of the entity (``columnar.handed_diff``) as a Parquet file, with
+        the count of records and of active baseline records; ``None`` where it does not
+        apply (stage then computes it)."""
+        e = entity.value
+        con = self.con
+        counts = self._handable.get(entity)
+        if counts is None:
+            return None
+        records, active = counts
+        try:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE special_v"
+                " (r BIGINT, t VARCHAR, tier VARCHAR, score DOUBLE)"
+            )
+            if rows:
+                con.execute(
+                    "INSERT INTO special_v SELECT unnest(?::BIGINT[]), unnest(?::VARCHAR[]),"
+                    " unnest(?::VARCHAR[]), unnest(?::DOUBLE[])",
+                    [rows, *(list(column) for column in zip(*values, strict=True))],
+                )
+            con.execute(_LOOSE.format(e=e), prefix)
+            con.execute(_SHARED.format(e=e))
+            out = self._folder / f"{e}.diff.parquet"
+            con.execute(_HAND.format(e=e, out=sql_path(out)))
+        except duckdb.Error:
+            return None
+        return out, int(records), int(active)
+
+    def _store_handed(
+        self, entity: Entity, matched_key: str, path: Path, records: int, active: int
+    ) -> None:
+        """Store the diff beside the decisions, its head naming the versions of the files
+        it was computed from (``columnar.handed_diff`` takes it only while they hold)."""
+        head_key, rows_key = handed_keys(self.tenant, self.run_id, entity)
+        self.store.upload_file(path, rows_key)
+        path.unlink()
+        index_key = (
+            keys.state_index_key(self.tenant, self.baseline, entity) if self.baseline else None
+        )
+        head = {
+            "format": HANDED_FORMAT,
+            "baseline": self.baseline,
+            "index": None if index_key is None else self.store.version(index_key),
+            "ids": self.store.version(keys.normalized_ids_key(self.tenant, self.run_id, entity)),
+            "matched": self.store.version(matched_key),
+            "rows": self.store.version(rows_key),
+            "records": records,
+            "active": active,
+        }
+        self.store.put_json(head_key, head)
+
+
+def _decision_values(
+    line: Any, system: Any, source_id: Any
+) -> tuple[str | None, str, float | None] | None:
+    """A decision line's app id, tier and score as stage reads them (``None`` unless
+    it is ``[system, source_id, app id or null, tier, score or null]`` of this record)."""
+    if not isinstance(line, list) or len(line) != 5 or line[:2] != [system, source_id]:
+        return None
+    target, tier, score = line[2:]
+    if target is not None and not isinstance(target, str):
+        return None
+    if not isinstance(tier, str):
+        return None
+    if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)):
+        return None
+    return target, tier, None if score is None else float(score)

@@ -44,10 +44,16 @@ from rostersync.changes import (
     field_changes,
     make_action,
 )
-from rostersync.errors import RunStateError
 from rostersync.models import ENTITY_ORDER, Entity, SourceStatus, Tier
 from rostersync.pipeline.change_lines import ChangeLines
-from rostersync.pipeline.columnar import Diff, connect_engine, diff_entity, sql_path
+from rostersync.pipeline.columnar import (
+    Diff,
+    RecordLines,
+    connect_engine,
+    diff_entity,
+    handed_diff,
+    sql_path,
+)
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.match_decisions import MatchDecision
@@ -92,21 +98,6 @@ def _given(record: dict[str, Any]) -> dict[str, Any]:
 
 def _known_owner(owner: tuple[str, str] | None, _target_id: str) -> tuple[str, str] | None:
     return owner
-
-
-class _Lines:
-    """The lines of a stream by number, read forwards only (those passed over are
-    skipped in C, never looked at)."""
-
-    def __init__(self, lines: Iterator[bytes], entity: Entity) -> None:
-        self._lines, self._next, self._entity = lines, 0, entity
-
-    def at(self, wanted: int) -> bytes:
-        line = next(itertools.islice(self._lines, wanted - self._next, None), None)
-        if wanted < self._next or line is None:
-            raise RunStateError(f"normalized {self._entity.value} ends before line {wanted}")
-        self._next = wanted + 1
-        return line
 
 
 class EntityStager:
@@ -164,6 +155,9 @@ class EntityStager:
             index_key = keys.state_index_key(tenant, self.baseline_run, entity)
             if not self.store.exists(index_key):
                 return None
+        handed = handed_diff(self.store, tenant, run_id, entity, self.baseline_run, stack)
+        if handed is not None:
+            return handed
         return diff_entity(
             self.store,
             keys.normalized_ids_key(tenant, run_id, entity),
@@ -285,19 +279,20 @@ class EntityStager:
             if action is not None:
                 yield action
 
-    def _columnar_actions(self, diff: Diff) -> Iterator[Action]:
+    def _columnar_actions(self, diff: Diff, stack: ExitStack) -> Iterator[Action]:
         """Actions from the records the columnar diff handed over (the others are
         unchanged: counted, never parsed), with the same decisions as row by row."""
         tenant, run_id = self.state.tenant, self.state.run_id
-        raw_records = _Lines(
-            self.store.iter_lines(keys.normalized_key(tenant, run_id, self.entity)), self.entity
+        # A first sync hands over every record: read forwards.
+        raw_records = RecordLines(
+            self.store, tenant, run_id, self.entity, stack, sliced=self.baseline_run is not None
         )
         handed = 0
         counts = self.result.counts
         entity, deleted = self.entity, SourceStatus.TOBEDELETED.value
         for row in diff.rows:
             handed += 1
-            raw = raw_records.at(row.line)
+            raw = raw_records.at(row.line, row.source_system, row.source_id)
             if (
                 row.base_target is None
                 and row.target_id is not None
@@ -455,7 +450,7 @@ class EntityStager:
             out = _ChangeFile(change_file, change_lines)
             diff = self._diff(stack)
             self.compared = "rows" if diff is None else "columnar"
-            direct = self._direct_actions() if diff is None else self._columnar_actions(diff)
+            direct = self._direct_actions() if diff is None else self._columnar_actions(diff, stack)
             for action in direct:
                 out.write(action)
             if diff is None:
