@@ -15,29 +15,9 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from rostersync.local.moto_seams import InProcessFunctions, peak_mb
 from rostersync.local.template import FunctionSpec
-
-
-def request_for(function: FunctionSpec, event: Any) -> str:
-    """What the parent writes to this module's stdin."""
-    return json.dumps(
-        {
-            "function": {
-                "logical_id": function.logical_id,
-                "name": function.name,
-                "arn": function.arn,
-                "code_dir": str(function.code_dir),
-                "handler": function.handler,
-                "runtime": function.runtime,
-                "memory_size": function.memory_size,
-                "timeout": function.timeout,
-            },
-            "event": event,
-        }
-    )
 
 
 def main() -> int:

@@ -235,6 +235,25 @@ def _error_payload(error_type: str, message: str, request_id: str, trace: list[s
     )
 
 
+def _invoke_request(function: FunctionSpec, event: Any) -> str:
+    """What ``rostersync.local.invoke`` reads on its stdin."""
+    return json.dumps(
+        {
+            "function": {
+                "logical_id": function.logical_id,
+                "name": function.name,
+                "arn": function.arn,
+                "code_dir": str(function.code_dir),
+                "handler": function.handler,
+                "runtime": function.runtime,
+                "memory_size": function.memory_size,
+                "timeout": function.timeout,
+            },
+            "event": event,
+        }
+    )
+
+
 def peak_mb() -> int:
     """The peak resident memory of this process so far, in MB."""
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -294,14 +313,12 @@ class InProcessFunctions:
     def _in_process_of_its_own(
         self, function: FunctionSpec, event: Any, request_id: str
     ) -> tuple[str, bool]:
-        from rostersync.local.invoke import request_for
-
         if isinstance(event, bytes | str):
             event = json.loads(event or "{}")
         try:
             done = subprocess.run(
                 [sys.executable, "-m", "rostersync.local.invoke"],
-                input=request_for(function, event),
+                input=_invoke_request(function, event),
                 capture_output=True,
                 text=True,
                 timeout=function.timeout,
