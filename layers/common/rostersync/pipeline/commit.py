@@ -604,6 +604,42 @@ def _write_added(action: dict[str, Any], snapshot: IO[bytes], index: IO[bytes]) 
     index.write(dumps_line(index_line(line)))
 
 
+class _Changer:
+    """Applies a change to a baseline line, and gathers the directory items and links of
+    the changed records (put ``_WRITE_BATCH`` at a time)."""
+
+    def __init__(self, deps: Deps, tenant: str, run_id: str, entity: Entity) -> None:
+        self.deps = deps
+        self.tenant = tenant
+        self.run_id = run_id
+        self.entity = entity
+        self.at = _now()
+        self.touched: list[dict[str, Any]] = []
+        self.links: list[dict[str, Any]] = []
+
+    def flush(self, force: bool = False) -> None:
+        if force or len(self.touched) >= _WRITE_BATCH:
+            self.deps.directory.put_flat(self.tenant, self.entity.value, self.touched)
+            self.touched.clear()
+        if force or len(self.links) >= _WRITE_BATCH:
+            self.deps.links.put_many(self.tenant, self.entity.value, self.links)
+            self.links.clear()
+
+    def change(self, line: dict[str, Any], action: dict[str, Any]) -> dict[str, Any]:
+        if action["action"] == "archive":
+            line["status"] = ARCHIVED
+        else:
+            line["status"] = ACTIVE
+            line["record"] = action["record"]
+            line["hash"] = content_hash(action["record"])
+        if action.get("relinked_from"):
+            line["source_id"] = action["source_id"]
+            self.links.append(_link(action, self.run_id, self.at))
+        self.touched.append(flat_item(line, self.run_id))
+        self.flush()
+        return line
+
+
 def _apply_to_baseline(
     deps: Deps,
     tenant: str,
@@ -615,36 +651,42 @@ def _apply_to_baseline(
     index: IO[bytes],
 ) -> int:
     """Write the baseline's lines with ``changes`` applied; directory items and links of
-    the changed records. Returns lines written."""
-    at = _now()
-    touched: list[dict[str, Any]] = []
-    links: list[dict[str, Any]] = []
+    the changed records. Returns lines written.
 
-    def flush(force: bool = False) -> None:
-        if force or len(touched) >= _WRITE_BATCH:
-            deps.directory.put_flat(tenant, entity.value, touched)
-            touched.clear()
-        if force or len(links) >= _WRITE_BATCH:
-            deps.links.put_many(tenant, entity.value, links)
-            links.clear()
+    The lines no change touches are copied as runs of bytes (``_apply_in_bulk``); a
+    baseline whose files are not as the commit writes them (no index, an empty line, a
+    line the index does not match, a change whose record is not found once) is applied
+    line by line instead, from where the bulk copy began: the same bytes either way."""
+    if baseline_run is not None and deps.store.exists(
+        keys.state_index_key(tenant, baseline_run, entity)
+    ):
+        marks = snapshot.tell(), index.tell()
+        try:
+            return _apply_in_bulk(
+                deps, tenant, run_id, entity, baseline_run, changes, snapshot, index
+            )
+        except _NotBulk:
+            for out, mark in zip((snapshot, index), marks, strict=True):
+                out.seek(mark)
+                out.truncate()
+    return _apply_line_by_line(deps, tenant, run_id, entity, baseline_run, changes, snapshot, index)
 
-    def changed(line: dict[str, Any], action: dict[str, Any]) -> dict[str, Any]:
-        if action["action"] == "archive":
-            line["status"] = ARCHIVED
-        else:
-            line["status"] = ACTIVE
-            line["record"] = action["record"]
-            line["hash"] = content_hash(action["record"])
-        if action.get("relinked_from"):
-            line["source_id"] = action["source_id"]
-            links.append(_link(action, run_id, at))
-        touched.append(flat_item(line, run_id))
-        flush()
-        return line
 
+def _apply_line_by_line(
+    deps: Deps,
+    tenant: str,
+    run_id: str,
+    entity: Entity,
+    baseline_run: str | None,
+    changes: dict[tuple[str, str], dict[str, Any]],
+    snapshot: IO[bytes],
+    index: IO[bytes],
+) -> int:
+    """``_apply_to_baseline`` one line at a time (any baseline, with an index or none)."""
+    changer = _Changer(deps, tenant, run_id, entity)
     written = 0
     # The baseline's lines, each with its key and its index line: a line no change
-    # touches is copied as it is, never parsed (most of a daily sync's snapshot).
+    # touches is copied as it is, never parsed.
     for raw, key, index_raw in _baseline_lines(deps, tenant, baseline_run, entity):
         action = changes.get(key)
         if action is None and index_raw is not None:
@@ -653,11 +695,204 @@ def _apply_to_baseline(
         else:
             line = orjson.loads(raw)
             if action is not None:
-                line = changed(line, action)
+                line = changer.change(line, action)
             snapshot.write(dumps_line(line))
             index.write(dumps_line(index_line(line)))
         written += 1
-    flush(force=True)
+    changer.flush(force=True)
+    return written
+
+
+class _NotBulk(Exception):
+    """The baseline's files are not as the commit writes them: applied line by line."""
+
+
+#: Bytes of a baseline file read at a time by the bulk copy.
+_BULK_BLOCK = 16 << 20
+
+
+class _LineCursor:
+    """The lines of a stream, a block at a time: the next ``n`` copied as one run of
+    bytes, or the next one taken. Raises ``_NotBulk`` on an empty line, a last line
+    without its newline, or a read past the end."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.block = b""
+        self.lines: list[bytes] = []
+        self.next = 0  # the next line's number in ``lines``
+        self.at = 0  # where it starts in ``block``
+        self.ended = False
+
+    def _load(self) -> bool:
+        """The next block's whole lines (with the unfinished line before them); False
+        at the end of the stream."""
+        while self.next == len(self.lines):
+            if self.ended:
+                return False
+            data = self.stream.read(_BULK_BLOCK)
+            tail = self.block[self.at :]
+            if not data:
+                self.ended = True
+                if tail:
+                    raise _NotBulk("the last line has no newline")
+                return False
+            self.block = tail + data
+            self.lines = self.block.split(b"\n")
+            self.lines.pop()  # the unfinished line (b"" if the block ends with one)
+            if b"" in self.lines:
+                raise _NotBulk("an empty line")
+            self.next = self.at = 0
+        return True
+
+    def copy(self, count: int, out: IO[bytes]) -> None:
+        """Write the next ``count`` lines as they are."""
+        while count:
+            if not self._load():
+                raise _NotBulk("fewer lines than the index")
+            take = min(count, len(self.lines) - self.next)
+            end = self.at + sum(map(len, self.lines[self.next : self.next + take])) + take
+            out.write(memoryview(self.block)[self.at : end])
+            self.at = end
+            self.next += take
+            count -= take
+
+    def take(self) -> bytes:
+        """The next line, without its newline."""
+        if not self._load():
+            raise _NotBulk("fewer lines than the index")
+        line = self.lines[self.next]
+        self.next += 1
+        self.at += len(line) + 1
+        return line
+
+    def at_end(self) -> bool:
+        return not self._load()
+
+
+def _wanted(changes: dict[tuple[str, str], dict[str, Any]]) -> dict[bytes, list[tuple[bytes, Any]]]:
+    """The changes by their source id as an index line holds it between quotes, each with
+    the start of the index line of its key (``["system","source_id",``: an index line
+    starting with it is that key's, JSON being read left to right)."""
+    wanted: dict[bytes, list[tuple[bytes, Any]]] = {}
+    for key in changes:
+        system, source_id = key
+        if not isinstance(system, str) or not isinstance(source_id, str):
+            continue  # a key with a null: found by the blocks read line by line
+        prefix = orjson.dumps([system, source_id])[:-1] + b","
+        quoted = orjson.dumps(source_id)[1:-1]
+        wanted.setdefault(quoted, []).append((prefix, key))
+    return wanted
+
+
+def _index_hits(
+    block: bytes,
+    changes: dict[tuple[str, str], dict[str, Any]],
+    wanted: dict[bytes, list[tuple[bytes, Any]]],
+) -> list[tuple[int, int, int, Any]]:
+    """The lines of a block of whole index lines that a change touches: each line's
+    number in the block, where it starts and ends (its newline excluded), and its key.
+
+    Without a backslash or a null in the block, every line is ``["s","id","t","st","h"]``
+    with no ``","`` inside a string, so cutting the block at ``","`` gives each line's
+    source id at every fourth piece: no line is parsed. Otherwise each line is parsed."""
+    hits: list[tuple[int, int, int, Any]] = []
+    lines = block.count(b"\n")
+    pieces = block.split(b'","') if b"\\" not in block and b"null" not in block else []
+    if len(pieces) == 4 * lines + 1:
+        found = [n for n, quoted in enumerate(pieces[1::4]) if quoted in wanted]
+        offset = 0  # where piece ``done`` starts
+        done = 0
+        line_start = line_number = 0
+        for n in found:
+            piece = 4 * n + 1
+            offset += sum(map(len, pieces[done:piece])) + 3 * (piece - done)
+            done = piece
+            start = block.rfind(b"\n", 0, offset) + 1
+            end = block.find(b"\n", offset)
+            line_number += block.count(b"\n", line_start, start)
+            line_start = start
+            if line_number != n:
+                raise _NotBulk("an index line of other than five values")
+            line = block[start:end]
+            for prefix, key in wanted[pieces[piece]]:
+                if line.startswith(prefix):
+                    hits.append((n, start, end, key))
+                    break
+        return hits
+    loads = orjson.loads
+    start = 0
+    for n, line in enumerate(block.split(b"\n")[:lines]):
+        end = start + len(line)
+        try:
+            system, source_id, *_ = loads(line)
+        except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+            raise _NotBulk("an index line that is not a list") from exc
+        key = (system, source_id)
+        if key in changes:
+            hits.append((n, start, end, key))
+        start = end + 1
+    return hits
+
+
+def _apply_in_bulk(
+    deps: Deps,
+    tenant: str,
+    run_id: str,
+    entity: Entity,
+    baseline_run: str,
+    changes: dict[tuple[str, str], dict[str, Any]],
+    snapshot: IO[bytes],
+    index: IO[bytes],
+) -> int:
+    """``_apply_to_baseline`` for a baseline with its index: the index is read a block
+    at a time and the lines of the changed keys found in it (``_index_hits``); the runs
+    of lines between them are copied from both files as they are, and only the changed
+    lines are parsed and written anew. Raises ``_NotBulk`` (having written part) where
+    the files are not as the commit writes them, or a change's key is not found exactly
+    once."""
+    changer = _Changer(deps, tenant, run_id, entity)
+    wanted = _wanted(changes)
+    found: set[Any] = set()
+    state_key, index_key = _state_keys(tenant, baseline_run, entity)
+    written = 0  # lines of the index before the current block
+    with deps.store.open_stream(state_key) as body, deps.store.open_stream(index_key) as ids:
+        lines = _LineCursor(body)
+        copied = 0  # lines of the snapshot copied or taken
+        pending = b""
+        while True:
+            data = ids.read(_BULK_BLOCK)
+            if not data:
+                if pending:
+                    raise _NotBulk("the index's last line has no newline")
+                break
+            pending += data
+            cut = pending.rfind(b"\n") + 1
+            if not cut:
+                continue
+            block, pending = pending[:cut], pending[cut:]
+            if block.startswith(b"\n") or b"\n\n" in block:
+                raise _NotBulk("an empty index line")
+            at = 0
+            for n, start, end, key in _index_hits(block, changes, wanted):
+                if key in found:
+                    raise _NotBulk("a key on more than one line")
+                found.add(key)
+                lines.copy(written + n - copied, snapshot)
+                index.write(memoryview(block)[at:start])
+                line = changer.change(orjson.loads(lines.take()), changes[key])
+                copied = written + n + 1
+                snapshot.write(dumps_line(line))
+                index.write(dumps_line(index_line(line)))
+                at = end + 1
+            index.write(memoryview(block)[at:])
+            written += block.count(b"\n")
+        lines.copy(written - copied, snapshot)
+        if not lines.at_end():
+            raise _NotBulk("more lines than the index")
+    if len(found) != len(changes):
+        raise _NotBulk("a change whose record the baseline does not hold")
+    changer.flush(force=True)
     return written
 
 
