@@ -197,12 +197,23 @@ def _line(system: str | None, source_id: str | None, n: int) -> dict[str, Any]:
     }
 
 
-def _baseline(deps: Deps, lines: list[dict[str, Any]], *, gap: bool = False) -> None:
+def _baseline(
+    deps: Deps,
+    lines: list[dict[str, Any]],
+    *,
+    gap: bool = False,
+    unended: bool = False,
+    extra: bool = False,
+) -> None:
     snapshot = b"".join(dumps_line(line) for line in lines)
     index = b"".join(dumps_line(commit_module.index_line(line)) for line in lines)
     if gap:  # an empty line in the snapshot (the line-by-line rewrite skips it)
         cut = snapshot.index(b"\n", len(snapshot) // 2) + 1
         snapshot = snapshot[:cut] + b"\n" + snapshot[cut:]
+    if unended:  # no newline after the last line (read as a line all the same)
+        snapshot = snapshot[:-1]
+    if extra:  # a line the index does not have
+        snapshot += dumps_line(_line("oneroster", "stray", 999))
     deps.store.put_bytes(keys.state_key(TENANT, BASELINE, Entity.USERS), snapshot)
     deps.store.put_bytes(keys.state_index_key(TENANT, BASELINE, Entity.USERS), index)
 
@@ -266,8 +277,10 @@ def test_keys_with_escapes_and_nulls_are_found(store_deps, monkeypatch, block):
 
 
 def test_a_baseline_not_as_the_commit_writes_it_is_rewritten_line_by_line(store_deps):
-    """An empty line in the snapshot, or a change whose record the baseline lacks: the
-    bulk rewrite declines (``_NotBulk``) and the result is the line-by-line one."""
+    """An empty line in the snapshot, a last line without its newline, or a change
+    whose record the baseline lacks: the bulk rewrite declines (``_NotBulk``) and the
+    result is the line-by-line one; a snapshot of more lines than its index is refused
+    as before."""
     lines = [_line("oneroster", f"id-{n:03d}", n) for n in range(30)]
     _baseline(store_deps, lines, gap=True)
     changes = _changes(_update(lines[2], "two"), _update(lines[27], "twenty-seven"))
@@ -284,3 +297,16 @@ def test_a_baseline_not_as_the_commit_writes_it_is_rewritten_line_by_line(store_
     slow, fast = _both(store_deps, changes)
     assert fast == slow and len(slow[2]) == 1
     assert orjson.loads(slow[0].split(b"\n")[5])["record"]["name"] == "five"
+
+    _baseline(store_deps, lines, unended=True)
+    changes = _changes(_update(lines[29], "last"))
+    with pytest.raises(commit_module._NotBulk):
+        _rewritten(store_deps, RUN, BASELINE, Entity.USERS, changes, commit_module._apply_in_bulk)
+    slow, fast = _both(store_deps, changes)
+    assert fast == slow and slow[0].endswith(b"\n") and b'"last"' in slow[0]
+
+    _baseline(store_deps, lines, extra=True)
+    changes = _changes(_update(lines[1], "one"))
+    for how in (commit_module._apply_line_by_line, commit_module._apply_to_baseline):
+        with pytest.raises(ValueError, match="zip"):
+            _rewritten(store_deps, RUN, BASELINE, Entity.USERS, changes, how)

@@ -713,61 +713,60 @@ _BULK_BLOCK = 16 << 20
 
 class _LineCursor:
     """The lines of a stream, a block at a time: the next ``n`` copied as one run of
-    bytes, or the next one taken. Raises ``_NotBulk`` on an empty line, a last line
-    without its newline, or a read past the end."""
+    bytes, or the next one taken. Lines are found by ``bytes.find`` (memchr), none
+    split off unless taken. Raises ``_NotBulk`` on an empty line or a read past the
+    last line."""
 
     def __init__(self, stream: IO[bytes]) -> None:
         self.stream = stream
         self.block = b""
-        self.lines: list[bytes] = []
-        self.next = 0  # the next line's number in ``lines``
-        self.at = 0  # where it starts in ``block``
-        self.ended = False
+        self.at = 0  # where the next line starts in ``block``
 
-    def _load(self) -> bool:
-        """The next block's whole lines (with the unfinished line before them); False
-        at the end of the stream."""
-        while self.next == len(self.lines):
-            if self.ended:
-                return False
-            data = self.stream.read(_BULK_BLOCK)
-            tail = self.block[self.at :]
-            if not data:
-                self.ended = True
-                if tail:
-                    raise _NotBulk("the last line has no newline")
-                return False
-            self.block = tail + data
-            self.lines = self.block.split(b"\n")
-            self.lines.pop()  # the unfinished line (b"" if the block ends with one)
-            if b"" in self.lines:
-                raise _NotBulk("an empty line")
-            self.next = self.at = 0
+    def _more(self) -> bool:
+        """Read the next block behind what is left of this one; False at the end."""
+        data = self.stream.read(_BULK_BLOCK)
+        if not data:
+            return False
+        self.block = self.block[self.at :] + data
+        self.at = 0
         return True
 
     def copy(self, count: int, out: IO[bytes]) -> None:
         """Write the next ``count`` lines as they are."""
         while count:
-            if not self._load():
-                raise _NotBulk("fewer lines than the index")
-            take = min(count, len(self.lines) - self.next)
-            end = self.at + sum(map(len, self.lines[self.next : self.next + take])) + take
-            out.write(memoryview(self.block)[self.at : end])
-            self.at = end
-            self.next += take
-            count -= take
+            find = self.block.find
+            start = pos = self.at
+            skipped = 0
+            while skipped < count:
+                newline = find(b"\n", pos)
+                if newline <= pos:  # none in the block, or an empty line
+                    break
+                pos = newline + 1
+                skipped += 1
+            out.write(memoryview(self.block)[start:pos])
+            self.at = pos
+            count -= skipped
+            if count:
+                self._next_line_or_more()
+
+    def _next_line_or_more(self) -> None:
+        newline = self.block.find(b"\n", self.at)
+        if newline == self.at:
+            raise _NotBulk("an empty line")
+        if newline < 0 and not self._more():
+            raise _NotBulk("fewer lines than the index")
 
     def take(self) -> bytes:
         """The next line, without its newline."""
-        if not self._load():
-            raise _NotBulk("fewer lines than the index")
-        line = self.lines[self.next]
-        self.next += 1
-        self.at += len(line) + 1
+        while (newline := self.block.find(b"\n", self.at)) <= self.at:
+            self._next_line_or_more()
+        line = self.block[self.at : newline]
+        self.at = newline + 1
         return line
 
     def at_end(self) -> bool:
-        return not self._load()
+        """Whether nothing follows the lines read (not even an unfinished line)."""
+        return self.at == len(self.block) and not self._more()
 
 
 def _wanted(changes: dict[tuple[str, str], dict[str, Any]]) -> dict[bytes, list[tuple[bytes, Any]]]:
@@ -789,9 +788,10 @@ def _index_hits(
     block: bytes,
     changes: dict[tuple[str, str], dict[str, Any]],
     wanted: dict[bytes, list[tuple[bytes, Any]]],
-) -> list[tuple[int, int, int, Any]]:
-    """The lines of a block of whole index lines that a change touches: each line's
-    number in the block, where it starts and ends (its newline excluded), and its key.
+) -> tuple[int, list[tuple[int, int, int, Any]]]:
+    """The lines in a block of whole index lines, and those a change touches: each
+    line's number in the block, where it starts and ends (its newline excluded), and its
+    key.
 
     Without a backslash or a null in the block, every line is ``["s","id","t","st","h"]``
     with no ``","`` inside a string, so cutting the block at ``","`` gives each line's
@@ -819,7 +819,7 @@ def _index_hits(
                 if line.startswith(prefix):
                     hits.append((n, start, end, key))
                     break
-        return hits
+        return lines, hits
     loads = orjson.loads
     start = 0
     for n, line in enumerate(block.split(b"\n")[:lines]):
@@ -832,7 +832,7 @@ def _index_hits(
         if key in changes:
             hits.append((n, start, end, key))
         start = end + 1
-    return hits
+    return lines, hits
 
 
 def _apply_in_bulk(
@@ -866,15 +866,14 @@ def _apply_in_bulk(
                 if pending:
                     raise _NotBulk("the index's last line has no newline")
                 break
-            pending += data
-            cut = pending.rfind(b"\n") + 1
+            cut = data.rfind(b"\n") + 1
             if not cut:
+                pending += data
                 continue
-            block, pending = pending[:cut], pending[cut:]
-            if block.startswith(b"\n") or b"\n\n" in block:
-                raise _NotBulk("an empty index line")
+            block, pending = pending + data[:cut], data[cut:]
             at = 0
-            for n, start, end, key in _index_hits(block, changes, wanted):
+            lines_in_block, hits = _index_hits(block, changes, wanted)
+            for n, start, end, key in hits:
                 if key in found:
                     raise _NotBulk("a key on more than one line")
                 found.add(key)
@@ -886,7 +885,7 @@ def _apply_in_bulk(
                 index.write(dumps_line(index_line(line)))
                 at = end + 1
             index.write(memoryview(block)[at:])
-            written += block.count(b"\n")
+            written += lines_in_block
         lines.copy(written - copied, snapshot)
         if not lines.at_end():
             raise _NotBulk("more lines than the index")
