@@ -17,10 +17,12 @@ from typing import Any
 import orjson
 import pytest
 
+from rostersync.config import stack_settings
 from rostersync.generator import generate_district, mutate_next_day
+from rostersync.local.runtime import LocalCloud
 from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.pipeline import commit as commit_module
-from rostersync.pipeline.deps import Deps
+from rostersync.pipeline.deps import Deps, build_deps
 from rostersync.storage import keys
 from rostersync.storage.objects import dumps_line
 from tests.integration.days import committed_days
@@ -235,13 +237,11 @@ def _both(deps: Deps, changes: dict[tuple[str, str], dict[str, Any]]) -> tuple[A
     return slow, fast
 
 
-@pytest.fixture
-def store_deps(tmp_path) -> Any:
-    from rostersync.config import stack_settings
-    from rostersync.local.runtime import LocalCloud
-    from rostersync.pipeline.deps import build_deps
-
-    with LocalCloud(tmp_path / "state"):
+@pytest.fixture(params=["embedded", "moto"])
+def store_deps(tmp_path, request) -> Any:
+    """A store of files read in place (mapped), or S3's, read a block at a time."""
+    state = None if request.param == "moto" else tmp_path / "state"
+    with LocalCloud(state, storage=request.param):
         yield build_deps(stack_settings())
 
 

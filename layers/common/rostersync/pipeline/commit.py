@@ -44,11 +44,14 @@ its notification.
 from __future__ import annotations
 
 import hashlib
+import mmap
+import re
 import resource
 import shutil
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -711,19 +714,36 @@ class _NotBulk(Exception):
 _BULK_BLOCK = 16 << 20
 
 
-class _LineCursor:
-    """The lines of a stream, a block at a time: the next ``n`` copied as one run of
-    bytes, or the next one taken. Lines are found by ``bytes.find`` (memchr), none
-    split off unless taken. Raises ``_NotBulk`` on an empty line or a read past the
-    last line."""
+@contextmanager
+def _mapped(stream: IO[bytes]) -> Iterator[mmap.mmap | None]:
+    """The stream's file mapped read-only where it is one (the embedded store's
+    objects): read in place, with no copy into the process; None for any other stream
+    (an S3 body, an empty file), which is read a block at a time."""
+    try:
+        mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+    except (AttributeError, OSError, ValueError):
+        yield None
+        return
+    with mapped:
+        yield mapped
 
-    def __init__(self, stream: IO[bytes]) -> None:
+
+class _LineCursor:
+    """The lines of a stream, a block at a time (or of its mapped file): the next ``n``
+    copied as one run of bytes, or the next one taken. Lines are found by ``find``
+    (memchr), none split off unless taken. Raises ``_NotBulk`` on an empty line or a
+    read past the last line."""
+
+    def __init__(self, stream: IO[bytes], mapped: mmap.mmap | None) -> None:
         self.stream = stream
-        self.block = b""
+        self.block: bytes | mmap.mmap = b"" if mapped is None else mapped
+        self.whole = mapped is not None
         self.at = 0  # where the next line starts in ``block``
 
     def _more(self) -> bool:
         """Read the next block behind what is left of this one; False at the end."""
+        if self.whole:
+            return False
         data = self.stream.read(_BULK_BLOCK)
         if not data:
             return False
@@ -743,7 +763,8 @@ class _LineCursor:
                     break
                 pos = newline + 1
                 skipped += 1
-            out.write(memoryview(self.block)[start:pos])
+            with memoryview(self.block) as view:
+                out.write(view[start:pos])
             self.at = pos
             count -= skipped
             if count:
@@ -769,6 +790,33 @@ class _LineCursor:
         return self.at == len(self.block) and not self._more()
 
 
+def _line_blocks(stream: IO[bytes], mapped: mmap.mmap | None) -> Iterator[bytes]:
+    """The stream's bytes in blocks of whole lines of about ``_BULK_BLOCK`` bytes (of
+    its mapped file if it has one). Raises ``_NotBulk`` if the last line has no
+    newline."""
+    if mapped is not None:
+        at, size = 0, len(mapped)
+        while at < size:
+            cut = mapped.rfind(b"\n", at, at + _BULK_BLOCK) + 1
+            if not cut:  # a line longer than a block
+                cut = mapped.find(b"\n", at + _BULK_BLOCK) + 1
+                if not cut:
+                    raise _NotBulk("the last line has no newline")
+            yield mapped[at:cut]
+            at = cut
+        return
+    pending = b""
+    while data := stream.read(_BULK_BLOCK):
+        cut = data.rfind(b"\n") + 1
+        if not cut:
+            pending += data
+            continue
+        yield pending + data[:cut]
+        pending = data[cut:]
+    if pending:
+        raise _NotBulk("the last line has no newline")
+
+
 def _wanted(changes: dict[tuple[str, str], dict[str, Any]]) -> dict[bytes, list[tuple[bytes, Any]]]:
     """The changes by their source id as an index line holds it between quotes, each with
     the start of the index line of its key (``["system","source_id",``: an index line
@@ -784,6 +832,13 @@ def _wanted(changes: dict[tuple[str, str], dict[str, Any]]) -> dict[bytes, list[
     return wanted
 
 
+#: An index line's source id (its second value), the line after a newline; and the
+#: first line's. In a block without a backslash a string ends at its next quote (and
+#: holds no newline: JSON writes one escaped).
+_SOURCE_ID = re.compile(rb'\n\["[^"]*","([^"]*)"')
+_FIRST_SOURCE_ID = re.compile(rb'\["[^"]*","([^"]*)"')
+
+
 def _index_hits(
     block: bytes,
     changes: dict[tuple[str, str], dict[str, Any]],
@@ -793,32 +848,34 @@ def _index_hits(
     line's number in the block, where it starts and ends (its newline excluded), and its
     key.
 
-    Without a backslash or a null in the block, every line is ``["s","id","t","st","h"]``
-    with no ``","`` inside a string, so cutting the block at ``","`` gives each line's
-    source id at every fourth piece: no line is parsed. Otherwise each line is parsed."""
+    In a block without a backslash whose every line starts with two strings, each
+    line's source id is read by one regular expression over the block (no line is split
+    off or parsed), and a line is the key's where it starts with the key's
+    ``["system","source_id",``. Any other block is parsed line by line."""
     hits: list[tuple[int, int, int, Any]] = []
     lines = block.count(b"\n")
-    pieces = block.split(b'","') if b"\\" not in block and b"null" not in block else []
-    if len(pieces) == 4 * lines + 1:
-        found = [n for n, quoted in enumerate(pieces[1::4]) if quoted in wanted]
-        offset = 0  # where piece ``done`` starts
-        done = 0
-        line_start = line_number = 0
-        for n in found:
-            piece = 4 * n + 1
-            offset += sum(map(len, pieces[done:piece])) + 3 * (piece - done)
-            done = piece
-            start = block.rfind(b"\n", 0, offset) + 1
-            end = block.find(b"\n", offset)
-            line_number += block.count(b"\n", line_start, start)
-            line_start = start
-            if line_number != n:
-                raise _NotBulk("an index line of other than five values")
-            line = block[start:end]
-            for prefix, key in wanted[pieces[piece]]:
-                if line.startswith(prefix):
-                    hits.append((n, start, end, key))
-                    break
+    first = _FIRST_SOURCE_ID.match(block) if b"\\" not in block else None
+    ids = _SOURCE_ID.findall(block) if first is not None else []
+    if first is not None and len(ids) + 1 == lines:
+        ids.insert(0, first.group(1))
+        after = 0  # where the line after the last hit starts
+        counted = numbered = 0  # lines before ``counted`` in the block: ``numbered``
+        for n in [n for n, quoted in enumerate(ids) if quoted in wanted]:
+            for prefix, key in wanted[ids[n]]:
+                if n == 0:
+                    start = 0 if block.startswith(prefix) else -1
+                else:
+                    start = block.find(b"\n" + prefix, max(after - 1, 0)) + 1
+                if start < 0 or (n and not start):
+                    continue
+                number = numbered + block.count(b"\n", counted, start)
+                if number != n:
+                    continue  # another system's record of the same id
+                counted, numbered = start, number
+                end = block.find(b"\n", start)
+                hits.append((n, start, end, key))
+                after = end + 1
+                break
         return lines, hits
     loads = orjson.loads
     start = 0
@@ -856,21 +913,12 @@ def _apply_in_bulk(
     found: set[Any] = set()
     state_key, index_key = _state_keys(tenant, baseline_run, entity)
     written = 0  # lines of the index before the current block
-    with deps.store.open_stream(state_key) as body, deps.store.open_stream(index_key) as ids:
-        lines = _LineCursor(body)
+    with ExitStack() as stack:
+        body = stack.enter_context(deps.store.open_stream(state_key))
+        ids = stack.enter_context(deps.store.open_stream(index_key))
+        lines = _LineCursor(body, stack.enter_context(_mapped(body)))
         copied = 0  # lines of the snapshot copied or taken
-        pending = b""
-        while True:
-            data = ids.read(_BULK_BLOCK)
-            if not data:
-                if pending:
-                    raise _NotBulk("the index's last line has no newline")
-                break
-            cut = data.rfind(b"\n") + 1
-            if not cut:
-                pending += data
-                continue
-            block, pending = pending + data[:cut], data[cut:]
+        for block in _line_blocks(ids, stack.enter_context(_mapped(ids))):
             at = 0
             lines_in_block, hits = _index_hits(block, changes, wanted)
             for n, start, end, key in hits:
