@@ -720,8 +720,10 @@ def _mapped(stream: IO[bytes]) -> Iterator[mmap.mmap | None]:
     objects): read in place, with no copy into the process; None for any other stream
     (an S3 body, an empty file), which is read a block at a time."""
     try:
-        mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+        mapped: mmap.mmap | None = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
     except (AttributeError, OSError, ValueError):
+        mapped = None
+    if mapped is None:
         yield None
         return
     with mapped:
