@@ -138,7 +138,7 @@ def _check_day(deps: Deps, run_id: str, chunks: list[str]) -> set[str]:
         slow = _rewritten(
             deps, run_id, baseline, entity, changes, commit_module._apply_line_by_line
         )
-        fast = _rewritten(deps, run_id, baseline, entity, changes, commit_module._apply_in_bulk)
+        fast = _rewritten(deps, run_id, baseline, entity, changes, commit_module._apply_in_runs)
         assert fast == slow, entity
         added_lines = b"".join(dumps_line(commit_module._added_line(a)) for a in adds)
         added_index = b"".join(
@@ -161,11 +161,11 @@ def _check_day(deps: Deps, run_id: str, chunks: list[str]) -> set[str]:
 
 @pytest.mark.parametrize(
     ("parted", "block"),
-    [(False, commit_module._BULK_BLOCK), (False, 97), (True, 4096)],
+    [(False, commit_module._RUN_BLOCK), (False, 97), (True, 4096)],
     ids=["whole", "whole-small-reads", "in-parts"],
 )
 def test_the_bulk_rewrite_equals_the_line_by_line_one(tmp_path, days, monkeypatch, parted, block):
-    monkeypatch.setattr(commit_module, "_BULK_BLOCK", block)
+    monkeypatch.setattr(commit_module, "_RUN_BLOCK", block)
     if parted:
         monkeypatch.setenv("COMMIT_INLINE_ACTIONS", "100")
         monkeypatch.setenv("COMMIT_CHUNK_ACTIONS", "150")
@@ -252,12 +252,12 @@ def _changes(*actions: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return changes
 
 
-@pytest.mark.parametrize("block", [commit_module._BULK_BLOCK, 61])
+@pytest.mark.parametrize("block", [commit_module._RUN_BLOCK, 61])
 def test_keys_with_escapes_and_nulls_are_found(store_deps, monkeypatch, block):
     """Source ids holding ``","``, quotes, backslashes and non-ASCII letters, and a
     record without a source system, are found in the index (their blocks parsed line by
     line) and rewritten in bulk as line by line."""
-    monkeypatch.setattr(commit_module, "_BULK_BLOCK", block)
+    monkeypatch.setattr(commit_module, "_RUN_BLOCK", block)
     odd = ['a","b', 'x\\",', 'q"uote', "ünï", "tab\there"]
     lines = [_line("oneroster", f"id-{n:03d}", n) for n in range(40)]
     lines += [_line("oneroster", source_id, 100 + n) for n, source_id in enumerate(odd)]
@@ -271,37 +271,37 @@ def test_keys_with_escapes_and_nulls_are_found(store_deps, monkeypatch, block):
     assert fast == slow
     assert len(slow[2]) == len(changed)
     bulk = _rewritten(
-        store_deps, RUN, BASELINE, Entity.USERS, changes, commit_module._apply_in_bulk
+        store_deps, RUN, BASELINE, Entity.USERS, changes, commit_module._apply_in_runs
     )
     assert bulk == slow
 
 
 def test_a_baseline_not_as_the_commit_writes_it_is_rewritten_line_by_line(store_deps):
     """An empty line in the snapshot, a last line without its newline, or a change
-    whose record the baseline lacks: the bulk rewrite declines (``_NotBulk``) and the
+    whose record the baseline lacks: the bulk rewrite declines (``_NotAsWritten``) and the
     result is the line-by-line one; a snapshot of more lines than its index is refused
     as before."""
     lines = [_line("oneroster", f"id-{n:03d}", n) for n in range(30)]
     _baseline(store_deps, lines, gap=True)
     changes = _changes(_update(lines[2], "two"), _update(lines[27], "twenty-seven"))
-    with pytest.raises(commit_module._NotBulk):
-        _rewritten(store_deps, RUN, BASELINE, Entity.USERS, changes, commit_module._apply_in_bulk)
+    with pytest.raises(commit_module._NotAsWritten):
+        _rewritten(store_deps, RUN, BASELINE, Entity.USERS, changes, commit_module._apply_in_runs)
     slow, fast = _both(store_deps, changes)
     assert fast == slow and slow[0].count(b"\n") == 30
 
     _baseline(store_deps, lines)
     missing = dict(_line("oneroster", "id-999", 999), target_id="t-999")
     changes = _changes(_update(lines[5], "five"), _update(missing, "nobody"))
-    with pytest.raises(commit_module._NotBulk):
-        _rewritten(store_deps, RUN, BASELINE, Entity.USERS, changes, commit_module._apply_in_bulk)
+    with pytest.raises(commit_module._NotAsWritten):
+        _rewritten(store_deps, RUN, BASELINE, Entity.USERS, changes, commit_module._apply_in_runs)
     slow, fast = _both(store_deps, changes)
     assert fast == slow and len(slow[2]) == 1
     assert orjson.loads(slow[0].split(b"\n")[5])["record"]["name"] == "five"
 
     _baseline(store_deps, lines, unended=True)
     changes = _changes(_update(lines[29], "last"))
-    with pytest.raises(commit_module._NotBulk):
-        _rewritten(store_deps, RUN, BASELINE, Entity.USERS, changes, commit_module._apply_in_bulk)
+    with pytest.raises(commit_module._NotAsWritten):
+        _rewritten(store_deps, RUN, BASELINE, Entity.USERS, changes, commit_module._apply_in_runs)
     slow, fast = _both(store_deps, changes)
     assert fast == slow and slow[0].endswith(b"\n") and b'"last"' in slow[0]
 

@@ -18,12 +18,8 @@ from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps, build_deps
 from rostersync.pipeline.fetch import fetch
 from rostersync.sources.oneroster_csv import OneRosterCsvSpec
-from rostersync.sources.oneroster_csv.secret_columns import (
-    mark_stored_stripped,
-    stored_stripped,
-    stripped_marker_key,
-)
 from rostersync.storage import keys
+from rostersync.storage.objects import mark_stored_stripped, stored_stripped, stripped_marker_key
 
 TENANT = "t1"
 RUN = "20260301T080000Z-0000000a"

@@ -17,10 +17,10 @@ from rostersync.errors import BundleError
 from rostersync.sources.oneroster_csv.secret_columns import (
     HEADER_BYTES,
     has_secret_columns,
-    mark_stored_stripped,
     strip_secret_columns,
     strip_secret_columns_zip,
 )
+from rostersync.storage.objects import mark_stored_stripped
 from rostersync.storage.ports import ObjectStorePort
 
 

@@ -656,19 +656,19 @@ def _apply_to_baseline(
     """Write the baseline's lines with ``changes`` applied; directory items and links of
     the changed records. Returns lines written.
 
-    The lines no change touches are copied as runs of bytes (``_apply_in_bulk``); a
+    The lines no change touches are copied as runs of bytes (``_apply_in_runs``); a
     baseline whose files are not as the commit writes them (no index, an empty line, a
     line the index does not match, a change whose record is not found once) is applied
-    line by line instead, from where the bulk copy began: the same bytes either way."""
+    line by line instead, from where the copy in runs began: the same bytes either way."""
     if baseline_run is not None and deps.store.exists(
         keys.state_index_key(tenant, baseline_run, entity)
     ):
         marks = snapshot.tell(), index.tell()
         try:
-            return _apply_in_bulk(
+            return _apply_in_runs(
                 deps, tenant, run_id, entity, baseline_run, changes, snapshot, index
             )
-        except _NotBulk:
+        except _NotAsWritten:
             for out, mark in zip((snapshot, index), marks, strict=True):
                 out.seek(mark)
                 out.truncate()
@@ -706,12 +706,12 @@ def _apply_line_by_line(
     return written
 
 
-class _NotBulk(Exception):
+class _NotAsWritten(Exception):
     """The baseline's files are not as the commit writes them: applied line by line."""
 
 
-#: Bytes of a baseline file read at a time by the bulk copy.
-_BULK_BLOCK = 16 << 20
+#: Bytes of a baseline file read at a time by the copy in runs.
+_RUN_BLOCK = 16 << 20
 
 
 @contextmanager
@@ -733,7 +733,7 @@ def _mapped(stream: IO[bytes]) -> Iterator[mmap.mmap | None]:
 class _LineCursor:
     """The lines of a stream, a block at a time (or of its mapped file): the next ``n``
     copied as one run of bytes, or the next one taken. Lines are found by ``find``
-    (memchr), none split off unless taken. Raises ``_NotBulk`` on an empty line or a
+    (memchr), none split off unless taken. Raises ``_NotAsWritten`` on an empty line or a
     read past the last line."""
 
     def __init__(self, stream: IO[bytes], mapped: mmap.mmap | None) -> None:
@@ -746,7 +746,7 @@ class _LineCursor:
         """Read the next block behind what is left of this one; False at the end."""
         if self.whole:
             return False
-        data = self.stream.read(_BULK_BLOCK)
+        data = self.stream.read(_RUN_BLOCK)
         if not data:
             return False
         self.block = self.block[self.at :] + data
@@ -775,9 +775,9 @@ class _LineCursor:
     def _next_line_or_more(self) -> None:
         newline = self.block.find(b"\n", self.at)
         if newline == self.at:
-            raise _NotBulk("an empty line")
+            raise _NotAsWritten("an empty line")
         if newline < 0 and not self._more():
-            raise _NotBulk("fewer lines than the index")
+            raise _NotAsWritten("fewer lines than the index")
 
     def take(self) -> bytes:
         """The next line, without its newline."""
@@ -793,22 +793,22 @@ class _LineCursor:
 
 
 def _line_blocks(stream: IO[bytes], mapped: mmap.mmap | None) -> Iterator[bytes]:
-    """The stream's bytes in blocks of whole lines of about ``_BULK_BLOCK`` bytes (of
-    its mapped file if it has one). Raises ``_NotBulk`` if the last line has no
+    """The stream's bytes in blocks of whole lines of about ``_RUN_BLOCK`` bytes (of
+    its mapped file if it has one). Raises ``_NotAsWritten`` if the last line has no
     newline."""
     if mapped is not None:
         at, size = 0, len(mapped)
         while at < size:
-            cut = mapped.rfind(b"\n", at, at + _BULK_BLOCK) + 1
+            cut = mapped.rfind(b"\n", at, at + _RUN_BLOCK) + 1
             if not cut:  # a line longer than a block
-                cut = mapped.find(b"\n", at + _BULK_BLOCK) + 1
+                cut = mapped.find(b"\n", at + _RUN_BLOCK) + 1
                 if not cut:
-                    raise _NotBulk("the last line has no newline")
+                    raise _NotAsWritten("the last line has no newline")
             yield mapped[at:cut]
             at = cut
         return
     pending = b""
-    while data := stream.read(_BULK_BLOCK):
+    while data := stream.read(_RUN_BLOCK):
         cut = data.rfind(b"\n") + 1
         if not cut:
             pending += data
@@ -816,7 +816,7 @@ def _line_blocks(stream: IO[bytes], mapped: mmap.mmap | None) -> Iterator[bytes]
         yield pending + data[:cut]
         pending = data[cut:]
     if pending:
-        raise _NotBulk("the last line has no newline")
+        raise _NotAsWritten("the last line has no newline")
 
 
 def _wanted(changes: dict[tuple[str, str], dict[str, Any]]) -> dict[bytes, list[tuple[bytes, Any]]]:
@@ -886,7 +886,7 @@ def _index_hits(
         try:
             system, source_id, *_ = loads(line)
         except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
-            raise _NotBulk("an index line that is not a list") from exc
+            raise _NotAsWritten("an index line that is not a list") from exc
         key = (system, source_id)
         if key in changes:
             hits.append((n, start, end, key))
@@ -894,7 +894,7 @@ def _index_hits(
     return lines, hits
 
 
-def _apply_in_bulk(
+def _apply_in_runs(
     deps: Deps,
     tenant: str,
     run_id: str,
@@ -907,7 +907,7 @@ def _apply_in_bulk(
     """``_apply_to_baseline`` for a baseline with its index: the index is read a block
     at a time and the lines of the changed keys found in it (``_index_hits``); the runs
     of lines between them are copied from both files as they are, and only the changed
-    lines are parsed and written anew. Raises ``_NotBulk`` (having written part) where
+    lines are parsed and written anew. Raises ``_NotAsWritten`` (having written part) where
     the files are not as the commit writes them, or a change's key is not found exactly
     once."""
     changer = _Changer(deps, tenant, run_id, entity)
@@ -925,7 +925,7 @@ def _apply_in_bulk(
             lines_in_block, hits = _index_hits(block, changes, wanted)
             for n, start, end, key in hits:
                 if key in found:
-                    raise _NotBulk("a key on more than one line")
+                    raise _NotAsWritten("a key on more than one line")
                 found.add(key)
                 lines.copy(written + n - copied, snapshot)
                 index.write(memoryview(block)[at:start])
@@ -938,9 +938,9 @@ def _apply_in_bulk(
             written += lines_in_block
         lines.copy(written - copied, snapshot)
         if not lines.at_end():
-            raise _NotBulk("more lines than the index")
+            raise _NotAsWritten("more lines than the index")
     if len(found) != len(changes):
-        raise _NotBulk("a change whose record the baseline does not hold")
+        raise _NotAsWritten("a change whose record the baseline does not hold")
     changer.flush(force=True)
     return written
 

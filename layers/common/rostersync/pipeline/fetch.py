@@ -13,9 +13,9 @@ from typing import Any
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.sources.base import FetchContext
-from rostersync.sources.oneroster_csv.secret_columns import stored_stripped
 from rostersync.sources.registry import source_for
 from rostersync.storage import keys
+from rostersync.storage.objects import stored_stripped
 from rostersync.storage.raw import ObjectRawArea
 
 

@@ -24,6 +24,8 @@ from rostersync.errors import FatalError, StorageUnavailable
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from rostersync.storage.ports import ObjectStorePort
+
 T = TypeVar("T")
 
 _TRANSIENT_CODES = frozenset(
@@ -266,3 +268,42 @@ def _default(value: Any) -> str:
 def dumps_line(row: Any) -> bytes:
     """One JSON line, compact, UTF-8, with a newline."""
     return orjson.dumps(row, default=_default, option=orjson.OPT_APPEND_NEWLINE)
+
+
+# ------------------------------------------------- uploads stored without secrets
+
+
+def stripped_marker_key(key: str) -> str | None:
+    """Where the marker of an upload stored without secrets sits: beside the upload's
+    folder, not in it (``uploads/{tenant}/.stripped/{rest}.json``), so that no listing
+    of a bundle's folder meets it. None for a key outside ``uploads/``."""
+    root, _, rest = key.partition("/")
+    tenant, _, rest = rest.partition("/")
+    if root != "uploads" or not tenant or not rest:
+        return None
+    return f"uploads/{tenant}/.stripped/{rest}.json"
+
+
+def mark_stored_stripped(store: ObjectStorePort, key: str) -> None:
+    """Note that the object now at ``key`` holds no secret value (it was stored with
+    its secret columns emptied, or had none): its version, which any later write of the
+    key changes."""
+    marker = stripped_marker_key(key)
+    version = store.version(key)
+    if marker is not None and version is not None:
+        store.put_json(marker, {"version": version})
+
+
+def stored_stripped(store: ObjectStorePort, key: str) -> bool:
+    """Whether the object at ``key`` is the very one ``mark_stored_stripped`` noted (its
+    current version is the marker's): then it holds no secret value and need not be
+    stripped again. False for any other object: one written since, one never marked (an
+    inbox file, another upload), one without a version."""
+    marker = stripped_marker_key(key)
+    if marker is None:
+        return False
+    noted = store.get_json(marker)
+    if not isinstance(noted, dict) or not isinstance(noted.get("version"), str):
+        return False
+    current = store.version(key)
+    return current is not None and current == noted["version"]

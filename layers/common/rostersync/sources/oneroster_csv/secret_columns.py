@@ -22,22 +22,13 @@ import shutil
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from rostersync.errors import BundleError
 from rostersync.sources.oneroster_csv.dialect import detect_delimiter, is_secret_column, norm
 from rostersync.sources.oneroster_csv.reader import KNOWN_COLUMNS
 
-if TYPE_CHECKING:
-    from rostersync.storage.ports import ObjectStorePort
-
-__all__ = [
-    "has_secret_columns",
-    "mark_stored_stripped",
-    "stored_stripped",
-    "strip_secret_columns",
-    "strip_secret_columns_zip",
-]
+__all__ = ["has_secret_columns", "strip_secret_columns", "strip_secret_columns_zip"]
 
 _BOM: Final = b"\xef\xbb\xbf"
 _QUOTE: Final = ord('"')
@@ -295,42 +286,3 @@ def strip_secret_columns_zip(src: Path, dest: Path) -> bool:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, OSError) as exc:
         raise BundleError(f"{src.name} is not a readable zip: {exc}") from exc
     return True
-
-
-# ------------------------------------------------------------ stored stripped
-
-
-def stripped_marker_key(key: str) -> str | None:
-    """Where the marker of an upload stored without secrets sits: beside the upload's
-    folder, not in it (``uploads/{tenant}/.stripped/{rest}.json``), so that no listing
-    of a bundle's folder meets it. None for a key outside ``uploads/``."""
-    root, _, rest = key.partition("/")
-    tenant, _, rest = rest.partition("/")
-    if root != "uploads" or not tenant or not rest:
-        return None
-    return f"uploads/{tenant}/.stripped/{rest}.json"
-
-
-def mark_stored_stripped(store: ObjectStorePort, key: str) -> None:
-    """Note that the object now at ``key`` holds no secret value (it was stored with
-    its secret columns emptied, or had none): its version, which any later write of the
-    key changes."""
-    marker = stripped_marker_key(key)
-    version = store.version(key)
-    if marker is not None and version is not None:
-        store.put_json(marker, {"version": version})
-
-
-def stored_stripped(store: ObjectStorePort, key: str) -> bool:
-    """Whether the object at ``key`` is the very one ``mark_stored_stripped`` noted (its
-    current version is the marker's): then it holds no secret value and need not be
-    stripped again. False for any other object: one written since, one never marked (an
-    inbox file, another upload), one without a version."""
-    marker = stripped_marker_key(key)
-    if marker is None:
-        return False
-    noted = store.get_json(marker)
-    if not isinstance(noted, dict) or not isinstance(noted.get("version"), str):
-        return False
-    current = store.version(key)
-    return current is not None and current == noted["version"]
