@@ -730,6 +730,17 @@ def _mapped(stream: IO[bytes]) -> Iterator[mmap.mmap | None]:
         yield mapped
 
 
+def _forget(mapped: mmap.mmap, start: int, end: int) -> int:
+    """Drop the pages of ``[start, end)`` of a mapping from the process (read already:
+    they stay in the page cache, and the process's memory stays about a block however
+    large the file); returns where the next such range starts."""
+    end -= end % mmap.PAGESIZE
+    if end - start >= _RUN_BLOCK and hasattr(mmap, "MADV_DONTNEED"):
+        mapped.madvise(mmap.MADV_DONTNEED, start, end - start)
+        return end
+    return start
+
+
 class _LineCursor:
     """The lines of a stream, a block at a time (or of its mapped file): the next ``n``
     copied as one run of bytes, or the next one taken. Lines are found by ``find``
@@ -739,12 +750,13 @@ class _LineCursor:
     def __init__(self, stream: IO[bytes], mapped: mmap.mmap | None) -> None:
         self.stream = stream
         self.block: bytes | mmap.mmap = b"" if mapped is None else mapped
-        self.whole = mapped is not None
+        self.mapped = mapped
         self.at = 0  # where the next line starts in ``block``
+        self.kept = 0  # where the mapped pages not yet dropped start
 
     def _more(self) -> bool:
         """Read the next block behind what is left of this one; False at the end."""
-        if self.whole:
+        if self.mapped is not None:
             return False
         data = self.stream.read(_RUN_BLOCK)
         if not data:
@@ -769,6 +781,8 @@ class _LineCursor:
                 out.write(view[start:pos])
             self.at = pos
             count -= skipped
+            if self.mapped is not None:
+                self.kept = _forget(self.mapped, self.kept, pos)
             if count:
                 self._next_line_or_more()
 
@@ -797,7 +811,7 @@ def _line_blocks(stream: IO[bytes], mapped: mmap.mmap | None) -> Iterator[bytes]
     its mapped file if it has one). Raises ``_NotAsWritten`` if the last line has no
     newline."""
     if mapped is not None:
-        at, size = 0, len(mapped)
+        at, size, kept = 0, len(mapped), 0
         while at < size:
             cut = mapped.rfind(b"\n", at, at + _RUN_BLOCK) + 1
             if not cut:  # a line longer than a block
@@ -805,6 +819,7 @@ def _line_blocks(stream: IO[bytes], mapped: mmap.mmap | None) -> Iterator[bytes]
                 if not cut:
                     raise _NotAsWritten("the last line has no newline")
             yield mapped[at:cut]
+            kept = _forget(mapped, kept, cut)
             at = cut
         return
     pending = b""
