@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 import orjson
 from boto3.exceptions import S3UploadFailedError
@@ -23,8 +23,6 @@ from rostersync.errors import FatalError, StorageUnavailable
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-    from rostersync.storage.ports import ObjectStorePort
 
 T = TypeVar("T")
 
@@ -273,6 +271,16 @@ def dumps_line(row: Any) -> bytes:
 # ------------------------------------------------- uploads stored without secrets
 
 
+class _Versions(Protocol):
+    """What the markers need of an object store (either adapter)."""
+
+    def version(self, key: str) -> str | None: ...
+
+    def get_json(self, key: str) -> Any | None: ...
+
+    def put_json(self, key: str, value: Any) -> None: ...
+
+
 def stripped_marker_key(key: str) -> str | None:
     """Where the marker of an upload stored without secrets sits: beside the upload's
     folder, not in it (``uploads/{tenant}/.stripped/{rest}.json``), so that no listing
@@ -284,7 +292,7 @@ def stripped_marker_key(key: str) -> str | None:
     return f"uploads/{tenant}/.stripped/{rest}.json"
 
 
-def mark_stored_stripped(store: ObjectStorePort, key: str) -> None:
+def mark_stored_stripped(store: _Versions, key: str) -> None:
     """Note that the object now at ``key`` holds no secret value (it was stored with
     its secret columns emptied, or had none): its version, which any later write of the
     key changes."""
@@ -294,7 +302,7 @@ def mark_stored_stripped(store: ObjectStorePort, key: str) -> None:
         store.put_json(marker, {"version": version})
 
 
-def stored_stripped(store: ObjectStorePort, key: str) -> bool:
+def stored_stripped(store: _Versions, key: str) -> bool:
     """Whether the object at ``key`` is the very one ``mark_stored_stripped`` noted (its
     current version is the marker's): then it holds no secret value and need not be
     stripped again. False for any other object: one written since, one never marked (an
