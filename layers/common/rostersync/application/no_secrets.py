@@ -1,10 +1,11 @@
 """No secret kept: every stored copy of a bundle has its secret columns (passwords)
 emptied from the moment it is stored.
 
-``upload_bundle`` stores local bundles stripped; the inbox rewrites what arrives
-stripped before anything reads it (on AWS the bucket keeps versions: a lifecycle rule
-expires the noncurrent versions under ``inbox/`` and ``uploads/`` after a day); fetch
-strips what it copies under ``raw/``.
+``upload_bundle`` stores local bundles stripped, each with a marker of the version it
+stored; the inbox rewrites what arrives stripped before anything reads it (on AWS the
+bucket keeps versions: a lifecycle rule expires the noncurrent versions under ``inbox/``
+and ``uploads/`` after a day); fetch strips what it copies under ``raw/``, except an
+upload whose version is still its marker's (stripped already: the same bytes).
 """
 
 from __future__ import annotations
@@ -19,27 +20,36 @@ from rostersync.sources.oneroster_csv.secret_columns import (
     strip_secret_columns,
     strip_secret_columns_zip,
 )
+from rostersync.storage.objects import mark_stored_stripped
 from rostersync.storage.ports import ObjectStorePort
 
 
 def store_without_secrets(store: ObjectStorePort, path: Path, key: str) -> None:
-    """Upload the local file ``path`` to ``key``, its secret columns emptied."""
+    """Upload the local file ``path`` to ``key``, its secret columns emptied; a CSV or
+    a readable zip gets its marker (``mark_stored_stripped``), so that the fetch need
+    not strip the same bytes again."""
     name = path.name.lower()
     if name.endswith(".csv"):
         with path.open("rb") as fh:
             head = fh.read(HEADER_BYTES)
         if has_secret_columns(head):
             store.put_bytes(key, strip_secret_columns(path.read_bytes()), "text/csv")
-            return
-    elif name.endswith(".zip"):
+        else:
+            store.upload_file(path, key)
+        mark_stored_stripped(store, key)
+        return
+    if name.endswith(".zip"):
         with tempfile.TemporaryDirectory(prefix="rostersync-") as tmp:
             stripped = Path(tmp) / "stripped.zip"
             try:
-                if strip_secret_columns_zip(path, stripped):
-                    store.upload_file(stripped, key)
-                    return
+                had_secrets = strip_secret_columns_zip(path, stripped)
             except BundleError:
-                pass  # not a readable zip: stored as it is, refused by the fetch
+                # Not a readable zip: stored as it is (unmarked), refused by the fetch.
+                store.upload_file(path, key)
+                return
+            store.upload_file(stripped if had_secrets else path, key)
+            mark_stored_stripped(store, key)
+            return
     store.upload_file(path, key)
 
 

@@ -44,11 +44,14 @@ its notification.
 from __future__ import annotations
 
 import hashlib
+import mmap
+import re
 import resource
 import shutil
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -604,6 +607,42 @@ def _write_added(action: dict[str, Any], snapshot: IO[bytes], index: IO[bytes]) 
     index.write(dumps_line(index_line(line)))
 
 
+class _Changer:
+    """Applies a change to a baseline line, and gathers the directory items and links of
+    the changed records (put ``_WRITE_BATCH`` at a time)."""
+
+    def __init__(self, deps: Deps, tenant: str, run_id: str, entity: Entity) -> None:
+        self.deps = deps
+        self.tenant = tenant
+        self.run_id = run_id
+        self.entity = entity
+        self.at = _now()
+        self.touched: list[dict[str, Any]] = []
+        self.links: list[dict[str, Any]] = []
+
+    def flush(self, force: bool = False) -> None:
+        if force or len(self.touched) >= _WRITE_BATCH:
+            self.deps.directory.put_flat(self.tenant, self.entity.value, self.touched)
+            self.touched.clear()
+        if force or len(self.links) >= _WRITE_BATCH:
+            self.deps.links.put_many(self.tenant, self.entity.value, self.links)
+            self.links.clear()
+
+    def change(self, line: dict[str, Any], action: dict[str, Any]) -> dict[str, Any]:
+        if action["action"] == "archive":
+            line["status"] = ARCHIVED
+        else:
+            line["status"] = ACTIVE
+            line["record"] = action["record"]
+            line["hash"] = content_hash(action["record"])
+        if action.get("relinked_from"):
+            line["source_id"] = action["source_id"]
+            self.links.append(_link(action, self.run_id, self.at))
+        self.touched.append(flat_item(line, self.run_id))
+        self.flush()
+        return line
+
+
 def _apply_to_baseline(
     deps: Deps,
     tenant: str,
@@ -615,36 +654,42 @@ def _apply_to_baseline(
     index: IO[bytes],
 ) -> int:
     """Write the baseline's lines with ``changes`` applied; directory items and links of
-    the changed records. Returns lines written."""
-    at = _now()
-    touched: list[dict[str, Any]] = []
-    links: list[dict[str, Any]] = []
+    the changed records. Returns lines written.
 
-    def flush(force: bool = False) -> None:
-        if force or len(touched) >= _WRITE_BATCH:
-            deps.directory.put_flat(tenant, entity.value, touched)
-            touched.clear()
-        if force or len(links) >= _WRITE_BATCH:
-            deps.links.put_many(tenant, entity.value, links)
-            links.clear()
+    The lines no change touches are copied as runs of bytes (``_apply_in_runs``); a
+    baseline whose files are not as the commit writes them (no index, an empty line, a
+    line the index does not match, a change whose record is not found once) is applied
+    line by line instead, from where the copy in runs began: the same bytes either way."""
+    if baseline_run is not None and deps.store.exists(
+        keys.state_index_key(tenant, baseline_run, entity)
+    ):
+        marks = snapshot.tell(), index.tell()
+        try:
+            return _apply_in_runs(
+                deps, tenant, run_id, entity, baseline_run, changes, snapshot, index
+            )
+        except _NotAsWritten:
+            for out, mark in zip((snapshot, index), marks, strict=True):
+                out.seek(mark)
+                out.truncate()
+    return _apply_line_by_line(deps, tenant, run_id, entity, baseline_run, changes, snapshot, index)
 
-    def changed(line: dict[str, Any], action: dict[str, Any]) -> dict[str, Any]:
-        if action["action"] == "archive":
-            line["status"] = ARCHIVED
-        else:
-            line["status"] = ACTIVE
-            line["record"] = action["record"]
-            line["hash"] = content_hash(action["record"])
-        if action.get("relinked_from"):
-            line["source_id"] = action["source_id"]
-            links.append(_link(action, run_id, at))
-        touched.append(flat_item(line, run_id))
-        flush()
-        return line
 
+def _apply_line_by_line(
+    deps: Deps,
+    tenant: str,
+    run_id: str,
+    entity: Entity,
+    baseline_run: str | None,
+    changes: dict[tuple[str, str], dict[str, Any]],
+    snapshot: IO[bytes],
+    index: IO[bytes],
+) -> int:
+    """``_apply_to_baseline`` one line at a time (any baseline, with an index or none)."""
+    changer = _Changer(deps, tenant, run_id, entity)
     written = 0
     # The baseline's lines, each with its key and its index line: a line no change
-    # touches is copied as it is, never parsed (most of a daily sync's snapshot).
+    # touches is copied as it is, never parsed.
     for raw, key, index_raw in _baseline_lines(deps, tenant, baseline_run, entity):
         action = changes.get(key)
         if action is None and index_raw is not None:
@@ -653,11 +698,265 @@ def _apply_to_baseline(
         else:
             line = orjson.loads(raw)
             if action is not None:
-                line = changed(line, action)
+                line = changer.change(line, action)
             snapshot.write(dumps_line(line))
             index.write(dumps_line(index_line(line)))
         written += 1
-    flush(force=True)
+    changer.flush(force=True)
+    return written
+
+
+class _NotAsWritten(Exception):
+    """The baseline's files are not as the commit writes them: applied line by line."""
+
+
+#: Bytes of a baseline file read at a time by the copy in runs.
+_RUN_BLOCK = 16 << 20
+
+
+@contextmanager
+def _mapped(stream: IO[bytes]) -> Iterator[mmap.mmap | None]:
+    """The stream's file mapped read-only where it is one (the embedded store's
+    objects): read in place, with no copy into the process; None for any other stream
+    (an S3 body, an empty file), which is read a block at a time."""
+    try:
+        mapped: mmap.mmap | None = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+    except (AttributeError, OSError, ValueError):
+        mapped = None
+    if mapped is None:
+        yield None
+        return
+    with mapped:
+        yield mapped
+
+
+def _forget(mapped: mmap.mmap, start: int, end: int) -> int:
+    """Drop the pages of ``[start, end)`` of a mapping from the process (read already:
+    they stay in the page cache, and the process's memory stays about a block however
+    large the file); returns where the next such range starts."""
+    end -= end % mmap.PAGESIZE
+    if end - start >= _RUN_BLOCK and hasattr(mmap, "MADV_DONTNEED"):
+        mapped.madvise(mmap.MADV_DONTNEED, start, end - start)
+        return end
+    return start
+
+
+class _LineCursor:
+    """The lines of a stream, a block at a time (or of its mapped file): the next ``n``
+    copied as one run of bytes, or the next one taken. Lines are found by ``find``
+    (memchr), none split off unless taken. Raises ``_NotAsWritten`` on an empty line or a
+    read past the last line."""
+
+    def __init__(self, stream: IO[bytes], mapped: mmap.mmap | None) -> None:
+        self.stream = stream
+        self.block: bytes | mmap.mmap = b"" if mapped is None else mapped
+        self.mapped = mapped
+        self.at = 0  # where the next line starts in ``block``
+        self.kept = 0  # where the mapped pages not yet dropped start
+
+    def _more(self) -> bool:
+        """Read the next block behind what is left of this one; False at the end."""
+        if self.mapped is not None:
+            return False
+        data = self.stream.read(_RUN_BLOCK)
+        if not data:
+            return False
+        self.block = self.block[self.at :] + data
+        self.at = 0
+        return True
+
+    def copy(self, count: int, out: IO[bytes]) -> None:
+        """Write the next ``count`` lines as they are."""
+        while count:
+            find = self.block.find
+            start = pos = self.at
+            skipped = 0
+            while skipped < count:
+                newline = find(b"\n", pos)
+                if newline <= pos:  # none in the block, or an empty line
+                    break
+                pos = newline + 1
+                skipped += 1
+            with memoryview(self.block) as view:
+                out.write(view[start:pos])
+            self.at = pos
+            count -= skipped
+            if self.mapped is not None:
+                self.kept = _forget(self.mapped, self.kept, pos)
+            if count:
+                self._next_line_or_more()
+
+    def _next_line_or_more(self) -> None:
+        newline = self.block.find(b"\n", self.at)
+        if newline == self.at:
+            raise _NotAsWritten("an empty line")
+        if newline < 0 and not self._more():
+            raise _NotAsWritten("fewer lines than the index")
+
+    def take(self) -> bytes:
+        """The next line, without its newline."""
+        while (newline := self.block.find(b"\n", self.at)) <= self.at:
+            self._next_line_or_more()
+        line = self.block[self.at : newline]
+        self.at = newline + 1
+        return line
+
+    def at_end(self) -> bool:
+        """Whether nothing follows the lines read (not even an unfinished line)."""
+        return self.at == len(self.block) and not self._more()
+
+
+def _line_blocks(stream: IO[bytes], mapped: mmap.mmap | None) -> Iterator[bytes]:
+    """The stream's bytes in blocks of whole lines of about ``_RUN_BLOCK`` bytes (of
+    its mapped file if it has one). Raises ``_NotAsWritten`` if the last line has no
+    newline."""
+    if mapped is not None:
+        at, size, kept = 0, len(mapped), 0
+        while at < size:
+            cut = mapped.rfind(b"\n", at, at + _RUN_BLOCK) + 1
+            if not cut:  # a line longer than a block
+                cut = mapped.find(b"\n", at + _RUN_BLOCK) + 1
+                if not cut:
+                    raise _NotAsWritten("the last line has no newline")
+            yield mapped[at:cut]
+            kept = _forget(mapped, kept, cut)
+            at = cut
+        return
+    pending = b""
+    while data := stream.read(_RUN_BLOCK):
+        cut = data.rfind(b"\n") + 1
+        if not cut:
+            pending += data
+            continue
+        yield pending + data[:cut]
+        pending = data[cut:]
+    if pending:
+        raise _NotAsWritten("the last line has no newline")
+
+
+def _wanted(changes: dict[tuple[str, str], dict[str, Any]]) -> dict[bytes, list[tuple[bytes, Any]]]:
+    """The changes by their source id as an index line holds it between quotes, each with
+    the start of the index line of its key (``["system","source_id",``: an index line
+    starting with it is that key's, JSON being read left to right)."""
+    wanted: dict[bytes, list[tuple[bytes, Any]]] = {}
+    for key in changes:
+        system, source_id = key
+        if not isinstance(system, str) or not isinstance(source_id, str):
+            continue  # a key with a null: found by the blocks read line by line
+        prefix = orjson.dumps([system, source_id])[:-1] + b","
+        quoted = orjson.dumps(source_id)[1:-1]
+        wanted.setdefault(quoted, []).append((prefix, key))
+    return wanted
+
+
+#: An index line's source id (its second value), the line after a newline; and the
+#: first line's. In a block without a backslash a string ends at its next quote (and
+#: holds no newline: JSON writes one escaped).
+_SOURCE_ID = re.compile(rb'\n\["[^"]*","([^"]*)"')
+_FIRST_SOURCE_ID = re.compile(rb'\["[^"]*","([^"]*)"')
+
+
+def _index_hits(
+    block: bytes,
+    changes: dict[tuple[str, str], dict[str, Any]],
+    wanted: dict[bytes, list[tuple[bytes, Any]]],
+) -> tuple[int, list[tuple[int, int, int, Any]]]:
+    """The lines in a block of whole index lines, and those a change touches: each
+    line's number in the block, where it starts and ends (its newline excluded), and its
+    key.
+
+    In a block without a backslash whose every line starts with two strings, each
+    line's source id is read by one regular expression over the block (no line is split
+    off or parsed), and a line is the key's where it starts with the key's
+    ``["system","source_id",``. Any other block is parsed line by line."""
+    hits: list[tuple[int, int, int, Any]] = []
+    lines = block.count(b"\n")
+    first = _FIRST_SOURCE_ID.match(block) if b"\\" not in block else None
+    ids = _SOURCE_ID.findall(block) if first is not None else []
+    if first is not None and len(ids) + 1 == lines:
+        ids.insert(0, first.group(1))
+        after = 0  # where the line after the last hit starts
+        counted = numbered = 0  # lines before ``counted`` in the block: ``numbered``
+        for n in [n for n, quoted in enumerate(ids) if quoted in wanted]:
+            for prefix, key in wanted[ids[n]]:
+                if n == 0:
+                    start = 0 if block.startswith(prefix) else -1
+                else:
+                    start = block.find(b"\n" + prefix, max(after - 1, 0)) + 1
+                if start < 0 or (n and not start):
+                    continue
+                number = numbered + block.count(b"\n", counted, start)
+                if number != n:
+                    continue  # another system's record of the same id
+                counted, numbered = start, number
+                end = block.find(b"\n", start)
+                hits.append((n, start, end, key))
+                after = end + 1
+                break
+        return lines, hits
+    loads = orjson.loads
+    start = 0
+    for n, line in enumerate(block.split(b"\n")[:lines]):
+        end = start + len(line)
+        try:
+            system, source_id, *_ = loads(line)
+        except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+            raise _NotAsWritten("an index line that is not a list") from exc
+        key = (system, source_id)
+        if key in changes:
+            hits.append((n, start, end, key))
+        start = end + 1
+    return lines, hits
+
+
+def _apply_in_runs(
+    deps: Deps,
+    tenant: str,
+    run_id: str,
+    entity: Entity,
+    baseline_run: str,
+    changes: dict[tuple[str, str], dict[str, Any]],
+    snapshot: IO[bytes],
+    index: IO[bytes],
+) -> int:
+    """``_apply_to_baseline`` for a baseline with its index: the index is read a block
+    at a time and the lines of the changed keys found in it (``_index_hits``); the runs
+    of lines between them are copied from both files as they are, and only the changed
+    lines are parsed and written anew. Raises ``_NotAsWritten`` (having written part) where
+    the files are not as the commit writes them, or a change's key is not found exactly
+    once."""
+    changer = _Changer(deps, tenant, run_id, entity)
+    wanted = _wanted(changes)
+    found: set[Any] = set()
+    state_key, index_key = _state_keys(tenant, baseline_run, entity)
+    written = 0  # lines of the index before the current block
+    with ExitStack() as stack:
+        body = stack.enter_context(deps.store.open_stream(state_key))
+        ids = stack.enter_context(deps.store.open_stream(index_key))
+        lines = _LineCursor(body, stack.enter_context(_mapped(body)))
+        copied = 0  # lines of the snapshot copied or taken
+        for block in _line_blocks(ids, stack.enter_context(_mapped(ids))):
+            at = 0
+            lines_in_block, hits = _index_hits(block, changes, wanted)
+            for n, start, end, key in hits:
+                if key in found:
+                    raise _NotAsWritten("a key on more than one line")
+                found.add(key)
+                lines.copy(written + n - copied, snapshot)
+                index.write(memoryview(block)[at:start])
+                line = changer.change(orjson.loads(lines.take()), changes[key])
+                copied = written + n + 1
+                snapshot.write(dumps_line(line))
+                index.write(dumps_line(index_line(line)))
+                at = end + 1
+            index.write(memoryview(block)[at:])
+            written += lines_in_block
+        lines.copy(written - copied, snapshot)
+        if not lines.at_end():
+            raise _NotAsWritten("more lines than the index")
+    if len(found) != len(changes):
+        raise _NotAsWritten("a change whose record the baseline does not hold")
+    changer.flush(force=True)
     return written
 
 

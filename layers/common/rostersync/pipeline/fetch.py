@@ -7,6 +7,7 @@ the run, and its cursor moves into the committed state when the run commits.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from rostersync.pipeline.contracts import RunState
@@ -14,6 +15,7 @@ from rostersync.pipeline.deps import Deps
 from rostersync.sources.base import FetchContext
 from rostersync.sources.registry import source_for
 from rostersync.storage import keys
+from rostersync.storage.objects import stored_stripped
 from rostersync.storage.raw import ObjectRawArea
 
 
@@ -38,6 +40,7 @@ def fetch(state: RunState, deps: Deps) -> RunState:
         raw=ObjectRawArea(deps.store, state.tenant, raw),
         secrets=deps.secrets,
         cursor=last_cursor(deps, state.tenant, kind),
+        stored_stripped=partial(stored_stripped, deps.store),
     )
     result = source_for(kind).fetch(state.source, ctx)
     if result.mode is not None:

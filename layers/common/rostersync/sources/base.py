@@ -189,6 +189,9 @@ class FetchContext:
     #: What the source saved with the tenant's last committed run (an events cursor),
     #: or None before the first commit.
     cursor: dict[str, Any] | None = None
+    #: Whether the object at a source key is known to hold no secret value (an upload
+    #: stored stripped and not written since): its copy need not be stripped again.
+    stored_stripped: Callable[[str], bool] = field(default=lambda key: False)
 
 
 @dataclass

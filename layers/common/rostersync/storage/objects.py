@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 import orjson
 from boto3.exceptions import S3UploadFailedError
@@ -266,3 +266,52 @@ def _default(value: Any) -> str:
 def dumps_line(row: Any) -> bytes:
     """One JSON line, compact, UTF-8, with a newline."""
     return orjson.dumps(row, default=_default, option=orjson.OPT_APPEND_NEWLINE)
+
+
+# ------------------------------------------------- uploads stored without secrets
+
+
+class _Versions(Protocol):
+    """What the markers need of an object store (either adapter)."""
+
+    def version(self, key: str) -> str | None: ...
+
+    def get_json(self, key: str) -> Any | None: ...
+
+    def put_json(self, key: str, value: Any) -> None: ...
+
+
+def stripped_marker_key(key: str) -> str | None:
+    """Where the marker of an upload stored without secrets sits: beside the upload's
+    folder, not in it (``uploads/{tenant}/.stripped/{rest}.json``), so that no listing
+    of a bundle's folder meets it. None for a key outside ``uploads/``."""
+    root, _, rest = key.partition("/")
+    tenant, _, rest = rest.partition("/")
+    if root != "uploads" or not tenant or not rest:
+        return None
+    return f"uploads/{tenant}/.stripped/{rest}.json"
+
+
+def mark_stored_stripped(store: _Versions, key: str) -> None:
+    """Note that the object now at ``key`` holds no secret value (it was stored with
+    its secret columns emptied, or had none): its version, which any later write of the
+    key changes."""
+    marker = stripped_marker_key(key)
+    version = store.version(key)
+    if marker is not None and version is not None:
+        store.put_json(marker, {"version": version})
+
+
+def stored_stripped(store: _Versions, key: str) -> bool:
+    """Whether the object at ``key`` is the very one ``mark_stored_stripped`` noted (its
+    current version is the marker's): then it holds no secret value and need not be
+    stripped again. False for any other object: one written since, one never marked (an
+    inbox file, another upload), one without a version."""
+    marker = stripped_marker_key(key)
+    if marker is None:
+        return False
+    noted = store.get_json(marker)
+    if not isinstance(noted, dict) or not isinstance(noted.get("version"), str):
+        return False
+    current = store.version(key)
+    return current is not None and current == noted["version"]

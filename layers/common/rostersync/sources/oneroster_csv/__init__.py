@@ -153,6 +153,15 @@ def _strip_raw_zip(raw: RawArea, shown: str = ZIP_NAME) -> bool:
     return True
 
 
+def _copy_in(ctx: FetchContext, key: str, name: str) -> bool:
+    """Copy a source object into the raw area; whether the copy is known to hold no
+    secret value (the object was stored stripped and is that version before the copy
+    and after it)."""
+    known = ctx.stored_stripped(key)
+    ctx.raw.copy_in(key, name)
+    return known and ctx.stored_stripped(key)
+
+
 class OneRosterCsvSource:
     """Copies the bundle into the raw area as dropped, less the values of secret
     (password) columns; reads it with ``OneRosterBundle``."""
@@ -173,17 +182,17 @@ class OneRosterCsvSource:
                 if "/" in relative:
                     ignored += 1  # nested folders are not part of a OneRoster bundle
                     continue
-                raw.copy_in(key, relative)
+                clean = _copy_in(ctx, key, relative)
                 copied += 1
-                if relative.lower().endswith(".csv") and _strip_raw_file(raw, relative):
-                    stripped += 1
+                if relative.lower().endswith(".csv") and not clean:
+                    stripped += int(_strip_raw_file(raw, relative))
             return FetchResult(
                 {"files": copied, "ignored_nested": ignored, "secrets_removed": stripped}
             )
         if not raw.object_exists(spec.key):
             raise BundleError("the bundle is no longer there")
-        raw.copy_in(spec.key, ZIP_NAME)
-        stripped = 1 if _strip_raw_zip(raw, spec.key.rsplit("/", 1)[-1] or ZIP_NAME) else 0
+        clean = _copy_in(ctx, spec.key, ZIP_NAME)
+        stripped = 0 if clean else int(_strip_raw_zip(raw, spec.key.rsplit("/", 1)[-1] or ZIP_NAME))
         return FetchResult({"files": 1, "ignored_nested": 0, "secrets_removed": stripped})
 
     @contextmanager
