@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import csv
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rostersync.application.sync import SyncOutcome, ensure_tenant
 from rostersync.config import stack_settings
+from rostersync.generator import generate_district, mutate_next_day
 from rostersync.local.runtime import LocalCloud
 from rostersync.local.session import run_sync
 from rostersync.pipeline.deps import Deps, build_deps
@@ -24,3 +27,43 @@ def committed_days(
             outcome, _ = run_sync(cloud, deps, tenant, folder, state / "reports")
             assert outcome.status == "committed", outcome.error
             yield deps, outcome
+
+
+def rewrite_csv(
+    folder: Path, name: str, change: Callable[[dict[str, str]], dict[str, str] | None]
+) -> None:
+    """Rewrite one CSV of a bundle row by row (``change`` returns the row or None)."""
+    path = folder / name
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        fields = list(reader.fieldnames or [])
+        rows = [r for r in (change(dict(row)) for row in reader) if r is not None]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def three_days(root: Path) -> list[Path]:
+    """A district's bundles for three days under ``root``. Day 2: renames, new students,
+    leavers, moved enrollments. Day 3: day 1 again (day 2's leavers come back:
+    reactivations; its new students leave), one student re-issued under a new id
+    (matched to the same child: a re-link), one class deleted by status (an archive)."""
+    generate_district(root / "day1", students=80, seed=5)
+    mutate_next_day(root / "day1", root / "day2", seed=6, rate=0.05)
+    shutil.copytree(root / "day1", root / "day3")
+    with (root / "day3" / "users.csv").open(newline="", encoding="utf-8") as fh:
+        student = next(r["sourcedId"] for r in csv.DictReader(fh) if r["role"] == "student")
+    for path in (root / "day3").glob("*.csv"):
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace(student, student + "-v2"), encoding="utf-8")
+    deleted = {"done": False}
+
+    def delete(row: dict[str, str]) -> dict[str, str]:
+        if not deleted["done"]:
+            row["status"] = "tobedeleted"
+            deleted["done"] = True
+        return row
+
+    rewrite_csv(root / "day3", "classes.csv", delete)
+    return [root / "day1", root / "day2", root / "day3"]

@@ -4,61 +4,24 @@ re-issued ids and deletions by status; and it is the path a sync takes."""
 
 from __future__ import annotations
 
-import csv
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rostersync.generator import generate_district, mutate_next_day
 from rostersync.models import ENTITY_ORDER
 from rostersync.pipeline.deps import Deps
 from rostersync.storage import keys
-from tests.integration.days import committed_days
+from tests.integration.days import committed_days, three_days
 
 TENANT = "district"
 #: Fields that name the run or the moment, not the change.
 VOLATILE = {"run_id", "linked_at"}
 
 
-def _rewrite(folder: Path, name: str, change: Any) -> None:
-    """Rewrite one CSV of a bundle row by row (``change`` returns the row or None)."""
-    path = folder / name
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        fields = list(reader.fieldnames or [])
-        rows = [r for r in (change(dict(row)) for row in reader) if r is not None]
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 @pytest.fixture(scope="module")
 def days(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    root = tmp_path_factory.mktemp("district")
-    generate_district(root / "day1", students=80, seed=5)
-    mutate_next_day(root / "day1", root / "day2", seed=6, rate=0.05)
-    # Day 3: day 1 again (day 2's leavers come back: reactivations; its new students
-    # leave), one student re-issued under a new id (matched to the same child: a
-    # re-link), one class deleted by status.
-    shutil.copytree(root / "day1", root / "day3")
-    with (root / "day3" / "users.csv").open(newline="", encoding="utf-8") as fh:
-        student = next(r["sourcedId"] for r in csv.DictReader(fh) if r["role"] == "student")
-    for path in (root / "day3").glob("*.csv"):
-        text = path.read_text(encoding="utf-8")
-        path.write_text(text.replace(student, student + "-v2"), encoding="utf-8")
-    deleted = {"done": False}
-
-    def delete(row: dict[str, str]) -> dict[str, str]:
-        if not deleted["done"]:
-            row["status"] = "tobedeleted"
-            deleted["done"] = True
-        return row
-
-    _rewrite(root / "day3", "classes.csv", delete)
-    return [root / "day1", root / "day2", root / "day3"]
+    return three_days(tmp_path_factory.mktemp("district"))
 
 
 def _changes(deps: Deps, run_id: str) -> dict[str, list[dict[str, Any]]]:

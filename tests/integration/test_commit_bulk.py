@@ -7,10 +7,8 @@ the line-by-line result too."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import io
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +16,13 @@ import orjson
 import pytest
 
 from rostersync.config import stack_settings
-from rostersync.generator import generate_district, mutate_next_day
 from rostersync.local.runtime import LocalCloud
 from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.pipeline import commit as commit_module
 from rostersync.pipeline.deps import Deps, build_deps
 from rostersync.storage import keys
 from rostersync.storage.objects import dumps_line
-from tests.integration.days import committed_days
+from tests.integration.days import committed_days, three_days
 
 TENANT = "district"
 
@@ -48,42 +45,9 @@ class Recorded:
         return len(links)
 
 
-def _rewrite(folder: Path, name: str, change: Any) -> None:
-    path = folder / name
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        fields = list(reader.fieldnames or [])
-        rows = [r for r in (change(dict(row)) for row in reader) if r is not None]
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 @pytest.fixture(scope="module")
 def days(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """Day 2: renames, new students, leavers, moved enrollments; day 3: day 1 again
-    (reactivations), one student re-issued under a new id (a re-link), a class deleted
-    by status (an archive)."""
-    root = tmp_path_factory.mktemp("district")
-    generate_district(root / "day1", students=80, seed=5)
-    mutate_next_day(root / "day1", root / "day2", seed=6, rate=0.05)
-    shutil.copytree(root / "day1", root / "day3")
-    with (root / "day3" / "users.csv").open(newline="", encoding="utf-8") as fh:
-        student = next(r["sourcedId"] for r in csv.DictReader(fh) if r["role"] == "student")
-    for path in (root / "day3").glob("*.csv"):
-        text = path.read_text(encoding="utf-8")
-        path.write_text(text.replace(student, student + "-v2"), encoding="utf-8")
-    deleted = {"done": False}
-
-    def delete(row: dict[str, str]) -> dict[str, str]:
-        if not deleted["done"]:
-            row["status"] = "tobedeleted"
-            deleted["done"] = True
-        return row
-
-    _rewrite(root / "day3", "classes.csv", delete)
-    return [root / "day1", root / "day2", root / "day3"]
+    return three_days(tmp_path_factory.mktemp("district"))
 
 
 def _recording(deps: Deps) -> tuple[Deps, Recorded, Recorded]:

@@ -82,13 +82,33 @@ def test_the_birth_date_and_a_name_written_in_the_other_names_place_are_suggeste
 
 def test_a_given_name_typo_beside_a_replaced_family_name_is_suggested_by_birth_date():
     # Only the birth date and the first letter tie these (the first-letter key), and the
-    # floor suggests them.
+    # model suggests them.
     born = date(1920, 2, 16)
     source = person("s", "Betie", "Nguyen", born)
     target = [person("t", "Bertie", "Whetstone", born), *roster(300)]
     decision = match_people([source], target).decisions["s"]
     assert decision.tier is Tier.SUGGESTED
     assert decision.target_key == "t"
+
+
+def test_a_given_name_and_birth_date_beside_another_family_name_are_no_floor_pair():
+    # A new pupil and an app record free of its link (a leaver): the same given name and
+    # birth date, another family name. In a school as often two children as one: the
+    # new pupil is not kept waiting for an admin by the floor.
+    born = date(2016, 5, 9)
+    source = person("s", "Amara", "Lindqvist", born)
+    leaver = person("t", "Amara", "Oyelaran", born)
+    # A given name many pupils have (born on other days): it says little.
+    namesakes = [
+        person(f"a{i}", "Amara", f"Family{i}", date(2000 + i % 20, 1 + i % 12, 1 + i % 28))
+        for i in range(120)
+    ]
+    target = [leaver, *namesakes, *roster(300)]
+    decision = match_people([source], target).decisions["s"]
+    assert decision.score is None or decision.score < PEOPLE_THRESHOLDS.suggest
+    assert decision.tier is Tier.UNMATCHED
+    outcome = explain_pairs([source], target, [("s", "t")])[("s", "t")]
+    assert outcome is not PairOutcome.FLOOR_SUGGESTED
 
 
 def test_two_records_of_the_name_born_on_other_days_are_no_suggestion():

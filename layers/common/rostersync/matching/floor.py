@@ -3,15 +3,15 @@ to an admin as a suggestion (never automatic).
 
 A pair's score weighs a match against at least ``MIN_POPULATION`` people, and a replaced
 birth date or a replaced name costs it most of its odds: a duplicate whose names agree
-but whose birth date is another child's, or whose birth date and one name agree while the
-other name was replaced, ends below ``suggest`` though it is, more often than not, the
-same child. The floor offers such a pair to an admin when:
+but whose birth date is another child's, or whose birth date agrees while one name was
+written in the other's place and the other replaced, ends below ``suggest`` though it is,
+more often than not, the same child. The floor offers such a pair to an admin when:
 
 * it agrees strongly on one axis: both names (exact, a nickname or an equivalent, or one
   of them a typo) while the birth date differs beyond a typo or is missing on one side;
-  or the birth date exactly and one name (exact or a typo, also when the name was
-  written in the other name's place: "White, Jasmine" for "Jacqueline White") while the
-  other name differs;
+  or the birth date exactly and one name (exact or a typo) written in the other name's
+  place ("White, Jasmine" for "Jacqueline White"); not the given name beside another
+  family name, which in a school is as often a leaver and a new pupil born the same day;
 * it is no sibling pattern (twins never reach scoring at all);
 * its weight without the disagreeing axis (the birth date, or the replaced name; email,
   grade and school still count), against the run's own number of targets instead of
@@ -118,12 +118,13 @@ def floor_pairs(
     names = (strong_given & np.isin(family, agreeing)) | (strong_family & np.isin(given, agreeing))
     birth_off = np.isin(birth, (DATE_MISSING, DATE_MONTH_YEAR, DATE_YEAR, DATE_DIFFERENT))
     by_names = names & birth_off & ~comparisons.sibling
-    one_name = (np.isin(given, agreeing) & (family == NAME_DIFFERENT)) | (
-        np.isin(family, agreeing) & (given == NAME_DIFFERENT)
-    )
+    # The birth date and one name, the other name written in its place. Not the birth
+    # date and the given name beside another family name: in a school that is as often a
+    # leaver and a new pupil born the same day with the same given name (a district of
+    # 100,000 has dozens), and a suggestion keeps the new pupil waiting for an admin.
     as_given, as_family = crossed
     crossed_name = np.isin(as_given, agreeing) | np.isin(as_family, agreeing)
-    by_birth = (birth == DATE_EXACT) & (one_name | crossed_name) & ~comparisons.sibling
+    by_birth = (birth == DATE_EXACT) & crossed_name & ~comparisons.sibling
 
     # The pair's weight without the axis that disagrees: the birth date, or the name that
     # was replaced (both names where the other name agrees in the other name's place,

@@ -12,8 +12,8 @@ needs its runner-up below ``suggest``. Thresholds are a tenant setting
 =========================================  =========  ===========  ==========  ============
 run                                        auto prec  auto recall  auto wrong  +sugg recall
 =========================================  =========  ===========  ==========  ============
-FEBRL 1 + 2, 1,500 dups vs their orgs      1.0000     0.756        0 of 1,134  0.969
-FEBRL, odd-numbered orgs held out          1.0000     0.743 (743)  0           0.968
+FEBRL 1 + 2, 1,500 dups vs their orgs      1.0000     0.756        0 of 1,134  0.968
+FEBRL, odd-numbered orgs held out          1.0000     0.743 (743)  0           0.966
 FEBRL 2 dups vs FEBRL 1 orgs               -          -            0           -
 generated district 10k vs 10k              1.0000     0.990        0 of 9,404  0.997
 generated district 100k vs 100k            1.0000     0.977        0 of 92.8k  0.995
