@@ -217,7 +217,7 @@ def run_day(
         return False, after
     timings = step_timings(run, state)
     # Each step's peak memory is its own only when it had a process of its own.
-    peaks = run_report(run).get("peak_mb") or {} if own_processes() else {}
+    peaks = (run_report(run).get("peak_mb") or {}) if own_processes() else {}
     for step, took in timings.items():
         peak = peaks.get(step)
         table.row(

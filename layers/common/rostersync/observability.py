@@ -11,6 +11,7 @@ segments to X-Ray on Lambda and is off elsewhere. The local runtime turns metric
 from __future__ import annotations
 
 import logging
+import resource
 import sys
 from collections.abc import Callable, Mapping
 from functools import lru_cache
@@ -45,6 +46,12 @@ def observed(handler: Handler) -> Handler:
     traced = tracer().capture_lambda_handler(handler, capture_response=False)
     measured = metrics().log_metrics(traced)
     return cast(Handler, logger().inject_lambda_context(measured))
+
+
+def peak_mb() -> int:
+    """The peak resident memory of this process so far, in MB: an invocation's own where
+    it has a process of its own (Lambda; ``LOCAL_INVOKE=process``), else an upper bound."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def record_step(step: str, elapsed_ms: int, counts: Mapping[str, Any]) -> None:

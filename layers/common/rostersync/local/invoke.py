@@ -16,8 +16,9 @@ import json
 import sys
 from pathlib import Path
 
-from rostersync.local.moto_seams import InProcessFunctions, peak_mb
+from rostersync.local.moto_seams import InProcessFunctions
 from rostersync.local.template import FunctionSpec
+from rostersync.observability import peak_mb
 
 
 def main() -> int:

@@ -16,7 +16,6 @@ import importlib
 import importlib.util
 import json
 import logging
-import resource
 import subprocess
 import sys
 import threading
@@ -252,11 +251,6 @@ def _invoke_request(function: FunctionSpec, event: Any) -> str:
             "event": event,
         }
     )
-
-
-def peak_mb() -> int:
-    """The peak resident memory of this process so far, in MB."""
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 class InProcessFunctions:

@@ -46,7 +46,6 @@ from __future__ import annotations
 import hashlib
 import mmap
 import re
-import resource
 import shutil
 import time
 import uuid
@@ -61,6 +60,7 @@ import orjson
 from rostersync.changes import EVENT_VERBS, HoldTrip
 from rostersync.errors import RunStateError, StaleBaseline
 from rostersync.models import ENTITY_ORDER, ENTITY_SINGULAR, Entity
+from rostersync.observability import peak_mb
 from rostersync.pipeline.change_lines import ChangeLines
 from rostersync.pipeline.contracts import CommitChunk, CommitPlan, RunState
 from rostersync.pipeline.deps import Deps
@@ -100,10 +100,6 @@ _WRITE_BATCH = 50_000
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _peak_mb() -> int:
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def included_actions(deps: Deps, state: RunState, entity: Entity) -> Iterator[dict[str, Any]]:
@@ -429,7 +425,7 @@ def apply_chunk(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> dic
         "chunk": chunk.id,
         "rows": rows,
         "ms": int((time.monotonic() - started) * 1000),
-        "peak_mb": _peak_mb(),
+        "peak_mb": peak_mb(),
     }
     deps.store.put_json(marker_key, marker)
     return marker

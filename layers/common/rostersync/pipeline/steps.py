@@ -10,14 +10,13 @@ named in the message, so every transient error is retried.
 from __future__ import annotations
 
 import gc
-import resource
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from rostersync.errors import RostersyncError, StorageUnavailable, TransientError
-from rostersync.observability import logger, observed, record_failure, record_step
+from rostersync.observability import logger, observed, peak_mb, record_failure, record_step
 from rostersync.pipeline.commit import apply_chunk_event, begin_commit, finish_commit
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps, default_deps
@@ -53,10 +52,6 @@ _RETRIED_BY_NAME = (TransientError, StorageUnavailable)
 
 #: Counts that are about the steps, not the run's progress.
 _NOT_PROGRESS = frozenset({"timings_ms", "peak_mb"})
-
-
-def _peak_mb() -> int:
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def _progress(deps: Deps, state: RunState, step: str) -> None:
@@ -113,9 +108,7 @@ def run_step(
         result = (step or STEPS[name])(state, deps)
     elapsed = int((time.monotonic() - started) * 1000)
     result.counts.setdefault("timings_ms", {}).setdefault(name, elapsed)
-    # The peak memory of the process so far: the step's own where each invocation has a
-    # process (Lambda; the local runtime with LOCAL_INVOKE=process), else an upper bound.
-    result.counts.setdefault("peak_mb", {})[name] = _peak_mb()
+    result.counts.setdefault("peak_mb", {})[name] = peak_mb()
     log.info("step done", extra={"counts": result.counts.get(name, {}), "ms": elapsed})
     record_step(name, elapsed, result.counts.get(name, {}))
     return result.model_dump(mode="json")
