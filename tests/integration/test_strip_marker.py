@@ -126,3 +126,35 @@ def test_objects_never_marked_are_stripped(deps: Deps, folder: Path, tmp_path: P
     broken.write_bytes(b"not a zip")
     store_without_secrets(deps.store, broken, prefix + "broken.zip")
     assert not stored_stripped(deps.store, prefix + "broken.zip")
+
+
+def test_large_files_are_stripped_in_another_process_while_the_caller_goes_on(
+    deps: Deps, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bundle whose large files are stripped in other processes is stored exactly as
+    one stripped in this process: the same bytes, the same markers; ``meanwhile`` runs
+    once, before the stripped files are stored."""
+    import os
+
+    from rostersync.application import no_secrets
+    from rostersync.sources.oneroster_csv.secret_columns import strip_secret_columns
+
+    (folder / "demographics.csv").write_text("sourcedId,status,birthDate\nu1,,2015-01-02\n")
+    (folder / "classes.csv").write_text("sourcedId,title,password\nc1,Maths,\n")  # no value
+    monkeypatch.setattr(no_secrets, "BACKGROUND_BYTES", 1)  # every CSV with a secret column
+    seen: list[tuple[int, bool]] = []
+    prefix = keys.uploads_prefix(TENANT, RUN)
+
+    def meanwhile() -> None:
+        seen.append((os.getpid(), deps.store.get_bytes(prefix + "users.csv") is None))
+
+    assert upload_bundle(deps, TENANT, RUN, folder, meanwhile) == prefix
+
+    assert seen == [(os.getpid(), True)]
+    for name in ("orgs.csv", "users.csv", "demographics.csv", "classes.csv"):
+        stored = deps.store.get_bytes(prefix + name)
+        assert stored == strip_secret_columns((folder / name).read_bytes()), name
+        assert stored_stripped(deps.store, prefix + name), name
+    assert b"Secret-Pw" not in (deps.store.get_bytes(prefix + "users.csv") or b"")
+    counts, files = _fetch(deps, prefix)
+    assert counts["secrets_removed"] == 0 and b"Secret-Pw" not in files["users.csv"]

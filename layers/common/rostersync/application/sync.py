@@ -118,24 +118,34 @@ def ensure_tenant(deps: Deps, tenant: str, *, create: bool) -> bool:
     return True
 
 
-def upload_bundle(deps: Deps, tenant: str, run_id: str, path: Path) -> str:
+def upload_bundle(
+    deps: Deps,
+    tenant: str,
+    run_id: str,
+    path: Path,
+    meanwhile: Callable[[], None] | None = None,
+) -> str:
     """Put a local bundle (zip or folder) under ``uploads/{tenant}/{run}/``, its secret
-    columns emptied; return the source key the fetch step reads (a zip keeps its name)."""
+    columns emptied; return the source key the fetch step reads (a zip keeps its name).
+    ``meanwhile`` runs while large files are being stripped in other processes."""
     from rostersync.application.inbox import acceptable_name
-    from rostersync.application.no_secrets import store_without_secrets
+    from rostersync.application.no_secrets import store_all_without_secrets
 
     prefix = keys.uploads_prefix(tenant, run_id)
     if path.is_file():
         # Under the file's own name (as the inbox would take it): messages about the zip
         # name the admin's file.
         key = prefix + (acceptable_name(path.name) or "bundle.zip")
-        store_without_secrets(deps.store, path, key)
+        store_all_without_secrets(deps.store, [(path, key)], meanwhile)
         return key
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is neither a zip file nor a folder")
-    for child in sorted(path.iterdir()):
-        if child.is_file() and not child.name.startswith("."):
-            store_without_secrets(deps.store, child, prefix + keys.check_file_name(child.name))
+    files = [
+        (child, prefix + keys.check_file_name(child.name))
+        for child in sorted(path.iterdir())
+        if child.is_file() and not child.name.startswith(".")
+    ]
+    store_all_without_secrets(deps.store, files, meanwhile)
     return prefix
 
 

@@ -50,6 +50,10 @@ class _CloudOnDemand:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._session.cloud(), name)
 
+    def start(self) -> None:
+        """Start the runtime now (say, while an upload is being prepared)."""
+        self._session.cloud()
+
 
 @contextmanager
 def local_stack(state_dir: Path | None) -> Iterator[tuple[Any, Deps]]:
@@ -250,7 +254,10 @@ def run_sync(
     if open_tenant(deps, tenant, create=create_tenant) and out is not None:
         out.write(f"Tenant {tenant} created (first use).\n")
     run_id = keys.new_run_id()
-    source_key = None if path is None else upload_bundle(deps, tenant, run_id, path)
+    # moto and the state machine start while large files have their passwords emptied
+    # in other processes.
+    meanwhile = cloud.start if isinstance(cloud, _CloudOnDemand) else None
+    source_key = None if path is None else upload_bundle(deps, tenant, run_id, path, meanwhile)
     ref = None
     if guardians is not None:
         key = keys.guardian_upload_key(tenant, run_id)
