@@ -313,3 +313,37 @@ def test_above_the_change_events_limit_run_committed_names_the_change_files(tmp_
         assert committed[second.run_id]["change_events"] is True
         assert "change_files" not in committed[second.run_id]
         assert len(changes) == changed > 0
+
+
+def test_the_parts_of_a_joined_snapshot_are_given_back_and_a_finish_again_keeps_it(
+    tmp_path, days, monkeypatch
+):
+    """Once a snapshot made in parts is joined and the state points at it, its parts are
+    deleted (as much room as the snapshot); a finish that runs again after the state
+    moved (the run cut before it was marked committed) joins nothing, so the snapshot
+    stays as it was."""
+    from rostersync.pipeline.contracts import RunState
+    from rostersync.records import RunStatus, RunUpdate
+    from rostersync.sources.oneroster_csv import OneRosterCsvSpec
+
+    monkeypatch.setenv("COMMIT_INLINE_ACTIONS", "100")
+    monkeypatch.setenv("COMMIT_CHUNK_ACTIONS", "150")
+    monkeypatch.setattr(commit_module, "SNAPSHOT_PART_LINES", 25)
+    state = tmp_path / "state"
+    with LocalCloud(state) as cloud:
+        deps = build_deps(stack_settings())
+        _new_tenant(deps)
+        outcome, _ = run_sync(cloud, deps, TENANT, days[0], state / "reports")
+        assert outcome.status == "committed", outcome.error
+        chunks = [c["chunk"] for c in outcome.report["chunks"]]
+        assert "enrollments-snapshot-00001" in chunks, chunks
+        run_prefix = keys.run_prefix(TENANT, outcome.run_id)
+        assert deps.store.list_keys(run_prefix + "commit/snapshot/") == []
+        joined = _state_of(deps, outcome.run_id)
+        assert joined["snapshot"]["enrollments"]
+
+        # As if cut after the state pointer moved, before the run was marked committed.
+        deps.runs.update(TENANT, outcome.run_id, RunUpdate(status=RunStatus.COMMITTING))
+        again = RunState(tenant=TENANT, run_id=outcome.run_id, source=OneRosterCsvSpec(key="x"))
+        assert commit_module.finish_commit(again, deps).status == "committed"
+        assert _state_of(deps, outcome.run_id) == joined

@@ -577,6 +577,15 @@ def _join_snapshots(deps: Deps, tenant: str, run_id: str, plan: CommitPlan) -> N
                             shutil.copyfileobj(source, out, 1 << 20)
 
 
+def _drop_snapshot_parts(deps: Deps, tenant: str, run_id: str, plan: CommitPlan) -> None:
+    """Delete the parts ``_join_snapshots`` joined (at a million students, as much room
+    again as the enrollments' snapshot)."""
+    for chunk_ids in _snapshot_parts(plan).values():
+        for chunk_id in chunk_ids:
+            for key in _part_keys(tenant, run_id, chunk_id):
+                deps.store.delete(key)
+
+
 def _state_keys(tenant: str, run_id: str, entity: Entity) -> tuple[str, str]:
     return keys.state_key(tenant, run_id, entity), keys.state_index_key(tenant, run_id, entity)
 
@@ -1150,6 +1159,9 @@ def finish_commit(state: RunState, deps: Deps) -> RunState:
                 "source_cursor": cursor,
             },
         )
+        # The snapshots made in parts are joined and pointed at: a finish that runs again
+        # joins nothing (the pointer is this run's), so the parts are room to give back.
+        _drop_snapshot_parts(deps, state.tenant, state.run_id, plan)
     deps.runs.update(
         state.tenant,
         state.run_id,
