@@ -47,6 +47,11 @@ class Thresholds(BaseModel):
 
     ``auto``: the lowest score of an automatic match; ``suggest``: the lowest score of a
     suggestion; ``margin``: how far an automatic match must lead its runner-up.
+    ``auto_without_birth_date`` (people only): the lowest score of an automatic match
+    whose given and family names agree (both exact, a nickname or an equivalent, or one
+    of them a typo) while a side has no birth date; the lower of it and ``auto`` applies,
+    and every other rule of the automatic tier (the margin, no rival at ``suggest``, the
+    gates, one source per target) is the same.
     ``name_floor``: an automatic match needs at least this similarity on the given name
     and on the family name separately (so a strong birth date and family name cannot
     carry a different given name: twins); ``birth_date_floor``: when both sides have a
@@ -58,6 +63,7 @@ class Thresholds(BaseModel):
     auto: float = Field(default=0.9, ge=0.0, le=1.0)
     suggest: float = Field(default=0.2, ge=0.0, le=1.0)
     margin: float = Field(default=0.05, ge=0.0, le=1.0)
+    auto_without_birth_date: float = Field(default=0.75, ge=0.0, le=1.0)
     name_floor: float = Field(default=0.0, ge=0.0, le=1.0)
     birth_date_floor: float = Field(default=0.0, ge=0.0, le=1.0)
 
