@@ -26,7 +26,7 @@ from rostersync.matching.assign import (
     Assignment,
     assign_tiers,
 )
-from rostersync.matching.blocking import candidate_pairs
+from rostersync.matching.blocking import candidate_pairs_by_origin
 from rostersync.matching.encoding import (
     BoolArray,
     FloatArray,
@@ -40,6 +40,7 @@ from rostersync.matching.model import MatchModel, probability, train
 from rostersync.matching.records import PersonRecord
 from rostersync.matching.scoring import (
     BIRTH,
+    COMPATIBLE_NAME,
     DATE_DIFFERENT,
     DATE_MISSING,
     DATE_MONTH_YEAR,
@@ -56,6 +57,7 @@ from rostersync.matching.scoring import (
     NAME_MISSING,
     NAME_NICKNAME,
     Comparisons,
+    NameTables,
     compare_pairs,
     name_tables,
 )
@@ -299,7 +301,9 @@ def _run(
     s_side = encode_people(open_source, vocab)
     t_side = encode_people(open_target, vocab)
     tables = name_tables(vocab.names)
-    si, ti = candidate_pairs(s_side, t_side, tables.nicknames)
+    si, ti, learned = candidate_pairs_by_origin(
+        s_side, t_side, tables.nicknames, names=tables.strings
+    )
 
     keep = s_side.kind[si] == t_side.kind[ti]
     if exclude_pairs:
@@ -314,7 +318,7 @@ def _run(
             dtype=np.int64,
         )
         keep &= ~np.isin(si * len(t_side) + ti, excluded)
-    si, ti = si[keep], ti[keep]
+    si, ti, learned = si[keep], ti[keep], learned[keep]
 
     target_by_key = {record.key: record for record in target}
     labelled = [
@@ -322,9 +326,15 @@ def _run(
         for record in source
         if record.key in fixed and fixed[record.key] in target_by_key
     ] + list(examples)
-    comparisons = compare_pairs(s_side, t_side, tables, si, ti)
+    si, ti, learned, comparisons = _kept_pairs(s_side, t_side, tables, si, ti, learned)
+    trained = np.flatnonzero(learned)
     model = train(
-        s_side, t_side, tables, comparisons, (si, ti), _labelled_comparisons(labelled, vocab)
+        s_side,
+        t_side,
+        tables,
+        comparisons.take(trained) if len(trained) < len(si) else comparisons,
+        (si[trained], ti[trained]),
+        _labelled_comparisons(labelled, vocab),
     )
     # Twins (the sibling pattern within one grade and school) are different children:
     # the model learned from their pairs, but they compete for nothing, so a new twin is
@@ -333,10 +343,17 @@ def _run(
     distinct = np.flatnonzero(~twins)
     if len(distinct) < len(si):
         si, ti, comparisons = si[distinct], ti[distinct], comparisons.take(distinct)
+        learned = learned[distinct]
     scored = _score(model, comparisons)
     gates = auto_gates(comparisons, thresholds)
     auto_at = auto_thresholds(comparisons, thresholds)
     potential = probability(model.potential(comparisons, scored.weight))
+    # As rivals, the pairs only keys 20 and 21 formed count at their own score: they are
+    # formed to find a record's own pair when a birth date is missing, and counted at
+    # what they could reach had it agreed, a "Maia Okafur" would hold back the "Maya
+    # Okafor" of a record without a birth date (the other keys never pair such a record
+    # on so little).
+    potential = np.where(learned, potential, scored.score)
     dominant = dominant_pairs(comparisons, scored.weight, si, ti)
     assignment = assign_tiers(
         len(s_side),
@@ -361,6 +378,28 @@ def _run(
     return _Run(
         s_side, t_side, candidates, twins, si, ti, scored, gates, auto_at, assignment, floored
     )
+
+
+def _kept_pairs(
+    s_side: PeopleColumns,
+    t_side: PeopleColumns,
+    tables: NameTables,
+    si: IntArray,
+    ti: IntArray,
+    learned: BoolArray,
+) -> tuple[IntArray, IntArray, BoolArray, Comparisons]:
+    """The candidate pairs compared, without those only keys 20 and 21 formed (a record
+    without a birth date; two Soundex codes, or a name one letter off) whose names do not
+    both agree at least as a typo: the keys are there for typos, and a pair of another
+    name, counted as a rival at what it could reach had the birth date agreed, would hold
+    back the record's true pair."""
+    comparisons = compare_pairs(s_side, t_side, tables, si, ti)
+    levels = comparisons.levels
+    names = np.isin(levels[:, GIVEN], COMPATIBLE_NAME) & np.isin(levels[:, FAMILY], COMPATIBLE_NAME)
+    kept = np.flatnonzero(learned | names)
+    if len(kept) == len(si):
+        return si, ti, learned, comparisons
+    return si[kept], ti[kept], learned[kept], comparisons.take(kept)
 
 
 def _apply_floor(
@@ -614,12 +653,14 @@ def candidate_keys(
     never be matched)."""
     vocab = Vocabularies()
     s_side, t_side = encode_people(source, vocab), encode_people(target, vocab)
-    si, ti = candidate_pairs(s_side, t_side, name_tables(vocab.names).nicknames)
+    tables = name_tables(vocab.names)
+    si, ti, learned = candidate_pairs_by_origin(
+        s_side, t_side, tables.nicknames, names=tables.strings
+    )
     keep = s_side.kind[si] == t_side.kind[ti]
+    si, ti, _, _ = _kept_pairs(s_side, t_side, tables, si[keep], ti[keep], learned[keep])
     s_keys, t_keys = s_side.keys, t_side.keys
-    return {
-        (s_keys[i], t_keys[j]) for i, j in zip(si[keep].tolist(), ti[keep].tolist(), strict=True)
-    }
+    return {(s_keys[i], t_keys[j]) for i, j in zip(si.tolist(), ti.tolist(), strict=True)}
 
 
 def _labelled_comparisons(
