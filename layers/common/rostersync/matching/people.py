@@ -370,7 +370,13 @@ def _run(
     )
     crossed = crossed_names(s_side, t_side, tables, si, ti, comparisons)
     eligible, bits = floor_pairs(
-        comparisons, scored.contributions, scored.weight, model, len(t_side), crossed
+        comparisons,
+        scored.contributions,
+        scored.weight,
+        model,
+        len(t_side),
+        crossed,
+        thresholds.suggest,
     )
     assignment, floored = _apply_floor(
         assignment, eligible, bits, si, ti, scored.score, len(t_side)
