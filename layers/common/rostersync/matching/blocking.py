@@ -147,11 +147,20 @@ class _Deletions:
         return found
 
     def entries(
-        self, tag: int, exact: IntArray, varied: IntArray, wanted: IntArray
+        self,
+        tag: int,
+        exact: IntArray,
+        varied: IntArray,
+        wanted: IntArray,
+        among: IntArray | None = None,
     ) -> tuple[IntArray, IntArray]:
         """(key, record index) entries sorted by key: (``exact`` id, each variant of the
-        ``varied`` name) of the records ``wanted`` (indexes) that have both."""
+        ``varied`` name) of the records ``wanted`` (indexes) that have both, and whose
+        ``exact`` id is one of ``among`` when given (the other side's: no other key can
+        meet)."""
         wanted = wanted[(exact[wanted] >= 0) & (varied[wanted] >= 0)]
+        if among is not None:
+            wanted = wanted[np.isin(exact[wanted], among)]
         distinct, inverse = np.unique(varied[wanted], return_inverse=True)
         lists = [self.variants(name) for name in distinct.tolist()]
         sizes = np.fromiter((len(v) for v in lists), dtype=np.int64, count=len(lists))
@@ -200,19 +209,39 @@ def _undated_pairs(
     deletions = _Deletions(names)
 
     def deletion_entries(
-        side: PeopleColumns, wanted: IntArray, swap: bool
+        side: PeopleColumns, wanted: IntArray, swap: bool, among: IntArray | None = None
     ) -> tuple[IntArray, IntArray]:
-        found = [deletions.entries(21, side.given_first, side.family_first, wanted)]
+        found = [deletions.entries(21, side.given_first, side.family_first, wanted, among)]
         if swap:
-            found.append(deletions.entries(21, side.family_first, side.given_first, wanted))
+            found.append(deletions.entries(21, side.family_first, side.given_first, wanted, among))
         return _merge(*found)
 
     pairs = []
-    for entries in (sound_entries, deletion_entries):
-        if len(s_undated):
-            pairs.append(_join_entries(entries(s, s_undated, True), entries(t, t_all, False), cap))
-        if len(t_undated):
-            pairs.append(_join_entries(entries(s, s_all, True), entries(t, t_undated, False), cap))
+    if len(s_undated):
+        pairs.append(
+            _join_entries(sound_entries(s, s_undated, True), sound_entries(t, t_all, False), cap)
+        )
+        # Only the target records whose given name a source without a birth date has
+        # (as its given or, read swapped, its family name) can meet one.
+        names_of = np.concatenate([s.given_first[s_undated], s.family_first[s_undated]])
+        pairs.append(
+            _join_entries(
+                deletion_entries(s, s_undated, True),
+                deletion_entries(t, t_all, False, names_of),
+                cap,
+            )
+        )
+    if len(t_undated):
+        pairs.append(
+            _join_entries(sound_entries(s, s_all, True), sound_entries(t, t_undated, False), cap)
+        )
+        pairs.append(
+            _join_entries(
+                deletion_entries(s, s_all, True, t.given_first[t_undated]),
+                deletion_entries(t, t_undated, False),
+                cap,
+            )
+        )
     return pairs
 
 
