@@ -12,7 +12,9 @@ Suggestions include the suggestion floor's (``rostersync.matching.floor``: pairs
 true pairs not linked automatically went (``explain_pairs``; "floor sug" is a floor
 suggestion), and FEBRL's true pairs by how a duplicate differs from its original.
 ``--sweep`` runs with a low automatic threshold and prints what each higher one would have
-given: how the default was chosen.
+given: how the default was chosen (``auto_without_birth_date`` applies as the lower of it
+and ``auto``, so the sweep's run uses ``auto`` for every pair, and its columns move
+``auto`` alone).
 
 (a) FEBRL (``shared/data/febrl``, names and birth date only). Each file holds original
     records (``rec-N-org``) and duplicates (``rec-N-dup-k``) of the same person N. The

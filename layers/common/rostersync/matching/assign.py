@@ -131,6 +131,7 @@ def assign_tiers(
     potential: FloatArray | None = None,
     rival_ceiling: float | None = None,
     dominant: BoolArray | None = None,
+    auto_at: FloatArray | None = None,
 ) -> Assignment:
     """Decide every source's best target and tier from its scored candidate pairs.
 
@@ -139,7 +140,8 @@ def assign_tiers(
     lacks a birth date still counts as the threat it may be; the chosen pair itself is
     measured by its actual score. ``rival_ceiling``: when given, an automatic match also
     needs its runner-up below it (people: no rival that would itself be worth a
-    suggestion)."""
+    suggestion). ``auto_at``: when given, the lowest automatic score per pair (instead of
+    ``thresholds.auto`` for every pair)."""
     best_pair = np.full(n_sources, -1, dtype=np.int64)
     runner_up = np.zeros(n_sources, dtype=np.float64)
     tier = np.zeros(n_sources, dtype=np.int8)
@@ -171,7 +173,7 @@ def assign_tiers(
     auto = (
         wanting
         & ~contested
-        & (chosen_score >= thresholds.auto)
+        & (chosen_score >= (thresholds.auto if auto_at is None else auto_at[best_of_source]))
         & (chosen_score - runner_up[sources] >= thresholds.margin)
         & auto_ok[best_of_source]
     )

@@ -35,16 +35,30 @@ The keys (the source side also emits each with given and family name swapped):
     in the other name and a replaced birth date ("Imzogen"/"Imogen Akroyd", born six
     years apart). A record without a birth date is left out of these two: its pairs
     would count as rivals at what they could reach had the birth dates agreed.
-    Blocks of these four keys are capped at ``LOOSE_CAP`` records a side.
+    Blocks of these four keys are capped at ``LOOSE_CAP`` records a side;
+20. both Soundex codes, and 21. the given-name token + the family-name token or the
+    family-name token with one letter deleted ("Ales"/"Alves": deleting a letter of
+    either side meets the other, so one slip anywhere in the name agrees), between a
+    record without a birth date and any record: both names mistyped ("Conor
+    Hilotn"/"Connor Hilton"), or a slip early in the family name, where every other
+    key without a birth date needs a name's first three letters or its Soundex code.
+    A record with a birth date on both sides is found through its birth date.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 import numpy as np
 
-from rostersync.matching.encoding import MISSING, IntArray, PeopleColumns, sorted_unique
+from rostersync.matching.encoding import (
+    MISSING,
+    BoolArray,
+    IntArray,
+    PeopleColumns,
+    sorted_unique,
+)
 from rostersync.matching.normalize import NameScript
 
 #: Blocks with more records than this on either side are skipped as unselective.
@@ -86,9 +100,15 @@ def join_blocks(
 ) -> tuple[IntArray, IntArray]:
     """All (source index, target index) pairs sharing a key, skipping blocks holding more
     than ``cap`` records on either side."""
+    return _join_entries(_entries(source_keys), _entries(target_keys), cap)
+
+
+def _join_entries(
+    source: tuple[IntArray, IntArray], target: tuple[IntArray, IntArray], cap: int
+) -> tuple[IntArray, IntArray]:
+    """``join_blocks`` on (key, record index) entries sorted by key."""
     empty = np.zeros(0, dtype=np.int64)
-    s_key, s_index = _entries(source_keys)
-    t_key, t_index = _entries(target_keys)
+    (s_key, s_index), (t_key, t_index) = source, target
     if len(s_key) == 0 or len(t_key) == 0:
         return empty, empty
     t_blocks, t_start, t_count = _runs(t_key)
@@ -107,6 +127,124 @@ def join_blocks(
     return pair_source, pair_target
 
 
+class _Deletions:
+    """Name tokens and their one-letter deletions as ids, per name id (``names``: the
+    strings of the match's name vocabulary)."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = names
+        self.ids: dict[str, int] = {}
+        self.of: dict[int, list[int]] = {}
+
+    def variants(self, name: int) -> list[int]:
+        found = self.of.get(name)
+        if found is None:
+            text = self.names[name]
+            spellings = {text, *(text[:i] + text[i + 1 :] for i in range(len(text)))}
+            found = self.of[name] = [
+                self.ids.setdefault(spelling, len(self.ids)) for spelling in sorted(spellings)
+            ]
+        return found
+
+    def entries(
+        self,
+        tag: int,
+        exact: IntArray,
+        varied: IntArray,
+        wanted: IntArray,
+        among: IntArray | None = None,
+    ) -> tuple[IntArray, IntArray]:
+        """(key, record index) entries sorted by key: (``exact`` id, each variant of the
+        ``varied`` name) of the records ``wanted`` (indexes) that have both, and whose
+        ``exact`` id is one of ``among`` when given (the other side's: no other key can
+        meet)."""
+        wanted = wanted[(exact[wanted] >= 0) & (varied[wanted] >= 0)]
+        if among is not None:
+            wanted = wanted[np.isin(exact[wanted], among)]
+        distinct, inverse = np.unique(varied[wanted], return_inverse=True)
+        lists = [self.variants(name) for name in distinct.tolist()]
+        sizes = np.fromiter((len(v) for v in lists), dtype=np.int64, count=len(lists))
+        table = np.fromiter((v for vs in lists for v in vs), dtype=np.int64, count=int(sizes.sum()))
+        starts = np.cumsum(sizes) - sizes
+        counts = sizes[inverse]
+        offsets = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(
+            np.cumsum(counts) - counts, counts
+        )
+        index = np.repeat(wanted, counts)
+        flat = table[np.repeat(starts[inverse], counts) + offsets]
+        keys = block_key(tag, exact[index], flat)
+        order = np.argsort(keys, kind="stable")
+        return keys[order], index[order]
+
+
+def _merge(*entries: tuple[IntArray, IntArray]) -> tuple[IntArray, IntArray]:
+    keys = np.concatenate([k for k, _ in entries])
+    index = np.concatenate([i for _, i in entries])
+    order = np.argsort(keys, kind="stable")
+    return keys[order], index[order]
+
+
+def _undated_pairs(
+    source: PeopleColumns, target: PeopleColumns, names: Sequence[str], cap: int
+) -> list[tuple[IntArray, IntArray]]:
+    """The pairs of keys 20 and 21 (see the module docstring): each between a record
+    without a birth date on one side and any record on the other."""
+    s, t = source, target
+    s_all, t_all = np.arange(len(s), dtype=np.int64), np.arange(len(t), dtype=np.int64)
+    s_undated, t_undated = np.flatnonzero(s.birth < 0), np.flatnonzero(t.birth < 0)
+
+    def sound_pair(given: IntArray, family: IntArray) -> IntArray:
+        return block_key(20, family, given)
+
+    def sound_entries(
+        side: PeopleColumns, wanted: IntArray, swap: bool
+    ) -> tuple[IntArray, IntArray]:
+        keys = [sound_pair(side.given_sound, side.family_sound)]
+        if swap:
+            keys.append(sound_pair(side.family_sound, side.given_sound))
+        mask = np.zeros(len(side), dtype=bool)
+        mask[wanted] = True
+        return _entries([np.where(mask, key, np.int64(MISSING)) for key in keys])
+
+    deletions = _Deletions(names)
+
+    def deletion_entries(
+        side: PeopleColumns, wanted: IntArray, swap: bool, among: IntArray | None = None
+    ) -> tuple[IntArray, IntArray]:
+        found = [deletions.entries(21, side.given_first, side.family_first, wanted, among)]
+        if swap:
+            found.append(deletions.entries(21, side.family_first, side.given_first, wanted, among))
+        return _merge(*found)
+
+    pairs = []
+    if len(s_undated):
+        pairs.append(
+            _join_entries(sound_entries(s, s_undated, True), sound_entries(t, t_all, False), cap)
+        )
+        # Only the target records whose given name a source without a birth date has
+        # (as its given or, read swapped, its family name) can meet one.
+        names_of = np.concatenate([s.given_first[s_undated], s.family_first[s_undated]])
+        pairs.append(
+            _join_entries(
+                deletion_entries(s, s_undated, True),
+                deletion_entries(t, t_all, False, names_of),
+                cap,
+            )
+        )
+    if len(t_undated):
+        pairs.append(
+            _join_entries(sound_entries(s, s_all, True), sound_entries(t, t_undated, False), cap)
+        )
+        pairs.append(
+            _join_entries(
+                deletion_entries(s, s_all, True, t.given_first[t_undated]),
+                deletion_entries(t, t_undated, False),
+                cap,
+            )
+        )
+    return pairs
+
+
 def _nickname_columns(side: PeopleColumns, nicknames: IntArray) -> list[IntArray]:
     groups = np.where(side.given_first[:, None] >= 0, nicknames[side.given_first], MISSING)
     return [groups[:, i] for i in range(groups.shape[1])]
@@ -120,15 +258,36 @@ def _has_japanese(side: PeopleColumns) -> bool:
 
 
 def candidate_pairs(
-    source: PeopleColumns, target: PeopleColumns, nicknames: IntArray, cap: int = BLOCK_CAP
+    source: PeopleColumns,
+    target: PeopleColumns,
+    nicknames: IntArray,
+    cap: int = BLOCK_CAP,
+    names: Sequence[str] = (),
 ) -> tuple[IntArray, IntArray]:
     """The distinct candidate (source index, target index) pairs, ordered by source.
 
-    ``nicknames`` maps a name id to its nickname group ids (``MISSING``-padded rows)."""
+    ``nicknames`` maps a name id to its nickname group ids (``MISSING``-padded rows);
+    ``names``, the strings of the name vocabulary, for key 21 (left out without them)."""
+    si, ti, _ = candidate_pairs_by_origin(source, target, nicknames, cap, names)
+    return si, ti
+
+
+def candidate_pairs_by_origin(
+    source: PeopleColumns,
+    target: PeopleColumns,
+    nicknames: IntArray,
+    cap: int = BLOCK_CAP,
+    names: Sequence[str] = (),
+) -> tuple[IntArray, IntArray, BoolArray]:
+    """``candidate_pairs``, and per pair whether a key but 20 and 21 formed it: the pairs
+    the model learns from. Pairs of a record without a birth date formed on two Soundex
+    codes or a name one letter off are mostly coincidences in a run with no true pairs
+    (another school's roster); learned from, they would teach the model that names
+    disagree among matches."""
     s, t = source, target
     if len(s) == 0 or len(t) == 0:
         empty = np.zeros(0, dtype=np.int64)
-        return empty, empty
+        return empty, empty, np.zeros(0, dtype=bool)
     s_nick, t_nick = _nickname_columns(s, nicknames), _nickname_columns(t, nicknames)
     s_sound_pair = np.where(
         (s.family_sound >= 0) & (s.given_sound >= 0),
@@ -246,5 +405,12 @@ def candidate_pairs(
     for source_keys, target_keys in loose:
         pair_source, pair_target = join_blocks(source_keys, target_keys, min(cap, LOOSE_CAP))
         codes.append(pair_source * width + pair_target)
-    code = sorted_unique(np.concatenate(codes))
-    return code // width, code % width
+    core = sorted_unique(np.concatenate(codes))
+    extra = [core]
+    if names:
+        for pair_source, pair_target in _undated_pairs(s, t, names, cap):
+            extra.append(pair_source * width + pair_target)
+    code = sorted_unique(np.concatenate(extra)) if len(extra) > 1 else core
+    learned = np.zeros(len(code), dtype=bool)
+    learned[np.searchsorted(code, core)] = True
+    return code // width, code % width, learned

@@ -15,9 +15,11 @@ more often than not, the same child. The floor offers such a pair to an admin wh
 * it is no sibling pattern (twins never reach scoring at all);
 * its weight without the disagreeing axis (the birth date, or the replaced name; email,
   grade and school still count), against the run's own number of targets instead of
-  ``MIN_POPULATION``, reaches ``FLOOR_BITS``: a full name shared by dozens of a
-  district's children says nothing, one held once in a roster of a thousand does, and a
-  child of the same name twelve grades and another school away is another child;
+  ``MIN_POPULATION``, reaches ``FLOOR_BITS`` (a birth date missing on a side disagrees
+  with nothing: such a pair needs the odds of ``suggest``, ``least_bits``): a full
+  name shared by dozens of a district's children says nothing, one held once in a
+  roster of a thousand does, and a child of the same name twelve grades and another
+  school away is another child;
 * it is unambiguous: it leads every other floor pair of its source and of its target by
   ``FLOOR_LEAD`` bits, its source has nothing at ``suggest`` or above, and no source at
   ``suggest`` or above wants its target.
@@ -99,6 +101,15 @@ def crossed_names(
     return as_given, as_family
 
 
+def least_bits(suggest: float) -> float:
+    """The least weight (bits, against the run's own targets) of a floor pair whose names
+    agree while a side has no birth date: nothing disagrees, so it is held to ``suggest``'s
+    own odds (``log2(0.2 / 0.8)``, -2 bits, at the default), never to more than
+    ``FLOOR_BITS``."""
+    share = min(max(suggest, 1e-9), 1.0 - 1e-9)
+    return min(FLOOR_BITS, float(np.log2(share / (1.0 - share))))
+
+
 def floor_pairs(
     comparisons: Comparisons,
     contributions: FloatArray,
@@ -106,11 +117,13 @@ def floor_pairs(
     model: MatchModel,
     n_targets: int,
     crossed: tuple[IntArray, IntArray],
+    suggest: float,
 ) -> tuple[BoolArray, FloatArray]:
     """Per pair: whether it qualifies for the floor (its kind and its evidence; the
     one-to-one rule is ``unambiguous``'s), and its weight in bits without the axis that
     disagrees, against the run's own ``n_targets`` (``weight``: the pair's weight, prior
-    included; ``crossed``: from ``crossed_names``)."""
+    included; ``crossed``: from ``crossed_names``; ``suggest``: the threshold, for
+    ``least_bits``)."""
     levels = comparisons.levels
     given, family, birth = levels[:, GIVEN], levels[:, FAMILY], levels[:, BIRTH]
     agreeing = (*STRONG_NAME, *TYPO_NAME)
@@ -146,7 +159,12 @@ def floor_pairs(
     birth_bits = np.maximum(straight, crossed_bits - SWAP_PENALTY)
     pool_prior = float(np.log2(model.match_rate) - np.log2(max(n_targets, 1)))
     bits = pool_prior + np.where(by_names, names_bits, np.where(by_birth, birth_bits, -np.inf))
-    eligible = (by_names | by_birth) & (bits >= FLOOR_BITS)
+    # A birth date missing on a side disagrees with nothing: such a pair is weighed as
+    # ``suggest`` weighs a pair, but against the run's own targets instead of
+    # ``MIN_POPULATION`` (the same at 10,000 targets and more). A birth date or a name
+    # that disagrees is removed from the weight, and what is left must say more.
+    least = np.where(by_names & (birth == DATE_MISSING), least_bits(suggest), FLOOR_BITS)
+    eligible = (by_names | by_birth) & (bits >= least)
     return np.asarray(eligible, dtype=bool), np.asarray(bits, dtype=np.float64)
 
 

@@ -12,13 +12,19 @@ needs its runner-up below ``suggest``. Thresholds are a tenant setting
 =========================================  =========  ===========  ==========  ============
 run                                        auto prec  auto recall  auto wrong  +sugg recall
 =========================================  =========  ===========  ==========  ============
-FEBRL 1 + 2, 1,500 dups vs their orgs      1.0000     0.756        0 of 1,134  0.968
-FEBRL, odd-numbered orgs held out          1.0000     0.743 (743)  0           0.966
+FEBRL 1 + 2, 1,500 dups vs their orgs      1.0000     0.764        0 of 1,146  0.970
+FEBRL, odd-numbered orgs held out          1.0000     0.758 (743)  0           0.968
 FEBRL 2 dups vs FEBRL 1 orgs               -          -            0           -
-generated district 10k vs 10k              1.0000     0.990        0 of 9,404  0.997
-generated district 100k vs 100k            1.0000     0.977        0 of 92.8k  0.995
+generated district 10k vs 10k              1.0000     0.992        0 of 9,423  0.997
+generated district 100k vs 100k            1.0000     0.980        0 of 93.1k  0.996
 another 100k district's SIS vs the app     -          -            0           -
 =========================================  =========  ===========  ==========  ============
+
+``auto_without_birth_date`` (0.75): a pair whose names both agree while a side has no
+birth date is automatic from it, the lower of it and ``auto`` applying
+(``people.auto_thresholds``); every such pair from 0.5 up without a rival at ``suggest``
+was right on every set, the nearest wrong one scored 0.43, and 0.75 keeps a daily sync's
+single pair weighed on the model's defaults (0.69) a suggestion.
 
 ``--sweep`` runs every set at ``auto=0.5`` and counts what each higher threshold keeps: on
 the last set 0.85 lets two coincidences through (the same full name and birth date in two
@@ -31,8 +37,9 @@ beside an equal family name and birth date (in a school, twins), 3.2% no given n
 side or both (in a school, either twin), 5.4% a name replaced otherwise, 2.2% a birth date
 far off, 1.7% never reach scoring (blocking recall 0.983: most have no given name or share
 only a family name with their original), and 2% lack a birth date, which with names alone
-rarely reaches 0.9 against the 10,000 people a match is weighed against. At ``auto=0.5``
-FEBRL reaches 0.771.
+rarely reaches 0.9 against the 10,000 people a match is weighed against (hence
+``auto_without_birth_date``). At ``auto=0.5``
+FEBRL reaches 0.772.
 """
 
 from __future__ import annotations
@@ -47,6 +54,11 @@ class Thresholds(BaseModel):
 
     ``auto``: the lowest score of an automatic match; ``suggest``: the lowest score of a
     suggestion; ``margin``: how far an automatic match must lead its runner-up.
+    ``auto_without_birth_date`` (people only): the lowest score of an automatic match
+    whose given and family names agree (both exact, a nickname or an equivalent, or one
+    of them a typo) while a side has no birth date; the lower of it and ``auto`` applies,
+    and every other rule of the automatic tier (the margin, no rival at ``suggest``, the
+    gates, one source per target) is the same.
     ``name_floor``: an automatic match needs at least this similarity on the given name
     and on the family name separately (so a strong birth date and family name cannot
     carry a different given name: twins); ``birth_date_floor``: when both sides have a
@@ -58,6 +70,7 @@ class Thresholds(BaseModel):
     auto: float = Field(default=0.9, ge=0.0, le=1.0)
     suggest: float = Field(default=0.2, ge=0.0, le=1.0)
     margin: float = Field(default=0.05, ge=0.0, le=1.0)
+    auto_without_birth_date: float = Field(default=0.75, ge=0.0, le=1.0)
     name_floor: float = Field(default=0.0, ge=0.0, le=1.0)
     birth_date_floor: float = Field(default=0.0, ge=0.0, le=1.0)
 
