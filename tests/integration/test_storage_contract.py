@@ -212,6 +212,17 @@ def test_a_copy_is_its_own_object(stack: Stack, tenant: str) -> None:
     assert store.get_bytes(f"{tenant}/b.csv") == b"three"
 
 
+def test_a_deleted_object_is_gone_and_its_copy_stays(stack: Stack, tenant: str) -> None:
+    store = stack.deps.store
+    store.put_bytes(f"{tenant}/d.csv", b"one")
+    store.copy(f"{tenant}/d.csv", f"{tenant}/e.csv")
+    store.delete(f"{tenant}/d.csv")
+    store.delete(f"{tenant}/never-there.csv")  # deleting nothing is not an error
+    assert store.get_bytes(f"{tenant}/d.csv") is None and not store.exists(f"{tenant}/d.csv")
+    assert f"{tenant}/d.csv" not in store.list_keys(f"{tenant}/")
+    assert store.get_bytes(f"{tenant}/e.csv") == b"one"
+
+
 def test_an_object_as_a_local_file_for_the_columnar_engine(stack: Stack, tenant: str) -> None:
     store = stack.deps.store
     store.put_bytes(f"{tenant}/ids.jsonl", b'["a","1"]\n["a","2"]\n')

@@ -165,6 +165,9 @@ class ObjectStore:
             ),
         )
 
+    def delete(self, key: str) -> None:
+        _guard(f"delete {key}", lambda: self.client.delete_object(Bucket=self.bucket, Key=key))
+
     def upload_file(self, path: Path, key: str) -> None:
         _guard(f"upload {key}", lambda: self.client.upload_file(str(path), self.bucket, key))
 
