@@ -65,12 +65,11 @@ from rostersync.pipeline.snapshot import (
     ARCHIVED,
     BaselineEntry,
     content_hash,
-    current_baseline,
     iter_snapshot,
     iter_snapshot_lines,
     load_baseline_index,
 )
-from rostersync.pipeline.tenant_settings import load_settings
+from rostersync.pipeline.stage_partition import PartDiff, partition_diff
 from rostersync.policy.field_rules import apply_field_rules
 from rostersync.policy.holds import (
     EntityOutcome,
@@ -114,8 +113,20 @@ class EntityStager:
         scope: Scope,
         source_system: str,
         cascade: dict[str, set[str]] | None = None,
+        *,
+        partition: tuple[int, int] | None = None,
+        changes_key: str | None = None,
+        lines_key: str | None = None,
     ) -> None:
         self.deps = deps
+        #: ``(part, parts)``: stage only the records of this part (``stage_partition``).
+        self.partition = partition
+        self._part_diff: PartDiff | None = None
+        #: Where the change lines go (the entity's change file unless a part's).
+        self.changes_key = changes_key or keys.changes_key(state.tenant, state.run_id, entity)
+        self.lines_key = lines_key or keys.change_lines_key(state.tenant, state.run_id, entity)
+        #: Change lines written.
+        self.lines_written = 0
         #: For enrollments: the source ids of the users and classes this run archives.
         self.cascade = cascade or {}
         #: Source ids this run archives (included): their enrollments follow.
@@ -150,6 +161,13 @@ class EntityStager:
         if not self.deps.settings.columnar_diff or self.scope.active:
             return None
         tenant, run_id, entity = self.state.tenant, self.state.run_id, self.entity
+        if self.partition is not None:
+            part, parts = self.partition
+            found = partition_diff(
+                self.store, tenant, run_id, entity, self.baseline_run, stack, part, parts
+            )
+            self._part_diff = found
+            return None if found is None else found.diff
         index_key = None
         if self.baseline_run is not None:
             index_key = keys.state_index_key(tenant, self.baseline_run, entity)
@@ -358,6 +376,12 @@ class EntityStager:
             if absent and key[1] not in protected:
                 yield key, base.target_id
 
+    def _owns(self, key: tuple[str, str]) -> bool:
+        """Whether a key of the entity is this part's (always, staged whole)."""
+        if self.partition is None or self._part_diff is None:
+            return True
+        return self._part_diff.owns(key, *self.partition)
+
     def _app_contact_values(self, target_id: str) -> dict[str, Any]:
         if self.entity != Entity.USERS or self.settings.overwrite_app_contact_edits:
             return {}
@@ -390,7 +414,7 @@ class EntityStager:
         users, classes = self.cascade.get("users", set()), self.cascade.get("classes", set())
         for system, source_id, target_id, user, klass in self._enrollments_of(users, classes):
             key = (system, source_id)
-            if key in archived or key in self.pending:
+            if key in archived or key in self.pending or not self._owns(key):
                 continue
             if user in users:
                 cause = f"user {user} archived"
@@ -440,15 +464,17 @@ class EntityStager:
                 yield line["source_system"], line["source_id"], line["target_id"], user, klass
 
     def run(self) -> EntityOutcome:
-        tenant, run_id, entity = self.state.tenant, self.state.run_id, self.entity
+        entity = self.entity
         result = self.result
         change_lines = ChangeLines()
-        with (
-            ExitStack() as stack,
-            self.store.writer(keys.changes_key(tenant, run_id, entity)) as change_file,
-        ):
+        with ExitStack() as stack, self.store.writer(self.changes_key) as change_file:
             out = _ChangeFile(change_file, change_lines)
             diff = self._diff(stack)
+            if self.partition is not None and diff is None:
+                # No columnar diff: part 0 stages the whole entity, row by row.
+                if self.partition[0] != 0:
+                    return result
+                self.partition = None
             self.compared = "rows" if diff is None else "columnar"
             direct = self._direct_actions() if diff is None else self._columnar_actions(diff, stack)
             for action in direct:
@@ -469,6 +495,11 @@ class EntityStager:
             # Deletions given only as an id and a status (too bare to be records).
             system = self.source_system
             for source_id in self.summary.deleted_ids:
+                if (
+                    self._part_diff is not None
+                    and (system, source_id) not in self._part_diff.absent
+                ):
+                    continue  # another part's (a bare deletion of an absent record)
                 base = self.index.get((system, source_id))
                 if (
                     base is not None
@@ -540,11 +571,10 @@ class EntityStager:
                     if removes_links(action):
                         result.link_removals += 1
                     out.write(action)
-        version = self.store.version(keys.changes_key(tenant, run_id, entity))
+        self.lines_written = change_lines.lines
+        version = self.store.version(self.changes_key)
         if version is not None:
-            self.store.put_bytes(
-                keys.change_lines_key(tenant, run_id, entity), change_lines.encode(version)
-            )
+            self.store.put_bytes(self.lines_key, change_lines.encode(version))
         return result
 
 
@@ -615,40 +645,37 @@ def _unticked(actions: Iterator[Action], settings: TenantSettings, held: bool) -
 
 
 def stage(state: RunState, deps: Deps) -> RunState:
-    """Stage every entity; apply hold checks and settings; decide commit or prepared."""
-    tenant, run_id = state.tenant, state.run_id
-    normalized = load_normalized_summary(deps, tenant, run_id)
-    baseline_run = current_baseline(deps.store, tenant)
-    settings = load_settings(deps, tenant)
-    thresholds = settings.hold.model_copy(
+    """Stage every entity in this process (its parts one after the other); apply hold
+    checks and settings; decide commit or prepared (a re-stage, tools and tests)."""
+    from rostersync.pipeline.stage_fanout import stage_inline
+
+    return stage_inline(state, deps)
+
+
+def hold_thresholds(deps: Deps, settings: TenantSettings) -> Any:
+    """The tenant's hold thresholds, the archive share capped by the stack's."""
+    return settings.hold.model_copy(
         update={"archive_share": min(settings.hold.archive_share, deps.settings.max_archive_share)}
     )
-    scope = Scope(settings)
-    outcomes: dict[Entity, EntityOutcome] = {}
+
+
+def decide(
+    deps: Deps,
+    state: RunState,
+    settings: TenantSettings,
+    baseline_run: str | None,
+    outcomes: dict[Entity, EntityOutcome],
+    compared: dict[str, str],
+    out_of_scope: int,
+    stage_parts: list[dict[str, Any]],
+) -> RunState:
+    """What follows the staging of every entity: hold checks, the tenant's settings,
+    the change summary, and commit or prepared."""
+    tenant, run_id = state.tenant, state.run_id
+    normalized = load_normalized_summary(deps, tenant, run_id)
+    thresholds = hold_thresholds(deps, settings)
     refused: dict[str, dict[str, Any]] = {}
-    cascade: dict[str, set[str]] = {}
-    compared: dict[str, str] = {}
-    for entity in ENTITY_ORDER:
-        summary = normalized.of(entity)
-        if entity not in settings.items_to_sync:
-            deps.store.write_jsonl(keys.changes_key(tenant, run_id, entity), [])
-            continue
-        stager = EntityStager(
-            deps,
-            state,
-            entity,
-            summary,
-            baseline_run,
-            settings,
-            scope,
-            normalized.source_system,
-            cascade,
-        )
-        outcome = stager.run()
-        outcomes[entity] = outcome
-        compared[entity.value] = stager.compared
-        if entity in (Entity.USERS, Entity.CLASSES):
-            cascade[entity.value] = stager.archived_ids
+    for entity, outcome in outcomes.items():
         if outcome.refused:
             refused[entity.value] = {"archive": outcome.refused, "reason": outcome.refused_reason}
 
@@ -679,8 +706,9 @@ def stage(state: RunState, deps: Deps) -> RunState:
             "held": held_counts,
             "rows": rows,
             "unchanged": {e.value: o.unchanged for e, o in outcomes.items()},
-            "out_of_scope": scope.dropped,
+            "out_of_scope": out_of_scope,
             "compared": compared,
+            "stage_parts": stage_parts,
         },
     )
     totals = dict.fromkeys((*empty_counts(), "refused", "held", "unchanged"), 0)
