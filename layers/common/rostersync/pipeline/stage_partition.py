@@ -100,18 +100,23 @@ _ABSENT_FORCED = "coalesce(base_target IN (SELECT t FROM c), false)"
 
 
 def _part(forced: str) -> str:
-    return f"CASE WHEN {forced} THEN 0 ELSE md5_number(source_id) % $parts END"
+    # Typed: a parameter of unknown type makes the remainder a DOUBLE (rounded).
+    return (
+        f"CASE WHEN {forced} THEN 0::UHUGEINT"
+        " ELSE md5_number(source_id) % CAST($parts AS UHUGEINT) END"
+    )
 
 
 _PART_ROWS = f"""
-SELECT {_ROW_COLUMNS} FROM r WHERE {_part(_ROW_FORCED)} = $part ORDER BY line
+SELECT {_ROW_COLUMNS} FROM r WHERE {_part(_ROW_FORCED)} = CAST($part AS UHUGEINT) ORDER BY line
 """
 _PART_ABSENT = f"""
-SELECT {_ABSENT_COLUMNS} FROM a WHERE {_part(_ABSENT_FORCED)} = $part
+SELECT {_ABSENT_COLUMNS} FROM a WHERE {_part(_ABSENT_FORCED)} = CAST($part AS UHUGEINT)
 ORDER BY source_system, source_id
 """
 _COUNTS = f"""
-SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM r WHERE {_part(_ROW_FORCED)} = $part)
+SELECT (SELECT count(*) FROM r),
+       (SELECT count(*) FROM r WHERE {_part(_ROW_FORCED)} = CAST($part AS UHUGEINT))
 """
 _FORCED = f"""
 SELECT source_system, source_id FROM r WHERE {_ROW_FORCED}
