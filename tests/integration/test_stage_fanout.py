@@ -6,11 +6,11 @@ run again after it finished changes nothing; a part cut short is redone cleanly.
 
 from __future__ import annotations
 
-import copy
 import shutil
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import orjson
 import pytest
 
@@ -21,7 +21,8 @@ from rostersync.local.session import run_sync
 from rostersync.models import ENTITY_ORDER
 from rostersync.pipeline.deps import Deps, build_deps
 from rostersync.pipeline.stage_fanout import _load_plan as load_plan
-from rostersync.pipeline.stage_fanout import done_key, part_keys, plan_key, run_part
+from rostersync.pipeline.stage_fanout import done_key, part_keys, run_part
+from rostersync.pipeline.stage_partition import _part as part_expression
 from rostersync.pipeline.stage_partition import part_of_id
 from rostersync.storage import keys
 
@@ -190,18 +191,31 @@ def test_a_part_run_again_changes_nothing_and_a_part_cut_short_is_redone(synced)
         for line in _lines(deps, changes_key):
             assert part_of_id(orjson.loads(line)["source_id"], part.parts) == part.part
 
-        # The same part of another staging of the run on the same baseline, cut short: a
-        # half-written change part and no marker. Run, it writes the whole part again.
-        body = copy.deepcopy(plan.body)
-        body["plan"]["attempt"] = "again1"
-        deps.store.put_json(plan_key(TENANT, run_id, "again1"), body)
-        fresh = load_plan(deps, TENANT, run_id, "again1")
-        (same,) = [p for p in fresh.parts if p.id == part.id]
-        fresh_key, _ = part_keys(TENANT, run_id, fresh.plan.attempt, same)
-        deps.store.put_bytes(fresh_key, before[: len(before) // 2])
+        # The part cut short: its change part half written, no marker (the embedded
+        # store's own delete: the port has none). Run again, it writes the whole part.
+        deps.store.put_bytes(changes_key, before[: len(before) // 2])
+        deps.store.delete(done_key(TENANT, run_id, attempt, part.id))  # type: ignore[attr-defined]
 
-        redone = run_part(deps, fresh, same)
+        redone = run_part(deps, plan, part)
 
-        assert sorted(_lines(deps, fresh_key)) == sorted(before.splitlines())
+        assert deps.store.get_bytes(changes_key) == before
         assert redone["rows"] == marker["rows"]
         assert redone["outcome"] == marker["outcome"]
+        assert deps.store.get_json(done_key(TENANT, run_id, attempt, part.id)) == redone
+
+
+@pytest.mark.parametrize("parts", [2, 3, 4, 7, 64])
+def test_python_and_duckdb_put_a_source_id_in_the_same_part(parts):
+    """A part's rows are chosen in DuckDB and its cascaded archives in Python: both by
+    ``md5(source id) mod parts``, the same number for every id (unicode ones too)."""
+    ids = [f"{n:05d}-é-{n * 7919}" for n in range(500)] + ["", "日本語", "a'b"]
+    con = duckdb.connect()
+    # The expression the parts' queries use, with nothing forced to part 0.
+    found = con.execute(
+        f"SELECT source_id, {part_expression('false')}"
+        " FROM unnest($ids::VARCHAR[]) AS t(source_id)",
+        {"ids": ids, "parts": parts},
+    ).fetchall()
+
+    assert {i: int(p) for i, p in found} == {i: part_of_id(i, parts) for i in ids}
+    assert len({part_of_id(i, parts) for i in ids}) == parts

@@ -69,7 +69,7 @@ from rostersync.pipeline.snapshot import (
     iter_snapshot_lines,
     load_baseline_index,
 )
-from rostersync.pipeline.stage_partition import PartDiff, partition_diff
+from rostersync.pipeline.stage_partition import PartDiff, part_diff
 from rostersync.policy.field_rules import apply_field_rules
 from rostersync.policy.holds import (
     EntityOutcome,
@@ -114,12 +114,13 @@ class EntityStager:
         source_system: str,
         cascade: dict[str, set[str]] | None = None,
         *,
-        partition: tuple[int, int] | None = None,
+        partition: tuple[int, int, str] | None = None,
         changes_key: str | None = None,
         lines_key: str | None = None,
     ) -> None:
         self.deps = deps
-        #: ``(part, parts)``: stage only the records of this part (``stage_partition``).
+        #: ``(part, parts, prefix)``: stage only the records of this part, from the diff
+        #: the stage's plan split under ``prefix`` (``stage_partition``).
         self.partition = partition
         self._part_diff: PartDiff | None = None
         #: Where the change lines go (the entity's change file unless a part's).
@@ -162,12 +163,9 @@ class EntityStager:
             return None
         tenant, run_id, entity = self.state.tenant, self.state.run_id, self.entity
         if self.partition is not None:
-            part, parts = self.partition
-            found = partition_diff(
-                self.store, tenant, run_id, entity, self.baseline_run, stack, part, parts
-            )
-            self._part_diff = found
-            return None if found is None else found.diff
+            part, parts, prefix = self.partition
+            self._part_diff = part_diff(self.store, entity, part, parts, prefix, stack)
+            return self._part_diff.diff
         index_key = None
         if self.baseline_run is not None:
             index_key = keys.state_index_key(tenant, self.baseline_run, entity)
@@ -380,7 +378,7 @@ class EntityStager:
         """Whether a key of the entity is this part's (always, staged whole)."""
         if self.partition is None or self._part_diff is None:
             return True
-        return self._part_diff.owns(key, *self.partition)
+        return self._part_diff.owns(key, self.partition[0], self.partition[1])
 
     def _app_contact_values(self, target_id: str) -> dict[str, Any]:
         if self.entity != Entity.USERS or self.settings.overwrite_app_contact_edits:
@@ -470,11 +468,6 @@ class EntityStager:
         with ExitStack() as stack, self.store.writer(self.changes_key) as change_file:
             out = _ChangeFile(change_file, change_lines)
             diff = self._diff(stack)
-            if self.partition is not None and diff is None:
-                # No columnar diff: part 0 stages the whole entity, row by row.
-                if self.partition[0] != 0:
-                    return result
-                self.partition = None
             self.compared = "rows" if diff is None else "columnar"
             direct = self._direct_actions() if diff is None else self._columnar_actions(diff, stack)
             for action in direct:

@@ -48,6 +48,7 @@ from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.normalize import load_normalized_summary
 from rostersync.pipeline.snapshot import current_baseline
 from rostersync.pipeline.stage import EntityStager, decide
+from rostersync.pipeline.stage_partition import split_diff
 from rostersync.pipeline.tenant_settings import load_settings
 from rostersync.policy.holds import EntityOutcome
 from rostersync.policy.scope import Scope
@@ -107,11 +108,27 @@ class _Plan:
         raise RunStateError(f"stage part {part_id} is not in the plan")
 
 
-def _parts_of(deps: Deps, entity: Entity, records: int, columnar: bool, wave: int) -> list[Any]:
+def _parts_of(
+    deps: Deps, state: RunState, attempt: str, baseline_run: str | None, entity: Entity, wave: int
+) -> list[StagePart]:
+    """An entity's parts: more than one where its records are that many and its diff
+    could be split (``split_diff``, the diff computed once for all its parts)."""
+    normalized = load_normalized_summary(deps, state.tenant, state.run_id)
+    records = normalized.of(entity).records
     size = deps.settings.stage_part_records
     count = 1
-    if columnar and records > size:
+    if records > size:
         count = min(math.ceil(records / size), deps.settings.stage_max_parts)
+    if count > 1 and not split_diff(
+        deps.store,
+        state.tenant,
+        state.run_id,
+        entity,
+        baseline_run,
+        count,
+        _prefix(state.tenant, state.run_id, attempt),
+    ):
+        count = 1
     if count == 1:
         return [StagePart(id=entity.value, entity=entity, wave=wave)]
     return [
@@ -123,7 +140,7 @@ def _parts_of(deps: Deps, entity: Entity, records: int, columnar: bool, wave: in
 def plan_stage(state: RunState, deps: Deps) -> _Plan:
     """Plan the run's parts; store the plan (a new attempt)."""
     tenant, run_id = state.tenant, state.run_id
-    normalized = load_normalized_summary(deps, tenant, run_id)
+    attempt = uuid.uuid4().hex[:12]
     baseline_run = current_baseline(deps.store, tenant)
     settings = load_settings(deps, tenant)
     # Parts need the columnar diff: no scope filter (it reads every record, and what it
@@ -140,13 +157,16 @@ def plan_stage(state: RunState, deps: Deps) -> _Plan:
             keys.state_index_key(tenant, baseline_run, entity)
         )
         wave = 2 if entity is Entity.ENROLLMENTS and cascades else 1
-        parts = _parts_of(deps, entity, normalized.of(entity).records, columnar and indexed, wave)
+        if columnar and indexed:
+            parts = _parts_of(deps, state, attempt, baseline_run, entity, wave)
+        else:
+            parts = [StagePart(id=entity.value, entity=entity, wave=wave)]
         (second if wave == 2 else first).extend(parts)
     fan_out = any(part.parts > 1 for part in (*first, *second))
     if not fan_out:
         first, second = [*first, *second], []
     plan = StagePlan(
-        attempt=uuid.uuid4().hex[:12],
+        attempt=attempt,
         fan_out=fan_out,
         dependent=bool(second),
         concurrency=deps.settings.stage_concurrency,
@@ -211,7 +231,9 @@ def run_part(
         scope,
         normalized.source_system,
         _cascade(deps, plan) if part.entity is Entity.ENROLLMENTS else None,
-        partition=(part.part, part.parts) if part.parts > 1 else None,
+        partition=(part.part, part.parts, _prefix(tenant, run_id, attempt))
+        if part.parts > 1
+        else None,
         changes_key=changes_key,
         lines_key=lines_key,
     )

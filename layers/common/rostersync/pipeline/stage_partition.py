@@ -29,6 +29,7 @@ from typing import Any
 
 import duckdb
 
+from rostersync.errors import RunStateError
 from rostersync.models import Entity
 from rostersync.pipeline.columnar import (
     _ABSENT,
@@ -107,17 +108,6 @@ def _part(forced: str) -> str:
     )
 
 
-_PART_ROWS = f"""
-SELECT {_ROW_COLUMNS} FROM r WHERE {_part(_ROW_FORCED)} = CAST($part AS UHUGEINT) ORDER BY line
-"""
-_PART_ABSENT = f"""
-SELECT {_ABSENT_COLUMNS} FROM a WHERE {_part(_ABSENT_FORCED)} = CAST($part AS UHUGEINT)
-ORDER BY source_system, source_id
-"""
-_COUNTS = f"""
-SELECT (SELECT count(*) FROM r),
-       (SELECT count(*) FROM r WHERE {_part(_ROW_FORCED)} = CAST($part AS UHUGEINT))
-"""
 _FORCED = f"""
 SELECT source_system, source_id FROM r WHERE {_ROW_FORCED}
 UNION SELECT source_system, source_id FROM a WHERE {_ABSENT_FORCED}
@@ -186,46 +176,113 @@ def _computed(
     return int(records), int(active)
 
 
-def partition_diff(
+def _split_keys(prefix: str, entity: Entity) -> tuple[str, str]:
+    """Where the plan keeps an entity's diff split into parts: a head (JSON) and, per
+    part, its rows (Parquet)."""
+    return f"{prefix}diff/{entity.value}.json", f"{prefix}diff/{entity.value}-{{part:03d}}.parquet"
+
+
+# A part's rows (``kind`` 0, in record order ``k``) and absent records (``kind`` 1).
+_PART_COPY = f"""
+COPY (
+    SELECT 0 AS kind, row_number() OVER (ORDER BY line) AS k, {_ROW_COLUMNS},
+           NULL::VARCHAR AS base_target_absent
+    FROM r WHERE {_part(_ROW_FORCED)} = CAST($part AS UHUGEINT)
+    UNION ALL
+    SELECT 1, row_number() OVER (ORDER BY source_system, source_id), NULL, source_system,
+           source_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, base_hash, NULL, NULL, NULL,
+           base_target
+    FROM a WHERE {_part(_ABSENT_FORCED)} = CAST($part AS UHUGEINT)
+) TO '{{out}}' (FORMAT parquet)
+"""
+_READ_ROWS = f"""
+SELECT {_ROW_COLUMNS} FROM read_parquet('{{path}}') WHERE kind = 0 ORDER BY k
+"""
+_READ_ABSENT = """
+SELECT source_system, source_id, base_target_absent, base_hash
+FROM read_parquet('{path}') WHERE kind = 1 ORDER BY k
+"""
+
+
+def split_diff(
     store: ObjectStorePort,
     tenant: str,
     run_id: str,
     entity: Entity,
     baseline_run: str | None,
-    stack: ExitStack,
-    part: int,
     parts: int,
-) -> PartDiff | None:
-    """Part ``part`` of ``parts`` of the entity's columnar diff, or None where the diff
-    does not apply. The rows stream from an engine ``stack`` closes. ``Diff.records``
-    is the part's share: its handed rows, and for part 0 the entity's unchanged
-    records too (so that the parts' counts add up to the entity's)."""
+    prefix: str,
+) -> bool:
+    """Compute the entity's columnar diff once and store it split into ``parts`` parts
+    under ``prefix`` (the stage's attempt), for ``part_diff``; False where the diff does
+    not apply (the entity is then staged whole)."""
+    with ExitStack() as stack:
+        spill = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rostersync-split-")))
+        con = connect_engine(spill)
+        stack.callback(con.close)
+        handed = _handed_path(store, tenant, run_id, entity, baseline_run, stack)
+        try:
+            if handed is not None:
+                path, records, active = handed
+                con.execute(_HANDED_ALL_ROWS.format(path=sql_path(path)))
+                con.execute(_HANDED_ALL_ABSENT.format(path=sql_path(path)))
+            else:
+                computed = _computed(con, store, tenant, run_id, entity, baseline_run, stack)
+                if computed is None:
+                    return False
+                records, active = computed
+            con.execute(_TIES)
+            handed_rows: Any = con.execute("SELECT count(*) FROM r").fetchone()
+            forced = sorted([str(s), str(i)] for s, i in con.execute(_FORCED).fetchall())
+            head_key, part_key = _split_keys(prefix, entity)
+            for part in range(parts):
+                out = spill / f"part-{part}.parquet"
+                con.execute(_PART_COPY.format(out=sql_path(out)), {"part": part, "parts": parts})
+                store.upload_file(out, part_key.format(part=part))
+                out.unlink()
+        except duckdb.Error:
+            return False
+    store.put_json(
+        head_key,
+        {
+            "parts": parts,
+            "records": int(records),
+            "active": int(active),
+            "handed": int(handed_rows[0]),
+            "forced": forced,
+        },
+    )
+    return True
+
+
+def part_diff(
+    store: ObjectStorePort, entity: Entity, part: int, parts: int, prefix: str, stack: ExitStack
+) -> PartDiff:
+    """Part ``part`` of the diff ``split_diff`` stored. The rows stream from an engine
+    ``stack`` closes. ``Diff.records`` is the part's share: its rows, and for part 0
+    the entity's unchanged records too (so that the parts' counts add up to the
+    entity's)."""
+    head_key, part_key = _split_keys(prefix, entity)
+    head = store.get_json(head_key)
+    if not isinstance(head, dict) or head.get("parts") != parts:
+        raise RunStateError(f"{entity.value}: the stage plan's diff in {parts} parts is missing")
+    path = stack.enter_context(store.local_file(part_key.format(part=part)))
+    if path is None:
+        raise RunStateError(f"{entity.value}: part {part} of the stage plan's diff is missing")
     spill = stack.enter_context(tempfile.TemporaryDirectory(prefix="rostersync-part-"))
     con = connect_engine(Path(spill))
     stack.callback(con.close)
-    handed = _handed_path(store, tenant, run_id, entity, baseline_run, stack)
-    try:
-        if handed is not None:
-            path, records, active = handed
-            con.execute(_HANDED_ALL_ROWS.format(path=sql_path(path)))
-            con.execute(_HANDED_ALL_ABSENT.format(path=sql_path(path)))
-        else:
-            computed = _computed(con, store, tenant, run_id, entity, baseline_run, stack)
-            if computed is None:
-                return None
-            records, active = computed
-        con.execute(_TIES)
-        where = {"part": part, "parts": parts}
-        counts: Any = con.execute(_COUNTS, where).fetchone()
-        handed_total, handed_here = int(counts[0]), int(counts[1])
-        forced = {(str(s), str(i)) for s, i in con.execute(_FORCED).fetchall()}
-        absent = [AbsentRow(*row) for row in con.execute(_PART_ABSENT, where).fetchall()]
-        rows = _rows(con.execute(_PART_ROWS, where))
-    except duckdb.Error:
-        return None
-    share = handed_here + (records - handed_total if part == 0 else 0)
+    counted: Any = con.execute(
+        f"SELECT count(*) FROM read_parquet('{sql_path(path)}') WHERE kind = 0"
+    ).fetchone()
+    absent = [
+        AbsentRow(*row) for row in con.execute(_READ_ABSENT.format(path=sql_path(path))).fetchall()
+    ]
+    rows = _rows(con.execute(_READ_ROWS.format(path=sql_path(path))))
+    records, handed = int(head["records"]), int(head["handed"])
+    share = int(counted[0]) + (records - handed if part == 0 else 0)
     return PartDiff(
-        diff=Diff(records=share, active_before=active, rows=rows, absent=absent),
-        forced=forced,
+        diff=Diff(records=share, active_before=int(head["active"]), rows=rows, absent=absent),
+        forced={(str(s), str(i)) for s, i in head["forced"]},
         absent={(row.source_system, row.source_id) for row in absent},
     )
