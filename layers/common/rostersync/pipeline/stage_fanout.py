@@ -4,7 +4,8 @@
    a run with more than ``STAGE_PART_RECORDS`` records (2,000,000) whose records are
    compared column-wise (``columnar``: no scope filter) is split into
    ``ceil(records / STAGE_PART_RECORDS)`` parts (at most ``STAGE_MAX_PARTS``) by a hash
-   of the source id (``stage_partition``); any other entity is one part. The plan
+   of the source id: the plan computes its diff once and stores it split, a file per
+   part (``stage_partition``); any other entity is one part. The plan
    (``runs/{t}/{r}/stage/{attempt}/plan.json``) keeps the run's state, the baseline
    and the tenant's settings as the stage began, so every part stages on the same.
    A district with no entity in parts stays in this task: its parts run here, one
@@ -24,6 +25,9 @@
    up the parts' counts, and decides as a stage in one piece does: hold checks,
    settings, the change summary (with ``stage_parts``: the markers), commit or
    prepared.
+
+A re-stage (after a match decision) runs the plan, every part and the finish in one
+invocation (the Review function), as a district of one part per entity does.
 
 Every staging of a run is an *attempt* of its own (a re-stage after a match decision
 plans anew), so markers of an earlier staging are never taken for this one's.

@@ -1,12 +1,14 @@
-"""The columnar diff of one part of an entity staged in parts.
+"""The columnar diff of an entity staged in parts, split by the stage's plan.
 
 An entity staged in ``parts`` parts is split by a stable hash of the source id: part
 ``md5(source_id) mod parts`` (DuckDB's ``md5_number``; ``part_of_id`` in Python, the
-same number). Each part computes the entity's whole diff (``columnar``: the match
-step's handed diff, or the join of the id lines), then keeps its own rows: every part
-sees the whole entity's facts (an app id shared by two records, the baseline record
-holding a re-issued id's app id, the active records before), so a part decides as the
-whole entity would.
+same number). The plan computes the entity's whole diff once (``columnar``: the match
+step's handed diff, or the join of the id lines) and stores each part's rows and absent
+records as a Parquet file of its own, with a head (the entity's records, its active
+records before, the rows handed over, the keys kept in part 0): a part reads only its
+own rows, and still knows the entity's facts (an app id shared by two records, the
+baseline record holding a re-issued id's app id, the active records before), so it
+decides as the whole entity would.
 
 Records that decide together stay together: a record whose app id is shared with
 another record of the run (a merge, decided in file order), a record re-issued under a
@@ -14,8 +16,7 @@ new id and the baseline record it takes over (a re-link), and every record and a
 baseline record of such an app id, are all part 0's. Their keys are ``forced``: a
 baseline record's cascaded archive follows its key to part 0 too.
 
-The diff answers ``None`` where it does not apply (as ``columnar``'s): part 0 then
-stages the whole entity row by row, and the other parts nothing.
+Where the diff does not apply (as ``columnar``'s), the plan stages the entity whole.
 """
 
 from __future__ import annotations
