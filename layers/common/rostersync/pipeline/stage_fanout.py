@@ -51,7 +51,7 @@ from rostersync.pipeline.contracts import RunState, StagePart, StagePlan
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.normalize import load_normalized_summary
 from rostersync.pipeline.snapshot import current_baseline
-from rostersync.pipeline.stage import EntityStager, decide
+from rostersync.pipeline.stage_entity import EntityStager, decide
 from rostersync.pipeline.stage_partition import split_diff
 from rostersync.pipeline.tenant_settings import load_settings
 from rostersync.policy.holds import EntityOutcome
