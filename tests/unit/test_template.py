@@ -525,3 +525,18 @@ def test_the_stage_part_function_reads_the_run_and_the_state_and_writes_only_the
     tables = grants("StagePartFunction", {"dynamodb:GetItem", "dynamodb:Query"})
     assert tables == {"${TenantsTable.Arn}", "${IdempotencyTable.Arn}"}
     assert not grants("StagePartFunction", {"events:PutEvents", "dynamodb:BatchWriteItem"})
+
+
+@pytest.mark.parametrize("function", sorted({*FUNCTIONS, *TASKS}))
+def test_each_steps_handler_is_in_its_code_folder(function: str) -> None:
+    """The handler a function's template names exists in its folder's ``app.py`` (the
+    stage's plan, part and finish; the commit's begin, chunk and finish)."""
+    props = {**TEMPLATE["Globals"]["Function"], **RESOURCES[function]["Properties"]}
+    module_name, attribute = props["Handler"].split(".")
+    path = REPO / props["CodeUri"] / f"{module_name}.py"
+    spec = importlib.util.spec_from_file_location(f"{function}_{module_name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    assert callable(getattr(module, attribute, None)), f"{path}: no {attribute}"
