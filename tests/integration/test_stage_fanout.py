@@ -24,6 +24,7 @@ from rostersync.pipeline.stage_fanout import _load_plan as load_plan
 from rostersync.pipeline.stage_fanout import done_key, part_keys, run_part
 from rostersync.pipeline.stage_partition import _part as part_expression
 from rostersync.pipeline.stage_partition import part_of_id
+from rostersync.settings import TenantSettings
 from rostersync.storage import keys
 
 from .days import rewrite_csv, three_days
@@ -219,3 +220,40 @@ def test_python_and_duckdb_put_a_source_id_in_the_same_part(parts):
 
     assert {i: int(p) for i, p in found} == {i: part_of_id(i, parts) for i in ids}
     assert len({part_of_id(i, parts) for i in ids}) == parts
+
+
+def _sync_without_archives(state: Path, days: list[Path]) -> list[dict[str, Any]]:
+    """Days 1 and 2 for a tenant whose settings sync no archives (they stay unticked)."""
+    out = []
+    with LocalCloud(state) as cloud:
+        deps = build_deps(stack_settings())
+        ensure_tenant(deps, TENANT, create=True)
+        settings = TenantSettings(changes_to_sync=["add", "update"])
+        deps.tenants.put_settings(
+            TENANT, settings.model_dump(mode="json"), who="test", at="t", changed=["changes"]
+        )
+        for folder in days[:2]:
+            outcome, _ = run_sync(cloud, deps, TENANT, folder, state / "reports")
+            assert outcome.status == "committed", outcome.error
+            out.append(_day(deps, outcome.run_id, outcome.report or {}) | {"s": outcome.states})
+    return out
+
+
+def test_settings_untick_the_same_actions_of_a_stage_in_parts(tmp_path, days, monkeypatch):
+    """The tenant's settings are applied to the joined change files as to a change file
+    staged whole: day 2's archives are unticked alike, and nothing else."""
+    inline = _sync_without_archives(tmp_path / "inline", days)
+    monkeypatch.setenv("STAGE_PART_RECORDS", "40")
+    monkeypatch.setenv("STAGE_MAX_PARTS", "4")
+    fanned = _sync_without_archives(tmp_path / "fanned", days)
+
+    assert "StageParts" in fanned[1]["s"] and "StageParts" not in inline[1]["s"]
+    for one, other in zip(inline, fanned, strict=True):
+        for name in ("changes", "summary", "report", "directory", "snapshot"):
+            assert other[name] == one[name], name
+    unticked = [
+        orjson.loads(line)
+        for line in fanned[1]["changes"]["users"]
+        if b'"action":"archive"' in line
+    ]
+    assert unticked and not any(action["included"] for action in unticked)
