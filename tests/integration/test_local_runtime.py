@@ -161,6 +161,7 @@ class TestStateMachine:
             "Normalize",
             "Match",
             "Stage",
+            "StageFanOutOrDecide",
             "CommitOrStop",
             "Commit",
             "FanOutOrFinish",

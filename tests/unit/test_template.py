@@ -24,6 +24,9 @@ STEPS = ("fetch", "normalize", "match", "stage", "commit")
 FUNCTIONS = {f"{step.capitalize()}Function": step for step in STEPS}
 #: The commit's other tasks: same code folder, their own handler.
 COMMIT_TASKS = {"CommitChunkFunction": "app.chunk", "CommitFinishFunction": "app.finish"}
+#: The stage's other tasks: same code folder, their own handler.
+STAGE_TASKS = {"StagePartFunction": "app.part", "StageFinishFunction": "app.finish"}
+TASKS = {**COMMIT_TASKS, **STAGE_TASKS}
 TRANSIENT = [
     "TransientError",
     "StorageUnavailable",
@@ -136,10 +139,13 @@ def test_the_five_functions_share_the_layer_and_the_environment() -> None:
         assert props["Layers"] == [{"Ref": "CommonLayer"}]
         assert 128 <= props["MemorySize"] <= 3008
         assert props["Timeout"] <= 900
-    for logical, handler in COMMIT_TASKS.items():
+    for logical, handler in TASKS.items():
         props = {**globals_, **RESOURCES[logical]["Properties"]}
-        assert (props["CodeUri"], props["Handler"]) == ("functions/commit/", handler)
+        folder = "functions/commit/" if logical in COMMIT_TASKS else "functions/stage/"
+        assert (props["CodeUri"], props["Handler"]) == (folder, handler)
         assert props["Layers"] == [{"Ref": "CommonLayer"}]
+        assert 128 <= props["MemorySize"] <= 3008
+        assert props["Timeout"] <= 900
     assert variables["BUCKET_NAME"] == {"Ref": "RosterBucket"}
     for name, table in {
         "RUNS_TABLE": "RunsTable",
@@ -230,7 +236,7 @@ def test_the_bus_is_named_after_the_stack() -> None:
 # ------------------------------------------------------------------ least privilege
 
 
-@pytest.mark.parametrize("function", sorted({*FUNCTIONS, *COMMIT_TASKS}))
+@pytest.mark.parametrize("function", sorted({*FUNCTIONS, *TASKS}))
 def test_no_function_gets_a_wildcard_on_data(function: str) -> None:
     for statement in statements(function):
         actions = as_list(statement["Action"])
@@ -259,6 +265,8 @@ def test_each_function_writes_only_its_own_prefixes_and_tables() -> None:
         "CommitFunction": {"runs"},
         "CommitChunkFunction": {"runs", "state"},
         "CommitFinishFunction": {"runs", "state"},
+        "StagePartFunction": {"runs"},
+        "StageFinishFunction": {"runs"},
     }
     expected_tables = {
         "FetchFunction": {"IdempotencyTable"},
@@ -268,8 +276,11 @@ def test_each_function_writes_only_its_own_prefixes_and_tables() -> None:
         "CommitFunction": {"RunsTable", "IdempotencyTable"},
         "CommitChunkFunction": {"DirectoryTable", "LinksTable", "IdempotencyTable"},
         "CommitFinishFunction": {"DirectoryTable", "LinksTable", "RunsTable", "IdempotencyTable"},
+        # A part writes only objects of its run: no run record, no directory.
+        "StagePartFunction": {"IdempotencyTable"},
+        "StageFinishFunction": {"RunsTable", "IdempotencyTable"},
     }
-    for function in {*FUNCTIONS, *COMMIT_TASKS}:
+    for function in {*FUNCTIONS, *TASKS}:
         prefixes = {
             r.removeprefix("${RosterBucket.Arn}/").split("/")[0]
             for r in grants(function, S3_OBJECT_WRITES)
@@ -291,7 +302,7 @@ def test_the_state_machine_may_only_invoke_the_steps_and_record_failures() -> No
     inline = [s for p in machine["Policies"] if "Statement" in p for s in p["Statement"]]
     data = [s for s in inline if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))]
 
-    assert invoked == set(FUNCTIONS) | set(COMMIT_TASKS) | {"ReviewFunction"}
+    assert invoked == set(FUNCTIONS) | set(TASKS) | {"ReviewFunction"}
     assert [(s["Action"], resource_text(s["Resource"])) for s in data] == [
         ("dynamodb:UpdateItem", "${RunsTable.Arn}")
     ]
@@ -350,7 +361,7 @@ def test_every_task_retries_transient_errors_and_catches_the_rest(path: Path) ->
 DECISION_TASKS = {"CommitPrepared", "Rework"}
 #: Tasks after a commit began: a failure leaves the run committing, to be resumed.
 COMMITTING_TASKS = {"ResumeCommit", "FinishCommit"}
-MAP_ITEM_TASKS = {"ApplyChunk"}
+MAP_ITEM_TASKS = {"ApplyChunk", "StagePart", "StageDependentPart"}
 
 
 def test_decisions_about_a_run_are_routed_past_the_sync() -> None:
@@ -386,7 +397,9 @@ def test_the_sync_flow() -> None:
 
     for current, following in pairwise(chain):
         assert states[current]["Next"] == following
-    choice = states[states["Stage"]["Next"]]
+    fan_stage = states[states["Stage"]["Next"]]
+    assert fan_stage["Type"] == "Choice" and fan_stage["Choices"][0]["Next"] == "StageParts"
+    choice = states[fan_stage["Default"]]
     assert choice["Type"] == "Choice"
     targets = {c["StringEquals"]: c["Next"] for c in choice["Choices"] if "StringEquals" in c}
     assert targets == {"commit": "Commit", "prepared": "Prepared"}
@@ -469,3 +482,61 @@ def test_the_functions_running_the_columnar_engine_have_room_in_tmp() -> None:
     for name in ("NormalizeFunction", "MatchFunction", "StageFunction", "ReviewFunction"):
         size = resources[name]["Properties"].get("EphemeralStorage", {}).get("Size", 512)
         assert size >= 4096, name
+
+
+def test_the_stage_fans_out_in_two_waves_then_finishes() -> None:
+    """Stage → (parts over a Distributed Map: wave 1, then wave 2 if the plan has one) →
+    FinishStage → the commit-or-prepared choice; a part's item names the run, the
+    stage's attempt and the part, and a failed Map fails the run."""
+    states = json.loads((REPO / "statemachines/sync.asl.json").read_text())["States"]
+    fan = states["StageFanOutOrDecide"]
+    assert fan["Default"] == "CommitOrStop"
+    waves = states["StageParts"], states["StageDependentParts"]
+    for wave, items in zip(waves, ("$.stage.parts", "$.stage.dependent_parts"), strict=True):
+        assert wave["Type"] == "Map" and wave["ItemsPath"] == items
+        assert wave["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+        assert wave["ItemSelector"] == {
+            "tenant.$": "$.tenant",
+            "run_id.$": "$.run_id",
+            "attempt.$": "$.stage.attempt",
+            "part.$": "$$.Map.Item.Value",
+        }
+        assert wave["MaxConcurrencyPath"] == "$.stage.concurrency"
+        assert wave["ResultPath"] is None
+        assert wave["Catch"][0]["Next"] == "RecordFailure"
+        (task,) = wave["ItemProcessor"]["States"].values()
+        assert task["Parameters"]["FunctionName"] == "${StagePartFunctionArn}"
+    assert states["StageParts"]["Next"] == "DependentPartsOrFinish"
+    second = states["DependentPartsOrFinish"]
+    assert second["Choices"][0]["Next"] == "StageDependentParts"
+    assert second["Default"] == states["StageDependentParts"]["Next"] == "FinishStage"
+    finish = states["FinishStage"]
+    assert finish["Parameters"]["FunctionName"] == "${StageFinishFunctionArn}"
+    assert finish["Next"] == "CommitOrStop"
+
+
+def test_the_stage_part_function_reads_the_run_and_the_state_and_writes_only_the_run() -> None:
+    """Least privilege for a stage part: objects under runs/ and state/ read, under runs/
+    written; the tenants table read (contact details edited in the app); nothing else
+    of DynamoDB but the idempotency records, no event bus, no run record."""
+    reads = grants("StagePartFunction", {"s3:GetObject"})
+    assert reads == {"${RosterBucket.Arn}/runs/*", "${RosterBucket.Arn}/state/*"}
+    assert grants("StagePartFunction", S3_OBJECT_WRITES) == {"${RosterBucket.Arn}/runs/*"}
+    tables = grants("StagePartFunction", {"dynamodb:GetItem", "dynamodb:Query"})
+    assert tables == {"${TenantsTable.Arn}", "${IdempotencyTable.Arn}"}
+    assert not grants("StagePartFunction", {"events:PutEvents", "dynamodb:BatchWriteItem"})
+
+
+@pytest.mark.parametrize("function", sorted({*FUNCTIONS, *TASKS}))
+def test_each_steps_handler_is_in_its_code_folder(function: str) -> None:
+    """The handler a function's template names exists in its folder's ``app.py`` (the
+    stage's plan, part and finish; the commit's begin, chunk and finish)."""
+    props = {**TEMPLATE["Globals"]["Function"], **RESOURCES[function]["Properties"]}
+    module_name, attribute = props["Handler"].split(".")
+    path = REPO / props["CodeUri"] / f"{module_name}.py"
+    spec = importlib.util.spec_from_file_location(f"{function}_{module_name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    assert callable(getattr(module, attribute, None)), f"{path}: no {attribute}"

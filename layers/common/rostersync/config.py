@@ -54,6 +54,14 @@ class StackSettings(_FromEnvironment):
     commit_chunk_actions: int = Field(default=10_000, alias="COMMIT_CHUNK_ACTIONS", ge=1)
     #: Commit chunks applied at once (one writer locally: the local runtime sets 2).
     commit_concurrency: int = Field(default=16, alias="COMMIT_CONCURRENCY", ge=1, le=1000)
+    #: An entity of a run with more records than this is staged in parts, by a hash of
+    #: the source id, about this many records each (a 100,000-student district stays in
+    #: one invocation; a million students' enrollments take four parts).
+    stage_part_records: int = Field(default=2_000_000, alias="STAGE_PART_RECORDS", ge=1)
+    #: The most parts one entity is staged in.
+    stage_max_parts: int = Field(default=64, alias="STAGE_MAX_PARTS", ge=1, le=1000)
+    #: Stage parts run at once when fanned out (the Distributed Map's MaxConcurrency).
+    stage_concurrency: int = Field(default=16, alias="STAGE_CONCURRENCY", ge=1, le=1000)
     #: Stage finds unchanged records with the columnar diff (DuckDB); off, it compares
     #: every record in Python (the same outcome, slower: for comparison and diagnosis).
     columnar_diff: bool = Field(default=True, alias="COLUMNAR_DIFF")

@@ -305,6 +305,9 @@ class LocalCloud:
                 self.environment.setdefault(
                     "COMMIT_CONCURRENCY", os.environ.get("COMMIT_CONCURRENCY", "2")
                 )
+                self.environment.setdefault(
+                    "STAGE_CONCURRENCY", os.environ.get("STAGE_CONCURRENCY", "2")
+                )
                 # Larger chunks than on Lambda: each is one SQLite transaction, and the
                 # store's keys are random, so a transaction rewrites most index pages it
                 # touches however few rows it holds (measured: 50,000 lines a chunk

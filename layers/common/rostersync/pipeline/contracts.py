@@ -60,6 +60,39 @@ class CommitPlan(BaseModel):
     chunks: list[CommitChunk] = Field(default_factory=list)
 
 
+class StagePart(BaseModel):
+    """One idempotent piece of a stage: an entity's records whose source id hashes to
+    ``part`` of ``parts`` (all of them when ``parts`` is 1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    entity: Entity
+    part: int = Field(default=0, ge=0)
+    parts: int = Field(default=1, ge=1)
+    #: 1, or 2 for the parts that need what wave 1 archived (enrollments after the
+    #: users and classes, for the cascade of their archives).
+    wave: Literal[1, 2] = 1
+
+
+class StagePlan(BaseModel):
+    """A stage's parts; ``fan_out`` when they run in a Distributed Map (two waves)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: This staging of the run (a re-stage plans anew): parts and markers are its own.
+    attempt: str
+    fan_out: bool = False
+    #: Whether wave 2 has parts (the state machine's second Map runs only then).
+    dependent: bool = False
+    #: Parts staged at once (the Distributed Map's MaxConcurrency).
+    concurrency: int = 16
+    #: When the stage began (epoch milliseconds): the stage's time spans its tasks.
+    began_ms: int = 0
+    parts: list[StagePart] = Field(default_factory=list)
+    dependent_parts: list[StagePart] = Field(default_factory=list)
+
+
 class RunState(BaseModel):
     """The execution's state document."""
 
@@ -90,6 +123,8 @@ class RunState(BaseModel):
     status: str | None = None
     #: The commit's chunks still to apply (set by the commit's first task).
     commit: CommitPlan | None = None
+    #: The stage's parts when it fans out (set by the stage's first task).
+    stage: StagePlan | None = None
 
     @field_validator("source", mode="before")
     @classmethod

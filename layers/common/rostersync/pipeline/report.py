@@ -185,6 +185,8 @@ def build_report(deps: Deps, state: RunState, *, status: str) -> dict[str, Any]:
         "issues_sample": sample,
         "timings_ms": state.counts.get("timings_ms", {}),
         "peak_mb": state.counts.get("peak_mb", {}),
+        #: The stage's parts: per part its change lines, time and peak memory.
+        "stage_parts": changes.get("stage_parts", []),
         "issues_csv": keys.report_key(tenant, run_id, "issues.csv"),
         "csv_sources": sources,
         "actions_csv": keys.report_key(tenant, run_id, "actions.csv"),

@@ -23,7 +23,7 @@ from rostersync.pipeline.deps import Deps, default_deps
 from rostersync.pipeline.fetch import fetch
 from rostersync.pipeline.match import match
 from rostersync.pipeline.normalize import normalize
-from rostersync.pipeline.stage import stage
+from rostersync.pipeline.stage_fanout import begin_stage, finish_stage, run_part_event
 from rostersync.records import RunProgress, RunUpdate, utc_now
 
 Step = Callable[[RunState, Deps], RunState]
@@ -41,7 +41,8 @@ STEPS: dict[str, Step] = {
     "fetch": fetch,
     "normalize": normalize,
     "match": match,
-    "stage": stage,
+    "stage": begin_stage,
+    "stage_finish": finish_stage,
     "commit": begin_commit,
     "commit_finish": finish_commit,
 }
@@ -145,4 +146,21 @@ def commit_chunk_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
         return marker
 
     handler.__name__ = "commit_chunk_handler"
+    return observed(handler)
+
+
+def stage_part_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """The Lambda handler of one stage part (a Distributed Map item)."""
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        log = logger()
+        log.append_keys(tenant=event.get("tenant"), run=event.get("run_id"), step="stage_part")
+        started = time.monotonic()
+        with _failures_noted("stage_part"):
+            marker = run_part_event(event, default_deps())
+        elapsed = int((time.monotonic() - started) * 1000)
+        record_step("stage_part", elapsed, {"rows": int(marker.get("rows", 0))})
+        return marker
+
+    handler.__name__ = "stage_part_handler"
     return observed(handler)

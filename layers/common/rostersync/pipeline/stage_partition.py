@@ -1,0 +1,289 @@
+"""The columnar diff of an entity staged in parts, split by the stage's plan.
+
+An entity staged in ``parts`` parts is split by a stable hash of the source id: part
+``md5(source_id) mod parts`` (DuckDB's ``md5_number``; ``part_of_id`` in Python, the
+same number). The plan computes the entity's whole diff once (``columnar``: the match
+step's handed diff, or the join of the id lines) and stores each part's rows and absent
+records as a Parquet file of its own, with a head (the entity's records, its active
+records before, the rows handed over, the keys kept in part 0): a part reads only its
+own rows, and still knows the entity's facts (an app id shared by two records, the
+baseline record holding a re-issued id's app id, the active records before), so it
+decides as the whole entity would.
+
+Records that decide together stay together: a record whose app id is shared with
+another record of the run (a merge, decided in file order), a record re-issued under a
+new id and the baseline record it takes over (a re-link), and every record and absent
+baseline record of such an app id, are all part 0's. Their keys are ``forced``: a
+baseline record's cascaded archive follows its key to part 0 too.
+
+Where the diff does not apply (as ``columnar``'s), the plan stages the entity whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from rostersync.errors import RunStateError
+from rostersync.models import Entity
+from rostersync.pipeline.columnar import (
+    _ABSENT,
+    _BASELINE,
+    _CHECKS,
+    _DECISIONS,
+    _IDS,
+    _ROWS,
+    HANDED_FORMAT,
+    AbsentRow,
+    Diff,
+    _lines,
+    _rows,
+    connect_engine,
+    handed_keys,
+    sql_path,
+)
+from rostersync.storage import keys
+from rostersync.storage.ports import ObjectStorePort
+
+
+def part_of_id(source_id: str, parts: int) -> int:
+    """The part a source id hashes to (as DuckDB's ``md5_number(id) % parts``)."""
+    digest = hashlib.md5(source_id.encode("utf-8"), usedforsecurity=False).digest()
+    return int.from_bytes(digest, "little") % parts
+
+
+@dataclass
+class PartDiff:
+    """A part's rows of the diff, and what the part needs to know of the others."""
+
+    diff: Diff
+    #: Keys kept in part 0 whatever their hash (see the module).
+    forced: set[tuple[str, str]] = field(default_factory=set)
+    #: The part's absent baseline records (a bare deletion is the part's if its record is).
+    absent: set[tuple[str, str]] = field(default_factory=set)
+
+    def owns(self, key: tuple[str, str], part: int, parts: int) -> bool:
+        """Whether a key of the entity is this part's."""
+        if key in self.forced:
+            return part == 0
+        return part_of_id(key[1], parts) == part
+
+
+_ROW_COLUMNS = (
+    "line, source_system, source_id, status, hash, target_id, tier, score, base_target,"
+    " base_status, base_hash, owner_system, owner_id, shared"
+)
+_ABSENT_COLUMNS = "source_system, source_id, base_target, base_hash"
+
+_HANDED_ALL_ROWS = f"""
+CREATE TEMP TABLE r AS SELECT {_ROW_COLUMNS} FROM read_parquet('{{path}}') WHERE part = 0
+"""
+_HANDED_ALL_ABSENT = f"""
+CREATE TEMP TABLE a AS SELECT {_ABSENT_COLUMNS} FROM read_parquet('{{path}}') WHERE part = 1
+"""
+
+# App ids that tie records together (merges, re-links), and each row's part.
+_TIES = """
+CREATE TEMP TABLE c AS SELECT DISTINCT target_id AS t FROM r
+WHERE (shared OR owner_id IS NOT NULL) AND target_id IS NOT NULL
+"""
+_ROW_FORCED = (
+    "(coalesce(shared, false) OR owner_id IS NOT NULL"
+    " OR coalesce(base_target IN (SELECT t FROM c), false)"
+    " OR coalesce(target_id IN (SELECT t FROM c), false))"
+)
+_ABSENT_FORCED = "coalesce(base_target IN (SELECT t FROM c), false)"
+
+
+def _part(forced: str) -> str:
+    # Typed: a parameter of unknown type makes the remainder a DOUBLE (rounded).
+    return (
+        f"CASE WHEN {forced} THEN 0::UHUGEINT"
+        " ELSE md5_number(source_id) % CAST($parts AS UHUGEINT) END"
+    )
+
+
+_FORCED = f"""
+SELECT source_system, source_id FROM r WHERE {_ROW_FORCED}
+UNION SELECT source_system, source_id FROM a WHERE {_ABSENT_FORCED}
+"""
+
+
+def _handed_path(
+    store: ObjectStorePort,
+    tenant: str,
+    run_id: str,
+    entity: Entity,
+    baseline_run: str | None,
+    stack: ExitStack,
+) -> tuple[Path, int, int] | None:
+    """The match step's diff of the entity (its Parquet file, records, active records)
+    while it is of the files as they are now (``columnar.handed_diff``'s checks)."""
+    head_key, rows_key = handed_keys(tenant, run_id, entity)
+    head = store.get_json(head_key)
+    if not isinstance(head, dict) or head.get("format") != HANDED_FORMAT:
+        return None
+    if head.get("baseline") != baseline_run or head.get("rows") != store.version(rows_key):
+        return None
+    index = None if baseline_run is None else keys.state_index_key(tenant, baseline_run, entity)
+    for name, key in (
+        ("matched", keys.matched_key(tenant, run_id, entity)),
+        ("ids", keys.normalized_ids_key(tenant, run_id, entity)),
+        ("index", index),
+    ):
+        if key is not None and (head.get(name) is None or head.get(name) != store.version(key)):
+            return None
+    path = stack.enter_context(store.local_file(rows_key))
+    if path is None:
+        return None
+    return path, int(head["records"]), int(head["active"])
+
+
+def _computed(
+    con: duckdb.DuckDBPyConnection,
+    store: ObjectStorePort,
+    tenant: str,
+    run_id: str,
+    entity: Entity,
+    baseline_run: str | None,
+    stack: ExitStack,
+) -> tuple[int, int] | None:
+    """The entity's diff computed into tables ``r`` and ``a`` (``columnar.diff_entity``'s
+    rows and absent records); its records and active records, or None where it does not
+    apply."""
+    index_key = None if baseline_run is None else keys.state_index_key(tenant, baseline_run, entity)
+    ids = stack.enter_context(store.local_file(keys.normalized_ids_key(tenant, run_id, entity)))
+    decisions = stack.enter_context(store.local_file(keys.matched_key(tenant, run_id, entity)))
+    baseline = stack.enter_context(store.local_file(index_key)) if index_key else None
+    if ids is None or decisions is None or (index_key is not None and baseline is None):
+        return None
+    con.execute(_lines(ids, "n", _IDS))
+    con.execute(_lines(decisions, "d", _DECISIONS))
+    con.execute(_lines(baseline, "b", _BASELINE))
+    checks: Any = con.execute(_CHECKS).fetchone()
+    bad, twice, records, decided, decided_twice, aligned, twice_before, shared, active = checks
+    if bad or twice or decided_twice or twice_before or shared:
+        return None
+    if not records == decided == aligned:
+        return None
+    con.execute(f"CREATE TEMP TABLE r AS SELECT * FROM ({_ROWS}) AS x({_ROW_COLUMNS})")
+    con.execute(f"CREATE TEMP TABLE a AS SELECT * FROM ({_ABSENT}) AS x({_ABSENT_COLUMNS})")
+    return int(records), int(active)
+
+
+def _split_keys(prefix: str, entity: Entity) -> tuple[str, str]:
+    """Where the plan keeps an entity's diff split into parts: a head (JSON) and, per
+    part, its rows (Parquet)."""
+    return f"{prefix}diff/{entity.value}.json", f"{prefix}diff/{entity.value}-{{part:03d}}.parquet"
+
+
+# A part's rows (``kind`` 0, in record order ``k``) and absent records (``kind`` 1).
+_PART_COPY = f"""
+COPY (
+    SELECT 0 AS kind, row_number() OVER (ORDER BY line) AS k, {_ROW_COLUMNS},
+           NULL::VARCHAR AS base_target_absent
+    FROM r WHERE {_part(_ROW_FORCED)} = CAST($part AS UHUGEINT)
+    UNION ALL
+    SELECT 1, row_number() OVER (ORDER BY source_system, source_id), NULL, source_system,
+           source_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, base_hash, NULL, NULL, NULL,
+           base_target
+    FROM a WHERE {_part(_ABSENT_FORCED)} = CAST($part AS UHUGEINT)
+) TO '{{out}}' (FORMAT parquet)
+"""
+_READ_ROWS = f"""
+SELECT {_ROW_COLUMNS} FROM read_parquet('{{path}}') WHERE kind = 0 ORDER BY k
+"""
+_READ_ABSENT = """
+SELECT source_system, source_id, base_target_absent, base_hash
+FROM read_parquet('{path}') WHERE kind = 1 ORDER BY k
+"""
+
+
+def split_diff(
+    store: ObjectStorePort,
+    tenant: str,
+    run_id: str,
+    entity: Entity,
+    baseline_run: str | None,
+    parts: int,
+    prefix: str,
+) -> bool:
+    """Compute the entity's columnar diff once and store it split into ``parts`` parts
+    under ``prefix`` (the stage's attempt), for ``part_diff``; False where the diff does
+    not apply (the entity is then staged whole)."""
+    with ExitStack() as stack:
+        spill = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rostersync-split-")))
+        con = connect_engine(spill)
+        stack.callback(con.close)
+        handed = _handed_path(store, tenant, run_id, entity, baseline_run, stack)
+        try:
+            if handed is not None:
+                path, records, active = handed
+                con.execute(_HANDED_ALL_ROWS.format(path=sql_path(path)))
+                con.execute(_HANDED_ALL_ABSENT.format(path=sql_path(path)))
+            else:
+                computed = _computed(con, store, tenant, run_id, entity, baseline_run, stack)
+                if computed is None:
+                    return False
+                records, active = computed
+            con.execute(_TIES)
+            handed_rows: Any = con.execute("SELECT count(*) FROM r").fetchone()
+            forced = sorted([str(s), str(i)] for s, i in con.execute(_FORCED).fetchall())
+            head_key, part_key = _split_keys(prefix, entity)
+            for part in range(parts):
+                out = spill / f"part-{part}.parquet"
+                con.execute(_PART_COPY.format(out=sql_path(out)), {"part": part, "parts": parts})
+                store.upload_file(out, part_key.format(part=part))
+                out.unlink()
+        except duckdb.Error:
+            return False
+    store.put_json(
+        head_key,
+        {
+            "parts": parts,
+            "records": int(records),
+            "active": int(active),
+            "handed": int(handed_rows[0]),
+            "forced": forced,
+        },
+    )
+    return True
+
+
+def part_diff(
+    store: ObjectStorePort, entity: Entity, part: int, parts: int, prefix: str, stack: ExitStack
+) -> PartDiff:
+    """Part ``part`` of the diff ``split_diff`` stored. The rows stream from an engine
+    ``stack`` closes. ``Diff.records`` is the part's share: its rows, and for part 0
+    the entity's unchanged records too (so that the parts' counts add up to the
+    entity's)."""
+    head_key, part_key = _split_keys(prefix, entity)
+    head = store.get_json(head_key)
+    if not isinstance(head, dict) or head.get("parts") != parts:
+        raise RunStateError(f"{entity.value}: the stage plan's diff in {parts} parts is missing")
+    path = stack.enter_context(store.local_file(part_key.format(part=part)))
+    if path is None:
+        raise RunStateError(f"{entity.value}: part {part} of the stage plan's diff is missing")
+    spill = stack.enter_context(tempfile.TemporaryDirectory(prefix="rostersync-part-"))
+    con = connect_engine(Path(spill))
+    stack.callback(con.close)
+    counted: Any = con.execute(
+        f"SELECT count(*) FROM read_parquet('{sql_path(path)}') WHERE kind = 0"
+    ).fetchone()
+    absent = [
+        AbsentRow(*row) for row in con.execute(_READ_ABSENT.format(path=sql_path(path))).fetchall()
+    ]
+    rows = _rows(con.execute(_READ_ROWS.format(path=sql_path(path))))
+    records, handed = int(head["records"]), int(head["handed"])
+    share = int(counted[0]) + (records - handed if part == 0 else 0)
+    return PartDiff(
+        diff=Diff(records=share, active_before=int(head["active"]), rows=rows, absent=absent),
+        forced={(str(s), str(i)) for s, i in head["forced"]},
+        absent={(row.source_system, row.source_id) for row in absent},
+    )

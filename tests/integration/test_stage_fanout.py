@@ -1,0 +1,259 @@
+"""The stage fanned out over the real Distributed Map (the ASL under moto, the handlers
+in-process, the embedded store), its entities in parts by a hash of the source id,
+stages what the same district staged in one piece stages: day after day the same change
+files (as sets of lines), counts, holds, issues, snapshots, directory and links. A part
+run again after it finished changes nothing; a part cut short is redone cleanly."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pytest
+
+from rostersync.application.sync import ensure_tenant
+from rostersync.config import stack_settings
+from rostersync.local.runtime import LocalCloud
+from rostersync.local.session import run_sync
+from rostersync.models import ENTITY_ORDER
+from rostersync.pipeline.deps import Deps, build_deps
+from rostersync.pipeline.stage_fanout import _load_plan as load_plan
+from rostersync.pipeline.stage_fanout import done_key, part_keys, run_part
+from rostersync.pipeline.stage_partition import _part as part_expression
+from rostersync.pipeline.stage_partition import part_of_id
+from rostersync.settings import TenantSettings
+from rostersync.storage import keys
+
+from .days import rewrite_csv, three_days
+
+TENANT = "district"
+#: Fields that name the run or the moment, not the record.
+VOLATILE = {"run_id", "linked_at"}
+
+
+@pytest.fixture(scope="module")
+def days(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Three days, then a fourth on which a third of the users leave (a hold)."""
+    root = tmp_path_factory.mktemp("district")
+    folders = three_days(root)
+    shutil.copytree(root / "day3", root / "day4")
+    seen = {"n": 0}
+
+    def leave(row: dict[str, str]) -> dict[str, str] | None:
+        seen["n"] += 1
+        return None if seen["n"] % 3 == 0 else row
+
+    rewrite_csv(root / "day4", "users.csv", leave)
+    return [*folders, root / "day4"]
+
+
+def _stable(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k not in VOLATILE}
+
+
+def _lines(deps: Deps, key: str) -> list[bytes]:
+    return [line for line in deps.store.iter_lines(key) if line.strip()]
+
+
+def _day(deps: Deps, run_id: str, report: dict[str, Any]) -> dict[str, Any]:
+    changes = {e.value: _lines(deps, keys.changes_key(TENANT, run_id, e)) for e in ENTITY_ORDER}
+    summary = deps.store.get_json(keys.change_summary_key(TENANT, run_id)) or {}
+    directory = {
+        e.value: sorted(
+            (_stable(i.flat()) for i in deps.directory.iter_entity(TENANT, e.value)),
+            key=lambda i: str(i["target_id"]),
+        )
+        for e in ENTITY_ORDER
+    }
+    links = {
+        e.value: sorted(
+            (_stable(i) for i in deps.links.iter_entity(TENANT, e.value)),
+            key=lambda i: (str(i["source_system"]), str(i["source_id"])),
+        )
+        for e in ENTITY_ORDER
+    }
+    snapshot = {
+        e.value: sorted(_lines(deps, keys.state_key(TENANT, run_id, e)))
+        for e in ENTITY_ORDER
+        if deps.store.exists(keys.state_key(TENANT, run_id, e))
+    }
+    return {
+        # As sets: the parts write an entity's records in another order.
+        "changes": {entity: sorted(lines) for entity, lines in changes.items()},
+        "lines": {entity: len(lines) for entity, lines in changes.items()},
+        "summary": {
+            k: v for k, v in summary.items() if k not in {"stage_parts", "baseline_run_id"}
+        },
+        "report": {
+            k: report.get(k)
+            for k in ("status", "counts", "refused", "hold", "held", "issues_total", "adds")
+        },
+        "issues": report.get("issues_by_severity"),
+        "directory": directory,
+        "links": links,
+        "snapshot": snapshot,
+    }
+
+
+def _sync_days(state: Path, days: list[Path]) -> dict[str, Any]:
+    out: dict[str, Any] = {"days": [], "states": [], "reports": [], "runs": []}
+    with LocalCloud(state) as cloud:
+        deps = build_deps(stack_settings())
+        ensure_tenant(deps, TENANT, create=True)
+        for folder in days:
+            outcome, _ = run_sync(cloud, deps, TENANT, folder, state / "reports")
+            assert outcome.status in {"committed", "held", "prepared"}, outcome.error
+            report = outcome.report or {}
+            out["days"].append(_day(deps, outcome.run_id, report))
+            out["states"].append(outcome.states)
+            out["reports"].append(report)
+            out["runs"].append(outcome.run_id)
+    return out
+
+
+@pytest.fixture(scope="module")
+def synced(
+    tmp_path_factory: pytest.TempPathFactory, days: list[Path]
+) -> tuple[dict[str, Any], dict[str, Any], Path]:
+    """The days synced with the stage in one piece, then in parts (at most 4 an
+    entity, of about 40 records each)."""
+    inline = _sync_days(tmp_path_factory.mktemp("inline"), days)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STAGE_PART_RECORDS", "40")
+        patch.setenv("STAGE_MAX_PARTS", "4")
+        patch.setenv("STAGE_CONCURRENCY", "3")
+        stack_settings.cache_clear()
+        fanned_state = tmp_path_factory.mktemp("fanned")
+        fanned = _sync_days(fanned_state, days)
+    stack_settings.cache_clear()
+    return inline, fanned, fanned_state
+
+
+def test_a_fanned_out_stage_stages_what_the_inline_one_does(synced):
+    inline, fanned, _ = synced
+
+    for states in inline["states"]:
+        assert "StageParts" not in states and "FinishStage" not in states
+    for number, states in enumerate(fanned["states"], start=1):
+        assert "StageParts" in states and "FinishStage" in states, number
+        # The enrollments wait for the users and classes where archives can cascade.
+        assert ("StageDependentParts" in states) == (number > 1), number
+    for number, (one, other) in enumerate(zip(inline["days"], fanned["days"], strict=True), 1):
+        for name in one:
+            assert other[name] == one[name], (number, name)
+    statuses = [report["status"] for report in inline["reports"]]
+    assert statuses[:3] == ["committed"] * 3
+    assert statuses[3] != "committed" and inline["days"][3]["report"]["hold"], "day 4 holds"
+    day2 = inline["days"][1]["summary"]["counts"]
+    assert day2["users"]["update"] and day2["users"]["archive"], "day 2 changes users"
+    day3 = inline["days"][2]["changes"]["enrollments"]
+    assert any(b'"cascade_of"' in line for line in day3), "day 3 cascades archives"
+
+
+def test_every_part_reports_its_rows_time_and_memory(synced):
+    _, fanned, _ = synced
+
+    for report in fanned["reports"]:
+        parts = report["stage_parts"]
+        users = [p for p in parts if p["entity"] == "users"]
+        enrollments = [p for p in parts if p["entity"] == "enrollments"]
+        assert len(users) == len(enrollments) == 4
+        assert len({p["part"] for p in parts}) == len(parts)
+        assert all(p["rows"] >= 0 and p["ms"] >= 0 and p["peak_mb"] > 0 for p in parts)
+        lines = report["counts"]  # every change line of the parts is in the change file
+        assert sum(p["rows"] for p in users) >= sum(lines["users"].values())
+
+
+def test_a_part_run_again_changes_nothing_and_a_part_cut_short_is_redone(synced):
+    _, fanned, state = synced
+    run_id = fanned["runs"][1]  # day 2: a baseline, updates, archives
+    with LocalCloud(state):
+        deps = build_deps(stack_settings())
+        prefix = keys.run_prefix(TENANT, run_id) + "stage/"
+        listed = deps.store.list_keys(keys.run_prefix(TENANT, run_id))
+        (plan_object,) = [k for k in listed if k.startswith(prefix) and k.endswith("/plan.json")]
+        attempt = plan_object.removeprefix(prefix).split("/")[0]
+        plan = load_plan(deps, TENANT, run_id, attempt)
+        users = [p for p in plan.parts if p.entity.value == "users"]
+        assert len(users) == 4
+        part = users[1]
+        changes_key, _ = part_keys(TENANT, run_id, attempt, part)
+        before = deps.store.get_bytes(changes_key)
+        marker = deps.store.get_json(done_key(TENANT, run_id, attempt, part.id))
+        assert before and marker is not None
+
+        again = run_part(deps, plan, part)
+
+        assert again == marker
+        assert deps.store.get_bytes(changes_key) == before
+        for line in _lines(deps, changes_key):
+            assert part_of_id(orjson.loads(line)["source_id"], part.parts) == part.part
+
+        # The part cut short: its change part half written, no marker (the embedded
+        # store's own delete: the port has none). Run again, it writes the whole part.
+        deps.store.put_bytes(changes_key, before[: len(before) // 2])
+        deps.store.delete(done_key(TENANT, run_id, attempt, part.id))  # type: ignore[attr-defined]
+
+        redone = run_part(deps, plan, part)
+
+        assert deps.store.get_bytes(changes_key) == before
+        assert redone["rows"] == marker["rows"]
+        assert redone["outcome"] == marker["outcome"]
+        assert deps.store.get_json(done_key(TENANT, run_id, attempt, part.id)) == redone
+
+
+@pytest.mark.parametrize("parts", [2, 3, 4, 7, 64])
+def test_python_and_duckdb_put_a_source_id_in_the_same_part(parts):
+    """A part's rows are chosen in DuckDB and its cascaded archives in Python: both by
+    ``md5(source id) mod parts``, the same number for every id (unicode ones too)."""
+    ids = [f"{n:05d}-é-{n * 7919}" for n in range(500)] + ["", "日本語", "a'b"]
+    con = duckdb.connect()
+    # The expression the parts' queries use, with nothing forced to part 0.
+    found = con.execute(
+        f"SELECT source_id, {part_expression('false')}"
+        " FROM unnest($ids::VARCHAR[]) AS t(source_id)",
+        {"ids": ids, "parts": parts},
+    ).fetchall()
+
+    assert {i: int(p) for i, p in found} == {i: part_of_id(i, parts) for i in ids}
+    assert len({part_of_id(i, parts) for i in ids}) == parts
+
+
+def _sync_without_archives(state: Path, days: list[Path]) -> list[dict[str, Any]]:
+    """Days 1 and 2 for a tenant whose settings sync no archives (they stay unticked)."""
+    out = []
+    with LocalCloud(state) as cloud:
+        deps = build_deps(stack_settings())
+        ensure_tenant(deps, TENANT, create=True)
+        settings = TenantSettings(changes_to_sync=["add", "update"])
+        deps.tenants.put_settings(
+            TENANT, settings.model_dump(mode="json"), who="test", at="t", changed=["changes"]
+        )
+        for folder in days[:2]:
+            outcome, _ = run_sync(cloud, deps, TENANT, folder, state / "reports")
+            assert outcome.status == "committed", outcome.error
+            out.append(_day(deps, outcome.run_id, outcome.report or {}) | {"s": outcome.states})
+    return out
+
+
+def test_settings_untick_the_same_actions_of_a_stage_in_parts(tmp_path, days, monkeypatch):
+    """The tenant's settings are applied to the joined change files as to a change file
+    staged whole: day 2's archives are unticked alike, and nothing else."""
+    inline = _sync_without_archives(tmp_path / "inline", days)
+    monkeypatch.setenv("STAGE_PART_RECORDS", "40")
+    monkeypatch.setenv("STAGE_MAX_PARTS", "4")
+    fanned = _sync_without_archives(tmp_path / "fanned", days)
+
+    assert "StageParts" in fanned[1]["s"] and "StageParts" not in inline[1]["s"]
+    for one, other in zip(inline, fanned, strict=True):
+        for name in ("changes", "summary", "report", "directory", "snapshot"):
+            assert other[name] == one[name], name
+    unticked = [
+        orjson.loads(line)
+        for line in fanned[1]["changes"]["users"]
+        if b'"action":"archive"' in line
+    ]
+    assert unticked and not any(action["included"] for action in unticked)
