@@ -289,17 +289,17 @@ FROM read_parquet('{path}') WHERE part = 1 ORDER BY k
 """
 
 
-def handed_diff(
+def handed_file(
     store: ObjectStorePort,
     tenant: str,
     run_id: str,
     entity: Entity,
     baseline_run: str | None,
     stack: ExitStack,
-) -> Diff | None:
-    """The diff the match step computed beside the decisions (``match_columnar``), if it
-    is of the run's id lines, decisions and baseline as they are now (else ``None``:
-    stage computes it with ``diff_entity``). The same rows as ``diff_entity``'s."""
+) -> tuple[Path, dict[str, Any]] | None:
+    """The Parquet file of the diff the match step computed beside the decisions
+    (``match_columnar``), as a local file ``stack`` lets go of, and its head; ``None``
+    unless it is of the run's id lines, decisions and baseline as they are now."""
     head_key, rows_key = handed_keys(tenant, run_id, entity)
     head = store.get_json(head_key)
     if not isinstance(head, dict) or head.get("format") != HANDED_FORMAT:
@@ -321,6 +321,24 @@ def handed_diff(
     path = stack.enter_context(store.local_file(rows_key))
     if path is None:
         return None
+    return path, head
+
+
+def handed_diff(
+    store: ObjectStorePort,
+    tenant: str,
+    run_id: str,
+    entity: Entity,
+    baseline_run: str | None,
+    stack: ExitStack,
+) -> Diff | None:
+    """The diff the match step computed beside the decisions, if it is of the run's
+    files as they are now (``handed_file``; else ``None``: stage computes it with
+    ``diff_entity``). The same rows as ``diff_entity``'s."""
+    handed = handed_file(store, tenant, run_id, entity, baseline_run, stack)
+    if handed is None:
+        return None
+    path, head = handed
     spill = stack.enter_context(tempfile.TemporaryDirectory(prefix="rostersync-diff-"))
     con = connect_engine(Path(spill))
     stack.callback(con.close)
@@ -338,6 +356,36 @@ def handed_diff(
         rows=_rows(rows),
         absent=absent,
     )
+
+
+def load_diff_tables(
+    con: duckdb.DuckDBPyConnection, ids: Path, decisions: Path, baseline: Path | None
+) -> tuple[int, int] | None:
+    """Load an entity's id lines, decisions and baseline index as tables ``n``, ``d``
+    and ``b`` for ``_ROWS`` and ``_ABSENT``; its records and active records before, or
+    ``None`` where the diff does not apply (see the module)."""
+    con.execute(_lines(ids, "n", _IDS))
+    con.execute(_lines(decisions, "d", _DECISIONS))
+    con.execute(_lines(baseline, "b", _BASELINE))
+    checks: Any = con.execute(_CHECKS).fetchone()
+    (
+        bad_ids,
+        twice,
+        records,
+        decided,
+        decided_twice,
+        aligned,
+        twice_before,
+        shared_before,
+        active,
+    ) = checks
+    # One decision per record, by key, and one baseline line per key and per app id: the
+    # joins then pair them one to one (else Python pairs them line by line).
+    if bad_ids or twice or decided_twice or twice_before or shared_before:
+        return None
+    if not records == decided == aligned:
+        return None
+    return int(records), int(active)
 
 
 def diff_entity(
@@ -361,31 +409,14 @@ def diff_entity(
     spill = stack.enter_context(tempfile.TemporaryDirectory(prefix="rostersync-diff-"))
     con = connect_engine(Path(spill))
     stack.callback(con.close)
-    con.execute(_lines(ids, "n", _IDS))
-    con.execute(_lines(decisions, "d", _DECISIONS))
-    con.execute(_lines(baseline, "b", _BASELINE))
-    checks: Any = con.execute(_CHECKS).fetchone()
-    (
-        bad_ids,
-        twice,
-        records,
-        decided,
-        decided_twice,
-        aligned,
-        twice_before,
-        shared_before,
-        active,
-    ) = checks
-    # One decision per record, by key, and one baseline line per key and per app id: the
-    # joins below then pair them one to one (else Python pairs them line by line).
-    if bad_ids or twice or decided_twice or twice_before or shared_before:
+    loaded = load_diff_tables(con, ids, decisions, baseline)
+    if loaded is None:
         return None
-    if not records == decided == aligned:
-        return None
+    records, active = loaded
     absent = [AbsentRow(*row) for row in con.execute(_ABSENT).fetchall()]
     return Diff(
-        records=int(records),
-        active_before=int(active),
+        records=records,
+        active_before=active,
         rows=_rows(con.execute(_ROWS)),
         absent=absent,
     )

@@ -34,18 +34,13 @@ from rostersync.errors import RunStateError
 from rostersync.models import Entity
 from rostersync.pipeline.columnar import (
     _ABSENT,
-    _BASELINE,
-    _CHECKS,
-    _DECISIONS,
-    _IDS,
     _ROWS,
-    HANDED_FORMAT,
     AbsentRow,
     Diff,
-    _lines,
     _rows,
     connect_engine,
-    handed_keys,
+    handed_file,
+    load_diff_tables,
     sql_path,
 )
 from rostersync.storage import keys
@@ -115,36 +110,6 @@ UNION SELECT source_system, source_id FROM a WHERE {_ABSENT_FORCED}
 """
 
 
-def _handed_path(
-    store: ObjectStorePort,
-    tenant: str,
-    run_id: str,
-    entity: Entity,
-    baseline_run: str | None,
-    stack: ExitStack,
-) -> tuple[Path, int, int] | None:
-    """The match step's diff of the entity (its Parquet file, records, active records)
-    while it is of the files as they are now (``columnar.handed_diff``'s checks)."""
-    head_key, rows_key = handed_keys(tenant, run_id, entity)
-    head = store.get_json(head_key)
-    if not isinstance(head, dict) or head.get("format") != HANDED_FORMAT:
-        return None
-    if head.get("baseline") != baseline_run or head.get("rows") != store.version(rows_key):
-        return None
-    index = None if baseline_run is None else keys.state_index_key(tenant, baseline_run, entity)
-    for name, key in (
-        ("matched", keys.matched_key(tenant, run_id, entity)),
-        ("ids", keys.normalized_ids_key(tenant, run_id, entity)),
-        ("index", index),
-    ):
-        if key is not None and (head.get(name) is None or head.get(name) != store.version(key)):
-            return None
-    path = stack.enter_context(store.local_file(rows_key))
-    if path is None:
-        return None
-    return path, int(head["records"]), int(head["active"])
-
-
 def _computed(
     con: duckdb.DuckDBPyConnection,
     store: ObjectStorePort,
@@ -163,18 +128,12 @@ def _computed(
     baseline = stack.enter_context(store.local_file(index_key)) if index_key else None
     if ids is None or decisions is None or (index_key is not None and baseline is None):
         return None
-    con.execute(_lines(ids, "n", _IDS))
-    con.execute(_lines(decisions, "d", _DECISIONS))
-    con.execute(_lines(baseline, "b", _BASELINE))
-    checks: Any = con.execute(_CHECKS).fetchone()
-    bad, twice, records, decided, decided_twice, aligned, twice_before, shared, active = checks
-    if bad or twice or decided_twice or twice_before or shared:
-        return None
-    if not records == decided == aligned:
+    loaded = load_diff_tables(con, ids, decisions, baseline)
+    if loaded is None:
         return None
     con.execute(f"CREATE TEMP TABLE r AS SELECT * FROM ({_ROWS}) AS x({_ROW_COLUMNS})")
     con.execute(f"CREATE TEMP TABLE a AS SELECT * FROM ({_ABSENT}) AS x({_ABSENT_COLUMNS})")
-    return int(records), int(active)
+    return loaded
 
 
 def _split_keys(prefix: str, entity: Entity) -> tuple[str, str]:
@@ -221,10 +180,11 @@ def split_diff(
         spill = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rostersync-split-")))
         con = connect_engine(spill)
         stack.callback(con.close)
-        handed = _handed_path(store, tenant, run_id, entity, baseline_run, stack)
+        handed = handed_file(store, tenant, run_id, entity, baseline_run, stack)
         try:
             if handed is not None:
-                path, records, active = handed
+                path, head = handed
+                records, active = int(head["records"]), int(head["active"])
                 con.execute(_HANDED_ALL_ROWS.format(path=sql_path(path)))
                 con.execute(_HANDED_ALL_ABSENT.format(path=sql_path(path)))
             else:
