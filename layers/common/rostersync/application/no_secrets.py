@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from rostersync.errors import BundleError
@@ -36,7 +36,29 @@ def store_without_secrets(store: ObjectStorePort, path: Path, key: str) -> None:
     """Upload the local file ``path`` to ``key``, its secret columns emptied; a CSV or
     a readable zip gets its marker (``mark_stored_stripped``), so that the fetch need
     not strip the same bytes again."""
-    store_all_without_secrets(store, [(path, key)])
+    name = path.name.lower()
+    if name.endswith(".csv"):
+        with path.open("rb") as fh:
+            head = fh.read(HEADER_BYTES)
+        if has_secret_columns(head):
+            store.put_bytes(key, strip_secret_columns(path.read_bytes()), "text/csv")
+        else:
+            store.upload_file(path, key)
+        mark_stored_stripped(store, key)
+        return
+    if name.endswith(".zip"):
+        with tempfile.TemporaryDirectory(prefix="rostersync-") as tmp:
+            stripped = Path(tmp) / "stripped.zip"
+            try:
+                had_secrets = strip_secret_columns_zip(path, stripped)
+            except BundleError:
+                # Not a readable zip: stored as it is (unmarked), refused by the fetch.
+                store.upload_file(path, key)
+                return
+            store.upload_file(stripped if had_secrets else path, key)
+            mark_stored_stripped(store, key)
+            return
+    store.upload_file(path, key)
 
 
 def store_all_without_secrets(
@@ -47,41 +69,42 @@ def store_all_without_secrets(
     """``store_without_secrets`` for each ``(path, key)``. Given ``meanwhile``, large CSV
     files with a secret column are stripped in other processes (the work is Python's, one
     core each) while this one stores the others and runs ``meanwhile`` (the command line
-    starts the runtime that will read them); every file is stored when this returns."""
-    with tempfile.TemporaryDirectory(prefix="rostersync-strip-") as tmp:
-        folder = Path(tmp)
-        heavy = [i for i, (path, _) in enumerate(files) if _strips_in_background(path)]
-        pool = (
-            ProcessPoolExecutor(
-                max_workers=min(len(heavy), os.cpu_count() or 1),
-                # Forked: the child has the code already and only turns bytes into a file.
-                mp_context=multiprocessing.get_context("fork"),
-            )
-            # Only beside other work (the command line's): a server forks no process.
-            if heavy and meanwhile is not None
-            else None
-        )
-        try:
-            pending: dict[int, Future[Path | None]] = {}
-            if pool is not None:
-                for i in heavy:
-                    pending[i] = pool.submit(_stripped_csv, files[i][0], folder / f"{i}.csv")
+    starts the runtime that will read them); every file is stored when this returns.
+    Without it (a server: it forks no process), each is stored in turn."""
+    heavy = [] if meanwhile is None else [i for i, (p, _) in enumerate(files) if _heavy(p)]
+    if meanwhile is None or not heavy:
+        for path, key in files:
+            store_without_secrets(store, path, key)
+        if meanwhile is not None:
+            meanwhile()
+        return
+    pool = ProcessPoolExecutor(
+        max_workers=min(len(heavy), os.cpu_count() or 1),
+        # Forked: the child has the code already and only turns bytes into a file.
+        mp_context=multiprocessing.get_context("fork"),
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="rostersync-strip-") as tmp:
+            folder = Path(tmp)
+            pending = {
+                i: pool.submit(_stripped_csv, files[i][0], folder / f"{i}.csv") for i in heavy
+            }
             for i, (path, key) in enumerate(files):
                 if i not in pending:
-                    _store_one(store, path, key, folder / f"{i}")
-            if meanwhile is not None:
-                meanwhile()
+                    store_without_secrets(store, path, key)
+            meanwhile()
             for i, future in pending.items():
                 path, key = files[i]
                 stripped = future.result()
                 store.upload_file(stripped or path, key)
                 mark_stored_stripped(store, key)
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
-def _strips_in_background(path: Path) -> bool:
+def _heavy(path: Path) -> bool:
+    """Whether ``path`` is a CSV file large enough, with a secret column, to be stripped
+    in another process."""
     if not path.name.lower().endswith(".csv"):
         return False
     try:
@@ -102,31 +125,6 @@ def _stripped_csv(path: Path, out: Path) -> Path | None:
         return None
     out.write_bytes(stripped)
     return out
-
-
-def _store_one(store: ObjectStorePort, path: Path, key: str, scratch: Path) -> None:
-    name = path.name.lower()
-    if name.endswith(".csv"):
-        with path.open("rb") as fh:
-            head = fh.read(HEADER_BYTES)
-        if has_secret_columns(head):
-            store.put_bytes(key, strip_secret_columns(path.read_bytes()), "text/csv")
-        else:
-            store.upload_file(path, key)
-        mark_stored_stripped(store, key)
-        return
-    if name.endswith(".zip"):
-        stripped = scratch.with_suffix(".zip")
-        try:
-            had_secrets = strip_secret_columns_zip(path, stripped)
-        except BundleError:
-            # Not a readable zip: stored as it is (unmarked), refused by the fetch.
-            store.upload_file(path, key)
-            return
-        store.upload_file(stripped if had_secrets else path, key)
-        mark_stored_stripped(store, key)
-        return
-    store.upload_file(path, key)
 
 
 def strip_stored_object(store: ObjectStorePort, key: str) -> bool:
