@@ -6,12 +6,14 @@ import csv
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from rostersync.application.sync import SyncOutcome, ensure_tenant
 from rostersync.config import stack_settings
 from rostersync.generator import generate_district, mutate_next_day
 from rostersync.local.runtime import LocalCloud
 from rostersync.local.session import run_sync
+from rostersync.models import ENTITY_ORDER
 from rostersync.pipeline.deps import Deps, build_deps
 
 
@@ -67,3 +69,31 @@ def three_days(root: Path) -> list[Path]:
 
     rewrite_csv(root / "day3", "classes.csv", delete)
     return [root / "day1", root / "day2", root / "day3"]
+
+
+#: Fields of directory items and links that name the run or the moment, not the record.
+VOLATILE = frozenset({"run_id", "linked_at"})
+
+
+def _stable(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k not in VOLATILE}
+
+
+def directory_and_links(deps: Deps, tenant: str) -> dict[str, Any]:
+    """The tenant's directory items and links per entity, in key order, without the
+    fields that name the run or the moment: two syncs of the same days compare equal."""
+    directory = {
+        e.value: sorted(
+            (_stable(i.flat()) for i in deps.directory.iter_entity(tenant, e.value)),
+            key=lambda i: str(i["target_id"]),
+        )
+        for e in ENTITY_ORDER
+    }
+    links = {
+        e.value: sorted(
+            (_stable(i) for i in deps.links.iter_entity(tenant, e.value)),
+            key=lambda i: (str(i["source_system"]), str(i["source_id"])),
+        )
+        for e in ENTITY_ORDER
+    }
+    return {"directory": directory, "links": links}

@@ -19,10 +19,9 @@ from rostersync.pipeline import commit as commit_module
 from rostersync.pipeline.deps import Deps, build_deps
 from rostersync.settings import TenantSettings
 from rostersync.storage import keys
+from tests.integration.days import directory_and_links
 
 TENANT = "district"
-#: Fields that name the run or the moment, not the record.
-VOLATILE = {"run_id", "linked_at"}
 
 
 @pytest.fixture(scope="module")
@@ -33,25 +32,8 @@ def days(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root / "day1", root / "day2"
 
 
-def _stable(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in VOLATILE}
-
-
 def _state_of(deps: Deps, run_id: str) -> dict[str, Any]:
-    directory = {
-        e.value: sorted(
-            (_stable(i.flat()) for i in deps.directory.iter_entity(TENANT, e.value)),
-            key=lambda i: str(i["target_id"]),
-        )
-        for e in ENTITY_ORDER
-    }
-    links = {
-        e.value: sorted(
-            (_stable(i) for i in deps.links.iter_entity(TENANT, e.value)),
-            key=lambda i: (str(i["source_system"]), str(i["source_id"])),
-        )
-        for e in ENTITY_ORDER
-    }
+    kept = directory_and_links(deps, TENANT)
     snapshot = {
         e.value: sorted(
             deps.store.iter_jsonl(keys.state_key(TENANT, run_id, e)),
@@ -59,7 +41,7 @@ def _state_of(deps: Deps, run_id: str) -> dict[str, Any]:
         )
         for e in ENTITY_ORDER
     }
-    return {"directory": directory, "links": links, "snapshot": snapshot}
+    return {**kept, "snapshot": snapshot}
 
 
 def _events(cloud: LocalCloud) -> list[tuple[str, str, str]]:

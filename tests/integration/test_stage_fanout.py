@@ -27,11 +27,9 @@ from rostersync.pipeline.stage_partition import part_of_id
 from rostersync.settings import TenantSettings
 from rostersync.storage import keys
 
-from .days import rewrite_csv, three_days
+from .days import directory_and_links, rewrite_csv, three_days
 
 TENANT = "district"
-#: Fields that name the run or the moment, not the record.
-VOLATILE = {"run_id", "linked_at"}
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +48,6 @@ def days(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return [*folders, root / "day4"]
 
 
-def _stable(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in VOLATILE}
-
-
 def _lines(deps: Deps, key: str) -> list[bytes]:
     return [line for line in deps.store.iter_lines(key) if line.strip()]
 
@@ -61,20 +55,7 @@ def _lines(deps: Deps, key: str) -> list[bytes]:
 def _day(deps: Deps, run_id: str, report: dict[str, Any]) -> dict[str, Any]:
     changes = {e.value: _lines(deps, keys.changes_key(TENANT, run_id, e)) for e in ENTITY_ORDER}
     summary = deps.store.get_json(keys.change_summary_key(TENANT, run_id)) or {}
-    directory = {
-        e.value: sorted(
-            (_stable(i.flat()) for i in deps.directory.iter_entity(TENANT, e.value)),
-            key=lambda i: str(i["target_id"]),
-        )
-        for e in ENTITY_ORDER
-    }
-    links = {
-        e.value: sorted(
-            (_stable(i) for i in deps.links.iter_entity(TENANT, e.value)),
-            key=lambda i: (str(i["source_system"]), str(i["source_id"])),
-        )
-        for e in ENTITY_ORDER
-    }
+    kept = directory_and_links(deps, TENANT)
     snapshot = {
         e.value: sorted(_lines(deps, keys.state_key(TENANT, run_id, e)))
         for e in ENTITY_ORDER
@@ -92,8 +73,7 @@ def _day(deps: Deps, run_id: str, report: dict[str, Any]) -> dict[str, Any]:
             for k in ("status", "counts", "refused", "hold", "held", "issues_total", "adds")
         },
         "issues": report.get("issues_by_severity"),
-        "directory": directory,
-        "links": links,
+        **kept,
         "snapshot": snapshot,
     }
 
