@@ -159,6 +159,7 @@ class TestStateMachine:
             "Route",
             "Fetch",
             "Normalize",
+            "NormalizeFanOutOrMatch",
             "Match",
             "Stage",
             "StageFanOutOrDecide",
@@ -215,8 +216,9 @@ class TestStateMachine:
 
         assert result.status == "FAILED"
         assert result.error == "BundleError"
-        assert result.states[-5:] == [
+        assert result.states[-6:] == [
             "Normalize",
+            "NormalizeFanOutOrMatch",
             "Match",
             "RecordFailure",
             "NotifyFailure",

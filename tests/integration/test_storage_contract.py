@@ -212,6 +212,15 @@ def test_a_copy_is_its_own_object(stack: Stack, tenant: str) -> None:
     assert store.get_bytes(f"{tenant}/b.csv") == b"three"
 
 
+def test_an_object_s_size_and_a_range_of_its_bytes(stack: Stack, tenant: str) -> None:
+    store = stack.deps.store
+    store.put_bytes(f"{tenant}/r.csv", b"0123456789")
+    assert store.size(f"{tenant}/r.csv") == 10
+    assert store.size(f"{tenant}/never-there.csv") is None
+    assert store.read_bytes(f"{tenant}/r.csv", 3, 7) == b"3456"
+    assert store.read_bytes(f"{tenant}/r.csv", 8, 20) == b"89"
+
+
 def test_a_deleted_object_is_gone_and_its_copy_stays(stack: Stack, tenant: str) -> None:
     store = stack.deps.store
     store.put_bytes(f"{tenant}/d.csv", b"one")

@@ -26,7 +26,9 @@ FUNCTIONS = {f"{step.capitalize()}Function": step for step in STEPS}
 COMMIT_TASKS = {"CommitChunkFunction": "app.chunk", "CommitFinishFunction": "app.finish"}
 #: The stage's other tasks: same code folder, their own handler.
 STAGE_TASKS = {"StagePartFunction": "app.part", "StageFinishFunction": "app.finish"}
-TASKS = {**COMMIT_TASKS, **STAGE_TASKS}
+#: The normalize's other tasks: same code folder, their own handler.
+NORMALIZE_TASKS = {"NormalizePartFunction": "app.part", "NormalizeNextFunction": "app.next"}
+TASKS = {**COMMIT_TASKS, **STAGE_TASKS, **NORMALIZE_TASKS}
 TRANSIENT = [
     "TransientError",
     "StorageUnavailable",
@@ -141,7 +143,13 @@ def test_the_five_functions_share_the_layer_and_the_environment() -> None:
         assert props["Timeout"] <= 900
     for logical, handler in TASKS.items():
         props = {**globals_, **RESOURCES[logical]["Properties"]}
-        folder = "functions/commit/" if logical in COMMIT_TASKS else "functions/stage/"
+        folder = (
+            "functions/commit/"
+            if logical in COMMIT_TASKS
+            else "functions/normalize/"
+            if logical in NORMALIZE_TASKS
+            else "functions/stage/"
+        )
         assert (props["CodeUri"], props["Handler"]) == (folder, handler)
         assert props["Layers"] == [{"Ref": "CommonLayer"}]
         assert 128 <= props["MemorySize"] <= 3008
@@ -267,6 +275,8 @@ def test_each_function_writes_only_its_own_prefixes_and_tables() -> None:
         "CommitFinishFunction": {"runs", "state"},
         "StagePartFunction": {"runs"},
         "StageFinishFunction": {"runs"},
+        "NormalizePartFunction": {"runs"},
+        "NormalizeNextFunction": {"runs"},
     }
     expected_tables = {
         "FetchFunction": {"IdempotencyTable"},
@@ -279,6 +289,9 @@ def test_each_function_writes_only_its_own_prefixes_and_tables() -> None:
         # A part writes only objects of its run: no run record, no directory.
         "StagePartFunction": {"IdempotencyTable"},
         "StageFinishFunction": {"RunsTable", "IdempotencyTable"},
+        # Normalize's tasks write only objects of its run.
+        "NormalizePartFunction": {"IdempotencyTable"},
+        "NormalizeNextFunction": {"IdempotencyTable"},
     }
     for function in {*FUNCTIONS, *TASKS}:
         prefixes = {
@@ -361,7 +374,7 @@ def test_every_task_retries_transient_errors_and_catches_the_rest(path: Path) ->
 DECISION_TASKS = {"CommitPrepared", "Rework"}
 #: Tasks after a commit began: a failure leaves the run committing, to be resumed.
 COMMITTING_TASKS = {"ResumeCommit", "FinishCommit"}
-MAP_ITEM_TASKS = {"ApplyChunk", "StagePart", "StageDependentPart"}
+MAP_ITEM_TASKS = {"ApplyChunk", "StagePart", "StageDependentPart", "NormalizePart"}
 
 
 def test_decisions_about_a_run_are_routed_past_the_sync() -> None:
@@ -396,7 +409,11 @@ def test_the_sync_flow() -> None:
     chain = ["Fetch", "Normalize", "Match", "Stage"]
 
     for current, following in pairwise(chain):
-        assert states[current]["Next"] == following
+        # Normalize's choice goes on to the match once every file is read.
+        after = states[current]["Next"]
+        if after == "NormalizeFanOutOrMatch":
+            after = states[after]["Default"]
+        assert after == following
     fan_stage = states[states["Stage"]["Next"]]
     assert fan_stage["Type"] == "Choice" and fan_stage["Choices"][0]["Next"] == "StageParts"
     choice = states[fan_stage["Default"]]
@@ -513,6 +530,32 @@ def test_the_stage_fans_out_in_two_waves_then_finishes() -> None:
     finish = states["FinishStage"]
     assert finish["Parameters"]["FunctionName"] == "${StageFinishFunctionArn}"
     assert finish["Next"] == "CommitOrStop"
+
+
+def test_normalize_fans_out_over_a_distributed_map_and_loops_back_to_its_choice() -> None:
+    states = json.loads((REPO / "statemachines/sync.asl.json").read_text())["States"]
+    assert states["Normalize"]["Next"] == "NormalizeFanOutOrMatch"
+    choice = states["NormalizeFanOutOrMatch"]
+    assert choice["Choices"][0]["Next"] == "NormalizeParts" and choice["Default"] == "Match"
+    mapped = states["NormalizeParts"]
+    assert mapped["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    task = mapped["ItemProcessor"]["States"]["NormalizePart"]
+    assert task["Parameters"]["FunctionName"] == "${NormalizePartFunctionArn}"
+    assert mapped["Next"] == "NormalizeNext"
+    assert states["NormalizeNext"]["Parameters"]["FunctionName"] == "${NormalizeNextFunctionArn}"
+    assert states["NormalizeNext"]["Next"] == "NormalizeFanOutOrMatch"
+
+
+def test_normalize_parts_read_raw_and_their_run_and_write_only_the_run() -> None:
+    for function in NORMALIZE_TASKS:
+        reads = grants(function, {"s3:GetObject"})
+        assert reads == {"${RosterBucket.Arn}/raw/*", "${RosterBucket.Arn}/runs/*"} | (
+            {"${RosterBucket.Arn}/state/*/current.json"}
+            if function == "NormalizeNextFunction"
+            else set()
+        ), function
+        assert grants(function, S3_OBJECT_WRITES) == {"${RosterBucket.Arn}/runs/*"}
+        assert not grants(function, {"events:PutEvents", "dynamodb:BatchWriteItem"})
 
 
 def test_the_stage_part_function_reads_the_run_and_the_state_and_writes_only_the_run() -> None:

@@ -71,6 +71,14 @@ class StackSettings(_FromEnvironment):
     #: Normalize takes records whose input is unchanged since the committed run as that
     #: run's read wrote them; off, every row is read again (the same output, slower).
     normalize_reuse: bool = Field(default=True, alias="NORMALIZE_REUSE")
+    #: A source file over twice this many bytes is read in parts of about this size,
+    #: side by side (a 100,000-student district's files are read whole; a million
+    #: students' users and enrollments take three and six parts). 0: never in parts.
+    normalize_part_bytes: int = Field(default=256 << 20, alias="NORMALIZE_PART_BYTES", ge=0)
+    #: The most parts one file is read in.
+    normalize_max_parts: int = Field(default=64, alias="NORMALIZE_MAX_PARTS", ge=2, le=1000)
+    #: Normalize parts read at once when fanned out (the Distributed Map's MaxConcurrency).
+    normalize_concurrency: int = Field(default=16, alias="NORMALIZE_CONCURRENCY", ge=1, le=1000)
 
 
 class RunStartSettings(StackSettings):

@@ -308,6 +308,10 @@ class LocalCloud:
                 self.environment.setdefault(
                     "STAGE_CONCURRENCY", os.environ.get("STAGE_CONCURRENCY", "2")
                 )
+                # Two cores here: more parts at once only hold more memory.
+                self.environment.setdefault(
+                    "NORMALIZE_CONCURRENCY", os.environ.get("NORMALIZE_CONCURRENCY", "2")
+                )
                 # Larger chunks than on Lambda: each is one SQLite transaction, and the
                 # store's keys are random, so a transaction rewrites most index pages it
                 # touches however few rows it holds (measured: 50,000 lines a chunk

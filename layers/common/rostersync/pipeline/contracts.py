@@ -60,6 +60,28 @@ class CommitPlan(BaseModel):
     chunks: list[CommitChunk] = Field(default_factory=list)
 
 
+class NormalizePart(BaseModel):
+    """One part of an entity's input read on its own (a Distributed Map item)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    entity: Entity
+    index: int = Field(ge=0)
+
+
+class NormalizePlan(BaseModel):
+    """The parts of the entity normalize reads in parts now (``fan_out``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fan_out: bool = False
+    entity: Entity
+    parts: list[NormalizePart] = Field(default_factory=list)
+    #: Parts read at once (the Distributed Map's MaxConcurrency).
+    concurrency: int = 16
+
+
 class StagePart(BaseModel):
     """One idempotent piece of a stage: an entity's records whose source id hashes to
     ``part`` of ``parts`` (all of them when ``parts`` is 1)."""
@@ -125,6 +147,8 @@ class RunState(BaseModel):
     commit: CommitPlan | None = None
     #: The stage's parts when it fans out (set by the stage's first task).
     stage: StagePlan | None = None
+    #: The parts normalize reads side by side now (set by its tasks).
+    normalize: NormalizePlan | None = None
 
     @field_validator("source", mode="before")
     @classmethod
@@ -161,6 +185,8 @@ class NormalizedSummary(BaseModel):
     #: input unchanged since), not read again.
     reused: dict[str, int] = Field(default_factory=dict)
     reused_from: str | None = None
+    #: The parts read side by side: per part its records, time and peak memory.
+    parts: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("entities", mode="before")
     @classmethod

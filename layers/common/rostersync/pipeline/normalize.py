@@ -19,17 +19,29 @@ from __future__ import annotations
 
 import itertools
 import mmap
+import time
 from array import array
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import IO, Any
 
+from rostersync.errors import RunStateError
 from rostersync.models import ENTITY_ORDER, Entity, RowIssue
+from rostersync.observability import peak_mb
 from rostersync.packed import pack, unpack
-from rostersync.pipeline.contracts import NormalizedSummary, RunState
+from rostersync.pipeline import normalize_parts as parts
+from rostersync.pipeline.contracts import NormalizedSummary, NormalizePart, RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.snapshot import content_hash, current_baseline
-from rostersync.sources.base import PreviousRead, Reused, ReusingRead, SourceRead
+from rostersync.sources.base import (
+    PartedRead,
+    PreviousRead,
+    ReadSummary,
+    Reused,
+    ReusingRead,
+    SourceRead,
+)
 from rostersync.sources.registry import source_for
 from rostersync.storage import keys
 from rostersync.storage.objects import dumps_line
@@ -130,21 +142,26 @@ def _write_entity(
     read: SourceRead,
     entity: Entity,
     earlier: _Earlier | None,
+    part: dict[str, Any] | None = None,
 ) -> tuple[int, int]:
     """The entity's records, and beside them their ids, statuses and content hashes; the
-    count of records and of those taken from ``earlier``."""
+    count of records and of those taken from ``earlier``. With ``part``: the records of
+    that part (of a ``PartedRead``), into the part's files, numbered from 0."""
     count = reused = 0
-    reusing = read if isinstance(read, ReusingRead) else None
-    items: Iterator[object] = (
-        reusing.iter_items(entity) if reusing is not None else read.iter_records(entity)
-    )
+    reusing = read if isinstance(read, ReusingRead) and part is None else None
+    items: Iterator[object]
+    if part is not None:
+        assert isinstance(read, PartedRead)
+        items = read.iter_part(entity, part)
+        records_key, ids_key = parts.records_keys(state.tenant, state.run_id, entity, part)
+    else:
+        items = reusing.iter_items(entity) if reusing is not None else read.iter_records(entity)
+        records_key = keys.normalized_key(state.tenant, state.run_id, entity)
+        ids_key = keys.normalized_ids_key(state.tenant, state.run_id, entity)
     ends = _Ends(array("Q"), array("Q"))
     end_record, end_id = ends.records.append, ends.ids.append
     record_end = id_end = 0
-    with (
-        deps.store.writer(keys.normalized_key(state.tenant, state.run_id, entity)) as records,
-        deps.store.writer(keys.normalized_ids_key(state.tenant, state.run_id, entity)) as ids,
-    ):
+    with deps.store.writer(records_key) as records, deps.store.writer(ids_key) as ids:
         record_lines: list[bytes] = []
         id_lines: list[bytes] = []
         add_record, add_id = record_lines.append, id_lines.append
@@ -220,50 +237,212 @@ def _write_entity(
 
 
 def normalize(state: RunState, deps: Deps) -> RunState:
-    """Read the raw input in entity order; write one JSONL per entity, issues, summary."""
-    raw_prefix = state.raw_prefix or keys.raw_prefix(state.tenant, state.run_id)
-    raw = ObjectRawArea(deps.store, state.tenant, raw_prefix)
+    """Read the raw input in entity order; write one JSONL per entity, issues, summary.
+
+    An entity whose input the source can cut into parts (``PartedRead``: a CSV
+    file over twice ``NORMALIZE_PART_BYTES``) is not read here: the step stops there
+    with its parts planned (``state.normalize``), the state machine reads them side by
+    side (``normalize_part``), and ``normalize_next`` adds them up and carries on."""
+    progress = parts.Progress(began_ms=int(time.time() * 1000), previous=_previous_run(deps, state))
+    return _read_on(state, deps, progress)
+
+
+def normalize_next(state: RunState, deps: Deps) -> RunState:
+    """After the parts: add them up (reading any not read yet) and carry on reading."""
+    progress = parts.load_progress(deps, state.tenant, state.run_id)
+    if progress is None:
+        raise RunStateError(f"run {state.run_id} has no normalize in progress")
+    return _read_on(state, deps, progress)
+
+
+class _Issues:
+    """The issue sink of a read: issues go to ``writer`` (None: dropped), counted."""
+
+    def __init__(self) -> None:
+        self.writer: IO[bytes] | None = None
+        self.count = 0
+
+    def __call__(self, issue: RowIssue) -> None:
+        if self.writer is not None:
+            self.count += 1
+            self.writer.write(dumps_line(issue.model_dump(mode="json", exclude_none=True)))
+
+
+def _read_on(state: RunState, deps: Deps, progress: parts.Progress) -> RunState:
+    """Read the entities from ``progress.next`` on, until the input ends (the summary is
+    written) or an entity is to be read in parts (its plan is stored and returned)."""
+    tenant, run_id = state.tenant, state.run_id
+    raw_prefix = state.raw_prefix or keys.raw_prefix(tenant, run_id)
+    raw = ObjectRawArea(deps.store, tenant, raw_prefix)
     source = source_for(state.source.kind)
-    counts: dict[str, int] = {}
-    reused: dict[str, int] = {}
-    issue_count = 0
-    previous = _previous_run(deps, state)
-    with (
-        ExitStack() as stack,
-        deps.store.writer(keys.issues_key(state.tenant, state.run_id)) as issue_writer,
-    ):
-
-        def sink(issue: RowIssue) -> None:
-            nonlocal issue_count
-            issue_count += 1
-            issue_writer.write(dumps_line(issue.model_dump(mode="json", exclude_none=True)))
-
+    previous = progress.previous
+    settings = deps.settings
+    segment = parts.segment_key(tenant, run_id, progress.segments)
+    sink = _Issues()
+    with ExitStack() as stack, deps.store.writer(segment) as issue_writer:
+        # Carrying on, what opening the input reports was reported by the first task.
+        sink.writer = None if progress.opened else issue_writer
         with source.read(state.source, raw, sink) as read:
-            entities = {}
-            for entity in ENTITY_ORDER:
+            sink.writer = issue_writer
+            parted = read if isinstance(read, PartedRead) else None
+            if progress.opened:
+                assert parted is not None
+                parted.carry_on(progress.carried, parts.load_known(deps, progress))
+            if progress.entity is not None:
+                assert parted is not None
+                _add_up_parts(deps, state, parted, progress, sink)
+            while progress.next < len(ENTITY_ORDER):
+                entity = ENTITY_ORDER[progress.next]
+                planned = None
+                if parted is not None and settings.normalize_part_bytes:
+                    planned = parted.plan_parts(
+                        entity, settings.normalize_part_bytes, settings.normalize_max_parts
+                    )
+                if planned:
+                    assert parted is not None
+                    progress.issue_files.append(segment)
+                    progress.segments += 1
+                    progress.issues += sink.count
+                    parts.keep_known(deps, tenant, run_id, parted, progress)
+                    progress.carried = parted.carried()
+                    progress.opened = True
+                    progress.entity, progress.parts = entity, planned
+                    progress.state = state.model_dump(mode="json", exclude={"normalize"})
+                    parts.save_progress(deps, tenant, run_id, progress)
+                    state.normalize = parts.plan_of(progress, settings)
+                    return state
                 earlier = None
                 if previous is not None and isinstance(read, ReusingRead):
-                    earlier = _offer(stack, deps, read, state.tenant, previous, entity)
-                counts[entity.value], taken = _write_entity(deps, state, read, entity, earlier)
+                    earlier = _offer(stack, deps, read, tenant, previous, entity)
+                progress.counts[entity.value], taken = _write_entity(
+                    deps, state, read, entity, earlier
+                )
                 if taken:
-                    reused[entity.value] = taken
-                entities[entity] = read.summary(entity)
+                    progress.reused[entity.value] = taken
+                progress.entities[entity.value] = read.summary(entity).model_dump(mode="json")
+                progress.next += 1
             summary = NormalizedSummary(
                 source=state.source.kind,
                 source_system=read.source_system,
                 version=read.version,
-                entities=entities,
+                entities={
+                    Entity(name): ReadSummary.model_validate(value)
+                    for name, value in progress.entities.items()
+                },
                 issues=0,
-                reused=reused,
-                reused_from=previous if reused else None,
+                reused=progress.reused,
+                reused_from=previous if progress.reused else None,
+                parts=progress.markers,
             )
-    counts["issues"] = issue_count
-    summary.issues = issue_count
+    progress.issue_files.append(segment)
+    progress.issues += sink.count
+    if progress.opened:
+        parts.join_issues(deps, tenant, run_id, progress)
+        parts.save_progress(deps, tenant, run_id, progress)  # read to the end
+        timings = state.counts.setdefault("timings_ms", {})
+        timings["normalize"] = int(time.time() * 1000) - progress.began_ms
+    counts = dict(progress.counts)
+    counts["issues"] = summary.issues = progress.issues
     deps.store.put_json(
-        keys.normalized_summary_key(state.tenant, state.run_id), summary.model_dump(mode="json")
+        keys.normalized_summary_key(tenant, run_id), summary.model_dump(mode="json")
     )
     state.counts["normalize"] = counts
+    state.normalize = None
     return state
+
+
+def _add_up_parts(
+    deps: Deps, state: RunState, read: PartedRead, progress: parts.Progress, sink: _Issues
+) -> None:
+    """The parts of ``progress.entity`` (any not read yet read here) added up: its
+    records and id lines joined, its summary, what it reports once."""
+    entity = progress.entity
+    assert entity is not None
+    tenant, run_id = state.tenant, state.run_id
+    markers = []
+    for part in progress.parts:
+        found = parts.marker(deps, tenant, run_id, entity, part)
+        if found is None:
+            found = run_part(deps, state, read, sink, entity, part)
+        markers.append(found)
+    # The parts' issues come before what the entity reports once (this task's file).
+    taken = read.finish_parts(entity, [marker["read"] for marker in markers])
+    used = progress.parts[:taken]
+    progress.issue_files.extend(parts.issues_key(tenant, run_id, entity, p) for p in used)
+    progress.issues += sum(int(marker["issues"]) for marker in markers[:taken])
+    progress.counts[entity.value] = parts.join_records(deps, tenant, run_id, entity, used)
+    progress.markers.extend(parts.reported(marker) for marker in markers[:taken])
+    progress.entities[entity.value] = read.summary(entity).model_dump(mode="json")
+    if markers[0]["seen"]:
+        stopped = bool(markers[taken - 1]["read"].get("stopped"))
+        files = None if stopped else [parts.seen_key(tenant, run_id, entity, p) for p in used]
+        progress.known[entity.value] = files
+        read.carry_on({}, {entity: parts.load_seen(deps, files)})
+    progress.entity, progress.parts = None, []
+    progress.next += 1
+
+
+def normalize_part_event(event: dict[str, Any], deps: Deps) -> dict[str, Any]:
+    """Read one part (a Distributed Map item: tenant, run id, part); what it reports.
+    A part met again after its marker does nothing."""
+    tenant, run_id = keys.check_tenant(event["tenant"]), keys.check_run_id(event["run_id"])
+    wanted = NormalizePart.model_validate(event["part"])
+    progress = parts.load_progress(deps, tenant, run_id)
+    if progress is None or progress.entity is not wanted.entity or progress.state is None:
+        raise RunStateError(f"run {run_id} is not reading {wanted.entity.value} in parts")
+    part = next((p for p in progress.parts if int(p["index"]) == wanted.index), None)
+    if part is None:
+        raise RunStateError(f"normalize part {wanted.id} is not in the plan")
+    found = parts.marker(deps, tenant, run_id, wanted.entity, part)
+    if found is not None:
+        return parts.reported(found)
+    state = RunState.model_validate(progress.state)
+    raw = ObjectRawArea(deps.store, tenant, state.raw_prefix or keys.raw_prefix(tenant, run_id))
+    sink = _Issues()  # what opening the input reports was reported by the first task
+    with source_for(state.source.kind).read(state.source, raw, sink) as read:
+        if not isinstance(read, PartedRead):
+            raise RunStateError(f"the {state.source.kind} source does not read in parts")
+        read.carry_on(progress.carried, parts.load_known(deps, progress))
+        return parts.reported(run_part(deps, state, read, sink, wanted.entity, part))
+
+
+def run_part(
+    deps: Deps,
+    state: RunState,
+    read: PartedRead,
+    sink: _Issues,
+    entity: Entity,
+    part: dict[str, Any],
+) -> dict[str, Any]:
+    """Read one part of ``entity``: its records and id lines, its issues, the ids it had
+    first, what it gave; then its marker."""
+    started = time.monotonic()
+    tenant, run_id = state.tenant, state.run_id
+    before, writer = sink.count, sink.writer
+    with deps.store.writer(parts.issues_key(tenant, run_id, entity, part)) as issues:
+        sink.writer = issues
+        try:
+            count, _ = _write_entity(deps, state, read, entity, None, part)
+        finally:
+            sink.writer = writer
+    issue_count, sink.count = sink.count - before, before
+    result, seen = read.part_result(entity)
+    if seen is not None:
+        deps.store.put_bytes(parts.seen_key(tenant, run_id, entity, part), "\n".join(seen).encode())
+    marker = {
+        "part": parts.part_id(entity, part),
+        "entity": entity.value,
+        "rows": count,
+        "issues": issue_count,
+        #: Ids of its rows that rows of earlier parts have (read as repeats).
+        "repeated": len(part.get("repeated") or []),
+        "ms": int((time.monotonic() - started) * 1000),
+        "peak_mb": peak_mb(),
+        "seen": seen is not None,
+        "read": result,
+    }
+    deps.store.put_json(parts.marker_key(tenant, run_id, entity, part), marker)
+    return marker
 
 
 def load_normalized_summary(deps: Deps, tenant: str, run_id: str) -> NormalizedSummary:

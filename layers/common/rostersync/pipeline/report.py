@@ -187,6 +187,8 @@ def build_report(deps: Deps, state: RunState, *, status: str) -> dict[str, Any]:
         "peak_mb": state.counts.get("peak_mb", {}),
         #: The stage's parts: per part its change lines, time and peak memory.
         "stage_parts": changes.get("stage_parts", []),
+        #: The files read in parts: per part its records, time and peak memory.
+        "normalize_parts": normalized.parts,
         "issues_csv": keys.report_key(tenant, run_id, "issues.csv"),
         "csv_sources": sources,
         "actions_csv": keys.report_key(tenant, run_id, "actions.csv"),

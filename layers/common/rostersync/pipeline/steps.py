@@ -22,7 +22,7 @@ from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps, default_deps
 from rostersync.pipeline.fetch import fetch
 from rostersync.pipeline.match import match
-from rostersync.pipeline.normalize import normalize
+from rostersync.pipeline.normalize import normalize, normalize_next, normalize_part_event
 from rostersync.pipeline.stage_fanout import begin_stage, finish_stage, run_part_event
 from rostersync.records import RunProgress, RunUpdate, utc_now
 
@@ -40,6 +40,7 @@ gc.set_threshold(*_GC_THRESHOLDS)
 STEPS: dict[str, Step] = {
     "fetch": fetch,
     "normalize": normalize,
+    "normalize_next": normalize_next,
     "match": match,
     "stage": begin_stage,
     "stage_finish": finish_stage,
@@ -146,6 +147,23 @@ def commit_chunk_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
         return marker
 
     handler.__name__ = "commit_chunk_handler"
+    return observed(handler)
+
+
+def normalize_part_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """The Lambda handler of one normalize part (a Distributed Map item)."""
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        log = logger()
+        log.append_keys(tenant=event.get("tenant"), run=event.get("run_id"), step="normalize_part")
+        started = time.monotonic()
+        with _failures_noted("normalize_part"):
+            marker = normalize_part_event(event, default_deps())
+        elapsed = int((time.monotonic() - started) * 1000)
+        record_step("normalize_part", elapsed, {"rows": int(marker.get("rows", 0))})
+        return marker
+
+    handler.__name__ = "normalize_part_handler"
     return observed(handler)
 
 

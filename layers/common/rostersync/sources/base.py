@@ -258,6 +258,40 @@ class ReusingRead(Protocol):
     def reuse_state(self, entity: Entity) -> bytes | None: ...
 
 
+@runtime_checkable
+class PartedRead(SourceRead, Protocol):
+    """A read that can cut an entity's input into parts, read side by side (each in an
+    invocation of its own), and add them up after; and carry on in another invocation
+    where it left off.
+
+    Parts and their results are plain JSON values, kept by the pipeline between
+    invocations. ``known`` is what later entities' references are checked against: the
+    pipeline keeps it for an invocation that carries on (``carry_on``)."""
+
+    def plan_parts(
+        self, entity: Entity, part_bytes: int, max_parts: int
+    ) -> list[dict[str, Any]] | None: ...
+
+    def iter_part(self, entity: Entity, part: dict[str, Any]) -> Iterator[Record]: ...
+
+    def part_result(self, entity: Entity) -> tuple[dict[str, Any], list[str] | None]:
+        """What the last part read gave, and the ids it had first (for ``known``)."""
+        ...
+
+    def finish_parts(self, entity: Entity, results: list[dict[str, Any]]) -> int:
+        """Add the parts' results up (issues reported once per entity go to the sink);
+        how many parts are taken (a part the input cannot be read past is the last)."""
+        ...
+
+    def known(self, entity: Entity) -> set[str] | None: ...
+
+    def carried(self) -> dict[str, Any]:
+        """What another invocation needs to carry on this read (``carry_on``)."""
+        ...
+
+    def carry_on(self, state: dict[str, Any], known: dict[Entity, set[str] | None]) -> None: ...
+
+
 class Source(Protocol):
     """A kind of source: one folder under ``rostersync/sources``, one registry entry."""
 

@@ -132,6 +132,17 @@ class ObjectStore:
     def exists(self, key: str) -> bool:
         return self.version(key) is not None
 
+    def size(self, key: str) -> int | None:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
+                return None
+            raise translate_aws_error(exc, f"head {key}") from exc
+        except AWS_ERRORS as exc:
+            raise translate_aws_error(exc, f"head {key}") from exc
+        return int(head["ContentLength"])
+
     def version(self, key: str) -> str | None:
         """The object's ETag (a digest of its bytes, or of its parts' digests)."""
         try:

@@ -41,6 +41,13 @@ class ObjectRawArea:
         with self.store.open_stream(self._key(name)) as body:
             yield body
 
+    def size(self, name: str) -> int | None:
+        return self.store.size(self._key(name))
+
+    def read_range(self, name: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive) of the file (one ranged read)."""
+        return self.store.read_bytes(self._key(name), start, end)
+
     def put_bytes(self, name: str, body: bytes) -> None:
         self._names = None
         self.store.put_bytes(self._key(name), body)

@@ -8,10 +8,10 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from rostersync.errors import BundleError
-from rostersync.models import Entity
+from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.sources.base import (
     Completeness,
     FetchContext,
@@ -26,11 +26,13 @@ from rostersync.sources.base import (
     SourceSpec,
 )
 from rostersync.sources.bundle import ZipBundle
+from rostersync.sources.oneroster_csv.parts import FilePart
 from rostersync.sources.oneroster_csv.reader import (
     FILE_NAMES,
     EntityReadSummary,
     FileMode,
     OneRosterBundle,
+    PartRead,
     ReuseOffer,
     listed_files,
     parse_date,
@@ -124,6 +126,48 @@ class OneRosterCsvRead:
 
     def summary(self, entity: Entity) -> ReadSummary:
         return read_summary(self.bundle.summary(entity))
+
+    # parts (``PartedRead``)
+
+    def plan_parts(
+        self, entity: Entity, part_bytes: int, max_parts: int
+    ) -> list[dict[str, Any]] | None:
+        parts = self.bundle.plan_parts(entity, part_bytes, max_parts)
+        return None if parts is None else [part.model_dump(mode="json") for part in parts]
+
+    def iter_part(self, entity: Entity, part: dict[str, Any]) -> Iterator[Record]:
+        return self.bundle.iter_part(entity, FilePart.model_validate(part))
+
+    def part_result(self, entity: Entity) -> tuple[dict[str, Any], list[str] | None]:
+        read, seen = self.bundle.part_read(entity)
+        return read.model_dump(mode="json"), seen
+
+    def finish_parts(self, entity: Entity, results: list[dict[str, Any]]) -> int:
+        return self.bundle.finish_parts(entity, [PartRead.model_validate(r) for r in results])
+
+    def known(self, entity: Entity) -> set[str] | None:
+        return self.bundle.known(entity)
+
+    def carried(self) -> dict[str, Any]:
+        bundle = self.bundle
+        return {
+            "modes": {entity.value: mode.value for entity, mode in bundle.modes.items()},
+            "summaries": {
+                entity.value: bundle.summary(entity).model_dump(mode="json")
+                for entity in ENTITY_ORDER
+                if bundle.has_summary(entity)
+            },
+        }
+
+    def carry_on(self, state: dict[str, Any], known: dict[Entity, set[str] | None]) -> None:
+        self.bundle.restore(
+            {Entity(e): FileMode(m) for e, m in state.get("modes", {}).items()},
+            known,
+            {
+                Entity(e): EntityReadSummary.model_validate(s)
+                for e, s in state.get("summaries", {}).items()
+            },
+        )
 
 
 def _strip_raw_file(raw: RawArea, name: str) -> bool:

@@ -157,6 +157,14 @@ from rostersync.sources.oneroster_csv.limits import (
     MAX_RECORD_BYTES,
     UNMEASURED_ROW_CHARS,
 )
+from rostersync.sources.oneroster_csv.parts import (
+    ByteLines,
+    FilePart,
+    Unsplittable,
+    open_part,
+    plan_file,
+    splittable,
+)
 
 if TYPE_CHECKING:
     from _csv import Reader as CsvReader
@@ -206,6 +214,25 @@ class EntityReadSummary(BaseModel):
     #: Why the absence of a record from this file proves nothing although the file was
     #: read (it is cut off, a stray quote swallowed rows, it is not CSV at all), or None.
     untrusted: str | None = None
+
+
+class PartRead(BaseModel):
+    """What reading one part of a file gave: its summary and what is reported once per
+    file, for the finish that adds the parts up (``OneRosterBundle.finish_parts``)."""
+
+    summary: EntityReadSummary
+    header: list[str]
+    header_line: int
+    delimiter: str
+    #: column key -> [count, first line] of blanks in fields OneRoster requires.
+    blanks: dict[str, list[int]] = Field(default_factory=dict)
+    trailing_blank_cells: list[int] = Field(default_factory=lambda: [0, 0])
+    thin_deletions: list[int] = Field(default_factory=lambda: [0, 0])
+    #: Bytes read as Windows-1252 (the header's counted by part 0 only).
+    decoded: int = 0
+    distrust: list[str] = Field(default_factory=list)
+    #: The parser could not read the part to its end (one pass would stop there too).
+    stopped: bool = False
 
 
 FILE_NAMES: Final[dict[Entity, str]] = {
@@ -671,12 +698,18 @@ class _Lines:
 
 @contextmanager
 def _csv_rows(
-    files: BundleFiles, name: str, delimiter: str, reusing: bool = False
+    files: BundleFiles,
+    name: str,
+    delimiter: str,
+    reusing: bool = False,
+    part: FilePart | None = None,
 ) -> Iterator[tuple[CsvReader, _Lines]]:
-    """A csv.reader over the file's watched lines."""
+    """A csv.reader over the file's watched lines (those of one part of it: its
+    header's, then its rows')."""
     if csv.field_size_limit() < CSV_FIELD_LIMIT:
         csv.field_size_limit(CSV_FIELD_LIMIT)
-    with files.open(name) as raw:
+    opened = files.open(name) if part is None else open_part(files, name, part)  # type: ignore[arg-type]
+    with opened as raw:
         lines = _Lines(_text(raw), reusing)
         yield csv.reader(lines, delimiter=delimiter), lines
 
@@ -848,6 +881,7 @@ class _Header:
 
     def __init__(self, entity: Entity, header: list[str]) -> None:
         lookup = _HEADER_LOOKUP[entity]
+        self.raw = header
         self.width = len(header)
         #: Each column's name as written.
         self.names = [cell.strip() for cell in header]
@@ -1005,6 +1039,8 @@ class OneRosterBundle:
         #: What a previous read left for taking unchanged lines as they were, by entity.
         self._offers: dict[Entity, ReuseOffer] = {}
         self._reuse_states: dict[Entity, bytes | None] = {}
+        #: The last part read of each entity: what it gave, and the ids it saw first.
+        self._parts: dict[Entity, tuple[PartRead, list[str] | None]] = {}
         if _MANIFEST in self._present:
             self._read_manifest()
         else:
@@ -1052,6 +1088,127 @@ class OneRosterBundle:
             # The roles.csv lookup is only needed while users.csv is read.
             self._roles = None
             self._roles_loaded = False
+
+    # parts
+
+    def plan_parts(self, entity: Entity, part_bytes: int, max_parts: int) -> list[FilePart] | None:
+        """The entity's file cut into parts of about ``part_bytes`` (at most
+        ``max_parts``) to read side by side (``iter_part``), or None where it is read
+        whole: too small, not a file of rows with a usable header, or not safe to cut
+        (see ``parts``)."""
+        if self.modes[entity] is FileMode.ABSENT or not splittable(self._files):
+            return None
+        name = self._file_name(entity)
+        size = self._files.size(name)  # type: ignore[attr-defined]
+        if size is None or size < 2 * part_bytes:
+            return None
+        lookup = _HEADER_LOOKUP[entity]
+        before = _fallback_count()
+        delimiter = self._delimiters.get(name, ",")
+        try:
+            while True:
+                with self._files.open(name) as raw:
+                    feed = ByteLines(raw, _FALLBACK_ERRORS)
+                    first = _first_row(csv.reader(feed, delimiter=delimiter))
+                if (
+                    first is None
+                    or _binary_problem(name, first) is not None
+                    or known_cells(first, lookup) < 2
+                ):
+                    return None
+                found = self.delimiter(name, first, lookup)
+                if found == delimiter:
+                    break
+                delimiter = found
+            header = _Header(entity, first)
+            if "sourcedId" not in header.index:
+                return None
+            return plan_file(
+                self._files,
+                name,
+                errors=_FALLBACK_ERRORS,
+                delimiter=delimiter,
+                header_end=feed.pos,
+                header_lines=feed.lines,
+                i_sid=header.index["sourcedId"],
+                part_bytes=part_bytes,
+                max_parts=max_parts,
+            )
+        except (Unsplittable, csv.Error):
+            return None
+        finally:
+            # Decoding problems are reported by the reads of the parts.
+            _fallback_state.count = before
+
+    def iter_part(self, entity: Entity, part: FilePart) -> Iterator[Record]:
+        """The records of one part of the entity's file, as one pass over the file
+        would read them there; then ``part_read`` says what the part gave."""
+        self._parts.pop(entity, None)
+        reader = _FileReader(self, entity, self._file_name(entity), self.modes[entity], part)
+        for item in reader.records():
+            assert not isinstance(item, Reused)
+            yield item
+        self._parts[entity] = (reader.part_read(), reader.seen_first())
+
+    def part_read(self, entity: Entity) -> tuple[PartRead, list[str] | None]:
+        """What the last part read of the entity gave, and the ids its rows had first in
+        the file (None where no other file refers to the entity's ids)."""
+        return self._parts[entity]
+
+    def finish_parts(self, entity: Entity, reads: list[PartRead]) -> int:
+        """Add up the parts of the entity's file, in order, into its summary, and report
+        what is reported once per file. A part the parser stopped in is the last one
+        read (one pass reads no further): the number of parts taken is returned."""
+        taken = next((k + 1 for k, read in enumerate(reads) if read.stopped), len(reads))
+        reads = reads[:taken]
+        first = reads[0]
+        reader = _FileReader(self, entity, self._file_name(entity), self.modes[entity])
+        reader.header = _Header(entity, first.header)
+        reader.header_line, reader.delimiter = first.header_line, first.delimiter
+        summary = reader.summary
+        decoded = 0
+        for read in reads:
+            part = read.summary
+            summary.rows += part.rows
+            summary.records += part.records
+            summary.skipped_ids.extend(part.skipped_ids)
+            summary.deleted_ids.extend(part.deleted_ids)
+            summary.unreadable_rows += part.unreadable_rows
+            summary.mode = part.mode
+            for key, (count, line) in read.blanks.items():
+                reader.blanks.setdefault(key, [0, line])[0] += count
+            for mine, theirs in (
+                (reader.trailing_blank_cells, read.trailing_blank_cells),
+                (reader.thin_deletions, read.thin_deletions),
+            ):
+                mine[0] += theirs[0]
+                mine[1] = mine[1] or theirs[1]
+            decoded += read.decoded
+            reader.distrust.extend(read.distrust)
+        reader._finish(decoded)
+        self._summaries[entity] = summary
+        if reads[-1].stopped:
+            self._known[entity] = None
+        return taken
+
+    def known(self, entity: Entity) -> set[str] | None:
+        """The ids later files may refer to, as far as this read has them (None where
+        references to the entity cannot be checked, or it is not read yet)."""
+        return self._known.get(entity)
+
+    def restore(
+        self,
+        modes: dict[Entity, FileMode],
+        known: dict[Entity, set[str] | None],
+        summaries: dict[Entity, EntityReadSummary],
+    ) -> None:
+        """Carry on a read begun elsewhere: the modes, id sets and summaries it had."""
+        self.modes.update(modes)
+        self._known.update(known)
+        self._summaries.update(summaries)
+
+    def has_summary(self, entity: Entity) -> bool:
+        return entity in self._summaries
 
     def summary(self, entity: Entity) -> EntityReadSummary:
         """What reading the entity gave; raises RuntimeError before it has been read."""
@@ -1337,8 +1494,22 @@ class _Verdict(StrEnum):
 class _FileReader:
     """One pass over one entity file, with its counters and its summary."""
 
-    def __init__(self, bundle: OneRosterBundle, entity: Entity, name: str, mode: FileMode) -> None:
+    def __init__(
+        self,
+        bundle: OneRosterBundle,
+        entity: Entity,
+        name: str,
+        mode: FileMode,
+        part: FilePart | None = None,
+    ) -> None:
         self.bundle = bundle
+        #: The part of the file this pass reads (None: all of it).
+        self.part = part
+        #: Issues are not reported (a later part's header: part 0 reports it).
+        self.quiet = False
+        #: The parser could not read past a point.
+        self.stopped = False
+        self.decoded = 0
         self.entity = entity
         self.name = name
         self.mode = mode
@@ -1351,7 +1522,8 @@ class _FileReader:
         self.blanks: dict[str, list[int]] = {}
         self.trailing_blank_cells = [0, 0]
         self.thin_deletions = [0, 0]
-        self.seen: set[str] = set()
+        #: Ids of rows read so far; in a part, with those earlier parts have.
+        self.seen: set[str] = set(part.repeated) if part is not None else set()
         self.delimiter = ","
         #: Why absences from this file cannot be trusted, in plain words.
         self.distrust: list[str] = []
@@ -1384,6 +1556,8 @@ class _FileReader:
         severity: Severity | None = None,
     ) -> None:
         self.noted += 1
+        if self.quiet:
+            return
         column = None if key is None else self.header.written.get(key, key)
         self.bundle._sink(
             RowIssue(
@@ -1547,10 +1721,14 @@ class _FileReader:
         the end."""
         before = _fallback_count()
         delimiter = self.bundle._delimiters.get(self.name, ",")
+        part = self.part
         while True:
-            offer = self.bundle._offers.get(self.entity)
+            offer = self.bundle._offers.get(self.entity) if part is None else None
             reusing = offer is not None
-            with _csv_rows(self.bundle._files, self.name, delimiter, reusing) as (reader, lines):
+            with _csv_rows(self.bundle._files, self.name, delimiter, reusing, part) as (
+                reader,
+                lines,
+            ):
                 try:
                     # Blank lines before the header are passed over; line numbers count them.
                     first = _first_row(reader)
@@ -1576,7 +1754,20 @@ class _FileReader:
                 self.delimiter = delimiter
                 self.header = _Header(self.entity, first)
                 self.header_line = reader.line_num
-                self._check_header()
+                if part is not None and part.index:
+                    # Part 0 reports the header, and its bytes read as Windows-1252.
+                    self.quiet, sink = True, self.bundle._sink
+                    self.bundle._sink = _ignore_issue
+                    try:
+                        self._check_header()
+                    finally:
+                        self.quiet, self.bundle._sink = False, sink
+                    before = _fallback_count()
+                else:
+                    self._check_header()
+                if part is not None:
+                    # The part's rows carry the file's line numbers.
+                    lines.swallowed = part.first_line - self.header_line - 1
                 lines.flagged = False
                 self.fingerprint = self._fingerprint(first)
                 if offer is not None:
@@ -1586,7 +1777,10 @@ class _FileReader:
                         lines.take = self._taker(memo)
                 yield from self._rows(reader, lines)
             break
-        self._finish(before)
+        if part is None:
+            self._finish(_fallback_count() - before)
+        else:
+            self.decoded = _fallback_count() - before
 
     # reuse
 
@@ -2063,9 +2257,11 @@ class _FileReader:
                 _SKIP_FILE,
             )
             self.distrust.append(f"{self.name} could not be read past line {last}")
-            self.bundle._known[entity] = None
+            self.stopped = True
+            if self.part is None:
+                self.bundle._known[entity] = None
         else:
-            if entity in _REFERENCED and self.mode is FileMode.BULK:
+            if entity in _REFERENCED and self.mode is FileMode.BULK and self.part is None:
                 # The ids read are what later files may refer to.
                 self.bundle._known[entity] = seen
         if hits:
@@ -2359,7 +2555,29 @@ class _FileReader:
         )
         return None
 
-    def _finish(self, fallback_before: int) -> None:
+    def part_read(self) -> PartRead:
+        """What this pass over a part gave (``OneRosterBundle.finish_parts``)."""
+        return PartRead(
+            summary=self.summary,
+            header=self.header.raw,
+            header_line=self.header_line,
+            delimiter=self.delimiter,
+            blanks=self.blanks,
+            trailing_blank_cells=self.trailing_blank_cells,
+            thin_deletions=self.thin_deletions,
+            decoded=self.decoded,
+            distrust=self.distrust,
+            stopped=self.stopped,
+        )
+
+    def seen_first(self) -> list[str] | None:
+        """Ids this part's rows had first in the file, where other files refer to them."""
+        if self.entity not in _REFERENCED or self.mode is not FileMode.BULK:
+            return None
+        repeated = set(self.part.repeated) if self.part is not None else set()
+        return [sid for sid in self.seen if sid not in repeated]
+
+    def _finish(self, decoded: int) -> None:
         if self.distrust:
             self.summary.untrusted = "; ".join(self.distrust)
         for key, (count, line) in self.blanks.items():
@@ -2404,7 +2622,6 @@ class _FileReader:
                 "as deletions by sourcedId only",
                 IssueAction.NOTED,
             )
-        decoded = _fallback_count() - fallback_before
         if decoded > 0:
             self.issue(
                 None,

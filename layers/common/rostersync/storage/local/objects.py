@@ -194,6 +194,10 @@ class LocalObjectStore:
     def exists(self, key: str) -> bool:
         return self._row(key) is not None
 
+    def size(self, key: str) -> int | None:
+        row = self._row(key)
+        return None if row is None else int(row[1])
+
     def version(self, key: str) -> str | None:
         """The object's blob: every write makes a new one."""
         row = self._row(key)
