@@ -97,3 +97,27 @@ def directory_and_links(deps: Deps, tenant: str) -> dict[str, Any]:
         for e in ENTITY_ORDER
     }
     return {"directory": directory, "links": links}
+
+
+def sync_days(
+    state: Path,
+    tenant: str,
+    days: list[Path],
+    day: Callable[[Deps, str, dict[str, Any]], dict[str, Any]],
+) -> dict[str, Any]:
+    """Each day synced in turn (committed, held or prepared): per day what ``day``
+    gives of the run (deps, run id, report), the states it went through, its report and
+    its run id."""
+    out: dict[str, Any] = {"days": [], "states": [], "reports": [], "runs": []}
+    with LocalCloud(state) as cloud:
+        deps = build_deps(stack_settings())
+        ensure_tenant(deps, tenant, create=True)
+        for folder in days:
+            outcome, _ = run_sync(cloud, deps, tenant, folder, state / "reports")
+            assert outcome.status in {"committed", "held", "prepared"}, outcome.error
+            report = outcome.report or {}
+            out["days"].append(day(deps, outcome.run_id, report))
+            out["states"].append(outcome.states)
+            out["reports"].append(report)
+            out["runs"].append(outcome.run_id)
+    return out

@@ -15,10 +15,8 @@ from typing import Any
 
 import pytest
 
-from rostersync.application.sync import ensure_tenant
 from rostersync.config import stack_settings
 from rostersync.local.runtime import LocalCloud
-from rostersync.local.session import run_sync
 from rostersync.models import ENTITY_ORDER
 from rostersync.pipeline import normalize_parts
 from rostersync.pipeline.contracts import NormalizePart
@@ -26,7 +24,7 @@ from rostersync.pipeline.deps import build_deps
 from rostersync.pipeline.normalize import normalize_part_event
 from rostersync.storage import keys
 
-from .days import directory_and_links, three_days
+from .days import directory_and_links, sync_days, three_days
 
 TENANT = "district"
 
@@ -113,19 +111,7 @@ def _day(deps: Any, run_id: str, report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sync_days(state: Path, days: list[Path]) -> dict[str, Any]:
-    out: dict[str, Any] = {"days": [], "states": [], "reports": [], "runs": []}
-    with LocalCloud(state) as cloud:
-        deps = build_deps(stack_settings())
-        ensure_tenant(deps, TENANT, create=True)
-        for folder in days:
-            outcome, _ = run_sync(cloud, deps, TENANT, folder, state / "reports")
-            assert outcome.status in {"committed", "held", "prepared"}, outcome.error
-            report = outcome.report or {}
-            out["days"].append(_day(deps, outcome.run_id, report))
-            out["states"].append(outcome.states)
-            out["reports"].append(report)
-            out["runs"].append(outcome.run_id)
-    return out
+    return sync_days(state, TENANT, days, _day)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from rostersync.pipeline.stage_partition import part_of_id
 from rostersync.settings import TenantSettings
 from rostersync.storage import keys
 
-from .days import directory_and_links, rewrite_csv, three_days
+from .days import directory_and_links, rewrite_csv, sync_days, three_days
 
 TENANT = "district"
 
@@ -79,19 +79,7 @@ def _day(deps: Deps, run_id: str, report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sync_days(state: Path, days: list[Path]) -> dict[str, Any]:
-    out: dict[str, Any] = {"days": [], "states": [], "reports": [], "runs": []}
-    with LocalCloud(state) as cloud:
-        deps = build_deps(stack_settings())
-        ensure_tenant(deps, TENANT, create=True)
-        for folder in days:
-            outcome, _ = run_sync(cloud, deps, TENANT, folder, state / "reports")
-            assert outcome.status in {"committed", "held", "prepared"}, outcome.error
-            report = outcome.report or {}
-            out["days"].append(_day(deps, outcome.run_id, report))
-            out["states"].append(outcome.states)
-            out["reports"].append(report)
-            out["runs"].append(outcome.run_id)
-    return out
+    return sync_days(state, TENANT, days, _day)
 
 
 @pytest.fixture(scope="module")

@@ -133,52 +133,36 @@ def lambda_handler_for(name: str) -> Callable[[dict[str, Any], Any], dict[str, A
     return lambda_handler_for_step(name, STEPS[name])
 
 
-def commit_chunk_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """The Lambda handler of one commit chunk (a Distributed Map item)."""
+def _map_item_handler(
+    name: str, run: Callable[[dict[str, Any], Deps], dict[str, Any]]
+) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """The Lambda handler of one Distributed Map item of a step (``name``): ``run``
+    gives the item's marker, which counts its ``rows``."""
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         log = logger()
-        log.append_keys(tenant=event.get("tenant"), run=event.get("run_id"), step="commit_chunk")
+        log.append_keys(tenant=event.get("tenant"), run=event.get("run_id"), step=name)
         started = time.monotonic()
-        with _failures_noted("commit_chunk"):
-            marker = apply_chunk_event(event, default_deps())
+        with _failures_noted(name):
+            marker = run(event, default_deps())
         elapsed = int((time.monotonic() - started) * 1000)
-        record_step("commit_chunk", elapsed, {"rows": int(marker.get("rows", 0))})
+        record_step(name, elapsed, {"rows": int(marker.get("rows", 0))})
         return marker
 
-    handler.__name__ = "commit_chunk_handler"
+    handler.__name__ = f"{name}_handler"
     return observed(handler)
+
+
+def commit_chunk_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """The Lambda handler of one commit chunk (a Distributed Map item)."""
+    return _map_item_handler("commit_chunk", apply_chunk_event)
 
 
 def normalize_part_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """The Lambda handler of one normalize part (a Distributed Map item)."""
-
-    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        log = logger()
-        log.append_keys(tenant=event.get("tenant"), run=event.get("run_id"), step="normalize_part")
-        started = time.monotonic()
-        with _failures_noted("normalize_part"):
-            marker = normalize_part_event(event, default_deps())
-        elapsed = int((time.monotonic() - started) * 1000)
-        record_step("normalize_part", elapsed, {"rows": int(marker.get("rows", 0))})
-        return marker
-
-    handler.__name__ = "normalize_part_handler"
-    return observed(handler)
+    return _map_item_handler("normalize_part", normalize_part_event)
 
 
 def stage_part_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """The Lambda handler of one stage part (a Distributed Map item)."""
-
-    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        log = logger()
-        log.append_keys(tenant=event.get("tenant"), run=event.get("run_id"), step="stage_part")
-        started = time.monotonic()
-        with _failures_noted("stage_part"):
-            marker = run_part_event(event, default_deps())
-        elapsed = int((time.monotonic() - started) * 1000)
-        record_step("stage_part", elapsed, {"rows": int(marker.get("rows", 0))})
-        return marker
-
-    handler.__name__ = "stage_part_handler"
-    return observed(handler)
+    return _map_item_handler("stage_part", run_part_event)

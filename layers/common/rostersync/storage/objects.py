@@ -132,28 +132,25 @@ class ObjectStore:
     def exists(self, key: str) -> bool:
         return self.version(key) is not None
 
-    def size(self, key: str) -> int | None:
+    def _head(self, key: str) -> Any | None:
+        """The object's metadata, or None if there is no such object."""
         try:
-            head = self.client.head_object(Bucket=self.bucket, Key=key)
+            return self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
                 return None
             raise translate_aws_error(exc, f"head {key}") from exc
         except AWS_ERRORS as exc:
             raise translate_aws_error(exc, f"head {key}") from exc
-        return int(head["ContentLength"])
+
+    def size(self, key: str) -> int | None:
+        head = self._head(key)
+        return None if head is None else int(head["ContentLength"])
 
     def version(self, key: str) -> str | None:
         """The object's ETag (a digest of its bytes, or of its parts' digests)."""
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
-                return None
-            raise translate_aws_error(exc, f"head {key}") from exc
-        except AWS_ERRORS as exc:
-            raise translate_aws_error(exc, f"head {key}") from exc
-        return str(head["ETag"])
+        head = self._head(key)
+        return None if head is None else str(head["ETag"])
 
     def list_keys(self, prefix: str) -> list[str]:
         keys: list[str] = []
