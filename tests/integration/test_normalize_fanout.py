@@ -172,6 +172,9 @@ def test_repeated_ids_are_found_across_parts_and_every_part_is_reported(synced):
             assert len(markers) >= 2, entity
         progress = normalize_parts.load_progress(deps, TENANT, run_id)
         assert progress is not None and progress.entity is None
+        # Users name other users as agents: their parts check those against the ids the
+        # plan read, not a pass over the whole file each.
+        assert deps.store.exists(normalize_parts.own_ids_key(TENANT, run_id, ENTITY_ORDER[4]))
         # Ids repeated in a later part than their first row's: the plan names them.
         assert any(marker["repeated"] for marker in _planned(deps, run_id, "users")), (
             "the damage repeats ids across parts"

@@ -24,6 +24,7 @@ from array import array
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from typing import IO, Any
 
 from rostersync.errors import RunStateError
@@ -152,7 +153,9 @@ def _write_entity(
     items: Iterator[object]
     if part is not None:
         assert isinstance(read, PartedRead)
-        items = read.iter_part(entity, part)
+        own = parts.own_ids_key(state.tenant, state.run_id, entity)
+        loader = partial(parts.load_seen, deps, [own]) if deps.store.exists(own) else None
+        items = read.iter_part(entity, part, loader)
         records_key, ids_key = parts.records_keys(state.tenant, state.run_id, entity, part)
     else:
         items = reusing.iter_items(entity) if reusing is not None else read.iter_records(entity)
@@ -295,8 +298,12 @@ def _read_on(state: RunState, deps: Deps, progress: parts.Progress) -> RunState:
                 entity = ENTITY_ORDER[progress.next]
                 planned = None
                 if parted is not None and settings.normalize_part_bytes:
+                    own = parts.own_ids_key(tenant, run_id, entity)
                     planned = parted.plan_parts(
-                        entity, settings.normalize_part_bytes, settings.normalize_max_parts
+                        entity,
+                        settings.normalize_part_bytes,
+                        settings.normalize_max_parts,
+                        partial(deps.store.writer, own),
                     )
                 if planned:
                     assert parted is not None

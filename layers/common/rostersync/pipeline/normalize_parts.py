@@ -8,6 +8,9 @@ Under ``runs/{tenant}/{run}/normalize/``:
   0), ``issues.jsonl``, ``seen.txt`` (ids it had first, where other files refer to the
   entity) and ``done.json``, its marker (rows, ms, peak MB and what the read gave);
 * ``known/{entity}.txt``: the ids an entity read whole gave, for later invocations;
+* ``own/{entity}.txt``: the ids of a file in parts whose rows refer to each other (an
+  org's parent, a user's agents), as its plan read them: what its parts check those
+  references against;
 * ``issues/{n}.jsonl``: the issues of the n-th invocation that read entities whole (the
   first one's are the run's issue file itself until the parts are joined).
 
@@ -92,6 +95,11 @@ def seen_key(tenant: str, run_id: str, entity: Entity, part: dict[str, Any]) -> 
     return _part_prefix(tenant, run_id, entity, part) + "seen.txt"
 
 
+def own_ids_key(tenant: str, run_id: str, entity: Entity) -> str:
+    """The ids of a file in parts whose rows refer to each other, as its plan read them."""
+    return _prefix(tenant, run_id) + f"own/{entity.value}.txt"
+
+
 def marker_key(tenant: str, run_id: str, entity: Entity, part: dict[str, Any]) -> str:
     return _part_prefix(tenant, run_id, entity, part) + "done.json"
 
@@ -158,6 +166,7 @@ def load_seen(deps: Deps, files: list[str] | None) -> set[str] | None:
         body = deps.store.get_bytes(key)
         if body:
             ids.update(body.decode().split("\n"))
+    ids.discard("")
     return ids
 
 

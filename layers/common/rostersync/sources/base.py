@@ -269,10 +269,24 @@ class PartedRead(SourceRead, Protocol):
     pipeline keeps it for an invocation that carries on (``carry_on``)."""
 
     def plan_parts(
-        self, entity: Entity, part_bytes: int, max_parts: int
-    ) -> list[dict[str, Any]] | None: ...
+        self,
+        entity: Entity,
+        part_bytes: int,
+        max_parts: int,
+        own_ids: Callable[[], AbstractContextManager[IO[bytes]]],
+    ) -> list[dict[str, Any]] | None:
+        """The entity's parts, or None where it is read whole. The ids of an input whose
+        records refer to each other go to the writer ``own_ids`` opens."""
+        ...
 
-    def iter_part(self, entity: Entity, part: dict[str, Any]) -> Iterator[Record]: ...
+    def iter_part(
+        self,
+        entity: Entity,
+        part: dict[str, Any],
+        own_ids: Callable[[], set[str] | None] | None,
+    ) -> Iterator[Record]:
+        """One part's records; ``own_ids`` loads what the plan wrote (None: nothing)."""
+        ...
 
     def part_result(self, entity: Entity) -> tuple[dict[str, Any], list[str] | None]:
         """What the last part read gave, and the ids it had first (for ``known``)."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import IO, Any, ClassVar, Literal
 
 from rostersync.errors import BundleError
 from rostersync.models import ENTITY_ORDER, Entity
@@ -130,13 +130,22 @@ class OneRosterCsvRead:
     # parts (``PartedRead``)
 
     def plan_parts(
-        self, entity: Entity, part_bytes: int, max_parts: int
+        self,
+        entity: Entity,
+        part_bytes: int,
+        max_parts: int,
+        own_ids: Callable[[], AbstractContextManager[IO[bytes]]],
     ) -> list[dict[str, Any]] | None:
-        parts = self.bundle.plan_parts(entity, part_bytes, max_parts)
+        parts = self.bundle.plan_parts(entity, part_bytes, max_parts, own_ids)
         return None if parts is None else [part.model_dump(mode="json") for part in parts]
 
-    def iter_part(self, entity: Entity, part: dict[str, Any]) -> Iterator[Record]:
-        return self.bundle.iter_part(entity, FilePart.model_validate(part))
+    def iter_part(
+        self,
+        entity: Entity,
+        part: dict[str, Any],
+        own_ids: Callable[[], set[str] | None] | None,
+    ) -> Iterator[Record]:
+        return self.bundle.iter_part(entity, FilePart.model_validate(part), own_ids)
 
     def part_result(self, entity: Entity) -> tuple[dict[str, Any], list[str] | None]:
         read, seen = self.bundle.part_read(entity)

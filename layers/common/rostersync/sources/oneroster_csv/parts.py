@@ -59,6 +59,8 @@ class FilePart(BaseModel):
     header_end: int = Field(ge=0)
     #: Ids of this part's rows that rows of earlier parts have: read as already seen.
     repeated: list[str] = Field(default_factory=list)
+    #: The plan read every row's id (the parser did not stop before the end).
+    whole: bool = True
 
 
 class RangeFiles(RawFiles, Protocol):
@@ -112,8 +114,11 @@ class _Scan:
         part_bytes: int,
         max_parts: int,
         wanted: set[int] | None = None,
+        ids_out: IO[bytes] | None = None,
     ) -> None:
         self.raw, self.errors, self.delimiter, self.i_sid = raw, errors, delimiter, i_sid
+        #: Where every id read goes, a line each (the file's ids, as the pre-pass reads them).
+        self.ids_out = ids_out
         self.pos, self.lines = start
         self.part_bytes, self.max_parts = part_bytes, max_parts
         #: Where each part begins: (byte offset, line number of its first line).
@@ -122,12 +127,19 @@ class _Scan:
         #: In a second pass: only ids of these hashes are kept, with their part.
         self.wanted = wanted
         self.found: list[tuple[int, str]] = []
+        self.whole = True
         d = re.escape(delimiter)
         self._cell = re.compile(f"(?:[^{d}\\n]*{d}){{{i_sid}}}([^{d}\\n]*)[^\\n]*\\n")
 
     def _ids(self, ids: Iterator[str]) -> None:
         if self.wanted is None:
-            self.hashes[-1].extend(map(hash, ids))
+            if self.ids_out is None:
+                self.hashes[-1].extend(map(hash, ids))
+                return
+            listed = list(ids)
+            self.hashes[-1].extend(map(hash, listed))
+            if listed:
+                self.ids_out.write(("\n".join(listed) + "\n").encode())
             return
         part, wanted = len(self.starts) - 1, self.wanted
         self.found.extend((part, i) for i in ids if hash(i) in wanted)
@@ -214,10 +226,12 @@ def plan_file(
     i_sid: int,
     part_bytes: int,
     max_parts: int,
+    ids_out: IO[bytes] | None = None,
 ) -> list[FilePart] | None:
     """The parts of a file whose header (and the blank lines before it) ends at byte
     ``header_end`` on line ``header_lines``, or None where it is not to be split. A
-    second pass names the repeated ids, only when the first found some."""
+    second pass names the repeated ids, only when the first found some. The first
+    pass writes every id it reads to ``ids_out`` (when given), a line each."""
 
     def scan_from_header(wanted: set[int] | None) -> _Scan | None:
         with files.open(name) as raw:
@@ -231,9 +245,10 @@ def plan_file(
                 part_bytes,
                 max_parts,
                 wanted,
+                ids_out if wanted is None else None,
             )
             try:
-                scan.run()
+                scan.whole = scan.run()
             except Unsplittable:
                 return None
         return scan
@@ -268,6 +283,7 @@ def plan_file(
                 first_line=line,
                 header_end=header_end,
                 repeated=sorted(set(repeated.get(index, []))),
+                whole=scan.whole,
             )
         )
     return parts

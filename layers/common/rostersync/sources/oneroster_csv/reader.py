@@ -112,7 +112,7 @@ import sys
 import threading
 from array import array
 from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -1041,6 +1041,8 @@ class OneRosterBundle:
         self._reuse_states: dict[Entity, bytes | None] = {}
         #: The last part read of each entity: what it gave, and the ids it saw first.
         self._parts: dict[Entity, tuple[PartRead, list[str] | None]] = {}
+        #: The ids of a file read in parts, as the plan wrote them, to be loaded once.
+        self._own_ids: dict[Entity, Callable[[], set[str] | None]] = {}
         if _MANIFEST in self._present:
             self._read_manifest()
         else:
@@ -1091,11 +1093,20 @@ class OneRosterBundle:
 
     # parts
 
-    def plan_parts(self, entity: Entity, part_bytes: int, max_parts: int) -> list[FilePart] | None:
+    def plan_parts(
+        self,
+        entity: Entity,
+        part_bytes: int,
+        max_parts: int,
+        own_ids: Callable[[], AbstractContextManager[IO[bytes]]] | None = None,
+    ) -> list[FilePart] | None:
         """The entity's file cut into parts of about ``part_bytes`` (at most
         ``max_parts``) to read side by side (``iter_part``), or None where it is read
         whole: too small, not a file of rows with a usable header, or not safe to cut
-        (see ``parts``)."""
+        (see ``parts``). A file whose rows refer to each other (orgs' parents, users'
+        agents) has its ids written to the writer ``own_ids`` opens (a line each): its
+        parts check those references against them (``iter_part``), as the id pre-pass
+        of one pass would."""
         if self.modes[entity] is FileMode.ABSENT or not splittable(self._files):
             return None
         name = self._file_name(entity)
@@ -1123,7 +1134,8 @@ class OneRosterBundle:
             header = _Header(entity, first)
             if "sourcedId" not in header.index:
                 return None
-            return plan_file(
+            plan = functools.partial(
+                plan_file,
                 self._files,
                 name,
                 errors=_FALLBACK_ERRORS,
@@ -1134,16 +1146,31 @@ class OneRosterBundle:
                 part_bytes=part_bytes,
                 max_parts=max_parts,
             )
+            if own_ids is None or not _refers_to_itself(entity):
+                return plan()
+            with own_ids() as out:
+                return plan(ids_out=out)
         except (Unsplittable, csv.Error):
             return None
         finally:
             # Decoding problems are reported by the reads of the parts.
             _fallback_state.count = before
 
-    def iter_part(self, entity: Entity, part: FilePart) -> Iterator[Record]:
+    def iter_part(
+        self,
+        entity: Entity,
+        part: FilePart,
+        own_ids: Callable[[], set[str] | None] | None = None,
+    ) -> Iterator[Record]:
         """The records of one part of the entity's file, as one pass over the file
-        would read them there; then ``part_read`` says what the part gave."""
+        would read them there; then ``part_read`` says what the part gave. References
+        to the file's own rows are checked against ``own_ids()`` (the ids the plan
+        wrote), if given, instead of a pre-pass over the whole file."""
         self._parts.pop(entity, None)
+        if own_ids is not None and _refers_to_itself(entity):
+            # Ids the plan could not read to the end are no more checkable than the
+            # pre-pass's (which gives None where the parser stops).
+            self._own_ids[entity] = own_ids if part.whole else lambda: None
         reader = _FileReader(self, entity, self._file_name(entity), self.modes[entity], part)
         for item in reader.records():
             assert not isinstance(item, Reused)
@@ -1356,7 +1383,8 @@ class OneRosterBundle:
         if self.modes[entity] is not FileMode.BULK:
             return None
         if entity not in self._known:
-            self._known[entity] = self._scan_ids(entity)
+            loader = self._own_ids.pop(entity, None)
+            self._known[entity] = loader() if loader is not None else self._scan_ids(entity)
         return self._known[entity]
 
     def _scan_ids(self, entity: Entity) -> set[str] | None:
@@ -2644,6 +2672,11 @@ def _misspelled(key: str, unknown: list[str]) -> str:
 
 def _rows_have(count: int, noun: str = "row") -> str:
     return f"1 {noun} has" if count == 1 else f"{count} {noun}s have"
+
+
+def _refers_to_itself(entity: Entity) -> bool:
+    """Whether rows of the entity's file refer to other rows of it."""
+    return any(target is entity for _, _, target in _REFERENCE_COLUMNS[entity])
 
 
 _SKIP_FILE: Final = IssueAction.FILE_SKIPPED
