@@ -172,6 +172,13 @@ def test_repeated_ids_are_found_across_parts_and_every_part_is_reported(synced):
             assert len(markers) >= 2, entity
         progress = normalize_parts.load_progress(deps, TENANT, run_id)
         assert progress is not None and progress.entity is None
+        # The parts' records and id lines were dropped once joined; their markers,
+        # issues and ids stay.
+        for entity in ("users", "enrollments"):
+            prefix = keys.run_prefix(TENANT, run_id) + f"normalize/parts/{entity}/"
+            names = {k.rsplit("/", 1)[-1] for k in deps.store.list_keys(prefix)}
+            assert "done.json" in names and "issues.jsonl" in names, entity
+            assert not names & {"records.jsonl", "ids.jsonl"}, entity
         # Users name other users as agents: their parts check those against the ids the
         # plan read, not a pass over the whole file each.
         assert deps.store.exists(normalize_parts.own_ids_key(TENANT, run_id, ENTITY_ORDER[4]))
@@ -198,7 +205,7 @@ def test_a_part_read_again_after_its_marker_changes_nothing(synced):
         deps = build_deps(stack_settings())
         prefix = keys.run_prefix(TENANT, run_id) + "normalize/parts/users/1/"
         before = {k: deps.store.get_bytes(k) for k in deps.store.list_keys(prefix)}
-        assert prefix + "done.json" in before and prefix + "records.jsonl" in before
+        assert prefix + "done.json" in before and prefix + "issues.jsonl" in before
         marker = deps.store.get_json(prefix + "done.json")
         # The plan is finished with; a late duplicate of a Map item still answers.
         progress = normalize_parts.load_progress(deps, TENANT, run_id)

@@ -554,7 +554,18 @@ def test_normalize_parts_read_raw_and_their_run_and_write_only_the_run() -> None
             if function == "NormalizeNextFunction"
             else set()
         ), function
-        assert grants(function, S3_OBJECT_WRITES) == {"${RosterBucket.Arn}/runs/*"}
+        assert grants(function, S3_OBJECT_WRITES) == {"${RosterBucket.Arn}/runs/*"} | (
+            {"${RosterBucket.Arn}/runs/*/normalize/parts/*"}
+            if function == "NormalizeNextFunction"
+            else set()
+        )
+        # Only the task that joins the parts deletes, and only the parts' files.
+        deletes = grants(function, {"s3:DeleteObject"})
+        assert deletes == (
+            {"${RosterBucket.Arn}/runs/*/normalize/parts/*"}
+            if function == "NormalizeNextFunction"
+            else set()
+        )
         assert not grants(function, {"events:PutEvents", "dynamodb:BatchWriteItem"})
 
 

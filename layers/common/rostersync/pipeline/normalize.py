@@ -316,6 +316,7 @@ def _read_on(state: RunState, deps: Deps, progress: parts.Progress) -> RunState:
                     progress.entity, progress.parts = entity, planned
                     progress.state = state.model_dump(mode="json", exclude={"normalize"})
                     parts.save_progress(deps, tenant, run_id, progress)
+                    parts.drop_joined(deps, progress)
                     state.normalize = parts.plan_of(progress, settings)
                     return state
                 earlier = None
@@ -346,6 +347,7 @@ def _read_on(state: RunState, deps: Deps, progress: parts.Progress) -> RunState:
     if progress.opened:
         parts.join_issues(deps, tenant, run_id, progress)
         parts.save_progress(deps, tenant, run_id, progress)  # read to the end
+        parts.drop_joined(deps, progress)
         timings = state.counts.setdefault("timings_ms", {})
         timings["normalize"] = int(time.time() * 1000) - progress.began_ms
     counts = dict(progress.counts)
@@ -378,6 +380,11 @@ def _add_up_parts(
     progress.issue_files.extend(parts.issues_key(tenant, run_id, entity, p) for p in used)
     progress.issues += sum(int(marker["issues"]) for marker in markers[:taken])
     progress.counts[entity.value] = parts.join_records(deps, tenant, run_id, entity, used)
+    # The parts' records and id lines are in the entity's files now: dropped once the
+    # progress says so (a task run again before then joins them again).
+    progress.joined.extend(
+        key for p in progress.parts for key in parts.records_keys(tenant, run_id, entity, p)
+    )
     progress.markers.extend(parts.reported(marker) for marker in markers[:taken])
     progress.entities[entity.value] = read.summary(entity).model_dump(mode="json")
     if markers[0]["seen"]:

@@ -5,7 +5,8 @@ Under ``runs/{tenant}/{run}/normalize/``:
 * ``progress.json``: how far the read got (the next entity, the entity in parts and its
   parts, what the read carries over, counts so far, the issue files in order);
 * ``parts/{entity}/{k}/``: a part's ``records.jsonl`` and ``ids.jsonl`` (numbered from
-  0), ``issues.jsonl``, ``seen.txt`` (ids it had first, where other files refer to the
+  0; deleted once joined into the entity's files and the progress says so),
+  ``issues.jsonl``, ``seen.txt`` (ids it had first, where other files refer to the
   entity) and ``done.json``, its marker (rows, ms, peak MB and what the read gave);
 * ``known/{entity}.txt``: the ids an entity read whole gave, for later invocations;
 * ``own/{entity}.txt``: the ids of a file in parts whose rows refer to each other (an
@@ -64,6 +65,8 @@ class Progress(BaseModel):
     issues: int = 0
     #: What each part read reports (the summary's ``parts``).
     markers: list[dict[str, Any]] = Field(default_factory=list)
+    #: Parts' files joined into the entity's own, to delete once this progress is kept.
+    joined: list[str] = Field(default_factory=list)
 
 
 def _prefix(tenant: str, run_id: str) -> str:
@@ -122,6 +125,13 @@ def reported(marker: dict[str, Any]) -> dict[str, Any]:
 
 def save_progress(deps: Deps, tenant: str, run_id: str, progress: Progress) -> None:
     deps.store.put_json(progress_key(tenant, run_id), progress.model_dump(mode="json"))
+
+
+def drop_joined(deps: Deps, progress: Progress) -> None:
+    """Delete the parts' records and id lines joined (the progress saved says so)."""
+    for key in progress.joined:
+        deps.store.delete(key)
+    progress.joined.clear()
 
 
 def load_progress(deps: Deps, tenant: str, run_id: str) -> Progress | None:
