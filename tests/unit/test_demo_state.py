@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,13 @@ from rostersync.demo import DEMO_MARKER, _fresh_state_dir
 from rostersync.errors import RostersyncError
 
 
-def test_without_state_a_demo_gets_a_new_temporary_folder():
+def test_without_state_a_demo_gets_a_new_temporary_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # not left in /tmp
     first, second = _fresh_state_dir(None, "demo"), _fresh_state_dir(None, "demo")
     assert first != second and (first / DEMO_MARKER).is_file()
+    assert first.parent == second.parent == tmp_path
 
 
 def test_a_folder_someone_else_made_is_refused_and_kept(tmp_path: Path):
