@@ -104,16 +104,19 @@ def sync_days(
     tenant: str,
     days: list[Path],
     day: Callable[[Deps, str, dict[str, Any]], dict[str, Any]],
+    review: frozenset[int] = frozenset(),
 ) -> dict[str, Any]:
-    """Each day synced in turn (committed, held or prepared): per day what ``day``
-    gives of the run (deps, run id, report), the states it went through, its report and
-    its run id."""
+    """Each day synced in turn (committed, held or prepared; the days numbered in
+    ``review``, from 0, stop at prepared): per day what ``day`` gives of the run (deps,
+    run id, report), the states it went through, its report and its run id."""
     out: dict[str, Any] = {"days": [], "states": [], "reports": [], "runs": []}
     with LocalCloud(state) as cloud:
         deps = build_deps(stack_settings())
         ensure_tenant(deps, tenant, create=True)
-        for folder in days:
-            outcome, _ = run_sync(cloud, deps, tenant, folder, state / "reports")
+        for number, folder in enumerate(days):
+            outcome, _ = run_sync(
+                cloud, deps, tenant, folder, state / "reports", review=number in review
+            )
             assert outcome.status in {"committed", "held", "prepared"}, outcome.error
             report = outcome.report or {}
             out["days"].append(day(deps, outcome.run_id, report))

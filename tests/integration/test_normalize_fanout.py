@@ -19,9 +19,9 @@ from rostersync.config import stack_settings
 from rostersync.local.runtime import LocalCloud
 from rostersync.models import ENTITY_ORDER
 from rostersync.pipeline import normalize_parts
-from rostersync.pipeline.contracts import NormalizePart
+from rostersync.pipeline.contracts import NormalizePart, RunState
 from rostersync.pipeline.deps import build_deps
-from rostersync.pipeline.normalize import normalize_part_event
+from rostersync.pipeline.normalize import normalize_next, normalize_part_event
 from rostersync.storage import keys
 
 from .days import directory_and_links, sync_days, three_days
@@ -111,7 +111,8 @@ def _day(deps: Any, run_id: str, report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sync_days(state: Path, days: list[Path]) -> dict[str, Any]:
-    return sync_days(state, TENANT, days, _day)
+    # The last day stops at prepared: a committed run's normalize parts are deleted.
+    return sync_days(state, TENANT, days, _day, review=frozenset({len(days) - 1}))
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +166,12 @@ def test_repeated_ids_are_found_across_parts_and_every_part_is_reported(synced):
         assert sum(p["rows"] for p in users) == day["summary"]["entities"]["users"]["records"]
     with LocalCloud(state):
         deps = build_deps(stack_settings())
-        run_id = fanned["runs"][0]
+        # Committed: what normalize kept beside its files is gone with the commit.
+        for run_id in fanned["runs"][:3]:
+            for folder in ("normalize/", "stage/"):
+                prefix = keys.run_prefix(TENANT, run_id) + folder
+                assert not deps.store.list_keys(prefix), (run_id, folder)
+        run_id = fanned["runs"][3]
         for entity in ("users", "enrollments", "classes"):
             prefix = keys.run_prefix(TENANT, run_id) + f"normalize/parts/{entity}/"
             markers = [k for k in deps.store.list_keys(prefix) if k.endswith("/done.json")]
@@ -200,7 +206,7 @@ def _planned(deps: Any, run_id: str, entity: str) -> list[dict[str, Any]]:
 
 def test_a_part_read_again_after_its_marker_changes_nothing(synced):
     _, fanned, state = synced
-    run_id = fanned["runs"][1]
+    run_id = fanned["runs"][3]  # prepared: its parts are kept
     with LocalCloud(state):
         deps = build_deps(stack_settings())
         prefix = keys.run_prefix(TENANT, run_id) + "normalize/parts/users/1/"
@@ -218,10 +224,33 @@ def test_a_part_read_again_after_its_marker_changes_nothing(synced):
         with pytest.raises(Exception, match="not reading users in parts"):
             normalize_part_event(event, deps)
         # While the users are read in parts, a part met again returns its marker.
+        kept = progress.model_copy(deep=True)
         progress.entity = ENTITY_ORDER[4]
         progress.parts = [{"index": 1}]
-        progress.state = {}
         normalize_parts.save_progress(deps, TENANT, run_id, progress)
-        again = normalize_part_event(event, deps)
+        try:
+            again = normalize_part_event(event, deps)
+        finally:
+            normalize_parts.save_progress(deps, TENANT, run_id, kept)
         assert again == normalize_parts.reported(marker)
         assert {k: deps.store.get_bytes(k) for k in deps.store.list_keys(prefix)} == before
+
+
+def test_the_last_task_run_again_gives_the_same_files(synced):
+    """A retry of the task that joined the parts (it stopped after its work, before
+    answering) writes the same issues, summary and files again, nothing twice."""
+    _, fanned, state = synced
+    run_id = fanned["runs"][3]
+    with LocalCloud(state):
+        deps = build_deps(stack_settings())
+        progress = normalize_parts.load_progress(deps, TENANT, run_id)
+        assert progress is not None and progress.state is not None
+        watched = [keys.issues_key(TENANT, run_id), keys.normalized_summary_key(TENANT, run_id)]
+        watched += [keys.normalized_ids_key(TENANT, run_id, e) for e in ENTITY_ORDER]
+        before = {key: deps.store.get_bytes(key) for key in watched}
+        assert before[watched[0]]
+
+        again = normalize_next(RunState.model_validate(progress.state), deps)
+
+        assert again.normalize is None
+        assert {key: deps.store.get_bytes(key) for key in watched} == before

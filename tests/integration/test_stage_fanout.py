@@ -135,11 +135,23 @@ def test_every_part_reports_its_rows_time_and_memory(synced):
         assert sum(p["rows"] for p in users) >= sum(lines["users"].values())
 
 
-def test_a_part_run_again_changes_nothing_and_a_part_cut_short_is_redone(synced):
+def test_a_part_run_again_changes_nothing_and_a_part_cut_short_is_redone(
+    synced, days, monkeypatch, request
+):
     _, fanned, state = synced
-    run_id = fanned["runs"][1]  # day 2: a baseline, updates, archives
-    with LocalCloud(state):
+    request.addfinalizer(stack_settings.cache_clear)  # after the environment is undone
+    # Day 2 again, for review: a baseline, updates, archives, kept at prepared (a
+    # committed run's stage parts are deleted with the commit).
+    monkeypatch.setenv("STAGE_PART_RECORDS", "40")
+    monkeypatch.setenv("STAGE_MAX_PARTS", "4")
+    stack_settings.cache_clear()
+    with LocalCloud(state) as cloud:
         deps = build_deps(stack_settings())
+        outcome, _ = run_sync(cloud, deps, TENANT, days[1], state / "reports", review=True)
+        assert outcome.status == "prepared", outcome.error
+        run_id = outcome.run_id
+        committed = fanned["runs"][0]
+        assert not deps.store.list_keys(keys.run_prefix(TENANT, committed) + "stage/")
         prefix = keys.run_prefix(TENANT, run_id) + "stage/"
         listed = deps.store.list_keys(keys.run_prefix(TENANT, run_id))
         (plan_object,) = [k for k in listed if k.startswith(prefix) and k.endswith("/plan.json")]

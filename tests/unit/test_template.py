@@ -546,6 +546,24 @@ def test_normalize_fans_out_over_a_distributed_map_and_loops_back_to_its_choice(
     assert states["NormalizeNext"]["Next"] == "NormalizeFanOutOrMatch"
 
 
+def test_only_the_tasks_that_join_parts_delete_and_only_parts() -> None:
+    deleting = {
+        name: grants(name, {"s3:DeleteObject"})
+        for name, resource in RESOURCES.items()
+        if resource["Type"] == "AWS::Serverless::Function" and grants(name, {"s3:DeleteObject"})
+    }
+    parts = "${RosterBucket.Arn}/runs/*/"
+    assert deleting["CommitFinishFunction"] == {
+        parts + "commit/snapshot/*",
+        parts + "stage/*",
+        parts + "normalize/*",
+    }
+    assert deleting["NormalizeNextFunction"] == {parts + "normalize/parts/*"}
+    for name, resources in deleting.items():
+        if name not in {"CommitFinishFunction", "NormalizeNextFunction"}:
+            assert all("/runs/" not in r for r in resources), name
+
+
 def test_normalize_parts_read_raw_and_their_run_and_write_only_the_run() -> None:
     for function in NORMALIZE_TASKS:
         reads = grants(function, {"s3:GetObject"})

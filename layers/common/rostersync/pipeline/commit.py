@@ -586,6 +586,17 @@ def _drop_snapshot_parts(deps: Deps, tenant: str, run_id: str, plan: CommitPlan)
                 deps.store.delete(key)
 
 
+def _drop_staged_parts(deps: Deps, tenant: str, run_id: str) -> None:
+    """Delete what the stage's attempts kept beside the run's change files (their plans,
+    split diffs, change parts, markers: the change summary lists the parts) and what
+    normalize kept beside its files (its progress, parts' markers, issues and ids: the
+    report lists the parts): the run is committed, nothing reads or stages it again."""
+    prefix = keys.run_prefix(tenant, run_id)
+    for folder in ("stage/", "normalize/"):
+        for key in deps.store.list_keys(prefix + folder):
+            deps.store.delete(key)
+
+
 def _state_keys(tenant: str, run_id: str, entity: Entity) -> tuple[str, str]:
     return keys.state_key(tenant, run_id, entity), keys.state_index_key(tenant, run_id, entity)
 
@@ -1162,6 +1173,7 @@ def finish_commit(state: RunState, deps: Deps) -> RunState:
         # The snapshots made in parts are joined and pointed at: a finish that runs again
         # joins nothing (the pointer is this run's), so the parts are room to give back.
         _drop_snapshot_parts(deps, state.tenant, state.run_id, plan)
+        _drop_staged_parts(deps, state.tenant, state.run_id)
     deps.runs.update(
         state.tenant,
         state.run_id,

@@ -343,8 +343,11 @@ def _read_on(state: RunState, deps: Deps, progress: parts.Progress) -> RunState:
                 parts=progress.markers,
             )
     progress.issue_files.append(segment)
+    progress.segments += 1  # a task run again writes a file of its own
     progress.issues += sink.count
-    if progress.opened:
+    if not progress.opened:
+        deps.store.copy(segment, keys.issues_key(tenant, run_id))
+    else:
         parts.join_issues(deps, tenant, run_id, progress)
         parts.save_progress(deps, tenant, run_id, progress)  # read to the end
         parts.drop_joined(deps, progress)

@@ -12,8 +12,9 @@ Under ``runs/{tenant}/{run}/normalize/``:
 * ``own/{entity}.txt``: the ids of a file in parts whose rows refer to each other (an
   org's parent, a user's agents), as its plan read them: what its parts check those
   references against;
-* ``issues/{n}.jsonl``: the issues of the n-th invocation that read entities whole (the
-  first one's are the run's issue file itself until the parts are joined).
+* ``issues/{n}.jsonl``: the issues of the n-th invocation that read entities whole; the
+  run's issue file is made of them and the parts' at the end (a copy of the one file
+  where nothing was read in parts).
 
 A part met again after its marker does nothing; one cut short is read again from its
 start (its files are written whole, replacing any earlier ones).
@@ -108,9 +109,7 @@ def marker_key(tenant: str, run_id: str, entity: Entity, part: dict[str, Any]) -
 
 
 def segment_key(tenant: str, run_id: str, n: int) -> str:
-    """The n-th invocation's issue file: the run's own for the first."""
-    if n == 0:
-        return keys.issues_key(tenant, run_id)
+    """The n-th invocation's issue file (the run's own is made of them at the end)."""
     return _prefix(tenant, run_id) + f"issues/{n}.jsonl"
 
 
@@ -216,14 +215,8 @@ def join_records(
 def join_issues(deps: Deps, tenant: str, run_id: str, progress: Progress) -> None:
     """Write the run's issue file from the invocations' and the parts' issue files."""
     store = deps.store
-    files = list(progress.issue_files)
-    own = keys.issues_key(tenant, run_id)
-    if own in files:
-        first = _prefix(tenant, run_id) + "issues/0.jsonl"
-        store.copy(own, first)
-        files = [first if key == own else key for key in files]
-    with store.writer(own) as out:
-        for key in files:
+    with store.writer(keys.issues_key(tenant, run_id)) as out:
+        for key in progress.issue_files:
             if store.exists(key):
                 with store.open_stream(key) as source:
                     shutil.copyfileobj(source, out, 1 << 20)
