@@ -114,18 +114,24 @@ SELECT n.rowid AS r, coalesce(n.s, b.s) AS s, coalesce(n.i, b.i) AS i, n.line,
 FROM n_{e} AS n FULL OUTER JOIN ({baseline}) AS b ON n.s = b.s AND n.i = b.i
 """
 
-# The baseline's faults (not plain ids or app ids; repeated keys, counted exactly where
-# the run repeats none), app ids held twice, and its active records.
+# The baseline's faults (not plain ids or app ids), its repeated keys and its active
+# records. Where the run repeats no key, a baseline key's repeats are the rows it adds to
+# the run's records (the key is the run's) or its rows beyond the first among those the
+# run does not carry; the count is then exact.
 _B_CHECKS = f"""
 SELECT
     count(*) FILTER (WHERE known AND NOT (
         bok AND {_plain("s")} AND {_plain("i")} AND (t = 'null' OR {_plain("t")})
     )),
-    count(*) FILTER (WHERE known) - count(DISTINCT hash(s, i)) FILTER (WHERE known),
-    count(*) FILTER (WHERE known AND t <> 'null')
-    - count(DISTINCT hash(t)) FILTER (WHERE known AND t <> 'null'),
+    count(*) FILTER (WHERE r IS NOT NULL) - $records
+    + count(*) FILTER (WHERE r IS NULL) - count(DISTINCT hash(s, i)) FILTER (WHERE r IS NULL),
     count(*) FILTER (WHERE known AND bst = 'active')
 FROM m_{{e}}
+"""
+
+# The app ids two baseline records hold (where stage's diff is handed over).
+_TARGETS_TWICE = """
+SELECT count(*) - count(DISTINCT hash(t)) FROM m_{e} WHERE known AND t <> 'null'
 """
 
 # Repeated keys of the baseline counted from its file (where the run repeats a key,
@@ -406,8 +412,10 @@ class IdTables:
         )
         con.execute(_JOINED.format(e=e, baseline=baseline))
         con.execute(f"DROP TABLE n_{e}")
-        faults, base_repeats, targets_twice, active = (
-            int(c) for c in con.execute(_B_CHECKS.format(e=e)).fetchone() or (0, 0, 0, 0)
+        faults, base_repeats, active = (
+            int(c)
+            for c in con.execute(_B_CHECKS.format(e=e), {"records": records}).fetchone()
+            or (0, 0, 0)
         )
         if repeats:
             # The run repeats a key: count the baseline's repeats from its file.
@@ -417,7 +425,10 @@ class IdTables:
             self.drop(entity)
             return False
         worth = records >= self._hand_from
-        hand_faults = odd_lines + repeats + targets_twice
+        hand_faults = odd_lines + repeats
+        if worth and not hand_faults:
+            row = con.execute(_TARGETS_TWICE.format(e=e)).fetchone()
+            hand_faults += int(row[0]) if row else 0
         self._handable[entity] = (records, active) if worth and not hand_faults else None
         return True
 
