@@ -91,13 +91,14 @@ def _plain(column: str) -> str:
 # outcome.
 
 # The id lines' faults: not plain ids; repeated keys; line numbers not whole; records.
+# (One scan: a large entity's table is partly on disk.)
 _N_CHECKS = f"""
 SELECT
-    (SELECT count(*) FROM n_{{e}} WHERE NOT (ok AND {_plain("s")} AND {_plain("i")})),
-    (SELECT count(*) - count(DISTINCT hash(s, i)) FROM n_{{e}}),
-    (SELECT count(*) FROM n_{{e}}
-     WHERE NOT coalesce(regexp_full_match(line, '[0-9]{{{{1,15}}}}'), false)),
-    (SELECT count(*) FROM n_{{e}})
+    count(*) FILTER (WHERE NOT (ok AND {_plain("s")} AND {_plain("i")})),
+    count(*) - count(DISTINCT hash(s, i)),
+    count(*) FILTER (WHERE NOT coalesce(regexp_full_match(line, '[0-9]{{{{1,15}}}}'), false)),
+    count(*)
+FROM n_{{e}}
 """
 
 #: ``m_{e}``'s columns of the baseline when there is none.
@@ -396,7 +397,7 @@ class IdTables:
             values = _N_VALUES if handing else {}
             con.execute(f"CREATE TEMP TABLE n_{e} AS {_select_lines(ids, _N, 2, values)}")
         checks: Any = con.execute(_N_CHECKS.format(e=e)).fetchone()
-        unplain, repeats, odd_lines, records = (int(c) for c in checks)
+        unplain, repeats, odd_lines, records = (int(c or 0) for c in checks)
         if unplain:
             self.drop(entity)
             return False
