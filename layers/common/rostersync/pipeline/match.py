@@ -42,17 +42,23 @@ def match(state: RunState, deps: Deps, matcher: Matcher | None = None) -> RunSta
                 keys.match_review_key(state.tenant, state.run_id), identity.review_rows()
             )
             matcher = identity
+        # The entities whose tables the matcher has loaded already are written first:
+        # the engine then holds one entity's tables at a time (their memory is what a
+        # large district's run is bounded by). What is counted is in the entities' order.
+        loaded = tables.loaded() if tables is not None else []
+        by_entity: dict[Entity, dict[str, int]] = {}
+        #: How each entity's lines were written: ``columnar`` or ``rows``.
+        how: dict[Entity, str] = {}
+        for entity in [*loaded, *(e for e in ENTITY_ORDER if e not in loaded)]:
+            by_entity[entity] = {}
+            how[entity] = _write_entity(state, deps, matcher, tables, entity, by_entity[entity])
         tiers: dict[str, int] = {}
         summary: dict[str, Any] = {}
-        #: How each entity's lines were written: ``columnar`` or ``rows``.
         written: dict[str, str] = {}
         for entity in ENTITY_ORDER:
-            entity_tiers: dict[str, int] = {}
-            written[entity.value] = _write_entity(
-                state, deps, matcher, tables, entity, entity_tiers
-            )
-            summary[entity.value] = entity_tiers
-            for tier, count in entity_tiers.items():
+            written[entity.value] = how[entity]
+            summary[entity.value] = by_entity[entity]
+            for tier, count in by_entity[entity].items():
                 tiers[tier] = tiers.get(tier, 0) + count
     summary["written"] = written
     deps.store.put_json(keys.match_summary_key(state.tenant, state.run_id), summary)

@@ -41,6 +41,11 @@ from rostersync.storage import keys
 from rostersync.storage.ports import ObjectStorePort
 
 _COPY_BLOCK = 1 << 20
+#: What the engine may use here, below a step's share (``columnar``): the step holds
+#: people matching's records beside it, and a join that reads a file as it builds takes
+#: more than its limit (at 6.3M enrollments, 512 MB came to a 750 MB process and 448 MB
+#: to 600 MB, in about the same CPU time).
+_MEMORY_LIMIT = "448MB"
 #: Records from which stage's diff of an entity is handed over: below, stage's own diff
 #: costs less than storing two more objects.
 _HAND_FROM = 10_000
@@ -49,21 +54,16 @@ _HAND_FROM = 10_000
 SpecialLine = Callable[[str, str], tuple[list[Any], str] | None]
 
 
-def _lines(
-    path: Path | None, name: str, columns: dict[str, int], least: int, values: dict[str, int]
-) -> str:
-    """A table of the JSON texts of some elements of each line, and of the values of
-    others (``values``: a string's, as stage reads it; an empty table when there is no
-    file); ``ok`` says the line has ``least`` elements or more."""
-    if path is None:
-        selected = ", ".join(f"CAST(NULL AS VARCHAR) AS {c}" for c in [*columns, *values])
-        return f"CREATE TEMP TABLE {name} AS SELECT {selected}, true AS ok WHERE false"
+def _select_lines(path: Path, columns: dict[str, int], least: int, values: dict[str, int]) -> str:
+    """The JSON texts of some elements of each line of a file, and the values of others
+    (``values``: a string's, as stage reads it); ``ok`` says the line has ``least``
+    elements or more."""
     selected = ", ".join(
         [f"CAST(j[{n}] AS VARCHAR) AS {c}" for c, n in columns.items()]
         + [f"j[{n}] ->> '$' AS {c}" for c, n in values.items()]
     )
     return (
-        f"CREATE TEMP TABLE {name} AS SELECT {selected}, len(j) >= {least} AS ok"
+        f"SELECT {selected}, len(j) >= {least} AS ok"
         f" FROM read_json('{sql_path(path)}', format = 'newline_delimited', records = false,"
         " columns = {'j': 'JSON[]'})"
     )
@@ -83,14 +83,67 @@ def _plain(column: str) -> str:
     return _PLAIN.format(x=column)
 
 
-_CHECKS = f"""
+# The run's id lines are read into ``n_{e}`` (in record order: a record's position is
+# its row id), checked, and joined with the baseline index's lines, read as they are
+# joined, into ``m_{e}``: one row per record of the run (``r``: its position) with its
+# baseline record if any (``known``), and one per baseline record the run does not
+# carry (``r`` null); ``n_{e}`` is then dropped. Every question after is asked of
+# ``m_{e}`` alone, so the engine holds one copy of an entity's ids.
+#
+# Keys are told apart by their 64-bit hashes: two equal keys always count as a repeat;
+# two keys of one hash (about one district in 10^6 at 10M records) count as one too, and
+# the entity is then written row by row (or stage computes its diff), with the same
+# outcome.
+
+# The id lines' faults: not plain ids; repeated keys; line numbers not whole; records.
+# (One scan: a large entity's table is partly on disk.)
+_N_CHECKS = f"""
 SELECT
-    (SELECT count(*) FROM n_{{e}} WHERE NOT (ok AND {_plain("s")} AND {_plain("i")})),
-    (SELECT count(*) FROM b_{{e}} WHERE NOT (
-        ok AND {_plain("s")} AND {_plain("i")}
-        AND (t IS NULL OR t = 'null' OR {_plain("t")})
+    count(*) FILTER (WHERE NOT (ok AND {_plain("s")} AND {_plain("i")})),
+    count(*) - count(DISTINCT hash(s, i)),
+    count(*) FILTER (WHERE NOT coalesce(regexp_full_match(line, '[0-9]{{{{1,15}}}}'), false)),
+    count(*)
+FROM n_{{e}}
+"""
+
+#: ``m_{e}``'s columns of the baseline when there is none.
+_NO_BASELINE = (
+    "false AS known, 'null' AS t, CAST(NULL AS VARCHAR) AS bst, CAST(NULL AS VARCHAR) AS bh,"
+    " CAST(NULL AS BOOLEAN) AS bok, false AS special"
+)
+
+_JOINED = """
+CREATE TEMP TABLE m_{e} AS
+SELECT n.rowid AS r, coalesce(n.s, b.s) AS s, coalesce(n.i, b.i) AS i, n.line,
+       n.stv AS st, n.hv AS h, coalesce(b.present, false) AS known,
+       coalesce(b.t, 'null') AS t, b.stv AS bst, b.hv AS bh, b.ok AS bok, false AS special
+FROM n_{e} AS n FULL OUTER JOIN ({baseline}) AS b ON n.s = b.s AND n.i = b.i
+"""
+
+# The baseline's faults (not plain ids or app ids), its repeated keys and its active
+# records. Where the run repeats no key, a baseline key's repeats are the rows it adds to
+# the run's records (the key is the run's) or its rows beyond the first among those the
+# run does not carry; the count is then exact.
+_B_CHECKS = f"""
+SELECT
+    count(*) FILTER (WHERE known AND NOT (
+        bok AND {_plain("s")} AND {_plain("i")} AND (t = 'null' OR {_plain("t")})
     )),
-    (SELECT count(*) - count(DISTINCT (s, i)) FROM b_{{e}})
+    count(*) FILTER (WHERE r IS NOT NULL) - $records
+    + count(*) FILTER (WHERE r IS NULL) - count(DISTINCT hash(s, i)) FILTER (WHERE r IS NULL),
+    count(*) FILTER (WHERE known AND bst = 'active')
+FROM m_{{e}}
+"""
+
+# The app ids two baseline records hold (where stage's diff is handed over).
+_TARGETS_TWICE = """
+SELECT count(*) - count(DISTINCT hash(t)) FROM m_{e} WHERE known AND t <> 'null'
+"""
+
+# Repeated keys of the baseline counted from its file (where the run repeats a key,
+# ``_B_CHECKS`` counts that key's baseline record once per repeat).
+_B_REPEATS = """
+SELECT count(*) - count(DISTINCT hash(s, i)) FROM ({baseline})
 """
 
 # The value of a plain JSON string: the text between its quotes.
@@ -105,40 +158,38 @@ _SHA = "sha1($prefix || encode({s} || '/' || {i}))".format(
     s=_VALUE.format(x="s"), i=_VALUE.format(x="i")
 )
 
-#: ``_DECIDED``'s columns for handing stage its diff.
-_DECIDED_HANDED = ", n.line, n.stv AS st, n.hv AS h, b.stv AS bst, b.hv AS bh"
-
-_DECIDED = """
-CREATE TEMP TABLE m_{e} AS
-SELECT n.rowid AS r, n.s, n.i, b.i IS NOT NULL AS known, coalesce(b.t, 'null') AS t,
-       n.i IN (SELECT i FROM special_ids) AS special{handed}
-FROM n_{e} AS n LEFT JOIN b_{e} AS b USING (s, i)
+_MARK_SPECIAL = """
+UPDATE m_{e} SET special = true
+WHERE r IS NOT NULL AND i IN (SELECT i FROM special_ids)
 """
 
 _COUNTS = """
 SELECT count(*) FILTER (WHERE known), count(*) FILTER (WHERE NOT known)
-FROM m_{e} WHERE NOT special
+FROM m_{e} WHERE r IS NOT NULL AND NOT special
 """
 
 #: The elements of the id lines and the baseline index's lines the tables hold (and the
 #: values of the statuses and hashes where stage's diff is handed over).
 _N = {"s": 1, "i": 2, "line": 5}
 _N_VALUES = {"stv": 3, "hv": 4}
-_B = {"s": 1, "i": 2, "t": 3, "st": 4}
+_B = {"s": 1, "i": 2, "t": 3}
 _B_VALUES = {"stv": 4, "hv": 5}
 
 _SPECIAL_ROWS = """
-SELECT rowid, s, i FROM n_{e} WHERE i IN (SELECT i FROM special_ids) ORDER BY rowid
+SELECT r, s, i FROM m_{e} WHERE r IS NOT NULL AND i IN (SELECT i FROM special_ids) ORDER BY r
 """
 
 _WRITE = f"""
 COPY (
     SELECT text FROM (
         SELECT r, '[' || s || ',' || i || ',' || t || ',"linked",null]' AS text
-        FROM m_{{e}} WHERE known AND NOT special
+        FROM m_{{e}} WHERE r IS NOT NULL AND known AND NOT special
         UNION ALL
         SELECT r, '[' || s || ',' || i || ',"' || ({_UUID}) || '","unmatched",null]'
-        FROM (SELECT r, s, i, {_SHA} AS h FROM m_{{e}} WHERE NOT known AND NOT special)
+        FROM (
+            SELECT r, s, i, {_SHA} AS h FROM m_{{e}}
+            WHERE r IS NOT NULL AND NOT known AND NOT special
+        )
         UNION ALL
         SELECT r, text FROM special
     ) ORDER BY r
@@ -158,27 +209,15 @@ def _v(column: str) -> str:
     return _VALUE_OR_NULL.format(x=column)
 
 
-# ``_CHECKS``' three counts, then what handing stage its diff needs: line numbers whole,
-# one line per key in the run, one baseline record per app id; and the counts of records
-# and of active baseline records.
-_CHECKS_HANDED = (
-    _CHECKS.rstrip().rstrip('"')
-    + """,
-    (SELECT count(*) FROM n_{e} WHERE NOT coalesce(regexp_full_match(line, '[0-9]{{1,15}}'), false))
-    + (SELECT count(*) - count(DISTINCT (s, i)) FROM n_{e})
-    + (SELECT count(t) - count(DISTINCT t) FROM b_{e} WHERE t <> 'null'),
-    (SELECT count(*) FROM n_{e}),
-    (SELECT count(*) FROM b_{e} WHERE stv = 'active')
-"""
-)
-
 # The decided app id of the records that are new or decided by the matcher (every other
 # record's is its baseline link), and the app ids two records share (one of the two is
 # always such a record: baseline links are one per app id).
 _LOOSE = f"""
 CREATE OR REPLACE TEMP TABLE lo_{{e}} AS
 SELECT m.r, CASE WHEN m.special THEN sv.t ELSE ({_UUID}) END AS dt
-FROM (SELECT r, special, {_SHA} AS h FROM m_{{e}} WHERE special OR NOT known) AS m
+FROM (
+    SELECT r, special, {_SHA} AS h FROM m_{{e}} WHERE r IS NOT NULL AND (special OR NOT known)
+) AS m
 LEFT JOIN special_v AS sv USING (r)
 """
 
@@ -188,7 +227,7 @@ SELECT dt FROM (
     SELECT dt FROM lo_{{e}} WHERE dt IS NOT NULL
     UNION ALL
     SELECT {_v("t")} FROM m_{{e}}
-    WHERE known AND NOT special
+    WHERE r IS NOT NULL AND known AND NOT special
       AND t IN (SELECT '"' || dt || '"' FROM lo_{{e}} WHERE dt IS NOT NULL)
 ) GROUP BY dt HAVING count(*) > 1
 """
@@ -200,7 +239,7 @@ COPY (
         SELECT m.*, lo.r IS NOT NULL AS loose,
                CASE WHEN lo.r IS NOT NULL THEN lo.dt ELSE {_v("m.t")} END AS dt
         FROM m_{{e}} AS m LEFT JOIN lo_{{e}} AS lo USING (r)
-        WHERE NOT coalesce(
+        WHERE m.r IS NOT NULL AND NOT coalesce(
             m.known AND m.t <> 'null' AND m.bst = 'active'
             AND m.st IS DISTINCT FROM 'tobedeleted' AND m.h = m.bh
             AND CASE WHEN lo.r IS NULL
@@ -222,13 +261,12 @@ COPY (
                coalesce(x.dt IN (SELECT dt FROM sh_{{e}}), false) AS shared
         FROM x
         LEFT JOIN special_v AS sv USING (r)
-        LEFT JOIN b_{{e}} AS o ON (NOT x.known OR x.t = 'null') AND o.t = '"' || x.dt || '"'
+        LEFT JOIN (SELECT s, i, t FROM m_{{e}} WHERE known) AS o
+            ON (NOT x.known OR x.t = 'null') AND o.t = '"' || x.dt || '"'
     ), absent AS (
         SELECT {_v("s")} AS source_system, {_v("i")} AS source_id, {_v("t")} AS base_target,
-               hv AS base_hash
-        FROM b_{{e}} AS b WHERE stv = 'active' AND NOT EXISTS (
-            SELECT 1 FROM n_{{e}} AS n WHERE n.s = b.s AND n.i = b.i
-        )
+               bh AS base_hash
+        FROM m_{{e}} WHERE r IS NULL AND bst = 'active'
     )
     SELECT 0 AS part, row_number() OVER (ORDER BY line) AS k, * FROM rows
     UNION ALL
@@ -243,22 +281,22 @@ COPY (
 # The records that are not linked, or whose source id is one of ``special_ids``, in
 # record order, with their line and their baseline link if any.
 _PENDING = """
-SELECT n.rowid, n.line, n.s, n.i, b.i IS NOT NULL, b.t
-FROM n_{e} AS n LEFT JOIN b_{e} AS b USING (s, i)
-WHERE b.i IS NULL OR n.i IN (SELECT i FROM special_ids)
-ORDER BY n.rowid
+SELECT r, line, s, i, known, CASE WHEN known THEN t END FROM m_{e}
+WHERE r IS NOT NULL AND (NOT known OR i IN (SELECT i FROM special_ids))
+ORDER BY r
 """
 
-_LINKED = """
-SELECT n.rowid, n.i, b.t FROM n_{e} AS n JOIN b_{e} AS b USING (s, i) ORDER BY n.rowid
-"""
+_LINKED = "SELECT r, i, t FROM m_{e} WHERE r IS NOT NULL AND known ORDER BY r"
 
+# The baseline's active records whose source id (of any source system) the run does
+# not carry.
 _ABSENT = """
-SELECT s, i FROM b_{e} AS b
-WHERE st = '"active"' AND NOT EXISTS (SELECT 1 FROM n_{e} AS n WHERE n.i = b.i)
+WITH gone AS (SELECT s, i FROM m_{e} WHERE r IS NULL AND bst = 'active')
+SELECT s, i FROM gone
+WHERE NOT EXISTS (SELECT 1 FROM m_{e} AS n WHERE n.r IS NOT NULL AND n.i = gone.i)
 """
 
-_LAST_SYSTEM = "SELECT s FROM n_{e} ORDER BY rowid DESC LIMIT 1"
+_LAST_SYSTEM = "SELECT s FROM m_{e} WHERE r IS NOT NULL ORDER BY r DESC LIMIT 1"
 
 _SNAPSHOT = """
 SELECT source_system, source_id, target_id, record
@@ -295,6 +333,8 @@ class IdTables:
         )
         self._con: duckdb.DuckDBPyConnection | None = None
         self._usable: dict[Entity, bool] = {}
+        #: The entities whose decisions are written (their tables dropped).
+        self._written: set[Entity] = set()
         #: The counts of records and of active baseline records of the entities whose
         #: diff can be handed to stage (``None``: it cannot).
         self._handable: dict[Entity, tuple[int, int] | None] = {}
@@ -318,6 +358,7 @@ class IdTables:
     def con(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
             self._con = connect_engine(self._folder / "spill")
+            self._con.execute(f"SET memory_limit = '{_MEMORY_LIMIT}'")
         return self._con
 
     # ------------------------------------------------------------------ tables
@@ -329,13 +370,11 @@ class IdTables:
         return self._usable[entity]
 
     def _load(self, entity: Entity) -> bool:
-        e = entity.value
         index_key = (
             keys.state_index_key(self.tenant, self.baseline, entity) if self.baseline else None
         )
         # Stage's diff is handed over where there is a baseline (on a first sync every
         # record is new: stage's own diff of them costs less than the columns it needs).
-        handing = self.baseline is not None
         # The tables are the engine's own: the files (downloads, on S3) go once read.
         with ExitStack() as files:
             ids = files.enter_context(
@@ -344,25 +383,70 @@ class IdTables:
             index = files.enter_context(self.store.local_file(index_key)) if index_key else None
             if index_key is not None and index is None:
                 return False  # a baseline without an index
-            con = self.con
             try:
-                con.execute(_lines(ids, f"n_{e}", _N, 2, _N_VALUES if handing else {}))
-                con.execute(_lines(index, f"b_{e}", _B, 5, _B_VALUES if handing else {}))
+                return self._join(entity, ids, index)
             except duckdb.Error:
                 # A line that is not a JSON array: the row-by-row path says what it is.
                 self.drop(entity)
                 return False
-        checks: Any = con.execute((_CHECKS_HANDED if handing else _CHECKS).format(e=e)).fetchone()
-        if any(checks[:3]):
+
+    def _join(self, entity: Entity, ids: Path | None, index: Path | None) -> bool:
+        """Read, check and join the entity's id lines and baseline index (see ``_N_CHECKS``);
+        whether the engine answers for it."""
+        e = entity.value
+        con = self.con
+        handing = index is not None
+        if ids is None:
+            columns = ", ".join(f"CAST(NULL AS VARCHAR) AS {c}" for c in [*_N, *_N_VALUES])
+            con.execute(f"CREATE TEMP TABLE n_{e} AS SELECT {columns}, true AS ok WHERE false")
+        else:
+            values = _N_VALUES if handing else {}
+            con.execute(f"CREATE TEMP TABLE n_{e} AS {_select_lines(ids, _N, 2, values)}")
+        checks: Any = con.execute(_N_CHECKS.format(e=e)).fetchone()
+        unplain, repeats, odd_lines, records = (int(c or 0) for c in checks)
+        if unplain:
             self.drop(entity)
             return False
-        if handing:
-            _, _, _, hand_faults, records, active = checks
-            worth = int(records) >= self._hand_from
-            self._handable[entity] = (
-                (int(records), int(active)) if worth and not hand_faults else None
+        if index is None:
+            con.execute(
+                f"CREATE TEMP TABLE m_{e} AS SELECT rowid AS r, s, i, line, {_NO_BASELINE}"
+                f" FROM n_{e}"
             )
+            con.execute(f"DROP TABLE n_{e}")
+            return True
+        baseline = _select_lines(index, _B, 5, _B_VALUES).replace(
+            "SELECT ", "SELECT true AS present, ", 1
+        )
+        con.execute(_JOINED.format(e=e, baseline=baseline))
+        con.execute(f"DROP TABLE n_{e}")
+        faults, base_repeats, active = (
+            int(c)
+            for c in con.execute(_B_CHECKS.format(e=e), {"records": records}).fetchone()
+            or (0, 0, 0)
+        )
+        if repeats:
+            # The run repeats a key: count the baseline's repeats from its file.
+            row = con.execute(_B_REPEATS.format(baseline=baseline)).fetchone()
+            base_repeats = int(row[0]) if row else 0
+        if faults or base_repeats:
+            self.drop(entity)
+            return False
+        worth = records >= self._hand_from
+        hand_faults = odd_lines + repeats
+        if worth and not hand_faults:
+            row = con.execute(_TARGETS_TWICE.format(e=e)).fetchone()
+            hand_faults += int(row[0]) if row else 0
+        self._handable[entity] = (records, active) if worth and not hand_faults else None
         return True
+
+    def loaded(self) -> list[Entity]:
+        """The entities whose tables are held (read and not written yet), in the order
+        they were read."""
+        return [
+            entity
+            for entity, usable in self._usable.items()
+            if usable and entity not in self._written
+        ]
 
     def drop(self, entity: Entity) -> None:
         """Free the entity's tables (its lines are written)."""
@@ -408,7 +492,8 @@ class IdTables:
         if not quoted:
             return set()
         rows = self.con.execute(
-            f"SELECT line FROM n_{entity.value} WHERE i IN (SELECT unnest(?::VARCHAR[]))",
+            f"SELECT line FROM m_{entity.value}"
+            " WHERE r IS NOT NULL AND i IN (SELECT unnest(?::VARCHAR[]))",
             [quoted],
         ).fetchall()
         lines = [_value(line) for (line,) in rows]
@@ -422,7 +507,8 @@ class IdTables:
         if not quoted:
             return set()
         rows = self.con.execute(
-            f"SELECT DISTINCT t FROM b_{entity.value} WHERE t IN (SELECT unnest(?::VARCHAR[]))",
+            f"SELECT DISTINCT t FROM m_{entity.value}"
+            " WHERE known AND t IN (SELECT unnest(?::VARCHAR[]))",
             [quoted],
         ).fetchall()
         return {_value(t) for (t,) in rows}
@@ -502,14 +588,14 @@ class IdTables:
                 "INSERT INTO special SELECT unnest(?::BIGINT[]), unnest(?::VARCHAR[])",
                 [rows, texts],
             )
-        handed_columns = _DECIDED_HANDED if handable else ""
-        con.execute(_DECIDED.format(e=e, handed=handed_columns))
+            con.execute(_MARK_SPECIAL.format(e=e))
         linked, unmatched = con.execute(_COUNTS.format(e=e)).fetchone() or (0, 0)
         out = self._folder / f"{e}.matched.jsonl"
         prefix = {"prefix": new_target_prefix(self.tenant, entity)}
         con.execute(_WRITE.format(e=e, out=sql_path(out)), prefix)
         handed = self._hand_over(entity, rows, values, prefix) if handable else None
         self.drop(entity)
+        self._written.add(entity)
         with out.open("rb") as source, self.store.writer(matched_key) as target:
             shutil.copyfileobj(source, target, _COPY_BLOCK)
         out.unlink()
