@@ -195,3 +195,35 @@ def test_a_failed_group_fails_every_put_in_it_and_keeps_none_of_its_rows(
     assert list(table.query("t#users")) == []
     database.bulk_put(good)  # the store goes on
     assert table.get("t#users", "id-1") == {"n": 1}
+
+
+def test_the_write_ahead_log_is_emptied_once_over_its_limit(tmp_path, monkeypatch):
+    """A reader holding an old snapshot keeps the log growing (nothing can be
+    checkpointed past it); once it is gone, the next write checkpoints the log back into
+    the database and empties it, instead of leaving it at its largest."""
+    monkeypatch.setattr("rostersync.storage.local.database.WAL_LIMIT_BYTES", 1 << 20)
+    database = Database(tmp_path / "db.sqlite3")
+    table = ItemTable(database, "directory")
+    wal = tmp_path / "db.sqlite3-wal"
+    body = "x" * 2000
+
+    def write(start: int) -> None:
+        table.put_many(
+            ("t#users", f"id-{n:06d}", {"b": body, "n": n}) for n in range(start, start + 500)
+        )
+
+    write(0)
+    reader = sqlite3.connect(tmp_path / "db.sqlite3")
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM items").fetchone()[0] == 500
+    for start in range(500, 5000, 500):
+        write(start)  # over the limit: the checkpoint waits for the reader, in vain
+    grown = wal.stat().st_size
+    assert grown > 4 << 20
+    reader.execute("COMMIT")
+    reader.close()
+
+    write(5000)
+
+    assert wal.stat().st_size < grown // 4
+    assert sum(1 for _ in table.query("t#users")) == 5500

@@ -82,6 +82,14 @@ _BUMP = "UPDATE generation SET n = n + 1 WHERE id = 0"
 _MARKS_KEPT = 256
 #: The page size of a new database file.
 PAGE_SIZE = 16_384
+#: Once the write-ahead log is this big, a write checkpoints it back into the database
+#: and empties it. SQLite's own checkpoints are passive: with readers always about (the
+#: command line, a Map's parts in processes of their own) they may never find the moment
+#: to start the log over, and a million students' commit grew it by 24 GB.
+WAL_LIMIT_BYTES = 256 << 20
+#: How long that checkpoint waits for readers to finish; if they have not, the next
+#: write tries again (a write is never held up for long by it).
+WAL_CHECKPOINT_WAIT_MS = 200
 #: Rows between two remembered sort keys of a filtered list.
 MARK_EVERY = 1_000
 
@@ -243,9 +251,27 @@ class Database:
                 connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
+            self._bound_log(connection)
         finally:
             if bulk:
                 connection.execute("PRAGMA synchronous=FULL")
+
+    def _bound_log(self, connection: sqlite3.Connection) -> None:
+        """Checkpoint and empty the write-ahead log when it is over ``WAL_LIMIT_BYTES``
+        (the caller holds the write lock: no write of this process meanwhile)."""
+        try:
+            size = os.stat(f"{self.path}-wal").st_size
+        except OSError:
+            return
+        if size <= WAL_LIMIT_BYTES:
+            return
+        connection.execute(f"PRAGMA busy_timeout={WAL_CHECKPOINT_WAIT_MS}")
+        try:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.OperationalError:
+            pass  # readers still about: the next write tries again
+        finally:
+            connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def bulk_put(self, rows: list[Row]) -> None:
         """Insert or replace ``rows``; committed (as a ``bulk`` transaction) when this
