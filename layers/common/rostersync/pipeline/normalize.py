@@ -320,7 +320,9 @@ def _read_on(state: RunState, deps: Deps, progress: parts.Progress) -> RunState:
                     state.normalize = parts.plan_of(progress, settings)
                     return state
                 earlier = None
-                if previous is not None and isinstance(read, ReusingRead):
+                # A task that joins parts holds their ids already: it does not also hold
+                # the previous read's lines (measured at 1M: 1.6 GB with them, 0.7 without).
+                if previous is not None and isinstance(read, ReusingRead) and not progress.opened:
                     earlier = _offer(stack, deps, read, tenant, previous, entity)
                 progress.counts[entity.value], taken = _write_entity(
                     deps, state, read, entity, earlier
