@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from rostersync.application.sync import SyncOutcome, ensure_tenant
 from rostersync.config import stack_settings
 from rostersync.generator import generate_district, mutate_next_day
@@ -124,3 +126,24 @@ def sync_days(
             out["reports"].append(report)
             out["runs"].append(outcome.run_id)
     return out
+
+
+def inline_and_fanned(
+    factory: pytest.TempPathFactory,
+    sync: Callable[[Path], dict[str, Any]],
+    environment: dict[str, str],
+) -> tuple[dict[str, Any], dict[str, Any], Path]:
+    """``sync`` on a state of its own as configured, then on another with
+    ``environment`` set (the settings that fan a step out): both outcomes, and the
+    second's state directory."""
+    inline = sync(factory.mktemp("inline"))
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environment.items():
+            patch.setenv(name, value)
+        stack_settings.cache_clear()
+        fanned_state = factory.mktemp("fanned")
+        try:
+            fanned = sync(fanned_state)
+        finally:
+            stack_settings.cache_clear()
+    return inline, fanned, fanned_state

@@ -24,7 +24,7 @@ from rostersync.pipeline.deps import build_deps
 from rostersync.pipeline.normalize import normalize_next, normalize_part_event
 from rostersync.storage import keys
 
-from .days import directory_and_links, sync_days, three_days
+from .days import directory_and_links, inline_and_fanned, sync_days, three_days
 
 TENANT = "district"
 
@@ -121,16 +121,11 @@ def synced(
 ) -> tuple[dict[str, Any], dict[str, Any], Path]:
     """The days read in one pass, then with files over 2 KB in parts of about 1 KB (at
     most 6 a file)."""
-    inline = _sync_days(tmp_path_factory.mktemp("inline"), days)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("NORMALIZE_PART_BYTES", "1024")
-        patch.setenv("NORMALIZE_MAX_PARTS", "6")
-        patch.setenv("NORMALIZE_CONCURRENCY", "3")
-        stack_settings.cache_clear()
-        fanned_state = tmp_path_factory.mktemp("fanned")
-        fanned = _sync_days(fanned_state, days)
-    stack_settings.cache_clear()
-    return inline, fanned, fanned_state
+    return inline_and_fanned(
+        tmp_path_factory,
+        lambda state: _sync_days(state, days),
+        {"NORMALIZE_PART_BYTES": "1024", "NORMALIZE_MAX_PARTS": "6", "NORMALIZE_CONCURRENCY": "3"},
+    )
 
 
 def test_files_read_in_parts_give_what_one_pass_gives(synced):

@@ -27,7 +27,7 @@ from rostersync.pipeline.stage_partition import part_of_id
 from rostersync.settings import TenantSettings
 from rostersync.storage import keys
 
-from .days import directory_and_links, rewrite_csv, sync_days, three_days
+from .days import directory_and_links, inline_and_fanned, rewrite_csv, sync_days, three_days
 
 TENANT = "district"
 
@@ -88,16 +88,11 @@ def synced(
 ) -> tuple[dict[str, Any], dict[str, Any], Path]:
     """The days synced with the stage in one piece, then in parts (at most 4 an
     entity, of about 40 records each)."""
-    inline = _sync_days(tmp_path_factory.mktemp("inline"), days)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("STAGE_PART_RECORDS", "40")
-        patch.setenv("STAGE_MAX_PARTS", "4")
-        patch.setenv("STAGE_CONCURRENCY", "3")
-        stack_settings.cache_clear()
-        fanned_state = tmp_path_factory.mktemp("fanned")
-        fanned = _sync_days(fanned_state, days)
-    stack_settings.cache_clear()
-    return inline, fanned, fanned_state
+    return inline_and_fanned(
+        tmp_path_factory,
+        lambda state: _sync_days(state, days),
+        {"STAGE_PART_RECORDS": "40", "STAGE_MAX_PARTS": "4", "STAGE_CONCURRENCY": "3"},
+    )
 
 
 def test_a_fanned_out_stage_stages_what_the_inline_one_does(synced):
