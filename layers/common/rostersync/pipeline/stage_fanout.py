@@ -143,6 +143,8 @@ def _parts_of(
 
 def plan_stage(state: RunState, deps: Deps) -> _Plan:
     """Plan the run's parts; store the plan (a new attempt)."""
+    # The stage's time counts from here: the plan's split of the diffs is of it.
+    began_ms = int(time.time() * 1000)
     tenant, run_id = state.tenant, state.run_id
     attempt = uuid.uuid4().hex[:12]
     baseline_run = current_baseline(deps.store, tenant)
@@ -174,7 +176,7 @@ def plan_stage(state: RunState, deps: Deps) -> _Plan:
         fan_out=fan_out,
         dependent=bool(second),
         concurrency=deps.settings.stage_concurrency,
-        began_ms=int(time.time() * 1000),
+        began_ms=began_ms,
         parts=first,
         dependent_parts=second,
     )
