@@ -143,16 +143,19 @@ def _split_keys(prefix: str, entity: Entity) -> tuple[str, str]:
 
 
 # A part's rows (``kind`` 0, in record order ``k``) and absent records (``kind`` 1).
+# Each row's part, computed once (a hash of every source id, not one per part).
+_ROW_PARTS = f"CREATE TEMP TABLE rp AS SELECT *, {_part(_ROW_FORCED)} AS part FROM r"
+_ABSENT_PARTS = f"CREATE TEMP TABLE ap AS SELECT *, {_part(_ABSENT_FORCED)} AS part FROM a"
 _PART_COPY = f"""
 COPY (
     SELECT 0 AS kind, row_number() OVER (ORDER BY line) AS k, {_ROW_COLUMNS},
            NULL::VARCHAR AS base_target_absent
-    FROM r WHERE {_part(_ROW_FORCED)} = CAST($part AS UHUGEINT)
+    FROM rp WHERE part = CAST($part AS UHUGEINT)
     UNION ALL
     SELECT 1, row_number() OVER (ORDER BY source_system, source_id), NULL, source_system,
            source_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, base_hash, NULL, NULL, NULL,
            base_target
-    FROM a WHERE {_part(_ABSENT_FORCED)} = CAST($part AS UHUGEINT)
+    FROM ap WHERE part = CAST($part AS UHUGEINT)
 ) TO '{{out}}' (FORMAT parquet)
 """
 _READ_ROWS = f"""
@@ -196,9 +199,13 @@ def split_diff(
             handed_rows: Any = con.execute("SELECT count(*) FROM r").fetchone()
             forced = sorted([str(s), str(i)] for s, i in con.execute(_FORCED).fetchall())
             head_key, part_key = _split_keys(prefix, entity)
+            con.execute(_ROW_PARTS, {"parts": parts})
+            con.execute(_ABSENT_PARTS, {"parts": parts})
+            con.execute("DROP TABLE r")
+            con.execute("DROP TABLE a")
             for part in range(parts):
                 out = spill / f"part-{part}.parquet"
-                con.execute(_PART_COPY.format(out=sql_path(out)), {"part": part, "parts": parts})
+                con.execute(_PART_COPY.format(out=sql_path(out)), {"part": part})
                 store.upload_file(out, part_key.format(part=part))
                 out.unlink()
         except duckdb.Error:
