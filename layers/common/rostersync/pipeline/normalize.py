@@ -191,13 +191,9 @@ def _write_entity(
                     ends.records.extend(map(base.__add__, before_records[first:stop]))
                     start = before_ids[first - 1] if first else 0
                     # Each id line with this run's line number (its last cell).
-                    renumbered = [
-                        b"%b%d]\n" % (line[: line.rindex(b",") + 1], number)
-                        for line, number in zip(
-                            earlier_ids[start : before_ids[stop - 1]].splitlines(),
-                            itertools.count(count),
-                        )
-                    ]
+                    renumbered = parts.renumbered(
+                        earlier_ids[start : before_ids[stop - 1]].splitlines(), count
+                    )
                     ids.write(b"".join(renumbered))
                     ends.ids.extend(
                         itertools.islice(

@@ -22,7 +22,9 @@ start (its files are written whole, replacing any earlier ones).
 
 from __future__ import annotations
 
+import itertools
 import shutil
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -184,6 +186,15 @@ def load_known(deps: Deps, progress: Progress) -> dict[Entity, set[str] | None]:
     return {Entity(name): load_seen(deps, files) for name, files in progress.known.items()}
 
 
+def renumbered(lines: Iterable[bytes], first: int) -> list[bytes]:
+    """Id lines (without their line ends) numbered on from ``first``: an id line's last
+    cell is its record's number in the entity's file."""
+    return [
+        b"%b%d]\n" % (line[: line.rindex(b",") + 1], number)
+        for line, number in zip(lines, itertools.count(first))
+    ]
+
+
 def join_records(
     deps: Deps, tenant: str, run_id: str, entity: Entity, parts: list[dict[str, Any]]
 ) -> int:
@@ -199,16 +210,10 @@ def join_records(
             records_key, ids_key = records_keys(tenant, run_id, entity, part)
             with store.open_stream(records_key) as source:
                 shutil.copyfileobj(source, records, 1 << 20)
-            batch: list[bytes] = []
-            for line in store.iter_lines(ids_key):
-                # Each id line's last cell is its record's number in the entity's file.
-                cut = line.rindex(b",") + 1
-                batch.append(b"%b%d]\n" % (line[:cut], count))
-                count += 1
-                if len(batch) == 4096:
-                    ids.write(b"".join(batch))
-                    batch.clear()
-            ids.write(b"".join(batch))
+            lines = store.iter_lines(ids_key)
+            while batch := renumbered(itertools.islice(lines, 4096), count):
+                ids.write(b"".join(batch))
+                count += len(batch)
     return count
 
 
