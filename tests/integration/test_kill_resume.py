@@ -80,6 +80,9 @@ def test_a_sync_killed_mid_commit_is_resumed_by_the_next_sync(tmp_path, bundle):
         time.sleep(0.02)
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
+    # The killed process's folder for temporary files (the engines' spill files) is left.
+    left = [p.name for p in (state / "scratch").iterdir()]
+    assert any(name.split("+")[-1].startswith(f"{first.pid}-") for name in left), left
     cut = _runs(state, env)
     assert [r["status"] for r in cut] == ["committing"]
 
@@ -92,6 +95,8 @@ def test_a_sync_killed_mid_commit_is_resumed_by_the_next_sync(tmp_path, bundle):
     )
 
     assert second.returncode in (0, 2), second.stdout + second.stderr
+    # The next start gave it back; each command gives back its own as it stops.
+    assert list((state / "scratch").iterdir()) == []
     runs = {r["run_id"]: r for r in _runs(state, env)}
     assert runs[cut[0]["run_id"]]["status"] == "committed"
     assert runs[cut[0]["run_id"]].get("resumed") == 1

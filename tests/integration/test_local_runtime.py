@@ -467,6 +467,42 @@ def test_two_processes_use_one_state_directory_at_once(mini_project: Path, tmp_p
         assert deps.store.get_bytes("second.txt") == b"written by the second process"
 
 
+def test_temporary_files_go_to_the_state_and_a_gone_process_s_are_given_back(
+    mini_project: Path, tmp_path: Path
+) -> None:
+    """Temporary files (the engines' spill files, downloads) go to a folder of the
+    process's own in the state directory, not /tmp; a start removes the folders of
+    processes of this machine that are gone, and leaves a live process's alone."""
+    import socket
+    import tempfile
+
+    state = tmp_path / "state"
+    scratch = state / "scratch"
+    scratch.mkdir(parents=True)
+    host = socket.gethostname()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        for pid in (gone.pid, alive.pid):
+            (scratch / f"{host}+{pid}-0000cafe" / "spill").mkdir(parents=True)
+        before, before_tmpdir = tempfile.gettempdir(), os.environ.get("TMPDIR")
+        with LocalCloud(state, mini_project):
+            inside = Path(tempfile.gettempdir())
+            with tempfile.TemporaryDirectory(prefix="rostersync-diff-") as spill:
+                assert Path(spill).parent == inside
+            assert inside.parent == scratch and inside.name.startswith(f"{host}+{os.getpid()}-")
+            assert os.environ["LOCAL_SCRATCH_DIR"] == str(inside)
+            assert os.environ.get("TMPDIR") == before_tmpdir
+            left = sorted(p.name for p in scratch.iterdir())
+            assert left == sorted([f"{host}+{alive.pid}-0000cafe", inside.name]), left
+        assert tempfile.gettempdir() == before
+        assert [p.name for p in scratch.iterdir()] == [f"{host}+{alive.pid}-0000cafe"]
+    finally:
+        alive.kill()
+        alive.wait()
+
+
 def test_moto_storage_keeps_nothing_on_disk(mini_project: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="keeps nothing"):
         LocalCloud(tmp_path / "state", mini_project, storage="moto")

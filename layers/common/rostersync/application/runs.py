@@ -22,8 +22,6 @@ past its expiry whose run is still making progress is not taken over.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +31,7 @@ from rostersync.errors import RostersyncError, UnknownTenant
 from rostersync.models import SyncMode
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
+from rostersync.processes import runner_gone
 from rostersync.records import RunRecord, RunStatus, RunUpdate, Trigger, utc_now
 from rostersync.sources.base import SourceSpec
 from rostersync.sources.oneroster_csv import OneRosterCsvSpec
@@ -95,19 +94,7 @@ def last_activity(run: RunRecord) -> datetime | None:
 
 def _runner_gone(run: RunRecord) -> bool:
     """The local process that ran the run's last step is no longer alive on this machine."""
-    runner = run.progress.runner if run.progress is not None else None
-    host, _, pid = str(runner or "").rpartition(":")
-    if not host or host != socket.gethostname() or not pid.isdigit():
-        return False
-    if int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return runner_gone(run.progress.runner if run.progress is not None else None)
 
 
 def is_stale(run: RunRecord, now: datetime) -> bool:

@@ -19,11 +19,12 @@ import json
 import logging
 import os
 import re
-import socket
+import shutil
 import sys
 import tempfile
 import threading
 import time
+import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import ExitStack
@@ -38,6 +39,7 @@ from rostersync.local.moto_seams import InProcessFunctions, MotoPatches, check_m
 from rostersync.local.table_tasks import run_table_task
 from rostersync.local.template import StackSpec, TemplateError, describe_stack, load_template
 from rostersync.pipeline.deps import reset_default_deps
+from rostersync.processes import runner_gone, runner_name
 from rostersync.storage.local import LocalStore, open_local_store
 
 __all__ = [
@@ -172,6 +174,28 @@ def _placeholder_zip() -> bytes:
     return buffer.getvalue()
 
 
+def open_scratch(root: Path) -> Path:
+    """A folder of this process's own under ``root/scratch/`` for temporary files, made
+    after removing those of processes of this machine that are gone (a ``kill -9``
+    leaves its folder behind); another live process's folder is left alone."""
+    folder = root / "scratch"
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in folder.iterdir():
+        owner, _, _ = entry.name.rpartition("-")
+        if runner_gone(owner.replace("+", ":")):
+            shutil.rmtree(entry, ignore_errors=True)
+    name = runner_name().replace(":", "+")
+    scratch = folder / f"{name}-{uuid.uuid4().hex[:8]}"
+    scratch.mkdir()
+    return scratch
+
+
+def close_scratch(scratch: Path, previous: str | None) -> None:
+    """Give back ``open_scratch``'s folder and the temporary folder used before it."""
+    tempfile.tempdir = previous
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
 class LocalCloud:
     """template.yaml's stack under moto, with the handlers running in this process.
 
@@ -300,7 +324,16 @@ class LocalCloud:
                 self.environment["LOCAL_STORE_DIR"] = str(self._store.root)
                 # Runs note which process runs them: a run whose process is gone (a
                 # kill -9) is known at once by the next start on this machine.
-                self.environment["LOCAL_RUNNER"] = f"{socket.gethostname()}:{os.getpid()}"
+                self.environment["LOCAL_RUNNER"] = runner_name()
+                # The engines' spill files and downloads (gigabytes at a million
+                # students) in the state, where a start gives back what a killed
+                # process left, not in /tmp, which nothing cleans.
+                scratch = open_scratch(self._store.root)
+                stack.callback(close_scratch, scratch, tempfile.tempdir)
+                tempfile.tempdir = str(scratch)
+                # For the processes of invocations; not TMPDIR, which other programs
+                # started meanwhile would take for their sockets (too long a path).
+                self.environment["LOCAL_SCRATCH_DIR"] = str(scratch)
                 # One writer: more chunks at once only hold more memory.
                 self.environment.setdefault(
                     "COMMIT_CONCURRENCY", os.environ.get("COMMIT_CONCURRENCY", "2")
@@ -771,7 +804,7 @@ def store_environment(
             "AWS_REGION": region,
             "POWERTOOLS_METRICS_DISABLED": "true",
             "LOCAL_STORE_DIR": str(store.root),
-            "LOCAL_RUNNER": f"{socket.gethostname()}:{os.getpid()}",
+            "LOCAL_RUNNER": runner_name(),
         }
     )
     if not os.environ.get("LOCAL_SECRETS_FILE"):
