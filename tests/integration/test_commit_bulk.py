@@ -20,6 +20,7 @@ from rostersync.local.runtime import LocalCloud
 from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.pipeline import commit as commit_module
 from rostersync.pipeline.deps import Deps, build_deps
+from rostersync.pipeline.snapshot import snapshot_parts
 from rostersync.storage import keys
 from rostersync.storage.objects import dumps_line
 from tests.integration.days import committed_days, three_days
@@ -87,6 +88,15 @@ def _rewritten(
     return snapshot.getvalue(), index.getvalue(), items.items, links.items
 
 
+def _snapshot_bytes(deps: Deps, run_id: str, entity: Entity) -> tuple[bytes, bytes]:
+    """A run's snapshot of ``entity`` and its index, whole or its parts joined in order."""
+    bodies, indexes = [], []
+    for body, index in snapshot_parts(deps.store, TENANT, run_id, entity):
+        bodies.append(deps.store.get_bytes(body) or b"")
+        indexes.append(deps.store.get_bytes(index) or b"" if index else b"")
+    return b"".join(bodies), b"".join(indexes)
+
+
 def _check_day(deps: Deps, run_id: str, chunks: list[str]) -> set[str]:
     """The run's committed snapshots are the line-by-line rewrite's, byte for byte, and
     the bulk rewrite itself (no fallback) gives the same items and links; the kinds of
@@ -108,11 +118,9 @@ def _check_day(deps: Deps, run_id: str, chunks: list[str]) -> set[str]:
         added_index = b"".join(
             dumps_line(commit_module.index_line(commit_module._added_line(a))) for a in adds
         )
-        stored = deps.store.get_bytes(keys.state_key(TENANT, run_id, entity)) or b""
-        stored_index = deps.store.get_bytes(keys.state_index_key(TENANT, run_id, entity)) or b""
+        stored, stored_index = _snapshot_bytes(deps, run_id, entity)
         if not adds and not changes:
-            expected = deps.store.get_bytes(keys.state_key(TENANT, baseline, entity)) or b""
-            assert stored == expected, entity
+            assert stored == _snapshot_bytes(deps, baseline, entity)[0], entity
             continue
         if f"{entity.value}-snapshot-base" in chunks:
             assert stored == slow[0] + added_lines, entity

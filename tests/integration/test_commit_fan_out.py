@@ -17,6 +17,7 @@ from rostersync.local.session import run_sync
 from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.pipeline import commit as commit_module
 from rostersync.pipeline.deps import Deps, build_deps
+from rostersync.pipeline.snapshot import iter_snapshot
 from rostersync.settings import TenantSettings
 from rostersync.storage import keys
 from tests.integration.days import directory_and_links
@@ -36,7 +37,7 @@ def _state_of(deps: Deps, run_id: str) -> dict[str, Any]:
     kept = directory_and_links(deps, TENANT)
     snapshot = {
         e.value: sorted(
-            deps.store.iter_jsonl(keys.state_key(TENANT, run_id, e)),
+            iter_snapshot(deps.store, TENANT, run_id, e),
             key=lambda line: (line["source_system"], line["source_id"]),
         )
         for e in ENTITY_ORDER
@@ -209,6 +210,7 @@ def test_a_commit_cut_between_snapshot_parts_is_resumed_to_the_same_snapshot(
         first, _ = run_sync(cloud, deps, TENANT, days[0], state / "reports")
         assert first.status == "interrupted"
         assert not deps.store.exists(keys.state_key(TENANT, first.run_id, Entity.ENROLLMENTS))
+        assert not deps.store.exists(keys.state_parts_key(TENANT, first.run_id, Entity.ENROLLMENTS))
         prefix = keys.run_prefix(TENANT, first.run_id) + "commit/done/"
         done_before = {
             key.removeprefix(prefix).removesuffix(".json") for key in deps.store.list_keys(prefix)
@@ -297,14 +299,16 @@ def test_above_the_change_events_limit_run_committed_names_the_change_files(tmp_
         assert len(changes) == changed > 0
 
 
-def test_the_parts_of_a_joined_snapshot_are_given_back_and_a_finish_again_keeps_it(
+def test_a_snapshot_made_in_parts_is_kept_as_its_parts_and_a_finish_again_keeps_it(
     tmp_path, days, monkeypatch
 ):
-    """Once a snapshot made in parts is joined and the state points at it, its parts are
-    deleted (as much room as the snapshot); a finish that runs again after the state
-    moved (the run cut before it was marked committed) joins nothing, so the snapshot
-    stays as it was."""
+    """A snapshot made in parts is kept as the list of its parts, nothing copied: no
+    whole object, one part per chunk that wrote lines, each with its index, in the plan's
+    order. A finish that runs again after the state moved (the run cut before it was
+    marked committed) gives the same list; a re-sync with no change copies the parts
+    (links in the embedded store) and reads the same snapshot."""
     from rostersync.pipeline.contracts import RunState
+    from rostersync.pipeline.snapshot import snapshot_files, snapshot_parts
     from rostersync.records import RunStatus, RunUpdate
     from rostersync.sources.oneroster_csv import OneRosterCsvSpec
 
@@ -317,15 +321,42 @@ def test_the_parts_of_a_joined_snapshot_are_given_back_and_a_finish_again_keeps_
         _new_tenant(deps)
         outcome, _ = run_sync(cloud, deps, TENANT, days[0], state / "reports")
         assert outcome.status == "committed", outcome.error
-        chunks = [c["chunk"] for c in outcome.report["chunks"]]
-        assert "enrollments-snapshot-00001" in chunks, chunks
-        run_prefix = keys.run_prefix(TENANT, outcome.run_id)
-        assert deps.store.list_keys(run_prefix + "commit/snapshot/") == []
-        joined = _state_of(deps, outcome.run_id)
-        assert joined["snapshot"]["enrollments"]
+        written = [
+            c["chunk"]
+            for c in outcome.report["chunks"]
+            if c["chunk"].startswith("enrollments-snapshot-") and c["rows"]
+        ]
+        assert len(written) > 2, written
+        entity = Entity.ENROLLMENTS
+        assert not deps.store.exists(keys.state_key(TENANT, outcome.run_id, entity))
+        files = snapshot_files(deps.store, TENANT, outcome.run_id, entity)
+        assert files is not None and files.listed and files.indexes is not None
+        assert [body.rsplit("/", 1)[1] for body in files.bodies] == [
+            f"{chunk}.jsonl" for chunk in written
+        ]
+        for body, index in snapshot_parts(deps.store, TENANT, outcome.run_id, entity):
+            assert index is not None
+            assert len(list(deps.store.iter_lines(body))) == len(list(deps.store.iter_lines(index)))
+        assert (
+            deps.store.list_keys(keys.run_prefix(TENANT, outcome.run_id) + "commit/snapshot/") == []
+        )
+        kept = _state_of(deps, outcome.run_id)
+        assert sum(1 for _ in kept["snapshot"]["enrollments"]) == sum(
+            c["rows"] for c in outcome.report["chunks"] if c["chunk"] in written
+        )
 
         # As if cut after the state pointer moved, before the run was marked committed.
         deps.runs.update(TENANT, outcome.run_id, RunUpdate(status=RunStatus.COMMITTING))
         again = RunState(tenant=TENANT, run_id=outcome.run_id, source=OneRosterCsvSpec(key="x"))
         assert commit_module.finish_commit(again, deps).status == "committed"
-        assert _state_of(deps, outcome.run_id) == joined
+        assert snapshot_files(deps.store, TENANT, outcome.run_id, entity) == files
+        assert _state_of(deps, outcome.run_id) == kept
+
+        same, _ = run_sync(cloud, deps, TENANT, days[0], state / "reports")
+        assert same.status in {"committed", "no_changes"}, same.error
+        pointer = deps.store.get_json(keys.state_pointer_key(TENANT)) or {}
+        if pointer["run_id"] != outcome.run_id:
+            copied = snapshot_files(deps.store, TENANT, pointer["run_id"], entity)
+            assert copied is not None and len(copied.bodies) == len(files.bodies)
+            assert set(copied.bodies).isdisjoint(files.bodies)
+        assert _state_of(deps, pointer["run_id"])["snapshot"] == kept["snapshot"]

@@ -14,7 +14,7 @@ import rostersync.pipeline.steps as steps
 from rostersync.generator import generate_district, mutate_next_day
 from rostersync.local.runtime import LocalCloud
 from rostersync.models import ENTITY_ORDER
-from rostersync.storage import keys
+from rostersync.pipeline.snapshot import iter_snapshot_lines
 from tests.integration.days import committed_days
 
 TENANT = "district"
@@ -34,8 +34,8 @@ def _synced(state: Path, days: list[Path]) -> tuple[list[dict[str, Any]], dict[s
         assert outcome.report is not None
         reports.append(outcome.report)
         for entity in ENTITY_ORDER:
-            body = deps.store.get_bytes(keys.state_key(TENANT, outcome.run_id, entity)) or b""
-            sizes[entity.value] = body.count(b"\n")
+            lines = iter_snapshot_lines(deps.store, TENANT, outcome.run_id, entity)
+            sizes[entity.value] = sum(1 for _ in lines)
     return reports, sizes
 
 

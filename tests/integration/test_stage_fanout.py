@@ -20,6 +20,7 @@ from rostersync.local.runtime import LocalCloud
 from rostersync.local.session import run_sync
 from rostersync.models import ENTITY_ORDER
 from rostersync.pipeline.deps import Deps, build_deps
+from rostersync.pipeline.snapshot import iter_snapshot_lines
 from rostersync.pipeline.stage_fanout import _load_plan as load_plan
 from rostersync.pipeline.stage_fanout import done_key, part_keys, run_part
 from rostersync.pipeline.stage_partition import _part as part_expression
@@ -57,9 +58,7 @@ def _day(deps: Deps, run_id: str, report: dict[str, Any]) -> dict[str, Any]:
     summary = deps.store.get_json(keys.change_summary_key(TENANT, run_id)) or {}
     kept = directory_and_links(deps, TENANT)
     snapshot = {
-        e.value: sorted(_lines(deps, keys.state_key(TENANT, run_id, e)))
-        for e in ENTITY_ORDER
-        if deps.store.exists(keys.state_key(TENANT, run_id, e))
+        e.value: sorted(iter_snapshot_lines(deps.store, TENANT, run_id, e)) for e in ENTITY_ORDER
     }
     return {
         # As sets: the parts write an entity's records in another order.
@@ -114,6 +113,42 @@ def test_a_fanned_out_stage_stages_what_the_inline_one_does(synced):
     assert day2["users"]["update"] and day2["users"]["archive"], "day 2 changes users"
     day3 = inline["days"][2]["changes"]["enrollments"]
     assert any(b'"cascade_of"' in line for line in day3), "day 3 cascades archives"
+
+
+def test_a_stage_in_parts_reads_baselines_kept_in_parts(synced, days, tmp_path, monkeypatch):
+    """Given every day's snapshots committed in parts (lists of part files, each with
+    its index), a stage in parts, its cascades and the next commit read them as they read
+    a whole snapshot: every day equals the inline run's."""
+    from rostersync.pipeline import commit as commit_module
+    from rostersync.pipeline.snapshot import snapshot_files
+
+    inline, _, _ = synced
+    for name, value in {
+        "STAGE_PART_RECORDS": "40",
+        "STAGE_MAX_PARTS": "4",
+        "COMMIT_INLINE_ACTIONS": "20",
+        "COMMIT_CHUNK_ACTIONS": "60",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(commit_module, "SNAPSHOT_PART_LINES", 30)
+    listed: list[str] = []
+
+    def day(deps: Deps, run_id: str, report: dict[str, Any]) -> dict[str, Any]:
+        for entity in ENTITY_ORDER:
+            files = snapshot_files(deps.store, TENANT, run_id, entity)
+            if files is not None and files.listed and len(files.bodies) > 1:
+                listed.append(f"{run_id}/{entity.value}")
+        return _day(deps, run_id, report)
+
+    stack_settings.cache_clear()
+    try:
+        parted = sync_days(tmp_path / "state", TENANT, days, day)
+    finally:
+        stack_settings.cache_clear()
+    assert len({name.split("/")[0] for name in listed}) >= 3, listed
+    for number, (one, other) in enumerate(zip(inline["days"], parted["days"], strict=True), 1):
+        for name in one:
+            assert other[name] == one[name], (number, name)
 
 
 def test_every_part_reports_its_rows_time_and_memory(synced):

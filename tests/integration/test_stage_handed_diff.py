@@ -39,7 +39,7 @@ def test_each_day_after_the_first_stage_takes_the_diff_match_handed_over(
                 deps.store,
                 keys.normalized_ids_key(TENANT, second.run_id, entity),
                 keys.matched_key(TENANT, second.run_id, entity),
-                keys.state_index_key(TENANT, first.run_id, entity),
+                [keys.state_index_key(TENANT, first.run_id, entity)],
                 stack,
             )
             assert handed is not None and computed is not None, entity

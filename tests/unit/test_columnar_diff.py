@@ -33,7 +33,7 @@ def _diff(
     if baseline is not None:
         store.write_jsonl("index.jsonl", baseline)
     return diff_entity(
-        store, "ids.jsonl", "matched.jsonl", None if baseline is None else "index.jsonl", stack
+        store, "ids.jsonl", "matched.jsonl", None if baseline is None else ["index.jsonl"], stack
     )
 
 

@@ -96,7 +96,7 @@ def _computed(store: LocalObjectStore, stack: ExitStack) -> Diff | None:
         store,
         keys.normalized_ids_key(T, RUN, E),
         keys.matched_key(T, RUN, E),
-        keys.state_index_key(T, BASE, E),
+        [keys.state_index_key(T, BASE, E)],
         stack,
     )
 

@@ -554,7 +554,6 @@ def test_only_the_tasks_that_join_parts_delete_and_only_parts() -> None:
     }
     parts = "${RosterBucket.Arn}/runs/*/"
     assert deleting["CommitFinishFunction"] == {
-        parts + "commit/snapshot/*",
         parts + "stage/*",
         parts + "normalize/*",
     }

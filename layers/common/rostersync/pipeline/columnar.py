@@ -22,7 +22,7 @@ import itertools
 import mmap
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
@@ -35,6 +35,7 @@ import orjson
 from rostersync.errors import RunStateError
 from rostersync.models import Entity
 from rostersync.packed import unpack
+from rostersync.pipeline.snapshot import local_files, snapshot_files
 from rostersync.storage import keys
 from rostersync.storage.ports import ObjectStorePort
 
@@ -61,6 +62,12 @@ def connect_engine(spill: Path) -> duckdb.DuckDBPyConnection:
 def sql_path(path: Path) -> str:
     """A file's path as the text of an SQL string literal (quotes doubled)."""
     return str(path).replace("'", "''")
+
+
+def sql_files(paths: Sequence[Path]) -> str:
+    """Files as an SQL list of string literals, for a reader of several files at once
+    (read in the list's order: the engine keeps insertion order)."""
+    return "[" + ", ".join(f"'{sql_path(path)}'" for path in paths) + "]"
 
 
 class RecordLines:
@@ -185,16 +192,16 @@ class Diff:
     absent: list[AbsentRow] = field(default_factory=list)
 
 
-def _lines(path: Path | None, name: str, columns: list[tuple[str, str]]) -> str:
-    """A view over a file of JSON-array lines (an empty relation when there is none)."""
-    if path is None:
+def _lines(paths: Sequence[Path] | None, name: str, columns: list[tuple[str, str]]) -> str:
+    """A table of files of JSON-array lines (an empty relation when there is none)."""
+    if not paths:
         selected = ", ".join(f"CAST(NULL AS {kind}) AS {column}" for column, kind in columns)
         return f"CREATE TEMP VIEW {name} AS SELECT {selected} WHERE false"
     selected = ", ".join(
         f"CAST(j[{n}] AS {kind}) AS {column}" for n, (column, kind) in enumerate(columns, 1)
     )
     return (
-        f"CREATE TEMP TABLE {name} AS SELECT {selected} FROM read_json('{sql_path(path)}',"
+        f"CREATE TEMP TABLE {name} AS SELECT {selected} FROM read_json({sql_files(paths)},"
         " format = 'newline_delimited', records = false, columns = {'j': 'VARCHAR[]'})"
     )
 
@@ -309,14 +316,12 @@ def handed_file(
     for name, key in (
         ("matched", keys.matched_key(tenant, run_id, entity)),
         ("ids", keys.normalized_ids_key(tenant, run_id, entity)),
-        (
-            "index",
-            None if baseline_run is None else keys.state_index_key(tenant, baseline_run, entity),
-        ),
     ):
-        if key is None:
-            continue  # no baseline: no index
         if head.get(name) is None or head.get(name) != store.version(key):
+            return None
+    if baseline_run is not None:
+        files = snapshot_files(store, tenant, baseline_run, entity)
+        if head.get("index") is None or files is None or head.get("index") != files.version:
             return None
     path = stack.enter_context(store.local_file(rows_key))
     if path is None:
@@ -359,13 +364,16 @@ def handed_diff(
 
 
 def load_diff_tables(
-    con: duckdb.DuckDBPyConnection, ids: Path, decisions: Path, baseline: Path | None
+    con: duckdb.DuckDBPyConnection,
+    ids: Path,
+    decisions: Path,
+    baseline: Sequence[Path] | None,
 ) -> tuple[int, int] | None:
-    """Load an entity's id lines, decisions and baseline index as tables ``n``, ``d``
-    and ``b`` for ``_ROWS`` and ``_ABSENT``; its records and active records before, or
-    ``None`` where the diff does not apply (see the module)."""
-    con.execute(_lines(ids, "n", _IDS))
-    con.execute(_lines(decisions, "d", _DECISIONS))
+    """Load an entity's id lines, decisions and baseline index (its parts' files) as
+    tables ``n``, ``d`` and ``b`` for ``_ROWS`` and ``_ABSENT``; its records and active
+    records before, or ``None`` where the diff does not apply (see the module)."""
+    con.execute(_lines([ids], "n", _IDS))
+    con.execute(_lines([decisions], "d", _DECISIONS))
     con.execute(_lines(baseline, "b", _BASELINE))
     checks: Any = con.execute(_CHECKS).fetchone()
     (
@@ -392,18 +400,21 @@ def diff_entity(
     store: ObjectStorePort,
     ids_key: str,
     decisions_key: str,
-    baseline_index_key: str | None,
+    baseline_index: Sequence[str] | None,
     stack: ExitStack,
 ) -> Diff | None:
-    """The diff of one entity, or ``None`` where it does not apply (see the module).
+    """The diff of one entity against the baseline's index (its parts' keys; ``None``
+    before the first commit), or ``None`` where it does not apply (see the module).
     The returned rows stream from an engine that ``stack`` closes."""
     ids = stack.enter_context(store.local_file(ids_key))
     decisions = stack.enter_context(store.local_file(decisions_key))
-    baseline = (
-        stack.enter_context(store.local_file(baseline_index_key))
-        if baseline_index_key is not None
-        else None
-    )
+    if isinstance(baseline_index, str):
+        raise TypeError("baseline_index is a list of keys (a snapshot's index parts)")
+    baseline = None
+    if baseline_index is not None:
+        baseline = local_files(store, baseline_index, stack)
+        if baseline is None:
+            return None
     if ids is None or decisions is None:
         return None
     spill = stack.enter_context(tempfile.TemporaryDirectory(prefix="rostersync-diff-"))

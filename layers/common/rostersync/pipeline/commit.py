@@ -46,13 +46,13 @@ from __future__ import annotations
 import hashlib
 import mmap
 import re
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from typing import IO, Any
 
 import orjson
@@ -72,6 +72,10 @@ from rostersync.pipeline.snapshot import (
     content_hash,
     current_baseline,
     index_line,
+    iter_index_lines,
+    snapshot_files,
+    snapshot_parts,
+    write_parts_list,
 )
 from rostersync.pipeline.tenant_settings import load_settings
 from rostersync.records import (
@@ -178,10 +182,10 @@ def _base_changes_key(tenant: str, run_id: str, entity: Entity) -> str:
     return keys.run_prefix(tenant, run_id) + f"commit/changes/{entity.value}.jsonl"
 
 
-def _part_keys(tenant: str, run_id: str, chunk_id: str) -> tuple[str, str]:
-    """Where a snapshot part chunk writes its lines and their index lines."""
-    prefix = keys.run_prefix(tenant, run_id) + f"commit/snapshot/{chunk_id}"
-    return prefix + ".jsonl", prefix + ".index.jsonl"
+def _part_keys(tenant: str, run_id: str, chunk: CommitChunk) -> tuple[str, str]:
+    """Where a snapshot part chunk writes its lines and their index lines: a part of the
+    run's snapshot (the finish lists the parts)."""
+    return keys.state_part_keys(tenant, run_id, chunk.entity, chunk.id)
 
 
 def _plan(deps: Deps, state: RunState) -> CommitPlan:
@@ -193,7 +197,7 @@ def _plan(deps: Deps, state: RunState) -> CommitPlan:
     that no chunk takes a minute at a million students: a *base* chunk (the baseline
     with the changes other than adds applied, read from a file the plan keeps of them)
     and a chunk per range of that many lines of the change file (the added records'
-    lines); the finish joins them into the snapshot."""
+    lines); the finish lists them as the snapshot's parts (no copy)."""
     size = deps.settings.commit_chunk_actions
     scans: dict[Entity, _Scan] = {}
     for entity in ENTITY_ORDER:
@@ -471,7 +475,7 @@ def _write_snapshot(
     changes_key = keys.changes_key(tenant, run_id, entity)
     targets = (keys.state_key(tenant, run_id, entity), keys.state_index_key(tenant, run_id, entity))
     if baseline_run is not None and not _any_included(deps, changes_key):
-        _copy_baseline(deps, tenant, baseline_run, entity, targets)
+        _copy_baseline(deps, tenant, baseline_run, run_id, entity, f"{entity.value}-snapshot")
         return 0
     changes: dict[tuple[str, str], dict[str, Any]] = {}
     written = 0
@@ -500,12 +504,12 @@ def _write_snapshot_base(
     adds (``chunk.key``, kept by the plan) applied, with their directory items and
     links."""
     entity = chunk.entity
-    targets = _part_keys(tenant, run_id, chunk.id)
+    targets = _part_keys(tenant, run_id, chunk)
     changes: dict[tuple[str, str], dict[str, Any]] = {}
     for action in deps.store.iter_jsonl(chunk.key or ""):
         _keep_change(changes, action)
     if baseline_run is not None and not changes:
-        _copy_baseline(deps, tenant, baseline_run, entity, targets)
+        _copy_baseline(deps, tenant, baseline_run, run_id, entity, chunk.id, parted=True)
         return 0
     with deps.store.writer(targets[0]) as snapshot, deps.store.writer(targets[1]) as index:
         return _apply_to_baseline(
@@ -517,7 +521,7 @@ def _write_snapshot_part(deps: Deps, tenant: str, run_id: str, chunk: CommitChun
     """A part of a snapshot in parts: the lines of the records a range of the change
     file adds."""
     written = 0
-    snapshot_key, index_key = _part_keys(tenant, run_id, chunk.id)
+    snapshot_key, index_key = _part_keys(tenant, run_id, chunk)
     loads = orjson.loads
     lines = _range_lines(deps, chunk.key or "", chunk.start or 0, chunk.end or 0)
     with deps.store.writer(snapshot_key) as snapshot, deps.store.writer(index_key) as index:
@@ -560,30 +564,28 @@ def _snapshot_parts(plan: CommitPlan) -> dict[Entity, list[str]]:
     return parts
 
 
-def _join_snapshots(deps: Deps, tenant: str, run_id: str, plan: CommitPlan) -> None:
-    """Join the parts of each snapshot made in parts into the run's snapshot and index
-    (again if the finish runs again: the same parts give the same objects)."""
+def _list_snapshots(deps: Deps, tenant: str, run_id: str, plan: CommitPlan) -> None:
+    """List the parts of each snapshot made in parts as the run's snapshot, in the plan's
+    order (a base that took an unchanged baseline in parts has several, named after it);
+    nothing is copied. Again if the finish runs again: the same parts give the same list."""
     for entity, chunk_ids in _snapshot_parts(plan).items():
-        parts = [_part_keys(tenant, run_id, chunk_id) for chunk_id in chunk_ids]
-        targets = (
-            keys.state_key(tenant, run_id, entity),
-            keys.state_index_key(tenant, run_id, entity),
-        )
-        for n, target in enumerate(targets):
-            with deps.store.writer(target) as out:
-                for part in parts:
-                    if deps.store.exists(part[n]):
-                        with deps.store.open_stream(part[n]) as source:
-                            shutil.copyfileobj(source, out, 1 << 20)
-
-
-def _drop_snapshot_parts(deps: Deps, tenant: str, run_id: str, plan: CommitPlan) -> None:
-    """Delete the parts ``_join_snapshots`` joined (at a million students, as much room
-    again as the enrollments' snapshot)."""
-    for chunk_ids in _snapshot_parts(plan).values():
+        folder = keys.state_part_keys(tenant, run_id, entity, "x")[0].removesuffix("x.jsonl")
+        stored = set(deps.store.list_keys(folder))
+        parts: list[tuple[str, str | None]] = []
         for chunk_id in chunk_ids:
-            for key in _part_keys(tenant, run_id, chunk_id):
-                deps.store.delete(key)
+            bodies = sorted(
+                key
+                for key in stored
+                if key.startswith(f"{folder}{chunk_id}.")
+                and key.endswith(".jsonl")
+                and not key.endswith(".index.jsonl")
+            )
+            for body in bodies:
+                if not deps.store.size(body):
+                    continue  # nothing in it (a first sync's base)
+                index = body.removesuffix(".jsonl") + ".index.jsonl"
+                parts.append((body, index if index in stored else None))
+        write_parts_list(deps.store, tenant, run_id, entity, parts)
 
 
 def _drop_staged_parts(deps: Deps, tenant: str, run_id: str) -> None:
@@ -597,18 +599,42 @@ def _drop_staged_parts(deps: Deps, tenant: str, run_id: str) -> None:
             deps.store.delete(key)
 
 
-def _state_keys(tenant: str, run_id: str, entity: Entity) -> tuple[str, str]:
-    return keys.state_key(tenant, run_id, entity), keys.state_index_key(tenant, run_id, entity)
-
-
 def _copy_baseline(
-    deps: Deps, tenant: str, baseline_run: str, entity: Entity, targets: tuple[str, str]
+    deps: Deps,
+    tenant: str,
+    baseline_run: str,
+    run_id: str,
+    entity: Entity,
+    name: str,
+    *,
+    parted: bool = False,
 ) -> None:
-    """Nothing changed: the new snapshot is the old one; copied without parsing."""
-    for key_of, target in zip((keys.state_key, keys.state_index_key), targets, strict=True):
-        source = key_of(tenant, baseline_run, entity)
-        if deps.store.exists(source):
-            deps.store.copy(source, target)
+    """Nothing changed: the new snapshot is the old one, copied without parsing (in the
+    embedded store a second link to each file; on S3 a copy within the bucket). A whole
+    baseline is copied whole, unless the run makes this snapshot in parts (``parted``:
+    then it is the part ``name``); a baseline in parts is copied part for part, as parts
+    ``name.00000``, … (listed at once, unless ``parted``: then the finish lists them)."""
+    files = snapshot_files(deps.store, tenant, baseline_run, entity)
+    if files is None:
+        return
+    copies: list[tuple[str, str | None]] = []
+    for n, (body, index) in enumerate(snapshot_parts(deps.store, tenant, baseline_run, entity)):
+        if files.listed:
+            target = keys.state_part_keys(tenant, run_id, entity, f"{name}.{n:05d}")
+        elif parted:
+            target = keys.state_part_keys(tenant, run_id, entity, name)
+        else:
+            target = (
+                keys.state_key(tenant, run_id, entity),
+                keys.state_index_key(tenant, run_id, entity),
+            )
+        if deps.store.exists(body):
+            deps.store.copy(body, target[0])
+        if index is not None:
+            deps.store.copy(index, target[1])
+        copies.append((target[0], target[1] if index is not None else None))
+    if files.listed and not parted:
+        write_parts_list(deps.store, tenant, run_id, entity, copies)
 
 
 def _keep_change(changes: dict[tuple[str, str], dict[str, Any]], action: dict[str, Any]) -> None:
@@ -676,9 +702,8 @@ def _apply_to_baseline(
     baseline whose files are not as the commit writes them (no index, an empty line, a
     line the index does not match, a change whose record is not found once) is applied
     line by line instead, from where the copy in runs began: the same bytes either way."""
-    if baseline_run is not None and deps.store.exists(
-        keys.state_index_key(tenant, baseline_run, entity)
-    ):
+    files = snapshot_files(deps.store, tenant, baseline_run, entity)
+    if baseline_run is not None and files is not None and files.indexes is not None:
         marks = snapshot.tell(), index.tell()
         try:
             return _apply_in_runs(
@@ -944,36 +969,40 @@ def _apply_in_runs(
     changer = _Changer(deps, tenant, run_id, entity)
     wanted = _wanted(changes)
     found: set[Any] = set()
-    state_key, index_key = _state_keys(tenant, baseline_run, entity)
-    written = 0  # lines of the index before the current block
-    with ExitStack() as stack:
-        body = stack.enter_context(deps.store.open_stream(state_key))
-        ids = stack.enter_context(deps.store.open_stream(index_key))
-        lines = _LineCursor(body, stack.enter_context(_mapped(body)))
-        copied = 0  # lines of the snapshot copied or taken
-        for block in _line_blocks(ids, stack.enter_context(_mapped(ids))):
-            at = 0
-            lines_in_block, hits = _index_hits(block, changes, wanted)
-            for n, start, end, key in hits:
-                if key in found:
-                    raise _NotAsWritten("a key on more than one line")
-                found.add(key)
-                lines.copy(written + n - copied, snapshot)
-                index.write(memoryview(block)[at:start])
-                line = changer.change(orjson.loads(lines.take()), changes[key])
-                copied = written + n + 1
-                snapshot.write(dumps_line(line))
-                index.write(dumps_line(index_line(line)))
-                at = end + 1
-            index.write(memoryview(block)[at:])
-            written += lines_in_block
-        lines.copy(written - copied, snapshot)
-        if not lines.at_end():
-            raise _NotAsWritten("more lines than the index")
+    total = 0
+    for state_key, index_key in snapshot_parts(deps.store, tenant, baseline_run, entity):
+        if index_key is None:
+            raise _NotAsWritten("a part without an index")
+        written = 0  # lines of the part's index before the current block
+        with ExitStack() as stack:
+            body = stack.enter_context(deps.store.open_stream(state_key))
+            ids = stack.enter_context(deps.store.open_stream(index_key))
+            lines = _LineCursor(body, stack.enter_context(_mapped(body)))
+            copied = 0  # lines of the part copied or taken
+            for block in _line_blocks(ids, stack.enter_context(_mapped(ids))):
+                at = 0
+                lines_in_block, hits = _index_hits(block, changes, wanted)
+                for n, start, end, key in hits:
+                    if key in found:
+                        raise _NotAsWritten("a key on more than one line")
+                    found.add(key)
+                    lines.copy(written + n - copied, snapshot)
+                    index.write(memoryview(block)[at:start])
+                    line = changer.change(orjson.loads(lines.take()), changes[key])
+                    copied = written + n + 1
+                    snapshot.write(dumps_line(line))
+                    index.write(dumps_line(index_line(line)))
+                    at = end + 1
+                index.write(memoryview(block)[at:])
+                written += lines_in_block
+            lines.copy(written - copied, snapshot)
+            if not lines.at_end():
+                raise _NotAsWritten("more lines than the index")
+        total += written
     if len(found) != len(changes):
         raise _NotAsWritten("a change whose record the baseline does not hold")
     changer.flush(force=True)
-    return written
+    return total
 
 
 def _any_included(deps: Deps, changes_key: str) -> bool:
@@ -987,19 +1016,17 @@ def _baseline_lines(
 ) -> Iterator[tuple[bytes, tuple[str, str], bytes | None]]:
     """The baseline snapshot's lines, unparsed, with their keys and index lines (keys read
     from the index; from the line itself, and no index line, for a snapshot without)."""
-    if baseline_run is None:
+    files = snapshot_files(deps.store, tenant, baseline_run, entity)
+    if files is None:
         return
-    state_key = keys.state_key(tenant, baseline_run, entity)
-    index_key = keys.state_index_key(tenant, baseline_run, entity)
-    if not deps.store.exists(index_key):
-        for raw in deps.store.iter_lines(state_key):
+    bodies = chain.from_iterable(map(deps.store.iter_lines, files.bodies))
+    if files.indexes is None:
+        for raw in bodies:
             line = orjson.loads(raw)
             yield raw, (line["source_system"], line["source_id"]), None
         return
     loads = orjson.loads
-    for raw, index_raw in zip(
-        deps.store.iter_lines(state_key), deps.store.iter_lines(index_key), strict=True
-    ):
+    for raw, index_raw in zip(bodies, iter_index_lines(deps.store, files), strict=True):
         system, source_id, *_ = loads(index_raw)
         yield raw, (system, source_id), index_raw
 
@@ -1139,7 +1166,7 @@ def finish_commit(state: RunState, deps: Deps) -> RunState:
     if pointer != state.run_id:
         for chunk in plan.chunks:
             markers.append(apply_chunk(deps, state.tenant, state.run_id, chunk))
-        _join_snapshots(deps, state.tenant, state.run_id, plan)
+        _list_snapshots(deps, state.tenant, state.run_id, plan)
         events = 0 if change_files else _publish_events(deps, state, staged_on)
         state.counts.setdefault("commit", {})["events"] = events
     timings = state.counts.setdefault("timings_ms", {})
@@ -1170,9 +1197,6 @@ def finish_commit(state: RunState, deps: Deps) -> RunState:
                 "source_cursor": cursor,
             },
         )
-        # The snapshots made in parts are joined and pointed at: a finish that runs again
-        # joins nothing (the pointer is this run's), so the parts are room to give back.
-        _drop_snapshot_parts(deps, state.tenant, state.run_id, plan)
         _drop_staged_parts(deps, state.tenant, state.run_id)
     deps.runs.update(
         state.tenant,

@@ -35,8 +35,15 @@ import duckdb
 import orjson
 
 from rostersync.models import Entity, Tier
-from rostersync.pipeline.columnar import HANDED_FORMAT, connect_engine, handed_keys, sql_path
+from rostersync.pipeline.columnar import (
+    HANDED_FORMAT,
+    connect_engine,
+    handed_keys,
+    sql_files,
+    sql_path,
+)
 from rostersync.pipeline.match_decisions import new_target_prefix
+from rostersync.pipeline.snapshot import local_files, snapshot_files
 from rostersync.storage import keys
 from rostersync.storage.ports import ObjectStorePort
 
@@ -54,7 +61,9 @@ _HAND_FROM = 10_000
 SpecialLine = Callable[[str, str], tuple[list[Any], str] | None]
 
 
-def _select_lines(path: Path, columns: dict[str, int], least: int, values: dict[str, int]) -> str:
+def _select_lines(
+    paths: list[Path], columns: dict[str, int], least: int, values: dict[str, int]
+) -> str:
     """The JSON texts of some elements of each line of a file, and the values of others
     (``values``: a string's, as stage reads it); ``ok`` says the line has ``least``
     elements or more."""
@@ -62,11 +71,13 @@ def _select_lines(path: Path, columns: dict[str, int], least: int, values: dict[
         [f"CAST(j[{n}] AS VARCHAR) AS {c}" for c, n in columns.items()]
         + [f"j[{n}] ->> '$' AS {c}" for c, n in values.items()]
     )
-    return (
-        f"SELECT {selected}, len(j) >= {least} AS ok"
-        f" FROM read_json('{sql_path(path)}', format = 'newline_delimited', records = false,"
+    source = (
+        f"read_json({sql_files(paths)}, format = 'newline_delimited', records = false,"
         " columns = {'j': 'JSON[]'})"
+        if paths
+        else "(SELECT CAST(NULL AS JSON[]) AS j WHERE false)"
     )
+    return f"SELECT {selected}, len(j) >= {least} AS ok FROM {source}"
 
 
 # A JSON text the engine copies as it is: a string with nothing escaped (a quote, a
@@ -300,7 +311,7 @@ _LAST_SYSTEM = "SELECT s FROM m_{e} WHERE r IS NOT NULL ORDER BY r DESC LIMIT 1"
 
 _SNAPSHOT = """
 SELECT source_system, source_id, target_id, record
-FROM read_json('{path}', format = 'newline_delimited', columns = {{
+FROM read_json({paths}, format = 'newline_delimited', columns = {{
     'source_system': 'JSON', 'source_id': 'JSON', 'target_id': 'JSON', 'record': 'JSON'
 }})
 WHERE source_id ->> '$' IN (SELECT unnest($ids::VARCHAR[]))
@@ -370,9 +381,7 @@ class IdTables:
         return self._usable[entity]
 
     def _load(self, entity: Entity) -> bool:
-        index_key = (
-            keys.state_index_key(self.tenant, self.baseline, entity) if self.baseline else None
-        )
+        snapshot = snapshot_files(self.store, self.tenant, self.baseline, entity)
         # Stage's diff is handed over where there is a baseline (on a first sync every
         # record is new: stage's own diff of them costs less than the columns it needs).
         # The tables are the engine's own: the files (downloads, on S3) go once read.
@@ -380,9 +389,13 @@ class IdTables:
             ids = files.enter_context(
                 self.store.local_file(keys.normalized_ids_key(self.tenant, self.run_id, entity))
             )
-            index = files.enter_context(self.store.local_file(index_key)) if index_key else None
-            if index_key is not None and index is None:
-                return False  # a baseline without an index
+            index = None
+            if snapshot is not None:
+                if snapshot.indexes is None:
+                    return False  # a baseline without an index
+                index = local_files(self.store, snapshot.indexes, files)
+                if index is None:
+                    return False  # a part gone meanwhile
             try:
                 return self._join(entity, ids, index)
             except duckdb.Error:
@@ -390,7 +403,7 @@ class IdTables:
                 self.drop(entity)
                 return False
 
-    def _join(self, entity: Entity, ids: Path | None, index: Path | None) -> bool:
+    def _join(self, entity: Entity, ids: Path | None, index: list[Path] | None) -> bool:
         """Read, check and join the entity's id lines and baseline index (see ``_N_CHECKS``);
         whether the engine answers for it."""
         e = entity.value
@@ -401,7 +414,7 @@ class IdTables:
             con.execute(f"CREATE TEMP TABLE n_{e} AS SELECT {columns}, true AS ok WHERE false")
         else:
             values = _N_VALUES if handing else {}
-            con.execute(f"CREATE TEMP TABLE n_{e} AS {_select_lines(ids, _N, 2, values)}")
+            con.execute(f"CREATE TEMP TABLE n_{e} AS {_select_lines([ids], _N, 2, values)}")
         checks: Any = con.execute(_N_CHECKS.format(e=e)).fetchone()
         unplain, repeats, odd_lines, records = (int(c or 0) for c in checks)
         if unplain:
@@ -527,11 +540,12 @@ class IdTables:
         ``record``) whose source id is one of ``source_ids``, in file order."""
         if self.baseline is None or not source_ids:
             return []
-        key = keys.state_key(self.tenant, self.baseline, entity)
-        with self.store.local_file(key) as path:
-            if path is None:
+        with ExitStack() as stack:
+            files = snapshot_files(self.store, self.tenant, self.baseline, entity)
+            paths = None if files is None else local_files(self.store, files.bodies, stack)
+            if not paths:
                 return []
-            sql = _SNAPSHOT.format(path=sql_path(path))
+            sql = _SNAPSHOT.format(paths=sql_files(paths))
             rows = self.con.execute(sql, {"ids": sorted(source_ids)}).fetchall()
         return [
             {
@@ -650,13 +664,11 @@ class IdTables:
         head_key, rows_key = handed_keys(self.tenant, self.run_id, entity)
         self.store.upload_file(path, rows_key)
         path.unlink()
-        index_key = (
-            keys.state_index_key(self.tenant, self.baseline, entity) if self.baseline else None
-        )
+        snapshot = snapshot_files(self.store, self.tenant, self.baseline, entity)
         head = {
             "format": HANDED_FORMAT,
             "baseline": self.baseline,
-            "index": None if index_key is None else self.store.version(index_key),
+            "index": None if snapshot is None else snapshot.version,
             "ids": self.store.version(keys.normalized_ids_key(self.tenant, self.run_id, entity)),
             "matched": self.store.version(matched_key),
             "rows": self.store.version(rows_key),

@@ -1,22 +1,30 @@
 """The committed state of a tenant: the baseline every run is diffed against.
 
-A snapshot is one JSON-lines object per entity under ``state/{tenant}/{run}/``; the
-pointer ``state/{tenant}/current.json`` names the run whose snapshot is current. Each
-line is ``{source_system, source_id, target_id, status, hash, record}`` where ``status``
-is ``active`` or ``archived`` and ``hash`` covers the record's content (not its metadata).
+A snapshot is, per entity under ``state/{tenant}/{run}/``, one JSON-lines object (made
+whole by one commit chunk) or a list of parts (``{entity}.parts.json``, made by several
+chunks side by side: at a million students a joined copy would be gigabytes written
+again for nothing); each body has an index beside it, line for line. The pointer
+``state/{tenant}/current.json`` names the run whose snapshot is current. Each line is
+``{source_system, source_id, target_id, status, hash, record}`` where ``status`` is
+``active`` or ``archived`` and ``hash`` covers the record's content (not its metadata).
+Readers take a snapshot through ``snapshot_files``, whichever way it was made.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from functools import partial
+from itertools import chain
 from operator import itemgetter
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
 
 from rostersync.changes import content_of
+from rostersync.errors import FatalError
 from rostersync.models import Entity
 from rostersync.storage import keys
 from rostersync.storage.ports import ObjectStorePort
@@ -60,22 +68,138 @@ def current_baseline(store: ObjectStorePort, tenant: str) -> str | None:
     return None if pointer is None else str(pointer["run_id"])
 
 
+class SnapshotFiles(NamedTuple):
+    """Where an entity's committed snapshot is: its bodies and, line for line, their
+    indexes (``None`` for a snapshot kept without one), in reading order."""
+
+    bodies: tuple[str, ...]
+    indexes: tuple[str, ...] | None
+    #: Changes whenever the snapshot does (the index's version, or the parts list's).
+    version: str | None
+    #: Kept in parts (a list of them), not whole.
+    listed: bool = False
+
+
+PARTS_FORMAT = 1
+
+
+class BadPartsList(FatalError):
+    """A snapshot's list of parts that is not one (or names objects outside the state)."""
+
+
+def snapshot_files(
+    store: ObjectStorePort, tenant: str, baseline_run: str | None, entity: Entity
+) -> SnapshotFiles | None:
+    """The objects of ``baseline_run``'s snapshot of ``entity`` (``None`` before the first
+    commit). A whole snapshot that was never written reads as empty, as before."""
+    if baseline_run is None:
+        return None
+    parts_key = keys.state_parts_key(tenant, baseline_run, entity)
+    listed = store.get_json(parts_key)
+    if listed is not None:
+        return _listed_files(store, tenant, parts_key, listed)
+    index_key = keys.state_index_key(tenant, baseline_run, entity)
+    version = store.version(index_key)
+    return SnapshotFiles(
+        (keys.state_key(tenant, baseline_run, entity),),
+        None if version is None else (index_key,),
+        version,
+    )
+
+
+def _listed_files(
+    store: ObjectStorePort, tenant: str, parts_key: str, listed: Any
+) -> SnapshotFiles:
+    own = f"state/{keys.check_tenant(tenant)}/"
+    if not isinstance(listed, dict) or listed.get("format") != PARTS_FORMAT:
+        raise BadPartsList(f"{parts_key}: not a list of snapshot parts")
+    parts = listed.get("parts")
+    if not isinstance(parts, list):
+        raise BadPartsList(f"{parts_key}: not a list of snapshot parts")
+    bodies: list[str] = []
+    indexes: list[str] | None = []
+    for part in parts:
+        body = part.get("body") if isinstance(part, dict) else None
+        index = part.get("index") if isinstance(part, dict) else None
+        if not isinstance(body, str) or not body.startswith(own) or ".." in body:
+            raise BadPartsList(f"{parts_key}: a part outside the tenant's state")
+        if index is not None and (not isinstance(index, str) or not index.startswith(own)):
+            raise BadPartsList(f"{parts_key}: an index outside the tenant's state")
+        bodies.append(body)
+        if index is None or indexes is None:
+            indexes = None
+        else:
+            indexes.append(index)
+    return SnapshotFiles(
+        tuple(bodies),
+        None if indexes is None else tuple(indexes),
+        store.version(parts_key),
+        listed=True,
+    )
+
+
+def write_parts_list(
+    store: ObjectStorePort,
+    tenant: str,
+    run_id: str,
+    entity: Entity,
+    parts: Iterable[tuple[str, str | None]],
+) -> None:
+    """Make ``run_id``'s snapshot of ``entity`` the parts ``(body, index)``, in order."""
+    store.put_json(
+        keys.state_parts_key(tenant, run_id, entity),
+        {
+            "format": PARTS_FORMAT,
+            "parts": [{"body": body, "index": index} for body, index in parts],
+        },
+    )
+
+
+def snapshot_parts(
+    store: ObjectStorePort, tenant: str, baseline_run: str | None, entity: Entity
+) -> list[tuple[str, str | None]]:
+    """The snapshot's (body, index) pairs, in order (one for a whole snapshot)."""
+    files = snapshot_files(store, tenant, baseline_run, entity)
+    if files is None:
+        return []
+    indexes: Iterable[str | None] = files.indexes or [None] * len(files.bodies)
+    return list(zip(files.bodies, indexes, strict=True))
+
+
+def local_files(
+    store: ObjectStorePort, object_keys: Iterable[str], stack: ExitStack
+) -> list[Path] | None:
+    """Local files of ``object_keys`` (see ``ObjectStorePort.local_file``) that ``stack``
+    lets go of; ``None`` if one of them does not exist."""
+    paths: list[Path] = []
+    for key in object_keys:
+        path = stack.enter_context(store.local_file(key))
+        if path is None:
+            return None
+        paths.append(path)
+    return paths
+
+
 def iter_snapshot(
     store: ObjectStorePort, tenant: str, baseline_run: str | None, entity: Entity
 ) -> Iterator[dict[str, Any]]:
     """Lines of an entity's snapshot (nothing before the first commit)."""
-    if baseline_run is None:
-        return iter(())
-    return store.iter_jsonl(keys.state_key(tenant, baseline_run, entity))
+    return map(orjson.loads, iter_snapshot_lines(store, tenant, baseline_run, entity))
 
 
 def iter_snapshot_lines(
     store: ObjectStorePort, tenant: str, baseline_run: str | None, entity: Entity
 ) -> Iterator[bytes]:
     """``iter_snapshot``'s lines unparsed."""
-    if baseline_run is None:
+    files = snapshot_files(store, tenant, baseline_run, entity)
+    if files is None:
         return iter(())
-    return store.iter_lines(keys.state_key(tenant, baseline_run, entity))
+    return chain.from_iterable(map(store.iter_lines, files.bodies))
+
+
+def iter_index_lines(store: ObjectStorePort, files: SnapshotFiles) -> Iterator[bytes]:
+    """The snapshot's index lines, unparsed (nothing for a snapshot without an index)."""
+    return chain.from_iterable(map(store.iter_lines, files.indexes or ()))
 
 
 def load_baseline_index(
@@ -84,15 +208,15 @@ def load_baseline_index(
     """(source system, source id) → target, status and hash; ids only, no bodies (read
     from the snapshot's index, or from the snapshot itself where it has none)."""
     index: dict[tuple[str, str], BaselineEntry] = {}
-    if baseline_run is None:
+    files = snapshot_files(store, tenant, baseline_run, entity)
+    if files is None:
         return index
-    index_key = keys.state_index_key(tenant, baseline_run, entity)
-    if store.exists(index_key):
+    if files.indexes is not None:
         # Built in C (a NamedTuple's own constructor is a Python call per entry: seconds
         # at a million records).
         entry = partial(tuple.__new__, BaselineEntry)
         loads = orjson.loads
-        for part in _batched(store.iter_lines(index_key), 10_000):
+        for part in _batched(iter_index_lines(store, files), 10_000):
             lines = [loads(line) for line in part]
             index.update(
                 zip(

@@ -53,7 +53,7 @@ from rostersync.pipeline.columnar import (
     connect_engine,
     diff_entity,
     handed_diff,
-    sql_path,
+    sql_files,
 )
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
@@ -69,6 +69,8 @@ from rostersync.pipeline.snapshot import (
     iter_snapshot,
     iter_snapshot_lines,
     load_baseline_index,
+    local_files,
+    snapshot_files,
 )
 from rostersync.pipeline.stage_partition import PartDiff, part_diff
 from rostersync.policy.field_rules import apply_field_rules
@@ -167,11 +169,9 @@ class EntityStager:
             part, parts, prefix = self.partition
             self._part_diff = part_diff(self.store, entity, part, parts, prefix, stack)
             return self._part_diff.diff
-        index_key = None
-        if self.baseline_run is not None:
-            index_key = keys.state_index_key(tenant, self.baseline_run, entity)
-            if not self.store.exists(index_key):
-                return None
+        files = snapshot_files(self.store, tenant, self.baseline_run, entity)
+        if files is not None and files.indexes is None:
+            return None
         handed = handed_diff(self.store, tenant, run_id, entity, self.baseline_run, stack)
         if handed is not None:
             return handed
@@ -179,7 +179,7 @@ class EntityStager:
             self.store,
             keys.normalized_ids_key(tenant, run_id, entity),
             keys.matched_key(tenant, run_id, entity),
-            index_key,
+            None if files is None else files.indexes,
             stack,
         )
 
@@ -435,10 +435,9 @@ class EntityStager:
         if self.baseline_run is None:
             return
         with ExitStack() as stack:
-            path = stack.enter_context(
-                self.store.local_file(keys.state_key(tenant, self.baseline_run, entity))
-            )
-            if path is None:
+            files = snapshot_files(self.store, tenant, self.baseline_run, entity)
+            paths = None if files is None else local_files(self.store, files.bodies, stack)
+            if not paths:
                 return
             spill = stack.enter_context(tempfile.TemporaryDirectory(prefix="rostersync-"))
             con = stack.enter_context(connect_engine(Path(spill)))
@@ -448,7 +447,7 @@ class EntityStager:
                 for table, ids in (("wanted_users", users), ("wanted_classes", classes)):
                     if ids:
                         con.execute(f"INSERT INTO {table} SELECT unnest(?::VARCHAR[])", [list(ids)])
-                found = con.execute(_CASCADE.format(path=sql_path(path))).fetchall()
+                found = con.execute(_CASCADE.format(paths=sql_files(paths))).fetchall()
             except duckdb.Error:
                 found = None
         if found is not None:
@@ -574,7 +573,7 @@ class EntityStager:
 
 _CASCADE = """
 SELECT source_system, source_id, target_id, record.user_source_id, record.class_source_id
-FROM read_json('{path}', format = 'newline_delimited', columns = {{
+FROM read_json({paths}, format = 'newline_delimited', columns = {{
     source_system: 'VARCHAR', source_id: 'VARCHAR', target_id: 'VARCHAR', status: 'VARCHAR',
     record: 'STRUCT(user_source_id VARCHAR, class_source_id VARCHAR)'
 }})

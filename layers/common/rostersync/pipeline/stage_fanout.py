@@ -50,7 +50,7 @@ from rostersync.pipeline.change_lines import ChangeLines
 from rostersync.pipeline.contracts import RunState, StagePart, StagePlan
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.normalize import load_normalized_summary
-from rostersync.pipeline.snapshot import current_baseline
+from rostersync.pipeline.snapshot import current_baseline, snapshot_files
 from rostersync.pipeline.stage_entity import EntityStager, decide
 from rostersync.pipeline.stage_partition import split_diff
 from rostersync.pipeline.tenant_settings import load_settings
@@ -159,9 +159,8 @@ def plan_stage(state: RunState, deps: Deps) -> _Plan:
         if entity not in settings.items_to_sync:
             deps.store.write_jsonl(keys.changes_key(tenant, run_id, entity), [])
             continue
-        indexed = baseline_run is None or deps.store.exists(
-            keys.state_index_key(tenant, baseline_run, entity)
-        )
+        files = snapshot_files(deps.store, tenant, baseline_run, entity)
+        indexed = files is None or files.indexes is not None
         wave = 2 if entity is Entity.ENROLLMENTS and cascades else 1
         if columnar and indexed:
             parts = _parts_of(deps, state, attempt, baseline_run, entity, wave)

@@ -43,6 +43,7 @@ from rostersync.pipeline.columnar import (
     load_diff_tables,
     sql_path,
 )
+from rostersync.pipeline.snapshot import local_files, snapshot_files
 from rostersync.storage import keys
 from rostersync.storage.ports import ObjectStorePort
 
@@ -122,11 +123,17 @@ def _computed(
     """The entity's diff computed into tables ``r`` and ``a`` (``columnar.diff_entity``'s
     rows and absent records); its records and active records, or None where it does not
     apply."""
-    index_key = None if baseline_run is None else keys.state_index_key(tenant, baseline_run, entity)
+    files = snapshot_files(store, tenant, baseline_run, entity)
     ids = stack.enter_context(store.local_file(keys.normalized_ids_key(tenant, run_id, entity)))
     decisions = stack.enter_context(store.local_file(keys.matched_key(tenant, run_id, entity)))
-    baseline = stack.enter_context(store.local_file(index_key)) if index_key else None
-    if ids is None or decisions is None or (index_key is not None and baseline is None):
+    baseline = None
+    if files is not None:
+        if files.indexes is None:
+            return None
+        baseline = local_files(store, files.indexes, stack)
+        if baseline is None:
+            return None
+    if ids is None or decisions is None:
         return None
     loaded = load_diff_tables(con, ids, decisions, baseline)
     if loaded is None:

@@ -161,6 +161,20 @@ def state_index_key(tenant: str, run_id: str, entity: Entity) -> str:
     return f"{base}.index.jsonl"
 
 
+def state_parts_key(tenant: str, run_id: str, entity: Entity) -> str:
+    """The list of an entity's snapshot parts, for a snapshot kept in parts (then there
+    is no ``state_key`` object): each part a body and its index, read in the list's order."""
+    base = f"state/{check_tenant(tenant)}/{check_run_id(run_id)}/{Entity(entity).value}"
+    return f"{base}.parts.json"
+
+
+def state_part_keys(tenant: str, run_id: str, entity: Entity, part: str) -> tuple[str, str]:
+    """A snapshot part's body and index (``part`` names it: a commit chunk's id)."""
+    base = f"state/{check_tenant(tenant)}/{check_run_id(run_id)}/{Entity(entity).value}"
+    name = check_file_name(part)
+    return f"{base}.parts/{name}.jsonl", f"{base}.parts/{name}.index.jsonl"
+
+
 def app_records_key(tenant: str, kind: str) -> str:
     """The app's own records imported for matching (``people`` or ``classes``)."""
     if kind not in {"people", "classes"}:
