@@ -29,7 +29,7 @@ from rapidfuzz import fuzz, process
 from rostersync.matching.assign import TIER_AUTO, TIER_SUGGESTED, assign_tiers
 from rostersync.matching.normalize import fold_name, normalize_identifier
 from rostersync.matching.people import AGREEMENT, Decision, Evidence, MatchConflict, MatchResult
-from rostersync.matching.records import ClassRecord
+from rostersync.matching.records import ClassRecord, in_key_order
 from rostersync.matching.scoring import workers_for
 from rostersync.matching.thresholds import CLASS_THRESHOLDS, Thresholds
 from rostersync.models import Tier
@@ -100,8 +100,10 @@ def match_classes(
     ``match_people``."""
     fixed = dict(fixed or {})
     taken = set(fixed.values())
-    open_source = [record for record in source if record.key not in fixed]
-    open_target = [record for record in target if record.key not in taken]
+    # In key order: the outcome is the same whatever order the records come in, and a
+    # tie goes to the lowest key.
+    open_source = in_key_order(record for record in source if record.key not in fixed)
+    open_target = in_key_order(record for record in target if record.key not in taken)
 
     kept: list[tuple[int, int]] = []
     fields: list[tuple[float, float, float, float, float]] = []

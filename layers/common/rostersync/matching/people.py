@@ -37,7 +37,7 @@ from rostersync.matching.encoding import (
 )
 from rostersync.matching.floor import STRONG_NAME, crossed_names, floor_pairs, unambiguous
 from rostersync.matching.model import MatchModel, probability, train
-from rostersync.matching.records import PersonRecord
+from rostersync.matching.records import PersonRecord, in_key_order
 from rostersync.matching.scoring import (
     BIRTH,
     COMPATIBLE_NAME,
@@ -295,8 +295,9 @@ def _run(
     _check_unique_keys(source, "source")
     _check_unique_keys(target, "target")
     taken = set(fixed.values())
-    open_source = [record for record in source if record.key not in fixed]
-    open_target = [record for record in target if record.key not in taken]
+    # In key order: the outcome is the same whatever order the records come in.
+    open_source = in_key_order(record for record in source if record.key not in fixed)
+    open_target = in_key_order(record for record in target if record.key not in taken)
     vocab = Vocabularies()
     s_side = encode_people(open_source, vocab)
     t_side = encode_people(open_target, vocab)
@@ -658,7 +659,8 @@ def candidate_keys(
     ``match_people`` forms them (for measuring blocking: a true pair missing here can
     never be matched)."""
     vocab = Vocabularies()
-    s_side, t_side = encode_people(source, vocab), encode_people(target, vocab)
+    s_side = encode_people(in_key_order(source), vocab)
+    t_side = encode_people(in_key_order(target), vocab)
     tables = name_tables(vocab.names)
     si, ti, learned = candidate_pairs_by_origin(
         s_side, t_side, tables.nicknames, names=tables.strings

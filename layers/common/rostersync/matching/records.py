@@ -12,10 +12,12 @@ own (the canonical models were validated upstream).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
+from operator import attrgetter
+from typing import TypeVar
 
 import orjson
 
@@ -112,6 +114,22 @@ class ClassRecord:
     end_date: date | None = None
     school: str | None = None
     identifiers: Mapping[str, str] = field(default_factory=dict)
+
+
+_Keyed = TypeVar("_Keyed", PersonRecord, ClassRecord)
+
+
+def in_key_order(records: Iterable[_Keyed]) -> list[_Keyed]:
+    """``records`` sorted by key: the one order matching works in, whatever order the
+    caller gives them in (a district's export order changes from day to day, and a
+    caller's set of ids iterates in an order of its process's string hashing).
+
+    Everything a match computes follows the records' order somewhere: the sample of
+    random pairs ``u`` is estimated from, the order in which floating-point sums add up,
+    the ties between equal scores (a source's best target, a suggestion's alternatives).
+    Matched in key order, the same records give the same outcome byte for byte, and a
+    tie goes to the lowest key."""
+    return sorted(records, key=attrgetter("key"))
 
 
 def person_kind_of(user: User) -> PersonKind | None:
