@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -249,3 +250,53 @@ def test_the_last_task_run_again_gives_the_same_files(synced):
 
         assert again.normalize is None
         assert {key: deps.store.get_bytes(key) for key in watched} == before
+
+
+def _zipped(folder: Path, target: Path, *, odd_name: bool = False) -> Path:
+    """The folder's files zipped as exports are: in a top folder, beside a ``__MACOSX``
+    entry (and, with ``odd_name``, a file whose name cannot be a raw file's)."""
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.writestr("__MACOSX/._users.csv", b"\0\0")
+        for path in sorted(folder.iterdir()):
+            zipped.write(path, f"export/{path.name}")
+        if odd_name:
+            zipped.writestr("export/read me (1).txt", b"notes")
+    return target
+
+
+def test_a_zipped_bundle_with_large_files_is_unzipped_at_fetch_and_read_in_parts(
+    synced, days, tmp_path, monkeypatch
+):
+    """A zip's members cannot be read by byte range: a zip with a file from twice the
+    part size is unzipped into the raw area at fetch (the zip kept as dropped), and its
+    large files are read in parts, giving what the folder read in one pass gives. A zip
+    with a file whose name cannot be a raw file's is read whole, as before, to the same
+    result."""
+    inline, _, _ = synced
+    zips = [_zipped(day, tmp_path / f"{day.name}.zip") for day in days[:2]]
+    odd = _zipped(days[0], tmp_path / "odd.zip", odd_name=True)
+    for name, value in {"NORMALIZE_PART_BYTES": "1024", "NORMALIZE_MAX_PARTS": "6"}.items():
+        monkeypatch.setenv(name, value)
+    stack_settings.cache_clear()
+    raw_names: list[list[str]] = []
+
+    def day(deps: Any, run_id: str, report: dict[str, Any]) -> dict[str, Any]:
+        raw = keys.raw_prefix(TENANT, run_id)
+        raw_names.append(sorted(k.removeprefix(raw) for k in deps.store.list_keys(raw)))
+        return _day(deps, run_id, report)
+
+    try:
+        zipped = sync_days(tmp_path / "zipped", TENANT, zips, day)
+        whole = sync_days(tmp_path / "odd", TENANT, [odd], day)
+    finally:
+        stack_settings.cache_clear()
+    for number, states in enumerate(zipped["states"]):
+        assert "NormalizeParts" in states, number
+    for number in range(2):
+        assert "bundle.zip" in raw_names[number] and "users.csv" in raw_names[number]
+        for name in ("files", "issues", "summary", "directory", "links"):
+            assert zipped["days"][number][name] == inline["days"][number][name], (number, name)
+    assert raw_names[2] == ["bundle.zip"], raw_names[2]
+    assert "NormalizeParts" not in whole["states"][0]
+    for name in ("files", "summary", "directory", "links"):
+        assert whole["days"][0][name] == inline["days"][0][name], name

@@ -41,6 +41,9 @@ def fetch(state: RunState, deps: Deps) -> RunState:
         secrets=deps.secrets,
         cursor=last_cursor(deps, state.tenant, kind),
         stored_stripped=partial(stored_stripped, deps.store),
+        # The size from which normalize reads a file in parts (a zip's member cannot be
+        # read by byte range).
+        unzip_from=2 * deps.settings.normalize_part_bytes or None,
     )
     result = source_for(kind).fetch(state.source, ctx)
     if result.mode is not None:

@@ -192,6 +192,9 @@ class FetchContext:
     #: Whether the object at a source key is known to hold no secret value (an upload
     #: stored stripped and not written since): its copy need not be stripped again.
     stored_stripped: Callable[[str], bool] = field(default=lambda key: False)
+    #: A zipped bundle with a file at least this large (uncompressed) is unzipped into
+    #: the raw area, so that its large files can be read in parts; None: never.
+    unzip_from: int | None = None
 
 
 @dataclass

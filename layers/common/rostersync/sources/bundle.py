@@ -63,6 +63,10 @@ class ZipBundle:
     def names(self) -> list[str]:
         return sorted(self._members)
 
+    def size(self, name: str) -> int:
+        """The file's size, uncompressed."""
+        return self._zip.getinfo(self._members[name]).file_size
+
     @contextmanager
     def open(self, name: str) -> Iterator[IO[bytes]]:
         with self._zip.open(self._members[name]) as fh:

@@ -3,6 +3,7 @@ uploaded through the CLI or the API or dropped in the tenant's inbox."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -10,7 +11,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any, ClassVar, Literal
 
-from rostersync.errors import BundleError
+from rostersync.errors import BundleError, InvalidKey
 from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.sources.base import (
     Completeness,
@@ -44,6 +45,7 @@ from rostersync.sources.oneroster_csv.secret_columns import (
     strip_secret_columns,
     strip_secret_columns_zip,
 )
+from rostersync.storage import keys
 
 __all__ = [
     "FILE_NAMES",
@@ -63,6 +65,8 @@ __all__ = [
 
 #: The name a zipped bundle has in the raw area.
 ZIP_NAME = "bundle.zip"
+#: Beside a zip unzipped at fetch: the names of its files, each then a raw file of its own.
+UNZIPPED_NAME = "bundle.zip.files.json"
 
 _COMPLETENESS = {
     FileMode.BULK: Completeness.COMPLETE,
@@ -246,7 +250,11 @@ class OneRosterCsvSource:
             raise BundleError("the bundle is no longer there")
         clean = _copy_in(ctx, spec.key, ZIP_NAME)
         stripped = 0 if clean else int(_strip_raw_zip(raw, spec.key.rsplit("/", 1)[-1] or ZIP_NAME))
-        return FetchResult({"files": 1, "ignored_nested": 0, "secrets_removed": stripped})
+        unzipped = _unzip_large(raw, ctx.unzip_from) if ctx.unzip_from else 0
+        counts = {"files": 1, "ignored_nested": 0, "secrets_removed": stripped}
+        if unzipped:
+            counts["unzipped"] = unzipped
+        return FetchResult(counts)
 
     @contextmanager
     def read(self, spec: SourceSpec, raw: RawArea, sink: IssueSink) -> Iterator[OneRosterCsvRead]:
@@ -254,11 +262,87 @@ class OneRosterCsvSource:
             yield OneRosterCsvRead(_bundle_files(raw, stack), sink, stack)
 
 
+def _unzip_large(raw: RawArea, unzip_from: int) -> int:
+    """Unzip the raw zip into the raw area, a file each, when one of its files is at
+    least ``unzip_from`` bytes (a million students' users and enrollments): then they can
+    be read by byte range, in parts. The zip stays as it was (what was dropped), the list
+    of its files beside it. Returns the files unzipped (0: the zip is read as it is,
+    which it also is when a file's name cannot be a raw file's, as ``notes (1).txt``)."""
+    with tempfile.TemporaryDirectory(prefix="rostersync-unzip-") as tmp:
+        path = Path(tmp) / ZIP_NAME
+        raw.download(ZIP_NAME, path)
+        zipped = ZipBundle(path)
+        try:
+            names = zipped.names()
+            if max(map(zipped.size, names), default=0) < unzip_from:
+                return 0
+            if any(not _raw_name(name) for name in names):
+                return 0
+            for name in names:
+                with zipped.open(name) as member, raw.writer(name) as out:
+                    shutil.copyfileobj(member, out, 1 << 20)
+        finally:
+            zipped.close()
+    raw.put_bytes(UNZIPPED_NAME, json.dumps(names).encode())
+    return len(names)
+
+
+def _raw_name(name: str) -> bool:
+    """Whether a zip's file can be a raw file of its own, by the same name."""
+    if name.lower() in {ZIP_NAME, UNZIPPED_NAME}:
+        return False
+    try:
+        keys.check_file_name(name)
+    except InvalidKey:
+        return False
+    return True
+
+
+class _Unzipped:
+    """A zip's files unzipped into the raw area (``_unzip_large``): the raw area's
+    files of those names, readable by byte range."""
+
+    def __init__(self, raw: RawArea, names: list[str]) -> None:
+        self._raw = raw
+        self._names = sorted(names)
+
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    def open(self, name: str) -> AbstractContextManager[IO[bytes]]:
+        return self._raw.open(self._own(name))
+
+    def size(self, name: str) -> int | None:
+        return self._raw.size(self._own(name))  # type: ignore[attr-defined,no-any-return]
+
+    def read_range(self, name: str, start: int, end: int) -> bytes:
+        return self._raw.read_range(self._own(name), start, end)  # type: ignore[attr-defined,no-any-return]
+
+    def _own(self, name: str) -> str:
+        if name not in self._names:
+            raise BundleError(f"{name} is not a file of the bundle")
+        return name
+
+
+def _unzipped_names(raw: RawArea) -> list[str] | None:
+    """The names ``_unzip_large`` listed, if it unzipped the raw zip."""
+    if not raw.exists(UNZIPPED_NAME):
+        return None
+    with raw.open(UNZIPPED_NAME) as fh:
+        names = json.loads(fh.read())
+    if not isinstance(names, list) or not all(isinstance(n, str) and _raw_name(n) for n in names):
+        raise BundleError(f"{UNZIPPED_NAME} is not a list of the zip's files")
+    return names
+
+
 def _bundle_files(raw: RawArea, stack: ExitStack) -> RawFiles:
-    """The bundle's files in a raw area: the area's own, or those of its zip (copied to
-    a temporary folder that ``stack`` removes)."""
+    """The bundle's files in a raw area: the area's own, those of its zip unzipped at
+    fetch, or those of its zip (copied to a temporary folder that ``stack`` removes)."""
     if not raw.exists(ZIP_NAME):
         return raw
+    unzipped = _unzipped_names(raw)
+    if unzipped is not None:
+        return _Unzipped(raw, unzipped)
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rostersync-")))
     raw.download(ZIP_NAME, tmp / ZIP_NAME)
     zipped = ZipBundle(tmp / ZIP_NAME)
