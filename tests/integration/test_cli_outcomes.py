@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -273,3 +274,38 @@ def test_review_names_the_records_an_archive_would_remove(cli: Cli, tmp_path: Pa
     _, review, _ = cli("review", run_id, "--tenant", "t1", "--action", "archive")
     archives = [line for line in review.splitlines() if " archive " in line]
     assert any("us0005  GN 05 FN 05 (student)" in line for line in archives)
+
+
+def test_a_committed_run_counts_its_adds_as_applied_and_its_actions_csv_is_written_locally(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Given an app that already has John Doe, a sync committed at once (no review)
+    counts its adds as the commit applies them, 5 new and 1 linked; the commit writes no
+    actions.csv into the run's report (a minute of one invocation at a million
+    students), and the command line's copy of the report has one, a row per action."""
+    records = tmp_path / "app.csv"
+    records.write_text(
+        "app_id,kind,given_name,family_name,email\napp-t-1,teacher,John,Doe,john.doe@myschool.com\n"
+    )
+    assert cli("directory", "import", str(records), "--tenant", "t1")[0] == 0
+
+    code, out, _ = cli("sync", str(MOODLE), "--tenant", "t1", "--json")
+    assert code in (0, 2), out
+    synced = json.loads(out)
+    report = json.loads(Path(synced["report"]).read_text())
+    assert report["status"] == "committed"
+    assert report["adds"]["users"] == {"new": 5, "linked": 1}
+    assert all(c.get("linked") is not None for c in report["chunks"] if "-adds" in c["chunk"])
+    with sqlite3.connect(cli.state / "rostersync.sqlite3") as db:
+        stored = {
+            key.rsplit("/", 1)[1]
+            for (key,) in db.execute(
+                "SELECT key FROM objects WHERE key LIKE ?",
+                (f"runs/t1/{synced['run_id']}/report/%",),
+            )
+        }
+    assert "report.json" in stored and "issues.csv" in stored and "actions.csv" not in stored
+    rows = list(csv.DictReader(Path(synced["report"]).with_name("actions.csv").open()))
+    users = [row for row in rows if row["entity"] == "users"]
+    assert len(users) == 6 and {row["action"] for row in users} == {"add"}
+    assert sum(1 for row in rows) == sum(sum(c.values()) for c in report["counts"].values())

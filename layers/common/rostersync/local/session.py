@@ -22,6 +22,7 @@ from rostersync.config import stack_settings
 from rostersync.models import Severity, SyncMode, severity_counts, severity_of, worst_first
 from rostersync.observability import logger
 from rostersync.pipeline.deps import Deps, build_deps
+from rostersync.pipeline.report import write_actions_csv
 from rostersync.records import RunUpdate
 from rostersync.sources.base import GuardianFileRef
 from rostersync.storage import keys
@@ -86,9 +87,14 @@ def _save_report_files(deps: Deps, outcome: SyncOutcome, tenant: str, state_dir:
     folder = state_dir / "reports" / tenant / outcome.run_id
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("report.json", "issues.csv", "actions.csv"):
-        body = deps.store.get_bytes(keys.report_key(tenant, outcome.run_id, name))
-        if body is not None:
-            (folder / name).write_bytes(body)
+        key = keys.report_key(tenant, outcome.run_id, name)
+        if deps.store.exists(key):
+            deps.store.download_file(key, folder / name)  # streamed: it may be gigabytes
+        elif name == "actions.csv" and deps.store.exists(keys.report_key(tenant, outcome.run_id)):
+            # A committed run's report has no actions.csv of its own (the commit does not
+            # spend a minute of an invocation on it at a million students): written here.
+            with (folder / name).open("wb") as out:
+                write_actions_csv(deps, tenant, outcome.run_id, out)
     return folder / "report.json"
 
 

@@ -65,7 +65,7 @@ from rostersync.pipeline.change_lines import ChangeLines
 from rostersync.pipeline.contracts import CommitChunk, CommitPlan, RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.notify import notify_run
-from rostersync.pipeline.report import build_report
+from rostersync.pipeline.report import build_report, links_existing
 from rostersync.pipeline.snapshot import (
     ACTIVE,
     ARCHIVED,
@@ -411,12 +411,13 @@ def _done_chunks(deps: Deps, tenant: str, run_id: str) -> list[str]:
 def apply_chunk(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> dict[str, Any]:
     """Apply one chunk unless its marker says it is done; return the marker."""
     marker_key = _done_key(tenant, run_id, chunk.id)
-    marker = deps.store.get_json(marker_key)
-    if marker is not None:
-        return dict(marker)
+    done = deps.store.get_json(marker_key)
+    if done is not None:
+        return dict(done)
     started = time.monotonic()
     summary = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
     baseline_run = summary.get("baseline_run_id")
+    linked = 0
     if chunk.kind == "snapshot" and chunk.key is None:
         rows = _write_snapshot(deps, tenant, run_id, chunk.entity, baseline_run)
     elif chunk.kind == "snapshot" and chunk.start is None:
@@ -424,24 +425,28 @@ def apply_chunk(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> dic
     elif chunk.kind == "snapshot":
         rows = _write_snapshot_part(deps, tenant, run_id, chunk)
     else:
-        rows = _write_adds(deps, tenant, run_id, chunk)
-    marker = {
+        rows, linked = _write_adds(deps, tenant, run_id, chunk)
+    marker: dict[str, Any] = {
         "chunk": chunk.id,
         "rows": rows,
         "ms": int((time.monotonic() - started) * 1000),
         "peak_mb": peak_mb(),
     }
+    if chunk.kind == "adds":
+        # Of the adds, those linked to an existing app record (the rest are new ones).
+        marker["linked"] = linked
     deps.store.put_json(marker_key, marker)
     return marker
 
 
-def _write_adds(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> int:
-    """Directory items and links of the included *add* actions of one part."""
+def _write_adds(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> tuple[int, int]:
+    """Directory items and links of the included *add* actions of one part; how many,
+    and how many of them link to an existing app record."""
     at = _now()
     entity = chunk.entity.value
     items: list[dict[str, Any]] = []
     links: list[dict[str, Any]] = []
-    written = 0
+    written = linked = 0
 
     def flush() -> None:
         deps.directory.put_flat(tenant, entity, items)
@@ -460,10 +465,11 @@ def _write_adds(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> int
         items.append(flat_item(action, run_id, ACTIVE))
         links.append(_link(action, run_id, at))
         written += 1
+        linked += links_existing(action)
         if len(items) >= _WRITE_BATCH:
             flush()
     flush()
-    return written
+    return written, linked
 
 
 def _write_snapshot(
@@ -552,6 +558,24 @@ def _range_lines(deps: Deps, key: str, start: int, end: int) -> Iterator[bytes]:
         yield from (line for line in lines if line.strip())
     if pending.strip():
         yield pending
+
+
+def _adds_of(plan: CommitPlan, markers: list[dict[str, Any]]) -> dict[str, dict[str, int]] | None:
+    """The included adds per entity, new and linked, as the adds chunks counted them
+    (None where a marker does not say: one written by an earlier version)."""
+    adds = {entity.value: {"new": 0, "linked": 0} for entity in ENTITY_ORDER}
+    entity_of = {chunk.id: chunk.entity.value for chunk in plan.chunks if chunk.kind == "adds"}
+    if not markers:
+        return None
+    for marker in markers:
+        entity = entity_of.get(str(marker.get("chunk")))
+        if entity is None:
+            continue
+        if not isinstance(marker.get("linked"), int):
+            return None
+        adds[entity]["linked"] += marker["linked"]
+        adds[entity]["new"] += int(marker["rows"]) - marker["linked"]
+    return adds
 
 
 def _snapshot_parts(plan: CommitPlan) -> dict[Entity, list[str]]:
@@ -1176,7 +1200,7 @@ def finish_commit(state: RunState, deps: Deps) -> RunState:
     )
     # A held run is committed for its safe part; its held actions wait for approval.
     status = "held" if summary.get("held") else "committed"
-    report = build_report(deps, state, status=status)
+    report = build_report(deps, state, status=status, adds=_adds_of(plan, markers))
     if markers:
         report["chunks"] = markers
         deps.store.put_json(keys.report_key(state.tenant, state.run_id), report)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any
+from typing import IO, Any
 
 from rostersync.changes import ACTION_KINDS, action_totals
 from rostersync.models import ENTITY_ORDER, SEVERITY_ORDER, Tier, severity_of
@@ -56,16 +56,21 @@ def _csv_object(deps: Deps, key: str, columns: tuple[str, ...], rows: Any) -> in
 def _csv_rows(deps: Deps, key: str, columns: tuple[str, ...], rows: Any) -> int:
     """A CSV object of ``columns`` from rows given as lists, in column order (a first
     sync's actions file has a row per record: no dict per row)."""
-    count = 0
     with deps.store.writer(key) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        writer = csv.writer(text)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow(row)
-            count += 1
-        text.flush()
-        text.detach()
+        return _write_csv(raw, columns, rows)
+
+
+def _write_csv(raw: IO[bytes], columns: tuple[str, ...], rows: Any) -> int:
+    """Write a header of ``columns`` and ``rows`` (lists) as CSV; the rows written."""
+    count = 0
+    text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+    writer = csv.writer(text)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(row)
+        count += 1
+    text.flush()
+    text.detach()
     return count
 
 
@@ -99,11 +104,10 @@ def _csv_sources(deps: Deps, tenant: str, run_id: str) -> dict[str, str | None]:
     return {key: deps.store.version(key) for key in inputs}
 
 
-def _write_csvs(
+def _write_issues_csv(
     deps: Deps, tenant: str, run_id: str
-) -> tuple[dict[str, int], list[dict[str, Any]], int, dict[str, dict[str, int]]]:
-    """Write issues.csv and actions.csv; the issues by severity, a sample of them, their
-    total, and the included adds split into new and linked, per entity."""
+) -> tuple[dict[str, int], list[dict[str, Any]], int]:
+    """Write issues.csv; the issues by severity, a sample of them, their total."""
     by_severity = {s.value: 0 for s in SEVERITY_ORDER}
     sample: list[dict[str, Any]] = []
 
@@ -122,7 +126,25 @@ def _write_csvs(
     issues_total = _csv_object(
         deps, keys.report_key(tenant, run_id, "issues.csv"), ISSUE_COLUMNS, issues()
     )
+    return by_severity, sample, issues_total
 
+
+def _write_csvs(
+    deps: Deps, tenant: str, run_id: str
+) -> tuple[dict[str, int], list[dict[str, Any]], int, dict[str, dict[str, int]]]:
+    """Write issues.csv and actions.csv; the issues by severity, a sample of them, their
+    total, and the included adds split into new and linked, per entity."""
+    by_severity, sample, issues_total = _write_issues_csv(deps, tenant, run_id)
+    with deps.store.writer(keys.report_key(tenant, run_id, "actions.csv")) as out:
+        adds = write_actions_csv(deps, tenant, run_id, out)
+    return by_severity, sample, issues_total, adds
+
+
+def write_actions_csv(
+    deps: Deps, tenant: str, run_id: str, out: IO[bytes]
+) -> dict[str, dict[str, int]]:
+    """Write the run's actions.csv (a row per action, as its change files hold them) to
+    ``out``; the included adds split into new and linked, per entity."""
     adds = {entity.value: {"new": 0, "linked": 0} for entity in ENTITY_ORDER}
 
     def actions() -> Any:
@@ -132,21 +154,35 @@ def _write_csvs(
                     adds[entity.value]["linked" if links_existing(action) else "new"] += 1
                 yield _action_row(action)
 
-    _csv_rows(deps, keys.report_key(tenant, run_id, "actions.csv"), ACTION_COLUMNS, actions())
-    return by_severity, sample, issues_total, adds
+    _write_csv(out, ACTION_COLUMNS, actions())
+    return adds
 
 
-def build_report(deps: Deps, state: RunState, *, status: str) -> dict[str, Any]:
+def build_report(
+    deps: Deps,
+    state: RunState,
+    *,
+    status: str,
+    adds: dict[str, dict[str, int]] | None = None,
+) -> dict[str, Any]:
     """Write report.json, issues.csv and actions.csv for the run; return the report.
 
     The two CSV files are written again only if what they are made of (the issues and
     the change files) was written since the run's last report: a commit's report after
-    the stage's reuses them (a first sync's actions.csv has a line per record)."""
+    the stage's reuses them (a first sync's actions.csv has a line per record). Given
+    the included ``adds`` (a commit counts them as it applies them), no actions.csv is
+    written here: at a million students it is millions of lines, a minute of one
+    invocation for a file the API writes afresh when asked (``application.reports``);
+    one the stage wrote for review stays."""
     tenant, run_id = state.tenant, state.run_id
-    normalized = load_normalized_summary(deps, tenant, run_id)
-    changes = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
     sources = _csv_sources(deps, tenant, run_id)
     earlier = deps.store.get_json(keys.report_key(tenant, run_id)) or {}
+    stale = {k: v for k, v in (earlier.get("csv_sources") or {}).items() if sources.get(k) != v}
+    written = deps.store.exists(keys.report_key(tenant, run_id, "actions.csv"))
+    if adds is not None and not (written and set(stale) - {keys.issues_key(tenant, run_id)}):
+        # No actions.csv, or one of the change files as they are.
+        return _report(deps, state, status, adds)
+    changes = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
     if (
         earlier.get("csv_sources") == sources
         and sources[keys.issues_key(tenant, run_id)] is not None
@@ -159,6 +195,43 @@ def build_report(deps: Deps, state: RunState, *, status: str) -> dict[str, Any]:
         adds = earlier["adds"]
     else:
         by_severity, sample, issues_total, adds = _write_csvs(deps, tenant, run_id)
+    return _report(deps, state, status, adds, (by_severity, sample, issues_total), sources, changes)
+
+
+def _report(
+    deps: Deps,
+    state: RunState,
+    status: str,
+    adds: dict[str, dict[str, int]],
+    issues: tuple[dict[str, int], list[dict[str, Any]], int] | None = None,
+    sources: dict[str, str | None] | None = None,
+    changes: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """report.json of the run, with ``issues`` counted (by severity, a sample, the
+    total) or, if None, taken from the run's last report while issues.csv is of the
+    run's issues as they are (else issues.csv is written again)."""
+    tenant, run_id = state.tenant, state.run_id
+    normalized = load_normalized_summary(deps, tenant, run_id)
+    if changes is None:
+        changes = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
+    if issues is None:
+        earlier = deps.store.get_json(keys.report_key(tenant, run_id)) or {}
+        issues_key = keys.issues_key(tenant, run_id)
+        version = deps.store.version(issues_key)
+        if (
+            version is not None
+            and (earlier.get("csv_sources") or {}).get(issues_key) == version
+            and deps.store.exists(keys.report_key(tenant, run_id, "issues.csv"))
+        ):
+            issues = (
+                earlier["issues_by_severity"],
+                earlier["issues_sample"],
+                earlier["issues_total"],
+            )
+        else:
+            issues = _write_issues_csv(deps, tenant, run_id)
+        sources = {**(earlier.get("csv_sources") or {}), issues_key: version}
+    by_severity, sample, issues_total = issues
     fetched = deps.store.get_json(keys.fetch_summary_key(tenant, run_id)) or {}
     inputs = {entity.value: summary.shown() for entity, summary in normalized.entities.items()}
     report = {
