@@ -101,6 +101,12 @@ def test_a_fanned_out_stage_stages_what_the_inline_one_does(synced):
         assert "StageParts" not in states and "FinishStage" not in states
     for number, states in enumerate(fanned["states"], start=1):
         assert "StageParts" in states and "FinishStage" in states, number
+        # One stage task per entity split into parts (the last goes on to the end).
+        parts = fanned["reports"][number - 1]["stage_parts"]
+        split = {p["entity"] for p in parts if p["part"] != p["entity"]}
+        last = ENTITY_ORDER[-1].value
+        assert len(split) >= 2, parts
+        assert states.count("Stage") == 1 + len(split - {last}), (number, split)
         # The enrollments wait for the users and classes where archives can cascade.
         assert ("StageDependentParts" in states) == (number > 1), number
     for number, (one, other) in enumerate(zip(inline["days"], fanned["days"], strict=True), 1):

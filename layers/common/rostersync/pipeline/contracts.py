@@ -113,6 +113,10 @@ class StagePlan(BaseModel):
     began_ms: int = 0
     parts: list[StagePart] = Field(default_factory=list)
     dependent_parts: list[StagePart] = Field(default_factory=list)
+    #: The plan is being made one split entity per task (the state machine loops back
+    #: to the stage task); ``next_entity`` is the first of ``ENTITY_ORDER`` not planned.
+    splitting: bool = False
+    next_entity: int = 0
 
 
 class RunState(BaseModel):

@@ -29,6 +29,11 @@
 A re-stage (after a match decision) runs the plan, every part and the finish in one
 invocation (the Review function), as a district of one part per entity does.
 
+Fanned out, the plan splits at most one entity's diff per task (at a million students
+the users' and the enrollments' splits are about half a minute each): it keeps what it
+planned so far in the plan file, returns ``splitting``, and the state machine runs the
+stage task again, which goes on from the next entity (``begin_stage``).
+
 Every staging of a run is an *attempt* of its own (a re-stage after a match decision
 plans anew), so markers of an earlier staging are never taken for this one's.
 """
@@ -141,21 +146,39 @@ def _parts_of(
     ]
 
 
-def plan_stage(state: RunState, deps: Deps) -> _Plan:
-    """Plan the run's parts; store the plan (a new attempt)."""
-    # The stage's time counts from here: the plan's split of the diffs is of it.
-    began_ms = int(time.time() * 1000)
+def plan_stage(state: RunState, deps: Deps, *, one_split: bool = False) -> _Plan:
+    """Plan the run's parts; store the plan (a new attempt). With ``one_split``, stop
+    after an entity split into parts when another entity is left to plan: the stored
+    plan is then ``splitting``, and the next call with the state it returns goes on."""
     tenant, run_id = state.tenant, state.run_id
-    attempt = uuid.uuid4().hex[:12]
-    baseline_run = current_baseline(deps.store, tenant)
-    settings = load_settings(deps, tenant)
+    going_on = state.stage is not None and state.stage.splitting
+    if going_on:
+        assert state.stage is not None
+        earlier = _load_plan(deps, tenant, run_id, state.stage.attempt)
+        state = RunState.model_validate(earlier.body["state"])
+        attempt, began_ms = earlier.plan.attempt, earlier.plan.began_ms
+        baseline_run, settings = earlier.baseline_run, earlier.settings
+        first, second = list(earlier.plan.parts), list(earlier.plan.dependent_parts)
+        start = earlier.plan.next_entity
+    else:
+        # The stage's time counts from here: the plan's split of the diffs is of it.
+        began_ms = int(time.time() * 1000)
+        attempt = uuid.uuid4().hex[:12]
+        baseline_run = current_baseline(deps.store, tenant)
+        settings = load_settings(deps, tenant)
+        first, second = [], []
+        start = 0
     # Parts need the columnar diff: no scope filter (it reads every record, and what it
     # keeps of one entity decides the next), a baseline with its index.
     columnar = deps.settings.columnar_diff and not Scope(settings).active
     cascades = baseline_run is not None and any(e in settings.items_to_sync for e in _CASCADING)
-    first: list[StagePart] = []
-    second: list[StagePart] = []
-    for entity in ENTITY_ORDER:
+    splitting = False
+    for number, entity in enumerate(ENTITY_ORDER):
+        if number < start:
+            continue
+        if splitting:
+            start = number
+            break
         if entity not in settings.items_to_sync:
             deps.store.write_jsonl(keys.changes_key(tenant, run_id, entity), [])
             continue
@@ -167,17 +190,23 @@ def plan_stage(state: RunState, deps: Deps) -> _Plan:
         else:
             parts = [StagePart(id=entity.value, entity=entity, wave=wave)]
         (second if wave == 2 else first).extend(parts)
+        # Split into parts: the next entity is planned by the next task.
+        splitting = one_split and len(parts) > 1 and number + 1 < len(ENTITY_ORDER)
+    else:
+        splitting = False
     fan_out = any(part.parts > 1 for part in (*first, *second))
-    if not fan_out:
+    if not fan_out and not splitting:
         first, second = [*first, *second], []
     plan = StagePlan(
         attempt=attempt,
-        fan_out=fan_out,
+        fan_out=fan_out and not splitting,
         dependent=bool(second),
         concurrency=deps.settings.stage_concurrency,
         began_ms=began_ms,
         parts=first,
         dependent_parts=second,
+        splitting=splitting,
+        next_entity=start if splitting else len(ENTITY_ORDER),
     )
     body = {
         "state": state.model_copy(update={"stage": None}).model_dump(mode="json"),
@@ -369,12 +398,13 @@ def _finish(deps: Deps, state: RunState, plan: _Plan, scope: Scope | None) -> Ru
 def begin_stage(state: RunState, deps: Deps) -> RunState:
     """The stage task: plan the parts; unless they fan out, stage them here and finish
     (else ``state.stage`` lists them for the Distributed Map)."""
-    plan = plan_stage(state, deps)
-    if not plan.plan.fan_out:
-        return _finish(deps, state, plan, Scope(plan.settings))
-    state.stage = plan.plan
-    state.next = None
-    return state
+    plan = plan_stage(state, deps, one_split=True)
+    if plan.plan.splitting or plan.plan.fan_out:
+        state = RunState.model_validate(plan.body["state"])
+        state.stage = plan.plan
+        state.next = None
+        return state
+    return _finish(deps, state, plan, Scope(plan.settings))
 
 
 def finish_stage(state: RunState, deps: Deps) -> RunState:
