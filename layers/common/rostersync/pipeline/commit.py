@@ -563,10 +563,10 @@ def _range_lines(deps: Deps, key: str, start: int, end: int) -> Iterator[bytes]:
 def _adds_of(plan: CommitPlan, markers: list[dict[str, Any]]) -> dict[str, dict[str, int]] | None:
     """The included adds per entity, new and linked, as the adds chunks counted them
     (None where a marker does not say: one written by an earlier version)."""
-    adds = {entity.value: {"new": 0, "linked": 0} for entity in ENTITY_ORDER}
-    entity_of = {chunk.id: chunk.entity.value for chunk in plan.chunks if chunk.kind == "adds"}
     if not markers:
         return None
+    adds = {entity.value: {"new": 0, "linked": 0} for entity in ENTITY_ORDER}
+    entity_of = {chunk.id: chunk.entity.value for chunk in plan.chunks if chunk.kind == "adds"}
     for marker in markers:
         entity = entity_of.get(str(marker.get("chunk")))
         if entity is None:
@@ -593,7 +593,7 @@ def _list_snapshots(deps: Deps, tenant: str, run_id: str, plan: CommitPlan) -> N
     order (a base that took an unchanged baseline in parts has several, named after it);
     nothing is copied. Again if the finish runs again: the same parts give the same list."""
     for entity, chunk_ids in _snapshot_parts(plan).items():
-        folder = keys.state_part_keys(tenant, run_id, entity, "x")[0].removesuffix("x.jsonl")
+        folder = keys.state_parts_prefix(tenant, run_id, entity)
         stored = set(deps.store.list_keys(folder))
         parts: list[tuple[str, str | None]] = []
         for chunk_id in chunk_ids:
@@ -642,7 +642,7 @@ def _copy_baseline(
     if files is None:
         return
     copies: list[tuple[str, str | None]] = []
-    for n, (body, index) in enumerate(snapshot_parts(deps.store, tenant, baseline_run, entity)):
+    for n, (body, index) in enumerate(files.parts()):
         if files.listed:
             target = keys.state_part_keys(tenant, run_id, entity, f"{name}.{n:05d}")
         elif parted:

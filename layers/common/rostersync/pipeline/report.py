@@ -181,7 +181,7 @@ def build_report(
     written = deps.store.exists(keys.report_key(tenant, run_id, "actions.csv"))
     if adds is not None and not (written and set(stale) - {keys.issues_key(tenant, run_id)}):
         # No actions.csv, or one of the change files as they are.
-        return _report(deps, state, status, adds)
+        return _report(deps, state, status, adds, earlier)
     changes = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
     if (
         earlier.get("csv_sources") == sources
@@ -195,7 +195,9 @@ def build_report(
         adds = earlier["adds"]
     else:
         by_severity, sample, issues_total, adds = _write_csvs(deps, tenant, run_id)
-    return _report(deps, state, status, adds, (by_severity, sample, issues_total), sources, changes)
+    return _report(
+        deps, state, status, adds, earlier, (by_severity, sample, issues_total), sources, changes
+    )
 
 
 def _report(
@@ -203,19 +205,19 @@ def _report(
     state: RunState,
     status: str,
     adds: dict[str, dict[str, int]],
+    earlier: dict[str, Any],
     issues: tuple[dict[str, int], list[dict[str, Any]], int] | None = None,
     sources: dict[str, str | None] | None = None,
     changes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """report.json of the run, with ``issues`` counted (by severity, a sample, the
-    total) or, if None, taken from the run's last report while issues.csv is of the
-    run's issues as they are (else issues.csv is written again)."""
+    total) or, if None, taken from the run's last report (``earlier``) while issues.csv
+    is of the run's issues as they are (else issues.csv is written again)."""
     tenant, run_id = state.tenant, state.run_id
     normalized = load_normalized_summary(deps, tenant, run_id)
     if changes is None:
         changes = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
     if issues is None:
-        earlier = deps.store.get_json(keys.report_key(tenant, run_id)) or {}
         issues_key = keys.issues_key(tenant, run_id)
         version = deps.store.version(issues_key)
         if (

@@ -19,7 +19,7 @@ from functools import partial
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 import orjson
 
@@ -79,6 +79,11 @@ class SnapshotFiles(NamedTuple):
     #: Kept in parts (a list of them), not whole.
     listed: bool = False
 
+    def parts(self) -> list[tuple[str, str | None]]:
+        """The (body, index) pairs, in order (one for a whole snapshot)."""
+        indexes: Iterable[str | None] = self.indexes or [None] * len(self.bodies)
+        return list(zip(self.bodies, indexes, strict=True))
+
 
 PARTS_FORMAT = 1
 
@@ -118,12 +123,16 @@ def _listed_files(
         raise BadPartsList(f"{parts_key}: not a list of snapshot parts")
     bodies: list[str] = []
     indexes: list[str] | None = []
+
+    def own_key(key: Any) -> TypeGuard[str]:
+        return isinstance(key, str) and key.startswith(own) and ".." not in key
+
     for part in parts:
         body = part.get("body") if isinstance(part, dict) else None
         index = part.get("index") if isinstance(part, dict) else None
-        if not isinstance(body, str) or not body.startswith(own) or ".." in body:
+        if not own_key(body):
             raise BadPartsList(f"{parts_key}: a part outside the tenant's state")
-        if index is not None and (not isinstance(index, str) or not index.startswith(own)):
+        if index is not None and not own_key(index):
             raise BadPartsList(f"{parts_key}: an index outside the tenant's state")
         bodies.append(body)
         if index is None or indexes is None:
@@ -160,10 +169,7 @@ def snapshot_parts(
 ) -> list[tuple[str, str | None]]:
     """The snapshot's (body, index) pairs, in order (one for a whole snapshot)."""
     files = snapshot_files(store, tenant, baseline_run, entity)
-    if files is None:
-        return []
-    indexes: Iterable[str | None] = files.indexes or [None] * len(files.bodies)
-    return list(zip(files.bodies, indexes, strict=True))
+    return [] if files is None else files.parts()
 
 
 def local_files(

@@ -151,28 +151,35 @@ def state_pointer_key(tenant: str) -> str:
     return f"state/{check_tenant(tenant)}/current.json"
 
 
+def _state_base(tenant: str, run_id: str, entity: Entity) -> str:
+    """Where a run's snapshot of an entity is, less the name's ending."""
+    return f"state/{check_tenant(tenant)}/{check_run_id(run_id)}/{Entity(entity).value}"
+
+
 def state_key(tenant: str, run_id: str, entity: Entity) -> str:
-    return f"state/{check_tenant(tenant)}/{check_run_id(run_id)}/{Entity(entity).value}.jsonl"
+    return f"{_state_base(tenant, run_id, entity)}.jsonl"
 
 
 def state_index_key(tenant: str, run_id: str, entity: Entity) -> str:
     """Per snapshot line ``[source_system, source_id, target_id, status, hash]``."""
-    base = f"state/{check_tenant(tenant)}/{check_run_id(run_id)}/{Entity(entity).value}"
-    return f"{base}.index.jsonl"
+    return f"{_state_base(tenant, run_id, entity)}.index.jsonl"
 
 
 def state_parts_key(tenant: str, run_id: str, entity: Entity) -> str:
     """The list of an entity's snapshot parts, for a snapshot kept in parts (then there
     is no ``state_key`` object): each part a body and its index, read in the list's order."""
-    base = f"state/{check_tenant(tenant)}/{check_run_id(run_id)}/{Entity(entity).value}"
-    return f"{base}.parts.json"
+    return f"{_state_base(tenant, run_id, entity)}.parts.json"
+
+
+def state_parts_prefix(tenant: str, run_id: str, entity: Entity) -> str:
+    """The folder of an entity's snapshot parts (``state_part_keys``)."""
+    return f"{_state_base(tenant, run_id, entity)}.parts/"
 
 
 def state_part_keys(tenant: str, run_id: str, entity: Entity, part: str) -> tuple[str, str]:
     """A snapshot part's body and index (``part`` names it: a commit chunk's id)."""
-    base = f"state/{check_tenant(tenant)}/{check_run_id(run_id)}/{Entity(entity).value}"
-    name = check_file_name(part)
-    return f"{base}.parts/{name}.jsonl", f"{base}.parts/{name}.index.jsonl"
+    base = state_parts_prefix(tenant, run_id, entity) + check_file_name(part)
+    return f"{base}.jsonl", f"{base}.index.jsonl"
 
 
 def app_records_key(tenant: str, kind: str) -> str:
