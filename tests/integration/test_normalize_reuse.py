@@ -116,9 +116,13 @@ def days(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], dict[str
     generate_district(root / "day1", students=120, seed=11)
     mutate_next_day(root / "day1", root / "day2", seed=12, rate=0.05)
     facts = _day3(root / "day2", root / "day3")
-    # Day 4: day 3 again, unchanged.
+    # Day 4: day 3 again beside a file no entity is read from (not the same bundle:
+    # read line by line). Day 5: day 4 again, byte for byte (its read taken whole).
     shutil.copytree(root / "day3", root / "day4")
-    return [root / "day1", root / "day2", root / "day3", root / "day4"], facts
+    (root / "day4" / "notes.txt").write_text("exported by the SIS\n", encoding="utf-8")
+    shutil.copytree(root / "day4", root / "day5")
+    days = [root / f"day{n}" for n in range(1, 6)]
+    return days, facts
 
 
 def _read(deps: Deps, run_id: str) -> dict[str, Any]:
@@ -135,6 +139,7 @@ def _read(deps: Deps, run_id: str) -> dict[str, Any]:
         "issues": list(deps.store.iter_jsonl(keys.issues_key(TENANT, run_id))),
         "entities": summary.model_dump(mode="json")["entities"],
         "reused": summary.reused,
+        "whole": summary.whole,
     }
 
 
@@ -156,7 +161,7 @@ def test_reused_records_equal_a_fresh_read(tmp_path, days, monkeypatch):
         assert fast["entities"] == slow["entities"], number
         assert slow["reused"] == {}, "NORMALIZE_REUSE=false reads every row"
 
-    day1, day2, day3, day4 = reusing
+    day1, day2, day3, day4, day5 = reusing
     assert day1["reused"] == {}, "nothing to take on the first sync"
     records = {e: body.count(b"\n") for e, body in day2["records"].items() if body}
     # Day 2 changed a few per cent of the rows: nearly every record is taken.
@@ -166,6 +171,12 @@ def test_reused_records_equal_a_fresh_read(tmp_path, days, monkeypatch):
     assert day3["reused"]["users"] > 0
     assert "demographics" not in day3["reused"]
     assert day4["reused"]["demographics"] > 0
+    # Day 5 is day 4 byte for byte: its read is day 4's, taken whole.
+    assert day5["whole"] and not day4["whole"]
+    assert day5["reused"] == {
+        e: n for e, body in day4["records"].items() if (n := body.count(b"\n"))
+    }
+    assert day5["issues"] == day4["issues"]
     # Day 4 is day 3 again: every record is taken but those read with an issue (read
     # again, so the issue is reported again) and those over several lines.
     with_issue: dict[str, set[str]] = {}

@@ -189,6 +189,8 @@ class NormalizedSummary(BaseModel):
     #: input unchanged since), not read again.
     reused: dict[str, int] = Field(default_factory=dict)
     reused_from: str | None = None
+    #: Every file as run ``reused_from`` read it: its read taken whole (the same input).
+    whole: bool = False
     #: The parts read side by side: per part its records, time and peak memory.
     parts: list[dict[str, Any]] = Field(default_factory=list)
 

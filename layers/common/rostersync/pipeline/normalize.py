@@ -6,7 +6,9 @@ source_id, status, content hash, line number]``: what the columnar diff reads), 
 issues, and the source-neutral ``NormalizedSummary`` (written last, so its presence
 means the step finished).
 
-Unchanged input is not read twice. A source that can recognise it (``ReusingRead``: the
+Input identical to the committed run's, file for file, is not read at all: that run's
+read is taken whole (``normalize_whole``). Otherwise unchanged input is not read twice.
+A source that can recognise it (``ReusingRead``: the
 files read line by line) is offered what the read of the tenant's committed run
 kept; records it recognises come back as ``Reused`` markers, and their record and id
 lines are copied from that run's files (the id line with this run's line number) instead
@@ -32,6 +34,7 @@ from rostersync.models import ENTITY_ORDER, Entity, RowIssue
 from rostersync.observability import peak_mb
 from rostersync.packed import pack, unpack
 from rostersync.pipeline import normalize_parts as parts
+from rostersync.pipeline import normalize_whole as whole
 from rostersync.pipeline.contracts import NormalizedSummary, NormalizePart, RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.snapshot import content_hash, current_baseline
@@ -122,6 +125,9 @@ def _offer(
     decoded = None if body is None else _Ends.decode(body)
     if decoded is None:
         return None
+    lines = (keys.normalized_key, keys.normalized_ids_key)
+    if not all(deps.store.exists(key(tenant, previous, entity)) for key in lines):
+        return None  # the lines it points at are gone
     ends, source_state = decoded
     earlier = _Earlier(stack, deps, tenant, previous, entity, ends)
     raw = ObjectRawArea(deps.store, tenant, keys.raw_prefix(tenant, previous))
@@ -242,7 +248,17 @@ def normalize(state: RunState, deps: Deps) -> RunState:
     file over twice ``NORMALIZE_PART_BYTES``) is not read here: the step stops there
     with its parts planned (``state.normalize``), the state machine reads them side by
     side (``normalize_part``), and ``normalize_next`` adds them up and carries on."""
-    progress = parts.Progress(began_ms=int(time.time() * 1000), previous=_previous_run(deps, state))
+    began = int(time.time() * 1000)
+    previous = _previous_run(deps, state)
+    found = None
+    if deps.settings.normalize_reuse:
+        raw_prefix = state.raw_prefix or keys.raw_prefix(state.tenant, state.run_id)
+        found = whole.fingerprint(deps, state, raw_prefix)
+        if previous is not None and found is not None:
+            taken = whole.take(deps, state, previous, found)
+            if taken is not None:
+                return taken
+    progress = parts.Progress(began_ms=began, previous=previous, input=found)
     return _read_on(state, deps, progress)
 
 
@@ -353,6 +369,8 @@ def _read_on(state: RunState, deps: Deps, progress: parts.Progress) -> RunState:
         timings["normalize"] = int(time.time() * 1000) - progress.began_ms
     counts = dict(progress.counts)
     counts["issues"] = summary.issues = progress.issues
+    if progress.input is not None:
+        whole.keep(deps, tenant, run_id, progress.input, counts)
     deps.store.put_json(
         keys.normalized_summary_key(tenant, run_id), summary.model_dump(mode="json")
     )

@@ -47,6 +47,8 @@ class Progress(BaseModel):
 
     began_ms: int
     previous: str | None = None
+    #: What the read is of (``normalize_whole.fingerprint``), kept with its output.
+    input: dict[str, Any] | None = None
     #: The run's state as the parts were planned (what a part reads by).
     state: dict[str, Any] | None = None
     #: Index into ENTITY_ORDER of the next entity to read.

@@ -129,9 +129,21 @@ class SourceSpec(BaseModel):
             data.pop("guardians", None)
         return data
 
+    #: Fields that only say where fetch finds the input: the read reads the raw area.
+    location_fields: ClassVar[frozenset[str]] = frozenset()
+
     def describe(self) -> str:
         """A short, secret-free description for the run history."""
         return self.kind
+
+    def read_settings(self) -> dict[str, Any]:
+        """The spec less where fetch found the input (``location_fields``, a guardian
+        file's key): what, beside the raw area's bytes, a read of them depends on."""
+        data: dict[str, Any] = self.model_dump(mode="json", exclude=set(self.location_fields))
+        guardians = data.get("guardians")
+        if isinstance(guardians, dict):
+            guardians.pop("key", None)
+        return data
 
 
 class RawFiles(Protocol):

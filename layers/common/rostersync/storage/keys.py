@@ -110,6 +110,12 @@ def normalized_summary_key(tenant: str, run_id: str) -> str:
     return f"{run_prefix(tenant, run_id)}normalized/summary.json"
 
 
+def normalized_input_key(tenant: str, run_id: str) -> str:
+    """What the run's read was of (the source spec, the code, each raw file's digest)
+    and what it counted: a next run of the same input takes the read whole."""
+    return f"{run_prefix(tenant, run_id)}normalized/input.json"
+
+
 def issues_key(tenant: str, run_id: str) -> str:
     return f"{run_prefix(tenant, run_id)}normalized/issues.jsonl"
 

@@ -80,6 +80,7 @@ class OneRosterCsvSpec(SourceSpec):
 
     kind: Literal["oneroster_csv"] = "oneroster_csv"
     key: str
+    location_fields: ClassVar[frozenset[str]] = frozenset({"key"})
 
     def describe(self) -> str:
         return self.key
