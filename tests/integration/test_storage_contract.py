@@ -126,6 +126,26 @@ def test_copy_upload_and_download(stack: Stack, tenant: str, tmp_path: Path) -> 
         pass
 
 
+def test_an_object_above_the_whole_copy_threshold_is_copied_in_parts(
+    stack: Stack, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from boto3.s3.transfer import TransferConfig
+
+    from rostersync.storage import objects
+
+    # The threshold lowered to S3's least part size: a 12 MB object takes three parts.
+    parts = TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
+    monkeypatch.setattr(objects, "COPY_CONFIG", parts)
+    store = stack.deps.store
+    body = b"".join(b"%08d,part copy\n" % n for n in range(12 << 16))
+    store.put_bytes(f"{tenant}/whole.jsonl", body)
+
+    store.copy(f"{tenant}/whole.jsonl", f"{tenant}/in-parts.jsonl")
+
+    assert store.get_bytes(f"{tenant}/in-parts.jsonl") == body
+    assert store.size(f"{tenant}/in-parts.jsonl") == len(body) > 2 * (5 << 20)
+
+
 def test_a_large_file_uploads_whole(stack: Stack, tenant: str, tmp_path: Path) -> None:
     store = stack.deps.store
     source = tmp_path / "big.csv"

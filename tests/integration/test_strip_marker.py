@@ -4,6 +4,9 @@ stripped as before, so no raw copy ever holds a password."""
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -158,3 +161,27 @@ def test_large_files_are_stripped_in_another_process_while_the_caller_goes_on(
     assert b"Secret-Pw" not in (deps.store.get_bytes(prefix + "users.csv") or b"")
     counts, files = _fetch(deps, prefix)
     assert counts["secrets_removed"] == 0 and b"Secret-Pw" not in files["users.csv"]
+
+
+def test_a_zip_never_marked_is_stripped_and_unzipped_from_the_stripped_copy(
+    deps: Deps, folder: Path, tmp_path: Path
+) -> None:
+    """A zip dropped with passwords, one of its files from twice the part size: fetch
+    empties the password column, then unzips the zip it stored (one download), so
+    neither the zip nor the files beside it hold a password."""
+    zipped = tmp_path / "drop.zip"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as out:
+        for path in sorted(folder.iterdir()):
+            out.write(path, f"export/{path.name}")
+    key = keys.inbox_prefix(TENANT) + "drop.zip"
+    deps.store.put_bytes(key, zipped.read_bytes())
+    small = deps.settings.model_copy(update={"normalize_part_bytes": 64})
+    counts, files = _fetch(dataclasses.replace(deps, settings=small), key)
+
+    assert counts == {"files": 1, "ignored_nested": 0, "secrets_removed": 1, "unzipped": 2}
+    assert sorted(files) == ["bundle.zip", "bundle.zip.files.json", "orgs.csv", "users.csv"]
+    with zipfile.ZipFile(io.BytesIO(files["bundle.zip"])) as stored:
+        assert b"Secret-Pw" not in stored.read("export/users.csv")
+    assert b"Secret-Pw" not in files["users.csv"]
+    assert files["users.csv"].count(b"\n") == USERS.count("\n")
+    assert files["orgs.csv"] == ORGS.encode()

@@ -17,6 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 import orjson
 from boto3.exceptions import S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from rostersync.errors import FatalError, StorageUnavailable
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 T = TypeVar("T")
+
+#: How objects are copied within the bucket: whole up to 1 GiB, above in parts of
+#: 256 MiB copied side by side (S3 copies one object whole only up to 5 GB).
+COPY_CONFIG = TransferConfig(multipart_threshold=1 << 30, multipart_chunksize=1 << 28)
 
 _TRANSIENT_CODES = frozenset(
     {
@@ -164,12 +169,15 @@ class ObjectStore:
         return keys
 
     def copy(self, source_key: str, dest_key: str) -> None:
+        # The managed copy: one CopyObject below the threshold, parts copied side by side
+        # above it (a single CopyObject stops at 5 GB; a snapshot can be larger).
         _guard(
             f"copy {source_key}",
-            lambda: self.client.copy_object(
-                Bucket=self.bucket,
-                Key=dest_key,
-                CopySource={"Bucket": self.bucket, "Key": source_key},
+            lambda: self.client.copy(
+                {"Bucket": self.bucket, "Key": source_key},
+                self.bucket,
+                dest_key,
+                Config=COPY_CONFIG,
             ),
         )
 

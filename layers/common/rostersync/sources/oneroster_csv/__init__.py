@@ -198,17 +198,16 @@ def _strip_raw_file(raw: RawArea, name: str) -> bool:
     return True
 
 
-def _strip_raw_zip(raw: RawArea, shown: str = ZIP_NAME) -> bool:
-    """Rewrite the raw zip without the secret values of its CSV files; whether it had any.
-    ``shown`` is the zip's name as dropped, which messages about it give."""
-    with tempfile.TemporaryDirectory(prefix="rostersync-") as tmp:
-        src, dest = Path(tmp) / shown, Path(tmp) / ("stripped-" + shown)
-        raw.download(ZIP_NAME, src)
-        if not strip_secret_columns_zip(src, dest):
-            return False
-        with dest.open("rb") as fh, raw.writer(ZIP_NAME) as out:
-            shutil.copyfileobj(fh, out, 1 << 20)
-    return True
+def _strip_raw_zip(raw: RawArea, src: Path) -> Path | None:
+    """Rewrite the raw zip, downloaded at ``src`` (named as dropped, which messages about
+    it give), without the secret values of its CSV files: the zip as stored then, beside
+    ``src``; None if it had none (the zip stays as it is)."""
+    dest = src.with_name("stripped-" + src.name)
+    if not strip_secret_columns_zip(src, dest):
+        return None
+    with dest.open("rb") as fh, raw.writer(ZIP_NAME) as out:
+        shutil.copyfileobj(fh, out, 1 << 20)
+    return dest
 
 
 def _copy_in(ctx: FetchContext, key: str, name: str) -> bool:
@@ -250,8 +249,16 @@ class OneRosterCsvSource:
         if not raw.object_exists(spec.key):
             raise BundleError("the bundle is no longer there")
         clean = _copy_in(ctx, spec.key, ZIP_NAME)
-        stripped = 0 if clean else int(_strip_raw_zip(raw, spec.key.rsplit("/", 1)[-1] or ZIP_NAME))
-        unzipped = _unzip_large(raw, ctx.unzip_from) if ctx.unzip_from else 0
+        stripped = unzipped = 0
+        if not clean or ctx.unzip_from:
+            # Downloaded once: to empty its secret columns, then to unzip what it became.
+            with tempfile.TemporaryDirectory(prefix="rostersync-") as tmp:
+                local = Path(tmp) / (spec.key.rsplit("/", 1)[-1] or ZIP_NAME)
+                raw.download(ZIP_NAME, local)
+                if not clean and (rewritten := _strip_raw_zip(raw, local)) is not None:
+                    local, stripped = rewritten, 1
+                if ctx.unzip_from:
+                    unzipped = _unzip_large(raw, local, ctx.unzip_from)
         counts = {"files": 1, "ignored_nested": 0, "secrets_removed": stripped}
         if unzipped:
             counts["unzipped"] = unzipped
@@ -263,27 +270,25 @@ class OneRosterCsvSource:
             yield OneRosterCsvRead(_bundle_files(raw, stack), sink, stack)
 
 
-def _unzip_large(raw: RawArea, unzip_from: int) -> int:
+def _unzip_large(raw: RawArea, path: Path, unzip_from: int) -> int:
     """Unzip the raw zip into the raw area, a file each, when one of its files is at
     least ``unzip_from`` bytes (a million students' users and enrollments): then they can
     be read by byte range, in parts. The zip stays as it was (what was dropped), the list
     of its files beside it. Returns the files unzipped (0: the zip is read as it is,
-    which it also is when a file's name cannot be a raw file's, as ``notes (1).txt``)."""
-    with tempfile.TemporaryDirectory(prefix="rostersync-unzip-") as tmp:
-        path = Path(tmp) / ZIP_NAME
-        raw.download(ZIP_NAME, path)
-        zipped = ZipBundle(path)
-        try:
-            names = zipped.names()
-            if max(map(zipped.size, names), default=0) < unzip_from:
-                return 0
-            if any(not _raw_name(name) for name in names):
-                return 0
-            for name in names:
-                with zipped.open(name) as member, raw.writer(name) as out:
-                    shutil.copyfileobj(member, out, 1 << 20)
-        finally:
-            zipped.close()
+    which it also is when a file's name cannot be a raw file's, as ``notes (1).txt``).
+    ``path``: the raw zip, downloaded."""
+    zipped = ZipBundle(path)
+    try:
+        names = zipped.names()
+        if max(map(zipped.size, names), default=0) < unzip_from:
+            return 0
+        if any(not _raw_name(name) for name in names):
+            return 0
+        for name in names:
+            with zipped.open(name) as member, raw.writer(name) as out:
+                shutil.copyfileobj(member, out, 1 << 20)
+    finally:
+        zipped.close()
     raw.put_bytes(UNZIPPED_NAME, json.dumps(names).encode())
     return len(names)
 
