@@ -224,6 +224,15 @@ class SelectionResult(BaseModel):
     status: RunStatus = RunStatus.PREPARED
 
 
+class FileLink(BaseModel):
+    """A report file too large for an answer: a link that downloads it, for a while."""
+
+    url: str
+    filename: str
+    size: int
+    expires_in: int
+
+
 class CommitStarted(BaseModel):
     """A commit under way: follow the run until it is committed (or held)."""
 

@@ -15,6 +15,7 @@ from rostersync.api.models import (
     ActionView,
     CommitStarted,
     DerivedRunView,
+    FileLink,
     RunDetail,
     RunList,
     RunStarted,
@@ -26,7 +27,14 @@ from rostersync.api.models import (
 )
 from rostersync.api.scope import IdempotencyKey, Middleware, RequestScope, RunPath, TenantPath
 from rostersync.application.connect import NothingToSync, sync_source
-from rostersync.application.reports import NoReport, actions_csv, issues_csv
+from rostersync.application.reports import (
+    INLINE_BYTES,
+    LINK_SECONDS,
+    NoReport,
+    ReportFile,
+    actions_file,
+    issues_file,
+)
 from rostersync.application.review import (
     ActionFilter,
     Selection,
@@ -219,33 +227,61 @@ def register_run_routes(
             actions=[ActionView.model_validate(a) for a in page.actions],
         )
 
+    def report_file(found: ReportFile, filename: str, link: bool) -> Response[Any]:
+        """A report file in the answer, up to ``INLINE_BYTES`` (or where the store gives
+        no links); a larger one as a link: a redirect to it, or with ``link`` the link
+        itself (a browser follows it without the API's token)."""
+        url = None
+        if found.key is not None and found.size > INLINE_BYTES:
+            url = deps.store.download_url(found.key, filename, LINK_SECONDS)
+        if url is None:
+            return _csv_response(found.read(deps), filename)
+        shown = FileLink(url=url, filename=filename, size=found.size, expires_in=LINK_SECONDS)
+        return Response(
+            status_code=200 if link else 303,
+            content_type="application/json",
+            body=shown.model_dump_json(),
+            headers=None if link else {"Location": url},
+        )
+
+    file_responses = documented(
+        200, "the CSV (with link=true and a file over 4 MB: a link to it)", *COMMON_FAILURES, 409
+    )
+    file_responses[303] = {
+        "description": "a file over 4 MB: a link to it (Location), for 5 minutes"
+    }
+
     @app.get(
         run_path + "/issues.csv",
         summary="Every row issue of the run (CSV)",
         tags=["runs"],
-        responses=documented(200, "issues.csv", *COMMON_FAILURES, 409),
+        responses=file_responses,
     )
-    def get_issues_csv(tenant: TenantPath, run: RunPath) -> Response[Any]:
+    def get_issues_csv(
+        tenant: TenantPath, run: RunPath, link: Annotated[bool, Query()] = False
+    ) -> Response[Any]:
         tenant, run = scope.tenant(tenant), scope.run(run)
         try:
-            body = issues_csv(deps, tenant, run)
+            found = issues_file(deps, tenant, run)
         except NoReport as exc:
             raise ApiError(409, str(exc)) from exc
-        return _csv_response(body, f"issues-{run}.csv")
+        return report_file(found, f"issues-{run}.csv", link)
 
     @app.get(
         run_path + "/actions.csv",
         summary="Every action of the run, ticked or not, with names and before → after (CSV)",
         tags=["runs"],
-        responses=documented(200, "actions.csv", *COMMON_FAILURES, 409),
+        responses=file_responses,
     )
-    def get_actions_csv(tenant: TenantPath, run: RunPath) -> Response[Any]:
+    def get_actions_csv(
+        tenant: TenantPath, run: RunPath, link: Annotated[bool, Query()] = False
+    ) -> Response[Any]:
         tenant, run = scope.tenant(tenant), scope.run(run)
         try:
-            body = actions_csv(deps, tenant, run)
+            found = actions_file(deps, tenant, run)
         except NoReport as exc:
             raise ApiError(409, str(exc)) from exc
-        return _csv_response(body, f"actions-{run}.csv")
+        return report_file(found, f"actions-{run}.csv", link)
 
     def select(tenant: str, run: str, body: ActionSelection, included: bool) -> SelectionResult:
         tenant, run = scope.tenant(tenant), scope.run(run)

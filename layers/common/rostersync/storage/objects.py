@@ -184,6 +184,22 @@ class ObjectStore:
     def delete(self, key: str) -> None:
         _guard(f"delete {key}", lambda: self.client.delete_object(Bucket=self.bucket, Key=key))
 
+    def download_url(self, key: str, filename: str, seconds: int) -> str | None:
+        kind = (
+            "text/csv; charset=utf-8" if filename.endswith(".csv") else "application/octet-stream"
+        )
+        url: str = self.client.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                "ResponseContentDisposition": f'attachment; filename="{filename}"',
+                "ResponseContentType": kind,
+            },
+            ExpiresIn=seconds,
+        )
+        return url
+
     def upload_file(self, path: Path, key: str) -> None:
         _guard(f"upload {key}", lambda: self.client.upload_file(str(path), self.bucket, key))
 

@@ -83,6 +83,11 @@ class ObjectStorePort(Protocol):
 
     def iter_jsonl(self, key: str) -> Iterator[Any]: ...
 
+    def download_url(self, key: str, filename: str, seconds: int) -> str | None:
+        """A link that downloads the object as ``filename`` for ``seconds``, without
+        other credentials (S3's presigned URL); ``None`` where the store has none."""
+        ...
+
 
 class RunsPort(Protocol):
     """Sync history: one record per run."""

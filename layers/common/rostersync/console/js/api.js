@@ -126,12 +126,15 @@ export async function call(path, { method = "GET", body, query, csv, file } = {}
   return { status: response.status, body: parsed };
 }
 
-/** Fetch one of the API's files (issues.csv, actions.csv) with the token, then save it. */
+/** Fetch one of the API's files (issues.csv, actions.csv) with the token, then save it.
+ * A file too large for an answer comes as a short-lived link, followed without the token. */
 export async function saveFile(path, filename) {
   const current = session();
+  const url = new URL(BASE + path, location.origin);
+  url.searchParams.set("link", "true");
   let response;
   try {
-    response = await fetch(new URL(BASE + path, location.origin), {
+    response = await fetch(url, {
       headers: { Authorization: `Bearer ${current?.token || ""}`, Accept: "text/csv" },
     });
   } catch {
@@ -146,17 +149,26 @@ export async function saveFile(path, filename) {
     }
     throw new ApiError(response.status, parsed?.error || `The API answered ${response.status}`, parsed);
   }
+  if ((response.headers.get("Content-Type") || "").startsWith("application/json")) {
+    const found = await response.json();
+    follow(found.url, found.filename || filename);
+    return found.size;
+  }
   const blob = await response.blob();
-  const url = URL.createObjectURL(blob);
+  const saved = URL.createObjectURL(blob);
+  follow(saved, filename);
+  setTimeout(() => URL.revokeObjectURL(saved), 1000);
+  return blob.size;
+}
+
+function follow(href, filename) {
   const link = document.createElement("a");
-  link.href = url;
+  link.href = href;
   link.download = filename;
   link.hidden = true;
   document.body.append(link);
   link.click();
   link.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 1000);
-  return blob.size;
 }
 
 /** The API's OpenAPI document (public): the settings form is built from its schemas. */

@@ -194,6 +194,9 @@ class LocalObjectStore:
     def exists(self, key: str) -> bool:
         return self._row(key) is not None
 
+    def download_url(self, key: str, filename: str, seconds: int) -> str | None:
+        return None  # the local API sends the file itself
+
     def size(self, key: str) -> int | None:
         row = self._row(key)
         return None if row is None else int(row[1])

@@ -1,0 +1,171 @@
+"""Report files larger than an API answer can hold (API Gateway and Lambda: 6 MB) are
+handed out as a short-lived link to the stored file: a redirect, or with ``link=true``
+the link itself (what the console asks for: a browser follows it without the token).
+Smaller files, and every file of a store without links (the embedded one), come in the
+answer. The stack here is the AWS one, under moto: the links are S3's presigned URLs,
+fetched through moto as a browser would fetch them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import requests
+
+from rostersync.api import run_routes
+from rostersync.api.local_http import make_server
+from rostersync.api.tokens import issue_token
+from rostersync.application.sync import ensure_tenant
+from rostersync.config import stack_settings
+from rostersync.local.launcher import LocalCloudLauncher
+from rostersync.local.runtime import LocalCloud
+from rostersync.pipeline.deps import Deps, build_deps
+from tests.bundles import copy_bundle, edit_rows
+from tests.integration.test_api import LEPO
+from tests.integration.test_api_console import zipped
+
+#: A threshold under these files' sizes, so that a small bundle's files count as large.
+SMALL = 2_000
+
+
+class _Stack:
+    def __init__(self, deps: Deps, http: httpx.Client, state: Path) -> None:
+        self.deps, self.http, self.state = deps, http, state
+
+    def token(self, tenant: str, role: str = "admin") -> dict[str, str]:
+        return {"Authorization": f"Bearer {issue_token(self.state, tenant, role, 600)}"}
+
+
+@pytest.fixture(scope="module")
+def aws_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Stack]:
+    tokens = tmp_path_factory.mktemp("tokens")
+    with LocalCloud(None, storage="moto") as cloud:
+        deps = build_deps(stack_settings())
+        server = make_server(
+            "127.0.0.1", 0, state_dir=tokens, deps=deps, launcher=LocalCloudLauncher(cloud)
+        )
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            with httpx.Client(base_url=server.url, timeout=60) as http:
+                yield _Stack(deps, http, tokens)
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+def _synced(stack: _Stack, tenant: str, tmp_path: Path) -> str:
+    """LEPO with a bad date on every enrollment (issues), synced for review."""
+    ensure_tenant(stack.deps, tenant, create=True)
+    bundle = copy_bundle(LEPO, tmp_path / "b")
+
+    def bad_dates(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+        for row in rows:
+            row["beginDate"] = "not a date"
+        return rows
+
+    edit_rows(bundle / "enrollments.csv", bad_dates)
+    stored = stack.http.post(
+        f"/tenants/{tenant}/uploads",
+        content=zipped(bundle),
+        headers={**stack.token(tenant), "Content-Type": "application/zip"},
+    )
+    assert stored.status_code == 201, stored.text
+    started = stack.http.post(
+        f"/tenants/{tenant}/runs",
+        json={"source_key": stored.json()["source_key"], "review": True},
+        headers=stack.token(tenant),
+    )
+    assert started.status_code == 202, started.text
+    run_id: str = started.json()["run_id"]
+    for _ in range(600):
+        shown = stack.http.get(f"/tenants/{tenant}/runs/{run_id}", headers=stack.token(tenant))
+        if shown.json()["run"]["status"] not in {"running", "restaging"}:
+            break
+        threading.Event().wait(0.1)
+    assert shown.json()["run"]["status"] == "prepared", shown.text
+    return run_id
+
+
+def _rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_large_report_files_come_as_links_and_small_ones_in_the_answer(
+    aws_api: _Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = aws_api
+    tenant = "files-t"
+    run_id = _synced(stack, tenant, tmp_path)
+    viewer = stack.token(tenant, "viewer")
+    path = f"/tenants/{tenant}/runs/{run_id}"
+
+    # As they are (well under the threshold): in the answer.
+    inline: dict[str, Any] = {}
+    for name in ("issues.csv", "actions.csv"):
+        answer = stack.http.get(f"{path}/{name}", headers=viewer, params={"link": "true"})
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+        inline[name] = answer.text
+    assert len(_rows(inline["issues.csv"])) > 0 and len(_rows(inline["actions.csv"])) > 0
+
+    monkeypatch.setattr(run_routes, "INLINE_BYTES", SMALL)
+    for name in ("issues.csv", "actions.csv"):
+        assert len(inline[name].encode()) > SMALL, name
+        redirected = stack.http.get(f"{path}/{name}", headers=viewer)
+        assert redirected.status_code == 303, redirected.text
+        location = redirected.headers["location"]
+        linked = stack.http.get(f"{path}/{name}", headers=viewer, params={"link": "true"})
+        assert linked.status_code == 200, linked.text
+        shown = linked.json()
+        assert shown["filename"] == f"{name.removesuffix('.csv')}-{run_id}.csv"
+        assert shown["expires_in"] == 300 and shown["size"] == len(inline[name].encode())
+        for url in (location, shown["url"]):
+            assert "Signature=" in url and f"runs/{tenant}/{run_id}/report/" in url
+            # Fetched without the API's token, as the browser follows the link.
+            fetched = requests.get(url, timeout=30)
+            assert fetched.status_code == 200
+            assert fetched.headers["content-disposition"] == (
+                f'attachment; filename="{shown["filename"]}"'
+            )
+            assert fetched.content.decode() == inline[name]
+
+    # Another tenant's token gets no link to this run's files.
+    other = "files-other"
+    ensure_tenant(stack.deps, other, create=True)
+    refused = stack.http.get(
+        f"/tenants/{other}/runs/{run_id}/actions.csv", headers=stack.token(other, "viewer")
+    )
+    assert refused.status_code == 404
+
+
+def test_actions_csv_is_written_again_only_when_the_actions_change(
+    aws_api: _Stack, tmp_path: Path
+) -> None:
+    stack = aws_api
+    tenant = "files-ticks"
+    run_id = _synced(stack, tenant, tmp_path)
+    viewer = stack.token(tenant, "viewer")
+    path = f"/tenants/{tenant}/runs/{run_id}"
+    key = f"runs/{tenant}/{run_id}/report/actions-named.csv"
+
+    first = stack.http.get(f"{path}/actions.csv", headers=viewer).text
+    version = stack.deps.store.version(key)
+    assert stack.http.get(f"{path}/actions.csv", headers=viewer).text == first
+    assert stack.deps.store.version(key) == version, "the same actions: not written again"
+
+    action = stack.http.get(
+        f"{path}/actions", params={"entity": "users", "limit": 1}, headers=viewer
+    ).json()["actions"][0]
+    excluded = stack.http.post(
+        f"{path}/actions/exclude", json={"action_ids": [action["id"]]}, headers=stack.token(tenant)
+    )
+    assert excluded.status_code == 200 and excluded.json()["changed"] == 1
+    after = _rows(stack.http.get(f"{path}/actions.csv", headers=viewer).text)
+    assert next(r for r in after if r["id"] == action["id"])["included"] == "False"
+    assert len(after) == len(_rows(first))
