@@ -253,6 +253,13 @@ def test_review_names_records_and_splits_new_records_from_links(cli: Cli, tmp_pa
     run_id = json.loads(out)["run_id"]
     code, out, _ = cli("show", run_id, "--tenant", "t1", "--json")
     assert json.loads(out)["report"]["adds"]["users"] == {"new": 5, "linked": 1}
+    # Counted as stage wrote the change files: no actions.csv among the run's files.
+    with sqlite3.connect(cli.state / "rostersync.sqlite3") as db:
+        written = db.execute(
+            "SELECT count(*) FROM objects WHERE key = ?",
+            (f"runs/t1/{run_id}/report/actions.csv",),
+        ).fetchone()[0]
+    assert written == 0
 
     _, review, _ = cli("review", run_id, "--tenant", "t1", "--entity", "users")
     lines = review.splitlines()

@@ -14,7 +14,7 @@ from typing import Any, Final, Literal, NotRequired, TypedDict, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rostersync.models import META_FIELDS, Entity
+from rostersync.models import META_FIELDS, Entity, Tier
 
 ActionKind = Literal["add", "update", "archive", "reactivate"]
 #: Every kind of action, in the order reports show them.
@@ -66,6 +66,15 @@ def action_id(entity: Entity, source_system: str, source_id: str, kind: str) -> 
         f"{entity.value}|{source_system}|{source_id}|{kind}".encode(), digest_size=8
     ).hexdigest()
     return f"{entity.value}-{kind}-{digest}"
+
+
+#: Tiers by which an added source record links to an app record that already exists.
+LINKING_TIERS = frozenset({Tier.KEY.value, Tier.AUTO.value, Tier.MANUAL.value, Tier.LINKED.value})
+
+
+def links_existing(action: Any) -> bool:
+    """Whether an add links to an existing app record (rather than creating one)."""
+    return bool(action.get("action") == "add" and action.get("tier") in LINKING_TIERS)
 
 
 def make_action(

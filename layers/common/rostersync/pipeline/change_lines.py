@@ -2,9 +2,10 @@
 
 The commit's plan cuts a change file into byte ranges of so many lines and counts its
 included actions. Stage knows both as it writes the file, so it keeps them
-(``changes/{entity}.lines``) with the version of the file they describe; the plan uses
-them only while the change file is that version (a review or a hold that rewrites the
-file makes the plan read it again), and otherwise reads every line.
+(``changes/{entity}.lines``) with the version of the file they describe, and its included
+adds split into new and linked (what the report counts). They are used only while the
+change file is that version (a review or a hold that rewrites the file makes the plan,
+and the report, read it again).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rostersync.changes import links_existing
 from rostersync.packed import pack, unpack
 
 
@@ -26,6 +28,9 @@ class ChangeLines:
     others: array[int] = field(default_factory=lambda: array("Q"))
     included: int = 0
     size: int = 0
+    #: Included adds that link to an existing app record (None: not counted, lines
+    #: noted before they were).
+    linked: int | None = 0
 
     def add(self, line: bytes, action: Mapping[str, Any]) -> None:
         """Note ``line``, the file's next line, holding ``action``."""
@@ -33,8 +38,17 @@ class ChangeLines:
             self.included += 1
             if action.get("action") != "add":
                 self.others.append(len(self.starts))
+            elif self.linked is not None and links_existing(action):
+                self.linked += 1
         self.starts.append(self.size)
         self.size += len(line)
+
+    @property
+    def adds(self) -> dict[str, int] | None:
+        """The included adds, new app records and links to existing ones."""
+        if self.linked is None:
+            return None
+        return {"new": self.included - len(self.others) - self.linked, "linked": self.linked}
 
     @property
     def lines(self) -> int:
@@ -42,6 +56,8 @@ class ChangeLines:
 
     def encode(self, version: str) -> bytes:
         fields = {"version": version, "included": self.included, "size": self.size}
+        if self.linked is not None:
+            fields["linked"] = self.linked
         return pack(fields, self.starts, self.others)
 
     @classmethod
@@ -53,7 +69,14 @@ class ChangeLines:
         fields, (starts, others) = unpacked
         try:
             version = str(fields["version"])
-            found = cls(starts, others, int(fields["included"]), int(fields["size"]))
+            linked = fields.get("linked")
+            found = cls(
+                starts,
+                others,
+                int(fields["included"]),
+                int(fields["size"]),
+                None if linked is None else int(linked),
+            )
         except (KeyError, TypeError, ValueError):
             return None
         return version, found

@@ -1,6 +1,8 @@
 """The run report: what a run found and did, for admins (never logged: it names people).
 
-``report.json`` plus two CSV files beside it: every row issue, every action.
+``report.json`` plus ``issues.csv`` beside it, every row issue. The actions file (a row
+per action) is written by who hands it out: ``write_actions_csv`` for the command line,
+``application.reports`` for the API.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ import io
 import json
 from typing import IO, Any
 
-from rostersync.changes import ACTION_KINDS, action_totals
-from rostersync.models import ENTITY_ORDER, SEVERITY_ORDER, Tier, severity_of
+from rostersync.changes import ACTION_KINDS, action_totals, links_existing
+from rostersync.models import ENTITY_ORDER, SEVERITY_ORDER, severity_of
+from rostersync.pipeline.change_lines import ChangeLines
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.normalize import load_normalized_summary
@@ -45,19 +48,13 @@ SAMPLE_SIZE = 20
 #: Kept for callers that list the kinds of action (the report's order).
 ACTIONS = ACTION_KINDS
 
-__all__ = ["ACTIONS", "action_totals", "build_report"]
+__all__ = ["ACTIONS", "action_totals", "build_report", "links_existing"]
 
 
 def _csv_object(deps: Deps, key: str, columns: tuple[str, ...], rows: Any) -> int:
     """A CSV object of ``columns`` from rows given as dicts."""
-    return _csv_rows(deps, key, columns, ([row.get(c) for c in columns] for row in rows))
-
-
-def _csv_rows(deps: Deps, key: str, columns: tuple[str, ...], rows: Any) -> int:
-    """A CSV object of ``columns`` from rows given as lists, in column order (a first
-    sync's actions file has a row per record: no dict per row)."""
     with deps.store.writer(key) as raw:
-        return _write_csv(raw, columns, rows)
+        return _write_csv(raw, columns, ([row.get(c) for c in columns] for row in rows))
 
 
 def _write_csv(raw: IO[bytes], columns: tuple[str, ...], rows: Any) -> int:
@@ -87,23 +84,6 @@ def _action_row(action: dict[str, Any]) -> list[Any]:
     return [shown if column == "changes" else action.get(column) for column in ACTION_COLUMNS]
 
 
-#: Tiers by which an added source record links to an app record that already exists.
-LINKING_TIERS = frozenset({Tier.KEY.value, Tier.AUTO.value, Tier.MANUAL.value, Tier.LINKED.value})
-
-
-def links_existing(action: dict[str, Any]) -> bool:
-    """Whether an add links to an existing app record (rather than creating one)."""
-    return action.get("action") == "add" and action.get("tier") in LINKING_TIERS
-
-
-def _csv_sources(deps: Deps, tenant: str, run_id: str) -> dict[str, str | None]:
-    """The versions of the objects issues.csv and actions.csv are made of."""
-    inputs = [keys.issues_key(tenant, run_id)] + [
-        keys.changes_key(tenant, run_id, entity) for entity in ENTITY_ORDER
-    ]
-    return {key: deps.store.version(key) for key in inputs}
-
-
 def _write_issues_csv(
     deps: Deps, tenant: str, run_id: str
 ) -> tuple[dict[str, int], list[dict[str, Any]], int]:
@@ -129,17 +109,6 @@ def _write_issues_csv(
     return by_severity, sample, issues_total
 
 
-def _write_csvs(
-    deps: Deps, tenant: str, run_id: str
-) -> tuple[dict[str, int], list[dict[str, Any]], int, dict[str, dict[str, int]]]:
-    """Write issues.csv and actions.csv; the issues by severity, a sample of them, their
-    total, and the included adds split into new and linked, per entity."""
-    by_severity, sample, issues_total = _write_issues_csv(deps, tenant, run_id)
-    with deps.store.writer(keys.report_key(tenant, run_id, "actions.csv")) as out:
-        adds = write_actions_csv(deps, tenant, run_id, out)
-    return by_severity, sample, issues_total, adds
-
-
 def write_actions_csv(
     deps: Deps, tenant: str, run_id: str, out: IO[bytes]
 ) -> dict[str, dict[str, int]]:
@@ -158,6 +127,28 @@ def write_actions_csv(
     return adds
 
 
+def counted_adds(deps: Deps, tenant: str, run_id: str) -> dict[str, dict[str, int]]:
+    """The run's included adds split into new and linked, per entity: from the counts
+    stage kept beside each change file (``ChangeLines``) while the file is that
+    version, else counted from the file."""
+    adds = {entity.value: {"new": 0, "linked": 0} for entity in ENTITY_ORDER}
+    for entity in ENTITY_ORDER:
+        key = keys.changes_key(tenant, run_id, entity)
+        version = deps.store.version(key)
+        if version is None:
+            continue
+        body = deps.store.get_bytes(keys.change_lines_key(tenant, run_id, entity))
+        decoded = None if body is None else ChangeLines.decode(body)
+        kept = decoded[1].adds if decoded is not None and decoded[0] == version else None
+        if kept is not None:
+            adds[entity.value] = kept
+            continue
+        for action in deps.store.iter_jsonl(key):
+            if action["action"] == "add" and action.get("included"):
+                adds[entity.value]["linked" if links_existing(action) else "new"] += 1
+    return adds
+
+
 def build_report(
     deps: Deps,
     state: RunState,
@@ -165,39 +156,18 @@ def build_report(
     status: str,
     adds: dict[str, dict[str, int]] | None = None,
 ) -> dict[str, Any]:
-    """Write report.json, issues.csv and actions.csv for the run; return the report.
+    """Write report.json and issues.csv (again only if the issues were written since the
+    run's last report) for the run; return the report. ``adds``: the included adds,
+    new and linked, as a commit counted them applying them (else ``counted_adds``).
 
-    The two CSV files are written again only if what they are made of (the issues and
-    the change files) was written since the run's last report: a commit's report after
-    the stage's reuses them (a first sync's actions.csv has a line per record). Given
-    the included ``adds`` (a commit counts them as it applies them), no actions.csv is
-    written here: at a million students it is millions of lines, a minute of one
-    invocation for a file the API writes afresh when asked (``application.reports``);
-    one the stage wrote for review stays."""
+    No actions.csv is written: at a million students it has millions of lines, a
+    minute of one invocation. The API writes the file an admin downloads when asked
+    (``application.reports``), and the command line its local copy."""
     tenant, run_id = state.tenant, state.run_id
-    sources = _csv_sources(deps, tenant, run_id)
     earlier = deps.store.get_json(keys.report_key(tenant, run_id)) or {}
-    stale = {k: v for k, v in (earlier.get("csv_sources") or {}).items() if sources.get(k) != v}
-    written = deps.store.exists(keys.report_key(tenant, run_id, "actions.csv"))
-    if adds is not None and not (written and set(stale) - {keys.issues_key(tenant, run_id)}):
-        # No actions.csv, or one of the change files as they are.
-        return _report(deps, state, status, adds, earlier)
-    changes = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
-    if (
-        earlier.get("csv_sources") == sources
-        and sources[keys.issues_key(tenant, run_id)] is not None
-        and deps.store.exists(keys.report_key(tenant, run_id, "issues.csv"))
-        and deps.store.exists(keys.report_key(tenant, run_id, "actions.csv"))
-    ):
-        by_severity = earlier["issues_by_severity"]
-        sample = earlier["issues_sample"]
-        issues_total = earlier["issues_total"]
-        adds = earlier["adds"]
-    else:
-        by_severity, sample, issues_total, adds = _write_csvs(deps, tenant, run_id)
-    return _report(
-        deps, state, status, adds, earlier, (by_severity, sample, issues_total), sources, changes
-    )
+    if adds is None:
+        adds = counted_adds(deps, tenant, run_id)
+    return _report(deps, state, status, adds, earlier)
 
 
 def _report(
@@ -206,33 +176,23 @@ def _report(
     status: str,
     adds: dict[str, dict[str, int]],
     earlier: dict[str, Any],
-    issues: tuple[dict[str, int], list[dict[str, Any]], int] | None = None,
-    sources: dict[str, str | None] | None = None,
-    changes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """report.json of the run, with ``issues`` counted (by severity, a sample, the
-    total) or, if None, taken from the run's last report (``earlier``) while issues.csv
-    is of the run's issues as they are (else issues.csv is written again)."""
+    """report.json of the run, its issues counted (by severity, a sample, the total) or
+    taken from the run's last report (``earlier``) while issues.csv is of the run's
+    issues as they are (else issues.csv is written again)."""
     tenant, run_id = state.tenant, state.run_id
     normalized = load_normalized_summary(deps, tenant, run_id)
-    if changes is None:
-        changes = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
-    if issues is None:
-        issues_key = keys.issues_key(tenant, run_id)
-        version = deps.store.version(issues_key)
-        if (
-            version is not None
-            and (earlier.get("csv_sources") or {}).get(issues_key) == version
-            and deps.store.exists(keys.report_key(tenant, run_id, "issues.csv"))
-        ):
-            issues = (
-                earlier["issues_by_severity"],
-                earlier["issues_sample"],
-                earlier["issues_total"],
-            )
-        else:
-            issues = _write_issues_csv(deps, tenant, run_id)
-        sources = {**(earlier.get("csv_sources") or {}), issues_key: version}
+    changes = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
+    issues_key = keys.issues_key(tenant, run_id)
+    version = deps.store.version(issues_key)
+    if (
+        version is not None
+        and (earlier.get("csv_sources") or {}).get(issues_key) == version
+        and deps.store.exists(keys.report_key(tenant, run_id, "issues.csv"))
+    ):
+        issues = (earlier["issues_by_severity"], earlier["issues_sample"], earlier["issues_total"])
+    else:
+        issues = _write_issues_csv(deps, tenant, run_id)
     by_severity, sample, issues_total = issues
     fetched = deps.store.get_json(keys.fetch_summary_key(tenant, run_id)) or {}
     inputs = {entity.value: summary.shown() for entity, summary in normalized.entities.items()}
@@ -265,8 +225,8 @@ def _report(
         #: The files read in parts: per part its records, time and peak memory.
         "normalize_parts": normalized.parts,
         "issues_csv": keys.report_key(tenant, run_id, "issues.csv"),
-        "csv_sources": sources,
-        "actions_csv": keys.report_key(tenant, run_id, "actions.csv"),
+        #: The version of the issues issues.csv was written from.
+        "csv_sources": {issues_key: version},
     }
     deps.store.put_json(keys.report_key(tenant, run_id), report)
     deps.runs.update(tenant, run_id, RunUpdate(issues_by_severity=by_severity))

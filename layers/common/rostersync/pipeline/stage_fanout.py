@@ -349,6 +349,10 @@ def _extend(joined: ChangeLines, part: ChangeLines) -> None:
     joined.others.extend(number + lines for number in part.others)
     joined.included += part.included
     joined.size += part.size
+    if joined.linked is None or part.linked is None:
+        joined.linked = None
+    else:
+        joined.linked += part.linked
 
 
 def _outcome(markers: Iterable[dict[str, Any]]) -> EntityOutcome:
