@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from rostersync.application.reports import actions_csv
 from rostersync.application.review import (
     ActionFilter,
     Selection,
@@ -24,7 +25,6 @@ from rostersync.application.sync import (
     prepare_approval,
     prepare_undo,
 )
-from rostersync.application.reports import actions_csv
 from rostersync.application.tenants import load_tenant_settings, save_tenant_settings
 from rostersync.errors import RunStateError, StaleBaseline
 from rostersync.models import Entity
