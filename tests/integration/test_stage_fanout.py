@@ -273,3 +273,118 @@ def test_settings_untick_the_same_actions_of_a_stage_in_parts(tmp_path, days, mo
         if b'"action":"archive"' in line
     ]
     assert unticked and not any(action["included"] for action in unticked)
+
+
+def _restaged(state: Path, days: list[Path]) -> dict[str, Any]:
+    """Day 1 committed, day 2 staged for review, one of its user actions unticked by an
+    admin, then the run re-staged through the state machine (as a match decision
+    does): the states it went through and the run before and after."""
+    from rostersync.application.review import (
+        Selection,
+        iter_actions,
+        request_restage,
+        set_included,
+    )
+    from rostersync.application.sync import WaitingLauncher
+
+    with LocalCloud(state) as cloud:
+        deps = build_deps(stack_settings())
+        ensure_tenant(deps, TENANT, create=True)
+        first, _ = run_sync(cloud, deps, TENANT, days[0], state / "reports")
+        assert first.status == "committed", first.error
+        prepared, _ = run_sync(cloud, deps, TENANT, days[1], state / "reports", review=True)
+        assert prepared.status == "prepared", prepared.error
+        run_id = prepared.run_id
+        unticked = min(
+            (a for a in iter_actions(deps, TENANT, run_id) if a["entity"] == "users"),
+            key=lambda a: a["source_id"],  # the same action, whatever order the parts wrote
+        )
+        set_included(deps, TENANT, run_id, Selection(action_ids=[unticked["id"]]), False, "ann")
+        before = _day(deps, run_id, {})
+        launcher = WaitingLauncher(cloud)
+        request_restage(deps, launcher, TENANT, run_id)
+        assert launcher.execution is not None
+        after = _day(deps, run_id, {})
+        actions = {a["id"]: a for a in iter_actions(deps, TENANT, run_id)}
+        return {
+            "states": launcher.execution.states,
+            "status": deps.runs.get(TENANT, run_id).status.value,
+            "before": before,
+            "after": after,
+            "unticked": actions[unticked["id"]],
+        }
+
+
+def test_a_restage_runs_the_stage_fanned_out_and_keeps_the_admins_unticks(
+    tmp_path, days, monkeypatch
+):
+    """A re-stage is the sync's match and stage (in parts for a district that needs
+    them: each part an invocation of its own), between the Review function's first task
+    and its last, which puts back what the admin unticked. In parts or in one piece,
+    the re-staged run is the one staged before, the untick included."""
+    inline = _restaged(tmp_path / "inline", days)
+    monkeypatch.setenv("STAGE_PART_RECORDS", "40")
+    monkeypatch.setenv("STAGE_MAX_PARTS", "4")
+    stack_settings.cache_clear()
+    try:
+        fanned = _restaged(tmp_path / "fanned", days)
+    finally:
+        stack_settings.cache_clear()
+
+    def undated(changes: dict[str, list[bytes]]) -> dict[str, list[dict[str, Any]]]:
+        # The moment of a decision is not the change: the untick is put back anew.
+        return {
+            entity: sorted(
+                (
+                    {k: v for k, v in orjson.loads(line).items() if k != "decided_at"}
+                    for line in lines
+                ),
+                key=orjson.dumps,
+            )
+            for entity, lines in changes.items()
+        }
+
+    for run in (inline, fanned):
+        run["before"]["changes"] = undated(run["before"]["changes"])
+        run["after"]["changes"] = undated(run["after"]["changes"])
+        states = run["states"]
+        assert states[:3] == ["Route", "Restage", "Match"], states
+        assert states[-3:] == ["MarkRestaged", "Restaged", "Prepared"], states
+        assert run["status"] == "prepared"
+        assert run["unticked"]["included"] is False and run["unticked"]["decided_by"] == "ann"
+        for name in ("changes", "summary", "directory", "snapshot"):
+            assert run["after"][name] == run["before"][name], name
+    assert "StageParts" in fanned["states"] and "StageParts" not in inline["states"]
+    assert fanned["after"]["changes"] == inline["after"]["changes"]
+
+
+def test_a_restage_that_fails_in_the_shared_steps_leaves_the_run_prepared(tmp_path, days):
+    """The match and stage steps fail a sync; a re-stage that fails in them leaves its
+    run prepared, with the error kept for the admin (not failed: it is still there to
+    review). A run's normalized records gone is such a failure, never an entity read as
+    empty (every one of its records archived)."""
+    from rostersync.application.review import request_restage
+    from rostersync.application.sync import WaitingLauncher
+
+    state = tmp_path / "state"
+    with LocalCloud(state) as cloud:
+        deps = build_deps(stack_settings())
+        ensure_tenant(deps, TENANT, create=True)
+        first, _ = run_sync(cloud, deps, TENANT, days[0], state / "reports")
+        assert first.status == "committed", first.error
+        prepared, _ = run_sync(cloud, deps, TENANT, days[1], state / "reports", review=True)
+        assert prepared.status == "prepared", prepared.error
+        # The run's normalized users gone: the match cannot read them.
+        for key in deps.store.list_keys(keys.run_prefix(TENANT, prepared.run_id) + "normalized/"):
+            if "/users." in key:
+                deps.store.delete(key)  # type: ignore[attr-defined]
+        launcher = WaitingLauncher(cloud)
+        request_restage(deps, launcher, TENANT, prepared.run_id)
+
+        assert launcher.execution is not None
+        states = launcher.execution.states
+        assert "Match" in states and "StageFailed" in states and "BackToPrepared" in states
+        assert "RecordFailure" not in states
+        run = deps.runs.get(TENANT, prepared.run_id)
+        assert run.status.value == "prepared" and run.last_error == "RunStateError"
+        assert "no normalized users" in str(run.last_error_reason)

@@ -356,12 +356,15 @@ def test_every_task_retries_transient_errors_and_catches_the_rest(path: Path) ->
                 "BackoffRate": 2,
             }, name
             # A failed sync step fails the run; a failed decision about a prepared run
-            # leaves it prepared; a commit that stopped after it began stays committing.
+            # leaves it prepared; a commit that stopped after it began stays committing;
+            # the match and stage steps a re-stage shares with a sync tell them apart.
             failure = (
                 "BackToPrepared"
                 if name in DECISION_TASKS
                 else "CommitInterrupted"
                 if name in COMMITTING_TASKS
+                else "StageFailed"
+                if name in RESTAGE_SHARED_TASKS
                 else "RecordFailure"
             )
             assert task["Catch"] == [
@@ -371,7 +374,9 @@ def test_every_task_retries_transient_errors_and_catches_the_rest(path: Path) ->
             assert task["OutputPath"] == "$.Payload"
 
 
-DECISION_TASKS = {"CommitPrepared", "Rework"}
+DECISION_TASKS = {"CommitPrepared", "Rework", "Restage", "Restaged"}
+#: Sync steps a re-stage runs too: their failure fails a sync, and leaves a re-stage prepared.
+RESTAGE_SHARED_TASKS = {"Match", "Stage", "FinishStage"}
 #: Tasks after a commit began: a failure leaves the run committing, to be resumed.
 COMMITTING_TASKS = {"ResumeCommit", "FinishCommit"}
 MAP_ITEM_TASKS = {"ApplyChunk", "StagePart", "StageDependentPart", "NormalizePart"}
@@ -390,7 +395,7 @@ def test_decisions_about_a_run_are_routed_past_the_sync() -> None:
     assert targets == {
         "commit": "CommitPrepared",
         "resume": "ResumeCommit",
-        "restage": "Rework",
+        "restage": "Restage",
         "select": "Rework",
         "undo": "Derive",
         "approve": "Derive",
@@ -398,6 +403,24 @@ def test_decisions_about_a_run_are_routed_past_the_sync() -> None:
     assert states["CommitPrepared"]["Parameters"]["FunctionName"] == "${CommitFunctionArn}"
     assert states["Rework"]["Parameters"]["FunctionName"] == "${ReviewFunctionArn}"
     assert states["Derive"]["Catch"][0]["Next"] == "RecordFailure"
+    # A re-stage: its first task, then the sync's match and stage (fanned out alike),
+    # then its last task puts back the admin's unticks before the run is prepared.
+    assert states["Restage"]["Parameters"]["FunctionName"] == "${ReviewFunctionArn}"
+    assert states["Restage"]["Next"] == "Match"
+    for name in ("Match", "Stage", "FinishStage", "StageParts", "StageDependentParts"):
+        assert [c["Next"] for c in states[name]["Catch"]] == ["StageFailed"], name
+    failed = states["StageFailed"]
+    assert failed["Choices"] == [
+        {"Variable": "$.operation", "StringEquals": "restage", "Next": "BackToPrepared"}
+    ]
+    assert failed["Default"] == "RecordFailure"
+    decided = {json.dumps(c, sort_keys=True): c["Next"] for c in states["CommitOrStop"]["Choices"]}
+    restaged = [n for c, n in decided.items() if '"restage"' in c]
+    assert restaged == ["MarkRestaged"]
+    mark = states["MarkRestaged"]
+    assert (mark["Type"], mark["Result"], mark["ResultPath"]) == ("Pass", "restaged", "$.operation")
+    assert states[mark["Next"]]["Parameters"]["FunctionName"] == "${ReviewFunctionArn}"
+    assert states[mark["Next"]]["Next"] == "Prepared"
     back = states["BackToPrepared"]
     assert back["Resource"] == "arn:aws:states:::dynamodb:updateItem"
     assert back["Parameters"]["ExpressionAttributeValues"][":status"] == {"S": "prepared"}
@@ -523,7 +546,7 @@ def test_the_stage_fans_out_in_two_waves_then_finishes() -> None:
         }
         assert wave["MaxConcurrencyPath"] == "$.stage.concurrency"
         assert wave["ResultPath"] is None
-        assert wave["Catch"][0]["Next"] == "RecordFailure"
+        assert wave["Catch"][0]["Next"] == "StageFailed"
         (task,) = wave["ItemProcessor"]["States"].values()
         assert task["Parameters"]["FunctionName"] == "${StagePartFunctionArn}"
     assert states["StageParts"]["Next"] == "DependentPartsOrFinish"

@@ -9,7 +9,9 @@ Long work never runs in a request: ``request_commit``, ``request_restage``,
 check what they can at once, mark the run (``committing``, ``restaging``, or a new
 ``running`` run) and start an execution of the state machine for it; the work itself is
 ``run_operation`` (the Review function) or the commit step, under the state machine's
-Retry and Catch. A failed decision leaves the run prepared with ``last_error`` set.
+Retry and Catch. A re-stage is the Review function's ``begin_restage``, then the match
+and stage steps of a sync (fanned out for a large district), then its
+``finish_restage``. A failed decision leaves the run prepared with ``last_error`` set.
 Committing goes through the same ``commit`` as a sync, so a prepared run and an
 auto-committed run are applied by the same code.
 """
@@ -539,13 +541,17 @@ def show_run(deps: Deps, tenant: str, run_id: str) -> ShownRun:
     return ShownRun(_readable_reasons(run), report)
 
 
-def restage_run(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:
-    """Match and stage a prepared run again (after a matching decision, or on a moved
-    committed state), keeping the actions an admin unticked. Returns the new report."""
-    from rostersync.pipeline.match import match
-    from rostersync.pipeline.stage import stage
+def _unticked_key(tenant: str, run_id: str) -> str:
+    return keys.run_prefix(tenant, run_id) + "restage/unticked.json"
 
-    run, state = _run_state(deps, tenant, run_id)
+
+def begin_restage(deps: Deps, state: RunState) -> RunState:
+    """The first task of a re-stage (after a matching decision, or on a moved committed
+    state): keep the actions an admin unticked, for ``finish_restage`` to put back; the
+    state machine then matches and stages the run again as a sync does, fanned out
+    for a large district, for review."""
+    tenant, run_id = state.tenant, state.run_id
+    run = deps.runs.get(tenant, run_id)
     if run.status not in {RunStatus.PREPARED, RunStatus.RESTAGING}:
         raise RunStateError(f"run {run_id} is {run.status}; only a prepared run can be re-staged")
     unticked = {
@@ -553,17 +559,26 @@ def restage_run(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:
         for a in iter_actions(deps, tenant, run_id)
         if not a["included"] and a.get("decided_by")
     }
+    deps.store.put_json(_unticked_key(tenant, run_id), unticked)
     state.review = True
     # Stage leaves the run "restaging" for a re-stage: it is prepared again only once
     # the admin's unticks are back, so it can never be committed without them.
     state.operation = "restage"
-    stage(match(state, deps), deps)
+    state.next = None
+    return state
+
+
+def finish_restage(deps: Deps, state: RunState) -> RunState:
+    """The last task of a re-stage: the admin's unticks put back on the actions staged
+    again; the run is prepared again."""
+    tenant, run_id = state.tenant, state.run_id
+    unticked = deps.store.get_json(_unticked_key(tenant, run_id)) or {}
     still_there = {a["id"] for a in iter_actions(deps, tenant, run_id)}
     for action_id, who in unticked.items():
         if action_id in still_there:
             _apply_selection(deps, tenant, run_id, Selection(action_ids=[action_id]), False, who)
     deps.runs.update(tenant, run_id, RunUpdate(status=RunStatus.PREPARED))
-    return dict(deps.store.get_json(keys.report_key(tenant, run_id)) or {})
+    return state
 
 
 def run_operation(state: RunState, deps: Deps) -> RunState:
@@ -571,7 +586,9 @@ def run_operation(state: RunState, deps: Deps) -> RunState:
     function): re-stage, tick or untick a selection, prepare an undo or an approval."""
     tenant, run_id, who = state.tenant, state.run_id, state.who or "admin"
     if state.operation == "restage":
-        restage_run(deps, tenant, run_id)
+        return begin_restage(deps, state)
+    if state.operation == "restaged":
+        finish_restage(deps, state)
     elif state.operation == "select":
         selection = Selection.model_validate(state.selection or {})
         changed = _apply_selection(deps, tenant, run_id, selection, bool(state.included), who)

@@ -20,7 +20,7 @@ from rostersync.storage.keys import check_run_id, check_tenant
 #: What an execution of the state machine does: a sync (fetch → ... → commit), or the
 #: long part of an admin's decision about a run (commit it, re-stage it after a match
 #: decision, tick or untick a whole kind of action, prepare an undo or an approval).
-Operation = Literal["sync", "commit", "resume", "restage", "select", "undo", "approve"]
+Operation = Literal["sync", "commit", "resume", "restage", "restaged", "select", "undo", "approve"]
 
 
 class StepCounts(BaseModel):

@@ -16,6 +16,7 @@ from contextlib import ExitStack
 from functools import partial
 from typing import Any
 
+from rostersync.errors import RunStateError
 from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
@@ -29,6 +30,7 @@ __all__ = ["MatchDecision", "Matcher", "match", "new_target_id"]
 
 def match(state: RunState, deps: Deps, matcher: Matcher | None = None) -> RunState:
     """Write the decisions for every entity and count them by tier."""
+    _check_normalized(deps, state)
     with ExitStack() as stack:
         tables = None
         if matcher is None:
@@ -64,6 +66,21 @@ def match(state: RunState, deps: Deps, matcher: Matcher | None = None) -> RunSta
     deps.store.put_json(keys.match_summary_key(state.tenant, state.run_id), summary)
     state.counts["match"] = tiers
     return state
+
+
+def _check_normalized(deps: Deps, state: RunState) -> None:
+    """Normalize writes every entity's records and id lines, none or many: one gone is
+    an error, never an entity read as empty (its every record would be archived)."""
+    for entity in ENTITY_ORDER:
+        for key in (
+            keys.normalized_key(state.tenant, state.run_id, entity),
+            keys.normalized_ids_key(state.tenant, state.run_id, entity),
+        ):
+            if not deps.store.exists(key):
+                raise RunStateError(
+                    f"run {state.run_id} has no normalized {entity.value} (its records or"
+                    " their ids are gone): sync again"
+                )
 
 
 def _write_entity(

@@ -26,8 +26,9 @@
    settings, the change summary (with ``stage_parts``: the markers), commit or
    prepared.
 
-A re-stage (after a match decision) runs the plan, every part and the finish in one
-invocation (the Review function), as a district of one part per entity does.
+A re-stage (after a match decision) goes through the same tasks as a sync's stage,
+fanned out alike, between the Review function's first and last tasks
+(``application.review.begin_restage`` and ``finish_restage``).
 
 Fanned out, the plan splits at most one entity's diff per task (at a million students
 the users' and the enrollments' splits are about half a minute each): it keeps what it
