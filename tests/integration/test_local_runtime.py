@@ -217,9 +217,10 @@ class TestStateMachine:
         assert result.status == "FAILED"
         assert result.error == "BundleError"
         assert result.states[-6:] == [
-            "Normalize",
             "NormalizeFanOutOrMatch",
             "Match",
+            # A sync's failure (a re-stage's would leave its run prepared).
+            "StageFailed",
             "RecordFailure",
             "NotifyFailure",
             "Failed",
