@@ -103,9 +103,9 @@ def test_an_upload_that_is_not_a_roster_zip_is_refused_with_the_reason(api):
 # ----------------------------------------------------------------------- report files
 
 
-def test_issues_csv_and_actions_csv_hold_every_row_and_the_ticks_as_they_are(api, tmp_path):
-    tenant = api.tenant("reports-t")
-    bundle = copy_bundle(LEPO, tmp_path / "b")
+def lepo_with_bad_dates(folder: Path) -> Path:
+    """LEPO with a bad begin date on every enrollment: a row issue each."""
+    bundle = copy_bundle(LEPO, folder)
 
     def bad_dates(rows: list[dict[str, str]]) -> list[dict[str, str]]:
         for row in rows:
@@ -113,6 +113,12 @@ def test_issues_csv_and_actions_csv_hold_every_row_and_the_ticks_as_they_are(api
         return rows
 
     edit_rows(bundle / "enrollments.csv", bad_dates)
+    return bundle
+
+
+def test_issues_csv_and_actions_csv_hold_every_row_and_the_ticks_as_they_are(api, tmp_path):
+    tenant = api.tenant("reports-t")
+    bundle = lepo_with_bad_dates(tmp_path / "b")
     key = upload(api, tenant, zipped(bundle)).json()["source_key"]
     shown = sync(api, tenant, key, review=True)
     run_id = shown["run"]["run_id"]

@@ -26,9 +26,7 @@ from rostersync.config import stack_settings
 from rostersync.local.launcher import LocalCloudLauncher
 from rostersync.local.runtime import LocalCloud
 from rostersync.pipeline.deps import Deps, build_deps
-from tests.bundles import copy_bundle, edit_rows
-from tests.integration.test_api import LEPO
-from tests.integration.test_api_console import zipped
+from tests.integration.test_api_console import lepo_with_bad_dates, zipped
 
 #: A threshold under these files' sizes, so that a small bundle's files count as large.
 SMALL = 2_000
@@ -63,14 +61,7 @@ def aws_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Stack]:
 def _synced(stack: _Stack, tenant: str, tmp_path: Path) -> str:
     """LEPO with a bad date on every enrollment (issues), synced for review."""
     ensure_tenant(stack.deps, tenant, create=True)
-    bundle = copy_bundle(LEPO, tmp_path / "b")
-
-    def bad_dates(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-        for row in rows:
-            row["beginDate"] = "not a date"
-        return rows
-
-    edit_rows(bundle / "enrollments.csv", bad_dates)
+    bundle = lepo_with_bad_dates(tmp_path / "b")
     stored = stack.http.post(
         f"/tenants/{tenant}/uploads",
         content=zipped(bundle),

@@ -275,6 +275,16 @@ def test_settings_untick_the_same_actions_of_a_stage_in_parts(tmp_path, days, mo
     assert unticked and not any(action["included"] for action in unticked)
 
 
+def _day2_prepared(cloud: LocalCloud, deps: Deps, state: Path, days: list[Path]) -> Any:
+    """Day 1 committed, then day 2 staged for review: its outcome."""
+    ensure_tenant(deps, TENANT, create=True)
+    first, _ = run_sync(cloud, deps, TENANT, days[0], state / "reports")
+    assert first.status == "committed", first.error
+    prepared, _ = run_sync(cloud, deps, TENANT, days[1], state / "reports", review=True)
+    assert prepared.status == "prepared", prepared.error
+    return prepared
+
+
 def _restaged(state: Path, days: list[Path]) -> dict[str, Any]:
     """Day 1 committed, day 2 staged for review, one of its user actions unticked by an
     admin, then the run re-staged through the state machine (as a match decision
@@ -289,11 +299,7 @@ def _restaged(state: Path, days: list[Path]) -> dict[str, Any]:
 
     with LocalCloud(state) as cloud:
         deps = build_deps(stack_settings())
-        ensure_tenant(deps, TENANT, create=True)
-        first, _ = run_sync(cloud, deps, TENANT, days[0], state / "reports")
-        assert first.status == "committed", first.error
-        prepared, _ = run_sync(cloud, deps, TENANT, days[1], state / "reports", review=True)
-        assert prepared.status == "prepared", prepared.error
+        prepared = _day2_prepared(cloud, deps, state, days)
         run_id = prepared.run_id
         unticked = min(
             (a for a in iter_actions(deps, TENANT, run_id) if a["entity"] == "users"),
@@ -369,11 +375,7 @@ def test_a_restage_that_fails_in_the_shared_steps_leaves_the_run_prepared(tmp_pa
     state = tmp_path / "state"
     with LocalCloud(state) as cloud:
         deps = build_deps(stack_settings())
-        ensure_tenant(deps, TENANT, create=True)
-        first, _ = run_sync(cloud, deps, TENANT, days[0], state / "reports")
-        assert first.status == "committed", first.error
-        prepared, _ = run_sync(cloud, deps, TENANT, days[1], state / "reports", review=True)
-        assert prepared.status == "prepared", prepared.error
+        prepared = _day2_prepared(cloud, deps, state, days)
         # The run's normalized users gone: the match cannot read them.
         for key in deps.store.list_keys(keys.run_prefix(TENANT, prepared.run_id) + "normalized/"):
             if "/users." in key:
