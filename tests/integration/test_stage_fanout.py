@@ -301,11 +301,20 @@ def _restaged(state: Path, days: list[Path]) -> dict[str, Any]:
         deps = build_deps(stack_settings())
         prepared = _day2_prepared(cloud, deps, state, days)
         run_id = prepared.run_id
-        unticked = min(
-            (a for a in iter_actions(deps, TENANT, run_id) if a["entity"] == "users"),
-            key=lambda a: a["source_id"],  # the same action, whatever order the parts wrote
+        # The same actions, whatever order the parts wrote: two users unticked by one
+        # admin, an enrollment by another.
+        users, enrollments = (
+            sorted(
+                (a for a in iter_actions(deps, TENANT, run_id) if a["entity"] == entity),
+                key=lambda a: a["source_id"],
+            )
+            for entity in ("users", "enrollments")
         )
-        set_included(deps, TENANT, run_id, Selection(action_ids=[unticked["id"]]), False, "ann")
+        unticked = users[0]
+        ann = [unticked["id"], users[1]["id"]]
+        set_included(deps, TENANT, run_id, Selection(action_ids=ann), False, "ann")
+        bob = [enrollments[0]["id"]]
+        set_included(deps, TENANT, run_id, Selection(action_ids=bob), False, "bob")
         before = _day(deps, run_id, {})
         launcher = WaitingLauncher(cloud)
         request_restage(deps, launcher, TENANT, run_id)
@@ -318,6 +327,7 @@ def _restaged(state: Path, days: list[Path]) -> dict[str, Any]:
             "before": before,
             "after": after,
             "unticked": actions[unticked["id"]],
+            "by": {i: (actions[i]["included"], actions[i]["decided_by"]) for i in ann + bob},
         }
 
 
@@ -358,6 +368,7 @@ def test_a_restage_runs_the_stage_fanned_out_and_keeps_the_admins_unticks(
         assert states[-3:] == ["MarkRestaged", "Restaged", "Prepared"], states
         assert run["status"] == "prepared"
         assert run["unticked"]["included"] is False and run["unticked"]["decided_by"] == "ann"
+        assert sorted(run["by"].values()) == [(False, "ann"), (False, "ann"), (False, "bob")]
         for name in ("changes", "summary", "directory", "snapshot"):
             assert run["after"][name] == run["before"][name], name
     assert "StageParts" in fanned["states"] and "StageParts" not in inline["states"]

@@ -574,9 +574,14 @@ def finish_restage(deps: Deps, state: RunState) -> RunState:
     tenant, run_id = state.tenant, state.run_id
     unticked = deps.store.get_json(_unticked_key(tenant, run_id)) or {}
     still_there = {a["id"] for a in iter_actions(deps, tenant, run_id)}
+    # One rewrite per admin who unticked, not one per action (a change file is
+    # rewritten whole).
+    by_who: dict[str, list[str]] = {}
     for action_id, who in unticked.items():
         if action_id in still_there:
-            _apply_selection(deps, tenant, run_id, Selection(action_ids=[action_id]), False, who)
+            by_who.setdefault(who, []).append(action_id)
+    for who, action_ids in sorted(by_who.items()):
+        _apply_selection(deps, tenant, run_id, Selection(action_ids=action_ids), False, who)
     deps.runs.update(tenant, run_id, RunUpdate(status=RunStatus.PREPARED))
     return state
 
