@@ -411,3 +411,32 @@ def test_a_schedule_in_an_unknown_time_zone_is_refused_with_the_field_named():
         TenantSettings(), ['schedule={"time": "06:30", "timezone": "Europe/London"}']
     )
     assert kept.schedule is not None and kept.schedule.timezone == "Europe/London"
+
+
+def test_an_untick_rewrites_only_its_line_and_copies_the_others_as_they_are(cloud, tmp_path):
+    """The change file is streamed, not loaded: the unticked action's line is written
+    anew, every other line is the same bytes, and an id not in the run is still an
+    error (the file left as it was)."""
+    prepared = sync(cloud, LEPO, tmp_path, review=True)
+    deps = cloud[1]
+    key = keys.changes_key("t1", prepared.run_id, Entity.USERS)
+    before = list(deps.store.iter_lines(key))
+    target = list_actions(deps, "t1", prepared.run_id, ActionFilter(entity=Entity.USERS)).actions[1]
+
+    assert (
+        set_included(
+            deps, "t1", prepared.run_id, Selection(action_ids=[target["id"]]), False, "ann"
+        )
+        == 1
+    )
+
+    after = list(deps.store.iter_lines(key))
+    assert len(after) == len(before)
+    differing = [n for n, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
+    assert len(differing) == 1 and target["id"].encode() in after[differing[0]]
+    version = deps.store.version(key)
+    with pytest.raises(RunStateError):
+        set_included(
+            deps, "t1", prepared.run_id, Selection(action_ids=["users-add-0000"]), False, "ann"
+        )
+    assert deps.store.version(key) == version

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from secrets import token_hex
 from typing import Any, Literal, Protocol
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from rostersync.application.runs import acquire_run_lock, run_source
@@ -49,6 +50,7 @@ from rostersync.records import (
 )
 from rostersync.sources.oneroster_csv import OneRosterCsvSpec
 from rostersync.storage import keys
+from rostersync.storage.objects import dumps_line
 from rostersync.storage.ports import LocksPort
 
 REVIEWABLE = frozenset({RunStatus.PREPARED})
@@ -137,19 +139,51 @@ def list_actions(deps: Deps, tenant: str, run_id: str, filters: ActionFilter) ->
     return ActionPage(total=total, offset=filters.offset, limit=filters.limit, actions=page)
 
 
+_ID_PREFIX = b'{"id":"'
+
+
+def _line_id(line: bytes) -> str | None:
+    """The action id a change line starts with, as stage writes actions (``id`` first);
+    None where it cannot be read off the line (the line is parsed instead)."""
+    if not line.startswith(_ID_PREFIX):
+        return None
+    end = line.find(b'"', len(_ID_PREFIX))
+    ident = line[len(_ID_PREFIX) : end] if end > 0 else b""
+    if not ident or b"\\" in ident:
+        return None
+    return ident.decode("utf-8", "replace")
+
+
 def _rewrite_entity(
     deps: Deps,
     tenant: str,
     run_id: str,
     entity: Entity,
     change: Callable[[dict[str, Any]], bool],
+    may_hit: Callable[[str | None], bool] = lambda _: True,
 ) -> int:
-    """Rewrite one entity's change file with ``change(action) -> bool`` (True if changed)."""
+    """Rewrite one entity's change file with ``change(action) -> bool`` (True if changed),
+    an action at a time (a first sync's file has a line per record): a first pass
+    counts the changes, a second writes the file if there are any. ``may_hit(id)`` says
+    whether the action on a line can be one to change, from its id (None: unread);
+    the other lines are copied as they are, never parsed."""
     key = keys.changes_key(tenant, run_id, entity)
-    actions = list(deps.store.iter_jsonl(key))
-    changed = sum(1 for action in actions if change(action))
+    loads = orjson.loads
+
+    def changed_lines() -> Iterator[tuple[bytes, bool]]:
+        for line in deps.store.iter_lines(key):
+            if may_hit(_line_id(line)):
+                action = loads(line)
+                if change(action):
+                    yield dumps_line(action), True
+                    continue
+            yield line, False
+
+    changed = sum(hit for _, hit in changed_lines())
     if changed:
-        deps.store.write_jsonl(key, actions)
+        with deps.store.writer(key) as out:
+            for line, hit in changed_lines():
+                out.write(line if hit else line + b"\n")
     return changed
 
 
@@ -196,10 +230,12 @@ def _apply_selection(
     entities = {Entity(a.split("-", 1)[0]) for a in wanted if a.split("-", 1)[0] in names}
     entities |= {e for e, _ in selection.all_of}
     unknown_entity = [a for a in wanted if a.split("-", 1)[0] not in names]
+    # By id alone, a line whose id is not wanted is no hit: it is copied unparsed.
+    may_hit = (lambda _: True) if kinds else (lambda i: i is None or i in wanted)
     changed = 0
     for entity in ENTITY_ORDER:
         if entity in entities:
-            changed += _rewrite_entity(deps, tenant, run_id, entity, change)
+            changed += _rewrite_entity(deps, tenant, run_id, entity, change, may_hit)
     missing = sorted((wanted - found) | set(unknown_entity))
     if missing:
         raise RunStateError(f"no such action in run {run_id}: {', '.join(missing[:5])}")
