@@ -65,11 +65,11 @@ def _check_reported(deps: Deps, tenant: str, run_id: str) -> None:
 def issues_file(deps: Deps, tenant: str, run_id: str) -> ReportFile:
     """Every row issue of the run, as the run wrote them (a header row at least)."""
     key = keys.report_key(tenant, run_id, "issues.csv")
-    deps.runs.get(tenant, run_id)  # another tenant's run is not found
     size = deps.store.size(key)
     if size is None:
         _check_reported(deps, tenant, run_id)
         return ReportFile(size=0, body=(",".join(ISSUE_COLUMNS) + "\r\n").encode())
+    deps.runs.get(tenant, run_id)  # another tenant's run is not found
     return ReportFile(size=size, key=key)
 
 

@@ -160,7 +160,7 @@ def _rewrite_entity(
     run_id: str,
     entity: Entity,
     change: Callable[[dict[str, Any]], bool],
-    may_hit: Callable[[str | None], bool] = lambda _: True,
+    may_hit: Callable[[str | None], bool],
 ) -> int:
     """Rewrite one entity's change file with ``change(action) -> bool`` (True if changed),
     an action at a time (a first sync's file has a line per record): a first pass

@@ -1,7 +1,8 @@
 """Normalize's shortcut for input identical to the committed run's: its files taken whole.
 
 A nightly sync of a district that changed nothing reads the same bytes again. When every
-file of the run's raw area is byte for byte the committed run's (one SHA-256 per file),
+file of the run's raw area is byte for byte the committed run's (the sizes first, then
+one SHA-256 per file of both runs, only when every size is the same),
 under the same source settings (``SourceSpec.read_settings``: not where the bundle was
 dropped) and the same code, the read would write what that run's read
 wrote: its records, id lines, reuse state and issues are copied (a link in the embedded
@@ -21,13 +22,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from rostersync.errors import FatalError
 from rostersync.models import ENTITY_ORDER
 from rostersync.pipeline.contracts import NormalizedSummary, RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.storage import keys
 
 #: Bumped when what a fingerprint covers changes.
-FORMAT = 1
+FORMAT = 2
 #: The most objects a raw area may hold to be fingerprinted.
 MAX_FILES = 200
 _CHUNK = 1 << 20
@@ -46,25 +48,49 @@ def code_digest() -> str:
 
 
 def fingerprint(deps: Deps, state: RunState, raw_prefix: str) -> dict[str, Any] | None:
-    """What the run's read is of: the source spec, the code, and each raw file's SHA-256
-    by its name in the raw area; None for a raw area of more than ``MAX_FILES`` objects
-    (or none)."""
+    """What the run's read is of: the source settings, the code, where its raw area is
+    and each raw file's size by its name there; None for a raw area of more than
+    ``MAX_FILES`` objects (or none). The files are hashed only when a next run finds
+    all of this equal (``take``): a day that changed a file's size pays nothing."""
     listed = sorted(deps.store.list_keys(raw_prefix))
     if not listed or len(listed) > MAX_FILES:
         return None
-    files: dict[str, str] = {}
-    for key in listed:
-        digest = hashlib.sha256()
-        with deps.store.open_stream(key) as body:
-            while chunk := body.read(_CHUNK):
-                digest.update(chunk)
-        files[key[len(raw_prefix) :]] = digest.hexdigest()
     return {
         "format": FORMAT,
         "code": code_digest(),
         "source": state.source.read_settings(),
-        "files": files,
+        "raw": raw_prefix,
+        "sizes": {key[len(raw_prefix) :]: deps.store.size(key) for key in listed},
     }
+
+
+def _digests(deps: Deps, raw_prefix: str, names: list[str]) -> list[str] | None:
+    """Each file's SHA-256, in ``names``' order; None if one is gone."""
+    found = []
+    for name in names:
+        digest = hashlib.sha256()
+        try:
+            with deps.store.open_stream(raw_prefix + name) as body:
+                while chunk := body.read(_CHUNK):
+                    digest.update(chunk)
+        except FatalError:
+            return None
+        found.append(digest.hexdigest())
+    return found
+
+
+def _same_input(deps: Deps, earlier: Any, found: dict[str, Any]) -> bool:
+    """Whether ``earlier`` (a run's kept fingerprint) and ``found`` are of the same
+    input: all but where the raw areas are equal, then every file the same bytes."""
+    if not isinstance(earlier, dict) or not isinstance(earlier.get("raw"), str):
+        return False
+    if {k: v for k, v in earlier.items() if k != "raw"} != {
+        k: v for k, v in found.items() if k != "raw"
+    }:
+        return False
+    names = sorted(found["sizes"])
+    before = _digests(deps, earlier["raw"], names)
+    return before is not None and before == _digests(deps, found["raw"], names)
 
 
 def keep(
@@ -92,7 +118,7 @@ def take(deps: Deps, state: RunState, previous: str, found: dict[str, Any]) -> R
     ``found`` too and its output is all there; else None (nothing written)."""
     tenant, run_id = state.tenant, state.run_id
     kept = deps.store.get_json(keys.normalized_input_key(tenant, previous))
-    if not isinstance(kept, dict) or kept.get("input") != found:
+    if not isinstance(kept, dict) or not _same_input(deps, kept.get("input"), found):
         return None
     counts = kept.get("counts")
     body = deps.store.get_json(keys.normalized_summary_key(tenant, previous))
