@@ -1,5 +1,6 @@
 """The commit's plan from what stage noted of each change file as it wrote it: the same
-chunks as reading every line, and never used once the file was written again."""
+chunks as reading every line, followed through an untick, and never used once the
+file was written again otherwise."""
 
 from __future__ import annotations
 
@@ -45,15 +46,24 @@ def test_the_noted_lines_cut_the_change_files_as_reading_them_does(
     assert len(users.parts) == (1 if parts > users.lines else -(-users.lines // parts))
 
 
-def test_a_change_file_written_again_is_read_again(cloud, tmp_path):
+def test_an_untick_keeps_the_noted_lines_and_a_file_written_otherwise_is_read_again(
+    cloud, tmp_path
+):
     prepared = sync(cloud, LEPO, tmp_path, review=True)
     deps = cloud[1]
     page = list_actions(deps, "t1", prepared.run_id, ActionFilter(entity=Entity.USERS))
     untick = Selection(action_ids=[page.actions[0]["id"]])
     set_included(deps, "t1", prepared.run_id, untick, False, "admin")
 
+    # The untick followed what stage noted through its rewrite.
     scans = _scans(deps, prepared.run_id, 5)
-    assert scans["users"][0] is None, "the users' change file is not what stage wrote"
+    assert scans["users"][0] == scans["users"][1]
+    assert scans["users"][1].included == page.total - 1
+
+    # Written by anything else (as a hold or a setting does), the file is read again.
+    key = keys.changes_key("t1", prepared.run_id, Entity.USERS)
+    deps.store.write_jsonl(key, list(deps.store.iter_jsonl(key)))
+    scans = _scans(deps, prepared.run_id, 5)
+    assert scans["users"][0] is None, "the users' change file is not what was noted"
     assert scans["classes"][0] == scans["classes"][1]
-    read = scans["users"][1]
-    assert read.included == page.total - 1
+    assert scans["users"][1].included == page.total - 1

@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from rostersync.application.reports import actions_csv
@@ -14,6 +15,7 @@ from rostersync.application.review import (
     ActionFilter,
     Selection,
     discard_run,
+    iter_actions,
     list_actions,
     list_runs,
     set_included,
@@ -26,8 +28,10 @@ from rostersync.application.sync import (
     prepare_undo,
 )
 from rostersync.application.tenants import load_tenant_settings, save_tenant_settings
+from rostersync.changes import empty_counts
 from rostersync.errors import RunStateError, StaleBaseline
 from rostersync.models import Entity
+from rostersync.pipeline.change_lines import ChangeLines, noted_lines
 from rostersync.records import RunStatus, RunUpdate
 from rostersync.settings import SettingsError, TenantSettings, apply_assignments
 from rostersync.storage import keys
@@ -440,3 +444,63 @@ def test_an_untick_rewrites_only_its_line_and_copies_the_others_as_they_are(clou
             deps, "t1", prepared.run_id, Selection(action_ids=["users-add-0000"]), False, "ann"
         )
     assert deps.store.version(key) == version
+
+
+def _noted_afresh(deps: Any, key: str) -> ChangeLines:
+    afresh = ChangeLines()
+    for line in deps.store.iter_lines(key):
+        afresh.add(line + b"\n", orjson.loads(line))
+    return afresh
+
+
+def _recounted(deps: Any, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    counts: dict[str, dict[str, int]] = {e.value: empty_counts() for e in Entity}
+    excluded: dict[str, dict[str, int]] = {e.value: empty_counts() for e in Entity}
+    for action in iter_actions(deps, "t1", run_id):
+        bucket = counts if action["included"] else excluded
+        bucket[action["entity"]][action["action"]] += 1
+    return counts, excluded
+
+
+def test_ticks_and_unticks_keep_the_counts_and_the_noted_lines_of_the_change_file(cloud, tmp_path):
+    """After unticks and ticks, the change summary's counts and what stage noted of the
+    change file (line starts, included lines that are not adds, linked adds) are those
+    of the file as it now is, without reading it again; the commit applies what is
+    ticked."""
+    sync(cloud, LEPO, tmp_path)
+    day2 = renamed_copy(
+        tmp_path,
+        "day2",
+        {n: {"familyName": f"Renamed {n}"} for n in ("us0003", "us0004", "us0005")},
+    )
+    prepared = sync(cloud, day2, tmp_path, review=True)
+    deps, run_id = cloud[1], prepared.run_id
+    key = keys.changes_key("t1", run_id, Entity.USERS)
+    lines_key = keys.change_lines_key("t1", run_id, Entity.USERS)
+    summary_key = keys.change_summary_key("t1", run_id)
+    staged = deps.store.get_json(summary_key)
+    assert (staged["counts"], staged["excluded"]) == _recounted(deps, run_id)
+    updates = list_actions(deps, "t1", run_id, ActionFilter(entity=Entity.USERS)).actions
+    assert len(updates) == 3
+
+    def select(ids: list[str], included: bool) -> int:
+        return set_included(deps, "t1", run_id, Selection(action_ids=ids), included, "ann")
+
+    assert select([updates[0]["id"], updates[2]["id"]], False) == 2
+    assert select([updates[2]["id"]], True) == 1
+    assert select([updates[2]["id"]], True) == 0  # already ticked: nothing rewritten
+
+    summary = deps.store.get_json(summary_key)
+    assert (summary["counts"], summary["excluded"]) == _recounted(deps, run_id)
+    assert summary["counts"]["users"]["update"] == 2
+    assert summary["excluded"]["users"]["update"] == 1
+    noted = noted_lines(deps.store, key, lines_key)
+    assert noted is not None and noted == _noted_afresh(deps, key)
+    assert noted.included == 2 and len(noted.others) == 2
+
+    report = commit_prepared(cloud[0], deps, "t1", run_id, "ann")
+    assert report["counts"]["users"]["update"] == 2
+    users = {u["source_id"]: u for u in export_directory(deps, "t1")["users"]}
+    families = {n: users[n]["family_name"] for n in ("us0003", "us0004", "us0005")}
+    unticked = updates[0]["source_id"]
+    assert families == {n: ("FN 0" + n[-1] if n == unticked else f"Renamed {n}") for n in families}

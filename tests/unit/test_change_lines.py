@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from rostersync.packed import pack
-from rostersync.pipeline.change_lines import ChangeLines
+from rostersync.pipeline.change_lines import ChangeLines, Relined, marks
 from rostersync.pipeline.stage_fanout import _extend
 
 
@@ -48,3 +48,38 @@ def test_parts_joined_add_up_and_lines_noted_without_the_split_claim_none() -> N
     assert found is not None and found[1].adds is None
     _extend(joined, found[1])
     assert joined.adds is None
+
+
+def test_a_rewrite_followed_line_by_line_equals_the_lines_noted_afresh() -> None:
+    """Relined: lines copied keep their marks, changed lines move between included,
+    others and linked, and every start after a line that grew moves with it."""
+    before = [
+        _action("add", "auto"),
+        _action("update", "linked"),
+        _action("add", None),
+        _action("archive", "linked"),
+    ]
+    sizes = [10, 12, 9, 11]
+    noted = ChangeLines()
+    for action, size in zip(before, sizes, strict=True):
+        noted.add(b"x" * size, action)
+    after = [
+        _action("add", "auto", included=False),  # a linked add unticked
+        _action("update", "linked"),
+        _action("add", None),
+        _action("archive", "linked", included=False),  # an archive unticked, line longer
+    ]
+    new_sizes = [15, 12, 9, 30]
+    relined = Relined(noted)
+    for was, now, size in zip(before, after, new_sizes, strict=True):
+        if was == now:
+            relined.line(size)
+        else:
+            relined.line(size, marks(was), marks(now))
+    followed = relined.done()
+    afresh = ChangeLines()
+    for action, size in zip(after, new_sizes, strict=True):
+        afresh.add(b"x" * size, action)
+    assert followed == afresh
+    assert followed.included == 2 and list(followed.others) == [1]
+    assert followed.adds == {"new": 1, "linked": 0}

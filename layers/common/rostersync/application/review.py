@@ -31,6 +31,7 @@ from rostersync.application.runs import acquire_run_lock, run_source
 from rostersync.changes import Action, ActionKind, empty_counts, field_changes, make_action
 from rostersync.errors import RunStateError, StaleBaseline
 from rostersync.models import ENTITY_ORDER, Entity
+from rostersync.pipeline.change_lines import Marks, Relined, marks, noted_lines
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.report import build_report
@@ -161,30 +162,46 @@ def _rewrite_entity(
     entity: Entity,
     change: Callable[[dict[str, Any]], bool],
     may_hit: Callable[[str | None], bool],
-) -> int:
-    """Rewrite one entity's change file with ``change(action) -> bool`` (True if changed),
+) -> dict[str, int]:
+    """Rewrite one entity's change file with ``change(action) -> bool`` (True if its
+    ``included`` flag was turned),
     an action at a time (a first sync's file has a line per record): a first pass
     counts the changes, a second writes the file if there are any. ``may_hit(id)`` says
     whether the action on a line can be one to change, from its id (None: unread);
-    the other lines are copied as they are, never parsed."""
+    the other lines are copied as they are, never parsed. What stage noted of the file
+    (``ChangeLines``) is followed through the rewrite, so the commit's plan and the
+    report need not read the file again. Returns, per kind of action, how many more are
+    included than before."""
     key = keys.changes_key(tenant, run_id, entity)
+    lines_key = keys.change_lines_key(tenant, run_id, entity)
     loads = orjson.loads
 
-    def changed_lines() -> Iterator[tuple[bytes, bool]]:
+    def changed_lines() -> Iterator[tuple[bytes, Marks | None, Marks | None, str]]:
         for line in deps.store.iter_lines(key):
             if may_hit(_line_id(line)):
                 action = loads(line)
+                was = marks(action)
                 if change(action):
-                    yield dumps_line(action), True
+                    yield dumps_line(action), was, marks(action), action["action"]
                     continue
-            yield line, False
+            yield line + b"\n", None, None, ""
 
-    changed = sum(hit for _, hit in changed_lines())
-    if changed:
-        with deps.store.writer(key) as out:
-            for line, hit in changed_lines():
-                out.write(line if hit else line + b"\n")
-    return changed
+    if not any(was is not None for _, was, _, _ in changed_lines()):
+        return {}
+    shifts = empty_counts()
+    noted = noted_lines(deps.store, key, lines_key)
+    relined = None if noted is None else Relined(noted)
+    with deps.store.writer(key) as out:
+        for line, was, now, kind in changed_lines():
+            out.write(line)
+            if relined is not None:
+                relined.line(len(line), was, now)
+            if was is not None and now is not None:
+                shifts[kind] += now[0] - was[0]
+    version = deps.store.version(key)
+    if relined is not None and version is not None:
+        deps.store.put_bytes(lines_key, relined.done().encode(version))
+    return shifts
 
 
 def set_included(
@@ -233,18 +250,46 @@ def _apply_selection(
     # By id alone, a line whose id is not wanted is no hit: it is copied unparsed.
     may_hit = (lambda _: True) if kinds else (lambda i: i is None or i in wanted)
     changed = 0
+    #: Per entity and kind of action, how many more are included than before.
+    shifts: dict[str, dict[str, int]] = {}
     for entity in ENTITY_ORDER:
         if entity in entities:
-            changed += _rewrite_entity(deps, tenant, run_id, entity, change, may_hit)
+            shifted = _rewrite_entity(deps, tenant, run_id, entity, change, may_hit)
+            changed += sum(abs(n) for n in shifted.values())
+            shifts[entity.value] = shifted
     missing = sorted((wanted - found) | set(unknown_entity))
     if missing:
         raise RunStateError(f"no such action in run {run_id}: {', '.join(missing[:5])}")
-    _refresh_counts(deps, tenant, run_id)
+    if changed:
+        _shift_counts(deps, tenant, run_id, shifts)
     return changed
 
 
+def _shift_counts(deps: Deps, tenant: str, run_id: str, shifts: dict[str, dict[str, int]]) -> None:
+    """Move ``shifts`` (per entity and kind, how many more actions are included) from the
+    change summary's excluded counts to its included ones, without reading the change
+    set; a summary that does not hold both (or would go below zero) is recounted."""
+    summary_key = keys.change_summary_key(tenant, run_id)
+    summary = deps.store.get_json(summary_key) or {}
+    counts: Any = summary.get("counts")
+    excluded: Any = summary.get("excluded")
+    try:
+        for entity, row in shifts.items():
+            for kind, n in row.items():
+                if n:
+                    counts[entity][kind] += n
+                    excluded[entity][kind] -= n
+                    if counts[entity][kind] < 0 or excluded[entity][kind] < 0:
+                        raise ValueError(kind)
+    except (KeyError, TypeError, ValueError):
+        _refresh_counts(deps, tenant, run_id)
+        return
+    deps.store.put_json(summary_key, summary)
+
+
 def _refresh_counts(deps: Deps, tenant: str, run_id: str) -> None:
-    """Recount included actions into the change summary after ticks and unticks."""
+    """Count included and excluded actions into the change summary, reading the change
+    set."""
     summary_key = keys.change_summary_key(tenant, run_id)
     summary = deps.store.get_json(summary_key) or {}
     counts = {e.value: empty_counts() for e in ENTITY_ORDER}
@@ -273,7 +318,8 @@ def request_commit(
             f"run {run_id} was staged on {staged_on or 'an empty directory'}, but the "
             f"committed state is now {current}; stage it again"
         )
-    _refresh_counts(deps, tenant, run_id)
+    if "excluded" not in summary:  # staged before the summary kept both counts
+        _refresh_counts(deps, tenant, run_id)
     # A commit is a run too: it takes the tenant's lock, so it never overlaps a sync; the
     # lock frees itself once the run is no longer committing.
     acquire_run_lock(deps, locks, tenant, run_id)

@@ -4,8 +4,9 @@ The commit's plan cuts a change file into byte ranges of so many lines and count
 included actions. Stage knows both as it writes the file, so it keeps them
 (``changes/{entity}.lines``) with the version of the file they describe, and its included
 adds split into new and linked (what the report counts). They are used only while the
-change file is that version (a review or a hold that rewrites the file makes the plan,
-and the report, read it again).
+change file is that version: an admin's tick or untick, which rewrites the file, follows
+them through the rewrite (``Relined``); a hold that rewrites the file makes the plan, and
+the report, read it again.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from rostersync.changes import links_existing
 from rostersync.packed import pack, unpack
+from rostersync.storage.ports import ObjectStorePort
 
 
 @dataclass
@@ -80,3 +82,53 @@ class ChangeLines:
         except (KeyError, TypeError, ValueError):
             return None
         return version, found
+
+
+#: What a line counts for in its ``ChangeLines``: included, included and not an add,
+#: an included add that links to an existing app record.
+Marks = tuple[bool, bool, bool]
+
+
+def marks(action: Mapping[str, Any]) -> Marks:
+    included = bool(action.get("included"))
+    other = included and action.get("action") != "add"
+    return included, other, included and not other and links_existing(action)
+
+
+class Relined:
+    """A change file's ``ChangeLines`` followed through a rewrite that changes some of
+    its lines and copies the others as they are: each line written is noted with its
+    size, and a changed one with its marks before and after."""
+
+    def __init__(self, before: ChangeLines) -> None:
+        self._after = ChangeLines(included=before.included, linked=before.linked)
+        self._others = set(before.others)
+
+    def line(self, size: int, was: Marks | None = None, now: Marks | None = None) -> None:
+        after = self._after
+        n = len(after.starts)
+        after.starts.append(after.size)
+        after.size += size
+        if was is None or now is None or was == now:
+            return
+        after.included += now[0] - was[0]
+        if was[1]:
+            self._others.discard(n)
+        if now[1]:
+            self._others.add(n)
+        if after.linked is not None:
+            after.linked += now[2] - was[2]
+
+    def done(self) -> ChangeLines:
+        self._after.others = array("Q", sorted(self._others))
+        return self._after
+
+
+def noted_lines(store: ObjectStorePort, key: str, lines_key: str) -> ChangeLines | None:
+    """What was noted (at ``lines_key``) of the change file at ``key``, while the file is
+    the version it was noted of; None otherwise."""
+    body = store.get_bytes(lines_key)
+    decoded = None if body is None else ChangeLines.decode(body)
+    if decoded is None or decoded[0] != store.version(key):
+        return None
+    return decoded[1]

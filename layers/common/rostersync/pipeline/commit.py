@@ -61,7 +61,7 @@ from rostersync.changes import EVENT_VERBS, HoldTrip
 from rostersync.errors import RunStateError, StaleBaseline
 from rostersync.models import ENTITY_ORDER, ENTITY_SINGULAR, Entity
 from rostersync.observability import peak_mb
-from rostersync.pipeline.change_lines import ChangeLines
+from rostersync.pipeline.change_lines import noted_lines
 from rostersync.pipeline.contracts import CommitChunk, CommitPlan, RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.notify import notify_run
@@ -277,11 +277,9 @@ def _scan_noted(deps: Deps, key: str, lines_key: str, size: int, base_key: str) 
     (``pipeline.change_lines``), while the file is the version stage wrote; None
     otherwise, or where a snapshot in parts needs included lines other than adds (then
     every line is read)."""
-    body = deps.store.get_bytes(lines_key)
-    decoded = None if body is None else ChangeLines.decode(body)
-    if decoded is None or decoded[0] != deps.store.version(key):
+    noted = noted_lines(deps.store, key, lines_key)
+    if noted is None:
         return None
-    noted = decoded[1]
     starts, end = noted.starts, noted.size
     parts = [(starts[i], end) for i in range(0, noted.lines, SNAPSHOT_PART_LINES)]
     if len(parts) > 1 and noted.others:

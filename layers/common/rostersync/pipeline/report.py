@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from rostersync.changes import ACTION_KINDS, action_totals, links_existing
 from rostersync.models import ENTITY_ORDER, SEVERITY_ORDER, severity_of
-from rostersync.pipeline.change_lines import ChangeLines
+from rostersync.pipeline.change_lines import noted_lines
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.normalize import load_normalized_summary
@@ -134,12 +134,10 @@ def counted_adds(deps: Deps, tenant: str, run_id: str) -> dict[str, dict[str, in
     adds = {entity.value: {"new": 0, "linked": 0} for entity in ENTITY_ORDER}
     for entity in ENTITY_ORDER:
         key = keys.changes_key(tenant, run_id, entity)
-        version = deps.store.version(key)
-        if version is None:
+        if not deps.store.exists(key):
             continue
-        body = deps.store.get_bytes(keys.change_lines_key(tenant, run_id, entity))
-        decoded = None if body is None else ChangeLines.decode(body)
-        kept = decoded[1].adds if decoded is not None and decoded[0] == version else None
+        noted = noted_lines(deps.store, key, keys.change_lines_key(tenant, run_id, entity))
+        kept = None if noted is None else noted.adds
         if kept is not None:
             adds[entity.value] = kept
             continue

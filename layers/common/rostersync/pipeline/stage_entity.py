@@ -602,9 +602,11 @@ def _apply_hold_and_settings(
     settings: TenantSettings,
     held: bool,
     held_counts: dict[str, int],
-) -> dict[str, dict[str, int]]:
-    """Untick what the settings do not sync and what a hold keeps back; recount."""
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """Untick what the settings do not sync and what a hold keeps back; recount the
+    included actions and the others."""
     counts = {e.value: empty_counts() for e in ENTITY_ORDER}
+    excluded = {e.value: empty_counts() for e in ENTITY_ORDER}
     for entity in ENTITY_ORDER:
         key = keys.changes_key(state.tenant, state.run_id, entity)
         # A first pass decides; a second rewrites the file if anything changed. Neither
@@ -612,11 +614,14 @@ def _apply_hold_and_settings(
         held_here = 0
         dirty = False
         for action in deps.store.iter_jsonl(key):
-            if not action["included"]:
-                continue
-            reason, waits = untick(action, settings, held=held)
+            reason, waits = (
+                untick(action, settings, held=held) if action["included"] else ("", False)
+            )
             if reason is None:
                 counts[entity.value][action["action"]] += 1
+                continue
+            excluded[entity.value][action["action"]] += 1
+            if not action["included"]:
                 continue
             held_here += waits
             dirty = True
@@ -624,7 +629,7 @@ def _apply_hold_and_settings(
             held_counts[entity.value] = held_counts.get(entity.value, 0) + held_here
         if dirty:
             deps.store.write_jsonl(key, _unticked(deps.store.iter_jsonl(key), settings, held))
-    return counts
+    return counts, excluded
 
 
 def _unticked(actions: Iterator[Action], settings: TenantSettings, held: bool) -> Iterator[Action]:
@@ -674,18 +679,23 @@ def decide(
         hold = [h for h in hold if h["check"] != "required_file"]
     held_counts: dict[str, int] = {}
     if hold or set(settings.changes_to_sync) != set(SETTING_OF_ACTION.values()):
-        counts = _apply_hold_and_settings(deps, state, settings, bool(hold), held_counts)
+        counts, excluded = _apply_hold_and_settings(deps, state, settings, bool(hold), held_counts)
     else:
-        # Nothing to untick: the counts are the staging counts; no second pass over S3.
+        # Nothing to untick: the counts are the staging counts (what stage left out is
+        # the archives it refused); no second pass over S3.
         counts = {e.value: empty_counts() for e in ENTITY_ORDER}
+        excluded = {e.value: empty_counts() for e in ENTITY_ORDER}
         for entity, outcome in outcomes.items():
             counts[entity.value] = dict(outcome.counts)
+            excluded[entity.value]["archive"] = outcome.refused
     rows = normalized.rows
     deps.store.put_json(
         keys.change_summary_key(tenant, run_id),
         {
             "baseline_run_id": baseline_run,
             "counts": counts,
+            #: The actions left out (refused, held, not synced, unticked), per kind.
+            "excluded": excluded,
             "refused": refused,
             "hold": hold,
             "held": held_counts,

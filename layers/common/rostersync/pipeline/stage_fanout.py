@@ -52,7 +52,7 @@ from typing import Any
 from rostersync.errors import RunStateError
 from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.observability import peak_mb
-from rostersync.pipeline.change_lines import ChangeLines
+from rostersync.pipeline.change_lines import ChangeLines, noted_lines
 from rostersync.pipeline.contracts import RunState, StagePart, StagePlan
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.normalize import load_normalized_summary
@@ -327,12 +327,11 @@ def _join_parts(deps: Deps, plan: _Plan) -> None:
         with deps.store.writer(target) as out:
             for part in sorted(parts, key=lambda p: p.part):
                 changes_key, lines_key = part_keys(tenant, run_id, attempt, part)
-                body = deps.store.get_bytes(lines_key)
-                decoded = None if body is None else ChangeLines.decode(body)
-                if decoded is None or decoded[0] != deps.store.version(changes_key):
+                found = noted_lines(deps.store, changes_key, lines_key)
+                if found is None:
                     noted = False
                 else:
-                    _extend(joined, decoded[1])
+                    _extend(joined, found)
                 if deps.store.exists(changes_key):
                     with deps.store.open_stream(changes_key) as source:
                         shutil.copyfileobj(source, out, 1 << 20)
