@@ -20,6 +20,16 @@ from rostersync.changes import links_existing
 from rostersync.packed import pack, unpack
 from rostersync.storage.ports import ObjectStorePort
 
+#: What a line counts for in its ``ChangeLines``: included, included and not an add,
+#: an included add that links to an existing app record.
+Marks = tuple[bool, bool, bool]
+
+
+def marks(action: Mapping[str, Any]) -> Marks:
+    included = bool(action.get("included"))
+    other = included and action.get("action") != "add"
+    return included, other, included and not other and links_existing(action)
+
 
 @dataclass
 class ChangeLines:
@@ -36,12 +46,12 @@ class ChangeLines:
 
     def add(self, line: bytes, action: Mapping[str, Any]) -> None:
         """Note ``line``, the file's next line, holding ``action``."""
-        if action.get("included"):
-            self.included += 1
-            if action.get("action") != "add":
-                self.others.append(len(self.starts))
-            elif self.linked is not None and links_existing(action):
-                self.linked += 1
+        included, other, linked = marks(action)
+        self.included += included
+        if other:
+            self.others.append(len(self.starts))
+        elif linked and self.linked is not None:
+            self.linked += 1
         self.starts.append(self.size)
         self.size += len(line)
 
@@ -82,17 +92,6 @@ class ChangeLines:
         except (KeyError, TypeError, ValueError):
             return None
         return version, found
-
-
-#: What a line counts for in its ``ChangeLines``: included, included and not an add,
-#: an included add that links to an existing app record.
-Marks = tuple[bool, bool, bool]
-
-
-def marks(action: Mapping[str, Any]) -> Marks:
-    included = bool(action.get("included"))
-    other = included and action.get("action") != "add"
-    return included, other, included and not other and links_existing(action)
 
 
 class Relined:

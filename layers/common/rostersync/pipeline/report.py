@@ -134,8 +134,6 @@ def counted_adds(deps: Deps, tenant: str, run_id: str) -> dict[str, dict[str, in
     adds = {entity.value: {"new": 0, "linked": 0} for entity in ENTITY_ORDER}
     for entity in ENTITY_ORDER:
         key = keys.changes_key(tenant, run_id, entity)
-        if not deps.store.exists(key):
-            continue
         noted = noted_lines(deps.store, key, keys.change_lines_key(tenant, run_id, entity))
         kept = None if noted is None else noted.adds
         if kept is not None:

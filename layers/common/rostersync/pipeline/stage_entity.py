@@ -614,15 +614,14 @@ def _apply_hold_and_settings(
         held_here = 0
         dirty = False
         for action in deps.store.iter_jsonl(key):
-            reason, waits = (
-                untick(action, settings, held=held) if action["included"] else ("", False)
-            )
+            if not action["included"]:
+                excluded[entity.value][action["action"]] += 1
+                continue
+            reason, waits = untick(action, settings, held=held)
             if reason is None:
                 counts[entity.value][action["action"]] += 1
                 continue
             excluded[entity.value][action["action"]] += 1
-            if not action["included"]:
-                continue
             held_here += waits
             dirty = True
         if held_here:
