@@ -89,7 +89,7 @@ from rostersync.records import (
 )
 from rostersync.storage import keys
 from rostersync.storage.events import EVENTS_PER_CALL
-from rostersync.storage.objects import dumps_line
+from rostersync.storage.objects import copy_range, dumps_line
 
 # How large a change set is applied inline, and how many lines a chunk takes, are the
 # stack's settings (``COMMIT_INLINE_ACTIONS``, 20,000; ``COMMIT_CHUNK_ACTIONS``, 10,000:
@@ -840,8 +840,11 @@ class _LineCursor:
                     break
                 pos = newline + 1
                 skipped += 1
-            with memoryview(self.block) as view:
-                out.write(view[start:pos])
+            if self.mapped is not None:
+                copy_range(self.stream, start, pos, out)  # by the kernel
+            else:
+                with memoryview(self.block) as view:
+                    out.write(view[start:pos])
             self.at = pos
             count -= skipped
             if self.mapped is not None:

@@ -24,7 +24,6 @@ twice or has no index, ``usable`` answers ``False`` and the matcher works row by
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
@@ -47,7 +46,6 @@ from rostersync.pipeline.snapshot import local_files, snapshot_files
 from rostersync.storage import keys
 from rostersync.storage.ports import ObjectStorePort
 
-_COPY_BLOCK = 1 << 20
 #: What the engine may use here, below a step's share (``columnar``): the step holds
 #: people matching's records beside it, and a join that reads a file as it builds takes
 #: more than its limit (at 6.3M enrollments, 512 MB came to a 750 MB process and 448 MB
@@ -610,8 +608,7 @@ class IdTables:
         handed = self._hand_over(entity, rows, values, prefix) if handable else None
         self.drop(entity)
         self._written.add(entity)
-        with out.open("rb") as source, self.store.writer(matched_key) as target:
-            shutil.copyfileobj(source, target, _COPY_BLOCK)
+        self.store.upload_file(out, matched_key)  # copied by the kernel, locally
         out.unlink()
         if handed is not None:
             self._store_handed(entity, matched_key, *handed)

@@ -48,7 +48,7 @@ from rostersync.sources.base import (
 )
 from rostersync.sources.registry import source_for
 from rostersync.storage import keys
-from rostersync.storage.objects import dumps_line
+from rostersync.storage.objects import copy_range, dumps_line
 from rostersync.storage.raw import ObjectRawArea
 
 #: Lines joined into one write: a write per line costs more than the join, and far
@@ -88,20 +88,22 @@ class _Earlier:
             keys.normalized_ids_key(tenant, run_id, entity),
         )
         self.ends = ends
-        self._files: tuple[mmap.mmap, mmap.mmap] | None = None
+        self._files: tuple[IO[bytes], mmap.mmap] | None = None
 
-    def _map(self, key: str) -> mmap.mmap:
+    def _local(self, key: str) -> IO[bytes]:
         path = self._stack.enter_context(self._deps.store.local_file(key))
         if path is None:
             raise FileNotFoundError(key)
-        with path.open("rb") as fh:
-            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        self._stack.callback(mapped.close)
-        return mapped
+        return self._stack.enter_context(path.open("rb"))
 
-    def files(self) -> tuple[mmap.mmap, mmap.mmap]:
+    def files(self) -> tuple[IO[bytes], mmap.mmap]:
+        """The records file (its runs are copied by the kernel) and the id lines, mapped
+        (each is renumbered)."""
         if self._files is None:
-            self._files = (self._map(self._keys[0]), self._map(self._keys[1]))
+            ids = self._local(self._keys[1])
+            mapped = mmap.mmap(ids.fileno(), 0, access=mmap.ACCESS_READ)
+            self._stack.callback(mapped.close)
+            self._files = (self._local(self._keys[0]), mapped)
         return self._files
 
 
@@ -191,7 +193,7 @@ def _write_entity(
                 before_records, before_ids = earlier.ends.records, earlier.ends.ids
                 for first, stop in _runs(item.numbers):
                     start = before_records[first - 1] if first else 0
-                    records.write(earlier_records[start : before_records[stop - 1]])
+                    copy_range(earlier_records, start, before_records[stop - 1], records)
                     base = record_end - start
                     record_end = base + before_records[stop - 1]
                     ends.records.extend(map(base.__add__, before_records[first:stop]))

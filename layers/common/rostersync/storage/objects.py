@@ -294,6 +294,40 @@ def stream_lines(body: IO[bytes]) -> Iterator[bytes]:
         yield pending
 
 
+def copy_range(source: IO[bytes], start: int, stop: int, out: IO[bytes]) -> None:
+    """Append bytes ``start`` to ``stop`` of the file ``source`` to ``out``: copied by
+    the kernel where both are files (no pass through the process: a run's unchanged
+    lines are most of what it writes), else read and written a megabyte at a time."""
+    if stop <= start:
+        return
+    try:
+        source_fd, out_fd = source.fileno(), out.fileno()
+    except (AttributeError, OSError, ValueError):
+        source_fd = out_fd = -1
+    if source_fd >= 0:
+        out.flush()
+        at = start
+        try:
+            while at < stop:
+                copied = os.copy_file_range(source_fd, out_fd, stop - at, at)
+                if not copied:
+                    raise EOFError(f"the file ends at {at}, before {stop}")
+                at += copied
+            return
+        except OSError:
+            if at != start:
+                raise
+            # A file system or kernel without the call: copied below.
+    source.seek(start)
+    left = stop - start
+    while left:
+        block = source.read(min(left, 1 << 20))
+        if not block:
+            raise EOFError(f"the file ends {left} bytes before {stop}")
+        out.write(block)
+        left -= len(block)
+
+
 def _default(value: Any) -> str:
     return str(value)
 
