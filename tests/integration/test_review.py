@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from rostersync.application import review
 from rostersync.application.reports import actions_csv
 from rostersync.application.review import (
     ActionFilter,
@@ -504,3 +505,106 @@ def test_ticks_and_unticks_keep_the_counts_and_the_noted_lines_of_the_change_fil
     families = {n: users[n]["family_name"] for n in ("us0003", "us0004", "us0005")}
     unticked = updates[0]["source_id"]
     assert families == {n: ("FN 0" + n[-1] if n == unticked else f"Renamed {n}") for n in families}
+
+
+def test_a_few_ids_found_by_search_rewrite_the_file_as_reading_it_line_by_line_does(
+    cloud, tmp_path
+):
+    """A click's few ids are searched for in the change file and only their lines are
+    written anew: the file, what is noted of it and the counts are those the line-by-line
+    rewrite gives (the same change made again by it, on the file as it was); an id that
+    appears in the file other than at a line's start is no hit, and an id not found on a
+    line of its own leaves the work to the line-by-line read."""
+    prepared = sync(cloud, LEPO, tmp_path, review=True)
+    deps, run_id = cloud[1], prepared.run_id
+    key = keys.changes_key("t1", run_id, Entity.USERS)
+    lines_key = keys.change_lines_key("t1", run_id, Entity.USERS)
+    original = deps.store.get_bytes(key)
+    noted = noted_lines(deps.store, key, lines_key)
+    summary_key = keys.change_summary_key("t1", run_id)
+    summary = deps.store.get_json(summary_key)
+    assert original is not None and noted is not None
+    users = list_actions(deps, "t1", run_id, ActionFilter(entity=Entity.USERS, limit=1000)).actions
+    assert len(users) >= 10
+    # The first line, one in the middle and the last: the copies between and around.
+    chosen = [users[0]["id"], users[len(users) // 2]["id"], users[-1]["id"]]
+
+    def stamp_free(body: bytes) -> list[dict[str, Any]]:
+        rows = [orjson.loads(line) for line in body.splitlines()]
+        for row in rows:
+            row.pop("decided_at", None)
+        return rows
+
+    def restore() -> None:
+        deps.store.put_json(summary_key, summary)
+        deps.store.put_bytes(key, original)
+        version = deps.store.version(key)
+        assert version is not None
+        deps.store.put_bytes(lines_key, noted.encode(version))
+
+    counted: dict[str, Any] = {}
+    for path in ("search", "lines"):
+        restore()
+        if path == "lines":
+            review._FOUND_BY_SEARCH, kept = 0, review._FOUND_BY_SEARCH
+        try:
+            assert set_included(deps, "t1", run_id, Selection(action_ids=chosen), False, "ann") == 3
+        finally:
+            if path == "lines":
+                review._FOUND_BY_SEARCH = kept
+        body = deps.store.get_bytes(key)
+        assert body is not None
+        counted[path] = (
+            stamp_free(body),
+            noted_lines(deps.store, key, lines_key),
+            deps.store.get_json(summary_key),
+        )
+        assert counted[path][1] == _noted_afresh(deps, key)
+    assert counted["search"] == counted["lines"]
+    unticked = [row["id"] for row in counted["search"][0] if not row["included"]]
+    assert sorted(unticked) == sorted(chosen)
+
+    # The search reads only the hits' lines: a line no reader could parse is copied.
+    restore()
+    lines = original.splitlines(keepends=True)
+    lines[3] = b"not a line stage writes\n"
+    damaged = b"".join(lines)
+    deps.store.put_bytes(key, damaged)
+    renoted = ChangeLines()
+    for n, line in enumerate(damaged.splitlines(keepends=True)):
+        renoted.add(line, orjson.loads(original.splitlines()[n]))
+    deps.store.put_bytes(lines_key, renoted.encode(deps.store.version(key) or ""))
+    assert (
+        set_included(deps, "t1", run_id, Selection(action_ids=[users[9]["id"]]), False, "ann") == 1
+    )
+    assert (deps.store.get_bytes(key) or b"").splitlines()[3] == b"not a line stage writes"
+
+    # An id met inside another line (a reason quoting it) is not that action's line.
+    restore()
+    lines = original.splitlines(keepends=True)
+    quoting = orjson.loads(lines[1])
+    quoting["reason"] = '{"id":"' + users[5]["id"] + '"'
+    lines[1] = orjson.dumps(quoting) + b"\n"
+    edited = b"".join(lines)
+    deps.store.put_bytes(key, edited)
+    relined = ChangeLines()
+    for line in edited.splitlines(keepends=True):
+        relined.add(line, orjson.loads(line))
+    deps.store.put_bytes(lines_key, relined.encode(deps.store.version(key) or ""))
+    assert (
+        set_included(deps, "t1", run_id, Selection(action_ids=[users[5]["id"]]), False, "ann") == 1
+    )
+    rows = {row["id"]: row for row in stamp_free(deps.store.get_bytes(key) or b"")}
+    assert rows[users[5]["id"]]["included"] is False
+    assert rows[quoting["id"]]["included"] == quoting["included"]
+    assert noted_lines(deps.store, key, lines_key) == _noted_afresh(deps, key)
+
+    # An action whose line does not start with its id is found by reading line by line.
+    lines = (deps.store.get_bytes(key) or b"").splitlines(keepends=True)
+    moved = orjson.loads(lines[7])
+    lines[7] = orjson.dumps({"entity": moved["entity"], **moved}) + b"\n"
+    assert not lines[7].startswith(b'{"id"')
+    deps.store.put_bytes(key, b"".join(lines))
+    assert set_included(deps, "t1", run_id, Selection(action_ids=[moved["id"]]), False, "ann") == 1
+    rows = {row["id"]: row for row in stamp_free(deps.store.get_bytes(key) or b"")}
+    assert rows[moved["id"]]["included"] is False

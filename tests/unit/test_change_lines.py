@@ -7,12 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 from rostersync.packed import pack
-from rostersync.pipeline.change_lines import ChangeLines, Relined, marks
+from rostersync.pipeline.change_lines import ChangeLines, Relined, marks, replaced_lines
 from rostersync.pipeline.stage_fanout import _extend
 
 
 def _action(kind: str, tier: str | None, included: bool = True) -> dict[str, Any]:
     return {"action": kind, "tier": tier, "included": included}
+
+
+#: Kinds of action and match tiers: adds new and linked, updates, archives.
+_KINDS = [("add", "unmatched"), ("add", "auto"), ("update", "linked"), ("archive", "linked")]
 
 
 def _noted(*actions: dict[str, Any]) -> ChangeLines:
@@ -83,3 +87,30 @@ def test_a_rewrite_followed_line_by_line_equals_the_lines_noted_afresh() -> None
     assert followed == afresh
     assert followed.included == 2 and list(followed.others) == [1]
     assert followed.adds == {"new": 1, "linked": 0}
+
+
+def test_lines_replaced_in_place_equal_the_rewrite_followed_line_by_line() -> None:
+    """replaced_lines: the few changed lines' new sizes and marks, the rest copied, give
+    what Relined gives line by line (and what noting the new file afresh gives)."""
+    before = [_action(kind, tier) for kind, tier in _KINDS * 50]
+    sizes = [10 + (n * 7) % 23 for n in range(len(before))]
+    noted = ChangeLines()
+    for action, size in zip(before, sizes, strict=True):
+        noted.add(b"x" * size, action)
+    changed = {0: 3, 17: 40, 18: 11, len(before) - 1: 25, 99: sizes[99]}
+    after = [
+        _action(a["action"], a["tier"], included=not a["included"]) if n in changed else a
+        for n, a in enumerate(before)
+    ]
+    new_sizes = [changed.get(n, size) for n, size in enumerate(sizes)]
+    relined = Relined(noted)
+    for n, (was, now, size) in enumerate(zip(before, after, new_sizes, strict=True)):
+        relined.line(size, *((marks(was), marks(now)) if n in changed else ()))
+    in_place = replaced_lines(
+        noted, [(n, new_sizes[n], marks(before[n]), marks(after[n])) for n in changed]
+    )
+    afresh = ChangeLines()
+    for action, size in zip(after, new_sizes, strict=True):
+        afresh.add(b"x" * size, action)
+    assert in_place == relined.done() == afresh
+    assert in_place.size == sum(new_sizes) and in_place.included != noted.included

@@ -18,11 +18,13 @@ auto-committed run are applied by the same code.
 
 from __future__ import annotations
 
+import bisect
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from secrets import token_hex
-from typing import Any, Literal, Protocol
+from typing import IO, Any, Literal, Protocol
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,7 +33,13 @@ from rostersync.application.runs import acquire_run_lock, run_source
 from rostersync.changes import Action, ActionKind, empty_counts, field_changes, make_action
 from rostersync.errors import RunStateError, StaleBaseline
 from rostersync.models import ENTITY_ORDER, Entity
-from rostersync.pipeline.change_lines import Marks, Relined, marks, noted_lines
+from rostersync.pipeline.change_lines import (
+    Marks,
+    Relined,
+    marks,
+    noted_lines,
+    replaced_lines,
+)
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.report import build_report
@@ -51,7 +59,7 @@ from rostersync.records import (
 )
 from rostersync.sources.oneroster_csv import OneRosterCsvSpec
 from rostersync.storage import keys
-from rostersync.storage.objects import dumps_line
+from rostersync.storage.objects import copy_range, dumps_line
 from rostersync.storage.ports import LocksPort
 
 REVIEWABLE = frozenset({RunStatus.PREPARED})
@@ -162,6 +170,7 @@ def _rewrite_entity(
     entity: Entity,
     change: Callable[[dict[str, Any]], bool],
     may_hit: Callable[[str | None], bool],
+    ids: set[str] | None = None,
 ) -> dict[str, int]:
     """Rewrite one entity's change file with ``change(action) -> bool`` (True if its
     ``included`` flag was turned),
@@ -171,9 +180,18 @@ def _rewrite_entity(
     the other lines are copied as they are, never parsed. What stage noted of the file
     (``ChangeLines``) is followed through the rewrite, so the commit's plan and the
     report need not read the file again. Returns, per kind of action, how many more are
-    included than before."""
+    included than before.
+
+    ``ids``: the only actions that can be hits (a few, as a click in the console
+    sends), when the file is the one stage noted and a file here: their lines are
+    searched for in the mapped file (``_rewrite_found``) and only they are parsed and
+    written anew, the rest copied by the kernel."""
     key = keys.changes_key(tenant, run_id, entity)
     lines_key = keys.change_lines_key(tenant, run_id, entity)
+    if ids is not None and len(ids) <= _FOUND_BY_SEARCH:
+        found = _rewrite_found(deps, key, lines_key, ids, change)
+        if found is not None:
+            return found
     loads = orjson.loads
 
     def changed_lines() -> Iterator[tuple[bytes, Marks | None, Marks | None, str]]:
@@ -201,6 +219,108 @@ def _rewrite_entity(
     version = deps.store.version(key)
     if relined is not None and version is not None:
         deps.store.put_bytes(lines_key, relined.done().encode(version))
+    return shifts
+
+
+#: Action ids up to which a rewrite searches the file for each (a scan of its bytes
+#: each) instead of reading it line by line.
+_FOUND_BY_SEARCH = 16
+
+
+#: Bytes of a change file searched at a time for a few action ids.
+_SEARCH_BLOCK = 8 << 20
+
+
+def _lines_of(body: IO[bytes], ids: set[str]) -> list[tuple[int, int]]:
+    """Where the lines holding the actions ``ids`` start and end (at their newline) in a
+    change file, as stage writes its lines (the id first): one pass over the file, a
+    block of whole lines at a time."""
+    needles = [_ID_PREFIX + ident.encode() + b'"' for ident in ids]
+    spans: list[tuple[int, int]] = []
+    offset, data = 0, b""  # ``data`` starts at a line's start, ``offset`` in the file
+    while chunk := body.read(_SEARCH_BLOCK):
+        data += chunk
+        whole = data.rfind(b"\n") + 1
+        for needle in needles:
+            at = data.find(needle, 0, whole)
+            while at >= 0:
+                end = data.find(b"\n", at)
+                if at == 0 or data[at - 1] == 0x0A:  # at a line's start
+                    spans.append((offset + at, offset + end))
+                at = data.find(needle, end, whole)
+        offset += whole
+        data = data[whole:]
+    if data:
+        raise ValueError("a change file's last line has no newline")
+    return sorted(spans)
+
+
+def _read_range(body: IO[bytes], start: int, end: int) -> bytes:
+    body.seek(start)
+    return body.read(end - start)
+
+
+def _rewrite_found(
+    deps: Deps,
+    key: str,
+    lines_key: str,
+    ids: set[str],
+    change: Callable[[dict[str, Any]], bool],
+) -> dict[str, int] | None:
+    """``_rewrite_entity`` for a few action ids, every one of which is found on a line
+    of its own: their lines are changed and the bytes between copied. None (nothing
+    written) where that does not apply: the file not a file here, not the version
+    stage noted, an id not found so (the line-by-line read then says what it is)."""
+    noted = noted_lines(deps.store, key, lines_key)
+    if noted is None or not ids:
+        return None
+    with deps.store.open_stream(key) as body:
+        try:
+            size = os.fstat(body.fileno()).st_size
+        except (AttributeError, OSError, ValueError):
+            return None  # not a file here (an S3 body)
+        if size != noted.size:
+            return None
+        try:
+            spans = _lines_of(body, ids)
+        except ValueError:
+            return None
+        lines = [_read_range(body, start, end) for start, end in spans]
+        if {_line_id(line) for line in lines} != ids:
+            return None
+        starts = noted.starts
+        numbers = [bisect.bisect_left(starts, start) for start, _ in spans]
+        if any(
+            n == len(starts) or starts[n] != at for n, (at, _) in zip(numbers, spans, strict=True)
+        ):
+            return None  # the noted starts are not this file's
+        #: Per changed line: its number, where it starts and ends, the line written
+        #: instead, its marks before and after, its kind of action.
+        hits: list[tuple[int, int, int, bytes, Marks, Marks, str]] = []
+        for number, (start, end), text in zip(numbers, spans, lines, strict=True):
+            action = orjson.loads(text)
+            was = marks(action)
+            if change(action):
+                line = dumps_line(action)
+                hits.append((number, start, end, line, was, marks(action), action["action"]))
+        if not hits:
+            return {}
+        at = 0
+        with deps.store.writer(key) as out:
+            for _, start, end, line, *_ in hits:
+                copy_range(body, at, start, out)  # the lines between, by the kernel
+                out.write(line)
+                at = end + 1
+            copy_range(body, at, size, out)
+    shifts = empty_counts()
+    for *_, was, now, kind in hits:
+        shifts[kind] += now[0] - was[0]
+    version = deps.store.version(key)
+    if version is not None:
+        relined = replaced_lines(
+            noted, [(number, len(line), was, now) for number, _, _, line, was, now, _ in hits]
+        )
+        deps.store.put_bytes(lines_key, relined.encode(version))
     return shifts
 
 
@@ -254,7 +374,8 @@ def _apply_selection(
     shifts: dict[str, dict[str, int]] = {}
     for entity in ENTITY_ORDER:
         if entity in entities:
-            shifted = _rewrite_entity(deps, tenant, run_id, entity, change, may_hit)
+            ids = None if kinds else {a for a in wanted if a.split("-", 1)[0] == entity.value}
+            shifted = _rewrite_entity(deps, tenant, run_id, entity, change, may_hit, ids)
             changed += sum(abs(n) for n in shifted.values())
             shifts[entity.value] = shifted
     missing = sorted((wanted - found) | set(unknown_entity))

@@ -12,9 +12,12 @@ the report, read it again.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
+
+import numpy
 
 from rostersync.changes import links_existing
 from rostersync.packed import pack, unpack
@@ -121,6 +124,35 @@ class Relined:
     def done(self) -> ChangeLines:
         self._after.others = array("Q", sorted(self._others))
         return self._after
+
+
+def replaced_lines(
+    before: ChangeLines, changes: Sequence[tuple[int, int, Marks, Marks]]
+) -> ChangeLines:
+    """``before`` followed through a rewrite that replaced only the lines ``changes``
+    names, each ``(line number, its new size, marks before, marks after)``, and copied
+    every other line as it was: what ``Relined`` gives line by line, without a step per
+    line (the starts after a changed line move by its change in size, as one array)."""
+    starts = numpy.frombuffer(before.starts, dtype=numpy.uint64).astype(numpy.int64)
+    ends = numpy.append(starts[1:], before.size)
+    after = ChangeLines(included=before.included, size=before.size, linked=before.linked)
+    others = set(before.others)
+    for n, new_size, was, now in sorted(changes, key=itemgetter(0)):
+        # Both ends of a line move alike: its size is still end - start.
+        grown = new_size - int(ends[n] - starts[n])
+        starts[n + 1 :] += grown
+        ends[n:] += grown
+        after.size += grown
+        after.included += now[0] - was[0]
+        if was[1]:
+            others.discard(n)
+        if now[1]:
+            others.add(n)
+        if after.linked is not None:
+            after.linked += now[2] - was[2]
+    after.starts = array("Q", starts.astype(numpy.uint64).tobytes())
+    after.others = array("Q", sorted(others))
+    return after
 
 
 def noted_lines(store: ObjectStorePort, key: str, lines_key: str) -> ChangeLines | None:
