@@ -10,8 +10,9 @@ from rostersync.application.review import ActionFilter, Selection, list_actions,
 from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.pipeline import commit as commit_module
 from rostersync.storage import keys
-from tests.bundles import ONEROSTER
+from tests.bundles import ONEROSTER, copy_bundle, edit_rows
 from tests.integration.test_pipeline import sync
+from tests.integration.test_review import set_settings
 
 LEPO = ONEROSTER / "lepo-en-1.1"
 
@@ -67,3 +68,23 @@ def test_an_untick_keeps_the_noted_lines_and_a_file_written_otherwise_is_read_ag
     assert scans["users"][0] is None, "the users' change file is not what was noted"
     assert scans["classes"][0] == scans["classes"][1]
     assert scans["users"][1].included == page.total - 1
+
+
+def test_a_change_file_a_hold_rewrites_is_noted_as_stage_notes_what_it_writes(cloud, tmp_path):
+    """A hold (and a setting) that unticks actions rewrites their change file: what it
+    notes of the file as it writes it cuts it as reading it does, so the commit's plan
+    and the report need not read it again."""
+    set_settings(cloud, "hold.apply_safe_changes=false")
+    sync(cloud, LEPO, tmp_path)
+    day2 = copy_bundle(LEPO, tmp_path / "day2")
+    # Most users gone and one renamed: the archives hold the run, every action waits.
+    edit_rows(day2 / "users.csv", lambda rows: [{**rows[0], "familyName": "Changed"}, *rows[1:8]])
+    held = sync(cloud, day2, tmp_path)
+    assert held.status == "prepared" and held.report["hold"]
+    deps = cloud[1]
+    users = list(deps.store.iter_jsonl(keys.changes_key("t1", held.run_id, Entity.USERS)))
+    assert users and not any(action["included"] for action in users)
+    assert any(action.get("held") for action in users)
+    for entity, (noted, read) in _scans(deps, held.run_id, 3).items():
+        assert noted is not None, entity
+        assert noted == read, entity

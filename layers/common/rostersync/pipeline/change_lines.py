@@ -5,8 +5,9 @@ included actions. Stage knows both as it writes the file, so it keeps them
 (``changes/{entity}.lines``) with the version of the file they describe, and its included
 adds split into new and linked (what the report counts). They are used only while the
 change file is that version: an admin's tick or untick, which rewrites the file, follows
-them through the rewrite (``Relined``); a hold that rewrites the file makes the plan, and
-the report, read it again.
+them through the rewrite (``Relined``, or ``replaced_lines`` where only a few lines were
+found and replaced), and a hold or a setting that unticks actions notes the file it
+rewrites as stage does. A file written otherwise is read again.
 """
 
 from __future__ import annotations

@@ -627,7 +627,17 @@ def _apply_hold_and_settings(
         if held_here:
             held_counts[entity.value] = held_counts.get(entity.value, 0) + held_here
         if dirty:
-            deps.store.write_jsonl(key, _unticked(deps.store.iter_jsonl(key), settings, held))
+            # Noted as stage notes what it writes: the commit's plan and the report
+            # need not read the file again.
+            lines = ChangeLines()
+            with deps.store.writer(key) as out:
+                written = _ChangeFile(out, lines)
+                for action in _unticked(deps.store.iter_jsonl(key), settings, held):
+                    written.write(action)
+            version = deps.store.version(key)
+            if version is not None:
+                lines_key = keys.change_lines_key(state.tenant, state.run_id, entity)
+                deps.store.put_bytes(lines_key, lines.encode(version))
     return counts, excluded
 
 
