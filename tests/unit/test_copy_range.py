@@ -46,8 +46,11 @@ def test_streams_without_a_file_are_copied_by_reading(source: Path) -> None:
 
 
 def test_a_range_past_the_end_of_the_file_is_an_error(source: Path, tmp_path: Path) -> None:
-    with source.open("rb") as src, (tmp_path / "out").open("wb") as out:
-        with pytest.raises(EOFError):
-            copy_range(src, len(BODY) - 10, len(BODY) + 10, out)
+    with (
+        source.open("rb") as src,
+        (tmp_path / "out").open("wb") as out,
+        pytest.raises(EOFError),
+    ):
+        copy_range(src, len(BODY) - 10, len(BODY) + 10, out)
     with pytest.raises(EOFError):
         copy_range(io.BytesIO(BODY), len(BODY) - 10, len(BODY) + 10, io.BytesIO())
