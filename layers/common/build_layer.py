@@ -31,6 +31,7 @@ LAMBDA_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
 #: Development and command-line modules, relative to the package (folders end in /).
 DEVELOPMENT_ONLY = (
     "cli.py",
+    "entry.py",
     "demo.py",
     "generator.py",
     "existing_app.py",

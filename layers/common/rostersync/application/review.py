@@ -748,6 +748,41 @@ def _unticked_key(tenant: str, run_id: str) -> str:
     return keys.run_prefix(tenant, run_id) + "restage/unticked.json"
 
 
+#: What a line holds once an admin ticked or unticked its action (orjson writes no
+#: spaces; a quote inside a value is escaped, so only a key is followed by this).
+_DECIDED = b'"decided_by":"'
+
+
+def _unticked_by_admins(deps: Deps, tenant: str, run_id: str) -> dict[str, str]:
+    """The run's actions an admin unticked, with who did: only lines an admin decided
+    are parsed (a first sync's change set has a line per record)."""
+    unticked: dict[str, str] = {}
+    for entity in ENTITY_ORDER:
+        for line in deps.store.iter_lines(keys.changes_key(tenant, run_id, entity)):
+            if _DECIDED in line:
+                action = orjson.loads(line)
+                if not action["included"] and action.get("decided_by"):
+                    unticked[action["id"]] = str(action["decided_by"])
+    return unticked
+
+
+def _present(deps: Deps, tenant: str, run_id: str, wanted: set[str]) -> set[str]:
+    """Those of the action ids ``wanted`` the run's change files hold, read off each
+    line's start (the files of entities no wanted id is of are not read)."""
+    present: set[str] = set()
+    for entity in ENTITY_ORDER:
+        prefix = f"{entity.value}-"
+        if not any(ident.startswith(prefix) for ident in wanted):
+            continue
+        for line in deps.store.iter_lines(keys.changes_key(tenant, run_id, entity)):
+            ident = _line_id(line)
+            if ident is None:
+                ident = str(orjson.loads(line).get("id"))
+            if ident in wanted:
+                present.add(ident)
+    return present
+
+
 def begin_restage(deps: Deps, state: RunState) -> RunState:
     """The first task of a re-stage (after a matching decision, or on a moved committed
     state): keep the actions an admin unticked, for ``finish_restage`` to put back; the
@@ -757,12 +792,7 @@ def begin_restage(deps: Deps, state: RunState) -> RunState:
     run = deps.runs.get(tenant, run_id)
     if run.status not in {RunStatus.PREPARED, RunStatus.RESTAGING}:
         raise RunStateError(f"run {run_id} is {run.status}; only a prepared run can be re-staged")
-    unticked = {
-        a["id"]: a.get("decided_by") or "admin"
-        for a in iter_actions(deps, tenant, run_id)
-        if not a["included"] and a.get("decided_by")
-    }
-    deps.store.put_json(_unticked_key(tenant, run_id), unticked)
+    deps.store.put_json(_unticked_key(tenant, run_id), _unticked_by_admins(deps, tenant, run_id))
     state.review = True
     # Stage leaves the run "restaging" for a re-stage: it is prepared again only once
     # the admin's unticks are back, so it can never be committed without them.
@@ -776,7 +806,7 @@ def finish_restage(deps: Deps, state: RunState) -> RunState:
     again; the run is prepared again."""
     tenant, run_id = state.tenant, state.run_id
     unticked = deps.store.get_json(_unticked_key(tenant, run_id)) or {}
-    still_there = {a["id"] for a in iter_actions(deps, tenant, run_id)}
+    still_there = _present(deps, tenant, run_id, set(unticked))
     # One rewrite per admin who unticked, not one per action (a change file is
     # rewritten whole).
     by_who: dict[str, list[str]] = {}
