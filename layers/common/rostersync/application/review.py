@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import bisect
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from secrets import token_hex
@@ -60,7 +62,7 @@ from rostersync.records import (
 from rostersync.sources.oneroster_csv import OneRosterCsvSpec
 from rostersync.storage import keys
 from rostersync.storage.objects import copy_range, dumps_line
-from rostersync.storage.ports import LocksPort
+from rostersync.storage.ports import LocksPort, ObjectStorePort
 
 REVIEWABLE = frozenset({RunStatus.PREPARED})
 #: How long an in-request selection may be: longer ones go through the state machine.
@@ -189,7 +191,7 @@ def _rewrite_entity(
     key = keys.changes_key(tenant, run_id, entity)
     lines_key = keys.change_lines_key(tenant, run_id, entity)
     if ids is not None and len(ids) <= _FOUND_BY_SEARCH:
-        found = _rewrite_found(deps, key, lines_key, ids, change)
+        found = _rewrite_found(deps.store, key, lines_key, ids, change)
         if found is not None:
             return found
     loads = orjson.loads
@@ -231,12 +233,12 @@ _FOUND_BY_SEARCH = 16
 _SEARCH_BLOCK = 8 << 20
 
 
-def _lines_of(body: IO[bytes], ids: set[str]) -> list[tuple[int, int]]:
+def _lines_of(body: IO[bytes], ids: set[str]) -> list[tuple[int, int, bytes]]:
     """Where the lines holding the actions ``ids`` start and end (at their newline) in a
-    change file, as stage writes its lines (the id first): one pass over the file, a
-    block of whole lines at a time."""
+    change file, as stage writes its lines (the id first), and each such line: one pass
+    over the stream, a block of whole lines at a time."""
     needles = [_ID_PREFIX + ident.encode() + b'"' for ident in ids]
-    spans: list[tuple[int, int]] = []
+    found: list[tuple[int, int, bytes]] = []
     offset, data = 0, b""  # ``data`` starts at a line's start, ``offset`` in the file
     while chunk := body.read(_SEARCH_BLOCK):
         data += chunk
@@ -246,22 +248,58 @@ def _lines_of(body: IO[bytes], ids: set[str]) -> list[tuple[int, int]]:
             while at >= 0:
                 end = data.find(b"\n", at)
                 if at == 0 or data[at - 1] == 0x0A:  # at a line's start
-                    spans.append((offset + at, offset + end))
+                    found.append((offset + at, offset + end, data[at:end]))
                 at = data.find(needle, end, whole)
         offset += whole
         data = data[whole:]
     if data:
         raise ValueError("a change file's last line has no newline")
-    return sorted(spans)
+    return sorted(found)
 
 
-def _read_range(body: IO[bytes], start: int, end: int) -> bytes:
-    body.seek(start)
-    return body.read(end - start)
+def _copy_around(
+    store: ObjectStorePort, key: str, body: IO[bytes], hits: list[tuple[int, int, bytes]]
+) -> None:
+    """Write the change file at ``key`` anew from ``body`` (the file as it is), each
+    ``(start, end, line)`` of ``hits`` (in order) written instead of the bytes from
+    ``start`` to ``end`` and its newline; the bytes between copied as they are (by the
+    kernel from a file here; from a second read of the object otherwise)."""
+    try:
+        local = stat.S_ISREG(os.fstat(body.fileno()).st_mode)  # a file, not a socket
+    except (AttributeError, OSError, ValueError):
+        local = False
+    with ExitStack() as stack:
+        source = body if local else stack.enter_context(store.open_stream(key))
+        out = stack.enter_context(store.writer(key))
+        at = 0
+        for start, end, line in hits:
+            if local:
+                copy_range(source, at, start, out)
+            else:
+                _copy_next(source, start - at, out)
+                _copy_next(source, end + 1 - start, None)  # the line replaced
+            out.write(line)
+            at = end + 1
+        if local:
+            copy_range(source, at, os.fstat(source.fileno()).st_size, out)
+        else:
+            while block := source.read(_SEARCH_BLOCK):
+                out.write(block)
+
+
+def _copy_next(source: IO[bytes], count: int, out: IO[bytes] | None) -> None:
+    """The next ``count`` bytes of a stream written to ``out`` (passed over: None)."""
+    while count:
+        block = source.read(min(count, _SEARCH_BLOCK))
+        if not block:
+            raise EOFError("the change file ended early")
+        if out is not None:
+            out.write(block)
+        count -= len(block)
 
 
 def _rewrite_found(
-    deps: Deps,
+    store: ObjectStorePort,
     key: str,
     lines_key: str,
     ids: set[str],
@@ -269,35 +307,29 @@ def _rewrite_found(
 ) -> dict[str, int] | None:
     """``_rewrite_entity`` for a few action ids, every one of which is found on a line
     of its own: their lines are changed and the bytes between copied. None (nothing
-    written) where that does not apply: the file not a file here, not the version
-    stage noted, an id not found so (the line-by-line read then says what it is)."""
-    noted = noted_lines(deps.store, key, lines_key)
-    if noted is None or not ids:
+    written) where that does not apply: the file not the version stage noted, an id not
+    found so (the line-by-line read then says what it is)."""
+    noted = noted_lines(store, key, lines_key)
+    if noted is None or not ids or store.size(key) != noted.size:
         return None
-    with deps.store.open_stream(key) as body:
+    with store.open_stream(key) as body:
         try:
-            size = os.fstat(body.fileno()).st_size
-        except (AttributeError, OSError, ValueError):
-            return None  # not a file here (an S3 body)
-        if size != noted.size:
-            return None
-        try:
-            spans = _lines_of(body, ids)
+            found = _lines_of(body, ids)
         except ValueError:
             return None
-        lines = [_read_range(body, start, end) for start, end in spans]
-        if {_line_id(line) for line in lines} != ids:
+        if {_line_id(line) for _, _, line in found} != ids:
             return None
         starts = noted.starts
-        numbers = [bisect.bisect_left(starts, start) for start, _ in spans]
+        numbers = [bisect.bisect_left(starts, start) for start, _, _ in found]
         if any(
-            n == len(starts) or starts[n] != at for n, (at, _) in zip(numbers, spans, strict=True)
+            n == len(starts) or starts[n] != at
+            for n, (at, _, _) in zip(numbers, found, strict=True)
         ):
             return None  # the noted starts are not this file's
         #: Per changed line: its number, where it starts and ends, the line written
         #: instead, its marks before and after, its kind of action.
         hits: list[tuple[int, int, int, bytes, Marks, Marks, str]] = []
-        for number, (start, end), text in zip(numbers, spans, lines, strict=True):
+        for number, (start, end, text) in zip(numbers, found, strict=True):
             action = orjson.loads(text)
             was = marks(action)
             if change(action):
@@ -305,22 +337,16 @@ def _rewrite_found(
                 hits.append((number, start, end, line, was, marks(action), action["action"]))
         if not hits:
             return {}
-        at = 0
-        with deps.store.writer(key) as out:
-            for _, start, end, line, *_ in hits:
-                copy_range(body, at, start, out)  # the lines between, by the kernel
-                out.write(line)
-                at = end + 1
-            copy_range(body, at, size, out)
+        _copy_around(store, key, body, [(start, end, line) for _, start, end, line, *_ in hits])
     shifts = empty_counts()
     for *_, was, now, kind in hits:
         shifts[kind] += now[0] - was[0]
-    version = deps.store.version(key)
+    version = store.version(key)
     if version is not None:
         relined = replaced_lines(
             noted, [(number, len(line), was, now) for number, _, _, line, was, now, _ in hits]
         )
-        deps.store.put_bytes(lines_key, relined.encode(version))
+        store.put_bytes(lines_key, relined.encode(version))
     return shifts
 
 
