@@ -185,9 +185,9 @@ def _rewrite_entity(
     included than before.
 
     ``ids``: the only actions that can be hits (a few, as a click in the console
-    sends), when the file is the one stage noted and a file here: their lines are
-    searched for in the mapped file (``_rewrite_found``) and only they are parsed and
-    written anew, the rest copied by the kernel."""
+    sends), when the file is the version stage noted: their lines are searched for in
+    one read of the file (``_rewrite_found``) and only they are parsed and written
+    anew, the bytes between copied as they are."""
     key = keys.changes_key(tenant, run_id, entity)
     lines_key = keys.change_lines_key(tenant, run_id, entity)
     if ids is not None and len(ids) <= _FOUND_BY_SEARCH:
