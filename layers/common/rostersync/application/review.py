@@ -38,6 +38,7 @@ from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.pipeline.change_lines import (
     Marks,
     Relined,
+    keep_lines,
     marks,
     noted_lines,
     replaced_lines,
@@ -218,14 +219,13 @@ def _rewrite_entity(
                 relined.line(len(line), was, now)
             if was is not None and now is not None:
                 shifts[kind] += now[0] - was[0]
-    version = deps.store.version(key)
-    if relined is not None and version is not None:
-        deps.store.put_bytes(lines_key, relined.done().encode(version))
+    if relined is not None:
+        keep_lines(deps.store, key, lines_key, relined.done())
     return shifts
 
 
-#: Action ids up to which a rewrite searches the file for each (a scan of its bytes
-#: each) instead of reading it line by line.
+#: Action ids up to which a rewrite searches the file for their lines (one pass, a
+#: search of each block per id) instead of reading it line by line.
 _FOUND_BY_SEARCH = 16
 
 
@@ -258,33 +258,40 @@ def _lines_of(body: IO[bytes], ids: set[str]) -> list[tuple[int, int, bytes]]:
 
 
 def _copy_around(
-    store: ObjectStorePort, key: str, body: IO[bytes], hits: list[tuple[int, int, bytes]]
+    store: ObjectStorePort,
+    key: str,
+    body: IO[bytes],
+    size: int,
+    hits: list[tuple[int, int, bytes]],
 ) -> None:
-    """Write the change file at ``key`` anew from ``body`` (the file as it is), each
-    ``(start, end, line)`` of ``hits`` (in order) written instead of the bytes from
-    ``start`` to ``end`` and its newline; the bytes between copied as they are (by the
-    kernel from a file here; from a second read of the object otherwise)."""
+    """Write the change file at ``key`` (``size`` bytes) anew from ``body`` (the file as
+    it is), each ``(start, end, line)`` of ``hits`` (in order) written instead of the
+    bytes from ``start`` to ``end`` and its newline; the bytes between copied as they
+    are (by the kernel from a file here; from a second read of the object otherwise)."""
     try:
         local = stat.S_ISREG(os.fstat(body.fileno()).st_mode)  # a file, not a socket
     except (AttributeError, OSError, ValueError):
         local = False
     with ExitStack() as stack:
-        source = body if local else stack.enter_context(store.open_stream(key))
         out = stack.enter_context(store.writer(key))
+        stream = None if local else stack.enter_context(store.open_stream(key))
+        read = 0  # how far ``stream`` is read
+
+        def copy(start: int, stop: int) -> None:
+            nonlocal read
+            if stream is None:
+                copy_range(body, start, stop, out)
+                return
+            _copy_next(stream, start - read, None)  # the line replaced
+            _copy_next(stream, stop - start, out)
+            read = stop
+
         at = 0
         for start, end, line in hits:
-            if local:
-                copy_range(source, at, start, out)
-            else:
-                _copy_next(source, start - at, out)
-                _copy_next(source, end + 1 - start, None)  # the line replaced
+            copy(at, start)
             out.write(line)
             at = end + 1
-        if local:
-            copy_range(source, at, os.fstat(source.fileno()).st_size, out)
-        else:
-            while block := source.read(_SEARCH_BLOCK):
-                out.write(block)
+        copy(at, size)
 
 
 def _copy_next(source: IO[bytes], count: int, out: IO[bytes] | None) -> None:
@@ -310,7 +317,8 @@ def _rewrite_found(
     written) where that does not apply: the file not the version stage noted, an id not
     found so (the line-by-line read then says what it is)."""
     noted = noted_lines(store, key, lines_key)
-    if noted is None or not ids or store.size(key) != noted.size:
+    size = store.size(key)
+    if noted is None or not ids or size != noted.size:
         return None
     with store.open_stream(key) as body:
         try:
@@ -337,16 +345,16 @@ def _rewrite_found(
                 hits.append((number, start, end, line, was, marks(action), action["action"]))
         if not hits:
             return {}
-        _copy_around(store, key, body, [(start, end, line) for _, start, end, line, *_ in hits])
+        _copy_around(
+            store, key, body, size, [(start, end, line) for _, start, end, line, *_ in hits]
+        )
     shifts = empty_counts()
     for *_, was, now, kind in hits:
         shifts[kind] += now[0] - was[0]
-    version = store.version(key)
-    if version is not None:
-        relined = replaced_lines(
-            noted, [(number, len(line), was, now) for number, _, _, line, was, now, _ in hits]
-        )
-        store.put_bytes(lines_key, relined.encode(version))
+    relined = replaced_lines(
+        noted, [(number, len(line), was, now) for number, _, _, line, was, now, _ in hits]
+    )
+    keep_lines(store, key, lines_key, relined)
     return shifts
 
 

@@ -112,8 +112,14 @@ class Relined:
         n = len(after.starts)
         after.starts.append(after.size)
         after.size += size
-        if was is None or now is None or was == now:
+        if was is not None and now is not None:
+            self.marked(n, was, now)
+
+    def marked(self, n: int, was: Marks, now: Marks) -> None:
+        """Line ``n``'s marks turned from ``was`` to ``now``."""
+        if was == now:
             return
+        after = self._after
         after.included += now[0] - was[0]
         if was[1]:
             self._others.discard(n)
@@ -134,26 +140,29 @@ def replaced_lines(
     names, each ``(line number, its new size, marks before, marks after)``, and copied
     every other line as it was: what ``Relined`` gives line by line, without a step per
     line (the starts after a changed line move by its change in size, as one array)."""
+    relined = Relined(before)
     starts = numpy.frombuffer(before.starts, dtype=numpy.uint64).astype(numpy.int64)
     ends = numpy.append(starts[1:], before.size)
-    after = ChangeLines(included=before.included, size=before.size, linked=before.linked)
-    others = set(before.others)
+    size = before.size
     for n, new_size, was, now in sorted(changes, key=itemgetter(0)):
         # Both ends of a line move alike: its size is still end - start.
         grown = new_size - int(ends[n] - starts[n])
         starts[n + 1 :] += grown
         ends[n:] += grown
-        after.size += grown
-        after.included += now[0] - was[0]
-        if was[1]:
-            others.discard(n)
-        if now[1]:
-            others.add(n)
-        if after.linked is not None:
-            after.linked += now[2] - was[2]
+        size += grown
+        relined.marked(n, was, now)
+    after = relined.done()
     after.starts = array("Q", starts.astype(numpy.uint64).tobytes())
-    after.others = array("Q", sorted(others))
+    after.size = size
     return after
+
+
+def keep_lines(store: ObjectStorePort, key: str, lines_key: str, lines: ChangeLines) -> None:
+    """Keep ``lines`` (at ``lines_key``) as what is noted of the change file at ``key``,
+    as the file now is (``noted_lines`` gives them back while it is that version)."""
+    version = store.version(key)
+    if version is not None:
+        store.put_bytes(lines_key, lines.encode(version))
 
 
 def noted_lines(store: ObjectStorePort, key: str, lines_key: str) -> ChangeLines | None:

@@ -46,7 +46,7 @@ from rostersync.changes import (
     make_action,
 )
 from rostersync.models import ENTITY_ORDER, Entity, SourceStatus, Tier
-from rostersync.pipeline.change_lines import ChangeLines
+from rostersync.pipeline.change_lines import ChangeLines, keep_lines
 from rostersync.pipeline.columnar import (
     Diff,
     RecordLines,
@@ -565,9 +565,7 @@ class EntityStager:
                         result.link_removals += 1
                     out.write(action)
         self.lines_written = change_lines.lines
-        version = self.store.version(self.changes_key)
-        if version is not None:
-            self.store.put_bytes(self.lines_key, change_lines.encode(version))
+        keep_lines(self.store, self.changes_key, self.lines_key, change_lines)
         return result
 
 
@@ -634,10 +632,8 @@ def _apply_hold_and_settings(
                 written = _ChangeFile(out, lines)
                 for action in _unticked(deps.store.iter_jsonl(key), settings, held):
                     written.write(action)
-            version = deps.store.version(key)
-            if version is not None:
-                lines_key = keys.change_lines_key(state.tenant, state.run_id, entity)
-                deps.store.put_bytes(lines_key, lines.encode(version))
+            lines_key = keys.change_lines_key(state.tenant, state.run_id, entity)
+            keep_lines(deps.store, key, lines_key, lines)
     return counts, excluded
 
 

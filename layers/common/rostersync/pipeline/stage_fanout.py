@@ -52,7 +52,7 @@ from typing import Any
 from rostersync.errors import RunStateError
 from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.observability import peak_mb
-from rostersync.pipeline.change_lines import ChangeLines, noted_lines
+from rostersync.pipeline.change_lines import ChangeLines, keep_lines, noted_lines
 from rostersync.pipeline.contracts import RunState, StagePart, StagePlan
 from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.normalize import load_normalized_summary
@@ -335,11 +335,8 @@ def _join_parts(deps: Deps, plan: _Plan) -> None:
                 if deps.store.exists(changes_key):
                     with deps.store.open_stream(changes_key) as source:
                         shutil.copyfileobj(source, out, 1 << 20)
-        version = deps.store.version(target)
-        if noted and version is not None:
-            deps.store.put_bytes(
-                keys.change_lines_key(tenant, run_id, entity), joined.encode(version)
-            )
+        if noted:
+            keep_lines(deps.store, target, keys.change_lines_key(tenant, run_id, entity), joined)
 
 
 def _extend(joined: ChangeLines, part: ChangeLines) -> None:
