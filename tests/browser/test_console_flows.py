@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import expect
 
+from rostersync.api.local_http import make_server
 from rostersync.application.inbox import handle_object_created
 from rostersync.application.launch import RunStartDeps
+from rostersync.config import stack_settings
 from rostersync.local.launcher import LocalCloudLauncher
-from rostersync.pipeline.deps import locks_repository
+from rostersync.pipeline.deps import build_deps, locks_repository
 from tests.browser.conftest import LEPO, Stack, zipped
 
 LEPO_USERS = 20
@@ -68,6 +71,44 @@ def test_upload_a_bundle_sync_it_download_its_reports_and_commit(stack, page, tm
     expect(page.locator("#decision-status")).to_contain_text("is committed", timeout=60_000)
     users = api_get(stack, tenant, "/directory/users", limit=1000)["items"]
     assert len(users) == LEPO_USERS
+
+
+def test_a_large_runs_actions_csv_is_waited_for_then_saved(stack, page):
+    """Above REPORT_INLINE_ACTIONS the API answers 202 while the state machine writes the
+    file: the page says so, asks again after Retry-After and saves the file when written."""
+    tenant = stack.tenant("background")
+    stack.drop(tenant, LEPO)
+    run = stack.sync(tenant, review=True)
+    report = api_get(stack, tenant, f"/runs/{run['run_id']}")["report"]
+    every_run_large = build_deps(stack_settings().model_copy(update={"report_inline_actions": 0}))
+    server = make_server(
+        "127.0.0.1",
+        0,
+        state_dir=stack.state,
+        deps=every_run_large,
+        launcher=LocalCloudLauncher(stack.cloud),
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        page.goto(f"{server.url}/console/#token={stack.token(tenant)}")
+        page.get_by_role("heading", name="Status", level=1).wait_for()
+        page.goto(f"{server.url}/console/#/runs/{run['run_id']}")
+        with page.expect_download(timeout=60_000) as actions:
+            page.get_by_role("button", name="Download actions.csv").click()
+            expect(page.get_by_role("main")).to_contain_text("in the background")
+        rows = csv_rows(actions.value.path())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(rows) == sum(sum(c.values()) for c in report["counts"].values())
+    assert sum(1 for r in rows if r["entity"] == "users") == LEPO_USERS
+    expect(page.get_by_role("main")).to_contain_text("actions.csv saved")
+    executions = stack.cloud.client("stepfunctions").list_executions(
+        stateMachineArn=stack.cloud.names.state_machine_arn
+    )["executions"]
+    written = [e for e in executions if e["name"].startswith(f"{run['run_id']}-report-")]
+    assert [e["status"] for e in written] == ["SUCCEEDED"]
 
 
 def test_decisions_are_checked_then_listed_with_who_and_undone(stack, page, district):

@@ -11,6 +11,7 @@ import csv
 import io
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import requests
 from rostersync.api import run_routes
 from rostersync.api.local_http import make_server
 from rostersync.api.tokens import issue_token
+from rostersync.application import reports
 from rostersync.application.sync import ensure_tenant
 from rostersync.config import stack_settings
 from rostersync.local.launcher import LocalCloudLauncher
@@ -33,8 +35,8 @@ SMALL = 2_000
 
 
 class _Stack:
-    def __init__(self, deps: Deps, http: httpx.Client, state: Path) -> None:
-        self.deps, self.http, self.state = deps, http, state
+    def __init__(self, deps: Deps, http: httpx.Client, state: Path, cloud: LocalCloud) -> None:
+        self.deps, self.http, self.state, self.cloud = deps, http, state, cloud
 
     def token(self, tenant: str, role: str = "admin") -> dict[str, str]:
         return {"Authorization": f"Bearer {issue_token(self.state, tenant, role, 600)}"}
@@ -52,7 +54,7 @@ def aws_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Stack]:
         thread.start()
         try:
             with httpx.Client(base_url=server.url, timeout=60) as http:
-                yield _Stack(deps, http, tokens)
+                yield _Stack(deps, http, tokens, cloud)
         finally:
             server.shutdown()
             server.server_close()
@@ -160,3 +162,130 @@ def test_actions_csv_is_written_again_only_when_the_actions_change(
     after = _rows(stack.http.get(f"{path}/actions.csv", headers=viewer).text)
     assert next(r for r in after if r["id"] == action["id"])["included"] == "False"
     assert len(after) == len(_rows(first))
+
+
+# -- a large run's actions.csv, written in the background -------------------------------
+
+
+@contextmanager
+def _served(stack: _Stack, deps: Deps) -> Iterator[httpx.Client]:
+    """Another API server on the same stack, with ``deps``' settings."""
+    server = make_server(
+        "127.0.0.1", 0, state_dir=stack.state, deps=deps, launcher=LocalCloudLauncher(stack.cloud)
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            yield http
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _background_deps() -> Deps:
+    """Every run counts as large: its actions.csv is written by the state machine."""
+    return build_deps(stack_settings().model_copy(update={"report_inline_actions": 0}))
+
+
+def _report_executions(stack: _Stack, run_id: str) -> list[str]:
+    client = stack.cloud.client("stepfunctions")
+    listed = client.list_executions(stateMachineArn=stack.cloud.names.state_machine_arn)
+    return sorted(
+        e["executionArn"] for e in listed["executions"] if e["name"].startswith(f"{run_id}-report-")
+    )
+
+
+def _wait_for_reports(stack: _Stack, run_id: str) -> list[str]:
+    """Every report execution of the run, each waited for to its end: their statuses."""
+    return [
+        stack.cloud.wait_for(arn, timeout=120).status for arn in _report_executions(stack, run_id)
+    ]
+
+
+def _all_action_ids(http: httpx.Client, path: str, headers: dict[str, str]) -> list[str]:
+    ids: list[str] = []
+    while True:
+        page = http.get(
+            f"{path}/actions", params={"offset": len(ids), "limit": 200}, headers=headers
+        ).json()
+        ids += [a["id"] for a in page["actions"]]
+        if len(ids) >= page["total"]:
+            return ids
+
+
+def test_a_large_runs_actions_csv_is_written_in_the_background(
+    aws_api: _Stack, tmp_path: Path
+) -> None:
+    stack = aws_api
+    tenant = "files-later"
+    run_id = _synced(stack, tenant, tmp_path)
+    viewer = stack.token(tenant, "viewer")
+    path = f"/tenants/{tenant}/runs/{run_id}"
+    with _served(stack, _background_deps()) as http:
+        expected = _all_action_ids(http, path, viewer)
+        first = http.get(f"{path}/actions.csv", headers=viewer, params={"link": "true"})
+        assert first.status_code == 202, first.text
+        assert first.headers["retry-after"] == "5"
+        shown = first.json()
+        assert shown["status"] == "preparing" and shown["retry_after"] == 5
+        assert shown["actions"] == len(expected)
+        # Asked again while it is written: the same write, not a second one.
+        http.get(f"{path}/actions.csv", headers=viewer)
+        assert _wait_for_reports(stack, run_id) == ["SUCCEEDED"]
+
+        done = http.get(f"{path}/actions.csv", headers=viewer, params={"link": "true"})
+        assert done.status_code == 200 and done.headers["content-type"].startswith("text/csv")
+        rows = _rows(done.text)
+        assert [r["id"] for r in rows] == expected
+        assert all(r["name"] for r in rows if r["entity"] in {"users", "classes"})
+        assert all(r["included"] == "True" for r in rows)
+        # The run is as it was: prepared, no step or error noted on it.
+        run = http.get(path, headers=viewer).json()["run"]
+        assert run["status"] == "prepared" and not run.get("last_error")
+
+        # An untick changes the actions: written again, in the background again.
+        unticked = expected[0]
+        excluded = http.post(
+            f"{path}/actions/exclude", json={"action_ids": [unticked]}, headers=stack.token(tenant)
+        )
+        assert excluded.status_code == 200 and excluded.json()["changed"] == 1
+        assert http.get(f"{path}/actions.csv", headers=viewer).status_code == 202
+        assert _wait_for_reports(stack, run_id) == ["SUCCEEDED", "SUCCEEDED"]
+        after = _rows(http.get(f"{path}/actions.csv", headers=viewer).text)
+        assert [r["id"] for r in after] == expected
+        assert {r["id"]: r["included"] for r in after}[unticked] == "False"
+
+
+def test_a_background_write_that_fails_is_tried_again_then_reported(
+    aws_api: _Stack, tmp_path: Path
+) -> None:
+    stack = aws_api
+    tenant = "files-broken"
+    run_id = _synced(stack, tenant, tmp_path)
+    viewer = stack.token(tenant, "viewer")
+    path = f"/tenants/{tenant}/runs/{run_id}"
+    # A change file that cannot be read (a line cut short): every write of it fails.
+    key = f"runs/{tenant}/{run_id}/changes/users.jsonl"
+    good = stack.deps.store.get_bytes(key)
+    assert good
+    stack.deps.store.put_bytes(key, good + b'{"id": "cut sh\n')
+    with _served(stack, _background_deps()) as http:
+        for attempt in range(1, reports.PREPARE_ATTEMPTS + 1):
+            answer = http.get(f"{path}/actions.csv", headers=viewer)
+            assert answer.status_code == 202, (attempt, answer.text)
+            assert _wait_for_reports(stack, run_id) == ["FAILED"] * attempt
+        refused = http.get(f"{path}/actions.csv", headers=viewer)
+        assert refused.status_code == 503, refused.text
+        assert "could not be written" in refused.json()["error"]
+        assert len(_report_executions(stack, run_id)) == reports.PREPARE_ATTEMPTS
+        # A failed write leaves the run alone: still prepared, reviewable, committable.
+        run = http.get(path, headers=viewer).json()["run"]
+        assert run["status"] == "prepared" and not run.get("last_error")
+
+        # Mended (the actions are another version): written at the next request.
+        stack.deps.store.put_bytes(key, good)
+        assert http.get(f"{path}/actions.csv", headers=viewer).status_code == 202
+        statuses = _wait_for_reports(stack, run_id)
+        assert sorted(statuses) == ["FAILED"] * reports.PREPARE_ATTEMPTS + ["SUCCEEDED"]
+        assert http.get(f"{path}/actions.csv", headers=viewer).status_code == 200

@@ -305,6 +305,24 @@ def test_each_function_writes_only_its_own_prefixes_and_tables() -> None:
         assert publishes == ({"${EventBus.Arn}"} if function == "CommitFinishFunction" else set())
 
 
+def test_the_report_function_reads_runs_and_writes_only_their_reports() -> None:
+    assert grants("ReportFunction", S3_OBJECT_WRITES) == {"${RosterBucket.Arn}/runs/*/report/*"}
+    assert grants("ReportFunction", DYNAMODB_WRITES) == set()
+    assert grants("ReportFunction", {"events:PutEvents"}) == set()
+    assert grants("ReportFunction", {"dynamodb:GetItem"}) == {"${RunsTable.Arn}"}
+
+
+def test_a_report_write_leaves_the_run_alone() -> None:
+    """The background write of actions.csv neither marks the run nor records a failure
+    on it: its failure ends the execution, and the API starts it again when asked."""
+    states = json.loads((REPO / "statemachines/sync.asl.json").read_text())["States"]
+    report = states["Report"]
+    assert report["Parameters"]["FunctionName"] == "${ReportFunctionArn}"
+    assert [c["Next"] for c in report["Catch"]] == ["ReportFailed"]
+    assert states["ReportFailed"]["Type"] == "Fail"
+    assert states[report["Next"]]["Type"] == "Succeed"
+
+
 def test_the_state_machine_may_only_invoke_the_steps_and_record_failures() -> None:
     machine = RESOURCES["SyncStateMachine"]["Properties"]
     invoked = {
@@ -315,7 +333,7 @@ def test_the_state_machine_may_only_invoke_the_steps_and_record_failures() -> No
     inline = [s for p in machine["Policies"] if "Statement" in p for s in p["Statement"]]
     data = [s for s in inline if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))]
 
-    assert invoked == set(FUNCTIONS) | set(TASKS) | {"ReviewFunction"}
+    assert invoked == set(FUNCTIONS) | set(TASKS) | {"ReviewFunction", "ReportFunction"}
     assert [(s["Action"], resource_text(s["Resource"])) for s in data] == [
         ("dynamodb:UpdateItem", "${RunsTable.Arn}")
     ]
@@ -357,9 +375,12 @@ def test_every_task_retries_transient_errors_and_catches_the_rest(path: Path) ->
             }, name
             # A failed sync step fails the run; a failed decision about a prepared run
             # leaves it prepared; a commit that stopped after it began stays committing;
-            # the match and stage steps a re-stage shares with a sync tell them apart.
+            # the match and stage steps a re-stage shares with a sync tell them apart;
+            # a report's write touches no run.
             failure = (
-                "BackToPrepared"
+                "ReportFailed"
+                if name == "Report"
+                else "BackToPrepared"
                 if name in DECISION_TASKS
                 else "CommitInterrupted"
                 if name in COMMITTING_TASKS
@@ -399,6 +420,7 @@ def test_decisions_about_a_run_are_routed_past_the_sync() -> None:
         "select": "Rework",
         "undo": "Derive",
         "approve": "Derive",
+        "report": "Report",
     }
     assert states["CommitPrepared"]["Parameters"]["FunctionName"] == "${CommitFunctionArn}"
     assert states["Rework"]["Parameters"]["FunctionName"] == "${ReviewFunctionArn}"

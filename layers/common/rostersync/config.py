@@ -50,6 +50,11 @@ class StackSettings(_FromEnvironment):
     local_runner: str | None = Field(default=None, alias="LOCAL_RUNNER")
     #: A change set of at most this many actions is committed without fanning out.
     commit_inline_actions: int = Field(default=20_000, alias="COMMIT_INLINE_ACTIONS", ge=0)
+    #: A run of at most this many actions has its actions.csv written in the API's
+    #: request; a larger one in the background by the state machine (the Report task),
+    #: the API answering 202 meanwhile: a million actions take about 10 s to write, and
+    #: API Gateway answers within 29 s.
+    report_inline_actions: int = Field(default=100_000, alias="REPORT_INLINE_ACTIONS", ge=0)
     #: Lines of a change file per commit chunk when fanning out.
     commit_chunk_actions: int = Field(default=10_000, alias="COMMIT_CHUNK_ACTIONS", ge=1)
     #: Commit chunks applied at once (one writer locally: the local runtime sets 2).

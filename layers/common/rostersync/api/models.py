@@ -233,6 +233,18 @@ class FileLink(BaseModel):
     expires_in: int
 
 
+class FilePreparing(BaseModel):
+    """A report file being written in the background (a large run's actions.csv): ask
+    again after ``retry_after`` seconds (the ``Retry-After`` header says the same)."""
+
+    status: Literal["preparing"] = "preparing"
+    #: The run's actions the file is being written from.
+    actions: int
+    #: When the write began (UTC).
+    since: str
+    retry_after: int
+
+
 class CommitStarted(BaseModel):
     """A commit under way: follow the run until it is committed (or held)."""
 

@@ -16,6 +16,7 @@ from rostersync.api.models import (
     CommitStarted,
     DerivedRunView,
     FileLink,
+    FilePreparing,
     RunDetail,
     RunList,
     RunStarted,
@@ -31,8 +32,10 @@ from rostersync.application.reports import (
     INLINE_BYTES,
     LINK_SECONDS,
     NoReport,
+    Preparing,
+    ReportFailed,
     ReportFile,
-    actions_file,
+    actions_file_or_preparing,
     issues_file,
 )
 from rostersync.application.review import (
@@ -267,20 +270,42 @@ def register_run_routes(
             raise ApiError(409, str(exc)) from exc
         return report_file(found, f"issues-{run}.csv", link)
 
+    actions_responses = dict(file_responses)
+    actions_responses[202] = {
+        "description": "a large run's file is being written: ask again after Retry-After seconds",
+        "content": {"application/json": {"model": FilePreparing}},
+    }
+
     @app.get(
         run_path + "/actions.csv",
         summary="Every action of the run, ticked or not, with names and before → after (CSV)",
+        description=(
+            "A run of many actions (more than REPORT_INLINE_ACTIONS) has the file written "
+            "in the background: the answer is 202 with Retry-After until it is written."
+        ),
         tags=["runs"],
-        responses=file_responses,
+        responses=actions_responses,
     )
     def get_actions_csv(
         tenant: TenantPath, run: RunPath, link: Annotated[bool, Query()] = False
     ) -> Response[Any]:
         tenant, run = scope.tenant(tenant), scope.run(run)
         try:
-            found = actions_file(deps, tenant, run)
+            found = actions_file_or_preparing(deps, services.launcher, tenant, run)
         except NoReport as exc:
             raise ApiError(409, str(exc)) from exc
+        except ReportFailed as exc:
+            raise ApiError(503, str(exc)) from exc
+        if isinstance(found, Preparing):
+            shown = FilePreparing(
+                actions=found.actions, since=found.since, retry_after=found.retry_after
+            )
+            return Response(
+                status_code=202,
+                content_type="application/json",
+                body=shown.model_dump_json(),
+                headers={"Retry-After": str(found.retry_after)},
+            )
         return report_file(found, f"actions-{run}.csv", link)
 
     def select(tenant: str, run: str, body: ActionSelection, included: bool) -> SelectionResult:

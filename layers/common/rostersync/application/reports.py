@@ -4,17 +4,23 @@
 from the run's actions as they are now (an admin's ticks and unticks included), with the
 name of each record beside its ids, into a stored file of its own. A file up to
 ``INLINE_BYTES`` is sent in the API's answer; a larger one as a link to the stored file
-where the store gives links (S3), since an API answer holds at most 6 MB.
+where the store gives links (S3), since an API answer holds at most 6 MB. A run of more
+than ``REPORT_INLINE_ACTIONS`` actions has its actions.csv written in the background by
+the state machine (its Report task), since API Gateway answers within 29 s: the API
+answers 202 with when to ask again until the file is written.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from rostersync.application.directory import display_name
 from rostersync.application.review import iter_actions
@@ -38,6 +44,10 @@ class NoReport(FatalError):
 INLINE_BYTES = 4 << 20
 #: How long a link to a report file is valid.
 LINK_SECONDS = 300
+#: The stored actions.csv, what it was written from, and the background write under way.
+ACTIONS_FILE = "actions-named.csv"
+ACTIONS_HEAD = "actions-named.json"
+ACTIONS_PREPARING = "actions-named.preparing.json"
 
 
 @dataclass(frozen=True)
@@ -112,18 +122,20 @@ def _rows(deps: Deps, tenant: str, run_id: str) -> Iterator[dict[str, Any]]:
         }
 
 
-def actions_file(deps: Deps, tenant: str, run_id: str) -> ReportFile:
-    """Every action of the run, ticked or not, with field-level before → after: written
-    to ``report/actions-named.csv`` from the change files as they are, streamed (no
-    run's worth of rows in memory), unless it was written from these very files."""
-    _check_reported(deps, tenant, run_id)
-    key = keys.report_key(tenant, run_id, "actions-named.csv")
-    head_key = keys.report_key(tenant, run_id, "actions-named.json")
-    sources = {
+def _sources(deps: Deps, tenant: str, run_id: str) -> dict[str, str | None]:
+    """The versions of the run's change files: what actions.csv is written from."""
+    return {
         entity.value: deps.store.version(keys.changes_key(tenant, run_id, entity))
         for entity in ENTITY_ORDER
     }
-    head = deps.store.get_json(head_key)
+
+
+def _written(
+    deps: Deps, tenant: str, run_id: str, sources: dict[str, str | None]
+) -> ReportFile | None:
+    """actions.csv as stored, when it was written from these very change files."""
+    key = keys.report_key(tenant, run_id, ACTIONS_FILE)
+    head = deps.store.get_json(keys.report_key(tenant, run_id, ACTIONS_HEAD))
     size = deps.store.size(key)
     if (
         isinstance(head, dict)
@@ -132,6 +144,13 @@ def actions_file(deps: Deps, tenant: str, run_id: str) -> ReportFile:
         and head.get("version") == deps.store.version(key)
     ):
         return ReportFile(size=size, key=key)
+    return None
+
+
+def _write_actions(
+    deps: Deps, tenant: str, run_id: str, sources: dict[str, str | None]
+) -> ReportFile:
+    key = keys.report_key(tenant, run_id, ACTIONS_FILE)
     with deps.store.writer(key) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
         writer = csv.DictWriter(text, fieldnames=ACTIONS_CSV_COLUMNS, extrasaction="ignore")
@@ -139,8 +158,147 @@ def actions_file(deps: Deps, tenant: str, run_id: str) -> ReportFile:
         writer.writerows(_rows(deps, tenant, run_id))
         text.flush()
         text.detach()
-    deps.store.put_json(head_key, {"sources": sources, "version": deps.store.version(key)})
+    deps.store.put_json(
+        keys.report_key(tenant, run_id, ACTIONS_HEAD),
+        {"sources": sources, "version": deps.store.version(key)},
+    )
     return ReportFile(size=deps.store.size(key) or 0, key=key)
+
+
+def actions_file(deps: Deps, tenant: str, run_id: str) -> ReportFile:
+    """Every action of the run, ticked or not, with field-level before → after: written
+    to ``report/actions-named.csv`` from the change files as they are, streamed (no
+    run's worth of rows in memory), unless it was written from these very files."""
+    _check_reported(deps, tenant, run_id)
+    sources = _sources(deps, tenant, run_id)
+    return _written(deps, tenant, run_id, sources) or _write_actions(deps, tenant, run_id, sources)
+
+
+# -- actions.csv written in the background ------------------------------------------------
+
+#: A background write not done within this long is taken as lost (a Lambda function
+#: runs at most 15 minutes) and started again.
+PREPARING_SECONDS = 16 * 60
+#: How long the API asks a client to wait before asking again.
+RETRY_AFTER_SECONDS = 5
+#: Background writes of the same actions that may fail before the API answers with the
+#: failure (for ``PREPARING_SECONDS``, then it tries again).
+PREPARE_ATTEMPTS = 3
+
+
+class ReportLauncher(Protocol):
+    """Starts an execution of the state machine (``review.RunLauncher``)."""
+
+    def launch(self, run_input: dict[str, Any], *, name: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Preparing:
+    """actions.csv is being written in the background: ask again in ``retry_after``
+    seconds."""
+
+    actions: int
+    since: str
+    retry_after: int = RETRY_AFTER_SECONDS
+
+
+class ReportFailed(FatalError):
+    """The background write of actions.csv failed ``PREPARE_ATTEMPTS`` times in a row."""
+
+
+def action_count(deps: Deps, tenant: str, run_id: str) -> int:
+    """How many actions the run's change files hold, ticked or not (its change summary's
+    counts)."""
+    summary = deps.store.get_json(keys.change_summary_key(tenant, run_id)) or {}
+    total = 0
+    for part in ("counts", "excluded"):
+        for counts in (summary.get(part) or {}).values():
+            total += sum(int(n) for n in counts.values() if isinstance(n, int))
+    return total
+
+
+def _digest(sources: dict[str, str | None]) -> str:
+    return hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def actions_file_or_preparing(
+    deps: Deps, launcher: ReportLauncher | None, tenant: str, run_id: str
+) -> ReportFile | Preparing:
+    """actions.csv when it is written from the change files as they are; else, for a
+    run of at most ``REPORT_INLINE_ACTIONS`` actions (or without a state machine),
+    written now; else a background write is started, once for the same actions (the
+    state machine's Report task), and ``Preparing`` is answered until it is done."""
+    _check_reported(deps, tenant, run_id)
+    sources = _sources(deps, tenant, run_id)
+    found = _written(deps, tenant, run_id, sources)
+    if found is not None:
+        return found
+    total = action_count(deps, tenant, run_id)
+    if launcher is None or total <= deps.settings.report_inline_actions:
+        return _write_actions(deps, tenant, run_id, sources)
+    digest, now = _digest(sources), time.time()
+    marker_key = keys.report_key(tenant, run_id, ACTIONS_PREPARING)
+    marker = deps.store.get_json(marker_key)
+    attempt = 1
+    if isinstance(marker, dict) and marker.get("digest") == digest:
+        attempt = int(marker.get("attempt", 0)) + 1
+        failed = marker.get("failed")
+        if not isinstance(failed, dict):
+            since = float(marker.get("since", 0))
+            if now - since < PREPARING_SECONDS:
+                return Preparing(actions=total, since=_iso(since))
+        else:
+            again = float(failed.get("at", 0)) + PREPARING_SECONDS
+            if attempt > PREPARE_ATTEMPTS and now < again:
+                raise ReportFailed(
+                    f"actions.csv of run {run_id} could not be written"
+                    f" ({failed.get('error')}, {attempt - 1} attempts); try again after"
+                    f" {_iso(again)}"
+                )
+    marker = {"digest": digest, "attempt": attempt, "since": now, "actions": total}
+    deps.store.put_json(marker_key, marker)
+    try:
+        launcher.launch(
+            {"tenant": tenant, "run_id": run_id, "operation": "report", "digest": digest},
+            # Unique per version of the actions and attempt: requests made together
+            # start one execution.
+            name=f"{run_id}-report-{digest[:12]}-{attempt}",
+        )
+    except Exception as exc:
+        deps.store.put_json(
+            marker_key, {**marker, "failed": {"at": time.time(), "error": type(exc).__name__}}
+        )
+        raise
+    return Preparing(actions=total, since=_iso(now))
+
+
+def write_actions_in_background(event: dict[str, Any], deps: Deps) -> dict[str, Any]:
+    """The state machine's Report task: write actions.csv of the run the event names,
+    unless it is written from the change files as they are. A failure is noted for the
+    API (which starts it again, or answers with it) before it is raised."""
+    tenant = keys.check_tenant(str(event.get("tenant")))
+    run_id = keys.check_run_id(str(event.get("run_id")))
+    started = time.monotonic()
+    try:
+        found = actions_file(deps, tenant, run_id)
+    except Exception as exc:
+        marker_key = keys.report_key(tenant, run_id, ACTIONS_PREPARING)
+        marker = deps.store.get_json(marker_key)
+        if isinstance(marker, dict) and marker.get("digest") == event.get("digest"):
+            failed = {"at": time.time(), "error": type(exc).__name__}
+            deps.store.put_json(marker_key, {**marker, "failed": failed})
+        raise
+    return {
+        "tenant": tenant,
+        "run_id": run_id,
+        "operation": "report",
+        "bytes": found.size,
+        "ms": int((time.monotonic() - started) * 1000),
+    }
 
 
 def actions_csv(deps: Deps, tenant: str, run_id: str) -> str:

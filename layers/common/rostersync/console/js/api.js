@@ -126,19 +126,36 @@ export async function call(path, { method = "GET", body, query, csv, file } = {}
   return { status: response.status, body: parsed };
 }
 
+//: How long a download waits for a file written in the background (a Lambda function
+//: runs at most 15 minutes).
+const PREPARING_MS = 16 * 60 * 1000;
+
 /** Fetch one of the API's files (issues.csv, actions.csv) with the token, then save it.
- * A file too large for an answer comes as a short-lived link, followed without the token. */
-export async function saveFile(path, filename) {
+ * A file too large for an answer comes as a short-lived link, followed without the token.
+ * A large run's actions.csv is written in the background: the API answers 202 (with
+ * Retry-After) until it is written, and ``onWait`` hears of each such answer. */
+export async function saveFile(path, filename, onWait) {
   const current = session();
   const url = new URL(BASE + path, location.origin);
   url.searchParams.set("link", "true");
+  const giveUp = Date.now() + PREPARING_MS;
   let response;
-  try {
-    response = await fetch(url, {
-      headers: { Authorization: `Bearer ${current?.token || ""}`, Accept: "text/csv" },
-    });
-  } catch {
-    throw new ApiError(0, "The API could not be reached. Check the connection and try again.");
+  for (;;) {
+    try {
+      response = await fetch(url, {
+        headers: { Authorization: `Bearer ${current?.token || ""}`, Accept: "text/csv" },
+      });
+    } catch {
+      throw new ApiError(0, "The API could not be reached. Check the connection and try again.");
+    }
+    if (response.status !== 202) break;
+    const preparing = await response.json().catch(() => ({}));
+    if (Date.now() > giveUp) {
+      throw new ApiError(202, `${filename} is still being written; try again in a few minutes.`, preparing);
+    }
+    onWait?.(preparing);
+    const seconds = Number(response.headers.get("Retry-After")) || preparing.retry_after || 5;
+    await new Promise((resolve) => setTimeout(resolve, Math.min(60, Math.max(1, seconds)) * 1000));
   }
   if (!response.ok) {
     let parsed = null;

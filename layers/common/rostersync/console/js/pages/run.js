@@ -34,7 +34,14 @@ function fileButton(runId, name, id) {
         button.disabled = true;
         status.textContent = `Preparing ${name}…`;
         try {
-          const size = await saveFile(tenantPath(`/runs/${runId}/${name}`), `${name.replace(".csv", "")}-${runId}.csv`);
+          const size = await saveFile(
+            tenantPath(`/runs/${runId}/${name}`),
+            `${name.replace(".csv", "")}-${runId}.csv`,
+            (preparing) => {
+              const count = Number(preparing?.actions || 0).toLocaleString("en-US");
+              status.textContent = `Writing ${name} (${count} actions) in the background; it downloads when ready…`;
+            },
+          );
           status.textContent = `${name} saved (${Math.max(1, Math.round(size / 1024))} KB).`;
         } catch (error) {
           if (error?.status !== 401) status.textContent = `${name} could not be saved: ${error.message}`;
