@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rostersync.observability import metrics, observed, record_failure, record_step
+from rostersync.observability import (
+    log_keys,
+    logger,
+    metrics,
+    observed,
+    record_failure,
+    record_step,
+    submit_with_log_keys,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,3 +82,97 @@ def test_every_handler_is_observed(function: str):
         d in text for d in ("inject_lambda_context", "log_metrics", "capture_lambda_handler")
     )
     assert steps or direct, function
+
+
+# ------------------------------------------------------------------ log keys
+
+
+class _Lines(logging.Handler):
+    """The rostersync logger's lines as Powertools formats them, parsed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logger().registered_formatter)
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # ``handle`` holds the handler's lock around this.
+        self.lines.append(json.loads(self.format(record)))
+
+    def said(self, message: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line["message"] == message]
+
+
+@pytest.fixture
+def lines() -> Iterator[_Lines]:
+    handler = _Lines()
+    underlying = logging.getLogger(logger().name)
+    level = logger().log_level
+    logger().setLevel("INFO")
+    underlying.addHandler(handler)
+    yield handler
+    underlying.removeHandler(handler)
+    logger().setLevel(level)
+
+
+def _step_like(tenant: str, inside: threading.Barrier | None = None) -> Any:
+    @observed
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        log_keys(tenant=event["tenant"], run="r-1", step="stage")
+        if inside is not None:
+            inside.wait(timeout=10)  # every invocation is under way
+        logger().info("inside")
+        if inside is not None:
+            inside.wait(timeout=10)
+        return {}
+
+    return handler
+
+
+def test_an_invocations_keys_are_on_its_lines_and_on_no_later_one(lines):
+    _step_like("t-1")({"tenant": "t-1"}, Context())
+    logger().info("after")
+
+    (inside,) = lines.said("inside")
+    assert inside["function_name"] == Context.function_name
+    assert inside["function_request_id"] == Context.aws_request_id
+    assert (inside["tenant"], inside["run"], inside["step"]) == ("t-1", "r-1", "stage")
+    assert isinstance(inside["cold_start"], bool)
+    (after,) = lines.said("after")
+    assert not {"function_name", "function_request_id", "tenant", "run", "step"} & set(after)
+
+
+def test_invocations_in_threads_of_one_process_keep_their_own_keys(lines):
+    """The local runtime: invocations and API requests in threads of one process."""
+    inside = threading.Barrier(3)
+    threads = [
+        threading.Thread(target=_step_like(t, inside), args=({"tenant": t}, Context()))
+        for t in ("t-a", "t-b")
+    ]
+    for thread in threads:
+        thread.start()
+    inside.wait(timeout=10)
+    logger().info("a request meanwhile")
+    inside.wait(timeout=10)
+    for thread in threads:
+        thread.join(timeout=10)
+
+    assert sorted(line["tenant"] for line in lines.said("inside")) == ["t-a", "t-b"]
+    (meanwhile,) = lines.said("a request meanwhile")
+    assert "tenant" not in meanwhile and "function_name" not in meanwhile
+
+
+def test_a_pools_task_logs_with_the_keys_of_who_submitted_it(lines):
+    @observed
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        log_keys(tenant="t-pool")
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            submit_with_log_keys(pool, logger().info, "a page retried").result()
+            pool.submit(logger().info, "a bare task").result()
+        return {}
+
+    handler({}, Context())
+    (retried,) = lines.said("a page retried")
+    assert retried["tenant"] == "t-pool" and retried["function_name"] == Context.function_name
+    (bare,) = lines.said("a bare task")
+    assert "tenant" not in bare

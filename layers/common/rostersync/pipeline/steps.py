@@ -16,7 +16,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from rostersync.errors import RostersyncError, StorageUnavailable, TransientError
-from rostersync.observability import logger, observed, peak_mb, record_failure, record_step
+from rostersync.observability import (
+    log_keys,
+    logger,
+    observed,
+    peak_mb,
+    record_failure,
+    record_step,
+)
 from rostersync.pipeline.commit import apply_chunk_event, begin_commit, finish_commit
 from rostersync.pipeline.contracts import RunState
 from rostersync.pipeline.deps import Deps, default_deps
@@ -103,7 +110,7 @@ def run_step(
     state = RunState.model_validate(event)
     deps = deps or default_deps()
     log = logger()
-    log.append_keys(tenant=state.tenant, run=state.run_id, step=name)
+    log_keys(tenant=state.tenant, run=state.run_id, step=name)
     started = time.monotonic()
     _progress(deps, state, name)
     with _failures_noted(name):
@@ -140,8 +147,7 @@ def _map_item_handler(
     gives the item's marker, which counts its ``rows``."""
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        log = logger()
-        log.append_keys(tenant=event.get("tenant"), run=event.get("run_id"), step=name)
+        log_keys(tenant=event.get("tenant"), run=event.get("run_id"), step=name)
         started = time.monotonic()
         with _failures_noted(name):
             marker = run(event, default_deps())

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import orjson
 
-from rostersync.observability import logger
+from rostersync.observability import logger, submit_with_log_keys
 from rostersync.sources.http import (
     HttpClient,
     PageRequest,
@@ -245,7 +245,7 @@ class AssemblyFetch:
 
     def listings(self, names: tuple[str, ...], previous: Mapping[str, int]) -> dict[str, int]:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            futures = {name: pool.submit(self.listing, name) for name in names}
+            futures = {name: submit_with_log_keys(pool, self.listing, name) for name in names}
             counts = {name: f.result() for name, f in futures.items()}
         if not self.quick:
             for name, count in counts.items():

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from rostersync.observability import logger
+from rostersync.observability import logger, submit_with_log_keys
 from rostersync.sources.clever.mapping import contact_students, is_student
 from rostersync.sources.clever.read import API, unwrap
 from rostersync.sources.http import (
@@ -144,7 +144,9 @@ class CleverFetch:
         ]
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             futures = [
-                pool.submit(fetch_stream, self.client, stream, paginator, self.writer)
+                submit_with_log_keys(
+                    pool, fetch_stream, self.client, stream, paginator, self.writer
+                )
                 for stream, paginator in streams
             ]
             counts = {

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from rostersync.observability import logger
+from rostersync.observability import logger, submit_with_log_keys
 from rostersync.sources.http import (
     HttpClient,
     PageRequest,
@@ -159,7 +159,7 @@ class OneRosterFetch:
     def collections(self, names: tuple[str, ...], previous: Mapping[str, int]) -> dict[str, int]:
         """List ``names`` (at most ``concurrency`` at once); records per collection."""
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            futures = {name: pool.submit(self.collection, name) for name in names}
+            futures = {name: submit_with_log_keys(pool, self.collection, name) for name in names}
             counts = {name: future.result() for name, future in futures.items()}
         if self.delta_filter is None:
             for name, count in counts.items():

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from rostersync.observability import logger
+from rostersync.observability import logger, submit_with_log_keys
 from rostersync.sources.http import (
     HttpClient,
     PageRequest,
@@ -151,7 +151,7 @@ class WondeFetch:
 
     def listings(self, names: tuple[str, ...], previous: Mapping[str, int]) -> dict[str, int]:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            futures = {name: pool.submit(self.listing, name) for name in names}
+            futures = {name: submit_with_log_keys(pool, self.listing, name) for name in names}
             counts = {name: f.result() for name, f in futures.items()}
         if self.updated_after is None:
             for name, count in counts.items():
