@@ -60,8 +60,9 @@ def aws_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Stack]:
             server.server_close()
 
 
-def _synced(stack: _Stack, tenant: str, tmp_path: Path) -> str:
-    """LEPO with a bad date on every enrollment (issues), synced for review."""
+def _synced(stack: _Stack, tenant: str, tmp_path: Path) -> tuple[str, dict[str, str], str]:
+    """LEPO with a bad date on every enrollment (issues), synced for review: the run,
+    a viewer's headers and the run's API path."""
     ensure_tenant(stack.deps, tenant, create=True)
     bundle = lepo_with_bad_dates(tmp_path / "b")
     stored = stack.http.post(
@@ -83,7 +84,7 @@ def _synced(stack: _Stack, tenant: str, tmp_path: Path) -> str:
             break
         threading.Event().wait(0.1)
     assert shown.json()["run"]["status"] == "prepared", shown.text
-    return run_id
+    return run_id, stack.token(tenant, "viewer"), f"/tenants/{tenant}/runs/{run_id}"
 
 
 def _rows(text: str) -> list[dict[str, str]]:
@@ -95,9 +96,7 @@ def test_large_report_files_come_as_links_and_small_ones_in_the_answer(
 ) -> None:
     stack = aws_api
     tenant = "files-t"
-    run_id = _synced(stack, tenant, tmp_path)
-    viewer = stack.token(tenant, "viewer")
-    path = f"/tenants/{tenant}/runs/{run_id}"
+    run_id, viewer, path = _synced(stack, tenant, tmp_path)
 
     # As they are (well under the threshold): in the answer.
     inline: dict[str, Any] = {}
@@ -142,9 +141,7 @@ def test_actions_csv_is_written_again_only_when_the_actions_change(
 ) -> None:
     stack = aws_api
     tenant = "files-ticks"
-    run_id = _synced(stack, tenant, tmp_path)
-    viewer = stack.token(tenant, "viewer")
-    path = f"/tenants/{tenant}/runs/{run_id}"
+    run_id, viewer, path = _synced(stack, tenant, tmp_path)
     key = f"runs/{tenant}/{run_id}/report/actions-named.csv"
 
     first = stack.http.get(f"{path}/actions.csv", headers=viewer).text
@@ -219,9 +216,7 @@ def test_a_large_runs_actions_csv_is_written_in_the_background(
 ) -> None:
     stack = aws_api
     tenant = "files-later"
-    run_id = _synced(stack, tenant, tmp_path)
-    viewer = stack.token(tenant, "viewer")
-    path = f"/tenants/{tenant}/runs/{run_id}"
+    run_id, viewer, path = _synced(stack, tenant, tmp_path)
     with _served(stack, _background_deps()) as http:
         expected = _all_action_ids(http, path, viewer)
         first = http.get(f"{path}/actions.csv", headers=viewer, params={"link": "true"})
@@ -262,9 +257,7 @@ def test_a_background_write_that_fails_is_tried_again_then_reported(
 ) -> None:
     stack = aws_api
     tenant = "files-broken"
-    run_id = _synced(stack, tenant, tmp_path)
-    viewer = stack.token(tenant, "viewer")
-    path = f"/tenants/{tenant}/runs/{run_id}"
+    run_id, viewer, path = _synced(stack, tenant, tmp_path)
     # A change file that cannot be read (a line cut short): every write of it fails.
     key = f"runs/{tenant}/{run_id}/changes/users.jsonl"
     good = stack.deps.store.get_bytes(key)
