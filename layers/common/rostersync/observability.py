@@ -11,13 +11,12 @@ segments to X-Ray on Lambda and is off elsewhere. The local runtime turns metric
 from __future__ import annotations
 
 import contextvars
-import functools
 import logging
 import resource
 import sys
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future
-from functools import lru_cache
+from functools import lru_cache, wraps
 from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -70,7 +69,7 @@ def observed(handler: Handler) -> Handler:
         )
         return measured(event, context, *args, **kwargs)
 
-    @functools.wraps(handler)
+    @wraps(handler)
     def in_own_context(event: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
         return contextvars.copy_context().run(invocation, event, context, *args, **kwargs)
 

@@ -269,11 +269,15 @@ def actions_file_or_preparing(
             name=f"{run_id}-report-{digest[:12]}-{attempt}",
         )
     except Exception as exc:
-        deps.store.put_json(
-            marker_key, {**marker, "failed": {"at": time.time(), "error": type(exc).__name__}}
-        )
+        _note_failure(deps, marker_key, marker, exc)
         raise
     return Preparing(actions=total, since=_iso(now))
+
+
+def _note_failure(deps: Deps, marker_key: str, marker: dict[str, Any], exc: BaseException) -> None:
+    """Mark the background write ``marker`` names as failed (when, and the error's type)."""
+    failed = {"at": time.time(), "error": type(exc).__name__}
+    deps.store.put_json(marker_key, {**marker, "failed": failed})
 
 
 def write_actions_in_background(event: dict[str, Any], deps: Deps) -> dict[str, Any]:
@@ -289,8 +293,7 @@ def write_actions_in_background(event: dict[str, Any], deps: Deps) -> dict[str, 
         marker_key = keys.report_key(tenant, run_id, ACTIONS_PREPARING)
         marker = deps.store.get_json(marker_key)
         if isinstance(marker, dict) and marker.get("digest") == event.get("digest"):
-            failed = {"at": time.time(), "error": type(exc).__name__}
-            deps.store.put_json(marker_key, {**marker, "failed": failed})
+            _note_failure(deps, marker_key, marker, exc)
         raise
     return {
         "tenant": tenant,
