@@ -58,17 +58,18 @@ def _recording(deps: Deps) -> tuple[Deps, Recorded, Recorded]:
 
 def _run_changes(
     deps: Deps, run_id: str, entity: Entity
-) -> tuple[list[dict[str, Any]], dict[tuple[str, str], dict[str, Any]]]:
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], bytes]]:
     """A run's included adds, and its other included changes by the key they replace."""
     adds: list[dict[str, Any]] = []
-    changes: dict[tuple[str, str], dict[str, Any]] = {}
-    for action in deps.store.iter_jsonl(keys.changes_key(TENANT, run_id, entity)):
+    changes: dict[tuple[str, str], bytes] = {}
+    for raw in deps.store.iter_lines(keys.changes_key(TENANT, run_id, entity)):
+        action = orjson.loads(raw)
         if not action.get("included"):
             continue
         if action["action"] == "add":
             adds.append(action)
         else:
-            commit_module._keep_change(changes, action)
+            commit_module._keep_change(changes, action, raw)
     return adds, changes
 
 
@@ -77,7 +78,7 @@ def _rewritten(
     run_id: str,
     baseline: str,
     entity: Entity,
-    changes: dict[tuple[str, str], dict[str, Any]],
+    changes: dict[tuple[str, str], bytes],
     how: Any,
 ) -> tuple[bytes, bytes, list[dict[str, Any]], list[dict[str, Any]]]:
     """The baseline with ``changes`` applied by ``how``: snapshot, index, items, links."""
@@ -106,8 +107,9 @@ def _check_day(deps: Deps, run_id: str, chunks: list[str]) -> set[str]:
     kinds: set[str] = set()
     for entity in ENTITY_ORDER:
         adds, changes = _run_changes(deps, run_id, entity)
-        kinds |= {a["action"] for a in changes.values()}
-        kinds |= {"relink" for a in changes.values() if a.get("relinked_from")}
+        parsed = [orjson.loads(raw) for raw in changes.values()]
+        kinds |= {a["action"] for a in parsed}
+        kinds |= {"relink" for a in parsed if a.get("relinked_from")}
         kinds |= {"add" for _ in adds}
         slow = _rewritten(
             deps, run_id, baseline, entity, changes, commit_module._apply_line_by_line
@@ -203,7 +205,7 @@ def _update(line: dict[str, Any], name: str) -> dict[str, Any]:
     }
 
 
-def _both(deps: Deps, changes: dict[tuple[str, str], dict[str, Any]]) -> tuple[Any, Any]:
+def _both(deps: Deps, changes: dict[tuple[str, str], bytes]) -> tuple[Any, Any]:
     slow = _rewritten(deps, RUN, BASELINE, Entity.USERS, changes, commit_module._apply_line_by_line)
     fast = _rewritten(deps, RUN, BASELINE, Entity.USERS, changes, commit_module._apply_to_baseline)
     return slow, fast
@@ -217,10 +219,10 @@ def store_deps(tmp_path, request) -> Any:
         yield build_deps(stack_settings())
 
 
-def _changes(*actions: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    changes: dict[tuple[str, str], dict[str, Any]] = {}
+def _changes(*actions: dict[str, Any]) -> dict[tuple[str, str], bytes]:
+    changes: dict[tuple[str, str], bytes] = {}
     for action in actions:
-        commit_module._keep_change(changes, action)
+        commit_module._keep_change(changes, action, dumps_line(action))
     return changes
 
 
