@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,10 @@ class Recorded:
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []
 
-    def put_flat(self, tenant: str, entity: str, items: list[dict[str, Any]]) -> int:
+    def put_flat(self, tenant: str, entity: str, items: Iterable[dict[str, Any]]) -> int:
+        before = len(self.items)
         self.items.extend(dict(item, entity=entity) for item in items)
-        return len(items)
+        return len(self.items) - before
 
     def put_many(self, tenant: str, entity: str, links: list[dict[str, Any]]) -> int:
         self.items.extend(

@@ -97,11 +97,9 @@ from rostersync.storage.objects import copy_range, dumps_line
 #: Events between ledger chunks while publishing; a crash between a PutEvents call and
 #: the next chunk can repeat at most this many (each with the same ``event_id``).
 _CHECKPOINT_EVENTS = 1000
-#: Directory items and links handed to a repository at a time (bounded memory; a local
-#: chunk's items in one transaction).
-_WRITE_BATCH = 50_000
-#: The same for the items of changed baseline lines, held while the baseline is read
-#: beside the day's changes (an item is a dict of its record: 50,000 took 200 MB).
+#: Directory items and links of changed baseline lines handed to a repository at a
+#: time, held while the baseline is read beside the day's changes (an item is a dict
+#: of its record: 50,000 took 200 MB).
 _CHANGED_BATCH = 10_000
 #: The changes other than adds a snapshot applies, by the key of the baseline line each
 #: replaces: each action's line as the change file holds it, parsed when its line is met
@@ -446,34 +444,33 @@ def apply_chunk(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> dic
 
 def _write_adds(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> tuple[int, int]:
     """Directory items and links of the included *add* actions of one part; how many,
-    and how many of them link to an existing app record."""
+    and how many of them link to an existing app record.
+
+    The items are handed over as they are made (a bulk put takes them in transactions
+    of its own size: in the embedded store a transaction costs about as much for a few
+    rows as for many, see ``storage.local.database``); the links, smaller, are kept
+    for the part and put after them."""
     at = _now()
     entity = chunk.entity.value
-    items: list[dict[str, Any]] = []
     links: list[dict[str, Any]] = []
-    written = linked = 0
-
-    def flush() -> None:
-        deps.directory.put_flat(tenant, entity, items)
-        deps.links.put_many(tenant, entity, links)
-        items.clear()
-        links.clear()
-
+    linked = 0
     if chunk.start is not None and chunk.end is not None:
         lines = _range_lines(deps, chunk.key or "", chunk.start, chunk.end)
         rows: Iterator[Any] = map(orjson.loads, lines)
     else:
         rows = deps.store.iter_jsonl(chunk.key or "")
-    for action in rows:
-        if action["action"] != "add" or not action.get("included"):
-            continue
-        items.append(flat_item(action, run_id, ACTIVE))
-        links.append(_link(action, run_id, at))
-        written += 1
-        linked += links_existing(action)
-        if len(items) >= _WRITE_BATCH:
-            flush()
-    flush()
+
+    def items() -> Iterator[dict[str, Any]]:
+        nonlocal linked
+        for action in rows:
+            if action["action"] != "add" or not action.get("included"):
+                continue
+            links.append(_link(action, run_id, at))
+            linked += links_existing(action)
+            yield flat_item(action, run_id, ACTIVE)
+
+    written = deps.directory.put_flat(tenant, entity, items())
+    deps.links.put_many(tenant, entity, links)
     return written, linked
 
 

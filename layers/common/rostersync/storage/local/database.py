@@ -14,7 +14,9 @@ several processes may share the file.
 A bulk put is written in transactions of up to ``BULK_CHUNK`` rows: the unique index's
 keys are random (target ids), so each transaction rewrites most pages of the index it
 touches, whether it holds 10,000 rows or 80,000 (measured on 1.2M rows: 13.4 s in
-transactions of 10,000, 6.1 s of 80,000). For the same reason the bulk puts of threads
+transactions of 10,000, 6.1 s of 80,000; on 3M rows of one key range, 43.3 s in
+transactions of 50,000, the last 500,000 rows 2.3 times the first, and 26.2 s of
+250,000). For the same reason the bulk puts of threads
 waiting for the write lock at the same moment share one transaction (*group commit*);
 each put still returns only once its own rows are committed.
 """
@@ -41,8 +43,9 @@ T = TypeVar("T")
 
 #: How long a writer waits for another process's transaction before giving up.
 BUSY_TIMEOUT_MS = 30_000
-#: Rows a bulk put hands to the database at a time (a transaction each, unless grouped).
-BULK_CHUNK = 50_000
+#: Rows a bulk put hands to the database at a time (a transaction each, unless grouped;
+#: about 160 MB of directory items).
+BULK_CHUNK = 200_000
 #: Rows a grouped bulk transaction takes at most (batches waiting beyond it wait for the
 #: next one): other processes can write between transactions.
 GROUP_ROWS = 200_000
@@ -106,7 +109,13 @@ def _default(value: Any) -> Any:
 
 
 def encode(attributes: dict[str, Any]) -> bytes:
-    return orjson.dumps(attributes, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    """An item's body. Copied to its own size: orjson (3.12 on) hands back bytes whose
+    buffer keeps the 4 KiB or more it wrote into, and a bulk put holds its rows until
+    they are committed (measured: 200,000 directory items took 1.55 GB as orjson made
+    them, 0.12 GB copied; the copy costs about 0.05 µs)."""
+    return b"".join(
+        (orjson.dumps(attributes, default=_default, option=orjson.OPT_NON_STR_KEYS), b"")
+    )
 
 
 def decode(body: bytes) -> dict[str, Any]:
