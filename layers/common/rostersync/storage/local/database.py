@@ -146,7 +146,13 @@ def _writer_lock(path: Path) -> threading.Lock:
 #: A row of the items table: ``(tbl, pk, sk, body)``.
 Row = tuple[str, str, str, bytes]
 
-_UPSERT = "INSERT OR REPLACE INTO items (tbl, pk, sk, body) VALUES (?, ?, ?, ?)"
+#: Rows put by key: a new key inserted, an existing one's body updated where it lies.
+#: (``INSERT OR REPLACE`` deletes the row and inserts it again, so its index entry and
+#: a table page at the end are written too: 70,000 updates of a 5M-row table took 2.4
+#: to 7.5 s so, 0.6 to 0.8 s updated in place; inserts cost the same either way.)
+_INSERT = "INSERT INTO items (tbl, pk, sk, body) VALUES (?, ?, ?, ?)"
+_ON_KEY = " ON CONFLICT (tbl, pk, sk) DO UPDATE SET body = excluded.body"
+_UPSERT = _INSERT + _ON_KEY
 _ROW_KEY = itemgetter(0, 1, 2)
 #: Rows per statement of a bulk insert (four parameters each; SQLite's limit is 32,766
 #: parameters since 3.32, 999 before).
@@ -163,14 +169,15 @@ def _insert_rows(tx: sqlite3.Connection, rows: list[Row]) -> None:
     per = min(_ROWS_PER_STATEMENT, tx.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 4)
     whole = len(rows) - len(rows) % per
     if whole:
-        statement = _UPSERT + ", (?, ?, ?, ?)" * (per - 1)
+        statement = _INSERT + ", (?, ?, ?, ?)" * (per - 1) + _ON_KEY
         tx.executemany(
             statement,
             (tuple(chain.from_iterable(rows[at : at + per])) for at in range(0, whole, per)),
         )
     if whole < len(rows):
         rest = rows[whole:]
-        tx.execute(_UPSERT + ", (?, ?, ?, ?)" * (len(rest) - 1), tuple(chain.from_iterable(rest)))
+        statement = _INSERT + ", (?, ?, ?, ?)" * (len(rest) - 1) + _ON_KEY
+        tx.execute(statement, tuple(chain.from_iterable(rest)))
 
 
 class _Batch:
