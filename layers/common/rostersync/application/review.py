@@ -62,7 +62,7 @@ from rostersync.records import (
 )
 from rostersync.sources.oneroster_csv import OneRosterCsvSpec
 from rostersync.storage import keys
-from rostersync.storage.objects import copy_range, dumps_line
+from rostersync.storage.objects import copy_range, dumps_line, own_size
 from rostersync.storage.ports import LocksPort, ObjectStorePort
 
 REVIEWABLE = frozenset({RunStatus.PREPARED})
@@ -341,7 +341,7 @@ def _rewrite_found(
             action = orjson.loads(text)
             was = marks(action)
             if change(action):
-                line = dumps_line(action)
+                line = own_size(dumps_line(action))  # held until every hit is found
                 hits.append((number, start, end, line, was, marks(action), action["action"]))
         if not hits:
             return {}

@@ -23,7 +23,6 @@ start (its files are written whole, replacing any earlier ones).
 from __future__ import annotations
 
 import itertools
-import shutil
 from collections.abc import Iterable
 from typing import Any
 
@@ -35,6 +34,7 @@ from rostersync.pipeline.contracts import NormalizePart, NormalizePlan
 from rostersync.pipeline.deps import Deps
 from rostersync.sources.base import PartedRead
 from rostersync.storage import keys
+from rostersync.storage.objects import copy_rest
 
 #: Entities other files refer to (their ids are kept for the checks of later ones).
 REFERENCED = frozenset(
@@ -211,7 +211,7 @@ def join_records(
         for part in parts:
             records_key, ids_key = records_keys(tenant, run_id, entity, part)
             with store.open_stream(records_key) as source:
-                shutil.copyfileobj(source, records, 1 << 20)
+                copy_rest(source, records)
             lines = store.iter_lines(ids_key)
             while batch := renumbered(itertools.islice(lines, 4096), count):
                 ids.write(b"".join(batch))
@@ -226,4 +226,4 @@ def join_issues(deps: Deps, tenant: str, run_id: str, progress: Progress) -> Non
         for key in progress.issue_files:
             if store.exists(key):
                 with store.open_stream(key) as source:
-                    shutil.copyfileobj(source, out, 1 << 20)
+                    copy_rest(source, out)

@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 import orjson
 
 from rostersync.errors import StorageUnavailable
+from rostersync.storage.objects import own_size
 
 T = TypeVar("T")
 
@@ -109,13 +110,10 @@ def _default(value: Any) -> Any:
 
 
 def encode(attributes: dict[str, Any]) -> bytes:
-    """An item's body. Copied to its own size: orjson (3.12 on) hands back bytes whose
-    buffer keeps the 4 KiB or more it wrote into, and a bulk put holds its rows until
-    they are committed (measured: 200,000 directory items took 1.55 GB as orjson made
-    them, 0.12 GB copied; the copy costs about 0.05 µs)."""
-    return b"".join(
-        (orjson.dumps(attributes, default=_default, option=orjson.OPT_NON_STR_KEYS), b"")
-    )
+    """An item's body, in a buffer of its own size: a bulk put holds its rows until
+    they are committed (``own_size``: 200,000 directory items took 1.9 GB of RSS as
+    orjson made them, 0.48 GB copied, and half the time)."""
+    return own_size(orjson.dumps(attributes, default=_default, option=orjson.OPT_NON_STR_KEYS))
 
 
 def decode(body: bytes) -> dict[str, Any]:
