@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rostersync.storage.objects import copy_range
+from rostersync.storage.objects import copy_range, copy_rest
 
 BODY = b"".join(b'{"line": %d}\n' % n for n in range(200_000))
 
@@ -54,3 +54,20 @@ def test_a_range_past_the_end_of_the_file_is_an_error(source: Path, tmp_path: Pa
         copy_range(src, len(BODY) - 10, len(BODY) + 10, out)
     with pytest.raises(EOFError):
         copy_range(io.BytesIO(BODY), len(BODY) - 10, len(BODY) + 10, io.BytesIO())
+
+
+def test_the_rest_of_a_file_or_a_stream_is_appended_after_what_was_written(
+    source: Path, tmp_path: Path
+) -> None:
+    out_path = tmp_path / "out.jsonl"
+    with source.open("rb") as src, out_path.open("wb") as out:
+        out.write(b"<head>")
+        src.read(7)  # the rest from where the stream is
+        copy_rest(src, out)
+        out.write(b"<between>")
+        copy_rest(io.BytesIO(BODY), out)  # no file: read and written
+        out.write(b"<tail>")
+        written = out.tell()  # what the store's writer takes for the object's size
+    expected = b"<head>" + BODY[7:] + b"<between>" + BODY + b"<tail>"
+    assert out_path.read_bytes() == expected
+    assert written == len(expected)
