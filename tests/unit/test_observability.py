@@ -105,6 +105,12 @@ class _Lines(logging.Handler):
 
 @pytest.fixture
 def lines() -> Iterator[_Lines]:
+    """The lines logged during the test, from a logger without the keys earlier tests
+    of the process left on it: a Lambda adapter's ``inject_lambda_context`` keeps its
+    keys for the process, and a step called without its handler adds its keys to the
+    calling thread's context (neither is an invocation under ``observed``)."""
+    logger().clear_state()
+    logger().thread_safe_clear_keys()
     handler = _Lines()
     underlying = logging.getLogger(logger().name)
     level = logger().log_level

@@ -446,10 +446,10 @@ def _write_adds(deps: Deps, tenant: str, run_id: str, chunk: CommitChunk) -> tup
     """Directory items and links of the included *add* actions of one part; how many,
     and how many of them link to an existing app record.
 
-    The items are handed over as they are made (a bulk put takes them in transactions
-    of its own size: in the embedded store a transaction costs about as much for a few
-    rows as for many, see ``storage.local.database``); the links, smaller, are kept
-    for the part and put after them."""
+    The items are handed over as they are made (the repository writes them in
+    batches of its own size: locally a transaction costs about as much for a few rows
+    as for many, see ``storage.local.database``); the links, smaller, are kept for the
+    part and put after them."""
     at = _now()
     entity = chunk.entity.value
     links: list[dict[str, Any]] = []
