@@ -37,7 +37,7 @@ def _rows(rng: random.Random, n: int, quoted: float) -> list[bytes]:
     return rows
 
 
-def _one_pass(body: bytes) -> tuple[list[int], list[str]]:
+def _one_pass(body: bytes, i_sid: int = 0) -> tuple[list[int], list[str]]:
     """Where the parser begins each row (bytes, after the header) and each row's id."""
     starts, ids = [], []
     stream = io.BytesIO(body)
@@ -51,12 +51,14 @@ def _one_pass(body: bytes) -> tuple[list[int], list[str]]:
     for row in csv.reader(lines(), delimiter=","):
         starts.append(at)
         at = stream.tell()
-        if row and row[0].strip():
-            ids.append(row[0].strip())
+        if len(row) > i_sid and row[i_sid].strip():
+            ids.append(row[i_sid].strip())
     return starts, ids
 
 
-def _plan(folder: Path, body: bytes) -> tuple[list[FilePart] | None, list[str]]:
+def _plan(
+    folder: Path, body: bytes, i_sid: int = 0, header: bytes = HEADER
+) -> tuple[list[FilePart] | None, list[str]]:
     """The plan of ``body`` as users.csv in parts of about 16 KiB, and the ids it read."""
     (folder / "users.csv").write_bytes(body)
     ids_out = io.BytesIO()
@@ -65,9 +67,9 @@ def _plan(folder: Path, body: bytes) -> tuple[list[FilePart] | None, list[str]]:
         "users.csv",
         errors="strict",
         delimiter=",",
-        header_end=len(HEADER),
+        header_end=len(header),
         header_lines=1,
-        i_sid=0,
+        i_sid=i_sid,
         part_bytes=16 << 10,
         max_parts=64,
         ids_out=ids_out,
@@ -110,3 +112,33 @@ def test_a_stray_quote_is_read_on_as_the_parser_reads_it(tmp_path: Path, quoted:
     _, ids = _one_pass(body)
     assert planned == ids
     assert len(ids) == 1501 if quoted == 0.0 else len(ids) < 3000
+
+
+@pytest.mark.parametrize("i_sid", [0, 2, 3])
+def test_plain_lines_give_the_parsers_ids_wherever_the_id_column_is(
+    tmp_path: Path, i_sid: int
+) -> None:
+    """Lines without quotes are split without the parser: short lines, blank lines,
+    line ends of both kinds, blank and padded ids and a last line without its end read
+    as the parser reads them."""
+    rng = random.Random(i_sid)
+    header = b"status,givenName,sourcedId,note\n"
+    rows = []
+    for k in range(4000):
+        cells = [b"active", b"Name %d" % k, b"id-%06d" % k, b"plain"]
+        roll = rng.random()
+        if roll < 0.02:
+            cells = cells[: rng.randrange(1, 4)]  # a short line
+        elif roll < 0.03:
+            cells = []  # a blank line
+        elif roll < 0.05:
+            cells[2] = rng.choice([b"", b"  ", b" id-x "])
+        line = b",".join(cells)
+        rows.append(line + (b"\r\n" if rng.random() < 0.1 else b"\n"))
+    body = header + b"".join(rows)
+    body = body.rstrip(b"\r\n")  # the last line without its end
+    parts, planned = _plan(tmp_path, body, i_sid, header)
+    assert parts is not None and len(parts) > 3
+    starts, ids = _one_pass(body, i_sid)
+    assert planned == ids
+    assert {p.start for p in parts} <= set(starts)

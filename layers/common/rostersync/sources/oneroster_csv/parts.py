@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -128,8 +127,6 @@ class _Scan:
         self.wanted = wanted
         self.found: list[tuple[int, str]] = []
         self.whole = True
-        d = re.escape(delimiter)
-        self._cell = re.compile(f"(?:[^{d}\\n]*{d}){{{i_sid}}}([^{d}\\n]*)[^\\n]*\\n")
 
     def _ids(self, ids: Iterator[str]) -> None:
         if self.wanted is None:
@@ -159,17 +156,30 @@ class _Scan:
                 return True
             if not body.endswith(b"\n"):
                 body += raw.readline()
-            if b'"' in body or body.count(b"\r") != body.count(b"\r\n"):
+            if b'"' in body or (b"\r" in body and body.count(b"\r") != body.count(b"\r\n")):
                 # From the first quote on, rows are the parser's.
                 return self._parsed(io.BytesIO(body), raw)
             # No quotes: every line is a row of plain cells.
-            text = body.decode("utf-8", self.errors)
-            if not text.endswith("\n"):
-                text += "\n"  # the file's last line, without a line end
-            self._ids(filter(None, map(str.strip, self._cell.findall(text))))
+            lines = body.decode("utf-8", self.errors).split("\n")
+            ends = len(lines) - 1
+            if not lines[-1]:
+                lines.pop()  # after the last line end (a last line without one is a row)
+            self._ids(filter(None, map(str.strip, self._cells(lines))))
             self.pos += len(body)
-            self.lines += body.count(b"\n")
+            self.lines += ends
             self._maybe_cut()
+
+    def _cells(self, lines: list[str]) -> list[str]:
+        """The id cell of each line of plain cells that has one (split in C: faster than
+        a pattern over the text)."""
+        i_sid, delimiter = self.i_sid, self.delimiter
+        if i_sid == 0:
+            return [line.partition(delimiter)[0] for line in lines]
+        return [
+            cells[i_sid]
+            for cells in (line.split(delimiter, i_sid + 1) for line in lines)
+            if len(cells) > i_sid
+        ]
 
     def _parsed(self, head: IO[bytes], rest: IO[bytes]) -> bool:
         feed = ByteLines(_Chained(head, rest), self.errors, self.pos, self.lines)  # type: ignore[arg-type]
