@@ -45,7 +45,7 @@ T = TypeVar("T")
 #: How long a writer waits for another process's transaction before giving up.
 BUSY_TIMEOUT_MS = 30_000
 #: Rows a bulk put hands to the database at a time (a transaction each, unless grouped;
-#: about 160 MB of directory items).
+#: 200,000 of a 1M district's enrollments' items took about 0.26 GB while held).
 BULK_CHUNK = 200_000
 #: Rows a grouped bulk transaction takes at most (batches waiting beyond it wait for the
 #: next one): other processes can write between transactions.
@@ -167,15 +167,18 @@ def _insert_rows(tx: sqlite3.Connection, rows: list[Row]) -> None:
     per = min(_ROWS_PER_STATEMENT, tx.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 4)
     whole = len(rows) - len(rows) % per
     if whole:
-        statement = _INSERT + ", (?, ?, ?, ?)" * (per - 1) + _ON_KEY
         tx.executemany(
-            statement,
+            _upsert_of(per),
             (tuple(chain.from_iterable(rows[at : at + per])) for at in range(0, whole, per)),
         )
     if whole < len(rows):
         rest = rows[whole:]
-        statement = _INSERT + ", (?, ?, ?, ?)" * (len(rest) - 1) + _ON_KEY
-        tx.execute(statement, tuple(chain.from_iterable(rest)))
+        tx.execute(_upsert_of(len(rest)), tuple(chain.from_iterable(rest)))
+
+
+def _upsert_of(count: int) -> str:
+    """``_UPSERT`` for ``count`` rows in one statement."""
+    return _INSERT + ", (?, ?, ?, ?)" * (count - 1) + _ON_KEY
 
 
 class _Batch:
