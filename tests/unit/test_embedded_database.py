@@ -113,6 +113,108 @@ def test_pages_far_into_a_filtered_list_are_the_rows_at_their_offsets(tmp_path: 
         assert page(offset, 10) == (students[offset : offset + 10], len(students)), offset
 
 
+_FACETS = {"role": None, "status": "active", "source_system": None}
+
+
+def _mixed_users(n: int) -> list[tuple[str, str, dict[str, Any]]]:
+    """Users with every facet present, absent or null, other tables' items beside them."""
+    rows: list[tuple[str, str, dict[str, Any]]] = []
+    for i in range(n):
+        item: dict[str, Any] = {"n": i}
+        if i % 4:
+            item["role"] = ("student", "teacher", "administrator")[i % 3]
+        if i % 5 == 1:
+            item["status"] = "tobedeleted"
+        elif i % 5 == 2:
+            item["status"] = "active"
+        elif i % 5 == 3:
+            item["status"] = None
+        item["source_system"] = "app" if i % 7 == 0 else "roster"
+        rows.append(("t#users", f"id-{(i * 7919) % n:05d}", item))
+    return rows
+
+
+@pytest.mark.parametrize(
+    "equals",
+    [
+        {"role": ["student"]},
+        {"role": ["teacher", "student"]},
+        {"status": ["active"]},
+        {"status": ["tobedeleted"]},
+        {"source_system": ["app"]},
+        {"role": ["student"], "status": ["active"], "source_system": ["roster"]},
+        {"role": ["nobody"]},
+    ],
+)
+def test_a_faceted_table_selects_what_reading_the_bodies_selects(
+    tmp_path: Path, equals: dict[str, list[str]]
+) -> None:
+    """The same rows, total and pages from the facet index as from the bodies, with a
+    facet absent, null or defaulted, and a plan that counts from the index alone."""
+    database = Database(tmp_path / "store.sqlite3")
+    faceted = ItemTable(database, "local-Directory", _FACETS)
+    plain = ItemTable(database, "local-Other")  # the same items, no facets
+    rows = _mixed_users(2_300)
+    faceted.put_many(rows)
+    plain.put_many(rows)
+    for offset, limit in ((0, 100), (999, 50), (1_500, 1_000), (5_000, 10)):
+        got = faceted.select("t#users", equals, {"status": "active"}, offset, limit)
+        want = plain.select("t#users", equals, {"status": "active"}, offset, limit)
+        assert got == want, (offset, limit)
+    everything = plain.select("t#users", equals, {"status": "active"}, 0, 10_000)
+    expected = [
+        item
+        for _, _, item in sorted(rows, key=lambda row: row[1])
+        if all(
+            (item.get(name) if name != "status" else item.get(name) or "active") in values
+            for name, values in equals.items()
+        )
+    ]
+    assert everything == (expected, len(expected))
+
+    connection = database.connection()
+    filters = " AND ".join(
+        f"{faceted._facet_value(name)} IN ({', '.join('?' * len(values))})"
+        for name, values in equals.items()
+    )
+    plan = connection.execute(
+        f"EXPLAIN QUERY PLAN SELECT sk FROM items INDEXED BY facets_local_Directory"
+        f" WHERE tbl = 'local-Directory' AND pk = ? AND {filters} ORDER BY sk",
+        ["t#users", *(v for values in equals.values() for v in values)],
+    ).fetchall()
+    assert any("facets_local_Directory" in str(step) for step in plan)
+
+
+def test_a_filter_off_the_facets_still_reads_the_bodies(tmp_path: Path) -> None:
+    """A field that is not a facet, or a facet asked with another default: answered from
+    the bodies, correctly."""
+    database = Database(tmp_path / "store.sqlite3")
+    table = ItemTable(database, "local-Directory", {"status": "active"})
+    table.put_many(("t#users", f"id-{i}", {"grade": str(i % 3)}) for i in range(10))
+    assert table.select("t#users", {"grade": ["1"]}, {}, 0, 100)[1] == 3
+    assert table.select("t#users", {"status": ["active"]}, {"status": "active"}, 0, 100)[1] == 10
+    assert table.select("t#users", {"status": ["active"]}, {"status": "x"}, 0, 100)[1] == 0
+    assert table.select("t#users", {"status": ["active"]}, {}, 0, 100)[1] == 0
+
+
+def test_the_facet_index_is_made_once_and_again_when_the_facets_change(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite3"
+    table = ItemTable(Database(path), "local-Directory", {"role": None})
+    table.put("t#users", "a", {"role": "student", "status": "tobedeleted"})
+    assert "facets_local_Directory" in _indexes(path)
+    database = Database(path)  # as another process, opening the file after
+    before = database.generation()
+    ItemTable(database, "local-Directory", {"role": None})  # no write: made already
+    assert database.generation() == before
+    wider = ItemTable(database, "local-Directory", {"role": None, "status": "active"})
+    assert database.generation() > before
+    assert wider.select("t#users", {"status": ["tobedeleted"]}, {"status": "active"}, 0, 9)[1] == 1
+    with pytest.raises(ValueError):
+        ItemTable(Database(path), "x'; DROP TABLE items; --", {"role": None})
+    with pytest.raises(ValueError):
+        ItemTable(Database(path), "local-Directory", {"role": "a' OR '1"})
+
+
 def test_a_new_database_file_has_large_pages_and_an_old_one_keeps_its_own(
     tmp_path: Path,
 ) -> None:

@@ -123,6 +123,8 @@ def decode(body: bytes) -> dict[str, Any]:
 
 #: A top-level field a query may filter on.
 _FIELD = re.compile(r"[a-z][a-z0-9_]{0,63}")
+#: A table's name or a facet's default, written into SQL as a literal.
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,255}")
 
 
 def prefix_end(prefix: str) -> str:
@@ -377,11 +379,57 @@ class Database:
 
 
 class ItemTable:
-    """One of the stack's tables inside the database: items by ``(pk, sk)``."""
+    """One of the stack's tables inside the database: items by ``(pk, sk)``.
 
-    def __init__(self, database: Database, name: str) -> None:
+    ``facets``: top-level fields (each with the value an item without it counts as, or
+    None) that ``select`` filters on often. They get an index of their own, over this
+    table's items only: a filtered list is then counted from the index, without reading
+    a body (a 100k district's 258,000 users: 30-115 ms, against 475-600 ms reading the
+    bodies)."""
+
+    def __init__(
+        self, database: Database, name: str, facets: Mapping[str, str | None] | None = None
+    ) -> None:
         self.database = database
         self.name = name
+        self.facets = dict(facets or {})
+        self._facet_index: str | None = None
+        if self.facets:
+            self._facet_index = database.run(self._ensure_facet_index)
+
+    def _facet_value(self, name: str) -> str:
+        """The SQL of a facet's value: the same text in the index and in a query (SQLite
+        uses an index on an expression only for that very expression)."""
+        value = f"json_extract(CAST(body AS TEXT), '$.{name}')"
+        default = self.facets[name]
+        return value if default is None else f"COALESCE({value}, '{default}')"
+
+    def _ensure_facet_index(self) -> str:
+        if not _NAME.fullmatch(self.name) or not all(
+            _FIELD.fullmatch(name) and (default is None or _NAME.fullmatch(default))
+            for name, default in self.facets.items()
+        ):
+            raise ValueError(f"cannot index {self.name!r} on {sorted(self.facets)!r}")
+        index = "facets_" + re.sub(r"[^A-Za-z0-9_]", "_", self.name)
+        values = ", ".join(self._facet_value(name) for name in self.facets)
+        sql = f"CREATE INDEX {index} ON items (pk, {values}, sk) WHERE tbl = '{self.name}'"
+
+        def made(connection: sqlite3.Connection) -> bool:
+            row = connection.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (index,)
+            ).fetchone()
+            return row is not None and row[0] == sql
+
+        if not made(self.database.connection()):
+            # Made once per file (again if the facets change): an existing state
+            # directory's table is indexed when first opened by this code, in one
+            # transaction (a 100k district's: 3.5 s); a process that waited for another
+            # one doing it finds it made.
+            with self.database.transaction() as tx:
+                if not made(tx):
+                    tx.execute(f"DROP INDEX IF EXISTS {index}")
+                    tx.execute(sql)
+        return index
 
     # -- reads
 
@@ -452,23 +500,32 @@ class ItemTable:
     ) -> tuple[list[dict[str, Any]], int]:
         """The partition's items whose top-level fields hold one of the given values,
         filtered, counted and paged by the database (only the page is decoded)."""
-        where = ["tbl = ?", "pk = ?"]
-        params: list[Any] = [self.name, pk]
+        indexed = self._facet_index is not None and all(
+            name in self.facets and defaults.get(name) == self.facets[name] for name in equals
+        )
+        # The index is partial (this table's items): the query names the table in the
+        # same words for SQLite to know that the index holds every row it wants.
+        where = [f"tbl = '{self.name}'" if indexed else "tbl = ?", "pk = ?"]
+        params: list[Any] = [pk] if indexed else [self.name, pk]
         for name, values in equals.items():
             if not _FIELD.fullmatch(name) or not values:
                 raise ValueError(f"cannot filter on {name!r}")
-            value = f"json_extract(CAST(body AS TEXT), '$.{name}')"
-            if name in defaults:
-                value = f"COALESCE({value}, ?)"
-                params.append(defaults[name])
+            if indexed:
+                value = self._facet_value(name)
+            else:
+                value = f"json_extract(CAST(body AS TEXT), '$.{name}')"
+                if name in defaults:
+                    value = f"COALESCE({value}, ?)"
+                    params.append(defaults[name])
             where.append(f"{value} IN ({', '.join('?' for _ in values)})")
             params.extend(values)
         clause = " AND ".join(where)
+        counted = f"items INDEXED BY {self._facet_index}" if indexed else "items"
 
         def read() -> tuple[list[dict[str, Any]], int]:
             connection = self.database.connection()
             total, marks = self.database.marks(
-                f"SELECT sk FROM items WHERE {clause} ORDER BY sk", params
+                f"SELECT sk FROM {counted} WHERE {clause} ORDER BY sk", params
             )
             if offset >= total or limit <= 0:
                 return [], total

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from rostersync.errors import RunNotFound
-from rostersync.records import DirectoryChange, DirectoryItem, RunRecord, RunUpdate
+from rostersync.records import DirectoryChange, DirectoryItem, ItemStatus, RunRecord, RunUpdate
 from rostersync.storage.keys import check_run_id, check_tenant
 from rostersync.storage.local.database import Database, ItemTable, encode
 from rostersync.storage.tables import entity_partition
@@ -57,6 +57,17 @@ class LocalRunsRepository(_LocalTable):
 class LocalDirectoryRepository(_LocalTable):
     """The committed roster the app reads: one item per record, keyed by target id,
     stored flat (``DirectoryItem.flat``)."""
+
+    #: The fields the directory's lists filter on (``application.directory``), indexed;
+    #: an item without a status is active.
+    FACETS: Mapping[str, str | None] = {
+        "role": None,
+        "status": ItemStatus.ACTIVE.value,
+        "source_system": None,
+    }
+
+    def __init__(self, database: Database, table_name: str) -> None:
+        self.items = ItemTable(database, table_name, self.FACETS)
 
     def put_many(self, tenant: str, entity: str, items: Iterable[DirectoryItem]) -> int:
         return self.put_flat(tenant, entity, (item.flat() for item in items))
