@@ -152,15 +152,30 @@ def test_a_faceted_table_selects_what_reading_the_bodies_selects(
     """The same rows, total and pages from the facet index as from the bodies, with a
     facet absent, null or defaulted, and a plan that counts from the index alone."""
     database = Database(tmp_path / "store.sqlite3")
-    faceted = ItemTable(database, "local-Directory", _FACETS)
+    faceted = ItemTable(database, "local-Directory", _FACETS, "#users")
     plain = ItemTable(database, "local-Other")  # the same items, no facets
     rows = _mixed_users(2_300)
-    faceted.put_many(rows)
-    plain.put_many(rows)
-    for offset, limit in ((0, 100), (999, 50), (1_500, 1_000), (5_000, 10)):
-        got = faceted.select("t#users", equals, {"status": "active"}, offset, limit)
-        want = plain.select("t#users", equals, {"status": "active"}, offset, limit)
-        assert got == want, (offset, limit)
+    others = [("t#enrollments", sk, item) for _, sk, item in rows[:700]]
+    for table in (faceted, plain):
+        table.put_many(rows)
+        table.put_many(others)  # a partition the index leaves out: read from the bodies
+    for pk, offset, limit in (
+        ("t#users", 0, 100),
+        ("t#users", 999, 50),
+        ("t#users", 1_500, 1_000),
+        ("t#users", 5_000, 10),
+        ("t#enrollments", 0, 100),
+        ("t#enrollments", 300, 1_000),
+    ):
+        statements: list[str] = []
+        database.connection().set_trace_callback(statements.append)
+        database._marks.clear()  # counted afresh, not remembered
+        got = faceted.select(pk, equals, {"status": "active"}, offset, limit)
+        database.connection().set_trace_callback(None)
+        want = plain.select(pk, equals, {"status": "active"}, offset, limit)
+        assert got == want, (pk, offset, limit)
+        counted_by_index = any("INDEXED BY facets_local_Directory" in sql for sql in statements)
+        assert counted_by_index == (pk == "t#users"), statements
     everything = plain.select("t#users", equals, {"status": "active"}, 0, 10_000)
     expected = [
         item
@@ -179,10 +194,14 @@ def test_a_faceted_table_selects_what_reading_the_bodies_selects(
     )
     plan = connection.execute(
         f"EXPLAIN QUERY PLAN SELECT sk FROM items INDEXED BY facets_local_Directory"
-        f" WHERE tbl = 'local-Directory' AND pk = ? AND {filters} ORDER BY sk",
+        f" WHERE {faceted._facet_where} AND pk = ? AND {filters} ORDER BY sk",
         ["t#users", *(v for values in equals.values() for v in values)],
     ).fetchall()
     assert any("facets_local_Directory" in str(step) for step in plan)
+    (indexed,) = connection.execute(
+        f"SELECT count(*) FROM items INDEXED BY facets_local_Directory WHERE {faceted._facet_where}"
+    ).fetchone()
+    assert indexed == len(rows)  # the users only
 
 
 def test_a_filter_off_the_facets_still_reads_the_bodies(tmp_path: Path) -> None:
@@ -213,6 +232,8 @@ def test_the_facet_index_is_made_once_and_again_when_the_facets_change(tmp_path:
         ItemTable(Database(path), "x'; DROP TABLE items; --", {"role": None})
     with pytest.raises(ValueError):
         ItemTable(Database(path), "local-Directory", {"role": "a' OR '1"})
+    with pytest.raises(ValueError):
+        ItemTable(Database(path), "local-Directory", {"role": None}, "#users' OR '1")
 
 
 def test_a_new_database_file_has_large_pages_and_an_old_one_keeps_its_own(
