@@ -94,8 +94,10 @@ WAL_LIMIT_BYTES = 256 << 20
 #: How long that checkpoint waits for readers to finish; if they have not, the next
 #: write tries again (a write is never held up for long by it).
 WAL_CHECKPOINT_WAIT_MS = 200
-#: Rows between two remembered sort keys of a filtered list.
-MARK_EVERY = 1_000
+#: Rows between two remembered sort keys of a filtered list: a page skips fewer than
+#: this many matching rows' bodies (100 students' page at a random offset of 101,000:
+#: 2.4-2.6 ms p50 against 3.6-5.0 ms every 1,000; 2,600 keys, about 200 KB, kept).
+MARK_EVERY = 100
 
 
 _ITEMS_KEY = "CREATE UNIQUE INDEX IF NOT EXISTS items_key ON items (tbl, pk, sk)"
@@ -350,8 +352,8 @@ class Database:
         self, source: str, clause: str, params: Sequence[Any], *, marked: bool
     ) -> tuple[int, list[str] | None]:
         """For the rows of ``SELECT ... FROM source WHERE clause``: how many there are,
-        and (``marked``) the sort key of every ``MARK_EVERY``-th in key order (0, 1000,
-        2000, ...), remembered until the next write to the database: a page far into a
+        and (``marked``) the sort key of every ``MARK_EVERY``-th in key order (0, 100,
+        200, ...), remembered until the next write to the database: a page far into a
         filtered list seeks to the mark before it and skips at most ``MARK_EVERY`` rows,
         and its total is not counted again. A first page needs no marks: the rows are
         only counted (by SQLite, not sorted: 258,000 users in about a third of the
