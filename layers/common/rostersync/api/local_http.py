@@ -151,8 +151,8 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
     server: LocalApiServer
     protocol_version = "HTTP/1.1"  # keep-alive: every answer carries Content-Length
     # An answer goes out as its headers, then its body: with Nagle's algorithm the body
-    # waits for the client's delayed ACK of the headers, 40 ms on Linux (a settings or
-    # runs answer took 44 ms one after another, 7 ms without the wait).
+    # waits for the client's delayed ACK of the headers, 40 ms on Linux (runs and
+    # settings answers, one after another: 44 ms each; 1.4 and 0.9 ms without it).
     disable_nagle_algorithm = True
 
     def _dispatch(self) -> None:
