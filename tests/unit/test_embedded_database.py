@@ -236,6 +236,29 @@ def test_the_facet_index_is_made_once_and_again_when_the_facets_change(tmp_path:
         ItemTable(Database(path), "local-Directory", {"role": None}, "#users' OR '1")
 
 
+def test_tables_whose_names_differ_in_replaced_characters_keep_an_index_each(
+    tmp_path: Path,
+) -> None:
+    """ "a-b" and "a.b" would both be indexed as facets_a_b: the later takes a name of its
+    own, and each keeps its index (neither rebuilt when the other is opened again)."""
+    path = tmp_path / "store.sqlite3"
+    dashed = ItemTable(Database(path), "local-Directory", {"role": None})
+    dotted = ItemTable(Database(path), "local.Directory", {"role": None})
+    dashed.put("t#users", "a", {"role": "student"})
+    dotted.put("t#users", "b", {"role": "teacher"})
+    dotted.put("t#users", "c", {"role": "teacher"})
+    indexes = [name for name in _indexes(path) if name.startswith("facets_local_Directory")]
+    assert len(indexes) == 2
+    database = Database(path)
+    before = database.generation()
+    again = ItemTable(database, "local-Directory", {"role": None})
+    other = ItemTable(database, "local.Directory", {"role": None})
+    assert database.generation() == before
+    assert again.select("t#users", {"role": ["student"]}, {}, 0, 9)[1] == 1
+    assert other.select("t#users", {"role": ["teacher"]}, {}, 0, 9)[1] == 2
+    assert other.select("t#users", {"role": ["student"]}, {}, 0, 9)[1] == 0
+
+
 def test_a_new_database_file_has_large_pages_and_an_old_one_keeps_its_own(
     tmp_path: Path,
 ) -> None:

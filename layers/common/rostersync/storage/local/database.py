@@ -23,6 +23,7 @@ each put still returns only once its own rows are committed.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import sqlite3
@@ -445,15 +446,29 @@ class ItemTable:
             )
         ):
             raise ValueError(f"cannot index {self.name!r} on {sorted(self.facets)!r}")
-        index = "facets_" + re.sub(r"[^A-Za-z0-9_]", "_", self.name)
+        plain = "facets_" + re.sub(r"[^A-Za-z0-9_]", "_", self.name)
         values = ", ".join(self._facet_value(name) for name in self.facets)
-        sql = f"CREATE INDEX {index} ON items (pk, {values}, sk) WHERE {self._facet_where}"
+        own = f"WHERE {self._facet_where}"
 
-        def made(connection: sqlite3.Connection) -> bool:
+        def existing(connection: sqlite3.Connection, index: str) -> str | None:
             row = connection.execute(
                 "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (index,)
             ).fetchone()
-            return row is not None and row[0] == sql
+            return None if row is None else str(row[0])
+
+        # Names differing only in the characters replaced ("a-b", "a.b") would share the
+        # plain name: the later table's index takes a name of its own (its name's digest)
+        # rather than replacing the other's.
+        taken = existing(self.database.connection(), plain)
+        if taken is None or taken.endswith(own):
+            index = plain
+        else:
+            digest = hashlib.blake2b(self.name.encode(), digest_size=4).hexdigest()
+            index = f"{plain}_{digest}"
+        sql = f"CREATE INDEX {index} ON items (pk, {values}, sk) {own}"
+
+        def made(connection: sqlite3.Connection) -> bool:
+            return existing(connection, index) == sql
 
         if not made(self.database.connection()):
             # Made once per file (again if the facets change): an existing state
