@@ -303,6 +303,7 @@ def run_day(
         table.note(f"row writes by table: {rewrites}; changed on disk: {describe_written(written)}")
     else:
         table.note(f"changed on disk: {describe_written(written)}")
+    table.note(run.cpu())
     return True, after
 
 

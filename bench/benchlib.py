@@ -151,6 +151,18 @@ class ChildRun:
     stdout: str
     stderr: str
     timed_out: bool = False
+    #: CPU seconds in user and system mode and minor page faults (``wait4``: the child
+    #: and its reaped descendants). System time high beside user time is the host's
+    #: memory and files (see docs/benchmarks.md, "a host whose memory is slow to touch").
+    user_s: float = 0.0
+    system_s: float = 0.0
+    minor_faults: int = 0
+
+    def cpu(self) -> str:
+        return (
+            f"cpu {self.user_s:.1f} s user, {self.system_s:.1f} s system, "
+            f"{self.minor_faults:,} minor page faults"
+        )
 
     @property
     def ok(self) -> bool:
@@ -208,6 +220,9 @@ def run_cli(args: Sequence[str], *, timeout: float | None = None) -> ChildRun:
             stdout=out.read().decode("utf-8", "replace"),
             stderr=err.read().decode("utf-8", "replace"),
             timed_out=timed_out.is_set(),
+            user_s=usage.ru_utime,
+            system_s=usage.ru_stime,
+            minor_faults=usage.ru_minflt,
         )
 
 
