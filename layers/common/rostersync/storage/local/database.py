@@ -459,26 +459,27 @@ class ItemTable:
         # Names differing only in the characters replaced ("a-b", "a.b") would share the
         # plain name: the later table's index takes a name of its own (its name's digest)
         # rather than replacing the other's.
-        taken = existing(self.database.connection(), plain)
-        if taken is None or taken.endswith(own):
-            index = plain
-        else:
-            digest = hashlib.blake2b(self.name.encode(), digest_size=4).hexdigest()
-            index = f"{plain}_{digest}"
-        sql = f"CREATE INDEX {index} ON items (pk, {values}, sk) {own}"
+        digest = hashlib.blake2b(self.name.encode(), digest_size=4).hexdigest()
 
-        def made(connection: sqlite3.Connection) -> bool:
-            return existing(connection, index) == sql
+        def name_in(connection: sqlite3.Connection) -> str:
+            taken = existing(connection, plain)
+            return plain if taken is None or taken.endswith(own) else f"{plain}_{digest}"
 
-        if not made(self.database.connection()):
+        def sql_of(index: str) -> str:
+            return f"CREATE INDEX {index} ON items (pk, {values}, sk) {own}"
+
+        index = name_in(self.database.connection())
+        if existing(self.database.connection(), index) != sql_of(index):
             # Made once per file (again if the facets change): an existing state
             # directory's table is indexed when first opened by this code, in one
             # transaction (a 100k district's: 3.5 s); a process that waited for another
-            # one doing it finds it made.
+            # one doing it finds it made. The name is chosen again within it: another
+            # table's index may have taken the plain name meanwhile.
             with self.database.transaction() as tx:
-                if not made(tx):
+                index = name_in(tx)
+                if existing(tx, index) != sql_of(index):
                     tx.execute(f"DROP INDEX IF EXISTS {index}")
-                    tx.execute(sql)
+                    tx.execute(sql_of(index))
         return index
 
     # -- reads
