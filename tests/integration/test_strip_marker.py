@@ -163,6 +163,36 @@ def test_large_files_are_stripped_in_another_process_while_the_caller_goes_on(
     assert counts["secrets_removed"] == 0 and b"Secret-Pw" not in files["users.csv"]
 
 
+def test_a_file_that_cannot_be_stored_beside_meanwhile_fails_the_upload(
+    deps: Deps, folder: Path
+) -> None:
+    """The files ``meanwhile`` runs beside are stored by another thread: a file that
+    cannot be read fails the upload after ``meanwhile`` has run, as it does without it;
+    an error of ``meanwhile`` is raised once those files are stored."""
+    from rostersync.application.no_secrets import store_all_without_secrets
+
+    prefix = keys.uploads_prefix(TENANT, RUN)
+    files = [(folder / "orgs.csv", prefix + "orgs.csv"), (folder / "gone.csv", prefix + "gone.csv")]
+    ran: list[str] = []
+    with pytest.raises(FileNotFoundError):
+        store_all_without_secrets(deps.store, files, lambda: ran.append("ran"))
+    assert ran == ["ran"]
+    assert deps.store.get_bytes(prefix + "orgs.csv") == ORGS.encode()
+
+    class Broken(Exception):
+        pass
+
+    def broken() -> None:
+        raise Broken
+
+    other = keys.uploads_prefix(TENANT, "20260301T080000Z-0000000b")
+    with pytest.raises(Broken):
+        upload_bundle(deps, TENANT, "20260301T080000Z-0000000b", folder, broken)
+    for name in ("orgs.csv", "users.csv"):
+        stored = deps.store.get_bytes(other + name)
+        assert stored is not None and b"Secret-Pw" not in stored, name
+
+
 def test_a_zip_never_marked_is_stripped_and_unzipped_from_the_stripped_copy(
     deps: Deps, folder: Path, tmp_path: Path
 ) -> None:

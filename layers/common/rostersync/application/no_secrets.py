@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from rostersync.errors import BundleError
@@ -66,40 +66,55 @@ def store_all_without_secrets(
     files: Sequence[tuple[Path, str]],
     meanwhile: Callable[[], None] | None = None,
 ) -> None:
-    """``store_without_secrets`` for each ``(path, key)``. Given ``meanwhile``, large CSV
-    files with a secret column are stripped in other processes (the work is Python's, one
-    core each) while this one stores the others and runs ``meanwhile`` (the command line
-    starts the runtime that will read them); every file is stored when this returns.
-    Without it (a server: it forks no process), each is stored in turn."""
-    heavy = [] if meanwhile is None else [i for i, (p, _) in enumerate(files) if _heavy(p)]
-    if meanwhile is None or not heavy:
-        for path, key in files:
-            store_without_secrets(store, path, key)
-        if meanwhile is not None:
-            meanwhile()
+    """``store_without_secrets`` for each ``(path, key)``. Given ``meanwhile`` (the
+    command line starts the runtime that will read them), it runs while the files are
+    stored: large CSV files with a secret column are stripped in other processes (the
+    work is Python's, one core each), the others are stored by a thread of this process
+    (mostly the kernel copying files); every file is stored when this returns. Without
+    it (a server: it forks no process), each is stored in turn."""
+    if meanwhile is None:
+        _store_each(store, files)
         return
-    pool = ProcessPoolExecutor(
-        max_workers=min(len(heavy), os.cpu_count() or 1),
-        # Forked: the child has the code already and only turns bytes into a file.
-        mp_context=multiprocessing.get_context("fork"),
+    heavy = [i for i, (p, _) in enumerate(files) if _heavy(p)]
+    pool = (
+        ProcessPoolExecutor(
+            max_workers=min(len(heavy), os.cpu_count() or 1),
+            # Forked: the child has the code already and only turns bytes into a file.
+            mp_context=multiprocessing.get_context("fork"),
+        )
+        if heavy
+        else None
     )
     try:
         with tempfile.TemporaryDirectory(prefix="rostersync-strip-") as tmp:
             folder = Path(tmp)
-            pending = {
-                i: pool.submit(_stripped_csv, files[i][0], folder / f"{i}.csv") for i in heavy
-            }
-            for i, (path, key) in enumerate(files):
-                if i not in pending:
-                    store_without_secrets(store, path, key)
-            meanwhile()
+            pending = {}
+            if pool is not None:
+                pending = {
+                    i: pool.submit(_stripped_csv, files[i][0], folder / f"{i}.csv") for i in heavy
+                }
+            rest = [file for i, file in enumerate(files) if i not in pending]
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload") as thread:
+                stored = thread.submit(_store_each, store, rest)
+                try:
+                    meanwhile()
+                finally:
+                    # Every file stored (or its error raised) before this goes on.
+                    wait([stored])
+                stored.result()
             for i, future in pending.items():
                 path, key = files[i]
                 stripped = future.result()
                 store.upload_file(stripped or path, key)
                 mark_stored_stripped(store, key)
     finally:
-        pool.shutdown(cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _store_each(store: ObjectStorePort, files: Sequence[tuple[Path, str]]) -> None:
+    for path, key in files:
+        store_without_secrets(store, path, key)
 
 
 def _heavy(path: Path) -> bool:
