@@ -57,6 +57,14 @@ _TRANSIENT_CODES = frozenset(
     }
 )
 
+#: The buffer of a file an object is written through (the default is the file system's
+#: block, 4 KiB): each write of it to the file is a system call that lets go of the GIL,
+#: and taking the GIL back waits for a busy thread's switch interval. A 100k first
+#: sync's commit chunks, side by side, were sampled 14 s of their 74 s thread-seconds
+#: on the line writing snapshot lines; with 1 MiB, 256 times fewer calls (system time
+#: 13.9 to 17.4 s against 16.8 to 23.4 s, wall time within the host's spread).
+WRITE_BUFFER = 1 << 20
+
 
 def translate_aws_error(exc: Exception, what: str) -> Exception:
     """Map a boto error to rostersync's own: transient ones (throttling, ``SlowDown``,
@@ -250,7 +258,7 @@ class ObjectStore:
         """Write a large object through a temporary file, uploaded on success only."""
         fd, name = tempfile.mkstemp(prefix="rostersync-", suffix=".part")
         try:
-            with os.fdopen(fd, "wb") as fh:
+            with os.fdopen(fd, "wb", buffering=WRITE_BUFFER) as fh:
                 yield fh
             self.upload_file(Path(name), key)
         finally:

@@ -28,7 +28,7 @@ import orjson
 from rostersync.errors import FatalError
 from rostersync.storage.inbox import InboxListing, InboxObject
 from rostersync.storage.local.database import Database, prefix_end
-from rostersync.storage.objects import dumps_line, stream_lines
+from rostersync.storage.objects import WRITE_BUFFER, dumps_line, stream_lines
 
 _COPY_BLOCK = 1 << 20
 
@@ -143,7 +143,7 @@ class LocalObjectStore:
         fd, name = tempfile.mkstemp(prefix="put-", suffix=".part", dir=self.temporary)
         path = Path(name)
         try:
-            with os.fdopen(fd, "wb") as fh:
+            with os.fdopen(fd, "wb", buffering=WRITE_BUFFER) as fh:
                 yield path, fh
         finally:
             path.unlink(missing_ok=True)  # gone already once committed
