@@ -110,12 +110,34 @@ def _day3(day2: Path, day3: Path) -> dict[str, str]:
     return {"gone_user": gone["sourcedId"], "gone_course": course, "orphan": orphan["sourcedId"]}
 
 
+def _empty_quoted_agents(users: Path, count: int = 3) -> None:
+    """The first ``count`` lines of users.csv with no agent given as ``""`` there (a cell
+    of nothing, quoted), the same lines each day: an unchanged line whose reference
+    reads as nothing only once parsed."""
+    fields, _ = _rows(users)
+    at = fields.index("agentSourcedIds")
+    with users.open(encoding="utf-8", newline="") as fh:
+        lines = fh.readlines()
+    done = 0
+    for n, line in enumerate(lines[1:], start=1):
+        cells = line.split(",")
+        if done < count and len(cells) == len(fields) and cells[at] == "" and '"' not in line:
+            cells[at] = '""'
+            lines[n] = ",".join(cells)
+            done += 1
+    assert done == count
+    with users.open("w", encoding="utf-8", newline="") as fh:
+        fh.write("".join(lines))
+
+
 @pytest.fixture(scope="module")
 def days(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], dict[str, str]]:
     root = tmp_path_factory.mktemp("district")
     generate_district(root / "day1", students=120, seed=11)
     mutate_next_day(root / "day1", root / "day2", seed=12, rate=0.05)
+    _empty_quoted_agents(root / "day2" / "users.csv")
     facts = _day3(root / "day2", root / "day3")
+    _empty_quoted_agents(root / "day3" / "users.csv")
     # Day 4: day 3 again beside a file no entity is read from (not the same bundle:
     # read line by line). Day 5: day 4 again, byte for byte (its read taken whole).
     shutil.copytree(root / "day3", root / "day4")
