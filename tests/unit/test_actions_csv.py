@@ -188,3 +188,19 @@ def test_no_change_files_give_the_header_alone(deps: Deps) -> None:
     written, adds = _written(deps, {})
     assert written == b",".join(c.encode() for c in ACTION_COLUMNS) + b"\r\n"
     assert all(v == {"new": 0, "linked": 0} for v in adds.values())
+
+
+def test_a_file_is_written_through_its_own_folder_and_nothing_is_left_there(
+    deps: Deps, tmp_path: Path
+) -> None:
+    files = {Entity.USERS: _plain_actions(), Entity.ENROLLMENTS: [_action(1, entity="enrollments")]}
+    for entity, actions in files.items():
+        deps.store.write_jsonl(keys.changes_key(TENANT, RUN, entity), actions)
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    with (folder / "actions.csv").open("wb") as out:
+        adds = write_actions_csv(deps, TENANT, RUN, out)
+    expected, expected_adds = _expected(files)
+    assert (folder / "actions.csv").read_bytes() == expected
+    assert adds == expected_adds
+    assert [p.name for p in folder.iterdir()] == ["actions.csv"]

@@ -129,7 +129,11 @@ def write_actions_csv(
     are the same either way: ``csv.writer``'s, with its quoting and line ends."""
     adds = {entity.value: {"new": 0, "linked": 0} for entity in ENTITY_ORDER}
     _write_csv(out, ACTION_COLUMNS, ())
-    with tempfile.TemporaryDirectory(prefix="rostersync-actions-") as tmp:
+    # The engine's rows go through a file beside ``out`` where it has one (a million
+    # students' are 1.5 GB: the place the admin chose has the room, /tmp may not).
+    name = getattr(out, "name", None)
+    beside = Path(name).parent if isinstance(name, str) and Path(name).parent.is_dir() else None
+    with tempfile.TemporaryDirectory(prefix=".rostersync-actions-", dir=beside) as tmp:
         folder = Path(tmp)
         engine: duckdb.DuckDBPyConnection | None = None
         try:
