@@ -204,3 +204,36 @@ def test_a_file_is_written_through_its_own_folder_and_nothing_is_left_there(
     assert (folder / "actions.csv").read_bytes() == expected
     assert adds == expected_adds
     assert [p.name for p in folder.iterdir()] == ["actions.csv"]
+
+
+def test_the_same_file_from_the_s3_adapter(tmp_path: Path) -> None:
+    """Through the S3 adapter (moto) the engine reads each change file's downloaded copy:
+    the same bytes and counts, the engine taking the plain file."""
+    from rostersync.config import stack_settings
+    from rostersync.local.runtime import LocalCloud
+    from rostersync.pipeline.deps import build_deps
+
+    files = {
+        Entity.USERS: _plain_actions(),
+        Entity.DEMOGRAPHICS: [
+            _action(1, entity="demographics", action="update", changes={"sex": [None, "f"]})
+        ],
+    }
+    with LocalCloud(None, storage="moto"):
+        deps = build_deps(stack_settings())
+        written, adds = _written(deps, files)
+        engine = connect_engine(tmp_path / "spill")
+        try:
+            plain = _engine_rows(
+                deps,
+                engine,
+                keys.changes_key(TENANT, RUN, Entity.USERS),
+                tmp_path / "rows",
+                io.BytesIO(),
+            )
+        finally:
+            engine.close()
+    expected, expected_adds = _expected(files)
+    assert written == expected
+    assert adds == expected_adds
+    assert plain == expected_adds["users"]
