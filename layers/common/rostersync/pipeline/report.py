@@ -125,8 +125,9 @@ def write_actions_csv(
 
     An entity's change file whose actions change no field (a first sync's adds, every
     archive) and hold only texts is written by the engine (``_engine_rows``: a 100k
-    district's first sync, a million rows, in 2.2 s, not 6.7 s); any other one row by row, as before. The bytes
-    are the same either way: ``csv.writer``'s, with its quoting and line ends."""
+    district's first sync, a million rows, in 2.2 s, not 6.7 s); any other one row by
+    row, as before. The bytes are the same either way: ``csv.writer``'s, with its
+    quoting and line ends."""
     adds = {entity.value: {"new": 0, "linked": 0} for entity in ENTITY_ORDER}
     _write_csv(out, ACTION_COLUMNS, ())
     # The engine's rows go through a file beside ``out`` where it has one (a million
