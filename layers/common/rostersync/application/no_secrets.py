@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 from rostersync.errors import BundleError
@@ -94,14 +94,12 @@ def store_all_without_secrets(
                     i: pool.submit(_stripped_csv, files[i][0], folder / f"{i}.csv") for i in heavy
                 }
             rest = [file for i, file in enumerate(files) if i not in pending]
+            # Leaving the pool waits for the thread: every file is stored (or its error
+            # kept) before this goes on, whether ``meanwhile`` returned or raised.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload") as thread:
                 stored = thread.submit(_store_each, store, rest)
-                try:
-                    meanwhile()
-                finally:
-                    # Every file stored (or its error raised) before this goes on.
-                    wait([stored])
-                stored.result()
+                meanwhile()
+            stored.result()
             for i, future in pending.items():
                 path, key = files[i]
                 stripped = future.result()
