@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any
@@ -26,6 +25,7 @@ from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.normalize import load_normalized_summary
 from rostersync.records import RunUpdate
 from rostersync.storage import keys
+from rostersync.storage.objects import copy_range
 
 ISSUE_COLUMNS = (
     "severity",
@@ -169,6 +169,8 @@ _ACTIONS = (
     + ", ".join(f"'{column}': 'JSON'" for column in dict.fromkeys((*ACTION_COLUMNS, "tier")))
     + "}})"
 )
+#: The columns that hold texts (``included`` is a tick, ``changes`` an object).
+_TEXTS = [c for c in ACTION_COLUMNS if c not in ("included", "changes")]
 #: A field's JSON text that is a text's (or null, or absent), holding no NUL character.
 _TEXT_OR_NULL = (
     "({x} IS NULL OR {x} = 'null' OR (starts_with({x}, '\"') AND NOT contains({x}, '\\u0000')))"
@@ -181,11 +183,7 @@ _PLAIN_ACTION = " AND ".join(
         "starts_with(action, '\"')",
         "coalesce(included, 'null') IN ('true', 'false', 'null')",
         "coalesce(changes, 'null') IN ('null', '{}')",
-        *(
-            _TEXT_OR_NULL.format(x=column)
-            for column in ACTION_COLUMNS
-            if column not in ("included", "changes")
-        ),
+        *(_TEXT_OR_NULL.format(x=column) for column in _TEXTS),
     ]
 )
 #: A text's value from its JSON text: between the quotes unless something is escaped.
@@ -203,14 +201,32 @@ _CSV_TEXT = (
     " ELSE {x} END"
 )
 _INCLUDED_ADD = "action = '\"add\"' AND included = 'true'"
+#: The linking tiers as JSON texts, as the column holds them.
+_LINKING = ", ".join(f"'\"{tier}\"'" for tier in sorted(LINKING_TIERS))
+#: Actions that are not plain, and the included adds that link and that are new (the
+#: braces of ``{}`` doubled: ``{actions}`` is filled in per file).
 _ACTION_CHECK = (
-    "SELECT count(*) FILTER (WHERE NOT coalesce({plain}, false)),"
-    " count(*) FILTER (WHERE {add} AND tier IN ({tiers})),"
-    " count(*) FILTER (WHERE {add} AND NOT coalesce(tier IN ({tiers}), false))"
+    "SELECT count(*) FILTER (WHERE NOT coalesce("
+    + _PLAIN_ACTION.replace("{", "{{").replace("}", "}}")
+    + ", false)),"
+    f" count(*) FILTER (WHERE {_INCLUDED_ADD} AND tier IN ({_LINKING})),"
+    f" count(*) FILTER (WHERE {_INCLUDED_ADD} AND NOT coalesce(tier IN ({_LINKING}), false))"
     " FROM {actions}"
 )
+#: Each text's value once, then the row as the CSV writes it (its line end included).
 _ACTION_LINES = (
-    "COPY (SELECT {line} AS line FROM {actions})"
+    "COPY (SELECT "
+    + " || ',' || ".join(
+        "CASE included WHEN 'true' THEN 'True' WHEN 'false' THEN 'False' ELSE '' END"
+        if column == "included"
+        else "''"
+        if column == "changes"
+        else _CSV_TEXT.format(x=column)
+        for column in ACTION_COLUMNS
+    )
+    + " || chr(13) AS line FROM (SELECT "
+    + ", ".join([*(f"{_VALUE.format(x=c)} AS {c}" for c in _TEXTS), "included"])
+    + " FROM {actions}))"
     " TO '{out}' (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\t')"
 )
 
@@ -229,38 +245,15 @@ def _engine_rows(
         if path is None:
             return None
         actions = _ACTIONS.format(path=sql_path(path))
-        # The tiers as JSON texts, as the column holds them.
-        tiers = ", ".join(f"'\"{tier}\"'" for tier in sorted(LINKING_TIERS))
         try:
-            row = engine.execute(
-                _ACTION_CHECK.format(
-                    plain=_PLAIN_ACTION, add=_INCLUDED_ADD, tiers=tiers, actions=actions
-                )
-            ).fetchone()
+            row = engine.execute(_ACTION_CHECK.format(actions=actions)).fetchone()
             if row is None or row[0]:
                 return None
-            texts = [c for c in ACTION_COLUMNS if c not in ("included", "changes")]
-            # Each text's value once, then as the CSV writes it.
-            values = (
-                "(SELECT "
-                + ", ".join([*(f"{_VALUE.format(x=c)} AS {c}" for c in texts), "included"])
-                + f" FROM {actions})"
-            )
-            fields = [
-                "CASE included WHEN 'true' THEN 'True' WHEN 'false' THEN 'False' ELSE '' END"
-                if column == "included"
-                else "''"
-                if column == "changes"
-                else _CSV_TEXT.format(x=column)
-                for column in ACTION_COLUMNS
-            ]
-            line = " || ',' || ".join(fields) + " || chr(13)"
-            engine.execute(_ACTION_LINES.format(line=line, actions=values, out=sql_path(scratch)))
+            engine.execute(_ACTION_LINES.format(actions=actions, out=sql_path(scratch)))
         except duckdb.Error:
             return None
-    out.flush()
     with scratch.open("rb") as rows:
-        shutil.copyfileobj(rows, out, 1 << 20)
+        copy_range(rows, 0, scratch.stat().st_size, out)  # by the kernel where out is a file
     scratch.unlink()
     return {"new": int(row[2]), "linked": int(row[1])}
 
