@@ -3,7 +3,8 @@ its snapshots and indexes are byte for byte those of the line-by-line rewrite, d
 day (adds, updates, archives, reactivations, re-links; whole and in parts; lines across
 reads), with the same directory items and links; baselines not as the commit writes
 them (an empty line, keys with escapes or nulls, a change whose record is missing) give
-the line-by-line result too."""
+the line-by-line result too. A snapshot kept as a top layer over the earlier run's
+parts holds the same lines as the rewrite, and is made flat again with the same lines."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from rostersync.local.runtime import LocalCloud
 from rostersync.models import ENTITY_ORDER, Entity
 from rostersync.pipeline import commit as commit_module
 from rostersync.pipeline.deps import Deps, build_deps
-from rostersync.pipeline.snapshot import snapshot_parts
+from rostersync.pipeline.snapshot import live_pairs, snapshot_files, snapshot_parts
 from rostersync.storage import keys
 from rostersync.storage.objects import dumps_line
 from tests.integration.days import committed_days, three_days
@@ -91,6 +92,25 @@ def _rewritten(
     return snapshot.getvalue(), index.getvalue(), items.items, links.items
 
 
+def _bulk(deps: Deps, tenant: str, run_id: str, entity: Entity, baseline: str, *rest: Any) -> int:
+    """The rewrite in runs, of a flat baseline or of a layered one (made flat)."""
+    files = snapshot_files(deps.store, tenant, baseline, entity)
+    if files is not None and files.top:
+        return commit_module._apply_flattened(deps, tenant, run_id, entity, files, *rest)
+    return commit_module._apply_in_runs(deps, tenant, run_id, entity, baseline, *rest)
+
+
+def _live_lines(deps: Deps, run_id: str, entity: Entity) -> list[tuple[bytes, bytes]]:
+    """A run's snapshot of ``entity`` as its live (line, index line) pairs, sorted."""
+    files = snapshot_files(deps.store, TENANT, run_id, entity)
+    assert files is not None
+    return sorted(live_pairs(deps.store, files))
+
+
+def _pairs(snapshot: bytes, index: bytes) -> list[tuple[bytes, bytes]]:
+    return sorted(zip(snapshot.splitlines(), index.splitlines(), strict=True))
+
+
 def _snapshot_bytes(deps: Deps, run_id: str, entity: Entity) -> tuple[bytes, bytes]:
     """A run's snapshot of ``entity`` and its index, whole or its parts joined in order."""
     bodies, indexes = [], []
@@ -116,7 +136,7 @@ def _check_day(deps: Deps, run_id: str, chunks: list[str]) -> set[str]:
         slow = _rewritten(
             deps, run_id, baseline, entity, changes, commit_module._apply_line_by_line
         )
-        fast = _rewritten(deps, run_id, baseline, entity, changes, commit_module._apply_in_runs)
+        fast = _rewritten(deps, run_id, baseline, entity, changes, _bulk)
         assert fast == slow, entity
         added_lines = b"".join(dumps_line(commit_module._added_line(a)) for a in adds)
         added_index = b"".join(
@@ -124,7 +144,17 @@ def _check_day(deps: Deps, run_id: str, chunks: list[str]) -> set[str]:
         )
         stored, stored_index = _snapshot_bytes(deps, run_id, entity)
         if not adds and not changes:
-            assert stored == _snapshot_bytes(deps, baseline, entity)[0], entity
+            assert _live_lines(deps, run_id, entity) == _live_lines(deps, baseline, entity)
+            continue
+        before = snapshot_files(deps.store, TENANT, baseline, entity)
+        after = snapshot_files(deps.store, TENANT, run_id, entity)
+        assert before is not None and after is not None
+        if after.top or before.top:
+            # Layered, or made flat again: the same lines as the rewrite, in no set order.
+            kinds.add("layered" if after.top else "flattened")
+            expected = _pairs(added_lines + slow[0], added_index + slow[1])
+            assert _live_lines(deps, run_id, entity) == expected, entity
+            assert len({key for key, _ in expected}) == len(expected)
             continue
         if f"{entity.value}-snapshot-base" in chunks:
             assert stored == slow[0] + added_lines, entity
@@ -140,8 +170,14 @@ def _check_day(deps: Deps, run_id: str, chunks: list[str]) -> set[str]:
     [(False, commit_module._RUN_BLOCK), (False, 97), (True, 4096)],
     ids=["whole", "whole-small-reads", "in-parts"],
 )
-def test_the_bulk_rewrite_equals_the_line_by_line_one(tmp_path, days, monkeypatch, parted, block):
+@pytest.mark.parametrize("layers", [False, True], ids=["flat", "layered"])
+def test_the_bulk_rewrite_equals_the_line_by_line_one(
+    tmp_path, days, monkeypatch, parted, block, layers
+):
     monkeypatch.setattr(commit_module, "_RUN_BLOCK", block)
+    # A small district's day changes more than a top layer may hold: layered, the
+    # top is let grow to any size (a re-link still makes the snapshot flat).
+    monkeypatch.setattr(commit_module, "LAYER_SHARE", 100.0 if layers else 0.0)
     if parted:
         monkeypatch.setenv("COMMIT_INLINE_ACTIONS", "100")
         monkeypatch.setenv("COMMIT_CHUNK_ACTIONS", "150")
@@ -154,6 +190,9 @@ def test_the_bulk_rewrite_equals_the_line_by_line_one(tmp_path, days, monkeypatc
         if number > 1:
             kinds |= _check_day(deps, outcome.run_id, chunks)
     assert kinds >= {"add", "update", "archive", "reactivate", "relink"}, kinds
+    assert ("layered" in kinds) == layers, kinds
+    # A day's re-link made a layered snapshot flat again.
+    assert ("flattened" in kinds) == (layers and not parted), kinds
 
 
 # ---------------------------------------------------------------- unusual baselines

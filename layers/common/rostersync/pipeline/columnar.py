@@ -35,7 +35,7 @@ import orjson
 from rostersync.errors import RunStateError
 from rostersync.models import Entity
 from rostersync.packed import unpack
-from rostersync.pipeline.snapshot import local_files, snapshot_files
+from rostersync.pipeline.snapshot import layered_sql, local_files, snapshot_files
 from rostersync.storage import keys
 from rostersync.storage.ports import ObjectStorePort
 
@@ -192,18 +192,26 @@ class Diff:
     absent: list[AbsentRow] = field(default_factory=list)
 
 
-def _lines(paths: Sequence[Path] | None, name: str, columns: list[tuple[str, str]]) -> str:
-    """A table of files of JSON-array lines (an empty relation when there is none)."""
+def _lines(
+    paths: Sequence[Path] | None, name: str, columns: list[tuple[str, str]], top: int = 0
+) -> str:
+    """A table of files of JSON-array lines (an empty relation when there is none); of
+    a layered snapshot's index (the last ``top`` files its top layer), the live lines."""
     if not paths:
         selected = ", ".join(f"CAST(NULL AS {kind}) AS {column}" for column, kind in columns)
         return f"CREATE TEMP VIEW {name} AS SELECT {selected} WHERE false"
     selected = ", ".join(
         f"CAST(j[{n}] AS {kind}) AS {column}" for n, (column, kind) in enumerate(columns, 1)
     )
-    return (
-        f"CREATE TEMP TABLE {name} AS SELECT {selected} FROM read_json({sql_files(paths)},"
-        " format = 'newline_delimited', records = false, columns = {'j': 'VARCHAR[]'})"
-    )
+
+    def read(files: Sequence[Path]) -> str:
+        return (
+            f"SELECT {selected} FROM read_json({sql_files(files)}, format ="
+            " 'newline_delimited', records = false, columns = {'j': 'VARCHAR[]'})"
+        )
+
+    key = (columns[0][0], columns[1][0])
+    return f"CREATE TEMP TABLE {name} AS {layered_sql(read, paths, top, key)}"
 
 
 _IDS = [("s", "VARCHAR"), ("i", "VARCHAR"), ("st", "VARCHAR"), ("h", "VARCHAR"), ("line", "BIGINT")]
@@ -368,13 +376,15 @@ def load_diff_tables(
     ids: Path,
     decisions: Path,
     baseline: Sequence[Path] | None,
+    top: int = 0,
 ) -> tuple[int, int] | None:
-    """Load an entity's id lines, decisions and baseline index (its parts' files) as
-    tables ``n``, ``d`` and ``b`` for ``_ROWS`` and ``_ABSENT``; its records and active
-    records before, or ``None`` where the diff does not apply (see the module)."""
+    """Load an entity's id lines, decisions and baseline index (its parts' files, the
+    last ``top`` of them its top layer) as tables ``n``, ``d`` and ``b`` for ``_ROWS``
+    and ``_ABSENT``; its records and active records before, or ``None`` where the diff
+    does not apply (see the module)."""
     con.execute(_lines([ids], "n", _IDS))
     con.execute(_lines([decisions], "d", _DECISIONS))
-    con.execute(_lines(baseline, "b", _BASELINE))
+    con.execute(_lines(baseline, "b", _BASELINE, top))
     checks: Any = con.execute(_CHECKS).fetchone()
     (
         bad_ids,
@@ -402,9 +412,11 @@ def diff_entity(
     decisions_key: str,
     baseline_index: Sequence[str] | None,
     stack: ExitStack,
+    top: int = 0,
 ) -> Diff | None:
-    """The diff of one entity against the baseline's index (its parts' keys; ``None``
-    before the first commit), or ``None`` where it does not apply (see the module).
+    """The diff of one entity against the baseline's index (its parts' keys, the last
+    ``top`` of them its top layer; ``None`` before the first commit), or ``None`` where
+    it does not apply (see the module).
     The returned rows stream from an engine that ``stack`` closes."""
     ids = stack.enter_context(store.local_file(ids_key))
     decisions = stack.enter_context(store.local_file(decisions_key))
@@ -420,7 +432,7 @@ def diff_entity(
     spill = stack.enter_context(tempfile.TemporaryDirectory(prefix="rostersync-diff-"))
     con = connect_engine(Path(spill))
     stack.callback(con.close)
-    loaded = load_diff_tables(con, ids, decisions, baseline)
+    loaded = load_diff_tables(con, ids, decisions, baseline, top)
     if loaded is None:
         return None
     records, active = loaded

@@ -48,7 +48,7 @@ import mmap
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -69,12 +69,14 @@ from rostersync.pipeline.report import build_report, links_existing
 from rostersync.pipeline.snapshot import (
     ACTIVE,
     ARCHIVED,
+    SnapshotFiles,
     content_hash,
     current_baseline,
     index_line,
     iter_index_lines,
+    live_pairs,
     snapshot_files,
-    snapshot_parts,
+    top_keys,
     write_parts_list,
 )
 from rostersync.pipeline.tenant_settings import load_settings
@@ -485,6 +487,11 @@ def _write_snapshot(
     if baseline_run is not None and not _any_included(deps, changes_key):
         _copy_baseline(deps, tenant, baseline_run, run_id, entity, f"{entity.value}-snapshot")
         return 0
+    files = snapshot_files(deps.store, tenant, baseline_run, entity)
+    if files is not None and files.indexes is not None:
+        layered = _write_layered(deps, tenant, run_id, entity, files, changes_key)
+        if layered is not None:
+            return layered
     changes: _Changes = {}
     written = 0
     with deps.store.writer(targets[0]) as snapshot, deps.store.writer(targets[1]) as index:
@@ -506,6 +513,71 @@ def _write_snapshot(
     return written
 
 
+#: The largest top layer, as a share of the bytes of the index under it: above, the
+#: snapshot is made flat again (every reader of a layered one reads the top twice).
+LAYER_SHARE = 0.125
+
+
+def _write_layered(
+    deps: Deps, tenant: str, run_id: str, entity: Entity, files: SnapshotFiles, changes_key: str
+) -> int | None:
+    """The new snapshot as a top layer over the baseline's earlier parts: the top's
+    lines with the run's changes applied, the changed baseline lines (found by the
+    index, the rest passed over), the added records' lines. The lines written, or
+    ``None`` (nothing written) where the snapshot is made flat instead: a change that
+    re-links a record (its old key must go), a top layer above ``LAYER_SHARE``, a
+    baseline not as the commit writes it."""
+    changes: _Changes = {}
+    for raw in deps.store.iter_lines(changes_key):
+        action = orjson.loads(raw)
+        if not action.get("included"):
+            continue
+        if action.get("relinked_from"):
+            return None
+        if action["action"] != "add":
+            _keep_change(changes, action, raw)
+    base = files.base_parts()
+    under = sum(deps.store.size(index or "") or 0 for _, index in base)
+    top = keys.state_part_keys(tenant, run_id, entity, f"{entity.value}-top")
+    with deps.store.writer(top[0]) as snapshot, deps.store.writer(top[1]) as index:
+        shadowed = top_keys(deps.store, files)
+        above = {key: raw for key, raw in changes.items() if key in shadowed}
+        below = {key: raw for key, raw in changes.items() if key not in shadowed}
+        written = _apply_to_top(deps, tenant, run_id, entity, files, above, snapshot, index)
+        if index.tell() + len(below) * 64 > under * LAYER_SHARE:
+            written = -1  # too large a top (an index line is 64 bytes or more)
+        else:
+            try:
+                written += _apply_in_runs(
+                    deps,
+                    tenant,
+                    run_id,
+                    entity,
+                    "",
+                    below,
+                    snapshot,
+                    index,
+                    parts=base,
+                    copy=False,
+                )
+            except _NotAsWritten:
+                written = -1
+        if written >= 0:
+            for raw in deps.store.iter_lines(changes_key):
+                action = orjson.loads(raw)
+                if action["action"] == "add" and action.get("included"):
+                    _write_added(action, snapshot, index)
+                    written += 1
+            if index.tell() > under * LAYER_SHARE:
+                written = -1
+    if written < 0:
+        for key in top:
+            deps.store.delete(key)
+        return None
+    write_parts_list(deps.store, tenant, run_id, entity, [*base, top], top=1)
+    return written
+
+
 def _write_snapshot_base(
     deps: Deps, tenant: str, run_id: str, chunk: CommitChunk, baseline_run: str | None
 ) -> int:
@@ -517,7 +589,8 @@ def _write_snapshot_base(
     changes: _Changes = {}
     for raw in deps.store.iter_lines(chunk.key or ""):
         _keep_change(changes, orjson.loads(raw), raw)
-    if baseline_run is not None and not changes:
+    files = snapshot_files(deps.store, tenant, baseline_run, entity)
+    if baseline_run is not None and not changes and not (files is not None and files.top):
         _copy_baseline(deps, tenant, baseline_run, run_id, entity, chunk.id, parted=True)
         return 0
     with deps.store.writer(targets[0]) as snapshot, deps.store.writer(targets[1]) as index:
@@ -661,7 +734,7 @@ def _copy_baseline(
             deps.store.copy(index, target[1])
         copies.append((target[0], target[1] if index is not None else None))
     if files.listed and not parted:
-        write_parts_list(deps.store, tenant, run_id, entity, copies)
+        write_parts_list(deps.store, tenant, run_id, entity, copies, top=files.top)
 
 
 def _keep_change(changes: _Changes, action: dict[str, Any], raw: bytes) -> None:
@@ -733,6 +806,10 @@ def _apply_to_baseline(
     if baseline_run is not None and files is not None and files.indexes is not None:
         marks = snapshot.tell(), index.tell()
         try:
+            if files.top:
+                return _apply_flattened(
+                    deps, tenant, run_id, entity, files, changes, snapshot, index
+                )
             return _apply_in_runs(
                 deps, tenant, run_id, entity, baseline_run, changes, snapshot, index
             )
@@ -741,6 +818,71 @@ def _apply_to_baseline(
                 out.seek(mark)
                 out.truncate()
     return _apply_line_by_line(deps, tenant, run_id, entity, baseline_run, changes, snapshot, index)
+
+
+def _apply_flattened(
+    deps: Deps,
+    tenant: str,
+    run_id: str,
+    entity: Entity,
+    files: SnapshotFiles,
+    changes: _Changes,
+    snapshot: IO[bytes],
+    index: IO[bytes],
+) -> int:
+    """``_apply_to_baseline`` for a layered baseline, made flat: the earlier parts' lines
+    less those the top layer holds (copied in runs, the changed ones applied), then the
+    top's (the changed ones applied). The same lines, in the same order, as
+    ``_apply_line_by_line`` of it."""
+    shadowed = top_keys(deps.store, files)
+    below = {key: raw for key, raw in changes.items() if key not in shadowed}
+    above = {key: raw for key, raw in changes.items() if key in shadowed}
+    written = _apply_in_runs(
+        deps,
+        tenant,
+        run_id,
+        entity,
+        "",
+        below,
+        snapshot,
+        index,
+        parts=files.base_parts(),
+        masked=shadowed,
+    )
+    return written + _apply_to_top(deps, tenant, run_id, entity, files, above, snapshot, index)
+
+
+def _apply_to_top(
+    deps: Deps,
+    tenant: str,
+    run_id: str,
+    entity: Entity,
+    files: SnapshotFiles,
+    changes: _Changes,
+    snapshot: IO[bytes],
+    index: IO[bytes],
+) -> int:
+    """The top layer's lines with ``changes`` (of keys it holds) applied; how many."""
+    top = files.top_part()
+    if top is None:
+        return 0
+    changer = _Changer(deps, tenant, run_id, entity)
+    written = 0
+    loads = orjson.loads
+    pairs = zip(deps.store.iter_lines(top[0]), deps.store.iter_lines(top[1]), strict=True)
+    for raw, index_raw in pairs:
+        system, source_id, *_ = loads(index_raw)
+        change = changes.get((system, source_id))
+        if change is None:
+            snapshot.write(raw + b"\n")
+            index.write(index_raw + b"\n")
+        else:
+            line = changer.change(loads(raw), loads(change))
+            snapshot.write(dumps_line(line))
+            index.write(dumps_line(index_line(line)))
+        written += 1
+    changer.flush(force=True)
+    return written
 
 
 def _apply_line_by_line(
@@ -833,8 +975,8 @@ class _LineCursor:
         self.at = 0
         return True
 
-    def copy(self, count: int, out: IO[bytes]) -> None:
-        """Write the next ``count`` lines as they are."""
+    def copy(self, count: int, out: IO[bytes] | None) -> None:
+        """Write the next ``count`` lines as they are (pass over them: ``out`` None)."""
         while count:
             find = self.block.find
             start = pos = self.at
@@ -845,7 +987,9 @@ class _LineCursor:
                     break
                 pos = newline + 1
                 skipped += 1
-            if self.mapped is not None:
+            if out is None:
+                pass
+            elif self.mapped is not None:
                 copy_range(self.stream, start, pos, out)  # by the kernel
             else:
                 with memoryview(self.block) as view:
@@ -905,7 +1049,7 @@ def _line_blocks(stream: IO[bytes], mapped: mmap.mmap | None) -> Iterator[bytes]
         raise _NotAsWritten("the last line has no newline")
 
 
-def _wanted(changes: _Changes) -> dict[bytes, list[tuple[bytes, Any]]]:
+def _wanted(changes: Mapping[Any, Any]) -> dict[bytes, list[tuple[bytes, Any]]]:
     """The changes by their source id as an index line holds it between quotes, each with
     the start of the index line of its key (``["system","source_id",``: an index line
     starting with it is that key's, JSON being read left to right)."""
@@ -929,7 +1073,7 @@ _FIRST_SOURCE_ID = re.compile(rb'\["[^"]*","([^"]*)"')
 
 def _index_hits(
     block: bytes,
-    changes: _Changes,
+    changes: Mapping[Any, Any],
     wanted: dict[bytes, list[tuple[bytes, Any]]],
 ) -> tuple[int, list[tuple[int, int, int, Any]]]:
     """The lines in a block of whole index lines, and those a change touches: each
@@ -989,18 +1133,34 @@ def _apply_in_runs(
     changes: _Changes,
     snapshot: IO[bytes],
     index: IO[bytes],
+    *,
+    parts: list[tuple[str, str | None]] | None = None,
+    masked: set[Any] | None = None,
+    copy: bool = True,
 ) -> int:
     """``_apply_to_baseline`` for a baseline with its index: the index is read a block
     at a time and the lines of the changed keys found in it (``_index_hits``); the runs
     of lines between them are copied from both files as they are, and only the changed
     lines are parsed and written anew. Raises ``_NotAsWritten`` (having written part) where
     the files are not as the commit writes them, or a change's key is not found exactly
-    once."""
+    once.
+
+    ``parts``: the baseline's parts to read (by default all of a snapshot without a top
+    layer); the lines of the keys in ``masked`` are left out (a top layer holds them);
+    ``copy=False``: only the changed lines are written (the rest is passed over), and
+    their number returned."""
     changer = _Changer(deps, tenant, run_id, entity)
-    wanted = _wanted(changes)
+    targets: dict[Any, bytes | None] = dict.fromkeys(masked or ())
+    targets.update(changes)
+    wanted = _wanted(targets)
     found: set[Any] = set()
     total = 0
-    for state_key, index_key in snapshot_parts(deps.store, tenant, baseline_run, entity):
+    if parts is None:
+        files = snapshot_files(deps.store, tenant, baseline_run, entity)
+        if files is not None and files.top:
+            raise _NotAsWritten("a layered snapshot read as a flat one")
+        parts = [] if files is None else files.parts()
+    for state_key, index_key in parts:
         if index_key is None:
             raise _NotAsWritten("a part without an index")
         written = 0  # lines of the part's index before the current block
@@ -1011,28 +1171,36 @@ def _apply_in_runs(
             copied = 0  # lines of the part copied or taken
             for block in _line_blocks(ids, stack.enter_context(_mapped(ids))):
                 at = 0
-                lines_in_block, hits = _index_hits(block, changes, wanted)
+                lines_in_block, hits = _index_hits(block, targets, wanted)
                 for n, start, end, key in hits:
                     if key in found:
                         raise _NotAsWritten("a key on more than one line")
                     found.add(key)
-                    lines.copy(written + n - copied, snapshot)
-                    index.write(memoryview(block)[at:start])
-                    line = changer.change(orjson.loads(lines.take()), orjson.loads(changes[key]))
+                    lines.copy(written + n - copied, snapshot if copy else None)
+                    if copy:
+                        index.write(memoryview(block)[at:start])
+                    taken = lines.take()
                     copied = written + n + 1
+                    at = end + 1
+                    change = targets[key]
+                    if change is None:
+                        continue  # the top layer's
+                    line = changer.change(orjson.loads(taken), orjson.loads(change))
                     snapshot.write(dumps_line(line))
                     index.write(dumps_line(index_line(line)))
-                    at = end + 1
-                index.write(memoryview(block)[at:])
+                if copy:
+                    index.write(memoryview(block)[at:])
                 written += lines_in_block
-            lines.copy(written - copied, snapshot)
+            lines.copy(written - copied, snapshot if copy else None)
             if not lines.at_end():
                 raise _NotAsWritten("more lines than the index")
         total += written
-    if len(found) != len(changes):
+    if not found.issuperset(changes):
         raise _NotAsWritten("a change whose record the baseline does not hold")
     changer.flush(force=True)
-    return total
+    if not copy:
+        return len(changes)
+    return total - len(found) + len(changes)
 
 
 def _any_included(deps: Deps, changes_key: str) -> bool:
@@ -1049,13 +1217,18 @@ def _baseline_lines(
     files = snapshot_files(deps.store, tenant, baseline_run, entity)
     if files is None:
         return
+    loads = orjson.loads
+    if files.top:
+        for raw, index_raw in live_pairs(deps.store, files):
+            system, source_id, *_ = loads(index_raw)
+            yield raw, (system, source_id), index_raw
+        return
     bodies = chain.from_iterable(map(deps.store.iter_lines, files.bodies))
     if files.indexes is None:
         for raw in bodies:
             line = orjson.loads(raw)
             yield raw, (line["source_system"], line["source_id"]), None
         return
-    loads = orjson.loads
     for raw, index_raw in zip(bodies, iter_index_lines(deps.store, files), strict=True):
         system, source_id, *_ = loads(index_raw)
         yield raw, (system, source_id), index_raw

@@ -25,7 +25,7 @@ twice or has no index, ``usable`` answers ``False`` and the matcher works row by
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from rostersync.pipeline.columnar import (
     sql_path,
 )
 from rostersync.pipeline.match_decisions import new_target_prefix
-from rostersync.pipeline.snapshot import local_files, snapshot_files
+from rostersync.pipeline.snapshot import layered_sql, local_files, snapshot_files
 from rostersync.storage import keys
 from rostersync.storage.ports import ObjectStorePort
 
@@ -307,11 +307,18 @@ WHERE NOT EXISTS (SELECT 1 FROM m_{e} AS n WHERE n.r IS NOT NULL AND n.i = gone.
 
 _LAST_SYSTEM = "SELECT s FROM m_{e} WHERE r IS NOT NULL ORDER BY r DESC LIMIT 1"
 
+_BODY_KEY = ("source_system", "source_id")
+
+
+def _snapshot_lines(paths: Sequence[Path]) -> str:
+    return f"""SELECT source_system, source_id, target_id, record
+    FROM read_json({sql_files(paths)}, format = 'newline_delimited', columns = {{
+        'source_system': 'JSON', 'source_id': 'JSON', 'target_id': 'JSON', 'record': 'JSON'
+    }})"""
+
+
 _SNAPSHOT = """
-SELECT source_system, source_id, target_id, record
-FROM read_json({paths}, format = 'newline_delimited', columns = {{
-    'source_system': 'JSON', 'source_id': 'JSON', 'target_id': 'JSON', 'record': 'JSON'
-}})
+SELECT source_system, source_id, target_id, record FROM ({lines})
 WHERE source_id ->> '$' IN (SELECT unnest($ids::VARCHAR[]))
 """
 
@@ -395,15 +402,18 @@ class IdTables:
                 if index is None:
                     return False  # a part gone meanwhile
             try:
-                return self._join(entity, ids, index)
+                return self._join(entity, ids, index, 0 if snapshot is None else snapshot.top)
             except duckdb.Error:
                 # A line that is not a JSON array: the row-by-row path says what it is.
                 self.drop(entity)
                 return False
 
-    def _join(self, entity: Entity, ids: Path | None, index: list[Path] | None) -> bool:
-        """Read, check and join the entity's id lines and baseline index (see ``_N_CHECKS``);
-        whether the engine answers for it."""
+    def _join(
+        self, entity: Entity, ids: Path | None, index: list[Path] | None, top: int = 0
+    ) -> bool:
+        """Read, check and join the entity's id lines and baseline index (its files, the
+        last ``top`` of them its top layer; see ``_N_CHECKS``); whether the engine answers
+        for it."""
         e = entity.value
         con = self.con
         handing = index is not None
@@ -425,8 +435,13 @@ class IdTables:
             )
             con.execute(f"DROP TABLE n_{e}")
             return True
-        baseline = _select_lines(index, _B, 5, _B_VALUES).replace(
-            "SELECT ", "SELECT true AS present, ", 1
+        baseline = layered_sql(
+            lambda paths: _select_lines(list(paths), _B, 5, _B_VALUES).replace(
+                "SELECT ", "SELECT true AS present, ", 1
+            ),
+            index,
+            top,
+            ("s", "i"),
         )
         con.execute(_JOINED.format(e=e, baseline=baseline))
         con.execute(f"DROP TABLE n_{e}")
@@ -543,7 +558,8 @@ class IdTables:
             paths = None if files is None else local_files(self.store, files.bodies, stack)
             if not paths:
                 return []
-            sql = _SNAPSHOT.format(paths=sql_files(paths))
+            lines = layered_sql(_snapshot_lines, paths, files.top if files else 0, _BODY_KEY)
+            sql = _SNAPSHOT.format(lines=lines)
             rows = self.con.execute(sql, {"ids": sorted(source_ids)}).fetchall()
         return [
             {

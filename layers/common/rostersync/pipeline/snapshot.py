@@ -3,7 +3,15 @@
 A snapshot is, per entity under ``state/{tenant}/{run}/``, one JSON-lines object (made
 whole by one commit chunk) or a list of parts (``{entity}.parts.json``, made by several
 chunks side by side: at a million students a joined copy would be gigabytes written
-again for nothing); each body has an index beside it, line for line. The pointer
+again for nothing); each body has an index beside it, line for line.
+
+A list of parts may end with a *top* layer (``top``: its last part): the lines a later
+commit changed or added, over parts made by an earlier one. A key's line is then the
+top's if the top has it, else the earlier parts' (which hold each key once, as the top
+does): a daily sync that changes 1% of a district writes that 1% and lists the
+earlier run's files again, instead of copying them (``pipeline.commit``). Readers take
+the layers through ``iter_snapshot_lines``, ``iter_index_lines``, ``live_pairs``,
+``load_baseline_index`` and, in the engine, ``layered_sql``. The pointer
 ``state/{tenant}/current.json`` names the run whose snapshot is current. Each line is
 ``{source_system, source_id, target_id, status, hash, record}`` where ``status`` is
 ``active`` or ``archived`` and ``hash`` covers the record's content (not its metadata).
@@ -13,7 +21,7 @@ Readers take a snapshot through ``snapshot_files``, whichever way it was made.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from functools import partial
 from itertools import chain
@@ -78,11 +86,24 @@ class SnapshotFiles(NamedTuple):
     version: str | None
     #: Kept in parts (a list of them), not whole.
     listed: bool = False
+    #: How many of the last parts are the top layer (0 or 1; see the module).
+    top: int = 0
 
     def parts(self) -> list[tuple[str, str | None]]:
-        """The (body, index) pairs, in order (one for a whole snapshot)."""
+        """The (body, index) pairs, in order (one for a whole snapshot), the top's last."""
         indexes: Iterable[str | None] = self.indexes or [None] * len(self.bodies)
         return list(zip(self.bodies, indexes, strict=True))
+
+    def base_parts(self) -> list[tuple[str, str | None]]:
+        """The parts under the top layer (all of them where there is none)."""
+        parts = self.parts()
+        return parts[: len(parts) - self.top]
+
+    def top_part(self) -> tuple[str, str] | None:
+        """The top layer's body and index, if there is one."""
+        if not self.top or self.indexes is None:
+            return None
+        return self.bodies[-1], self.indexes[-1]
 
 
 PARTS_FORMAT = 1
@@ -121,6 +142,9 @@ def _listed_files(
     parts = listed.get("parts")
     if not isinstance(parts, list):
         raise BadPartsList(f"{parts_key}: not a list of snapshot parts")
+    top = listed.get("top", 0)
+    if top not in (0, 1) or isinstance(top, bool) or top > len(parts):
+        raise BadPartsList(f"{parts_key}: not a list of snapshot parts")
     bodies: list[str] = []
     indexes: list[str] | None = []
 
@@ -139,11 +163,14 @@ def _listed_files(
             indexes = None
         else:
             indexes.append(index)
+    if top and indexes is None:
+        raise BadPartsList(f"{parts_key}: a top layer over parts without an index")
     return SnapshotFiles(
         tuple(bodies),
         None if indexes is None else tuple(indexes),
         store.version(parts_key),
         listed=True,
+        top=top,
     )
 
 
@@ -153,15 +180,18 @@ def write_parts_list(
     run_id: str,
     entity: Entity,
     parts: Iterable[tuple[str, str | None]],
+    *,
+    top: int = 0,
 ) -> None:
-    """Make ``run_id``'s snapshot of ``entity`` the parts ``(body, index)``, in order."""
-    store.put_json(
-        keys.state_parts_key(tenant, run_id, entity),
-        {
-            "format": PARTS_FORMAT,
-            "parts": [{"body": body, "index": index} for body, index in parts],
-        },
-    )
+    """Make ``run_id``'s snapshot of ``entity`` the parts ``(body, index)``, in order,
+    the last ``top`` of them its top layer."""
+    listed: dict[str, Any] = {
+        "format": PARTS_FORMAT,
+        "parts": [{"body": body, "index": index} for body, index in parts],
+    }
+    if top:
+        listed["top"] = top
+    store.put_json(keys.state_parts_key(tenant, run_id, entity), listed)
 
 
 def snapshot_parts(
@@ -200,12 +230,81 @@ def iter_snapshot_lines(
     files = snapshot_files(store, tenant, baseline_run, entity)
     if files is None:
         return iter(())
+    if files.top:
+        return (body for body, _ in live_pairs(store, files))
     return chain.from_iterable(map(store.iter_lines, files.bodies))
 
 
 def iter_index_lines(store: ObjectStorePort, files: SnapshotFiles) -> Iterator[bytes]:
-    """The snapshot's index lines, unparsed (nothing for a snapshot without an index)."""
-    return chain.from_iterable(map(store.iter_lines, files.indexes or ()))
+    """The snapshot's index lines, unparsed (nothing for a snapshot without an index);
+    of a layered one, the live lines (the earlier parts' less the keys the top has,
+    then the top's)."""
+    if not files.top:
+        return chain.from_iterable(map(store.iter_lines, files.indexes or ()))
+    return _live_index_lines(store, files)
+
+
+def _key_of(index_raw: bytes) -> tuple[Any, Any]:
+    system, source_id, *_ = orjson.loads(index_raw)
+    return system, source_id
+
+
+def top_keys(store: ObjectStorePort, files: SnapshotFiles) -> set[tuple[Any, Any]]:
+    """The keys the top layer holds (none without one)."""
+    top = files.top_part()
+    return set() if top is None else set(map(_key_of, store.iter_lines(top[1])))
+
+
+def _live_index_lines(store: ObjectStorePort, files: SnapshotFiles) -> Iterator[bytes]:
+    shadowed = top_keys(store, files)
+    for _, index in files.base_parts():
+        for raw in store.iter_lines(index or ""):
+            if _key_of(raw) not in shadowed:
+                yield raw
+    top = files.top_part()
+    if top is not None:
+        yield from store.iter_lines(top[1])
+
+
+def live_pairs(store: ObjectStorePort, files: SnapshotFiles) -> Iterator[tuple[bytes, bytes]]:
+    """The live (body, index) line pairs of a snapshot with an index: every line of
+    a snapshot without a top layer; of a layered one, the earlier parts' lines whose
+    key the top does not hold, then the top's."""
+    shadowed = top_keys(store, files)
+    for body, index in files.parts():
+        if index is None:
+            raise BadPartsList(f"{body}: a snapshot part without an index")
+        pairs = zip(store.iter_lines(body), store.iter_lines(index), strict=True)
+        if not shadowed or (body, index) == files.top_part():
+            yield from pairs
+            continue
+        for pair in pairs:
+            if _key_of(pair[1]) not in shadowed:
+                yield pair
+
+
+def layered_sql(
+    read: Callable[[Sequence[Path]], str],
+    paths: Sequence[Path],
+    top: int,
+    key: tuple[str, str],
+) -> str:
+    """An engine's SELECT of a snapshot's live lines: ``read`` makes a SELECT of some of
+    its files (``paths``, in order, the last ``top`` of them the top layer) with the
+    columns ``key`` names among its own. Without a top, ``read`` of every file; else the
+    earlier parts' rows whose key the top has not (an anti join), then the top's."""
+    if not top:
+        return read(paths)
+    base, upper = list(paths[: len(paths) - top]), list(paths[len(paths) - top :])
+    if not base:
+        return read(upper)
+    s, i = key
+    return (
+        f"(SELECT * FROM ({read(base)}) AS _base WHERE NOT EXISTS ("
+        f"SELECT 1 FROM ({read(upper)}) AS _top WHERE _top.{s} IS NOT DISTINCT FROM"
+        f" _base.{s} AND _top.{i} IS NOT DISTINCT FROM _base.{i}))"
+        f" UNION ALL ({read(upper)})"
+    )
 
 
 def load_baseline_index(
@@ -219,10 +318,12 @@ def load_baseline_index(
         return index
     if files.indexes is not None:
         # Built in C (a NamedTuple's own constructor is a Python call per entry: seconds
-        # at a million records).
+        # at a million records); a top layer's lines come last and replace the earlier
+        # parts' of the same key.
         entry = partial(tuple.__new__, BaselineEntry)
         loads = orjson.loads
-        for part in _batched(iter_index_lines(store, files), 10_000):
+        raws = chain.from_iterable(map(store.iter_lines, files.indexes))
+        for part in _batched(raws, 10_000):
             lines = [loads(line) for line in part]
             index.update(
                 zip(

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from functools import cached_property, partial
 from pathlib import Path
@@ -68,6 +68,7 @@ from rostersync.pipeline.snapshot import (
     content_hash,
     iter_snapshot,
     iter_snapshot_lines,
+    layered_sql,
     load_baseline_index,
     local_files,
     snapshot_files,
@@ -181,6 +182,7 @@ class EntityStager:
             keys.matched_key(tenant, run_id, entity),
             None if files is None else files.indexes,
             stack,
+            0 if files is None else files.top,
         )
 
     def _run_keys(self) -> Iterator[tuple[str, str]]:
@@ -447,7 +449,8 @@ class EntityStager:
                 for table, ids in (("wanted_users", users), ("wanted_classes", classes)):
                     if ids:
                         con.execute(f"INSERT INTO {table} SELECT unnest(?::VARCHAR[])", [list(ids)])
-                found = con.execute(_CASCADE.format(paths=sql_files(paths))).fetchall()
+                lines = layered_sql(_cascade_lines, paths, files.top if files else 0, _BODY_KEY)
+                found = con.execute(_CASCADE.format(lines=lines)).fetchall()
             except duckdb.Error:
                 found = None
         if found is not None:
@@ -569,12 +572,20 @@ class EntityStager:
         return result
 
 
+_BODY_KEY = ("source_system", "source_id")
+
+
+def _cascade_lines(paths: Sequence[Path]) -> str:
+    return f"""SELECT * FROM read_json({sql_files(paths)}, format = 'newline_delimited',
+    columns = {{
+        source_system: 'VARCHAR', source_id: 'VARCHAR', target_id: 'VARCHAR',
+        status: 'VARCHAR', record: 'STRUCT(user_source_id VARCHAR, class_source_id VARCHAR)'
+    }})"""
+
+
 _CASCADE = """
 SELECT source_system, source_id, target_id, record.user_source_id, record.class_source_id
-FROM read_json({paths}, format = 'newline_delimited', columns = {{
-    source_system: 'VARCHAR', source_id: 'VARCHAR', target_id: 'VARCHAR', status: 'VARCHAR',
-    record: 'STRUCT(user_source_id VARCHAR, class_source_id VARCHAR)'
-}})
+FROM ({lines})
 WHERE status = 'active' AND (
     record.user_source_id IN (SELECT id FROM wanted_users)
     OR record.class_source_id IN (SELECT id FROM wanted_classes)

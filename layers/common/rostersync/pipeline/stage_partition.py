@@ -135,7 +135,7 @@ def _computed(
             return None
     if ids is None or decisions is None:
         return None
-    loaded = load_diff_tables(con, ids, decisions, baseline)
+    loaded = load_diff_tables(con, ids, decisions, baseline, 0 if files is None else files.top)
     if loaded is None:
         return None
     con.execute(f"CREATE TEMP TABLE r AS SELECT * FROM ({_ROWS}) AS x({_ROW_COLUMNS})")
