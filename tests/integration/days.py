@@ -20,11 +20,12 @@ from rostersync.pipeline.deps import Deps, build_deps
 
 
 def committed_days(
-    state: Path, tenant: str, days: list[Path]
+    state: Path, tenant: str, days: list[Path], *, moto: bool = False
 ) -> Iterator[tuple[Deps, SyncOutcome]]:
-    """Each day's bundle synced in turn on the state directory ``state``, each run
-    committed (else the test fails)."""
-    with LocalCloud(state) as cloud:
+    """Each day's bundle synced in turn on the state directory ``state`` (``moto``: in
+    moto's S3 and DynamoDB, the reports under ``state``), each run committed (else the
+    test fails)."""
+    with LocalCloud(None if moto else state) as cloud:
         deps = build_deps(stack_settings())
         ensure_tenant(deps, tenant, create=True)
         for folder in days:
