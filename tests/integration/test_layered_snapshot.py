@@ -2,8 +2,8 @@
 flat one: day after day (adds, updates, archives, reactivations, a re-link, a class
 deleted by status, and a day whose baseline is layered twice over), the change sets,
 counts, snapshots' lines, directory and links are those of syncs whose snapshots are
-always flat, whether the engine or Python reads the layers, in the embedded store or
-on S3."""
+always flat, whether the engine reads the layers (in the embedded store) or Python (on
+S3)."""
 
 from __future__ import annotations
 
@@ -78,18 +78,17 @@ def test_layered_snapshots_hold_the_state_flat_ones_do(tmp_path, days, monkeypat
     # A small district's day changes more than a top may hold: here any top is kept.
     monkeypatch.setattr(commit_module, "LAYER_SHARE", 100.0)
     layered = _syncs(tmp_path / "layered", days)
-    # On S3 (moto): objects read a block at a time, not mapped.
-    on_s3 = _syncs(tmp_path / "s3", days, moto=True)
+    # Python reading the layers, on S3 (moto: objects read a block at a time).
     monkeypatch.setenv("COLUMNAR_DIFF", "false")
     monkeypatch.setenv("COLUMNAR_MATCH", "false")
-    by_rows = _syncs(tmp_path / "rows", days)
+    by_rows = _syncs(tmp_path / "rows", days, moto=True)
 
     assert not any(flat["layered"]), flat["layered"]
     # The engine reads the layers itself (it would leave a baseline it misread, with
     # keys twice, to Python): every day of the layered syncs compared in the engine.
-    assert all(day["compared"] == {"columnar"} for day in layered["days"] + on_s3["days"])
+    assert all(day["compared"] == {"columnar"} for day in layered["days"])
     assert all(day["compared"] == {"rows"} for day in by_rows["days"])
-    for other in (layered, on_s3, by_rows):
+    for other in (layered, by_rows):
         # Day 1 has no baseline; later days are kept in layers (over layers from day 3
         # on), but for the users of days 3 and 4: a re-link makes them flat again.
         assert other["layered"][0] == []
