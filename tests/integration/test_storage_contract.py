@@ -692,6 +692,14 @@ def test_directory_items_selected_by_field_values_are_counted_and_paged(
     assert [i.target_id for i in page] == expected({"guardian"}, "active")
     assert total == len(page) == 240
     assert directory.select(tenant, "classes", {"role": ["x"]}, {}, 0, 10) == ([], 0)
+    # The flat pages are the items' flat shapes, built without the model.
+    for equals in ({"role": ["teacher", "student"]}, {"status": ["archived"]}):
+        page, total = directory.select(tenant, "users", equals, {"status": "active"}, 30, 200)
+        flat, flat_total = directory.select_flat(
+            tenant, "users", equals, {"status": "active"}, 30, 200
+        )
+        assert flat == [i.flat() for i in page] and flat_total == total
+        assert [list(f) for f in flat] == [list(i.flat()) for i in page]
 
 
 def test_links_are_kept_by_source_system_and_id(stack: Stack, tenant: str) -> None:

@@ -252,6 +252,34 @@ class DirectoryItem(BaseModel):
         return out
 
 
+_STATUS_VALUES: Final = frozenset(status.value for status in ItemStatus)
+_TEXT_IDENTITY: Final = ("source_system", "source_id", "run_id")
+
+
+def stored_flat(item: Mapping[str, Any]) -> dict[str, Any]:
+    """``DirectoryItem.from_flat(item).flat()`` without the model in between (a
+    directory page is a hundred items: the model was half of its time): an item whose
+    identity attributes are of their types, as the commit stores them, is taken as it
+    is, less the identity attributes without a value; any other goes through the model
+    (and is refused as the model refuses it)."""
+    status = item.get("status")
+    if (
+        type(item.get("target_id")) is str
+        and (status is None or status in _STATUS_VALUES)
+        and all(item.get(k) is None or type(item.get(k)) is str for k in _TEXT_IDENTITY)
+        and (item.get("adhoc") is None or type(item.get("adhoc")) is bool)
+    ):
+        out = {k: v for k, v in item.items() if k not in IDENTITY}
+        for name in IDENTITY:
+            value = item.get(name)
+            if name == "status" and value is None:
+                value = ItemStatus.ACTIVE.value
+            if value is not None:
+                out[name] = value
+        return out
+    return DirectoryItem.from_flat(item).flat()
+
+
 class DirectoryChange(BaseModel):
     """A change to a committed record's status or fields (an edit made in the app, an
     app record kept or archived)."""

@@ -16,12 +16,17 @@ import json
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Mapping
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Final
 
+import orjson
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
+from aws_lambda_powertools.shared.functions import is_pydantic, pydantic_to_dict
+from aws_lambda_powertools.shared.json_encoder import Encoder
 
 import rostersync
 from rostersync.api.auth import AuthError, Principal, authorize, claims_of, is_public
@@ -54,9 +59,39 @@ SECURITY_SCHEME: Final = "tenantToken"
 #: Request bodies the routes take ("" : no Content-Type, which Powertools reads as JSON).
 ACCEPTED_MEDIA_TYPES: Final = frozenset({"", "application/json", "text/csv", "text/plain"})
 
+
+class FairLock:
+    """A lock taken in the order it was asked for. ``threading.Lock`` lets whichever
+    waiting thread the scheduler wakes first take it: under 20 clients a request could
+    wait behind many later ones (p99 four times the median); in turn, each waits for
+    those before it only."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._waiting: deque[threading.Event] = deque()
+        self._held = False
+
+    def __enter__(self) -> FairLock:
+        with self._guard:
+            if not self._held:
+                self._held = True
+                return self
+            turn = threading.Event()
+            self._waiting.append(turn)
+        turn.wait()  # handed over by the holder before it
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        with self._guard:
+            if self._waiting:
+                self._waiting.popleft().set()  # still held: now by the next in turn
+            else:
+                self._held = False
+
+
 # Powertools keeps the current event on the router class, shared by every resolver in the
 # process: one request at a time goes through any resolver (on Lambda there is only one).
-_RESOLVE_LOCK = threading.Lock()
+_RESOLVE_LOCK = FairLock()
 
 
 def _error_location(exc: BaseException) -> list[str]:
@@ -90,12 +125,31 @@ def _proxy_response(
     }
 
 
+def _encodable(value: Any) -> Any:
+    """What ``orjson`` does not encode itself, as Powertools' own encoder turns it."""
+    if isinstance(value, Decimal):
+        return None if value.is_nan() else str(value)
+    if is_pydantic(value):
+        return pydantic_to_dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def serialize_body(value: Any) -> str:
+    """A response body's JSON, by ``orjson`` (the standard library's encoder was a sixth
+    of a directory page's time); anything it refuses (an integer beyond 64 bits) by
+    Powertools' own encoder."""
+    try:
+        return orjson.dumps(value, default=_encodable, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(value, separators=(",", ":"), cls=Encoder)
+
+
 class AdminApi:
     """The resolver with every route, bound to one set of services."""
 
     def __init__(self, services: ApiServices) -> None:
         self.services = services
-        resolver = APIGatewayRestResolver(enable_validation=True)
+        resolver = APIGatewayRestResolver(enable_validation=True, serializer=serialize_body)
         resolver.configure_openapi(
             title=TITLE,
             version=rostersync.__version__,

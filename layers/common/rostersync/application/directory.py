@@ -133,10 +133,10 @@ def search_directory(
             equals["status"] = [status]
         if source_system:
             equals["source_system"] = [source_system]
-        found, total = deps.directory.select(
+        found, total = deps.directory.select_flat(
             tenant, kind.value, equals, {"status": ItemStatus.ACTIVE.value}, offset, limit
         )
-        return _page(kind, offset, limit, total, [item.flat() for item in found])
+        return _page(kind, offset, limit, total, found)
     for item in deps.directory.iter_entity(tenant, kind.value):
         if wanted_roles and item.fields.get("role") not in wanted_roles:
             continue

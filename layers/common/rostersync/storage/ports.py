@@ -143,6 +143,19 @@ class DirectoryPort(Protocol):
         one an item lacks), in target-id order, and how many items match in all."""
         ...
 
+    def select_flat(
+        self,
+        tenant: str,
+        entity: str,
+        equals: Mapping[str, Sequence[str]],
+        defaults: Mapping[str, str],
+        offset: int,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """``select``'s page as the items' flat shapes (``DirectoryItem.flat``), built
+        without the model (what the directory's API pages answer with)."""
+        ...
+
     def set_fields(self, tenant: str, entity: str, target_id: str, change: DirectoryChange) -> None:
         """Apply ``change`` to an existing item (KeyError if there is none)."""
         ...

@@ -16,7 +16,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from rostersync.errors import RunNotFound
-from rostersync.records import DirectoryChange, DirectoryItem, RunRecord, RunUpdate
+from rostersync.records import DirectoryChange, DirectoryItem, RunRecord, RunUpdate, stored_flat
 from rostersync.storage.keys import check_run_id, check_tenant
 from rostersync.storage.objects import AWS_ERRORS, translate_aws_error
 
@@ -259,7 +259,31 @@ class DirectoryRepository(_TableBase):
         limit: int,
     ) -> tuple[list[DirectoryItem], int]:
         """Filtered as the partition is read (one query, paged lazily by DynamoDB)."""
-        items: list[DirectoryItem] = []
+        rows, total = self._selected(tenant, entity, equals, defaults, offset, limit)
+        return [DirectoryItem.from_flat(item) for item in rows], total
+
+    def select_flat(
+        self,
+        tenant: str,
+        entity: str,
+        equals: Mapping[str, Sequence[str]],
+        defaults: Mapping[str, str],
+        offset: int,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], int]:
+        rows, total = self._selected(tenant, entity, equals, defaults, offset, limit)
+        return [stored_flat(item) for item in rows], total
+
+    def _selected(
+        self,
+        tenant: str,
+        entity: str,
+        equals: Mapping[str, Sequence[str]],
+        defaults: Mapping[str, str],
+        offset: int,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], int]:
+        items: list[dict[str, Any]] = []
         total = 0
         partition = entity_partition(tenant, entity)
         for item in self._query_all(KeyConditionExpression=Key("pk").eq(partition)):
@@ -268,7 +292,7 @@ class DirectoryRepository(_TableBase):
                 for name, values in equals.items()
             ):
                 if offset <= total < offset + limit:
-                    items.append(DirectoryItem.from_flat(item))
+                    items.append(item)
                 total += 1
         return items, total
 

@@ -8,7 +8,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from rostersync.errors import RunNotFound
-from rostersync.records import DirectoryChange, DirectoryItem, ItemStatus, RunRecord, RunUpdate
+from rostersync.records import (
+    DirectoryChange,
+    DirectoryItem,
+    ItemStatus,
+    RunRecord,
+    RunUpdate,
+    stored_flat,
+)
 from rostersync.storage.keys import check_run_id, check_tenant
 from rostersync.storage.local.database import Database, ItemTable, encode
 from rostersync.storage.tables import entity_partition
@@ -108,6 +115,20 @@ class LocalDirectoryRepository(_LocalTable):
             entity_partition(tenant, entity), equals, defaults, offset, limit
         )
         return [DirectoryItem.from_flat(row) for row in rows], total
+
+    def select_flat(
+        self,
+        tenant: str,
+        entity: str,
+        equals: Mapping[str, Sequence[str]],
+        defaults: Mapping[str, str],
+        offset: int,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], int]:
+        rows, total = self.items.select(
+            entity_partition(tenant, entity), equals, defaults, offset, limit
+        )
+        return [stored_flat(row) for row in rows], total
 
     def set_fields(self, tenant: str, entity: str, target_id: str, change: DirectoryChange) -> None:
         attributes = change.attributes()
