@@ -17,6 +17,7 @@ from rostersync.local.runtime import LocalCloud
 from rostersync.local.session import run_sync
 from rostersync.models import ENTITY_ORDER
 from rostersync.pipeline.deps import Deps, build_deps
+from rostersync.storage import keys
 
 
 def committed_days(
@@ -80,6 +81,18 @@ VOLATILE = frozenset({"run_id", "linked_at"})
 
 def _stable(item: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in item.items() if k not in VOLATILE}
+
+
+def change_sets(deps: Deps, tenant: str, run_id: str) -> dict[str, list[dict[str, Any]]]:
+    """A run's change files per entity, sorted, without the fields that name the run or
+    the moment: two syncs of the same days compare equal."""
+    return {
+        e.value: sorted(
+            (_stable(a) for a in deps.store.iter_jsonl(keys.changes_key(tenant, run_id, e))),
+            key=lambda a: (str(a["action"]), str(a["source_id"])),
+        )
+        for e in ENTITY_ORDER
+    }
 
 
 def directory_and_links(deps: Deps, tenant: str) -> dict[str, Any]:

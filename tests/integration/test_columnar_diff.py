@@ -9,32 +9,15 @@ from typing import Any
 
 import pytest
 
-from rostersync.models import ENTITY_ORDER
-from rostersync.pipeline.deps import Deps
 from rostersync.storage import keys
-from tests.integration.days import committed_days, three_days
+from tests.integration.days import change_sets, committed_days, three_days
 
 TENANT = "district"
-#: Fields that name the run or the moment, not the change.
-VOLATILE = {"run_id", "linked_at"}
 
 
 @pytest.fixture(scope="module")
 def days(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return three_days(tmp_path_factory.mktemp("district"))
-
-
-def _changes(deps: Deps, run_id: str) -> dict[str, list[dict[str, Any]]]:
-    return {
-        e.value: sorted(
-            (
-                {k: v for k, v in a.items() if k not in VOLATILE}
-                for a in deps.store.iter_jsonl(keys.changes_key(TENANT, run_id, e))
-            ),
-            key=lambda a: (str(a["action"]), str(a["source_id"])),
-        )
-        for e in ENTITY_ORDER
-    }
 
 
 def _syncs(state: Path, days: list[Path]) -> list[dict[str, Any]]:
@@ -43,7 +26,7 @@ def _syncs(state: Path, days: list[Path]) -> list[dict[str, Any]]:
         summary = deps.store.get_json(keys.change_summary_key(TENANT, outcome.run_id))
         out.append(
             {
-                "changes": _changes(deps, outcome.run_id),
+                "changes": change_sets(deps, TENANT, outcome.run_id),
                 "counts": outcome.counts,
                 "unchanged": summary["unchanged"],
                 "compared": summary["compared"],

@@ -15,13 +15,16 @@ import pytest
 
 from rostersync.models import ENTITY_ORDER
 from rostersync.pipeline import commit as commit_module
-from rostersync.pipeline.deps import Deps
 from rostersync.pipeline.snapshot import iter_index_lines, snapshot_files
 from rostersync.storage import keys
-from tests.integration.days import committed_days, directory_and_links, three_days
+from tests.integration.days import (
+    change_sets,
+    committed_days,
+    directory_and_links,
+    three_days,
+)
 
 TENANT = "district"
-VOLATILE = {"run_id", "linked_at"}
 
 
 @pytest.fixture(scope="module")
@@ -32,19 +35,6 @@ def days(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     # baseline whose unchanged entities are still day 2's layers.
     shutil.copytree(root / "day2", root / "day4")
     return [*folders, root / "day4"]
-
-
-def _changes(deps: Deps, run_id: str) -> dict[str, list[dict[str, Any]]]:
-    return {
-        e.value: sorted(
-            (
-                {k: v for k, v in a.items() if k not in VOLATILE}
-                for a in deps.store.iter_jsonl(keys.changes_key(TENANT, run_id, e))
-            ),
-            key=lambda a: (str(a["action"]), str(a["source_id"])),
-        )
-        for e in ENTITY_ORDER
-    }
 
 
 def _syncs(state: Path, days: list[Path], *, moto: bool = False) -> dict[str, Any]:
@@ -62,7 +52,7 @@ def _syncs(state: Path, days: list[Path], *, moto: bool = False) -> dict[str, An
         out["days"].append(
             {
                 "compared": set(summary["compared"].values()),
-                "changes": _changes(deps, outcome.run_id),
+                "changes": change_sets(deps, TENANT, outcome.run_id),
                 "counts": outcome.counts,
                 "snapshots": snapshots,
             }
