@@ -540,9 +540,7 @@ def _write_layered(
     under = sum(deps.store.size(index or "") or 0 for _, index in base)
     top = keys.state_part_keys(tenant, run_id, entity, f"{entity.value}-top")
     with deps.store.writer(top[0]) as snapshot, deps.store.writer(top[1]) as index:
-        shadowed = top_keys(deps.store, files)
-        above = {key: raw for key, raw in changes.items() if key in shadowed}
-        below = {key: raw for key, raw in changes.items() if key not in shadowed}
+        _, above, below = _by_layer(deps, files, changes)
         written = _apply_to_top(deps, tenant, run_id, entity, files, above, snapshot, index)
         if index.tell() + len(below) * 64 > under * LAYER_SHARE:
             written = -1  # too large a top (an index line is 64 bytes or more)
@@ -832,9 +830,7 @@ def _apply_flattened(
     less those the top layer holds (copied in runs, the changed ones applied), then the
     top's (the changed ones applied). The same lines, in the same order, as
     ``_apply_line_by_line`` of it."""
-    shadowed = top_keys(deps.store, files)
-    below = {key: raw for key, raw in changes.items() if key not in shadowed}
-    above = {key: raw for key, raw in changes.items() if key in shadowed}
+    shadowed, above, below = _by_layer(deps, files, changes)
     written = _apply_in_runs(
         deps,
         tenant,
@@ -848,6 +844,17 @@ def _apply_flattened(
         masked=shadowed,
     )
     return written + _apply_to_top(deps, tenant, run_id, entity, files, above, snapshot, index)
+
+
+def _by_layer(
+    deps: Deps, files: SnapshotFiles, changes: _Changes
+) -> tuple[set[Any], _Changes, _Changes]:
+    """The keys a layered baseline's top holds, the changes to its lines, and the
+    changes to the earlier parts' lines."""
+    shadowed = top_keys(deps.store, files)
+    above = {key: raw for key, raw in changes.items() if key in shadowed}
+    below = {key: raw for key, raw in changes.items() if key not in shadowed}
+    return shadowed, above, below
 
 
 def _apply_to_top(

@@ -42,7 +42,7 @@ from rostersync.pipeline.columnar import (
     sql_path,
 )
 from rostersync.pipeline.match_decisions import new_target_prefix
-from rostersync.pipeline.snapshot import layered_sql, local_files, snapshot_files
+from rostersync.pipeline.snapshot import BODY_KEY, layered_sql, local_files, snapshot_files
 from rostersync.storage import keys
 from rostersync.storage.ports import ObjectStorePort
 
@@ -307,8 +307,6 @@ WHERE NOT EXISTS (SELECT 1 FROM m_{e} AS n WHERE n.r IS NOT NULL AND n.i = gone.
 
 _LAST_SYSTEM = "SELECT s FROM m_{e} WHERE r IS NOT NULL ORDER BY r DESC LIMIT 1"
 
-_BODY_KEY = ("source_system", "source_id")
-
 
 def _snapshot_lines(paths: Sequence[Path]) -> str:
     return f"""SELECT source_system, source_id, target_id, record
@@ -558,7 +556,7 @@ class IdTables:
             paths = None if files is None else local_files(self.store, files.bodies, stack)
             if not paths:
                 return []
-            lines = layered_sql(_snapshot_lines, paths, files.top if files else 0, _BODY_KEY)
+            lines = layered_sql(_snapshot_lines, paths, files.top if files else 0, BODY_KEY)
             sql = _SNAPSHOT.format(lines=lines)
             rows = self.con.execute(sql, {"ids": sorted(source_ids)}).fetchall()
         return [

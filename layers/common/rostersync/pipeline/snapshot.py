@@ -39,6 +39,8 @@ from rostersync.storage.ports import ObjectStorePort
 
 ACTIVE = "active"
 ARCHIVED = "archived"
+#: The fields of a snapshot line that are its key (for ``layered_sql`` over its bodies).
+BODY_KEY = ("source_system", "source_id")
 
 
 def content_hash(record: dict[str, Any]) -> str:

@@ -64,6 +64,7 @@ from rostersync.pipeline.report import build_report
 from rostersync.pipeline.snapshot import (
     ACTIVE,
     ARCHIVED,
+    BODY_KEY,
     BaselineEntry,
     content_hash,
     iter_snapshot,
@@ -449,7 +450,7 @@ class EntityStager:
                 for table, ids in (("wanted_users", users), ("wanted_classes", classes)):
                     if ids:
                         con.execute(f"INSERT INTO {table} SELECT unnest(?::VARCHAR[])", [list(ids)])
-                lines = layered_sql(_cascade_lines, paths, files.top if files else 0, _BODY_KEY)
+                lines = layered_sql(_cascade_lines, paths, files.top if files else 0, BODY_KEY)
                 found = con.execute(_CASCADE.format(lines=lines)).fetchall()
             except duckdb.Error:
                 found = None
@@ -570,9 +571,6 @@ class EntityStager:
         self.lines_written = change_lines.lines
         keep_lines(self.store, self.changes_key, self.lines_key, change_lines)
         return result
-
-
-_BODY_KEY = ("source_system", "source_id")
 
 
 def _cascade_lines(paths: Sequence[Path]) -> str:

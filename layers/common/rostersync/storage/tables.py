@@ -259,22 +259,10 @@ class DirectoryRepository(_TableBase):
         limit: int,
     ) -> tuple[list[DirectoryItem], int]:
         """Filtered as the partition is read (one query, paged lazily by DynamoDB)."""
-        rows, total = self._selected(tenant, entity, equals, defaults, offset, limit)
+        rows, total = self.select_flat(tenant, entity, equals, defaults, offset, limit)
         return [DirectoryItem.from_flat(item) for item in rows], total
 
     def select_flat(
-        self,
-        tenant: str,
-        entity: str,
-        equals: Mapping[str, Sequence[str]],
-        defaults: Mapping[str, str],
-        offset: int,
-        limit: int,
-    ) -> tuple[list[dict[str, Any]], int]:
-        rows, total = self._selected(tenant, entity, equals, defaults, offset, limit)
-        return [stored_flat(item) for item in rows], total
-
-    def _selected(
         self,
         tenant: str,
         entity: str,
@@ -292,7 +280,7 @@ class DirectoryRepository(_TableBase):
                 for name, values in equals.items()
             ):
                 if offset <= total < offset + limit:
-                    items.append(item)
+                    items.append(stored_flat(item))
                 total += 1
         return items, total
 

@@ -111,9 +111,7 @@ class LocalDirectoryRepository(_LocalTable):
         offset: int,
         limit: int,
     ) -> tuple[list[DirectoryItem], int]:
-        rows, total = self.items.select(
-            entity_partition(tenant, entity), equals, defaults, offset, limit
-        )
+        rows, total = self.select_flat(tenant, entity, equals, defaults, offset, limit)
         return [DirectoryItem.from_flat(row) for row in rows], total
 
     def select_flat(
